@@ -1,0 +1,106 @@
+# stallmesh: plain GNU make, pkg-config for every dependency (STYLE 15).
+#
+#   make            build/stallmesh and build/libstallmesh.a
+#   make run        install missing packages, build, start a node (see README)
+#   make test       install missing packages, unit tests, the same under ASan+UBSan
+#   make bench      benchmarks (prints figures and how they were measured)
+#   make fuzz       libFuzzer target for the entry decoder (clang)
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   ?= build
+
+PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -Isrc $(PKG_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_BUILD  := $(BUILD)/san
+
+CLI_SRCS := src/main.c $(wildcard src/cli_*.c)
+LIB_SRCS := $(filter-out $(CLI_SRCS),$(wildcard src/*.c))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+CLI_OBJS := $(CLI_SRCS:src/%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TESTS     := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+SAN_LIB_OBJS := $(LIB_SRCS:src/%.c=$(SAN_BUILD)/obj/%.o)
+SAN_TESTS := $(TEST_SRCS:tests/unit/%.c=$(SAN_BUILD)/tests/%)
+TEST_SUPPORT := $(wildcard tests/unit/support/*.c)
+BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
+BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps run test unit unit-san integration bench fuzz install clean
+all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
+
+deps:
+	@sh deploy/deps.sh
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/libstallmesh.a: $(LIB_OBJS)
+	ar rcs $@ $^
+$(BUILD)/stallmesh: $(CLI_OBJS) $(BUILD)/libstallmesh.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libstallmesh.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libstallmesh.a | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
+
+$(SAN_BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(SAN_BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
+$(SAN_BUILD)/libstallmesh.a: $(SAN_LIB_OBJS)
+	ar rcs $@ $^
+$(SAN_BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a | $(SAN_BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -o $@ $< $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstallmesh.a | $(BUILD)/bench
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
+	mkdir -p $@
+
+# Each unit test binary runs on its own; a failure stops the run.
+unit: $(TESTS)
+	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+
+unit-san: $(SAN_TESTS)
+	@set -e; for t in $(SAN_TESTS); do echo "== $$t (asan+ubsan)"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+integration: all
+	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; sh $$t $(BUILD)/stallmesh; done
+
+test: deps
+	@$(MAKE) --no-print-directory all unit unit-san integration
+	@echo "make test: all suites passed"
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BENCHES)
+	@set -e; for b in $(BENCHES); do $$b; done
+
+FUZZ_CC ?= clang
+fuzz: $(BUILD)/fuzz_entry
+$(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) | $(BUILD)/obj
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
+	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(LDLIBS)
+	@echo "run: $@ tests/fuzz/corpus -max_total_time=60"
+
+run: deps all
+	@sh deploy/run.sh $(BUILD)/stallmesh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/stallmesh
+	install -m 0755 $(BUILD)/stallmesh $(DESTDIR)$(PREFIX)/bin/stallmesh
+	install -m 0644 $(BUILD)/libstallmesh.a $(DESTDIR)$(PREFIX)/lib/libstallmesh.a
+	install -m 0644 include/stallmesh/*.h $(DESTDIR)$(PREFIX)/include/stallmesh/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,62 @@
+/*  stallmesh error codes.
+
+    Every fallible function of the library returns 0 on success or one of
+    the negative SM_E* codes below; constructors return NULL and, where they
+    take an `int *err`, store the code there.  sm_strerror() gives a sentence
+    fit to show a user.  Codes are stable: they appear in logs, in the JSON
+    API's error bodies (by name, see sm_errname) and in tests.                */
+#ifndef STALLMESH_ERROR_H
+#define STALLMESH_ERROR_H
+
+#define SM_ERRORS(X)                                                          \
+    X(SM_EINVAL,      -1,  "invalid",        "invalid argument")              \
+    X(SM_ENOMEM,      -2,  "no_memory",      "out of memory")                 \
+    X(SM_EIO,         -3,  "io",             "input/output error")            \
+    X(SM_ENOSPC,      -4,  "disk_full",      "the store is full (disk or map size); nothing was written") \
+    X(SM_ENOTFOUND,   -5,  "not_found",      "not found")                     \
+    X(SM_EEXIST,      -6,  "exists",         "already exists")                \
+    X(SM_ETRUNC,      -10, "truncated",      "message ends before its declared length") \
+    X(SM_ETOOBIG,     -11, "too_big",        "larger than the limit allows")  \
+    X(SM_EMALFORMED,  -12, "malformed",      "not a well-formed message")     \
+    X(SM_ENONCANON,   -13, "non_canonical",  "not in canonical encoding")     \
+    X(SM_EVERSION,    -14, "bad_version",    "unsupported format version")    \
+    X(SM_EKIND,       -15, "unknown_kind",   "unknown entry kind")            \
+    X(SM_EBODY,       -16, "bad_body",       "entry body fails validation")   \
+    X(SM_EQTY,        -17, "bad_quantity",   "quantity must be a positive whole number within the limit") \
+    X(SM_EMONEY,      -18, "bad_money",      "money must be whole minor units (0 or more) with a 3-letter currency code") \
+    X(SM_ESIG,        -20, "bad_signature",  "signature does not verify")     \
+    X(SM_ELINK,       -21, "bad_link",       "entry does not link to the previous one") \
+    X(SM_EGAP,        -22, "gap",            "entries are missing before this one") \
+    X(SM_EMARKET,     -23, "foreign_market", "entry belongs to another market") \
+    X(SM_ENOTMEMBER,  -24, "not_member",     "origin is not an admitted member of this market") \
+    X(SM_EREVOKED,    -25, "revoked",        "origin was revoked from this market") \
+    X(SM_EFORK,       -26, "fork",           "origin forked its log (equivocation); its later entries are quarantined") \
+    X(SM_EFUTURE,     -27, "future",         "entry timestamp is too far in the future") \
+    X(SM_EORIGIN,     -28, "bad_origin",     "run mixes origins or is not contiguous") \
+    X(SM_ENOSTOCK,    -30, "insufficient_stock", "not enough units at this location") \
+    X(SM_ENOSKU,      -31, "unknown_sku",    "no item with that sku")         \
+    X(SM_ENOSALE,     -32, "unknown_sale",   "no such sale at this stall")    \
+    X(SM_EOVERRETURN, -33, "over_return",    "more returned than was sold")   \
+    X(SM_ENOHOLD,     -34, "unknown_hold",   "no such active hold")           \
+    X(SM_EDROP,       -35, "drop_not_started", "the drop has not started yet") \
+    X(SM_ENOTORG,     -36, "not_organiser",  "only the market's organiser may do this") \
+    X(SM_ENOMARKET,   -37, "no_market",      "this node has no market yet: run 'stallmesh market create' or 'stallmesh join'") \
+    X(SM_ENOIDENT,    -38, "no_identity",    "no identity in the data directory: run 'stallmesh init'") \
+    X(SM_ETOKEN,      -39, "bad_token",      "join token is damaged, tampered with or for another node") \
+    X(SM_ECORRUPT,    -40, "corrupt",        "stored data is corrupt; run 'stallmesh verify'") \
+    X(SM_EBUSY,       -41, "busy",           "resource busy")                 \
+    X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state")
+
+enum {
+#define SM__ERR_ENUM(sym, val, name, text) sym = val,
+    SM_ERRORS(SM__ERR_ENUM)
+#undef SM__ERR_ENUM
+};
+
+/*  A sentence describing `err` (0 gives "ok").  Returns a static string.     */
+const char *sm_strerror(int err);
+
+/*  A short snake_case code for `err`, as used in JSON error bodies.          */
+const char *sm_errname(int err);
+
+#endif

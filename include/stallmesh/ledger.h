@@ -1,0 +1,155 @@
+/*  The ledger: a node's signed operation logs and the state derived from
+    them, in one LMDB environment (DESIGN §3-§5).
+
+    Appending an entry (local) or ingesting a run (from a peer) writes the log
+    and updates the materialized state in the same write transaction.  A
+    batch (sm_ledger_begin .. sm_ledger_commit) groups many appends and
+    ingests into one durable commit: group commit.  Outside a batch each call
+    commits on its own.  Validation happens before any write, so a refused
+    entry leaves the store exactly as it was; an I/O failure (disk full)
+    aborts the whole batch and reports SM_ENOSPC / SM_EIO.
+
+    The ledger is deterministic: it reads no clock and draws no randomness.
+    Time comes in as `now_ms` (unix milliseconds).
+
+    State rules (DESIGN §4), enforced here:
+    - stock is a bounded counter per (sku, location); a node decrements or
+      moves out only units it holds, so a local append that would take a
+      location below zero is refused with SM_ENOSTOCK;
+    - an ingested entry that would take its origin's location below zero
+      (because the moves into it have not arrived yet) waits, stored in the
+      log, and is applied as soon as they do: application per origin is in
+      seq order and causally safe, and the state after all entries is the
+      same in any delivery order;
+    - returns and releases refer to the same origin's sales and holds;
+    - only the organiser writes the roster; entries of origins that are not
+      admitted are refused (SM_ENOTMEMBER) and fetched again later; a revoke
+      voids its target's entries above `upto_seq`; an equivocation stores
+      both entries as evidence and voids the origin from the fork on.
+
+    Thread safety: one sm_ledger may be used by one writer thread and any
+    number of reader threads (reads use their own LMDB read transactions).   */
+#ifndef STALLMESH_LEDGER_H
+#define STALLMESH_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/identity.h"
+
+typedef struct sm_ledger sm_ledger;
+
+typedef struct {
+    uint64_t map_bytes;        /* LMDB map size; 0 = SM_MAP_BYTES_DEFAULT */
+    bool read_only;
+    bool no_sync;              /* tests and simulator only: commits skip fsync */
+} sm_ledger_opts;
+
+typedef struct {
+    sm_id market;              /* the organiser's key */
+    char name[SM_NAME_BYTES_MAX + 1];
+    char currency[4];
+    uint32_t endpoint_count;   /* organiser endpoints from the join token */
+    char endpoints[SM_ENDPOINTS_MAX][SM_ENDPOINT_BYTES_MAX + 1];
+} sm_market;
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;              /* log head: entries 1..seq are stored */
+    sm_hash link;              /* link hash of entry `seq` (zero if seq = 0) */
+    uint64_t applied;          /* entries 1..applied are in the state */
+    uint64_t cap;              /* entries above cap are void (revoke, fork) */
+} sm_head;
+
+typedef struct {
+    size_t accepted;           /* entries newly stored */
+    size_t duplicates;         /* entries already stored, identical */
+    size_t applied;            /* entries newly applied (may include waiting ones) */
+    int err;                   /* first refusal, 0 if none */
+    uint64_t err_seq;          /* the seq it concerns */
+} sm_ingest_result;
+
+typedef struct {
+    int64_t added, moved_in, moved_out, sold, returned, written_off, held;
+    int64_t units;             /* added+moved_in+returned-moved_out-sold-written_off-held */
+    uint64_t drop_starts_ms;   /* latest drop start at this location; 0 = none */
+} sm_units;
+
+/* Open (creating if absent) the ledger in directory `dir`. */
+sm_ledger *sm_ledger_open(const char *dir, const sm_ledger_opts *opts, int *err);
+/* Close; safe with NULL and twice.  An open batch is aborted. */
+void sm_ledger_destroy(sm_ledger **self_p);
+
+/*  Set the identity used to sign local appends (copied).  Without one,
+    appends return SM_ENOIDENT.                                               */
+void sm_ledger_set_identity(sm_ledger *self, const sm_identity *id);
+
+/*  The market this node belongs to; SM_ENOMARKET if none yet.                */
+int sm_ledger_market(sm_ledger *self, sm_market *out);
+
+/*  Make this node the organiser of a new market (market id = its key) and
+    append the roster.admit of itself.  SM_EEXIST if it has a market.         */
+int sm_ledger_create_market(sm_ledger *self, const char *name,
+                            const char *currency, uint64_t now_ms);
+
+/*  Record membership of a market from a verified join token: the market,
+    and the organiser's admit entry for this node (kept until the
+    organiser's log arrives).  SM_EEXIST if already in a market.              */
+int sm_ledger_join(sm_ledger *self, const sm_market *market,
+                   const sm_signed *admit);
+
+/* Group commit. */
+int sm_ledger_begin(sm_ledger *self);
+int sm_ledger_commit(sm_ledger *self);      /* durable on return 0 */
+void sm_ledger_abort(sm_ledger *self);
+
+/*  Append a local entry with `body`: assigns seq, prev and hlc, signs it,
+    checks it against the state (SM_ENOSTOCK, SM_ENOSKU, SM_ENOSALE,
+    SM_EOVERRETURN, SM_ENOHOLD, SM_EDROP, SM_ENOTORG ...), stores and
+    applies it.  *seq_out (may be NULL) gets its seq.  A sale whose
+    external_id this node has used before is not appended again: returns
+    SM_EEXIST with *seq_out set to the first sale's seq.                      */
+int sm_ledger_append(sm_ledger *self, const sm_body *body, uint64_t now_ms,
+                     uint64_t *seq_out);
+
+/*  Ingest a contiguous run of one origin's entries, oldest first (from a
+    peer).  Checks market, membership, links, gaps and the newest entry's
+    signature once; duplicates are no-ops; a different entry at a stored seq
+    is an equivocation (evidence kept, origin stopped, SM_EFORK).  Entries
+    before the first refused one are kept.  Returns 0 or the first refusal
+    (also in res->err).                                                       */
+int sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
+                     uint64_t now_ms, sm_ingest_result *res);
+
+/*  The log head of one origin (zeroes and seq 0 if unknown).                 */
+int sm_ledger_head(sm_ledger *self, const sm_id *origin, sm_head *out);
+
+/*  All heads, sorted by origin; `cb` returns non-zero to stop.               */
+typedef int (*sm_head_fn)(const sm_head *head, void *arg);
+int sm_ledger_heads(sm_ledger *self, sm_head_fn cb, void *arg);
+
+/*  Read an origin's log from seq `from`, at most `max` entries, calling `cb`
+    with each (bytes borrowed for the call).  `cb` returns non-zero to stop.  */
+typedef int (*sm_entry_fn)(const sm_signed *entry, uint64_t seq, void *arg);
+int sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from,
+                   size_t max, sm_entry_fn cb, void *arg);
+
+/*  Units of sku at one location.  SM_ENOTFOUND if never stocked there.       */
+int sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
+                    sm_units *out);
+
+/*  A BLAKE2b-256 digest of the canonical materialized state (catalog,
+    stock, sales, returns, holds, roster, applied heads): equal on two nodes
+    that applied the same entries, in any order.                              */
+int sm_ledger_digest(sm_ledger *self, sm_hash *out);
+
+/*  Rebuild the state from the log (drops and re-applies everything).        */
+int sm_ledger_reindex(sm_ledger *self);
+
+/*  Re-check every stored chain and every signature.  Returns 0, or the first
+    failure with *bad_origin / *bad_seq naming the entry.                     */
+int sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
+                     uint64_t *checked);
+
+#endif
