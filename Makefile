@@ -52,17 +52,17 @@ $(BUILD)/stallmesh: $(CLI_OBJS) $(BUILD)/libstallmesh.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libstallmesh.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libstallmesh.a | $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
 
 $(SAN_BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(SAN_BUILD)/obj
 	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
 $(SAN_BUILD)/libstallmesh.a: $(SAN_LIB_OBJS)
 	ar rcs $@ $^
 $(SAN_BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a | $(SAN_BUILD)/tests
-	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -o $@ $< $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstallmesh.a | $(BUILD)/bench
-	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
 	mkdir -p $@

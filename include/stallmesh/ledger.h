@@ -139,6 +139,31 @@ int sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from,
 int sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
                     sm_units *out);
 
+/*  Every (sku, location) stock record in key order (sku, then location).
+    `cb` returns non-zero to stop.  One read transaction: a consistent view. */
+typedef int (*sm_stock_fn)(const char *sku, const sm_id *location,
+                           const sm_units *units, void *arg);
+int sm_ledger_stock_each(sm_ledger *self, sm_stock_fn cb, void *arg);
+
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1];
+    char name[SM_NAME_BYTES_MAX + 1];
+    int64_t price;             /* minor units */
+    char currency[4];
+    uint64_t hlc;              /* of the winning write */
+    sm_id origin;              /* its author */
+} sm_item;
+
+/*  One catalog item (SM_ENOTFOUND if none), and all of them in sku order.   */
+int sm_ledger_item(sm_ledger *self, const char *sku, sm_item *out);
+typedef int (*sm_item_fn)(const sm_item *item, void *arg);
+int sm_ledger_items_each(sm_ledger *self, sm_item_fn cb, void *arg);
+
+/*  Fork evidence: each (origin, seq) where two validly linked entries
+    differ.  `cb` returns non-zero to stop.                                   */
+typedef int (*sm_fork_fn)(const sm_id *origin, uint64_t seq, void *arg);
+int sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg);
+
 /*  A BLAKE2b-256 digest of the canonical materialized state (catalog,
     stock, sales, returns, holds, roster, applied heads): equal on two nodes
     that applied the same entries, in any order.                              */

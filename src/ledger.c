@@ -1,0 +1,1353 @@
+/*  The ledger: per-origin signed logs and the state derived from them.
+
+    Store layout (see store.h for the databases):
+      log    origin || be64 seq -> link(32) || sig(64) || entry bytes
+      heads  origin -> sm__head_rec: log head, applied prefix, fork, stall
+      meta   "market" -> sm_market, "hlc" -> u64, "join_admit" -> sig || entry
+
+    Log and state move together: every append and ingest writes the log,
+    the heads and the state in one write transaction.  Per origin, entries
+    are stored contiguously from seq 1 and applied in seq order; an entry
+    whose decrement is not yet covered (its origin received units by a move
+    that has not arrived) is stored and waits: `applied` < `seq` for that
+    origin, retried after every batch.  An entry that can never apply (a
+    hostile or broken origin) stalls its origin, identically on every node.
+
+    Caps: entries of a revoked origin above the revoke's upto_seq, and of a
+    forked origin from the fork on, are void.  When a cap falls below what
+    was applied, the state is rebuilt from the log (rare; O(log)).           */
+#include "stallmesh/ledger.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "stallmesh/error.h"
+#include "state.h"
+#include "store.h"
+
+#define SM__LOG_PREFIX_BYTES (SM_HASH_BYTES + SM_SIG_BYTES)
+
+static const char s_meta_market[] = "market";
+static const char s_meta_hlc[] = "hlc";
+static const char s_meta_join[] = "join_admit";
+
+struct sm_ledger {
+    sm_store *store;
+    sm_identity id;
+    bool has_id;
+    sm_txn *batch;             /* open group-commit batch, or NULL */
+    int batch_err;             /* an I/O error poisons the batch */
+    uint64_t hlc;              /* last HLC issued or merged */
+    sm_entry *scratch;         /* SM_RUN_ENTRIES_MAX decoded entries for ingest */
+    sm_hash *links;            /* their link hashes */
+};
+
+/* Errors after which the transaction may hold partial writes. */
+static bool
+s_fatal(int rc)
+{
+    return rc == SM_ENOSPC || rc == SM_EIO || rc == SM_ENOMEM
+        || rc == SM_ECORRUPT || rc == SM_EBUSY;
+}
+
+sm_ledger *
+sm_ledger_open(const char *dir, const sm_ledger_opts *opts, int *err)
+{
+    assert(dir && err);
+    sm_ledger_opts defaults = { 0 };
+    if (!opts)
+        opts = &defaults;
+    sm_ledger *self = calloc(1, sizeof *self);
+    if (!self) {
+        *err = SM_ENOMEM;
+        return NULL;
+    }
+    self->store = sm_store_open(dir, opts->map_bytes, opts->read_only,
+                                opts->no_sync, err);
+    if (!self->store) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+sm_ledger_destroy(sm_ledger **self_p)
+{
+    assert(self_p);
+    sm_ledger *self = *self_p;
+    if (!self)
+        return;
+    sm_txn_abort(&self->batch);
+    sm_store_destroy(&self->store);
+    sm_identity_wipe(&self->id);
+    free(self->scratch);
+    free(self->links);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+sm_ledger_set_identity(sm_ledger *self, const sm_identity *id)
+{
+    assert(self && id);
+    self->id = *id;
+    self->has_id = true;
+}
+
+/* ---- transactions --------------------------------------------------- */
+
+/*  The write transaction for one operation: the open batch, or a new one
+    that s_wend commits.                                                      */
+static int
+s_wbegin(sm_ledger *self, sm_txn **txn, bool *own)
+{
+    if (self->batch) {
+        if (self->batch_err)
+            return self->batch_err;
+        *txn = self->batch;
+        *own = false;
+        return 0;
+    }
+    int err = 0;
+    *txn = sm_txn_begin(self->store, true, &err);
+    *own = true;
+    return *txn ? 0 : err;
+}
+
+/*  End an operation.  `keep`: commit what it wrote even though rc != 0
+    (an ingest keeps the entries before the first refusal).                  */
+static int
+s_wend(sm_ledger *self, sm_txn **txn, bool own, int rc, bool keep)
+{
+    if (s_fatal(rc)) {
+        if (own)
+            sm_txn_abort(txn);
+        else
+            self->batch_err = rc;
+        return rc;
+    }
+    if (!own)
+        return rc;
+    if (rc == 0 || keep) {
+        int crc = sm_txn_commit(txn);
+        return crc ? crc : rc;
+    }
+    sm_txn_abort(txn);
+    return rc;
+}
+
+int
+sm_ledger_begin(sm_ledger *self)
+{
+    assert(self);
+    if (self->batch)
+        return SM_ESTATE;
+    int err = 0;
+    self->batch = sm_txn_begin(self->store, true, &err);
+    self->batch_err = 0;
+    return self->batch ? 0 : err;
+}
+
+int
+sm_ledger_commit(sm_ledger *self)
+{
+    assert(self);
+    if (!self->batch)
+        return SM_ESTATE;
+    if (self->batch_err) {
+        int rc = self->batch_err;
+        sm_txn_abort(&self->batch);
+        self->batch_err = 0;
+        return rc;
+    }
+    return sm_txn_commit(&self->batch);
+}
+
+void
+sm_ledger_abort(sm_ledger *self)
+{
+    assert(self);
+    sm_txn_abort(&self->batch);
+    self->batch_err = 0;
+}
+
+static sm_txn *
+s_rbegin(sm_ledger *self, int *err)
+{
+    return sm_txn_begin(self->store, false, err);
+}
+
+/* ---- records -------------------------------------------------------- */
+
+static int
+s_market_get(sm_txn *txn, sm_market *out)
+{
+    sm_val v;
+    int rc = sm_kv_get(txn, SM_DB_META, s_meta_market, strlen(s_meta_market), &v);
+    if (rc == SM_ENOTFOUND)
+        return SM_ENOMARKET;
+    if (rc != 0)
+        return rc;
+    if (v.len != sizeof *out)
+        return SM_ECORRUPT;
+    memcpy(out, v.data, sizeof *out);
+    return 0;
+}
+
+static int
+s_head_get(sm_txn *txn, const sm_id *origin, sm__head_rec *out)
+{
+    sm_val v;
+    memset(out, 0, sizeof *out);
+    int rc = sm_kv_get(txn, SM_DB_HEADS, origin->b, SM_KEY_BYTES, &v);
+    if (rc == SM_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (v.len != sizeof *out)
+        return SM_ECORRUPT;
+    memcpy(out, v.data, sizeof *out);
+    assert(out->applied <= out->seq);
+    return 0;
+}
+
+static int
+s_head_put(sm_txn *txn, const sm_id *origin, const sm__head_rec *h)
+{
+    assert(h->applied <= h->seq);
+    return sm_kv_put(txn, SM_DB_HEADS, origin->b, SM_KEY_BYTES, h, sizeof *h);
+}
+
+static int
+s_log_put(sm_txn *txn, const sm_id *origin, uint64_t seq, const sm_hash *link,
+          const uint8_t sig[SM_SIG_BYTES], const uint8_t *bytes, size_t len)
+{
+    uint8_t key[SM__OSKEY_BYTES];
+    uint8_t val[SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX];
+    assert(len <= SM_ENTRY_BYTES_MAX);
+    sm__oskey(key, origin, seq);
+    memcpy(val, link->b, SM_HASH_BYTES);
+    memcpy(val + SM_HASH_BYTES, sig, SM_SIG_BYTES);
+    memcpy(val + SM__LOG_PREFIX_BYTES, bytes, len);
+    return sm_kv_put(txn, SM_DB_LOG, key, sizeof key, val, SM__LOG_PREFIX_BYTES + len);
+}
+
+/*  A stored log value as a signed entry (bytes borrowed from the txn).      */
+static int
+s_log_parse(const sm_val *v, sm_signed *out, sm_hash *link)
+{
+    if (v->len <= SM__LOG_PREFIX_BYTES
+        || v->len > SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX)
+        return SM_ECORRUPT;
+    const uint8_t *p = v->data;
+    if (link)
+        memcpy(link->b, p, SM_HASH_BYTES);
+    memcpy(out->sig, p + SM_HASH_BYTES, SM_SIG_BYTES);
+    out->bytes = p + SM__LOG_PREFIX_BYTES;
+    out->len = v->len - SM__LOG_PREFIX_BYTES;
+    return 0;
+}
+
+static int
+s_log_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm_signed *out,
+          sm_hash *link)
+{
+    uint8_t key[SM__OSKEY_BYTES];
+    sm_val v;
+    sm__oskey(key, origin, seq);
+    int rc = sm_kv_get(txn, SM_DB_LOG, key, sizeof key, &v);
+    return rc ? rc : s_log_parse(&v, out, link);
+}
+
+static int
+s_hlc_load(sm_ledger *self, sm_txn *txn)
+{
+    sm_val v;
+    int rc = sm_kv_get(txn, SM_DB_META, s_meta_hlc, strlen(s_meta_hlc), &v);
+    if (rc == SM_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (v.len != 8)
+        return SM_ECORRUPT;
+    uint64_t stored;
+    memcpy(&stored, v.data, 8);
+    if (stored > self->hlc)
+        self->hlc = stored;
+    return 0;
+}
+
+static int
+s_hlc_store(sm_ledger *self, sm_txn *txn)
+{
+    return sm_kv_put(txn, SM_DB_META, s_meta_hlc, strlen(s_meta_hlc),
+                     &self->hlc, sizeof self->hlc);
+}
+
+/*  The seq above which an origin's entries are void (UINT64_MAX: none).     */
+static int
+s_cap(sm_txn *txn, const sm_id *origin, const sm__head_rec *h, uint64_t *cap)
+{
+    sm__origin_rec o;
+    *cap = UINT64_MAX;
+    int rc = sm__origin_get(txn, origin, &o);
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        return rc;
+    if (rc == 0 && o.status == SM__ORIGIN_REVOKED)
+        *cap = o.revoke_upto;
+    if (h->fork_seq && h->fork_seq - 1 < *cap)
+        *cap = h->fork_seq - 1;
+    return 0;
+}
+
+/* ---- applying ------------------------------------------------------- */
+
+/*  Apply origin's stored entries from applied+1 while they apply, up to its
+    cap.  Adds to *applied.  Stops quietly at a waiting entry; records a
+    permanent refusal in h->stalled.                                          */
+static int
+s_advance_origin(sm_txn *txn, const sm_id *market, const sm_id *origin,
+                 sm__head_rec *h, uint64_t cap, size_t *applied)
+{
+    uint64_t upto = h->seq < cap ? h->seq : cap;
+    if (h->applied >= upto || h->stalled)
+        return 0;
+    uint8_t start[SM__OSKEY_BYTES];
+    sm__oskey(start, origin, h->applied + 1);
+    int rc = 0;
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
+                                    start, sizeof start, &rc);
+    if (!cur)
+        return rc;
+    sm_entry *e = malloc(sizeof *e);
+    if (!e) {
+        sm_cursor_close(&cur);
+        return SM_ENOMEM;
+    }
+    while (h->applied < upto) {
+        sm_val k, v;
+        sm_signed s;
+        bool rebuild = false;
+        if ((rc = sm_cursor_next(cur, &k, &v)) != 0)
+            break;
+        if (k.len != SM__OSKEY_BYTES
+            || sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES) != h->applied + 1
+            || s_log_parse(&v, &s, NULL) != 0
+            || sm_entry_decode(s.bytes, s.len, e) != 0) {
+            rc = SM_ECORRUPT;
+            break;
+        }
+        rc = sm__state_apply(txn, market, e, 0, 0, &rebuild);
+        if (rc == SM_ENOSTOCK) {
+            rc = 0;                    /* waits for moves into its location */
+            break;
+        }
+        if (rc != 0 && !s_fatal(rc)) {
+            h->stalled = rc;           /* never applies: stop this origin */
+            rc = 0;
+            break;
+        }
+        if (rc != 0)
+            break;
+        h->applied++;
+        (*applied)++;
+    }
+    if (rc == SM_ENOTFOUND)
+        rc = SM_ECORRUPT;              /* the head promised more entries */
+    free(e);
+    sm_cursor_close(&cur);
+    return rc;
+}
+
+/*  Advance every origin until no more entries apply.  Termination: each
+    round that continues applied at least one entry, and entries are finite. */
+static int
+s_advance_all(sm_txn *txn, const sm_id *market, size_t *applied)
+{
+    sm_id *origins = malloc(SM_MEMBERS_MAX * sizeof *origins);
+    if (!origins)
+        return SM_ENOMEM;
+    int rc = 0;
+    for (;;) {
+        size_t n = 0, before = *applied;
+        sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
+        if (!cur)
+            break;
+        sm_val k, v;
+        while (n < SM_MEMBERS_MAX && (rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm__head_rec h;
+            if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
+                rc = SM_ECORRUPT;
+                break;
+            }
+            memcpy(&h, v.data, sizeof h);
+            if (h.applied < h.seq && !h.stalled)
+                memcpy(origins[n++].b, k.data, SM_KEY_BYTES);
+        }
+        sm_cursor_close(&cur);
+        if (rc == SM_ENOTFOUND || rc == 0)
+            rc = 0;
+        else
+            break;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            sm__head_rec h;
+            uint64_t cap, was;
+            if ((rc = s_head_get(txn, &origins[i], &h)) != 0
+                || (rc = s_cap(txn, &origins[i], &h, &cap)) != 0)
+                break;
+            was = h.applied;
+            int64_t stalled = h.stalled;
+            rc = s_advance_origin(txn, market, &origins[i], &h, cap, applied);
+            if (rc == 0 && (h.applied != was || h.stalled != stalled))
+                rc = s_head_put(txn, &origins[i], &h);
+        }
+        if (rc != 0 || *applied == before)
+            break;
+    }
+    free(origins);
+    return rc;
+}
+
+/*  Rebuild the whole state from the log inside `txn`: roster first (from
+    the organiser's stored log), then every origin up to its cap.            */
+static int
+s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
+{
+    static const sm_db state_dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
+                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof state_dbs / sizeof state_dbs[0]; i++)
+        if ((rc = sm_kv_clear(txn, state_dbs[i])) != 0)
+            return rc;
+
+    sm__head_rec oh;
+    if ((rc = s_head_get(txn, market, &oh)) != 0)
+        return rc;
+    uint64_t org_end = oh.fork_seq ? oh.fork_seq - 1 : oh.seq;
+    sm_entry *e = malloc(sizeof *e);
+    if (!e)
+        return SM_ENOMEM;
+    for (uint64_t seq = 1; seq <= org_end && rc == 0; seq++) {
+        sm_signed s;
+        bool ignored = false;
+        if ((rc = s_log_get(txn, market, seq, &s, NULL)) != 0)
+            break;
+        if (sm_entry_decode(s.bytes, s.len, e) != 0) {
+            rc = SM_ECORRUPT;
+            break;
+        }
+        if (e->body.kind == SM_KIND_ROSTER_ADMIT || e->body.kind == SM_KIND_ROSTER_REVOKE) {
+            rc = sm__roster_apply(txn, market, e, &ignored);
+            if (rc != 0 && !s_fatal(rc))
+                rc = SM_ECORRUPT;      /* it was accepted when stored */
+        }
+    }
+    free(e);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ECORRUPT : rc;
+
+    /* Reset every origin's applied prefix. */
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
+    if (!cur)
+        return rc;
+    sm_id *origins = malloc(SM_MEMBERS_MAX * sizeof *origins);
+    size_t n = 0;
+    sm_val k, v;
+    while (origins && n < SM_MEMBERS_MAX && (rc = sm_cursor_next(cur, &k, &v)) == 0)
+        memcpy(origins[n++].b, k.data, SM_KEY_BYTES);
+    sm_cursor_close(&cur);
+    if (!origins)
+        return SM_ENOMEM;
+    rc = rc == SM_ENOTFOUND ? 0 : rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        sm__head_rec h;
+        if ((rc = s_head_get(txn, &origins[i], &h)) != 0)
+            break;
+        h.applied = 0;
+        h.stalled = 0;
+        rc = s_head_put(txn, &origins[i], &h);
+    }
+    free(origins);
+    return rc ? rc : s_advance_all(txn, market, applied);
+}
+
+static int s_append(sm_ledger *self, sm_txn *txn, const sm_body *body,
+                    uint64_t now_ms, uint64_t *seq_out);
+
+/* ---- market --------------------------------------------------------- */
+
+int
+sm_ledger_market(sm_ledger *self, sm_market *out)
+{
+    assert(self && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    rc = s_market_get(txn, out);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+static int
+s_market_put(sm_txn *txn, const sm_market *m)
+{
+    sm_market rec;
+    memset(&rec, 0, sizeof rec);
+    rec.market = m->market;
+    sm__strfill(rec.name, sizeof rec.name, m->name);
+    sm__strfill(rec.currency, sizeof rec.currency, m->currency);
+    rec.endpoint_count = m->endpoint_count;
+    for (uint32_t i = 0; i < m->endpoint_count && i < SM_ENDPOINTS_MAX; i++)
+        sm__strfill(rec.endpoints[i], sizeof rec.endpoints[i], m->endpoints[i]);
+    return sm_kv_put(txn, SM_DB_META, s_meta_market, strlen(s_meta_market),
+                     &rec, sizeof rec);
+}
+
+int
+sm_ledger_create_market(sm_ledger *self, const char *name, const char *currency,
+                        uint64_t now_ms)
+{
+    assert(self && name && currency);
+    if (!self->has_id)
+        return SM_ENOIDENT;
+    if (strlen(name) == 0 || strlen(name) > SM_NAME_BYTES_MAX)
+        return SM_EINVAL;
+    if (strlen(currency) != 3)
+        return SM_EMONEY;
+    for (int i = 0; i < 3; i++)
+        if (currency[i] < 'A' || currency[i] > 'Z')
+            return SM_EMONEY;
+    sm_market m;
+    memset(&m, 0, sizeof m);
+    m.market = self->id.pub;
+    sm__strfill(m.name, sizeof m.name, name);
+    sm__strfill(m.currency, sizeof m.currency, currency);
+
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    sm_market existing;
+    rc = s_market_get(txn, &existing);
+    if (rc == 0)
+        rc = SM_EEXIST;
+    else if (rc == SM_ENOMARKET)
+        rc = s_market_put(txn, &m);
+    if (rc == 0) {
+        /* The admit of itself goes in the same transaction. */
+        sm_body b;
+        memset(&b, 0, sizeof b);
+        b.kind = SM_KIND_ROSTER_ADMIT;
+        b.u.admit.node = self->id.pub;
+        sm__strfill(b.u.admit.name, sizeof b.u.admit.name, name);
+        b.u.admit.role = SM_ROLE_ORGANISER;
+        rc = s_append(self, txn, &b, now_ms, NULL);
+    }
+    return s_wend(self, &txn, own, rc, false);
+}
+
+int
+sm_ledger_join(sm_ledger *self, const sm_market *market, const sm_signed *admit)
+{
+    assert(self && market && admit);
+    if (admit->len == 0 || admit->len > SM_ENTRY_BYTES_MAX)
+        return SM_EINVAL;
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    sm_market existing;
+    rc = s_market_get(txn, &existing);
+    if (rc == 0)
+        rc = SM_EEXIST;
+    else if (rc == SM_ENOMARKET)
+        rc = s_market_put(txn, market);
+    if (rc == 0) {
+        uint8_t val[SM_SIG_BYTES + SM_ENTRY_BYTES_MAX];
+        memcpy(val, admit->sig, SM_SIG_BYTES);
+        memcpy(val + SM_SIG_BYTES, admit->bytes, admit->len);
+        rc = sm_kv_put(txn, SM_DB_META, s_meta_join, strlen(s_meta_join), val,
+                       SM_SIG_BYTES + admit->len);
+    }
+    return s_wend(self, &txn, own, rc, false);
+}
+
+/* ---- append --------------------------------------------------------- */
+
+static int
+s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
+         uint64_t *seq_out)
+{
+    sm_market m;
+    sm__head_rec h;
+    sm__origin_rec o;
+    int rc;
+    const sm_id *me = &self->id.pub;
+
+    if ((rc = s_market_get(txn, &m)) != 0)
+        return rc;
+    if ((rc = s_head_get(txn, me, &h)) != 0)
+        return rc;
+    if (h.fork_seq)
+        return SM_EFORK;
+    if (h.applied != h.seq || h.stalled)
+        return SM_ESTATE;              /* own entries always apply at once */
+    rc = sm__origin_get(txn, me, &o);
+    if (rc == 0 && o.status == SM__ORIGIN_REVOKED)
+        return SM_EREVOKED;
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        return rc;
+    if (h.seq >= SM_SEQ_MAX)
+        return SM_ETOOBIG;
+
+    /* A till retrying a sale gets the first one back, not a second sale. */
+    if (body->kind == SM_KIND_SALE && body->u.sale.external_id[0]) {
+        uint8_t key[SM_KEY_BYTES + SM_EXTID_BYTES_MAX];
+        size_t n = strnlen(body->u.sale.external_id, SM_EXTID_BYTES_MAX + 1);
+        if (n > SM_EXTID_BYTES_MAX)
+            return SM_EBODY;
+        memcpy(key, me->b, SM_KEY_BYTES);
+        memcpy(key + SM_KEY_BYTES, body->u.sale.external_id, n);
+        sm_val v;
+        rc = sm_kv_get(txn, SM_DB_EXTIDS, key, SM_KEY_BYTES + n, &v);
+        if (rc == 0 && v.len == 8) {
+            if (seq_out)
+                *seq_out = sm__be64_get(v.data);
+            return SM_EEXIST;
+        }
+        if (rc != SM_ENOTFOUND)
+            return rc ? rc : SM_ECORRUPT;
+    }
+
+    if ((rc = s_hlc_load(self, txn)) != 0)
+        return rc;
+    sm_entry *e = malloc(sizeof *e);
+    if (!e)
+        return SM_ENOMEM;
+    memset(e, 0, sizeof *e);
+    e->version = SM_ENTRY_VERSION;
+    e->market = m.market;
+    e->origin = *me;
+    e->seq = h.seq + 1;
+    memcpy(e->prev.b, h.link, SM_HASH_BYTES);
+    uint64_t hlc = sm_hlc_next(self->hlc, now_ms);
+    e->hlc = hlc;
+    e->body = *body;
+
+    uint8_t bytes[SM_ENTRY_BYTES_MAX], sig[SM_SIG_BYTES];
+    size_t len = 0;
+    sm_hash link;
+    bool rebuild = false;
+    size_t applied = 0;
+    rc = sm_entry_encode(e, bytes, sizeof bytes, &len);
+    if (rc != 0)
+        goto done;
+    /* Roster entries take effect when stored; the rest through the state. */
+    if (body->kind == SM_KIND_ROSTER_ADMIT || body->kind == SM_KIND_ROSTER_REVOKE)
+        rc = sm__roster_apply(txn, &m.market, e, &rebuild);
+    else
+        rc = sm__state_apply(txn, &m.market, e, SM__APPLY_LOCAL, now_ms, &rebuild);
+    if (rc != 0)
+        goto done;
+    sm_entry_sign(bytes, len, self->id.secret, sig);
+    sm_entry_link(bytes, len, sig, &link);
+    if ((rc = s_log_put(txn, me, e->seq, &link, sig, bytes, len)) != 0)
+        goto done;
+    h.seq = h.applied = e->seq;
+    memcpy(h.link, link.b, SM_HASH_BYTES);
+    if ((rc = s_head_put(txn, me, &h)) != 0)
+        goto done;
+    self->hlc = hlc;
+    if ((rc = s_hlc_store(self, txn)) != 0)
+        goto done;
+    if (rebuild)
+        rc = s_rebuild(txn, &m.market, &applied);
+    if (rc == 0 && seq_out)
+        *seq_out = e->seq;
+done:
+    free(e);
+    return rc;
+}
+
+int
+sm_ledger_append(sm_ledger *self, const sm_body *body, uint64_t now_ms,
+                 uint64_t *seq_out)
+{
+    assert(self && body);
+    if (!self->has_id)
+        return SM_ENOIDENT;
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    rc = s_append(self, txn, body, now_ms, seq_out);
+    return s_wend(self, &txn, own, rc, false);
+}
+
+/* ---- ingest --------------------------------------------------------- */
+
+/*  Record an equivocation: `theirs` (authenticated by its run) differs from
+    the stored entry at the same seq.  Both are kept as evidence.            */
+static int
+s_fork(sm_txn *txn, const sm_id *origin, uint64_t seq, const sm_signed *theirs,
+       const sm_hash *their_link, sm__head_rec *h, bool *rebuild)
+{
+    sm_signed ours;
+    sm_hash our_link;
+    int rc = s_log_get(txn, origin, seq, &ours, &our_link);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ECORRUPT : rc;
+    /* Evidence: two length-prefixed (link, sig, entry) records. */
+    size_t cap = 2 * (8 + SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX);
+    uint8_t *ev = malloc(cap), *p = ev;
+    if (!ev)
+        return SM_ENOMEM;
+    const sm_signed *sides[2] = { &ours, theirs };
+    const sm_hash *links[2] = { &our_link, their_link };
+    for (int i = 0; i < 2; i++) {
+        sm__be64_put(p, sides[i]->len);
+        p += 8;
+        memcpy(p, links[i]->b, SM_HASH_BYTES);
+        memcpy(p + SM_HASH_BYTES, sides[i]->sig, SM_SIG_BYTES);
+        memcpy(p + SM__LOG_PREFIX_BYTES, sides[i]->bytes, sides[i]->len);
+        p += SM__LOG_PREFIX_BYTES + sides[i]->len;
+    }
+    uint8_t key[SM__OSKEY_BYTES];
+    sm__oskey(key, origin, seq);
+    rc = sm_kv_put(txn, SM_DB_FORKS, key, sizeof key, ev, (size_t) (p - ev));
+    free(ev);
+    if (rc != 0)
+        return rc;
+    if (h->fork_seq == 0 || seq < h->fork_seq)
+        h->fork_seq = seq;
+    if (h->applied >= seq)
+        *rebuild = true;
+    return 0;
+}
+
+/*  Decode and chain-check the run; returns how many leading entries are
+    well-formed, from one origin, contiguous and linked, with *err the
+    reason the next one is not.                                               */
+static size_t
+s_run_check(sm_ledger *self, const sm_market *m, const sm_signed *run, size_t n,
+            int *err)
+{
+    *err = 0;
+    for (size_t i = 0; i < n; i++) {
+        sm_entry *e = &self->scratch[i];
+        int rc = sm_entry_decode(run[i].bytes, run[i].len, e);
+        if (rc == 0 && memcmp(e->market.b, m->market.b, SM_KEY_BYTES) != 0)
+            rc = SM_EMARKET;
+        if (rc == 0 && i > 0) {
+            const sm_entry *prev = &self->scratch[i - 1];
+            if (memcmp(e->origin.b, prev->origin.b, SM_KEY_BYTES) != 0
+                || e->seq != prev->seq + 1)
+                rc = SM_EORIGIN;
+            else if (memcmp(e->prev.b, self->links[i - 1].b, SM_HASH_BYTES) != 0)
+                rc = SM_ELINK;
+        }
+        if (rc != 0) {
+            *err = rc;
+            return i;
+        }
+        sm_entry_link(run[i].bytes, run[i].len, run[i].sig, &self->links[i]);
+    }
+    return n;
+}
+
+int
+sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
+                 uint64_t now_ms, sm_ingest_result *res)
+{
+    assert(self && (run || n == 0) && res);
+    memset(res, 0, sizeof *res);
+    if (n == 0)
+        return 0;
+    if (n > SM_RUN_ENTRIES_MAX)
+        return res->err = SM_ETOOBIG;
+    if (!self->scratch) {
+        self->scratch = malloc(SM_RUN_ENTRIES_MAX * sizeof *self->scratch);
+        self->links = malloc(SM_RUN_ENTRIES_MAX * sizeof *self->links);
+        if (!self->scratch || !self->links)
+            return res->err = SM_ENOMEM;
+    }
+    sm_txn *txn;
+    bool own, rebuild = false;
+    int rc = s_wbegin(self, &txn, &own), refusal = 0;
+    if (rc != 0)
+        return res->err = rc;
+    sm_market m;
+    if ((rc = s_market_get(txn, &m)) != 0)
+        goto out;
+
+    size_t ok = s_run_check(self, &m, run, n, &refusal);
+    if (ok < n) {
+        res->err = refusal;
+        res->err_seq = ok > 0 ? self->scratch[ok - 1].seq + 1 : 0;
+    }
+    if (ok == 0) {
+        rc = refusal;
+        goto out;
+    }
+    /* One signature authenticates the whole linked run. */
+    if (sm_entry_verify(run[ok - 1].bytes, run[ok - 1].len, run[ok - 1].sig,
+                        &self->scratch[ok - 1].origin) != 0) {
+        res->err = rc = SM_ESIG;
+        res->err_seq = self->scratch[ok - 1].seq;
+        goto out;
+    }
+
+    const sm_id *origin = &self->scratch[0].origin;
+    bool organiser = memcmp(origin->b, m.market.b, SM_KEY_BYTES) == 0;
+    sm__origin_rec o;
+    rc = sm__origin_get(txn, origin, &o);
+    if (rc == SM_ENOTFOUND && !organiser) {
+        res->err = rc = SM_ENOTMEMBER;
+        res->err_seq = self->scratch[0].seq;
+        goto out;
+    }
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        goto out;
+    rc = 0;
+    sm__head_rec h;
+    if ((rc = s_head_get(txn, origin, &h)) != 0)
+        goto out;
+    uint64_t first_seq = h.seq;
+    for (size_t i = 0; i < ok; i++) {
+        const sm_entry *e = &self->scratch[i];
+        int why = 0;
+        if (!organiser && o.status == SM__ORIGIN_REVOKED && e->seq > o.revoke_upto)
+            why = SM_EREVOKED;
+        else if (h.fork_seq && e->seq >= h.fork_seq)
+            why = SM_EFORK;
+        else if (e->seq <= h.seq) {
+            sm_signed stored;
+            sm_hash link;
+            if ((rc = s_log_get(txn, origin, e->seq, &stored, &link)) != 0)
+                goto out;
+            if (memcmp(link.b, self->links[i].b, SM_HASH_BYTES) == 0) {
+                res->duplicates++;
+                continue;
+            }
+            if (sm_entry_verify(run[i].bytes, run[i].len, run[i].sig, origin) != 0)
+                why = SM_ESIG;
+            else if ((rc = s_fork(txn, origin, e->seq, &run[i], &self->links[i],
+                                  &h, &rebuild)) != 0)
+                goto out;
+            else
+                why = SM_EFORK;
+        } else if (e->seq > h.seq + 1)
+            why = SM_EGAP;
+        else if (memcmp(e->prev.b, h.link, SM_HASH_BYTES) != 0)
+            why = SM_ELINK;
+        else if (SM_HLC_MS(e->hlc) > now_ms + SM_FUTURE_SKEW_MS)
+            why = SM_EFUTURE;
+        if (why == 0) {
+            /* Roster entries act when stored; stock entries when applicable. */
+            if (e->body.kind == SM_KIND_ROSTER_ADMIT || e->body.kind == SM_KIND_ROSTER_REVOKE) {
+                why = sm__roster_apply(txn, &m.market, e, &rebuild);
+                if (s_fatal(why)) {
+                    rc = why;
+                    goto out;
+                }
+            }
+            if (why == 0 && h.applied == h.seq && !h.stalled) {
+                why = sm__state_apply(txn, &m.market, e, 0, now_ms, &rebuild);
+                if (s_fatal(why)) {
+                    rc = why;
+                    goto out;
+                }
+                if (why == 0) {
+                    h.applied = e->seq;
+                    res->applied++;
+                } else if (why == SM_ENOSTOCK) {
+                    why = 0;           /* stored; applies when the units arrive */
+                }
+            }
+        }
+        if (why != 0) {
+            res->err = why;
+            res->err_seq = e->seq;
+            break;
+        }
+        if ((rc = s_log_put(txn, origin, e->seq, &self->links[i], run[i].sig,
+                            run[i].bytes, run[i].len)) != 0)
+            goto out;
+        h.seq = e->seq;
+        memcpy(h.link, self->links[i].b, SM_HASH_BYTES);
+        self->hlc = sm_hlc_merge(self->hlc, e->hlc, now_ms);
+        res->accepted++;
+    }
+    if (res->accepted || h.fork_seq) {
+        if ((rc = s_head_put(txn, origin, &h)) != 0)
+            goto out;
+    }
+    if (res->accepted && (rc = s_hlc_store(self, txn)) != 0)
+        goto out;
+    if (rebuild)
+        rc = s_rebuild(txn, &m.market, &res->applied);
+    else if (res->applied || h.seq > first_seq)
+        rc = s_advance_all(txn, &m.market, &res->applied);
+out:
+    if (rc == 0)
+        rc = res->err;
+    else if (res->err == 0)
+        res->err = rc;
+    return s_wend(self, &txn, own, rc, true);
+}
+
+/* ---- reads ---------------------------------------------------------- */
+
+static void s_units_export(const sm__stock_rec *r, sm_units *out);
+
+static void
+s_head_export(sm_txn *txn, const sm_id *origin, const sm__head_rec *h, sm_head *out)
+{
+    out->origin = *origin;
+    out->seq = h->seq;
+    memcpy(out->link.b, h->link, SM_HASH_BYTES);
+    out->applied = h->applied;
+    if (s_cap(txn, origin, h, &out->cap) != 0)
+        out->cap = UINT64_MAX;
+}
+
+int
+sm_ledger_head(sm_ledger *self, const sm_id *origin, sm_head *out)
+{
+    assert(self && origin && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm__head_rec h;
+    memset(out, 0, sizeof *out);
+    if ((rc = s_head_get(txn, origin, &h)) == 0)
+        s_head_export(txn, origin, &h, out);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+int
+sm_ledger_heads(sm_ledger *self, sm_head_fn cb, void *arg)
+{
+    assert(self && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
+    if (cur) {
+        sm_val k, v;
+        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm__head_rec h;
+            sm_head out;
+            sm_id origin;
+            if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
+                rc = SM_ECORRUPT;
+                break;
+            }
+            memcpy(origin.b, k.data, SM_KEY_BYTES);
+            memcpy(&h, v.data, sizeof h);
+            s_head_export(txn, &origin, &h, &out);
+            if (cb(&out, arg) != 0)
+                break;
+        }
+        if (rc == SM_ENOTFOUND)
+            rc = 0;
+        sm_cursor_close(&cur);
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+int
+sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from, size_t max,
+               sm_entry_fn cb, void *arg)
+{
+    assert(self && origin && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    uint8_t start[SM__OSKEY_BYTES];
+    sm__oskey(start, origin, from ? from : 1);
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
+                                    start, sizeof start, &rc);
+    if (cur) {
+        sm_val k, v;
+        size_t count = 0;
+        while (count < max && (rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm_signed s;
+            if (k.len != SM__OSKEY_BYTES || (rc = s_log_parse(&v, &s, NULL)) != 0) {
+                rc = SM_ECORRUPT;
+                break;
+            }
+            count++;
+            if (cb(&s, sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES), arg) != 0)
+                break;
+        }
+        if (rc == SM_ENOTFOUND)
+            rc = 0;
+        sm_cursor_close(&cur);
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+int
+sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
+                sm_units *out)
+{
+    assert(self && sku && location && out);
+    size_t n = strlen(sku);
+    if (n == 0 || n > SM_SKU_BYTES_MAX)
+        return SM_EINVAL;
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm__stock_rec r;
+    rc = sm__stock_get(txn, sku, location, &r);
+    sm_txn_abort(&txn);
+    s_units_export(&r, out);
+    return rc;
+}
+
+static void
+s_units_export(const sm__stock_rec *r, sm_units *out)
+{
+    memset(out, 0, sizeof *out);
+    out->added = r->added;
+    out->moved_in = r->moved_in;
+    out->moved_out = r->moved_out;
+    out->sold = r->sold;
+    out->returned = r->returned;
+    out->written_off = r->written_off;
+    out->held = r->held;
+    out->units = sm__stock_units(r);
+    out->drop_starts_ms = r->drop_starts_ms;
+}
+
+int
+sm_ledger_stock_each(sm_ledger *self, sm_stock_fn cb, void *arg)
+{
+    assert(self && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_STOCK, NULL, 0, NULL, 0, &rc);
+    if (cur) {
+        sm_val k, v;
+        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm__stock_rec r;
+            char sku[SM_SKU_BYTES_MAX + 1];
+            sm_id loc;
+            size_t skulen = k.len - SM_KEY_BYTES - 1;
+            if (k.len < SM_KEY_BYTES + 2 || skulen > SM_SKU_BYTES_MAX
+                || v.len != sizeof r) {
+                rc = SM_ECORRUPT;
+                break;
+            }
+            memcpy(sku, k.data, skulen);
+            sku[skulen] = 0;
+            memcpy(loc.b, (const uint8_t *) k.data + skulen + 1, SM_KEY_BYTES);
+            memcpy(&r, v.data, sizeof r);
+            sm_units u;
+            s_units_export(&r, &u);
+            if (cb(sku, &loc, &u, arg) != 0)
+                break;
+        }
+        if (rc == SM_ENOTFOUND)
+            rc = 0;
+        sm_cursor_close(&cur);
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+static int
+s_item_export(const sm_val *k, const sm_val *v, sm_item *out)
+{
+    sm__item_rec r;
+    if (k->len == 0 || k->len > SM_SKU_BYTES_MAX || v->len != sizeof r)
+        return SM_ECORRUPT;
+    memcpy(&r, v->data, sizeof r);
+    memset(out, 0, sizeof *out);
+    memcpy(out->sku, k->data, k->len);
+    sm__strfill(out->name, sizeof out->name, r.name);
+    sm__strfill(out->currency, sizeof out->currency, r.currency);
+    out->price = r.price;
+    out->hlc = r.hlc;
+    memcpy(out->origin.b, r.origin, SM_KEY_BYTES);
+    return 0;
+}
+
+int
+sm_ledger_item(sm_ledger *self, const char *sku, sm_item *out)
+{
+    assert(self && sku && out);
+    size_t n = strlen(sku);
+    if (n == 0 || n > SM_SKU_BYTES_MAX)
+        return SM_EINVAL;
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_val k = { sku, n }, v;
+    if ((rc = sm_kv_get(txn, SM_DB_ITEMS, sku, n, &v)) == 0)
+        rc = s_item_export(&k, &v, out);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+int
+sm_ledger_items_each(sm_ledger *self, sm_item_fn cb, void *arg)
+{
+    assert(self && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, &rc);
+    if (cur) {
+        sm_val k, v;
+        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm_item it;
+            if ((rc = s_item_export(&k, &v, &it)) != 0 || cb(&it, arg) != 0)
+                break;
+        }
+        if (rc == SM_ENOTFOUND)
+            rc = 0;
+        sm_cursor_close(&cur);
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+int
+sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg)
+{
+    assert(self && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_FORKS, NULL, 0, NULL, 0, &rc);
+    if (cur) {
+        sm_val k, v;
+        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm_id origin;
+            if (k.len != SM__OSKEY_BYTES) {
+                rc = SM_ECORRUPT;
+                break;
+            }
+            memcpy(origin.b, k.data, SM_KEY_BYTES);
+            if (cb(&origin, sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES), arg) != 0)
+                break;
+        }
+        if (rc == SM_ENOTFOUND)
+            rc = 0;
+        sm_cursor_close(&cur);
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+/* ---- digest, reindex, verify ---------------------------------------- */
+
+static void
+s_hash_len(sm_hasher *hs, size_t len)
+{
+    uint8_t b[8];
+    sm__le64_put(b, len);
+    sm_hasher_update(hs, b, sizeof b);
+}
+
+int
+sm_ledger_digest(sm_ledger *self, sm_hash *out)
+{
+    assert(self && out);
+    static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
+                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS };
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_hasher hs;
+    sm_hasher_init(&hs);
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
+        uint8_t tag = (uint8_t) dbs[i];
+        sm_hasher_update(&hs, &tag, 1);
+        sm_cursor *cur = sm_cursor_open(txn, dbs[i], NULL, 0, NULL, 0, &rc);
+        if (!cur)
+            break;
+        sm_val k, v;
+        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            s_hash_len(&hs, k.len);
+            sm_hasher_update(&hs, k.data, k.len);
+            if (dbs[i] == SM_DB_HEADS) {
+                /* Only what was applied is state; the log head may run ahead. */
+                sm__head_rec h;
+                if (v.len != sizeof h) {
+                    rc = SM_ECORRUPT;
+                    break;
+                }
+                memcpy(&h, v.data, sizeof h);
+                uint8_t b[8];
+                sm__le64_put(b, h.applied);
+                sm_hasher_update(&hs, b, sizeof b);
+                continue;
+            }
+            s_hash_len(&hs, v.len);
+            sm_hasher_update(&hs, v.data, v.len);
+        }
+        sm_cursor_close(&cur);
+        if (rc == SM_ENOTFOUND)
+            rc = 0;
+    }
+    sm_txn_abort(&txn);
+    if (rc == 0)
+        sm_hasher_final(&hs, out);
+    return rc;
+}
+
+int
+sm_ledger_reindex(sm_ledger *self)
+{
+    assert(self);
+    if (self->batch)
+        return SM_ESTATE;
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    sm_market m;
+    size_t applied = 0;
+    rc = s_market_get(txn, &m);
+    if (rc == 0)
+        rc = s_rebuild(txn, &m.market, &applied);
+    return s_wend(self, &txn, own, rc, false);
+}
+
+typedef struct {
+    sm_ledger *self;
+    sm_txn *txn;
+    const sm_market *market;
+    sm_id *bad_origin;
+    uint64_t *bad_seq;
+    uint64_t checked;
+    int rc;
+} s_verify_ctx;
+
+static int
+s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
+                const uint8_t head_link[SM_HASH_BYTES])
+{
+    sm_entry *e = malloc(sizeof *e);
+    if (!e)
+        return SM_ENOMEM;
+    int rc = 0;
+    sm_cursor *cur = sm_cursor_open(ctx->txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
+                                    NULL, 0, &rc);
+    sm_hash prev, link;
+    memset(prev.b, 0, sizeof prev.b);
+    uint64_t expect = 1;
+    while (cur) {
+        sm_val k, v;
+        sm_signed s;
+        int nrc = sm_cursor_next(cur, &k, &v);
+        if (nrc == SM_ENOTFOUND)
+            break;
+        if (nrc != 0) {
+            rc = nrc;
+            break;
+        }
+        uint64_t seq = k.len == SM__OSKEY_BYTES
+                     ? sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES) : 0;
+        *ctx->bad_seq = seq ? seq : expect;
+        sm_hash computed;
+        if (seq != expect || s_log_parse(&v, &s, &link) != 0) {
+            rc = seq > expect ? SM_EGAP : SM_ECORRUPT;
+            break;
+        }
+        if ((rc = sm_entry_decode(s.bytes, s.len, e)) != 0)
+            break;
+        sm_entry_link(s.bytes, s.len, s.sig, &computed);
+        if (memcmp(e->origin.b, origin->b, SM_KEY_BYTES) != 0 || e->seq != seq) {
+            rc = SM_ECORRUPT;
+            break;
+        }
+        if (memcmp(e->market.b, ctx->market->market.b, SM_KEY_BYTES) != 0) {
+            rc = SM_EMARKET;
+            break;
+        }
+        if (memcmp(e->prev.b, prev.b, SM_HASH_BYTES) != 0
+            || memcmp(computed.b, link.b, SM_HASH_BYTES) != 0) {
+            rc = SM_ELINK;
+            break;
+        }
+        if ((rc = sm_entry_verify(s.bytes, s.len, s.sig, origin)) != 0)
+            break;
+        prev = computed;
+        ctx->checked++;
+        expect++;
+    }
+    if (rc == 0 && (expect - 1 != head_seq
+                    || (head_seq && memcmp(prev.b, head_link, SM_HASH_BYTES) != 0))) {
+        *ctx->bad_seq = expect;
+        rc = SM_ECORRUPT;              /* the head disagrees with the log */
+    }
+    sm_cursor_close(&cur);
+    free(e);
+    return rc;
+}
+
+int
+sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
+                 uint64_t *checked)
+{
+    assert(self && bad_origin && bad_seq);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_market m;
+    s_verify_ctx ctx = { self, txn, &m, bad_origin, bad_seq, 0, 0 };
+    memset(bad_origin, 0, sizeof *bad_origin);
+    *bad_seq = 0;
+    rc = s_market_get(txn, &m);
+    sm_cursor *cur = rc ? NULL : sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
+    if (cur) {
+        sm_val k, v;
+        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+            sm__head_rec h;
+            if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
+                rc = SM_ECORRUPT;
+                break;
+            }
+            memcpy(bad_origin->b, k.data, SM_KEY_BYTES);
+            memcpy(&h, v.data, sizeof h);
+            if ((rc = s_verify_origin(&ctx, bad_origin, h.seq, h.link)) != 0)
+                break;
+        }
+        if (rc == SM_ENOTFOUND) {
+            rc = 0;
+            memset(bad_origin, 0, sizeof *bad_origin);
+            *bad_seq = 0;
+        }
+        sm_cursor_close(&cur);
+    }
+    sm_txn_abort(&txn);
+    if (checked)
+        *checked = ctx.checked;
+    return rc;
+}

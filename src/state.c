@@ -1,0 +1,491 @@
+/*  The materialized state: applying log entries to CRDTs (DESIGN §4).
+
+    - Catalog: a last-writer-wins register per sku, ordered by (hlc, origin).
+    - Stock: a bounded counter per (sku, location), location = node.  Units =
+      added + moved_in + returned - moved_out - sold - written_off - held.
+      Only the location's own entries decrement it, and only units it holds:
+      a decrement that would go below zero is refused (SM_ENOSTOCK).  For a
+      local append that is final; for an ingested entry it means the moves
+      into that location have not arrived yet, and the ledger retries it.
+    - Sales and returns: grow-only, keyed by (origin, seq); returns refer to
+      the same origin's sales and never exceed what was sold per line.
+    - Holds: decrements with an expiry, ended by the same origin's release or
+      consumed by its sale.
+    - Roster: written only by the organiser (origin == market), applied when
+      the entry is stored (see sm__roster_apply).
+
+    Every function here checks first and writes last, so a refusal leaves the
+    store untouched.  Counters are int64 and quantities are bounded by
+    SM_QTY_MAX per entry, so no sum can overflow within SM_SEQ_MAX entries.  */
+#include "state.h"
+
+#include <assert.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "stallmesh/error.h"
+
+void
+sm__oskey(uint8_t key[SM__OSKEY_BYTES], const sm_id *origin, uint64_t seq)
+{
+    memcpy(key, origin->b, SM_KEY_BYTES);
+    sm__be64_put(key + SM_KEY_BYTES, seq);
+}
+
+size_t
+sm__stock_key(uint8_t *key, const char *sku, const sm_id *location)
+{
+    size_t n = strlen(sku);
+    assert(n > 0 && n <= SM_SKU_BYTES_MAX);
+    memcpy(key, sku, n);
+    key[n] = 0;
+    memcpy(key + n + 1, location->b, SM_KEY_BYTES);
+    return n + 1 + SM_KEY_BYTES;
+}
+
+int64_t
+sm__stock_units(const sm__stock_rec *r)
+{
+    return r->added + r->moved_in + r->returned
+         - r->moved_out - r->sold - r->written_off - r->held;
+}
+
+int
+sm__stock_get(sm_txn *txn, const char *sku, const sm_id *loc, sm__stock_rec *out)
+{
+    uint8_t key[SM_SKU_BYTES_MAX + 1 + SM_KEY_BYTES];
+    size_t klen = sm__stock_key(key, sku, loc);
+    sm_val v;
+    memset(out, 0, sizeof *out);
+    int rc = sm_kv_get(txn, SM_DB_STOCK, key, klen, &v);
+    if (rc != 0)
+        return rc;
+    if (v.len != sizeof *out)
+        return SM_ECORRUPT;
+    memcpy(out, v.data, sizeof *out);
+    return 0;
+}
+
+static int
+s_stock_put(sm_txn *txn, const char *sku, const sm_id *loc, const sm__stock_rec *r)
+{
+    uint8_t key[SM_SKU_BYTES_MAX + 1 + SM_KEY_BYTES];
+    size_t klen = sm__stock_key(key, sku, loc);
+    assert(sm__stock_units(r) >= 0);   /* the bounded counter's invariant */
+    return sm_kv_put(txn, SM_DB_STOCK, key, klen, r, sizeof *r);
+}
+
+/*  Read a stock record for an update: absent is an empty record.            */
+static int
+s_stock_load(sm_txn *txn, const char *sku, const sm_id *loc, sm__stock_rec *out)
+{
+    int rc = sm__stock_get(txn, sku, loc, out);
+    return rc == SM_ENOTFOUND ? 0 : rc;
+}
+
+int
+sm__origin_get(sm_txn *txn, const sm_id *origin, sm__origin_rec *out)
+{
+    sm_val v;
+    memset(out, 0, sizeof *out);
+    int rc = sm_kv_get(txn, SM_DB_ORIGINS, origin->b, SM_KEY_BYTES, &v);
+    if (rc != 0)
+        return rc;
+    if (v.len != sizeof *out)
+        return SM_ECORRUPT;
+    memcpy(out, v.data, sizeof *out);
+    return 0;
+}
+
+static int
+s_item_exists(sm_txn *txn, const char *sku)
+{
+    sm_val v;
+    return sm_kv_get(txn, SM_DB_ITEMS, sku, strlen(sku), &v);
+}
+
+static int
+s_apply_item(sm_txn *txn, const sm_entry *e)
+{
+    const char *sku = e->body.u.item.sku;
+    sm__item_rec cur, rec;
+    sm_val v;
+    int rc = sm_kv_get(txn, SM_DB_ITEMS, sku, strlen(sku), &v);
+    if (rc == 0) {
+        if (v.len != sizeof cur)
+            return SM_ECORRUPT;
+        memcpy(&cur, v.data, sizeof cur);
+        /* Last writer wins by (hlc, origin); an older write changes nothing. */
+        if (cur.hlc > e->hlc
+            || (cur.hlc == e->hlc && memcmp(cur.origin, e->origin.b, SM_KEY_BYTES) >= 0))
+            return 0;
+    } else if (rc != SM_ENOTFOUND) {
+        return rc;
+    }
+    memset(&rec, 0, sizeof rec);
+    rec.hlc = e->hlc;
+    memcpy(rec.origin, e->origin.b, SM_KEY_BYTES);
+    rec.price = e->body.u.item.price;
+    sm__strfill(rec.currency, sizeof rec.currency, e->body.u.item.currency);
+    sm__strfill(rec.name, sizeof rec.name, e->body.u.item.name);
+    return sm_kv_put(txn, SM_DB_ITEMS, sku, strlen(sku), &rec, sizeof rec);
+}
+
+/*  Checks shared by every decrement made by a local append: the sku must be
+    in the catalog and any drop at this location must have started.          */
+static int
+s_local_sellable(sm_txn *txn, const char *sku, const sm__stock_rec *r,
+                 unsigned flags, uint64_t now_ms, bool is_sale)
+{
+    if (!(flags & SM__APPLY_LOCAL))
+        return 0;
+    int rc = s_item_exists(txn, sku);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ENOSKU : rc;
+    if (is_sale && r->drop_starts_ms > now_ms)
+        return SM_EDROP;
+    return 0;
+}
+
+static int
+s_apply_add(sm_txn *txn, const sm_entry *e, const char *sku, uint32_t qty,
+            uint64_t drop_starts_ms, unsigned flags)
+{
+    sm__stock_rec r;
+    int rc = s_stock_load(txn, sku, &e->origin, &r);
+    if (rc != 0)
+        return rc;
+    if ((flags & SM__APPLY_LOCAL) && (rc = s_item_exists(txn, sku)) != 0)
+        return rc == SM_ENOTFOUND ? SM_ENOSKU : rc;
+    r.added += qty;
+    if (drop_starts_ms > r.drop_starts_ms)
+        r.drop_starts_ms = drop_starts_ms;
+    return s_stock_put(txn, sku, &e->origin, &r);
+}
+
+static int
+s_apply_move(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
+{
+    const char *sku = e->body.u.stock_move.sku;
+    uint32_t qty = e->body.u.stock_move.qty;
+    const sm_id *to = &e->body.u.stock_move.to;
+    sm__stock_rec from_r, to_r;
+    int rc = s_stock_load(txn, sku, &e->origin, &from_r);
+    if (rc != 0)
+        return rc;
+    if ((rc = s_local_sellable(txn, sku, &from_r, flags, now_ms, false)) != 0)
+        return rc;
+    if (flags & SM__APPLY_LOCAL) {
+        sm__origin_rec o;
+        rc = sm__origin_get(txn, to, &o);
+        if (rc == SM_ENOTFOUND || (rc == 0 && o.status != SM__ORIGIN_ADMITTED))
+            return SM_ENOTMEMBER;
+        if (rc != 0)
+            return rc;
+    }
+    if (sm__stock_units(&from_r) < (int64_t) qty)
+        return SM_ENOSTOCK;
+    if ((rc = s_stock_load(txn, sku, to, &to_r)) != 0)
+        return rc;
+    from_r.moved_out += qty;
+    to_r.moved_in += qty;
+    if ((rc = s_stock_put(txn, sku, &e->origin, &from_r)) != 0)
+        return rc;
+    return s_stock_put(txn, sku, to, &to_r);
+}
+
+static int
+s_hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out)
+{
+    uint8_t key[SM__OSKEY_BYTES];
+    sm_val v;
+    sm__oskey(key, origin, seq);
+    int rc = sm_kv_get(txn, SM_DB_HOLDS, key, sizeof key, &v);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ENOHOLD : rc;
+    if (v.len != sizeof *out)
+        return SM_ECORRUPT;
+    memcpy(out, v.data, sizeof *out);
+    return 0;
+}
+
+static int
+s_hold_del(sm_txn *txn, const sm_id *origin, uint64_t seq)
+{
+    uint8_t key[SM__OSKEY_BYTES];
+    sm__oskey(key, origin, seq);
+    return sm_kv_del(txn, SM_DB_HOLDS, key, sizeof key);
+}
+
+static int
+s_extid_key(uint8_t *key, const sm_id *origin, const char *extid)
+{
+    size_t n = strlen(extid);
+    memcpy(key, origin->b, SM_KEY_BYTES);
+    memcpy(key + SM_KEY_BYTES, extid, n);
+    return (int) (SM_KEY_BYTES + n);
+}
+
+/*  A sale: every line's units are checked before anything is written.  A
+    consumed hold's units were already taken from the location; they count
+    toward the line of the same sku and any remainder goes back.             */
+static int
+s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
+{
+    const __typeof__(e->body.u.sale) *s = &e->body.u.sale;
+    sm__stock_rec recs[SM_SALE_LINES_MAX];
+    sm__hold_rec hold;
+    int hold_line = -1;
+    int rc;
+
+    if (s->hold_seq) {
+        if ((rc = s_hold_get(txn, &e->origin, s->hold_seq, &hold)) != 0)
+            return rc;
+        for (uint32_t i = 0; i < s->line_count; i++)
+            if (strcmp(s->lines[i].sku, hold.sku) == 0)
+                hold_line = (int) i;
+        if (hold_line < 0)
+            return SM_EBODY;
+    }
+    for (uint32_t i = 0; i < s->line_count; i++) {
+        const sm_line *l = &s->lines[i];
+        if ((rc = s_stock_load(txn, l->sku, &e->origin, &recs[i])) != 0)
+            return rc;
+        if ((rc = s_local_sellable(txn, l->sku, &recs[i], flags, now_ms, true)) != 0)
+            return rc;
+        int64_t avail = sm__stock_units(&recs[i]);
+        if ((int) i == hold_line)
+            avail += (int64_t) hold.qty;
+        if (avail < (int64_t) l->qty)
+            return SM_ENOSTOCK;
+    }
+    if (s->external_id[0]) {
+        uint8_t key[SM_KEY_BYTES + SM_EXTID_BYTES_MAX];
+        sm_val v;
+        int klen = s_extid_key(key, &e->origin, s->external_id);
+        rc = sm_kv_get(txn, SM_DB_EXTIDS, key, (size_t) klen, &v);
+        if (rc == 0)
+            return SM_EEXIST;
+        if (rc != SM_ENOTFOUND)
+            return rc;
+        uint8_t seqbuf[8];
+        sm__be64_put(seqbuf, e->seq);
+        if ((rc = sm_kv_put(txn, SM_DB_EXTIDS, key, (size_t) klen, seqbuf, 8)) != 0)
+            return rc;
+    }
+    /* All checks passed: write. */
+    sm__sale_rec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.hlc = e->hlc;
+    rec.source = s->source;
+    rec.payment = s->payment;
+    sm__strfill(rec.currency, sizeof rec.currency, s->currency);
+    rec.hold_seq = s->hold_seq;
+    rec.line_count = s->line_count;
+    for (uint32_t i = 0; i < s->line_count; i++) {
+        const sm_line *l = &s->lines[i];
+        sm__strfill(rec.lines[i].sku, sizeof rec.lines[i].sku, l->sku);
+        rec.lines[i].qty = l->qty;
+        rec.lines[i].price = l->price;
+        recs[i].sold += l->qty;
+        if ((int) i == hold_line)
+            recs[i].held -= (int64_t) hold.qty;
+        if ((rc = s_stock_put(txn, l->sku, &e->origin, &recs[i])) != 0)
+            return rc;
+    }
+    if (hold_line >= 0 && (rc = s_hold_del(txn, &e->origin, s->hold_seq)) != 0)
+        return rc;
+    uint8_t key[SM__OSKEY_BYTES];
+    sm__oskey(key, &e->origin, e->seq);
+    return sm_kv_put(txn, SM_DB_SALES, key, sizeof key, &rec,
+                     SM__SALE_REC_BYTES(rec.line_count));
+}
+
+static int
+s_apply_return(sm_txn *txn, const sm_entry *e)
+{
+    const __typeof__(e->body.u.ret) *r = &e->body.u.ret;
+    uint8_t key[SM__OSKEY_BYTES];
+    sm__sale_rec sale;
+    sm__stock_rec recs[SM_SALE_LINES_MAX];
+    int at[SM_SALE_LINES_MAX];
+    sm_val v;
+    int rc;
+
+    if (r->sale_seq >= e->seq)
+        return SM_ENOSALE;
+    sm__oskey(key, &e->origin, r->sale_seq);
+    rc = sm_kv_get(txn, SM_DB_SALES, key, sizeof key, &v);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ENOSALE : rc;
+    if (v.len < offsetof(sm__sale_rec, lines) || v.len > sizeof sale)
+        return SM_ECORRUPT;
+    memset(&sale, 0, sizeof sale);
+    memcpy(&sale, v.data, v.len);
+    if (v.len != SM__SALE_REC_BYTES(sale.line_count))
+        return SM_ECORRUPT;
+    for (uint32_t i = 0; i < r->line_count; i++) {
+        at[i] = -1;
+        for (uint32_t j = 0; j < sale.line_count; j++)
+            if (strcmp(sale.lines[j].sku, r->lines[i].sku) == 0)
+                at[i] = (int) j;
+        if (at[i] < 0)
+            return SM_EOVERRETURN;
+        const sm__sale_line *sl = &sale.lines[at[i]];
+        if ((uint64_t) sl->returned + r->lines[i].qty > sl->qty)
+            return SM_EOVERRETURN;
+        if ((rc = s_stock_load(txn, r->lines[i].sku, &e->origin, &recs[i])) != 0)
+            return rc;
+    }
+    for (uint32_t i = 0; i < r->line_count; i++) {
+        sale.lines[at[i]].returned += r->lines[i].qty;
+        recs[i].returned += r->lines[i].qty;
+        if ((rc = s_stock_put(txn, r->lines[i].sku, &e->origin, &recs[i])) != 0)
+            return rc;
+    }
+    return sm_kv_put(txn, SM_DB_SALES, key, sizeof key, &sale,
+                     SM__SALE_REC_BYTES(sale.line_count));
+}
+
+static int
+s_apply_hold(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
+{
+    const char *sku = e->body.u.hold.sku;
+    uint32_t qty = e->body.u.hold.qty;
+    sm__stock_rec r;
+    int rc = s_stock_load(txn, sku, &e->origin, &r);
+    if (rc != 0)
+        return rc;
+    if ((rc = s_local_sellable(txn, sku, &r, flags, now_ms, true)) != 0)
+        return rc;
+    if (sm__stock_units(&r) < (int64_t) qty)
+        return SM_ENOSTOCK;
+    r.held += qty;
+    sm__hold_rec h;
+    memset(&h, 0, sizeof h);
+    sm__strfill(h.sku, sizeof h.sku, sku);
+    h.qty = qty;
+    h.expires_ms = e->body.u.hold.expires_ms;
+    uint8_t key[SM__OSKEY_BYTES];
+    sm__oskey(key, &e->origin, e->seq);
+    if ((rc = s_stock_put(txn, sku, &e->origin, &r)) != 0)
+        return rc;
+    return sm_kv_put(txn, SM_DB_HOLDS, key, sizeof key, &h, sizeof h);
+}
+
+static int
+s_apply_release(sm_txn *txn, const sm_entry *e)
+{
+    sm__hold_rec h;
+    sm__stock_rec r;
+    int rc = s_hold_get(txn, &e->origin, e->body.u.release.hold_seq, &h);
+    if (rc != 0)
+        return rc;
+    if ((rc = s_stock_load(txn, h.sku, &e->origin, &r)) != 0)
+        return rc;
+    if (r.held < (int64_t) h.qty)
+        return SM_ECORRUPT;
+    r.held -= (int64_t) h.qty;
+    if ((rc = s_stock_put(txn, h.sku, &e->origin, &r)) != 0)
+        return rc;
+    return s_hold_del(txn, &e->origin, e->body.u.release.hold_seq);
+}
+
+static int
+s_apply_adjust(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
+{
+    const char *sku = e->body.u.adjust.sku;
+    int64_t delta = e->body.u.adjust.delta;
+    sm__stock_rec r;
+    int rc = s_stock_load(txn, sku, &e->origin, &r);
+    if (rc != 0)
+        return rc;
+    if ((rc = s_local_sellable(txn, sku, &r, flags, now_ms, false)) != 0)
+        return rc;
+    if (delta > 0) {
+        r.added += delta;
+    } else {
+        if (sm__stock_units(&r) < -delta)
+            return SM_ENOSTOCK;
+        r.written_off += -delta;
+    }
+    return s_stock_put(txn, sku, &e->origin, &r);
+}
+
+int
+sm__roster_apply(sm_txn *txn, const sm_id *market, const sm_entry *e, bool *rebuild)
+{
+    assert(e->body.kind == SM_KIND_ROSTER_ADMIT || e->body.kind == SM_KIND_ROSTER_REVOKE);
+    if (memcmp(e->origin.b, market->b, SM_KEY_BYTES) != 0)
+        return SM_ENOTORG;
+    const sm_id *node = e->body.kind == SM_KIND_ROSTER_ADMIT
+                      ? &e->body.u.admit.node : &e->body.u.revoke.node;
+    sm__origin_rec o;
+    int rc = sm__origin_get(txn, node, &o);
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        return rc;
+    if (e->body.kind == SM_KIND_ROSTER_ADMIT) {
+        bool was_revoked = o.status == SM__ORIGIN_REVOKED;
+        memset(&o, 0, sizeof o);
+        o.status = SM__ORIGIN_ADMITTED;
+        o.role = e->body.u.admit.role;
+        o.admit_hlc = e->hlc;
+        sm__strfill(o.name, sizeof o.name, e->body.u.admit.name);
+        /* Lifting a revoke makes void entries valid again; a rebuild
+           re-applies what the log holds.                                     */
+        if (was_revoked)
+            *rebuild = true;
+    } else {
+        if (memcmp(node->b, market->b, SM_KEY_BYTES) == 0)
+            return SM_EBODY;           /* the organiser cannot revoke itself */
+        if (rc == SM_ENOTFOUND)
+            o.role = SM_ROLE_STALL;
+        o.status = SM__ORIGIN_REVOKED;
+        o.revoke_upto = e->body.u.revoke.upto_seq;
+        sm_val v;
+        sm__head_rec h;
+        rc = sm_kv_get(txn, SM_DB_HEADS, node->b, SM_KEY_BYTES, &v);
+        if (rc == 0 && v.len == sizeof h) {
+            memcpy(&h, v.data, sizeof h);
+            if (h.applied > o.revoke_upto)
+                *rebuild = true;
+        } else if (rc != 0 && rc != SM_ENOTFOUND) {
+            return rc;
+        }
+    }
+    return sm_kv_put(txn, SM_DB_ORIGINS, node->b, SM_KEY_BYTES, &o, sizeof o);
+}
+
+int
+sm__state_apply(sm_txn *txn, const sm_id *market, const sm_entry *e,
+                unsigned flags, uint64_t now_ms, bool *rebuild)
+{
+    assert(txn && market && e && rebuild);
+    const sm_body *b = &e->body;
+    switch (b->kind) {
+    case SM_KIND_ITEM:
+        return s_apply_item(txn, e);
+    case SM_KIND_STOCK_ADD:
+        return s_apply_add(txn, e, b->u.stock_add.sku, b->u.stock_add.qty, 0, flags);
+    case SM_KIND_DROP:
+        return s_apply_add(txn, e, b->u.drop.sku, b->u.drop.qty,
+                           b->u.drop.starts_ms, flags);
+    case SM_KIND_STOCK_MOVE:
+        return s_apply_move(txn, e, flags, now_ms);
+    case SM_KIND_SALE:
+        return s_apply_sale(txn, e, flags, now_ms);
+    case SM_KIND_RETURN:
+        return s_apply_return(txn, e);
+    case SM_KIND_HOLD:
+        return s_apply_hold(txn, e, flags, now_ms);
+    case SM_KIND_RELEASE:
+        return s_apply_release(txn, e);
+    case SM_KIND_ADJUST:
+        return s_apply_adjust(txn, e, flags, now_ms);
+    case SM_KIND_ROSTER_ADMIT:
+    case SM_KIND_ROSTER_REVOKE:
+        return 0;                      /* applied when stored: sm__roster_apply */
+    }
+    return SM_EKIND;
+}

@@ -1,0 +1,109 @@
+/*  The materialized state: CRDTs derived from the logs (DESIGN §4).
+
+    Records live in the store's state databases (items, stock, sales, holds,
+    origins, extids).  Their layouts are fixed-width structs below, zeroed
+    before they are filled, with integers in host order: the digest compares
+    nodes of the same byte order (every supported target is little-endian).
+
+    sm__state_apply checks an entry against the state and, only if every
+    check passes, writes its effects: a refusal leaves the store untouched.  */
+#ifndef SM_STATE_H
+#define SM_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/ledger.h"
+#include "store.h"
+
+#define SM__ORIGIN_ADMITTED 1u
+#define SM__ORIGIN_REVOKED  2u
+
+typedef struct {
+    uint32_t status;           /* SM__ORIGIN_* */
+    uint32_t role;             /* sm_role */
+    uint64_t revoke_upto;      /* when revoked: its entries above this are void */
+    uint64_t admit_hlc;
+    char name[SM_NAME_BYTES_MAX + 1 + 7];
+} sm__origin_rec;
+
+typedef struct {
+    uint64_t seq;              /* log head */
+    uint64_t applied;          /* applied prefix */
+    uint64_t fork_seq;         /* first forked seq, 0 if none */
+    int64_t stalled;           /* error code that stops application, 0 if none */
+    uint8_t link[SM_HASH_BYTES];
+} sm__head_rec;
+
+typedef struct {
+    uint64_t hlc;              /* LWW order: (hlc, origin) */
+    uint8_t origin[SM_KEY_BYTES];
+    int64_t price;
+    char currency[8];
+    char name[SM_NAME_BYTES_MAX + 1 + 7];
+} sm__item_rec;
+
+typedef struct {
+    int64_t added, moved_in, moved_out, sold, returned, written_off, held;
+    uint64_t drop_starts_ms;
+} sm__stock_rec;
+
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1 + 7];
+    int64_t price;
+    uint32_t qty;
+    uint32_t returned;
+} sm__sale_line;
+
+typedef struct {
+    uint64_t hlc;
+    uint32_t source, payment;
+    char currency[8];
+    uint64_t hold_seq;
+    uint32_t line_count;
+    uint32_t reserved;
+    sm__sale_line lines[SM_SALE_LINES_MAX];   /* only line_count stored */
+} sm__sale_rec;
+#define SM__SALE_REC_BYTES(n) (offsetof(sm__sale_rec, lines) + (n) * sizeof(sm__sale_line))
+
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1 + 7];
+    uint64_t qty;
+    uint64_t expires_ms;
+} sm__hold_rec;
+
+/* Keys. */
+#define SM__OSKEY_BYTES (SM_KEY_BYTES + 8)
+void sm__oskey(uint8_t key[SM__OSKEY_BYTES], const sm_id *origin, uint64_t seq);
+/* sku || 0 || location; returns key length. */
+size_t sm__stock_key(uint8_t *key, const char *sku, const sm_id *location);
+
+/* Flags for sm__state_apply. */
+#define SM__APPLY_LOCAL  1u    /* a local append: also check catalog, drops, roster targets */
+
+/*  Check `e` against the state and apply it.  Returns 0; SM_ENOSTOCK when a
+    location would go below zero (an ingested entry then waits); or another
+    refusal (SM_ENOSALE, SM_EOVERRETURN, SM_ENOHOLD, SM_ENOTORG, SM_ENOSKU,
+    SM_EDROP, SM_EBODY); or a store error.  *rebuild is set when the entry
+    voids entries already applied (a revoke), so the caller must rebuild.    */
+int sm__state_apply(sm_txn *txn, const sm_id *market, const sm_entry *e,
+                    unsigned flags, uint64_t now_ms, bool *rebuild);
+
+/*  Apply a roster entry (admit / revoke) to the origins database.  Roster
+    entries take effect when they are stored, in the organiser's seq order,
+    not when the state cursor reaches them: membership and revocation are
+    facts of the log, so no waiting stock entry can delay them.  Returns 0,
+    SM_ENOTORG (not authored by the organiser), SM_EBODY, or a store error;
+    sets *rebuild when already-applied entries became void or valid.        */
+int sm__roster_apply(sm_txn *txn, const sm_id *market, const sm_entry *e,
+                     bool *rebuild);
+
+/*  Read one stock record (zeroes and SM_ENOTFOUND if absent).               */
+int sm__stock_get(sm_txn *txn, const char *sku, const sm_id *loc,
+                  sm__stock_rec *out);
+int64_t sm__stock_units(const sm__stock_rec *r);
+
+/*  The roster record of an origin.                                          */
+int sm__origin_get(sm_txn *txn, const sm_id *origin, sm__origin_rec *out);
+
+#endif

@@ -1,0 +1,74 @@
+/*  The store: the only module that includes lmdb.h (STYLE 3).
+
+    A thin key-value layer over one LMDB environment with a fixed set of
+    named databases.  Values returned by get and by cursors are borrowed
+    from LMDB and valid only until the transaction ends or the next write
+    in it; copy them out first (STYLE 7).  Errors map to SM_E* codes:
+    MDB_MAP_FULL and ENOSPC become SM_ENOSPC, a missing key SM_ENOTFOUND.     */
+#ifndef SM_STORE_H
+#define SM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    SM_DB_META,      /* string key -> value: identity-independent node facts */
+    SM_DB_ORIGINS,   /* origin(32) -> roster record */
+    SM_DB_LOG,       /* origin(32) || seq(be64) -> link(32) || sig(64) || entry */
+    SM_DB_HEADS,     /* origin(32) -> head record */
+    SM_DB_ITEMS,     /* sku -> LWW catalog record */
+    SM_DB_STOCK,     /* sku || 0 || location(32) -> counters */
+    SM_DB_SALES,     /* origin(32) || seq(be64) -> sale record */
+    SM_DB_HOLDS,     /* origin(32) || seq(be64) -> active hold record */
+    SM_DB_FORKS,     /* origin(32) || seq(be64) -> fork evidence */
+    SM_DB_EXTIDS,    /* origin(32) || external id -> seq(be64) */
+    SM_DB_COUNT
+} sm_db;
+
+typedef struct sm_store sm_store;
+typedef struct sm_txn sm_txn;
+typedef struct sm_cursor sm_cursor;
+
+typedef struct {
+    const void *data;
+    size_t len;
+} sm_val;
+
+/*  Open the environment in directory `dir` (created 0700 if missing).
+    Returns NULL and sets *err on failure.                                    */
+sm_store *sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
+                        bool no_sync, int *err);
+void sm_store_destroy(sm_store **self_p);
+
+/*  Begin a transaction; a write transaction excludes other writers (also in
+    other processes).  Returns NULL and sets *err on failure.                 */
+sm_txn *sm_txn_begin(sm_store *store, bool write, int *err);
+/*  Commit (durably, unless the store was opened no_sync) and free.           */
+int sm_txn_commit(sm_txn **txn_p);
+/*  Abandon and free; safe with NULL and twice.                               */
+void sm_txn_abort(sm_txn **txn_p);
+
+int sm_kv_get(sm_txn *txn, sm_db db, const void *key, size_t klen, sm_val *out);
+int sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,
+              const void *val, size_t vlen);
+/*  Delete a key; deleting a missing key is not an error.                    */
+int sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen);
+/*  Empty a database (used by reindex).                                       */
+int sm_kv_clear(sm_txn *txn, sm_db db);
+
+/*  Iterate keys starting with prefix[0..plen) in key order (plen 0: all).
+    `start` (may be NULL) positions at the first key >= start instead of the
+    prefix itself.  cursor_next returns 0 with key/val set, SM_ENOTFOUND at
+    the end, or an error.                                                     */
+sm_cursor *sm_cursor_open(sm_txn *txn, sm_db db, const void *prefix,
+                          size_t plen, const void *start, size_t slen,
+                          int *err);
+int sm_cursor_next(sm_cursor *cur, sm_val *key, sm_val *val);
+void sm_cursor_close(sm_cursor **cur_p);
+
+/*  Bytes the environment's data file takes on disk, and entries in a db.    */
+int sm_store_stat(sm_store *store, sm_db db, uint64_t *entries,
+                  uint64_t *file_bytes);
+
+#endif
