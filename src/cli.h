@@ -1,0 +1,142 @@
+/*  The `stallmesh` command line: what the CLI's files share.
+
+    main.c parses the global options and dispatches to one sm__cmd_* per
+    command (cli_node.c: init; cli_market.c: market create, admit, join,
+    revoke; cli_ledger.c: digest, verify, reindex, log).  cli_util.c holds
+    the data directory, file and validation helpers and the error printer;
+    cli_json.c is the only file that includes jansson.h and cli_qr.c the only
+    one that includes qrencode.h (STYLE 3).
+
+    Exit status: SM__EXIT_OK, SM__EXIT_FAIL for an operating error (the
+    message says what was wrong and what to do), SM__EXIT_USAGE for a
+    command line that does not parse (the message, then the usage line).
+    Only the CLI reads the clock (sm__cli_now_ms); the library never does.    */
+#ifndef SM_CLI_H
+#define SM_CLI_H
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/identity.h"
+#include "stallmesh/ledger.h"
+
+#define SM__VERSION     "0.1.0"
+#define SM__EXIT_OK     0
+#define SM__EXIT_FAIL   1
+#define SM__EXIT_USAGE  2
+
+#define SM__DIR_ENV     "STALLMESH_DIR"
+#define SM__DIR_HOME    ".local/share/stallmesh"   /* under $HOME */
+#define SM__IDENTITY_FILE  "identity"
+#define SM__API_TOKEN_FILE "api-token"
+#define SM__NAME_FILE      "name"
+#define SM__STORE_DIR      "store"
+#define SM__API_TOKEN_BYTES 32u
+
+/* What every command gets from the global options. */
+typedef struct {
+    char dir[PATH_MAX];        /* the data directory */
+} sm__cli;
+
+/* One command: argv[0] is its name; returns an SM__EXIT_* status. */
+int sm__cmd_init(sm__cli *cli, int argc, char **argv);
+int sm__cmd_market(sm__cli *cli, int argc, char **argv);
+int sm__cmd_admit(sm__cli *cli, int argc, char **argv);
+int sm__cmd_join(sm__cli *cli, int argc, char **argv);
+int sm__cmd_revoke(sm__cli *cli, int argc, char **argv);
+int sm__cmd_digest(sm__cli *cli, int argc, char **argv);
+int sm__cmd_verify(sm__cli *cli, int argc, char **argv);
+int sm__cmd_reindex(sm__cli *cli, int argc, char **argv);
+int sm__cmd_log(sm__cli *cli, int argc, char **argv);
+
+/* ---- cli_util.c ------------------------------------------------------ */
+
+/*  Print "stallmesh: <message>" and a newline to stderr.                    */
+void sm__cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*  Print `problem` (if non-NULL) as an error, then "usage: stallmesh
+    <usage>" and a hint to stderr.  Returns SM__EXIT_USAGE.                   */
+int sm__cli_usage_error(const char *usage, const char *problem, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*  Parse a command's options with getopt_long: `--json` (if json != NULL),
+    `-h/--help` (prints "usage: stallmesh <usage>" to stdout and sets
+    *status to SM__EXIT_OK), and the extras in `opts`, handed one by one to
+    `on_opt` (which returns 0, or an SM__EXIT_* status to stop with).  On
+    return *first_arg is the index of the first operand.  Returns true to
+    carry on, false to stop with *status.                                     */
+typedef int (*sm__cli_opt_fn)(int opt, const char *arg, void *ctx);
+bool sm__cli_parse(int argc, char **argv, const char *usage,
+                   const struct option *opts, const char *shortopts,
+                   sm__cli_opt_fn on_opt, void *ctx, bool *json,
+                   int *first_arg, int *status);
+
+/*  Join the data directory and `name` into out[PATH_MAX].  False (and an
+    error printed) if it does not fit.                                        */
+bool sm__cli_path(const sm__cli *cli, const char *name, char out[PATH_MAX]);
+
+/*  Create `dir` and any missing parents, each with mode 0700.  0, or -1
+    with errno set.                                                           */
+int sm__cli_mkdirs(const char *dir);
+
+/*  Write `text` to `path` atomically (a temporary file renamed over it),
+    with `mode`, fsync'd.  0, or -1 with errno set.                           */
+int sm__cli_write_file(const char *path, const char *text, unsigned mode);
+
+/*  Load the node's identity from DIR/identity, printing a message that says
+    what is wrong and what to do on failure.  Returns SM__EXIT_OK or
+    SM__EXIT_FAIL.                                                            */
+int sm__cli_load_identity(const sm__cli *cli, sm_identity *id);
+
+/*  Open the node's ledger at DIR/store.  With `id`, set it as the signing
+    identity.  `read_only` opens an existing store only.  Prints what to do
+    on failure.  Returns SM__EXIT_OK or SM__EXIT_FAIL.                        */
+int sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id,
+                        bool read_only, sm_ledger **out);
+
+/*  The wall clock in unix milliseconds (the only clock read in stallmesh
+    outside the node's event loop).                                           */
+uint64_t sm__cli_now_ms(void);
+
+/*  Validators for values from the command line; true if acceptable.
+    Text: 1..max bytes of valid UTF-8 without control characters.
+    Currency: three capital ASCII letters (ISO 4217).
+    Endpoint: tcp://HOST:PORT, HOST a DNS name, IPv4 address or [IPv6]
+    address, PORT 1..65535, at most SM_ENDPOINT_BYTES_MAX bytes.              */
+bool sm__cli_text_ok(const char *s, size_t max);
+bool sm__cli_currency_ok(const char *s);
+bool sm__cli_endpoint_ok(const char *s);
+
+/* ---- cli_json.c: the only user of jansson --------------------------- */
+
+/*  A JSON value under construction.  Setters take ownership of values they
+    are given; on failure (no memory) they drop the value and remember it, so
+    sm__json_print refuses to print a partial document (SM_ENOMEM) instead
+    of every call site checking.                                              */
+typedef struct sm__json sm__json;
+sm__json *sm__json_object(void);
+sm__json *sm__json_array(void);
+void sm__json_set_str(sm__json *obj, const char *key, const char *val);
+void sm__json_set_int(sm__json *obj, const char *key, int64_t val);
+void sm__json_set_bool(sm__json *obj, const char *key, bool val);
+void sm__json_set_hex(sm__json *obj, const char *key, const uint8_t *buf, size_t n);
+void sm__json_set(sm__json *obj, const char *key, sm__json *val);   /* taken */
+void sm__json_append(sm__json *arr, sm__json *val);                 /* taken */
+/*  Print `v` on one line of stdout, then destroy it (safe with NULL, which
+    is how a failed constructor shows).  0, SM_ENOMEM or SM_EIO.              */
+int sm__json_print(sm__json **v_p);
+void sm__json_destroy(sm__json **v_p);
+
+/* ---- cli_qr.c: the only user of libqrencode ------------------------- */
+
+/*  Print `text` as a QR code (error correction L, 8-bit mode) to `out`, two
+    module rows per line in Unicode half blocks with a 4-module quiet zone,
+    drawn for light text on a dark terminal (as `qrencode -t UTF8` does).
+    0, SM_ETOOBIG (too long for any QR version) or SM_ENOMEM.                 */
+int sm__qr_print(const char *text, FILE *out);
+
+#endif

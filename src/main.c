@@ -1,0 +1,166 @@
+/*  stallmesh: the command line of a stallmesh node.
+
+    `stallmesh [--dir DIR] COMMAND ...`: this file parses the global
+    options, finds the data directory and hands the rest of the command line
+    to the command (see cli.h for how the CLI's files divide the work).  The
+    help text below is the reference: README.md (from docs/cli.md) mirrors
+    it, and a change to one is a change to both.
+
+    Data directory: --dir, else $STALLMESH_DIR, else
+    $HOME/.local/share/stallmesh.                                             */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char s_help[] =
+"usage: stallmesh [--dir DIR] COMMAND [ARGS...]\n"
+"\n"
+"An offline-first mesh sync node for market stalls.\n"
+"\n"
+"Global options:\n"
+"  --dir DIR      data directory (default: $STALLMESH_DIR, else\n"
+"                 $HOME/.local/share/stallmesh)\n"
+"  -h, --help     show this help and exit\n"
+"  --version      print the version and exit\n"
+"\n"
+"Commands:\n"
+"  init [--name NAME] [--json]\n"
+"      Create this node: the data directory (0700), its identity\n"
+"      (DIR/identity, 0600), an API token (DIR/api-token, 0600) and the\n"
+"      store (DIR/store/).  Prints the node id.  Never replaces an identity.\n"
+"  market create --name NAME [--currency CODE] [--json]\n"
+"      Make this node the organiser of a new market; CODE is an ISO 4217\n"
+"      currency (default GBP).  Prints the market id.\n"
+"  admit NODE_ID --name NAME [--role stall|relay|organiser]\n"
+"        [--endpoint tcp://HOST:PORT]... [--json] [--qr]\n"
+"      Organiser only: admit a node to the market and print its join token\n"
+"      (with --qr also as a QR code; on stderr with --json).  Give the\n"
+"      endpoints where this node can be reached (up to 8).\n"
+"  join TOKEN\n"
+"      Join the market of a join token made for this node.\n"
+"  revoke NODE_ID\n"
+"      Organiser only: revoke a node; its entries after the last one this\n"
+"      node has seen are void.\n"
+"  digest [--json]\n"
+"      Print the digest of the state: equal on nodes that applied the same\n"
+"      entries.\n"
+"  verify [--json]\n"
+"      Re-check the links and signatures of every stored entry.\n"
+"  reindex [--json]\n"
+"      Rebuild the state from the log; prints the digest after.\n"
+"  log [--origin NODE_ID]\n"
+"      Print the log as JSON lines: every origin's entries, or one's.\n"
+"\n"
+"Run 'stallmesh COMMAND --help' for a command's usage line.\n"
+"Exit status: 0 success, 1 failure (the message says what to do),\n"
+"2 usage error.\n";
+
+static const char s_usage[] = "[--dir DIR] COMMAND [ARGS...]";
+
+typedef struct {
+    const char *name;
+    int (*run)(sm__cli *cli, int argc, char **argv);
+} s_command;
+
+static const s_command s_commands[] = {
+    { "init", sm__cmd_init },
+    { "market", sm__cmd_market },
+    { "admit", sm__cmd_admit },
+    { "join", sm__cmd_join },
+    { "revoke", sm__cmd_revoke },
+    { "digest", sm__cmd_digest },
+    { "verify", sm__cmd_verify },
+    { "reindex", sm__cmd_reindex },
+    { "log", sm__cmd_log },
+};
+
+/*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error
+    printed) if none gives a usable path.                                     */
+static bool
+s_resolve_dir(sm__cli *cli, const char *option)
+{
+    const char *env = getenv(SM__DIR_ENV);
+    const char *home = getenv("HOME");
+    int n;
+    if (option != NULL)
+        n = snprintf(cli->dir, sizeof cli->dir, "%s", option);
+    else if (env != NULL && env[0] != '\0')
+        n = snprintf(cli->dir, sizeof cli->dir, "%s", env);
+    else if (home != NULL && home[0] != '\0')
+        n = snprintf(cli->dir, sizeof cli->dir, "%s/%s", home, SM__DIR_HOME);
+    else {
+        sm__cli_error("no data directory: HOME is not set; pass --dir DIR or set "
+                      SM__DIR_ENV);
+        return false;
+    }
+    if (n <= 0 || (size_t)n >= sizeof cli->dir) {
+        sm__cli_error("the data directory path is %s: pass a shorter --dir",
+                      n <= 0 ? "empty" : "too long");
+        return false;
+    }
+    /* "DIR/" and "DIR" are the same directory; keep paths tidy. */
+    size_t len = (size_t)n;
+    while (len > 1 && cli->dir[len - 1] == '/')
+        cli->dir[--len] = '\0';
+    return true;
+}
+
+int
+main(int argc, char **argv)
+{
+    enum { OPT_DIR = 0x100, OPT_VERSION };
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, OPT_DIR },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = NULL;
+    sm__cli cli;
+
+    memset(&cli, 0, sizeof cli);
+    opterr = 0;
+    for (;;) {
+        /* "+": stop at the command; its options are its own. */
+        int opt = getopt_long(argc, argv, "+:h", opts, NULL);
+        if (opt == -1)
+            break;
+        switch (opt) {
+        case OPT_DIR:
+            dir = optarg;
+            break;
+        case 'h':
+            fputs(s_help, stdout);
+            return SM__EXIT_OK;
+        case OPT_VERSION:
+            puts("stallmesh " SM__VERSION);
+            return SM__EXIT_OK;
+        case ':':
+            return sm__cli_usage_error(s_usage, "option '%s' needs a value",
+                                       argv[optind - 1]);
+        default:
+            if (optopt != 0)
+                return sm__cli_usage_error(s_usage, "unknown option '-%c'", optopt);
+            return sm__cli_usage_error(s_usage, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return sm__cli_usage_error(s_usage, "no command given");
+
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++) {
+        if (strcmp(name, s_commands[i].name) != 0)
+            continue;
+        if (!s_resolve_dir(&cli, dir))
+            return SM__EXIT_FAIL;
+        int status = s_commands[i].run(&cli, argc - optind, argv + optind);
+        if (fflush(stdout) != 0) {
+            sm__cli_error("cannot write to standard output (closed pipe or full disk?)");
+            return SM__EXIT_FAIL;
+        }
+        return status;
+    }
+    return sm__cli_usage_error(s_usage, "unknown command '%s'", name);
+}
