@@ -18,9 +18,9 @@
     useless; the CLI says "damaged, tampered with, or made for another
     node"):
       - text longer than SM_TOKEN_BYTES_MAX, a wrong prefix, base64 that is
-        not the canonical URL-safe unpadded form (libsodium refuses padding,
-        stray characters and non-zero trailing bits, so no two texts decode
-        to the same bytes);
+        not the canonical URL-safe unpadded form (only the 64 alphabet
+        characters, checked here; libsodium refuses non-zero trailing bits;
+        so no two texts decode to the same bytes);
       - a body sm__token_unpack refuses (shape, limits, canonical form);
       - a token signature that is not the market key's;
       - an entry that does not decode, is not a roster.admit, whose origin
@@ -48,6 +48,17 @@ static bool
 s_is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/*  True if c is in the URL-safe base64 alphabet.  Checked before
+    libsodium sees the text: its decoder (1.0.18) maps some bytes >= 0x80 to
+    digits, so "AAA\xc3" decodes like "AAAA" and one token would have many
+    texts.                                                                    */
+static bool
+s_is_b64url(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+        || c == '-' || c == '_';
 }
 
 /*  True if s is a currency code: three ASCII capital letters.                */
@@ -168,6 +179,9 @@ sm_token_decode(const char *text, const sm_id *self, sm_token *out)
     size_t b64_len = len - SM__TOKEN_PREFIX_BYTES;
     size_t body_len = 0;
     const char *end = NULL;
+    for (size_t i = 0; i < b64_len; i++)
+        if (!s_is_b64url(b64[i]))
+            return SM_ETOKEN;
     if (sodium_base642bin(body, body_cap, b64, b64_len, NULL, &body_len, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0
         || end != b64 + b64_len)
