@@ -592,17 +592,17 @@ s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
 
     if ((rc = s_market_get(txn, &m)) != 0)
         return rc;
+    rc = sm__origin_get(txn, me, &o);
+    if (rc == 0 && o.status == SM__ORIGIN_REVOKED)
+        return SM_EREVOKED;
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        return rc;
     if ((rc = s_head_get(txn, me, &h)) != 0)
         return rc;
     if (h.fork_seq)
         return SM_EFORK;
     if (h.applied != h.seq || h.stalled)
         return SM_ESTATE;              /* own entries always apply at once */
-    rc = sm__origin_get(txn, me, &o);
-    if (rc == 0 && o.status == SM__ORIGIN_REVOKED)
-        return SM_EREVOKED;
-    if (rc != 0 && rc != SM_ENOTFOUND)
-        return rc;
     if (h.seq >= SM_SEQ_MAX)
         return SM_ETOOBIG;
 

@@ -1,0 +1,182 @@
+/*  Ledger benchmarks (issue: log and state).  Prints each figure with how it
+    was measured and the machine's limit beside it:
+
+    1. local appends (encode, sign, hash, state update) with group commit,
+       durable commits (fsync), against the raw Ed25519 signing rate;
+    2. ingest of another origin's contiguous run of sale entries (links +
+       one signature a run, decode, state update, durable commit), against
+       per-entry signature verification;
+    3. reindex of the whole store, and bytes on disk per sale entry.
+
+    Usage: bench_ledger [ENTRIES] (default 1000000).  Works in a temporary
+    directory under $TMPDIR (default /tmp) and removes it.                    */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "stallmesh/error.h"
+#include "stallmesh/ledger.h"
+#include "testutil.h"
+
+#define NOW    1700000000000ULL
+#define BATCH  1000
+
+static double
+s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static void
+s_check(int rc, const char *what)
+{
+    if (rc != 0) {
+        fprintf(stderr, "bench: %s: %s\n", what, sm_strerror(rc));
+        exit(1);
+    }
+}
+
+static sm_ledger *
+s_open(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    sm_ledger_opts o = { .map_bytes = 8ULL << 30, .no_sync = false };
+    int err = 0;
+    sm_ledger *l = sm_ledger_open(path, &o, &err);
+    s_check(err, "open");
+    return l;
+}
+
+static uint64_t
+s_du(const char *dir, const char *name)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s/data.mdb", dir, name);
+    return stat(path, &st) == 0 ? (uint64_t) st.st_blocks * 512 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    size_t total = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+    if (total < BATCH)
+        total = BATCH;
+    total -= total % BATCH;
+    char *dir = tu_tempdir();
+    sm_identity ida, idb;
+    tu_identity(&ida, 1);
+    tu_identity(&idb, 2);
+    sm_ledger *a = s_open(dir, "a"), *b = s_open(dir, "b");
+    sm_ledger_set_identity(a, &ida);
+    sm_ledger_set_identity(b, &idb);
+    s_check(sm_ledger_create_market(a, "Bench", "GBP", NOW), "market");
+    sm_body ad = tu_admit(&idb.pub, "stall", SM_ROLE_STALL);
+    s_check(sm_ledger_append(a, &ad, NOW, NULL), "admit");
+    tu_join(b, a);
+    tu_sync(a, b, NOW);
+    sm_body it = tu_item("tee", "Tee", 1500);
+    s_check(sm_ledger_append(b, &it, NOW, NULL), "item");
+    for (size_t added = 0; added < total; added += SM_QTY_MAX) {
+        sm_body add = tu_add("tee", SM_QTY_MAX);
+        s_check(sm_ledger_append(b, &add, NOW, NULL), "add");
+    }
+
+    printf("stallmesh ledger benchmark: %zu sale entries, batches of %d, durable commits\n\n",
+           total, BATCH);
+
+    /* Machine limit for appends: Ed25519 signatures per second on one core. */
+    uint8_t msg[200] = { 1 }, sig[SM_SIG_BYTES];
+    double t0 = s_now();
+    int signs = 20000;
+    for (int i = 0; i < signs; i++) {
+        msg[0] = (uint8_t) i;
+        sm_identity_sign(&idb, msg, sizeof msg, sig);
+    }
+    double sign_rate = signs / (s_now() - t0);
+
+    /* 1. local appends */
+    t0 = s_now();
+    for (size_t i = 0; i < total; i += BATCH) {
+        s_check(sm_ledger_begin(b), "begin");
+        for (size_t j = 0; j < BATCH; j++) {
+            sm_body s = tu_sale("tee", 1, 1500, NULL);
+            s_check(sm_ledger_append(b, &s, NOW + i, NULL), "append");
+        }
+        s_check(sm_ledger_commit(b), "commit");
+    }
+    double append_s = s_now() - t0;
+    printf("%-44s %12.0f entries/s  (target >= 40000; limit: Ed25519 sign %.0f/s on one core)\n",
+           "local append, group commit", total / append_s, sign_rate);
+
+    /* 2. ingest: copy b's log out, feed it to a in runs */
+    sm_head hb;
+    s_check(sm_ledger_head(b, &idb.pub, &hb), "head");
+    size_t n = hb.seq;
+    tu_copy *log = calloc(n, sizeof *log);
+    size_t got = tu_read(b, &idb.pub, 1, n, log);
+    if (got != n) {
+        fprintf(stderr, "bench: read %zu of %zu entries\n", got, n);
+        return 1;
+    }
+    sm_signed *run = calloc(BATCH, sizeof *run);
+    t0 = s_now();
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t k = n - i < BATCH ? n - i : BATCH;
+        for (size_t j = 0; j < k; j++) {
+            run[j].bytes = log[i + j].bytes;
+            run[j].len = log[i + j].len;
+            memcpy(run[j].sig, log[i + j].sig, SM_SIG_BYTES);
+        }
+        sm_ingest_result res;
+        s_check(sm_ledger_ingest(a, run, k, NOW + 1000000, &res), "ingest");
+        if (res.accepted != k) {
+            fprintf(stderr, "bench: ingest accepted %zu of %zu\n", res.accepted, k);
+            return 1;
+        }
+    }
+    double ingest_s = s_now() - t0;
+    double ingest_rate = n / ingest_s;
+    size_t vn = n < 50000 ? n : 50000;
+    t0 = s_now();
+    for (size_t i = 0; i < vn; i++)
+        s_check(sm_entry_verify(log[i].bytes, log[i].len, log[i].sig, &idb.pub), "verify");
+    double verify_rate = vn / (s_now() - t0);
+    double per_entry_rate = 1.0 / (1.0 / ingest_rate + 1.0 / verify_rate);
+    printf("%-44s %12.0f entries/s  (target >= 300000)\n",
+           "ingest, links + one signature per run", ingest_rate);
+    printf("%-44s %12.0f entries/s  (same ingest plus one Ed25519 verify per entry,\n"
+           "%-44s %12s             verify measured at %.0f/s over %zu entries)\n",
+           "  vs per-entry signature verification", per_entry_rate, "", "", verify_rate, vn);
+
+    /* 3. reindex and disk use */
+    t0 = s_now();
+    s_check(sm_ledger_reindex(a), "reindex");
+    double reindex_s = s_now() - t0;
+    printf("%-44s %12.2f s for %zu entries  (target < 5 s for 1,000,000)\n",
+           "reindex", reindex_s, n + 2);
+    uint64_t bytes = s_du(dir, "a");
+    printf("%-44s %12.0f bytes/entry  (log + state, data.mdb blocks / entries)\n",
+           "disk per sale entry", (double) bytes / (double) n);
+
+    sm_id bad;
+    uint64_t seq, checked = 0;
+    t0 = s_now();
+    s_check(sm_ledger_verify(a, &bad, &seq, &checked), "verify store");
+    printf("%-44s %12.0f entries/s  (every chain link and signature)\n",
+           "stallmesh verify", checked / (s_now() - t0));
+
+    tu_free(log, n);
+    free(log);
+    free(run);
+    sm_ledger_destroy(&a);
+    sm_ledger_destroy(&b);
+    tu_rmrf(dir);
+    free(dir);
+    return 0;
+}
