@@ -232,7 +232,7 @@ s_log_put(sm_txn *txn, const sm_id *origin, uint64_t seq, const sm_hash *link,
     memcpy(val, link->b, SM_HASH_BYTES);
     memcpy(val + SM_HASH_BYTES, sig, SM_SIG_BYTES);
     memcpy(val + SM__LOG_PREFIX_BYTES, bytes, len);
-    return sm_kv_put(txn, SM_DB_LOG, key, sizeof key, val, SM__LOG_PREFIX_BYTES + len);
+    return sm_kv_put_last(txn, SM_DB_LOG, key, sizeof key, val, SM__LOG_PREFIX_BYTES + len);
 }
 
 /*  A stored log value as a signed entry (bytes borrowed from the txn).      */

@@ -298,8 +298,8 @@ s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
         return rc;
     uint8_t key[SM__OSKEY_BYTES];
     sm__oskey(key, &e->origin, e->seq);
-    return sm_kv_put(txn, SM_DB_SALES, key, sizeof key, &rec,
-                     SM__SALE_REC_BYTES(rec.line_count));
+    return sm_kv_put_last(txn, SM_DB_SALES, key, sizeof key, &rec,
+                          SM__SALE_REC_BYTES(rec.line_count));
 }
 
 static int

@@ -203,6 +203,19 @@ sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,
 }
 
 int
+sm_kv_put_last(sm_txn *txn, sm_db db, const void *key, size_t klen,
+               const void *val, size_t vlen)
+{
+    assert(txn && txn->write && db < SM_DB_COUNT && key && klen > 0);
+    assert(val || vlen == 0);
+    MDB_val k = { klen, (void *) key }, v = { vlen, (void *) val };
+    int rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0);
+    return s_err(rc);
+}
+
+int
 sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen)
 {
     assert(txn && txn->write && db < SM_DB_COUNT && key && klen > 0);

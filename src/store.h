@@ -52,6 +52,12 @@ void sm_txn_abort(sm_txn **txn_p);
 int sm_kv_get(sm_txn *txn, sm_db db, const void *key, size_t klen, sm_val *out);
 int sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,
               const void *val, size_t vlen);
+/*  Put a key expected to sort after every key in the database (log and
+    sales keys grow per origin): uses LMDB's append mode, which skips the
+    search and fills pages completely, and falls back to a plain put when
+    the key is not the last.                                                  */
+int sm_kv_put_last(sm_txn *txn, sm_db db, const void *key, size_t klen,
+                   const void *val, size_t vlen);
 /*  Delete a key; deleting a missing key is not an error.                    */
 int sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen);
 /*  Empty a database (used by reindex).                                       */
