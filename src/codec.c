@@ -1,0 +1,820 @@
+/*  The codec: log entries and join-token bodies to and from msgpack bytes.
+
+    This is the only file that includes msgpack.h (STYLE 3).  Everything that
+    arrives from outside goes through three gates, in this order:
+
+    1.  sm__msgpack_scan walks the raw bytes and checks every declared length
+        (array counts, str and bin lengths, integer widths) against the bytes
+        that remain, the nesting depth and the allowed types (nil, bool, all
+        integer forms, str, bin, array; no map, float or ext) before msgpack-c
+        is asked to unpack anything.  Each declared array element needs at
+        least one byte, so the scanner keeps the number of elements still
+        owed and refuses any header that owes more than the bytes left: a
+        hostile `dd ff 00 00 00` is refused here, not after msgpack-c tried to
+        allocate 100 GB for it.  After the scan, msgpack-c's allocation is
+        bounded by about 24 bytes an input byte.
+
+    2.  msgpack_unpack builds the object tree in one zone that lives on this
+        function's stack frame (its chunks come from malloc and are freed
+        before returning); strings and bins point into the input, so nothing
+        is copied twice.  The tree is mapped into an sm_entry with strict type
+        and shape checks.
+
+    3.  Canonical form: the unpacked tree is packed again with msgpack-c's
+        packer, whose choice of the shortest form for every integer, string,
+        bin and array header is the canonical one, and compared byte by byte
+        with the input as it is produced (a writer that compares instead of
+        copying).  Any difference is SM_ENONCANON: `cc 05` for 5, a str16 for
+        a 3-byte string, an int8 for a positive value.  So the bytes that are
+        hashed and signed are the only representation of an entry.
+
+    Entry layout (normative, byte by byte, in proto/log.md):
+
+        [version=1, market bin32, origin bin32, seq uint, prev bin32,
+         hlc uint, kind uint, body array]
+
+    Token body layout (proto/token.md):
+
+        [1, market bin32, name str, currency str, [endpoint str...],
+         entry bin, entry sig bin64, (token sig bin64)]                       */
+#include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "codec.h"
+#include "stallmesh/entry.h"
+#include "stallmesh/error.h"
+#include "stallmesh/limits.h"
+#include "stallmesh/token.h"
+
+/*  The deepest nesting sm__msgpack_scan can track; callers pass a smaller
+    depth_max (SM_MSGPACK_DEPTH_MAX).                                         */
+#define S_SCAN_DEPTH_LIMIT 32u
+
+/*  First zone chunk.  An entry's tree is 24 bytes an object: a sale of one
+    line is 22 objects, a sale of SM_SALE_LINES_MAX lines about 150, so one
+    chunk holds every realistic entry; larger trees take more chunks.       */
+#define S_ZONE_CHUNK_BYTES 4096u
+
+#define S_TOKEN_VERSION 1u
+#define S_TOKEN_FIELDS_SIGNED 8u
+#define S_TOKEN_FIELDS_UNSIGNED 7u
+
+/* ------------------------------------------------------------------------ */
+/* Text                                                                      */
+
+bool
+sm__text_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+
+    assert(s != NULL || len == 0);
+    while (i < len) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            i++;
+            continue;
+        }
+        size_t more;
+        uint32_t cp, least;
+        if (c >= 0xc2 && c <= 0xdf) {
+            more = 1; cp = c & 0x1fu; least = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            more = 2; cp = c & 0x0fu; least = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3; cp = c & 0x07u; least = 0x10000;
+        } else {
+            return false;          /* continuation byte, c0/c1, f5.. */
+        }
+        if (more > len - i - 1)
+            return false;
+        for (size_t j = 1; j <= more; j++) {
+            uint8_t d = s[i + j];
+            if ((d & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (d & 0x3fu);
+        }
+        if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scanner                                                                   */
+
+static uint32_t
+s_be(const uint8_t *p, size_t n)
+{
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/*  Decode a type byte: `width` is the size of the big-endian length or
+    count that follows it (0 if none), `n` the payload bytes (integers,
+    fixstr) or element count (fixarray) when the type byte itself says, and
+    `array` whether n counts elements rather than bytes.  Returns 0 or
+    SM_EMALFORMED for a type stallmesh does not use.                         */
+static int
+s_header(uint8_t t, size_t *width, uint32_t *n, bool *array)
+{
+    *width = 0; *n = 0; *array = false;
+    if (t <= 0x7f || t >= 0xe0)                 /* fixint */
+        return 0;
+    if (t >= 0xa0 && t <= 0xbf) {               /* fixstr */
+        *n = t & 0x1fu;
+        return 0;
+    }
+    if (t >= 0x90 && t <= 0x9f) {               /* fixarray */
+        *n = t & 0x0fu; *array = true;
+        return 0;
+    }
+    switch (t) {
+    case 0xc0: case 0xc2: case 0xc3:            /* nil, false, true */
+        return 0;
+    case 0xcc: case 0xd0: *n = 1; return 0;     /* (u)int8: payload only */
+    case 0xcd: case 0xd1: *n = 2; return 0;
+    case 0xce: case 0xd2: *n = 4; return 0;
+    case 0xcf: case 0xd3: *n = 8; return 0;
+    case 0xd9: case 0xc4: *width = 1; return 0; /* str8, bin8 */
+    case 0xda: case 0xc5: *width = 2; return 0;
+    case 0xdb: case 0xc6: *width = 4; return 0;
+    case 0xdc: *width = 2; *array = true; return 0;            /* array16 */
+    case 0xdd: *width = 4; *array = true; return 0;            /* array32 */
+    default:
+        return SM_EMALFORMED;   /* map, float, ext, 0xc1 */
+    }
+}
+
+int
+sm__msgpack_scan(const uint8_t *buf, size_t len, unsigned depth_max)
+{
+    uint32_t left[S_SCAN_DEPTH_LIMIT];  /* elements still to read, per open array */
+    unsigned depth = 0;                 /* open arrays */
+    uint64_t owed = 1;                  /* declared objects not yet started */
+    size_t pos = 0;
+
+    assert(buf != NULL || len == 0);
+    assert(depth_max <= S_SCAN_DEPTH_LIMIT);
+    for (;;) {
+        size_t width;
+        uint32_t n;
+        bool array;
+
+        if (pos >= len)
+            return SM_ETRUNC;
+        uint8_t t = buf[pos++];
+        owed--;
+        int rc = s_header(t, &width, &n, &array);
+        if (rc != 0)
+            return rc;
+        if (width > len - pos)
+            return SM_ETRUNC;
+        if (width > 0) {
+            n = s_be(buf + pos, width);
+            pos += width;
+        }
+        if (array) {
+            if (depth >= depth_max)
+                return SM_EMALFORMED;
+            owed += n;
+            if (owed > len - pos)       /* each element needs a byte */
+                return SM_ETRUNC;
+            if (n > 0) {
+                left[depth++] = n;
+                continue;
+            }
+        } else {
+            /* n is the payload: an integer's width or a str/bin length */
+            if (n > len - pos)
+                return SM_ETRUNC;
+            pos += n;
+            if (owed > len - pos)
+                return SM_ETRUNC;
+        }
+        /* An object ended: close every array it completes. */
+        while (depth > 0 && --left[depth - 1] == 0)
+            depth--;
+        if (depth == 0)
+            break;
+    }
+    assert(owed == 0);
+    return pos == len ? 0 : SM_EMALFORMED;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writers for msgpack-c's packer                                            */
+
+/*  Copies into a fixed buffer; refuses (non-zero) what does not fit.       */
+typedef struct {
+    uint8_t *buf;
+    size_t cap;
+    size_t len;
+} s_writer;
+
+static int
+s_write(void *data, const char *bytes, size_t n)
+{
+    s_writer *w = data;
+    if (n > w->cap - w->len)
+        return -1;
+    if (n > 0)
+        memcpy(w->buf + w->len, bytes, n);
+    w->len += n;
+    return 0;
+}
+
+/*  Compares with the input instead of copying: the canonical-form check
+    needs no buffer and stops at the first differing piece.                  */
+typedef struct {
+    const uint8_t *ref;
+    size_t len;
+    size_t pos;
+} s_comparer;
+
+static int
+s_compare(void *data, const char *bytes, size_t n)
+{
+    s_comparer *c = data;
+    if (n > c->len - c->pos || memcmp(c->ref + c->pos, bytes, n) != 0)
+        return -1;
+    c->pos += n;
+    return 0;
+}
+
+/*  0 if packing `root` gives exactly buf[0..len), else SM_ENONCANON.      */
+static int
+s_canonical(const msgpack_object *root, const uint8_t *buf, size_t len)
+{
+    s_comparer c = { buf, len, 0 };
+    msgpack_packer pk;
+
+    msgpack_packer_init(&pk, &c, s_compare);
+    if (msgpack_pack_object(&pk, *root) != 0 || c.pos != len)
+        return SM_ENONCANON;
+    return 0;
+}
+
+/*  Unpack buf (already scanned) into *root, allocating in `zone`.          */
+static int
+s_unpack(const uint8_t *buf, size_t len, msgpack_zone *zone,
+         msgpack_object *root)
+{
+    size_t off = 0;
+    switch (msgpack_unpack((const char *)buf, len, &off, zone, root)) {
+    case MSGPACK_UNPACK_SUCCESS:
+        return off == len ? 0 : SM_EMALFORMED;
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        return SM_ENOMEM;
+    default:            /* the scanner admitted it; msgpack-c disagrees */
+        return SM_EMALFORMED;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packing helpers (they return non-zero once the writer is full)            */
+
+static int
+s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
+}
+
+static int
+s_pack_bin(msgpack_packer *pk, const uint8_t *b, size_t n)
+{
+    return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, b, n);
+}
+
+static int
+s_pack_body(msgpack_packer *pk, const sm_body *b)
+{
+    int bad = 0;
+
+    switch (b->kind) {
+    case SM_KIND_ITEM:
+        bad |= msgpack_pack_array(pk, 4);
+        bad |= s_pack_str(pk, b->u.item.sku);
+        bad |= s_pack_str(pk, b->u.item.name);
+        bad |= msgpack_pack_uint64(pk, (uint64_t)b->u.item.price);
+        bad |= s_pack_str(pk, b->u.item.currency);
+        break;
+    case SM_KIND_STOCK_ADD:
+        bad |= msgpack_pack_array(pk, 2);
+        bad |= s_pack_str(pk, b->u.stock_add.sku);
+        bad |= msgpack_pack_uint64(pk, b->u.stock_add.qty);
+        break;
+    case SM_KIND_STOCK_MOVE:
+        bad |= msgpack_pack_array(pk, 3);
+        bad |= s_pack_str(pk, b->u.stock_move.sku);
+        bad |= msgpack_pack_uint64(pk, b->u.stock_move.qty);
+        bad |= s_pack_bin(pk, b->u.stock_move.to.b, SM_KEY_BYTES);
+        break;
+    case SM_KIND_SALE:
+        bad |= msgpack_pack_array(pk, 6);
+        bad |= msgpack_pack_array(pk, b->u.sale.line_count);
+        for (uint32_t i = 0; i < b->u.sale.line_count; i++) {
+            const sm_line *l = &b->u.sale.lines[i];
+            bad |= msgpack_pack_array(pk, 3);
+            bad |= s_pack_str(pk, l->sku);
+            bad |= msgpack_pack_uint64(pk, l->qty);
+            bad |= msgpack_pack_uint64(pk, (uint64_t)l->price);
+        }
+        bad |= s_pack_str(pk, b->u.sale.currency);
+        bad |= msgpack_pack_uint64(pk, b->u.sale.source);
+        bad |= msgpack_pack_uint64(pk, b->u.sale.payment);
+        bad |= s_pack_str(pk, b->u.sale.external_id);
+        bad |= msgpack_pack_uint64(pk, b->u.sale.hold_seq);
+        break;
+    case SM_KIND_RETURN:
+        bad |= msgpack_pack_array(pk, 3);
+        bad |= msgpack_pack_uint64(pk, b->u.ret.sale_seq);
+        bad |= msgpack_pack_array(pk, b->u.ret.line_count);
+        for (uint32_t i = 0; i < b->u.ret.line_count; i++) {
+            const sm_line *l = &b->u.ret.lines[i];
+            bad |= msgpack_pack_array(pk, 2);
+            bad |= s_pack_str(pk, l->sku);
+            bad |= msgpack_pack_uint64(pk, l->qty);
+        }
+        bad |= s_pack_str(pk, b->u.ret.reason);
+        break;
+    case SM_KIND_HOLD:
+        bad |= msgpack_pack_array(pk, 3);
+        bad |= s_pack_str(pk, b->u.hold.sku);
+        bad |= msgpack_pack_uint64(pk, b->u.hold.qty);
+        bad |= msgpack_pack_uint64(pk, b->u.hold.expires_ms);
+        break;
+    case SM_KIND_RELEASE:
+        bad |= msgpack_pack_array(pk, 1);
+        bad |= msgpack_pack_uint64(pk, b->u.release.hold_seq);
+        break;
+    case SM_KIND_ADJUST:
+        bad |= msgpack_pack_array(pk, 3);
+        bad |= s_pack_str(pk, b->u.adjust.sku);
+        bad |= msgpack_pack_int64(pk, b->u.adjust.delta);
+        bad |= s_pack_str(pk, b->u.adjust.reason);
+        break;
+    case SM_KIND_DROP:
+        bad |= msgpack_pack_array(pk, 3);
+        bad |= s_pack_str(pk, b->u.drop.sku);
+        bad |= msgpack_pack_uint64(pk, b->u.drop.qty);
+        bad |= msgpack_pack_uint64(pk, b->u.drop.starts_ms);
+        break;
+    case SM_KIND_ROSTER_ADMIT:
+        bad |= msgpack_pack_array(pk, 3);
+        bad |= s_pack_bin(pk, b->u.admit.node.b, SM_KEY_BYTES);
+        bad |= s_pack_str(pk, b->u.admit.name);
+        bad |= msgpack_pack_uint64(pk, b->u.admit.role);
+        break;
+    case SM_KIND_ROSTER_REVOKE:
+        bad |= msgpack_pack_array(pk, 2);
+        bad |= s_pack_bin(pk, b->u.revoke.node.b, SM_KEY_BYTES);
+        bad |= msgpack_pack_uint64(pk, b->u.revoke.upto_seq);
+        break;
+    default:
+        assert(!"sm_entry_check admitted an unknown kind");
+        bad = 1;
+    }
+    return bad;
+}
+
+int
+sm_entry_encode(const sm_entry *e, uint8_t *buf, size_t cap, size_t *len)
+{
+    assert(e != NULL && buf != NULL && len != NULL);
+
+    int rc = sm_entry_check(e);
+    if (rc != 0)
+        return rc;
+
+    s_writer w = { buf, cap < SM_ENTRY_BYTES_MAX ? cap : SM_ENTRY_BYTES_MAX, 0 };
+    msgpack_packer pk;
+    int bad = 0;
+
+    msgpack_packer_init(&pk, &w, s_write);
+    bad |= msgpack_pack_array(&pk, 8);
+    bad |= msgpack_pack_uint64(&pk, e->version);
+    bad |= s_pack_bin(&pk, e->market.b, SM_KEY_BYTES);
+    bad |= s_pack_bin(&pk, e->origin.b, SM_KEY_BYTES);
+    bad |= msgpack_pack_uint64(&pk, e->seq);
+    bad |= s_pack_bin(&pk, e->prev.b, SM_HASH_BYTES);
+    bad |= msgpack_pack_uint64(&pk, e->hlc);
+    bad |= msgpack_pack_uint64(&pk, (uint64_t)e->body.kind);
+    bad |= s_pack_body(&pk, &e->body);
+    if (bad)
+        return SM_ETOOBIG;
+    *len = w.len;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Mapping the unpacked tree into an sm_entry                                */
+
+/*  A non-negative integer; a negative one is `neg_err`.                    */
+static int
+s_uint(const msgpack_object *o, uint64_t *v, int neg_err)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *v = o->via.u64;
+        return 0;
+    }
+    return o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? neg_err : SM_EMALFORMED;
+}
+
+/*  A quantity: a uint within 1..SM_QTY_MAX else SM_EQTY.                   */
+static int
+s_qty(const msgpack_object *o, uint32_t *q)
+{
+    uint64_t v;
+    int rc = s_uint(o, &v, SM_EQTY);
+    if (rc != 0)
+        return rc;
+    if (v == 0 || v > SM_QTY_MAX)
+        return SM_EQTY;
+    *q = (uint32_t)v;
+    return 0;
+}
+
+/*  A price in minor units: a uint within 0..SM_PRICE_MAX else SM_EMONEY.   */
+static int
+s_price(const msgpack_object *o, int64_t *p)
+{
+    uint64_t v;
+    int rc = s_uint(o, &v, SM_EMONEY);
+    if (rc != 0)
+        return rc;
+    if (v > (uint64_t)SM_PRICE_MAX)
+        return SM_EMONEY;
+    *p = (int64_t)v;
+    return 0;
+}
+
+/*  A signed quantity change: any integer; a positive one beyond
+    SM_QTY_MAX is SM_EQTY here (it might not fit int64_t), the rest of the
+    rule (non-zero, |delta| <= SM_QTY_MAX) is sm_entry_check's.             */
+static int
+s_delta(const msgpack_object *o, int64_t *d)
+{
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *d = o->via.i64;
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return SM_EMALFORMED;
+    if (o->via.u64 > SM_QTY_MAX)
+        return SM_EQTY;
+    *d = (int64_t)o->via.u64;
+    return 0;
+}
+
+/*  An enum value stored in a uint8_t; range is checked by sm_entry_check. */
+static int
+s_enum(const msgpack_object *o, uint8_t *out)
+{
+    uint64_t v;
+    int rc = s_uint(o, &v, SM_EMALFORMED);
+    if (rc != 0)
+        return rc;
+    if (v > UINT8_MAX)
+        return SM_EBODY;
+    *out = (uint8_t)v;
+    return 0;
+}
+
+/*  A bin of exactly n bytes.                                               */
+static int
+s_bin(const msgpack_object *o, uint8_t *dst, size_t n)
+{
+    if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != n)
+        return SM_EMALFORMED;
+    memcpy(dst, o->via.bin.ptr, n);
+    return 0;
+}
+
+/*  A str copied into dst[0..max], NUL-terminated.  Longer than max is
+    `long_err`; an embedded NUL is SM_EBODY (it would cut the C string, and
+    the entry would no longer re-encode to its bytes).  The rest of the text
+    rules are sm_entry_check's.                                             */
+static int
+s_str(const msgpack_object *o, char *dst, size_t max, int long_err)
+{
+    if (o->type != MSGPACK_OBJECT_STR)
+        return SM_EMALFORMED;
+    size_t n = o->via.str.size;
+    if (n > max)
+        return long_err;
+    if (n > 0 && memchr(o->via.str.ptr, 0, n) != NULL)
+        return SM_EBODY;
+    if (n > 0)
+        memcpy(dst, o->via.str.ptr, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/*  An array of exactly n elements; its elements in *el.                    */
+static int
+s_array(const msgpack_object *o, uint32_t n, const msgpack_object **el)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != n)
+        return SM_EMALFORMED;
+    *el = o->via.array.ptr;
+    return 0;
+}
+
+/*  Sale lines [[sku, qty, price]...] or return lines [[sku, qty]...].      */
+static int
+s_lines(const msgpack_object *o, sm_line *lines, uint32_t *count, bool priced)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return SM_EMALFORMED;
+    if (o->via.array.size > SM_SALE_LINES_MAX)
+        return SM_EBODY;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *f;
+        int rc = s_array(&o->via.array.ptr[i], priced ? 3 : 2, &f);
+        if (rc == 0)
+            rc = s_str(&f[0], lines[i].sku, SM_SKU_BYTES_MAX, SM_EBODY);
+        if (rc == 0)
+            rc = s_qty(&f[1], &lines[i].qty);
+        if (rc == 0 && priced)
+            rc = s_price(&f[2], &lines[i].price);
+        if (rc != 0)
+            return rc;
+    }
+    *count = o->via.array.size;
+    return 0;
+}
+
+static int
+s_body_from_object(const msgpack_object *o, sm_body *b)
+{
+    const msgpack_object *f;
+    int rc;
+
+#define S_TRY(expr) do { if ((rc = (expr)) != 0) return rc; } while (0)
+    switch (b->kind) {
+    case SM_KIND_ITEM:
+        S_TRY(s_array(o, 4, &f));
+        S_TRY(s_str(&f[0], b->u.item.sku, SM_SKU_BYTES_MAX, SM_EBODY));
+        S_TRY(s_str(&f[1], b->u.item.name, SM_NAME_BYTES_MAX, SM_EBODY));
+        S_TRY(s_price(&f[2], &b->u.item.price));
+        S_TRY(s_str(&f[3], b->u.item.currency, 3, SM_EMONEY));
+        return 0;
+    case SM_KIND_STOCK_ADD:
+        S_TRY(s_array(o, 2, &f));
+        S_TRY(s_str(&f[0], b->u.stock_add.sku, SM_SKU_BYTES_MAX, SM_EBODY));
+        S_TRY(s_qty(&f[1], &b->u.stock_add.qty));
+        return 0;
+    case SM_KIND_STOCK_MOVE:
+        S_TRY(s_array(o, 3, &f));
+        S_TRY(s_str(&f[0], b->u.stock_move.sku, SM_SKU_BYTES_MAX, SM_EBODY));
+        S_TRY(s_qty(&f[1], &b->u.stock_move.qty));
+        S_TRY(s_bin(&f[2], b->u.stock_move.to.b, SM_KEY_BYTES));
+        return 0;
+    case SM_KIND_SALE:
+        S_TRY(s_array(o, 6, &f));
+        S_TRY(s_lines(&f[0], b->u.sale.lines, &b->u.sale.line_count, true));
+        S_TRY(s_str(&f[1], b->u.sale.currency, 3, SM_EMONEY));
+        S_TRY(s_enum(&f[2], &b->u.sale.source));
+        S_TRY(s_enum(&f[3], &b->u.sale.payment));
+        S_TRY(s_str(&f[4], b->u.sale.external_id, SM_EXTID_BYTES_MAX, SM_EBODY));
+        S_TRY(s_uint(&f[5], &b->u.sale.hold_seq, SM_EMALFORMED));
+        return 0;
+    case SM_KIND_RETURN:
+        S_TRY(s_array(o, 3, &f));
+        S_TRY(s_uint(&f[0], &b->u.ret.sale_seq, SM_EMALFORMED));
+        S_TRY(s_lines(&f[1], b->u.ret.lines, &b->u.ret.line_count, false));
+        S_TRY(s_str(&f[2], b->u.ret.reason, SM_REASON_BYTES_MAX, SM_EBODY));
+        return 0;
+    case SM_KIND_HOLD:
+        S_TRY(s_array(o, 3, &f));
+        S_TRY(s_str(&f[0], b->u.hold.sku, SM_SKU_BYTES_MAX, SM_EBODY));
+        S_TRY(s_qty(&f[1], &b->u.hold.qty));
+        S_TRY(s_uint(&f[2], &b->u.hold.expires_ms, SM_EMALFORMED));
+        return 0;
+    case SM_KIND_RELEASE:
+        S_TRY(s_array(o, 1, &f));
+        S_TRY(s_uint(&f[0], &b->u.release.hold_seq, SM_EMALFORMED));
+        return 0;
+    case SM_KIND_ADJUST:
+        S_TRY(s_array(o, 3, &f));
+        S_TRY(s_str(&f[0], b->u.adjust.sku, SM_SKU_BYTES_MAX, SM_EBODY));
+        S_TRY(s_delta(&f[1], &b->u.adjust.delta));
+        S_TRY(s_str(&f[2], b->u.adjust.reason, SM_REASON_BYTES_MAX, SM_EBODY));
+        return 0;
+    case SM_KIND_DROP:
+        S_TRY(s_array(o, 3, &f));
+        S_TRY(s_str(&f[0], b->u.drop.sku, SM_SKU_BYTES_MAX, SM_EBODY));
+        S_TRY(s_qty(&f[1], &b->u.drop.qty));
+        S_TRY(s_uint(&f[2], &b->u.drop.starts_ms, SM_EMALFORMED));
+        return 0;
+    case SM_KIND_ROSTER_ADMIT:
+        S_TRY(s_array(o, 3, &f));
+        S_TRY(s_bin(&f[0], b->u.admit.node.b, SM_KEY_BYTES));
+        S_TRY(s_str(&f[1], b->u.admit.name, SM_NAME_BYTES_MAX, SM_EBODY));
+        S_TRY(s_enum(&f[2], &b->u.admit.role));
+        return 0;
+    case SM_KIND_ROSTER_REVOKE:
+        S_TRY(s_array(o, 2, &f));
+        S_TRY(s_bin(&f[0], b->u.revoke.node.b, SM_KEY_BYTES));
+        S_TRY(s_uint(&f[1], &b->u.revoke.upto_seq, SM_EMALFORMED));
+        return 0;
+    default:
+        return SM_EKIND;
+    }
+#undef S_TRY
+}
+
+static int
+s_entry_from_object(const msgpack_object *root, sm_entry *e)
+{
+    const msgpack_object *f;
+    uint64_t v;
+    int rc;
+
+    /* The version comes first so that a later format with another shape is
+       reported as SM_EVERSION, not as malformed. */
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size == 0)
+        return SM_EMALFORMED;
+    f = root->via.array.ptr;
+    if ((rc = s_uint(&f[0], &v, SM_EMALFORMED)) != 0)
+        return rc;
+    if (v != SM_ENTRY_VERSION)
+        return SM_EVERSION;
+    e->version = (uint8_t)v;
+    if (root->via.array.size != 8)
+        return SM_EMALFORMED;
+    if ((rc = s_bin(&f[1], e->market.b, SM_KEY_BYTES)) != 0 ||
+        (rc = s_bin(&f[2], e->origin.b, SM_KEY_BYTES)) != 0 ||
+        (rc = s_uint(&f[3], &e->seq, SM_EMALFORMED)) != 0 ||
+        (rc = s_bin(&f[4], e->prev.b, SM_HASH_BYTES)) != 0 ||
+        (rc = s_uint(&f[5], &e->hlc, SM_EMALFORMED)) != 0 ||
+        (rc = s_uint(&f[6], &v, SM_EMALFORMED)) != 0)
+        return rc;
+    if (v < SM_KIND_MIN || v > SM_KIND_MAX)
+        return SM_EKIND;
+    e->body.kind = (sm_kind)v;
+    return s_body_from_object(&f[7], &e->body);
+}
+
+int
+sm_entry_decode(const uint8_t *buf, size_t len, sm_entry *out)
+{
+    msgpack_zone zone;
+    msgpack_object root;
+    int rc;
+
+    assert((buf != NULL || len == 0) && out != NULL);
+    if (len > SM_ENTRY_BYTES_MAX)
+        return SM_ETOOBIG;
+    rc = sm__msgpack_scan(buf, len, SM_MSGPACK_DEPTH_MAX);
+    if (rc != 0)
+        return rc;
+    if (!msgpack_zone_init(&zone, S_ZONE_CHUNK_BYTES))
+        return SM_ENOMEM;
+    rc = s_unpack(buf, len, &zone, &root);
+    if (rc != 0)
+        goto done;
+    memset(out, 0, sizeof *out);
+    rc = s_entry_from_object(&root, out);
+    if (rc != 0)
+        goto done;
+    rc = s_canonical(&root, buf, len);
+    if (rc != 0)
+        goto done;
+    rc = sm_entry_check(out);
+done:
+    msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Join-token bodies                                                         */
+
+/*  A NUL-terminated string within dst[0..size) of min..max bytes of text.   */
+static bool
+s_text_field(const char *s, size_t size, size_t min, size_t max)
+{
+    size_t n = strnlen(s, size);
+    return n < size && n >= min && n <= max && sm__text_valid((const uint8_t *)s, n);
+}
+
+static bool
+s_currency_valid(const char *c)
+{
+    for (int i = 0; i < 3; i++)
+        if (c[i] < 'A' || c[i] > 'Z')
+            return false;
+    return c[3] == '\0';
+}
+
+/*  Whether `t`'s fields are within the token's limits.                      */
+static bool
+s_token_valid(const sm_token *t)
+{
+    if (!s_text_field(t->name, sizeof t->name, 1, SM_NAME_BYTES_MAX) ||
+        !s_currency_valid(t->currency) ||
+        t->endpoint_count > SM_ENDPOINTS_MAX ||
+        t->entry_len == 0 || t->entry_len > SM_ENTRY_BYTES_MAX)
+        return false;
+    for (uint32_t i = 0; i < t->endpoint_count; i++)
+        if (!s_text_field(t->endpoints[i], sizeof t->endpoints[i], 1,
+                          SM_ENDPOINT_BYTES_MAX))
+            return false;
+    return true;
+}
+
+int
+sm__token_pack(const sm_token *t, const uint8_t tsig[SM_SIG_BYTES],
+               uint8_t *buf, size_t cap, size_t *len)
+{
+    assert(t != NULL && buf != NULL && len != NULL);
+    if (!s_token_valid(t))
+        return SM_EINVAL;
+
+    s_writer w = { buf, cap, 0 };
+    msgpack_packer pk;
+    int bad = 0;
+
+    msgpack_packer_init(&pk, &w, s_write);
+    bad |= msgpack_pack_array(&pk, tsig != NULL ? S_TOKEN_FIELDS_SIGNED
+                                                : S_TOKEN_FIELDS_UNSIGNED);
+    bad |= msgpack_pack_uint64(&pk, S_TOKEN_VERSION);
+    bad |= s_pack_bin(&pk, t->market.b, SM_KEY_BYTES);
+    bad |= s_pack_str(&pk, t->name);
+    bad |= s_pack_str(&pk, t->currency);
+    bad |= msgpack_pack_array(&pk, t->endpoint_count);
+    for (uint32_t i = 0; i < t->endpoint_count; i++)
+        bad |= s_pack_str(&pk, t->endpoints[i]);
+    bad |= s_pack_bin(&pk, t->entry, t->entry_len);
+    bad |= s_pack_bin(&pk, t->entry_sig, SM_SIG_BYTES);
+    if (tsig != NULL)
+        bad |= s_pack_bin(&pk, tsig, SM_SIG_BYTES);
+    if (bad)
+        return SM_ETOOBIG;
+    *len = w.len;
+    return 0;
+}
+
+/*  Map a token tree into *out; false if anything is off.                    */
+static bool
+s_token_from_object(const msgpack_object *root, sm_token *out,
+                    uint8_t tsig[SM_SIG_BYTES])
+{
+    const msgpack_object *f, *ep;
+    uint64_t v;
+
+    if (s_array(root, S_TOKEN_FIELDS_SIGNED, &f) != 0 ||
+        s_uint(&f[0], &v, SM_EMALFORMED) != 0 || v != S_TOKEN_VERSION ||
+        s_bin(&f[1], out->market.b, SM_KEY_BYTES) != 0 ||
+        s_str(&f[2], out->name, SM_NAME_BYTES_MAX, SM_ETOKEN) != 0 ||
+        s_str(&f[3], out->currency, 3, SM_ETOKEN) != 0 ||
+        f[4].type != MSGPACK_OBJECT_ARRAY ||
+        f[4].via.array.size > SM_ENDPOINTS_MAX ||
+        f[5].type != MSGPACK_OBJECT_BIN ||
+        f[5].via.bin.size == 0 || f[5].via.bin.size > SM_ENTRY_BYTES_MAX ||
+        s_bin(&f[6], out->entry_sig, SM_SIG_BYTES) != 0 ||
+        s_bin(&f[7], tsig, SM_SIG_BYTES) != 0)
+        return false;
+    out->endpoint_count = f[4].via.array.size;
+    ep = f[4].via.array.ptr;
+    for (uint32_t i = 0; i < out->endpoint_count; i++)
+        if (s_str(&ep[i], out->endpoints[i], SM_ENDPOINT_BYTES_MAX, SM_ETOKEN) != 0)
+            return false;
+    out->entry_len = f[5].via.bin.size;
+    memcpy(out->entry, f[5].via.bin.ptr, out->entry_len);
+    return s_token_valid(out);
+}
+
+int
+sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
+                 uint8_t tsig[SM_SIG_BYTES])
+{
+    msgpack_zone zone;
+    msgpack_object root;
+    int rc;
+
+    assert((buf != NULL || len == 0) && out != NULL && tsig != NULL);
+    if (len > SM_TOKEN_BYTES_MAX ||
+        sm__msgpack_scan(buf, len, SM_MSGPACK_DEPTH_MAX) != 0)
+        return SM_ETOKEN;
+    /* Out of memory is reported as SM_ETOKEN too, as the contract says:
+       the caller can only refuse the token either way. */
+    if (!msgpack_zone_init(&zone, S_ZONE_CHUNK_BYTES))
+        return SM_ETOKEN;
+    rc = s_unpack(buf, len, &zone, &root);
+    if (rc != 0 || !s_token_from_object(&root, out, tsig) ||
+        s_canonical(&root, buf, len) != 0)
+        rc = SM_ETOKEN;
+    msgpack_zone_destroy(&zone);
+    return rc;
+}
