@@ -492,8 +492,12 @@ sm__cmd_revoke(sm__cli *cli, int argc, char **argv)
         if (sm__json_print(&out) != 0)
             goto fail;
     } else {
-        printf("revoked %s: its entries after seq %llu are void\n", hex,
-               (unsigned long long)head.seq);
+        if (head.seq == 0)
+            printf("revoked %s: all its entries are void (none had reached this "
+                   "node)\n", hex);
+        else
+            printf("revoked %s: its entries after seq %llu, the last this node "
+                   "has, are void\n", hex, (unsigned long long)head.seq);
     }
     status = SM__EXIT_OK;
 
