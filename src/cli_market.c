@@ -73,6 +73,7 @@ typedef struct {
     const char *currency;
 } s_market_args;
 
+/*  market create's option handler: --name and --currency, checked.        */
 static int
 s_market_opt(int opt, const char *arg, void *ctx)
 {
@@ -176,6 +177,8 @@ typedef struct {
     const char *endpoints[SM_ENDPOINTS_MAX];
 } s_admit_args;
 
+/*  admit's option handler: --name, --role, --endpoint (repeatable, at most
+    SM_ENDPOINTS_MAX), --qr; each checked as it comes.                      */
 static int
 s_admit_opt(int opt, const char *arg, void *ctx)
 {
