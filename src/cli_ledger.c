@@ -348,6 +348,7 @@ typedef struct {
     const char *origin;
 } s_log_args;
 
+/*  log's option handler: --origin (parsed after all options are read).    */
 static int
 s_log_opt(int opt, const char *arg, void *ctx)
 {

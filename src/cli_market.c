@@ -73,6 +73,7 @@ typedef struct {
     const char *currency;
 } s_market_args;
 
+/*  market create's option handler: --name and --currency, checked.        */
 static int
 s_market_opt(int opt, const char *arg, void *ctx)
 {
@@ -176,6 +177,8 @@ typedef struct {
     const char *endpoints[SM_ENDPOINTS_MAX];
 } s_admit_args;
 
+/*  admit's option handler: --name, --role, --endpoint (repeatable, at most
+    SM_ENDPOINTS_MAX), --qr; each checked as it comes.                      */
 static int
 s_admit_opt(int opt, const char *arg, void *ctx)
 {
@@ -492,8 +495,12 @@ sm__cmd_revoke(sm__cli *cli, int argc, char **argv)
         if (sm__json_print(&out) != 0)
             goto fail;
     } else {
-        printf("revoked %s: its entries after seq %llu are void\n", hex,
-               (unsigned long long)head.seq);
+        if (head.seq == 0)
+            printf("revoked %s: all its entries are void (none had reached this "
+                   "node)\n", hex);
+        else
+            printf("revoked %s: its entries after seq %llu, the last this node "
+                   "has, are void\n", hex, (unsigned long long)head.seq);
     }
     status = SM__EXIT_OK;
 

@@ -19,6 +19,7 @@ static const char s_init_usage[] = "init [--name NAME] [--json]";
 
 enum { OPT_NAME = 'n' };
 
+/*  init's option handler (sm__cli_opt_fn): --name, checked.               */
 static int
 s_init_opt(int opt, const char *arg, void *ctx)
 {

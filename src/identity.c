@@ -190,7 +190,9 @@ sm_identity_load(sm_identity *out, const char *path)
     int rc = SM_EIO;
     struct stat st;
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in its place must not hang us before fstat says
+       it is no regular file; for regular files it changes nothing. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         rc = errno == ENOENT ? SM_ENOIDENT : SM_EIO;
         goto fail;

@@ -40,7 +40,7 @@ static const char s_help[] =
 "      endpoints where this node can be reached (up to 8).\n"
 "  join TOKEN\n"
 "      Join the market of a join token made for this node.\n"
-"  revoke NODE_ID\n"
+"  revoke NODE_ID [--json]\n"
 "      Organiser only: revoke a node; its entries after the last one this\n"
 "      node has seen are void.\n"
 "  digest [--json]\n"

@@ -240,6 +240,16 @@ test_load_refuses_open_mode(void **state)
     assert_int_equal(rmdir(t->path), 0);
 }
 
+/* A FIFO in place of the secret file is refused at once instead of blocking the reader. */
+static void
+test_load_refuses_fifo(void **state)
+{
+    s_tmp *t = *state;
+    sm_identity a;
+    assert_int_equal(mkfifo(t->path, 0600), 0);
+    assert_int_equal(sm_identity_load(&a, t->path), SM_ECORRUPT);
+}
+
 /* Wiping zeroes the whole identity. */
 static void
 test_wipe(void **state)
@@ -399,6 +409,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_load_missing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_load_corrupt, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_load_refuses_open_mode, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_load_refuses_fifo, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_wipe, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hex_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hex_decode_refuses, s_setup, s_teardown),
