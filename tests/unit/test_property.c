@@ -181,7 +181,7 @@ test_permutations_converge(void **state)
         sm_identity ids[NODES];
         sm_ledger *n[NODES];
         for (int i = 0; i < NODES; i++) {
-            char name[8];
+            char name[16];
             snprintf(name, sizeof name, "n%d", i);
             tu_identity(&ids[i], (uint8_t) (10 + i));
             n[i] = tu_open(dir, name);
@@ -220,7 +220,7 @@ test_permutations_converge(void **state)
         }
         assert_true(entries > STEPS / 2);     /* the workload did real work */
         for (int r = 0; r < 2; r++) {
-            char name[8];
+            char name[16];
             snprintf(name, sizeof name, "r%d", r);
             sm_ledger *rep = tu_open(dir, name);
             tu_join(rep, n[0]);
