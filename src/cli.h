@@ -44,6 +44,7 @@ typedef struct {
 
 /* One command: argv[0] is its name; returns an SM__EXIT_* status. */
 int sm__cmd_init(sm__cli *cli, int argc, char **argv);
+int sm__cmd_id(sm__cli *cli, int argc, char **argv);
 int sm__cmd_market(sm__cli *cli, int argc, char **argv);
 int sm__cmd_admit(sm__cli *cli, int argc, char **argv);
 int sm__cmd_join(sm__cli *cli, int argc, char **argv);

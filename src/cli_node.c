@@ -159,3 +159,62 @@ fail:
     sm_identity_wipe(&id);
     return status;
 }
+
+static const char s_id_usage[] = "id [--json]";
+
+/*  `id`: who this node is and which market it belongs to.  Reads only.     */
+int
+sm__cmd_id(sm__cli *cli, int argc, char **argv)
+{
+    bool json = false;
+    int status = SM__EXIT_FAIL, first = 0;
+    sm_identity id;
+    sm_ledger *ledger = NULL;
+    sm_market market;
+
+    if (!sm__cli_parse(argc, argv, s_id_usage, NULL, "", NULL, NULL, &json,
+                       &first, &status))
+        return status;
+    if (first < argc)
+        return sm__cli_usage_error(s_id_usage, "unexpected argument '%s'", argv[first]);
+    if ((status = sm__cli_load_identity(cli, &id)) != SM__EXIT_OK)
+        return status;
+    status = sm__cli_open_ledger(cli, NULL, true, &ledger);
+    if (status != SM__EXIT_OK)
+        goto done;
+    int rc = sm_ledger_market(ledger, &market);
+    if (rc != 0 && rc != SM_ENOMARKET) {
+        sm__cli_error("cannot read the market: %s", sm_strerror(rc));
+        status = SM__EXIT_FAIL;
+        goto done;
+    }
+    char node_hex[SM_ID_HEX_BYTES + 1], market_hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&id.pub, node_hex);
+    if (rc == 0)
+        sm_id_format(&market.market, market_hex);
+    if (json) {
+        sm__json *out = sm__json_object();
+        sm__json_set_str(out, "node", node_hex);
+        if (rc == 0) {
+            sm__json_set_str(out, "market", market_hex);
+            sm__json_set_str(out, "market_name", market.name);
+            sm__json_set_str(out, "currency", market.currency);
+            sm__json_set_bool(out, "organiser",
+                              memcmp(market.market.b, id.pub.b, SM_KEY_BYTES) == 0);
+        }
+        status = sm__json_print(&out) == 0 ? SM__EXIT_OK : SM__EXIT_FAIL;
+    } else {
+        printf("node    %s\n", node_hex);
+        if (rc == 0)
+            printf("market  %s  %s (%s)%s\n", market_hex, market.name, market.currency,
+                   memcmp(market.market.b, id.pub.b, SM_KEY_BYTES) == 0
+                   ? ", organiser" : "");
+        else
+            printf("market  none: run 'stallmesh market create' or 'stallmesh join'\n");
+        status = SM__EXIT_OK;
+    }
+done:
+    sm_ledger_destroy(&ledger);
+    sm_identity_wipe(&id);
+    return status;
+}

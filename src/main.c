@@ -3,7 +3,7 @@
     `stallmesh [--dir DIR] COMMAND ...`: this file parses the global
     options, finds the data directory and hands the rest of the command line
     to the command (see cli.h for how the CLI's files divide the work).  The
-    help text below is the reference: README.md (from docs/cli.md) mirrors
+    help text below is the reference: README.md mirrors
     it, and a change to one is a change to both.
 
     Data directory: --dir, else $STALLMESH_DIR, else
@@ -30,6 +30,8 @@ static const char s_help[] =
 "      Create this node: the data directory (0700), its identity\n"
 "      (DIR/identity, 0600), an API token (DIR/api-token, 0600) and the\n"
 "      store (DIR/store/).  Prints the node id.  Never replaces an identity.\n"
+"  id [--json]\n"
+"      Print this node's id and the market it belongs to.\n"
 "  market create --name NAME [--currency CODE] [--json]\n"
 "      Make this node the organiser of a new market; CODE is an ISO 4217\n"
 "      currency (default GBP).  Prints the market id.\n"
@@ -74,6 +76,7 @@ static const s_command s_commands[] = {
     { "verify", sm__cmd_verify },
     { "reindex", sm__cmd_reindex },
     { "log", sm__cmd_log },
+    { "id", sm__cmd_id },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

@@ -78,7 +78,7 @@ run --version
 check "--version prints 'stallmesh 0.1.0'" '[ $rc -eq 0 ] && [ "$out" = "stallmesh 0.1.0" ]'
 run --help
 all=yes
-for c in init "market create" admit join revoke digest verify reindex log; do
+for c in init id "market create" admit join revoke digest verify reindex log; do
     printf '%s\n' "$out" | grep -q "^  $c" || all=no
 done
 check "--help exits 0 and lists every command" '[ $rc -eq 0 ] && [ $all = yes ]'
@@ -133,6 +133,14 @@ check "market create --json: market and node are the organiser's id" \
 run --dir "$ORG" market create --name "Sunday Market"
 check "a second market create: exit 1" '[ $rc -eq 1 ] && has "$err" "already belongs"'
 entries=1                      # the organiser's admit of itself
+run --dir "$ORG" id
+check "id names the node and its market, as organiser" \
+    '[ $rc -eq 0 ] && has "$out" "node    $ORG_ID" && has "$out" "market  $ORG_ID  Saturday Market (GBP), organiser"'
+run --dir "$ORG" id --json
+check "id --json gives node, market, name, currency" \
+    '[ $rc -eq 0 ] && has "$out" "\"node\": \"$ORG_ID\"" && has "$out" "\"market_name\": \"Saturday Market\"" && has "$out" "\"organiser\": true"'
+run --dir "$STALL" id
+check "id before joining says how to get a market" '[ $rc -eq 0 ] && has "$out" "market  none"'
 
 # ---- admit ------------------------------------------------------------
 run --dir "$ORG" admit nothex --name "Honey"
