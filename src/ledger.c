@@ -1,7 +1,7 @@
 /*  The ledger: per-origin signed logs and the state derived from them.
 
     Store layout (see store.h for the databases):
-      log    origin || be64 seq -> link(32) || sig(64) || entry bytes
+      log    origin || be64 seq -> sig(64) || entry bytes (links are derived)
       heads  origin -> sm__head_rec: log head, applied prefix, fork, stall
       meta   "market" -> sm_market, "hlc" -> u64, "join_admit" -> sig || entry
 
@@ -27,7 +27,7 @@
 #include "state.h"
 #include "store.h"
 
-#define SM__LOG_PREFIX_BYTES (SM_HASH_BYTES + SM_SIG_BYTES)
+#define SM__LOG_PREFIX_BYTES SM_SIG_BYTES
 
 static const char s_meta_market[] = "market";
 static const char s_meta_hlc[] = "hlc";
@@ -222,20 +222,20 @@ s_head_put(sm_txn *txn, const sm_id *origin, const sm__head_rec *h)
 }
 
 static int
-s_log_put(sm_txn *txn, const sm_id *origin, uint64_t seq, const sm_hash *link,
+s_log_put(sm_txn *txn, const sm_id *origin, uint64_t seq,
           const uint8_t sig[SM_SIG_BYTES], const uint8_t *bytes, size_t len)
 {
     uint8_t key[SM__OSKEY_BYTES];
     uint8_t val[SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX];
     assert(len <= SM_ENTRY_BYTES_MAX);
     sm__oskey(key, origin, seq);
-    memcpy(val, link->b, SM_HASH_BYTES);
-    memcpy(val + SM_HASH_BYTES, sig, SM_SIG_BYTES);
+    memcpy(val, sig, SM_SIG_BYTES);
     memcpy(val + SM__LOG_PREFIX_BYTES, bytes, len);
     return sm_kv_put_last(txn, SM_DB_LOG, key, sizeof key, val, SM__LOG_PREFIX_BYTES + len);
 }
 
-/*  A stored log value as a signed entry (bytes borrowed from the txn).      */
+/*  A stored log value as a signed entry (bytes borrowed from the txn), and
+    its link hash if `link` is non-NULL.                                      */
 static int
 s_log_parse(const sm_val *v, sm_signed *out, sm_hash *link)
 {
@@ -243,11 +243,11 @@ s_log_parse(const sm_val *v, sm_signed *out, sm_hash *link)
         || v->len > SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX)
         return SM_ECORRUPT;
     const uint8_t *p = v->data;
-    if (link)
-        memcpy(link->b, p, SM_HASH_BYTES);
-    memcpy(out->sig, p + SM_HASH_BYTES, SM_SIG_BYTES);
+    memcpy(out->sig, p, SM_SIG_BYTES);
     out->bytes = p + SM__LOG_PREFIX_BYTES;
     out->len = v->len - SM__LOG_PREFIX_BYTES;
+    if (link)
+        sm_entry_link(out->bytes, out->len, out->sig, link);
     return 0;
 }
 
@@ -657,7 +657,7 @@ s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
         goto done;
     sm_entry_sign(bytes, len, self->id.secret, sig);
     sm_entry_link(bytes, len, sig, &link);
-    if ((rc = s_log_put(txn, me, e->seq, &link, sig, bytes, len)) != 0)
+    if ((rc = s_log_put(txn, me, e->seq, sig, bytes, len)) != 0)
         goto done;
     h.seq = h.applied = e->seq;
     memcpy(h.link, link.b, SM_HASH_BYTES);
@@ -705,7 +705,7 @@ s_fork(sm_txn *txn, const sm_id *origin, uint64_t seq, const sm_signed *theirs,
     if (rc != 0)
         return rc == SM_ENOTFOUND ? SM_ECORRUPT : rc;
     /* Evidence: two length-prefixed (link, sig, entry) records. */
-    size_t cap = 2 * (8 + SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX);
+    size_t cap = 2 * (8 + SM_HASH_BYTES + SM_SIG_BYTES + SM_ENTRY_BYTES_MAX);
     uint8_t *ev = malloc(cap), *p = ev;
     if (!ev)
         return SM_ENOMEM;
@@ -716,8 +716,8 @@ s_fork(sm_txn *txn, const sm_id *origin, uint64_t seq, const sm_signed *theirs,
         p += 8;
         memcpy(p, links[i]->b, SM_HASH_BYTES);
         memcpy(p + SM_HASH_BYTES, sides[i]->sig, SM_SIG_BYTES);
-        memcpy(p + SM__LOG_PREFIX_BYTES, sides[i]->bytes, sides[i]->len);
-        p += SM__LOG_PREFIX_BYTES + sides[i]->len;
+        memcpy(p + SM_HASH_BYTES + SM_SIG_BYTES, sides[i]->bytes, sides[i]->len);
+        p += SM_HASH_BYTES + SM_SIG_BYTES + sides[i]->len;
     }
     uint8_t key[SM__OSKEY_BYTES];
     sm__oskey(key, origin, seq);
@@ -829,10 +829,12 @@ sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
             why = SM_EFORK;
         else if (e->seq <= h.seq) {
             sm_signed stored;
-            sm_hash link;
-            if ((rc = s_log_get(txn, origin, e->seq, &stored, &link)) != 0)
+            if ((rc = s_log_get(txn, origin, e->seq, &stored, NULL)) != 0)
                 goto out;
-            if (memcmp(link.b, self->links[i].b, SM_HASH_BYTES) == 0) {
+            /* Same bytes and signature: same link, a duplicate. */
+            if (stored.len == run[i].len
+                && memcmp(stored.sig, run[i].sig, SM_SIG_BYTES) == 0
+                && memcmp(stored.bytes, run[i].bytes, run[i].len) == 0) {
                 res->duplicates++;
                 continue;
             }
@@ -877,7 +879,7 @@ sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
             res->err_seq = e->seq;
             break;
         }
-        if ((rc = s_log_put(txn, origin, e->seq, &self->links[i], run[i].sig,
+        if ((rc = s_log_put(txn, origin, e->seq, run[i].sig,
                             run[i].bytes, run[i].len)) != 0)
             goto out;
         h.seq = e->seq;
@@ -1258,7 +1260,7 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
     int rc = 0;
     sm_cursor *cur = sm_cursor_open(ctx->txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
                                     NULL, 0, &rc);
-    sm_hash prev, link;
+    sm_hash prev;
     memset(prev.b, 0, sizeof prev.b);
     uint64_t expect = 1;
     while (cur) {
@@ -1275,7 +1277,7 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
                      ? sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES) : 0;
         *ctx->bad_seq = seq ? seq : expect;
         sm_hash computed;
-        if (seq != expect || s_log_parse(&v, &s, &link) != 0) {
+        if (seq != expect || s_log_parse(&v, &s, NULL) != 0) {
             rc = seq > expect ? SM_EGAP : SM_ECORRUPT;
             break;
         }
@@ -1290,8 +1292,7 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
             rc = SM_EMARKET;
             break;
         }
-        if (memcmp(e->prev.b, prev.b, SM_HASH_BYTES) != 0
-            || memcmp(computed.b, link.b, SM_HASH_BYTES) != 0) {
+        if (memcmp(e->prev.b, prev.b, SM_HASH_BYTES) != 0) {
             rc = SM_ELINK;
             break;
         }

@@ -195,6 +195,66 @@ s_apply_move(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     return s_stock_put(txn, sku, to, &to_r);
 }
 
+size_t
+sm__sale_pack(const sm__sale_rec *rec, uint8_t *buf)
+{
+    uint8_t *p = buf;
+    assert(rec->line_count >= 1 && rec->line_count <= SM_SALE_LINES_MAX);
+    memcpy(p, &rec->hlc, 8);
+    memcpy(p + 8, &rec->hold_seq, 8);
+    p[16] = (uint8_t) rec->source;
+    p[17] = (uint8_t) rec->payment;
+    p[18] = (uint8_t) rec->line_count;
+    memcpy(p + 19, rec->currency, 3);
+    p += 22;
+    for (uint32_t i = 0; i < rec->line_count; i++) {
+        const sm__sale_line *l = &rec->lines[i];
+        size_t n = strnlen(l->sku, SM_SKU_BYTES_MAX + 1);
+        assert(n >= 1 && n <= SM_SKU_BYTES_MAX);
+        *p++ = (uint8_t) n;
+        memcpy(p, l->sku, n);
+        p += n;
+        memcpy(p, &l->qty, 4);
+        memcpy(p + 4, &l->returned, 4);
+        memcpy(p + 8, &l->price, 8);
+        p += 16;
+    }
+    assert((size_t) (p - buf) <= SM__SALE_PACKED_MAX);
+    return (size_t) (p - buf);
+}
+
+int
+sm__sale_unpack(const uint8_t *buf, size_t len, sm__sale_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len < 22)
+        return SM_ECORRUPT;
+    memcpy(&out->hlc, buf, 8);
+    memcpy(&out->hold_seq, buf + 8, 8);
+    out->source = buf[16];
+    out->payment = buf[17];
+    out->line_count = buf[18];
+    memcpy(out->currency, buf + 19, 3);
+    if (out->line_count < 1 || out->line_count > SM_SALE_LINES_MAX)
+        return SM_ECORRUPT;
+    size_t at = 22;
+    for (uint32_t i = 0; i < out->line_count; i++) {
+        sm__sale_line *l = &out->lines[i];
+        if (at >= len)
+            return SM_ECORRUPT;
+        size_t n = buf[at++];
+        if (n < 1 || n > SM_SKU_BYTES_MAX || len - at < n + 16)
+            return SM_ECORRUPT;
+        memcpy(l->sku, buf + at, n);
+        at += n;
+        memcpy(&l->qty, buf + at, 4);
+        memcpy(&l->returned, buf + at + 4, 4);
+        memcpy(&l->price, buf + at + 8, 8);
+        at += 16;
+    }
+    return at == len ? 0 : SM_ECORRUPT;
+}
+
 static int
 s_hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out)
 {
@@ -296,10 +356,10 @@ s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     }
     if (hold_line >= 0 && (rc = s_hold_del(txn, &e->origin, s->hold_seq)) != 0)
         return rc;
-    uint8_t key[SM__OSKEY_BYTES];
+    uint8_t key[SM__OSKEY_BYTES], packed[SM__SALE_PACKED_MAX];
     sm__oskey(key, &e->origin, e->seq);
-    return sm_kv_put_last(txn, SM_DB_SALES, key, sizeof key, &rec,
-                          SM__SALE_REC_BYTES(rec.line_count));
+    return sm_kv_put_last(txn, SM_DB_SALES, key, sizeof key, packed,
+                          sm__sale_pack(&rec, packed));
 }
 
 static int
@@ -319,12 +379,8 @@ s_apply_return(sm_txn *txn, const sm_entry *e)
     rc = sm_kv_get(txn, SM_DB_SALES, key, sizeof key, &v);
     if (rc != 0)
         return rc == SM_ENOTFOUND ? SM_ENOSALE : rc;
-    if (v.len < offsetof(sm__sale_rec, lines) || v.len > sizeof sale)
-        return SM_ECORRUPT;
-    memset(&sale, 0, sizeof sale);
-    memcpy(&sale, v.data, v.len);
-    if (v.len != SM__SALE_REC_BYTES(sale.line_count))
-        return SM_ECORRUPT;
+    if ((rc = sm__sale_unpack(v.data, v.len, &sale)) != 0)
+        return rc;
     for (uint32_t i = 0; i < r->line_count; i++) {
         at[i] = -1;
         for (uint32_t j = 0; j < sale.line_count; j++)
@@ -344,8 +400,9 @@ s_apply_return(sm_txn *txn, const sm_entry *e)
         if ((rc = s_stock_put(txn, r->lines[i].sku, &e->origin, &recs[i])) != 0)
             return rc;
     }
-    return sm_kv_put(txn, SM_DB_SALES, key, sizeof key, &sale,
-                     SM__SALE_REC_BYTES(sale.line_count));
+    uint8_t packed[SM__SALE_PACKED_MAX];
+    return sm_kv_put(txn, SM_DB_SALES, key, sizeof key, packed,
+                     sm__sale_pack(&sale, packed));
 }
 
 static int

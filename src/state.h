@@ -62,9 +62,17 @@ typedef struct {
     uint64_t hold_seq;
     uint32_t line_count;
     uint32_t reserved;
-    sm__sale_line lines[SM_SALE_LINES_MAX];   /* only line_count stored */
+    sm__sale_line lines[SM_SALE_LINES_MAX];
 } sm__sale_rec;
-#define SM__SALE_REC_BYTES(n) (offsetof(sm__sale_rec, lines) + (n) * sizeof(sm__sale_line))
+
+/*  Stored form of a sale (compact: most sales are one short line):
+        hlc u64, hold_seq u64, source u8, payment u8, line_count u8,
+        currency 3 bytes, then per line: sku length u8, sku bytes,
+        qty u32, returned u32, price i64 (integers in host order).           */
+#define SM__SALE_PACKED_MAX (22 + SM_SALE_LINES_MAX * (1 + SM_SKU_BYTES_MAX + 16))
+size_t sm__sale_pack(const sm__sale_rec *rec, uint8_t *buf);
+/*  0, or SM_ECORRUPT if buf is not a packed sale.                            */
+int sm__sale_unpack(const uint8_t *buf, size_t len, sm__sale_rec *out);
 
 typedef struct {
     char sku[SM_SKU_BYTES_MAX + 1 + 7];
