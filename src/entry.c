@@ -117,18 +117,21 @@ s_text(const char *s, size_t size, size_t min, size_t max, int err)
     return 0;
 }
 
+/*  A sku: 1..SM_SKU_BYTES_MAX bytes of text, else SM_EBODY.               */
 static int
 s_sku(const char *sku)
 {
     return s_text(sku, SM_SKU_BYTES_MAX + 1, 1, SM_SKU_BYTES_MAX, SM_EBODY);
 }
 
+/*  1..SM_QTY_MAX, else SM_EQTY.                                          */
 static int
 s_qty(uint64_t qty)
 {
     return qty >= 1 && qty <= SM_QTY_MAX ? 0 : SM_EQTY;
 }
 
+/*  Minor units 0..SM_PRICE_MAX, else SM_EMONEY.                          */
 static int
 s_price(int64_t price)
 {
@@ -168,18 +171,21 @@ s_lines(const sm_line *lines, uint32_t count, bool priced)
     return 0;
 }
 
+/*  A seq of this format: min..SM_SEQ_MAX, else SM_EBODY.                 */
 static int
 s_seq(uint64_t seq, uint64_t min)
 {
     return seq >= min && seq <= SM_SEQ_MAX ? 0 : SM_EBODY;
 }
 
+/*  Unix milliseconds within the clock's 48 bits, else SM_EBODY.           */
 static int
 s_unix_ms(uint64_t ms)
 {
     return ms <= S_HLC_MS_MAX ? 0 : SM_EBODY;
 }
 
+/*  The body rules of e's kind (proto/log.md section 4).                   */
 static int
 s_body(const sm_entry *e)
 {
@@ -334,6 +340,7 @@ s_parse(const char *const *names, size_t count, const char *name)
     return 0;
 }
 
+/*  The name/parse pairs of entry.h: names as the JSON API prints them.     */
 const char *
 sm_kind_name(sm_kind kind)
 {

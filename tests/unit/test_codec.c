@@ -88,7 +88,7 @@ test_scan_truncated_forms(void **state)
     }
 }
 
-/* Declared lengths and counts far beyond the buffer are SM_ETRUNC before anything is read or allocated. */
+/* Declared lengths and counts beyond the buffer are SM_ETRUNC, counts at the array header before any element is read. */
 static void
 test_scan_huge_lengths(void **state)
 {
@@ -99,6 +99,8 @@ test_scan_huge_lengths(void **state)
         "92dd7fffffffc0",            /* an inner array owes more than remains */
         "929f", "9291c0",            /* elements of outer arrays are owed too */
         "92da0005616263",
+        /* refused at the header, before the (invalid) first element */
+        "ddff00000080", "dc7fff80", "93c1c1",
     };
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
