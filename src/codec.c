@@ -40,6 +40,7 @@
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <msgpack.h>
@@ -561,6 +562,8 @@ s_lines(const msgpack_object *o, sm_line *lines, uint32_t *count, bool priced)
             rc = s_qty(&f[1], &lines[i].qty);
         if (rc == 0 && priced)
             rc = s_price(&f[2], &lines[i].price);
+        else if (rc == 0)
+            lines[i].price = 0;
         if (rc != 0)
             return rc;
     }
@@ -705,7 +708,10 @@ sm_entry_decode(const uint8_t *buf, size_t len, sm_entry *out)
     rc = s_unpack(buf, len, &zone, &root);
     if (rc != 0)
         goto done;
-    memset(out, 0, sizeof *out);
+    /* Only the header is cleared: the body decoder assigns every field of
+       its kind, and the rest of the (large) union is never read.  Clearing
+       all of it cost more than decoding, and ingest decodes whole runs.    */
+    memset(out, 0, offsetof(sm_entry, body));
     rc = s_entry_from_object(&root, out);
     if (rc != 0)
         goto done;

@@ -70,7 +70,10 @@ test_round_trip_every_kind(void **state)
 
         memset(&d, 0xee, sizeof d);
         assert_int_equal(sm_entry_decode(buf, len, &d), 0);
-        assert_memory_equal(&d, &e, sizeof e);
+        /* Decode fills only the fields of the entry's kind (the rest of the
+           union is left as it was), so compare what the entry means: its
+           canonical encoding, below; a field the decoder forgot keeps the
+           0xee fill and re-encodes differently.                            */
         assert_int_equal(sm_entry_encode(&d, again, sizeof again, &len2), 0);
         assert_int_equal(len2, len);
         assert_memory_equal(again, buf, len);
