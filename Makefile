@@ -91,7 +91,7 @@ fuzz: $(BUILD)/fuzz_entry
 $(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) | $(BUILD)/obj
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
 	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(LDLIBS)
-	@echo "run: $@ tests/fuzz/corpus -max_total_time=60"
+	@echo "run: mkdir -p $(BUILD)/fuzz-corpus && $@ $(BUILD)/fuzz-corpus tests/fuzz/corpus -max_total_time=60"
 
 run: deps all
 	@sh deploy/run.sh $(BUILD)/stallmesh

@@ -416,6 +416,11 @@ s_apply_hold(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
         return rc;
     if ((rc = s_local_sellable(txn, sku, &r, flags, now_ms, true)) != 0)
         return rc;
+    /* A local hold must end in the future and within the longest hold. */
+    uint64_t expires_ms = e->body.u.hold.expires_ms;
+    if ((flags & SM__APPLY_LOCAL)
+        && (expires_ms <= now_ms || expires_ms - now_ms > SM_HOLD_TTL_MS_MAX))
+        return SM_EBODY;
     if (sm__stock_units(&r) < (int64_t) qty)
         return SM_ENOSTOCK;
     r.held += qty;

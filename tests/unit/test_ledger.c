@@ -170,7 +170,8 @@ test_returns_bounded(void **state)
     assert_int_equal(units(f->b, "mug", &f->idb.pub), 5);
 }
 
-/* A hold takes units aside; a release gives them back; a sale consumes it. */
+/* A hold takes units aside; a release gives them back; a sale consumes it;
+   a hold must expire in the future, within the longest hold. */
 static void
 test_holds(void **state)
 {
@@ -178,6 +179,10 @@ test_holds(void **state)
     uint64_t h1 = 0, h2 = 0;
     append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
     append_ok(f->b, tu_add("mug", 5), NULL);
+    sm_body past = tu_hold("mug", 2, NOW);
+    assert_int_equal(sm_ledger_append(f->b, &past, NOW, NULL), SM_EBODY);
+    sm_body too_long = tu_hold("mug", 2, NOW + SM_HOLD_TTL_MS_MAX + 1);
+    assert_int_equal(sm_ledger_append(f->b, &too_long, NOW, NULL), SM_EBODY);
     append_ok(f->b, tu_hold("mug", 2, NOW + 60000), &h1);
     assert_int_equal(units(f->b, "mug", &f->idb.pub), 3);
     append_ok(f->b, tu_release(h1), NULL);
