@@ -1,7 +1,10 @@
 /*  The ledger: per-origin signed logs and the state derived from them.
 
     Store layout (see store.h for the databases):
-      log    origin || be64 seq -> sig(64) || entry bytes (links are derived)
+      log    be64 position -> sig(64) || entry bytes: the arrival journal,
+             always appended, so its pages fill completely whatever the
+             origin (links are derived, not stored)
+      logidx origin || be64 seq -> be64 position
       heads  origin -> sm__head_rec: log head, applied prefix, fork, stall
       meta   "market" -> sm_market, "hlc" -> u64, "join_admit" -> sig || entry
 
@@ -225,13 +228,23 @@ static int
 s_log_put(sm_txn *txn, const sm_id *origin, uint64_t seq,
           const uint8_t sig[SM_SIG_BYTES], const uint8_t *bytes, size_t len)
 {
-    uint8_t key[SM__OSKEY_BYTES];
+    uint8_t key[SM__OSKEY_BYTES], pos[8];
     uint8_t val[SM__LOG_PREFIX_BYTES + SM_ENTRY_BYTES_MAX];
+    sm_val last;
     assert(len <= SM_ENTRY_BYTES_MAX);
-    sm__oskey(key, origin, seq);
+    int rc = sm_kv_last(txn, SM_DB_LOG, &last);
+    if (rc == 0 && last.len != 8)
+        return SM_ECORRUPT;
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        return rc;
+    sm__be64_put(pos, rc == 0 ? sm__be64_get(last.data) + 1 : 1);
     memcpy(val, sig, SM_SIG_BYTES);
     memcpy(val + SM__LOG_PREFIX_BYTES, bytes, len);
-    return sm_kv_put_last(txn, SM_DB_LOG, key, sizeof key, val, SM__LOG_PREFIX_BYTES + len);
+    if ((rc = sm_kv_put_last(txn, SM_DB_LOG, pos, sizeof pos, val,
+                             SM__LOG_PREFIX_BYTES + len)) != 0)
+        return rc;
+    sm__oskey(key, origin, seq);
+    return sm_kv_put(txn, SM_DB_LOGIDX, key, sizeof key, pos, sizeof pos);
 }
 
 /*  A stored log value as a signed entry (bytes borrowed from the txn), and
@@ -256,10 +269,44 @@ s_log_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm_signed *out,
           sm_hash *link)
 {
     uint8_t key[SM__OSKEY_BYTES];
-    sm_val v;
+    sm_val pos, v;
     sm__oskey(key, origin, seq);
-    int rc = sm_kv_get(txn, SM_DB_LOG, key, sizeof key, &v);
-    return rc ? rc : s_log_parse(&v, out, link);
+    int rc = sm_kv_get(txn, SM_DB_LOGIDX, key, sizeof key, &pos);
+    if (rc != 0)
+        return rc;
+    if (pos.len != 8)
+        return SM_ECORRUPT;
+    rc = sm_kv_get(txn, SM_DB_LOG, pos.data, pos.len, &v);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ECORRUPT : rc;
+    return s_log_parse(&v, out, link);
+}
+
+/*  An origin's entries in seq order from `from`: a cursor over the index.  */
+static sm_cursor *
+s_log_cursor(sm_txn *txn, const sm_id *origin, uint64_t from, int *err)
+{
+    uint8_t start[SM__OSKEY_BYTES];
+    sm__oskey(start, origin, from ? from : 1);
+    return sm_cursor_open(txn, SM_DB_LOGIDX, origin->b, SM_KEY_BYTES,
+                          start, sizeof start, err);
+}
+
+/*  The next entry of such a cursor: its seq and the entry (borrowed).      */
+static int
+s_log_next(sm_txn *txn, sm_cursor *cur, uint64_t *seq, sm_signed *out)
+{
+    sm_val k, pos, v;
+    int rc = sm_cursor_next(cur, &k, &pos);
+    if (rc != 0)
+        return rc;
+    if (k.len != SM__OSKEY_BYTES || pos.len != 8)
+        return SM_ECORRUPT;
+    *seq = sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES);
+    rc = sm_kv_get(txn, SM_DB_LOG, pos.data, pos.len, &v);
+    if (rc != 0)
+        return rc == SM_ENOTFOUND ? SM_ECORRUPT : rc;
+    return s_log_parse(&v, out, NULL);
 }
 
 static int
@@ -315,11 +362,8 @@ s_advance_origin(sm_txn *txn, const sm_id *market, const sm_id *origin,
     uint64_t upto = h->seq < cap ? h->seq : cap;
     if (h->applied >= upto || h->stalled)
         return 0;
-    uint8_t start[SM__OSKEY_BYTES];
-    sm__oskey(start, origin, h->applied + 1);
     int rc = 0;
-    sm_cursor *cur = sm_cursor_open(txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
-                                    start, sizeof start, &rc);
+    sm_cursor *cur = s_log_cursor(txn, origin, h->applied + 1, &rc);
     if (!cur)
         return rc;
     sm_entry *e = malloc(sizeof *e);
@@ -328,15 +372,12 @@ s_advance_origin(sm_txn *txn, const sm_id *market, const sm_id *origin,
         return SM_ENOMEM;
     }
     while (h->applied < upto) {
-        sm_val k, v;
         sm_signed s;
+        uint64_t seq = 0;
         bool rebuild = false;
-        if ((rc = sm_cursor_next(cur, &k, &v)) != 0)
+        if ((rc = s_log_next(txn, cur, &seq, &s)) != 0)
             break;
-        if (k.len != SM__OSKEY_BYTES
-            || sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES) != h->applied + 1
-            || s_log_parse(&v, &s, NULL) != 0
-            || sm_entry_decode(s.bytes, s.len, e) != 0) {
+        if (seq != h->applied + 1 || sm_entry_decode(s.bytes, s.len, e) != 0) {
             rc = SM_ECORRUPT;
             break;
         }
@@ -978,21 +1019,14 @@ sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from, size_t max,
     sm_txn *txn = s_rbegin(self, &rc);
     if (!txn)
         return rc;
-    uint8_t start[SM__OSKEY_BYTES];
-    sm__oskey(start, origin, from ? from : 1);
-    sm_cursor *cur = sm_cursor_open(txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
-                                    start, sizeof start, &rc);
+    sm_cursor *cur = s_log_cursor(txn, origin, from, &rc);
     if (cur) {
-        sm_val k, v;
         size_t count = 0;
-        while (count < max && (rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            sm_signed s;
-            if (k.len != SM__OSKEY_BYTES || (rc = s_log_parse(&v, &s, NULL)) != 0) {
-                rc = SM_ECORRUPT;
-                break;
-            }
+        sm_signed s;
+        uint64_t seq = 0;
+        while (count < max && (rc = s_log_next(txn, cur, &seq, &s)) == 0) {
             count++;
-            if (cb(&s, sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES), arg) != 0)
+            if (cb(&s, seq, arg) != 0)
                 break;
         }
         if (rc == SM_ENOTFOUND)
@@ -1258,26 +1292,23 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
     if (!e)
         return SM_ENOMEM;
     int rc = 0;
-    sm_cursor *cur = sm_cursor_open(ctx->txn, SM_DB_LOG, origin->b, SM_KEY_BYTES,
-                                    NULL, 0, &rc);
+    sm_cursor *cur = s_log_cursor(ctx->txn, origin, 1, &rc);
     sm_hash prev;
     memset(prev.b, 0, sizeof prev.b);
     uint64_t expect = 1;
     while (cur) {
-        sm_val k, v;
         sm_signed s;
-        int nrc = sm_cursor_next(cur, &k, &v);
+        uint64_t seq = 0;
+        int nrc = s_log_next(ctx->txn, cur, &seq, &s);
         if (nrc == SM_ENOTFOUND)
             break;
+        *ctx->bad_seq = seq ? seq : expect;
         if (nrc != 0) {
             rc = nrc;
             break;
         }
-        uint64_t seq = k.len == SM__OSKEY_BYTES
-                     ? sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES) : 0;
-        *ctx->bad_seq = seq ? seq : expect;
         sm_hash computed;
-        if (seq != expect || s_log_parse(&v, &s, NULL) != 0) {
+        if (seq != expect) {
             rc = seq > expect ? SM_EGAP : SM_ECORRUPT;
             break;
         }

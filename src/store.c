@@ -30,17 +30,21 @@ struct sm_txn {
     bool write;
 };
 
+#define SM__CURSOR_KEY_MAX 512u   /* LMDB's default maximum key size is 511 */
+
 struct sm_cursor {
     MDB_cursor *cur;
-    const uint8_t *prefix;
     size_t plen;
     bool started;
     MDB_val start;
+    uint8_t prefix[SM__CURSOR_KEY_MAX];    /* copies: callers may pass stack keys */
+    uint8_t start_key[SM__CURSOR_KEY_MAX];
 };
 
 static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_META] = "meta",       [SM_DB_ORIGINS] = "origins",
-    [SM_DB_LOG] = "log",         [SM_DB_HEADS] = "heads",
+    [SM_DB_LOG] = "log",         [SM_DB_LOGIDX] = "logidx",
+    [SM_DB_HEADS] = "heads",
     [SM_DB_ITEMS] = "items",     [SM_DB_STOCK] = "stock",
     [SM_DB_SALES] = "sales",     [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "forks",     [SM_DB_EXTIDS] = "extids",
@@ -216,6 +220,24 @@ sm_kv_put_last(sm_txn *txn, sm_db db, const void *key, size_t klen,
 }
 
 int
+sm_kv_last(sm_txn *txn, sm_db db, sm_val *key)
+{
+    assert(txn && db < SM_DB_COUNT && key);
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn->txn, txn->store->dbi[db], &cur);
+    if (rc != 0)
+        return s_err(rc);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc != 0)
+        return s_err(rc);
+    key->data = k.mv_data;
+    key->len = k.mv_size;
+    return 0;
+}
+
+int
 sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen)
 {
     assert(txn && txn->write && db < SM_DB_COUNT && key && klen > 0);
@@ -237,6 +259,7 @@ sm_cursor_open(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
 {
     assert(txn && db < SM_DB_COUNT && err);
     assert(prefix || plen == 0);
+    assert(plen <= SM__CURSOR_KEY_MAX && slen <= SM__CURSOR_KEY_MAX);
     sm_cursor *self = calloc(1, sizeof *self);
     if (!self) {
         *err = SM_ENOMEM;
@@ -248,13 +271,15 @@ sm_cursor_open(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
         *err = s_err(rc);
         return NULL;
     }
-    self->prefix = prefix;
+    if (plen)
+        memcpy(self->prefix, prefix, plen);
     self->plen = plen;
     if (start && slen) {
-        self->start.mv_data = (void *) start;
+        memcpy(self->start_key, start, slen);
+        self->start.mv_data = self->start_key;
         self->start.mv_size = slen;
     } else if (plen) {
-        self->start.mv_data = (void *) prefix;
+        self->start.mv_data = self->prefix;
         self->start.mv_size = plen;
     }
     return self;

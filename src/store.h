@@ -15,7 +15,8 @@
 typedef enum {
     SM_DB_META,      /* string key -> value: identity-independent node facts */
     SM_DB_ORIGINS,   /* origin(32) -> roster record */
-    SM_DB_LOG,       /* origin(32) || seq(be64) -> link(32) || sig(64) || entry */
+    SM_DB_LOG,       /* journal: position(be64) -> sig(64) || entry, in arrival order */
+    SM_DB_LOGIDX,    /* origin(32) || seq(be64) -> position(be64) */
     SM_DB_HEADS,     /* origin(32) -> head record */
     SM_DB_ITEMS,     /* sku -> LWW catalog record */
     SM_DB_STOCK,     /* sku || 0 || location(32) -> counters */
@@ -58,6 +59,8 @@ int sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,
     the key is not the last.                                                  */
 int sm_kv_put_last(sm_txn *txn, sm_db db, const void *key, size_t klen,
                    const void *val, size_t vlen);
+/*  The last key of a database (borrowed), or SM_ENOTFOUND if it is empty. */
+int sm_kv_last(sm_txn *txn, sm_db db, sm_val *key);
 /*  Delete a key; deleting a missing key is not an error.                    */
 int sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen);
 /*  Empty a database (used by reindex).                                       */
@@ -65,8 +68,8 @@ int sm_kv_clear(sm_txn *txn, sm_db db);
 
 /*  Iterate keys starting with prefix[0..plen) in key order (plen 0: all).
     `start` (may be NULL) positions at the first key >= start instead of the
-    prefix itself.  cursor_next returns 0 with key/val set, SM_ENOTFOUND at
-    the end, or an error.                                                     */
+    prefix itself; both are copied (at most 512 bytes each).  cursor_next
+    returns 0 with key/val set, SM_ENOTFOUND at the end, or an error.     */
 sm_cursor *sm_cursor_open(sm_txn *txn, sm_db db, const void *prefix,
                           size_t plen, const void *start, size_t slen,
                           int *err);

@@ -591,12 +591,15 @@ test_verify_detects_tampering(void **state)
     memcpy(key, f->idb.pub.b, 32);
     memset(key + 32, 0, 8);
     key[39] = 2;
-    sm_val v;
-    assert_int_equal(sm_kv_get(txn, SM_DB_LOG, key, sizeof key, &v), 0);
+    sm_val pos, v;
+    assert_int_equal(sm_kv_get(txn, SM_DB_LOGIDX, key, sizeof key, &pos), 0);
+    uint8_t at[8];
+    memcpy(at, pos.data, sizeof at);
+    assert_int_equal(sm_kv_get(txn, SM_DB_LOG, at, sizeof at, &v), 0);
     uint8_t *copy = malloc(v.len);
     memcpy(copy, v.data, v.len);
     copy[v.len - 1] ^= 0x01;
-    assert_int_equal(sm_kv_put(txn, SM_DB_LOG, key, sizeof key, copy, v.len), 0);
+    assert_int_equal(sm_kv_put(txn, SM_DB_LOG, at, sizeof at, copy, v.len), 0);
     free(copy);
     assert_int_equal(sm_txn_commit(&txn), 0);
     sm_store_destroy(&st);
