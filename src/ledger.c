@@ -47,6 +47,12 @@ struct sm_ledger {
     sm_hash *links;            /* their link hashes */
 };
 
+sm_store *
+sm__ledger_store(sm_ledger *self)
+{
+    return self->store;
+}
+
 /* Errors after which the transaction may hold partial writes. */
 static bool
 s_fatal(int rc)
@@ -948,7 +954,6 @@ out:
 
 /* ---- reads ---------------------------------------------------------- */
 
-static void s_units_export(const sm__stock_rec *r, sm_units *out);
 
 static void
 s_head_export(sm_txn *txn, const sm_id *origin, const sm__head_rec *h, sm_head *out)
@@ -1052,12 +1057,12 @@ sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
     sm__stock_rec r;
     rc = sm__stock_get(txn, sku, location, &r);
     sm_txn_abort(&txn);
-    s_units_export(&r, out);
+    sm__units_export(&r, out);
     return rc;
 }
 
-static void
-s_units_export(const sm__stock_rec *r, sm_units *out)
+void
+sm__units_export(const sm__stock_rec *r, sm_units *out)
 {
     memset(out, 0, sizeof *out);
     out->added = r->added;
@@ -1097,7 +1102,7 @@ sm_ledger_stock_each(sm_ledger *self, sm_stock_fn cb, void *arg)
             memcpy(loc.b, (const uint8_t *) k.data + skulen + 1, SM_KEY_BYTES);
             memcpy(&r, v.data, sizeof r);
             sm_units u;
-            s_units_export(&r, &u);
+            sm__units_export(&r, &u);
             if (cb(sku, &loc, &u, arg) != 0)
                 break;
         }

@@ -255,8 +255,8 @@ sm__sale_unpack(const uint8_t *buf, size_t len, sm__sale_rec *out)
     return at == len ? 0 : SM_ECORRUPT;
 }
 
-static int
-s_hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out)
+int
+sm__hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out)
 {
     uint8_t key[SM__OSKEY_BYTES];
     sm_val v;
@@ -300,7 +300,7 @@ s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     int rc;
 
     if (s->hold_seq) {
-        if ((rc = s_hold_get(txn, &e->origin, s->hold_seq, &hold)) != 0)
+        if ((rc = sm__hold_get(txn, &e->origin, s->hold_seq, &hold)) != 0)
             return rc;
         for (uint32_t i = 0; i < s->line_count; i++)
             if (strcmp(s->lines[i].sku, hold.sku) == 0)
@@ -441,7 +441,7 @@ s_apply_release(sm_txn *txn, const sm_entry *e)
 {
     sm__hold_rec h;
     sm__stock_rec r;
-    int rc = s_hold_get(txn, &e->origin, e->body.u.release.hold_seq, &h);
+    int rc = sm__hold_get(txn, &e->origin, e->body.u.release.hold_seq, &h);
     if (rc != 0)
         return rc;
     if ((rc = s_stock_load(txn, h.sku, &e->origin, &r)) != 0)

@@ -114,4 +114,10 @@ int64_t sm__stock_units(const sm__stock_rec *r);
 /*  The roster record of an origin.                                          */
 int sm__origin_get(sm_txn *txn, const sm_id *origin, sm__origin_rec *out);
 
+/*  For the ledger's read modules (ledger_view.c): its store, and a stock
+    record as the public sm_units.                                            */
+sm_store *sm__ledger_store(sm_ledger *self);
+void sm__units_export(const sm__stock_rec *r, sm_units *out);
+int sm__hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out);
+
 #endif

@@ -183,6 +183,13 @@ sm_txn_abort(sm_txn **txn_p)
     *txn_p = NULL;
 }
 
+uint64_t
+sm_txn_id(sm_txn *txn)
+{
+    assert(txn);
+    return (uint64_t) mdb_txn_id(txn->txn);
+}
+
 int
 sm_kv_get(sm_txn *txn, sm_db db, const void *key, size_t klen, sm_val *out)
 {

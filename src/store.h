@@ -49,6 +49,9 @@ sm_txn *sm_txn_begin(sm_store *store, bool write, int *err);
 int sm_txn_commit(sm_txn **txn_p);
 /*  Abandon and free; safe with NULL and twice.                               */
 void sm_txn_abort(sm_txn **txn_p);
+/*  The transaction's id: grows with every committed write transaction and
+    survives restarts (a read transaction sees the id of the state it reads). */
+uint64_t sm_txn_id(sm_txn *txn);
 
 int sm_kv_get(sm_txn *txn, sm_db db, const void *key, size_t klen, sm_val *out);
 int sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,

@@ -177,4 +177,73 @@ int sm_ledger_reindex(sm_ledger *self);
 int sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
                      uint64_t *checked);
 
+/* ---- reads for the node's API (ledger_view.c) ------------------------- */
+
+/*  A roster member.                                                          */
+typedef struct {
+    sm_id node;
+    char name[SM_NAME_BYTES_MAX + 1];
+    int role;                  /* sm_role */
+    bool revoked;
+} sm_member;
+
+/*  One member (SM_ENOTFOUND if never admitted), and all in key order.       */
+int sm_ledger_member(sm_ledger *self, const sm_id *node, sm_member *out);
+typedef int (*sm_member_fn)(const sm_member *member, void *arg);
+int sm_ledger_members_each(sm_ledger *self, sm_member_fn cb, void *arg);
+
+/*  The state's version: grows with every commit and survives restarts
+    (LMDB's transaction id).  Two reads with equal versions saw equal state. */
+int sm_ledger_version(sm_ledger *self, uint64_t *out);
+
+/*  A consistent view of the market's stock from one read transaction: every
+    catalog item (sku order), then every (sku, location) stock record (sku,
+    then location order), then every member; any callback may be NULL.
+    *version (may be NULL) gets the version of what was read.                */
+int sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
+                         sm_member_fn members, void *arg, uint64_t *version);
+
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1];
+    uint32_t qty;
+    uint32_t returned;
+    int64_t price;             /* minor units per unit */
+} sm_sale_line;
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;
+    uint64_t hlc;
+    int source;                /* sm_source */
+    int payment;               /* sm_payment */
+    char currency[4];
+    uint64_t hold_seq;         /* 0 = none */
+    uint32_t line_count;
+    sm_sale_line lines[SM_SALE_LINES_MAX];
+} sm_sale;
+
+/*  One sale (SM_ENOTFOUND if none), and an origin's sales from seq `from`
+    (inclusive), at most `max`, in seq order.                                 */
+int sm_ledger_sale(sm_ledger *self, const sm_id *origin, uint64_t seq,
+                   sm_sale *out);
+typedef int (*sm_sale_fn)(const sm_sale *sale, void *arg);
+int sm_ledger_sales_each(sm_ledger *self, const sm_id *origin, uint64_t from,
+                         size_t max, sm_sale_fn cb, void *arg);
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;
+    char sku[SM_SKU_BYTES_MAX + 1];
+    uint32_t qty;
+    uint64_t expires_ms;
+} sm_hold;
+
+/*  One open hold (SM_ENOTFOUND if none: never made, released or sold), and
+    all of an origin's open holds in seq order.                               */
+int sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq,
+                   sm_hold *out);
+typedef int (*sm_hold_fn)(const sm_hold *hold, void *arg);
+int sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
+                         void *arg);
+
 #endif

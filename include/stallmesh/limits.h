@@ -30,4 +30,19 @@
 #define SM_MAP_BYTES_DEFAULT      (2ULL << 30)  /* LMDB map size: 2 GiB, sparse */
 #define SM_STORE_READERS_MAX      126u
 
+/* The node's HTTP and websocket server (defaults; the config may lower). */
+#define SM_HTTP_BODY_BYTES_MAX    65536u    /* request body; more is 413 */
+#define SM_HTTP_HEADERS_MAX       64u       /* header lines per request */
+#define SM_HTTP_URI_BYTES_MAX     2048u
+#define SM_JSON_DEPTH_MAX         8u        /* nesting of a request's JSON */
+#define SM_HTTP_CLIENTS_PER_ADDR_MAX 256u   /* open connections from one address */
+#define SM_HTTP_CLIENTS_MAX       20000u    /* open connections in all */
+#define SM_WS_MESSAGE_BYTES_MAX   4096u     /* a message a phone may send */
+#define SM_WS_QUEUE_BYTES_MAX     (1u << 20) /* unsent bytes per client; more drops it */
+#define SM_HOLDS_PER_MIN_MAX      10u       /* holds one client address may make a minute */
+#define SM_HOLD_TTL_S_DEFAULT     600u      /* a shopper's hold: 10 minutes */
+#define SM_SALES_PAGE_MAX         1000u     /* sales in one GET /api/sales answer */
+#define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
+#define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
+
 #endif

@@ -1,0 +1,100 @@
+/*  The node's JSON API (README "HTTP API"): routes, validation, rendering.
+
+    The web server (web.c) collects a request and calls sm_api_handle.  A
+    read is answered at once from LMDB read transactions; a write is turned
+    into a core request (sm_core_req) which the web server submits and,
+    once the core answers, hands to sm_api_finish for the response.  The
+    API never writes the store itself and keeps no state beyond the stock
+    snapshot cache and per-client rate limits, all used by the web thread
+    only.
+
+    The stock snapshot (GET /api/stock, the first websocket message) is
+    serialized once per state version (DESIGN §8): sm_api_refresh rebuilds
+    it when the version moved and returns the delta for websocket clients.
+    Its ETag is the version.
+
+    Errors are JSON {"error": "<code>", "detail": "<what to fix>"}.           */
+#ifndef SM_API_H
+#define SM_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/ledger.h"
+#include "core.h"
+#include "metrics.h"
+
+typedef enum {
+    SM_HTTP_GET = 1, SM_HTTP_HEAD, SM_HTTP_POST, SM_HTTP_DELETE, SM_HTTP_PUT,
+    SM_HTTP_OTHER
+} sm_http_method;
+
+/*  A request as the web server collected it; all borrowed for the call.   */
+typedef struct {
+    sm_http_method method;
+    const char *path;          /* without the query, percent-decoded */
+    const char *query;         /* after '?', not decoded; "" if none */
+    bool authorized;           /* carried the node's bearer token */
+    const char *client;        /* the peer's address, for rate limits */
+    const char *if_none_match; /* NULL if absent */
+    const char *body;          /* not NUL-terminated */
+    size_t body_len;
+} sm_http_req;
+
+/*  A response.  `body` is malloc'd and the caller frees it, unless
+    `body_borrowed` (then it lives until the next sm_api_refresh).           */
+typedef struct {
+    int status;
+    const char *content_type;  /* static string */
+    char *body;
+    size_t body_len;
+    bool body_borrowed;
+    char etag[40];             /* with quotes; "" = none */
+    const char *cache_control; /* static; NULL = none */
+    const char *allow;         /* static; for 405 */
+    int retry_after_s;         /* for 429; 0 = none */
+} sm_http_resp;
+
+typedef struct {
+    sm_ledger *ledger;         /* borrowed: reads only */
+    sm_id node;                /* this node */
+    sm_metrics *metrics;       /* borrowed; may be NULL */
+    uint32_t hold_ttl_s;       /* 0 = SM_HOLD_TTL_S_DEFAULT */
+    uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */
+} sm_api_opts;
+
+typedef struct sm_api sm_api;
+
+sm_api *sm_api_new(const sm_api_opts *opts, int *err);
+void sm_api_destroy(sm_api **self_p);
+
+/*  What sm_api_handle did with a request.                                  */
+#define SM_API_DONE   0        /* *resp is the answer */
+#define SM_API_WRITE  1        /* *write is a core request to submit */
+
+/*  Route and answer `req` at time now_ms (unix ms).  Returns SM_API_DONE
+    with *resp filled, or SM_API_WRITE with *write set (returned: the caller
+    submits it to the core and later passes it to sm_api_finish, or to
+    sm_api_cancel if it cannot be submitted).                                */
+int sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                  sm_http_resp *resp, sm_core_req **write);
+/*  The response to a write the core has answered; frees `write`.           */
+void sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
+                   sm_http_resp *resp);
+/*  Free a write that was never submitted.                                  */
+void sm_api_cancel(sm_api *self, sm_core_req *write);
+
+/*  Rebuild the stock snapshot if the state's version moved since the last
+    call.  Returns 1 and sets *delta (malloc'd, caller frees) to the
+    websocket delta message when it did, 0 when nothing changed, or an
+    error.                                                                    */
+int sm_api_refresh(sm_api *self, uint64_t now_ms, char **delta, size_t *delta_len);
+/*  The current snapshot as a websocket message (borrowed until the next
+    refresh).                                                                 */
+int sm_api_snapshot_message(sm_api *self, const char **msg, size_t *len);
+
+/*  Free a response's body (unless borrowed) and reset it.                  */
+void sm_http_resp_clear(sm_http_resp *resp);
+
+#endif

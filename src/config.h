@@ -1,0 +1,54 @@
+/*  The node's configuration: defaults, then an INI file (inih), then the
+    command line, each overriding the one before.
+
+    File format (every key optional; unknown sections or keys are errors, so
+    a typo is reported instead of ignored):
+
+        [http]
+        listen = 0.0.0.0:8080        ; HOST:PORT the stock page, till and API serve on
+        body_bytes_max = 65536       ; larger request bodies get 413
+        clients_per_addr_max = 256   ; open connections from one address
+        ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
+        [holds]
+        ttl_s = 600                  ; how long a shopper's hold lasts
+        per_min = 10                 ; holds one address may make a minute
+        [log]
+        level = info                 ; error, warn, info or debug          */
+#ifndef SM_CONFIG_H
+#define SM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SM_CONFIG_HOST_BYTES_MAX 255u
+
+typedef struct {
+    char http_host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    uint16_t http_port;
+    uint32_t body_bytes_max;
+    uint32_t clients_per_addr_max;
+    uint32_t ws_queue_bytes_max;
+    uint32_t hold_ttl_s;
+    uint32_t holds_per_min;
+    int log_level;             /* sm_log_level */
+} sm_config;
+
+/*  The defaults (listen 0.0.0.0:8080, limits from limits.h, level info).   */
+void sm_config_defaults(sm_config *cfg);
+
+/*  Read `path` over *cfg.  On failure returns SM_EINVAL (or SM_ENOTFOUND,
+    SM_EIO for the file) and writes "FILE:LINE: what is wrong" to
+    err[0..errlen).  *cfg may be partly updated on failure.                   */
+int sm_config_load(sm_config *cfg, const char *path, char *err, size_t errlen);
+
+/*  Set one key as the file would ("http", "listen", "127.0.0.1:9000"); the
+    command line uses it too.  SM_EINVAL with a message in err if the
+    section, key or value is not valid.                                       */
+int sm_config_set(sm_config *cfg, const char *section, const char *key,
+                  const char *value, char *err, size_t errlen);
+
+/*  Parse "HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]).      */
+int sm_config_parse_listen(const char *text, char *host, size_t hostcap,
+                           uint16_t *port);
+
+#endif

@@ -1,0 +1,68 @@
+/*  The core thread: the node's only writer (DESIGN §7).
+
+    The core owns the ledger's write transactions.  Other threads (the web
+    thread) hand it writes as sm_core_req over an inproc ZeroMQ pair and get
+    each back once it has been durably committed, or refused.  The core
+    drains every queued write into one batch (group commit: up to
+    SM_CORE_BATCH_MAX a commit), so many tills cost one fsync.  A refused
+    write leaves the store unchanged and does not affect the others of its
+    batch; an I/O failure (disk full) fails the whole batch and nothing of it
+    is acknowledged.
+
+    After each commit the core calls `wake` (from the core thread) so the web
+    thread picks up the answers and the changed state.  Once a second it
+    releases this node's expired holds.  The mesh (issue 4) joins this loop.
+
+    This is the only module, with the mesh transport, that includes zmq.h.   */
+#ifndef SM_CORE_H
+#define SM_CORE_H
+
+#include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/ledger.h"
+#include "metrics.h"
+
+/*  One write.  The submitter fills `body` (and its own fields); the core
+    fills `rc` and `seq`.  Embed it as the first member of a larger struct
+    to carry more context.                                                    */
+typedef struct {
+    sm_body body;              /* the entry to append */
+    int rc;                    /* 0; SM_EEXIST: a repeated external_id, seq is
+                                  the first sale's; or the refusal */
+    uint64_t seq;              /* the appended entry's seq */
+    uint64_t submit_ns;        /* set by sm_core_submit (monotonic clock) */
+    uint64_t commit_ns;        /* set by the core: when it was durable */
+} sm_core_req;
+
+typedef void (*sm_core_wake_fn)(void *arg);
+
+typedef struct {
+    sm_ledger *ledger;         /* borrowed; the core is its only writer */
+    sm_metrics *metrics;       /* borrowed; may be NULL */
+    sm_core_wake_fn wake;      /* called on the core thread after commits */
+    void *wake_arg;
+    uint32_t batch_max;        /* 0 = SM_CORE_BATCH_MAX */
+} sm_core_opts;
+
+typedef struct sm_core sm_core;
+typedef struct sm_core_client sm_core_client;
+
+/*  Create the core and start its thread.  NULL and *err on failure.        */
+sm_core *sm_core_new(const sm_core_opts *opts, int *err);
+/*  Stop: every write already submitted is committed and answered first,
+    then the thread ends.  Safe with NULL and twice.  Destroy the clients
+    first.                                                                    */
+void sm_core_destroy(sm_core **self_p);
+
+/*  A submitter's end; one per thread, used only by that thread.            */
+sm_core_client *sm_core_client_new(sm_core *core, int *err);
+void sm_core_client_destroy(sm_core_client **self_p);
+
+/*  Hand `req` to the core (never blocks).  `req` is taken until it comes
+    back from sm_core_done.  SM_EBUSY when SM_CORE_QUEUE_MAX writes wait.    */
+int sm_core_submit(sm_core_client *self, sm_core_req *req);
+/*  The next answered write (returned to the submitter), or NULL if none
+    is ready (never blocks).                                                  */
+sm_core_req *sm_core_done(sm_core_client *self);
+
+#endif

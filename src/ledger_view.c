@@ -1,0 +1,331 @@
+/*  Reads of the materialized state for the node's API: members, the stock
+    view the stock page is built from, sales and holds.  Each call is one
+    LMDB read transaction, so what it reports is one consistent state; none
+    of them writes.                                                           */
+#include <assert.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "stallmesh/error.h"
+#include "stallmesh/ledger.h"
+#include "state.h"
+#include "store.h"
+
+static sm_txn *
+s_rbegin(sm_ledger *self, int *err)
+{
+    return sm_txn_begin(sm__ledger_store(self), false, err);
+}
+
+/* Call `each(txn, k, v, arg)` for every record of `db` under `prefix`.     */
+typedef int (*s_kv_fn)(const sm_val *k, const sm_val *v, void *arg);
+
+static int
+s_scan(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
+       const void *start, size_t slen, s_kv_fn each, void *arg)
+{
+    int rc = 0;
+    sm_cursor *cur = sm_cursor_open(txn, db, prefix, plen, start, slen, &rc);
+    if (!cur)
+        return rc;
+    sm_val k, v;
+    while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+        int stop = each(&k, &v, arg);
+        if (stop != 0) {
+            rc = stop < 0 ? stop : 0;
+            break;
+        }
+    }
+    if (rc == SM_ENOTFOUND)
+        rc = 0;
+    sm_cursor_close(&cur);
+    return rc;
+}
+
+/* ---- members --------------------------------------------------------- */
+
+/* 0 and *out set, 1 if the record is not a member's, or SM_ECORRUPT.      */
+static int
+s_member_export(const sm_val *k, const sm_val *v, sm_member *out)
+{
+    sm__origin_rec r;
+    if (k->len != SM_KEY_BYTES || v->len != sizeof r)
+        return SM_ECORRUPT;
+    memcpy(&r, v->data, sizeof r);
+    if (r.status != SM__ORIGIN_ADMITTED && r.status != SM__ORIGIN_REVOKED)
+        return 1;
+    memset(out, 0, sizeof *out);
+    memcpy(out->node.b, k->data, SM_KEY_BYTES);
+    sm__strfill(out->name, sizeof out->name, r.name);
+    out->role = (int) r.role;
+    out->revoked = r.status == SM__ORIGIN_REVOKED;
+    return 0;
+}
+
+int
+sm_ledger_member(sm_ledger *self, const sm_id *node, sm_member *out)
+{
+    assert(self && node && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_val k = { node->b, SM_KEY_BYTES }, v;
+    if ((rc = sm_kv_get(txn, SM_DB_ORIGINS, node->b, SM_KEY_BYTES, &v)) == 0) {
+        rc = s_member_export(&k, &v, out);
+        if (rc == 1)
+            rc = SM_ENOTFOUND;
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+typedef struct {
+    sm_item_fn items;
+    sm_stock_fn stock;
+    sm_member_fn members;
+    void *arg;
+} s_view;
+
+static int
+s_member_each(const sm_val *k, const sm_val *v, void *arg)
+{
+    s_view *view = arg;
+    sm_member m;
+    int rc = s_member_export(k, v, &m);
+    if (rc == 1)
+        return 0;
+    if (rc != 0)
+        return rc;
+    return view->members(&m, view->arg) != 0;
+}
+
+int
+sm_ledger_members_each(sm_ledger *self, sm_member_fn cb, void *arg)
+{
+    assert(self && cb);
+    return sm_ledger_stock_view(self, NULL, NULL, cb, arg, NULL);
+}
+
+int
+sm_ledger_version(sm_ledger *self, uint64_t *out)
+{
+    assert(self && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    *out = sm_txn_id(txn);
+    sm_txn_abort(&txn);
+    return 0;
+}
+
+/* ---- the stock view -------------------------------------------------- */
+
+static int
+s_item_each(const sm_val *k, const sm_val *v, void *arg)
+{
+    s_view *view = arg;
+    sm__item_rec r;
+    if (k->len == 0 || k->len > SM_SKU_BYTES_MAX || v->len != sizeof r)
+        return SM_ECORRUPT;
+    memcpy(&r, v->data, sizeof r);
+    sm_item it;
+    memset(&it, 0, sizeof it);
+    memcpy(it.sku, k->data, k->len);
+    sm__strfill(it.name, sizeof it.name, r.name);
+    sm__strfill(it.currency, sizeof it.currency, r.currency);
+    it.price = r.price;
+    it.hlc = r.hlc;
+    memcpy(it.origin.b, r.origin, SM_KEY_BYTES);
+    return view->items(&it, view->arg) != 0;
+}
+
+static int
+s_stock_each(const sm_val *k, const sm_val *v, void *arg)
+{
+    s_view *view = arg;
+    sm__stock_rec r;
+    if (k->len < SM_KEY_BYTES + 2 || k->len - SM_KEY_BYTES - 1 > SM_SKU_BYTES_MAX
+        || v->len != sizeof r)
+        return SM_ECORRUPT;
+    size_t skulen = k->len - SM_KEY_BYTES - 1;
+    char sku[SM_SKU_BYTES_MAX + 1];
+    sm_id loc;
+    memcpy(sku, k->data, skulen);
+    sku[skulen] = 0;
+    memcpy(loc.b, (const uint8_t *) k->data + skulen + 1, SM_KEY_BYTES);
+    memcpy(&r, v->data, sizeof r);
+    sm_units u;
+    sm__units_export(&r, &u);
+    return view->stock(sku, &loc, &u, view->arg) != 0;
+}
+
+int
+sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
+                     sm_member_fn members, void *arg, uint64_t *version)
+{
+    assert(self);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    s_view view = { items, stock, members, arg };
+    if (version)
+        *version = sm_txn_id(txn);
+    if (items)
+        rc = s_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, &view);
+    if (rc == 0 && stock)
+        rc = s_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
+    if (rc == 0 && members)
+        rc = s_scan(txn, SM_DB_ORIGINS, NULL, 0, NULL, 0, s_member_each, &view);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+/* ---- sales ----------------------------------------------------------- */
+
+static int
+s_sale_export(const sm_val *k, const sm_val *v, sm_sale *out)
+{
+    sm__sale_rec r;
+    if (k->len != SM__OSKEY_BYTES || sm__sale_unpack(v->data, v->len, &r) != 0)
+        return SM_ECORRUPT;
+    memset(out, 0, sizeof *out);
+    memcpy(out->origin.b, k->data, SM_KEY_BYTES);
+    out->seq = sm__be64_get((const uint8_t *) k->data + SM_KEY_BYTES);
+    out->hlc = r.hlc;
+    out->source = (int) r.source;
+    out->payment = (int) r.payment;
+    sm__strfill(out->currency, sizeof out->currency, r.currency);
+    out->hold_seq = r.hold_seq;
+    out->line_count = r.line_count;
+    for (uint32_t i = 0; i < r.line_count && i < SM_SALE_LINES_MAX; i++) {
+        sm__strfill(out->lines[i].sku, sizeof out->lines[i].sku, r.lines[i].sku);
+        out->lines[i].qty = r.lines[i].qty;
+        out->lines[i].returned = r.lines[i].returned;
+        out->lines[i].price = r.lines[i].price;
+    }
+    return 0;
+}
+
+int
+sm_ledger_sale(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_sale *out)
+{
+    assert(self && origin && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    uint8_t key[SM__OSKEY_BYTES];
+    sm__oskey(key, origin, seq);
+    sm_val k = { key, sizeof key }, v;
+    if ((rc = sm_kv_get(txn, SM_DB_SALES, key, sizeof key, &v)) == 0)
+        rc = s_sale_export(&k, &v, out);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+typedef struct {
+    sm_sale_fn cb;
+    void *arg;
+    size_t left;
+    sm_sale sale;
+} s_sales;
+
+static int
+s_sales_each(const sm_val *k, const sm_val *v, void *arg)
+{
+    s_sales *it = arg;
+    if (it->left == 0)
+        return 1;
+    int rc = s_sale_export(k, v, &it->sale);
+    if (rc != 0)
+        return rc;
+    it->left--;
+    return it->cb(&it->sale, it->arg) != 0;
+}
+
+int
+sm_ledger_sales_each(sm_ledger *self, const sm_id *origin, uint64_t from,
+                     size_t max, sm_sale_fn cb, void *arg)
+{
+    assert(self && origin && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    uint8_t start[SM__OSKEY_BYTES];
+    sm__oskey(start, origin, from);
+    s_sales it = { .cb = cb, .arg = arg, .left = max };
+    rc = s_scan(txn, SM_DB_SALES, origin->b, SM_KEY_BYTES, start, sizeof start,
+                s_sales_each, &it);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+/* ---- holds ----------------------------------------------------------- */
+
+static void
+s_hold_export(const sm_id *origin, uint64_t seq, const sm__hold_rec *r,
+              sm_hold *out)
+{
+    memset(out, 0, sizeof *out);
+    out->origin = *origin;
+    out->seq = seq;
+    sm__strfill(out->sku, sizeof out->sku, r->sku);
+    out->qty = (uint32_t) r->qty;
+    out->expires_ms = r->expires_ms;
+}
+
+int
+sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_hold *out)
+{
+    assert(self && origin && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm__hold_rec r;
+    if ((rc = sm__hold_get(txn, origin, seq, &r)) == 0)
+        s_hold_export(origin, seq, &r, out);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+typedef struct {
+    sm_hold_fn cb;
+    void *arg;
+} s_holds;
+
+static int
+s_holds_each(const sm_val *k, const sm_val *v, void *arg)
+{
+    s_holds *it = arg;
+    sm__hold_rec r;
+    if (k->len != SM__OSKEY_BYTES || v->len != sizeof r)
+        return SM_ECORRUPT;
+    memcpy(&r, v->data, sizeof r);
+    sm_id origin;
+    memcpy(origin.b, k->data, SM_KEY_BYTES);
+    sm_hold h;
+    s_hold_export(&origin, sm__be64_get((const uint8_t *) k->data + SM_KEY_BYTES),
+                  &r, &h);
+    return it->cb(&h, it->arg) != 0;
+}
+
+int
+sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
+                     void *arg)
+{
+    assert(self && origin && cb);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    s_holds it = { cb, arg };
+    rc = s_scan(txn, SM_DB_HOLDS, origin->b, SM_KEY_BYTES, NULL, 0,
+                s_holds_each, &it);
+    sm_txn_abort(&txn);
+    return rc;
+}
