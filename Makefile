@@ -87,7 +87,7 @@ unit-san: $(SAN_TESTS)
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 integration: all
-	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; sh $$t $(BUILD)/stallmesh; done
+	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; bash $$t $(BUILD)/stallmesh $(BUILD)/tools/wsprobe; done
 
 # Installs chromium, node and npm (apt) and playwright-core (npm ci) if missing.
 browser: deps
