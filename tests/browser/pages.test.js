@@ -144,7 +144,7 @@ test('the till sells with a quantity, source and payment, lists the sale, and re
   await page.locator('#source label', { hasText: 'Livestream' }).click();
   await honey.getByRole('button', { name: 'One more' }).click();
   await honey.getByRole('button', { name: 'Sell 2 Wildflower honey 340g' }).click();
-  await until('the sale in the log', UI_MS, async () => /Sold 2 × Wildflower honey 340g — sale \S+/.test(await text(page.locator('#log'))));
+  await until('the sale in the log', UI_MS, async () => /Sold 2 × Wildflower honey 340g — sale #\d+\./.test(await text(page.locator('#log'))));
 
   const sales = await node.sales();
   assert.equal(sales.length, 1);
@@ -164,12 +164,15 @@ test('the till sells with a quantity, source and payment, lists the sale, and re
   assert.match(await text(tr), /£25\.00/);
 
   // Return one of the two from the recent sales row.
-  await tr.getByRole('button', { name: `Return items of sale ${sale.id}` }).click();
-  assert.equal(await page.inputValue('#ret-sale'), sale.id);
+  const seq = sale.id.split(':').pop();
+  assert.match(await text(tr.locator('td').first()), new RegExp(`^#${seq}$`));
+  await tr.getByRole('button', { name: `Return items of sale #${seq}` }).click();
+  assert.equal(await page.inputValue('#ret-sale'), `#${seq}`);
   await page.locator('#ret-lines .ret-qty').first().fill('1');
   await page.getByRole('button', { name: 'Record return' }).click();
-  await until('the return in the log', UI_MS, async () => /Return recorded for sale/.test(await text(page.locator('#log'))));
+  await until('the return in the log', UI_MS, async () => new RegExp(`Return recorded for sale #${seq}`).test(await text(page.locator('#log'))));
   await until('9 honey after the return', UI_MS, async () => (await node.stockItem('honey-340g')).here === 9);
+  await until('the return on the sale row', UI_MS, async () => /\(1 returned\)/.test(await text(tr)));
   assert.deepEqual(page.errors, []);
 });
 
