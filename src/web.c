@@ -630,6 +630,24 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_CLOSED:
+        /* A connection that failed before it had session data has none. */
+        if (!conn)
+            return reason == LWS_CALLBACK_HTTP || reason == LWS_CALLBACK_ESTABLISHED
+                   ? -1 : 0;
+        break;
+    default:
+        break;
+    }
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
         conn->wsi = wsi;
         return s_http_start(self, conn, in);
     case LWS_CALLBACK_HTTP_BODY:
@@ -693,9 +711,11 @@ sm_web_new(const sm_web_opts *opts, int *err)
         goto fail;
     if (!(self->core = sm_core_client_new(opts->core, err)))
         goto fail;
-    if ((*err = sm_api_refresh(self->api, s_now_ms(), NULL, NULL)) < 0)
-        goto fail;
     s_refresh(self);
+    if (!self->snapshot) {
+        *err = SM_EIO;
+        goto fail;
+    }
 
     lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
     self->protocols[0] = (struct lws_protocols) {
