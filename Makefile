@@ -2,7 +2,8 @@
 #
 #   make            build/stallmesh and build/libstallmesh.a
 #   make run        install missing packages, build, start a node (see README)
-#   make test       install missing packages, unit tests, the same under ASan+UBSan
+#   make test       install missing packages, unit tests, the same under ASan+UBSan,
+#                   integration and browser tests
 #   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
 #   make fuzz       libFuzzer target for the entry decoder (clang)
@@ -95,7 +96,7 @@ browser: deps
 	@sh tests/browser/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration
+	@$(MAKE) --no-print-directory all unit unit-san integration browser
 	@echo "make test: all suites passed"
 
 bench: deps
