@@ -816,8 +816,11 @@ sm__cmd_item(sm__cli *cli, int argc, char **argv)
     if (status == SM__EXIT_OK && answer != NULL) {
         const char *currency = sm__json_get_str(answer, "currency");
         char price[64];
-        s_money(c.o.price, currency != NULL ? currency : c.o.currency, price, sizeof price);
-        printf("item %s: %s at %s\n", sku, c.o.name, price);
+        if (currency == NULL)
+            currency = c.o.currency;
+        s_money(c.o.price, currency, price, sizeof price);
+        printf("item %s: %s at %s%s\n", sku, c.o.name, price,
+               currency == NULL ? " minor units of the market's currency" : "");
     }
     sm__json_destroy(&answer);
 done:
