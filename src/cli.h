@@ -182,7 +182,7 @@ typedef struct {
     char *body;                /* NUL-terminated; freed by sm__http_resp_clear */
     size_t body_len;
     bool unreachable;          /* on SM_EIO: nothing listens at the address */
-    char error[256];           /* on failure: why, for a message */
+    char error[320];           /* on failure: why, for a message */
 } sm__http_resp;
 
 /*  One request to `url` with an optional bearer `token` (hex, borrowed) and,

@@ -99,9 +99,9 @@ s_describe(sm__http_resp *resp, CURLcode code, const char *detail)
         break;
     }
     if (detail != NULL && detail[0] != '\0')
-        snprintf(resp->error, sizeof resp->error, "%s: %s", what, detail);
+        snprintf(resp->error, sizeof resp->error, "%.100s: %.200s", what, detail);
     else
-        snprintf(resp->error, sizeof resp->error, "%s", what);
+        snprintf(resp->error, sizeof resp->error, "%.100s", what);
 }
 
 int
