@@ -345,8 +345,16 @@ s_parse(s_cmd *c, sm__cli *cli, int argc, char **argv, const char *usage,
             continue;
         }
         args[n++] = argv[i];
-        if (s_takes_next(a, opts) && i + 1 < argc)
+        if (s_takes_next(a, opts)) {
+            if (i + 1 == argc) {
+                /* Else getopt would take the "--" below as its value. */
+                free(args);
+                free(operands);
+                *status = sm__cli_usage_error(usage, "option '%s' needs a value", a);
+                return false;
+            }
             args[n++] = argv[++i];
+        }
     }
     args[n++] = "--";
     for (int i = 0; i < nops; i++)
