@@ -325,6 +325,15 @@ s_ledger_error(sm_http_resp *r, int rc, bool release)
 }
 
 void
+sm_api_error(sm_http_resp *resp, int status, const char *code,
+             const char *detail)
+{
+    assert(resp && status >= 400 && code && detail);
+    memset(resp, 0, sizeof *resp);
+    s_error(resp, status, code, detail, NULL);
+}
+
+void
 sm_http_resp_clear(sm_http_resp *resp)
 {
     if (!resp)
@@ -701,6 +710,8 @@ s_write_free(s_write *w)
 static int
 s_rate_take(sm_api *self, const char *client, uint64_t now_ms)
 {
+    if (!client[0])
+        client = "-";               /* no address known: one shared bucket */
     const uint64_t cap = (uint64_t) self->holds_per_min * S_MINUTE_MS;
     s_bucket *slot = NULL, *oldest = NULL, *empty = NULL;
     for (size_t i = 0; i < SM_HOLD_RATE_CLIENTS_MAX; i++) {
@@ -722,7 +733,7 @@ s_rate_take(sm_api *self, const char *client, uint64_t now_ms)
            evicted address idle for a minute had a full bucket anyway.      */
         slot = empty ? empty : oldest;
         assert(slot);
-        snprintf(slot->client, sizeof slot->client, "%s", client[0] ? client : "-");
+        snprintf(slot->client, sizeof slot->client, "%s", client);
         slot->credit = cap;
         slot->last_ms = now_ms;
     }

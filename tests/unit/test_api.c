@@ -449,6 +449,12 @@ test_hold_rate_limit(void **state)
                                PHONE, NULL, NOW + 21000), 201);
     call_full(f, SM_HTTP_POST, "/api/holds", NULL, h, false, PHONE, NULL, NOW + 21001);
     expect_error(f, 429, "rate_limited");
+    /* Requests whose address is unknown share one bucket. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(call_full(f, SM_HTTP_POST, "/api/holds", NULL, h, false,
+                                   NULL, NULL, NOW + 100 + (uint64_t) i), 201);
+    call_full(f, SM_HTTP_POST, "/api/holds", NULL, h, false, "", NULL, NOW + 200);
+    expect_error(f, 429, "rate_limited");
 }
 
 /* ---- bad input ---------------------------------------------------------- */
@@ -806,7 +812,8 @@ test_reads(void **state)
 }
 
 /*  A write the core could not take (queue full) answers 503 with
-    Retry-After; a cancelled write is freed (ASan checks).                   */
+    Retry-After; a cancelled write is freed (ASan checks); sm_api_error
+    answers in the API's error shape.                                         */
 static void
 test_finish_and_cancel(void **state)
 {
@@ -830,6 +837,13 @@ test_finish_and_cancel(void **state)
     expect_error(f, 503, "busy");
     assert_int_equal(f->resp.retry_after_s, 1);
     assert_int_equal(units_here(f, "jam"), 10);
+
+    /* The web server's own refusals use the same error shape. */
+    sm_http_resp_clear(&f->resp);
+    sm_api_error(&f->resp, 413, "too_large", "the body exceeds 65536 bytes");
+    parse_resp(f);
+    expect_error(f, 413, "too_large");
+    assert_false(f->resp.body_borrowed);
 }
 
 int
