@@ -28,11 +28,14 @@ SAN_BUILD  := $(BUILD)/san
 
 CLI_SRCS := src/main.c $(wildcard src/cli_*.c)
 LIB_SRCS := $(filter-out $(CLI_SRCS),$(wildcard src/*.c))
-LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The pages (www/) are embedded in the library as generated C (src/assets.h).
+WWW_FILES := $(sort $(wildcard www/*))
+GEN_ASSETS := $(BUILD)/gen/assets.c
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen_assets.o
 CLI_OBJS := $(CLI_SRCS:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TESTS     := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-SAN_LIB_OBJS := $(LIB_SRCS:src/%.c=$(SAN_BUILD)/obj/%.o)
+SAN_LIB_OBJS := $(LIB_SRCS:src/%.c=$(SAN_BUILD)/obj/%.o) $(SAN_BUILD)/obj/gen_assets.o
 SAN_TESTS := $(TEST_SRCS:tests/unit/%.c=$(SAN_BUILD)/tests/%)
 TEST_SUPPORT := $(wildcard tests/unit/support/*.c)
 BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
@@ -46,6 +49,11 @@ deps:
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+# www itself is a prerequisite so that adding or removing a file regenerates.
+$(GEN_ASSETS): deploy/embed.sh www $(WWW_FILES) | $(BUILD)/gen
+	sh deploy/embed.sh $@ $(WWW_FILES)
+$(BUILD)/obj/gen_assets.o: $(GEN_ASSETS) src/assets.h | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 $(BUILD)/libstallmesh.a: $(LIB_OBJS)
 	ar rcs $@ $^
 $(BUILD)/stallmesh: $(CLI_OBJS) $(BUILD)/libstallmesh.a
@@ -56,6 +64,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libstallmesh.a | $(BUI
 
 $(SAN_BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(SAN_BUILD)/obj
 	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
+$(SAN_BUILD)/obj/gen_assets.o: $(GEN_ASSETS) src/assets.h | $(SAN_BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
 $(SAN_BUILD)/libstallmesh.a: $(SAN_LIB_OBJS)
 	ar rcs $@ $^
 $(SAN_BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a | $(SAN_BUILD)/tests
@@ -64,7 +74,7 @@ $(SAN_BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstallmesh.a | $(BUILD)/bench
 	$(CC) $(ALL_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
+$(BUILD)/obj $(BUILD)/gen $(BUILD)/tests $(BUILD)/bench $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
 	mkdir -p $@
 
 # Each unit test binary runs on its own; a failure stops the run.
@@ -76,7 +86,7 @@ unit-san: $(SAN_TESTS)
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 integration: all
-	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; sh $$t $(BUILD)/stallmesh; done
+	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; bash $$t $(BUILD)/stallmesh $(BUILD)/tools/wsprobe; done
 
 test: deps
 	@$(MAKE) --no-print-directory all unit unit-san integration
@@ -88,9 +98,9 @@ bench: deps
 
 FUZZ_CC ?= clang
 fuzz: $(BUILD)/fuzz_entry
-$(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) | $(BUILD)/obj
+$(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(GEN_ASSETS) | $(BUILD)/obj
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
-	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(LDLIBS)
+	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(GEN_ASSETS) $(LDLIBS)
 	@echo "run: mkdir -p $(BUILD)/fuzz-corpus && $@ $(BUILD)/fuzz-corpus tests/fuzz/corpus -max_total_time=60"
 
 run: deps all

@@ -53,6 +53,7 @@ int sm__cmd_digest(sm__cli *cli, int argc, char **argv);
 int sm__cmd_verify(sm__cli *cli, int argc, char **argv);
 int sm__cmd_reindex(sm__cli *cli, int argc, char **argv);
 int sm__cmd_log(sm__cli *cli, int argc, char **argv);
+int sm__cmd_run(sm__cli *cli, int argc, char **argv);
 
 /* ---- cli_util.c ------------------------------------------------------ */
 

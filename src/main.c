@@ -54,6 +54,12 @@ static const char s_help[] =
 "      Rebuild the state from the log; prints the digest after.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
+"  run [--http HOST:PORT] [--config FILE] [--log-level LEVEL] [--check]\n"
+"      Run the node: the stock page (/), the till (/till), the JSON API\n"
+"      (/api/...) and live updates (/ws) on HOST:PORT (default\n"
+"      0.0.0.0:8080).  The config file (default DIR/stallmesh.conf) is INI;\n"
+"      the command line overrides it.  --check validates and exits.\n"
+"      Stops cleanly on SIGTERM or SIGINT.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -77,6 +83,7 @@ static const s_command s_commands[] = {
     { "reindex", sm__cmd_reindex },
     { "log", sm__cmd_log },
     { "id", sm__cmd_id },
+    { "run", sm__cmd_run },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

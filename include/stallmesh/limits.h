@@ -48,4 +48,7 @@
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
 
+/* The node's configuration file. */
+#define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */
+
 #endif
