@@ -3,6 +3,7 @@
 #   make            build/stallmesh and build/libstallmesh.a
 #   make run        install missing packages, build, start a node (see README)
 #   make test       install missing packages, unit tests, the same under ASan+UBSan
+#   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
 #   make fuzz       libFuzzer target for the entry decoder (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -12,7 +13,7 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode
+PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -41,7 +42,7 @@ TEST_SUPPORT := $(wildcard tests/unit/support/*.c)
 BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
 BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test unit unit-san integration bench fuzz install clean
+.PHONY: all deps run test unit unit-san integration browser bench fuzz install clean
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -87,6 +88,11 @@ unit-san: $(SAN_TESTS)
 
 integration: all
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; bash $$t $(BUILD)/stallmesh $(BUILD)/tools/wsprobe; done
+
+# Installs chromium, node and npm (apt) and playwright-core (npm ci) if missing.
+browser: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/browser/run.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all unit unit-san integration

@@ -289,6 +289,8 @@ sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_hold *out)
     sm__hold_rec r;
     if ((rc = sm__hold_get(txn, origin, seq, &r)) == 0)
         s_hold_export(origin, seq, &r, out);
+    else if (rc == SM_ENOHOLD)
+        rc = SM_ENOTFOUND;
     sm_txn_abort(&txn);
     return rc;
 }

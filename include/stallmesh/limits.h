@@ -50,5 +50,10 @@
 
 /* The node's configuration file. */
 #define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */
+/* The CLI's requests to its node's JSON API. */
+#define SM_CLI_URL_BYTES_MAX      512u      /* the node's base address, http://HOST:PORT */
+#define SM_CLI_RESPONSE_BYTES_MAX (16u << 20) /* an answer; more is refused */
+#define SM_CLI_CONNECT_TIMEOUT_MS 3000u
+#define SM_CLI_REQUEST_TIMEOUT_MS 15000u    /* the whole request, connect included */
 
 #endif
