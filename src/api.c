@@ -813,21 +813,25 @@ s_in_item(sm_api *self, json_t *o, sm_http_resp *r, sm_body *b)
                     currency, sizeof currency);
     if (got == S_ANSWERED)
         return false;
-    if (got == S_ABSENT) {
-        sm_market m;
-        int rc = sm_ledger_market(self->ledger, &m);
-        if (rc != 0) {
-            s_ledger_error(r, rc, false);
-            return false;
-        }
-        memcpy(b->u.item.currency, m.currency, sizeof b->u.item.currency);
-    } else if (!s_currency_ok(currency)) {
+    if (got == S_OK && !s_currency_ok(currency)) {
         s_bad(r, "bad_money", "currency",
               "'currency' must be three capital letters (ISO 4217), e.g. GBP");
         return false;
-    } else {
-        memcpy(b->u.item.currency, currency, sizeof b->u.item.currency);
     }
+    /* All money in a market is minor units of the market's currency. */
+    sm_market m;
+    int rc = sm_ledger_market(self->ledger, &m);
+    if (rc != 0) {
+        s_ledger_error(r, rc, false);
+        return false;
+    }
+    if (got == S_OK && strcmp(currency, m.currency) != 0) {
+        s_bad(r, "bad_money", "currency",
+              "this market trades in %s: give prices in its minor units "
+              "(or leave 'currency' out)", m.currency);
+        return false;
+    }
+    memcpy(b->u.item.currency, m.currency, sizeof b->u.item.currency);
     return true;
 }
 

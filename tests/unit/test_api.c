@@ -540,7 +540,8 @@ test_bad_input(void **state)
     assert_string_equal(jstr(f->json, "name"), "cr\xc3\xa8me {{{{{{{{{{");
 }
 
-/*  Mixed currencies in one sale are refused; so is an unknown sku (404). */
+/*  An unknown sku is 404; an item priced in another currency than the
+    market's is refused, and so is a sale mixing two currencies.             */
 static void
 test_unknown_sku_and_currency(void **state)
 {
@@ -557,8 +558,17 @@ test_unknown_sku_and_currency(void **state)
               false, PHONE, NULL, NOW);
     expect_error(f, 404, "unknown_sku");
 
-    assert_int_equal(post(f, "/api/items", "{\"sku\":\"wine\",\"name\":\"Wine\",\"price\":900,"
-                                          "\"currency\":\"EUR\"}"), 201);
+    /* Items are priced in the market's currency... */
+    post(f, "/api/items", "{\"sku\":\"wine\",\"name\":\"Wine\",\"price\":900,"
+                          "\"currency\":\"EUR\"}");
+    expect_error(f, 400, "bad_money");
+    assert_string_equal(jstr(f->json, "field"), "currency");
+    assert_int_equal(sm_ledger_item(f->a, "wine", &(sm_item){ 0 }), SM_ENOTFOUND);
+    /* ...but the log may still carry another (written by other software):
+       one sale never mixes two. */
+    sm_body wine = tu_item("wine", "Wine", 900);
+    memcpy(wine.u.item.currency, "EUR", 4);
+    assert_int_equal(sm_ledger_append(f->a, &wine, NOW, NULL), 0);
     assert_int_equal(post(f, "/api/stock/add", "{\"sku\":\"wine\",\"qty\":3}"), 201);
     post(f, "/api/sales", "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"wine\",\"qty\":1}],"
                           "\"source\":\"online\",\"payment\":\"card\"}");
