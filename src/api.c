@@ -15,7 +15,8 @@
     nesting pre-scan that keeps hostile depth away from the parser.  Output
     is written by hand into growable buffers: the stock snapshot is the hot
     path (DESIGN §8), serialized once per state version, and every answer
-    to GET /api/stock is that one buffer, borrowed.
+    to GET /api/stock is that one buffer, shared by reference count so a
+    rebuild never frees a body that is still being sent.
 
     The snapshot keeps each item's serialized object (by sku), so the
     websocket delta is computed by comparing bytes with the previous build:
@@ -205,6 +206,39 @@ s_time(s_buf *b, uint64_t ms)
     s_str(b, t);
 }
 
+/*  A body shared by the snapshot and the responses sending it, freed when
+    the last holder lets go.  Web thread only, so a plain count.            */
+typedef struct {
+    size_t refs;
+    size_t len;
+    char data[];
+} s_blob;
+
+static s_blob *
+s_blob_new(const char *p, size_t len)
+{
+    s_blob *b = malloc(sizeof *b + len + 1);
+    if (!b)
+        return NULL;
+    b->refs = 1;
+    b->len = len;
+    memcpy(b->data, p, len);
+    b->data[len] = '\0';
+    return b;
+}
+
+static void
+s_blob_unref(s_blob **b_p)
+{
+    s_blob *b = *b_p;
+    if (!b)
+        return;
+    assert(b->refs > 0);
+    if (--b->refs == 0)
+        free(b);
+    *b_p = NULL;
+}
+
 /* ====================================================================== */
 /* Responses                                                               */
 
@@ -340,6 +374,8 @@ sm_http_resp_clear(sm_http_resp *resp)
         return;
     if (!resp->body_borrowed)
         free(resp->body);
+    s_blob *owner = resp->body_owner;
+    s_blob_unref(&owner);
     memset(resp, 0, sizeof *resp);
 }
 
@@ -359,8 +395,7 @@ typedef struct {
     size_t items_len;
     s_ref *refs;                    /* one per item, in sku order */
     size_t count;
-    char *body;                     /* GET /api/stock */
-    size_t body_len;
+    s_blob *body;                   /* GET /api/stock, shared with responses */
     char *msg;                      /* the websocket snapshot message */
     size_t msg_len;
 } s_snap;
@@ -407,7 +442,7 @@ s_snap_free(s_snap *s)
 {
     free(s->items);
     free(s->refs);
-    free(s->body);
+    s_blob_unref(&s->body);
     free(s->msg);
     memset(s, 0, sizeof *s);
 }
@@ -1478,12 +1513,15 @@ s_snap_build(sm_api *self, uint64_t now_ms, s_snap *out)
         rc = SM_ENOMEM;
         goto fail;
     }
+    if (!(out->body = s_blob_new(body.p, body.len))) {
+        rc = SM_ENOMEM;
+        goto fail;
+    }
+    s_buf_free(&body);
     out->built = true;
     out->version = version;
     out->items = items.p;
     out->items_len = items.len;
-    out->body = body.p;
-    out->body_len = body.len;
     out->msg = msg.p;
     out->msg_len = msg.len;
     free(c.items);
@@ -1641,7 +1679,8 @@ s_etag_match(const char *inm, const char *etag)
     return false;
 }
 
-/*  GET /api/stock: the cached snapshot, borrowed.                           */
+/*  GET /api/stock: the cached snapshot, shared by reference: a refresh
+    while the answer is still being sent does not free it.                   */
 static void
 s_get_stock(sm_api *self, const sm_http_req *req, uint64_t now_ms,
             sm_http_resp *r)
@@ -1659,9 +1698,12 @@ s_get_stock(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     }
     r->status = 200;
     r->content_type = s_json_type;
-    r->body = self->snap.body;
-    r->body_len = self->snap.body_len;
+    s_blob *blob = self->snap.body;
+    blob->refs++;
+    r->body = blob->data;
+    r->body_len = blob->len;
     r->body_borrowed = true;
+    r->body_owner = blob;           /* let go by sm_http_resp_clear */
 }
 
 /* ====================================================================== */

@@ -42,12 +42,14 @@ typedef struct {
     size_t body_len;
 } sm_http_req;
 
-/*  A response.  `body` is malloc'd and the caller frees it (with
-    sm_http_resp_clear), unless `body_borrowed`: then it belongs to the API
-    and lives until the next sm_api_refresh, so copy it before that (the
-    answers to GET/HEAD /api/stock, and a static out-of-memory 503).  A 304
-    has no body and no content type.  For HEAD send the headers of the
-    answer (Content-Length = body_len) without the body.                     */
+/*  A response.  `body` is malloc'd and freed by sm_http_resp_clear, unless
+    `body_borrowed`: then the caller must not free it, and it stays valid
+    until sm_http_resp_clear of this response, however many sm_api_refresh
+    calls come in between (the stock snapshot is shared by reference, via
+    `body_owner`).  So: clear every response once it is sent or dropped, and
+    zero a response (or clear it) before filling it by hand.  A 304 has no
+    body and no content type.  For HEAD send the headers of the answer
+    (Content-Length = body_len) without the body.  One thread only.          */
 typedef struct {
     int status;
     const char *content_type;  /* static string */
@@ -57,7 +59,8 @@ typedef struct {
     char etag[40];             /* with quotes; "" = none */
     const char *cache_control; /* static; NULL = none */
     const char *allow;         /* static; for 405 */
-    int retry_after_s;         /* for 429; 0 = none */
+    int retry_after_s;         /* for 429 and 503; 0 = none */
+    void *body_owner;          /* the API's: keeps a shared body alive; NULL */
 } sm_http_resp;
 
 typedef struct {
@@ -110,7 +113,8 @@ int sm_api_snapshot_message(sm_api *self, const char **msg, size_t *len);
 void sm_api_error(sm_http_resp *resp, int status, const char *code,
                   const char *detail);
 
-/*  Free a response's body (unless borrowed) and reset it.                  */
+/*  Free a response's body (unless borrowed), let go of a shared one, and
+    reset it.  Safe on a zeroed response and twice.                           */
 void sm_http_resp_clear(sm_http_resp *resp);
 
 #endif

@@ -726,6 +726,42 @@ test_stock_etag(void **state)
     assert_int_equal(jint(json_array_get(json_object_get(f->json, "items"), 0), "here"), 11);
 }
 
+/*  An answer to GET /api/stock stays valid while it is being sent, even
+    if the snapshot is rebuilt meanwhile (ASan would see a freed body), and
+    is let go by sm_http_resp_clear.                                           */
+static void
+test_stock_body_outlives_refresh(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    refresh(f, 1);
+    sm_http_resp held = { 0 };
+    sm_http_req req = { .method = SM_HTTP_GET, .path = "/api/stock", .query = "",
+                        .client = PHONE };
+    sm_core_req *w = NULL;
+    assert_int_equal(sm_api_handle(f->api, &req, NOW, &held, &w), SM_API_DONE);
+    assert_int_equal(held.status, 200);
+    assert_true(held.body_borrowed);
+    assert_non_null(held.body_owner);
+    char *copy = malloc(held.body_len);
+    assert_non_null(copy);
+    memcpy(copy, held.body, held.body_len);
+
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(post(f, "/api/stock/add", "{\"sku\":\"tea\",\"qty\":1}"), 201);
+        refresh(f, 1);
+    }
+    assert_int_equal(memcmp(held.body, copy, held.body_len), 0);
+    assert_int_equal(get(f, "/api/stock", NULL), 200);
+    assert_true(f->resp.body_len != held.body_len
+                || memcmp(f->resp.body, copy, held.body_len) != 0);
+    sm_http_resp_clear(&held);
+    assert_null(held.body);
+    assert_null(held.body_owner);
+    sm_http_resp_clear(&held);     /* safe twice */
+    free(copy);
+}
+
 /*  After a sale of jam the delta holds jam alone (in full), nothing removed;
     a new item appears in the next delta; no change means no delta.          */
 static void
@@ -872,6 +908,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_auth_routes_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stock_body_outlives_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_cancel, setup, teardown),
