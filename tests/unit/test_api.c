@@ -26,26 +26,6 @@
 #define PHONE "10.0.0.7"
 #define S_ID_MAX_TEST (SM_ID_HEX_BYTES + 24)  /* "<hex>:<seq>" and a NUL */
 
-/*  metrics.c belongs to another module and may not be in the library yet.
-    These weak stand-ins only satisfy the linker; a real definition in the
-    library wins.  The API under test is given metrics = NULL, so they are
-    never called.                                                             */
-__attribute__((weak)) char *
-sm_metrics_render(sm_metrics *self, size_t *len)
-{
-    (void) self;
-    (void) len;
-    return NULL;
-}
-
-__attribute__((weak)) void
-sm_metrics_set(sm_metrics *self, sm_gauge which, int64_t value)
-{
-    (void) self;
-    (void) which;
-    (void) value;
-}
-
 typedef struct {
     char *dir;
     sm_identity ida, idb;
@@ -806,7 +786,8 @@ test_delta(void **state)
 }
 
 /*  GET /api/sales pages by seq; GET /api/state has digest, heads, forks;
-    /livez, /readyz answer; /metrics is 404 without metrics.                */
+    /livez, /readyz answer; /metrics is 404 without metrics, else the
+    Prometheus text with the snapshot's version.                             */
 static void
 test_reads(void **state)
 {
@@ -854,7 +835,36 @@ test_reads(void **state)
     assert_int_equal(get(f, "/readyz", NULL), 200);
     assert_string_equal(jstr(f->json, "status"), "ready");
     get(f, "/metrics", NULL);
-    expect_error(f, 404, "not_found");
+    expect_error(f, 404, "not_found");         /* this API has no metrics */
+
+    /* With metrics: the Prometheus text, and the snapshot's version gauge. */
+    sm_metrics *metrics = sm_metrics_new();
+    assert_non_null(metrics);
+    sm_api_opts o = { .ledger = f->a, .node = f->ida.pub, .metrics = metrics };
+    sm_api *with = sm_api_new(&o, NULL);
+    assert_non_null(with);
+    char *delta = NULL;
+    size_t len = 0;
+    assert_int_equal(sm_api_refresh(with, NOW, &delta, &len), 1);
+    free(delta);
+    sm_http_req req = { .method = SM_HTTP_GET, .path = "/metrics", .query = "",
+                        .client = PHONE };
+    sm_core_req *w = NULL;
+    sm_http_resp_clear(&f->resp);
+    assert_int_equal(sm_api_handle(with, &req, NOW, &f->resp, &w), SM_API_DONE);
+    assert_int_equal(f->resp.status, 200);
+    assert_non_null(strstr(f->resp.content_type, "text/plain; version=0.0.4"));
+    uint64_t version;
+    assert_int_equal(sm_ledger_version(f->a, &version), 0);
+    char line[64];
+    snprintf(line, sizeof line, "stallmesh_state_version %llu\n",
+             (unsigned long long) version);
+    char *text = strndup(f->resp.body, f->resp.body_len);
+    assert_non_null(strstr(text, line));
+    free(text);
+    sm_http_resp_clear(&f->resp);
+    sm_api_destroy(&with);
+    sm_metrics_destroy(&metrics);
 }
 
 /*  A write the core could not take (queue full) answers 503 with
