@@ -15,7 +15,8 @@
     nesting pre-scan that keeps hostile depth away from the parser.  Output
     is written by hand into growable buffers: the stock snapshot is the hot
     path (DESIGN §8), serialized once per state version, and every answer
-    to GET /api/stock is that one buffer, borrowed.
+    to GET /api/stock is that one buffer, shared by reference count so a
+    rebuild never frees a body that is still being sent.
 
     The snapshot keeps each item's serialized object (by sku), so the
     websocket delta is computed by comparing bytes with the previous build:
@@ -205,6 +206,39 @@ s_time(s_buf *b, uint64_t ms)
     s_str(b, t);
 }
 
+/*  A body shared by the snapshot and the responses sending it, freed when
+    the last holder lets go.  Web thread only, so a plain count.            */
+typedef struct {
+    size_t refs;
+    size_t len;
+    char data[];
+} s_blob;
+
+static s_blob *
+s_blob_new(const char *p, size_t len)
+{
+    s_blob *b = malloc(sizeof *b + len + 1);
+    if (!b)
+        return NULL;
+    b->refs = 1;
+    b->len = len;
+    memcpy(b->data, p, len);
+    b->data[len] = '\0';
+    return b;
+}
+
+static void
+s_blob_unref(s_blob **b_p)
+{
+    s_blob *b = *b_p;
+    if (!b)
+        return;
+    assert(b->refs > 0);
+    if (--b->refs == 0)
+        free(b);
+    *b_p = NULL;
+}
+
 /* ====================================================================== */
 /* Responses                                                               */
 
@@ -325,12 +359,23 @@ s_ledger_error(sm_http_resp *r, int rc, bool release)
 }
 
 void
+sm_api_error(sm_http_resp *resp, int status, const char *code,
+             const char *detail)
+{
+    assert(resp && status >= 400 && code && detail);
+    memset(resp, 0, sizeof *resp);
+    s_error(resp, status, code, detail, NULL);
+}
+
+void
 sm_http_resp_clear(sm_http_resp *resp)
 {
     if (!resp)
         return;
     if (!resp->body_borrowed)
         free(resp->body);
+    s_blob *owner = resp->body_owner;
+    s_blob_unref(&owner);
     memset(resp, 0, sizeof *resp);
 }
 
@@ -350,8 +395,7 @@ typedef struct {
     size_t items_len;
     s_ref *refs;                    /* one per item, in sku order */
     size_t count;
-    char *body;                     /* GET /api/stock */
-    size_t body_len;
+    s_blob *body;                   /* GET /api/stock, shared with responses */
     char *msg;                      /* the websocket snapshot message */
     size_t msg_len;
 } s_snap;
@@ -398,7 +442,7 @@ s_snap_free(s_snap *s)
 {
     free(s->items);
     free(s->refs);
-    free(s->body);
+    s_blob_unref(&s->body);
     free(s->msg);
     memset(s, 0, sizeof *s);
 }
@@ -701,6 +745,8 @@ s_write_free(s_write *w)
 static int
 s_rate_take(sm_api *self, const char *client, uint64_t now_ms)
 {
+    if (!client[0])
+        client = "-";               /* no address known: one shared bucket */
     const uint64_t cap = (uint64_t) self->holds_per_min * S_MINUTE_MS;
     s_bucket *slot = NULL, *oldest = NULL, *empty = NULL;
     for (size_t i = 0; i < SM_HOLD_RATE_CLIENTS_MAX; i++) {
@@ -722,7 +768,7 @@ s_rate_take(sm_api *self, const char *client, uint64_t now_ms)
            evicted address idle for a minute had a full bucket anyway.      */
         slot = empty ? empty : oldest;
         assert(slot);
-        snprintf(slot->client, sizeof slot->client, "%s", client[0] ? client : "-");
+        snprintf(slot->client, sizeof slot->client, "%s", client);
         slot->credit = cap;
         slot->last_ms = now_ms;
     }
@@ -802,21 +848,25 @@ s_in_item(sm_api *self, json_t *o, sm_http_resp *r, sm_body *b)
                     currency, sizeof currency);
     if (got == S_ANSWERED)
         return false;
-    if (got == S_ABSENT) {
-        sm_market m;
-        int rc = sm_ledger_market(self->ledger, &m);
-        if (rc != 0) {
-            s_ledger_error(r, rc, false);
-            return false;
-        }
-        memcpy(b->u.item.currency, m.currency, sizeof b->u.item.currency);
-    } else if (!s_currency_ok(currency)) {
+    if (got == S_OK && !s_currency_ok(currency)) {
         s_bad(r, "bad_money", "currency",
               "'currency' must be three capital letters (ISO 4217), e.g. GBP");
         return false;
-    } else {
-        memcpy(b->u.item.currency, currency, sizeof b->u.item.currency);
     }
+    /* All money in a market is minor units of the market's currency. */
+    sm_market m;
+    int rc = sm_ledger_market(self->ledger, &m);
+    if (rc != 0) {
+        s_ledger_error(r, rc, false);
+        return false;
+    }
+    if (got == S_OK && strcmp(currency, m.currency) != 0) {
+        s_bad(r, "bad_money", "currency",
+              "this market trades in %s: give prices in its minor units "
+              "(or leave 'currency' out)", m.currency);
+        return false;
+    }
+    memcpy(b->u.item.currency, m.currency, sizeof b->u.item.currency);
     return true;
 }
 
@@ -1463,12 +1513,15 @@ s_snap_build(sm_api *self, uint64_t now_ms, s_snap *out)
         rc = SM_ENOMEM;
         goto fail;
     }
+    if (!(out->body = s_blob_new(body.p, body.len))) {
+        rc = SM_ENOMEM;
+        goto fail;
+    }
+    s_buf_free(&body);
     out->built = true;
     out->version = version;
     out->items = items.p;
     out->items_len = items.len;
-    out->body = body.p;
-    out->body_len = body.len;
     out->msg = msg.p;
     out->msg_len = msg.len;
     free(c.items);
@@ -1626,7 +1679,8 @@ s_etag_match(const char *inm, const char *etag)
     return false;
 }
 
-/*  GET /api/stock: the cached snapshot, borrowed.                           */
+/*  GET /api/stock: the cached snapshot, shared by reference: a refresh
+    while the answer is still being sent does not free it.                   */
 static void
 s_get_stock(sm_api *self, const sm_http_req *req, uint64_t now_ms,
             sm_http_resp *r)
@@ -1644,9 +1698,12 @@ s_get_stock(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     }
     r->status = 200;
     r->content_type = s_json_type;
-    r->body = self->snap.body;
-    r->body_len = self->snap.body_len;
+    s_blob *blob = self->snap.body;
+    blob->refs++;
+    r->body = blob->data;
+    r->body_len = blob->len;
     r->body_borrowed = true;
+    r->body_owner = blob;           /* let go by sm_http_resp_clear */
 }
 
 /* ====================================================================== */

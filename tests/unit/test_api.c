@@ -26,26 +26,6 @@
 #define PHONE "10.0.0.7"
 #define S_ID_MAX_TEST (SM_ID_HEX_BYTES + 24)  /* "<hex>:<seq>" and a NUL */
 
-/*  metrics.c belongs to another module and may not be in the library yet.
-    These weak stand-ins only satisfy the linker; a real definition in the
-    library wins.  The API under test is given metrics = NULL, so they are
-    never called.                                                             */
-__attribute__((weak)) char *
-sm_metrics_render(sm_metrics *self, size_t *len)
-{
-    (void) self;
-    (void) len;
-    return NULL;
-}
-
-__attribute__((weak)) void
-sm_metrics_set(sm_metrics *self, sm_gauge which, int64_t value)
-{
-    (void) self;
-    (void) which;
-    (void) value;
-}
-
 typedef struct {
     char *dir;
     sm_identity ida, idb;
@@ -449,6 +429,12 @@ test_hold_rate_limit(void **state)
                                PHONE, NULL, NOW + 21000), 201);
     call_full(f, SM_HTTP_POST, "/api/holds", NULL, h, false, PHONE, NULL, NOW + 21001);
     expect_error(f, 429, "rate_limited");
+    /* Requests whose address is unknown share one bucket. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(call_full(f, SM_HTTP_POST, "/api/holds", NULL, h, false,
+                                   NULL, NULL, NOW + 100 + (uint64_t) i), 201);
+    call_full(f, SM_HTTP_POST, "/api/holds", NULL, h, false, "", NULL, NOW + 200);
+    expect_error(f, 429, "rate_limited");
 }
 
 /* ---- bad input ---------------------------------------------------------- */
@@ -534,7 +520,8 @@ test_bad_input(void **state)
     assert_string_equal(jstr(f->json, "name"), "cr\xc3\xa8me {{{{{{{{{{");
 }
 
-/*  Mixed currencies in one sale are refused; so is an unknown sku (404). */
+/*  An unknown sku is 404; an item priced in another currency than the
+    market's is refused, and so is a sale mixing two currencies.             */
 static void
 test_unknown_sku_and_currency(void **state)
 {
@@ -551,8 +538,17 @@ test_unknown_sku_and_currency(void **state)
               false, PHONE, NULL, NOW);
     expect_error(f, 404, "unknown_sku");
 
-    assert_int_equal(post(f, "/api/items", "{\"sku\":\"wine\",\"name\":\"Wine\",\"price\":900,"
-                                          "\"currency\":\"EUR\"}"), 201);
+    /* Items are priced in the market's currency... */
+    post(f, "/api/items", "{\"sku\":\"wine\",\"name\":\"Wine\",\"price\":900,"
+                          "\"currency\":\"EUR\"}");
+    expect_error(f, 400, "bad_money");
+    assert_string_equal(jstr(f->json, "field"), "currency");
+    assert_int_equal(sm_ledger_item(f->a, "wine", &(sm_item){ 0 }), SM_ENOTFOUND);
+    /* ...but the log may still carry another (written by other software):
+       one sale never mixes two. */
+    sm_body wine = tu_item("wine", "Wine", 900);
+    memcpy(wine.u.item.currency, "EUR", 4);
+    assert_int_equal(sm_ledger_append(f->a, &wine, NOW, NULL), 0);
     assert_int_equal(post(f, "/api/stock/add", "{\"sku\":\"wine\",\"qty\":3}"), 201);
     post(f, "/api/sales", "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"wine\",\"qty\":1}],"
                           "\"source\":\"online\",\"payment\":\"card\"}");
@@ -710,6 +706,42 @@ test_stock_etag(void **state)
     assert_int_equal(jint(json_array_get(json_object_get(f->json, "items"), 0), "here"), 11);
 }
 
+/*  An answer to GET /api/stock stays valid while it is being sent, even
+    if the snapshot is rebuilt meanwhile (ASan would see a freed body), and
+    is let go by sm_http_resp_clear.                                           */
+static void
+test_stock_body_outlives_refresh(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    refresh(f, 1);
+    sm_http_resp held = { 0 };
+    sm_http_req req = { .method = SM_HTTP_GET, .path = "/api/stock", .query = "",
+                        .client = PHONE };
+    sm_core_req *w = NULL;
+    assert_int_equal(sm_api_handle(f->api, &req, NOW, &held, &w), SM_API_DONE);
+    assert_int_equal(held.status, 200);
+    assert_true(held.body_borrowed);
+    assert_non_null(held.body_owner);
+    char *copy = malloc(held.body_len);
+    assert_non_null(copy);
+    memcpy(copy, held.body, held.body_len);
+
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(post(f, "/api/stock/add", "{\"sku\":\"tea\",\"qty\":1}"), 201);
+        refresh(f, 1);
+    }
+    assert_int_equal(memcmp(held.body, copy, held.body_len), 0);
+    assert_int_equal(get(f, "/api/stock", NULL), 200);
+    assert_true(f->resp.body_len != held.body_len
+                || memcmp(f->resp.body, copy, held.body_len) != 0);
+    sm_http_resp_clear(&held);
+    assert_null(held.body);
+    assert_null(held.body_owner);
+    sm_http_resp_clear(&held);     /* safe twice */
+    free(copy);
+}
+
 /*  After a sale of jam the delta holds jam alone (in full), nothing removed;
     a new item appears in the next delta; no change means no delta.          */
 static void
@@ -754,7 +786,8 @@ test_delta(void **state)
 }
 
 /*  GET /api/sales pages by seq; GET /api/state has digest, heads, forks;
-    /livez, /readyz answer; /metrics is 404 without metrics.                */
+    /livez, /readyz answer; /metrics is 404 without metrics, else the
+    Prometheus text with the snapshot's version.                             */
 static void
 test_reads(void **state)
 {
@@ -802,11 +835,41 @@ test_reads(void **state)
     assert_int_equal(get(f, "/readyz", NULL), 200);
     assert_string_equal(jstr(f->json, "status"), "ready");
     get(f, "/metrics", NULL);
-    expect_error(f, 404, "not_found");
+    expect_error(f, 404, "not_found");         /* this API has no metrics */
+
+    /* With metrics: the Prometheus text, and the snapshot's version gauge. */
+    sm_metrics *metrics = sm_metrics_new();
+    assert_non_null(metrics);
+    sm_api_opts o = { .ledger = f->a, .node = f->ida.pub, .metrics = metrics };
+    sm_api *with = sm_api_new(&o, NULL);
+    assert_non_null(with);
+    char *delta = NULL;
+    size_t len = 0;
+    assert_int_equal(sm_api_refresh(with, NOW, &delta, &len), 1);
+    free(delta);
+    sm_http_req req = { .method = SM_HTTP_GET, .path = "/metrics", .query = "",
+                        .client = PHONE };
+    sm_core_req *w = NULL;
+    sm_http_resp_clear(&f->resp);
+    assert_int_equal(sm_api_handle(with, &req, NOW, &f->resp, &w), SM_API_DONE);
+    assert_int_equal(f->resp.status, 200);
+    assert_non_null(strstr(f->resp.content_type, "text/plain; version=0.0.4"));
+    uint64_t version;
+    assert_int_equal(sm_ledger_version(f->a, &version), 0);
+    char line[64];
+    snprintf(line, sizeof line, "stallmesh_state_version %llu\n",
+             (unsigned long long) version);
+    char *text = strndup(f->resp.body, f->resp.body_len);
+    assert_non_null(strstr(text, line));
+    free(text);
+    sm_http_resp_clear(&f->resp);
+    sm_api_destroy(&with);
+    sm_metrics_destroy(&metrics);
 }
 
 /*  A write the core could not take (queue full) answers 503 with
-    Retry-After; a cancelled write is freed (ASan checks).                   */
+    Retry-After; a cancelled write is freed (ASan checks); sm_api_error
+    answers in the API's error shape.                                         */
 static void
 test_finish_and_cancel(void **state)
 {
@@ -830,6 +893,13 @@ test_finish_and_cancel(void **state)
     expect_error(f, 503, "busy");
     assert_int_equal(f->resp.retry_after_s, 1);
     assert_int_equal(units_here(f, "jam"), 10);
+
+    /* The web server's own refusals use the same error shape. */
+    sm_http_resp_clear(&f->resp);
+    sm_api_error(&f->resp, 413, "too_large", "the body exceeds 65536 bytes");
+    parse_resp(f);
+    expect_error(f, 413, "too_large");
+    assert_false(f->resp.body_borrowed);
 }
 
 int
@@ -848,6 +918,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_auth_routes_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stock_body_outlives_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_cancel, setup, teardown),
