@@ -180,22 +180,6 @@ s_http_free(s_conn *conn)
 }
 
 static void
-s_error_resp(sm_http_resp *resp, int status, const char *code, const char *detail)
-{
-    sm_http_resp_clear(resp);
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "{\"error\":\"%s\",\"detail\":\"%s\"}\n",
-                     code, detail);
-    resp->status = status;
-    resp->content_type = "application/json";
-    resp->body = malloc((size_t) n);
-    if (resp->body) {
-        memcpy(resp->body, buf, (size_t) n);
-        resp->body_len = (size_t) n;
-    }
-}
-
-static void
 s_respond(sm_web *self, s_conn *conn)
 {
     if (self->opts.metrics)
@@ -247,7 +231,7 @@ s_dispatch(sm_web *self, s_conn *conn)
         int rc = sm_core_submit(self->core, write);
         if (rc != 0) {
             sm_api_cancel(self->api, write);
-            s_error_resp(&h->resp, 503, "busy",
+            sm_api_error(&h->resp, 503, "busy",
                          "the node is busy writing; try again in a moment");
             h->resp.retry_after_s = 1;
             s_respond(self, conn);
@@ -399,7 +383,7 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
         char *end = NULL;
         unsigned long long n = strtoull(clen, &end, 10);
         if (end == clen || *end || n > body_max) {
-            s_error_resp(&h->resp, 413, "too_large",
+            sm_api_error(&h->resp, 413, "too_large",
                          "the request body is larger than the node accepts");
             s_respond(self, conn);
             return 0;
