@@ -42,8 +42,10 @@ SAN_TESTS := $(TEST_SRCS:tests/unit/%.c=$(SAN_BUILD)/tests/%)
 TEST_SUPPORT := $(wildcard tests/unit/support/*.c)
 BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
 BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run test unit unit-san integration browser bench fuzz install clean
+.PHONY: all deps run test unit unit-san integration browser bench tools fuzz install clean
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -76,7 +78,14 @@ $(SAN_BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstallmesh.a | $(BUILD)/bench
 	$(CC) $(ALL_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/gen $(BUILD)/tests $(BUILD)/bench $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
+# Test tools (websocket probe and feed): programs of their own, no library.
+# libev (epoll, for the probe's thousands of sockets) comes with
+# libwebsockets-dev on Debian and ships no pkg-config file.
+$(BUILD)/tools/%: tests/tools/%.c | $(BUILD)/tools
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS) -lev
+tools: $(TOOLS)
+
+$(BUILD)/obj $(BUILD)/gen $(BUILD)/tests $(BUILD)/bench $(BUILD)/tools $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
 	mkdir -p $@
 
 # Each unit test binary runs on its own; a failure stops the run.
@@ -87,7 +96,7 @@ unit-san: $(SAN_TESTS)
 	@set -e; for t in $(SAN_TESTS); do echo "== $$t (asan+ubsan)"; \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
-integration: all
+integration: all tools
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; bash $$t $(BUILD)/stallmesh $(BUILD)/tools/wsprobe; done
 
 # Installs chromium, node and npm (apt) and playwright-core (npm ci) if missing.

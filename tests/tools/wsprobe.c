@@ -1,0 +1,819 @@
+/*  wsprobe: a websocket client for the node's /ws feed, used by the
+    integration tests and by the fan-out benchmark.
+
+    Probe mode (integration tests):
+
+        wsprobe URL [--count N] [--timeout-ms T] [--send TEXT]
+                    [--send-bytes B] [--expect-close]
+
+    connects once, prints each text message received as one line on stdout
+    (a newline inside a message is printed as a space) and exits 0 after N
+    messages (default 1), or 1 on timeout, connection failure or close.
+    --send sends TEXT once the connection is open; --send-bytes sends a text
+    message of B bytes.  With --expect-close the probe waits for the server to
+    close the connection instead: 0 if it does within the timeout, else 1.
+
+    Fan-out mode (benchmark):
+
+        wsprobe URL --fanout --clients N --trigger CMD [--rounds K]
+                    [--batch B] [--sources S] [--pid PID] [--timeout-ms T]
+                    [--gap-ms G] [--poll]
+
+    opens N connections, never more than B still waiting for their snapshot
+    (paced batches), client i bound to source address 127.0.0.(1 + i % S) so
+    a limit of connections per address is not what is measured.  Once every
+    client has its snapshot it runs CMD (with sh -c, stdout to /dev/null) K
+    times; for each round it takes, per client, the time from starting CMD to
+    the receipt of the first "delta" message after it, and waits until every
+    client has one before the next round.  It prints the p50/p99/max of those
+    times over all clients and rounds, the time until the last client had it,
+    the time CMD itself took, and the VmRSS of process PID (the node) before
+    the clients connected and with them connected.  The last line is
+    machine-readable: "wsprobe: clients=N rounds=K p50_ms=... p99_ms=...
+    max_ms=... all_p50_ms=... all_max_ms=... rss_before_kb=... rss_kb=...".
+    Exit 0 when every round reached every client; 1 when a client failed to
+    connect, closed, or missed a delta within T ms (default 10000 a round,
+    and 60000 for connecting); 2 for usage errors.
+
+    Times are CLOCK_MONOTONIC.  The receipt time of a client is when this
+    process has read the whole message, so it includes the time this single
+    thread spent on the clients served before it: the figure is an upper
+    bound of what a phone would see.  The loop is libev on epoll (--poll:
+    lws's own poll loop, for comparison).  Only ws:// URLs (no TLS).          */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <libwebsockets.h>
+
+extern char **environ;
+
+#define S_CLIENTS_MAX      60000u
+#define S_ROUNDS_MAX       10000u
+#define S_MESSAGE_BYTES_MAX (64u << 20)  /* one message in probe mode */
+#define S_HEAD_BYTES       256u          /* message prefix kept in fan-out mode */
+#define S_TICK_US          2000          /* the loop's timer */
+#define S_HOST_BYTES       256u
+#define S_PATH_BYTES       2048u
+#define S_SEND_BYTES_MAX   (16u << 20)
+
+enum { C_IDLE, C_CONNECTING, C_OPEN, C_READY, C_CLOSED };
+
+typedef struct {
+    struct lws *wsi;
+    int state;                 /* C_*; C_READY = snapshot received */
+    char *msg;                 /* probe mode: the message being assembled */
+    size_t msg_len, msg_cap;
+    char head[S_HEAD_BYTES];   /* fan-out mode: first bytes of the message */
+    size_t head_len;
+    uint64_t delta_ns;         /* receipt of this round's delta; 0 = not yet */
+    bool sent;                 /* probe mode: --send done */
+} s_client;
+
+typedef struct {
+    /* options */
+    char host[S_HOST_BYTES];
+    char path[S_PATH_BYTES];
+    int port;
+    bool fanout;
+    unsigned count;
+    unsigned timeout_ms;
+    bool timeout_set;
+    const char *send_text;
+    size_t send_bytes;
+    bool expect_close;
+    unsigned clients;
+    unsigned rounds;
+    unsigned batch;
+    unsigned sources;
+    unsigned gap_ms;
+    const char *trigger;
+    long pid;
+
+    /* run */
+    struct lws_context *ctx;
+    lws_sorted_usec_list_t tick;
+    s_client *c;
+    char (*iface)[24];         /* source address of each of `sources` */
+    unsigned launched, connecting, ready, failed, closed;
+    unsigned received;         /* probe: messages; fan-out: deltas this round */
+    int close_code;
+    char fail_reason[256];
+    bool done;
+    int rc;
+    uint64_t start_ns, deadline_ns;
+    unsigned connect_ms;       /* fan-out: all clients must be ready by then */
+
+    /* fan-out rounds */
+    int phase;                 /* P_CONNECT, P_ROUND, P_GAP */
+    unsigned round;
+    uint64_t t0_ns, gap_until_ns;
+    pid_t child;
+    uint64_t child_ns;         /* when the trigger exited; 0 = running */
+    double *lat_ms;            /* clients * rounds samples */
+    size_t lat_n;
+    double *all_ms;            /* per round: until the last client */
+    double *cmd_ms;            /* per round: the trigger command */
+    long rss_before_kb;
+} s_probe;
+
+enum { P_CONNECT, P_ROUND, P_GAP };
+
+static s_probe g;
+
+static uint64_t
+s_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+/*  Stop the loop with exit status `rc`; the first reason given is kept.    */
+static void
+s_finish(int rc, const char *fmt, ...)
+{
+    if (!g.done && fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g.fail_reason, sizeof g.fail_reason, fmt, ap);
+        va_end(ap);
+    }
+    if (!g.done)
+        g.rc = rc;
+    g.done = true;
+    if (g.ctx)
+        lws_cancel_service(g.ctx);      /* the loop may be about to poll */
+}
+
+/*  VmRSS of process `pid` in kB, or -1 if it cannot be read.               */
+static long
+s_rss_kb(long pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/*  Parse "ws://HOST[:PORT][/PATH]" into g.host, g.port, g.path.            */
+static int
+s_parse_url(const char *url)
+{
+    if (strncmp(url, "ws://", 5) != 0)
+        return -1;
+    const char *p = url + 5, *end = p + strcspn(p, "/");
+    const char *colon = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == ':')
+            colon = q;
+    const char *host_end = colon ? colon : end;
+    size_t hl = (size_t) (host_end - p);
+    if (hl == 0 || hl >= sizeof g.host)
+        return -1;
+    memcpy(g.host, p, hl);
+    g.host[hl] = '\0';
+    g.port = 80;
+    if (colon) {
+        char *stop;
+        long port = strtol(colon + 1, &stop, 10);
+        if (stop != end || port < 1 || port > 65535)
+            return -1;
+        g.port = (int) port;
+    }
+    const char *path = *end ? end : "/";
+    if (strlen(path) >= sizeof g.path)
+        return -1;
+    strcpy(g.path, path);
+    return 0;
+}
+
+/*  The string value of top-level-looking key `key` ("type") in the JSON
+    text t[0..n), copied to out[0..cap); false if not found whole.  A plain
+    scan, enough for the node's messages, which begin with their type.        */
+static bool
+s_json_str(const char *t, size_t n, const char *key, char *out, size_t cap)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl + 2 < n; i++) {
+        if (t[i] != '"' || memcmp(t + i + 1, key, kl) != 0 || t[i + kl + 1] != '"')
+            continue;
+        size_t j = i + kl + 2;
+        while (j < n && (t[j] == ' ' || t[j] == '\t' || t[j] == '\n' || t[j] == '\r'))
+            j++;
+        if (j >= n || t[j] != ':')
+            continue;
+        j++;
+        while (j < n && (t[j] == ' ' || t[j] == '\t' || t[j] == '\n' || t[j] == '\r'))
+            j++;
+        if (j >= n || t[j] != '"')
+            return false;
+        j++;
+        size_t o = 0;
+        while (j < n && t[j] != '"' && o + 1 < cap)
+            out[o++] = t[j++];
+        if (j >= n || t[j] != '"')
+            return false;
+        out[o] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/*  Print one whole message as one line.                                    */
+static void
+s_print_line(const char *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        putchar(m[i] == '\n' || m[i] == '\r' ? ' ' : m[i]);
+    putchar('\n');
+    fflush(stdout);
+}
+
+/*  A whole text message arrived on client `c` (at `at_ns`).                */
+static void
+s_message(s_client *c, uint64_t at_ns)
+{
+    if (!g.fanout) {
+        s_print_line(c->msg, c->msg_len);
+        g.received++;
+        if (!g.expect_close && g.received >= g.count)
+            s_finish(0, NULL);
+        return;
+    }
+    char type[32];
+    if (!s_json_str(c->head, c->head_len, "type", type, sizeof type))
+        return;
+    if (strcmp(type, "snapshot") == 0 && c->state == C_OPEN) {
+        c->state = C_READY;
+        g.ready++;
+        g.connecting--;
+    } else if (strcmp(type, "delta") == 0 && g.phase == P_ROUND
+               && c->state == C_READY && c->delta_ns == 0) {
+        c->delta_ns = at_ns;
+        g.received++;
+    }
+}
+
+/*  Client `c` is gone (failed to connect or closed).                       */
+static void
+s_gone(s_client *c, bool failed, const char *why)
+{
+    if (c->state == C_CLOSED || c->state == C_IDLE)
+        return;
+    if (c->state == C_CONNECTING || c->state == C_OPEN)
+        g.connecting--;
+    if (c->state == C_READY)
+        g.ready--;
+    c->state = C_CLOSED;
+    c->wsi = NULL;
+    if (failed)
+        g.failed++;
+    else
+        g.closed++;
+    if (!g.fanout) {
+        if (g.expect_close && !failed)
+            s_finish(0, NULL);
+        else if (failed)
+            s_finish(1, "connection failed: %s", why ? why : "unknown");
+        else
+            s_finish(1, "connection closed by the server (code %d) after %u of %u messages",
+                     g.close_code, g.received, g.count);
+        return;
+    }
+    if (failed)
+        s_finish(1, "client %ld failed to connect: %s (%u ready, %u launched)",
+                 (long) (c - g.c), why ? why : "unknown", g.ready, g.launched);
+    else
+        s_finish(1, "client %ld closed by the server (code %d) (%u ready)",
+                 (long) (c - g.c), g.close_code, g.ready);
+}
+
+static int
+s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+           void *in, size_t len)
+{
+    (void) user;
+    s_client *c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        char why[128];
+        snprintf(why, sizeof why, "%s", in ? (const char *) in : "no detail");
+        if (c)
+            s_gone(c, true, why);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        if (!c)
+            return -1;
+        c->wsi = wsi;
+        c->state = C_OPEN;
+        if (!g.fanout && (g.send_text || g.send_bytes))
+            lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_CLIENT_WRITEABLE: {
+        if (!c || c->sent || (!g.send_text && !g.send_bytes))
+            return 0;
+        size_t n = g.send_text ? strlen(g.send_text) : g.send_bytes;
+        unsigned char *buf = malloc(LWS_PRE + n + 1);
+        if (!buf) {
+            s_finish(1, "out of memory");
+            return -1;
+        }
+        if (g.send_text)
+            memcpy(buf + LWS_PRE, g.send_text, n);
+        else
+            memset(buf + LWS_PRE, 'x', n);
+        int wrote = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+        free(buf);
+        c->sent = true;
+        if (wrote < (int) n) {
+            s_finish(1, "sending %zu bytes failed", n);
+            return -1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+        if (!c)
+            return 0;
+        uint64_t at = s_now_ns();
+        if (lws_is_first_fragment(wsi)) {
+            c->msg_len = 0;
+            c->head_len = 0;
+        }
+        if (lws_frame_is_binary(wsi)) {
+            if (lws_is_final_fragment(wsi))
+                fprintf(stderr, "wsprobe: ignored a binary message\n");
+            return 0;
+        }
+        if (g.fanout) {
+            size_t room = sizeof c->head - c->head_len;
+            size_t take = len < room ? len : room;
+            memcpy(c->head + c->head_len, in, take);
+            c->head_len += take;
+        } else {
+            if (c->msg_len + len > S_MESSAGE_BYTES_MAX) {
+                s_finish(1, "a message of more than %u bytes", S_MESSAGE_BYTES_MAX);
+                return -1;
+            }
+            if (c->msg_len + len > c->msg_cap) {
+                size_t cap = c->msg_cap ? c->msg_cap : 4096;
+                while (cap < c->msg_len + len)
+                    cap *= 2;
+                char *m = realloc(c->msg, cap);
+                if (!m) {
+                    s_finish(1, "out of memory");
+                    return -1;
+                }
+                c->msg = m;
+                c->msg_cap = cap;
+            }
+            memcpy(c->msg + c->msg_len, in, len);
+            c->msg_len += len;
+        }
+        if (lws_is_final_fragment(wsi))
+            s_message(c, at);
+        return 0;
+    }
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (in && len >= 2)
+            g.close_code = ((const unsigned char *) in)[0] << 8
+                           | ((const unsigned char *) in)[1];
+        return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (c)
+            s_gone(c, false, NULL);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols s_protocols[] = {
+    { "wsprobe", s_callback, 0, 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/*  Start connecting client i.                                              */
+static void
+s_launch(unsigned i)
+{
+    s_client *c = &g.c[i];
+    char hosthdr[S_HOST_BYTES + 8];
+    snprintf(hosthdr, sizeof hosthdr, "%s:%d", g.host, g.port);
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = g.ctx;
+    ci.address = g.host;
+    ci.port = g.port;
+    ci.path = g.path;
+    ci.host = hosthdr;
+    ci.origin = hosthdr;
+    ci.protocol = NULL;                 /* no subprotocol asked */
+    ci.local_protocol_name = s_protocols[0].name;
+    ci.opaque_user_data = c;
+    ci.pwsi = &c->wsi;
+    if (g.sources > 1)
+        ci.iface = g.iface[i % g.sources];
+    c->state = C_CONNECTING;
+    g.connecting++;
+    g.launched++;
+    if (!lws_client_connect_via_info(&ci))
+        s_gone(c, true, "lws_client_connect_via_info refused");
+}
+
+static int
+s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+/*  The q-quantile (0 < q <= 1) of sorted v[0..n), nearest rank.            */
+static double
+s_quantile(const double *v, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t k = (size_t) (q * (double) n + 0.999999);
+    if (k < 1)
+        k = 1;
+    if (k > n)
+        k = n;
+    return v[k - 1];
+}
+
+/*  Start round g.round: clear the clients' receipts, run the trigger.      */
+static void
+s_round_start(void)
+{
+    for (unsigned i = 0; i < g.clients; i++)
+        g.c[i].delta_ns = 0;
+    g.received = 0;
+    g.child_ns = 0;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    char *argv[] = { "sh", "-c", (char *) g.trigger, NULL };
+    g.phase = P_ROUND;
+    g.t0_ns = s_now_ns();
+    int err = posix_spawn(&g.child, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (err) {
+        g.child = 0;
+        s_finish(1, "cannot run the trigger: %s", strerror(err));
+    }
+}
+
+/*  Round g.round is complete: keep its samples.                            */
+static void
+s_round_end(void)
+{
+    double last = 0;
+    for (unsigned i = 0; i < g.clients; i++) {
+        double ms = (double) (g.c[i].delta_ns - g.t0_ns) / 1e6;
+        g.lat_ms[g.lat_n++] = ms;
+        if (ms > last)
+            last = ms;
+    }
+    g.all_ms[g.round] = last;
+    g.cmd_ms[g.round] = (double) (g.child_ns - g.t0_ns) / 1e6;
+    g.round++;
+    g.phase = P_GAP;
+    g.gap_until_ns = s_now_ns() + (uint64_t) g.gap_ms * 1000000ull;
+}
+
+/*  The periodic timer: pacing, deadlines, rounds.                          */
+static void
+s_tick(lws_sorted_usec_list_t *sul)
+{
+    (void) sul;
+    uint64_t now = s_now_ns();
+    if (g.done)
+        return;
+    if (!g.fanout) {
+        if (now >= g.deadline_ns) {
+            if (g.expect_close)
+                s_finish(1, "the server did not close within %u ms (%u messages)",
+                         g.timeout_ms, g.received);
+            else
+                s_finish(1, "timeout after %u ms: %u of %u messages", g.timeout_ms,
+                         g.received, g.count);
+        }
+        goto again;
+    }
+    if (g.phase == P_CONNECT) {
+        while (g.launched < g.clients && g.connecting < g.batch && !g.done)
+            s_launch(g.launched);
+        if (g.ready == g.clients) {
+            s_round_start();
+        } else if (now >= g.deadline_ns) {
+            s_finish(1, "connect timeout: %u of %u clients had their snapshot after %u ms",
+                     g.ready, g.clients, g.connect_ms);
+        }
+        goto again;
+    }
+    if (g.phase == P_ROUND) {
+        if (g.child && !g.child_ns) {
+            int status;
+            pid_t r = waitpid(g.child, &status, WNOHANG);
+            if (r == g.child) {
+                g.child_ns = s_now_ns();
+                g.child = 0;
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                    s_finish(1, "the trigger failed (status %d) in round %u",
+                             WIFEXITED(status) ? WEXITSTATUS(status) : -1, g.round + 1);
+                    goto again;
+                }
+            }
+        }
+        if (g.received == g.clients && g.child_ns)
+            s_round_end();
+        else if (now - g.t0_ns >= (uint64_t) g.timeout_ms * 1000000ull)
+            s_finish(1, "round %u: %u of %u clients had the delta after %u ms%s",
+                     g.round + 1, g.received, g.clients, g.timeout_ms,
+                     g.child_ns ? "" : " (the trigger is still running)");
+        goto again;
+    }
+    if (g.phase == P_GAP && now >= g.gap_until_ns) {
+        if (g.round == g.rounds)
+            s_finish(0, NULL);
+        else
+            s_round_start();
+    }
+again:
+    if (!g.done)
+        lws_sul_schedule(g.ctx, 0, &g.tick, s_tick, S_TICK_US);
+}
+
+static void
+s_report(void)
+{
+    long rss = g.pid > 0 ? s_rss_kb(g.pid) : -1;
+    qsort(g.lat_ms, g.lat_n, sizeof *g.lat_ms, s_cmp_double);
+    double all[S_ROUNDS_MAX], cmd[S_ROUNDS_MAX];
+    memcpy(all, g.all_ms, g.rounds * sizeof *all);
+    memcpy(cmd, g.cmd_ms, g.rounds * sizeof *cmd);
+    qsort(all, g.rounds, sizeof *all, s_cmp_double);
+    qsort(cmd, g.rounds, sizeof *cmd, s_cmp_double);
+    double p50 = s_quantile(g.lat_ms, g.lat_n, 0.50);
+    double p99 = s_quantile(g.lat_ms, g.lat_n, 0.99);
+    double max = g.lat_n ? g.lat_ms[g.lat_n - 1] : 0;
+    double all50 = s_quantile(all, g.rounds, 0.50), allmax = all[g.rounds - 1];
+    printf("fan-out: %u clients, %u rounds, trigger: %s\n", g.clients, g.rounds, g.trigger);
+    printf("  trigger -> delta, per client     p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  (%zu samples)\n",
+           p50, p99, max, g.lat_n);
+    printf("  trigger -> last client has it    p50 %8.2f ms  max %8.2f ms\n", all50, allmax);
+    printf("  the trigger command itself       p50 %8.2f ms  max %8.2f ms\n",
+           s_quantile(cmd, g.rounds, 0.50), cmd[g.rounds - 1]);
+    if (g.pid > 0)
+        printf("  VmRSS of pid %ld                 %ld kB before connecting, %ld kB with %u clients\n",
+               g.pid, g.rss_before_kb, rss, g.clients);
+    printf("wsprobe: clients=%u rounds=%u p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+           "all_p50_ms=%.2f all_max_ms=%.2f cmd_p50_ms=%.2f rss_before_kb=%ld rss_kb=%ld\n",
+           g.clients, g.rounds, p50, p99, max, all50, allmax,
+           s_quantile(cmd, g.rounds, 0.50), g.rss_before_kb, rss);
+    fflush(stdout);
+}
+
+static void
+s_usage(FILE *to)
+{
+    fprintf(to,
+        "usage: wsprobe URL [--count N] [--timeout-ms T] [--send TEXT] [--send-bytes B]\n"
+        "                   [--expect-close]\n"
+        "       wsprobe URL --fanout --clients N --trigger CMD [--rounds K] [--batch B]\n"
+        "                   [--sources S] [--pid PID] [--timeout-ms T] [--gap-ms G] [--poll]\n"
+        "URL is ws://HOST:PORT/PATH.  See the comment atop tests/tools/wsprobe.c.\n");
+}
+
+/*  An unsigned option value in [lo, hi], or exit 2.                        */
+static unsigned long
+s_num(const char *opt, const char *text, unsigned long lo, unsigned long hi)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || v < lo || v > hi) {
+        fprintf(stderr, "wsprobe: %s wants a number from %lu to %lu, not '%s'\n",
+                opt, lo, hi, text);
+        exit(2);
+    }
+    return v;
+}
+
+/*  Raise the open-file limit so `want` descriptors fit.                    */
+static int
+s_raise_nofile(rlim_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur >= want)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+        fprintf(stderr, "wsprobe: %lu open files needed, the hard limit is %lu "
+                "(raise it: ulimit -Hn, or run as root)\n",
+                (unsigned long) want, (unsigned long) rl.rlim_max);
+        rl.rlim_max = want;     /* root may raise the hard limit */
+    }
+    rl.rlim_cur = want;
+    return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+int
+main(int argc, char **argv)
+{
+    enum { O_COUNT = 256, O_TIMEOUT, O_SEND, O_SEND_BYTES, O_EXPECT_CLOSE, O_FANOUT,
+           O_CLIENTS, O_ROUNDS, O_BATCH, O_SOURCES, O_PID, O_TRIGGER, O_GAP, O_VERBOSE, O_POLL };
+    static const struct option opts[] = {
+        { "count", required_argument, NULL, O_COUNT },
+        { "timeout-ms", required_argument, NULL, O_TIMEOUT },
+        { "send", required_argument, NULL, O_SEND },
+        { "send-bytes", required_argument, NULL, O_SEND_BYTES },
+        { "expect-close", no_argument, NULL, O_EXPECT_CLOSE },
+        { "fanout", no_argument, NULL, O_FANOUT },
+        { "clients", required_argument, NULL, O_CLIENTS },
+        { "rounds", required_argument, NULL, O_ROUNDS },
+        { "batch", required_argument, NULL, O_BATCH },
+        { "sources", required_argument, NULL, O_SOURCES },
+        { "pid", required_argument, NULL, O_PID },
+        { "trigger", required_argument, NULL, O_TRIGGER },
+        { "gap-ms", required_argument, NULL, O_GAP },
+        { "verbose", no_argument, NULL, O_VERBOSE },
+        { "poll", no_argument, NULL, O_POLL },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int rc = 1, verbose = 0, use_poll = 0;
+    struct ev_loop *loop = NULL;
+    g.count = 1;
+    g.timeout_ms = 10000;
+    g.clients = 1;
+    g.rounds = 20;
+    g.batch = 200;
+    g.sources = 1;
+    g.gap_ms = 100;
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case O_COUNT: g.count = (unsigned) s_num("--count", optarg, 1, 1000000); break;
+        case O_TIMEOUT:
+            g.timeout_ms = (unsigned) s_num("--timeout-ms", optarg, 1, 3600000);
+            g.timeout_set = true;
+            break;
+        case O_SEND: g.send_text = optarg; break;
+        case O_SEND_BYTES: g.send_bytes = s_num("--send-bytes", optarg, 1, S_SEND_BYTES_MAX); break;
+        case O_EXPECT_CLOSE: g.expect_close = true; break;
+        case O_FANOUT: g.fanout = true; break;
+        case O_CLIENTS: g.clients = (unsigned) s_num("--clients", optarg, 1, S_CLIENTS_MAX); break;
+        case O_ROUNDS: g.rounds = (unsigned) s_num("--rounds", optarg, 1, S_ROUNDS_MAX); break;
+        case O_BATCH: g.batch = (unsigned) s_num("--batch", optarg, 1, S_CLIENTS_MAX); break;
+        case O_SOURCES: g.sources = (unsigned) s_num("--sources", optarg, 1, 254); break;
+        case O_PID: g.pid = (long) s_num("--pid", optarg, 1, INT_MAX); break;
+        case O_TRIGGER: g.trigger = optarg; break;
+        case O_GAP: g.gap_ms = (unsigned) s_num("--gap-ms", optarg, 0, 60000); break;
+        case O_VERBOSE: verbose = 1; break;
+        case O_POLL: use_poll = 1; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || s_parse_url(argv[optind]) != 0) {
+        if (optind == argc - 1)
+            fprintf(stderr, "wsprobe: '%s' is not a ws://HOST:PORT/PATH URL\n", argv[optind]);
+        s_usage(stderr);
+        return 2;
+    }
+    if (g.fanout && !g.trigger) {
+        fprintf(stderr, "wsprobe: --fanout needs --trigger CMD\n");
+        return 2;
+    }
+    if (!g.fanout)
+        g.clients = 1;
+    if (g.send_text && g.send_bytes) {
+        fprintf(stderr, "wsprobe: give --send or --send-bytes, not both\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    lws_set_log_level(verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
+
+    if (s_raise_nofile((rlim_t) g.clients + 256) != 0) {
+        fprintf(stderr, "wsprobe: cannot raise the open-file limit to %u: %s\n",
+                g.clients + 256, strerror(errno));
+        return 1;
+    }
+    g.c = calloc(g.clients, sizeof *g.c);
+    g.iface = calloc(g.sources, sizeof *g.iface);
+    if (g.fanout) {
+        g.lat_ms = calloc((size_t) g.clients * g.rounds, sizeof *g.lat_ms);
+        g.all_ms = calloc(g.rounds, sizeof *g.all_ms);
+        g.cmd_ms = calloc(g.rounds, sizeof *g.cmd_ms);
+    }
+    if (!g.c || !g.iface || (g.fanout && (!g.lat_ms || !g.all_ms || !g.cmd_ms))) {
+        fprintf(stderr, "wsprobe: out of memory\n");
+        goto fail;
+    }
+    for (unsigned i = 0; i < g.sources; i++)
+        snprintf(g.iface[i], sizeof g.iface[i], "127.0.0.%u", 1 + i);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = s_protocols;
+    info.fd_limit_per_thread = g.clients + 128;
+    info.timeout_secs = 20;
+    info.connect_timeout_secs = 20;
+    void *foreign[1];
+    if (!use_poll) {
+        /* libev on epoll: a poll() over thousands of sockets for each few
+           that are ready would make this probe, not the server, the
+           bottleneck of the fan-out figure. */
+        loop = ev_loop_new(EVBACKEND_EPOLL);
+        if (!loop) {
+            fprintf(stderr, "wsprobe: cannot create an epoll event loop\n");
+            goto fail;
+        }
+        foreign[0] = loop;
+        info.foreign_loops = foreign;
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+    }
+    g.ctx = lws_create_context(&info);
+    if (!g.ctx) {
+        fprintf(stderr, "wsprobe: cannot create the libwebsockets context\n");
+        goto fail;
+    }
+    if (g.pid > 0)
+        g.rss_before_kb = s_rss_kb(g.pid);
+    g.start_ns = s_now_ns();
+    /* Connecting many clients gets six round timeouts (60 s by default). */
+    g.connect_ms = g.fanout ? (g.timeout_set ? g.timeout_ms * 6 : 60000) : g.timeout_ms;
+    g.deadline_ns = g.start_ns + (uint64_t) g.connect_ms * 1000000ull;
+    g.phase = P_CONNECT;
+    if (!g.fanout)
+        s_launch(0);
+    lws_sul_schedule(g.ctx, 0, &g.tick, s_tick, S_TICK_US);
+    /* Bounded: the tick ends the run at its deadline. */
+    if (loop)
+        while (!g.done)
+            ev_run(loop, EVRUN_ONCE);
+    else
+        while (!g.done && lws_service(g.ctx, 0) >= 0)
+            ;
+    if (!g.done)
+        s_finish(1, "the libwebsockets service loop failed");
+    rc = g.rc;
+    if (rc == 0 && g.fanout)
+        s_report();
+    if (rc != 0)
+        fprintf(stderr, "wsprobe: %s\n", g.fail_reason);
+fail:
+    if (g.child > 0) {
+        kill(g.child, SIGTERM);
+        waitpid(g.child, NULL, 0);
+    }
+    if (g.ctx) {
+        lws_sul_cancel(&g.tick);
+        lws_context_destroy(g.ctx);
+    }
+    if (loop) {
+        /* Let lws's watchers wind down, boundedly, then free the loop. */
+        for (int i = 0; i < 16; i++)
+            ev_run(loop, EVRUN_NOWAIT);
+        ev_loop_destroy(loop);
+    }
+    for (unsigned i = 0; g.c && i < g.clients; i++)
+        free(g.c[i].msg);
+    free(g.c);
+    free(g.iface);
+    free(g.lat_ms);
+    free(g.all_ms);
+    free(g.cmd_ms);
+    return rc;
+}
