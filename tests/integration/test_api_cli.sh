@@ -157,7 +157,17 @@ start_node() {
     done
     return 1
 }
-if ! start_node; then
+# Another process may take the port meanwhile: up to 3 tries on fresh ports.
+started=no
+for _ in 1 2 3; do
+    if start_node; then started=yes; break; fi
+    kill -KILL "$NODE_PID" 2>/dev/null
+    wait "$NODE_PID" 2>/dev/null
+    NODE_PID=
+    PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+    URL=http://127.0.0.1:$PORT
+done
+if [ "$started" = no ]; then
     out=
     err=$(tail -n 5 "$TMP/node.err" 2>/dev/null)
     nok "the node starts on $URL and answers /readyz"
