@@ -28,6 +28,12 @@
       it appends a stock.move to the asker and answers UNITS_GIVE;
       sm_gossip_ask_units sends asks and reports what was given.
 
+    Durability rule: the caller never wraps engine calls in a ledger batch,
+    so every ingest or append the engine makes is committed before the
+    engine reads it back or sends it (a local entry must never leave the
+    node before it is durable: a crash would reissue its seq, a fork).  The
+    core calls sm_gossip_local after committing its own batches.
+
     Per-peer state is bounded (SM_PEERS_MAX peers, queues bounded by the
     transport).  A peer whose messages are malformed is reported through
     sm_gossip_stats and may be dropped by the transport.                    */
