@@ -91,7 +91,7 @@ static const char s_help[] =
 "  hold --release HOLD_ID [--json]\n"
 "      Release a hold.\n"
 "  sales [--since SEQ] [--limit N] [--json]\n"
-"      This stall's sales, oldest first, from seq SEQ, at most N.\n"
+"      This stall's sales, oldest first: after seq SEQ, at most N (100).\n"
 "  status [--json]\n"
 "      The node's id, state version and digest, and whether it is ready.\n"
 "\n"
