@@ -62,6 +62,7 @@ struct sm_core {
     sm_mesh *mesh;
     bool own_ok;               /* local appends allowed (own-log recovery) */
     uint64_t version;          /* last state version the web was woken for */
+    bool answered;             /* answers sent since the last wake */
     s_parked parked[SM__CORE_PARKED_MAX];
     size_t nparked;
     uint64_t next_ask;
@@ -132,6 +133,7 @@ s_answer(sm_core *self, void *router, s_pending *p)
         /* Only when the submitter's socket is gone: it no longer waits. */
         sm_log_warn("core: an answer could not be delivered: %s", zmq_strerror(errno));
     atomic_fetch_sub(&self->queued, 1);
+    self->answered = true;
 }
 
 /* ---- units from peers ------------------------------------------------- */
@@ -223,6 +225,8 @@ s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
         }
         /* Outside a batch: the append commits on its own. */
         req->rc = sm_ledger_append(self->opts.ledger, &req->body, now_ms, &req->seq);
+        sm_log_debug("core: parked write retried (%s): %s", enough ? "units arrived" : "wait over",
+                     req->rc ? sm_strerror(req->rc) : "ok");
         req->commit_ns = s_mono_ns();
         if (req->rc == 0) {
             appended = true;
@@ -402,11 +406,13 @@ static void
 s_wake_if_changed(sm_core *self)
 {
     uint64_t v = 0;
-    if (sm_ledger_version(self->opts.ledger, &v) == 0 && v != self->version) {
+    bool moved = sm_ledger_version(self->opts.ledger, &v) == 0 && v != self->version;
+    if (moved)
         self->version = v;
-        if (self->opts.wake)
-            self->opts.wake(self->opts.wake_arg);
-    }
+    /* A refusal changes no state but its answer must still be collected. */
+    if ((moved || self->answered) && self->opts.wake)
+        self->opts.wake(self->opts.wake_arg);
+    self->answered = false;
 }
 
 static int
