@@ -15,7 +15,11 @@
       planned against `has`.  `known`: the same, raised also by what this
       node sent it; pushes are planned against `known` (optimistic: a push
       the peer could not use is repaired when it WANTs after our next HEADS).
-    - per peer, the WANTs in flight (at most SM_WANTS_IN_FLIGHT_MAX).  One
+    - per peer, the WANTs in flight (at most SM_WANTS_IN_FLIGHT_MAX), and
+      the run length to ask for: SM_WIRE_RUN_MAX, or what an answer cut
+      short by SM_WIRE_RUN_BYTES_SOFT held (doubling again after full
+      answers of less than half that), so that pipelined WANTs meet
+      contiguous answers.  One
       origin is fetched from one peer at a time, in consecutive runs
       pipelined on the same FIFO connection, so runs arrive in order.  A WANT
       is answered by a run from that peer beginning at its `from`, expires
@@ -52,6 +56,9 @@ _Static_assert(SM_PEERS_MAX <= 64, "asks keep one answered bit a peer slot");
 #define S_ORIGIN_SLOTS   (2u * SM_MEMBERS_MAX)   /* a power of two */
 #define S_MSG_FIXED_MAX  1024u   /* encoded HELLO, WANT, UNITS_* never exceed this */
 
+/* Why WANTs of an origin to a peer wait for its next HEADS. */
+enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
+
 /* Drop ranks of queued messages: lower goes first; 0 is never dropped. */
 enum { S_KEEP = 0, S_DROP_HEADS = 1, S_DROP_PEERS = 2, S_DROP_PUSH = 3,
        S_DROP_ANSWER = 4, S_DROP_RANKS = 5 };
@@ -79,9 +86,11 @@ typedef struct {
     uint64_t next_heads_ms;
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
     uint32_t want_count;
+    uint32_t want_run;         /* entries a WANT asks for: its answers' size */
     uint64_t *has;             /* [SM_MEMBERS_MAX] */
     uint64_t *known;           /* [SM_MEMBERS_MAX] */
-    uint8_t *stalled;          /* [SM_MEMBERS_MAX] */
+    uint64_t *checked;         /* [SM_MEMBERS_MAX] its head whose link was compared */
+    uint8_t *stalled;          /* [SM_MEMBERS_MAX] S_STALL_* */
     s_msg *qhead, *qtail;
     size_t qbytes;
 } s_peer;
@@ -301,10 +310,12 @@ s_session_reset(sm_gossip *self, s_peer *p)
     p->pub.refusal = 0;
     p->pub.entries_behind = 0;
     p->want_count = 0;
+    p->want_run = SM_WIRE_RUN_MAX;
     p->next_heads_ms = 0;
     if (p->has) {
         memset(p->has, 0, SM_MEMBERS_MAX * sizeof *p->has);
         memset(p->known, 0, SM_MEMBERS_MAX * sizeof *p->known);
+        memset(p->checked, 0, SM_MEMBERS_MAX * sizeof *p->checked);
         memset(p->stalled, 0, SM_MEMBERS_MAX * sizeof *p->stalled);
     }
 }
@@ -336,12 +347,14 @@ s_peer_get(sm_gossip *self, const sm_id *node, bool evict)
     if (!p->has) {
         p->has = calloc(SM_MEMBERS_MAX, sizeof *p->has);
         p->known = calloc(SM_MEMBERS_MAX, sizeof *p->known);
+        p->checked = calloc(SM_MEMBERS_MAX, sizeof *p->checked);
         p->stalled = calloc(SM_MEMBERS_MAX, sizeof *p->stalled);
-        if (!p->has || !p->known || !p->stalled) {
+        if (!p->has || !p->known || !p->checked || !p->stalled) {
             free(p->has);
             free(p->known);
+            free(p->checked);
             free(p->stalled);
-            p->has = p->known = NULL;
+            p->has = p->known = p->checked = NULL;
             p->stalled = NULL;
             return NULL;
         }
@@ -724,7 +737,7 @@ s_plan_peer(sm_gossip *self, s_peer *p, uint64_t now_ms)
             if (end == 0 && (s_wanted_elsewhere(self, p, oi) || !s_wantable(self, oi)))
                 continue;
             do {
-                uint32_t count = (uint32_t) s_min64(SM_WIRE_RUN_MAX, limit - next + 1);
+                uint32_t count = (uint32_t) s_min64(p->want_run, limit - next + 1);
                 s_want_send(self, p, oi, next, count, now_ms);
                 next += count;
             } while (pass == 1 && next <= limit
@@ -973,27 +986,29 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         int oi = s_origin(self, &h->origin, true);
         if (oi < 0)
             continue;                  /* more origins than a market has */
-        uint64_t had = p->has[oi];
         listed[oi / 8] |= (uint8_t)(1u << (oi % 8));
         p->has[oi] = h->seq;
         p->known[oi] = s_max64(p->known[oi], h->seq);
-        p->stalled[oi] = 0;
+        p->stalled[oi] = S_STALL_NONE;
         if (oi == (int) self->self_oi)
             self->own_reported = s_max64(self->own_reported, h->seq);
         /* The same seq with another link: a fork; fetch that entry, whose
-           ingest records the equivocation.  Checked when its head moved
-           (runs it sent were checked by their ingest). */
-        if (h->seq <= self->local_seq[oi] && (had != h->seq || !p->heads_seen)
+           ingest records the equivocation.  Once for each head it reports
+           (a check that found no room for its WANT is done again). */
+        if (h->seq <= self->local_seq[oi] && p->checked[oi] != h->seq
             && !s_fork_find(self, (uint32_t) oi)) {
             sm_hash ours;
             if (h->seq == self->local_seq[oi])
                 ours = self->local_link[oi];
             else if (s_link_at(self, (uint32_t) oi, h->seq, &ours) != 0)
                 continue;
-            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) != 0
-                && p->want_count < SM_WANTS_IN_FLIGHT_MAX
-                && s_want_end(p, (uint32_t) oi) == 0)
+            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0) {
+                p->checked[oi] = h->seq;
+            } else if (p->want_count < SM_WANTS_IN_FLIGHT_MAX
+                       && s_want_end(p, (uint32_t) oi) == 0) {
                 s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
+                p->checked[oi] = h->seq;
+            }
         }
     }
     /* A HEADS is complete: origins it leaves out, the peer has none of. */
@@ -1056,8 +1071,24 @@ s_run_matches(sm_gossip *self, const sm_id *origin, uint64_t first,
     return 0;
 }
 
+/*  The organiser's log grew, so the roster may admit origins whose runs
+    were refused as not members: they may be asked for again at once.      */
+static void
+s_roster_moved(sm_gossip *self)
+{
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *q = &self->peers[i];
+        if (!q->used || !q->stalled)
+            continue;
+        for (uint32_t oi = 0; oi < self->origin_count; oi++)
+            if (q->stalled[oi] == S_STALL_NOT_MEMBER)
+                q->stalled[oi] = S_STALL_NONE;
+    }
+}
+
 static int
-s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
+             uint64_t now_ms)
 {
     const sm_id *origin = &m->u.entries.origin;
     uint64_t first = m->u.entries.first_seq;
@@ -1075,6 +1106,13 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     for (uint32_t k = p->want_count; k-- > 0;) {
         const s_want *w = &p->wants[k];
         if (w->oi == (uint32_t) oi && first >= w->from && first < w->from + w->count) {
+            /* An answer cut short by SM_WIRE_RUN_BYTES_SOFT (it has more):
+               ask for runs that size, or the WANTs pipelined behind this
+               one would be answered with runs that begin past the gap. */
+            if (first == w->from && n < w->count && p->has[oi] >= w->from + w->count - 1)
+                p->want_run = n;
+            else if (first == w->from && n == w->count && len < SM_WIRE_RUN_BYTES_SOFT / 2)
+                p->want_run = (uint32_t) s_min64(SM_WIRE_RUN_MAX, 2 * (uint64_t) p->want_run);
             s_want_remove(p, k);
             changed = true;
         }
@@ -1098,7 +1136,8 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (res.err != 0) {
             self->stats.entries_refused++;
             p->pub.refused++;
-            p->stalled[oi] = 1;
+            p->stalled[oi] = res.err == SM_ENOTMEMBER ? S_STALL_NOT_MEMBER
+                                                      : S_STALL_REFUSED;
             sm_log_debug("mesh: run of %u refused at seq %llu: %s", n,
                          (unsigned long long) res.err_seq, sm_strerror(res.err));
             if (res.err == SM_EFORK && res.err_seq >= first && res.err_seq <= last
@@ -1114,6 +1153,8 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (res.accepted > 0) {
             changed = true;
             s_push_origin(self, (uint32_t) oi);
+            if (s_id_eq(origin, &self->market))
+                s_roster_moved(self);
             for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
                 if (self->forks[i].used && self->forks[i].oi == (uint32_t) oi
                     && (rc = s_fork_record(self, &self->forks[i], now_ms)) != 0)
@@ -1288,6 +1329,7 @@ sm_gossip_destroy(sm_gossip **self_p)
         s_queue_clear(self, p);
         free(p->has);
         free(p->known);
+        free(p->checked);
         free(p->stalled);
     }
     for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
@@ -1357,7 +1399,7 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
         case SM_MSG_HELLO:      return s_on_hello(self, p, &m, 0, now_ms);
         case SM_MSG_HEADS:      rc = s_on_heads(self, p, &m, now_ms); break;
         case SM_MSG_WANT:       rc = s_on_want(self, p, &m); break;
-        case SM_MSG_ENTRIES:    rc = s_on_entries(self, p, &m, now_ms); break;
+        case SM_MSG_ENTRIES:    rc = s_on_entries(self, p, &m, len, now_ms); break;
         case SM_MSG_PEERS:      rc = s_on_peers(self, &m); break;
         case SM_MSG_UNITS_ASK:  rc = s_on_units_ask(self, p, &m, now_ms); break;
         case SM_MSG_UNITS_GIVE: rc = s_on_units_give(self, p, &m); break;
