@@ -15,18 +15,18 @@
       planned against `has`.  `known`: the same, raised also by what this
       node sent it; pushes are planned against `known` (optimistic: a push
       the peer could not use is repaired when it WANTs after our next HEADS).
-    - per peer, the WANTs in flight (at most SM_WANTS_IN_FLIGHT_MAX), and
-      the run length to ask for: SM_WIRE_RUN_MAX, or what an answer cut
-      short by SM_WIRE_RUN_BYTES_SOFT held (doubling again after full
-      answers of less than half that), so that pipelined WANTs meet
-      contiguous answers.  One
+    - per peer, the WANTs in flight (at most SM_WANTS_IN_FLIGHT_MAX).  One
       origin is fetched from one peer at a time, in consecutive runs
-      pipelined on the same FIFO connection, so runs arrive in order.  A WANT
-      is answered by a run from that peer beginning at its `from`, expires
+      pipelined on the same FIFO connection, so runs arrive in order.  A
+      WANT is answered by a run from that peer beginning inside it, expires
       after SM_WANT_TIMEOUT_MS, or is cleared when the peer's HEADS say it
-      no longer has `from` (a peer that cannot serve a WANT answers with its
+      does not have `from` (a peer that cannot serve a WANT answers with its
       HEADS).  After any change — an answer, an accepted run, an expiry, a
       peer down — WANTs are planned again for every peer.
+    - per peer, the run length to ask for: SM_WIRE_RUN_MAX, or the length
+      of an answer cut short by SM_WIRE_RUN_BYTES_SOFT (doubled again after
+      full answers under half that), so that pipelined WANTs are answered
+      by contiguous runs rather than runs beginning past a gap.
     - per peer and origin, `stalled`: the ledger refused a run of that
       origin from that peer; no WANT of it to that peer until its next HEADS
       (so a refusal is retried once a HEADS interval, not in a tight loop).
@@ -40,7 +40,13 @@
 
     Divergent logs are found by link comparison: a peer's HEADS carry the
     link hash at its head; if this node stores that seq with another link,
-    it WANTs that one entry, whose ingest reports the equivocation.          */
+    it WANTs that one entry, whose ingest reports the equivocation; a run
+    from a peer whose first entry does not link to this node's head says
+    the same.  Either way the engine then WANTs the run just before (a
+    "look back"), whose ingest stops at the first entry that differs: the
+    seq where the logs part, which is where the ledger must stop the origin
+    on every node for all to agree.  Evidence found lower replaces the
+    evidence passed on before.                                                */
 #include "gossip.h"
 
 #include <assert.h>
@@ -147,6 +153,7 @@ struct sm_gossip {
     /* Scratch, reused. */
     sm_wire_space space;
     sm_wire_head heads_buf[SM_MEMBERS_MAX];
+    sm_wire_peer peers_buf[SM_WIRE_PEERS_MAX];
     sm_signed run[SM_WIRE_RUN_MAX];
     uint8_t *run_bytes;        /* SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX */
     size_t run_used;
@@ -226,6 +233,23 @@ s_origin(sm_gossip *self, const sm_id *id, bool add)
     return (int) oi;
 }
 
+/*  The index of an origin a peer named.  Origins this node's ledger does
+    not know as the organiser or a member are registered only while the
+    table is less than half full, so a peer listing made-up origins cannot
+    crowd out the market's real ones.                                        */
+static int
+s_origin_from_peer(sm_gossip *self, const sm_id *id)
+{
+    int oi = s_origin(self, id, false);
+    if (oi >= 0)
+        return oi;
+    sm_member m;
+    if (!s_id_eq(id, &self->market) && self->origin_count >= SM_MEMBERS_MAX / 2
+        && sm_ledger_member(self->ledger, id, &m) != 0)
+        return -1;
+    return s_origin(self, id, true);
+}
+
 static int
 s_refresh_cb(const sm_head *h, void *arg)
 {
@@ -288,9 +312,8 @@ s_peer_slot(sm_gossip *self, const s_peer *p)
 }
 
 static void
-s_queue_clear(sm_gossip *self, s_peer *p)
+s_queue_clear(s_peer *p)
 {
-    (void) self;
     s_msg *m = p->qhead;
     while (m) {
         s_msg *next = m->next;
@@ -303,9 +326,9 @@ s_queue_clear(sm_gossip *self, s_peer *p)
 
 /*  Forget what a session learned about the peer.                          */
 static void
-s_session_reset(sm_gossip *self, s_peer *p)
+s_session_reset(s_peer *p)
 {
-    s_queue_clear(self, p);
+    s_queue_clear(p);
     p->hello_ok = p->heads_seen = false;
     p->pub.refusal = 0;
     p->pub.entries_behind = 0;
@@ -359,7 +382,7 @@ s_peer_get(sm_gossip *self, const sm_id *node, bool evict)
             return NULL;
         }
     }
-    s_session_reset(self, p);
+    s_session_reset(p);
     p->used = true;
     p->configured = false;
     memset(&p->pub, 0, sizeof p->pub);
@@ -516,7 +539,7 @@ s_send_hello(sm_gossip *self, s_peer *p)
 static void
 s_send_peers(sm_gossip *self, s_peer *p)
 {
-    sm_wire_peer *list = self->space.peers;
+    sm_wire_peer *list = self->peers_buf;
     uint32_t n = 0;
     if (self->endpoint[0]) {
         list[n].node = self->self;
@@ -653,7 +676,8 @@ s_push_origin(sm_gossip *self, uint32_t oi)
 
 /* ---- WANT planning --------------------------------------------------- */
 
-static void
+/*  Send p a WANT and track it.  False if it could not be built.            */
+static bool
 s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
             uint32_t count, uint64_t now_ms)
 {
@@ -666,7 +690,7 @@ s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
     msg.u.want.count = count;
     s_msg *m = s_encode(self, &msg, S_MSG_FIXED_MAX, S_KEEP);
     if (!m)
-        return;
+        return false;
     s_queue_push(self, p, m);
     s_want *w = &p->wants[p->want_count++];
     w->oi = oi;
@@ -674,6 +698,7 @@ s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
     w->count = count;
     w->sent_ms = now_ms;
     self->stats.wants_sent++;
+    return true;
 }
 
 static void
@@ -738,7 +763,8 @@ s_plan_peer(sm_gossip *self, s_peer *p, uint64_t now_ms)
                 continue;
             do {
                 uint32_t count = (uint32_t) s_min64(p->want_run, limit - next + 1);
-                s_want_send(self, p, oi, next, count, now_ms);
+                if (!s_want_send(self, p, oi, next, count, now_ms))
+                    return;
                 next += count;
             } while (pass == 1 && next <= limit
                      && p->want_count < SM_WANTS_IN_FLIGHT_MAX);
@@ -932,7 +958,7 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
         char hex[SM_ID_HEX_BYTES + 1];
         sm_hex_encode(p->pub.node.b, SM_KEY_BYTES, hex);
         sm_log_warn("mesh: peer %s refused: %s", hex, sm_strerror(why));
-        s_session_reset(self, p);
+        s_session_reset(p);
         p->pub.refusal = why;
         p->pub.refused++;
         self->stats.hellos_refused++;
@@ -983,7 +1009,7 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     memset(listed, 0, sizeof listed);
     for (uint32_t i = 0; i < m->u.heads.count; i++) {
         const sm_wire_head *h = &m->u.heads.heads[i];
-        int oi = s_origin(self, &h->origin, true);
+        int oi = s_origin_from_peer(self, &h->origin);
         if (oi < 0)
             continue;                  /* more origins than a market has */
         listed[oi / 8] |= (uint8_t)(1u << (oi % 8));
@@ -1034,7 +1060,7 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 static int
 s_on_want(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
 {
-    int oi = s_origin(self, &m->u.want.origin, true);
+    int oi = s_origin_from_peer(self, &m->u.want.origin);
     uint64_t last = 0;
     uint32_t n = 0;
     s_msg *answer = NULL;
@@ -1097,7 +1123,7 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
     int rc = s_run_matches(self, origin, first, run, n);
     if (rc != 0)
         return rc;
-    int oi = s_origin(self, origin, true);
+    int oi = s_origin_from_peer(self, origin);
     if (oi < 0)
         return SM_ETOOBIG;
     self->stats.messages_received++;
@@ -1258,7 +1284,7 @@ s_on_fork(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (sm_entry_verify(s->bytes, s->len, s->sig, origin) != 0)
             return SM_ESIG;
     }
-    int oi = s_origin(self, origin, true);
+    int oi = s_origin_from_peer(self, origin);
     if (oi < 0)
         return SM_ETOOBIG;
     self->stats.messages_received++;
@@ -1326,7 +1352,7 @@ sm_gossip_destroy(sm_gossip **self_p)
     s_enter(self);
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
-        s_queue_clear(self, p);
+        s_queue_clear(p);
         free(p->has);
         free(p->known);
         free(p->checked);
@@ -1353,7 +1379,7 @@ sm_gossip_peer_up(sm_gossip *self, const sm_id *node, const char *endpoint,
         return;
     }
     bool was_up = p->pub.up;
-    s_session_reset(self, p);
+    s_session_reset(p);
     p->pub.up = true;
     if (endpoint && endpoint[0] && strlen(endpoint) <= SM_ENDPOINT_BYTES_MAX)
         memcpy(p->pub.endpoint, endpoint, strlen(endpoint) + 1);
@@ -1371,7 +1397,7 @@ sm_gossip_peer_down(sm_gossip *self, const sm_id *node, uint64_t now_ms)
     if (!p || !p->pub.up)
         return;
     bool had_wants = p->want_count > 0;
-    s_session_reset(self, p);
+    s_session_reset(p);
     p->pub.up = false;
     if (had_wants)
         s_plan_all(self, now_ms);
