@@ -1113,6 +1113,7 @@ typedef struct {
     const uint8_t *end;
 } s_reader;
 
+/*  Bytes not yet read.                                                       */
 static size_t
 s_left(const s_reader *r)
 {
