@@ -90,6 +90,7 @@ typedef struct {
     bool heads_seen;           /* its HEADS arrived in this session */
     sm_gossip_peer pub;        /* what peers_each reports */
     uint64_t next_heads_ms;
+    uint64_t next_hello_ms;    /* HELLO again then, until its HEADS show ours arrived */
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
     uint32_t want_count;
     uint32_t want_run;         /* entries a WANT asks for: its answers' size */
@@ -335,6 +336,7 @@ s_session_reset(s_peer *p)
     p->want_count = 0;
     p->want_run = SM_WIRE_RUN_MAX;
     p->next_heads_ms = 0;
+    p->next_hello_ms = 0;
     if (p->has) {
         memset(p->has, 0, SM_MEMBERS_MAX * sizeof *p->has);
         memset(p->known, 0, SM_MEMBERS_MAX * sizeof *p->known);
@@ -1384,6 +1386,7 @@ sm_gossip_peer_up(sm_gossip *self, const sm_id *node, const char *endpoint,
     if (endpoint && endpoint[0] && strlen(endpoint) <= SM_ENDPOINT_BYTES_MAX)
         memcpy(p->pub.endpoint, endpoint, strlen(endpoint) + 1);
     s_send_hello(self, p);
+    p->next_hello_ms = now_ms + self->heads_interval_ms;
     if (was_up)
         s_plan_all(self, now_ms);      /* its WANTs were dropped with the session */
 }
@@ -1462,6 +1465,13 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     bool expired = false;
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
+        /* A peer sends HEADS once it has checked our HELLO: until they
+           come, ours may have been lost (a transport may drop). */
+        if (p->used && p->pub.up && p->pub.refusal == 0 && !p->heads_seen
+            && now_ms >= p->next_hello_ms) {
+            s_send_hello(self, p);
+            p->next_hello_ms = now_ms + self->heads_interval_ms;
+        }
         if (!s_ready(p))
             continue;
         for (uint32_t k = p->want_count; k-- > 0;)

@@ -44,9 +44,11 @@
       connection is lost.  A second peer_up while up starts a new session
       (HELLO again, everything known about the peer forgotten);
     - deliver each peer's messages in the order they were sent (one FIFO a
-      peer and direction, as a ZeroMQ connection is) and drop nothing
-      silently inside a session; a message lost anyway is repaired by
-      anti-entropy within a HEADS interval or two, except UNITS_* answers;
+      peer and direction, as a ZeroMQ connection is) and drop as little as
+      it can: a message lost or reordered anyway is repaired (a HELLO is
+      repeated, anti-entropy refetches within a HEADS interval or two, an
+      unanswered WANT expires after SM_WANT_TIMEOUT_MS), except that a lost
+      UNITS_ASK or UNITS_GIVE only costs that sale its wait;
     - after every call into the engine, drain sm_gossip_next (or
       sm_gossip_next_to for one peer) and send each message to its
       destination; messages for a peer that went down are discarded by the
@@ -55,12 +57,14 @@
       it passes everywhere else (monotonic enough: now_ms never goes back);
     - call sm_gossip_local after each committed batch of local appends.
 
-    Session: on peer_up the engine sends HELLO.  HEADS, PEERS and any fork
-    evidence it holds follow once the peer's HELLO has been checked (same
-    market, same protocol version, node = the authenticated id), so nothing
-    of the market goes to a node of another one.  Until its HELLO arrives a
-    peer's other messages are refused; a peer whose HELLO was refused is
-    ignored (sm_gossip_peer.refusal) until it reconnects.                    */
+    Session: on peer_up the engine sends HELLO, and again each HEADS
+    interval (in tick) until the peer's HEADS show it arrived.  HEADS, PEERS
+    and any fork evidence it holds follow once the peer's HELLO has been
+    checked (same market, same protocol version, node = the authenticated
+    id), so nothing of the market goes to a node of another one.  Until its
+    HELLO arrives a peer's other messages are refused; a peer whose HELLO
+    was refused is ignored (sm_gossip_peer.refusal) until it reconnects.
+    proto/mesh.md section 7 describes the behaviour in full.                 */
 #ifndef SM_GOSSIP_H
 #define SM_GOSSIP_H
 
