@@ -1598,14 +1598,14 @@ sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
             remaining -= q;
         asked++;
     }
-    if (asked > 0) {
-        memset(a, 0, sizeof *a);
-        a->used = true;
-        a->req_id = req_id;
-        memcpy(a->sku, sku, sku_len);
-        a->made_ms = now_ms;
-    }
-    return asked;
+    if (asked == 0)
+        return SM_ENOTFOUND;
+    memset(a, 0, sizeof *a);
+    a->used = true;
+    a->req_id = req_id;
+    memcpy(a->sku, sku, sku_len);
+    a->made_ms = now_ms;
+    return 0;
 }
 
 uint32_t

@@ -160,10 +160,11 @@ bool sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
     for qty (so more than qty may come).  Answers arrive as UNITS_GIVE and
     their stock.move entries; sm_gossip_units_given tells how many units
     have been given so far for req_id (the moves may arrive a little later:
-    the ledger's units are the truth).  Returns the number of peers asked (0:
-    none is up, nothing recorded), SM_EINVAL (sku or qty), SM_EEXIST
-    (req_id open) or SM_EBUSY (SM_UNITS_ASKS_MAX open).  An ask is forgotten
-    at sm_gossip_ask_done or SM_UNITS_ASK_TTL_MS after it was made.          */
+    the ledger's units are the truth).  Returns 0 (at least one peer was
+    asked), SM_ENOTFOUND (no peer is in session: nothing was asked or
+    recorded), SM_EINVAL (sku or qty), SM_EEXIST (req_id open) or SM_EBUSY
+    (SM_UNITS_ASKS_MAX open).  An ask is forgotten at sm_gossip_ask_done or
+    SM_UNITS_ASK_TTL_MS after it was made.                                   */
 int sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
                         uint32_t qty, uint64_t now_ms);
 uint32_t sm_gossip_units_given(sm_gossip *self, uint64_t req_id);

@@ -997,7 +997,7 @@ test_units_ask_give(void **state)
     assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
     pump(f);
 
-    assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 5, f->now), 1);
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 5, f->now), 0);
     assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 5, f->now), SM_EEXIST);
     drain(f);
     pump(f);
@@ -1006,14 +1006,14 @@ test_units_ask_give(void **state)
     assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 5);
     assert_int_equal(f->sent[1][2][SM_MSG_UNITS_ASK], 0);   /* node 2 holds none */
 
-    assert_int_equal(sm_gossip_ask_units(f->g[1], 2, "mug", 5, f->now), 1);
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 2, "mug", 5, f->now), 0);
     drain(f);
     pump(f);
     assert_int_equal(sm_gossip_units_given(f->g[1], 2), 2);   /* 5 - floor 3 */
     assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 7);
     assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 3);
 
-    assert_int_equal(sm_gossip_ask_units(f->g[1], 3, "mug", 1, f->now), 1);
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 3, "mug", 1, f->now), 0);
     drain(f);
     pump(f);
     assert_int_equal(f->sent[0][1][SM_MSG_UNITS_GIVE], 3);   /* answered, with 0 */
@@ -1022,6 +1022,12 @@ test_units_ask_give(void **state)
     sm_gossip_ask_done(f->g[1], 1);
     assert_int_equal(sm_gossip_units_given(f->g[1], 1), 0);
     assert_int_equal(sm_gossip_ask_units(f->g[1], 4, "", 1, f->now), SM_EINVAL);
+    net_cut(f, 1, 0);
+    net_cut(f, 1, 2);
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 5, "mug", 1, f->now), SM_ENOTFOUND);
+    net_connect(f, 1, 0);
+    net_connect(f, 1, 2);
+    pump(f);
     assert_int_equal(sm_gossip_ask_units(f->g[1], 4, "mug", 0, f->now), SM_EINVAL);
     assert_converged(f);
 }
