@@ -17,12 +17,16 @@
       the peer could not use is repaired when it WANTs after our next HEADS).
     - per peer, the WANTs in flight (at most SM_WANTS_IN_FLIGHT_MAX).  One
       origin is fetched from one peer at a time, in consecutive runs
-      pipelined on the same FIFO connection, so runs arrive in order.  A WANT
-      is answered by a run from that peer beginning at its `from`, expires
+      pipelined on the same FIFO connection, so runs arrive in order.  A
+      WANT is answered by a run from that peer beginning inside it, expires
       after SM_WANT_TIMEOUT_MS, or is cleared when the peer's HEADS say it
-      no longer has `from` (a peer that cannot serve a WANT answers with its
+      does not have `from` (a peer that cannot serve a WANT answers with its
       HEADS).  After any change — an answer, an accepted run, an expiry, a
       peer down — WANTs are planned again for every peer.
+    - per peer, the run length to ask for: SM_WIRE_RUN_MAX, or the length
+      of an answer cut short by SM_WIRE_RUN_BYTES_SOFT (doubled again after
+      full answers under half that), so that pipelined WANTs are answered
+      by contiguous runs rather than runs beginning past a gap.
     - per peer and origin, `stalled`: the ledger refused a run of that
       origin from that peer; no WANT of it to that peer until its next HEADS
       (so a refusal is retried once a HEADS interval, not in a tight loop).
@@ -36,7 +40,13 @@
 
     Divergent logs are found by link comparison: a peer's HEADS carry the
     link hash at its head; if this node stores that seq with another link,
-    it WANTs that one entry, whose ingest reports the equivocation.          */
+    it WANTs that one entry, whose ingest reports the equivocation; a run
+    from a peer whose first entry does not link to this node's head says
+    the same.  Either way the engine then WANTs the run just before (a
+    "look back"), whose ingest stops at the first entry that differs: the
+    seq where the logs part, which is where the ledger must stop the origin
+    on every node for all to agree.  Evidence found lower replaces the
+    evidence passed on before.                                                */
 #include "gossip.h"
 
 #include <assert.h>
@@ -51,6 +61,9 @@ _Static_assert(SM_PEERS_MAX <= 64, "asks keep one answered bit a peer slot");
 
 #define S_ORIGIN_SLOTS   (2u * SM_MEMBERS_MAX)   /* a power of two */
 #define S_MSG_FIXED_MAX  1024u   /* encoded HELLO, WANT, UNITS_* never exceed this */
+
+/* Why WANTs of an origin to a peer wait for its next HEADS. */
+enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
 
 /* Drop ranks of queued messages: lower goes first; 0 is never dropped. */
 enum { S_KEEP = 0, S_DROP_HEADS = 1, S_DROP_PEERS = 2, S_DROP_PUSH = 3,
@@ -77,11 +90,14 @@ typedef struct {
     bool heads_seen;           /* its HEADS arrived in this session */
     sm_gossip_peer pub;        /* what peers_each reports */
     uint64_t next_heads_ms;
+    uint64_t next_hello_ms;    /* HELLO again then, until its HEADS show ours arrived */
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
     uint32_t want_count;
+    uint32_t want_run;         /* entries a WANT asks for: its answers' size */
     uint64_t *has;             /* [SM_MEMBERS_MAX] */
     uint64_t *known;           /* [SM_MEMBERS_MAX] */
-    uint8_t *stalled;          /* [SM_MEMBERS_MAX] */
+    uint64_t *checked;         /* [SM_MEMBERS_MAX] its head whose link was compared */
+    uint8_t *stalled;          /* [SM_MEMBERS_MAX] S_STALL_* */
     s_msg *qhead, *qtail;
     size_t qbytes;
 } s_peer;
@@ -138,6 +154,7 @@ struct sm_gossip {
     /* Scratch, reused. */
     sm_wire_space space;
     sm_wire_head heads_buf[SM_MEMBERS_MAX];
+    sm_wire_peer peers_buf[SM_WIRE_PEERS_MAX];
     sm_signed run[SM_WIRE_RUN_MAX];
     uint8_t *run_bytes;        /* SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX */
     size_t run_used;
@@ -217,6 +234,23 @@ s_origin(sm_gossip *self, const sm_id *id, bool add)
     return (int) oi;
 }
 
+/*  The index of an origin a peer named.  Origins this node's ledger does
+    not know as the organiser or a member are registered only while the
+    table is less than half full, so a peer listing made-up origins cannot
+    crowd out the market's real ones.                                        */
+static int
+s_origin_from_peer(sm_gossip *self, const sm_id *id)
+{
+    int oi = s_origin(self, id, false);
+    if (oi >= 0)
+        return oi;
+    sm_member m;
+    if (!s_id_eq(id, &self->market) && self->origin_count >= SM_MEMBERS_MAX / 2
+        && sm_ledger_member(self->ledger, id, &m) != 0)
+        return -1;
+    return s_origin(self, id, true);
+}
+
 static int
 s_refresh_cb(const sm_head *h, void *arg)
 {
@@ -279,9 +313,8 @@ s_peer_slot(sm_gossip *self, const s_peer *p)
 }
 
 static void
-s_queue_clear(sm_gossip *self, s_peer *p)
+s_queue_clear(s_peer *p)
 {
-    (void) self;
     s_msg *m = p->qhead;
     while (m) {
         s_msg *next = m->next;
@@ -294,17 +327,20 @@ s_queue_clear(sm_gossip *self, s_peer *p)
 
 /*  Forget what a session learned about the peer.                          */
 static void
-s_session_reset(sm_gossip *self, s_peer *p)
+s_session_reset(s_peer *p)
 {
-    s_queue_clear(self, p);
+    s_queue_clear(p);
     p->hello_ok = p->heads_seen = false;
     p->pub.refusal = 0;
     p->pub.entries_behind = 0;
     p->want_count = 0;
+    p->want_run = SM_WIRE_RUN_MAX;
     p->next_heads_ms = 0;
+    p->next_hello_ms = 0;
     if (p->has) {
         memset(p->has, 0, SM_MEMBERS_MAX * sizeof *p->has);
         memset(p->known, 0, SM_MEMBERS_MAX * sizeof *p->known);
+        memset(p->checked, 0, SM_MEMBERS_MAX * sizeof *p->checked);
         memset(p->stalled, 0, SM_MEMBERS_MAX * sizeof *p->stalled);
     }
 }
@@ -336,17 +372,19 @@ s_peer_get(sm_gossip *self, const sm_id *node, bool evict)
     if (!p->has) {
         p->has = calloc(SM_MEMBERS_MAX, sizeof *p->has);
         p->known = calloc(SM_MEMBERS_MAX, sizeof *p->known);
+        p->checked = calloc(SM_MEMBERS_MAX, sizeof *p->checked);
         p->stalled = calloc(SM_MEMBERS_MAX, sizeof *p->stalled);
-        if (!p->has || !p->known || !p->stalled) {
+        if (!p->has || !p->known || !p->checked || !p->stalled) {
             free(p->has);
             free(p->known);
+            free(p->checked);
             free(p->stalled);
-            p->has = p->known = NULL;
+            p->has = p->known = p->checked = NULL;
             p->stalled = NULL;
             return NULL;
         }
     }
-    s_session_reset(self, p);
+    s_session_reset(p);
     p->used = true;
     p->configured = false;
     memset(&p->pub, 0, sizeof p->pub);
@@ -503,7 +541,7 @@ s_send_hello(sm_gossip *self, s_peer *p)
 static void
 s_send_peers(sm_gossip *self, s_peer *p)
 {
-    sm_wire_peer *list = self->space.peers;
+    sm_wire_peer *list = self->peers_buf;
     uint32_t n = 0;
     if (self->endpoint[0]) {
         list[n].node = self->self;
@@ -640,7 +678,8 @@ s_push_origin(sm_gossip *self, uint32_t oi)
 
 /* ---- WANT planning --------------------------------------------------- */
 
-static void
+/*  Send p a WANT and track it.  False if it could not be built.            */
+static bool
 s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
             uint32_t count, uint64_t now_ms)
 {
@@ -653,7 +692,7 @@ s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
     msg.u.want.count = count;
     s_msg *m = s_encode(self, &msg, S_MSG_FIXED_MAX, S_KEEP);
     if (!m)
-        return;
+        return false;
     s_queue_push(self, p, m);
     s_want *w = &p->wants[p->want_count++];
     w->oi = oi;
@@ -661,6 +700,7 @@ s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
     w->count = count;
     w->sent_ms = now_ms;
     self->stats.wants_sent++;
+    return true;
 }
 
 static void
@@ -724,8 +764,9 @@ s_plan_peer(sm_gossip *self, s_peer *p, uint64_t now_ms)
             if (end == 0 && (s_wanted_elsewhere(self, p, oi) || !s_wantable(self, oi)))
                 continue;
             do {
-                uint32_t count = (uint32_t) s_min64(SM_WIRE_RUN_MAX, limit - next + 1);
-                s_want_send(self, p, oi, next, count, now_ms);
+                uint32_t count = (uint32_t) s_min64(p->want_run, limit - next + 1);
+                if (!s_want_send(self, p, oi, next, count, now_ms))
+                    return;
                 next += count;
             } while (pass == 1 && next <= limit
                      && p->want_count < SM_WANTS_IN_FLIGHT_MAX);
@@ -919,7 +960,7 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
         char hex[SM_ID_HEX_BYTES + 1];
         sm_hex_encode(p->pub.node.b, SM_KEY_BYTES, hex);
         sm_log_warn("mesh: peer %s refused: %s", hex, sm_strerror(why));
-        s_session_reset(self, p);
+        s_session_reset(p);
         p->pub.refusal = why;
         p->pub.refused++;
         self->stats.hellos_refused++;
@@ -970,30 +1011,32 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     memset(listed, 0, sizeof listed);
     for (uint32_t i = 0; i < m->u.heads.count; i++) {
         const sm_wire_head *h = &m->u.heads.heads[i];
-        int oi = s_origin(self, &h->origin, true);
+        int oi = s_origin_from_peer(self, &h->origin);
         if (oi < 0)
             continue;                  /* more origins than a market has */
-        uint64_t had = p->has[oi];
         listed[oi / 8] |= (uint8_t)(1u << (oi % 8));
         p->has[oi] = h->seq;
         p->known[oi] = s_max64(p->known[oi], h->seq);
-        p->stalled[oi] = 0;
+        p->stalled[oi] = S_STALL_NONE;
         if (oi == (int) self->self_oi)
             self->own_reported = s_max64(self->own_reported, h->seq);
         /* The same seq with another link: a fork; fetch that entry, whose
-           ingest records the equivocation.  Checked when its head moved
-           (runs it sent were checked by their ingest). */
-        if (h->seq <= self->local_seq[oi] && (had != h->seq || !p->heads_seen)
+           ingest records the equivocation.  Once for each head it reports
+           (a check that found no room for its WANT is done again). */
+        if (h->seq <= self->local_seq[oi] && p->checked[oi] != h->seq
             && !s_fork_find(self, (uint32_t) oi)) {
             sm_hash ours;
             if (h->seq == self->local_seq[oi])
                 ours = self->local_link[oi];
             else if (s_link_at(self, (uint32_t) oi, h->seq, &ours) != 0)
                 continue;
-            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) != 0
-                && p->want_count < SM_WANTS_IN_FLIGHT_MAX
-                && s_want_end(p, (uint32_t) oi) == 0)
+            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0) {
+                p->checked[oi] = h->seq;
+            } else if (p->want_count < SM_WANTS_IN_FLIGHT_MAX
+                       && s_want_end(p, (uint32_t) oi) == 0) {
                 s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
+                p->checked[oi] = h->seq;
+            }
         }
     }
     /* A HEADS is complete: origins it leaves out, the peer has none of. */
@@ -1019,7 +1062,7 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 static int
 s_on_want(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
 {
-    int oi = s_origin(self, &m->u.want.origin, true);
+    int oi = s_origin_from_peer(self, &m->u.want.origin);
     uint64_t last = 0;
     uint32_t n = 0;
     s_msg *answer = NULL;
@@ -1056,8 +1099,24 @@ s_run_matches(sm_gossip *self, const sm_id *origin, uint64_t first,
     return 0;
 }
 
+/*  The organiser's log grew, so the roster may admit origins whose runs
+    were refused as not members: they may be asked for again at once.      */
+static void
+s_roster_moved(sm_gossip *self)
+{
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *q = &self->peers[i];
+        if (!q->used || !q->stalled)
+            continue;
+        for (uint32_t oi = 0; oi < self->origin_count; oi++)
+            if (q->stalled[oi] == S_STALL_NOT_MEMBER)
+                q->stalled[oi] = S_STALL_NONE;
+    }
+}
+
 static int
-s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
+             uint64_t now_ms)
 {
     const sm_id *origin = &m->u.entries.origin;
     uint64_t first = m->u.entries.first_seq;
@@ -1066,7 +1125,7 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     int rc = s_run_matches(self, origin, first, run, n);
     if (rc != 0)
         return rc;
-    int oi = s_origin(self, origin, true);
+    int oi = s_origin_from_peer(self, origin);
     if (oi < 0)
         return SM_ETOOBIG;
     self->stats.messages_received++;
@@ -1075,6 +1134,13 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     for (uint32_t k = p->want_count; k-- > 0;) {
         const s_want *w = &p->wants[k];
         if (w->oi == (uint32_t) oi && first >= w->from && first < w->from + w->count) {
+            /* An answer cut short by SM_WIRE_RUN_BYTES_SOFT (it has more):
+               ask for runs that size, or the WANTs pipelined behind this
+               one would be answered with runs that begin past the gap. */
+            if (first == w->from && n < w->count && p->has[oi] >= w->from + w->count - 1)
+                p->want_run = n;
+            else if (first == w->from && n == w->count && len < SM_WIRE_RUN_BYTES_SOFT / 2)
+                p->want_run = (uint32_t) s_min64(SM_WIRE_RUN_MAX, 2 * (uint64_t) p->want_run);
             s_want_remove(p, k);
             changed = true;
         }
@@ -1098,7 +1164,8 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (res.err != 0) {
             self->stats.entries_refused++;
             p->pub.refused++;
-            p->stalled[oi] = 1;
+            p->stalled[oi] = res.err == SM_ENOTMEMBER ? S_STALL_NOT_MEMBER
+                                                      : S_STALL_REFUSED;
             sm_log_debug("mesh: run of %u refused at seq %llu: %s", n,
                          (unsigned long long) res.err_seq, sm_strerror(res.err));
             if (res.err == SM_EFORK && res.err_seq >= first && res.err_seq <= last
@@ -1114,6 +1181,8 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (res.accepted > 0) {
             changed = true;
             s_push_origin(self, (uint32_t) oi);
+            if (s_id_eq(origin, &self->market))
+                s_roster_moved(self);
             for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
                 if (self->forks[i].used && self->forks[i].oi == (uint32_t) oi
                     && (rc = s_fork_record(self, &self->forks[i], now_ms)) != 0)
@@ -1217,7 +1286,7 @@ s_on_fork(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (sm_entry_verify(s->bytes, s->len, s->sig, origin) != 0)
             return SM_ESIG;
     }
-    int oi = s_origin(self, origin, true);
+    int oi = s_origin_from_peer(self, origin);
     if (oi < 0)
         return SM_ETOOBIG;
     self->stats.messages_received++;
@@ -1285,9 +1354,10 @@ sm_gossip_destroy(sm_gossip **self_p)
     s_enter(self);
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
-        s_queue_clear(self, p);
+        s_queue_clear(p);
         free(p->has);
         free(p->known);
+        free(p->checked);
         free(p->stalled);
     }
     for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
@@ -1311,11 +1381,12 @@ sm_gossip_peer_up(sm_gossip *self, const sm_id *node, const char *endpoint,
         return;
     }
     bool was_up = p->pub.up;
-    s_session_reset(self, p);
+    s_session_reset(p);
     p->pub.up = true;
     if (endpoint && endpoint[0] && strlen(endpoint) <= SM_ENDPOINT_BYTES_MAX)
         memcpy(p->pub.endpoint, endpoint, strlen(endpoint) + 1);
     s_send_hello(self, p);
+    p->next_hello_ms = now_ms + self->heads_interval_ms;
     if (was_up)
         s_plan_all(self, now_ms);      /* its WANTs were dropped with the session */
 }
@@ -1329,7 +1400,7 @@ sm_gossip_peer_down(sm_gossip *self, const sm_id *node, uint64_t now_ms)
     if (!p || !p->pub.up)
         return;
     bool had_wants = p->want_count > 0;
-    s_session_reset(self, p);
+    s_session_reset(p);
     p->pub.up = false;
     if (had_wants)
         s_plan_all(self, now_ms);
@@ -1357,7 +1428,7 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
         case SM_MSG_HELLO:      return s_on_hello(self, p, &m, 0, now_ms);
         case SM_MSG_HEADS:      rc = s_on_heads(self, p, &m, now_ms); break;
         case SM_MSG_WANT:       rc = s_on_want(self, p, &m); break;
-        case SM_MSG_ENTRIES:    rc = s_on_entries(self, p, &m, now_ms); break;
+        case SM_MSG_ENTRIES:    rc = s_on_entries(self, p, &m, len, now_ms); break;
         case SM_MSG_PEERS:      rc = s_on_peers(self, &m); break;
         case SM_MSG_UNITS_ASK:  rc = s_on_units_ask(self, p, &m, now_ms); break;
         case SM_MSG_UNITS_GIVE: rc = s_on_units_give(self, p, &m); break;
@@ -1394,6 +1465,13 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     bool expired = false;
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
+        /* A peer sends HEADS once it has checked our HELLO: until they
+           come, ours may have been lost (a transport may drop). */
+        if (p->used && p->pub.up && p->pub.refusal == 0 && !p->heads_seen
+            && now_ms >= p->next_hello_ms) {
+            s_send_hello(self, p);
+            p->next_hello_ms = now_ms + self->heads_interval_ms;
+        }
         if (!s_ready(p))
             continue;
         for (uint32_t k = p->want_count; k-- > 0;)
@@ -1520,14 +1598,14 @@ sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
             remaining -= q;
         asked++;
     }
-    if (asked > 0) {
-        memset(a, 0, sizeof *a);
-        a->used = true;
-        a->req_id = req_id;
-        memcpy(a->sku, sku, sku_len);
-        a->made_ms = now_ms;
-    }
-    return asked;
+    if (asked == 0)
+        return SM_ENOTFOUND;
+    memset(a, 0, sizeof *a);
+    a->used = true;
+    a->req_id = req_id;
+    memcpy(a->sku, sku, sku_len);
+    a->made_ms = now_ms;
+    return 0;
 }
 
 uint32_t

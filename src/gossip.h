@@ -44,9 +44,11 @@
       connection is lost.  A second peer_up while up starts a new session
       (HELLO again, everything known about the peer forgotten);
     - deliver each peer's messages in the order they were sent (one FIFO a
-      peer and direction, as a ZeroMQ connection is) and drop nothing
-      silently inside a session; a message lost anyway is repaired by
-      anti-entropy within a HEADS interval or two, except UNITS_* answers;
+      peer and direction, as a ZeroMQ connection is) and drop as little as
+      it can: a message lost or reordered anyway is repaired (a HELLO is
+      repeated, anti-entropy refetches within a HEADS interval or two, an
+      unanswered WANT expires after SM_WANT_TIMEOUT_MS), except that a lost
+      UNITS_ASK or UNITS_GIVE only costs that sale its wait;
     - after every call into the engine, drain sm_gossip_next (or
       sm_gossip_next_to for one peer) and send each message to its
       destination; messages for a peer that went down are discarded by the
@@ -55,12 +57,14 @@
       it passes everywhere else (monotonic enough: now_ms never goes back);
     - call sm_gossip_local after each committed batch of local appends.
 
-    Session: on peer_up the engine sends HELLO.  HEADS, PEERS and any fork
-    evidence it holds follow once the peer's HELLO has been checked (same
-    market, same protocol version, node = the authenticated id), so nothing
-    of the market goes to a node of another one.  Until its HELLO arrives a
-    peer's other messages are refused; a peer whose HELLO was refused is
-    ignored (sm_gossip_peer.refusal) until it reconnects.                    */
+    Session: on peer_up the engine sends HELLO, and again each HEADS
+    interval (in tick) until the peer's HEADS show it arrived.  HEADS, PEERS
+    and any fork evidence it holds follow once the peer's HELLO has been
+    checked (same market, same protocol version, node = the authenticated
+    id), so nothing of the market goes to a node of another one.  Until its
+    HELLO arrives a peer's other messages are refused; a peer whose HELLO
+    was refused is ignored (sm_gossip_peer.refusal) until it reconnects.
+    proto/mesh.md section 7 describes the behaviour in full.                 */
 #ifndef SM_GOSSIP_H
 #define SM_GOSSIP_H
 
@@ -156,10 +160,11 @@ bool sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
     for qty (so more than qty may come).  Answers arrive as UNITS_GIVE and
     their stock.move entries; sm_gossip_units_given tells how many units
     have been given so far for req_id (the moves may arrive a little later:
-    the ledger's units are the truth).  Returns the number of peers asked (0:
-    none is up, nothing recorded), SM_EINVAL (sku or qty), SM_EEXIST
-    (req_id open) or SM_EBUSY (SM_UNITS_ASKS_MAX open).  An ask is forgotten
-    at sm_gossip_ask_done or SM_UNITS_ASK_TTL_MS after it was made.          */
+    the ledger's units are the truth).  Returns 0 (at least one peer was
+    asked), SM_ENOTFOUND (no peer is in session: nothing was asked or
+    recorded), SM_EINVAL (sku or qty), SM_EEXIST (req_id open) or SM_EBUSY
+    (SM_UNITS_ASKS_MAX open).  An ask is forgotten at sm_gossip_ask_done or
+    SM_UNITS_ASK_TTL_MS after it was made.                                   */
 int sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
                         uint32_t qty, uint64_t now_ms);
 uint32_t sm_gossip_units_given(sm_gossip *self, uint64_t req_id);
