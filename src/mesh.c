@@ -39,6 +39,7 @@ typedef struct {
     void *dealer;              /* NULL if we do not connect to it */
     void *monitor;             /* PAIR receiving the dealer's events */
     bool dealer_up;            /* handshake succeeded, not disconnected since */
+    bool in_multipart;         /* dropping the frames of a multipart message */
     uint8_t routing[SM__ROUTING_BYTES_MAX];  /* its inbound connection */
     size_t routing_len;
     uint64_t inbound_seen_ms;  /* last message through the ROUTER */
@@ -362,7 +363,7 @@ s_router_read(sm_mesh *self, uint64_t now_ms)
         }
         zmq_msg_init(&body);
         bool framed = zmq_msg_more(&rid) && zmq_msg_recv(&body, self->router, 0) >= 0;
-        /* Drain any further frames: a message is one frame. */
+        /* Drain the rest of a multipart message: it is dropped whole. */
         bool extra = framed && zmq_msg_more(&body);
         while (extra) {
             zmq_msg_t junk;
@@ -373,7 +374,8 @@ s_router_read(sm_mesh *self, uint64_t now_ms)
                 extra = zmq_msg_more(&junk);
             zmq_msg_close(&junk);
         }
-        const char *user = framed ? zmq_msg_gets(&body, "User-Id") : NULL;
+        bool single = framed && !zmq_msg_more(&body);   /* a message is one frame */
+        const char *user = single ? zmq_msg_gets(&body, "User-Id") : NULL;
         sm_id node;
         if (framed && user && sm_id_parse(user, &node) == 0 && !s_self(self, &node)
             && zmq_msg_size(&rid) <= SM__ROUTING_BYTES_MAX) {
@@ -402,8 +404,11 @@ s_dealer_read(sm_mesh *self, s_peer *p, uint64_t now_ms)
             zmq_msg_close(&body);
             return;
         }
-        if (!zmq_msg_more(&body))
+        /* A message is one frame: a multipart one is dropped whole. */
+        bool more = zmq_msg_more(&body);
+        if (!more && !p->in_multipart)
             s_deliver(self, p, zmq_msg_data(&body), zmq_msg_size(&body), now_ms);
+        p->in_multipart = more;
         zmq_msg_close(&body);
     }
 }
