@@ -416,6 +416,9 @@ struct sm_api {
     sm_id node;
     char node_hex[SM_ID_HEX_BYTES + 1];
     sm_metrics *metrics;
+    sm_core *core;                  /* NULL: no mesh peers */
+    sm_api_peers_fn peers;          /* instead of the core's (tests) */
+    void *peers_arg;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     s_snap snap;
@@ -425,7 +428,7 @@ struct sm_api {
 };
 
 typedef enum {
-    W_ITEM = 1, W_ADD, W_ADJUST, W_SALE, W_RETURN, W_HOLD, W_RELEASE
+    W_ITEM = 1, W_ADD, W_ADJUST, W_MOVE, W_SALE, W_RETURN, W_HOLD, W_RELEASE
 } s_write_kind;
 
 /*  A write in flight.  The core sees only `req` (first member).            */
@@ -470,6 +473,9 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->node = opts->node;
     sm_id_format(&self->node, self->node_hex);
     self->metrics = opts->metrics;
+    self->core = opts->core;
+    self->peers = opts->peers;
+    self->peers_arg = opts->peers_arg;
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
     if (err)
@@ -811,6 +817,7 @@ s_owner_add(sm_api *self, uint64_t seq, const char *client)
 static const char *const s_item_keys[] = { "sku", "name", "price", "currency", NULL };
 static const char *const s_add_keys[] = { "sku", "qty", NULL };
 static const char *const s_adjust_keys[] = { "sku", "qty", "reason", NULL };
+static const char *const s_move_keys[] = { "sku", "qty", "to", NULL };
 static const char *const s_sale_keys[] = { "lines", "source", "payment",
                                            "external_id", "hold", NULL };
 static const char *const s_sale_line_keys[] = { "sku", "qty", "price", NULL };
@@ -910,6 +917,60 @@ s_in_adjust(sm_api *self, json_t *o, sm_http_resp *r, sm_body *b)
     if (!s_need_item(self, r, b->u.adjust.sku, &it))
         return false;
     b->u.adjust.delta = qty;
+    return true;
+}
+
+/*  POST /api/stock/move {"sku","qty","to"}: units from here to another
+    stall.  `to` must be a member of the roster, not revoked, not this node:
+    the ledger would refuse the others too, but here the till learns which
+    (self_move, unknown_node) before anything is queued.                     */
+static bool
+s_in_move(sm_api *self, json_t *o, sm_http_resp *r, sm_body *b)
+{
+    int64_t qty;
+    char to_hex[2 * SM_ID_HEX_BYTES + 1];
+    sm_item it;
+    if (!s_only(r, o, "", s_move_keys)
+        || s_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX,
+                     b->u.stock_move.sku, sizeof b->u.stock_move.sku) != S_OK
+        || s_get_int(r, o, "", "qty", true, 1, SM_QTY_MAX, "bad_quantity",
+                     &qty) != S_OK
+        || s_get_str(r, o, "", "to", true, 1, sizeof to_hex - 1, to_hex,
+                     sizeof to_hex) != S_OK)
+        return false;
+    sm_id *to = &b->u.stock_move.to;
+    if (strlen(to_hex) != SM_ID_HEX_BYTES || sm_id_parse(to_hex, to) != 0) {
+        s_bad(r, "bad_value", "to",
+              "'to' must be a node id: the 64 hex digits 'stallmesh peers' or "
+              "GET /api/stock's locations show");
+        return false;
+    }
+    if (memcmp(to->b, self->node.b, SM_KEY_BYTES) == 0) {
+        s_bad(r, "self_move", "to",
+              "'to' is this node: units move to another stall (use "
+              "POST /api/stock/adjust to correct the count here)");
+        return false;
+    }
+    b->u.stock_move.qty = (uint32_t) qty;
+    if (!s_need_item(self, r, b->u.stock_move.sku, &it))
+        return false;
+    sm_member m;
+    int rc = sm_ledger_member(self->ledger, to, &m);
+    if (rc == SM_ENOTFOUND || (rc == 0 && m.revoked)) {
+        s_buf e = { 0 };
+        s_error_begin(&e, "unknown_node", rc == 0
+            ? "that node was revoked from the market: move units to a current member"
+            : "no member of this market has that id: check it with 'stallmesh peers' "
+              "(or wait until its admission has reached this node)");
+        s_puts(&e, ",\"field\":\"to\",\"to\":");
+        s_id(&e, to);
+        s_error_end(r, 404, &e);
+        return false;
+    }
+    if (rc != 0) {
+        s_ledger_error(r, rc, false);
+        return false;
+    }
     return true;
 }
 
@@ -1213,10 +1274,20 @@ s_head_cb(const sm_head *h, void *arg)
     return c->b->failed ? 1 : 0;
 }
 
+/*  Fork evidence, as the "forks" list into `b` and each forked origin once
+    into `origins` (the records come in (origin, seq) order).               */
+typedef struct {
+    s_buf *b;
+    size_t count;
+    s_buf *origins;
+    size_t n_origins;
+    sm_id last;
+} s_forks_ctx;
+
 static int
 s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
 {
-    s_list_ctx *c = arg;
+    s_forks_ctx *c = arg;
     if (c->count++)
         s_puts(c->b, ",");
     s_puts(c->b, "{\"origin\":");
@@ -1224,10 +1295,17 @@ s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
     s_puts(c->b, ",\"seq\":");
     s_uint(c->b, seq);
     s_puts(c->b, "}");
-    return c->b->failed ? 1 : 0;
+    if (c->n_origins == 0 || memcmp(c->last.b, origin->b, SM_KEY_BYTES) != 0) {
+        if (c->n_origins++)
+            s_puts(c->origins, ",");
+        s_id(c->origins, origin);
+        c->last = *origin;
+    }
+    return c->b->failed || c->origins->failed ? 1 : 0;
 }
 
-/*  GET /api/state: digest, heads, fork evidence.                           */
+/*  GET /api/state: digest, heads, fork evidence and the origins it
+    quarantines.                                                             */
 static void
 s_get_state(sm_api *self, sm_http_resp *r)
 {
@@ -1253,16 +1331,139 @@ s_get_state(sm_api *self, sm_http_resp *r)
     s_list_ctx c = { &b, 0 };
     rc = sm_ledger_heads(self->ledger, s_head_cb, &c);
     s_puts(&b, "},\"forks\":[");
-    c.count = 0;
+    s_buf origins = { 0 };
+    s_forks_ctx fc = { &b, 0, &origins, 0, { { 0 } } };
     if (rc == 0)
-        rc = sm_ledger_forks_each(self->ledger, s_fork_cb, &c);
+        rc = sm_ledger_forks_each(self->ledger, s_fork_cb, &fc);
+    s_puts(&b, "],\"quarantined\":[");
+    if (origins.len)
+        s_put(&b, origins.p, origins.len);
     s_puts(&b, "]}");
+    if (rc == 0 && origins.failed)
+        rc = SM_ENOMEM;
+    s_buf_free(&origins);
     if (rc != 0) {
         s_buf_free(&b);
         s_ledger_error(r, rc, false);
         return;
     }
     s_resp_take(r, 200, &b);
+}
+
+static int
+s_peer_cmp(const void *a, const void *b)
+{
+    return memcmp(((const sm_gossip_peer *) a)->node.b,
+                  ((const sm_gossip_peer *) b)->node.b, SM_KEY_BYTES);
+}
+
+/*  The mesh peers as the core last saw them, into out[0..SM_PEERS_MAX),
+    sorted by node id; this node never among them.  Returns how many.       */
+static size_t
+s_peers(sm_api *self, sm_gossip_peer *out)
+{
+    size_t n = 0;
+    if (self->peers)
+        n = self->peers(self->peers_arg, out, SM_PEERS_MAX);
+    else if (self->core)
+        n = sm_core_peers(self->core, out, SM_PEERS_MAX);
+    assert(n <= SM_PEERS_MAX);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(out[i].node.b, self->node.b, SM_KEY_BYTES) != 0)
+            out[kept++] = out[i];
+    if (kept > 1)
+        qsort(out, kept, sizeof *out, s_peer_cmp);
+    return kept;
+}
+
+/*  GET /api/peers: the mesh peers with their roster names and counters.    */
+static void
+s_get_peers(sm_api *self, sm_http_resp *r)
+{
+    sm_gossip_peer *peers = calloc(SM_PEERS_MAX, sizeof *peers);
+    if (!peers) {
+        s_resp_nomem(r);
+        return;
+    }
+    size_t n = s_peers(self, peers);
+    s_buf b = { 0 };
+    int rc = 0;
+    s_puts(&b, "{\"peers\":[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const sm_gossip_peer *p = &peers[i];
+        sm_member m;
+        rc = sm_ledger_member(self->ledger, &p->node, &m);
+        if (rc == SM_ENOTFOUND) {
+            m.name[0] = '\0';      /* its admission has not arrived yet */
+            rc = 0;
+        }
+        if (i)
+            s_puts(&b, ",");
+        s_puts(&b, "{\"node\":");
+        s_id(&b, &p->node);
+        s_puts(&b, ",\"name\":");
+        s_str(&b, m.name);
+        /* Endpoints may come from other nodes' PEERS: ASCII only here. */
+        char endpoint[sizeof p->endpoint];
+        size_t elen = strnlen(p->endpoint, sizeof p->endpoint - 1);
+        for (size_t k = 0; k < elen; k++)
+            endpoint[k] = (unsigned char) p->endpoint[k] < 0x80 ? p->endpoint[k] : '?';
+        s_puts(&b, ",\"endpoint\":");
+        s_strn(&b, endpoint, elen);
+        s_puts(&b, ",\"connected\":");
+        s_puts(&b, p->up ? "true" : "false");
+        s_puts(&b, ",\"last_seen\":");
+        if (p->last_seen_ms)
+            s_time(&b, p->last_seen_ms);
+        else
+            s_puts(&b, "null");
+        s_puts(&b, ",\"entries_behind\":");
+        s_uint(&b, p->entries_behind);
+        s_puts(&b, ",\"entries_received\":");
+        s_uint(&b, p->entries_received);
+        s_puts(&b, ",\"entries_sent\":");
+        s_uint(&b, p->entries_sent);
+        s_puts(&b, ",\"refused\":");
+        s_uint(&b, p->refused);
+        s_puts(&b, "}");
+    }
+    s_puts(&b, "]}");
+    free(peers);
+    if (rc != 0) {
+        s_buf_free(&b);
+        s_ledger_error(r, rc, false);
+        return;
+    }
+    s_resp_take(r, 200, &b);
+}
+
+static int
+s_count_fork(const sm_id *origin, uint64_t seq, void *arg)
+{
+    (void) origin;
+    (void) seq;
+    (*(int64_t *) arg)++;
+    return 0;
+}
+
+/*  Set the gauges read at scrape time: peers connected, fork evidence.
+    A ledger that cannot be read leaves the fork gauge as it was.            */
+static void
+s_scrape_gauges(sm_api *self)
+{
+    sm_gossip_peer *peers = calloc(SM_PEERS_MAX, sizeof *peers);
+    if (peers) {
+        size_t n = s_peers(self, peers);
+        int64_t up = 0;
+        for (size_t i = 0; i < n; i++)
+            up += peers[i].up;
+        free(peers);
+        sm_metrics_set(self->metrics, SM_GAUGE_PEERS_CONNECTED, up);
+    }
+    int64_t forks = 0;
+    if (sm_ledger_forks_each(self->ledger, s_count_fork, &forks) == 0)
+        sm_metrics_set(self->metrics, SM_GAUGE_FORKS, forks);
 }
 
 static void
@@ -1290,6 +1491,7 @@ s_get_metrics(sm_api *self, sm_http_resp *r)
         s_error(r, 404, "not_found", "this node keeps no metrics", NULL);
         return;
     }
+    s_scrape_gauges(self);
     size_t len = 0;
     char *text = sm_metrics_render(self->metrics, &len);
     if (!text) {
@@ -1710,8 +1912,9 @@ s_get_stock(sm_api *self, const sm_http_req *req, uint64_t now_ms,
 /* Routing                                                                 */
 
 typedef enum {
-    R_STOCK = 1, R_SALES, R_STATE, R_LIVEZ, R_READYZ, R_METRICS, R_ITEMS,
-    R_STOCK_ADD, R_STOCK_ADJUST, R_RETURNS, R_HOLDS, R_HOLD
+    R_STOCK = 1, R_SALES, R_STATE, R_PEERS, R_LIVEZ, R_READYZ, R_METRICS,
+    R_ITEMS, R_STOCK_ADD, R_STOCK_ADJUST, R_STOCK_MOVE, R_RETURNS, R_HOLDS,
+    R_HOLD
 } s_route_id;
 
 #define M_GET    1u                 /* and HEAD */
@@ -1731,12 +1934,14 @@ static const s_route s_routes[] = {
     { "/api/sales",        R_SALES,        M_GET | M_POST, M_GET | M_POST,
                                                            "GET, HEAD, POST" },
     { "/api/state",        R_STATE,        M_GET,  0,      "GET, HEAD" },
+    { "/api/peers",        R_PEERS,        M_GET,  0,      "GET, HEAD" },
     { "/livez",            R_LIVEZ,        M_GET,  0,      "GET, HEAD" },
     { "/readyz",           R_READYZ,       M_GET,  0,      "GET, HEAD" },
     { "/metrics",          R_METRICS,      M_GET,  0,      "GET, HEAD" },
     { "/api/items",        R_ITEMS,        M_POST, M_POST, "POST" },
     { "/api/stock/add",    R_STOCK_ADD,    M_POST, M_POST, "POST" },
     { "/api/stock/adjust", R_STOCK_ADJUST, M_POST, M_POST, "POST" },
+    { "/api/stock/move",   R_STOCK_MOVE,   M_POST, M_POST, "POST" },
     { "/api/returns",      R_RETURNS,      M_POST, M_POST, "POST" },
     { "/api/holds",        R_HOLDS,        M_POST, 0,      "POST" },
 };
@@ -1846,6 +2051,10 @@ s_post(sm_api *self, s_route_id id, const sm_http_req *req, uint64_t now_ms,
         if ((w = s_write_new(req, W_ADJUST, SM_KIND_ADJUST)))
             ok = s_in_adjust(self, o, r, &w->req.body);
         break;
+    case R_STOCK_MOVE:
+        if ((w = s_write_new(req, W_MOVE, SM_KIND_STOCK_MOVE)))
+            ok = s_in_move(self, o, r, &w->req.body);
+        break;
     case R_SALES:
         if ((w = s_write_new(req, W_SALE, SM_KIND_SALE)))
             ok = s_in_sale(self, o, r, &w->req.body);
@@ -1913,6 +2122,9 @@ sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         return s_post(self, rt->id, req, now_ms, resp, write);
     case R_STATE:
         s_get_state(self, resp);
+        return SM_API_DONE;
+    case R_PEERS:
+        s_get_peers(self, resp);
         return SM_API_DONE;
     case R_LIVEZ:
         s_answer_text(resp, 200, "{\"status\":\"ok\"}");
@@ -2067,6 +2279,10 @@ s_no_stock(sm_api *self, const s_write *w, sm_http_resp *r)
         sku = b->u.adjust.sku;
         need = -b->u.adjust.delta;
         break;
+    case W_MOVE:
+        sku = b->u.stock_move.sku;
+        need = b->u.stock_move.qty;
+        break;
     case W_HOLD:
         sku = b->u.hold.sku;
         need = b->u.hold.qty;
@@ -2083,8 +2299,10 @@ s_no_stock(sm_api *self, const s_write *w, sm_http_resp *r)
     char detail[160];
     snprintf(detail, sizeof detail,
              "%" PRId64 " units wanted, %" PRId64 " here (%" PRId64
-             " at the market's stalls): sell or hold fewer, or move units here",
-             need, here, total);
+             " at the market's stalls): %s",
+             need, here, total, w->kind == W_MOVE
+                 ? "a stall moves only units it holds: move fewer"
+                 : "sell or hold fewer, or move units here");
     s_buf o = { 0 };
     s_error_begin(&o, "insufficient_stock", detail);
     s_puts(&o, ",\"sku\":");
@@ -2156,6 +2374,23 @@ s_answer_ok(sm_api *self, s_write *w, sm_http_resp *r)
         s_puts(&b, "}");
         break;
     }
+    case W_MOVE:
+        if ((rc = s_units_now(self, body->u.stock_move.sku, &here, &total)) != 0) {
+            s_ledger_error(r, rc, false);
+            return;
+        }
+        s_puts(&b, "{\"sku\":");
+        s_str(&b, body->u.stock_move.sku);
+        s_puts(&b, ",\"qty\":");
+        s_uint(&b, body->u.stock_move.qty);
+        s_puts(&b, ",\"to\":");
+        s_id(&b, &body->u.stock_move.to);
+        s_puts(&b, ",\"here\":");
+        s_int(&b, here);
+        s_puts(&b, ",\"total\":");
+        s_int(&b, total);
+        s_puts(&b, "}");
+        break;
     case W_SALE:
         s_answer_sale(self, seq, body->u.sale.external_id, 201, r);
         return;

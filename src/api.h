@@ -8,6 +8,9 @@
     snapshot cache and per-client rate limits, all used by the web thread
     only.
 
+    The mesh peers (GET /api/peers, the peer gauge of /metrics) are the
+    core's copy of its peers table (sm_core_peers), read on each request.
+
     The stock snapshot (GET /api/stock, the first websocket message) is
     serialized once per state version (DESIGN §8): sm_api_refresh rebuilds
     it when the version moved and returns the delta for websocket clients.
@@ -63,10 +66,17 @@ typedef struct {
     void *body_owner;          /* the API's: keeps a shared body alive; NULL */
 } sm_http_resp;
 
+/*  Where GET /api/peers and /metrics get the mesh peers from: copy at most
+    `cap` into out[] and return how many, as sm_core_peers does.             */
+typedef size_t (*sm_api_peers_fn)(void *arg, sm_gossip_peer *out, size_t cap);
+
 typedef struct {
     sm_ledger *ledger;         /* borrowed: reads only */
     sm_id node;                /* this node */
     sm_metrics *metrics;       /* borrowed; may be NULL */
+    sm_core *core;             /* borrowed: the mesh peers; NULL = none known */
+    sm_api_peers_fn peers;     /* instead of sm_core_peers(core) (tests); NULL */
+    void *peers_arg;
     uint32_t hold_ttl_s;       /* 0 = SM_HOLD_TTL_S_DEFAULT */
     uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */
 } sm_api_opts;

@@ -3,8 +3,8 @@
     main.c parses the global options and dispatches to one sm__cmd_* per
     command (cli_node.c: init; cli_market.c: market create, admit, join,
     revoke; cli_ledger.c: digest, verify, reindex, log; cli_api.c: item,
-    stock, sell, return, hold, sales, status, which talk to the running
-    node's JSON API).  cli_util.c holds the data directory, file and
+    stock, sell, return, hold, sales, status, peers, which talk to the
+    running node's JSON API).  cli_util.c holds the data directory, file and
     validation helpers and the error printer; cli_json.c is the only file
     that includes jansson.h, cli_qr.c the only one that includes qrencode.h
     and cli_http.c the only one that includes curl/curl.h (STYLE 3).
@@ -67,6 +67,7 @@ int sm__cmd_return(sm__cli *cli, int argc, char **argv);
 int sm__cmd_hold(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
+int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
 
 /* ---- cli_util.c ------------------------------------------------------ */
 

@@ -1,6 +1,6 @@
 /*  The commands that talk to a running node through its JSON API (README
-    "HTTP API"): item add, stock (list, add, adjust), sell, return, hold,
-    sales and status.
+    "HTTP API"): item add, stock (list, add, adjust, move), sell, return,
+    hold, sales, status and peers.
 
     They never open the store: the running node is its only writer, and
     these commands are its clients, as the till and the phones are.  Each
@@ -13,7 +13,7 @@
     $STALLMESH_NODE, else DIR/http (written by `stallmesh run` with the
     address it listens on), else http://127.0.0.1:8080.  The bearer token
     for writes is DIR/api-token; reads that the API makes public (stock,
-    status, holds) work without it.
+    status, peers, holds) work without it.
 
     Quantities may be negative for `stock adjust` only; so that "-3" reads
     as an operand and not as an option, s_parse moves every operand behind
@@ -38,6 +38,7 @@ static const char s_stock_usage[] = "stock [--json]";
 static const char s_stock_add_usage[] = "stock add SKU QTY [--json]";
 static const char s_stock_adjust_usage[] =
     "stock adjust SKU QTY --reason TEXT [--json]";
+static const char s_stock_move_usage[] = "stock move SKU QTY --to NODE_ID [--json]";
 static const char s_sell_usage[] =
     "sell SKU[:QTY[:PRICE]]... [--source SOURCE] [--payment PAYMENT]\n"
     "       [--external-id ID] [--hold HOLD_ID] [--json]";
@@ -48,11 +49,13 @@ static const char s_hold_usage[] =
     "       stallmesh hold --release HOLD_ID [--json]";
 static const char s_sales_usage[] = "sales [--since SEQ] [--limit N] [--json]";
 static const char s_status_usage[] = "status [--json]";
+static const char s_peers_usage[] = "peers [--json]";
 
 /* Long-only options (values above any short option letter). */
 enum {
     OPT_NODE = 0x200, OPT_NAME, OPT_PRICE, OPT_CURRENCY, OPT_REASON, OPT_SOURCE,
     OPT_PAYMENT, OPT_EXTERNAL_ID, OPT_HOLD, OPT_RELEASE, OPT_SINCE, OPT_LIMIT,
+    OPT_TO,
 };
 #define S_OPT_NODE { "node", required_argument, NULL, OPT_NODE }
 #define S_OPT_END  { NULL, 0, NULL, 0 }
@@ -69,6 +72,7 @@ typedef struct {
     const char *external_id;
     const char *hold;
     const char *release;
+    const char *to;            /* a node id, 64 hex digits */
     int64_t price;             /* -1 = not given */
     int64_t since;             /* -1 = not given */
     int64_t limit;             /* -1 = not given */
@@ -278,6 +282,16 @@ s_opt(int opt, const char *arg, void *ctx)
             return sm__cli_usage_error(o->usage, "invalid --limit '%s': give 1 to %u",
                                        arg, SM_SALES_PAGE_MAX);
         break;
+    case OPT_TO: {
+        sm_id id;
+        if (strlen(arg) != SM_ID_HEX_BYTES || sm_id_parse(arg, &id) != 0)
+            return sm__cli_usage_error(o->usage, "invalid --to '%.80s': give the other "
+                                       "stall's node id, 64 hex digits ('stallmesh "
+                                       "peers --json' or its 'stallmesh id' shows it)",
+                                       arg);
+        o->to = arg;
+        break;
+    }
     default:
         assert(!"an option in a table has no case here");
         return SM__EXIT_USAGE;
@@ -902,7 +916,7 @@ s_stock_list(sm__cli *cli, int argc, char **argv)
         goto done;
     if (c.argc - c.first != 0) {
         status = sm__cli_usage_error(s_stock_usage, "unknown stock subcommand '%s': "
-                                     "give add or adjust, or nothing to list",
+                                     "give add, adjust or move, or nothing to list",
                                      c.argv[c.first]);
         goto done;
     }
@@ -1004,6 +1018,68 @@ done:
     return status;
 }
 
+/*  `stock move SKU QTY --to NODE_ID`: units from here to another stall.   */
+static int
+s_stock_move(sm__cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        S_OPT_NODE,
+        { "to", required_argument, NULL, OPT_TO },
+        S_OPT_END,
+    };
+    s_cmd c;
+    int status;
+    int64_t qty = 0;
+    sm__json *answer = NULL;
+
+    if (!s_parse(&c, cli, argc, argv, s_stock_move_usage, opts, &status))
+        goto done;
+    int nargs = c.argc - c.first;
+    if (nargs < 2) {
+        status = sm__cli_usage_error(s_stock_move_usage, "give a SKU and a quantity");
+        goto done;
+    }
+    if (nargs > 2) {
+        status = sm__cli_usage_error(s_stock_move_usage, "unexpected argument '%s'",
+                                     c.argv[c.first + 2]);
+        goto done;
+    }
+    const char *sku = c.argv[c.first];
+    status = s_check_sku(s_stock_move_usage, sku);
+    if (status == 0)
+        status = s_parse_qty(s_stock_move_usage, c.argv[c.first + 1], false, &qty);
+    if (status != 0)
+        goto done;
+    if (c.o.to == NULL) {
+        status = sm__cli_usage_error(s_stock_move_usage, "give --to NODE_ID, the stall "
+                                     "that gets the units ('stallmesh peers --json' "
+                                     "lists the node ids)");
+        goto done;
+    }
+    status = s_connect(&c, true);
+    if (status != SM__EXIT_OK)
+        goto done;
+
+    sm__json *body = sm__json_object();
+    sm__json_set_str(body, "sku", sku);
+    sm__json_set_int(body, "qty", qty);
+    sm__json_set_str(body, "to", c.o.to);
+    status = s_call(&c, SM__HTTP_POST, "/api/stock/move", body, &answer, NULL);
+    if (status != SM__EXIT_OK || answer == NULL)
+        goto done;
+    const char *to = sm__json_get_str(answer, "to");
+    int64_t here;
+    printf("%s: moved %" PRId64 " to ", sku, qty);
+    s_put_text(stdout, to != NULL ? to : c.o.to);
+    if (sm__json_get_int(answer, "here", &here))
+        printf(", %" PRId64 " here", here);
+    fputc('\n', stdout);
+done:
+    sm__json_destroy(&answer);
+    s_cmd_end(&c);
+    return status;
+}
+
 int
 sm__cmd_stock(sm__cli *cli, int argc, char **argv)
 {
@@ -1011,6 +1087,8 @@ sm__cmd_stock(sm__cli *cli, int argc, char **argv)
         return s_stock_change(cli, argc - 1, argv + 1, false);
     if (argc >= 2 && strcmp(argv[1], "adjust") == 0)
         return s_stock_change(cli, argc - 1, argv + 1, true);
+    if (argc >= 2 && strcmp(argv[1], "move") == 0)
+        return s_stock_move(cli, argc - 1, argv + 1);
     return s_stock_list(cli, argc, argv);
 }
 
@@ -1460,6 +1538,107 @@ sm__cmd_status(sm__cli *cli, int argc, char **argv)
 done:
     sm__json_destroy(&ready);
     sm__json_destroy(&state);
+    s_cmd_end(&c);
+    return status;
+}
+
+/* ---- peers ------------------------------------------------------------- */
+
+#define S_NODE_SHORT 12        /* hex digits of a node id in the peers table */
+
+/* Widths of the peers table's columns. */
+typedef struct {
+    size_t node, name, endpoint, connected, last_seen, behind;
+} s_peer_widths;
+
+/*  One row of the peers table from a peer of GET /api/peers; with `print`
+    false it only widens *w.                                                  */
+static void
+s_peer_row(const sm__json *peer, s_peer_widths *w, bool print)
+{
+    const char *node = sm__json_get_str(peer, "node");
+    const char *name = sm__json_get_str(peer, "name");
+    const char *endpoint = sm__json_get_str(peer, "endpoint");
+    const char *last_seen = sm__json_get_str(peer, "last_seen");
+    bool connected = false;
+    int64_t behind = 0;
+    char node_text[S_NODE_SHORT + 1], behind_text[24];
+
+    snprintf(node_text, sizeof node_text, "%s", node != NULL ? node : "?");
+    sm__json_get_bool(peer, "connected", &connected);
+    if (sm__json_get_int(peer, "entries_behind", &behind))
+        snprintf(behind_text, sizeof behind_text, "%" PRId64, behind);
+    else
+        snprintf(behind_text, sizeof behind_text, "-");
+    name = name != NULL && name[0] != '\0' ? name : "-";
+    endpoint = endpoint != NULL && endpoint[0] != '\0' ? endpoint : "-";
+    last_seen = last_seen != NULL ? last_seen : "never";
+    const char *conn = connected ? "yes" : "no";
+    if (!print) {
+#define S_WIDEN(field, text) if (s_width(text) > w->field) w->field = s_width(text)
+        S_WIDEN(node, node_text);
+        S_WIDEN(name, name);
+        S_WIDEN(endpoint, endpoint);
+        S_WIDEN(connected, conn);
+        S_WIDEN(last_seen, last_seen);
+        S_WIDEN(behind, behind_text);
+#undef S_WIDEN
+        return;
+    }
+    s_cell(node_text, w->node, false);
+    s_cell(name, w->name, false);
+    s_cell(endpoint, w->endpoint, false);
+    s_cell(conn, w->connected, false);
+    s_cell(last_seen, w->last_seen, false);
+    s_cell_right(behind_text, w->behind, true);
+    fputc('\n', stdout);
+}
+
+/*  `peers`: GET /api/peers as a table.  With no peers the table is only its
+    header, and a hint on how to give the node some goes to stderr.         */
+int
+sm__cmd_peers(sm__cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = { S_OPT_NODE, S_OPT_END };
+    s_cmd c;
+    int status;
+    sm__json *answer = NULL;
+
+    if (!s_parse(&c, cli, argc, argv, s_peers_usage, opts, &status))
+        goto done;
+    if (c.argc - c.first != 0) {
+        status = sm__cli_usage_error(s_peers_usage, "unexpected argument '%s'",
+                                     c.argv[c.first]);
+        goto done;
+    }
+    status = s_connect(&c, false);
+    if (status != SM__EXIT_OK)
+        goto done;
+    status = s_call(&c, SM__HTTP_GET, "/api/peers", NULL, &answer, NULL);
+    if (status != SM__EXIT_OK || answer == NULL)
+        goto done;
+
+    const sm__json *peers = sm__json_get(answer, "peers");
+    size_t count = sm__json_size(peers);
+    s_peer_widths w = { strlen("NODE"), strlen("NAME"), strlen("ENDPOINT"),
+                        strlen("CONNECTED"), strlen("LAST SEEN"), strlen("BEHIND") };
+    for (size_t i = 0; i < count; i++)
+        s_peer_row(sm__json_at(peers, i), &w, false);
+    s_cell("NODE", w.node, false);
+    s_cell("NAME", w.name, false);
+    s_cell("ENDPOINT", w.endpoint, false);
+    s_cell("CONNECTED", w.connected, false);
+    s_cell("LAST SEEN", w.last_seen, false);
+    s_cell_right("BEHIND", w.behind, true);
+    fputc('\n', stdout);
+    for (size_t i = 0; i < count; i++)
+        s_peer_row(sm__json_at(peers, i), &w, true);
+    if (count == 0)
+        fputs("no peers known yet: start the node with --peer NODE_ID@tcp://HOST:PORT "
+              "(or [mesh] peers in its config), or join with a token that names the "
+              "organiser's endpoint\n", stderr);
+done:
+    sm__json_destroy(&answer);
     s_cmd_end(&c);
     return status;
 }

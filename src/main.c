@@ -8,7 +8,7 @@
 
     Data directory: --dir, else $STALLMESH_DIR, else
     $HOME/.local/share/stallmesh.  The running node's API (for item, stock,
-    sell, return, hold, sales, status): --node, else $STALLMESH_NODE, else
+    sell, return, hold, sales, status, peers): --node, else $STALLMESH_NODE, else
     DIR/http, else http://127.0.0.1:8080 (cli_api.c).                         */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +83,8 @@ static const char s_help[] =
 "      Add QTY units of SKU at this stall.\n"
 "  stock adjust SKU QTY --reason TEXT [--json]\n"
 "      Correct the units here by QTY, which may be negative (a stock-take).\n"
+"  stock move SKU QTY --to NODE_ID [--json]\n"
+"      Move QTY units of SKU from this stall to another member's stall.\n"
 "  sell SKU[:QTY[:PRICE]]... [--source SOURCE] [--payment PAYMENT]\n"
 "       [--external-id ID] [--hold HOLD_ID] [--json]\n"
 "      Record a sale (QTY 1 and the catalog price unless given). SOURCE:\n"
@@ -99,6 +101,9 @@ static const char s_help[] =
 "      This stall's sales, oldest first: after seq SEQ, at most N (100).\n"
 "  status [--json]\n"
 "      The node's id, state version and digest, and whether it is ready.\n"
+"  peers [--json]\n"
+"      The mesh peers as a table: node, name, endpoint, connected, last\n"
+"      seen, entries behind.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -130,6 +135,7 @@ static const s_command s_commands[] = {
     { "hold", sm__cmd_hold },
     { "sales", sm__cmd_sales },
     { "status", sm__cmd_status },
+    { "peers", sm__cmd_peers },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

@@ -72,6 +72,11 @@ static const s_family s_gauges[SM_GAUGE_COUNT] = {
     [SM_GAUGE_HTTP_CONNECTIONS] = {"stallmesh_http_connections", "HTTP connections open."},
     [SM_GAUGE_STATE_VERSION] = {"stallmesh_state_version",
                                 "Version of the stock snapshot (the ETag of GET /api/stock)."},
+    [SM_GAUGE_PEERS_CONNECTED] = {"stallmesh_peers_connected",
+                                  "Mesh peers connected now (set when /metrics is read)."},
+    [SM_GAUGE_FORKS] = {"stallmesh_forks",
+                        "Fork evidence records (origin, seq) held; above 0 an origin "
+                        "equivocated and is quarantined (set when /metrics is read)."},
 };
 
 /* Upper bounds in nanoseconds and as rendered; the last is +Inf. */

@@ -25,6 +25,8 @@ typedef enum {
     SM_GAUGE_WS_CLIENTS,         /* websocket clients connected */
     SM_GAUGE_HTTP_CONNECTIONS,   /* HTTP connections open */
     SM_GAUGE_STATE_VERSION,      /* the stock snapshot's version */
+    SM_GAUGE_PEERS_CONNECTED,    /* mesh peers connected now */
+    SM_GAUGE_FORKS,              /* fork evidence records held */
     SM_GAUGE_COUNT
 } sm_gauge;
 

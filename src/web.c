@@ -689,6 +689,7 @@ sm_web_new(const sm_web_opts *opts, int *err)
     snprintf(self->token_header, sizeof self->token_header, "Bearer %s", opts->api_token);
     sm_api_opts aopts = {
         .ledger = opts->ledger, .node = opts->node, .metrics = opts->metrics,
+        .core = opts->core,
         .hold_ttl_s = opts->config->hold_ttl_s, .holds_per_min = opts->config->holds_per_min,
     };
     if (!(self->api = sm_api_new(&aopts, err)))

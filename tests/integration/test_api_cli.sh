@@ -1,14 +1,16 @@
 #!/bin/sh
 # Integration test of the CLI commands that talk to a running node: a real
 # `stallmesh run` on 127.0.0.1 with a real store, driven only through
-# `stallmesh item/stock/sell/return/hold/sales/status`:
+# `stallmesh item/stock/sell/return/hold/sales/status/peers`:
 #
 #   sh tests/integration/test_api_cli.sh build/stallmesh      (from the repo root)
 #
 # Checks each command's text and --json output, that the address comes from
 # DIR/http, $STALLMESH_NODE and --node, and the error paths: an unknown sku,
-# insufficient stock, an over-return, a wrong or missing token, a node that
-# is not running, usage errors (exit 2).  Each check prints "ok - ..." or
+# insufficient stock, an over-return, a stock move to an unknown node or to
+# itself, a wrong or missing token, a node that is not running, usage errors
+# (exit 2).  The node runs alone (no mesh listener): its peers table is
+# empty, and a stock move goes to a member admitted before it started.  Each check prints "ok - ..." or
 # "not ok - ..."; the last line is "N passed, M failed", and the script
 # exits non-zero if M > 0.  Every wait is bounded; only the node this script
 # started is stopped, by its PID.  Needs curl (to wait for /readyz).
@@ -95,6 +97,12 @@ SALE_ID_RE='[0-9a-f]{64}:[0-9]+'
 "$BIN" --dir "$DIR" market create --name "Test market" --currency GBP >/dev/null \
     || { nok "market create"; finish; }
 NODE_ID=$("$BIN" --dir "$DIR" id --json | sed 's/.*"node": *"\([0-9a-f]*\)".*/\1/')
+# A second stall, admitted to the market (it never runs): somewhere to move
+# units to.  And an id that is no member.
+"$BIN" --dir "$TMP/stallb" init --name "Stall B" >/dev/null || { nok "init of stall B"; finish; }
+B_ID=$("$BIN" --dir "$TMP/stallb" id --json | sed 's/.*"node": *"\([0-9a-f]*\)".*/\1/')
+"$BIN" --dir "$DIR" admit "$B_ID" --name "Stall B" >/dev/null || { nok "admit stall B"; finish; }
+STRANGER=$(printf '%064d' 7)
 
 # ---- before the node runs ------------------------------------------------
 # A port nothing listens on (checked with curl), for the "not running" case
@@ -142,13 +150,21 @@ run return "$NODE_ID:1" tee
 check "return without --reason: exit 2" '[ $rc -eq 2 ]'
 run sales --limit 0
 check "sales --limit 0: exit 2" '[ $rc -eq 2 ]'
+run stock move tee 1
+check "stock move without --to: exit 2" '[ $rc -eq 2 ] && has "$err" "--to"'
+run stock move tee 1 --to 12ab
+check "stock move --to something that is not a node id: exit 2" '[ $rc -eq 2 ] && has "$err" "--to"'
+run stock move tee 0 --to "$B_ID"
+check "stock move of 0 units: exit 2" '[ $rc -eq 2 ]'
+run peers everyone
+check "peers with an argument: exit 2" '[ $rc -eq 2 ]'
 run stock --help
 check "stock --help prints its usage line, exit 0" '[ $rc -eq 0 ] && has "$out" "usage: stallmesh stock"'
 
 # ---- start the node ---------------------------------------------------------
 # start_node: run the node on $PORT, wait (bounded: 10 s) until /readyz answers.
 start_node() {
-    "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" >"$TMP/node.out" 2>>"$TMP/node.err" &
+    "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none >"$TMP/node.out" 2>>"$TMP/node.err" &
     NODE_PID=$!
     for _ in $(seq 1 200); do
         curl -s -o /dev/null --max-time 2 "$URL/readyz" && return 0
@@ -188,6 +204,16 @@ check "status says the node is ready" 'has_line "$out" "ready +yes"'
 run status --json
 check "status --json is one JSON object with the node, the digest and ready" \
     '[ $rc -eq 0 ] && is_json_object "$out" && has "$out" "\"node\": \"$NODE_ID\"" && has "$out" "\"ready\": true" && [ -n "$(json_str "$out" digest)" ]'
+check "status --json has the state's quarantined origins: none" 'has "$out" "\"quarantined\": []"'
+
+# ---- peers -------------------------------------------------------------------
+run peers
+check "peers with no mesh: exit 0, the table's header and no rows" \
+    '[ $rc -eq 0 ] && has_line "$out" "NODE +NAME +ENDPOINT +CONNECTED +LAST SEEN +BEHIND" && [ $(lines "$out") -eq 1 ]'
+check "peers with none says on stderr how to give the node some" 'has "$err" "--peer NODE_ID@tcp://"'
+run peers --json
+check "peers --json is the node's answer: an empty list" \
+    '[ $rc -eq 0 ] && is_json_object "$out" && has "$out" "\"peers\":[]"'
 
 # ---- item add ------------------------------------------------------------------
 run stock
@@ -304,6 +330,36 @@ run sales --since 999999
 check "sales after the last seq says there are none" '[ $rc -eq 0 ] && [ "$out" = "no sales since then" ]'
 run sales --json
 check "sales --json prints the node's JSON" '[ $rc -eq 0 ] && is_json_object "$out" && has "$out" "$SALE2"'
+
+# ---- stock move --------------------------------------------------------------
+run stock move mug 1 --to "$STRANGER"
+check "stock move to a node that is no member: exit 1, the node's unknown_node" \
+    '[ $rc -eq 1 ] && has "$err" "stallmesh: unknown_node" && [ -z "$out" ]'
+run stock move mug 1 --to "$NODE_ID"
+check "stock move to this node itself: exit 1, the node's self_move" \
+    '[ $rc -eq 1 ] && has "$err" "stallmesh: self_move"'
+run stock move mug 1000 --to "$B_ID"
+check "stock move of more than is here: exit 1, insufficient_stock" \
+    '[ $rc -eq 1 ] && has "$err" "insufficient_stock"'
+run stock move mug 1 --to "$STRANGER" --json
+check "with --json a refused move prints the node's error JSON" \
+    '[ $rc -eq 1 ] && is_json_object "$out" && has "$out" "\"unknown_node\""'
+run stock
+MUG_HERE=$(printf '%s\n' "$out" | sed -n 's/^mug  *Blue mug  *12\.50 GBP  *\([0-9]*\)  *\([0-9]*\) .*/\1/p')
+MUG_TOTAL=$(printf '%s\n' "$out" | sed -n 's/^mug  *Blue mug  *12\.50 GBP  *\([0-9]*\)  *\([0-9]*\) .*/\2/p')
+check "the refused moves left mug as it was" '[ -n "$MUG_HERE" ] && [ "$MUG_HERE" -ge 2 ]'
+run stock move mug 2 --to "$B_ID"
+check "stock move to the admitted stall prints what moved and what is left here" \
+    '[ $rc -eq 0 ] && [ "$out" = "mug: moved 2 to $B_ID, $((MUG_HERE - 2)) here" ]'
+run stock
+check "after the move: 2 fewer mugs here, the market total unchanged" \
+    'has_line "$out" "mug +Blue mug +12\.50 GBP +$((MUG_HERE - 2)) +$MUG_TOTAL +0"'
+run stock --json
+check "the stock document lists the moved mugs at stall B, by name" \
+    'printf "%s\n" "$out" | grep -Fq "{\"node\":\"$B_ID\",\"name\":\"Stall B\",\"units\":2}"'
+run stock move tee 1 --to "$B_ID" --json
+check "stock move --json prints the node's JSON" \
+    '[ $rc -eq 0 ] && is_json_object "$out" && [ "$(json_str "$out" to)" = "$B_ID" ]'
 
 # ---- tokens and addresses ----------------------------------------------------
 run_in "$WRONG" item add hat --name Hat --price 100 --node "$URL"

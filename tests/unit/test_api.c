@@ -566,7 +566,8 @@ test_auth_routes_methods(void **state)
 {
     fx *f = *state;
     static const char *const writes[] = {
-        "/api/items", "/api/stock/add", "/api/stock/adjust", "/api/sales", "/api/returns",
+        "/api/items", "/api/stock/add", "/api/stock/adjust", "/api/stock/move",
+        "/api/sales", "/api/returns",
     };
     for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
         call_full(f, SM_HTTP_POST, writes[i], NULL, "{}", false, PHONE, NULL, NOW);
@@ -579,6 +580,14 @@ test_auth_routes_methods(void **state)
                                NULL, NOW), 200);
     assert_int_equal(call_full(f, SM_HTTP_HEAD, "/api/stock", NULL, NULL, false, PHONE,
                                NULL, NOW), 200);
+    assert_int_equal(call_full(f, SM_HTTP_GET, "/api/peers", NULL, NULL, false, PHONE,
+                               NULL, NOW), 200);
+    call_full(f, SM_HTTP_POST, "/api/peers", NULL, "{}", true, TILL, NULL, NOW);
+    expect_error(f, 405, "method_not_allowed");
+    assert_string_equal(f->resp.allow, "GET, HEAD");
+    get(f, "/api/stock/move", NULL);
+    expect_error(f, 405, "method_not_allowed");
+    assert_string_equal(f->resp.allow, "POST");
 
     get(f, "/api/nope", NULL);
     expect_error(f, 404, "not_found");
@@ -829,6 +838,8 @@ test_reads(void **state)
     assert_int_equal(jint(head, "seq"), (int64_t) h.seq);
     assert_int_equal(jint(head, "applied"), (int64_t) h.applied);
     assert_int_equal(json_array_size(json_object_get(f->json, "forks")), 0);
+    assert_true(json_is_array(json_object_get(f->json, "quarantined")));
+    assert_int_equal(json_array_size(json_object_get(f->json, "quarantined")), 0);
 
     assert_int_equal(get(f, "/livez", NULL), 200);
     assert_string_equal(jstr(f->json, "status"), "ok");
@@ -902,6 +913,342 @@ test_finish_and_cancel(void **state)
     assert_false(f->resp.body_borrowed);
 }
 
+/* ---- stock moves, peers, quarantine ------------------------------------ */
+
+/*  A move sends units from here to another member: 201 with the units left
+    here and in the market; the other stall's count goes up by as many.     */
+static void
+test_stock_move(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    char body[256];
+    snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":3,\"to\":\"%s\"}", f->b_hex);
+    assert_int_equal(post(f, "/api/stock/move", body), 201);
+    assert_string_equal(jstr(f->json, "sku"), "jam");
+    assert_int_equal(jint(f->json, "qty"), 3);
+    assert_string_equal(jstr(f->json, "to"), f->b_hex);
+    assert_int_equal(jint(f->json, "here"), 7);
+    assert_int_equal(jint(f->json, "total"), 10);
+    assert_int_equal(units_here(f, "jam"), 7);
+    sm_units u;
+    assert_int_equal(sm_ledger_units(f->a, "jam", &f->idb.pub, &u), 0);
+    assert_int_equal(u.units, 3);
+    assert_int_equal(u.moved_in, 3);
+
+    /* The id in either hex case; the answer names it in lower case. */
+    char upper[SM_ID_HEX_BYTES + 1];
+    for (size_t i = 0; i <= SM_ID_HEX_BYTES; i++)
+        upper[i] = (f->b_hex[i] >= 'a' && f->b_hex[i] <= 'f')
+                   ? (char) (f->b_hex[i] - 'a' + 'A') : f->b_hex[i];
+    snprintf(body, sizeof body, "{\"sku\":\"tea\",\"qty\":5,\"to\":\"%s\"}", upper);
+    assert_int_equal(post(f, "/api/stock/move", body), 201);
+    assert_string_equal(jstr(f->json, "to"), f->b_hex);
+    assert_int_equal(jint(f->json, "here"), 0);
+    assert_int_equal(jint(f->json, "total"), 5);
+
+    /* The stock page lists the units at their new location, by name. */
+    refresh(f, 1);
+    assert_int_equal(get(f, "/api/stock", NULL), 200);
+    json_t *tea = json_array_get(json_object_get(f->json, "items"), 1);
+    assert_string_equal(jstr(tea, "sku"), "tea");
+    assert_int_equal(jint(tea, "here"), 0);
+    bool saw_b = false;
+    json_t *locs = json_object_get(tea, "locations");
+    for (size_t i = 0; i < json_array_size(locs); i++) {
+        json_t *l = json_array_get(locs, i);
+        if (strcmp(jstr(l, "node"), f->b_hex) == 0) {
+            saw_b = true;
+            assert_string_equal(jstr(l, "name"), "Bakery");
+            assert_int_equal(jint(l, "units"), 5);
+        }
+    }
+    assert_true(saw_b);
+}
+
+/*  More than is here: 409 insufficient_stock with the units here and in
+    the market, as for sales; nothing moves.                                 */
+static void
+test_stock_move_insufficient(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    char body[256];
+    snprintf(body, sizeof body, "{\"sku\":\"tea\",\"qty\":6,\"to\":\"%s\"}", f->b_hex);
+    post(f, "/api/stock/move", body);
+    expect_error(f, 409, "insufficient_stock");
+    assert_string_equal(jstr(f->json, "sku"), "tea");
+    assert_int_equal(jint(f->json, "here"), 5);
+    assert_int_equal(jint(f->json, "total"), 5);
+    assert_non_null(strstr(jstr(f->json, "detail"), "6 units wanted"));
+    assert_int_equal(units_here(f, "tea"), 5);
+    sm_units u;
+    assert_int_equal(sm_ledger_units(f->a, "tea", &f->idb.pub, &u), SM_ENOTFOUND);
+}
+
+/*  Bad moves are refused before the core sees them: shape (400), this node
+    as the destination (400 self_move), an unknown sku (404), an id that is
+    no member or a revoked one (404 unknown_node); the store is unchanged.  */
+static void
+test_stock_move_refused(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    /* A third node, admitted and then revoked, and a fourth never admitted. */
+    sm_identity idc, idd;
+    tu_identity(&idc, 3);
+    tu_identity(&idd, 4);
+    sm_body admit = tu_admit(&idc.pub, "Cheese", SM_ROLE_STALL);
+    assert_int_equal(sm_ledger_append(f->a, &admit, NOW, NULL), 0);
+    sm_body revoke = tu_revoke(&idc.pub, 0);
+    assert_int_equal(sm_ledger_append(f->a, &revoke, NOW, NULL), 0);
+    char c_hex[SM_ID_HEX_BYTES + 1], d_hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&idc.pub, c_hex);
+    sm_id_format(&idd.pub, d_hex);
+
+    char bodies[9][256];
+    snprintf(bodies[0], 256, "{\"sku\":\"jam\",\"qty\":1}");
+    snprintf(bodies[1], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"b\"}");
+    snprintf(bodies[2], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%.63s\"}", f->b_hex);
+    snprintf(bodies[3], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%sz\"}", f->b_hex);
+    snprintf(bodies[4], 256, "{\"sku\":\"jam\",\"qty\":0,\"to\":\"%s\"}", f->b_hex);
+    snprintf(bodies[5], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":7}");
+    snprintf(bodies[6], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%s\",\"from\":\"x\"}",
+             f->b_hex);
+    snprintf(bodies[7], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%s\"}", f->a_hex);
+    snprintf(bodies[8], 256, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%.62sxy\"}", f->b_hex);
+    static const struct { const char *code, *field; } want[9] = {
+        { "missing_field", "to" }, { "bad_value", "to" }, { "bad_value", "to" },
+        { "bad_value", "to" }, { "bad_quantity", "qty" }, { "wrong_type", "to" },
+        { "unknown_field", "from" }, { "self_move", "to" }, { "bad_value", "to" },
+    };
+    uint64_t version_before, version_after;
+    assert_int_equal(sm_ledger_version(f->a, &version_before), 0);
+    for (size_t i = 0; i < 9; i++) {
+        post(f, "/api/stock/move", bodies[i]);
+        if (f->resp.status != 400 || !f->json
+            || strcmp(jstr(f->json, "error"), want[i].code) != 0)
+            fail_msg("case %zu (%s): %d %.*s", i, bodies[i], f->resp.status,
+                     (int) f->resp.body_len, f->resp.body ? f->resp.body : "");
+        assert_string_equal(jstr(f->json, "field"), want[i].field);
+        assert_int_equal(f->handled, SM_API_DONE);
+    }
+
+    char body[256];
+    snprintf(body, sizeof body, "{\"sku\":\"nope\",\"qty\":1,\"to\":\"%s\"}", f->b_hex);
+    post(f, "/api/stock/move", body);
+    expect_error(f, 404, "unknown_sku");
+    snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%s\"}", d_hex);
+    post(f, "/api/stock/move", body);
+    expect_error(f, 404, "unknown_node");
+    assert_string_equal(jstr(f->json, "field"), "to");
+    assert_string_equal(jstr(f->json, "to"), d_hex);
+    assert_null(strstr(jstr(f->json, "detail"), "revoked"));
+    snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":1,\"to\":\"%s\"}", c_hex);
+    post(f, "/api/stock/move", body);
+    expect_error(f, 404, "unknown_node");
+    assert_non_null(strstr(jstr(f->json, "detail"), "revoked"));
+    assert_int_equal(f->handled, SM_API_DONE);
+
+    assert_int_equal(sm_ledger_version(f->a, &version_after), 0);
+    assert_int_equal(version_before, version_after);
+    assert_int_equal(units_here(f, "jam"), 10);
+}
+
+/*  GET /metrics of f->api as text (returned: caller frees).                */
+static char *
+metrics_text(fx *f)
+{
+    sm_http_req req = { .method = SM_HTTP_GET, .path = "/metrics", .query = "",
+                        .client = PHONE };
+    sm_core_req *w = NULL;
+    sm_http_resp_clear(&f->resp);
+    assert_int_equal(sm_api_handle(f->api, &req, NOW, &f->resp, &w), SM_API_DONE);
+    assert_int_equal(f->resp.status, 200);
+    char *text = strndup(f->resp.body, f->resp.body_len);
+    assert_non_null(text);
+    sm_http_resp_clear(&f->resp);
+    return text;
+}
+
+/*  Peers as a test gives them in place of the core's table.                */
+typedef struct {
+    sm_gossip_peer peers[4];
+    size_t n;
+    size_t calls;
+} peers_stub;
+
+static size_t
+peers_stub_fn(void *arg, sm_gossip_peer *out, size_t cap)
+{
+    peers_stub *p = arg;
+    p->calls++;
+    size_t n = p->n < cap ? p->n : cap;
+    memcpy(out, p->peers, n * sizeof *out);
+    return n;
+}
+
+/*  GET /api/peers without a core is an empty list; with peers, each is
+    listed (in node order, never this node) with its roster name ("" when
+    not admitted yet), endpoint, connection, last_seen (RFC 3339, or null
+    when never heard from) and counters; /metrics counts the connected ones. */
+static void
+test_peers(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(call_full(f, SM_HTTP_GET, "/api/peers", NULL, NULL, false,
+                               PHONE, NULL, NOW), 200);
+    assert_string_equal(f->resp.content_type, "application/json");
+    json_t *list = json_object_get(f->json, "peers");
+    assert_true(json_is_array(list));
+    assert_int_equal(json_array_size(list), 0);
+
+    peers_stub stub;
+    memset(&stub, 0, sizeof stub);
+    sm_identity stranger;
+    tu_identity(&stranger, 9);
+    char s_hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&stranger.pub, s_hex);
+    /* Listed in the order given; the API sorts them by node id. */
+    bool b_first = memcmp(f->idb.pub.b, stranger.pub.b, SM_KEY_BYTES) < 0;
+    stub.peers[0].node = b_first ? stranger.pub : f->idb.pub;
+    stub.peers[1].node = f->ida.pub;           /* this node: never listed */
+    stub.peers[2].node = b_first ? f->idb.pub : stranger.pub;
+    sm_gossip_peer *pb = b_first ? &stub.peers[2] : &stub.peers[0];
+    sm_gossip_peer *ps = b_first ? &stub.peers[0] : &stub.peers[2];
+    snprintf(pb->endpoint, sizeof pb->endpoint, "tcp://127.0.0.1:7401");
+    pb->up = true;
+    pb->last_seen_ms = NOW + 1500;
+    pb->entries_behind = 4;
+    pb->entries_received = 12;
+    pb->entries_sent = 30;
+    pb->refused = 1;
+    snprintf(ps->endpoint, sizeof ps->endpoint, "tcp://127.0.0.1:74\xff" "2");
+    stub.n = 3;
+
+    sm_metrics *metrics = sm_metrics_new();
+    assert_non_null(metrics);
+    sm_api_opts o = { .ledger = f->a, .node = f->ida.pub, .metrics = metrics,
+                      .peers = peers_stub_fn, .peers_arg = &stub };
+    sm_api *with = sm_api_new(&o, NULL);
+    assert_non_null(with);
+    sm_api *plain = f->api;
+    f->api = with;
+    assert_int_equal(call_full(f, SM_HTTP_GET, "/api/peers", NULL, NULL, false,
+                               PHONE, NULL, NOW), 200);
+    list = json_object_get(f->json, "peers");
+    assert_int_equal(json_array_size(list), 2);
+    json_t *jb = json_array_get(list, b_first ? 0 : 1);
+    json_t *js = json_array_get(list, b_first ? 1 : 0);
+    assert_string_equal(jstr(jb, "node"), f->b_hex);
+    assert_string_equal(jstr(jb, "name"), "Bakery");
+    assert_string_equal(jstr(jb, "endpoint"), "tcp://127.0.0.1:7401");
+    assert_true(json_is_true(json_object_get(jb, "connected")));
+    assert_string_equal(jstr(jb, "last_seen"), "2023-11-14T22:13:21.500Z");
+    assert_int_equal(jint(jb, "entries_behind"), 4);
+    assert_int_equal(jint(jb, "entries_received"), 12);
+    assert_int_equal(jint(jb, "entries_sent"), 30);
+    assert_int_equal(jint(jb, "refused"), 1);
+    assert_string_equal(jstr(js, "node"), s_hex);
+    assert_string_equal(jstr(js, "name"), "");
+    assert_string_equal(jstr(js, "endpoint"), "tcp://127.0.0.1:74?2");
+    assert_true(json_is_false(json_object_get(js, "connected")));
+    assert_true(json_is_null(json_object_get(js, "last_seen")));
+    assert_int_equal(jint(js, "entries_behind"), 0);
+
+    /* /metrics: one peer connected (this node's own entry never counts),
+       no forks; then both. */
+    stub.peers[1].up = true;
+    char *text = metrics_text(f);
+    assert_non_null(strstr(text, "\nstallmesh_peers_connected 1\n"));
+    assert_non_null(strstr(text, "\nstallmesh_forks 0\n"));
+    free(text);
+    stub.peers[0].up = stub.peers[2].up = true;
+    text = metrics_text(f);
+    assert_non_null(strstr(text, "\nstallmesh_peers_connected 2\n"));
+    free(text);
+    assert_true(stub.calls >= 3);
+
+    sm_http_resp_clear(&f->resp);
+    f->api = plain;
+    sm_api_destroy(&with);
+    sm_metrics_destroy(&metrics);
+}
+
+/*  Two validly signed entries of the other stall at one seq (a fork), and
+    again at another seq: the state lists both pieces of evidence under
+    "forks" and the origin once under "quarantined"; /metrics counts the
+    evidence.                                                                 */
+static void
+test_state_quarantined(void **state)
+{
+    fx *f = *state;
+    sm_body add = tu_item("bread", "Bread", 250);
+    assert_int_equal(sm_ledger_append(f->b, &add, NOW, NULL), 0);
+    tu_sync(f->b, f->a, NOW);
+    sm_head h;
+    sm_market m;
+    assert_int_equal(sm_ledger_head(f->b, &f->idb.pub, &h), 0);
+    assert_int_equal(sm_ledger_market(f->b, &m), 0);
+    sm_entry e1, e2;
+    memset(&e1, 0, sizeof e1);
+    e1.version = SM_ENTRY_VERSION;
+    e1.market = m.market;
+    e1.origin = f->idb.pub;
+    e1.seq = h.seq + 1;
+    e1.prev = h.link;
+    e1.hlc = SM_HLC_MAKE(NOW, 1);
+    e1.body = tu_add("bread", 1);
+    e2 = e1;
+    e2.body = tu_add("bread", 2);
+    uint8_t b1[SM_ENTRY_BYTES_MAX], b2[SM_ENTRY_BYTES_MAX];
+    sm_signed s1 = { b1, 0, { 0 } }, s2 = { b2, 0, { 0 } };
+    s1.len = tu_sign(&e1, &f->idb, b1, s1.sig);
+    s2.len = tu_sign(&e2, &f->idb, b2, s2.sig);
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(f->a, &s1, 1, NOW, &res), 0);
+    assert_int_equal(sm_ledger_ingest(f->a, &s2, 1, NOW, &res), SM_EFORK);
+    /* A second equivocation of the same origin, at its first entry. */
+    assert_int_equal(h.seq, 1);
+    sm_entry e0 = e1;
+    e0.seq = 1;
+    memset(e0.prev.b, 0, SM_HASH_BYTES);
+    e0.body = tu_item("bread", "Rye bread", 300);
+    uint8_t b0[SM_ENTRY_BYTES_MAX];
+    sm_signed s0 = { b0, 0, { 0 } };
+    s0.len = tu_sign(&e0, &f->idb, b0, s0.sig);
+    assert_int_equal(sm_ledger_ingest(f->a, &s0, 1, NOW, &res), SM_EFORK);
+
+    assert_int_equal(get(f, "/api/state", NULL), 200);
+    json_t *forks = json_object_get(f->json, "forks");
+    assert_int_equal(json_array_size(forks), 2);
+    for (size_t i = 0; i < json_array_size(forks); i++)
+        assert_string_equal(jstr(json_array_get(forks, i), "origin"), f->b_hex);
+    assert_int_equal(jint(json_array_get(forks, 0), "seq"), 1);
+    assert_int_equal(jint(json_array_get(forks, 1), "seq"), (int64_t) e1.seq);
+    json_t *q = json_object_get(f->json, "quarantined");
+    assert_int_equal(json_array_size(q), 1);
+    assert_string_equal(json_string_value(json_array_get(q, 0)), f->b_hex);
+    size_t nforks = json_array_size(forks);
+
+    sm_metrics *metrics = sm_metrics_new();
+    sm_api_opts o = { .ledger = f->a, .node = f->ida.pub, .metrics = metrics };
+    sm_api *with = sm_api_new(&o, NULL);
+    assert_non_null(with);
+    sm_api *plain = f->api;
+    f->api = with;
+    char line[64];
+    snprintf(line, sizeof line, "\nstallmesh_forks %zu\n", nforks);
+    char *text = metrics_text(f);
+    assert_non_null(strstr(text, line));
+    assert_non_null(strstr(text, "\nstallmesh_peers_connected 0\n"));
+    free(text);
+    sm_http_resp_clear(&f->resp);
+    f->api = plain;
+    sm_api_destroy(&with);
+    sm_metrics_destroy(&metrics);
+}
+
 int
 main(void)
 {
@@ -922,6 +1269,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_delta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stock_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stock_move_insufficient, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stock_move_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_quarantined, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

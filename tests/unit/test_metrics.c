@@ -197,6 +197,8 @@ static const char *const s_gauge_names[SM_GAUGE_COUNT] = {
     [SM_GAUGE_WS_CLIENTS] = "stallmesh_ws_clients",
     [SM_GAUGE_HTTP_CONNECTIONS] = "stallmesh_http_connections",
     [SM_GAUGE_STATE_VERSION] = "stallmesh_state_version",
+    [SM_GAUGE_PEERS_CONNECTED] = "stallmesh_peers_connected",
+    [SM_GAUGE_FORKS] = "stallmesh_forks",
 };
 
 static const char *const s_le[] = {
@@ -232,7 +234,7 @@ test_new_all_zero(void **state)
         assert_true(s_bucket(&p, b) == 0);
     assert_true(s_value(&p, "stallmesh_commit_seconds_count") == 0);
     assert_true(s_value(&p, "stallmesh_commit_seconds_sum") == 0);
-    /* 7 counters + 3 gauges + requests + histogram */
+    /* the counters, the gauges, requests and the histogram */
     assert_int_equal(p.nfamilies, SM_METRIC_COUNTERS + SM_GAUGE_COUNT + 2);
     for (int i = 0; i < p.nfamilies; i++) {
         if (strcmp(p.families[i].name, "stallmesh_http_requests_total") == 0) {
