@@ -2,7 +2,9 @@
 #
 #   make            build/stallmesh and build/libstallmesh.a
 #   make run        install missing packages, build, start a node (see README)
-#   make test       install missing packages, unit tests, the same under ASan+UBSan
+#   make test       install missing packages, unit tests, the same under ASan+UBSan,
+#                   integration and browser tests
+#   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
 #   make fuzz       libFuzzer target for the entry decoder (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -12,7 +14,7 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode
+PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -28,11 +30,14 @@ SAN_BUILD  := $(BUILD)/san
 
 CLI_SRCS := src/main.c $(wildcard src/cli_*.c)
 LIB_SRCS := $(filter-out $(CLI_SRCS),$(wildcard src/*.c))
-LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The pages (www/) are embedded in the library as generated C (src/assets.h).
+WWW_FILES := $(sort $(wildcard www/*))
+GEN_ASSETS := $(BUILD)/gen/assets.c
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen_assets.o
 CLI_OBJS := $(CLI_SRCS:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TESTS     := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-SAN_LIB_OBJS := $(LIB_SRCS:src/%.c=$(SAN_BUILD)/obj/%.o)
+SAN_LIB_OBJS := $(LIB_SRCS:src/%.c=$(SAN_BUILD)/obj/%.o) $(SAN_BUILD)/obj/gen_assets.o
 SAN_TESTS := $(TEST_SRCS:tests/unit/%.c=$(SAN_BUILD)/tests/%)
 TEST_SUPPORT := $(wildcard tests/unit/support/*.c)
 BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
@@ -40,13 +45,18 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run test unit unit-san integration bench tools fuzz install clean
+.PHONY: all deps run test unit unit-san integration browser bench tools fuzz install clean
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
 	@sh deploy/deps.sh
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+# www itself is a prerequisite so that adding or removing a file regenerates.
+$(GEN_ASSETS): deploy/embed.sh www $(WWW_FILES) | $(BUILD)/gen
+	sh deploy/embed.sh $@ $(WWW_FILES)
+$(BUILD)/obj/gen_assets.o: $(GEN_ASSETS) src/assets.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 $(BUILD)/libstallmesh.a: $(LIB_OBJS)
 	ar rcs $@ $^
@@ -57,6 +67,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libstallmesh.a | $(BUI
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS) $(CMOCKA_LIBS)
 
 $(SAN_BUILD)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h) | $(SAN_BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
+$(SAN_BUILD)/obj/gen_assets.o: $(GEN_ASSETS) src/assets.h | $(SAN_BUILD)/obj
 	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
 $(SAN_BUILD)/libstallmesh.a: $(SAN_LIB_OBJS)
 	ar rcs $@ $^
@@ -73,7 +85,7 @@ $(BUILD)/tools/%: tests/tools/%.c | $(BUILD)/tools
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS) -lev
 tools: $(TOOLS)
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(BUILD)/tools $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
+$(BUILD)/obj $(BUILD)/gen $(BUILD)/tests $(BUILD)/bench $(BUILD)/tools $(SAN_BUILD)/obj $(SAN_BUILD)/tests:
 	mkdir -p $@
 
 # Each unit test binary runs on its own; a failure stops the run.
@@ -85,10 +97,15 @@ unit-san: $(SAN_TESTS)
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 integration: all tools
-	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; sh $$t $(BUILD)/stallmesh; done
+	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; bash $$t $(BUILD)/stallmesh $(BUILD)/tools/wsprobe; done
+
+# Installs chromium, node and npm (apt) and playwright-core (npm ci) if missing.
+browser: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/browser/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration
+	@$(MAKE) --no-print-directory all unit unit-san integration browser
 	@echo "make test: all suites passed"
 
 bench: deps
@@ -97,9 +114,9 @@ bench: deps
 
 FUZZ_CC ?= clang
 fuzz: $(BUILD)/fuzz_entry
-$(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) | $(BUILD)/obj
+$(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(GEN_ASSETS) | $(BUILD)/obj
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
-	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(LDLIBS)
+	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(GEN_ASSETS) $(LDLIBS)
 	@echo "run: mkdir -p $(BUILD)/fuzz-corpus && $@ $(BUILD)/fuzz-corpus tests/fuzz/corpus -max_total_time=60"
 
 run: deps all

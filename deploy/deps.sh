@@ -3,7 +3,8 @@
 # As root it runs apt-get; otherwise it prints the exact line to run.
 set -eu
 PKGS="build-essential pkg-config libzmq3-dev liblmdb-dev libsodium-dev libmsgpack-dev
-libwebsockets-dev libjansson-dev libcmocka-dev libinih-dev libqrencode-dev"
+libwebsockets-dev libjansson-dev libcmocka-dev libinih-dev libqrencode-dev
+libcurl4-openssl-dev libev-dev curl jq"
 [ -n "${STALLMESH_EXTRA_PKGS:-}" ] && PKGS="$PKGS $STALLMESH_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

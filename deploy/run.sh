@@ -1,8 +1,9 @@
 #!/bin/sh
 # `make run`: start a node on the default data directory, creating it on
-# first use (an identity and a one-stall market).  Until the long-running
-# node (`stallmesh run`: HTTP, till, mesh) is built, it prints the node's
-# identity, market and the state of its store, and says so.
+# first use (an identity and a one-stall market), and print the URLs of
+# the stock page and the till and where the till's token is.
+#   STALLMESH_DIR   data directory (default ~/.local/share/stallmesh)
+#   STALLMESH_HTTP  HOST:PORT to serve on (default 0.0.0.0:8080)
 set -eu
 bin=${1:-build/stallmesh}
 dir=${STALLMESH_DIR:-$HOME/.local/share/stallmesh}
@@ -13,12 +14,6 @@ if [ ! -f "$dir/identity" ]; then
     "$bin" market create --name "${STALLMESH_MARKET:-My market}" \
         --currency "${STALLMESH_CURRENCY:-GBP}" >/dev/null
 fi
-if "$bin" --help 2>&1 | grep -q '^  run '; then
-    exec "$bin" run
-fi
 echo "run: data directory $dir"
-"$bin" id
-echo "digest  $("$bin" digest)"
-"$bin" verify
-echo "run: this release has the store, the log and the CLI ('$bin --help');"
-echo "run: the long-running node with the stock page and till is not built yet."
+"$bin" id | head -n 1
+exec "$bin" run --http "${STALLMESH_HTTP:-0.0.0.0:8080}"

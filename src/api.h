@@ -42,8 +42,14 @@ typedef struct {
     size_t body_len;
 } sm_http_req;
 
-/*  A response.  `body` is malloc'd and the caller frees it, unless
-    `body_borrowed` (then it lives until the next sm_api_refresh).           */
+/*  A response.  `body` is malloc'd and freed by sm_http_resp_clear, unless
+    `body_borrowed`: then the caller must not free it, and it stays valid
+    until sm_http_resp_clear of this response, however many sm_api_refresh
+    calls come in between (the stock snapshot is shared by reference, via
+    `body_owner`).  So: clear every response once it is sent or dropped, and
+    zero a response (or clear it) before filling it by hand.  A 304 has no
+    body and no content type.  For HEAD send the headers of the answer
+    (Content-Length = body_len) without the body.  One thread only.          */
 typedef struct {
     int status;
     const char *content_type;  /* static string */
@@ -53,7 +59,8 @@ typedef struct {
     char etag[40];             /* with quotes; "" = none */
     const char *cache_control; /* static; NULL = none */
     const char *allow;         /* static; for 405 */
-    int retry_after_s;         /* for 429; 0 = none */
+    int retry_after_s;         /* for 429 and 503; 0 = none */
+    void *body_owner;          /* the API's: keeps a shared body alive; NULL */
 } sm_http_resp;
 
 typedef struct {
@@ -74,12 +81,17 @@ void sm_api_destroy(sm_api **self_p);
 #define SM_API_WRITE  1        /* *write is a core request to submit */
 
 /*  Route and answer `req` at time now_ms (unix ms).  Returns SM_API_DONE
-    with *resp filled, or SM_API_WRITE with *write set (returned: the caller
+    with *resp filled (every route, error and status: 200, 304, 400, 401,
+    404, 405 with `allow`, 429 with `retry_after_s`, 503), or SM_API_WRITE
+    with *write set and *resp untouched but zeroed (returned: the caller
     submits it to the core and later passes it to sm_api_finish, or to
-    sm_api_cancel if it cannot be submitted).                                */
+    sm_api_cancel if it cannot be submitted).  Never fails otherwise; a
+    missing body is a 400, so 413 (too large) is the caller's to answer.     */
 int sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                   sm_http_resp *resp, sm_core_req **write);
-/*  The response to a write the core has answered; frees `write`.           */
+/*  The response to a write the core has answered (its rc and seq set);
+    frees `write`.  A write that could not be submitted may also come here
+    with rc set to the reason (SM_EBUSY: 503 busy, Retry-After 1).          */
 void sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
                    sm_http_resp *resp);
 /*  Free a write that was never submitted.                                  */
@@ -91,10 +103,18 @@ void sm_api_cancel(sm_api *self, sm_core_req *write);
     error.                                                                    */
 int sm_api_refresh(sm_api *self, uint64_t now_ms, char **delta, size_t *delta_len);
 /*  The current snapshot as a websocket message (borrowed until the next
-    refresh).                                                                 */
+    refresh).  Builds it first if none was built yet (reading the wall clock
+    for its "as_of"); 0 or the ledger's error.                                */
 int sm_api_snapshot_message(sm_api *self, const char **msg, size_t *len);
 
-/*  Free a response's body (unless borrowed) and reset it.                  */
+/*  Fill *resp with a JSON error {"error": code, "detail": detail} for the
+    web server's own refusals (413 too_large, 503 busy, ...).  The body is
+    malloc'd (or, out of memory, a static 503 marked borrowed).               */
+void sm_api_error(sm_http_resp *resp, int status, const char *code,
+                  const char *detail);
+
+/*  Free a response's body (unless borrowed), let go of a shared one, and
+    reset it.  Safe on a zeroed response and twice.                           */
 void sm_http_resp_clear(sm_http_resp *resp);
 
 #endif

@@ -2,10 +2,12 @@
 
     main.c parses the global options and dispatches to one sm__cmd_* per
     command (cli_node.c: init; cli_market.c: market create, admit, join,
-    revoke; cli_ledger.c: digest, verify, reindex, log).  cli_util.c holds
-    the data directory, file and validation helpers and the error printer;
-    cli_json.c is the only file that includes jansson.h and cli_qr.c the only
-    one that includes qrencode.h (STYLE 3).
+    revoke; cli_ledger.c: digest, verify, reindex, log; cli_api.c: item,
+    stock, sell, return, hold, sales, status, which talk to the running
+    node's JSON API).  cli_util.c holds the data directory, file and
+    validation helpers and the error printer; cli_json.c is the only file
+    that includes jansson.h, cli_qr.c the only one that includes qrencode.h
+    and cli_http.c the only one that includes curl/curl.h (STYLE 3).
 
     Exit status: SM__EXIT_OK, SM__EXIT_FAIL for an operating error (the
     message says what was wrong and what to do), SM__EXIT_USAGE for a
@@ -34,12 +36,16 @@
 #define SM__IDENTITY_FILE  "identity"
 #define SM__API_TOKEN_FILE "api-token"
 #define SM__NAME_FILE      "name"
+#define SM__HTTP_FILE      "http"      /* the running node's API address */
+#define SM__NODE_ENV       "STALLMESH_NODE"
+#define SM__NODE_DEFAULT   "http://127.0.0.1:8080"
 #define SM__STORE_DIR      "store"
 #define SM__API_TOKEN_BYTES 32u
 
 /* What every command gets from the global options. */
 typedef struct {
     char dir[PATH_MAX];        /* the data directory */
+    const char *node;          /* --node before the command, or NULL; borrowed */
 } sm__cli;
 
 /* One command: argv[0] is its name; returns an SM__EXIT_* status. */
@@ -53,6 +59,14 @@ int sm__cmd_digest(sm__cli *cli, int argc, char **argv);
 int sm__cmd_verify(sm__cli *cli, int argc, char **argv);
 int sm__cmd_reindex(sm__cli *cli, int argc, char **argv);
 int sm__cmd_log(sm__cli *cli, int argc, char **argv);
+int sm__cmd_run(sm__cli *cli, int argc, char **argv);
+int sm__cmd_item(sm__cli *cli, int argc, char **argv);
+int sm__cmd_stock(sm__cli *cli, int argc, char **argv);
+int sm__cmd_sell(sm__cli *cli, int argc, char **argv);
+int sm__cmd_return(sm__cli *cli, int argc, char **argv);
+int sm__cmd_hold(sm__cli *cli, int argc, char **argv);
+int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
+int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 
 /* ---- cli_util.c ------------------------------------------------------ */
 
@@ -131,6 +145,26 @@ void sm__json_append(sm__json *arr, sm__json *val);                 /* taken */
     is how a failed constructor shows).  0, SM_ENOMEM or SM_EIO.              */
 int sm__json_print(sm__json **v_p);
 void sm__json_destroy(sm__json **v_p);
+/*  `v` as compact JSON text (returned: caller frees), or NULL if a setter
+    failed on the way or there is no memory.  `v` stays the caller's.       */
+char *sm__json_dump(const sm__json *v);
+
+/*  Reading JSON (answers from the node).  sm__json_parse returns the value
+    of text[0..len) (caller destroys), or NULL if it is not JSON or nests
+    deeper than jansson allows.  The getters borrow from their argument and
+    tolerate NULL and wrong types: a missing key, a value of another type or
+    a non-object all give NULL / false / 0, so a caller checks once.        */
+sm__json *sm__json_parse(const char *text, size_t len);
+const sm__json *sm__json_get(const sm__json *obj, const char *key);
+const char *sm__json_get_str(const sm__json *obj, const char *key);
+bool sm__json_get_int(const sm__json *obj, const char *key, int64_t *out);
+bool sm__json_get_bool(const sm__json *obj, const char *key, bool *out);
+size_t sm__json_size(const sm__json *v);           /* array elements or object keys */
+const sm__json *sm__json_at(const sm__json *arr, size_t i);
+/*  Call fn(key, value, arg) for each member of an object in order; stops
+    at and returns fn's first non-zero result.  0 if `obj` is no object.    */
+typedef int (*sm__json_member_fn)(const char *key, const sm__json *val, void *arg);
+int sm__json_each(const sm__json *obj, sm__json_member_fn fn, void *arg);
 
 /* ---- cli_qr.c: the only user of libqrencode ------------------------- */
 
@@ -139,5 +173,29 @@ void sm__json_destroy(sm__json **v_p);
     drawn for light text on a dark terminal (as `qrencode -t UTF8` does).
     0, SM_ETOOBIG (too long for any QR version) or SM_ENOMEM.                 */
 int sm__qr_print(const char *text, FILE *out);
+
+/* ---- cli_http.c: the only user of libcurl --------------------------- */
+
+typedef enum { SM__HTTP_GET = 1, SM__HTTP_POST, SM__HTTP_DELETE } sm__http_method;
+
+typedef struct {
+    long status;               /* the HTTP status the node answered */
+    char *body;                /* NUL-terminated; freed by sm__http_resp_clear */
+    size_t body_len;
+    bool unreachable;          /* on SM_EIO: nothing listens at the address */
+    char error[320];           /* on failure: why, for a message */
+} sm__http_resp;
+
+/*  One request to `url` with an optional bearer `token` (hex, borrowed) and,
+    for POST only, a JSON `body`.  Bounded by SM_CLI_CONNECT_TIMEOUT_MS,
+    SM_CLI_REQUEST_TIMEOUT_MS and SM_CLI_RESPONSE_BYTES_MAX.  Returns 0 when
+    the node answered, whatever the status (*resp filled, the caller clears
+    it); else SM_EIO (not reached, or no answer in time), SM_ETOOBIG (the
+    answer was too large), SM_EINVAL (libcurl too old) or SM_ENOMEM, with
+    resp->error saying why and no body to clear.                             */
+int sm__http_request(sm__http_method method, const char *url, const char *token,
+                     const char *body, sm__http_resp *resp);
+/*  Free resp's body and reset it; safe twice and with NULL.               */
+void sm__http_resp_clear(sm__http_resp *resp);
 
 #endif

@@ -7,7 +7,11 @@
     its value and sets the flag, and sm__json_print then
     refuses to print what would be a partial document.  Keys keep their
     insertion order, and a document prints on one line ("key": value, ...),
-    which is what JSON-lines consumers and the tests expect.                 */
+    which is what JSON-lines consumers and the tests expect.
+
+    The reading side (answers from the node's API) hands out borrowed
+    views into a parsed document; getters take NULL and values of the wrong
+    type quietly, so the commands test a field once, where they use it.     */
 #include <assert.h>
 #include <stdio.h>
 
@@ -127,4 +131,101 @@ sm__json_destroy(sm__json **v_p)
     assert(v_p != NULL);
     json_decref(s_j(*v_p));
     *v_p = NULL;
+}
+
+char *
+sm__json_dump(const sm__json *v)
+{
+    if (v == NULL || s_failed)
+        return NULL;
+    return json_dumps((const json_t *)v, JSON_COMPACT);
+}
+
+sm__json *
+sm__json_parse(const char *text, size_t len)
+{
+    assert(text != NULL);
+    json_error_t error;
+    /* JSON_DECODE_ANY: the answer may be any value; the caller checks. */
+    return (sm__json *)json_loadb(text, len, JSON_DECODE_ANY, &error);
+}
+
+/*  The const views below cast away const only to call jansson's getters,
+    which do not modify the value.                                           */
+static json_t *
+s_jc(const sm__json *v)
+{
+    return (json_t *)v;
+}
+
+const sm__json *
+sm__json_get(const sm__json *obj, const char *key)
+{
+    assert(key != NULL);
+    if (obj == NULL || !json_is_object(s_jc(obj)))
+        return NULL;
+    return (const sm__json *)json_object_get(s_jc(obj), key);
+}
+
+const char *
+sm__json_get_str(const sm__json *obj, const char *key)
+{
+    json_t *v = s_jc(sm__json_get(obj, key));
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+bool
+sm__json_get_int(const sm__json *obj, const char *key, int64_t *out)
+{
+    assert(out != NULL);
+    json_t *v = s_jc(sm__json_get(obj, key));
+    if (!json_is_integer(v))
+        return false;
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+bool
+sm__json_get_bool(const sm__json *obj, const char *key, bool *out)
+{
+    assert(out != NULL);
+    json_t *v = s_jc(sm__json_get(obj, key));
+    if (!json_is_boolean(v))
+        return false;
+    *out = json_is_true(v);
+    return true;
+}
+
+size_t
+sm__json_size(const sm__json *v)
+{
+    if (json_is_array(s_jc(v)))
+        return json_array_size(s_jc(v));
+    if (json_is_object(s_jc(v)))
+        return json_object_size(s_jc(v));
+    return 0;
+}
+
+const sm__json *
+sm__json_at(const sm__json *arr, size_t i)
+{
+    if (!json_is_array(s_jc(arr)))
+        return NULL;
+    return (const sm__json *)json_array_get(s_jc(arr), i);
+}
+
+int
+sm__json_each(const sm__json *obj, sm__json_member_fn fn, void *arg)
+{
+    assert(fn != NULL);
+    if (!json_is_object(s_jc(obj)))
+        return 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(s_jc(obj), key, val) {
+        int rc = fn(key, (const sm__json *)val, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }

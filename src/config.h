@@ -47,8 +47,16 @@ int sm_config_load(sm_config *cfg, const char *path, char *err, size_t errlen);
 int sm_config_set(sm_config *cfg, const char *section, const char *key,
                   const char *value, char *err, size_t errlen);
 
-/*  Parse "HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]).      */
+/*  Parse "HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]).
+    host gets the host without brackets ("::1" for "[::1]:8080"), at most
+    hostcap bytes with its NUL; the port is 1..65535.  0 or SM_EINVAL (host
+    and *port untouched).                                                    */
 int sm_config_parse_listen(const char *text, char *host, size_t hostcap,
                            uint16_t *port);
+
+/*  The whole configuration in the file's format into buf[0..cap) (for a
+    config check: what the node will run with).  Returns the length the text
+    needs without its NUL, as snprintf does; it is whole if that is < cap.  */
+int sm_config_format(const sm_config *cfg, char *buf, size_t cap);
 
 #endif

@@ -32,12 +32,14 @@ typedef struct {
     uint64_t seq;              /* the appended entry's seq */
     uint64_t submit_ns;        /* set by sm_core_submit (monotonic clock) */
     uint64_t commit_ns;        /* set by the core: when it was durable */
+    void *tag;                 /* the submitter's; the core never touches it */
 } sm_core_req;
 
 typedef void (*sm_core_wake_fn)(void *arg);
 
 typedef struct {
     sm_ledger *ledger;         /* borrowed; the core is its only writer */
+    sm_id node;                /* this node: whose expired holds it releases */
     sm_metrics *metrics;       /* borrowed; may be NULL */
     sm_core_wake_fn wake;      /* called on the core thread after commits */
     void *wake_arg;

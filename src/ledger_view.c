@@ -123,22 +123,63 @@ sm_ledger_version(sm_ledger *self, uint64_t *out)
 /* ---- the stock view -------------------------------------------------- */
 
 static int
-s_item_each(const sm_val *k, const sm_val *v, void *arg)
+s_item_export(const sm_val *k, const sm_val *v, sm_item *out)
 {
-    s_view *view = arg;
     sm__item_rec r;
     if (k->len == 0 || k->len > SM_SKU_BYTES_MAX || v->len != sizeof r)
         return SM_ECORRUPT;
     memcpy(&r, v->data, sizeof r);
+    memset(out, 0, sizeof *out);
+    memcpy(out->sku, k->data, k->len);
+    sm__strfill(out->name, sizeof out->name, r.name);
+    sm__strfill(out->currency, sizeof out->currency, r.currency);
+    out->price = r.price;
+    out->hlc = r.hlc;
+    memcpy(out->origin.b, r.origin, SM_KEY_BYTES);
+    return 0;
+}
+
+static int
+s_item_each(const sm_val *k, const sm_val *v, void *arg)
+{
+    s_view *view = arg;
     sm_item it;
-    memset(&it, 0, sizeof it);
-    memcpy(it.sku, k->data, k->len);
-    sm__strfill(it.name, sizeof it.name, r.name);
-    sm__strfill(it.currency, sizeof it.currency, r.currency);
-    it.price = r.price;
-    it.hlc = r.hlc;
-    memcpy(it.origin.b, r.origin, SM_KEY_BYTES);
+    int rc = s_item_export(k, v, &it);
+    if (rc != 0)
+        return rc;
     return view->items(&it, view->arg) != 0;
+}
+
+int
+sm_ledger_item(sm_ledger *self, const char *sku, sm_item *out)
+{
+    assert(self && sku && out);
+    size_t n = strlen(sku);
+    if (n == 0 || n > SM_SKU_BYTES_MAX)
+        return SM_EINVAL;
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_val k = { sku, n }, v;
+    if ((rc = sm_kv_get(txn, SM_DB_ITEMS, sku, n, &v)) == 0)
+        rc = s_item_export(&k, &v, out);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+int
+sm_ledger_items_each(sm_ledger *self, sm_item_fn cb, void *arg)
+{
+    assert(self && cb);
+    return sm_ledger_stock_view(self, cb, NULL, NULL, arg, NULL);
+}
+
+int
+sm_ledger_stock_each(sm_ledger *self, sm_stock_fn cb, void *arg)
+{
+    assert(self && cb);
+    return sm_ledger_stock_view(self, NULL, cb, NULL, arg, NULL);
 }
 
 static int
@@ -289,6 +330,8 @@ sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_hold *out)
     sm__hold_rec r;
     if ((rc = sm__hold_get(txn, origin, seq, &r)) == 0)
         s_hold_export(origin, seq, &r, out);
+    else if (rc == SM_ENOHOLD)
+        rc = SM_ENOTFOUND;
     sm_txn_abort(&txn);
     return rc;
 }

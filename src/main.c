@@ -7,7 +7,9 @@
     it, and a change to one is a change to both.
 
     Data directory: --dir, else $STALLMESH_DIR, else
-    $HOME/.local/share/stallmesh.                                             */
+    $HOME/.local/share/stallmesh.  The running node's API (for item, stock,
+    sell, return, hold, sales, status): --node, else $STALLMESH_NODE, else
+    DIR/http, else http://127.0.0.1:8080 (cli_api.c).                         */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +17,16 @@
 #include "cli.h"
 
 static const char s_help[] =
-"usage: stallmesh [--dir DIR] COMMAND [ARGS...]\n"
+"usage: stallmesh [--dir DIR] [--node URL] COMMAND [ARGS...]\n"
 "\n"
 "An offline-first mesh sync node for market stalls.\n"
 "\n"
 "Global options:\n"
 "  --dir DIR      data directory (default: $STALLMESH_DIR, else\n"
 "                 $HOME/.local/share/stallmesh)\n"
+"  --node URL     the running node's API, http://HOST:PORT (default:\n"
+"                 $STALLMESH_NODE, else the address in DIR/http, else\n"
+"                 http://127.0.0.1:8080); also accepted after the command\n"
 "  -h, --help     show this help and exit\n"
 "  --version      print the version and exit\n"
 "\n"
@@ -54,12 +59,47 @@ static const char s_help[] =
 "      Rebuild the state from the log; prints the digest after.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
+"  run [--http HOST:PORT] [--config FILE] [--log-level LEVEL] [--check]\n"
+"      Run the node: the stock page (/), the till (/till), the JSON API\n"
+"      (/api/...) and live updates (/ws) on HOST:PORT (default\n"
+"      0.0.0.0:8080).  The config file (default DIR/stallmesh.conf) is INI;\n"
+"      the command line overrides it.  --check validates and exits.\n"
+"      Stops cleanly on SIGTERM or SIGINT.\n"
+"\n"
+"Commands for the running node (through its JSON API; writes use the token\n"
+"in DIR/api-token; with --json they print the node's JSON as it came):\n"
+"  item add SKU --name NAME --price MINOR [--currency CODE] [--json]\n"
+"      Add an item to the catalog, or change its name or price; MINOR is\n"
+"      whole minor units (350 for 3.50).\n"
+"  stock [--json]\n"
+"      The stock as a table: sku, name, price, units here, in the market,\n"
+"      held.\n"
+"  stock add SKU QTY [--json]\n"
+"      Add QTY units of SKU at this stall.\n"
+"  stock adjust SKU QTY --reason TEXT [--json]\n"
+"      Correct the units here by QTY, which may be negative (a stock-take).\n"
+"  sell SKU[:QTY[:PRICE]]... [--source SOURCE] [--payment PAYMENT]\n"
+"       [--external-id ID] [--hold HOLD_ID] [--json]\n"
+"      Record a sale (QTY 1 and the catalog price unless given). SOURCE:\n"
+"      in_person (default), livestream, online, preview. PAYMENT: card\n"
+"      (default), cash, qr, offline_card, other. A repeated --external-id\n"
+"      returns the first sale instead of selling twice.\n"
+"  return SALE_ID SKU[:QTY]... --reason TEXT [--json]\n"
+"      Return units of a sale (QTY 1 unless given).\n"
+"  hold SKU [QTY] [--json]\n"
+"      Hold QTY (default 1) units for a while; prints the hold id.\n"
+"  hold --release HOLD_ID [--json]\n"
+"      Release a hold.\n"
+"  sales [--since SEQ] [--limit N] [--json]\n"
+"      This stall's sales, oldest first, from seq SEQ, at most N.\n"
+"  status [--json]\n"
+"      The node's id, state version and digest, and whether it is ready.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
 "2 usage error.\n";
 
-static const char s_usage[] = "[--dir DIR] COMMAND [ARGS...]";
+static const char s_usage[] = "[--dir DIR] [--node URL] COMMAND [ARGS...]";
 
 typedef struct {
     const char *name;
@@ -77,6 +117,14 @@ static const s_command s_commands[] = {
     { "reindex", sm__cmd_reindex },
     { "log", sm__cmd_log },
     { "id", sm__cmd_id },
+    { "run", sm__cmd_run },
+    { "item", sm__cmd_item },
+    { "stock", sm__cmd_stock },
+    { "sell", sm__cmd_sell },
+    { "return", sm__cmd_return },
+    { "hold", sm__cmd_hold },
+    { "sales", sm__cmd_sales },
+    { "status", sm__cmd_status },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error
@@ -113,9 +161,10 @@ s_resolve_dir(sm__cli *cli, const char *option)
 int
 main(int argc, char **argv)
 {
-    enum { OPT_DIR = 0x100, OPT_VERSION };
+    enum { OPT_DIR = 0x100, OPT_VERSION, OPT_NODE };
     static const struct option opts[] = {
         { "dir", required_argument, NULL, OPT_DIR },
+        { "node", required_argument, NULL, OPT_NODE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
         { NULL, 0, NULL, 0 },
@@ -133,6 +182,9 @@ main(int argc, char **argv)
         switch (opt) {
         case OPT_DIR:
             dir = optarg;
+            break;
+        case OPT_NODE:
+            cli.node = optarg;     /* checked by the commands that use it */
             break;
         case 'h':
             fputs(s_help, stdout);

@@ -15,6 +15,7 @@
 #define SM_SALE_LINES_MAX         32u       /* lines of one sale or return */
 #define SM_QTY_MAX                1000000u  /* units in one entry or line */
 #define SM_PRICE_MAX              1000000000000LL /* minor units, 10^12 */
+#define SM_SALE_TOTAL_MAX         ((1LL << 53) - 1) /* a sale's total fits a JSON number exactly */
 #define SM_SEQ_MAX                ((1ULL << 53) - 1) /* fits a JSON number exactly */
 #define SM_FUTURE_SKEW_MS         (24ULL * 3600 * 1000) /* entries further ahead are refused */
 #define SM_HOLD_TTL_MS_MAX        (24ULL * 3600 * 1000)
@@ -41,8 +42,29 @@
 #define SM_WS_QUEUE_BYTES_MAX     (1u << 20) /* unsent bytes per client; more drops it */
 #define SM_HOLDS_PER_MIN_MAX      10u       /* holds one client address may make a minute */
 #define SM_HOLD_TTL_S_DEFAULT     600u      /* a shopper's hold: 10 minutes */
+#define SM_HOLD_RATE_CLIENTS_MAX  1024u     /* client addresses whose hold rate is tracked */
+#define SM_HOLD_OWNERS_MAX        4096u     /* recent holds their maker may cancel without the token */
 #define SM_SALES_PAGE_MAX         1000u     /* sales in one GET /api/sales answer */
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
+
+/* The node's configuration file. */
+#define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */
+/* The CLI's requests to its node's JSON API. */
+#define SM_CLI_URL_BYTES_MAX      512u      /* the node's base address, http://HOST:PORT */
+#define SM_CLI_RESPONSE_BYTES_MAX (16u << 20) /* an answer; more is refused */
+#define SM_CLI_CONNECT_TIMEOUT_MS 3000u
+#define SM_CLI_REQUEST_TIMEOUT_MS 15000u    /* the whole request, connect included */
+
+/* The mesh (DESIGN §6, proto/mesh.md). */
+#define SM_WIRE_BYTES_MAX         (8u << 20) /* one message; larger is refused before decoding */
+#define SM_WIRE_RUN_MAX           1024u     /* entries in one ENTRIES message */
+#define SM_WIRE_RUN_BYTES_SOFT    (1u << 20) /* a sender stops filling ENTRIES past this */
+#define SM_WIRE_PEERS_MAX         64u       /* endpoints in one PEERS message */
+#define SM_PEERS_MAX              64u       /* peers a node keeps */
+#define SM_WANTS_IN_FLIGHT_MAX    4u        /* unanswered WANTs per peer (flow control) */
+#define SM_MESH_QUEUE_BYTES_MAX   (16u << 20) /* unsent bytes to one peer; more waits */
+#define SM_HEADS_INTERVAL_MS      5000u     /* anti-entropy: HEADS to every peer */
+#define SM_UNITS_WAIT_MS          500u      /* a sale waits this long for units from peers */
 
 #endif

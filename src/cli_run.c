@@ -1,0 +1,262 @@
+/*  `stallmesh run`: the long-running node (DESIGN §7).
+
+    Threads: this (main) thread reads the configuration, opens the store,
+    starts the core thread (the only writer) and the web thread (the HTTP
+    and websocket loop), then waits for SIGTERM or SIGINT with every signal
+    blocked in all threads.  Shutdown: the web loop stops taking requests
+    and answers the writes in flight, then the core commits what it was
+    given and stops, then the store closes; an acknowledged write is always
+    durable before its answer, so stopping at any moment loses nothing that
+    was acknowledged.
+
+    Configuration: defaults, then the file (--config FILE, else
+    DIR/stallmesh.conf if present), then the command line.  --check
+    validates it and exits.
+
+    Files written: DIR/http, the URL of the API for the CLI commands that
+    talk to the node (loopback when listening on every address).              */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "core.h"
+#include "logger.h"
+#include "metrics.h"
+#include "stallmesh/error.h"
+#include "web.h"
+
+#define SM__CONFIG_FILE "stallmesh.conf"
+#define SM__HTTP_FILE   "http"
+
+static const char s_usage[] =
+    "run [--http HOST:PORT] [--config FILE] [--log-level LEVEL] [--check]";
+
+typedef struct {
+    const char *http;
+    const char *config;
+    const char *log_level;
+    bool check;
+} s_opts;
+
+static int
+s_on_opt(int opt, const char *arg, void *ctx)
+{
+    s_opts *o = ctx;
+    switch (opt) {
+    case 'H': o->http = arg; return 0;
+    case 'c': o->config = arg; return 0;
+    case 'l': o->log_level = arg; return 0;
+    case 'k': o->check = true; return 0;
+    default: return SM__EXIT_USAGE;
+    }
+}
+
+/*  The core wakes the web thread through this, so neither needs the other
+    to exist first; the lock keeps a wake from racing the web's teardown.   */
+static pthread_mutex_t s_web_lock = PTHREAD_MUTEX_INITIALIZER;
+static sm_web *s_web_ptr;
+
+static void
+s_wake(void *arg)
+{
+    (void) arg;
+    pthread_mutex_lock(&s_web_lock);
+    if (s_web_ptr)
+        sm_web_wake(s_web_ptr);
+    pthread_mutex_unlock(&s_web_lock);
+}
+
+static void *
+s_web_thread(void *arg)
+{
+    sm_web_run(arg);
+    return NULL;
+}
+
+/*  Read DIR/api-token (hex) into out[cap].                                 */
+static int
+s_read_token(const sm__cli *cli, char *out, size_t cap)
+{
+    char path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__API_TOKEN_FILE, path))
+        return SM__EXIT_FAIL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        sm__cli_error("cannot read the API token %s: %s (run 'stallmesh init' first)",
+                      path, strerror(errno));
+        return SM__EXIT_FAIL;
+    }
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = 0;
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        out[--n] = 0;
+    if (n < 32) {
+        sm__cli_error("the API token in %s is too short; remove it and run "
+                      "'stallmesh init' in a new directory", path);
+        return SM__EXIT_FAIL;
+    }
+    return SM__EXIT_OK;
+}
+
+static int
+s_load_config(const sm__cli *cli, const s_opts *o, sm_config *cfg)
+{
+    char err[512];
+    sm_config_defaults(cfg);
+    char path[PATH_MAX];
+    const char *file = o->config;
+    if (!file && sm__cli_path(cli, SM__CONFIG_FILE, path) && access(path, F_OK) == 0)
+        file = path;
+    if (file && sm_config_load(cfg, file, err, sizeof err) != 0) {
+        sm__cli_error("%s", err);
+        return SM__EXIT_FAIL;
+    }
+    if (o->http && sm_config_set(cfg, "http", "listen", o->http, err, sizeof err) != 0) {
+        sm__cli_error("--http: %s", err);
+        return SM__EXIT_USAGE;
+    }
+    if (o->log_level && sm_config_set(cfg, "log", "level", o->log_level, err, sizeof err) != 0) {
+        sm__cli_error("--log-level: %s", err);
+        return SM__EXIT_USAGE;
+    }
+    return SM__EXIT_OK;
+}
+
+static void
+s_write_url_file(const sm__cli *cli, const sm_config *cfg, int port)
+{
+    char path[PATH_MAX], url[SM_CONFIG_HOST_BYTES_MAX + 32];
+    const char *host = cfg->http_host;
+    if (strcmp(host, "0.0.0.0") == 0 || host[0] == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0)
+        host = "[::1]";
+    snprintf(url, sizeof url, "http://%s:%d\n", host, port);
+    if (!sm__cli_path(cli, SM__HTTP_FILE, path) || sm__cli_write_file(path, url, 0644) != 0)
+        sm_log_warn("run: cannot write %s: %s", path, strerror(errno));
+}
+
+int
+sm__cmd_run(sm__cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "http", required_argument, NULL, 'H' },
+        { "config", required_argument, NULL, 'c' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "check", no_argument, NULL, 'k' },
+        { NULL, 0, NULL, 0 },
+    };
+    s_opts o = { 0 };
+    int status = SM__EXIT_OK, first = 0;
+    if (!sm__cli_parse(argc, argv, s_usage, opts, "", s_on_opt, &o, NULL, &first, &status))
+        return status;
+    if (first < argc)
+        return sm__cli_usage_error(s_usage, "unexpected argument '%s'", argv[first]);
+
+    sm_config cfg;
+    if ((status = s_load_config(cli, &o, &cfg)) != SM__EXIT_OK)
+        return status;
+    sm_log_set_level(cfg.log_level);
+    if (o.check) {
+        printf("config ok: listen %s:%u, hold %us, %u holds/min per client, "
+               "body max %u bytes\n", cfg.http_host, (unsigned) cfg.http_port,
+               (unsigned) cfg.hold_ttl_s, (unsigned) cfg.holds_per_min,
+               (unsigned) cfg.body_bytes_max);
+        return SM__EXIT_OK;
+    }
+
+    sm_identity id;
+    memset(&id, 0, sizeof id);
+    char token[256];
+    sm_ledger *ledger = NULL;
+    sm_metrics *metrics = NULL;
+    sm_core *core = NULL;
+    sm_web *web = NULL;
+    int rc = 0;
+    status = SM__EXIT_FAIL;
+    if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK
+        || s_read_token(cli, token, sizeof token) != SM__EXIT_OK
+        || sm__cli_open_ledger(cli, &id, false, &ledger) != SM__EXIT_OK)
+        goto done;
+    sm_market market;
+    if ((rc = sm_ledger_market(ledger, &market)) != 0) {
+        sm__cli_error("this node is in no market yet: run 'stallmesh market create "
+                      "--name NAME' (organiser) or 'stallmesh join TOKEN' first");
+        goto done;
+    }
+    /* Every thread inherits this mask; this thread takes the signals. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!(metrics = sm_metrics_new())) {
+        sm__cli_error("out of memory");
+        goto done;
+    }
+    sm_core_opts copts = { .ledger = ledger, .node = id.pub, .metrics = metrics,
+                           .wake = s_wake };
+    if (!(core = sm_core_new(&copts, &rc))) {
+        sm__cli_error("cannot start the core: %s", sm_strerror(rc));
+        goto done;
+    }
+    sm_web_opts wopts = { .config = &cfg, .ledger = ledger, .core = core,
+                          .metrics = metrics, .node = id.pub, .api_token = token };
+    if (!(web = sm_web_new(&wopts, &rc))) {
+        sm__cli_error("cannot start the web server on %s:%u: %s", cfg.http_host,
+                      (unsigned) cfg.http_port, sm_strerror(rc));
+        goto done;
+    }
+    pthread_mutex_lock(&s_web_lock);
+    s_web_ptr = web;
+    pthread_mutex_unlock(&s_web_lock);
+    int port = sm_web_port(web);
+    s_write_url_file(cli, &cfg, port);
+    char token_path[PATH_MAX];
+    sm__cli_path(cli, SM__API_TOKEN_FILE, token_path);
+    const char *shown = strcmp(cfg.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg.http_host;
+    sm_log_info("run: serving market \"%s\" on %s:%d", market.name, cfg.http_host, port);
+    printf("stallmesh %s: market \"%s\"\n"
+           "  stock page  http://%s:%d/\n"
+           "  till        http://%s:%d/till   (token: %s)\n"
+           "  API         http://%s:%d/api/stock\n"
+           "Stop with Ctrl-C.\n",
+           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port);
+    fflush(stdout);
+
+    pthread_t web_thread;
+    if (pthread_create(&web_thread, NULL, s_web_thread, web) != 0) {
+        sm__cli_error("cannot start the web thread");
+        goto done;
+    }
+    int sig = 0;
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    sm_log_info("run: %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sm_web_stop(web);
+    pthread_join(web_thread, NULL);
+    status = SM__EXIT_OK;
+done:
+    pthread_mutex_lock(&s_web_lock);
+    s_web_ptr = NULL;
+    pthread_mutex_unlock(&s_web_lock);
+    sm_web_destroy(&web);
+    sm_core_destroy(&core);
+    sm_ledger_destroy(&ledger);
+    sm_metrics_destroy(&metrics);
+    sm_identity_wipe(&id);
+    if (status == SM__EXIT_OK)
+        sm_log_info("run: stopped cleanly");
+    return status;
+}

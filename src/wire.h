@@ -1,0 +1,93 @@
+/*  Mesh messages (DESIGN §6; normative spec: proto/mesh.md, vectors in
+    proto/vectors/mesh.txt).
+
+    Every message is one ZeroMQ frame holding one canonical msgpack array
+    whose first element is the type.  Decoding checks every declared length
+    against the bytes that remain before it allocates anything, refuses
+    trailing bytes and non-canonical encodings, and validates ranges (an
+    sm_wire_msg is fully trusted only for shape: entries inside ENTRIES are
+    checked later by the ledger).  Encoding and decoding live in codec.c
+    (the only msgpack user); this header is the contract.
+
+    Layouts (u = unsigned integer, b32 = 32-byte bin, str = UTF-8 str):
+      HELLO     [1, proto_version u, market b32, node b32, endpoint str]
+      HEADS     [2, [[origin b32, seq u, link b32], ...]]
+      WANT      [3, origin b32, from u, count u]
+      ENTRIES   [4, origin b32, first_seq u, [[entry bin, sig bin(64)], ...]]
+      PEERS     [5, [[node b32, endpoint str], ...]]
+      UNITS_ASK [6, req_id u, sku str, qty u]
+      UNITS_GIVE[7, req_id u, sku str, qty u]      qty 0 = none to give
+      FORK      [8, origin b32, seq u, [entry bin, sig bin], [entry bin, sig bin]]
+
+    Decoded byte strings (entries, signatures) point into the message
+    buffer: borrowed, valid while it is.                                      */
+#ifndef SM_WIRE_H
+#define SM_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/limits.h"
+
+#define SM_WIRE_VERSION 1u
+
+typedef enum {
+    SM_MSG_HELLO = 1, SM_MSG_HEADS = 2, SM_MSG_WANT = 3, SM_MSG_ENTRIES = 4,
+    SM_MSG_PEERS = 5, SM_MSG_UNITS_ASK = 6, SM_MSG_UNITS_GIVE = 7,
+    SM_MSG_FORK = 8
+} sm_msg_type;
+#define SM_MSG_TYPE_MAX SM_MSG_FORK
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;
+    sm_hash link;
+} sm_wire_head;
+
+typedef struct {
+    sm_id node;
+    char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
+} sm_wire_peer;
+
+typedef struct {
+    sm_msg_type type;
+    union {
+        struct { uint32_t version; sm_id market; sm_id node;
+                 char endpoint[SM_ENDPOINT_BYTES_MAX + 1]; } hello;
+        struct { uint32_t count; sm_wire_head *heads; } heads;   /* heads: see below */
+        struct { sm_id origin; uint64_t from; uint32_t count; } want;
+        struct { sm_id origin; uint64_t first_seq; uint32_t count;
+                 sm_signed *entries; } entries;                   /* entries: see below */
+        struct { uint32_t count; sm_wire_peer *peers; } peers;
+        struct { uint64_t req_id; char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty; } units;
+        struct { sm_id origin; uint64_t seq; sm_signed a, b; } fork;
+    } u;
+} sm_wire_msg;
+
+/*  Space for a decoded message's arrays, owned by the caller and reused:
+    heads[SM_MEMBERS_MAX], entries[SM_WIRE_RUN_MAX], peers[SM_WIRE_PEERS_MAX].
+    sm_wire_decode points the message's arrays into it.                       */
+typedef struct {
+    sm_wire_head heads[SM_MEMBERS_MAX];
+    sm_signed entries[SM_WIRE_RUN_MAX];
+    sm_wire_peer peers[SM_WIRE_PEERS_MAX];
+} sm_wire_space;
+
+/*  Decode one message of exactly `len` bytes.  0, or SM_ETOOBIG (len >
+    SM_WIRE_BYTES_MAX or an array over its limit), SM_ETRUNC, SM_EMALFORMED
+    (shape, types, trailing bytes, a zero count where one is required),
+    SM_ENONCANON, SM_EVERSION (HELLO of another protocol version: still
+    decoded, so the caller can say which), SM_EKIND (unknown type).          */
+int sm_wire_decode(const uint8_t *buf, size_t len, sm_wire_space *space,
+                   sm_wire_msg *out);
+
+/*  Encode `msg` canonically into buf[0..cap); *len gets the length.
+    SM_ETOOBIG if it does not fit in cap or SM_WIRE_BYTES_MAX; SM_EINVAL if
+    the message breaks a limit (counts, string lengths).                     */
+int sm_wire_encode(const sm_wire_msg *msg, uint8_t *buf, size_t cap, size_t *len);
+
+/*  The message type's name for logs ("HELLO"), or "?" if unknown.          */
+const char *sm_wire_type_name(int type);
+
+#endif
