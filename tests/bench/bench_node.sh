@@ -343,7 +343,7 @@ sales() {
 }
 if sales 1 "$SALES"; then
     row "node: sale, one at a time" \
-        "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms, max $(field "$line" max_ms) ms; $(field "$line" rps) sales/s ($SALES sales)"
+        "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms, max $(field "$line" max_ms) ms, mean $(field "$line" mean_ms) ms; $(field "$line" rps) sales/s ($SALES)"
 else
     row "node: sale, one at a time" "FAILED: $(cat "$TMP/load.err")"
     failed=1

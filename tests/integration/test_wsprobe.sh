@@ -9,7 +9,9 @@
 # timeout or a refused connection, see the server close on a 5000-byte
 # message and not on a 4000-byte one, and in fan-out mode measure every
 # client of every round, spread clients over source addresses, and fail
-# when the trigger fails or makes no delta.  Each check prints "ok - ..." or
+# when the trigger fails or makes no delta.  httpload (the sale benchmark's
+# client) must time every request, expand %n, and fail on an unexpected
+# status.  Each check prints "ok - ..." or
 # "not ok - ..."; the last line is "N passed, M failed", and the script
 # exits non-zero if M > 0.
 
@@ -17,6 +19,7 @@ BIN=${1:-build/stallmesh}
 TOOLS=$(dirname "$BIN")/tools
 PROBE=$TOOLS/wsprobe
 FEED=$TOOLS/wsfeed
+LOAD=$TOOLS/httpload
 
 pass=0
 fail=0
@@ -31,8 +34,8 @@ finish() {
     exit $?
 }
 
-if [ ! -x "$PROBE" ] || [ ! -x "$FEED" ]; then
-    nok "$PROBE and $FEED are executables (build them with make tools)"
+if [ ! -x "$PROBE" ] || [ ! -x "$FEED" ] || [ ! -x "$LOAD" ]; then
+    nok "$PROBE, $FEED and $LOAD are executables (build them with make tools)"
     finish
 fi
 
@@ -138,5 +141,21 @@ check "the missing delta is reported" \
 probe "$URL" --fanout --clients 5 --rounds 2 --timeout-ms 2000 --trigger "$DELTA; exit 3"
 check "a failing trigger: exit 1, reported" \
     '[ "$rc" -eq 1 ] && printf "%s" "$err" | grep -q "the trigger failed (status 3)"'
+
+# httpload: each GET /delta is a change, so the feed's version counts them.
+v0=$("$PROBE" "$URL" --count 1 | sed -n 's/^{"type":"snapshot","version":\([0-9]*\),.*/\1/p')
+out=$("$LOAD" "http://127.0.0.1:$PORT/delta" --requests 50 --parallel 4 2>"$TMP/stderr")
+rc=$?
+v1=$("$PROBE" "$URL" --count 1 | sed -n 's/^{"type":"snapshot","version":\([0-9]*\),.*/\1/p')
+check "httpload: 50 requests, 4 at a time: exit 0" '[ "$rc" -eq 0 ]'
+check "httpload: the server saw exactly 50 requests" '[ -n "$v0" ] && [ $((v1 - v0)) -eq 50 ]'
+check "httpload: the result line has every figure" \
+    'printf "%s" "$out" | grep -Eq "^httpload: requests=50 parallel=4 rps=[0-9]+ mean_ms=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ max_ms=[0-9.]+$"'
+"$LOAD" "http://127.0.0.1:$PORT/nope" --requests 3 >/dev/null 2>"$TMP/stderr"
+rc=$?
+check "httpload: a 404 where 200 is expected: exit 1, reported" \
+    '[ "$rc" -eq 1 ] && grep -q "request 1: status 404, not 200" "$TMP/stderr"'
+"$LOAD" "http://127.0.0.1:$PORT/nope" --requests 2 --expect 404 --method POST --body 'x%n%%' >/dev/null 2>&1
+check "httpload: --expect 404 with a body template: exit 0" '[ $? -eq 0 ]'
 
 finish

@@ -14,7 +14,7 @@
     libcurl's total time of a request (from its start to the last byte of
     the answer).  Prints
 
-        httpload: requests=N parallel=P rps=R p50_ms=A p99_ms=B max_ms=C
+        httpload: requests=N parallel=P rps=R mean_ms=M p50_ms=A p99_ms=B max_ms=C
 
     and exits 0.  Exit 1 on a failed request or when the whole run takes
     more than T ms (default 300000), 2 for usage errors.                      */
@@ -307,9 +307,13 @@ main(int argc, char **argv)
         curl_multi_poll(multi, NULL, 0, 100, NULL);
     }
     double secs = (double) (s_now_ns() - t0) / 1e9;
+    double sum_ms = 0;
+    for (unsigned long i = 0; i < requests; i++)
+        sum_ms += lat_ms[i];
     qsort(lat_ms, requests, sizeof *lat_ms, s_cmp_double);
-    printf("httpload: requests=%lu parallel=%lu rps=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
-           requests, parallel, (double) requests / secs, s_quantile(lat_ms, requests, 0.50),
+    printf("httpload: requests=%lu parallel=%lu rps=%.0f mean_ms=%.3f p50_ms=%.3f p99_ms=%.3f "
+           "max_ms=%.3f\n", requests, parallel, (double) requests / secs,
+           sum_ms / (double) requests, s_quantile(lat_ms, requests, 0.50),
            s_quantile(lat_ms, requests, 0.99), lat_ms[requests - 1]);
     rc = 0;
 fail:
