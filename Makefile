@@ -6,7 +6,7 @@
 #                   integration and browser tests
 #   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
-#   make fuzz       libFuzzer target for the entry decoder (clang)
+#   make fuzz       libFuzzer targets for the entry and mesh message decoders (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -114,12 +114,17 @@ bench: deps
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)
 
+# One target a decoder that reads bytes from outside: fuzz_entry (entries,
+# token bodies; seeds in tests/fuzz/corpus) and fuzz_wire (mesh messages;
+# seeds in tests/fuzz/corpus_wire).
 FUZZ_CC ?= clang
-fuzz: $(BUILD)/fuzz_entry
-$(BUILD)/fuzz_entry: tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(GEN_ASSETS) | $(BUILD)/obj
+FUZZ_TARGETS := $(BUILD)/fuzz_entry $(BUILD)/fuzz_wire
+fuzz: $(FUZZ_TARGETS)
+	@echo "run: mkdir -p $(BUILD)/fuzz-corpus && $(BUILD)/fuzz_entry $(BUILD)/fuzz-corpus tests/fuzz/corpus -max_total_time=60"
+	@echo "run: mkdir -p $(BUILD)/fuzz-corpus-wire && $(BUILD)/fuzz_wire $(BUILD)/fuzz-corpus-wire tests/fuzz/corpus_wire -max_total_time=60"
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(GEN_ASSETS) $(wildcard include/stallmesh/*.h src/*.h) | $(BUILD)/obj
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
-	  -o $@ tests/fuzz/fuzz_entry.c $(LIB_SRCS) $(GEN_ASSETS) $(LDLIBS)
-	@echo "run: mkdir -p $(BUILD)/fuzz-corpus && $@ $(BUILD)/fuzz-corpus tests/fuzz/corpus -max_total_time=60"
+	  -o $@ $< $(LIB_SRCS) $(GEN_ASSETS) $(LDLIBS)
 
 run: deps all
 	@sh deploy/run.sh $(BUILD)/stallmesh

@@ -340,7 +340,7 @@ s_status_of(int rc, bool release)
     case SM_EQTY: case SM_EMONEY: case SM_EBODY: case SM_EINVAL:
         return 400;
     case SM_ENOSPC: case SM_EIO: case SM_ENOMEM: case SM_EBUSY: case SM_ESTATE:
-    case SM_ENOMARKET: case SM_ENOIDENT:
+    case SM_ENOMARKET: case SM_ENOIDENT: case SM_ERECOVERING:
         return 503;
     default:
         return 500;

@@ -30,6 +30,7 @@
 
 #define S_TOKEN_HEX_BYTES (2 * SM__API_TOKEN_BYTES)
 #define S_URL_BYTES_MAX   (SM_CLI_URL_BYTES_MAX + 512) /* base, path and query */
+#define S_SALES_PAGE_DEFAULT 100   /* sales a page when --limit is not given */
 
 static const char s_item_usage[] =
     "item add SKU --name NAME --price MINOR [--currency CODE] [--json]";
@@ -586,9 +587,10 @@ s_print_refusal(const s_cmd *c, const sm__http_resp *resp)
         fputs(": ", stderr);
         s_put_text(stderr, detail);
     }
+    /* The node's detail says the units; say them only if it did not. */
     int64_t here, total;
     const char *sku = sm__json_get_str(answer, "sku");
-    if (strcmp(code, "insufficient_stock") == 0
+    if (strcmp(code, "insufficient_stock") == 0 && detail == NULL
         && sm__json_get_int(answer, "here", &here)
         && sm__json_get_int(answer, "total", &total)) {
         fputs(" (", stderr);
@@ -1320,14 +1322,11 @@ sm__cmd_sales(sm__cli *cli, int argc, char **argv)
     status = s_connect(&c, true);
     if (status != SM__EXIT_OK)
         goto done;
-    int n = snprintf(path, sizeof path, "/api/sales");
-    const char *sep = "?";
-    if (c.o.since >= 0) {
-        n += snprintf(path + n, sizeof path - (size_t)n, "%ssince=%" PRId64, sep, c.o.since);
-        sep = "&";
-    }
-    if (c.o.limit >= 0)
-        n += snprintf(path + n, sizeof path - (size_t)n, "%slimit=%" PRId64, sep, c.o.limit);
+    /* The page size is always sent, so a full page means there may be more. */
+    int64_t limit = c.o.limit >= 0 ? c.o.limit : S_SALES_PAGE_DEFAULT;
+    int n = snprintf(path, sizeof path, "/api/sales?limit=%" PRId64, limit);
+    if (c.o.since >= 0)
+        n += snprintf(path + n, sizeof path - (size_t)n, "&since=%" PRId64, c.o.since);
     assert(n > 0 && (size_t)n < sizeof path);
     status = s_call(&c, SM__HTTP_GET, path, NULL, &answer, NULL);
     if (status != SM__EXIT_OK || answer == NULL)
@@ -1345,7 +1344,7 @@ sm__cmd_sales(sm__cli *cli, int argc, char **argv)
     for (size_t i = 0; i < count; i++)
         s_sale_row(sm__json_at(sales, i));
     int64_t next;
-    if (sm__json_get_int(answer, "next", &next))
+    if (count >= (size_t)limit && sm__json_get_int(answer, "next", &next))
         printf("more: stallmesh sales --since %" PRId64 "\n", next);
 done:
     sm__json_destroy(&answer);
@@ -1373,24 +1372,18 @@ s_get(s_cmd *c, const char *path, bool any_status, sm__json **answer, long *code
     return *answer != NULL ? SM__EXIT_OK : SM__EXIT_FAIL;
 }
 
-/*  A field of the first of `a`, `b` that has it, as text ("-" if none).  */
+/*  obj[key] (a string or an integer) as text, "-" if it has neither.    */
 static void
-s_field(const sm__json *a, const sm__json *b, const char *key, char *out, size_t cap)
+s_field(const sm__json *obj, const char *key, char *out, size_t cap)
 {
-    const sm__json *from[] = { a, b };
-    for (size_t i = 0; i < 2; i++) {
-        const char *s = sm__json_get_str(from[i], key);
-        int64_t v;
-        if (s != NULL) {
-            snprintf(out, cap, "%s", s);
-            return;
-        }
-        if (sm__json_get_int(from[i], key, &v)) {
-            snprintf(out, cap, "%" PRId64, v);
-            return;
-        }
-    }
-    snprintf(out, cap, "-");
+    const char *text = sm__json_get_str(obj, key);
+    int64_t v;
+    if (text != NULL)
+        snprintf(out, cap, "%s", text);
+    else if (sm__json_get_int(obj, key, &v))
+        snprintf(out, cap, "%" PRId64, v);
+    else
+        snprintf(out, cap, "-");
 }
 
 int
@@ -1399,7 +1392,7 @@ sm__cmd_status(sm__cli *cli, int argc, char **argv)
     static const struct option opts[] = { S_OPT_NODE, S_OPT_END };
     s_cmd c;
     int status;
-    sm__json *ready = NULL, *state = NULL, *stock = NULL;
+    sm__json *ready = NULL, *state = NULL;
     long ready_code = 0, code = 0;
 
     if (!s_parse(&c, cli, argc, argv, s_status_usage, opts, &status))
@@ -1412,54 +1405,46 @@ sm__cmd_status(sm__cli *cli, int argc, char **argv)
     status = s_connect(&c, false);
     if (status != SM__EXIT_OK)
         goto done;
+    /* /readyz answers 503 with a reason when the store does not: shown, not
+       refused.  /api/state has the node's id, version and digest. */
     status = s_get(&c, "/readyz", true, &ready, &ready_code);
     if (status == SM__EXIT_OK)
         status = s_get(&c, "/api/state", false, &state, &code);
-    if (status != SM__EXIT_OK)
-        goto done;
-    /* The node's id and state version are in every stock answer. */
-    bool stock_needed = (sm__json_get(state, "node") == NULL
-                         && sm__json_get(ready, "node") == NULL)
-                     || (sm__json_get(state, "version") == NULL
-                         && sm__json_get(ready, "version") == NULL);
-    if (stock_needed)
-        status = s_get(&c, "/api/stock", false, &stock, &code);
     if (status != SM__EXIT_OK)
         goto done;
 
     bool is_ready = ready_code == 200;
     if (c.json) {
         sm__json *out = sm__json_object();
-        char node[160], version[32];
-        s_field(state, stock != NULL ? stock : ready, "node", node, sizeof node);
-        s_field(state, stock != NULL ? stock : ready, "version", version, sizeof version);
+        char node[160];
+        int64_t version;
+        s_field(state, "node", node, sizeof node);
         sm__json_set_str(out, "node", node);
-        int64_t v;
-        if (s_parse_int(version, 0, INT64_MAX, &v))
-            sm__json_set_int(out, "version", v);
+        if (sm__json_get_int(state, "version", &version))
+            sm__json_set_int(out, "version", version);
         sm__json_set_bool(out, "ready", is_ready);
-        sm__json_set(out, "readyz", (sm__json *)ready);
-        sm__json_set(out, "state", (sm__json *)state);
+        sm__json_set(out, "readyz", ready);
+        sm__json_set(out, "state", state);
         ready = state = NULL;
         if (sm__json_print(&out) != 0)
             status = SM__EXIT_FAIL;
     } else {
         char node[160], version[32], digest[160];
-        s_field(state, stock != NULL ? stock : ready, "node", node, sizeof node);
-        s_field(state, stock != NULL ? stock : ready, "version", version, sizeof version);
-        s_field(state, NULL, "digest", digest, sizeof digest);
+        s_field(state, "node", node, sizeof node);
+        s_field(state, "version", version, sizeof version);
+        s_field(state, "digest", digest, sizeof digest);
         fputs("node     ", stdout);
         s_put_text(stdout, node);
         fputs("\nversion  ", stdout);
         s_put_text(stdout, version);
         fputs("\ndigest   ", stdout);
         s_put_text(stdout, digest);
-        printf("\nheads    %zu\n", sm__json_size(sm__json_get(state, "heads")));
+        printf("\nheads    %zu origins\n", sm__json_size(sm__json_get(state, "heads")));
         size_t forks = sm__json_size(sm__json_get(state, "forks"));
         if (forks == 0)
             puts("forks    none");
         else
-            printf("forks    %zu (see GET /api/state)\n", forks);
+            printf("forks    %zu (see 'stallmesh status --json')\n", forks);
         printf("ready    %s", is_ready ? "yes" : "no");
         const char *why = sm__json_get_str(ready, "detail");
         if (!is_ready && why != NULL) {
@@ -1475,7 +1460,6 @@ sm__cmd_status(sm__cli *cli, int argc, char **argv)
 done:
     sm__json_destroy(&ready);
     sm__json_destroy(&state);
-    sm__json_destroy(&stock);
     s_cmd_end(&c);
     return status;
 }

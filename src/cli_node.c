@@ -116,6 +116,12 @@ sm__cmd_init(sm__cli *cli, int argc, char **argv)
         }
         goto fail;
     }
+    /* A new identity has no entries anywhere: its (empty) log is whole. */
+    if ((rc = sm_ledger_confirm_own(ledger)) != 0) {
+        sm__cli_error("cannot write the store in %s/%s: %s", cli->dir, SM__STORE_DIR,
+                      sm_strerror(rc));
+        goto fail;
+    }
     sm_ledger_destroy(&ledger);
 
     if (s_write_api_token(token_path) != 0) {

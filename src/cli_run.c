@@ -33,15 +33,22 @@
 #include "web.h"
 
 #define SM__CONFIG_FILE "stallmesh.conf"
-#define SM__HTTP_FILE   "http"
 
 static const char s_usage[] =
-    "run [--http HOST:PORT] [--config FILE] [--log-level LEVEL] [--check]";
+    "run [--http HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT]\n"
+    "      [--peer NODE_ID@tcp://HOST:PORT]... [--allow-fresh] [--config FILE]\n"
+    "      [--log-level LEVEL] [--check]";
 
 typedef struct {
     const char *http;
     const char *config;
     const char *log_level;
+    const char *listen;
+    const char *advertise;
+    const char *peers[SM_PEERS_MAX];
+    size_t peer_count;
+    bool too_many_peers;
+    bool allow_fresh;
     bool check;
 } s_opts;
 
@@ -54,6 +61,15 @@ s_on_opt(int opt, const char *arg, void *ctx)
     case 'c': o->config = arg; return 0;
     case 'l': o->log_level = arg; return 0;
     case 'k': o->check = true; return 0;
+    case 'L': o->listen = arg; return 0;
+    case 'A': o->advertise = arg; return 0;
+    case 'F': o->allow_fresh = true; return 0;
+    case 'P':
+        if (o->peer_count == SM_PEERS_MAX)
+            o->too_many_peers = true;
+        else
+            o->peers[o->peer_count++] = arg;
+        return 0;
     default: return SM__EXIT_USAGE;
     }
 }
@@ -127,6 +143,25 @@ s_load_config(const sm__cli *cli, const s_opts *o, sm_config *cfg)
         sm__cli_error("--log-level: %s", err);
         return SM__EXIT_USAGE;
     }
+    if (o->listen && sm_config_set(cfg, "mesh", "listen", o->listen, err, sizeof err) != 0) {
+        sm__cli_error("--listen: %s", err);
+        return SM__EXIT_USAGE;
+    }
+    if (o->advertise
+        && sm_config_set(cfg, "mesh", "advertise", o->advertise, err, sizeof err) != 0) {
+        sm__cli_error("--advertise: %s", err);
+        return SM__EXIT_USAGE;
+    }
+    if (o->too_many_peers) {
+        sm__cli_error("--peer: at most %u peers", SM_PEERS_MAX);
+        return SM__EXIT_USAGE;
+    }
+    for (size_t i = 0; i < o->peer_count; i++) {
+        if (sm_config_add_peer(cfg, o->peers[i], err, sizeof err) != 0) {
+            sm__cli_error("--peer: %s", err);
+            return SM__EXIT_USAGE;
+        }
+    }
     return SM__EXIT_OK;
 }
 
@@ -137,11 +172,44 @@ s_write_url_file(const sm__cli *cli, const sm_config *cfg, int port)
     const char *host = cfg->http_host;
     if (strcmp(host, "0.0.0.0") == 0 || host[0] == 0)
         host = "127.0.0.1";
-    else if (strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0)
-        host = "[::1]";
-    snprintf(url, sizeof url, "http://%s:%d\n", host, port);
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(url, sizeof url, "http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
     if (!sm__cli_path(cli, SM__HTTP_FILE, path) || sm__cli_write_file(path, url, 0644) != 0)
         sm_log_warn("run: cannot write %s: %s", path, strerror(errno));
+}
+
+/*  The mesh's options: the config's, plus the organiser's endpoints from
+    the join token.                                                           */
+static void
+s_mesh_opts(const sm_config *cfg, const sm_market *market, const sm_identity *id,
+            sm_ledger *ledger, sm_metrics *metrics, sm_mesh_opts *m)
+{
+    memset(m, 0, sizeof *m);
+    m->ledger = ledger;
+    m->identity = *id;
+    m->metrics = metrics;
+    m->units_floor = cfg->units_floor;
+    snprintf(m->listen, sizeof m->listen, "%s", cfg->mesh_listen);
+    if (cfg->mesh_advertise[0]) {
+        snprintf(m->advertise, sizeof m->advertise, "%s", cfg->mesh_advertise);
+    } else if (cfg->mesh_listen[0] && !strstr(cfg->mesh_listen, "//*:")
+               && !strstr(cfg->mesh_listen, "//0.0.0.0:")) {
+        snprintf(m->advertise, sizeof m->advertise, "%s", cfg->mesh_listen);
+    }
+    for (uint32_t i = 0; i < cfg->peer_count && m->peer_count < SM_PEERS_MAX; i++) {
+        m->peers[m->peer_count].node = cfg->peers[i].node;
+        snprintf(m->peers[m->peer_count].endpoint, sizeof m->peers[0].endpoint, "%s",
+                 cfg->peers[i].endpoint);
+        m->peer_count++;
+    }
+    for (uint32_t i = 0; i < market->endpoint_count && m->peer_count < SM_PEERS_MAX; i++) {
+        m->peers[m->peer_count].node = market->market;
+        snprintf(m->peers[m->peer_count].endpoint, sizeof m->peers[0].endpoint, "%s",
+                 market->endpoints[i]);
+        m->peer_count++;
+    }
 }
 
 int
@@ -152,6 +220,10 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
         { "check", no_argument, NULL, 'k' },
+        { "listen", required_argument, NULL, 'L' },
+        { "advertise", required_argument, NULL, 'A' },
+        { "peer", required_argument, NULL, 'P' },
+        { "allow-fresh", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 },
     };
     s_opts o = { 0 };
@@ -167,9 +239,11 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_log_set_level(cfg.log_level);
     if (o.check) {
         printf("config ok: listen %s:%u, hold %us, %u holds/min per client, "
-               "body max %u bytes\n", cfg.http_host, (unsigned) cfg.http_port,
-               (unsigned) cfg.hold_ttl_s, (unsigned) cfg.holds_per_min,
-               (unsigned) cfg.body_bytes_max);
+               "body max %u bytes, mesh %s, %u peers\n", cfg.http_host,
+               (unsigned) cfg.http_port, (unsigned) cfg.hold_ttl_s,
+               (unsigned) cfg.holds_per_min, (unsigned) cfg.body_bytes_max,
+               cfg.mesh_listen[0] ? cfg.mesh_listen : "not listening",
+               (unsigned) cfg.peer_count);
         return SM__EXIT_OK;
     }
 
@@ -205,8 +279,10 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm__cli_error("out of memory");
         goto done;
     }
+    static sm_mesh_opts mopts;
+    s_mesh_opts(&cfg, &market, &id, ledger, metrics, &mopts);
     sm_core_opts copts = { .ledger = ledger, .node = id.pub, .metrics = metrics,
-                           .wake = s_wake };
+                           .wake = s_wake, .mesh = &mopts, .allow_fresh = o.allow_fresh };
     if (!(core = sm_core_new(&copts, &rc))) {
         sm__cli_error("cannot start the core: %s", sm_strerror(rc));
         goto done;
@@ -256,6 +332,7 @@ done:
     sm_ledger_destroy(&ledger);
     sm_metrics_destroy(&metrics);
     sm_identity_wipe(&id);
+    sm_identity_wipe(&mopts.identity);
     if (status == SM__EXIT_OK)
         sm_log_info("run: stopped cleanly");
     return status;

@@ -36,11 +36,31 @@
     Token body layout (proto/token.md):
 
         [1, market bin32, name str, currency str, [endpoint str...],
-         entry bin, entry sig bin64, (token sig bin64)]                       */
+         entry bin, entry sig bin64, (token sig bin64)]
+
+    Mesh messages (wire.h; byte by byte in proto/mesh.md) are decoded
+    without msgpack-c's unpacker, because a message may hold a thousand
+    entries and the caller's sm_wire_space must be the only storage: after
+    the scanner, a cursor reads the fields in order straight from the bytes
+    (each length checked again against what remains, each count against its
+    limit before anything is written to the space), the values are checked
+    by the same rules the encoder applies (s_wire_valid), and the message is
+    packed again with msgpack-c's packer against the input, as for entries:
+    a decoded message re-encodes to exactly its bytes.
+
+        HELLO      [1, version, market bin32, node bin32, endpoint str]
+        HEADS      [2, [[origin bin32, seq, link bin32]...]]   origins ascending
+        WANT       [3, origin bin32, from, count]
+        ENTRIES    [4, origin bin32, first_seq, [[entry bin, sig bin64]...]]
+        PEERS      [5, [[node bin32, endpoint str]...]]        nodes ascending
+        UNITS_ASK  [6, req_id, sku str, qty]
+        UNITS_GIVE [7, req_id, sku str, qty]
+        FORK       [8, origin bin32, seq, [entry bin, sig bin64], [entry bin, sig bin64]] */
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <msgpack.h>
@@ -50,6 +70,7 @@
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 #include "stallmesh/token.h"
+#include "wire.h"
 
 /*  The deepest nesting sm__msgpack_scan can track; callers pass a smaller
     depth_max (SM_MSGPACK_DEPTH_MAX).                                         */
@@ -847,4 +868,627 @@ sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
         rc = SM_ETOKEN;
     msgpack_zone_destroy(&zone);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Mesh messages                                                             */
+
+/*  Elements of each type's array, the type included (index: the type).    */
+static const uint32_t s_wire_fields[SM_MSG_TYPE_MAX + 1] = {
+    0, 5, 2, 4, 4, 2, 4, 4, 5
+};
+
+static const char *const s_wire_names[SM_MSG_TYPE_MAX + 1] = {
+    "?", "HELLO", "HEADS", "WANT", "ENTRIES", "PEERS", "UNITS_ASK",
+    "UNITS_GIVE", "FORK"
+};
+
+/*  See wire.h.                                                               */
+const char *
+sm_wire_type_name(int type)
+{
+    return type >= 1 && type <= (int)SM_MSG_TYPE_MAX ? s_wire_names[type] : "?";
+}
+
+/*  The rules of a text field of min..max bytes held in s[0..size): 0,
+    SM_ETOOBIG (longer than max or not terminated), SM_EMALFORMED (shorter
+    than min, or not text).                                                   */
+static int
+s_wire_text(const char *s, size_t size, size_t min, size_t max)
+{
+    size_t n = strnlen(s, size);
+    if (n >= size || n > max)
+        return SM_ETOOBIG;
+    if (n < min || !sm__text_valid((const uint8_t *)s, n))
+        return SM_EMALFORMED;
+    return 0;
+}
+
+/*  A seq: 1..SM_SEQ_MAX.                                                   */
+static bool
+s_wire_seq(uint64_t seq)
+{
+    return seq >= 1 && seq <= SM_SEQ_MAX;
+}
+
+/*  A run of `count` (>= 1) entries from `first` stays within SM_SEQ_MAX.   */
+static bool
+s_wire_run(uint64_t first, uint64_t count)
+{
+    return s_wire_seq(first) && count - 1 <= SM_SEQ_MAX - first;
+}
+
+/*  An entry as it travels: 1..SM_ENTRY_BYTES_MAX bytes (the signature is a
+    fixed array).  SM_ETOOBIG or SM_EMALFORMED.                              */
+static int
+s_wire_signed(const sm_signed *s)
+{
+    if (s->len > SM_ENTRY_BYTES_MAX)
+        return SM_ETOOBIG;
+    if (s->len == 0)
+        return SM_EMALFORMED;
+    assert(s->bytes != NULL);
+    return 0;
+}
+
+/*  Every rule of proto/mesh.md section 5 that a decoded message must meet,
+    and that sm_wire_encode applies before it writes: 0, SM_ETOOBIG (a
+    count or length over its limit), SM_EVERSION (a HELLO of another
+    version), SM_EKIND (unknown type) or SM_EMALFORMED (any other rule).
+    Both directions use this one function, so the decoder accepts exactly
+    what the encoder can write.                                               */
+static int
+s_wire_valid(const sm_wire_msg *m)
+{
+    int rc = 0;
+
+    switch (m->type) {
+    case SM_MSG_HELLO:
+        if (m->u.hello.version != SM_WIRE_VERSION)
+            return SM_EVERSION;
+        return s_wire_text(m->u.hello.endpoint, sizeof m->u.hello.endpoint,
+                           0, SM_ENDPOINT_BYTES_MAX);
+    case SM_MSG_HEADS:
+        if (m->u.heads.count > SM_MEMBERS_MAX)
+            return SM_ETOOBIG;
+        assert(m->u.heads.count == 0 || m->u.heads.heads != NULL);
+        for (uint32_t i = 0; i < m->u.heads.count; i++) {
+            const sm_wire_head *h = &m->u.heads.heads[i];
+            if (!s_wire_seq(h->seq))
+                return SM_EMALFORMED;
+            if (i > 0 && memcmp(h[-1].origin.b, h->origin.b, SM_KEY_BYTES) >= 0)
+                return SM_EMALFORMED;       /* unsorted or repeated origin */
+        }
+        return 0;
+    case SM_MSG_WANT:
+        if (m->u.want.count > SM_WIRE_RUN_MAX)
+            return SM_ETOOBIG;
+        if (m->u.want.count == 0 || !s_wire_run(m->u.want.from, m->u.want.count))
+            return SM_EMALFORMED;
+        return 0;
+    case SM_MSG_ENTRIES:
+        if (m->u.entries.count > SM_WIRE_RUN_MAX)
+            return SM_ETOOBIG;
+        if (m->u.entries.count == 0 ||
+            !s_wire_run(m->u.entries.first_seq, m->u.entries.count))
+            return SM_EMALFORMED;
+        assert(m->u.entries.entries != NULL);
+        for (uint32_t i = 0; i < m->u.entries.count && rc == 0; i++)
+            rc = s_wire_signed(&m->u.entries.entries[i]);
+        return rc;
+    case SM_MSG_PEERS:
+        if (m->u.peers.count > SM_WIRE_PEERS_MAX)
+            return SM_ETOOBIG;
+        assert(m->u.peers.count == 0 || m->u.peers.peers != NULL);
+        for (uint32_t i = 0; i < m->u.peers.count; i++) {
+            const sm_wire_peer *p = &m->u.peers.peers[i];
+            rc = s_wire_text(p->endpoint, sizeof p->endpoint, 1, SM_ENDPOINT_BYTES_MAX);
+            if (rc != 0)
+                return rc;
+            if (i > 0 && memcmp(p[-1].node.b, p->node.b, SM_KEY_BYTES) >= 0)
+                return SM_EMALFORMED;       /* unsorted or repeated node */
+        }
+        return 0;
+    case SM_MSG_UNITS_ASK:
+    case SM_MSG_UNITS_GIVE:
+        rc = s_wire_text(m->u.units.sku, sizeof m->u.units.sku, 1, SM_SKU_BYTES_MAX);
+        if (rc != 0)
+            return rc;
+        if (m->u.units.qty > SM_QTY_MAX ||
+            (m->type == SM_MSG_UNITS_ASK && m->u.units.qty == 0))
+            return SM_EMALFORMED;
+        return 0;
+    case SM_MSG_FORK:
+        if (!s_wire_seq(m->u.fork.seq))
+            return SM_EMALFORMED;
+        if ((rc = s_wire_signed(&m->u.fork.a)) != 0 ||
+            (rc = s_wire_signed(&m->u.fork.b)) != 0)
+            return rc;
+        if (m->u.fork.a.len == m->u.fork.b.len &&
+            memcmp(m->u.fork.a.bytes, m->u.fork.b.bytes, m->u.fork.a.len) == 0)
+            return SM_EMALFORMED;           /* one entry twice is no fork */
+        return 0;
+    default:
+        return SM_EKIND;
+    }
+}
+
+/*  Pack [entry bin, sig bin64].                                            */
+static int
+s_pack_signed(msgpack_packer *pk, const sm_signed *s)
+{
+    return msgpack_pack_array(pk, 2) | s_pack_bin(pk, s->bytes, s->len) |
+           s_pack_bin(pk, s->sig, SM_SIG_BYTES);
+}
+
+/*  Pack a message that s_wire_valid accepted.  Non-zero if the writer
+    refused (out of room, or a difference from the bytes being compared).  */
+static int
+s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
+{
+    int bad = 0;
+
+    bad |= msgpack_pack_array(pk, s_wire_fields[m->type]);
+    bad |= msgpack_pack_uint64(pk, (uint64_t)m->type);
+    switch (m->type) {
+    case SM_MSG_HELLO:
+        bad |= msgpack_pack_uint64(pk, m->u.hello.version);
+        bad |= s_pack_bin(pk, m->u.hello.market.b, SM_KEY_BYTES);
+        bad |= s_pack_bin(pk, m->u.hello.node.b, SM_KEY_BYTES);
+        bad |= s_pack_str(pk, m->u.hello.endpoint);
+        break;
+    case SM_MSG_HEADS:
+        bad |= msgpack_pack_array(pk, m->u.heads.count);
+        for (uint32_t i = 0; i < m->u.heads.count && !bad; i++) {
+            const sm_wire_head *h = &m->u.heads.heads[i];
+            bad |= msgpack_pack_array(pk, 3);
+            bad |= s_pack_bin(pk, h->origin.b, SM_KEY_BYTES);
+            bad |= msgpack_pack_uint64(pk, h->seq);
+            bad |= s_pack_bin(pk, h->link.b, SM_HASH_BYTES);
+        }
+        break;
+    case SM_MSG_WANT:
+        bad |= s_pack_bin(pk, m->u.want.origin.b, SM_KEY_BYTES);
+        bad |= msgpack_pack_uint64(pk, m->u.want.from);
+        bad |= msgpack_pack_uint64(pk, m->u.want.count);
+        break;
+    case SM_MSG_ENTRIES:
+        bad |= s_pack_bin(pk, m->u.entries.origin.b, SM_KEY_BYTES);
+        bad |= msgpack_pack_uint64(pk, m->u.entries.first_seq);
+        bad |= msgpack_pack_array(pk, m->u.entries.count);
+        for (uint32_t i = 0; i < m->u.entries.count && !bad; i++)
+            bad |= s_pack_signed(pk, &m->u.entries.entries[i]);
+        break;
+    case SM_MSG_PEERS:
+        bad |= msgpack_pack_array(pk, m->u.peers.count);
+        for (uint32_t i = 0; i < m->u.peers.count && !bad; i++) {
+            bad |= msgpack_pack_array(pk, 2);
+            bad |= s_pack_bin(pk, m->u.peers.peers[i].node.b, SM_KEY_BYTES);
+            bad |= s_pack_str(pk, m->u.peers.peers[i].endpoint);
+        }
+        break;
+    case SM_MSG_UNITS_ASK:
+    case SM_MSG_UNITS_GIVE:
+        bad |= msgpack_pack_uint64(pk, m->u.units.req_id);
+        bad |= s_pack_str(pk, m->u.units.sku);
+        bad |= msgpack_pack_uint64(pk, m->u.units.qty);
+        break;
+    case SM_MSG_FORK:
+        bad |= s_pack_bin(pk, m->u.fork.origin.b, SM_KEY_BYTES);
+        bad |= msgpack_pack_uint64(pk, m->u.fork.seq);
+        bad |= s_pack_signed(pk, &m->u.fork.a);
+        bad |= s_pack_signed(pk, &m->u.fork.b);
+        break;
+    default:
+        assert(!"s_wire_valid admitted an unknown type");
+        bad = 1;
+    }
+    return bad;
+}
+
+/*  See wire.h.                                                               */
+int
+sm_wire_encode(const sm_wire_msg *msg, uint8_t *buf, size_t cap, size_t *len)
+{
+    assert(msg != NULL && buf != NULL && len != NULL);
+    if (s_wire_valid(msg) != 0)
+        return SM_EINVAL;
+
+    s_writer w = { buf, cap < SM_WIRE_BYTES_MAX ? cap : SM_WIRE_BYTES_MAX, 0 };
+    msgpack_packer pk;
+
+    msgpack_packer_init(&pk, &w, s_write);
+    if (s_wire_pack(&pk, msg) != 0)
+        return SM_ETOOBIG;
+    *len = w.len;
+    return 0;
+}
+
+/*  A cursor over a message the scanner admitted.  The readers take every
+    msgpack form of their type (canonical form is checked at the end, by
+    packing the decoded message against the input) and check each length
+    against the bytes that remain anyway, so they are safe on their own.  */
+typedef struct {
+    const uint8_t *p;          /* next byte */
+    const uint8_t *end;
+} s_reader;
+
+/*  Bytes not yet read.                                                       */
+static size_t
+s_left(const s_reader *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+/*  The big-endian unsigned of n <= 8 bytes, consumed.                      */
+static int
+s_rd_be(s_reader *r, size_t n, uint64_t *v)
+{
+    uint64_t x = 0;
+
+    if (n > s_left(r))
+        return SM_ETRUNC;
+    for (size_t i = 0; i < n; i++)
+        x = (x << 8) | r->p[i];
+    r->p += n;
+    *v = x;
+    return 0;
+}
+
+/*  A non-negative integer in any integer form (the signed forms included:
+    `d0 05` is 5, and refused later as non-canonical).  A negative value or
+    another type is SM_EMALFORMED.                                          */
+static int
+s_rd_uint(s_reader *r, uint64_t *v)
+{
+    size_t n;
+    bool sign = false;
+
+    if (s_left(r) == 0)
+        return SM_ETRUNC;
+    uint8_t t = *r->p++;
+    if (t <= 0x7f) {
+        *v = t;
+        return 0;
+    }
+    switch (t) {
+    case 0xcc: n = 1; break;
+    case 0xcd: n = 2; break;
+    case 0xce: n = 4; break;
+    case 0xcf: n = 8; break;
+    case 0xd0: n = 1; sign = true; break;
+    case 0xd1: n = 2; sign = true; break;
+    case 0xd2: n = 4; sign = true; break;
+    case 0xd3: n = 8; sign = true; break;
+    default:
+        return SM_EMALFORMED;       /* negative fixint or not an integer */
+    }
+    int rc = s_rd_be(r, n, v);
+    if (rc != 0)
+        return rc;
+    if (sign && (*v >> (8 * n - 1)) != 0)
+        return SM_EMALFORMED;       /* negative */
+    return 0;
+}
+
+/*  An array header: its element count, at most the bytes that remain.     */
+static int
+s_rd_array(s_reader *r, uint32_t *n)
+{
+    uint64_t v;
+    int rc = 0;
+
+    if (s_left(r) == 0)
+        return SM_ETRUNC;
+    uint8_t t = *r->p++;
+    if (t >= 0x90 && t <= 0x9f)
+        v = t & 0x0fu;
+    else if (t == 0xdc)
+        rc = s_rd_be(r, 2, &v);
+    else if (t == 0xdd)
+        rc = s_rd_be(r, 4, &v);
+    else
+        return SM_EMALFORMED;
+    if (rc != 0)
+        return rc;
+    if (v > s_left(r))              /* each element takes a byte at least */
+        return SM_ETRUNC;
+    *n = (uint32_t)v;
+    return 0;
+}
+
+/*  An array of exactly n elements.                                          */
+static int
+s_rd_tuple(s_reader *r, uint32_t n)
+{
+    uint32_t got;
+    int rc = s_rd_array(r, &got);
+    if (rc != 0)
+        return rc;
+    return got == n ? 0 : SM_EMALFORMED;
+}
+
+/*  A str (str true) or bin: its bytes, borrowed from the input.            */
+static int
+s_rd_bytes(s_reader *r, bool str, const uint8_t **b, size_t *n)
+{
+    uint64_t v;
+    size_t width;
+
+    if (s_left(r) == 0)
+        return SM_ETRUNC;
+    uint8_t t = *r->p++;
+    if (str && t >= 0xa0 && t <= 0xbf) {
+        v = t & 0x1fu;
+        width = 0;
+    } else if (t == (str ? 0xd9 : 0xc4)) {
+        width = 1;
+    } else if (t == (str ? 0xda : 0xc5)) {
+        width = 2;
+    } else if (t == (str ? 0xdb : 0xc6)) {
+        width = 4;
+    } else {
+        return SM_EMALFORMED;
+    }
+    if (width > 0) {
+        int rc = s_rd_be(r, width, &v);
+        if (rc != 0)
+            return rc;
+    }
+    if (v > s_left(r))
+        return SM_ETRUNC;
+    *b = r->p;
+    *n = (size_t)v;
+    r->p += v;
+    return 0;
+}
+
+/*  A bin of exactly n bytes, copied to dst.                                */
+static int
+s_rd_fixed(s_reader *r, uint8_t *dst, size_t n)
+{
+    const uint8_t *b;
+    size_t got;
+    int rc = s_rd_bytes(r, false, &b, &got);
+    if (rc != 0)
+        return rc;
+    if (got != n)
+        return SM_EMALFORMED;
+    memcpy(dst, b, n);
+    return 0;
+}
+
+/*  A str of min..max bytes of text copied into dst[0..max] with a NUL:
+    longer is SM_ETOOBIG (checked before anything is copied), shorter or
+    not text (bad UTF-8, a control character, a NUL) SM_EMALFORMED.        */
+static int
+s_rd_text(s_reader *r, char *dst, size_t min, size_t max)
+{
+    const uint8_t *s;
+    size_t n;
+    int rc = s_rd_bytes(r, true, &s, &n);
+    if (rc != 0)
+        return rc;
+    if (n > max)
+        return SM_ETOOBIG;
+    if (n < min || !sm__text_valid(s, n))
+        return SM_EMALFORMED;
+    if (n > 0)
+        memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/*  [entry bin, sig bin64]; the entry's bytes are borrowed from the input. */
+static int
+s_rd_signed(s_reader *r, sm_signed *out)
+{
+    int rc = s_rd_tuple(r, 2);
+    if (rc == 0)
+        rc = s_rd_bytes(r, false, &out->bytes, &out->len);
+    if (rc == 0)
+        rc = s_wire_signed(out);
+    if (rc == 0)
+        rc = s_rd_fixed(r, out->sig, SM_SIG_BYTES);
+    return rc;
+}
+
+/*  The header of a variable array of at most `max` elements: SM_ETOOBIG
+    before any element is read (or written to the space) if it claims more. */
+static int
+s_rd_count(s_reader *r, uint32_t max, uint32_t *n)
+{
+    int rc = s_rd_array(r, n);
+    if (rc != 0)
+        return rc;
+    return *n > max ? SM_ETOOBIG : 0;
+}
+
+/*  HELLO after its type, the root array having `fields` elements.  The
+    version comes first: another version is SM_EVERSION whatever follows
+    (a later version may change the shape), with the fields filled in as
+    far as they read as version 1's, for the caller's log line.            */
+static int
+s_rd_hello(s_reader *r, uint32_t fields, sm_wire_msg *m)
+{
+    uint64_t version;
+    int rc;
+
+    if (fields < 2)
+        return SM_EMALFORMED;
+    if ((rc = s_rd_uint(r, &version)) != 0)
+        return rc;
+    if (version > UINT32_MAX)
+        return SM_EMALFORMED;
+    m->u.hello.version = (uint32_t)version;
+    if (version != SM_WIRE_VERSION) {
+        if (fields == s_wire_fields[SM_MSG_HELLO] &&
+            s_rd_fixed(r, m->u.hello.market.b, SM_KEY_BYTES) == 0 &&
+            s_rd_fixed(r, m->u.hello.node.b, SM_KEY_BYTES) == 0 &&
+            s_rd_text(r, m->u.hello.endpoint, 0, SM_ENDPOINT_BYTES_MAX) == 0)
+            return SM_EVERSION;
+        memset(&m->u.hello, 0, sizeof m->u.hello);
+        m->u.hello.version = (uint32_t)version;
+        return SM_EVERSION;
+    }
+    if (fields != s_wire_fields[SM_MSG_HELLO])
+        return SM_EMALFORMED;
+    if ((rc = s_rd_fixed(r, m->u.hello.market.b, SM_KEY_BYTES)) != 0 ||
+        (rc = s_rd_fixed(r, m->u.hello.node.b, SM_KEY_BYTES)) != 0)
+        return rc;
+    return s_rd_text(r, m->u.hello.endpoint, 0, SM_ENDPOINT_BYTES_MAX);
+}
+
+/*  The fields of a message after its type (the element count checked),
+    into *m and the space.                                                  */
+static int
+s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
+{
+    uint64_t v;
+    uint32_t n;
+    int rc;
+
+#define S_TRY(expr) do { if ((rc = (expr)) != 0) return rc; } while (0)
+    switch (m->type) {
+    case SM_MSG_HEADS:
+        S_TRY(s_rd_count(r, SM_MEMBERS_MAX, &n));
+        m->u.heads.heads = space->heads;
+        for (uint32_t i = 0; i < n; i++) {
+            sm_wire_head *h = &space->heads[i];
+            S_TRY(s_rd_tuple(r, 3));
+            S_TRY(s_rd_fixed(r, h->origin.b, SM_KEY_BYTES));
+            S_TRY(s_rd_uint(r, &h->seq));
+            S_TRY(s_rd_fixed(r, h->link.b, SM_HASH_BYTES));
+        }
+        m->u.heads.count = n;
+        return 0;
+    case SM_MSG_WANT:
+        S_TRY(s_rd_fixed(r, m->u.want.origin.b, SM_KEY_BYTES));
+        S_TRY(s_rd_uint(r, &m->u.want.from));
+        S_TRY(s_rd_uint(r, &v));
+        if (v > SM_WIRE_RUN_MAX)
+            return SM_ETOOBIG;
+        m->u.want.count = (uint32_t)v;
+        return 0;
+    case SM_MSG_ENTRIES:
+        S_TRY(s_rd_fixed(r, m->u.entries.origin.b, SM_KEY_BYTES));
+        S_TRY(s_rd_uint(r, &m->u.entries.first_seq));
+        S_TRY(s_rd_count(r, SM_WIRE_RUN_MAX, &n));
+        if (n == 0)
+            return SM_EMALFORMED;
+        m->u.entries.entries = space->entries;
+        for (uint32_t i = 0; i < n; i++)
+            S_TRY(s_rd_signed(r, &space->entries[i]));
+        m->u.entries.count = n;
+        return 0;
+    case SM_MSG_PEERS:
+        S_TRY(s_rd_count(r, SM_WIRE_PEERS_MAX, &n));
+        m->u.peers.peers = space->peers;
+        for (uint32_t i = 0; i < n; i++) {
+            sm_wire_peer *p = &space->peers[i];
+            S_TRY(s_rd_tuple(r, 2));
+            S_TRY(s_rd_fixed(r, p->node.b, SM_KEY_BYTES));
+            S_TRY(s_rd_text(r, p->endpoint, 1, SM_ENDPOINT_BYTES_MAX));
+        }
+        m->u.peers.count = n;
+        return 0;
+    case SM_MSG_UNITS_ASK:
+    case SM_MSG_UNITS_GIVE:
+        S_TRY(s_rd_uint(r, &m->u.units.req_id));
+        S_TRY(s_rd_text(r, m->u.units.sku, 1, SM_SKU_BYTES_MAX));
+        S_TRY(s_rd_uint(r, &v));
+        if (v > SM_QTY_MAX)
+            return SM_EMALFORMED;
+        m->u.units.qty = (uint32_t)v;
+        return 0;
+    case SM_MSG_FORK:
+        S_TRY(s_rd_fixed(r, m->u.fork.origin.b, SM_KEY_BYTES));
+        S_TRY(s_rd_uint(r, &m->u.fork.seq));
+        S_TRY(s_rd_signed(r, &m->u.fork.a));
+        return s_rd_signed(r, &m->u.fork.b);
+    default:
+        assert(!"s_rd_body called for HELLO or an unknown type");
+        return SM_EKIND;
+    }
+#undef S_TRY
+}
+
+/*  See wire.h.  In the order of proto/mesh.md section 6: size, scan, type,
+    shape and lengths, value rules, canonical form.  *out is written even on
+    failure; then only the HELLO of SM_EVERSION is meaningful.              */
+int
+sm_wire_decode(const uint8_t *buf, size_t len, sm_wire_space *space,
+               sm_wire_msg *out)
+{
+    uint32_t fields;
+    uint64_t type;
+    int rc;
+
+    assert((buf != NULL || len == 0) && space != NULL && out != NULL);
+    memset(out, 0, sizeof *out);
+    if (len > SM_WIRE_BYTES_MAX)
+        return SM_ETOOBIG;
+    rc = sm__msgpack_scan(buf, len, SM_MSGPACK_DEPTH_MAX);
+    if (rc != 0)
+        return rc;
+
+    s_reader r = { buf, buf + len };
+    if ((rc = s_rd_array(&r, &fields)) != 0)
+        return rc;
+    if (fields == 0)
+        return SM_EMALFORMED;
+    if ((rc = s_rd_uint(&r, &type)) != 0)
+        return rc;
+    if (type < 1 || type > SM_MSG_TYPE_MAX)
+        return SM_EKIND;
+    out->type = (sm_msg_type)type;
+    if (out->type == SM_MSG_HELLO) {
+        rc = s_rd_hello(&r, fields, out);
+    } else if (fields != s_wire_fields[type]) {
+        rc = SM_EMALFORMED;
+    } else {
+        rc = s_rd_body(&r, space, out);
+    }
+    if (rc != 0)
+        return rc;
+    if (r.p != r.end)               /* the scanner saw one object: a bug */
+        return SM_EMALFORMED;
+    rc = s_wire_valid(out);
+    if (rc != 0)
+        return rc;
+
+    s_comparer c = { buf, len, 0 };
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &c, s_compare);
+    if (s_wire_pack(&pk, out) != 0 || c.pos != len)
+        return SM_ENONCANON;
+    return 0;
+}
+
+/*  qsort orders for sm_wire_sort.                                           */
+static int
+s_head_order(const void *a, const void *b)
+{
+    return memcmp(((const sm_wire_head *)a)->origin.b,
+                  ((const sm_wire_head *)b)->origin.b, SM_KEY_BYTES);
+}
+
+static int
+s_peer_order(const void *a, const void *b)
+{
+    return memcmp(((const sm_wire_peer *)a)->node.b,
+                  ((const sm_wire_peer *)b)->node.b, SM_KEY_BYTES);
+}
+
+/*  See wire.h.                                                               */
+void
+sm_wire_sort(sm_wire_msg *msg)
+{
+    assert(msg != NULL);
+    if (msg->type == SM_MSG_HEADS && msg->u.heads.count > 1)
+        qsort(msg->u.heads.heads, msg->u.heads.count, sizeof msg->u.heads.heads[0],
+              s_head_order);
+    else if (msg->type == SM_MSG_PEERS && msg->u.peers.count > 1)
+        qsort(msg->u.peers.peers, msg->u.peers.count, sizeof msg->u.peers.peers[0],
+              s_peer_order);
 }

@@ -1,7 +1,8 @@
 /*  The codec: the only module that includes msgpack.h (STYLE 3).
 
-    It implements sm_entry_encode / sm_entry_decode (entry.h) and the token
-    layout below, on top of a strict scanner that walks a msgpack buffer and
+    It implements sm_entry_encode / sm_entry_decode (entry.h), the mesh
+    messages (sm_wire_encode / sm_wire_decode, wire.h) and the token layout
+    below, on top of a strict scanner that walks a msgpack buffer and
     checks every declared length against the bytes that remain, the nesting
     depth, and that only the types stallmesh uses appear (nil, bool,
     integers, str, bin, array) before msgpack-c is asked to unpack anything.

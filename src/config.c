@@ -23,6 +23,7 @@
     (inih calls the handler only for keys, so an empty unknown section would
     otherwise pass).  This is the only file that includes ini.h.             */
 #include "config.h"
+#include "stallmesh/identity.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -46,7 +47,7 @@
 #define SM__BODY_BYTES_MIN 1024u       /* a small sale must still fit */
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
-typedef enum { S_LISTEN, S_U32, S_LEVEL } s_type;
+typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS } s_type;
 
 typedef struct {
     const char *section;
@@ -69,10 +70,14 @@ static const s_key s_keys[] = {
     {"holds", "per_min", S_U32, offsetof(sm_config, holds_per_min),
      1, SM_HOLDS_PER_MIN_MAX},
     {"log", "level", S_LEVEL, 0, 0, 0},
+    {"mesh", "listen", S_ENDPOINT, offsetof(sm_config, mesh_listen), 0, 0},
+    {"mesh", "advertise", S_ENDPOINT, offsetof(sm_config, mesh_advertise), 0, 0},
+    {"mesh", "peers", S_PEERS, 0, 0, 0},
+    {"mesh", "units_floor", S_U32, offsetof(sm_config, units_floor), 0, SM_QTY_MAX},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
-static const char *const s_sections[] = {"http", "holds", "log"};
+static const char *const s_sections[] = {"http", "holds", "log", "mesh"};
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 /*  snprintf into err[0..errlen) when there is room for anything.           */
@@ -269,6 +274,75 @@ sm_config_parse_listen(const char *text, char *host, size_t hostcap, uint16_t *p
     return s_parse_listen(text, host, hostcap, port) == NULL ? 0 : SM_EINVAL;
 }
 
+/*  A mesh endpoint "tcp://HOST:PORT" (HOST may be * for a listener), or
+    NULL and the reason.                                                      */
+static const char *
+s_parse_endpoint(const char *text)
+{
+    if (strncmp(text, "tcp://", 6) != 0)
+        return "must start with tcp://";
+    if (strlen(text) > SM_ENDPOINT_BYTES_MAX)
+        return "is too long";
+    char host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    uint16_t port;
+    const char *rest = text + 6;
+    if (rest[0] == '*' && rest[1] == ':') {
+        char any[16];
+        snprintf(any, sizeof any, "0.0.0.0%.7s", rest + 1);
+        return s_parse_listen(any, host, sizeof host, &port);
+    }
+    return s_parse_listen(rest, host, sizeof host, &port);
+}
+
+/*  Parse and add one "NODE_ID@tcp://HOST:PORT"; NULL or the reason.        */
+static const char *
+s_peer_add(sm_config *cfg, const char *text, size_t len)
+{
+    while (len && (*text == ' ' || *text == '\t')) {
+        text++;
+        len--;
+    }
+    while (len && (text[len - 1] == ' ' || text[len - 1] == '\t'))
+        len--;
+    if (len == 0)
+        return "an empty peer";
+    const char *at = memchr(text, '@', len);
+    if (!at || at - text != SM_ID_HEX_BYTES)
+        return "a peer is NODE_ID@tcp://HOST:PORT, NODE_ID 64 hex digits";
+    if (cfg->peer_count == SM_PEERS_MAX)
+        return "too many peers";
+    char id[SM_ID_HEX_BYTES + 1], ep[SM_ENDPOINT_BYTES_MAX + 1];
+    memcpy(id, text, SM_ID_HEX_BYTES);
+    id[SM_ID_HEX_BYTES] = 0;
+    size_t elen = len - SM_ID_HEX_BYTES - 1;
+    if (elen > SM_ENDPOINT_BYTES_MAX)
+        return "the endpoint is too long";
+    memcpy(ep, at + 1, elen);
+    ep[elen] = 0;
+    if (sm_id_parse(id, &cfg->peers[cfg->peer_count].node) != 0)
+        return "NODE_ID must be 64 hex digits";
+    const char *bad = s_parse_endpoint(ep);
+    if (bad)
+        return bad;
+    if (strncmp(ep + 6, "*:", 2) == 0 || strncmp(ep + 6, "0.0.0.0:", 8) == 0)
+        return "a peer's endpoint needs a real address, not * or 0.0.0.0";
+    snprintf(cfg->peers[cfg->peer_count].endpoint,
+             sizeof cfg->peers[cfg->peer_count].endpoint, "%s", ep);
+    cfg->peer_count++;
+    return NULL;
+}
+
+int
+sm_config_add_peer(sm_config *cfg, const char *text, char *err, size_t errlen)
+{
+    assert(cfg && text);
+    const char *bad = s_peer_add(cfg, text, strlen(text));
+    if (!bad)
+        return 0;
+    s_msg(err, errlen, "peer '%.*s': %s", SM__CONFIG_VALUE_SHOWN, text, bad);
+    return cfg->peer_count == SM_PEERS_MAX ? SM_ETOOBIG : SM_EINVAL;
+}
+
 /*  Set key k of cfg from text; SM_EINVAL with the reason (naming the key
     and quoting the value) in why.                                           */
 static int
@@ -293,6 +367,37 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
         s_msg(why, whylen, "%s.%s = '%.*s': must be a whole number from %u to %u",
               k->section, k->key, SM__CONFIG_VALUE_SHOWN, text, k->min, k->max);
         return SM_EINVAL;
+    }
+    case S_ENDPOINT: {
+        char *field = (char *)cfg + k->offset;
+        if (strcmp(text, "none") == 0 || text[0] == 0) {
+            field[0] = 0;
+            return 0;
+        }
+        const char *bad = s_parse_endpoint(text);
+        if (bad == NULL) {
+            snprintf(field, SM_ENDPOINT_BYTES_MAX + 1, "%s", text);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s = '%.*s': %s; write tcp://HOST:PORT, e.g. "
+              "tcp://0.0.0.0:7400", k->section, k->key, SM__CONFIG_VALUE_SHOWN, text, bad);
+        return SM_EINVAL;
+    }
+    case S_PEERS: {
+        cfg->peer_count = 0;
+        const char *p = text;
+        while (*p) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            const char *bad = s_peer_add(cfg, p, len);
+            if (bad) {
+                s_msg(why, whylen, "%s.%s: '%.*s': %s", k->section, k->key,
+                      (int)(len < SM__CONFIG_VALUE_SHOWN ? len : SM__CONFIG_VALUE_SHOWN), p, bad);
+                return SM_EINVAL;
+            }
+            p += len + (comma != NULL);
+        }
+        return 0;
     }
     case S_LEVEL: {
         int level = sm_log_level_parse(text);
@@ -323,6 +428,7 @@ sm_config_defaults(sm_config *cfg)
     cfg->hold_ttl_s = SM_HOLD_TTL_S_DEFAULT;
     cfg->holds_per_min = SM_HOLDS_PER_MIN_MAX;
     cfg->log_level = SM_LOG_INFO;
+    snprintf(cfg->mesh_listen, sizeof cfg->mesh_listen, "tcp://0.0.0.0:7400");
 }
 
 /*  Set section.key from text as a file line would; the message in err has
@@ -512,7 +618,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     assert(cfg->log_level >= SM_LOG_ERROR && cfg->log_level <= SM_LOG_DEBUG);
     bool v6 = strchr(cfg->http_host, ':') != NULL;
-    return snprintf(buf, cap,
+    int n = snprintf(buf, cap,
                     "[http]\n"
                     "listen = %s%s%s:%u\n"
                     "body_bytes_max = %u\n"
@@ -522,8 +628,30 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "ttl_s = %u\n"
                     "per_min = %u\n"
                     "[log]\n"
-                    "level = %s\n",
+                    "level = %s\n"
+                    "[mesh]\n"
+                    "listen = %s\n"
+                    "advertise = %s\n"
+                    "units_floor = %u\n"
+                    "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
                     cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
-                    cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level]);
+                    cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level],
+                    cfg->mesh_listen[0] ? cfg->mesh_listen : "none",
+                    cfg->mesh_advertise[0] ? cfg->mesh_advertise : "none",
+                    cfg->units_floor);
+    for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&cfg->peers[i].node, hex);
+        size_t at = (size_t)n < cap ? (size_t)n : cap;
+        int m = snprintf(buf ? buf + at : NULL, cap - at, "%s%s@%s", i ? ", " : "", hex,
+                         cfg->peers[i].endpoint);
+        n = m < 0 ? m : n + m;
+    }
+    if (n >= 0) {
+        size_t at = (size_t)n < cap ? (size_t)n : cap;
+        int m = snprintf(buf ? buf + at : NULL, cap - at, "\n");
+        n = m < 0 ? m : n + m;
+    }
+    return n;
 }

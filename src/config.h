@@ -13,12 +13,20 @@
         ttl_s = 600                  ; how long a shopper's hold lasts
         per_min = 10                 ; holds one address may make a minute
         [log]
-        level = info                 ; error, warn, info or debug          */
+        level = info                 ; error, warn, info or debug
+        [mesh]
+        listen = tcp://0.0.0.0:7400  ; where peers connect; "none" for no listener
+        advertise = tcp://192.168.1.20:7400 ; told to peers; default: listen,
+                                     ; unless it is 0.0.0.0 or *
+        peers = NODE_ID@tcp://HOST:PORT, ...   ; peers to connect to
+        units_floor = 0              ; units a stall keeps when peers ask   */
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/limits.h"
 
 #define SM_CONFIG_HOST_BYTES_MAX 255u
 
@@ -31,6 +39,15 @@ typedef struct {
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     int log_level;             /* sm_log_level */
+    /* [mesh] */
+    char mesh_listen[SM_ENDPOINT_BYTES_MAX + 1];    /* "" = no listener */
+    char mesh_advertise[SM_ENDPOINT_BYTES_MAX + 1]; /* "" = tell peers none */
+    uint32_t units_floor;
+    uint32_t peer_count;
+    struct {
+        sm_id node;
+        char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
+    } peers[SM_PEERS_MAX];
 } sm_config;
 
 /*  The defaults (listen 0.0.0.0:8080, limits from limits.h, level info).   */
@@ -46,6 +63,10 @@ int sm_config_load(sm_config *cfg, const char *path, char *err, size_t errlen);
     section, key or value is not valid.                                       */
 int sm_config_set(sm_config *cfg, const char *section, const char *key,
                   const char *value, char *err, size_t errlen);
+
+/*  Add a peer "NODE_ID@tcp://HOST:PORT" (the command line's --peer).
+    SM_EINVAL with the reason in err; SM_ETOOBIG past SM_PEERS_MAX.          */
+int sm_config_add_peer(sm_config *cfg, const char *text, char *err, size_t errlen);
 
 /*  Parse "HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]).
     host gets the host without brackets ("::1" for "[::1]:8080"), at most

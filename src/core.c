@@ -33,26 +33,48 @@
 #define SM__CORE_SWEEP_MS    1000u   /* how often expired holds are released */
 #define SM__CORE_ROUTING_MAX 256u    /* bytes of a ROUTER identity frame */
 
-struct sm_core {
-    sm_core_opts opts;
-    void *zctx;                /* owned */
-    char endpoint[64];
-    pthread_t thread;
-    bool started;
-    atomic_bool bound;         /* the thread has bound its ROUTER */
-    atomic_uint queued;        /* submitted, not yet answered */
-};
-
-struct sm_core_client {
-    sm_core *core;
-    void *sock;                /* DEALER */
-};
+#define SM__CORE_PARKED_MAX  64u     /* writes waiting for units from peers */
 
 typedef struct {
     uint8_t routing[SM__CORE_ROUTING_MAX];
     size_t routing_len;
     sm_core_req *req;
 } s_pending;
+
+typedef struct {
+    s_pending p;
+    uint64_t deadline_ms;
+    uint64_t first_ask;        /* ask ids first_ask .. first_ask+asks-1 */
+    uint32_t asks;
+} s_parked;
+
+struct sm_core {
+    sm_core_opts opts;
+    sm_mesh_opts mesh_opts;    /* copied from opts.mesh */
+    void *zctx;                /* owned */
+    char endpoint[64];
+    pthread_t thread;
+    bool started;
+    atomic_bool bound;         /* the thread has bound its ROUTER */
+    atomic_int start_err;      /* set by the thread before `bound` */
+    atomic_uint queued;        /* submitted, not yet answered */
+    /* core thread only */
+    sm_mesh *mesh;
+    bool own_ok;               /* local appends allowed (own-log recovery) */
+    uint64_t version;          /* last state version the web was woken for */
+    s_parked parked[SM__CORE_PARKED_MAX];
+    size_t nparked;
+    uint64_t next_ask;
+    /* copied under the lock for other threads */
+    pthread_mutex_t peers_lock;
+    sm_gossip_peer peers[SM_PEERS_MAX];
+    size_t npeers;
+};
+
+struct sm_core_client {
+    sm_core *core;
+    void *sock;                /* DEALER */
+};
 
 static uint64_t
 s_now_ms(void)
@@ -112,9 +134,121 @@ s_answer(sm_core *self, void *router, s_pending *p)
     atomic_fetch_sub(&self->queued, 1);
 }
 
-/*  Append every request of the batch and commit once.                      */
-static void
-s_run_batch(sm_core *self, s_pending *batch, size_t n)
+/* ---- units from peers ------------------------------------------------- */
+
+static bool
+s_wants_units(const sm_core_req *req)
+{
+    return req->rc == SM_ENOSTOCK
+           && (req->body.kind == SM_KIND_SALE || req->body.kind == SM_KIND_HOLD);
+}
+
+static int64_t
+s_units_here(sm_core *self, const char *sku)
+{
+    sm_units u;
+    return sm_ledger_units(self->opts.ledger, sku, &self->opts.node, &u) == 0 ? u.units : 0;
+}
+
+/*  The lines of a sale or hold: sku and qty each.                           */
+static uint32_t
+s_lines(const sm_body *b, const char **skus, uint32_t *qtys)
+{
+    if (b->kind == SM_KIND_HOLD) {
+        skus[0] = b->u.hold.sku;
+        qtys[0] = b->u.hold.qty;
+        return 1;
+    }
+    uint32_t n = b->u.sale.line_count;
+    for (uint32_t i = 0; i < n; i++) {
+        skus[i] = b->u.sale.lines[i].sku;
+        qtys[i] = b->u.sale.lines[i].qty;
+    }
+    return n;
+}
+
+/*  Ask the peers for what `p` lacks; true if it was parked.                */
+static bool
+s_park(sm_core *self, const s_pending *p, uint64_t now_ms)
+{
+    if (!self->mesh || self->nparked == SM__CORE_PARKED_MAX)
+        return false;
+    const char *skus[SM_SALE_LINES_MAX];
+    uint32_t qtys[SM_SALE_LINES_MAX];
+    uint32_t n = s_lines(&p->req->body, skus, qtys);
+    s_parked *k = &self->parked[self->nparked];
+    k->first_ask = self->next_ask;
+    k->asks = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t here = s_units_here(self, skus[i]);
+        if (here >= (int64_t) qtys[i])
+            continue;
+        uint32_t missing = qtys[i] - (uint32_t) (here > 0 ? here : 0);
+        if (sm_gossip_ask_units(sm_mesh_gossip(self->mesh), self->next_ask, skus[i],
+                                missing, now_ms) == 0) {
+            self->next_ask++;
+            k->asks++;
+        }
+    }
+    if (k->asks == 0)
+        return false;
+    uint32_t wait = self->opts.units_wait_ms ? self->opts.units_wait_ms : SM_UNITS_WAIT_MS;
+    k->p = *p;
+    k->deadline_ms = now_ms + wait;
+    self->nparked++;
+    return true;
+}
+
+static void s_answer(sm_core *self, void *router, s_pending *p);
+
+/*  Retry parked writes whose units have arrived; answer those that succeed
+    or whose wait is over.  Returns true if anything was appended.          */
+static bool
+s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
+{
+    bool appended = false;
+    for (size_t i = 0; i < self->nparked;) {
+        s_parked *k = &self->parked[i];
+        sm_core_req *req = k->p.req;
+        const char *skus[SM_SALE_LINES_MAX];
+        uint32_t qtys[SM_SALE_LINES_MAX];
+        uint32_t n = s_lines(&req->body, skus, qtys);
+        bool enough = true;
+        for (uint32_t j = 0; j < n && enough; j++)
+            enough = s_units_here(self, skus[j]) >= (int64_t) qtys[j];
+        bool expired = now_ms >= k->deadline_ms;
+        if (!enough && !expired) {
+            i++;
+            continue;
+        }
+        /* Outside a batch: the append commits on its own. */
+        req->rc = sm_ledger_append(self->opts.ledger, &req->body, now_ms, &req->seq);
+        req->commit_ns = s_mono_ns();
+        if (req->rc == 0) {
+            appended = true;
+            if (self->opts.metrics) {
+                sm_metrics_add(self->opts.metrics, SM_METRIC_ENTRIES_APPENDED, 1);
+                sm_metrics_add(self->opts.metrics, SM_METRIC_COMMITS, 1);
+                if (req->body.kind == SM_KIND_SALE)
+                    sm_metrics_add(self->opts.metrics, SM_METRIC_SALES, 1);
+            }
+        } else if (self->opts.metrics) {
+            sm_metrics_add(self->opts.metrics, SM_METRIC_WRITES_REFUSED, 1);
+        }
+        for (uint32_t a = 0; a < k->asks; a++)
+            sm_gossip_ask_done(sm_mesh_gossip(self->mesh), k->first_ask + a);
+        s_answer(self, router, &k->p);
+        self->parked[i] = self->parked[--self->nparked];
+    }
+    return appended;
+}
+
+/*  Append every request of the batch and commit once.  Requests short of
+    units are parked (asking the peers) instead of answered; *done gets how
+    many of batch[] must be answered now, moved to its front.  Returns true
+    if anything was committed.                                                */
+static bool
+s_run_batch(sm_core *self, s_pending *batch, size_t n, size_t *done)
 {
     sm_ledger *ledger = self->opts.ledger;
     uint64_t start_ns = s_mono_ns();
@@ -123,7 +257,12 @@ s_run_batch(sm_core *self, s_pending *batch, size_t n)
     for (size_t i = 0; i < n; i++) {
         sm_core_req *req = batch[i].req;
         req->seq = 0;
-        req->rc = rc != 0 ? rc : sm_ledger_append(ledger, &req->body, s_now_ms(), &req->seq);
+        if (rc != 0)
+            req->rc = rc;
+        else if (!self->own_ok)
+            req->rc = SM_ERECOVERING;
+        else
+            req->rc = sm_ledger_append(ledger, &req->body, s_now_ms(), &req->seq);
         if (req->rc == 0)
             ok++;
     }
@@ -146,15 +285,25 @@ s_run_batch(sm_core *self, s_pending *batch, size_t n)
         ok = 0;
         sales = 0;
     }
+    size_t answer = 0, parked = 0;
+    uint64_t now_ms = s_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (s_wants_units(batch[i].req) && s_park(self, &batch[i], now_ms))
+            parked++;
+        else
+            batch[answer++] = batch[i];
+    }
+    *done = answer;
     sm_metrics *m = self->opts.metrics;
     if (m) {
         sm_metrics_add(m, SM_METRIC_COMMITS, rc == 0);
         sm_metrics_add(m, SM_METRIC_ENTRIES_APPENDED, ok);
         sm_metrics_add(m, SM_METRIC_SALES, sales);
-        sm_metrics_add(m, SM_METRIC_WRITES_REFUSED, n - ok);
+        sm_metrics_add(m, SM_METRIC_WRITES_REFUSED, n - ok - parked);
         if (rc == 0)
             sm_metrics_commit_ns(m, done_ns - start_ns);
     }
+    return ok > 0;
 }
 
 typedef struct {
@@ -213,10 +362,56 @@ s_sweep_holds(sm_core *self)
     return released > 0;
 }
 
-static void *
-s_thread(void *arg)
+static int
+s_peer_copy(const sm_gossip_peer *peer, void *arg)
 {
     sm_core *self = arg;
+    if (self->npeers < SM_PEERS_MAX)
+        self->peers[self->npeers++] = *peer;
+    return 0;
+}
+
+/*  Periodic work: holds, the mesh, own-log recovery, the peers table.      */
+static bool
+s_tick(sm_core *self, uint64_t now_ms)
+{
+    bool released = s_sweep_holds(self);
+    if (!self->mesh)
+        return released;
+    if (released)
+        sm_mesh_local(self->mesh, now_ms);
+    sm_mesh_tick(self->mesh, now_ms);
+    sm_gossip *g = sm_mesh_gossip(self->mesh);
+    if (!self->own_ok && sm_gossip_own_recovered(g)) {
+        int rc = sm_ledger_confirm_own(self->opts.ledger);
+        if (rc == 0) {
+            self->own_ok = true;
+            sm_log_info("core: own log recovered from peers; local writes enabled");
+        } else {
+            sm_log_error("core: cannot record the recovered own log: %s", sm_strerror(rc));
+        }
+    }
+    pthread_mutex_lock(&self->peers_lock);
+    self->npeers = 0;
+    sm_gossip_peers_each(g, s_peer_copy, self);
+    pthread_mutex_unlock(&self->peers_lock);
+    return released;
+}
+
+static void
+s_wake_if_changed(sm_core *self)
+{
+    uint64_t v = 0;
+    if (sm_ledger_version(self->opts.ledger, &v) == 0 && v != self->version) {
+        self->version = v;
+        if (self->opts.wake)
+            self->opts.wake(self->opts.wake_arg);
+    }
+}
+
+static int
+s_thread_start(sm_core *self, void **router_out)
+{
     void *router = zmq_socket(self->zctx, ZMQ_ROUTER);
     int zero = 0, linger = 0;
     /* The queue is bounded by sm_core_submit, not by ZeroMQ's watermarks,
@@ -227,50 +422,120 @@ s_thread(void *arg)
         || zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger) != 0
         || zmq_bind(router, self->endpoint) != 0) {
         sm_log_error("core: cannot bind %s: %s", self->endpoint, zmq_strerror(errno));
-        abort();   /* an inproc bind fails only on a bug or out of memory */
+        if (router)
+            zmq_close(router);
+        return SM_EIO;
+    }
+    *router_out = router;
+    bool confirmed = false;
+    int rc = sm_ledger_own_confirmed(self->opts.ledger, &confirmed);
+    if (rc != 0)
+        return rc;
+    self->own_ok = confirmed;
+    if (!confirmed && self->opts.allow_fresh) {
+        sm_log_warn("core: --allow-fresh: appending without confirming this node's own "
+                    "log; if an older copy of this store was used, peers will report a fork");
+        if ((rc = sm_ledger_confirm_own(self->opts.ledger)) != 0)
+            return rc;
+        self->own_ok = true;
+    }
+    if (!self->own_ok)
+        sm_log_warn("core: this store does not hold a confirmed copy of this node's own "
+                    "log (wiped or recreated?): local writes wait until a peer has sent "
+                    "it back (or restart with --allow-fresh if this is the newest copy)");
+    if (self->opts.mesh) {
+        if (!(self->mesh = sm_mesh_new(self->zctx, &self->mesh_opts, s_now_ms(), &rc)))
+            return rc;
+    }
+    sm_ledger_version(self->opts.ledger, &self->version);
+    return 0;
+}
+
+static void *
+s_thread(void *arg)
+{
+    sm_core *self = arg;
+    void *router = NULL;
+    int rc = s_thread_start(self, &router);
+    atomic_store(&self->start_err, rc);
+    atomic_store(&self->bound, true);
+    if (rc != 0) {
+        if (router)
+            zmq_close(router);
+        return NULL;
     }
     uint32_t batch_max = self->opts.batch_max ? self->opts.batch_max : SM_CORE_BATCH_MAX;
     s_pending *batch = calloc(batch_max, sizeof *batch);
     assert(batch);
-    atomic_store(&self->bound, true);
     bool stop = false;
-    uint64_t next_sweep_ms = s_now_ms() + SM__CORE_SWEEP_MS;
+    uint64_t next_tick_ms = s_now_ms() + SM__CORE_SWEEP_MS;
+    enum { ITEMS_MAX = 3 + 2 * SM_PEERS_MAX };
+    zmq_pollitem_t items[ITEMS_MAX];
+    void *socks[ITEMS_MAX];
     while (true) {
         size_t n = 0;
-        int rc = 0;
+        rc = 0;
         while (n < batch_max && (rc = s_recv(router, &batch[n], &stop)) == 1) {
             if (batch[n].req)
                 n++;
         }
         if (rc < 0)
             sm_log_warn("core: bad request message: %s", sm_strerror(rc));
-        if (n > 0) {
-            s_run_batch(self, batch, n);
-            for (size_t i = 0; i < n; i++)
-                s_answer(self, router, &batch[i]);
-        }
-        bool changed = n > 0;
         uint64_t now_ms = s_now_ms();
-        if (now_ms >= next_sweep_ms) {
-            changed = s_sweep_holds(self) || changed;
-            next_sweep_ms = now_ms + SM__CORE_SWEEP_MS;
+        if (n > 0) {
+            size_t answer = 0;
+            bool committed = s_run_batch(self, batch, n, &answer);
+            for (size_t i = 0; i < answer; i++)
+                s_answer(self, router, &batch[i]);
+            if (committed && self->mesh)
+                sm_mesh_local(self->mesh, now_ms);
         }
-        if (changed && self->opts.wake)
-            self->opts.wake(self->opts.wake_arg);
+        if (self->mesh)
+            sm_mesh_process(self->mesh, now_ms);
+        if (now_ms >= next_tick_ms) {
+            s_tick(self, now_ms);
+            next_tick_ms = now_ms + SM__CORE_SWEEP_MS;
+        }
+        if (self->nparked && s_retry_parked(self, router, now_ms) && self->mesh)
+            sm_mesh_local(self->mesh, now_ms);
+        s_wake_if_changed(self);
         if (n == batch_max)
             continue;              /* more may be queued */
-        if (stop)
+        if (stop && self->nparked == 0)
             break;
-        zmq_pollitem_t item = { router, 0, ZMQ_POLLIN, 0 };
-        long wait_ms = next_sweep_ms > now_ms ? (long) (next_sweep_ms - now_ms) : 0;
-        if (zmq_poll(&item, 1, wait_ms) < 0 && errno != EINTR) {
+        size_t ns = 0;
+        socks[ns++] = router;
+        if (self->mesh)
+            ns += sm_mesh_sockets(self->mesh, socks + ns, ITEMS_MAX - ns);
+        for (size_t i = 0; i < ns; i++)
+            items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
+        uint64_t wake_ms = next_tick_ms;
+        for (size_t i = 0; i < self->nparked; i++)
+            if (self->parked[i].deadline_ms < wake_ms)
+                wake_ms = self->parked[i].deadline_ms;
+        long wait_ms = wake_ms > now_ms ? (long) (wake_ms - now_ms) : 0;
+        if (stop)
+            wait_ms = wait_ms > 10 ? 10 : wait_ms;
+        if (zmq_poll(items, (int) ns, wait_ms) < 0 && errno != EINTR) {
             sm_log_error("core: poll failed: %s", zmq_strerror(errno));
             break;
         }
     }
+    sm_mesh_destroy(&self->mesh);
     free(batch);
     zmq_close(router);
     return NULL;
+}
+
+size_t
+sm_core_peers(sm_core *self, sm_gossip_peer *out, size_t cap)
+{
+    assert(self && (out || cap == 0));
+    pthread_mutex_lock(&self->peers_lock);
+    size_t n = self->npeers < cap ? self->npeers : cap;
+    memcpy(out, self->peers, n * sizeof *out);
+    pthread_mutex_unlock(&self->peers_lock);
+    return n;
 }
 
 /* ---- life cycle ------------------------------------------------------- */
@@ -285,6 +550,11 @@ sm_core_new(const sm_core_opts *opts, int *err)
         return NULL;
     }
     self->opts = *opts;
+    pthread_mutex_init(&self->peers_lock, NULL);
+    if (opts->mesh) {
+        self->mesh_opts = *opts->mesh;
+        self->opts.mesh = &self->mesh_opts;
+    }
     snprintf(self->endpoint, sizeof self->endpoint, "inproc://stallmesh-core-%p",
              (void *) self);
     self->zctx = zmq_ctx_new();
@@ -304,6 +574,11 @@ sm_core_new(const sm_core_opts *opts, int *err)
     }
     if (!atomic_load(&self->bound)) {
         *err = SM_EIO;
+        goto fail;
+    }
+    if ((*err = atomic_load(&self->start_err)) != 0) {
+        pthread_join(self->thread, NULL);
+        self->started = false;
         goto fail;
     }
     return self;
@@ -333,6 +608,8 @@ sm_core_destroy(sm_core **self_p)
     }
     if (self->zctx)
         zmq_ctx_term(self->zctx);
+    pthread_mutex_destroy(&self->peers_lock);
+    sm_identity_wipe(&self->mesh_opts.identity);
     free(self);
     *self_p = NULL;
 }

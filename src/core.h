@@ -11,7 +11,16 @@
 
     After each commit the core calls `wake` (from the core thread) so the web
     thread picks up the answers and the changed state.  Once a second it
-    releases this node's expired holds.  The mesh (issue 4) joins this loop.
+    releases this node's expired holds.
+
+    The mesh (mesh.c, gossip.c) runs in the same loop: its sockets are
+    polled with the inproc socket; entries from peers are ingested as they
+    come (each run committed before it is relayed), and local entries are
+    pushed only after their commit.  A sale or hold refused for want of
+    units here asks the peers for them and waits (bounded) for their
+    stock.move before it is answered.  Until the node's own log is confirmed
+    whole (ledger.h, own-log recovery) local writes are refused with
+    SM_ERECOVERING.
 
     This is the only module, with the mesh transport, that includes zmq.h.   */
 #ifndef SM_CORE_H
@@ -20,6 +29,8 @@
 #include <stdint.h>
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
+#include "gossip.h"
+#include "mesh.h"
 #include "metrics.h"
 
 /*  One write.  The submitter fills `body` (and its own fields); the core
@@ -44,6 +55,10 @@ typedef struct {
     sm_core_wake_fn wake;      /* called on the core thread after commits */
     void *wake_arg;
     uint32_t batch_max;        /* 0 = SM_CORE_BATCH_MAX */
+    const sm_mesh_opts *mesh;  /* copied; NULL = no mesh (one stall alone) */
+    bool allow_fresh;          /* append even if the own log is not confirmed */
+    uint32_t units_wait_ms;    /* a sale short of units waits this long for
+                                  peers to move some here; 0 = SM_UNITS_WAIT_MS */
 } sm_core_opts;
 
 typedef struct sm_core sm_core;
@@ -55,6 +70,10 @@ sm_core *sm_core_new(const sm_core_opts *opts, int *err);
     then the thread ends.  Safe with NULL and twice.  Destroy the clients
     first.                                                                    */
 void sm_core_destroy(sm_core **self_p);
+
+/*  The mesh peers as the core last saw them (any thread; a copy taken under
+    a lock).  Returns how many were stored in out[0..cap).                   */
+size_t sm_core_peers(sm_core *self, sm_gossip_peer *out, size_t cap);
 
 /*  A submitter's end; one per thread, used only by that thread.            */
 sm_core_client *sm_core_client_new(sm_core *core, int *err);

@@ -34,9 +34,33 @@
     node before it is durable: a crash would reissue its seq, a fork).  The
     core calls sm_gossip_local after committing its own batches.
 
-    Per-peer state is bounded (SM_PEERS_MAX peers, queues bounded by the
-    transport).  A peer whose messages are malformed is reported through
-    sm_gossip_stats and may be dropped by the transport.                    */
+    Per-peer state is bounded (SM_PEERS_MAX peers, SM_MESH_QUEUE_BYTES_MAX
+    of queued messages a peer).  A peer whose messages are malformed is
+    reported through sm_gossip_stats and may be dropped by the transport.
+
+    What the transport must do (and the simulator does):
+    - call sm_gossip_peer_up once a peer's connection is authenticated and
+      before handing over its first message; sm_gossip_peer_down when the
+      connection is lost.  A second peer_up while up starts a new session
+      (HELLO again, everything known about the peer forgotten);
+    - deliver each peer's messages in the order they were sent (one FIFO a
+      peer and direction, as a ZeroMQ connection is) and drop nothing
+      silently inside a session; a message lost anyway is repaired by
+      anti-entropy within a HEADS interval or two, except UNITS_* answers;
+    - after every call into the engine, drain sm_gossip_next (or
+      sm_gossip_next_to for one peer) and send each message to its
+      destination; messages for a peer that went down are discarded by the
+      engine;
+    - call sm_gossip_tick at least every few hundred ms with the same clock
+      it passes everywhere else (monotonic enough: now_ms never goes back);
+    - call sm_gossip_local after each committed batch of local appends.
+
+    Session: on peer_up the engine sends HELLO.  HEADS, PEERS and any fork
+    evidence it holds follow once the peer's HELLO has been checked (same
+    market, same protocol version, node = the authenticated id), so nothing
+    of the market goes to a node of another one.  Until its HELLO arrives a
+    peer's other messages are refused; a peer whose HELLO was refused is
+    ignored (sm_gossip_peer.refusal) until it reconnects.                    */
 #ifndef SM_GOSSIP_H
 #define SM_GOSSIP_H
 
@@ -63,10 +87,32 @@ typedef struct {
     uint64_t entries_behind;   /* entries it lacks that this node has (from its HEADS) */
     uint64_t entries_received, entries_sent;
     uint64_t refused;          /* messages or entries refused from it */
+    int refusal;               /* 0, or why its HELLO was refused (SM_EMARKET,
+                                  SM_EVERSION, SM_EINVAL): ignored until it reconnects */
+    uint32_t wants_in_flight;  /* WANTs sent to it and not yet answered */
+    size_t queued_bytes;       /* messages to it not yet taken by the transport */
 } sm_gossip_peer;
+
+/*  Counters since sm_gossip_new (for /metrics and tests).                   */
+typedef struct {
+    uint64_t messages_received;  /* accepted messages */
+    uint64_t messages_refused;   /* malformed, out of session, from a refused peer */
+    uint64_t messages_sent;      /* taken by the transport */
+    uint64_t messages_dropped;   /* repairable messages dropped from a full queue */
+    uint64_t hellos_refused;     /* another market, version, or a node id not its own */
+    uint64_t entries_accepted;   /* newly stored by ingest */
+    uint64_t entries_refused;    /* runs the ledger refused (at least in part) */
+    uint64_t entries_sent;
+    uint64_t runs_early;         /* runs that began past the log's head: dropped */
+    uint64_t wants_sent, wants_expired;
+    uint64_t forks;              /* fork evidence learned (detected or received) */
+} sm_gossip_counters;
 
 typedef struct sm_gossip sm_gossip;
 
+/*  A new engine over opts->ledger, which must already belong to a market
+    (SM_ENOMARKET otherwise).  The engine holds no clock and draws no
+    randomness: everything it does is a function of the calls it receives.  */
 sm_gossip *sm_gossip_new(const sm_gossip_opts *opts, int *err);
 void sm_gossip_destroy(sm_gossip **self_p);
 
@@ -78,7 +124,11 @@ void sm_gossip_peer_down(sm_gossip *self, const sm_id *node, uint64_t now_ms);
 
 /*  A message from `from` (already authenticated by the transport).  Returns
     0 or the decode / protocol error (the message is dropped; state is
-    unchanged by a refused message).                                          */
+    unchanged by a refused message).  SM_ESTATE: the peer is not up, has not
+    sent its HELLO yet, or was refused.  Entries the ledger refuses inside a
+    well-formed ENTRIES are counted, not returned (the message was handled);
+    a ledger failure that is not a refusal (SM_ENOSPC, SM_EIO, SM_ENOMEM)
+    is returned so the caller can stop.                                       */
 int sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
                       size_t len, uint64_t now_ms);
 
@@ -89,13 +139,27 @@ void sm_gossip_local(sm_gossip *self, uint64_t now_ms);
 void sm_gossip_tick(sm_gossip *self, uint64_t now_ms);
 
 /*  The next message to send: its destination and bytes (borrowed until the
-    next call into the engine).  False when none is queued.                   */
+    next call into the engine).  False when none is queued.  Peers are
+    served in turn (round robin), each peer's messages in order.  Queues are
+    bounded: past SM_MESH_QUEUE_BYTES_MAX for one peer, the oldest
+    repairable messages (HEADS, then PEERS, then pushed ENTRIES, then
+    answered ENTRIES) are dropped; anti-entropy refills what they carried.  */
 bool sm_gossip_next(sm_gossip *self, sm_id *to, const uint8_t **msg, size_t *len);
+/*  The same for one peer only (a transport whose socket to it is writable). */
+bool sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
+                       size_t *len);
 
-/*  Ask every peer that is up for `qty` units of `sku` for a local sale or
-    hold; `req_id` identifies the ask.  Answers arrive as UNITS_GIVE and
+/*  Ask the peers that are up for `qty` units of `sku` for a local sale or
+    hold; `req_id` identifies the ask.  The peers this node's ledger shows
+    holding units are asked first, most units first, each for what it holds
+    until qty is covered; when none is known to hold any, every peer is asked
+    for qty (so more than qty may come).  Answers arrive as UNITS_GIVE and
     their stock.move entries; sm_gossip_units_given tells how many units
-    have been given so far for req_id.                                        */
+    have been given so far for req_id (the moves may arrive a little later:
+    the ledger's units are the truth).  Returns the number of peers asked (0:
+    none is up, nothing recorded), SM_EINVAL (sku or qty), SM_EEXIST
+    (req_id open) or SM_EBUSY (SM_UNITS_ASKS_MAX open).  An ask is forgotten
+    at sm_gossip_ask_done or SM_UNITS_ASK_TTL_MS after it was made.          */
 int sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
                         uint32_t qty, uint64_t now_ms);
 uint32_t sm_gossip_units_given(sm_gossip *self, uint64_t req_id);
@@ -105,8 +169,13 @@ void sm_gossip_ask_done(sm_gossip *self, uint64_t req_id);
     transport can connect.  Returns after all or when cb returns non-zero.   */
 typedef int (*sm_gossip_peer_fn)(const sm_gossip_peer *peer, void *arg);
 int sm_gossip_peers_each(sm_gossip *self, sm_gossip_peer_fn cb, void *arg);
-/*  Add an endpoint from config or the command line.                        */
+/*  Add an endpoint from config or the command line (kept: never evicted by
+    endpoints learned from PEERS).  SM_EINVAL (self, or endpoint empty or too
+    long), SM_EBUSY (SM_PEERS_MAX peers, none evictable).                     */
 int sm_gossip_add_peer(sm_gossip *self, const sm_id *node, const char *endpoint);
+
+/*  The counters.                                                            */
+void sm_gossip_stats(sm_gossip *self, sm_gossip_counters *out);
 
 /*  Own-log recovery: true once some peer's HEADS have been received and
     this node's own log is at least at the seq those peers reported for it

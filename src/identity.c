@@ -263,6 +263,22 @@ sm_sig_verify(const sm_id *pub, const uint8_t *msg, size_t len,
     return crypto_sign_verify_detached(sig, msg, len, pub->b) == 0 ? 0 : SM_ESIG;
 }
 
+int
+sm_id_to_curve(const sm_id *pub, uint8_t curve_pub[32])
+{
+    assert(pub != NULL && curve_pub != NULL);
+    return crypto_sign_ed25519_pk_to_curve25519(curve_pub, pub->b) == 0 ? 0 : SM_EINVAL;
+}
+
+void
+sm_identity_curve_secret(const sm_identity *id, uint8_t curve_secret[32])
+{
+    assert(id != NULL && curve_secret != NULL);
+    int rc = crypto_sign_ed25519_sk_to_curve25519(curve_secret, id->secret);
+    assert(rc == 0);
+    (void)rc;
+}
+
 /*  n bytes from the system's random source.  Aborts (libsodium does) if
     there is none: a node without randomness must not make keys.             */
 void

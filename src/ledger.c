@@ -35,6 +35,7 @@
 static const char s_meta_market[] = "market";
 static const char s_meta_hlc[] = "hlc";
 static const char s_meta_join[] = "join_admit";
+static const char s_meta_own[] = "own_confirmed";
 
 struct sm_ledger {
     sm_store *store;
@@ -552,6 +553,35 @@ s_market_put(sm_txn *txn, const sm_market *m)
         sm__strfill(rec.endpoints[i], sizeof rec.endpoints[i], m->endpoints[i]);
     return sm_kv_put(txn, SM_DB_META, s_meta_market, strlen(s_meta_market),
                      &rec, sizeof rec);
+}
+
+int
+sm_ledger_own_confirmed(sm_ledger *self, bool *out)
+{
+    assert(self && out);
+    int rc = 0;
+    sm_txn *txn = s_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_val v;
+    rc = sm_kv_get(txn, SM_DB_META, s_meta_own, strlen(s_meta_own), &v);
+    *out = rc == 0;
+    sm_txn_abort(&txn);
+    return rc == SM_ENOTFOUND ? 0 : rc;
+}
+
+int
+sm_ledger_confirm_own(sm_ledger *self)
+{
+    assert(self);
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    static const uint8_t yes = 1;
+    rc = sm_kv_put(txn, SM_DB_META, s_meta_own, strlen(s_meta_own), &yes, 1);
+    return s_wend(self, &txn, own, rc, false);
 }
 
 int

@@ -19,8 +19,21 @@
       UNITS_GIVE[7, req_id u, sku str, qty u]      qty 0 = none to give
       FORK      [8, origin b32, seq u, [entry bin, sig bin], [entry bin, sig bin]]
 
+    Rules (both directions; proto/mesh.md section 5 has them all): HELLO
+    endpoint 0..SM_ENDPOINT_BYTES_MAX bytes ("" = none); HEADS at most
+    SM_MEMBERS_MAX heads, origins in strictly ascending byte order (one head
+    an origin), seq >= 1 (leave out origins with no entries); WANT count
+    1..SM_WIRE_RUN_MAX; ENTRIES 1..SM_WIRE_RUN_MAX entries of
+    1..SM_ENTRY_BYTES_MAX bytes; PEERS at most SM_WIRE_PEERS_MAX, nodes in
+    strictly ascending byte order, endpoints 1..SM_ENDPOINT_BYTES_MAX bytes;
+    every seq 1..SM_SEQ_MAX and every run's last seq too; sku 1..
+    SM_SKU_BYTES_MAX bytes; qty <= SM_QTY_MAX (>= 1 in UNITS_ASK); FORK's
+    two entries differ.  Strings are text as sm__text_valid (codec.h) says.
+    sm_wire_sort puts HEADS and PEERS in the required order.
+
     Decoded byte strings (entries, signatures) point into the message
-    buffer: borrowed, valid while it is.                                      */
+    buffer: borrowed, valid while it is.  Decoding allocates nothing:
+    `space` is its only storage.                                              */
 #ifndef SM_WIRE_H
 #define SM_WIRE_H
 
@@ -75,19 +88,30 @@ typedef struct {
 } sm_wire_space;
 
 /*  Decode one message of exactly `len` bytes.  0, or SM_ETOOBIG (len >
-    SM_WIRE_BYTES_MAX or an array over its limit), SM_ETRUNC, SM_EMALFORMED
-    (shape, types, trailing bytes, a zero count where one is required),
-    SM_ENONCANON, SM_EVERSION (HELLO of another protocol version: still
-    decoded, so the caller can say which), SM_EKIND (unknown type).          */
+    SM_WIRE_BYTES_MAX, an array, str or entry over its limit), SM_ETRUNC (a
+    declared length or count runs past the end), SM_EMALFORMED (shape,
+    types, trailing bytes, a zero count where one is required, a value out
+    of range, unsorted HEADS or PEERS, bad text), SM_ENONCANON, SM_EVERSION
+    (HELLO of another protocol version: out->u.hello.version says which,
+    and market, node and endpoint are filled in if the rest reads as
+    version 1's, else zero), SM_EKIND (unknown type).  The borrowed arrays
+    point into `space` (caller's, reused by the next decode) and `buf`.      */
 int sm_wire_decode(const uint8_t *buf, size_t len, sm_wire_space *space,
                    sm_wire_msg *out);
 
 /*  Encode `msg` canonically into buf[0..cap); *len gets the length.
     SM_ETOOBIG if it does not fit in cap or SM_WIRE_BYTES_MAX; SM_EINVAL if
-    the message breaks a limit (counts, string lengths).                     */
+    the message breaks a rule above (counts, string lengths, ranges, order;
+    hello.version must be SM_WIRE_VERSION).  What it writes decodes.        */
 int sm_wire_encode(const sm_wire_msg *msg, uint8_t *buf, size_t cap, size_t *len);
 
 /*  The message type's name for logs ("HELLO"), or "?" if unknown.          */
 const char *sm_wire_type_name(int type);
+
+/*  Sort a HEADS message's heads by origin, or a PEERS message's peers by
+    node, in place (ascending bytes), as sm_wire_encode requires; other
+    types are left alone.  Repeated origins or nodes stay (encode refuses
+    them with SM_EINVAL).                                                     */
+void sm_wire_sort(sm_wire_msg *msg);
 
 #endif

@@ -45,7 +45,8 @@
     X(SM_ETOKEN,      -39, "bad_token",      "join token is damaged, tampered with or for another node") \
     X(SM_ECORRUPT,    -40, "corrupt",        "stored data is corrupt; run 'stallmesh verify'") \
     X(SM_EBUSY,       -41, "busy",           "resource busy")                 \
-    X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state")
+    X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state") \
+    X(SM_ERECOVERING, -43, "recovering",     "this node is fetching its own log back from its peers and appends when it has; start it with --allow-fresh only if this store is the newest copy")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,

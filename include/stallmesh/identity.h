@@ -43,6 +43,12 @@ void sm_identity_sign(const sm_identity *id, const uint8_t *msg, size_t len,
 int sm_sig_verify(const sm_id *pub, const uint8_t *msg, size_t len,
                   const uint8_t sig[SM_SIG_BYTES]);   /* 0 or SM_ESIG */
 
+/*  CurveZMQ keys of a node (DESIGN §2: one identity): its Ed25519 key
+    converted to Curve25519.  SM_EINVAL if `pub` is not a valid Ed25519
+    point (no node can have it).                                              */
+int sm_id_to_curve(const sm_id *pub, uint8_t curve_pub[32]);
+void sm_identity_curve_secret(const sm_identity *id, uint8_t curve_secret[32]);
+
 /*  `n` random bytes from the system (for keys and API tokens only; the
     deterministic core never calls this).                                     */
 void sm_random_bytes(uint8_t *buf, size_t n);

@@ -88,6 +88,15 @@ void sm_ledger_set_identity(sm_ledger *self, const sm_identity *id);
 /*  The market this node belongs to; SM_ENOMARKET if none yet.                */
 int sm_ledger_market(sm_ledger *self, sm_market *out);
 
+/*  Own-log recovery (DESIGN §3).  A store is "confirmed" when it is known
+    to hold this node's whole own log: it was created with a new identity
+    (init), a peer has shown that nothing of ours is missing, or the
+    operator said so (--allow-fresh).  A store recreated for an existing
+    identity (wiped, lost) is not, and the node must fetch its own entries
+    back before appending, or it would reissue their seqs (a fork).          */
+int sm_ledger_own_confirmed(sm_ledger *self, bool *out);
+int sm_ledger_confirm_own(sm_ledger *self);
+
 /*  Make this node the organiser of a new market (market id = its key) and
     append the roster.admit of itself.  SM_EEXIST if it has a market.         */
 int sm_ledger_create_market(sm_ledger *self, const char *name,

@@ -1,0 +1,1611 @@
+/*  The mesh protocol engine (gossip.h): sans I/O, deterministic.
+
+    All state lives in struct sm_gossip; every behaviour is a function of the
+    calls made (events and their now_ms).  Iteration orders are fixed (peer
+    slots, then origins in the order this engine first heard of them), so the
+    simulator replays a run exactly from its seed.
+
+    What the engine keeps, and why:
+    - origins: every origin heard of (the ledger's heads, peers' HEADS and
+      runs), at most SM_MEMBERS_MAX, indexed by a small open-addressing
+      table; per-origin arrays elsewhere are indexed the same way.
+    - per peer and origin, `has`: the highest seq the peer is known to
+      store, from its latest HEADS (a HEADS is complete: an origin left out
+      is one it has nothing of) and from the runs it sent.  WANTs are
+      planned against `has`.  `known`: the same, raised also by what this
+      node sent it; pushes are planned against `known` (optimistic: a push
+      the peer could not use is repaired when it WANTs after our next HEADS).
+    - per peer, the WANTs in flight (at most SM_WANTS_IN_FLIGHT_MAX).  One
+      origin is fetched from one peer at a time, in consecutive runs
+      pipelined on the same FIFO connection, so runs arrive in order.  A WANT
+      is answered by a run from that peer beginning at its `from`, expires
+      after SM_WANT_TIMEOUT_MS, or is cleared when the peer's HEADS say it
+      no longer has `from` (a peer that cannot serve a WANT answers with its
+      HEADS).  After any change — an answer, an accepted run, an expiry, a
+      peer down — WANTs are planned again for every peer.
+    - per peer and origin, `stalled`: the ledger refused a run of that
+      origin from that peer; no WANT of it to that peer until its next HEADS
+      (so a refusal is retried once a HEADS interval, not in a tight loop).
+    - fork evidence, one record per origin (the lowest seq wins: it stops
+      the origin earliest), passed on once to every other peer and to each
+      peer that connects later; evidence that could not be recorded in the
+      ledger yet (this node lacks the entries before it) is ingested again
+      as the origin's log grows.
+    - units asks this node made, and what peers gave for each.
+    - one outgoing FIFO a peer, bounded by SM_MESH_QUEUE_BYTES_MAX.
+
+    Divergent logs are found by link comparison: a peer's HEADS carry the
+    link hash at its head; if this node stores that seq with another link,
+    it WANTs that one entry, whose ingest reports the equivocation.          */
+#include "gossip.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "logger.h"
+#include "stallmesh/error.h"
+#include "stallmesh/limits.h"
+
+_Static_assert(SM_PEERS_MAX <= 64, "asks keep one answered bit a peer slot");
+
+#define S_ORIGIN_SLOTS   (2u * SM_MEMBERS_MAX)   /* a power of two */
+#define S_MSG_FIXED_MAX  1024u   /* encoded HELLO, WANT, UNITS_* never exceed this */
+
+/* Drop ranks of queued messages: lower goes first; 0 is never dropped. */
+enum { S_KEEP = 0, S_DROP_HEADS = 1, S_DROP_PEERS = 2, S_DROP_PUSH = 3,
+       S_DROP_ANSWER = 4, S_DROP_RANKS = 5 };
+
+typedef struct s_msg {
+    struct s_msg *next;
+    int rank;
+    size_t len;
+    uint8_t bytes[];
+} s_msg;
+
+typedef struct {
+    uint32_t oi;               /* origin index */
+    uint64_t from;
+    uint32_t count;
+    uint64_t sent_ms;
+} s_want;
+
+typedef struct {
+    bool used;
+    bool configured;           /* from add_peer: never evicted */
+    bool hello_ok;             /* its HELLO was checked in this session */
+    bool heads_seen;           /* its HEADS arrived in this session */
+    sm_gossip_peer pub;        /* what peers_each reports */
+    uint64_t next_heads_ms;
+    s_want wants[SM_WANTS_IN_FLIGHT_MAX];
+    uint32_t want_count;
+    uint64_t *has;             /* [SM_MEMBERS_MAX] */
+    uint64_t *known;           /* [SM_MEMBERS_MAX] */
+    uint8_t *stalled;          /* [SM_MEMBERS_MAX] */
+    s_msg *qhead, *qtail;
+    size_t qbytes;
+} s_peer;
+
+typedef struct {
+    bool used;
+    bool recorded;             /* the ledger holds it (or stops the origin earlier) */
+    uint32_t oi;
+    uint64_t seq;
+    uint8_t *a, *b;            /* owned copies of the two entries */
+    size_t alen, blen;
+    uint8_t asig[SM_SIG_BYTES], bsig[SM_SIG_BYTES];
+} s_fork;
+
+typedef struct {
+    bool used;
+    uint64_t req_id;
+    char sku[SM_SKU_BYTES_MAX + 1];
+    uint64_t given;
+    uint64_t answered;         /* bit per peer slot */
+    uint64_t made_ms;
+} s_ask;
+
+struct sm_gossip {
+    sm_ledger *ledger;
+    sm_id self;
+    sm_id market;
+    char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
+    uint32_t units_floor;
+    uint64_t heads_interval_ms;
+
+    sm_id origins[SM_MEMBERS_MAX];
+    uint32_t origin_count;
+    uint16_t origin_slots[S_ORIGIN_SLOTS];   /* index + 1; 0 = empty */
+    uint32_t self_oi;
+    /* The ledger's heads, refreshed before planning (s_local_refresh). */
+    uint64_t local_seq[SM_MEMBERS_MAX];
+    uint64_t local_cap[SM_MEMBERS_MAX];
+    sm_hash local_link[SM_MEMBERS_MAX];
+
+    s_peer peers[SM_PEERS_MAX];
+    uint32_t rr;               /* next peer slot sm_gossip_next looks at */
+    s_msg *out;                /* the message last handed out (freed on the next call) */
+
+    s_fork forks[SM_FORK_EVIDENCE_MAX];
+    s_ask asks[SM_UNITS_ASKS_MAX];
+
+    bool heads_any;            /* some peer's HEADS arrived (ever) */
+    bool recovered;            /* own log caught up with what peers reported */
+    uint64_t own_reported;     /* the highest seq of this node's log a peer reported */
+
+    sm_gossip_counters stats;
+
+    /* Scratch, reused. */
+    sm_wire_space space;
+    sm_wire_head heads_buf[SM_MEMBERS_MAX];
+    sm_signed run[SM_WIRE_RUN_MAX];
+    uint8_t *run_bytes;        /* SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX */
+    size_t run_used;
+    uint32_t run_count;
+    uint64_t run_last;
+    sm_entry entry;
+};
+
+/* ---- small helpers -------------------------------------------------- */
+
+static bool
+s_id_eq(const sm_id *a, const sm_id *b)
+{
+    return memcmp(a->b, b->b, SM_KEY_BYTES) == 0;
+}
+
+static uint64_t
+s_min64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static uint64_t
+s_max64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/*  A failure of the ledger that is not a refusal of what was offered.     */
+static bool
+s_fatal(int rc)
+{
+    return rc == SM_ENOSPC || rc == SM_EIO || rc == SM_ENOMEM || rc == SM_ECORRUPT;
+}
+
+/*  Every public call begins here: the message handed out last is no longer
+    borrowed.                                                                */
+static void
+s_enter(sm_gossip *self)
+{
+    free(self->out);
+    self->out = NULL;
+}
+
+/* ---- origins -------------------------------------------------------- */
+
+static uint32_t
+s_origin_hash(const sm_id *id)
+{
+    uint32_t h;
+    memcpy(&h, id->b, sizeof h);   /* keys are uniformly distributed */
+    return h & (S_ORIGIN_SLOTS - 1);
+}
+
+/*  The index of `id`, registering it if `add` and there is room; -1 if
+    unknown (or the table is full).                                          */
+static int
+s_origin(sm_gossip *self, const sm_id *id, bool add)
+{
+    uint32_t slot = s_origin_hash(id);
+    for (uint32_t probe = 0; probe < S_ORIGIN_SLOTS; probe++) {
+        uint16_t v = self->origin_slots[slot];
+        if (v == 0)
+            break;
+        if (s_id_eq(&self->origins[v - 1], id))
+            return v - 1;
+        slot = (slot + 1) & (S_ORIGIN_SLOTS - 1);
+    }
+    if (!add || self->origin_count >= SM_MEMBERS_MAX)
+        return -1;
+    uint32_t oi = self->origin_count++;
+    self->origins[oi] = *id;
+    self->origin_slots[slot] = (uint16_t)(oi + 1);
+    self->local_seq[oi] = 0;
+    self->local_cap[oi] = UINT64_MAX;
+    memset(&self->local_link[oi], 0, sizeof self->local_link[oi]);
+    return (int) oi;
+}
+
+static int
+s_refresh_cb(const sm_head *h, void *arg)
+{
+    sm_gossip *self = arg;
+    int oi = s_origin(self, &h->origin, true);
+    if (oi >= 0) {
+        self->local_seq[oi] = h->seq;
+        self->local_cap[oi] = h->cap;
+        self->local_link[oi] = h->link;
+    }
+    return 0;
+}
+
+/*  Load the ledger's heads into local_seq / local_cap / local_link.        */
+static int
+s_local_refresh(sm_gossip *self)
+{
+    for (uint32_t oi = 0; oi < self->origin_count; oi++) {
+        self->local_seq[oi] = 0;
+        self->local_cap[oi] = UINT64_MAX;
+        memset(&self->local_link[oi], 0, sizeof self->local_link[oi]);
+    }
+    return sm_ledger_heads(self->ledger, s_refresh_cb, self);
+}
+
+/*  True if this node's ledger would take the origin's entries: the
+    organiser, an origin it already has entries of, or a roster member.
+    (Entries of origins not admitted yet are fetched once the roster says
+    so: planning runs again after every accepted run.)                      */
+static bool
+s_wantable(sm_gossip *self, uint32_t oi)
+{
+    if (s_id_eq(&self->origins[oi], &self->market) || self->local_seq[oi] > 0)
+        return true;
+    sm_member m;
+    return sm_ledger_member(self->ledger, &self->origins[oi], &m) == 0;
+}
+
+/* ---- peers and queues ----------------------------------------------- */
+
+static bool
+s_ready(const s_peer *p)
+{
+    return p->used && p->pub.up && p->hello_ok && p->pub.refusal == 0;
+}
+
+static s_peer *
+s_peer_find(sm_gossip *self, const sm_id *node)
+{
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++)
+        if (self->peers[i].used && s_id_eq(&self->peers[i].pub.node, node))
+            return &self->peers[i];
+    return NULL;
+}
+
+static uint32_t
+s_peer_slot(sm_gossip *self, const s_peer *p)
+{
+    return (uint32_t)(p - self->peers);
+}
+
+static void
+s_queue_clear(sm_gossip *self, s_peer *p)
+{
+    (void) self;
+    s_msg *m = p->qhead;
+    while (m) {
+        s_msg *next = m->next;
+        free(m);
+        m = next;
+    }
+    p->qhead = p->qtail = NULL;
+    p->qbytes = 0;
+}
+
+/*  Forget what a session learned about the peer.                          */
+static void
+s_session_reset(sm_gossip *self, s_peer *p)
+{
+    s_queue_clear(self, p);
+    p->hello_ok = p->heads_seen = false;
+    p->pub.refusal = 0;
+    p->pub.entries_behind = 0;
+    p->want_count = 0;
+    p->next_heads_ms = 0;
+    if (p->has) {
+        memset(p->has, 0, SM_MEMBERS_MAX * sizeof *p->has);
+        memset(p->known, 0, SM_MEMBERS_MAX * sizeof *p->known);
+        memset(p->stalled, 0, SM_MEMBERS_MAX * sizeof *p->stalled);
+    }
+}
+
+/*  A slot for `node`: its own, a free one, or that of the down peer learned
+    from PEERS heard from longest ago.  NULL if none (all up or configured). */
+static s_peer *
+s_peer_get(sm_gossip *self, const sm_id *node, bool evict)
+{
+    s_peer *p = s_peer_find(self, node);
+    if (p)
+        return p;
+    s_peer *victim = NULL;
+    for (uint32_t i = 0; i < SM_PEERS_MAX && !p; i++)
+        if (!self->peers[i].used)
+            p = &self->peers[i];
+    if (!p && evict) {
+        for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+            s_peer *q = &self->peers[i];
+            if (q->pub.up || q->configured)
+                continue;
+            if (!victim || q->pub.last_seen_ms < victim->pub.last_seen_ms)
+                victim = q;
+        }
+        p = victim;
+    }
+    if (!p)
+        return NULL;
+    if (!p->has) {
+        p->has = calloc(SM_MEMBERS_MAX, sizeof *p->has);
+        p->known = calloc(SM_MEMBERS_MAX, sizeof *p->known);
+        p->stalled = calloc(SM_MEMBERS_MAX, sizeof *p->stalled);
+        if (!p->has || !p->known || !p->stalled) {
+            free(p->has);
+            free(p->known);
+            free(p->stalled);
+            p->has = p->known = NULL;
+            p->stalled = NULL;
+            return NULL;
+        }
+    }
+    s_session_reset(self, p);
+    p->used = true;
+    p->configured = false;
+    memset(&p->pub, 0, sizeof p->pub);
+    p->pub.node = *node;
+    return p;
+}
+
+/*  Make room for `need` more bytes in p's queue by dropping the oldest
+    repairable messages, lowest rank first.  False if it cannot.           */
+static bool
+s_queue_make_room(sm_gossip *self, s_peer *p, size_t need)
+{
+    for (int rank = 1; rank < S_DROP_RANKS; rank++) {
+        s_msg *prev = NULL, *m = p->qhead;
+        while (m && p->qbytes + need > SM_MESH_QUEUE_BYTES_MAX) {
+            s_msg *next = m->next;
+            if (m->rank == rank) {
+                if (prev)
+                    prev->next = next;
+                else
+                    p->qhead = next;
+                if (p->qtail == m)
+                    p->qtail = prev;
+                p->qbytes -= m->len;
+                free(m);
+                self->stats.messages_dropped++;
+            } else {
+                prev = m;
+            }
+            m = next;
+        }
+        if (p->qbytes + need <= SM_MESH_QUEUE_BYTES_MAX)
+            return true;
+    }
+    return false;
+}
+
+static void
+s_queue_push(sm_gossip *self, s_peer *p, s_msg *m)
+{
+    if (p->qbytes + m->len > SM_MESH_QUEUE_BYTES_MAX
+        && !s_queue_make_room(self, p, m->len) && m->rank != S_KEEP) {
+        /* Still full of messages that must go: this one is repairable. */
+        self->stats.messages_dropped++;
+        free(m);
+        return;
+    }
+    m->next = NULL;
+    if (p->qtail)
+        p->qtail->next = m;
+    else
+        p->qhead = m;
+    p->qtail = m;
+    p->qbytes += m->len;
+}
+
+/*  Encode `msg` into a new queue message of at most `cap` bytes.  NULL on
+    failure (counted as dropped: a bound was wrong, or memory ran out).     */
+static s_msg *
+s_encode(sm_gossip *self, const sm_wire_msg *msg, size_t cap, int rank)
+{
+    if (cap > SM_WIRE_BYTES_MAX)
+        cap = SM_WIRE_BYTES_MAX;
+    s_msg *m = malloc(sizeof *m + cap);
+    if (!m) {
+        self->stats.messages_dropped++;
+        return NULL;
+    }
+    int rc = sm_wire_encode(msg, m->bytes, cap, &m->len);
+    if (rc != 0) {
+        self->stats.messages_dropped++;
+        sm_log_warn("mesh: cannot encode %s: %s", sm_wire_type_name(msg->type),
+                    sm_strerror(rc));
+        free(m);
+        return NULL;
+    }
+    m->rank = rank;
+    m->next = NULL;
+    return m;
+}
+
+/*  Queue a copy of an encoded message for p.                               */
+static void
+s_send_copy(sm_gossip *self, s_peer *p, const s_msg *m)
+{
+    s_msg *c = malloc(sizeof *c + m->len);
+    if (!c)
+        return;
+    memcpy(c, m, sizeof *c + m->len);
+    c->next = NULL;
+    s_queue_push(self, p, c);
+}
+
+static void
+s_send(sm_gossip *self, s_peer *p, const sm_wire_msg *msg, size_t cap, int rank)
+{
+    s_msg *m = s_encode(self, msg, cap, rank);
+    if (m)
+        s_queue_push(self, p, m);
+}
+
+/* ---- building messages ---------------------------------------------- */
+
+typedef struct {
+    sm_gossip *self;
+    uint32_t count;
+} s_heads_ctx;
+
+static int
+s_heads_collect(const sm_head *h, void *arg)
+{
+    s_heads_ctx *ctx = arg;
+    if (h->seq == 0)
+        return 0;
+    if (ctx->count >= SM_MEMBERS_MAX)
+        return 1;
+    sm_wire_head *w = &ctx->self->heads_buf[ctx->count++];
+    w->origin = h->origin;
+    w->seq = h->seq;
+    w->link = h->link;
+    return 0;
+}
+
+static void
+s_send_heads(sm_gossip *self, s_peer *p)
+{
+    s_heads_ctx ctx = { self, 0 };
+    if (sm_ledger_heads(self->ledger, s_heads_collect, &ctx) != 0)
+        return;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_HEADS;
+    msg.u.heads.count = ctx.count;
+    msg.u.heads.heads = self->heads_buf;
+    sm_wire_sort(&msg);   /* the ledger lists them in key order already */
+    s_send(self, p, &msg, 16 + (size_t) ctx.count * (SM_KEY_BYTES + SM_HASH_BYTES + 16),
+           S_DROP_HEADS);
+}
+
+static void
+s_send_hello(sm_gossip *self, s_peer *p)
+{
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_HELLO;
+    msg.u.hello.version = SM_WIRE_VERSION;
+    msg.u.hello.market = self->market;
+    msg.u.hello.node = self->self;
+    memcpy(msg.u.hello.endpoint, self->endpoint, sizeof msg.u.hello.endpoint);
+    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+}
+
+/*  PEERS: this node's endpoint and every peer's known one but p's own.     */
+static void
+s_send_peers(sm_gossip *self, s_peer *p)
+{
+    sm_wire_peer *list = self->space.peers;
+    uint32_t n = 0;
+    if (self->endpoint[0]) {
+        list[n].node = self->self;
+        memcpy(list[n].endpoint, self->endpoint, sizeof list[n].endpoint);
+        n++;
+    }
+    for (uint32_t i = 0; i < SM_PEERS_MAX && n < SM_WIRE_PEERS_MAX; i++) {
+        const s_peer *q = &self->peers[i];
+        if (!q->used || q == p || !q->pub.endpoint[0])
+            continue;
+        list[n].node = q->pub.node;
+        memcpy(list[n].endpoint, q->pub.endpoint, sizeof list[n].endpoint);
+        n++;
+    }
+    if (n == 0)
+        return;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_PEERS;
+    msg.u.peers.count = n;
+    msg.u.peers.peers = list;
+    sm_wire_sort(&msg);
+    s_send(self, p, &msg, 16 + (size_t) n * (SM_KEY_BYTES + SM_ENDPOINT_BYTES_MAX + 16),
+           S_DROP_PEERS);
+}
+
+static void
+s_send_fork(sm_gossip *self, s_peer *p, const s_fork *f)
+{
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_FORK;
+    msg.u.fork.origin = self->origins[f->oi];
+    msg.u.fork.seq = f->seq;
+    msg.u.fork.a.bytes = f->a;
+    msg.u.fork.a.len = f->alen;
+    memcpy(msg.u.fork.a.sig, f->asig, SM_SIG_BYTES);
+    msg.u.fork.b.bytes = f->b;
+    msg.u.fork.b.len = f->blen;
+    memcpy(msg.u.fork.b.sig, f->bsig, SM_SIG_BYTES);
+    s_send(self, p, &msg, 128 + f->alen + f->blen + 2 * SM_SIG_BYTES, S_KEEP);
+}
+
+static int
+s_run_cb(const sm_signed *e, uint64_t seq, void *arg)
+{
+    sm_gossip *self = arg;
+    if (self->run_count > 0 && self->run_used + e->len > SM_WIRE_RUN_BYTES_SOFT)
+        return 1;
+    if (e->len == 0 || e->len > SM_ENTRY_BYTES_MAX)
+        return 1;                      /* the codec would refuse it */
+    uint8_t *dst = self->run_bytes + self->run_used;
+    memcpy(dst, e->bytes, e->len);
+    sm_signed *s = &self->run[self->run_count++];
+    s->bytes = dst;
+    s->len = e->len;
+    memcpy(s->sig, e->sig, SM_SIG_BYTES);
+    self->run_used += e->len;
+    self->run_last = seq;
+    return self->run_count >= SM_WIRE_RUN_MAX;
+}
+
+/*  Read origin's entries from..from+count-1 (bounded by SM_WIRE_RUN_MAX and
+    SM_WIRE_RUN_BYTES_SOFT) into an encoded ENTRIES message.  NULL if none
+    stored from `from` (or on failure); *last gets the last seq included,
+    *n the number of entries.                                                */
+static s_msg *
+s_entries_build(sm_gossip *self, uint32_t oi, uint64_t from, uint64_t count,
+                int rank, uint64_t *last, uint32_t *n)
+{
+    self->run_used = 0;
+    self->run_count = 0;
+    self->run_last = 0;
+    size_t max = (size_t) s_min64(count, SM_WIRE_RUN_MAX);
+    if (sm_ledger_read(self->ledger, &self->origins[oi], from, max, s_run_cb, self) != 0
+        || self->run_count == 0)
+        return NULL;
+    /* The log is contiguous: the run is from..run_last. */
+    if (self->run_last != from + self->run_count - 1)
+        return NULL;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_ENTRIES;
+    msg.u.entries.origin = self->origins[oi];
+    msg.u.entries.first_seq = from;
+    msg.u.entries.count = self->run_count;
+    msg.u.entries.entries = self->run;
+    size_t cap = 128 + self->run_used + (size_t) self->run_count * (SM_SIG_BYTES + 16);
+    s_msg *m = s_encode(self, &msg, cap, rank);
+    if (m) {
+        *last = self->run_last;
+        *n = self->run_count;
+    }
+    return m;
+}
+
+/* ---- pushing --------------------------------------------------------- */
+
+/*  Push origin oi's entries up to this node's head to every ready peer that
+    has sent HEADS, lacks them, and is not so far behind that it should
+    fetch them itself (more than one run).  One message is built for all
+    peers at the same point.                                                */
+static void
+s_push_origin(sm_gossip *self, uint32_t oi)
+{
+    sm_head h;
+    if (sm_ledger_head(self->ledger, &self->origins[oi], &h) != 0 || h.seq == 0)
+        return;
+    s_msg *built = NULL;
+    uint64_t built_from = 0, built_last = 0;
+    uint32_t built_n = 0;
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *q = &self->peers[i];
+        if (!s_ready(q) || !q->heads_seen)
+            continue;
+        uint64_t at = q->known[oi];
+        if (at >= h.seq || h.seq - at > SM_WIRE_RUN_MAX)
+            continue;
+        if (!built || built_from != at + 1) {
+            free(built);
+            built_from = at + 1;
+            built = s_entries_build(self, oi, built_from, h.seq - at, S_DROP_PUSH,
+                                    &built_last, &built_n);
+            if (!built)
+                continue;
+        }
+        s_send_copy(self, q, built);
+        q->known[oi] = built_last;
+        q->pub.entries_sent += built_n;
+        self->stats.entries_sent += built_n;
+    }
+    free(built);
+}
+
+/* ---- WANT planning --------------------------------------------------- */
+
+static void
+s_want_send(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t from,
+            uint32_t count, uint64_t now_ms)
+{
+    assert(p->want_count < SM_WANTS_IN_FLIGHT_MAX);
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_WANT;
+    msg.u.want.origin = self->origins[oi];
+    msg.u.want.from = from;
+    msg.u.want.count = count;
+    s_msg *m = s_encode(self, &msg, S_MSG_FIXED_MAX, S_KEEP);
+    if (!m)
+        return;
+    s_queue_push(self, p, m);
+    s_want *w = &p->wants[p->want_count++];
+    w->oi = oi;
+    w->from = from;
+    w->count = count;
+    w->sent_ms = now_ms;
+    self->stats.wants_sent++;
+}
+
+static void
+s_want_remove(s_peer *p, uint32_t k)
+{
+    assert(k < p->want_count);
+    memmove(&p->wants[k], &p->wants[k + 1],
+            (p->want_count - k - 1) * sizeof p->wants[0]);
+    p->want_count--;
+}
+
+/*  True if origin oi is being fetched from a peer other than p.            */
+static bool
+s_wanted_elsewhere(sm_gossip *self, const s_peer *p, uint32_t oi)
+{
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        const s_peer *q = &self->peers[i];
+        if (q == p || !q->used)
+            continue;
+        for (uint32_t k = 0; k < q->want_count; k++)
+            if (q->wants[k].oi == oi)
+                return true;
+    }
+    return false;
+}
+
+/*  The first seq of oi not yet stored nor asked of p; 0 if p is not being
+    asked for oi.                                                            */
+static uint64_t
+s_want_end(const s_peer *p, uint32_t oi)
+{
+    uint64_t end = 0;
+    for (uint32_t k = 0; k < p->want_count; k++)
+        if (p->wants[k].oi == oi)
+            end = s_max64(end, p->wants[k].from + p->wants[k].count);
+    return end;
+}
+
+/*  WANT from p what it has and this node lacks, within the flow-control
+    window.  A first pass gives each origin one WANT, a second pipelines
+    further runs.  Expects s_local_refresh to have run.                    */
+static void
+s_plan_peer(sm_gossip *self, s_peer *p, uint64_t now_ms)
+{
+    if (!s_ready(p) || !p->heads_seen)
+        return;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t oi = 0; oi < self->origin_count; oi++) {
+            if (p->want_count >= SM_WANTS_IN_FLIGHT_MAX)
+                return;
+            uint64_t limit = s_min64(p->has[oi], self->local_cap[oi]);
+            uint64_t next = self->local_seq[oi] + 1;
+            if (limit < next || p->stalled[oi])
+                continue;
+            uint64_t end = s_want_end(p, oi);
+            if (end > 0 && pass == 0)
+                continue;
+            next = s_max64(next, end);
+            if (next > limit)
+                continue;
+            if (end == 0 && (s_wanted_elsewhere(self, p, oi) || !s_wantable(self, oi)))
+                continue;
+            do {
+                uint32_t count = (uint32_t) s_min64(SM_WIRE_RUN_MAX, limit - next + 1);
+                s_want_send(self, p, oi, next, count, now_ms);
+                next += count;
+            } while (pass == 1 && next <= limit
+                     && p->want_count < SM_WANTS_IN_FLIGHT_MAX);
+        }
+    }
+}
+
+static void
+s_plan_all(sm_gossip *self, uint64_t now_ms)
+{
+    if (s_local_refresh(self) != 0)
+        return;
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++)
+        s_plan_peer(self, &self->peers[i], now_ms);
+}
+
+/* ---- fork evidence --------------------------------------------------- */
+
+static s_fork *
+s_fork_find(sm_gossip *self, uint32_t oi)
+{
+    for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
+        if (self->forks[i].used && self->forks[i].oi == oi)
+            return &self->forks[i];
+    return NULL;
+}
+
+static void
+s_fork_free(s_fork *f)
+{
+    free(f->a);
+    free(f->b);
+    memset(f, 0, sizeof *f);
+}
+
+/*  Ingest evidence into the ledger once this node has the entries before
+    it: each entry as a run of one; the second one stored reports the fork. */
+static int
+s_fork_record(sm_gossip *self, s_fork *f, uint64_t now_ms)
+{
+    if (f->recorded)
+        return 0;
+    sm_head h;
+    int rc = sm_ledger_head(self->ledger, &self->origins[f->oi], &h);
+    if (rc != 0)
+        return rc;
+    if (h.seq + 1 < f->seq)
+        return 0;                      /* not yet: the entries before it are missing */
+    sm_signed a = { f->a, f->alen, { 0 } }, b = { f->b, f->blen, { 0 } };
+    memcpy(a.sig, f->asig, SM_SIG_BYTES);
+    memcpy(b.sig, f->bsig, SM_SIG_BYTES);
+    sm_ingest_result res;
+    int ra = sm_ledger_ingest(self->ledger, &a, 1, now_ms, &res);
+    int rb = sm_ledger_ingest(self->ledger, &b, 1, now_ms, &res);
+    if (s_fatal(ra))
+        return ra;
+    if (s_fatal(rb))
+        return rb;
+    if (ra == SM_EFORK || rb == SM_EFORK)
+        f->recorded = true;
+    return 0;
+}
+
+/*  Learn evidence that origin forked at `seq` (entries a and b, checked by
+    the caller).  Kept if it is the first for the origin or an earlier fork;
+    then sent to every ready peer except `from` (NULL: all).  `recorded`:
+    the ledger already holds it.  1 if it was new, 0 if not, or an error.   */
+static int
+s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
+             const sm_signed *b, const s_peer *from, bool recorded,
+             uint64_t now_ms)
+{
+    s_fork *f = NULL;
+    s_fork *known = s_fork_find(self, oi);
+    if (known && known->seq <= seq)
+        return 0;                      /* known, or an earlier fork is */
+    f = known;
+    for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX && !f; i++)
+        if (!self->forks[i].used)
+            f = &self->forks[i];
+    if (!f) {
+        sm_log_warn("mesh: fork evidence table full; evidence not passed on");
+        return 0;
+    }
+    uint8_t *ca = malloc(a->len), *cb = malloc(b->len);
+    if (!ca || !cb) {
+        free(ca);
+        free(cb);
+        return SM_ENOMEM;
+    }
+    s_fork_free(f);
+    f->used = true;
+    f->recorded = recorded;
+    f->oi = oi;
+    f->seq = seq;
+    memcpy(ca, a->bytes, a->len);
+    memcpy(cb, b->bytes, b->len);
+    f->a = ca;
+    f->alen = a->len;
+    memcpy(f->asig, a->sig, SM_SIG_BYTES);
+    f->b = cb;
+    f->blen = b->len;
+    memcpy(f->bsig, b->sig, SM_SIG_BYTES);
+    self->stats.forks++;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_hex_encode(self->origins[oi].b, SM_KEY_BYTES, hex);
+    sm_log_warn("mesh: origin %s forked its log at seq %llu; passing the evidence on",
+                hex, (unsigned long long) seq);
+    int rc = s_fork_record(self, f, now_ms);
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *q = &self->peers[i];
+        if (q != from && s_ready(q))
+            s_send_fork(self, q, f);
+    }
+    return rc != 0 ? rc : 1;
+}
+
+typedef struct {
+    uint8_t bytes[SM_ENTRY_BYTES_MAX];
+    sm_signed s;
+    bool found;
+} s_one;
+
+static int
+s_one_cb(const sm_signed *e, uint64_t seq, void *arg)
+{
+    (void) seq;
+    s_one *one = arg;
+    if (e->len <= sizeof one->bytes) {
+        memcpy(one->bytes, e->bytes, e->len);
+        one->s.bytes = one->bytes;
+        one->s.len = e->len;
+        memcpy(one->s.sig, e->sig, SM_SIG_BYTES);
+        one->found = true;
+    }
+    return 1;
+}
+
+/*  Two logs of origin oi differ at or below seq `below`: WANT from p the
+    run just before it, whose ingest stops at the first entry that differs
+    from this node's (an earlier fork point, recorded and passed on in its
+    turn) or finds none (then `below` is where they part).                  */
+static void
+s_probe(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t below, uint64_t now_ms)
+{
+    if (below <= 1 || p->want_count >= SM_WANTS_IN_FLIGHT_MAX)
+        return;
+    uint64_t from = below > SM_WIRE_RUN_MAX ? below - SM_WIRE_RUN_MAX : 1;
+    s_want_send(self, p, oi, from, (uint32_t)(below - from), now_ms);
+}
+
+/*  The ledger refused `theirs` (origin oi, seq), sent by p, with SM_EFORK:
+    if the entry stored at that seq differs and both verify, that is
+    evidence; an earlier fork point is looked for.                          */
+static int
+s_fork_detected(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t seq,
+                const sm_signed *theirs, uint64_t now_ms)
+{
+    s_one *ours = malloc(sizeof *ours);
+    if (!ours)
+        return SM_ENOMEM;
+    ours->found = false;
+    int rc = sm_ledger_read(self->ledger, &self->origins[oi], seq, 1, s_one_cb, ours);
+    if (rc == 0 && ours->found
+        && !(ours->s.len == theirs->len
+             && memcmp(ours->s.bytes, theirs->bytes, theirs->len) == 0
+             && memcmp(ours->s.sig, theirs->sig, SM_SIG_BYTES) == 0)
+        && sm_entry_verify(ours->s.bytes, ours->s.len, ours->s.sig, &self->origins[oi]) == 0
+        && sm_entry_verify(theirs->bytes, theirs->len, theirs->sig, &self->origins[oi]) == 0)
+        rc = s_fork_learn(self, oi, seq, &ours->s, theirs, NULL, true, now_ms);
+    free(ours);
+    if (rc == 1)
+        s_probe(self, p, oi, seq, now_ms);
+    return s_fatal(rc) ? rc : 0;
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static int
+s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
+           uint64_t now_ms)
+{
+    int why = 0;
+    if (decoded == SM_EVERSION || m->u.hello.version != SM_WIRE_VERSION)
+        why = SM_EVERSION;
+    else if (!s_id_eq(&m->u.hello.market, &self->market))
+        why = SM_EMARKET;
+    else if (!s_id_eq(&m->u.hello.node, &p->pub.node))
+        why = SM_EINVAL;
+    if (why != 0) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_hex_encode(p->pub.node.b, SM_KEY_BYTES, hex);
+        sm_log_warn("mesh: peer %s refused: %s", hex, sm_strerror(why));
+        s_session_reset(self, p);
+        p->pub.refusal = why;
+        p->pub.refused++;
+        self->stats.hellos_refused++;
+        self->stats.messages_refused++;
+        s_plan_all(self, now_ms);      /* its WANTs, if any, go elsewhere */
+        return why;
+    }
+    self->stats.messages_received++;
+    p->pub.last_seen_ms = now_ms;
+    if (m->u.hello.endpoint[0])
+        memcpy(p->pub.endpoint, m->u.hello.endpoint, sizeof p->pub.endpoint);
+    if (p->hello_ok)
+        return 0;                      /* a repeated HELLO changes nothing else */
+    p->hello_ok = true;
+    s_send_heads(self, p);
+    s_send_peers(self, p);
+    for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
+        if (self->forks[i].used)
+            s_send_fork(self, p, &self->forks[i]);
+    p->next_heads_ms = now_ms + self->heads_interval_ms;
+    return 0;
+}
+
+/*  Read this node's link at `seq` of origin oi into *out.                  */
+static int
+s_link_at(sm_gossip *self, uint32_t oi, uint64_t seq, sm_hash *out)
+{
+    s_one *one = malloc(sizeof *one);
+    if (!one)
+        return SM_ENOMEM;
+    one->found = false;
+    int rc = sm_ledger_read(self->ledger, &self->origins[oi], seq, 1, s_one_cb, one);
+    if (rc == 0 && !one->found)
+        rc = SM_ENOTFOUND;
+    if (rc == 0)
+        sm_entry_link(one->s.bytes, one->s.len, one->s.sig, out);
+    free(one);
+    return rc;
+}
+
+static int
+s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    int rc = s_local_refresh(self);
+    if (rc != 0)
+        return rc;
+    uint8_t listed[SM_MEMBERS_MAX / 8];
+    memset(listed, 0, sizeof listed);
+    for (uint32_t i = 0; i < m->u.heads.count; i++) {
+        const sm_wire_head *h = &m->u.heads.heads[i];
+        int oi = s_origin(self, &h->origin, true);
+        if (oi < 0)
+            continue;                  /* more origins than a market has */
+        uint64_t had = p->has[oi];
+        listed[oi / 8] |= (uint8_t)(1u << (oi % 8));
+        p->has[oi] = h->seq;
+        p->known[oi] = s_max64(p->known[oi], h->seq);
+        p->stalled[oi] = 0;
+        if (oi == (int) self->self_oi)
+            self->own_reported = s_max64(self->own_reported, h->seq);
+        /* The same seq with another link: a fork; fetch that entry, whose
+           ingest records the equivocation.  Checked when its head moved
+           (runs it sent were checked by their ingest). */
+        if (h->seq <= self->local_seq[oi] && (had != h->seq || !p->heads_seen)
+            && !s_fork_find(self, (uint32_t) oi)) {
+            sm_hash ours;
+            if (h->seq == self->local_seq[oi])
+                ours = self->local_link[oi];
+            else if (s_link_at(self, (uint32_t) oi, h->seq, &ours) != 0)
+                continue;
+            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) != 0
+                && p->want_count < SM_WANTS_IN_FLIGHT_MAX
+                && s_want_end(p, (uint32_t) oi) == 0)
+                s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
+        }
+    }
+    /* A HEADS is complete: origins it leaves out, the peer has none of. */
+    for (uint32_t oi = 0; oi < self->origin_count; oi++)
+        if (!(listed[oi / 8] & (1u << (oi % 8))))
+            p->has[oi] = 0;
+    /* WANTs it can no longer answer. */
+    for (uint32_t k = p->want_count; k-- > 0;)
+        if (p->has[p->wants[k].oi] < p->wants[k].from)
+            s_want_remove(p, k);
+    uint64_t behind = 0;
+    for (uint32_t oi = 0; oi < self->origin_count; oi++)
+        if (self->local_seq[oi] > p->has[oi])
+            behind += self->local_seq[oi] - p->has[oi];
+    p->pub.entries_behind = behind;
+    p->heads_seen = true;
+    self->heads_any = true;
+    self->stats.messages_received++;
+    s_plan_all(self, now_ms);
+    return 0;
+}
+
+static int
+s_on_want(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
+{
+    int oi = s_origin(self, &m->u.want.origin, true);
+    uint64_t last = 0;
+    uint32_t n = 0;
+    s_msg *answer = NULL;
+    self->stats.messages_received++;
+    if (oi >= 0)
+        answer = s_entries_build(self, (uint32_t) oi, m->u.want.from, m->u.want.count,
+                                 S_DROP_ANSWER, &last, &n);
+    if (!answer) {
+        /* Nothing from there: say what this node has instead. */
+        s_send_heads(self, p);
+        return 0;
+    }
+    s_queue_push(self, p, answer);
+    p->known[oi] = s_max64(p->known[oi], last);
+    p->pub.entries_sent += n;
+    self->stats.entries_sent += n;
+    return 0;
+}
+
+/*  Check that a run's first and last entries are the origin's and at the
+    seqs the message says (the ledger checks the chain in between).        */
+static int
+s_run_matches(sm_gossip *self, const sm_id *origin, uint64_t first,
+              const sm_signed *run, uint32_t n)
+{
+    const uint32_t ends[2] = { 0, n - 1 };
+    for (int i = 0; i < (n > 1 ? 2 : 1); i++) {
+        const sm_signed *s = &run[ends[i]];
+        if (sm_entry_decode(s->bytes, s->len, &self->entry) != 0
+            || !s_id_eq(&self->entry.origin, origin)
+            || self->entry.seq != first + ends[i])
+            return SM_EMALFORMED;
+    }
+    return 0;
+}
+
+static int
+s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    const sm_id *origin = &m->u.entries.origin;
+    uint64_t first = m->u.entries.first_seq;
+    uint32_t n = m->u.entries.count;
+    const sm_signed *run = m->u.entries.entries;
+    int rc = s_run_matches(self, origin, first, run, n);
+    if (rc != 0)
+        return rc;
+    int oi = s_origin(self, origin, true);
+    if (oi < 0)
+        return SM_ETOOBIG;
+    self->stats.messages_received++;
+    uint64_t last = first + n - 1;
+    bool changed = false;
+    for (uint32_t k = p->want_count; k-- > 0;) {
+        const s_want *w = &p->wants[k];
+        if (w->oi == (uint32_t) oi && first >= w->from && first < w->from + w->count) {
+            s_want_remove(p, k);
+            changed = true;
+        }
+    }
+    p->has[oi] = s_max64(p->has[oi], last);
+    p->known[oi] = s_max64(p->known[oi], last);
+
+    sm_head before;
+    if ((rc = sm_ledger_head(self->ledger, origin, &before)) != 0)
+        return rc;
+    if (first > before.seq + 1) {
+        /* Ahead of the log (a push racing a fetch): the gap is WANTed. */
+        self->stats.runs_early++;
+    } else {
+        sm_ingest_result res;
+        rc = sm_ledger_ingest(self->ledger, run, n, now_ms, &res);
+        if (s_fatal(rc))
+            return rc;
+        p->pub.entries_received += res.accepted;
+        self->stats.entries_accepted += res.accepted;
+        if (res.err != 0) {
+            self->stats.entries_refused++;
+            p->pub.refused++;
+            p->stalled[oi] = 1;
+            sm_log_debug("mesh: run of %u refused at seq %llu: %s", n,
+                         (unsigned long long) res.err_seq, sm_strerror(res.err));
+            if (res.err == SM_EFORK && res.err_seq >= first && res.err_seq <= last
+                && (rc = s_fork_detected(self, p, (uint32_t) oi, res.err_seq,
+                                         &run[res.err_seq - first], now_ms)) != 0)
+                return rc;
+            /* Its next entry does not link to this node's head: the logs
+               parted before it. */
+            if (res.err == SM_ELINK && res.err_seq == before.seq + 1 && first <= before.seq + 1
+                && !s_fork_find(self, (uint32_t) oi))
+                s_probe(self, p, (uint32_t) oi, res.err_seq, now_ms);
+        }
+        if (res.accepted > 0) {
+            changed = true;
+            s_push_origin(self, (uint32_t) oi);
+            for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
+                if (self->forks[i].used && self->forks[i].oi == (uint32_t) oi
+                    && (rc = s_fork_record(self, &self->forks[i], now_ms)) != 0)
+                    return rc;
+        }
+    }
+    if (changed)
+        s_plan_all(self, now_ms);
+    return 0;
+}
+
+static int
+s_on_peers(sm_gossip *self, const sm_wire_msg *m)
+{
+    self->stats.messages_received++;
+    for (uint32_t i = 0; i < m->u.peers.count; i++) {
+        const sm_wire_peer *w = &m->u.peers.peers[i];
+        if (s_id_eq(&w->node, &self->self))
+            continue;
+        s_peer *q = s_peer_find(self, &w->node);
+        if (!q)
+            q = s_peer_get(self, &w->node, false);   /* free slots only */
+        if (q && !q->pub.endpoint[0])
+            memcpy(q->pub.endpoint, w->endpoint, sizeof q->pub.endpoint);
+    }
+    return 0;
+}
+
+static int
+s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    self->stats.messages_received++;
+    uint32_t give = 0;
+    sm_units u;
+    int rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
+    if (rc == 0 && u.units - (int64_t) self->units_floor >= 1) {
+        int64_t spare = u.units - (int64_t) self->units_floor;
+        give = (uint32_t) s_min64(m->u.units.qty, (uint64_t) spare);
+        sm_body move;
+        memset(&move, 0, sizeof move);
+        move.kind = SM_KIND_STOCK_MOVE;
+        memcpy(move.u.stock_move.sku, m->u.units.sku, sizeof move.u.stock_move.sku);
+        move.u.stock_move.qty = give;
+        move.u.stock_move.to = p->pub.node;
+        rc = sm_ledger_append(self->ledger, &move, now_ms, NULL);
+        if (s_fatal(rc))
+            return rc;
+        if (rc != 0) {
+            sm_log_debug("mesh: units ask not served: %s", sm_strerror(rc));
+            give = 0;
+        } else {
+            s_push_origin(self, self->self_oi);
+        }
+    } else if (s_fatal(rc)) {
+        return rc;
+    }
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_UNITS_GIVE;
+    msg.u.units.req_id = m->u.units.req_id;
+    memcpy(msg.u.units.sku, m->u.units.sku, sizeof msg.u.units.sku);
+    msg.u.units.qty = give;
+    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+    return 0;
+}
+
+static s_ask *
+s_ask_find(sm_gossip *self, uint64_t req_id)
+{
+    for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++)
+        if (self->asks[i].used && self->asks[i].req_id == req_id)
+            return &self->asks[i];
+    return NULL;
+}
+
+static int
+s_on_units_give(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
+{
+    self->stats.messages_received++;
+    s_ask *a = s_ask_find(self, m->u.units.req_id);
+    uint64_t bit = 1ULL << s_peer_slot(self, p);
+    if (!a || strcmp(a->sku, m->u.units.sku) != 0 || (a->answered & bit))
+        return 0;                      /* late, foreign or repeated: nothing to record */
+    a->answered |= bit;
+    a->given += m->u.units.qty;
+    return 0;
+}
+
+static int
+s_on_fork(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    const sm_id *origin = &m->u.fork.origin;
+    const sm_signed *sides[2] = { &m->u.fork.a, &m->u.fork.b };
+    for (int i = 0; i < 2; i++) {
+        const sm_signed *s = sides[i];
+        if (sm_entry_decode(s->bytes, s->len, &self->entry) != 0
+            || !s_id_eq(&self->entry.origin, origin)
+            || !s_id_eq(&self->entry.market, &self->market)
+            || self->entry.seq != m->u.fork.seq)
+            return SM_EMALFORMED;
+        if (sm_entry_verify(s->bytes, s->len, s->sig, origin) != 0)
+            return SM_ESIG;
+    }
+    int oi = s_origin(self, origin, true);
+    if (oi < 0)
+        return SM_ETOOBIG;
+    self->stats.messages_received++;
+    int rc = s_fork_learn(self, (uint32_t) oi, m->u.fork.seq, sides[0], sides[1],
+                          p, false, now_ms);
+    return rc > 0 ? 0 : rc;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+sm_gossip *
+sm_gossip_new(const sm_gossip_opts *opts, int *err)
+{
+    assert(opts && opts->ledger);
+    int rc = 0;
+    sm_market market;
+    sm_gossip *self = NULL;
+    if (strnlen(opts->endpoint, sizeof opts->endpoint) > SM_ENDPOINT_BYTES_MAX) {
+        rc = SM_EINVAL;
+        goto fail;
+    }
+    if ((rc = sm_ledger_market(opts->ledger, &market)) != 0)
+        goto fail;
+    self = calloc(1, sizeof *self);
+    if (!self) {
+        rc = SM_ENOMEM;
+        goto fail;
+    }
+    self->run_bytes = malloc(SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX);
+    if (!self->run_bytes) {
+        rc = SM_ENOMEM;
+        goto fail;
+    }
+    self->ledger = opts->ledger;
+    self->self = opts->self;
+    self->market = market.market;
+    memcpy(self->endpoint, opts->endpoint, sizeof self->endpoint);
+    self->units_floor = opts->units_floor;
+    self->heads_interval_ms = opts->heads_interval_ms ? opts->heads_interval_ms
+                                                      : SM_HEADS_INTERVAL_MS;
+    self->self_oi = (uint32_t) s_origin(self, &self->self, true);
+    (void) s_origin(self, &self->market, true);
+    if ((rc = s_local_refresh(self)) != 0)
+        goto fail;
+    if (err)
+        *err = 0;
+    return self;
+fail:
+    if (self) {
+        free(self->run_bytes);
+        free(self);
+    }
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+void
+sm_gossip_destroy(sm_gossip **self_p)
+{
+    assert(self_p);
+    sm_gossip *self = *self_p;
+    if (!self)
+        return;
+    s_enter(self);
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *p = &self->peers[i];
+        s_queue_clear(self, p);
+        free(p->has);
+        free(p->known);
+        free(p->stalled);
+    }
+    for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
+        s_fork_free(&self->forks[i]);
+    free(self->run_bytes);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+sm_gossip_peer_up(sm_gossip *self, const sm_id *node, const char *endpoint,
+                  uint64_t now_ms)
+{
+    assert(self && node);
+    s_enter(self);
+    if (s_id_eq(node, &self->self))
+        return;
+    s_peer *p = s_peer_get(self, node, true);
+    if (!p) {
+        sm_log_warn("mesh: %u peers already; a new one is ignored", SM_PEERS_MAX);
+        return;
+    }
+    bool was_up = p->pub.up;
+    s_session_reset(self, p);
+    p->pub.up = true;
+    if (endpoint && endpoint[0] && strlen(endpoint) <= SM_ENDPOINT_BYTES_MAX)
+        memcpy(p->pub.endpoint, endpoint, strlen(endpoint) + 1);
+    s_send_hello(self, p);
+    if (was_up)
+        s_plan_all(self, now_ms);      /* its WANTs were dropped with the session */
+}
+
+void
+sm_gossip_peer_down(sm_gossip *self, const sm_id *node, uint64_t now_ms)
+{
+    assert(self && node);
+    s_enter(self);
+    s_peer *p = s_peer_find(self, node);
+    if (!p || !p->pub.up)
+        return;
+    bool had_wants = p->want_count > 0;
+    s_session_reset(self, p);
+    p->pub.up = false;
+    if (had_wants)
+        s_plan_all(self, now_ms);
+}
+
+int
+sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
+                  size_t len, uint64_t now_ms)
+{
+    assert(self && from && (msg || len == 0));
+    s_enter(self);
+    s_peer *p = s_peer_find(self, from);
+    if (!p || !p->pub.up || p->pub.refusal != 0) {
+        self->stats.messages_refused++;
+        return SM_ESTATE;
+    }
+    sm_wire_msg m;
+    int rc = sm_wire_decode(msg, len, &self->space, &m);
+    if (rc == SM_EVERSION && m.type == SM_MSG_HELLO)
+        return s_on_hello(self, p, &m, rc, now_ms);
+    if (rc == 0 && m.type != SM_MSG_HELLO && !p->hello_ok)
+        rc = SM_ESTATE;
+    if (rc == 0) {
+        switch (m.type) {
+        case SM_MSG_HELLO:      return s_on_hello(self, p, &m, 0, now_ms);
+        case SM_MSG_HEADS:      rc = s_on_heads(self, p, &m, now_ms); break;
+        case SM_MSG_WANT:       rc = s_on_want(self, p, &m); break;
+        case SM_MSG_ENTRIES:    rc = s_on_entries(self, p, &m, now_ms); break;
+        case SM_MSG_PEERS:      rc = s_on_peers(self, &m); break;
+        case SM_MSG_UNITS_ASK:  rc = s_on_units_ask(self, p, &m, now_ms); break;
+        case SM_MSG_UNITS_GIVE: rc = s_on_units_give(self, p, &m); break;
+        case SM_MSG_FORK:       rc = s_on_fork(self, p, &m, now_ms); break;
+        default:                rc = SM_EKIND; break;
+        }
+        if (rc == 0 || s_fatal(rc)) {
+            p->pub.last_seen_ms = now_ms;
+            return rc;
+        }
+    }
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_hex_encode(from->b, SM_KEY_BYTES, hex);
+    sm_log_debug("mesh: message from %s refused: %s", hex, sm_strerror(rc));
+    p->pub.refused++;
+    self->stats.messages_refused++;
+    return rc;
+}
+
+void
+sm_gossip_local(sm_gossip *self, uint64_t now_ms)
+{
+    assert(self);
+    (void) now_ms;
+    s_enter(self);
+    s_push_origin(self, self->self_oi);
+}
+
+void
+sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
+{
+    assert(self);
+    s_enter(self);
+    bool expired = false;
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *p = &self->peers[i];
+        if (!s_ready(p))
+            continue;
+        for (uint32_t k = p->want_count; k-- > 0;)
+            if (now_ms >= p->wants[k].sent_ms
+                && now_ms - p->wants[k].sent_ms >= SM_WANT_TIMEOUT_MS) {
+                s_want_remove(p, k);
+                self->stats.wants_expired++;
+                expired = true;
+            }
+        if (now_ms >= p->next_heads_ms) {
+            s_send_heads(self, p);
+            p->next_heads_ms = now_ms + self->heads_interval_ms;
+        }
+    }
+    for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
+        s_ask *a = &self->asks[i];
+        if (a->used && now_ms >= a->made_ms && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
+            memset(a, 0, sizeof *a);
+    }
+    if (expired)
+        s_plan_all(self, now_ms);
+}
+
+static bool
+s_pop(sm_gossip *self, s_peer *p, sm_id *to, const uint8_t **msg, size_t *len)
+{
+    s_msg *m = p->qhead;
+    if (!m)
+        return false;
+    p->qhead = m->next;
+    if (!p->qhead)
+        p->qtail = NULL;
+    p->qbytes -= m->len;
+    self->out = m;
+    if (to)
+        *to = p->pub.node;
+    *msg = m->bytes;
+    *len = m->len;
+    self->stats.messages_sent++;
+    return true;
+}
+
+bool
+sm_gossip_next(sm_gossip *self, sm_id *to, const uint8_t **msg, size_t *len)
+{
+    assert(self && to && msg && len);
+    s_enter(self);
+    for (uint32_t k = 0; k < SM_PEERS_MAX; k++) {
+        uint32_t i = (self->rr + k) % SM_PEERS_MAX;
+        if (s_pop(self, &self->peers[i], to, msg, len)) {
+            self->rr = (i + 1) % SM_PEERS_MAX;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
+                  size_t *len)
+{
+    assert(self && to && msg && len);
+    s_enter(self);
+    s_peer *p = s_peer_find(self, to);
+    return p && s_pop(self, p, NULL, msg, len);
+}
+
+int
+sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
+                    uint32_t qty, uint64_t now_ms)
+{
+    assert(self && sku);
+    s_enter(self);
+    size_t sku_len = strnlen(sku, SM_SKU_BYTES_MAX + 1);
+    if (sku_len == 0 || sku_len > SM_SKU_BYTES_MAX || qty == 0 || qty > SM_QTY_MAX)
+        return SM_EINVAL;
+    if (s_ask_find(self, req_id))
+        return SM_EEXIST;
+    s_ask *a = NULL;
+    for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX && !a; i++)
+        if (!self->asks[i].used)
+            a = &self->asks[i];
+    if (!a)
+        return SM_EBUSY;
+
+    /* Units each ready peer holds, as this node's ledger knows. */
+    int64_t held[SM_PEERS_MAX];
+    bool any = false;
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        held[i] = 0;
+        s_peer *p = &self->peers[i];
+        sm_units u;
+        if (s_ready(p) && sm_ledger_units(self->ledger, sku, &p->pub.node, &u) == 0
+            && u.units > 0) {
+            held[i] = u.units;
+            any = true;
+        }
+    }
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_UNITS_ASK;
+    msg.u.units.req_id = req_id;
+    memcpy(msg.u.units.sku, sku, sku_len);
+    int asked = 0;
+    uint32_t remaining = qty;
+    while (remaining > 0) {
+        /* The peer holding the most (lowest slot on ties), or, when none is
+           known to hold any, every ready peer for the whole qty. */
+        int best = -1;
+        for (uint32_t i = 0; i < SM_PEERS_MAX; i++)
+            if (any ? held[i] > 0 && (best < 0 || held[i] > held[best])
+                    : s_ready(&self->peers[i]) && held[i] == 0) {
+                best = (int) i;
+                if (!any)
+                    break;
+            }
+        if (best < 0)
+            break;
+        uint32_t q = any ? (uint32_t) s_min64(remaining, (uint64_t) held[best]) : qty;
+        msg.u.units.qty = q;
+        s_send(self, &self->peers[best], &msg, S_MSG_FIXED_MAX, S_KEEP);
+        held[best] = any ? 0 : -1;     /* asked */
+        if (any)
+            remaining -= q;
+        asked++;
+    }
+    if (asked > 0) {
+        memset(a, 0, sizeof *a);
+        a->used = true;
+        a->req_id = req_id;
+        memcpy(a->sku, sku, sku_len);
+        a->made_ms = now_ms;
+    }
+    return asked;
+}
+
+uint32_t
+sm_gossip_units_given(sm_gossip *self, uint64_t req_id)
+{
+    assert(self);
+    s_enter(self);
+    const s_ask *a = s_ask_find(self, req_id);
+    if (!a)
+        return 0;
+    return a->given > UINT32_MAX ? UINT32_MAX : (uint32_t) a->given;
+}
+
+void
+sm_gossip_ask_done(sm_gossip *self, uint64_t req_id)
+{
+    assert(self);
+    s_enter(self);
+    s_ask *a = s_ask_find(self, req_id);
+    if (a)
+        memset(a, 0, sizeof *a);
+}
+
+int
+sm_gossip_peers_each(sm_gossip *self, sm_gossip_peer_fn cb, void *arg)
+{
+    assert(self && cb);
+    s_enter(self);
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *p = &self->peers[i];
+        if (!p->used)
+            continue;
+        p->pub.wants_in_flight = p->want_count;
+        p->pub.queued_bytes = p->qbytes;
+        sm_gossip_peer copy = p->pub;
+        int rc = cb(&copy, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int
+sm_gossip_add_peer(sm_gossip *self, const sm_id *node, const char *endpoint)
+{
+    assert(self && node && endpoint);
+    s_enter(self);
+    size_t n = strnlen(endpoint, SM_ENDPOINT_BYTES_MAX + 1);
+    if (s_id_eq(node, &self->self) || n == 0 || n > SM_ENDPOINT_BYTES_MAX)
+        return SM_EINVAL;
+    s_peer *p = s_peer_get(self, node, true);
+    if (!p)
+        return SM_EBUSY;
+    p->configured = true;
+    memcpy(p->pub.endpoint, endpoint, n + 1);
+    return 0;
+}
+
+bool
+sm_gossip_own_recovered(sm_gossip *self)
+{
+    assert(self);
+    s_enter(self);
+    if (self->recovered)
+        return true;
+    if (!self->heads_any)
+        return false;
+    sm_head h;
+    if (sm_ledger_head(self->ledger, &self->self, &h) != 0)
+        return false;
+    self->recovered = h.seq >= self->own_reported;
+    return self->recovered;
+}
+
+void
+sm_gossip_stats(sm_gossip *self, sm_gossip_counters *out)
+{
+    assert(self && out);
+    s_enter(self);
+    *out = self->stats;
+}

@@ -1,0 +1,65 @@
+/*  The mesh transport: ZeroMQ sockets under the protocol engine (DESIGN §6,
+    proto/mesh.md).
+
+    A ROUTER bound on the listen endpoint takes peers' connections; a DEALER
+    connects to each peer known by id and endpoint (configuration, the join
+    token's organiser endpoints, PEERS from other nodes).  Every socket is
+    CURVE with the node's Ed25519 key converted to Curve25519, and a ZAP
+    handler (this module, on the same thread) admits a connecting key only if
+    it is a current roster member; the handler is bound before the listener
+    and closed after it, so the listener never runs without it (fail closed:
+    libzmq would otherwise accept any key).  ZMTP heartbeats (1 s, 5 s
+    timeout) notice a dead link; libzmq reconnects with backoff (100 ms to
+    10 s).  A revoked member's DEALER is closed and the listener recycled,
+    which drops its inbound connection; ZAP refuses it from then on.
+
+    All of it runs on the core thread, which owns the ledger's writes.      */
+#ifndef SM_MESH_H
+#define SM_MESH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "gossip.h"
+#include "metrics.h"
+#include "stallmesh/identity.h"
+#include "stallmesh/ledger.h"
+
+typedef struct {
+    sm_id node;
+    char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
+} sm_mesh_peer_cfg;
+
+typedef struct {
+    sm_ledger *ledger;          /* borrowed */
+    sm_identity identity;       /* copied: the CURVE keys come from it */
+    sm_metrics *metrics;        /* borrowed; may be NULL */
+    char listen[SM_ENDPOINT_BYTES_MAX + 1];    /* "" = no listener */
+    char advertise[SM_ENDPOINT_BYTES_MAX + 1]; /* told to peers; "" = none */
+    uint32_t units_floor;
+    uint32_t peer_count;
+    sm_mesh_peer_cfg peers[SM_PEERS_MAX];
+} sm_mesh_opts;
+
+typedef struct sm_mesh sm_mesh;
+
+/*  Create the sockets in ZeroMQ context `zctx` (on the thread that will use
+    them).  NULL and *err (SM_EIO with a log line, e.g. the port is taken).  */
+sm_mesh *sm_mesh_new(void *zctx, const sm_mesh_opts *opts, uint64_t now_ms, int *err);
+void sm_mesh_destroy(sm_mesh **self_p);
+
+/*  The sockets to poll for input (borrowed; the set changes as peers come
+    and go, so ask before each poll).  Returns how many were stored.         */
+size_t sm_mesh_sockets(sm_mesh *self, void **socks, size_t cap);
+
+/*  Read everything waiting on the sockets, hand it to the engine, send what
+    the engine produced.                                                      */
+void sm_mesh_process(sm_mesh *self, uint64_t now_ms);
+/*  Local entries were committed: push them.                                */
+void sm_mesh_local(sm_mesh *self, uint64_t now_ms);
+/*  Periodic work: heads, peers to connect, revocations, liveness.          */
+void sm_mesh_tick(sm_mesh *self, uint64_t now_ms);
+
+sm_gossip *sm_mesh_gossip(sm_mesh *self);
+
+#endif
