@@ -108,9 +108,11 @@ test: deps
 	@$(MAKE) --no-print-directory all unit unit-san integration browser
 	@echo "make test: all suites passed"
 
+# The library's benchmarks, then a real node on loopback (bench_node.sh).
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCHES)
-	@set -e; for b in $(BENCHES); do $$b; done
+	@$(MAKE) --no-print-directory all tools $(BENCHES)
+	@set -e; for b in $(BENCHES); do $$b; echo; done
+	@sh tests/bench/bench_node.sh $(BUILD)
 
 # One target a decoder that reads bytes from outside: fuzz_entry (entries,
 # token bodies; seeds in tests/fuzz/corpus) and fuzz_wire (mesh messages;

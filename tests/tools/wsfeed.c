@@ -14,7 +14,7 @@
                    client text messages up to 4096 bytes are ignored, a
                    bigger one closes the connection with 1009;
       GET /delta   a change: version + 1, a delta to every client; 200 "ok";
-      GET /close   closes every websocket with 1001; 200 "ok";
+      GET /close   closes every websocket open now with 1001; 200 "ok";
       anything else 404.
     Prints "wsfeed: listening on HOST:P" on stdout once it is (P the real
     port), runs until SIGTERM or SIGINT.                                                        */
@@ -33,7 +33,7 @@
 
 typedef struct {
     bool snapshot_sent;
-    bool closing;
+    unsigned epoch;             /* s_close_epoch when it connected */
     uint64_t version_sent;
     size_t rx_bytes;            /* of the client's message being received */
 } s_session;
@@ -41,7 +41,7 @@ typedef struct {
 static struct lws_context *s_ctx;
 static volatile sig_atomic_t s_stop;
 static uint64_t s_version = 1;
-static bool s_close_all;
+static unsigned s_close_epoch;     /* GET /close closes sessions older */
 static unsigned char *s_snapshot;  /* LWS_PRE + body */
 static size_t s_snapshot_len;
 static size_t s_snapshot_bytes;  /* the size asked for */
@@ -109,7 +109,7 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             return s_http(wsi, "ok\n", 200);
         }
         if (strcmp(uri, "/close") == 0) {
-            s_close_all = true;
+            s_close_epoch++;
             lws_callback_on_writable_all_protocol(s_ctx, lws_get_protocol(wsi));
             return s_http(wsi, "ok\n", 200);
         }
@@ -117,10 +117,11 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_ESTABLISHED:
         memset(s, 0, sizeof *s);
+        s->epoch = s_close_epoch;
         lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE: {
-        if (s_close_all) {
+        if (s->epoch < s_close_epoch) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
             return -1;
         }

@@ -134,7 +134,7 @@ typedef struct {
 
 enum { P_CONNECT, P_ROUND, P_GAP };
 
-static s_probe g;
+static s_probe s_run;   /* the one run of this process */
 
 static uint64_t
 s_now_ns(void)
@@ -148,17 +148,17 @@ s_now_ns(void)
 static void
 s_finish(int rc, const char *fmt, ...)
 {
-    if (!g.done && fmt) {
+    if (!s_run.done && fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(g.fail_reason, sizeof g.fail_reason, fmt, ap);
+        vsnprintf(s_run.fail_reason, sizeof s_run.fail_reason, fmt, ap);
         va_end(ap);
     }
-    if (!g.done)
-        g.rc = rc;
-    g.done = true;
-    if (g.ctx)
-        lws_cancel_service(g.ctx);      /* the loop may be about to poll */
+    if (!s_run.done)
+        s_run.rc = rc;
+    s_run.done = true;
+    if (s_run.ctx)
+        lws_cancel_service(s_run.ctx);      /* the loop may be about to poll */
 }
 
 /*  VmRSS of process `pid` in kB, or -1 if it cannot be read.               */
@@ -180,7 +180,7 @@ s_rss_kb(long pid)
     return kb;
 }
 
-/*  Parse "ws://HOST[:PORT][/PATH]" into g.host, g.port, g.path.            */
+/*  Parse "ws://HOST[:PORT][/PATH]" into s_run.host, s_run.port, s_run.path.            */
 static int
 s_parse_url(const char *url)
 {
@@ -193,22 +193,22 @@ s_parse_url(const char *url)
             colon = q;
     const char *host_end = colon ? colon : end;
     size_t hl = (size_t) (host_end - p);
-    if (hl == 0 || hl >= sizeof g.host)
+    if (hl == 0 || hl >= sizeof s_run.host)
         return -1;
-    memcpy(g.host, p, hl);
-    g.host[hl] = '\0';
-    g.port = 80;
+    memcpy(s_run.host, p, hl);
+    s_run.host[hl] = '\0';
+    s_run.port = 80;
     if (colon) {
         char *stop;
         long port = strtol(colon + 1, &stop, 10);
         if (stop != end || port < 1 || port > 65535)
             return -1;
-        g.port = (int) port;
+        s_run.port = (int) port;
     }
     const char *path = *end ? end : "/";
-    if (strlen(path) >= sizeof g.path)
+    if (strlen(path) >= sizeof s_run.path)
         return -1;
-    strcpy(g.path, path);
+    strcpy(s_run.path, path);
     return 0;
 }
 
@@ -258,10 +258,10 @@ s_print_line(const char *m, size_t n)
 static void
 s_message(s_client *c, uint64_t at_ns)
 {
-    if (!g.fanout) {
+    if (!s_run.fanout) {
         s_print_line(c->msg, c->msg_len);
-        g.received++;
-        if (!g.expect_close && g.received >= g.count)
+        s_run.received++;
+        if (!s_run.expect_close && s_run.received >= s_run.count)
             s_finish(0, NULL);
         return;
     }
@@ -270,12 +270,12 @@ s_message(s_client *c, uint64_t at_ns)
         return;
     if (strcmp(type, "snapshot") == 0 && c->state == C_OPEN) {
         c->state = C_READY;
-        g.ready++;
-        g.connecting--;
-    } else if (strcmp(type, "delta") == 0 && g.phase == P_ROUND
+        s_run.ready++;
+        s_run.connecting--;
+    } else if (strcmp(type, "delta") == 0 && s_run.phase == P_ROUND
                && c->state == C_READY && c->delta_ns == 0) {
         c->delta_ns = at_ns;
-        g.received++;
+        s_run.received++;
     }
 }
 
@@ -286,31 +286,31 @@ s_gone(s_client *c, bool failed, const char *why)
     if (c->state == C_CLOSED || c->state == C_IDLE)
         return;
     if (c->state == C_CONNECTING || c->state == C_OPEN)
-        g.connecting--;
+        s_run.connecting--;
     if (c->state == C_READY)
-        g.ready--;
+        s_run.ready--;
     c->state = C_CLOSED;
     c->wsi = NULL;
     if (failed)
-        g.failed++;
+        s_run.failed++;
     else
-        g.closed++;
-    if (!g.fanout) {
-        if (g.expect_close && !failed)
+        s_run.closed++;
+    if (!s_run.fanout) {
+        if (s_run.expect_close && !failed)
             s_finish(0, NULL);
         else if (failed)
             s_finish(1, "connection failed: %s", why ? why : "unknown");
         else
             s_finish(1, "connection closed by the server (code %d) after %u of %u messages",
-                     g.close_code, g.received, g.count);
+                     s_run.close_code, s_run.received, s_run.count);
         return;
     }
     if (failed)
         s_finish(1, "client %ld failed to connect: %s (%u ready, %u launched)",
-                 (long) (c - g.c), why ? why : "unknown", g.ready, g.launched);
+                 (long) (c - s_run.c), why ? why : "unknown", s_run.ready, s_run.launched);
     else
         s_finish(1, "client %ld closed by the server (code %d) (%u ready)",
-                 (long) (c - g.c), g.close_code, g.ready);
+                 (long) (c - s_run.c), s_run.close_code, s_run.ready);
 }
 
 static int
@@ -332,20 +332,20 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             return -1;
         c->wsi = wsi;
         c->state = C_OPEN;
-        if (!g.fanout && (g.send_text || g.send_bytes))
+        if (!s_run.fanout && (s_run.send_text || s_run.send_bytes))
             lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
-        if (!c || c->sent || (!g.send_text && !g.send_bytes))
+        if (!c || c->sent || (!s_run.send_text && !s_run.send_bytes))
             return 0;
-        size_t n = g.send_text ? strlen(g.send_text) : g.send_bytes;
+        size_t n = s_run.send_text ? strlen(s_run.send_text) : s_run.send_bytes;
         unsigned char *buf = malloc(LWS_PRE + n + 1);
         if (!buf) {
             s_finish(1, "out of memory");
             return -1;
         }
-        if (g.send_text)
-            memcpy(buf + LWS_PRE, g.send_text, n);
+        if (s_run.send_text)
+            memcpy(buf + LWS_PRE, s_run.send_text, n);
         else
             memset(buf + LWS_PRE, 'x', n);
         int wrote = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
@@ -370,7 +370,7 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                 fprintf(stderr, "wsprobe: ignored a binary message\n");
             return 0;
         }
-        if (g.fanout) {
+        if (s_run.fanout) {
             size_t room = sizeof c->head - c->head_len;
             size_t take = len < room ? len : room;
             memcpy(c->head + c->head_len, in, take);
@@ -401,7 +401,7 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (in && len >= 2)
-            g.close_code = ((const unsigned char *) in)[0] << 8
+            s_run.close_code = ((const unsigned char *) in)[0] << 8
                            | ((const unsigned char *) in)[1];
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
@@ -422,26 +422,26 @@ static const struct lws_protocols s_protocols[] = {
 static void
 s_launch(unsigned i)
 {
-    s_client *c = &g.c[i];
+    s_client *c = &s_run.c[i];
     char hosthdr[S_HOST_BYTES + 8];
-    snprintf(hosthdr, sizeof hosthdr, "%s:%d", g.host, g.port);
+    snprintf(hosthdr, sizeof hosthdr, "%s:%d", s_run.host, s_run.port);
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof ci);
-    ci.context = g.ctx;
-    ci.address = g.host;
-    ci.port = g.port;
-    ci.path = g.path;
+    ci.context = s_run.ctx;
+    ci.address = s_run.host;
+    ci.port = s_run.port;
+    ci.path = s_run.path;
     ci.host = hosthdr;
     ci.origin = hosthdr;
     ci.protocol = NULL;                 /* no subprotocol asked */
     ci.local_protocol_name = s_protocols[0].name;
     ci.opaque_user_data = c;
     ci.pwsi = &c->wsi;
-    if (g.sources > 1)
-        ci.iface = g.iface[i % g.sources];
+    if (s_run.sources > 1)
+        ci.iface = s_run.iface[i % s_run.sources];
     c->state = C_CONNECTING;
-    g.connecting++;
-    g.launched++;
+    s_run.connecting++;
+    s_run.launched++;
     if (!lws_client_connect_via_info(&ci))
         s_gone(c, true, "lws_client_connect_via_info refused");
 }
@@ -467,45 +467,45 @@ s_quantile(const double *v, size_t n, double q)
     return v[k - 1];
 }
 
-/*  Start round g.round: clear the clients' receipts, run the trigger.      */
+/*  Start round s_run.round: clear the clients' receipts, run the trigger.      */
 static void
 s_round_start(void)
 {
-    for (unsigned i = 0; i < g.clients; i++)
-        g.c[i].delta_ns = 0;
-    g.received = 0;
-    g.child_ns = 0;
+    for (unsigned i = 0; i < s_run.clients; i++)
+        s_run.c[i].delta_ns = 0;
+    s_run.received = 0;
+    s_run.child_ns = 0;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    char *argv[] = { "sh", "-c", (char *) g.trigger, NULL };
-    g.phase = P_ROUND;
-    g.t0_ns = s_now_ns();
-    int err = posix_spawn(&g.child, "/bin/sh", &fa, NULL, argv, environ);
+    char *argv[] = { "sh", "-c", (char *) s_run.trigger, NULL };
+    s_run.phase = P_ROUND;
+    s_run.t0_ns = s_now_ns();
+    int err = posix_spawn(&s_run.child, "/bin/sh", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (err) {
-        g.child = 0;
+        s_run.child = 0;
         s_finish(1, "cannot run the trigger: %s", strerror(err));
     }
 }
 
-/*  Round g.round is complete: keep its samples.                            */
+/*  Round s_run.round is complete: keep its samples.                            */
 static void
 s_round_end(void)
 {
     double last = 0;
-    for (unsigned i = 0; i < g.clients; i++) {
-        double ms = (double) (g.c[i].delta_ns - g.t0_ns) / 1e6;
-        g.lat_ms[g.lat_n++] = ms;
+    for (unsigned i = 0; i < s_run.clients; i++) {
+        double ms = (double) (s_run.c[i].delta_ns - s_run.t0_ns) / 1e6;
+        s_run.lat_ms[s_run.lat_n++] = ms;
         if (ms > last)
             last = ms;
     }
-    g.all_ms[g.round] = last;
-    g.cmd_ms[g.round] = (double) (g.child_ns - g.t0_ns) / 1e6;
-    g.round++;
-    g.phase = P_GAP;
-    g.gap_until_ns = s_now_ns() + (uint64_t) g.gap_ms * 1000000ull;
+    s_run.all_ms[s_run.round] = last;
+    s_run.cmd_ms[s_run.round] = (double) (s_run.child_ns - s_run.t0_ns) / 1e6;
+    s_run.round++;
+    s_run.phase = P_GAP;
+    s_run.gap_until_ns = s_now_ns() + (uint64_t) s_run.gap_ms * 1000000ull;
 }
 
 /*  The periodic timer: pacing, deadlines, rounds.                          */
@@ -514,90 +514,90 @@ s_tick(lws_sorted_usec_list_t *sul)
 {
     (void) sul;
     uint64_t now = s_now_ns();
-    if (g.done)
+    if (s_run.done)
         return;
-    if (!g.fanout) {
-        if (now >= g.deadline_ns) {
-            if (g.expect_close)
+    if (!s_run.fanout) {
+        if (now >= s_run.deadline_ns) {
+            if (s_run.expect_close)
                 s_finish(1, "the server did not close within %u ms (%u messages)",
-                         g.timeout_ms, g.received);
+                         s_run.timeout_ms, s_run.received);
             else
-                s_finish(1, "timeout after %u ms: %u of %u messages", g.timeout_ms,
-                         g.received, g.count);
+                s_finish(1, "timeout after %u ms: %u of %u messages", s_run.timeout_ms,
+                         s_run.received, s_run.count);
         }
         goto again;
     }
-    if (g.phase == P_CONNECT) {
-        while (g.launched < g.clients && g.connecting < g.batch && !g.done)
-            s_launch(g.launched);
-        if (g.ready == g.clients) {
+    if (s_run.phase == P_CONNECT) {
+        while (s_run.launched < s_run.clients && s_run.connecting < s_run.batch && !s_run.done)
+            s_launch(s_run.launched);
+        if (s_run.ready == s_run.clients) {
             s_round_start();
-        } else if (now >= g.deadline_ns) {
+        } else if (now >= s_run.deadline_ns) {
             s_finish(1, "connect timeout: %u of %u clients had their snapshot after %u ms",
-                     g.ready, g.clients, g.connect_ms);
+                     s_run.ready, s_run.clients, s_run.connect_ms);
         }
         goto again;
     }
-    if (g.phase == P_ROUND) {
-        if (g.child && !g.child_ns) {
+    if (s_run.phase == P_ROUND) {
+        if (s_run.child && !s_run.child_ns) {
             int status;
-            pid_t r = waitpid(g.child, &status, WNOHANG);
-            if (r == g.child) {
-                g.child_ns = s_now_ns();
-                g.child = 0;
+            pid_t r = waitpid(s_run.child, &status, WNOHANG);
+            if (r == s_run.child) {
+                s_run.child_ns = s_now_ns();
+                s_run.child = 0;
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                     s_finish(1, "the trigger failed (status %d) in round %u",
-                             WIFEXITED(status) ? WEXITSTATUS(status) : -1, g.round + 1);
+                             WIFEXITED(status) ? WEXITSTATUS(status) : -1, s_run.round + 1);
                     goto again;
                 }
             }
         }
-        if (g.received == g.clients && g.child_ns)
+        if (s_run.received == s_run.clients && s_run.child_ns)
             s_round_end();
-        else if (now - g.t0_ns >= (uint64_t) g.timeout_ms * 1000000ull)
+        else if (now - s_run.t0_ns >= (uint64_t) s_run.timeout_ms * 1000000ull)
             s_finish(1, "round %u: %u of %u clients had the delta after %u ms%s",
-                     g.round + 1, g.received, g.clients, g.timeout_ms,
-                     g.child_ns ? "" : " (the trigger is still running)");
+                     s_run.round + 1, s_run.received, s_run.clients, s_run.timeout_ms,
+                     s_run.child_ns ? "" : " (the trigger is still running)");
         goto again;
     }
-    if (g.phase == P_GAP && now >= g.gap_until_ns) {
-        if (g.round == g.rounds)
+    if (s_run.phase == P_GAP && now >= s_run.gap_until_ns) {
+        if (s_run.round == s_run.rounds)
             s_finish(0, NULL);
         else
             s_round_start();
     }
 again:
-    if (!g.done)
-        lws_sul_schedule(g.ctx, 0, &g.tick, s_tick, S_TICK_US);
+    if (!s_run.done)
+        lws_sul_schedule(s_run.ctx, 0, &s_run.tick, s_tick, S_TICK_US);
 }
 
 static void
 s_report(void)
 {
-    long rss = g.pid > 0 ? s_rss_kb(g.pid) : -1;
-    qsort(g.lat_ms, g.lat_n, sizeof *g.lat_ms, s_cmp_double);
+    long rss = s_run.pid > 0 ? s_rss_kb(s_run.pid) : -1;
+    qsort(s_run.lat_ms, s_run.lat_n, sizeof *s_run.lat_ms, s_cmp_double);
     double all[S_ROUNDS_MAX], cmd[S_ROUNDS_MAX];
-    memcpy(all, g.all_ms, g.rounds * sizeof *all);
-    memcpy(cmd, g.cmd_ms, g.rounds * sizeof *cmd);
-    qsort(all, g.rounds, sizeof *all, s_cmp_double);
-    qsort(cmd, g.rounds, sizeof *cmd, s_cmp_double);
-    double p50 = s_quantile(g.lat_ms, g.lat_n, 0.50);
-    double p99 = s_quantile(g.lat_ms, g.lat_n, 0.99);
-    double max = g.lat_n ? g.lat_ms[g.lat_n - 1] : 0;
-    double all50 = s_quantile(all, g.rounds, 0.50), allmax = all[g.rounds - 1];
-    printf("fan-out: %u clients, %u rounds, trigger: %s\n", g.clients, g.rounds, g.trigger);
+    memcpy(all, s_run.all_ms, s_run.rounds * sizeof *all);
+    memcpy(cmd, s_run.cmd_ms, s_run.rounds * sizeof *cmd);
+    qsort(all, s_run.rounds, sizeof *all, s_cmp_double);
+    qsort(cmd, s_run.rounds, sizeof *cmd, s_cmp_double);
+    double p50 = s_quantile(s_run.lat_ms, s_run.lat_n, 0.50);
+    double p99 = s_quantile(s_run.lat_ms, s_run.lat_n, 0.99);
+    double max = s_run.lat_n ? s_run.lat_ms[s_run.lat_n - 1] : 0;
+    double all50 = s_quantile(all, s_run.rounds, 0.50), allmax = all[s_run.rounds - 1];
+    printf("fan-out: %u clients, %u rounds, trigger: %s\n", s_run.clients, s_run.rounds, s_run.trigger);
     printf("  trigger -> delta, per client     p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  (%zu samples)\n",
-           p50, p99, max, g.lat_n);
+           p50, p99, max, s_run.lat_n);
     printf("  trigger -> last client has it    p50 %8.2f ms  max %8.2f ms\n", all50, allmax);
     printf("  the trigger command itself       p50 %8.2f ms  max %8.2f ms\n",
-           s_quantile(cmd, g.rounds, 0.50), cmd[g.rounds - 1]);
-    if (g.pid > 0)
+           s_quantile(cmd, s_run.rounds, 0.50), cmd[s_run.rounds - 1]);
+    if (s_run.pid > 0)
         printf("  VmRSS of pid %ld                 %ld kB before connecting, %ld kB with %u clients\n",
-               g.pid, g.rss_before_kb, rss, g.clients);
+               s_run.pid, s_run.rss_before_kb, rss, s_run.clients);
     printf("wsprobe: clients=%u rounds=%u p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
            "all_p50_ms=%.2f all_max_ms=%.2f cmd_p50_ms=%.2f rss_before_kb=%ld rss_kb=%ld\n",
-           g.clients, g.rounds, p50, p99, max, all50, allmax,
-           s_quantile(cmd, g.rounds, 0.50), g.rss_before_kb, rss);
+           s_run.clients, s_run.rounds, p50, p99, max, all50, allmax,
+           s_quantile(cmd, s_run.rounds, 0.50), s_run.rss_before_kb, rss);
     fflush(stdout);
 }
 
@@ -672,32 +672,32 @@ main(int argc, char **argv)
     };
     int rc = 1, verbose = 0, use_poll = 0;
     struct ev_loop *loop = NULL;
-    g.count = 1;
-    g.timeout_ms = 10000;
-    g.clients = 1;
-    g.rounds = 20;
-    g.batch = 200;
-    g.sources = 1;
-    g.gap_ms = 100;
+    s_run.count = 1;
+    s_run.timeout_ms = 10000;
+    s_run.clients = 1;
+    s_run.rounds = 20;
+    s_run.batch = 200;
+    s_run.sources = 1;
+    s_run.gap_ms = 100;
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
-        case O_COUNT: g.count = (unsigned) s_num("--count", optarg, 1, 1000000); break;
+        case O_COUNT: s_run.count = (unsigned) s_num("--count", optarg, 1, 1000000); break;
         case O_TIMEOUT:
-            g.timeout_ms = (unsigned) s_num("--timeout-ms", optarg, 1, 3600000);
-            g.timeout_set = true;
+            s_run.timeout_ms = (unsigned) s_num("--timeout-ms", optarg, 1, 3600000);
+            s_run.timeout_set = true;
             break;
-        case O_SEND: g.send_text = optarg; break;
-        case O_SEND_BYTES: g.send_bytes = s_num("--send-bytes", optarg, 1, S_SEND_BYTES_MAX); break;
-        case O_EXPECT_CLOSE: g.expect_close = true; break;
-        case O_FANOUT: g.fanout = true; break;
-        case O_CLIENTS: g.clients = (unsigned) s_num("--clients", optarg, 1, S_CLIENTS_MAX); break;
-        case O_ROUNDS: g.rounds = (unsigned) s_num("--rounds", optarg, 1, S_ROUNDS_MAX); break;
-        case O_BATCH: g.batch = (unsigned) s_num("--batch", optarg, 1, S_CLIENTS_MAX); break;
-        case O_SOURCES: g.sources = (unsigned) s_num("--sources", optarg, 1, 254); break;
-        case O_PID: g.pid = (long) s_num("--pid", optarg, 1, INT_MAX); break;
-        case O_TRIGGER: g.trigger = optarg; break;
-        case O_GAP: g.gap_ms = (unsigned) s_num("--gap-ms", optarg, 0, 60000); break;
+        case O_SEND: s_run.send_text = optarg; break;
+        case O_SEND_BYTES: s_run.send_bytes = s_num("--send-bytes", optarg, 1, S_SEND_BYTES_MAX); break;
+        case O_EXPECT_CLOSE: s_run.expect_close = true; break;
+        case O_FANOUT: s_run.fanout = true; break;
+        case O_CLIENTS: s_run.clients = (unsigned) s_num("--clients", optarg, 1, S_CLIENTS_MAX); break;
+        case O_ROUNDS: s_run.rounds = (unsigned) s_num("--rounds", optarg, 1, S_ROUNDS_MAX); break;
+        case O_BATCH: s_run.batch = (unsigned) s_num("--batch", optarg, 1, S_CLIENTS_MAX); break;
+        case O_SOURCES: s_run.sources = (unsigned) s_num("--sources", optarg, 1, 254); break;
+        case O_PID: s_run.pid = (long) s_num("--pid", optarg, 1, INT_MAX); break;
+        case O_TRIGGER: s_run.trigger = optarg; break;
+        case O_GAP: s_run.gap_ms = (unsigned) s_num("--gap-ms", optarg, 0, 60000); break;
         case O_VERBOSE: verbose = 1; break;
         case O_POLL: use_poll = 1; break;
         case 'h': s_usage(stdout); return 0;
@@ -710,13 +710,13 @@ main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    if (g.fanout && !g.trigger) {
+    if (s_run.fanout && !s_run.trigger) {
         fprintf(stderr, "wsprobe: --fanout needs --trigger CMD\n");
         return 2;
     }
-    if (!g.fanout)
-        g.clients = 1;
-    if (g.send_text && g.send_bytes) {
+    if (!s_run.fanout)
+        s_run.clients = 1;
+    if (s_run.send_text && s_run.send_bytes) {
         fprintf(stderr, "wsprobe: give --send or --send-bytes, not both\n");
         return 2;
     }
@@ -724,30 +724,30 @@ main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     lws_set_log_level(verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
 
-    if (s_raise_nofile((rlim_t) g.clients + 256) != 0) {
+    if (s_raise_nofile((rlim_t) s_run.clients + 256) != 0) {
         fprintf(stderr, "wsprobe: cannot raise the open-file limit to %u: %s\n",
-                g.clients + 256, strerror(errno));
+                s_run.clients + 256, strerror(errno));
         return 1;
     }
-    g.c = calloc(g.clients, sizeof *g.c);
-    g.iface = calloc(g.sources, sizeof *g.iface);
-    if (g.fanout) {
-        g.lat_ms = calloc((size_t) g.clients * g.rounds, sizeof *g.lat_ms);
-        g.all_ms = calloc(g.rounds, sizeof *g.all_ms);
-        g.cmd_ms = calloc(g.rounds, sizeof *g.cmd_ms);
+    s_run.c = calloc(s_run.clients, sizeof *s_run.c);
+    s_run.iface = calloc(s_run.sources, sizeof *s_run.iface);
+    if (s_run.fanout) {
+        s_run.lat_ms = calloc((size_t) s_run.clients * s_run.rounds, sizeof *s_run.lat_ms);
+        s_run.all_ms = calloc(s_run.rounds, sizeof *s_run.all_ms);
+        s_run.cmd_ms = calloc(s_run.rounds, sizeof *s_run.cmd_ms);
     }
-    if (!g.c || !g.iface || (g.fanout && (!g.lat_ms || !g.all_ms || !g.cmd_ms))) {
+    if (!s_run.c || !s_run.iface || (s_run.fanout && (!s_run.lat_ms || !s_run.all_ms || !s_run.cmd_ms))) {
         fprintf(stderr, "wsprobe: out of memory\n");
         goto fail;
     }
-    for (unsigned i = 0; i < g.sources; i++)
-        snprintf(g.iface[i], sizeof g.iface[i], "127.0.0.%u", 1 + i);
+    for (unsigned i = 0; i < s_run.sources; i++)
+        snprintf(s_run.iface[i], sizeof s_run.iface[i], "127.0.0.%u", 1 + i);
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = s_protocols;
-    info.fd_limit_per_thread = g.clients + 128;
+    info.fd_limit_per_thread = s_run.clients + 128;
     info.timeout_secs = 20;
     info.connect_timeout_secs = 20;
     void *foreign[1];
@@ -764,43 +764,43 @@ main(int argc, char **argv)
         info.foreign_loops = foreign;
         info.options |= LWS_SERVER_OPTION_LIBEV;
     }
-    g.ctx = lws_create_context(&info);
-    if (!g.ctx) {
+    s_run.ctx = lws_create_context(&info);
+    if (!s_run.ctx) {
         fprintf(stderr, "wsprobe: cannot create the libwebsockets context\n");
         goto fail;
     }
-    if (g.pid > 0)
-        g.rss_before_kb = s_rss_kb(g.pid);
-    g.start_ns = s_now_ns();
+    if (s_run.pid > 0)
+        s_run.rss_before_kb = s_rss_kb(s_run.pid);
+    s_run.start_ns = s_now_ns();
     /* Connecting many clients gets six round timeouts (60 s by default). */
-    g.connect_ms = g.fanout ? (g.timeout_set ? g.timeout_ms * 6 : 60000) : g.timeout_ms;
-    g.deadline_ns = g.start_ns + (uint64_t) g.connect_ms * 1000000ull;
-    g.phase = P_CONNECT;
-    if (!g.fanout)
+    s_run.connect_ms = s_run.fanout ? (s_run.timeout_set ? s_run.timeout_ms * 6 : 60000) : s_run.timeout_ms;
+    s_run.deadline_ns = s_run.start_ns + (uint64_t) s_run.connect_ms * 1000000ull;
+    s_run.phase = P_CONNECT;
+    if (!s_run.fanout)
         s_launch(0);
-    lws_sul_schedule(g.ctx, 0, &g.tick, s_tick, S_TICK_US);
+    lws_sul_schedule(s_run.ctx, 0, &s_run.tick, s_tick, S_TICK_US);
     /* Bounded: the tick ends the run at its deadline. */
     if (loop)
-        while (!g.done)
+        while (!s_run.done)
             ev_run(loop, EVRUN_ONCE);
     else
-        while (!g.done && lws_service(g.ctx, 0) >= 0)
+        while (!s_run.done && lws_service(s_run.ctx, 0) >= 0)
             ;
-    if (!g.done)
+    if (!s_run.done)
         s_finish(1, "the libwebsockets service loop failed");
-    rc = g.rc;
-    if (rc == 0 && g.fanout)
+    rc = s_run.rc;
+    if (rc == 0 && s_run.fanout)
         s_report();
     if (rc != 0)
-        fprintf(stderr, "wsprobe: %s\n", g.fail_reason);
+        fprintf(stderr, "wsprobe: %s\n", s_run.fail_reason);
 fail:
-    if (g.child > 0) {
-        kill(g.child, SIGTERM);
-        waitpid(g.child, NULL, 0);
+    if (s_run.child > 0) {
+        kill(s_run.child, SIGTERM);
+        waitpid(s_run.child, NULL, 0);
     }
-    if (g.ctx) {
-        lws_sul_cancel(&g.tick);
-        lws_context_destroy(g.ctx);
+    if (s_run.ctx) {
+        lws_sul_cancel(&s_run.tick);
+        lws_context_destroy(s_run.ctx);
     }
     if (loop) {
         /* Let lws's watchers wind down, boundedly, then free the loop. */
@@ -808,12 +808,12 @@ fail:
             ev_run(loop, EVRUN_NOWAIT);
         ev_loop_destroy(loop);
     }
-    for (unsigned i = 0; g.c && i < g.clients; i++)
-        free(g.c[i].msg);
-    free(g.c);
-    free(g.iface);
-    free(g.lat_ms);
-    free(g.all_ms);
-    free(g.cmd_ms);
+    for (unsigned i = 0; s_run.c && i < s_run.clients; i++)
+        free(s_run.c[i].msg);
+    free(s_run.c);
+    free(s_run.iface);
+    free(s_run.lat_ms);
+    free(s_run.all_ms);
+    free(s_run.cmd_ms);
     return rc;
 }
