@@ -128,8 +128,8 @@ s_find(const char *section, const char *key, char *why, size_t whylen)
         return -1;
     }
     if (!s_section_known(section)) {
-        s_msg(why, whylen, "unknown section [%.*s]; the sections are [http], [holds] "
-              "and [log]", SM__CONFIG_VALUE_SHOWN, section);
+        s_msg(why, whylen, "unknown section [%.*s]; the sections are [http], [holds], "
+              "[log] and [mesh]", SM__CONFIG_VALUE_SHOWN, section);
         return -1;
     }
     for (size_t i = 0; i < S_KEY_COUNT; i++)
@@ -498,8 +498,8 @@ s_check_header(s_load *ld, const char *line)
     memcpy(name, line + 1, len);
     name[len] = '\0';
     if (!s_section_known(name))
-        s_fail(ld, ld->line, "unknown section [%s]; the sections are [http], [holds] "
-               "and [log]", name);
+        s_fail(ld, ld->line, "unknown section [%s]; the sections are [http], [holds], "
+               "[log] and [mesh]", name);
 }
 
 /*  inih's line reader (fgets-like): one line of the file into str[0..num),

@@ -130,7 +130,7 @@ DIR=$TMP/node
 "$BIN" --dir "$DIR" market create --name "Bench Market" --currency GBP >/dev/null \
     || die "market create failed"
 PORT=$(free_port) || die "no free port"
-"$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" >"$TMP/node.log" 2>&1 &
+"$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none >"$TMP/node.log" 2>&1 &
 NODE_PID=$!
 BASE=http://127.0.0.1:$PORT
 wait_http "$BASE/readyz" || die "the node did not become ready: $(tail -n 5 "$TMP/node.log")"

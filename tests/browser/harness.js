@@ -96,7 +96,7 @@ class Node {
   async start() {
     if (this.child) throw new Error('node already running');
     const out = fs.openSync(this.logPath, 'a');
-    const child = spawn(BIN, ['--dir', this.dir, 'run', '--http', `127.0.0.1:${this.port}`],
+    const child = spawn(BIN, ['--dir', this.dir, 'run', '--http', `127.0.0.1:${this.port}`, '--listen', 'none'],
                         { stdio: ['ignore', out, out] });
     fs.closeSync(out);
     this.child = child;

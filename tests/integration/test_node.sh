@@ -50,7 +50,7 @@ NODE_ID=$("$BIN" --dir "$DIR" id --json | sed 's/.*"node": *"\([0-9a-f]*\)".*/\1
 
 # start_node: run the node on $PORT, wait (bounded) until /readyz answers.
 start_node() {
-    "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --log-level info \
+    "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none --log-level info \
         >"$TMP/node.out" 2>>"$TMP/node.err" &
     NODE_PID=$!
     for _ in $(seq 1 100); do

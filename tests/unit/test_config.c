@@ -168,8 +168,8 @@ test_unknown_section(void **state)
     s_assert_err(&f, 3, "unknown section [htpp]");
     assert_int_equal(s_load(&f, "[log]\nlevel = warn\n[ http ]\nlisten = a:1\n"), SM_EINVAL);
     s_assert_err(&f, 3, "unknown section [ http ]");
-    assert_int_equal(s_load(&f, "[holds]\n[mesh]\npeers = x\n"), SM_EINVAL);
-    s_assert_err(&f, 2, "unknown section [mesh]");
+    assert_int_equal(s_load(&f, "[holds]\n[gossip]\npeers = x\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "unknown section [gossip]");
 }
 
 /*  A key before any [section] is refused and told where keys belong.      */
@@ -353,8 +353,8 @@ test_set_errors(void **state)
     sm_config cfg;
     char err[S_ERR_BYTES];
     sm_config_defaults(&cfg);
-    assert_int_equal(sm_config_set(&cfg, "mesh", "peers", "x", err, sizeof err), SM_EINVAL);
-    assert_string_equal(err, "unknown section [mesh]; the sections are [http], [holds] and [log]");
+    assert_int_equal(sm_config_set(&cfg, "gossip", "peers", "x", err, sizeof err), SM_EINVAL);
+    assert_string_equal(err, "unknown section [gossip]; the sections are [http], [holds], [log] and [mesh]");
     assert_int_equal(sm_config_set(&cfg, "holds", "ttl", "60", err, sizeof err), SM_EINVAL);
     assert_string_equal(err, "unknown key 'ttl' in [holds]; its keys are ttl_s, per_min");
     assert_int_equal(sm_config_set(&cfg, "http", "listen", "::1:80", err, sizeof err), SM_EINVAL);

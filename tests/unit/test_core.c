@@ -58,6 +58,7 @@ setup(void **state)
     f->ledger = tu_open(f->dir, "node");
     sm_ledger_set_identity(f->ledger, &f->id);
     assert_int_equal(sm_ledger_create_market(f->ledger, "Market", "GBP", s_now_ms()), 0);
+    assert_int_equal(sm_ledger_confirm_own(f->ledger), 0);   /* as init does */
     sm_body item = tu_item("mug", "Blue mug", 1250);
     assert_int_equal(sm_ledger_append(f->ledger, &item, s_now_ms(), NULL), 0);
     sm_core_opts opts = { .ledger = f->ledger, .node = f->id.pub, .wake = s_wake,
