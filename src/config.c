@@ -74,6 +74,7 @@ static const s_key s_keys[] = {
     {"mesh", "advertise", S_ENDPOINT, offsetof(sm_config, mesh_advertise), 0, 0},
     {"mesh", "peers", S_PEERS, 0, 0, 0},
     {"mesh", "units_floor", S_U32, offsetof(sm_config, units_floor), 0, SM_QTY_MAX},
+    {"mesh", "rebalance_floor", S_U32, offsetof(sm_config, rebalance_floor), 0, SM_QTY_MAX},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
@@ -633,13 +634,14 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "listen = %s\n"
                     "advertise = %s\n"
                     "units_floor = %u\n"
+                    "rebalance_floor = %u\n"
                     "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
                     cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
                     cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level],
                     cfg->mesh_listen[0] ? cfg->mesh_listen : "none",
                     cfg->mesh_advertise[0] ? cfg->mesh_advertise : "none",
-                    cfg->units_floor);
+                    cfg->units_floor, cfg->rebalance_floor);
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
         char hex[SM_ID_HEX_BYTES + 1];
         sm_id_format(&cfg->peers[i].node, hex);
