@@ -1130,10 +1130,11 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
         return SM_ETOOBIG;
     self->stats.messages_received++;
     uint64_t last = first + n - 1;
-    bool changed = false;
+    bool changed = false, answer = false;
     for (uint32_t k = p->want_count; k-- > 0;) {
         const s_want *w = &p->wants[k];
         if (w->oi == (uint32_t) oi && first >= w->from && first < w->from + w->count) {
+            answer = true;
             /* An answer cut short by SM_WIRE_RUN_BYTES_SOFT (it has more):
                ask for runs that size, or the WANTs pipelined behind this
                one would be answered with runs that begin past the gap. */
@@ -1152,8 +1153,18 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
     if ((rc = sm_ledger_head(self->ledger, origin, &before)) != 0)
         return rc;
     if (first > before.seq + 1) {
-        /* Ahead of the log (a push racing a fetch): the gap is WANTed. */
+        /* Ahead of the log (a push racing a fetch): the gap is WANTed.  An
+           answer this early says the answers due before it on this FIFO
+           connection are lost (or their WANTs were): those WANTs are given
+           up now, so the gap is asked for again.  Kept in flight until
+           they expired, they would make every early answer re-WANT the
+           same run past the gap at once: a loop as fast as the link. */
         self->stats.runs_early++;
+        for (uint32_t k = p->want_count; answer && k-- > 0;)
+            if (p->wants[k].oi == (uint32_t) oi && p->wants[k].from < first) {
+                s_want_remove(p, k);
+                changed = true;
+            }
     } else {
         sm_ingest_result res;
         rc = sm_ledger_ingest(self->ledger, run, n, now_ms, &res);
