@@ -1,7 +1,9 @@
 /*  One simulated node: its store, its engine and its core (sim.h).
 
-    The core does what src/core.c does for the real node, on the node's own
-    wall clock (its skew and jumps included, as CLOCK_REALTIME would give):
+    The core does what src/core.c does for the real node.  Its timers (the
+    tick, a parked write's wait) run on the monotonic clock (sim time); the
+    ledger and the engine get the node's wall clock, skew and jumps
+    included, as CLOCK_REALTIME gives it:
     - writes from clients queue up; a wake takes up to SIM_BATCH_MAX of them,
       appends each inside one ledger batch and commits once; only then are
       they answered (a sale is acknowledged once durable), and the engine is
@@ -318,7 +320,7 @@ s_park(sim_world *w, sim_node *nd, const sim_req *req)
     if (k->asks == 0)
         return false;
     k->req = *req;
-    k->deadline_ms = now + SM_UNITS_WAIT_MS;
+    k->deadline_ms = w->now + SM_UNITS_WAIT_MS;   /* monotonic, as core.c's */
     nd->nparked++;
     w->counters[SIM_C_PARKED]++;
     return true;
@@ -339,7 +341,7 @@ s_retry_parked(sim_world *w, sim_node *nd)
         bool enough = true;
         for (uint32_t j = 0; j < n && enough; j++)
             enough = s_here(nd, skus[j]) >= (int64_t) qtys[j];
-        if (!enough && now < k->deadline_ms) {
+        if (!enough && w->now < k->deadline_ms) {
             i++;
             continue;
         }

@@ -141,7 +141,7 @@ typedef struct {
 
 typedef struct {
     sim_req req;
-    uint64_t deadline_ms;      /* node clock, as core.c */
+    uint64_t deadline_ms;      /* sim time: the monotonic clock */
     uint64_t first_ask;
     uint32_t asks;
 } sim_parked;
