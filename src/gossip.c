@@ -1468,6 +1468,24 @@ sm_gossip_local(sm_gossip *self, uint64_t now_ms)
     s_push_origin(self, self->self_oi);
 }
 
+/*  The caller's clock is the wall clock, which an NTP correction may step
+    back: a timer set before the step would wait as long as the step.  A
+    deadline further ahead than its own interval is due now; a time "since"
+    that lies in the future starts now.                                     */
+static void
+s_rewind(uint64_t *deadline, uint64_t now_ms, uint64_t interval)
+{
+    if (*deadline > now_ms + interval)
+        *deadline = now_ms;
+}
+
+static void
+s_rewind_since(uint64_t *since, uint64_t now_ms)
+{
+    if (*since > now_ms)
+        *since = now_ms;
+}
+
 void
 sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
 {
@@ -1476,6 +1494,10 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     bool expired = false;
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
+        s_rewind(&p->next_hello_ms, now_ms, self->heads_interval_ms);
+        s_rewind(&p->next_heads_ms, now_ms, self->heads_interval_ms);
+        for (uint32_t k = 0; k < p->want_count; k++)
+            s_rewind_since(&p->wants[k].sent_ms, now_ms);
         /* A peer sends HEADS once it has checked our HELLO: until they
            come, ours may have been lost (a transport may drop). */
         if (p->used && p->pub.up && p->pub.refusal == 0 && !p->heads_seen
@@ -1486,8 +1508,7 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         if (!s_ready(p))
             continue;
         for (uint32_t k = p->want_count; k-- > 0;)
-            if (now_ms >= p->wants[k].sent_ms
-                && now_ms - p->wants[k].sent_ms >= SM_WANT_TIMEOUT_MS) {
+            if (now_ms - p->wants[k].sent_ms >= SM_WANT_TIMEOUT_MS) {
                 s_want_remove(p, k);
                 self->stats.wants_expired++;
                 expired = true;
@@ -1499,7 +1520,8 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     }
     for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
         s_ask *a = &self->asks[i];
-        if (a->used && now_ms >= a->made_ms && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
+        s_rewind_since(&a->made_ms, now_ms);
+        if (a->used && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
             memset(a, 0, sizeof *a);
     }
     if (expired)

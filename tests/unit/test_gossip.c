@@ -1371,6 +1371,55 @@ test_early_answer_rewants_gap(void **state)
     assert_converged(f);
 }
 
+/* The wall clock steps back an hour (an NTP correction) while a WANT is
+   lost on the way: within a WANT timeout and a HEADS interval of ticks on
+   the new clock, HEADS flow again and the WANT is asked again (the timers
+   do not wait out the hour). */
+static void
+test_clock_steps_back(void **state)
+{
+    net *f = net_new(2, 59);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    settle(f, 1);
+    /* An entry node 1 will learn of by HEADS and WANT (not pushed). */
+    sm_body it = tu_item("cap", "Cap", 900);
+    assert_int_equal(sm_ledger_append(f->l[0], &it, f->now, NULL), 0);
+    f->now += SM_HEADS_INTERVAL_MS;
+    sm_gossip_tick(f->g[0], f->now);
+    drain(f);
+    pump(f);
+    assert_true(peer_info(f->g[1], &f->id[0].pub).wants_in_flight == 0
+                || f->q[1][0].count > 0);
+    uint64_t wants = f->sent[1][0][SM_MSG_WANT];
+    assert_true(wants >= 1);
+    /* Redo it with the WANT lost: a new entry, HEADS, the WANT dropped. */
+    sm_body it2 = tu_item("pin", "Pin", 300);
+    assert_int_equal(sm_ledger_append(f->l[0], &it2, f->now, NULL), 0);
+    f->now += SM_HEADS_INTERVAL_MS;
+    sm_gossip_tick(f->g[0], f->now);
+    sm_gossip_tick(f->g[1], f->now);
+    drain(f);
+    while (f->q[0][1].head)
+        deliver(f, 0, 1);
+    assert_true(f->sent[1][0][SM_MSG_WANT] > wants);
+    q_clear(&f->q[1][0]);                /* the WANT is lost */
+    assert_int_equal(peer_info(f->g[1], &f->id[0].pub).wants_in_flight, 1);
+    uint64_t heads = f->sent[1][0][SM_MSG_HEADS];
+    f->now -= 3600 * 1000;               /* the clock steps back an hour */
+    for (uint32_t s = 0; s <= (SM_WANT_TIMEOUT_MS + SM_HEADS_INTERVAL_MS) / 1000 + 1; s++) {
+        f->now += 1000;
+        sm_gossip_tick(f->g[0], f->now);
+        sm_gossip_tick(f->g[1], f->now);
+        pump(f);
+    }
+    assert_true(f->sent[1][0][SM_MSG_HEADS] > heads);
+    sm_item item;
+    assert_int_equal(sm_ledger_item(f->l[1], "pin", &item), 0);
+    assert_converged(f);
+}
+
 int
 main(void)
 {
@@ -1392,6 +1441,7 @@ main(void)
         cmocka_unit_test_teardown(test_unservable_want, teardown),
         cmocka_unit_test_teardown(test_lost_hello_repeated, teardown),
         cmocka_unit_test_teardown(test_early_answer_rewants_gap, teardown),
+        cmocka_unit_test_teardown(test_clock_steps_back, teardown),
     };
     return cmocka_run_group_tests_name("gossip", tests, NULL, NULL);
 }
