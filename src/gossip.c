@@ -461,6 +461,12 @@ s_encode(sm_gossip *self, const sm_wire_msg *msg, size_t cap, int rank)
         free(m);
         return NULL;
     }
+    /* Queued messages are counted by their length: they hold no more. */
+    if (m->len < cap) {
+        s_msg *fit = realloc(m, sizeof *m + m->len);
+        if (fit)
+            m = fit;
+    }
     m->rank = rank;
     m->next = NULL;
     return m;
@@ -1225,6 +1231,13 @@ s_on_peers(sm_gossip *self, const sm_wire_msg *m)
 static int
 s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
+    /* Its answer is never dropped from the queue: a peer that does not read
+       what it is sent gets no more answers (nor units) until it does, so
+       asks it keeps sending cannot grow its queue past the bound. */
+    if (p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX) {
+        self->stats.messages_dropped++;
+        return 0;
+    }
     self->stats.messages_received++;
     uint32_t give = 0;
     sm_units u;

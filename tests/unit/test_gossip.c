@@ -1236,6 +1236,54 @@ test_queue_bound(void **state)
     assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
 }
 
+/* A peer that asks for units and does not read the answers cannot grow
+   its queue past SM_MESH_QUEUE_BYTES_MAX (UNITS_GIVE is never dropped, so
+   the asks themselves go unserved once the queue is full), and once it
+   reads again it is served again. */
+static void
+test_unread_asks_bounded(void **state)
+{
+    net *f = net_new(2, 61);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    char sku[SM_SKU_BYTES_MAX + 1];
+    memset(sku, 'z', SM_SKU_BYTES_MAX);
+    sku[SM_SKU_BYTES_MAX] = 0;
+    assert_int_equal(write_at(f, 0, tu_item(sku, "Z", 100)), 0);
+    assert_int_equal(write_at(f, 0, tu_add(sku, 10)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_UNITS_ASK;
+    memcpy(w.u.units.sku, sku, sizeof sku);
+    w.u.units.qty = 1;
+    uint8_t buf[256];
+    size_t len;
+    uint32_t asks = SM_MESH_QUEUE_BYTES_MAX / 64;   /* answers are longer than 64 bytes */
+    for (uint32_t k = 0; k < asks; k++) {
+        w.u.units.req_id = k + 1;
+        assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+        if (k % 64 == 0 || k + 1 == asks)
+            assert_true(peer_info(g, b_id).queued_bytes <= SM_MESH_QUEUE_BYTES_MAX);
+    }
+    assert_true(stats(g).messages_dropped > 0);
+    /* Ten units at most were given, however many asks. */
+    assert_int_equal(units_at(f->l[0], sku, &f->id[0].pub), 0);
+    drain(f);                                /* it reads now */
+    q_clear(&f->q[0][1]);
+    assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
+    w.u.units.req_id = asks + 1;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint64_t gives = f->sent[0][1][SM_MSG_UNITS_GIVE];
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    drain(f);
+    assert_int_equal(f->sent[0][1][SM_MSG_UNITS_GIVE], gives + 1);
+}
+
 /* A push lost on the way (the link stays up) is repaired by the periodic
    HEADS alone: the receiver sees it is behind and WANTs the entry. */
 static void
@@ -1437,6 +1485,7 @@ main(void)
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
+        cmocka_unit_test_teardown(test_unread_asks_bounded, teardown),
         cmocka_unit_test_teardown(test_anti_entropy_repairs_loss, teardown),
         cmocka_unit_test_teardown(test_unservable_want, teardown),
         cmocka_unit_test_teardown(test_lost_hello_repeated, teardown),
