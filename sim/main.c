@@ -45,7 +45,9 @@ s_usage(FILE *out)
             "                  restore clock hostile\n"
             "  --verbose       narrate each run on stderr\n"
             "  --quiet         print only failures and the summary\n"
-            "  --keep          leave the run's stores on disk (to inspect a failure)\n",
+            "  --strict        fail on known design issues too (README \"Simulator\")\n"
+            "  --keep          leave the run's stores on disk (to inspect a failure)\n"
+            "  --inspect DIR   print a kept store's heads, forks and digest\n",
             SIM_NODES_MIN, SIM_NODES_MAX);
 }
 
@@ -58,6 +60,49 @@ s_on_abort(int sig)
     signal(SIGABRT, SIG_DFL);
     signal(SIGSEGV, SIG_DFL);
     raise(sig);
+}
+
+static int
+s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
+{
+    (void) arg;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(origin, hex);
+    printf("fork   %.16s at seq %llu\n", hex, (unsigned long long) seq);
+    return 0;
+}
+
+static int
+s_head_cb(const sm_head *h, void *arg)
+{
+    (void) arg;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&h->origin, hex);
+    printf("origin %.16s stored %llu applied %llu cap %lld\n", hex, (unsigned long long) h->seq,
+           (unsigned long long) h->applied, h->cap == UINT64_MAX ? -1LL : (long long) h->cap);
+    return 0;
+}
+
+/*  --inspect DIR: the heads, forks and digest of one kept store.           */
+static int
+s_inspect(const char *dir)
+{
+    sm_ledger_opts o = { .read_only = true };
+    int err = 0;
+    sm_ledger *l = sm_ledger_open(dir, &o, &err);
+    if (!l) {
+        fprintf(stderr, "stallmesh-sim: cannot open %s: %s\n", dir, sm_strerror(err));
+        return 2;
+    }
+    sm_hash d;
+    char hex[2 * SM_HASH_BYTES + 1] = "?";
+    if (sm_ledger_digest(l, &d) == 0)
+        sm_hex_encode(d.b, SM_HASH_BYTES, hex);
+    printf("digest %s\n", hex);
+    sm_ledger_heads(l, s_head_cb, NULL);
+    sm_ledger_forks_each(l, s_fork_cb, NULL);
+    sm_ledger_destroy(&l);
+    return 0;
 }
 
 static double
@@ -89,6 +134,8 @@ main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "keep", no_argument, NULL, 'k' },
+        { "strict", no_argument, NULL, 'x' },
+        { "inspect", required_argument, NULL, 'i' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -147,6 +194,11 @@ main(int argc, char **argv)
         case 'k':
             cfg.keep = true;
             break;
+        case 'x':
+            cfg.strict = true;
+            break;
+        case 'i':
+            return s_inspect(optarg);
         case 'h':
             s_usage(stdout);
             return 0;
