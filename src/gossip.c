@@ -836,14 +836,13 @@ s_fork_record(sm_gossip *self, s_fork *f, uint64_t now_ms)
     return 0;
 }
 
-/*  Learn evidence that origin forked at `seq` (entries a and b, checked by
-    the caller).  Kept if it is the first for the origin or an earlier fork;
-    then sent to every ready peer except `from` (NULL: all).  `recorded`:
-    the ledger already holds it.  1 if it was new, 0 if not, or an error.   */
+/*  Keep evidence that origin oi forked at `seq` (copies of a and b) if it
+    is the first for the origin or an earlier fork.  1 and *out if kept, 0
+    if not (known, an earlier fork is, or the table is full), or
+    SM_ENOMEM.                                                              */
 static int
-s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
-             const sm_signed *b, const s_peer *from, bool recorded,
-             uint64_t now_ms)
+s_fork_keep(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
+            const sm_signed *b, bool recorded, s_fork **out)
 {
     s_fork *f = NULL;
     s_fork *known = s_fork_find(self, oi);
@@ -876,12 +875,29 @@ s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
     f->b = cb;
     f->blen = b->len;
     memcpy(f->bsig, b->sig, SM_SIG_BYTES);
+    *out = f;
+    return 1;
+}
+
+/*  Learn evidence that origin forked at `seq` (entries a and b, checked by
+    the caller).  Kept if it is the first for the origin or an earlier fork;
+    then sent to every ready peer except `from` (NULL: all).  `recorded`:
+    the ledger already holds it.  1 if it was new, 0 if not, or an error.   */
+static int
+s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
+             const sm_signed *b, const s_peer *from, bool recorded,
+             uint64_t now_ms)
+{
+    s_fork *f = NULL;
+    int rc = s_fork_keep(self, oi, seq, a, b, recorded, &f);
+    if (rc != 1)
+        return rc;
     self->stats.forks++;
     char hex[SM_ID_HEX_BYTES + 1];
     sm_hex_encode(self->origins[oi].b, SM_KEY_BYTES, hex);
     sm_log_warn("mesh: origin %s forked its log at seq %llu; passing the evidence on",
                 hex, (unsigned long long) seq);
-    int rc = s_fork_record(self, f, now_ms);
+    rc = s_fork_record(self, f, now_ms);
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *q = &self->peers[i];
         if (q != from && s_ready(q))
@@ -1319,6 +1335,20 @@ s_on_fork(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     return rc > 0 ? 0 : rc;
 }
 
+/*  One piece of the ledger's fork evidence, kept at start (recorded).     */
+static int
+s_fork_load(const sm_id *origin, uint64_t seq, const sm_signed *a, const sm_signed *b,
+            void *arg)
+{
+    sm_gossip *self = arg;
+    int oi = s_origin(self, origin, true);
+    s_fork *f = NULL;
+    if (oi < 0)
+        return 0;
+    int rc = s_fork_keep(self, (uint32_t) oi, seq, a, b, true, &f);
+    return rc < 0 ? rc : 0;
+}
+
 /* ---- public API --------------------------------------------------------- */
 
 sm_gossip *
@@ -1355,11 +1385,17 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     (void) s_origin(self, &self->market, true);
     if ((rc = s_local_refresh(self)) != 0)
         goto fail;
+    /* Evidence the ledger holds is passed on after a restart too (to each
+       peer whose session opens): the table lives in memory only. */
+    if ((rc = sm_ledger_fork_evidence_each(self->ledger, s_fork_load, self)) != 0)
+        goto fail;
     if (err)
         *err = 0;
     return self;
 fail:
     if (self) {
+        for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
+            s_fork_free(&self->forks[i]);
         free(self->run_bytes);
         free(self);
     }

@@ -871,6 +871,53 @@ test_fork_evidence_spreads(void **state)
     assert_int_equal(units_at(f->l[4], "pin", &f->id[1].pub), 5);
 }
 
+/* Fork evidence a node holds survives its restart: with a new engine over
+   the same store, it still passes the evidence to a node that connects
+   later, which records the fork (the engine's table is memory only; the
+   ledger keeps the evidence). */
+static void
+test_fork_evidence_after_restart(void **state)
+{
+    net *f = net_new(3, 67);           /* 0 organiser, 1 forks, 2 comes later */
+    *state = f;
+    net_connect(f, 0, 1);
+    pump(f);
+    assert_int_equal(write_at(f, 1, tu_item("pin", "Pin", 300)), 0);
+    sm_head before;
+    assert_int_equal(sm_ledger_head(f->l[1], &f->id[1].pub, &before), 0);
+    assert_int_equal(write_at(f, 1, tu_add("pin", 1)), 0);
+    pump(f);
+    sm_market m;
+    assert_int_equal(sm_ledger_market(f->l[1], &m), 0);
+    sm_entry e;
+    memset(&e, 0, sizeof e);
+    e.version = SM_ENTRY_VERSION;
+    e.market = m.market;
+    e.origin = f->id[1].pub;
+    e.seq = before.seq + 1;
+    e.prev = before.link;
+    e.hlc = SM_HLC_MAKE(f->now, 9);
+    e.body = tu_add("pin", 2);
+    uint8_t bytes[SM_ENTRY_BYTES_MAX];
+    sm_signed other = { bytes, 0, { 0 } };
+    other.len = tu_sign(&e, &f->id[1], bytes, other.sig);
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(f->l[0], &other, 1, f->now, &res), SM_EFORK);
+    assert_int_equal(forks(f->l[0]), 1);
+
+    /* Node 0 restarts: a new engine over its store. */
+    net_cut(f, 0, 1);
+    sm_gossip_destroy(&f->g[0]);
+    f->g[0] = gossip_for(f, 0, 0);
+    assert_int_equal(forks(f->l[2]), 0);
+    net_connect(f, 0, 2);
+    pump(f);
+    settle(f, 2);
+    assert_int_equal(forks(f->l[2]), 1);
+    assert_true(f->sent[0][2][SM_MSG_FORK] >= 1);
+    assert_int_equal(units_at(f->l[2], "pin", &f->id[1].pub), 0);
+}
+
 typedef struct {
     uint64_t lowest;
     int count;
@@ -1480,6 +1527,7 @@ main(void)
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
         cmocka_unit_test_teardown(test_own_log_recovery, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
+        cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
         cmocka_unit_test_teardown(test_fork_backup_shorter, teardown),
         cmocka_unit_test_teardown(test_fork_backup_same_length, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
