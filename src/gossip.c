@@ -105,6 +105,7 @@ typedef struct {
 typedef struct {
     bool used;
     bool recorded;             /* the ledger holds it (or stops the origin earlier) */
+    bool parted_below;         /* its entries link to different ones: the logs part lower */
     uint32_t oi;
     uint64_t seq;
     uint8_t *a, *b;            /* owned copies of the two entries */
@@ -875,6 +876,10 @@ s_fork_keep(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
     f->b = cb;
     f->blen = b->len;
     memcpy(f->bsig, b->sig, SM_SIG_BYTES);
+    sm_entry ea, eb;
+    f->parted_below = seq > 1 && sm_entry_decode(a->bytes, a->len, &ea) == 0
+                   && sm_entry_decode(b->bytes, b->len, &eb) == 0
+                   && memcmp(ea.prev.b, eb.prev.b, SM_HASH_BYTES) != 0;
     *out = f;
     return 1;
 }
@@ -1045,17 +1050,28 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         /* The same seq with another link: a fork; fetch that entry, whose
            ingest records the equivocation.  Once for each head it reports
            (a check that found no room for its WANT is done again). */
-        if (h->seq <= self->local_seq[oi] && p->checked[oi] != h->seq
-            && !s_fork_find(self, (uint32_t) oi)) {
+        const s_fork *known = s_fork_find(self, (uint32_t) oi);
+        if (h->seq <= self->local_seq[oi]
+            && (known ? known->parted_below : p->checked[oi] != h->seq)) {
             sm_hash ours;
             if (h->seq == self->local_seq[oi])
                 ours = self->local_link[oi];
             else if (s_link_at(self, (uint32_t) oi, h->seq, &ours) != 0)
                 continue;
-            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0) {
+            bool same = memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0;
+            bool room = p->want_count < SM_WANTS_IN_FLIGHT_MAX
+                     && s_want_end(p, (uint32_t) oi) == 0;
+            if (known) {
+                /* The evidence's entries link to different ones: the logs
+                   part below it.  A peer whose head differs from ours holds
+                   the other branch: look back there, at each of its HEADS
+                   until the evidence names where they part (a look back
+                   made once may find no room, or be lost). */
+                if (!same && room)
+                    s_probe(self, p, (uint32_t) oi, known->seq, now_ms);
+            } else if (same) {
                 p->checked[oi] = h->seq;
-            } else if (p->want_count < SM_WANTS_IN_FLIGHT_MAX
-                       && s_want_end(p, (uint32_t) oi) == 0) {
+            } else if (room) {
                 s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
                 p->checked[oi] = h->seq;
             }
@@ -1213,7 +1229,9 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
         }
         if (res.accepted > 0) {
             changed = true;
+#if SM_SIM_BUG != 4                    /* planted for sim-selftest: drop relays */
             s_push_origin(self, (uint32_t) oi);
+#endif
             if (s_id_eq(origin, &self->market))
                 s_roster_moved(self);
             for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)

@@ -67,6 +67,7 @@ typedef struct {
     uint32_t loss;                 /* lose 1 message in `loss` (not HELLO); 0 = none */
     bool early_ok;                 /* messages before a (lost) HELLO may be refused */
     uint64_t lost;
+    int drop_lookback;             /* lose this many look-back WANTs (from 1, count > 1) */
     sm_wire_space space;
 } net;
 
@@ -173,6 +174,12 @@ observe_send(net *f, int from, int to, const uint8_t *b, size_t len)
     sm_wire_msg m;
     assert_int_equal(sm_wire_decode(b, len, &f->space, &m), 0);
     f->sent[from][to][m.type]++;
+    if (f->drop_lookback > 0 && m.type == SM_MSG_WANT && m.u.want.from == 1
+        && m.u.want.count > 1) {
+        f->drop_lookback--;
+        f->lost++;
+        return false;
+    }
     if (f->loss && m.type != SM_MSG_HELLO && tu_below(&f->rng, f->loss) == 0) {
         f->lost++;
         return false;
@@ -948,7 +955,7 @@ fork_seq(sm_ledger *l)
    every node, the restored one included, records the fork there and agrees
    on the state. */
 static void
-fork_from_backup(void **state, int written)
+fork_from_backup(void **state, int written, int lookbacks_lost)
 {
     net *f = net_new(3, 41);
     *state = f;
@@ -998,9 +1005,11 @@ fork_from_backup(void **state, int written)
     assert_int_equal(head_seq(f->l[1], &f->id[1].pub), backup + (uint64_t) written);
     f->g[1] = gossip_for(f, 1, 0);
 
+    f->drop_lookback = lookbacks_lost;
     net_connect(f, 1, 2);              /* node 0 hears of it through node 2 */
     pump(f);
-    settle(f, 2);
+    settle(f, 2 + lookbacks_lost);
+    assert_int_equal(f->drop_lookback, 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(fork_seq(f->l[i]), backup + 1);
     assert_converged(f);
@@ -1017,7 +1026,7 @@ fork_from_backup(void **state, int written)
 static void
 test_fork_backup_shorter(void **state)
 {
-    fork_from_backup(state, 3);
+    fork_from_backup(state, 3, 0);
 }
 
 /* ... with a restored log as long as the mesh's (10 entries): nobody is
@@ -1025,7 +1034,18 @@ test_fork_backup_shorter(void **state)
 static void
 test_fork_backup_same_length(void **state)
 {
-    fork_from_backup(state, 6);
+    fork_from_backup(state, 6, 0);
+}
+
+/* ... with the logs of the same length and the first look-backs for where
+   they part lost on the way: the look-back is made again at the next HEADS
+   of a peer on the other branch, until the evidence names where the logs
+   part (a fork recorded too high would let the nodes apply different
+   entries below it). */
+static void
+test_fork_backup_lookback_lost(void **state)
+{
+    fork_from_backup(state, 6, 2);
 }
 
 /* UNITS_ASK moves units to the asker up to what the giver holds above its
@@ -1530,6 +1550,7 @@ main(void)
         cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
         cmocka_unit_test_teardown(test_fork_backup_shorter, teardown),
         cmocka_unit_test_teardown(test_fork_backup_same_length, teardown),
+        cmocka_unit_test_teardown(test_fork_backup_lookback_lost, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
