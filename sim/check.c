@@ -629,6 +629,25 @@ sim_check_converged(sim_world *w, char *why, size_t cap)
             return false;
         }
     }
+    /* And the same logs: an origin not stopped by a fork or a revoke is
+       stored to the same head everywhere (entries that wait for units do
+       not show in the digest). */
+    for (int x = 0; x < w->n && first_i >= 0; x++) {
+        sm_head a;
+        if (sm_ledger_head(w->node[first_i].ledger, &w->node[x].id.pub, &a) != 0)
+            continue;
+        for (int i = 0; i < w->n; i++) {
+            sm_head b;
+            if (!s_honest(w, i) || sm_ledger_head(w->node[i].ledger, &w->node[x].id.pub, &b) != 0)
+                continue;
+            if (a.cap == UINT64_MAX && b.cap == UINT64_MAX
+                && (a.seq != b.seq || memcmp(a.link.b, b.link.b, SM_HASH_BYTES) != 0)) {
+                snprintf(why, cap, "node %d's log is stored to %llu at node %d, to %llu at node %d",
+                         x, (unsigned long long) a.seq, first_i, (unsigned long long) b.seq, i);
+                return false;
+            }
+        }
+    }
     return true;
 }
 
