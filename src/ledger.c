@@ -899,6 +899,9 @@ sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
     bool known = false;
     if ((rc = s_stored_same(txn, &self->scratch[ok - 1], &run[ok - 1], &known)) != 0)
         goto out;
+#if SM_SIM_BUG == 3                    /* planted for sim-selftest: ignore a signature */
+    known = true;
+#endif
     if (!known
         && sm_entry_verify(run[ok - 1].bytes, run[ok - 1].len, run[ok - 1].sig,
                            &self->scratch[ok - 1].origin) != 0) {
@@ -939,6 +942,12 @@ sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
                 && memcmp(stored.sig, run[i].sig, SM_SIG_BYTES) == 0
                 && memcmp(stored.bytes, run[i].bytes, run[i].len) == 0) {
                 res->duplicates++;
+#if SM_SIM_BUG == 2                    /* planted for sim-selftest: apply a duplicate again */
+                if (e->seq <= h.applied
+                    && s_fatal(rc = sm__state_apply(txn, &m.market, e, 0, now_ms, &rebuild)))
+                    goto out;
+                rc = 0;
+#endif
                 continue;
             }
             if (sm_entry_verify(run[i].bytes, run[i].len, run[i].sig, origin) != 0)
