@@ -3,7 +3,8 @@
 #   make            build/stallmesh and build/libstallmesh.a
 #   make run        install missing packages, build, start a node (see README)
 #   make test       install missing packages, unit tests, the same under ASan+UBSan,
-#                   integration and browser tests
+#                   integration and browser tests, the simulator (sim-check, sim-selftest)
+#   make sim        the simulator on seeds 1..SEEDS (default 2000): README "Simulator"
 #   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
 #   make fuzz       libFuzzer targets for the entry and mesh message decoders (clang)
@@ -143,7 +144,7 @@ browser: deps
 	@sh tests/browser/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration browser
+	@$(MAKE) --no-print-directory all unit unit-san integration browser sim-check sim-selftest
 	@echo "make test: all suites passed"
 
 # The library's benchmarks, then a real node on loopback (bench_node.sh).
