@@ -45,7 +45,7 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run test unit unit-san integration browser bench tools fuzz install clean
+.PHONY: all deps run test unit unit-san integration browser faults soak bench tools fuzz install clean
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -104,8 +104,17 @@ browser: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/browser/run.sh
 
+# Fault runs on real processes: five nodes, a sale storm, kills, cut links
+# (network namespaces when root), then the promises checked.  `faults` is
+# the short run in `make test`; `soak` runs for SOAK_SECONDS.
+SOAK_SECONDS ?= 600
+faults: all
+	@bash tests/faults/fault_run.sh --seconds 30 $(BUILD)/stallmesh
+soak: all
+	@bash tests/faults/fault_run.sh --seconds $(SOAK_SECONDS) $(BUILD)/stallmesh
+
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration browser
+	@$(MAKE) --no-print-directory all unit unit-san integration browser faults
 	@echo "make test: all suites passed"
 
 # The library's benchmarks, then a real node on loopback (bench_node.sh).
