@@ -45,7 +45,7 @@ typedef struct {
 
 typedef struct {
     s_pending p;
-    uint64_t deadline_ms;
+    uint64_t deadline_ms;      /* on the monotonic clock (s_mono_ms) */
     uint64_t first_ask;        /* ask ids first_ask .. first_ask+asks-1 */
     uint32_t asks;
 } s_parked;
@@ -94,6 +94,17 @@ s_mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/*  Milliseconds of the monotonic clock: the core's own timers (the tick, a
+    parked write's wait) run on it, so a wall clock stepped back by an NTP
+    correction cannot stop them for as long as the step.  The ledger and
+    the mesh get the wall clock (s_now_ms): timestamps and hold expiries
+    are wall-clock facts.                                                    */
+static uint64_t
+s_mono_ms(void)
+{
+    return s_mono_ns() / 1000000u;
 }
 
 static int
@@ -199,7 +210,7 @@ s_park(sm_core *self, const s_pending *p, uint64_t now_ms)
         return false;
     uint32_t wait = self->opts.units_wait_ms ? self->opts.units_wait_ms : SM_UNITS_WAIT_MS;
     k->p = *p;
-    k->deadline_ms = now_ms + wait;
+    k->deadline_ms = s_mono_ms() + wait;
     self->nparked++;
     return true;
 }
@@ -212,6 +223,7 @@ static bool
 s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
 {
     bool appended = false;
+    uint64_t mono_ms = s_mono_ms();
     for (size_t i = 0; i < self->nparked;) {
         s_parked *k = &self->parked[i];
         sm_core_req *req = k->p.req;
@@ -221,7 +233,7 @@ s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
         bool enough = true;
         for (uint32_t j = 0; j < n && enough; j++)
             enough = s_units_here(self, skus[j]) >= (int64_t) qtys[j];
-        bool expired = now_ms >= k->deadline_ms;
+        bool expired = mono_ms >= k->deadline_ms;
         if (!enough && !expired) {
             i++;
             continue;
@@ -545,7 +557,7 @@ s_thread(void *arg)
     s_pending *batch = calloc(batch_max, sizeof *batch);
     assert(batch);
     bool stop = false;
-    uint64_t next_tick_ms = s_now_ms() + SM__CORE_SWEEP_MS;
+    uint64_t next_tick_ms = s_mono_ms() + SM__CORE_SWEEP_MS;   /* monotonic */
     enum { ITEMS_MAX = 3 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
     void *socks[ITEMS_MAX];
@@ -569,9 +581,10 @@ s_thread(void *arg)
         }
         if (self->mesh)
             sm_mesh_process(self->mesh, now_ms);
-        if (now_ms >= next_tick_ms) {
+        uint64_t mono_ms = s_mono_ms();
+        if (mono_ms >= next_tick_ms) {
             s_tick(self, now_ms);
-            next_tick_ms = now_ms + SM__CORE_SWEEP_MS;
+            next_tick_ms = mono_ms + SM__CORE_SWEEP_MS;
         }
         if (self->nparked && s_retry_parked(self, router, now_ms) && self->mesh)
             sm_mesh_local(self->mesh, now_ms);
@@ -590,7 +603,7 @@ s_thread(void *arg)
         for (size_t i = 0; i < self->nparked; i++)
             if (self->parked[i].deadline_ms < wake_ms)
                 wake_ms = self->parked[i].deadline_ms;
-        long wait_ms = wake_ms > now_ms ? (long) (wake_ms - now_ms) : 0;
+        long wait_ms = wake_ms > mono_ms ? (long) (wake_ms - mono_ms) : 0;
         if (stop)
             wait_ms = wait_ms > 10 ? 10 : wait_ms;
         if (zmq_poll(items, (int) ns, wait_ms) < 0 && errno != EINTR) {
