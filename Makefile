@@ -6,6 +6,8 @@
 #                   integration and browser tests
 #   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
+#   make demo       an organiser and three stalls on 127.0.0.1 with a catalog and
+#                   a slow stream of sales, until Ctrl-C (deploy/demo.sh)
 #   make fuzz       libFuzzer targets for the entry and mesh message decoders (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -45,8 +47,12 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
+<<<<<<< HEAD
 .PHONY: all deps run test unit unit-san integration browser faults soak bench tools fuzz \
         install clean sim sim-check sim-selftest
+=======
+.PHONY: all deps run demo test unit unit-san integration browser bench tools fuzz install clean
+>>>>>>> meshtest
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -175,6 +181,10 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(GEN_ASSETS) $(wildcard includ
 
 run: deps all
 	@sh deploy/run.sh $(BUILD)/stallmesh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash deploy/demo.sh $(BUILD)/stallmesh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/stallmesh
