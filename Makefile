@@ -47,12 +47,8 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-<<<<<<< HEAD
-.PHONY: all deps run test unit unit-san integration browser faults soak bench tools fuzz \
-        install clean sim sim-check sim-selftest
-=======
-.PHONY: all deps run demo test unit unit-san integration browser bench tools fuzz install clean
->>>>>>> meshtest
+.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools \
+        fuzz install clean sim sim-check sim-selftest
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:

@@ -643,16 +643,11 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
                     cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level],
                     cfg->mesh_listen[0] ? cfg->mesh_listen : "none",
-<<<<<<< HEAD
-                    cfg->mesh_advertise[0] ? cfg->mesh_advertise : "none",
-                    cfg->units_floor, cfg->rebalance_floor);
-=======
                     /* Unset stays unset: a comment, so the text loads back the same. */
                     cfg->mesh_advertise_set ? "advertise = " : "; advertise (unset)",
                     cfg->mesh_advertise_set && cfg->mesh_advertise[0] ? cfg->mesh_advertise : "",
                     cfg->mesh_advertise_set && !cfg->mesh_advertise[0] ? "none" : "",
-                    cfg->units_floor);
->>>>>>> meshtest
+                    cfg->units_floor, cfg->rebalance_floor);
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
         char hex[SM_ID_HEX_BYTES + 1];
         sm_id_format(&cfg->peers[i].node, hex);

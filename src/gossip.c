@@ -1477,7 +1477,8 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
     }
     char hex[SM_ID_HEX_BYTES + 1];
     sm_hex_encode(from->b, SM_KEY_BYTES, hex);
-    sm_log_debug("mesh: message from %s refused: %s", hex, sm_strerror(rc));
+    sm_log_debug("mesh: %s from %s refused: %s", rc == 0 || rc == SM_ESTATE
+                 ? sm_wire_type_name(m.type) : "message", hex, sm_strerror(rc));
     p->pub.refused++;
     self->stats.messages_refused++;
     return rc;
