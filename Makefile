@@ -47,7 +47,8 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run demo test unit unit-san integration browser bench tools fuzz install clean
+.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools \
+        fuzz install clean sim sim-check sim-selftest
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -80,6 +81,43 @@ $(SAN_BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(SAN_BUILD)/libstallmesh.a
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstallmesh.a | $(BUILD)/bench
 	$(CC) $(ALL_CFLAGS) -Itests/unit -Itests/unit/support -o $@ $< $(TEST_SUPPORT) $(BUILD)/libstallmesh.a $(LDLIBS)
 
+# The deterministic simulator (sim/, README "Simulator"): the library's
+# protocol and state code, many nodes in one process, one seed a run.
+SIM_SRCS := $(wildcard sim/*.c) tests/unit/support/mpw.c
+SIM_HDRS := $(wildcard sim/*.h)
+# The modules the simulator runs: what a selftest build plants bugs in.
+SIM_LIB_SRCS := $(addprefix src/,codec.c entry.c error.c gossip.c identity.c ledger.c \
+                ledger_view.c logger.c state.c store.c)
+SIM_CFLAGS := $(ALL_CFLAGS) -Isim -Itests/unit
+SIM_SEEDS_CHECK ?= 1..240
+SEEDS ?= 2000
+$(BUILD)/stallmesh-sim: $(SIM_SRCS) $(SIM_HDRS) $(BUILD)/libstallmesh.a
+	$(CC) $(SIM_CFLAGS) -o $@ $(SIM_SRCS) $(BUILD)/libstallmesh.a $(LDLIBS)
+
+# Planted bugs (sim-selftest): the same modules compiled with SM_SIM_BUG=n
+# into build/simbug-n/; production builds never define it.
+#   1 skip the units check (state.c)     2 apply a duplicate twice (ledger.c)
+#   3 ignore a signature (ledger.c)      4 drop relays (gossip.c)
+SIM_BUGS := 1 2 3 4
+define SIM_BUG_RULES
+$(BUILD)/simbug-$(1)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(ALL_CFLAGS) -DSM_SIM_BUG=$(1) -c $$< -o $$@
+$(BUILD)/simbug-$(1)/stallmesh-sim: $(SIM_SRCS) $(SIM_HDRS) $(SIM_LIB_SRCS:src/%.c=$(BUILD)/simbug-$(1)/obj/%.o)
+	$(CC) $(SIM_CFLAGS) -DSM_SIM_BUG=$(1) -o $$@ $(SIM_SRCS) $(SIM_LIB_SRCS:src/%.c=$(BUILD)/simbug-$(1)/obj/%.o) $(LDLIBS)
+endef
+$(foreach b,$(SIM_BUGS),$(eval $(call SIM_BUG_RULES,$(b))))
+
+# make sim SEEDS=N: seeds 1..N (two processes, one a core); a soak.
+sim: $(BUILD)/stallmesh-sim
+	@sh sim/run.sh $(BUILD)/stallmesh-sim 1..$(SEEDS)
+# The bounded range make test runs.
+sim-check: $(BUILD)/stallmesh-sim
+	@sh sim/run.sh $(BUILD)/stallmesh-sim $(SIM_SEEDS_CHECK)
+# Each planted bug must be caught by the checkers.
+sim-selftest: $(BUILD)/stallmesh-sim $(foreach b,$(SIM_BUGS),$(BUILD)/simbug-$(b)/stallmesh-sim)
+	@sh sim/selftest.sh $(BUILD)
+
 # Test tools (websocket probe and feed): programs of their own, no library.
 # libev (epoll, for the probe's thousands of sockets) comes with
 # libwebsockets-dev on Debian and ships no pkg-config file.
@@ -106,8 +144,17 @@ browser: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/browser/run.sh
 
+# Fault runs on real processes: five nodes, a sale storm, kills, cut links
+# (network namespaces when root), then the promises checked.  `faults` is
+# the short run in `make test`; `soak` runs for SOAK_SECONDS.
+SOAK_SECONDS ?= 600
+faults: all
+	@bash tests/faults/fault_run.sh --seconds 30 $(BUILD)/stallmesh
+soak: all
+	@bash tests/faults/fault_run.sh --seconds $(SOAK_SECONDS) $(BUILD)/stallmesh
+
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration browser
+	@$(MAKE) --no-print-directory all unit unit-san integration browser faults
 	@echo "make test: all suites passed"
 
 # The library's benchmarks, then a real node on loopback (bench_node.sh),

@@ -283,8 +283,11 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     }
     static sm_mesh_opts mopts;
     s_mesh_opts(&cfg, &market, &id, ledger, metrics, &mopts);
+    if (!cfg.mesh_listen[0] && mopts.peer_count == 0)
+        sm_log_info("run: no mesh listener and no peers: this node works alone");
     sm_core_opts copts = { .ledger = ledger, .node = id.pub, .metrics = metrics,
-                           .wake = s_wake, .mesh = &mopts, .allow_fresh = o.allow_fresh };
+                           .wake = s_wake, .mesh = &mopts, .allow_fresh = o.allow_fresh,
+                           .rebalance_floor = cfg.rebalance_floor };
     if (!(core = sm_core_new(&copts, &rc))) {
         sm__cli_error("cannot start the core: %s", sm_strerror(rc));
         goto done;

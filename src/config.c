@@ -74,6 +74,7 @@ static const s_key s_keys[] = {
     {"mesh", "advertise", S_ENDPOINT, offsetof(sm_config, mesh_advertise), 0, 0},
     {"mesh", "peers", S_PEERS, 0, 0, 0},
     {"mesh", "units_floor", S_U32, offsetof(sm_config, units_floor), 0, SM_QTY_MAX},
+    {"mesh", "rebalance_floor", S_U32, offsetof(sm_config, rebalance_floor), 0, SM_QTY_MAX},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
@@ -636,6 +637,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "listen = %s\n"
                     "%s%s%s\n"
                     "units_floor = %u\n"
+                    "rebalance_floor = %u\n"
                     "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
                     cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
@@ -645,7 +647,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->mesh_advertise_set ? "advertise = " : "; advertise (unset)",
                     cfg->mesh_advertise_set && cfg->mesh_advertise[0] ? cfg->mesh_advertise : "",
                     cfg->mesh_advertise_set && !cfg->mesh_advertise[0] ? "none" : "",
-                    cfg->units_floor);
+                    cfg->units_floor, cfg->rebalance_floor);
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
         char hex[SM_ID_HEX_BYTES + 1];
         sm_id_format(&cfg->peers[i].node, hex);

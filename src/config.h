@@ -19,7 +19,9 @@
         advertise = tcp://192.168.1.20:7400 ; told to peers; default: listen,
                                      ; unless it is 0.0.0.0 or *
         peers = NODE_ID@tcp://HOST:PORT, ...   ; peers to connect to
-        units_floor = 0              ; units a stall keeps when peers ask   */
+        units_floor = 0              ; units a stall keeps when peers ask
+        rebalance_floor = 0          ; ask peers to top each sku up to this
+                                     ; many here (0 = off)                 */
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
@@ -46,6 +48,7 @@ typedef struct {
     bool mesh_advertise_set;   /* advertise was given, "none" included: the
                                   listen endpoint is not told by default */
     uint32_t units_floor;
+    uint32_t rebalance_floor;
     uint32_t peer_count;
     struct {
         sm_id node;

@@ -34,6 +34,8 @@
 #define SM__CORE_ROUTING_MAX 256u    /* bytes of a ROUTER identity frame */
 
 #define SM__CORE_PARKED_MAX  64u     /* writes waiting for units from peers */
+#define SM__REBALANCE_TICKS  10u     /* rebalance every this many ticks (10 s) */
+#define SM__REBALANCE_SKUS_MAX 16u   /* skus asked for per rebalance */
 
 typedef struct {
     uint8_t routing[SM__CORE_ROUTING_MAX];
@@ -43,7 +45,7 @@ typedef struct {
 
 typedef struct {
     s_pending p;
-    uint64_t deadline_ms;
+    uint64_t deadline_ms;      /* on the monotonic clock (s_mono_ms) */
     uint64_t first_ask;        /* ask ids first_ask .. first_ask+asks-1 */
     uint32_t asks;
 } s_parked;
@@ -66,6 +68,7 @@ struct sm_core {
     s_parked parked[SM__CORE_PARKED_MAX];
     size_t nparked;
     uint64_t next_ask;
+    uint64_t ticks;
     /* copied under the lock for other threads */
     pthread_mutex_t peers_lock;
     sm_gossip_peer peers[SM_PEERS_MAX];
@@ -91,6 +94,17 @@ s_mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/*  Milliseconds of the monotonic clock: the core's own timers (the tick, a
+    parked write's wait) run on it, so a wall clock stepped back by an NTP
+    correction cannot stop them for as long as the step.  The ledger and
+    the mesh get the wall clock (s_now_ms): timestamps and hold expiries
+    are wall-clock facts.                                                    */
+static uint64_t
+s_mono_ms(void)
+{
+    return s_mono_ns() / 1000000u;
 }
 
 static int
@@ -196,7 +210,7 @@ s_park(sm_core *self, const s_pending *p, uint64_t now_ms)
         return false;
     uint32_t wait = self->opts.units_wait_ms ? self->opts.units_wait_ms : SM_UNITS_WAIT_MS;
     k->p = *p;
-    k->deadline_ms = now_ms + wait;
+    k->deadline_ms = s_mono_ms() + wait;
     self->nparked++;
     return true;
 }
@@ -209,6 +223,7 @@ static bool
 s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
 {
     bool appended = false;
+    uint64_t mono_ms = s_mono_ms();
     for (size_t i = 0; i < self->nparked;) {
         s_parked *k = &self->parked[i];
         sm_core_req *req = k->p.req;
@@ -218,7 +233,7 @@ s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
         bool enough = true;
         for (uint32_t j = 0; j < n && enough; j++)
             enough = s_units_here(self, skus[j]) >= (int64_t) qtys[j];
-        bool expired = now_ms >= k->deadline_ms;
+        bool expired = mono_ms >= k->deadline_ms;
         if (!enough && !expired) {
             i++;
             continue;
@@ -375,6 +390,72 @@ s_peer_copy(const sm_gossip_peer *peer, void *arg)
     return 0;
 }
 
+typedef struct {
+    sm_id self;
+    int64_t floor;
+    size_t count;              /* short skus found */
+    bool open;                 /* skus[count] is being summed */
+    struct { char sku[SM_SKU_BYTES_MAX + 1]; int64_t here, elsewhere; } skus[SM__REBALANCE_SKUS_MAX];
+} s_rebalance;
+
+/*  Keep the sku being summed only if this stall is short of it and others
+    have some.                                                                */
+static void
+s_rebalance_close(s_rebalance *r)
+{
+    if (r->skus[r->count].here < r->floor && r->skus[r->count].elsewhere > 0)
+        r->count++;
+    r->open = false;
+}
+
+/*  Stock records come sku by sku: sum each sku's units here and elsewhere. */
+static int
+s_rebalance_each(const char *sku, const sm_id *loc, const sm_units *u, void *arg)
+{
+    s_rebalance *r = arg;
+    if (r->open && strcmp(sku, r->skus[r->count].sku) != 0)
+        s_rebalance_close(r);
+    if (r->count == SM__REBALANCE_SKUS_MAX)
+        return 1;
+    if (!r->open) {
+        memset(&r->skus[r->count], 0, sizeof r->skus[0]);
+        snprintf(r->skus[r->count].sku, sizeof r->skus[0].sku, "%s", sku);
+        r->open = true;
+    }
+    if (memcmp(loc->b, r->self.b, SM_KEY_BYTES) == 0)
+        r->skus[r->count].here = u->units;
+    else
+        r->skus[r->count].elsewhere += u->units;
+    return 0;
+}
+
+/*  The rebalancing policy: for each sku this stall holds fewer than the
+    floor of while other stalls hold more, ask the peers for the difference
+    (they keep their own units_floor).  Bounded: a few skus a round.        */
+static void
+s_rebalance_round(sm_core *self, uint64_t now_ms)
+{
+    s_rebalance r = { .self = self->opts.node, .floor = self->opts.rebalance_floor };
+    sm_ledger_stock_each(self->opts.ledger, s_rebalance_each, &r);
+    if (r.open)
+        s_rebalance_close(&r);
+    size_t asked = 0;
+    for (size_t i = 0; i < r.count; i++) {
+        int64_t want = (int64_t) self->opts.rebalance_floor - r.skus[i].here;
+        if (want <= 0 || r.skus[i].elsewhere <= 0)
+            continue;
+        if (want > r.skus[i].elsewhere)
+            want = r.skus[i].elsewhere;
+        if (sm_gossip_ask_units(sm_mesh_gossip(self->mesh), self->next_ask, r.skus[i].sku,
+                                (uint32_t) want, now_ms) == 0) {
+            self->next_ask++;
+            asked++;
+        }
+    }
+    if (asked)
+        sm_log_debug("core: rebalancing: asked peers for units of %zu skus", asked);
+}
+
 /*  Periodic work: holds, the mesh, own-log recovery, the peers table.      */
 static bool
 s_tick(sm_core *self, uint64_t now_ms)
@@ -385,6 +466,8 @@ s_tick(sm_core *self, uint64_t now_ms)
     if (released)
         sm_mesh_local(self->mesh, now_ms);
     sm_mesh_tick(self->mesh, now_ms);
+    if (self->opts.rebalance_floor && self->own_ok && ++self->ticks % SM__REBALANCE_TICKS == 0)
+        s_rebalance_round(self, now_ms);
     sm_gossip *g = sm_mesh_gossip(self->mesh);
     if (!self->own_ok && sm_gossip_own_recovered(g)) {
         int rc = sm_ledger_confirm_own(self->opts.ledger);
@@ -474,7 +557,7 @@ s_thread(void *arg)
     s_pending *batch = calloc(batch_max, sizeof *batch);
     assert(batch);
     bool stop = false;
-    uint64_t next_tick_ms = s_now_ms() + SM__CORE_SWEEP_MS;
+    uint64_t next_tick_ms = s_mono_ms() + SM__CORE_SWEEP_MS;   /* monotonic */
     enum { ITEMS_MAX = 3 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
     void *socks[ITEMS_MAX];
@@ -498,9 +581,10 @@ s_thread(void *arg)
         }
         if (self->mesh)
             sm_mesh_process(self->mesh, now_ms);
-        if (now_ms >= next_tick_ms) {
+        uint64_t mono_ms = s_mono_ms();
+        if (mono_ms >= next_tick_ms) {
             s_tick(self, now_ms);
-            next_tick_ms = now_ms + SM__CORE_SWEEP_MS;
+            next_tick_ms = mono_ms + SM__CORE_SWEEP_MS;
         }
         if (self->nparked && s_retry_parked(self, router, now_ms) && self->mesh)
             sm_mesh_local(self->mesh, now_ms);
@@ -519,7 +603,7 @@ s_thread(void *arg)
         for (size_t i = 0; i < self->nparked; i++)
             if (self->parked[i].deadline_ms < wake_ms)
                 wake_ms = self->parked[i].deadline_ms;
-        long wait_ms = wake_ms > now_ms ? (long) (wake_ms - now_ms) : 0;
+        long wait_ms = wake_ms > mono_ms ? (long) (wake_ms - mono_ms) : 0;
         if (stop)
             wait_ms = wait_ms > 10 ? 10 : wait_ms;
         if (zmq_poll(items, (int) ns, wait_ms) < 0 && errno != EINTR) {

@@ -59,6 +59,8 @@ typedef struct {
     bool allow_fresh;          /* append even if the own log is not confirmed */
     uint32_t units_wait_ms;    /* a sale short of units waits this long for
                                   peers to move some here; 0 = SM_UNITS_WAIT_MS */
+    uint32_t rebalance_floor;  /* keep at least this many units of each sku
+                                  here, asking peers that have more; 0 = off */
 } sm_core_opts;
 
 typedef struct sm_core sm_core;

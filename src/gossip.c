@@ -1154,10 +1154,11 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
         return SM_ETOOBIG;
     self->stats.messages_received++;
     uint64_t last = first + n - 1;
-    bool changed = false;
+    bool changed = false, answer = false;
     for (uint32_t k = p->want_count; k-- > 0;) {
         const s_want *w = &p->wants[k];
         if (w->oi == (uint32_t) oi && first >= w->from && first < w->from + w->count) {
+            answer = true;
             /* An answer cut short by SM_WIRE_RUN_BYTES_SOFT (it has more):
                ask for runs that size, or the WANTs pipelined behind this
                one would be answered with runs that begin past the gap. */
@@ -1176,8 +1177,18 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
     if ((rc = sm_ledger_head(self->ledger, origin, &before)) != 0)
         return rc;
     if (first > before.seq + 1) {
-        /* Ahead of the log (a push racing a fetch): the gap is WANTed. */
+        /* Ahead of the log (a push racing a fetch): the gap is WANTed.  An
+           answer this early says the answers due before it on this FIFO
+           connection are lost (or their WANTs were): those WANTs are given
+           up now, so the gap is asked for again.  Kept in flight until
+           they expired, they would make every early answer re-WANT the
+           same run past the gap at once: a loop as fast as the link. */
         self->stats.runs_early++;
+        for (uint32_t k = p->want_count; answer && k-- > 0;)
+            if (p->wants[k].oi == (uint32_t) oi && p->wants[k].from < first) {
+                s_want_remove(p, k);
+                changed = true;
+            }
     } else {
         sm_ingest_result res;
         rc = sm_ledger_ingest(self->ledger, run, n, now_ms, &res);
@@ -1466,7 +1477,8 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
     }
     char hex[SM_ID_HEX_BYTES + 1];
     sm_hex_encode(from->b, SM_KEY_BYTES, hex);
-    sm_log_debug("mesh: message from %s refused: %s", hex, sm_strerror(rc));
+    sm_log_debug("mesh: %s from %s refused: %s", rc == 0 || rc == SM_ESTATE
+                 ? sm_wire_type_name(m.type) : "message", hex, sm_strerror(rc));
     p->pub.refused++;
     self->stats.messages_refused++;
     return rc;
@@ -1481,6 +1493,24 @@ sm_gossip_local(sm_gossip *self, uint64_t now_ms)
     s_push_origin(self, self->self_oi);
 }
 
+/*  The caller's clock is the wall clock, which an NTP correction may step
+    back: a timer set before the step would wait as long as the step.  A
+    deadline further ahead than its own interval is due now; a time "since"
+    that lies in the future starts now.                                     */
+static void
+s_rewind(uint64_t *deadline, uint64_t now_ms, uint64_t interval)
+{
+    if (*deadline > now_ms + interval)
+        *deadline = now_ms;
+}
+
+static void
+s_rewind_since(uint64_t *since, uint64_t now_ms)
+{
+    if (*since > now_ms)
+        *since = now_ms;
+}
+
 void
 sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
 {
@@ -1489,6 +1519,10 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     bool expired = false;
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
+        s_rewind(&p->next_hello_ms, now_ms, self->heads_interval_ms);
+        s_rewind(&p->next_heads_ms, now_ms, self->heads_interval_ms);
+        for (uint32_t k = 0; k < p->want_count; k++)
+            s_rewind_since(&p->wants[k].sent_ms, now_ms);
         /* A peer sends HEADS once it has checked our HELLO: until they
            come, ours may have been lost (a transport may drop). */
         if (p->used && p->pub.up && p->pub.refusal == 0 && !p->heads_seen
@@ -1499,8 +1533,7 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         if (!s_ready(p))
             continue;
         for (uint32_t k = p->want_count; k-- > 0;)
-            if (now_ms >= p->wants[k].sent_ms
-                && now_ms - p->wants[k].sent_ms >= SM_WANT_TIMEOUT_MS) {
+            if (now_ms - p->wants[k].sent_ms >= SM_WANT_TIMEOUT_MS) {
                 s_want_remove(p, k);
                 self->stats.wants_expired++;
                 expired = true;
@@ -1512,7 +1545,8 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     }
     for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
         s_ask *a = &self->asks[i];
-        if (a->used && now_ms >= a->made_ms && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
+        s_rewind_since(&a->made_ms, now_ms);
+        if (a->used && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
             memset(a, 0, sizeof *a);
     }
     if (expired)

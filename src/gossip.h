@@ -54,7 +54,9 @@
       destination; messages for a peer that went down are discarded by the
       engine;
     - call sm_gossip_tick at least every few hundred ms with the same clock
-      it passes everywhere else (monotonic enough: now_ms never goes back);
+      it passes everywhere else: the wall clock (the ledger's timestamps come
+      from it).  It may step; after a step back the engine's timers restart
+      from the new time at the next tick rather than wait out the step;
     - call sm_gossip_local after each committed batch of local appends.
 
     Session: on peer_up the engine sends HELLO, and again each HEADS

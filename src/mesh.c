@@ -162,14 +162,13 @@ s_zap_handle(sm_mesh *self)
         else
             zmq_msg_close(&part);
     }
-    if (n < 6) {
-        for (int i = 0; i < n; i++)
-            zmq_msg_close(&f[i]);
+    if (n == 0)
         return;
-    }
     const char *status = "400", *text = "not a market member";
     char user[SM_ID_HEX_BYTES + 1] = "";
-    bool curve = zmq_msg_size(&f[5]) == 5 && memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0;
+    /* A REP socket must answer every request, even one it cannot read. */
+    bool curve = n >= 6 && zmq_msg_size(&f[5]) == 5
+                 && memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0;
     if (curve && n == 7 && zmq_msg_size(&f[6]) == 32) {
         s_zap_find find = { .key = zmq_msg_data(&f[6]) };
         int rc = sm_ledger_members_each(self->opts.ledger, s_zap_member, &find);
@@ -196,14 +195,17 @@ s_zap_handle(sm_mesh *self)
             text = "roster unreadable";     /* fail closed */
         }
     }
-    if (strcmp(status, "200") != 0) {
+    if (strcmp(status, "200") != 0 && n >= 4) {
         char addr[64] = "";
         size_t al = zmq_msg_size(&f[3]) < sizeof addr - 1 ? zmq_msg_size(&f[3]) : sizeof addr - 1;
         memcpy(addr, zmq_msg_data(&f[3]), al);
         sm_log_info("mesh: refused a connection from %s: %s", addr, text);
     }
     zmq_send(self->zap, "1.0", 3, ZMQ_SNDMORE);
-    zmq_send(self->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+    if (n >= 2)
+        zmq_send(self->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+    else
+        zmq_send(self->zap, "", 0, ZMQ_SNDMORE);
     zmq_send(self->zap, status, 3, ZMQ_SNDMORE);
     zmq_send(self->zap, text, strlen(text), ZMQ_SNDMORE);
     zmq_send(self->zap, user, strlen(user), ZMQ_SNDMORE);

@@ -91,6 +91,7 @@ struct sm_web {
     size_t ws_count;
     size_t pending;            /* writes in the core */
     s_msg *snapshot;           /* the current snapshot message */
+    lws_sorted_usec_list_t refresh_sul; /* a deferred snapshot rebuild */
     int port;
     char token_header[8 + 2 * 64 + 1];   /* "Bearer <hex>" */
     s_addr_slot addrs[SM__ADDR_SLOTS];
@@ -581,9 +582,10 @@ s_refresh(sm_web *self)
     }
 }
 
-static void
+static size_t
 s_collect_answers(sm_web *self)
 {
+    size_t n = 0;
     sm_core_req *write;
     while ((write = sm_core_done(self->core)) != NULL) {
         assert(self->pending > 0);
@@ -598,7 +600,16 @@ s_collect_answers(sm_web *self)
         conn->http->pending = NULL;
         sm_api_finish(self->api, write, s_now_ms(), &conn->http->resp);
         s_respond(self, conn);
+        n++;
     }
+    return n;
+}
+
+static void
+s_refresh_later(lws_sorted_usec_list_t *sul)
+{
+    sm_web *self = lws_container_of(sul, sm_web, refresh_sul);
+    s_refresh(self);
 }
 
 /* ---- the protocol callback ------------------------------------------- */
@@ -657,8 +668,13 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         s_http_free(conn);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        s_collect_answers(self);
-        s_refresh(self);
+        /* Tills first: with answers to send and phones to update, the
+           rebuild and fan-out wait for the next loop pass, so an answer is
+           not written after thousands of websocket messages. */
+        if (s_collect_answers(self) > 0 && self->ws_count > 0)
+            lws_sul_schedule(ctx, 0, &self->refresh_sul, s_refresh_later, 1000);
+        else
+            s_refresh(self);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -787,8 +803,10 @@ sm_web_destroy(sm_web **self_p)
     sm_web *self = *self_p;
     if (!self)
         return;
-    if (self->ctx)
+    if (self->ctx) {
+        lws_sul_cancel(&self->refresh_sul);
         lws_context_destroy(self->ctx);
+    }
     /* Connections are closed; answers still owed are rendered and dropped. */
     if (self->core) {
         for (int i = 0; i < 100 && self->pending > 0; i++) {

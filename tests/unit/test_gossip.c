@@ -1362,6 +1362,106 @@ test_unservable_want(void **state)
     assert_int_equal(head_seq(f->l[1], &f->id[2].pub), 0);
 }
 
+/* The answer to a node's first WANT of a catch-up is lost on the way: the
+   answers to its pipelined WANTs arrive past the gap, and each one makes it
+   ask for the gap again at once (not the run past it, again and again
+   until the lost WANT expires: without time passing, that loop never ends
+   and the pump fails).  It catches up with a bounded number of WANTs. */
+static void
+test_early_answer_rewants_gap(void **state)
+{
+    net *f = net_new(2, 53);
+    *state = f;
+    assert_int_equal(sm_ledger_begin(f->l[0]), 0);
+    sm_body it = tu_item("mug", "Blue mug", 1200);
+    assert_int_equal(sm_ledger_append(f->l[0], &it, f->now, NULL), 0);
+    for (int k = 1; k < 4000; k++) {
+        sm_body b = tu_add("mug", 1);
+        assert_int_equal(sm_ledger_append(f->l[0], &b, f->now, NULL), 0);
+    }
+    assert_int_equal(sm_ledger_commit(f->l[0]), 0);
+    uint64_t target = head_seq(f->l[0], &f->id[0].pub);
+    net_connect(f, 0, 1);
+    bool dropped = false;
+    uint32_t steps = 0;
+    for (;;) {
+        link_q *q = &f->q[0][1];
+        sm_wire_msg m;
+        if (!dropped && q->head
+            && sm_wire_decode(q->head->bytes, q->head->len, &f->space, &m) == 0
+            && m.type == SM_MSG_ENTRIES
+            && m.u.entries.first_seq == head_seq(f->l[1], &f->id[0].pub) + 1
+            && f->q[1][0].count == 0 && peer_info(f->g[1], &f->id[0].pub).wants_in_flight > 1) {
+            pkt *p = q->head;              /* the first answer is lost */
+            q->head = p->next;
+            if (!q->head)
+                q->tail = NULL;
+            q->count--;
+            free(p);
+            dropped = true;
+            continue;
+        }
+        if (!step_random(f))
+            break;
+        assert_true(++steps < 20000);
+    }
+    assert_true(dropped);
+    assert_int_equal(head_seq(f->l[1], &f->id[0].pub), target);
+    sm_gossip_counters c = stats(f->g[1]);
+    assert_true(c.runs_early >= 1);
+    assert_true(c.wants_sent <= target / SM_WIRE_RUN_MAX + 2 * SM_WANTS_IN_FLIGHT_MAX + 2);
+    assert_converged(f);
+}
+
+/* The wall clock steps back an hour (an NTP correction) while a WANT is
+   lost on the way: within a WANT timeout and a HEADS interval of ticks on
+   the new clock, HEADS flow again and the WANT is asked again (the timers
+   do not wait out the hour). */
+static void
+test_clock_steps_back(void **state)
+{
+    net *f = net_new(2, 59);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    settle(f, 1);
+    /* An entry node 1 will learn of by HEADS and WANT (not pushed). */
+    sm_body it = tu_item("cap", "Cap", 900);
+    assert_int_equal(sm_ledger_append(f->l[0], &it, f->now, NULL), 0);
+    f->now += SM_HEADS_INTERVAL_MS;
+    sm_gossip_tick(f->g[0], f->now);
+    drain(f);
+    pump(f);
+    assert_true(peer_info(f->g[1], &f->id[0].pub).wants_in_flight == 0
+                || f->q[1][0].count > 0);
+    uint64_t wants = f->sent[1][0][SM_MSG_WANT];
+    assert_true(wants >= 1);
+    /* Redo it with the WANT lost: a new entry, HEADS, the WANT dropped. */
+    sm_body it2 = tu_item("pin", "Pin", 300);
+    assert_int_equal(sm_ledger_append(f->l[0], &it2, f->now, NULL), 0);
+    f->now += SM_HEADS_INTERVAL_MS;
+    sm_gossip_tick(f->g[0], f->now);
+    sm_gossip_tick(f->g[1], f->now);
+    drain(f);
+    while (f->q[0][1].head)
+        deliver(f, 0, 1);
+    assert_true(f->sent[1][0][SM_MSG_WANT] > wants);
+    q_clear(&f->q[1][0]);                /* the WANT is lost */
+    assert_int_equal(peer_info(f->g[1], &f->id[0].pub).wants_in_flight, 1);
+    uint64_t heads = f->sent[1][0][SM_MSG_HEADS];
+    f->now -= 3600 * 1000;               /* the clock steps back an hour */
+    for (uint32_t s = 0; s <= (SM_WANT_TIMEOUT_MS + SM_HEADS_INTERVAL_MS) / 1000 + 1; s++) {
+        f->now += 1000;
+        sm_gossip_tick(f->g[0], f->now);
+        sm_gossip_tick(f->g[1], f->now);
+        pump(f);
+    }
+    assert_true(f->sent[1][0][SM_MSG_HEADS] > heads);
+    sm_item item;
+    assert_int_equal(sm_ledger_item(f->l[1], "pin", &item), 0);
+    assert_converged(f);
+}
+
 int
 main(void)
 {
@@ -1382,6 +1482,8 @@ main(void)
         cmocka_unit_test_teardown(test_anti_entropy_repairs_loss, teardown),
         cmocka_unit_test_teardown(test_unservable_want, teardown),
         cmocka_unit_test_teardown(test_lost_hello_repeated, teardown),
+        cmocka_unit_test_teardown(test_early_answer_rewants_gap, teardown),
+        cmocka_unit_test_teardown(test_clock_steps_back, teardown),
         cmocka_unit_test_teardown(test_restart_unnoticed, teardown),
     };
     return cmocka_run_group_tests_name("gossip", tests, NULL, NULL);

@@ -308,6 +308,47 @@ test_duplicates_noop(void **state)
     tu_free(cp, n);
 }
 
+/* A run counts as already stored only if its newest entry is stored with
+   the same bytes and signature: the same run with the last signature
+   altered, or with a forged entry before a stored one, is refused (the
+   signature check is skipped only for a run that is the stored one). */
+static void
+test_stored_run_recognised_exactly(void **state)
+{
+    fx *f = *state;
+    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
+    append_ok(f->b, tu_add("mug", 4), NULL);
+    append_ok(f->b, tu_add("mug", 5), NULL);
+    tu_copy cp[8];
+    size_t n = tu_read(f->b, &f->idb.pub, 1, 8, cp);
+    assert_int_equal(n, 3);
+    sm_ingest_result res;
+    assert_int_equal(ingest_copies(f->a, cp, n, &res), 0);
+    sm_hash before = digest(f->a);
+
+    cp[2].sig[9] ^= 0x01;               /* the stored run, its last signature altered */
+    assert_int_equal(ingest_copies(f->a, cp, n, &res), SM_ESIG);
+    cp[2].sig[9] ^= 0x01;
+
+    /* A forged entry 2 (signed by c) followed by the stored entry 3. */
+    sm_market m;
+    assert_int_equal(sm_ledger_market(f->b, &m), 0);
+    sm_entry e;
+    assert_int_equal(sm_entry_decode(cp[1].bytes, cp[1].len, &e), 0);
+    e.body = tu_add("mug", 500);
+    uint8_t forged[SM_ENTRY_BYTES_MAX];
+    tu_copy run[2] = { cp[1], cp[2] };
+    run[0].bytes = forged;
+    run[0].len = tu_sign(&e, &f->idc, forged, run[0].sig);
+    assert_int_equal(ingest_copies(f->a, run, 2, &res), SM_ESIG);
+    assert_int_equal(res.accepted, 0);
+
+    sm_hash after = digest(f->a);
+    assert_memory_equal(before.b, after.b, SM_HASH_BYTES);
+    assert_int_equal(units(f->a, "mug", &f->idb.pub), 9);
+    tu_free(cp, n);
+}
+
 typedef struct {
     sm_hash digest;
     sm_head head;
@@ -690,6 +731,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_roster_organiser_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_move_and_waiting_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicates_noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_run_recognised_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_equivocation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_evidence_listed, setup, teardown),

@@ -1,0 +1,831 @@
+/*  The invariants (sim.h), checked during and after each run.
+
+    During the run, at every tick of a node:
+    - no (sku, location) has negative units or a negative held count;
+    - units moved out equal units moved in, per sku (a move is one entry);
+    - the engine's queue to any peer stays within SM_MESH_QUEUE_BYTES_MAX
+      and the process's heap within SIM_HEAP_BYTES_MAX, whatever the
+      hostile member sends;
+    and now and then the model check below on one node.
+
+    The model check recomputes a node's whole state from its log alone —
+    every origin's entries up to what the ledger says it applied, each
+    applied once, by a second and much simpler implementation of the CRDTs
+    (DESIGN §4) — and compares every stock counter, open hold, sale line and
+    catalog register with the ledger's.  So market units = added - removed,
+    and nothing was applied twice or skipped.
+
+    After healing (liveness: every honest node's digest equal within
+    SIM_HEAL_MS_MAX), the final checks:
+    - every stored chain and signature verifies on every honest node, and no
+      stored entry is further in the future than the ledger allows: no
+      forged entry was ever applied;
+    - every acknowledged sale is in every honest node's state with the same
+      lines, unless it was lost by design (its node was restored to a copy
+      older than it, and no other node had it) or voided by a fork of its
+      origin;
+    - forks are detected and reported: where two honest nodes' logs of an
+      origin differ, every honest node holds fork evidence for that origin
+      at or below that seq; and no evidence names an origin that never
+      equivocated (only a restored node or the hostile member do);
+    - expired holds are released: no honest origin's hold is still open
+      anywhere more than a few seconds after it expired on its own clock.   */
+#include "sim.h"
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stallmesh/error.h"
+#include "stallmesh/limits.h"
+
+static const char *
+s_name(const sim_world *w, const sm_id *id, char *buf, size_t cap)
+{
+    for (int i = 0; i < w->n; i++)
+        if (memcmp(w->node[i].id.pub.b, id->b, SM_KEY_BYTES) == 0) {
+            snprintf(buf, cap, "node %d", i);
+            return buf;
+        }
+    snprintf(buf, cap, "origin %02x%02x%02x%02x", id->b[0], id->b[1], id->b[2], id->b[3]);
+    return buf;
+}
+
+static int
+s_index(const sim_world *w, const sm_id *id)
+{
+    for (int i = 0; i < w->n; i++)
+        if (memcmp(w->node[i].id.pub.b, id->b, SM_KEY_BYTES) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- during the run ------------------------------------------------------- */
+
+typedef struct {
+    sim_world *w;
+    sim_node *nd;
+    char sku[SM_SKU_BYTES_MAX + 1];
+    int64_t moved_in, moved_out;
+    bool bad;
+} s_stock_ctx;
+
+static void
+s_sku_close(s_stock_ctx *c)
+{
+    if (c->sku[0] && c->moved_in != c->moved_out && !c->bad) {
+        sim_fail(c->w, "node %d: sku %s: %lld units moved out but %lld moved in",
+                 c->nd->index, c->sku, (long long) c->moved_out, (long long) c->moved_in);
+        c->bad = true;
+    }
+    c->moved_in = c->moved_out = 0;
+}
+
+static int
+s_stock_cb(const char *sku, const sm_id *loc, const sm_units *u, void *arg)
+{
+    s_stock_ctx *c = arg;
+    if (strcmp(sku, c->sku) != 0) {
+        s_sku_close(c);
+        snprintf(c->sku, sizeof c->sku, "%s", sku);
+    }
+    c->moved_in += u->moved_in;
+    c->moved_out += u->moved_out;
+    if ((u->units < 0 || u->held < 0) && !c->bad) {
+        char who[64];
+        sim_fail(c->w, "node %d: sku %s at %s has %lld units (%lld held): below zero",
+                 c->nd->index, sku, s_name(c->w, loc, who, sizeof who), (long long) u->units,
+                 (long long) u->held);
+        c->bad = true;
+    }
+    return c->bad;
+}
+
+typedef struct {
+    sim_world *w;
+    sim_node *nd;
+} s_peer_ctx;
+
+static int
+s_peer_cb(const sm_gossip_peer *p, void *arg)
+{
+    s_peer_ctx *c = arg;
+    if (p->queued_bytes > SM_MESH_QUEUE_BYTES_MAX) {
+        char who[64];
+        sim_fail(c->w, "memory: node %d queues %zu bytes for %s (bound %u)", c->nd->index,
+                 p->queued_bytes, s_name(c->w, &p->node, who, sizeof who),
+                 SM_MESH_QUEUE_BYTES_MAX);
+        return 1;
+    }
+    return 0;
+}
+
+void
+sim_check_memory(sim_world *w)
+{
+    struct mallinfo2 mi = mallinfo2();
+    size_t used = mi.uordblks + mi.hblkhd;
+    if (used > SIM_HEAP_BYTES_MAX)
+        sim_fail(w, "memory: the process holds %zu MiB (bound %llu MiB)", used >> 20,
+                 (unsigned long long) (SIM_HEAP_BYTES_MAX >> 20));
+}
+
+void
+sim_check_node(sim_world *w, sim_node *nd)
+{
+    w->checks_run++;
+    if (!nd->running || nd->hostile)
+        return;
+    s_stock_ctx c;
+    memset(&c, 0, sizeof c);
+    c.w = w;
+    c.nd = nd;
+    if (sm_ledger_stock_each(nd->ledger, s_stock_cb, &c) != 0)
+        sim_fail(w, "node %d: cannot read its stock", nd->index);
+    s_sku_close(&c);
+    s_peer_ctx pc = { w, nd };
+    sm_gossip_peers_each(nd->gossip, s_peer_cb, &pc);
+    if (w->checks_run % 64 == 0)
+        sim_check_memory(w);
+    if (w->checks_run % 97 == 0)
+        sim_check_model(w, nd);
+}
+
+/* ---- the model: the state recomputed from the log ---------------------- */
+
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1];
+    sm_id loc;
+    int64_t added, moved_in, moved_out, sold, returned, written_off, held;
+    bool seen;                 /* the ledger has the record */
+} s_mstock;
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;
+    char sku[SM_SKU_BYTES_MAX + 1];
+    uint32_t qty;
+    bool open;
+} s_mhold;
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;
+    uint32_t lines;
+    char sku[SM_SALE_LINES_MAX][SM_SKU_BYTES_MAX + 1];
+    uint32_t qty[SM_SALE_LINES_MAX], returned[SM_SALE_LINES_MAX];
+} s_msale;
+
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1];
+    uint64_t hlc;
+    sm_id origin;
+    int64_t price;
+    char name[SM_NAME_BYTES_MAX + 1];
+    bool seen;
+} s_mitem;
+
+typedef struct {
+    sim_world *w;
+    sim_node *nd;
+    s_mstock *stock;
+    size_t nstock, capstock;
+    s_mhold *holds;
+    size_t nholds, capholds;
+    s_msale *sales;
+    size_t nsales, capsales;
+    s_mitem items[64];
+    size_t nitems;
+    sm_head heads[SIM_NODES_MAX + 8];
+    size_t nheads;
+    sm_entry e;
+    bool bad;
+} s_model;
+
+static void *
+s_grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? 2 * *cap : 64;
+    void *p = realloc(arr, c * size);
+    if (!p)
+        abort();
+    *cap = c;
+    return p;
+}
+
+static s_mstock *
+s_mstock_at(s_model *m, const char *sku, const sm_id *loc)
+{
+    for (size_t i = 0; i < m->nstock; i++)
+        if (strcmp(m->stock[i].sku, sku) == 0
+            && memcmp(m->stock[i].loc.b, loc->b, SM_KEY_BYTES) == 0)
+            return &m->stock[i];
+    m->stock = s_grow(m->stock, &m->capstock, m->nstock, sizeof *m->stock);
+    s_mstock *r = &m->stock[m->nstock++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->sku, sizeof r->sku, "%s", sku);
+    r->loc = *loc;
+    return r;
+}
+
+static s_mhold *
+s_mhold_at(s_model *m, const sm_id *origin, uint64_t seq)
+{
+    for (size_t i = 0; i < m->nholds; i++)
+        if (m->holds[i].seq == seq && memcmp(m->holds[i].origin.b, origin->b, SM_KEY_BYTES) == 0)
+            return &m->holds[i];
+    return NULL;
+}
+
+static s_msale *
+s_msale_at(s_model *m, const sm_id *origin, uint64_t seq)
+{
+    for (size_t i = m->nsales; i-- > 0;)
+        if (m->sales[i].seq == seq && memcmp(m->sales[i].origin.b, origin->b, SM_KEY_BYTES) == 0)
+            return &m->sales[i];
+    return NULL;
+}
+
+static void
+s_model_fail(s_model *m, const char *what)
+{
+    if (!m->bad)
+        sim_fail(m->w, "node %d: its state is not what its log says: %s", m->nd->index, what);
+    m->bad = true;
+}
+
+/*  Apply one entry to the model: the CRDT rules of DESIGN §4, written again
+    as plainly as they can be.                                              */
+static void
+s_model_apply(s_model *m, const sm_entry *e)
+{
+    const sm_body *b = &e->body;
+    const sm_id *o = &e->origin;
+    char why[160];
+    switch (b->kind) {
+    case SM_KIND_ITEM: {
+        s_mitem *it = NULL;
+        for (size_t i = 0; i < m->nitems && !it; i++)
+            if (strcmp(m->items[i].sku, b->u.item.sku) == 0)
+                it = &m->items[i];
+        if (!it) {
+            if (m->nitems == sizeof m->items / sizeof m->items[0])
+                return;
+            it = &m->items[m->nitems++];
+            memset(it, 0, sizeof *it);
+            snprintf(it->sku, sizeof it->sku, "%s", b->u.item.sku);
+        } else if (it->hlc > e->hlc
+                   || (it->hlc == e->hlc && memcmp(it->origin.b, o->b, SM_KEY_BYTES) >= 0)) {
+            return;
+        }
+        it->hlc = e->hlc;
+        it->origin = *o;
+        it->price = b->u.item.price;
+        snprintf(it->name, sizeof it->name, "%s", b->u.item.name);
+        break;
+    }
+    case SM_KIND_STOCK_ADD:
+        s_mstock_at(m, b->u.stock_add.sku, o)->added += b->u.stock_add.qty;
+        break;
+    case SM_KIND_DROP:
+        s_mstock_at(m, b->u.drop.sku, o)->added += b->u.drop.qty;
+        break;
+    case SM_KIND_STOCK_MOVE:
+        s_mstock_at(m, b->u.stock_move.sku, o)->moved_out += b->u.stock_move.qty;
+        s_mstock_at(m, b->u.stock_move.sku, &b->u.stock_move.to)->moved_in += b->u.stock_move.qty;
+        break;
+    case SM_KIND_SALE: {
+        s_mhold *h = b->u.sale.hold_seq ? s_mhold_at(m, o, b->u.sale.hold_seq) : NULL;
+        if (b->u.sale.hold_seq && (!h || !h->open)) {
+            snprintf(why, sizeof why, "sale %llu applied with hold %llu, not open",
+                     (unsigned long long) e->seq, (unsigned long long) b->u.sale.hold_seq);
+            s_model_fail(m, why);
+            return;
+        }
+        int hold_line = -1;
+        for (uint32_t i = 0; h && i < b->u.sale.line_count; i++)
+            if (strcmp(b->u.sale.lines[i].sku, h->sku) == 0)
+                hold_line = (int) i;
+        m->sales = s_grow(m->sales, &m->capsales, m->nsales, sizeof *m->sales);
+        s_msale *s = &m->sales[m->nsales++];
+        memset(s, 0, sizeof *s);
+        s->origin = *o;
+        s->seq = e->seq;
+        s->lines = b->u.sale.line_count;
+        for (uint32_t i = 0; i < b->u.sale.line_count; i++) {
+            const sm_line *l = &b->u.sale.lines[i];
+            s_mstock *r = s_mstock_at(m, l->sku, o);
+            r->sold += l->qty;
+            if ((int) i == hold_line)
+                r->held -= h->qty;
+            snprintf(s->sku[i], sizeof s->sku[i], "%s", l->sku);
+            s->qty[i] = l->qty;
+        }
+        if (h)
+            h->open = false;
+        break;
+    }
+    case SM_KIND_RETURN: {
+        s_msale *s = s_msale_at(m, o, b->u.ret.sale_seq);
+        if (!s) {
+            snprintf(why, sizeof why, "return %llu applied to sale %llu it does not hold",
+                     (unsigned long long) e->seq, (unsigned long long) b->u.ret.sale_seq);
+            s_model_fail(m, why);
+            return;
+        }
+        for (uint32_t i = 0; i < b->u.ret.line_count; i++) {
+            const sm_line *l = &b->u.ret.lines[i];
+            s_mstock_at(m, l->sku, o)->returned += l->qty;
+            for (uint32_t k = s->lines; k-- > 0;)
+                if (strcmp(s->sku[k], l->sku) == 0) {
+                    s->returned[k] += l->qty;
+                    break;
+                }
+        }
+        break;
+    }
+    case SM_KIND_HOLD: {
+        s_mstock_at(m, b->u.hold.sku, o)->held += b->u.hold.qty;
+        m->holds = s_grow(m->holds, &m->capholds, m->nholds, sizeof *m->holds);
+        s_mhold *h = &m->holds[m->nholds++];
+        memset(h, 0, sizeof *h);
+        h->origin = *o;
+        h->seq = e->seq;
+        snprintf(h->sku, sizeof h->sku, "%s", b->u.hold.sku);
+        h->qty = b->u.hold.qty;
+        h->open = true;
+        break;
+    }
+    case SM_KIND_RELEASE: {
+        s_mhold *h = s_mhold_at(m, o, b->u.release.hold_seq);
+        if (!h || !h->open) {
+            snprintf(why, sizeof why, "release %llu of hold %llu, not open",
+                     (unsigned long long) e->seq, (unsigned long long) b->u.release.hold_seq);
+            s_model_fail(m, why);
+            return;
+        }
+        s_mstock_at(m, h->sku, o)->held -= h->qty;
+        h->open = false;
+        break;
+    }
+    case SM_KIND_ADJUST:
+        if (b->u.adjust.delta > 0)
+            s_mstock_at(m, b->u.adjust.sku, o)->added += b->u.adjust.delta;
+        else
+            s_mstock_at(m, b->u.adjust.sku, o)->written_off += -b->u.adjust.delta;
+        break;
+    default:
+        break;                         /* roster entries act on membership only */
+    }
+}
+
+static int
+s_heads_cb(const sm_head *h, void *arg)
+{
+    s_model *m = arg;
+    if (m->nheads < sizeof m->heads / sizeof m->heads[0])
+        m->heads[m->nheads++] = *h;
+    return 0;
+}
+
+typedef struct {
+    s_model *m;
+    uint64_t upto;
+    uint64_t next;
+} s_read_ctx;
+
+static int
+s_read_cb(const sm_signed *s, uint64_t seq, void *arg)
+{
+    s_read_ctx *c = arg;
+    if (seq > c->upto)
+        return 1;
+    if (seq != c->next || sm_entry_decode(s->bytes, s->len, &c->m->e) != 0) {
+        s_model_fail(c->m, "its log has a gap or an entry that does not decode");
+        return 1;
+    }
+    c->next++;
+    s_model_apply(c->m, &c->m->e);
+    return 0;
+}
+
+static int
+s_cmp_stock(const char *sku, const sm_id *loc, const sm_units *u, void *arg)
+{
+    s_model *m = arg;
+    s_mstock *r = s_mstock_at(m, sku, loc);
+    r->seen = true;
+    if (u->added != r->added || u->moved_in != r->moved_in || u->moved_out != r->moved_out
+        || u->sold != r->sold || u->returned != r->returned || u->written_off != r->written_off
+        || u->held != r->held) {
+        char who[64], why[400];
+        snprintf(why, sizeof why,
+                 "sku %s at %s: ledger added %lld in %lld out %lld sold %lld returned %lld "
+                 "off %lld held %lld; log says %lld %lld %lld %lld %lld %lld %lld", sku,
+                 s_name(m->w, loc, who, sizeof who), (long long) u->added,
+                 (long long) u->moved_in, (long long) u->moved_out, (long long) u->sold,
+                 (long long) u->returned, (long long) u->written_off, (long long) u->held,
+                 (long long) r->added, (long long) r->moved_in, (long long) r->moved_out,
+                 (long long) r->sold, (long long) r->returned, (long long) r->written_off,
+                 (long long) r->held);
+        s_model_fail(m, why);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    s_model *m;
+    size_t count;
+} s_hold_ctx;
+
+static int
+s_cmp_hold(const sm_hold *hold, void *arg)
+{
+    s_hold_ctx *c = arg;
+    s_mhold *h = s_mhold_at(c->m, &hold->origin, hold->seq);
+    c->count++;
+    if (!h || !h->open || h->qty != hold->qty || strcmp(h->sku, hold->sku) != 0) {
+        char why[128];
+        snprintf(why, sizeof why, "hold %llu is open in the ledger, not in its log",
+                 (unsigned long long) hold->seq);
+        s_model_fail(c->m, why);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    s_model *m;
+    size_t count;
+} s_sale_ctx;
+
+static int
+s_cmp_sale(const sm_sale *sale, void *arg)
+{
+    s_sale_ctx *c = arg;
+    c->count++;
+    s_msale *s = s_msale_at(c->m, &sale->origin, sale->seq);
+    bool same = s && s->lines == sale->line_count;
+    for (uint32_t i = 0; same && i < s->lines; i++)
+        same = strcmp(s->sku[i], sale->lines[i].sku) == 0 && s->qty[i] == sale->lines[i].qty
+            && s->returned[i] == sale->lines[i].returned;
+    if (!same) {
+        char why[128];
+        snprintf(why, sizeof why, "sale %llu differs from its log", (unsigned long long) sale->seq);
+        s_model_fail(c->m, why);
+        return 1;
+    }
+    return 0;
+}
+
+static int
+s_cmp_item(const sm_item *item, void *arg)
+{
+    s_model *m = arg;
+    for (size_t i = 0; i < m->nitems; i++)
+        if (strcmp(m->items[i].sku, item->sku) == 0) {
+            m->items[i].seen = true;
+            if (m->items[i].hlc != item->hlc || m->items[i].price != item->price
+                || strcmp(m->items[i].name, item->name) != 0)
+                s_model_fail(m, "a catalog register is not its last write");
+            return m->bad;
+        }
+    s_model_fail(m, "a catalog item its log never wrote");
+    return 1;
+}
+
+void
+sim_check_model(sim_world *w, sim_node *nd)
+{
+    if (!nd->running || nd->hostile)
+        return;
+    s_model *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    m->w = w;
+    m->nd = nd;
+    sm_ledger *l = nd->ledger;
+    if (sm_ledger_heads(l, s_heads_cb, m) != 0) {
+        s_model_fail(m, "cannot read its heads");
+        goto done;
+    }
+    for (size_t i = 0; i < m->nheads && !m->bad; i++) {
+        s_read_ctx c = { m, m->heads[i].applied, 1 };
+        if (m->heads[i].applied == 0)
+            continue;
+        if (sm_ledger_read(l, &m->heads[i].origin, 1, (size_t) m->heads[i].applied, s_read_cb, &c) != 0
+            || (!m->bad && c.next != m->heads[i].applied + 1))
+            s_model_fail(m, "cannot read its applied log");
+    }
+    if (m->bad)
+        goto done;
+    sm_ledger_stock_each(l, s_cmp_stock, m);
+    for (size_t i = 0; i < m->nstock && !m->bad; i++) {
+        const s_mstock *r = &m->stock[i];
+        if (!r->seen && (r->added || r->moved_in || r->moved_out || r->sold || r->returned
+                         || r->written_off || r->held))
+            s_model_fail(m, "a stock record its log has is missing from the ledger");
+    }
+    size_t open = 0;
+    for (size_t i = 0; i < m->nholds; i++)
+        open += m->holds[i].open;
+    s_hold_ctx hc = { m, 0 };
+    s_sale_ctx sc = { m, 0 };
+    for (size_t i = 0; i < m->nheads && !m->bad; i++) {
+        sm_ledger_holds_each(l, &m->heads[i].origin, s_cmp_hold, &hc);
+        sm_ledger_sales_each(l, &m->heads[i].origin, 1, SIZE_MAX, s_cmp_sale, &sc);
+    }
+    if (!m->bad && hc.count != open)
+        s_model_fail(m, "its open holds differ from its log's");
+    if (!m->bad && sc.count != m->nsales)
+        s_model_fail(m, "its sales differ in number from its log's");
+    if (!m->bad)
+        sm_ledger_items_each(l, s_cmp_item, m);
+    for (size_t i = 0; i < m->nitems && !m->bad; i++)
+        if (!m->items[i].seen)
+            s_model_fail(m, "a catalog item of its log is missing");
+done:
+    free(m->stock);
+    free(m->holds);
+    free(m->sales);
+    free(m);
+}
+
+/* ---- after healing -------------------------------------------------------- */
+
+static bool
+s_honest(const sim_world *w, int i)
+{
+    return i != w->hostile;
+}
+
+typedef struct {
+    const sm_id *origin;
+    uint64_t lowest;
+} s_fork_ctx;
+
+static int
+s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
+{
+    s_fork_ctx *c = arg;
+    if (memcmp(origin->b, c->origin->b, SM_KEY_BYTES) == 0 && (c->lowest == 0 || seq < c->lowest))
+        c->lowest = seq;
+    return 0;
+}
+
+uint64_t
+sim_fork_at(sim_node *nd, const sm_id *origin)
+{
+    s_fork_ctx c = { origin, 0 };
+    sm_ledger_forks_each(nd->ledger, s_fork_cb, &c);
+    return c.lowest;
+}
+
+bool
+sim_check_converged(sim_world *w, char *why, size_t cap)
+{
+    sm_hash first;
+    int first_i = -1;
+    for (int i = 0; i < w->n; i++) {
+        sim_node *nd = &w->node[i];
+        if (!s_honest(w, i))
+            continue;
+        if (!nd->running) {
+            snprintf(why, cap, "node %d is not running", i);
+            return false;
+        }
+        if (nd->nqueue || nd->nparked) {
+            snprintf(why, cap, "node %d has writes waiting", i);
+            return false;
+        }
+        sm_hash d;
+        if (sm_ledger_digest(nd->ledger, &d) != 0) {
+            snprintf(why, cap, "node %d: no digest", i);
+            return false;
+        }
+        if (first_i < 0) {
+            first = d;
+            first_i = i;
+        } else if (memcmp(d.b, first.b, SM_HASH_BYTES) != 0) {
+            snprintf(why, cap, "the digests of node %d and node %d differ", first_i, i);
+            return false;
+        }
+    }
+    return true;
+}
+
+typedef struct {
+    sim_world *w;
+    sim_node *at;
+    bool bad;
+} s_forks_ctx;
+
+/*  Evidence may only name an origin that did equivocate.                  */
+static int
+s_forks_cb(const sm_id *origin, uint64_t seq, void *arg)
+{
+    s_forks_ctx *c = arg;
+    int i = s_index(c->w, origin);
+    if (i < 0 || (i != c->w->hostile && !c->w->node[i].restored)) {
+        char who[64];
+        sim_fail(c->w, "node %d holds fork evidence against %s at seq %llu, which never "
+                 "equivocated", c->at->index, s_name(c->w, origin, who, sizeof who),
+                 (unsigned long long) seq);
+        c->bad = true;
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    sm_hash *links;
+    uint64_t *hlc;
+    uint64_t n, cap;
+} s_chain;
+
+static int
+s_chain_cb(const sm_signed *s, uint64_t seq, void *arg)
+{
+    s_chain *c = arg;
+    if (seq != c->n + 1)
+        return 1;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 256;
+        c->links = realloc(c->links, c->cap * sizeof *c->links);
+        c->hlc = realloc(c->hlc, c->cap * sizeof *c->hlc);
+        if (!c->links || !c->hlc)
+            abort();
+    }
+    sm_entry_link(s->bytes, s->len, s->sig, &c->links[c->n]);
+    sm_entry e;
+    c->hlc[c->n] = sm_entry_decode(s->bytes, s->len, &e) == 0 ? e.hlc : 0;
+    c->n++;
+    return 0;
+}
+
+/*  Where honest nodes' logs of `origin` part: the lowest seq at which two
+    of them store different entries (0 if they never do), with a check that
+    nothing stored is further ahead than the ledger accepts.               */
+static uint64_t
+s_parting(sim_world *w, const sm_id *origin)
+{
+    s_chain chains[SIM_NODES_MAX];
+    memset(chains, 0, sizeof chains);
+    int64_t ahead_max = 0;
+    for (int i = 0; i < w->n; i++)
+        if (w->node[i].clock_offset_ms > ahead_max)
+            ahead_max = w->node[i].clock_offset_ms;
+    uint64_t horizon = SIM_EPOCH_MS + w->now + (uint64_t) ahead_max + SM_FUTURE_SKEW_MS;
+    for (int i = 0; i < w->n; i++)
+        if (s_honest(w, i))
+            sm_ledger_read(w->node[i].ledger, origin, 1, SIZE_MAX, s_chain_cb, &chains[i]);
+    uint64_t part = 0;
+    for (int i = 0; i < w->n; i++) {
+        for (uint64_t k = 0; k < chains[i].n; k++)
+            if (SM_HLC_MS(chains[i].hlc[k]) > horizon) {
+                char who[64];
+                sim_fail(w, "node %d stores an entry of %s from %llu s in the future (seq %llu)",
+                         i, s_name(w, origin, who, sizeof who),
+                         (unsigned long long) ((SM_HLC_MS(chains[i].hlc[k]) - SIM_EPOCH_MS - w->now) / 1000),
+                         (unsigned long long) (k + 1));
+            }
+        for (int j = i + 1; j < w->n; j++) {
+            uint64_t n = chains[i].n < chains[j].n ? chains[i].n : chains[j].n;
+            for (uint64_t k = 0; k < n; k++)
+                if (memcmp(chains[i].links[k].b, chains[j].links[k].b, SM_HASH_BYTES) != 0) {
+                    if (part == 0 || k + 1 < part)
+                        part = k + 1;
+                    break;
+                }
+        }
+    }
+    for (int i = 0; i < w->n; i++) {
+        free(chains[i].links);
+        free(chains[i].hlc);
+    }
+    return part;
+}
+
+typedef struct {
+    sim_world *w;
+    sim_node *at;
+    sim_node *origin;
+    uint64_t now;
+} s_expiry_ctx;
+
+static int
+s_expiry_cb(const sm_hold *hold, void *arg)
+{
+    s_expiry_ctx *c = arg;
+    if (hold->expires_ms + 3 * SIM_TICK_MS < c->now) {
+        sim_fail(c->w, "node %d: hold %llu of node %d expired %llu s ago on its clock and is "
+                 "still open", c->at->index, (unsigned long long) hold->seq, c->origin->index,
+                 (unsigned long long) ((c->now - hold->expires_ms) / 1000));
+        return 1;
+    }
+    return 0;
+}
+
+void
+sim_check_final(sim_world *w)
+{
+    /* Which nodes' own logs forked (a restore or a wipe that appended
+       before its old entries came back): from the evidence itself, checked
+       against what was done to them. */
+    for (int i = 0; i < w->n && !w->failed; i++) {
+        sim_node *nd = &w->node[i];
+        if (!s_honest(w, i))
+            continue;
+        sim_check_node(w, nd);
+        sim_check_model(w, nd);
+        sm_id bad_origin;
+        uint64_t bad_seq = 0, checked = 0;
+        int rc = sm_ledger_verify(nd->ledger, &bad_origin, &bad_seq, &checked);
+        if (rc != 0) {
+            char who[64];
+            sim_fail(w, "node %d stores an entry that does not verify: %s seq %llu: %s", i,
+                     s_name(w, &bad_origin, who, sizeof who), (unsigned long long) bad_seq,
+                     sm_strerror(rc));
+        }
+    }
+    if (w->failed)
+        return;
+    /* Forks: detected everywhere where logs part, and only where they do. */
+    for (int x = 0; x < w->n && !w->failed; x++) {
+        const sm_id *origin = &w->node[x].id.pub;
+        uint64_t part = s_parting(w, origin);
+        if (part == 0)
+            continue;
+        w->counters[SIM_C_FORKS_SEEN]++;
+        for (int i = 0; i < w->n && !w->failed; i++) {
+            if (!s_honest(w, i))
+                continue;
+            uint64_t at = sim_fork_at(&w->node[i], origin);
+            if (at == 0 || at > part)
+                sim_fail(w, "fork not reported: logs of node %d part at seq %llu, but node %d "
+                         "holds %s", x, (unsigned long long) part, i,
+                         at ? "evidence only above it" : "no evidence");
+        }
+    }
+    for (int i = 0; i < w->n && !w->failed; i++) {
+        if (!s_honest(w, i))
+            continue;
+        s_forks_ctx c = { w, &w->node[i], false };
+        sm_ledger_forks_each(w->node[i].ledger, s_forks_cb, &c);
+    }
+    if (w->failed)
+        return;
+    /* Every acknowledged sale everywhere, unless lost or voided by a fork. */
+    for (uint32_t k = 0; k < w->nacks && !w->failed; k++) {
+        const struct sim_ack *a = &w->acks[k];
+        if (a->lost)
+            continue;
+        const sm_id *origin = &w->node[a->origin].id.pub;
+        for (int i = 0; i < w->n && !w->failed; i++) {
+            if (!s_honest(w, i))
+                continue;
+            uint64_t fork = sim_fork_at(&w->node[i], origin);
+            if (fork && fork <= a->seq)
+                continue;
+            sm_sale sale;
+            int rc = sm_ledger_sale(w->node[i].ledger, origin, a->seq, &sale);
+            if (rc != 0) {
+                sm_head hd;
+                sm_ledger_head(w->node[i].ledger, origin, &hd);
+                sim_fail(w, "acknowledged sale %d:%llu is missing at node %d: %s (its origin: "
+                         "stored to %llu, applied to %llu)", a->origin,
+                         (unsigned long long) a->seq, i, sm_strerror(rc),
+                         (unsigned long long) hd.seq, (unsigned long long) hd.applied);
+                break;
+            }
+            sm_line lines[SM_SALE_LINES_MAX];
+            memset(lines, 0, sizeof lines);
+            for (uint32_t l = 0; l < sale.line_count; l++) {
+                snprintf(lines[l].sku, sizeof lines[l].sku, "%s", sale.lines[l].sku);
+                lines[l].qty = sale.lines[l].qty;
+                lines[l].price = sale.lines[l].price;
+            }
+            sm_hash hsh;
+            sim_sales_hash(lines, sale.line_count, &hsh);
+            if (memcmp(hsh.b, a->lines.b, SM_HASH_BYTES) != 0)
+                sim_fail(w, "acknowledged sale %d:%llu has other lines at node %d", a->origin,
+                         (unsigned long long) a->seq, i);
+        }
+    }
+    /* Expired holds released, on the holder's clock, and everywhere. */
+    for (int x = 0; x < w->n && !w->failed; x++) {
+        sim_node *origin = &w->node[x];
+        if (!s_honest(w, x))
+            continue;
+        for (int i = 0; i < w->n && !w->failed; i++) {
+            if (!s_honest(w, i) || sim_fork_at(&w->node[i], &origin->id.pub))
+                continue;
+            s_expiry_ctx c = { w, &w->node[i], origin, sim_node_now(w, origin) };
+            sm_ledger_holds_each(w->node[i].ledger, &origin->id.pub, s_expiry_cb, &c);
+        }
+    }
+}

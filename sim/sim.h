@@ -1,0 +1,346 @@
+/*  The deterministic simulator (DESIGN §7, STYLE 9): one process runs a
+    whole market — N nodes, each a real sm_ledger (LMDB in a temporary
+    directory) and a real sm_gossip engine under a small local core that does
+    what src/core.c does (group commit, the own-log gate, units asks for
+    short sales, the hold sweep) — over a simulated network and clock.  All
+    randomness comes from one seed, so any run replays exactly: a run hashes
+    every event it processes and every message it delivers into a trace
+    digest, printed at the end, and the same seed gives the same digest.
+
+    Modules (one noun each):
+      main.c      the command line: seeds, summary, the replay command
+      world.c     the world: the event queue, the network, the faults, phases
+      node.c      one node: store, engine, its core (batches, parking, sweep),
+                  crash, restart, restore of an old copy
+      workload.c  what the stall's clients ask for (sales, holds, moves ...)
+      hostile.c   the hostile member's forged and abusive messages
+      check.c     the invariants, checked during and after each run
+
+    Everything is single-threaded; nothing reads the real clock.  The prefix
+    is sim_ (functions shared between the simulator's files) and s_ (file
+    statics).                                                               */
+#ifndef SIM_H
+#define SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gossip.h"
+#include "stallmesh/entry.h"
+#include "stallmesh/identity.h"
+#include "stallmesh/ledger.h"
+#include "wire.h"
+
+#define SIM_NODES_MIN        3
+#define SIM_NODES_MAX        20
+#define SIM_EPOCH_MS         1767225600000ULL   /* 2026-01-01T00:00:00Z: sim time 0 */
+#define SIM_TICK_MS          1000u      /* the core's tick: sweep, mesh tick (core.c) */
+#define SIM_QUEUE_MAX        64u        /* client writes waiting for one core */
+#define SIM_BATCH_MAX        16u        /* writes a core groups into one commit */
+#define SIM_PARKED_MAX       64u        /* writes waiting for units (core.c) */
+#define SIM_SKUS             6u
+#define SIM_ACKS_MAX         200000u    /* acknowledged sales tracked per run */
+#define SIM_HEAL_MS_MAX      (240u * 1000u) /* liveness: converged this long after healing */
+#define SIM_HEAP_BYTES_MAX   (768ULL << 20) /* memory bound of the whole process */
+#define SIM_REPLAY_RING      32u        /* messages a link remembers for replays */
+#define SIM_HOSTILE_RING     64u        /* messages the hostile member captured */
+#define SIM_STORM_PER_NODE_S 400u       /* deliveries a second, per node squared: more is a storm */
+
+/* ---- randomness: splitmix64, one stream a run --------------------------- */
+
+typedef struct {
+    uint64_t s;
+} sim_rng;
+
+static inline uint64_t
+sim_rand(sim_rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n); 0 when n is 0. */
+static inline uint64_t
+sim_below(sim_rng *r, uint64_t n)
+{
+    return n ? sim_rand(r) % n : 0;
+}
+
+/* Uniform in [lo, hi]. */
+static inline uint64_t
+sim_range(sim_rng *r, uint64_t lo, uint64_t hi)
+{
+    return lo + sim_below(r, hi - lo + 1);
+}
+
+/* True with probability per_mille / 1000. */
+static inline bool
+sim_chance(sim_rng *r, uint32_t per_mille)
+{
+    return sim_below(r, 1000) < per_mille;
+}
+
+/* ---- faults --------------------------------------------------------------- */
+
+typedef enum {
+    SIM_F_LOSS = 0,      /* messages lost, up to 30 % a link */
+    SIM_F_DUP,           /* duplicated and replayed, up to 50 % */
+    SIM_F_REORDER,       /* a link's messages overtake each other */
+    SIM_F_DELAY,         /* slow links and delay spikes */
+    SIM_F_PARTITION,     /* splits, links cut and restored, one-way links */
+    SIM_F_CRASH,         /* a node's process dies and restarts */
+    SIM_F_OFFLINE,       /* a stall offline for hours */
+    SIM_F_RESTORE,       /* an old copy of a store restored (forks), or a wipe */
+    SIM_F_CLOCK,         /* clocks hours apart, and jumps */
+    SIM_F_HOSTILE,       /* a member sending forged and abusive messages */
+    SIM_F_COUNT
+} sim_fault;
+
+#define SIM_F_ALL ((1u << SIM_F_COUNT) - 1)
+
+/* Counters of what was injected, by kind (summed over seeds). */
+typedef enum {
+    SIM_C_LOST = 0, SIM_C_DUPLICATED, SIM_C_REPLAYED, SIM_C_REORDERED,
+    SIM_C_DELAYED, SIM_C_SPLITS, SIM_C_CUTS, SIM_C_ONE_WAY, SIM_C_CRASHES,
+    SIM_C_TORN_BATCHES, SIM_C_OFFLINE, SIM_C_RESTORES, SIM_C_WIPES,
+    SIM_C_CLOCK_JUMPS, SIM_C_HOSTILE_MSGS, SIM_C_FORKS_SEEN,
+    SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
+    SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_COUNT
+} sim_counter;
+
+const char *sim_fault_name(int f);
+const char *sim_counter_name(int c);
+/* Parse "loss,dup,..." / "all" / "none" / "random" into a mask; -1 if bad;
+   *random set for "random". */
+int sim_faults_parse(const char *text, uint32_t *mask, bool *random);
+
+/* ---- configuration -------------------------------------------------------- */
+
+typedef struct {
+    uint64_t seed;
+    int nodes;                 /* honest + hostile */
+    uint32_t ticks;            /* seconds of simulated trading under faults */
+    uint32_t faults;           /* mask of sim_fault; ignored when random */
+    bool faults_random;        /* each seed draws its own mix */
+    bool verbose;              /* narrate the run on stderr */
+    bool keep;                 /* leave the stores on disk after the run */
+    const char *argv0;         /* for the replay command */
+} sim_config;
+
+/* ---- the world ------------------------------------------------------------ */
+
+/* A client write waiting for, or parked by, a node's core. */
+typedef struct {
+    sm_body body;
+    int op;                    /* sim_op */
+    uint64_t submitted_ms;     /* sim time */
+} sim_req;
+
+typedef struct {
+    sim_req req;
+    uint64_t deadline_ms;      /* sim time: the monotonic clock */
+    uint64_t first_ask;
+    uint32_t asks;
+} sim_parked;
+
+typedef struct {
+    uint64_t seq;
+    uint64_t expires_ms;
+} sim_own_hold;
+
+typedef struct sim_node {
+    int index;
+    bool hostile;
+    sm_identity id;
+    char dir[320];             /* the store */
+    char snap[320];            /* an old copy of the store ("" = none) */
+    uint64_t snap_own_head;    /* its own head in that copy */
+    sm_ledger *ledger;         /* NULL while the process is down */
+    sm_gossip *gossip;
+    bool running;
+    bool own_ok;               /* local appends allowed (own-log gate) */
+    bool restored;             /* its store was restored or wiped: it may equivocate */
+    bool offline;              /* away for hours: links stay cut */
+    bool torn_pending;         /* crash in the middle of its next batch */
+    int64_t clock_offset_ms;   /* its wall clock minus sim time */
+    uint64_t tick_phase_ms;
+    uint32_t generation;       /* bumped at every crash: stale events ignored */
+    /* its core */
+    sim_req queue[SIM_QUEUE_MAX];
+    uint32_t nqueue;
+    bool wake_pending;
+    sim_parked parked[SIM_PARKED_MAX];
+    uint32_t nparked;
+    uint64_t next_ask;
+    /* workload memory: its own acknowledged sales and open holds */
+    uint64_t sales[256];
+    uint32_t nsales;
+    sim_own_hold holds[64];
+    uint32_t nholds;
+    uint32_t extid_next;
+    char last_extid[SM_EXTID_BYTES_MAX + 1];
+    sm_body last_sale;         /* for a till's retry */
+    bool has_last_sale;
+    uint64_t last_sale_seq;    /* what it was acknowledged as (0: not yet) */
+    /* the organiser's admit of this node, for joining again after a wipe */
+    uint8_t admit[SM_ENTRY_BYTES_MAX];
+    size_t admit_len;
+    uint8_t admit_sig[SM_SIG_BYTES];
+} sim_node;
+
+/* One direction of a link. */
+typedef struct {
+    uint32_t loss_pm;          /* per mille lost */
+    uint32_t dup_pm;           /* per mille duplicated */
+    uint32_t replay_pm;        /* per mille: an old message sent again too */
+    bool reorder;
+    uint32_t delay_min_ms, delay_max_ms;
+    uint64_t one_way_until;    /* sim ms: everything this way is lost until then */
+    uint64_t last_at;          /* FIFO: no delivery before the previous one */
+    uint8_t *ring[SIM_REPLAY_RING];   /* recent messages, for replays */
+    size_t ring_len[SIM_REPLAY_RING];
+    uint32_t ring_next;
+} sim_link;
+
+typedef struct sim_world sim_world;
+
+/* Events (the queue orders by time, then by insertion). */
+typedef enum {
+    SIM_EV_DELIVER = 1, SIM_EV_TICK, SIM_EV_WAKE, SIM_EV_CLIENT, SIM_EV_FAULT,
+    SIM_EV_RESTART, SIM_EV_UP, SIM_EV_DOWN, SIM_EV_HOSTILE, SIM_EV_DROP,
+    SIM_EV_RECONNECT
+} sim_ev_kind;
+
+typedef struct {
+    uint64_t at;               /* sim ms */
+    uint64_t order;
+    int kind;
+    int a, b;                  /* nodes (from, to for a delivery) */
+    uint32_t gen;              /* node a's generation, or the link's session */
+    uint64_t arg;
+    uint8_t *bytes;            /* owned (deliveries) */
+    size_t len;
+} sim_event;
+
+struct sim_world {
+    sim_config cfg;
+    sim_rng rng;
+    uint32_t faults;           /* this run's mix */
+    char base[200];            /* temporary directory of the run */
+    int n;                     /* nodes */
+    int hostile;               /* index of the hostile member, -1 if none */
+    sim_node node[SIM_NODES_MAX];
+    sm_id market;
+    /* network */
+    sim_link link[SIM_NODES_MAX][SIM_NODES_MAX];
+    bool connected[SIM_NODES_MAX][SIM_NODES_MAX];   /* symmetric */
+    uint32_t session[SIM_NODES_MAX][SIM_NODES_MAX]; /* symmetric; bumped at cuts */
+    bool sees_up[SIM_NODES_MAX][SIM_NODES_MAX];     /* engine i told j is up */
+    uint32_t sees_session[SIM_NODES_MAX][SIM_NODES_MAX]; /* ... in that session */
+    bool severed[SIM_NODES_MAX][SIM_NODES_MAX];     /* never connected this run */
+    uint32_t slow_reader_bytes; /* the hostile member reads this much a tick; 0 = all */
+    /* events */
+    sim_event *heap;
+    size_t nheap, capheap;
+    uint64_t order;
+    uint64_t now;              /* sim ms */
+    int phase;                 /* sim_phase */
+    bool ticks_paused;         /* the relay probe: pushes and relays only */
+    /* the trace */
+    sm_hasher trace;
+    /* bookkeeping for the checks */
+    struct sim_ack {
+        uint16_t origin;
+        uint64_t seq;
+        sm_hash lines;         /* hash of (sku, qty, price) of every line */
+        bool lost;             /* lost by design: its node was restored to before it */
+    } *acks;
+    uint32_t nacks;
+    uint64_t counters[SIM_C_COUNT];
+    uint64_t checks_run;
+    uint64_t delivered_by_type[SM_MSG_TYPE_MAX + 1];
+    uint64_t storm_second, storm_count;  /* deliveries in the current second */
+    /* scratch */
+    sm_wire_space *space;
+    sm_wire_msg msg;
+    /* the hostile member's capture of what it received */
+    uint8_t *captured[SIM_HOSTILE_RING];
+    size_t captured_len[SIM_HOSTILE_RING];
+    uint32_t captured_next;
+    /* the first violation (the run fails) */
+    bool failed;
+    char failure[512];
+};
+
+typedef enum { SIM_PHASE_SETUP = 0, SIM_PHASE_CHAOS, SIM_PHASE_HEAL,
+               SIM_PHASE_PROBE, SIM_PHASE_DONE } sim_phase;
+
+/* Workload operations. */
+typedef enum {
+    SIM_OP_ITEM = 0, SIM_OP_RESTOCK, SIM_OP_MOVE, SIM_OP_SALE, SIM_OP_RETRY,
+    SIM_OP_HOLD, SIM_OP_HOLD_SALE, SIM_OP_RELEASE, SIM_OP_RETURN, SIM_OP_ADJUST,
+    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_COUNT
+} sim_op;
+
+extern const char *const sim_skus[SIM_SKUS];
+
+/* world.c */
+/* Run one seed: 0 if every invariant held, else 1 (w->failure says why).
+   *digest gets the trace digest either way.  Adds to counters[].          */
+int sim_run(const sim_config *cfg, sm_hash *digest, uint64_t counters[SIM_C_COUNT],
+            char *failure, size_t failure_cap);
+void sim_schedule(sim_world *w, uint64_t at, int kind, int a, int b, uint32_t gen,
+                  uint64_t arg, uint8_t *bytes, size_t len);
+/* Hand every message node i's engine has queued to the network. */
+void sim_drain(sim_world *w, int i);
+/* Put bytes on the link i->j as node i (the hostile member's injections). */
+void sim_send_raw(sim_world *w, int i, int j, const uint8_t *bytes, size_t len);
+/* Record a violation (the first one wins) and print it when verbose. */
+void sim_fail(sim_world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sim_trace(sim_world *w, const void *bytes, size_t len);
+void sim_trace_u64(sim_world *w, uint64_t v);
+void sim_say(sim_world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool sim_link_up(const sim_world *w, int i, int j);
+/* Node i's process dies (in the middle of a batch if `torn`) and restarts later. */
+void sim_crash(sim_world *w, int i, bool torn);
+
+/* node.c */
+uint64_t sim_node_now(const sim_world *w, const sim_node *nd);
+int sim_node_open(sim_world *w, sim_node *nd);
+void sim_node_close(sim_world *w, sim_node *nd);
+void sim_node_crash(sim_world *w, sim_node *nd, bool torn);
+void sim_node_restart(sim_world *w, sim_node *nd);
+void sim_node_snapshot(sim_world *w, sim_node *nd);
+void sim_node_restore(sim_world *w, sim_node *nd, bool wipe);
+void sim_node_submit(sim_world *w, sim_node *nd, const sim_req *req);
+void sim_node_wake(sim_world *w, sim_node *nd);
+void sim_node_tick(sim_world *w, sim_node *nd);
+void sim_node_after_receive(sim_world *w, sim_node *nd);
+
+/* workload.c */
+void sim_workload_client(sim_world *w, sim_node *nd);
+void sim_workload_drop(sim_world *w, uint64_t stage);
+void sim_workload_answer(sim_world *w, sim_node *nd, const sim_req *req, int rc,
+                         uint64_t seq);
+void sim_workload_setup(sim_world *w);
+/* Join node nd's (empty, open) store to the market with its admit entry. */
+int sim_join(sim_world *w, sim_node *nd);
+
+/* hostile.c */
+void sim_hostile_act(sim_world *w);
+void sim_hostile_capture(sim_world *w, const uint8_t *bytes, size_t len);
+
+/* check.c */
+void sim_check_node(sim_world *w, sim_node *nd);
+void sim_check_model(sim_world *w, sim_node *nd);
+void sim_check_memory(sim_world *w);
+bool sim_check_converged(sim_world *w, char *why, size_t cap);
+/* The lowest seq node nd holds fork evidence against `origin` at; 0 if none. */
+uint64_t sim_fork_at(sim_node *nd, const sm_id *origin);
+void sim_check_final(sim_world *w);
+void sim_sales_hash(const sm_line *lines, uint32_t n, sm_hash *out);
+
+#endif
