@@ -342,6 +342,11 @@ sim_hostile_act(sim_world *w)
                 sm_gossip_receive(w->node[j].gossip, &h->id.pub, buf, len,
                                   sim_node_now(w, &w->node[j]));
             w->counters[SIM_C_HOSTILE_MSGS]++;
+            if (k % 4096 == 4095) {
+                sim_check_node(w, &w->node[j]);
+                if (w->failed)
+                    break;
+            }
         }
         sim_check_node(w, &w->node[j]);
         sim_check_memory(w);

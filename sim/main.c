@@ -45,7 +45,9 @@ s_usage(FILE *out)
             "                  restore clock hostile\n"
             "  --verbose       narrate each run on stderr\n"
             "  --quiet         print only failures and the summary\n"
-            "  --keep          leave the run's stores on disk (to inspect a failure)\n",
+            "  --strict        fail on known design issues too (README \"Simulator\")\n"
+            "  --keep          leave the run's stores on disk (to inspect a failure)\n"
+            "  --inspect DIR   print a kept store's heads, forks and digest\n",
             SIM_NODES_MIN, SIM_NODES_MAX);
 }
 
@@ -58,6 +60,106 @@ s_on_abort(int sig)
     signal(SIGABRT, SIG_DFL);
     signal(SIGSEGV, SIG_DFL);
     raise(sig);
+}
+
+static int
+s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
+{
+    (void) arg;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(origin, hex);
+    printf("fork   %.16s at seq %llu\n", hex, (unsigned long long) seq);
+    return 0;
+}
+
+static int
+s_head_cb(const sm_head *h, void *arg)
+{
+    (void) arg;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&h->origin, hex);
+    printf("origin %.16s stored %llu applied %llu cap %lld\n", hex, (unsigned long long) h->seq,
+           (unsigned long long) h->applied, h->cap == UINT64_MAX ? -1LL : (long long) h->cap);
+    return 0;
+}
+
+static int
+s_stock_cb(const char *sku, const sm_id *loc, const sm_units *u, void *arg)
+{
+    (void) arg;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(loc, hex);
+    printf("stock  %s at %.16s: added %lld in %lld out %lld sold %lld returned %lld off %lld "
+           "held %lld = %lld\n", sku, hex, (long long) u->added, (long long) u->moved_in,
+           (long long) u->moved_out, (long long) u->sold, (long long) u->returned,
+           (long long) u->written_off, (long long) u->held, (long long) u->units);
+    return 0;
+}
+
+static int
+s_item_cb(const sm_item *it, void *arg)
+{
+    (void) arg;
+    printf("item   %s \"%s\" %lld %s hlc %llu\n", it->sku, it->name, (long long) it->price,
+           it->currency, (unsigned long long) it->hlc);
+    return 0;
+}
+
+static int
+s_sale_cb(const sm_sale *sale, void *arg)
+{
+    (*(uint64_t *) arg)++;
+    (void) sale;
+    return 0;
+}
+
+static int
+s_hold_cb(const sm_hold *h, void *arg)
+{
+    (void) arg;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&h->origin, hex);
+    printf("hold   %.16s:%llu %s x%u until %llu\n", hex, (unsigned long long) h->seq, h->sku,
+           h->qty, (unsigned long long) h->expires_ms);
+    return 0;
+}
+
+static int
+s_head_sales_cb(const sm_head *h, void *arg)
+{
+    sm_ledger *l = arg;
+    uint64_t n = 0;
+    sm_ledger_sales_each(l, &h->origin, 1, SIZE_MAX, s_sale_cb, &n);
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&h->origin, hex);
+    printf("sales  %.16s: %llu\n", hex, (unsigned long long) n);
+    sm_ledger_holds_each(l, &h->origin, s_hold_cb, NULL);
+    return 0;
+}
+
+/*  --inspect DIR: the heads, forks, digest and state of one kept store.    */
+static int
+s_inspect(const char *dir)
+{
+    sm_ledger_opts o = { .read_only = true };
+    int err = 0;
+    sm_ledger *l = sm_ledger_open(dir, &o, &err);
+    if (!l) {
+        fprintf(stderr, "stallmesh-sim: cannot open %s: %s\n", dir, sm_strerror(err));
+        return 2;
+    }
+    sm_hash d;
+    char hex[2 * SM_HASH_BYTES + 1] = "?";
+    if (sm_ledger_digest(l, &d) == 0)
+        sm_hex_encode(d.b, SM_HASH_BYTES, hex);
+    printf("digest %s\n", hex);
+    sm_ledger_heads(l, s_head_cb, NULL);
+    sm_ledger_forks_each(l, s_fork_cb, NULL);
+    sm_ledger_items_each(l, s_item_cb, NULL);
+    sm_ledger_stock_each(l, s_stock_cb, NULL);
+    sm_ledger_heads(l, s_head_sales_cb, l);
+    sm_ledger_destroy(&l);
+    return 0;
 }
 
 static double
@@ -89,6 +191,8 @@ main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "keep", no_argument, NULL, 'k' },
+        { "strict", no_argument, NULL, 'x' },
+        { "inspect", required_argument, NULL, 'i' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -147,6 +251,11 @@ main(int argc, char **argv)
         case 'k':
             cfg.keep = true;
             break;
+        case 'x':
+            cfg.strict = true;
+            break;
+        case 'i':
+            return s_inspect(optarg);
         case 'h':
             s_usage(stdout);
             return 0;
@@ -164,6 +273,9 @@ main(int argc, char **argv)
         return 2;
     }
     sm_log_set_level(cfg.verbose ? SM_LOG_WARN : SM_LOG_ERROR);
+#ifdef SM_SIM_BUG
+    fprintf(stderr, "stallmesh-sim: built with planted bug %d (sim-selftest)\n", SM_SIM_BUG);
+#endif
     signal(SIGABRT, s_on_abort);
     signal(SIGSEGV, s_on_abort);
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -189,36 +189,72 @@ sim_node_snapshot(sim_world *w, sim_node *nd)
             (unsigned long long) nd->snap_own_head);
 }
 
-/*  The highest seq of origin `who` any other node's store holds (closed
-    stores are opened for the look).                                        */
-static uint64_t
-s_max_elsewhere(sim_world *w, const sim_node *who)
+typedef struct {
+    sm_hash link;
+    bool found;
+} s_link_ctx;
+
+static int
+s_link_cb(const sm_signed *e, uint64_t seq, void *arg)
 {
-    uint64_t best = 0;
-    for (int j = 0; j < w->n; j++) {
-        sim_node *o = &w->node[j];
-        if (o == who)
-            continue;
-        sm_ledger *l = o->ledger;
-        bool opened = false;
-        if (!l) {
-            sm_ledger_opts opts = { .map_bytes = 256u << 20, .no_sync = true };
-            int err = 0;
-            l = sm_ledger_open(o->dir, &opts, &err);
-            opened = l != NULL;
-        }
-        sm_head h;
-        if (l && sm_ledger_head(l, &who->id.pub, &h) == 0 && h.seq > best)
-            best = h.seq;
-        if (opened)
-            sm_ledger_destroy(&l);
-    }
-    return best;
+    (void) seq;
+    s_link_ctx *c = arg;
+    sm_entry_link(e->bytes, e->len, e->sig, &c->link);
+    c->found = true;
+    return 1;
 }
 
-/*  The store of a crashed node is replaced by its old copy, or wiped.  The
-    sales it acknowledged that no other store holds and the old copy lacks
-    are gone for good: the checks expect them lost.                       */
+int
+sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out)
+{
+    s_link_ctx c = { .found = false };
+    int rc = sm_ledger_read(l, origin, seq, 1, s_link_cb, &c);
+    if (rc == 0 && !c.found)
+        rc = SM_ENOTFOUND;
+    if (rc == 0)
+        *out = c.link;
+    return rc;
+}
+
+/*  After a store went back in time: an acknowledged sale that no store
+    holds any more (that very entry) is lost for good; the checks expect it
+    missing.  Stores of processes that are down are opened for the look.  */
+static void
+s_forget_lost_sales(sim_world *w)
+{
+    sm_ledger *l[SIM_NODES_MAX];
+    bool opened[SIM_NODES_MAX];
+    for (int j = 0; j < w->n; j++) {
+        l[j] = w->node[j].ledger;
+        opened[j] = false;
+        if (!l[j]) {
+            sm_ledger_opts opts = { .map_bytes = 256u << 20, .no_sync = true };
+            int err = 0;
+            l[j] = sm_ledger_open(w->node[j].dir, &opts, &err);
+            opened[j] = l[j] != NULL;
+        }
+    }
+    for (uint32_t k = 0; k < w->nacks; k++) {
+        struct sim_ack *a = &w->acks[k];
+        bool held = false;
+        for (int j = 0; j < w->n && !a->lost && !held; j++) {
+            sm_hash link;
+            held = l[j] && sim_entry_link(l[j], &w->node[a->origin].id.pub, a->seq, &link) == 0
+                && memcmp(link.b, a->link.b, SM_HASH_BYTES) == 0;
+        }
+        if (!held && !a->lost) {
+            a->lost = true;
+            sim_say(w, "acknowledged sale %d:%llu is in no store any more", a->origin,
+                    (unsigned long long) a->seq);
+        }
+    }
+    for (int j = 0; j < w->n; j++)
+        if (opened[j])
+            sm_ledger_destroy(&l[j]);
+}
+
+/*  The store of a crashed node is replaced by its old copy, or wiped.
+    Acknowledged sales no store holds any more are gone for good.           */
 void
 sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
 {
@@ -226,13 +262,6 @@ sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
     char data[400], lock[400];
     snprintf(data, sizeof data, "%s/data.mdb", nd->dir);
     snprintf(lock, sizeof lock, "%s/lock.mdb", nd->dir);
-    uint64_t kept = wipe ? 0 : nd->snap_own_head;
-    uint64_t elsewhere = s_max_elsewhere(w, nd);
-    if (elsewhere > kept)
-        kept = elsewhere;
-    for (uint32_t k = 0; k < w->nacks; k++)
-        if (w->acks[k].origin == nd->index && w->acks[k].seq > kept)
-            w->acks[k].lost = true;
     unlink(lock);
     if (wipe) {
         unlink(data);
@@ -244,6 +273,7 @@ sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
         sim_fail(w, "node %d: cannot restore its old copy", nd->index);
         return;
     }
+    s_forget_lost_sales(w);
     nd->restored = true;
     /* What it wrote since is gone from its memory too. */
     nd->nsales = 0;

@@ -108,7 +108,7 @@ typedef enum {
     SIM_C_TORN_BATCHES, SIM_C_OFFLINE, SIM_C_RESTORES, SIM_C_WIPES,
     SIM_C_CLOCK_JUMPS, SIM_C_HOSTILE_MSGS, SIM_C_FORKS_SEEN,
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
-    SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_COUNT
+    SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK_BY_FORK, SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -127,6 +127,7 @@ typedef struct {
     bool faults_random;        /* each seed draws its own mix */
     bool verbose;              /* narrate the run on stderr */
     bool keep;                 /* leave the stores on disk after the run */
+    bool strict;               /* known design issues fail the run too */
     const char *argv0;         /* for the replay command */
 } sim_config;
 
@@ -256,7 +257,8 @@ struct sim_world {
         uint16_t origin;
         uint64_t seq;
         sm_hash lines;         /* hash of (sku, qty, price) of every line */
-        bool lost;             /* lost by design: its node was restored to before it */
+        sm_hash link;          /* its entry's link hash: the entry itself */
+        bool lost;             /* lost: no store holds it any more (restores) */
     } *acks;
     uint32_t nacks;
     uint64_t counters[SIM_C_COUNT];
@@ -304,6 +306,8 @@ void sim_trace(sim_world *w, const void *bytes, size_t len);
 void sim_trace_u64(sim_world *w, uint64_t v);
 void sim_say(sim_world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool sim_link_up(const sim_world *w, int i, int j);
+/* 10 while a stall is away for hours (clients and faults slow down), else 1. */
+uint64_t sim_pace(const sim_world *w);
 /* Node i's process dies (in the middle of a batch if `torn`) and restarts later. */
 void sim_crash(sim_world *w, int i, bool torn);
 
@@ -319,6 +323,8 @@ void sim_node_submit(sim_world *w, sim_node *nd, const sim_req *req);
 void sim_node_wake(sim_world *w, sim_node *nd);
 void sim_node_tick(sim_world *w, sim_node *nd);
 void sim_node_after_receive(sim_world *w, sim_node *nd);
+/* The link hash of origin's entry at seq in ledger l; SM_ENOTFOUND if none. */
+int sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out);
 
 /* workload.c */
 void sim_workload_client(sim_world *w, sim_node *nd);

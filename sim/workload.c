@@ -267,6 +267,9 @@ sim_workload_answer(sim_world *w, sim_node *nd, const sim_req *req, int rc, uint
             a->seq = seq;
             a->lost = false;
             sim_sales_hash(b->u.sale.lines, b->u.sale.line_count, &a->lines);
+            if (sim_entry_link(nd->ledger, &nd->id.pub, seq, &a->link) != 0)
+                sim_fail(w, "node %d: acknowledged sale %llu is not in its log", nd->index,
+                         (unsigned long long) seq);
         }
         w->counters[SIM_C_SALES_ACKED]++;
         nd->sales[nd->nsales < 256 ? nd->nsales++ : sim_below(&w->rng, 256)] = seq;

@@ -108,6 +108,7 @@ typedef struct {
 typedef struct {
     bool used;
     bool recorded;             /* the ledger holds it (or stops the origin earlier) */
+    bool parted_below;         /* its entries link to different ones: the logs part lower */
     uint32_t oi;
     uint64_t seq;
     uint8_t *a, *b;            /* owned copies of the two entries */
@@ -464,6 +465,12 @@ s_encode(sm_gossip *self, const sm_wire_msg *msg, size_t cap, int rank)
                     sm_strerror(rc));
         free(m);
         return NULL;
+    }
+    /* Queued messages are counted by their length: they hold no more. */
+    if (m->len < cap) {
+        s_msg *fit = realloc(m, sizeof *m + m->len);
+        if (fit)
+            m = fit;
     }
     m->rank = rank;
     m->next = NULL;
@@ -834,14 +841,13 @@ s_fork_record(sm_gossip *self, s_fork *f, uint64_t now_ms)
     return 0;
 }
 
-/*  Learn evidence that origin forked at `seq` (entries a and b, checked by
-    the caller).  Kept if it is the first for the origin or an earlier fork;
-    then sent to every ready peer except `from` (NULL: all).  `recorded`:
-    the ledger already holds it.  1 if it was new, 0 if not, or an error.   */
+/*  Keep evidence that origin oi forked at `seq` (copies of a and b) if it
+    is the first for the origin or an earlier fork.  1 and *out if kept, 0
+    if not (known, an earlier fork is, or the table is full), or
+    SM_ENOMEM.                                                              */
 static int
-s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
-             const sm_signed *b, const s_peer *from, bool recorded,
-             uint64_t now_ms)
+s_fork_keep(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
+            const sm_signed *b, bool recorded, s_fork **out)
 {
     s_fork *f = NULL;
     s_fork *known = s_fork_find(self, oi);
@@ -874,12 +880,33 @@ s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
     f->b = cb;
     f->blen = b->len;
     memcpy(f->bsig, b->sig, SM_SIG_BYTES);
+    sm_entry ea, eb;
+    f->parted_below = seq > 1 && sm_entry_decode(a->bytes, a->len, &ea) == 0
+                   && sm_entry_decode(b->bytes, b->len, &eb) == 0
+                   && memcmp(ea.prev.b, eb.prev.b, SM_HASH_BYTES) != 0;
+    *out = f;
+    return 1;
+}
+
+/*  Learn evidence that origin forked at `seq` (entries a and b, checked by
+    the caller).  Kept if it is the first for the origin or an earlier fork;
+    then sent to every ready peer except `from` (NULL: all).  `recorded`:
+    the ledger already holds it.  1 if it was new, 0 if not, or an error.   */
+static int
+s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
+             const sm_signed *b, const s_peer *from, bool recorded,
+             uint64_t now_ms)
+{
+    s_fork *f = NULL;
+    int rc = s_fork_keep(self, oi, seq, a, b, recorded, &f);
+    if (rc != 1)
+        return rc;
     self->stats.forks++;
     char hex[SM_ID_HEX_BYTES + 1];
     sm_hex_encode(self->origins[oi].b, SM_KEY_BYTES, hex);
     sm_log_warn("mesh: origin %s forked its log at seq %llu; passing the evidence on",
                 hex, (unsigned long long) seq);
-    int rc = s_fork_record(self, f, now_ms);
+    rc = s_fork_record(self, f, now_ms);
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *q = &self->peers[i];
         if (q != from && s_ready(q))
@@ -1047,17 +1074,28 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         /* The same seq with another link: a fork; fetch that entry, whose
            ingest records the equivocation.  Once for each head it reports
            (a check that found no room for its WANT is done again). */
-        if (h->seq <= self->local_seq[oi] && p->checked[oi] != h->seq
-            && !s_fork_find(self, (uint32_t) oi)) {
+        const s_fork *known = s_fork_find(self, (uint32_t) oi);
+        if (h->seq <= self->local_seq[oi]
+            && (known ? known->parted_below : p->checked[oi] != h->seq)) {
             sm_hash ours;
             if (h->seq == self->local_seq[oi])
                 ours = self->local_link[oi];
             else if (s_link_at(self, (uint32_t) oi, h->seq, &ours) != 0)
                 continue;
-            if (memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0) {
+            bool same = memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0;
+            bool room = p->want_count < SM_WANTS_IN_FLIGHT_MAX
+                     && s_want_end(p, (uint32_t) oi) == 0;
+            if (known) {
+                /* The evidence's entries link to different ones: the logs
+                   part below it.  A peer whose head differs from ours holds
+                   the other branch: look back there, at each of its HEADS
+                   until the evidence names where they part (a look back
+                   made once may find no room, or be lost). */
+                if (!same && room)
+                    s_probe(self, p, (uint32_t) oi, known->seq, now_ms);
+            } else if (same) {
                 p->checked[oi] = h->seq;
-            } else if (p->want_count < SM_WANTS_IN_FLIGHT_MAX
-                       && s_want_end(p, (uint32_t) oi) == 0) {
+            } else if (room) {
                 s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
                 p->checked[oi] = h->seq;
             }
@@ -1215,7 +1253,9 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
         }
         if (res.accepted > 0) {
             changed = true;
+#if SM_SIM_BUG != 4                    /* planted for sim-selftest: drop relays */
             s_push_origin(self, (uint32_t) oi);
+#endif
             if (s_id_eq(origin, &self->market))
                 s_roster_moved(self);
             for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
@@ -1249,6 +1289,13 @@ s_on_peers(sm_gossip *self, const sm_wire_msg *m)
 static int
 s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
+    /* Its answer is never dropped from the queue: a peer that does not read
+       what it is sent gets no more answers (nor units) until it does, so
+       asks it keeps sending cannot grow its queue past the bound. */
+    if (p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX) {
+        self->stats.messages_dropped++;
+        return 0;
+    }
     self->stats.messages_received++;
     uint32_t give = 0;
     sm_units u;
@@ -1330,6 +1377,20 @@ s_on_fork(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     return rc > 0 ? 0 : rc;
 }
 
+/*  One piece of the ledger's fork evidence, kept at start (recorded).     */
+static int
+s_fork_load(const sm_id *origin, uint64_t seq, const sm_signed *a, const sm_signed *b,
+            void *arg)
+{
+    sm_gossip *self = arg;
+    int oi = s_origin(self, origin, true);
+    s_fork *f = NULL;
+    if (oi < 0)
+        return 0;
+    int rc = s_fork_keep(self, (uint32_t) oi, seq, a, b, true, &f);
+    return rc < 0 ? rc : 0;
+}
+
 /* ---- public API --------------------------------------------------------- */
 
 sm_gossip *
@@ -1366,11 +1427,17 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     (void) s_origin(self, &self->market, true);
     if ((rc = s_local_refresh(self)) != 0)
         goto fail;
+    /* Evidence the ledger holds is passed on after a restart too (to each
+       peer whose session opens): the table lives in memory only. */
+    if ((rc = sm_ledger_fork_evidence_each(self->ledger, s_fork_load, self)) != 0)
+        goto fail;
     if (err)
         *err = 0;
     return self;
 fail:
     if (self) {
+        for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
+            s_fork_free(&self->forks[i]);
         free(self->run_bytes);
         free(self);
     }

@@ -72,7 +72,9 @@ s_stock_put(sm_txn *txn, const char *sku, const sm_id *loc, const sm__stock_rec 
 {
     uint8_t key[SM_SKU_BYTES_MAX + 1 + SM_KEY_BYTES];
     size_t klen = sm__stock_key(key, sku, loc);
+#if SM_SIM_BUG != 1                   /* sim-selftest's planted bug 1 (sim/README) */
     assert(sm__stock_units(r) >= 0);   /* the bounded counter's invariant */
+#endif
     return sm_kv_put(txn, SM_DB_STOCK, key, klen, r, sizeof *r);
 }
 
@@ -317,8 +319,12 @@ s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
         int64_t avail = sm__stock_units(&recs[i]);
         if ((int) i == hold_line)
             avail += (int64_t) hold.qty;
+#if SM_SIM_BUG == 1                    /* planted for sim-selftest: skip the units check */
+        (void) avail;
+#else
         if (avail < (int64_t) l->qty)
             return SM_ENOSTOCK;
+#endif
     }
     if (s->external_id[0]) {
         uint8_t key[SM_KEY_BYTES + SM_EXTID_BYTES_MAX];

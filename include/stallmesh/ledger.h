@@ -172,6 +172,13 @@ int sm_ledger_items_each(sm_ledger *self, sm_item_fn cb, void *arg);
     differ.  `cb` returns non-zero to stop.                                   */
 typedef int (*sm_fork_fn)(const sm_id *origin, uint64_t seq, void *arg);
 int sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg);
+/*  The same with both entries of each piece of evidence (bytes and
+    signatures borrowed for the call): what the mesh passes on as FORK.
+    `cb` returns 0 to go on; anything else stops the walk and is returned.
+    SM_ECORRUPT if a stored record does not parse.                           */
+typedef int (*sm_fork_evidence_fn)(const sm_id *origin, uint64_t seq,
+                                   const sm_signed *a, const sm_signed *b, void *arg);
+int sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg);
 
 /*  A BLAKE2b-256 digest of the canonical materialized state (catalog,
     stock, sales, returns, holds, roster, applied heads): equal on two nodes

@@ -67,6 +67,7 @@ typedef struct {
     uint32_t loss;                 /* lose 1 message in `loss` (not HELLO); 0 = none */
     bool early_ok;                 /* messages before a (lost) HELLO may be refused */
     uint64_t lost;
+    int drop_lookback;             /* lose this many look-back WANTs (from 1, count > 1) */
     sm_wire_space space;
 } net;
 
@@ -173,6 +174,12 @@ observe_send(net *f, int from, int to, const uint8_t *b, size_t len)
     sm_wire_msg m;
     assert_int_equal(sm_wire_decode(b, len, &f->space, &m), 0);
     f->sent[from][to][m.type]++;
+    if (f->drop_lookback > 0 && m.type == SM_MSG_WANT && m.u.want.from == 1
+        && m.u.want.count > 1) {
+        f->drop_lookback--;
+        f->lost++;
+        return false;
+    }
     if (f->loss && m.type != SM_MSG_HELLO && tu_below(&f->rng, f->loss) == 0) {
         f->lost++;
         return false;
@@ -871,6 +878,53 @@ test_fork_evidence_spreads(void **state)
     assert_int_equal(units_at(f->l[4], "pin", &f->id[1].pub), 5);
 }
 
+/* Fork evidence a node holds survives its restart: with a new engine over
+   the same store, it still passes the evidence to a node that connects
+   later, which records the fork (the engine's table is memory only; the
+   ledger keeps the evidence). */
+static void
+test_fork_evidence_after_restart(void **state)
+{
+    net *f = net_new(3, 67);           /* 0 organiser, 1 forks, 2 comes later */
+    *state = f;
+    net_connect(f, 0, 1);
+    pump(f);
+    assert_int_equal(write_at(f, 1, tu_item("pin", "Pin", 300)), 0);
+    sm_head before;
+    assert_int_equal(sm_ledger_head(f->l[1], &f->id[1].pub, &before), 0);
+    assert_int_equal(write_at(f, 1, tu_add("pin", 1)), 0);
+    pump(f);
+    sm_market m;
+    assert_int_equal(sm_ledger_market(f->l[1], &m), 0);
+    sm_entry e;
+    memset(&e, 0, sizeof e);
+    e.version = SM_ENTRY_VERSION;
+    e.market = m.market;
+    e.origin = f->id[1].pub;
+    e.seq = before.seq + 1;
+    e.prev = before.link;
+    e.hlc = SM_HLC_MAKE(f->now, 9);
+    e.body = tu_add("pin", 2);
+    uint8_t bytes[SM_ENTRY_BYTES_MAX];
+    sm_signed other = { bytes, 0, { 0 } };
+    other.len = tu_sign(&e, &f->id[1], bytes, other.sig);
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(f->l[0], &other, 1, f->now, &res), SM_EFORK);
+    assert_int_equal(forks(f->l[0]), 1);
+
+    /* Node 0 restarts: a new engine over its store. */
+    net_cut(f, 0, 1);
+    sm_gossip_destroy(&f->g[0]);
+    f->g[0] = gossip_for(f, 0, 0);
+    assert_int_equal(forks(f->l[2]), 0);
+    net_connect(f, 0, 2);
+    pump(f);
+    settle(f, 2);
+    assert_int_equal(forks(f->l[2]), 1);
+    assert_true(f->sent[0][2][SM_MSG_FORK] >= 1);
+    assert_int_equal(units_at(f->l[2], "pin", &f->id[1].pub), 0);
+}
+
 typedef struct {
     uint64_t lowest;
     int count;
@@ -901,7 +955,7 @@ fork_seq(sm_ledger *l)
    every node, the restored one included, records the fork there and agrees
    on the state. */
 static void
-fork_from_backup(void **state, int written)
+fork_from_backup(void **state, int written, int lookbacks_lost)
 {
     net *f = net_new(3, 41);
     *state = f;
@@ -951,9 +1005,11 @@ fork_from_backup(void **state, int written)
     assert_int_equal(head_seq(f->l[1], &f->id[1].pub), backup + (uint64_t) written);
     f->g[1] = gossip_for(f, 1, 0);
 
+    f->drop_lookback = lookbacks_lost;
     net_connect(f, 1, 2);              /* node 0 hears of it through node 2 */
     pump(f);
-    settle(f, 2);
+    settle(f, 2 + lookbacks_lost);
+    assert_int_equal(f->drop_lookback, 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(fork_seq(f->l[i]), backup + 1);
     assert_converged(f);
@@ -970,7 +1026,7 @@ fork_from_backup(void **state, int written)
 static void
 test_fork_backup_shorter(void **state)
 {
-    fork_from_backup(state, 3);
+    fork_from_backup(state, 3, 0);
 }
 
 /* ... with a restored log as long as the mesh's (10 entries): nobody is
@@ -978,7 +1034,18 @@ test_fork_backup_shorter(void **state)
 static void
 test_fork_backup_same_length(void **state)
 {
-    fork_from_backup(state, 6);
+    fork_from_backup(state, 6, 0);
+}
+
+/* ... with the logs of the same length and the first look-backs for where
+   they part lost on the way: the look-back is made again at the next HEADS
+   of a peer on the other branch, until the evidence names where the logs
+   part (a fork recorded too high would let the nodes apply different
+   entries below it). */
+static void
+test_fork_backup_lookback_lost(void **state)
+{
+    fork_from_backup(state, 6, 2);
 }
 
 /* UNITS_ASK moves units to the asker up to what the giver holds above its
@@ -1236,6 +1303,54 @@ test_queue_bound(void **state)
     assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
 }
 
+/* A peer that asks for units and does not read the answers cannot grow
+   its queue past SM_MESH_QUEUE_BYTES_MAX (UNITS_GIVE is never dropped, so
+   the asks themselves go unserved once the queue is full), and once it
+   reads again it is served again. */
+static void
+test_unread_asks_bounded(void **state)
+{
+    net *f = net_new(2, 61);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    char sku[SM_SKU_BYTES_MAX + 1];
+    memset(sku, 'z', SM_SKU_BYTES_MAX);
+    sku[SM_SKU_BYTES_MAX] = 0;
+    assert_int_equal(write_at(f, 0, tu_item(sku, "Z", 100)), 0);
+    assert_int_equal(write_at(f, 0, tu_add(sku, 10)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_UNITS_ASK;
+    memcpy(w.u.units.sku, sku, sizeof sku);
+    w.u.units.qty = 1;
+    uint8_t buf[256];
+    size_t len;
+    uint32_t asks = SM_MESH_QUEUE_BYTES_MAX / 64;   /* answers are longer than 64 bytes */
+    for (uint32_t k = 0; k < asks; k++) {
+        w.u.units.req_id = k + 1;
+        assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+        if (k % 64 == 0 || k + 1 == asks)
+            assert_true(peer_info(g, b_id).queued_bytes <= SM_MESH_QUEUE_BYTES_MAX);
+    }
+    assert_true(stats(g).messages_dropped > 0);
+    /* Ten units at most were given, however many asks. */
+    assert_int_equal(units_at(f->l[0], sku, &f->id[0].pub), 0);
+    drain(f);                                /* it reads now */
+    q_clear(&f->q[0][1]);
+    assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
+    w.u.units.req_id = asks + 1;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint64_t gives = f->sent[0][1][SM_MSG_UNITS_GIVE];
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    drain(f);
+    assert_int_equal(f->sent[0][1][SM_MSG_UNITS_GIVE], gives + 1);
+}
+
 /* A push lost on the way (the link stays up) is repaired by the periodic
    HEADS alone: the receiver sees it is behind and WANTs the entry. */
 static void
@@ -1474,11 +1589,14 @@ main(void)
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
         cmocka_unit_test_teardown(test_own_log_recovery, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
+        cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
         cmocka_unit_test_teardown(test_fork_backup_shorter, teardown),
         cmocka_unit_test_teardown(test_fork_backup_same_length, teardown),
+        cmocka_unit_test_teardown(test_fork_backup_lookback_lost, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
+        cmocka_unit_test_teardown(test_unread_asks_bounded, teardown),
         cmocka_unit_test_teardown(test_anti_entropy_repairs_loss, teardown),
         cmocka_unit_test_teardown(test_unservable_want, teardown),
         cmocka_unit_test_teardown(test_lost_hello_repeated, teardown),

@@ -545,7 +545,28 @@ count_forks(const sm_id *origin, uint64_t seq, void *arg)
     return 0;
 }
 
-/* Fork evidence is listed. */
+typedef struct {
+    int count;
+    uint64_t seq;
+    sm_entry a, b;
+    int verified;
+} evidence_ctx;
+
+static int
+evidence_cb(const sm_id *origin, uint64_t seq, const sm_signed *a, const sm_signed *b,
+            void *arg)
+{
+    evidence_ctx *c = arg;
+    c->count++;
+    c->seq = seq;
+    assert_int_equal(sm_entry_decode(a->bytes, a->len, &c->a), 0);
+    assert_int_equal(sm_entry_decode(b->bytes, b->len, &c->b), 0);
+    c->verified += sm_entry_verify(a->bytes, a->len, a->sig, origin) == 0;
+    c->verified += sm_entry_verify(b->bytes, b->len, b->sig, origin) == 0;
+    return 0;
+}
+
+/* Fork evidence is listed, and read back with both signed entries. */
 static void
 test_fork_evidence_listed(void **state)
 {
@@ -554,6 +575,16 @@ test_fork_evidence_listed(void **state)
     int n = 0;
     assert_int_equal(sm_ledger_forks_each(f->a, count_forks, &n), 0);
     assert_int_equal(n, 1);
+    evidence_ctx c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(sm_ledger_fork_evidence_each(f->a, evidence_cb, &c), 0);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(c.a.seq, c.seq);
+    assert_int_equal(c.b.seq, c.seq);
+    assert_int_equal(c.verified, 2);
+    /* the two sides: stock.add 1 (stored first) and stock.add 2 */
+    assert_int_equal(c.a.body.u.stock_add.qty, 1);
+    assert_int_equal(c.b.body.u.stock_add.qty, 2);
 }
 
 /* A revoke voids the revoked node's entries above upto_seq, whether they
