@@ -154,7 +154,7 @@ soak: all
 	@bash tests/faults/fault_run.sh --seconds $(SOAK_SECONDS) $(BUILD)/stallmesh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration browser faults
+	@$(MAKE) --no-print-directory all unit unit-san integration browser faults sim-check sim-selftest
 	@echo "make test: all suites passed"
 
 # The library's benchmarks, then a real node on loopback (bench_node.sh),
