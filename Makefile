@@ -7,6 +7,8 @@
 #   make sim        the simulator on seeds 1..SEEDS (default 2000): README "Simulator"
 #   make browser    the pages in Chromium against a real node (tests/browser)
 #   make bench      benchmarks (prints figures and how they were measured)
+#   make demo       an organiser and three stalls on 127.0.0.1 with a catalog and
+#                   a slow stream of sales, until Ctrl-C (deploy/demo.sh)
 #   make fuzz       libFuzzer targets for the entry and mesh message decoders (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -46,8 +48,8 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run test unit unit-san integration browser bench tools fuzz install clean \
-        sim sim-check sim-selftest
+.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools \
+        fuzz install clean sim sim-check sim-selftest
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -143,15 +145,28 @@ browser: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/browser/run.sh
 
+# Fault runs on real processes: five nodes, a sale storm, kills, cut links
+# (network namespaces when root), then the promises checked.  `faults` is
+# the short run in `make test`; `soak` runs for SOAK_SECONDS.
+SOAK_SECONDS ?= 600
+faults: all
+	@bash tests/faults/fault_run.sh --seconds 30 $(BUILD)/stallmesh
+soak: all
+	@bash tests/faults/fault_run.sh --seconds $(SOAK_SECONDS) $(BUILD)/stallmesh
+
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-san integration browser sim-check sim-selftest
+	@$(MAKE) --no-print-directory all unit unit-san integration browser faults sim-check sim-selftest
 	@echo "make test: all suites passed"
 
-# The library's benchmarks, then a real node on loopback (bench_node.sh).
+# The library's benchmarks, then a real node on loopback (bench_node.sh),
+# then the mesh (bench_mesh.sh: propagation, catch-up, wire bytes, idle
+# cost; tests/bench/fill_store.c writes its big log and is no benchmark).
 bench: deps
-	@$(MAKE) --no-print-directory all tools $(BENCHES)
+	@$(MAKE) --no-print-directory all tools $(BENCHES) $(BUILD)/bench/fill_store
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)
+	@echo
+	@bash tests/bench/bench_mesh.sh $(BUILD)
 
 # One target a decoder that reads bytes from outside: fuzz_entry (entries,
 # token bodies; seeds in tests/fuzz/corpus) and fuzz_wire (mesh messages;
@@ -167,6 +182,10 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(GEN_ASSETS) $(wildcard includ
 
 run: deps all
 	@sh deploy/run.sh $(BUILD)/stallmesh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash deploy/demo.sh $(BUILD)/stallmesh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/stallmesh

@@ -35,7 +35,7 @@
 #define SM__CONFIG_FILE "stallmesh.conf"
 
 static const char s_usage[] =
-    "run [--http HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT]\n"
+    "run [--http HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
     "      [--peer NODE_ID@tcp://HOST:PORT]... [--allow-fresh] [--config FILE]\n"
     "      [--log-level LEVEL] [--check]";
 
@@ -192,7 +192,9 @@ s_mesh_opts(const sm_config *cfg, const sm_market *market, const sm_identity *id
     m->metrics = metrics;
     m->units_floor = cfg->units_floor;
     snprintf(m->listen, sizeof m->listen, "%s", cfg->mesh_listen);
-    if (cfg->mesh_advertise[0]) {
+    /* Given (an endpoint, or none: tell peers nothing), else the listen
+       endpoint when it names an address. */
+    if (cfg->mesh_advertise_set) {
         snprintf(m->advertise, sizeof m->advertise, "%s", cfg->mesh_advertise);
     } else if (cfg->mesh_listen[0] && !strstr(cfg->mesh_listen, "//*:")
                && !strstr(cfg->mesh_listen, "//0.0.0.0:")) {

@@ -371,13 +371,16 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
     }
     case S_ENDPOINT: {
         char *field = (char *)cfg + k->offset;
+        bool advertise = k->offset == offsetof(sm_config, mesh_advertise);
         if (strcmp(text, "none") == 0 || text[0] == 0) {
             field[0] = 0;
+            cfg->mesh_advertise_set |= advertise;
             return 0;
         }
         const char *bad = s_parse_endpoint(text);
         if (bad == NULL) {
             snprintf(field, SM_ENDPOINT_BYTES_MAX + 1, "%s", text);
+            cfg->mesh_advertise_set |= advertise;
             return 0;
         }
         s_msg(why, whylen, "%s.%s = '%.*s': %s; write tcp://HOST:PORT, e.g. "
@@ -632,7 +635,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "level = %s\n"
                     "[mesh]\n"
                     "listen = %s\n"
-                    "advertise = %s\n"
+                    "%s%s%s\n"
                     "units_floor = %u\n"
                     "rebalance_floor = %u\n"
                     "peers = ",
@@ -640,7 +643,10 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
                     cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level],
                     cfg->mesh_listen[0] ? cfg->mesh_listen : "none",
-                    cfg->mesh_advertise[0] ? cfg->mesh_advertise : "none",
+                    /* Unset stays unset: a comment, so the text loads back the same. */
+                    cfg->mesh_advertise_set ? "advertise = " : "; advertise (unset)",
+                    cfg->mesh_advertise_set && cfg->mesh_advertise[0] ? cfg->mesh_advertise : "",
+                    cfg->mesh_advertise_set && !cfg->mesh_advertise[0] ? "none" : "",
                     cfg->units_floor, cfg->rebalance_floor);
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
         char hex[SM_ID_HEX_BYTES + 1];

@@ -25,6 +25,7 @@
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "stallmesh/entry.h"
@@ -44,6 +45,8 @@ typedef struct {
     /* [mesh] */
     char mesh_listen[SM_ENDPOINT_BYTES_MAX + 1];    /* "" = no listener */
     char mesh_advertise[SM_ENDPOINT_BYTES_MAX + 1]; /* "" = tell peers none */
+    bool mesh_advertise_set;   /* advertise was given, "none" included: the
+                                  listen endpoint is not told by default */
     uint32_t units_floor;
     uint32_t rebalance_floor;
     uint32_t peer_count;

@@ -61,6 +61,7 @@ _Static_assert(SM_PEERS_MAX <= 64, "asks keep one answered bit a peer slot");
 
 #define S_ORIGIN_SLOTS   (2u * SM_MEMBERS_MAX)   /* a power of two */
 #define S_MSG_FIXED_MAX  1024u   /* encoded HELLO, WANT, UNITS_* never exceed this */
+#define S_HELLO_ANSWER_MIN_MS 1000u  /* a peer's new session is answered at most this often */
 
 /* Why WANTs of an origin to a peer wait for its next HEADS. */
 enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
@@ -92,6 +93,8 @@ typedef struct {
     uint64_t next_heads_ms;
     uint64_t next_hello_ms;    /* HELLO again then, until its HEADS show ours arrived */
     uint64_t next_forks_ms;    /* fork evidence sent to it again then */
+    uint64_t hello_answer_ms;  /* when a repeated HELLO of its was last answered */
+    bool hello_answered;       /* ... if one was, this session */
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
     uint32_t want_count;
     uint32_t want_run;         /* entries a WANT asks for: its answers' size */
@@ -333,6 +336,7 @@ s_session_reset(s_peer *p)
 {
     s_queue_clear(p);
     p->hello_ok = p->heads_seen = false;
+    p->hello_answered = false;
     p->pub.refusal = 0;
     p->pub.entries_behind = 0;
     p->want_count = 0;
@@ -1001,8 +1005,28 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
     p->pub.last_seen_ms = now_ms;
     if (m->u.hello.endpoint[0])
         memcpy(p->pub.endpoint, m->u.hello.endpoint, sizeof p->pub.endpoint);
-    if (p->hello_ok)
-        return 0;                      /* a repeated HELLO changes nothing else */
+    if (p->hello_ok) {
+        /* A HELLO after the peer's HEADS: it has started a new session
+           (restarted, or reconnected, without the transport telling us it
+           went down) and refuses everything until our HELLO comes.  Start
+           over too: forget the session, answer with HELLO and the session's
+           opening.  Before its HEADS it is only a repeat (ours has not
+           reached it yet; our own repeats see to that), and once answered
+           the next HELLO waits for its HEADS again, so two nodes never trade
+           HELLOs back and forth; a floor of S_HELLO_ANSWER_MIN_MS bounds what
+           a peer can make us send. */
+        if (!p->heads_seen
+            || (p->hello_answered && now_ms - p->hello_answer_ms < S_HELLO_ANSWER_MIN_MS))
+            return 0;
+        bool had_wants = p->want_count > 0;
+        s_session_reset(p);
+        p->hello_answered = true;
+        p->hello_answer_ms = now_ms;
+        s_send_hello(self, p);
+        p->next_hello_ms = now_ms + self->heads_interval_ms;
+        if (had_wants)
+            s_plan_all(self, now_ms);
+    }
     p->hello_ok = true;
     s_send_heads(self, p);
     s_send_peers(self, p);
@@ -1524,7 +1548,8 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
     }
     char hex[SM_ID_HEX_BYTES + 1];
     sm_hex_encode(from->b, SM_KEY_BYTES, hex);
-    sm_log_debug("mesh: message from %s refused: %s", hex, sm_strerror(rc));
+    sm_log_debug("mesh: %s from %s refused: %s", rc == 0 || rc == SM_ESTATE
+                 ? sm_wire_type_name(m.type) : "message", hex, sm_strerror(rc));
     p->pub.refused++;
     self->stats.messages_refused++;
     return rc;

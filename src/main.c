@@ -60,7 +60,7 @@ static const char s_help[] =
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
 "  run [--http HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
-"      [--advertise tcp://HOST:PORT] [--peer NODE_ID@tcp://HOST:PORT]...\n"
+"      [--advertise tcp://HOST:PORT|none] [--peer NODE_ID@tcp://HOST:PORT]...\n"
 "      [--allow-fresh] [--config FILE] [--log-level LEVEL] [--check]\n"
 "      Run the node: the stock page (/), the till (/till), the JSON API\n"
 "      (/api/...) and live updates (/ws) on HOST:PORT (default\n"

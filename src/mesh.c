@@ -31,6 +31,8 @@
 #define SM__ROUTING_BYTES_MAX 256u
 #define SM__SNDHWM            10000
 #define SM__RECV_BURST_MAX    4096u   /* messages read per socket per call */
+#define SM__REDIAL_MIN_MS     1000u   /* a refused handshake is tried again after */
+#define SM__REDIAL_MAX_MS     30000u  /* ... doubling up to this */
 
 typedef struct {
     bool used;
@@ -39,6 +41,8 @@ typedef struct {
     void *dealer;              /* NULL if we do not connect to it */
     void *monitor;             /* PAIR receiving the dealer's events */
     bool dealer_up;            /* handshake succeeded, not disconnected since */
+    uint64_t redial_ms;        /* handshake refused: reopen the dealer then; 0 = no */
+    uint32_t redial_backoff_ms;
     bool in_multipart;         /* dropping the frames of a multipart message */
     uint8_t routing[SM__ROUTING_BYTES_MAX];  /* its inbound connection */
     size_t routing_len;
@@ -59,6 +63,8 @@ struct sm_mesh {
     s_peer peers[SM_PEERS_MAX];
     unsigned monitor_seq;
     bool recycle_router;
+    bool relisten;             /* the listener was closed and must come back */
+    uint32_t relisten_tries;
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -156,17 +162,31 @@ s_zap_handle(sm_mesh *self)
         else
             zmq_msg_close(&part);
     }
-    if (n < 6) {
-        for (int i = 0; i < n; i++)
-            zmq_msg_close(&f[i]);
+    if (n == 0)
         return;
-    }
     const char *status = "400", *text = "not a market member";
     char user[SM_ID_HEX_BYTES + 1] = "";
-    bool curve = zmq_msg_size(&f[5]) == 5 && memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0;
+    /* A REP socket must answer every request, even one it cannot read. */
+    bool curve = n >= 6 && zmq_msg_size(&f[5]) == 5
+                 && memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0;
     if (curve && n == 7 && zmq_msg_size(&f[6]) == 32) {
         s_zap_find find = { .key = zmq_msg_data(&f[6]) };
         int rc = sm_ledger_members_each(self->opts.ledger, s_zap_member, &find);
+        /* The organiser is a member before its roster entry about itself
+           has arrived (a node that just joined, or rejoined on an empty
+           store, holds only its own admit): as sm_mesh_tick has it. */
+        uint8_t organiser[32];
+        if (rc == 0 && !find.ok && sm_id_to_curve(&self->market, organiser) == 0
+            && memcmp(organiser, find.key, 32) == 0) {
+            sm_member m;
+            int mrc = sm_ledger_member(self->opts.ledger, &self->market, &m);
+            if (mrc == SM_ENOTFOUND || (mrc == 0 && !m.revoked)) {
+                find.found = self->market;
+                find.ok = true;
+            } else if (mrc != 0) {
+                rc = mrc;
+            }
+        }
         if (rc == 0 && find.ok && !s_self(self, &find.found)) {
             status = "200";
             text = "OK";
@@ -175,14 +195,17 @@ s_zap_handle(sm_mesh *self)
             text = "roster unreadable";     /* fail closed */
         }
     }
-    if (strcmp(status, "200") != 0) {
+    if (strcmp(status, "200") != 0 && n >= 4) {
         char addr[64] = "";
         size_t al = zmq_msg_size(&f[3]) < sizeof addr - 1 ? zmq_msg_size(&f[3]) : sizeof addr - 1;
         memcpy(addr, zmq_msg_data(&f[3]), al);
         sm_log_info("mesh: refused a connection from %s: %s", addr, text);
     }
     zmq_send(self->zap, "1.0", 3, ZMQ_SNDMORE);
-    zmq_send(self->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+    if (n >= 2)
+        zmq_send(self->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+    else
+        zmq_send(self->zap, "", 0, ZMQ_SNDMORE);
     zmq_send(self->zap, status, 3, ZMQ_SNDMORE);
     zmq_send(self->zap, text, strlen(text), ZMQ_SNDMORE);
     zmq_send(self->zap, user, strlen(user), ZMQ_SNDMORE);
@@ -193,8 +216,9 @@ s_zap_handle(sm_mesh *self)
 
 /* ---- sockets ---------------------------------------------------------- */
 
+/*  Bind the listener.  `quiet`: a failure is the caller's to report.      */
 static int
-s_router_open(sm_mesh *self)
+s_router_open(sm_mesh *self, bool quiet)
 {
     void *r = zmq_socket(self->zctx, ZMQ_ROUTER);
     if (!r)
@@ -211,8 +235,11 @@ s_router_open(sm_mesh *self)
        handler answers; the handler's lifetime covers the listener anyway. */
     s_setint(r, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, 1);
     if (zmq_bind(r, self->opts.listen) != 0) {
-        sm_log_error("mesh: cannot listen on %s: %s", self->opts.listen, zmq_strerror(errno));
+        int e = errno;
+        if (!quiet)
+            sm_log_error("mesh: cannot listen on %s: %s", self->opts.listen, zmq_strerror(e));
         zmq_close(r);
+        errno = e;
         return SM_EIO;
     }
     self->router = r;
@@ -249,7 +276,9 @@ s_dealer_open(sm_mesh *self, s_peer *p)
         || zmq_setsockopt(d, ZMQ_CURVE_PUBLICKEY, self->curve_pub, 32) != 0
         || zmq_setsockopt(d, ZMQ_CURVE_SECRETKEY, self->curve_sec, 32) != 0
         || zmq_socket_monitor(d, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED
-                                      | ZMQ_EVENT_DISCONNECTED) != 0
+                                      | ZMQ_EVENT_DISCONNECTED
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0
         || !(m = zmq_socket(self->zctx, ZMQ_PAIR))
         || zmq_connect(m, mon) != 0
         || zmq_connect(d, p->endpoint) != 0) {
@@ -303,10 +332,30 @@ s_monitor_events(sm_mesh *self, s_peer *p, uint64_t now_ms)
             continue;
         uint16_t event;
         memcpy(&event, ev, 2);
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             p->dealer_up = true;
-        else if (event == ZMQ_EVENT_DISCONNECTED)
+            p->redial_ms = 0;
+            p->redial_backoff_ms = 0;
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
             p->dealer_up = false;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                   || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            /* libzmq ends a connecting session for good when the handshake
+               fails (the peer's ZAP refused us: say it has not yet seen our
+               admission, having just joined or lost its store), so no
+               reconnect would ever come: reopen the dealer later, backing
+               off from 1 s to SM__REDIAL_MAX_MS. */
+            p->dealer_up = false;
+            p->redial_backoff_ms = p->redial_backoff_ms
+                ? (p->redial_backoff_ms * 2 < SM__REDIAL_MAX_MS ? p->redial_backoff_ms * 2
+                                                                : SM__REDIAL_MAX_MS)
+                : SM__REDIAL_MIN_MS;
+            p->redial_ms = now_ms + p->redial_backoff_ms;
+            char hex[SM_ID_HEX_BYTES + 1];
+            sm_id_format(&p->node, hex);
+            sm_log_info("mesh: %.12s refused our handshake; trying again in %u ms", hex,
+                        (unsigned) p->redial_backoff_ms);
+        }
         s_update_up(self, p, now_ms);
     }
 }
@@ -448,7 +497,7 @@ sm_mesh_new(void *zctx, const sm_mesh_opts *opts, uint64_t now_ms, int *err)
         *err = SM_EIO;
         goto fail;
     }
-    if (opts->listen[0] && (*err = s_router_open(self)) != 0)
+    if (opts->listen[0] && (*err = s_router_open(self, false)) != 0)
         goto fail;
     for (uint32_t i = 0; i < opts->peer_count && i < SM_PEERS_MAX; i++) {
         if (s_self(self, &opts->peers[i].node))
@@ -516,13 +565,17 @@ sm_mesh_process(sm_mesh *self, uint64_t now_ms)
         if (p->used && p->monitor)
             s_monitor_events(self, p, now_ms);
     }
-    if (self->router)
-        s_router_read(self, now_ms);
+    /* Dealers first: a peer's HELLO usually comes back on our dealer (its
+       answer through its ROUTER) while what follows may take its own dealer
+       to our ROUTER once that is up; read in this order, a message that
+       arrived in the same round after the HELLO is not refused as early. */
     for (size_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
         if (p->used && p->dealer)
             s_dealer_read(self, p, now_ms);
     }
+    if (self->router)
+        s_router_read(self, now_ms);
     s_flush(self);
 }
 
@@ -544,6 +597,30 @@ s_learn_peer(const sm_gossip_peer *gp, void *arg)
     if (p && !p->endpoint[0])
         snprintf(p->endpoint, sizeof p->endpoint, "%s", gp->endpoint);
     return 0;
+}
+
+/*  Bind the listener again after a recycle.  zmq_close releases the port
+    asynchronously (libzmq's I/O thread closes the socket a moment later),
+    so the first bind right after it usually fails with EADDRINUSE: try
+    again each tick until it succeeds; the peers' DEALERs reconnect with
+    their backoff meanwhile.                                                  */
+static void
+s_relisten(sm_mesh *self)
+{
+    if (!self->relisten)
+        return;
+    if (s_router_open(self, true) == 0) {
+        self->relisten = false;
+        sm_log_info("mesh: listening again on %s (members reconnect; a revoked one cannot)",
+                    self->opts.listen);
+        return;
+    }
+    int e = errno;
+    self->relisten_tries++;
+    if (self->relisten_tries % 10 == 0)
+        sm_log_error("mesh: cannot listen again on %s after a revocation: %s (%u tries; "
+                     "retrying every second)", self->opts.listen, zmq_strerror(e),
+                     (unsigned) self->relisten_tries);
 }
 
 void
@@ -573,6 +650,10 @@ sm_mesh_tick(sm_mesh *self, uint64_t now_ms)
                 self->recycle_router = true;
             p->routing_len = 0;
         }
+        if (p->dealer && p->redial_ms && now_ms >= p->redial_ms && !p->dealer_up) {
+            s_dealer_close(p);
+            p->redial_ms = 0;
+        }
         /* Connect only to members: what we send is the market's data. */
         if (p->member && !p->dealer && p->endpoint[0])
             s_dealer_open(self, p);
@@ -583,12 +664,13 @@ sm_mesh_tick(sm_mesh *self, uint64_t now_ms)
            and the members reconnect through ZAP, the revoked cannot. */
         zmq_close(self->router);
         self->router = NULL;
-        if (s_router_open(self) != 0)
-            sm_log_error("mesh: could not reopen the listener after a revocation");
         for (size_t i = 0; i < SM_PEERS_MAX; i++)
             self->peers[i].routing_len = 0;
         self->recycle_router = false;
+        self->relisten = true;
+        self->relisten_tries = 0;
     }
+    s_relisten(self);
     sm_gossip_tick(self->gossip, now_ms);
     s_flush(self);
 }

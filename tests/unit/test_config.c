@@ -135,6 +135,7 @@ test_example_file(void **state)
     sm_config cfg, def;
     char err[S_ERR_BYTES] = "";
     sm_config_defaults(&def);
+    def.mesh_advertise_set = true;     /* the file says advertise = none */
     memset(&cfg, 0, sizeof cfg);
     cfg.log_level = SM_LOG_ERROR;      /* so every key must be set by the file */
     assert_int_equal(sm_config_load(&cfg, "deploy/stallmesh.conf.example", err, sizeof err), 0);
@@ -461,6 +462,25 @@ test_format_round_trip(void **state)
     s_file f;
     assert_int_equal(s_load(&f, text), 0);
     assert_memory_equal(&f.cfg, &cfg, sizeof cfg);
+
+    /* advertise: unset, none and an endpoint each load back as they were
+       (unset lets the node tell peers its listen endpoint; none tells none). */
+    assert_false(cfg.mesh_advertise_set);
+    assert_non_null(strstr(text, "; advertise (unset)\n"));
+    sm_config both[2];
+    const char *values[2] = { "none", "tcp://10.0.0.5:7400" };
+    for (int i = 0; i < 2; i++) {
+        sm_config_defaults(&both[i]);
+        assert_int_equal(sm_config_set(&both[i], "mesh", "advertise", values[i], err,
+                                       sizeof err), 0);
+        assert_true(both[i].mesh_advertise_set);
+        char t[1024];
+        assert_true(sm_config_format(&both[i], t, sizeof t) < (int)sizeof t);
+        assert_int_equal(s_load(&f, t), 0);
+        assert_memory_equal(&f.cfg, &both[i], sizeof both[i]);
+    }
+    assert_string_equal(both[0].mesh_advertise, "");
+    assert_string_equal(both[1].mesh_advertise, "tcp://10.0.0.5:7400");
 
     /* A short buffer still says how much was needed. */
     char tiny[8];

@@ -1477,6 +1477,48 @@ test_lost_hello_repeated(void **state)
     assert_converged(f);
 }
 
+/* A peer that restarts unnoticed (the other end is never told it went
+   down, so its session stays open there) sends HELLO again; the other
+   end answers with its own HELLO and the session's opening, so the new
+   session opens on both sides, and the two converge.  Without the answer
+   the restarted node would refuse everything from the other for good. */
+static void
+test_restart_unnoticed(void **state)
+{
+    net *f = net_new(2, 53);
+    *state = f;
+    f->early_ok = true;
+    connect_all(f);
+    assert_int_equal(write_at(f, 0, tu_item("cap", "Cap", 900)), 0);
+    pump(f);
+    settle(f, 1);
+    assert_converged(f);
+    uint64_t hellos = f->sent[0][1][SM_MSG_HELLO];
+
+    /* Node 1 restarts twice, 1.5 s apart: a new engine over its store each
+       time; node 0 hears nothing.  Each time the session opens at once (no
+       tick, so no repeated HELLO, is needed). */
+    sm_item item;
+    const char *skus[2] = { "mug", "pin" };
+    for (int r = 0; r < 2; r++) {
+        f->now += 1500;
+        sm_gossip_destroy(&f->g[1]);
+        f->g[1] = gossip_for(f, 1, 0);
+        sm_gossip_peer_up(f->g[1], &f->id[0].pub, "tcp://127.0.0.1:7400", f->now);
+        assert_int_equal(write_at(f, 0, tu_item(skus[r], "Thing", 1250)), 0);
+        assert_int_equal(write_at(f, 1, tu_add("cap", 4)), 0);
+        pump(f);
+        assert_int_equal(sm_ledger_item(f->l[1], skus[r], &item), 0);
+        assert_int_equal(units_at(f->l[0], "cap", &f->id[1].pub), 4 * (r + 1));
+    }
+    assert_true(f->sent[0][1][SM_MSG_HELLO] >= hellos + 2);   /* node 0 answered */
+    /* ... and no HELLOs are traded back and forth after. */
+    uint64_t after = f->sent[0][1][SM_MSG_HELLO] + f->sent[1][0][SM_MSG_HELLO];
+    settle(f, 3);
+    assert_int_equal(f->sent[0][1][SM_MSG_HELLO] + f->sent[1][0][SM_MSG_HELLO], after);
+    assert_converged(f);
+}
+
 /* A WANT the peer cannot serve (a HEADS claimed more than it has) is
    answered with its HEADS, and the asker stops asking at once instead of
    waiting for the WANT to expire. */
@@ -1639,6 +1681,7 @@ main(void)
         cmocka_unit_test_teardown(test_lost_hello_repeated, teardown),
         cmocka_unit_test_teardown(test_early_answer_rewants_gap, teardown),
         cmocka_unit_test_teardown(test_clock_steps_back, teardown),
+        cmocka_unit_test_teardown(test_restart_unnoticed, teardown),
     };
     return cmocka_run_group_tests_name("gossip", tests, NULL, NULL);
 }
