@@ -857,8 +857,10 @@ s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 static void
 s_world_free(sim_world *w)
 {
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n; i++) {
         sim_node_close(w, &w->node[i]);
+        free(w->node[i].wiped_links);
+    }
     sim_event e;
     while (s_pop(w, &e))
         free(e.bytes);
