@@ -37,8 +37,9 @@ s_usage(FILE *out)
             "                     [--faults LIST] [--verbose] [--quiet] [--keep]\n"
             "  --seed S        run one seed (default 1)\n"
             "  --seeds A..B    run seeds A to B\n"
-            "  --nodes N       nodes in the market, %d to %d (default 5; under the hostile\n"
-            "                  fault the last one is the hostile member)\n"
+            "  --nodes N       nodes in the market, %d to %d, or random (the default: each\n"
+            "                  seed draws 3 to 7); under the hostile fault the last node is\n"
+            "                  the hostile member\n"
             "  --ticks T       simulated seconds of trading under faults (default 150)\n"
             "  --faults LIST   random (default: each seed draws its mix), all, none, or a\n"
             "                  comma list of: loss dup reorder delay partition crash offline\n"
@@ -175,12 +176,12 @@ main(int argc, char **argv)
 {
     sim_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.nodes = 5;
+    cfg.nodes = 0;                    /* random */
     cfg.ticks = 150;
     cfg.faults_random = true;
     cfg.argv0 = argv[0];
     uint64_t first = 1, last = 1;
-    const char *faults_text = "random";
+    const char *faults_text = "random", *nodes_text = "random";
     bool quiet = false;
     static const struct option opts[] = {
         { "seed", required_argument, NULL, 's' },
@@ -220,12 +221,13 @@ main(int argc, char **argv)
             }
             break;
         case 'n':
-            cfg.nodes = atoi(optarg);
-            if (cfg.nodes < SIM_NODES_MIN || cfg.nodes > SIM_NODES_MAX) {
-                fprintf(stderr, "stallmesh-sim: --nodes must be %d to %d\n", SIM_NODES_MIN,
-                        SIM_NODES_MAX);
+            cfg.nodes = strcmp(optarg, "random") == 0 ? 0 : atoi(optarg);
+            if (cfg.nodes != 0 && (cfg.nodes < SIM_NODES_MIN || cfg.nodes > SIM_NODES_MAX)) {
+                fprintf(stderr, "stallmesh-sim: --nodes must be %d to %d, or random\n",
+                        SIM_NODES_MIN, SIM_NODES_MAX);
                 return 2;
             }
+            nodes_text = optarg;
             break;
         case 't':
             cfg.ticks = (uint32_t) strtoul(optarg, &end, 10);
@@ -286,8 +288,8 @@ main(int argc, char **argv)
     for (uint64_t seed = first; seed <= last; seed++) {
         cfg.seed = seed;
         char replay[512];
-        snprintf(replay, sizeof replay, "%s --seed %llu --nodes %d --ticks %u --faults %s",
-                 cfg.argv0, (unsigned long long) seed, cfg.nodes, cfg.ticks, faults_text);
+        snprintf(replay, sizeof replay, "%s --seed %llu --nodes %s --ticks %u --faults %s",
+                 cfg.argv0, (unsigned long long) seed, nodes_text, cfg.ticks, faults_text);
         snprintf(s_replay, sizeof s_replay, "seed %llu ABORTED (an assertion or a crash)\n"
                  "replay: %s --verbose\n", (unsigned long long) seed, replay);
         sm_hash digest;
@@ -305,9 +307,9 @@ main(int argc, char **argv)
             printf("seed %llu trace %s\n", (unsigned long long) seed, hex);
     }
     if (runs > 1 || quiet) {
-        printf("sim: %llu seeds, %llu failed, %.1f s, %d nodes, %u s of trading each; injected:",
+        printf("sim: %llu seeds, %llu failed, %.1f s, %s nodes, %u s of trading each; injected:",
                (unsigned long long) runs, (unsigned long long) failures, s_seconds() - start,
-               cfg.nodes, cfg.ticks);
+               cfg.nodes ? nodes_text : "3-7", cfg.ticks);
         for (int k = 0; k < SIM_C_COUNT; k++)
             printf(" %s=%llu", sim_counter_name(k), (unsigned long long) counters[k]);
         printf("\n");

@@ -38,7 +38,7 @@ cat "$tmp"/out.* | grep '^sim: ' | awk '
           if ($i ~ /=/) { split($i, kv, "="); sum[kv[1]] += kv[2]; if (!(kv[1] in seen)) { seen[kv[1]] = 1; order[++n] = kv[1] } }
       }
       if (match($0, /[0-9.]+ s,/)) { t = substr($0, RSTART, RLENGTH - 3); if (t + 0 > wall) wall = t + 0 }
-      if (match($0, /[0-9]+ nodes, [0-9]+ s of trading each/)) shape = substr($0, RSTART, RLENGTH) }
+      if (match($0, /[0-9-]+ nodes, [0-9]+ s of trading each/)) shape = substr($0, RSTART, RLENGTH) }
     END { printf "sim: %d seeds, %d failed, %.1f s on %d processes, %s; injected:", seeds, failed, wall, NR, shape
           for (i = 1; i <= n; i++) printf " %s=%d", order[i], sum[order[i]]; printf "\n" }'
 exit $status

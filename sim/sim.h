@@ -121,7 +121,7 @@ int sim_faults_parse(const char *text, uint32_t *mask, bool *random);
 
 typedef struct {
     uint64_t seed;
-    int nodes;                 /* honest + hostile */
+    int nodes;                 /* honest + hostile; 0: each seed draws 3 to 7 */
     uint32_t ticks;            /* seconds of simulated trading under faults */
     uint32_t faults;           /* mask of sim_fault; ignored when random */
     bool faults_random;        /* each seed draws its own mix */

@@ -1039,7 +1039,7 @@ sim_run(const sim_config *cfg, sm_hash *digest, uint64_t counters[SIM_C_COUNT],
     w->acks = malloc(SIM_ACKS_MAX * sizeof *w->acks);
     assert(w->space && w->acks);
     sm_hasher_init(&w->trace);
-    w->n = cfg->nodes;
+    w->n = cfg->nodes ? cfg->nodes : (int) sim_range(&w->rng, SIM_NODES_MIN, 7);
     w->faults = s_pick_faults(w);
     w->hostile = s_on(w, SIM_F_HOSTILE) ? w->n - 1 : -1;
     sim_trace_u64(w, cfg->seed);
