@@ -1078,8 +1078,9 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
            ingest records the equivocation.  A head whose link matches is
            not checked again. */
         const s_fork *known = s_fork_find(self, (uint32_t) oi);
+        bool below = known && h->seq < known->seq;   /* under the known fork */
         if (h->seq <= self->local_seq[oi]
-            && (known ? known->parted_below : p->checked[oi] != h->seq)) {
+            && (known ? known->parted_below || below : p->checked[oi] != h->seq)) {
             sm_hash ours;
             if (h->seq == self->local_seq[oi])
                 ours = self->local_link[oi];
@@ -1088,19 +1089,22 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
             bool same = memcmp(ours.b, h->link.b, SM_HASH_BYTES) == 0;
             bool room = p->want_count < SM_WANTS_IN_FLIGHT_MAX
                      && s_want_end(p, (uint32_t) oi) == 0;
-            if (known) {
+            if (same) {
+                if (!known)
+                    p->checked[oi] = h->seq;
+            } else if (known && !below) {
                 /* The evidence's entries link to different ones: the logs
                    part below it.  A peer whose head differs from ours holds
                    the other branch: look back there, at each of its HEADS
                    until the evidence names where they part (a look back
                    made once may find no room, or be lost). */
-                if (!same && room)
+                if (room)
                     s_probe(self, p, (uint32_t) oi, known->seq, now_ms);
-            } else if (same) {
-                p->checked[oi] = h->seq;
             } else if (room && self->local_cap[oi] >= h->seq) {
-                /* Asked again at each of its HEADS until the fork is
-                   recorded: the WANT or its answer may be lost. */
+                /* Another entry at a seq below any known fork (an origin
+                   may equivocate more than once): fetch it.  Asked again at
+                   each of its HEADS until the fork is recorded: the WANT or
+                   its answer may be lost. */
                 s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
             }
         }
@@ -1250,9 +1254,11 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
                                          &run[res.err_seq - first], now_ms)) != 0)
                 return rc;
             /* Its next entry does not link to this node's head: the logs
-               parted before it. */
+               parted before it (below any fork known: evidence at a seq
+               above this node's head explains nothing here). */
+            const s_fork *known = s_fork_find(self, (uint32_t) oi);
             if (res.err == SM_ELINK && res.err_seq == before.seq + 1 && first <= before.seq + 1
-                && !s_fork_find(self, (uint32_t) oi))
+                && (!known || known->seq > before.seq))
                 s_probe(self, p, (uint32_t) oi, res.err_seq, now_ms);
         }
         if (res.accepted > 0) {

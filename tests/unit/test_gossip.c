@@ -1055,6 +1055,65 @@ fork_seq(sm_ledger *l)
     return c.count ? c.lowest : 0;
 }
 
+/* Sign an entry of node x's log at seq with prev and body (for crafted
+   equivocations). */
+static sm_signed
+crafted(net *f, int x, uint64_t seq, const sm_hash *prev, sm_body body, uint16_t c,
+        uint8_t *bytes)
+{
+    sm_market m;
+    assert_int_equal(sm_ledger_market(f->l[0], &m), 0);
+    sm_entry e;
+    memset(&e, 0, sizeof e);
+    e.version = SM_ENTRY_VERSION;
+    e.market = m.market;
+    e.origin = f->id[x].pub;
+    e.seq = seq;
+    if (prev)
+        e.prev = *prev;
+    e.hlc = SM_HLC_MAKE(f->now, c);
+    e.body = body;
+    sm_signed s = { bytes, 0, { 0 } };
+    s.len = tu_sign(&e, &f->id[x], bytes, s.sig);
+    return s;
+}
+
+/* An origin equivocates more than once: one node holds A1 A2 and evidence
+   of A2' (entries that link to the same A1), the other holds only B1.  The
+   first finds B1 below the fork it knows, the second looks back below the
+   evidence it cannot record: both end with the fork at seq 1 and the same
+   state. */
+static void
+test_fork_below_known_fork(void **state)
+{
+    net *f = net_new(3, 79);           /* node 2 equivocates, never connected */
+    *state = f;
+    uint8_t b_a1[SM_ENTRY_BYTES_MAX], b_a2[SM_ENTRY_BYTES_MAX], b_a2x[SM_ENTRY_BYTES_MAX],
+            b_b1[SM_ENTRY_BYTES_MAX];
+    sm_signed a1 = crafted(f, 2, 1, NULL, tu_add("pin", 1), 1, b_a1);
+    sm_hash l1;
+    sm_entry_link(a1.bytes, a1.len, a1.sig, &l1);
+    sm_signed a2 = crafted(f, 2, 2, &l1, tu_add("pin", 3), 2, b_a2);
+    sm_signed a2x = crafted(f, 2, 2, &l1, tu_add("pin", 4), 3, b_a2x);
+    sm_signed b1 = crafted(f, 2, 1, NULL, tu_add("pin", 2), 4, b_b1);
+    sm_signed run[2] = { a1, a2 };
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(f->l[0], run, 2, f->now, &res), 0);
+    assert_int_equal(sm_ledger_ingest(f->l[0], &a2x, 1, f->now, &res), SM_EFORK);
+    assert_int_equal(fork_seq(f->l[0]), 2);
+    assert_int_equal(sm_ledger_ingest(f->l[1], &b1, 1, f->now, &res), 0);
+    sm_gossip_destroy(&f->g[0]);       /* engines that know what their stores hold */
+    f->g[0] = gossip_for(f, 0, 0);
+    net_connect(f, 0, 1);
+    pump(f);
+    settle(f, 3);
+    assert_int_equal(fork_seq(f->l[0]), 1);
+    assert_int_equal(fork_seq(f->l[1]), 1);
+    sm_hash d0 = digest(f->l[0]), d1 = digest(f->l[1]);
+    assert_memory_equal(d0.b, d1.b, SM_HASH_BYTES);
+    assert_int_equal(units_at(f->l[0], "pin", &f->id[2].pub), 0);
+}
+
 /* A node restored from an old backup writes other entries over seqs the
    mesh already has (`written` of them after the backup's 4), so its log
    parts from the mesh's several entries back: the fork is found by link
@@ -1714,6 +1773,7 @@ main(void)
         cmocka_unit_test_teardown(test_fork_backup_same_length, teardown),
         cmocka_unit_test_teardown(test_fork_backup_lookback_lost, teardown),
         cmocka_unit_test_teardown(test_fork_backup_linkcheck_lost, teardown),
+        cmocka_unit_test_teardown(test_fork_below_known_fork, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
