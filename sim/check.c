@@ -693,7 +693,9 @@ s_first_cb(const sm_signed *s, uint64_t seq, void *arg)
     origin x's first entry that waits (stored, not applied) needs units of a
     sku that were moved to x by an entry that will never apply: one a fork
     voided (past a forked origin's fork, in any honest node's copy of its
-    log), or one of an origin stuck the same way (the cascade).  Such an
+    log), or one of an origin stuck the same way (the cascade), or one no
+    store holds any more (after a restore or a wipe: then x is short of the
+    units at its location).  Such an
     entry never applies: DESIGN §3 stops a forked origin at the fork, moves
     included, and the bounded counter will not take x below zero.  The
     stall's acknowledged sales after it are then never in the market's
@@ -730,17 +732,26 @@ s_stuck_set(sim_world *w, sim_node *nd, bool out[SIM_NODES_MAX])
                 continue;
             const sm_body *b = &first->e.body;
             const char *sku = NULL;
-            if (b->kind == SM_KIND_SALE)
-                for (uint32_t k = 0; k < b->u.sale.line_count; k++)
+            uint32_t need[SM_SALE_LINES_MAX], one = 0;
+            if (b->kind == SM_KIND_SALE) {
+                for (uint32_t k = 0; k < b->u.sale.line_count; k++) {
+                    need[c->nskus] = b->u.sale.lines[k].qty;
                     snprintf(c->skus[c->nskus++], sizeof c->skus[0], "%s", b->u.sale.lines[k].sku);
-            else if (b->kind == SM_KIND_HOLD)
+                }
+            } else if (b->kind == SM_KIND_HOLD) {
                 sku = b->u.hold.sku;
-            else if (b->kind == SM_KIND_STOCK_MOVE)
+                one = b->u.hold.qty;
+            } else if (b->kind == SM_KIND_STOCK_MOVE) {
                 sku = b->u.stock_move.sku;
-            else if (b->kind == SM_KIND_ADJUST)
+                one = b->u.stock_move.qty;
+            } else if (b->kind == SM_KIND_ADJUST && b->u.adjust.delta < 0) {
                 sku = b->u.adjust.sku;
-            if (sku)
+                one = (uint32_t) -b->u.adjust.delta;
+            }
+            if (sku) {
+                need[c->nskus] = one;
                 snprintf(c->skus[c->nskus++], sizeof c->skus[0], "%s", sku);
+            }
             for (int f = 0; f < w->n && !c->found && c->nskus; f++) {
                 if (dead_from[f] == UINT64_MAX)
                     continue;
@@ -748,6 +759,14 @@ s_stuck_set(sim_world *w, sim_node *nd, bool out[SIM_NODES_MAX])
                     if (j != w->hostile && w->node[j].ledger)
                         sm_ledger_read(w->node[j].ledger, &w->node[f].id.pub, dead_from[f],
                                        SIZE_MAX, s_void_cb, c);
+            }
+            /* Or units that only a store restored or wiped since held: the
+               entry that moved them in is in no store any more. */
+            for (uint32_t k = 0; k < c->nskus && !c->found && w->restores_done; k++) {
+                sm_units u;
+                int64_t here = sm_ledger_units(nd->ledger, c->skus[k], &w->node[x].id.pub,
+                                               &u) == 0 ? u.units : 0;
+                c->found = here < (int64_t) need[k];
             }
             if (c->found) {
                 out[x] = grew = true;
@@ -946,10 +965,11 @@ sim_check_final(sim_world *w)
             sm_sale sale;
             int rc = sm_ledger_sale(w->node[i].ledger, origin, a->seq, &sale);
             if (rc != 0 && s_stuck_by_fork(w, &w->node[i], origin)) {
-                w->counters[SIM_C_STUCK_BY_FORK]++;
+                w->counters[SIM_C_STUCK]++;
                 if (w->cfg.strict)
                     sim_fail(w, "acknowledged sale %d:%llu is stuck at node %d behind units a "
-                             "fork voided (--strict)", a->origin, (unsigned long long) a->seq, i);
+                             "fork voided or a restore erased (--strict)", a->origin,
+                             (unsigned long long) a->seq, i);
                 break;
             }
             if (rc != 0) {
@@ -975,10 +995,31 @@ sim_check_final(sim_world *w)
                          (unsigned long long) a->seq, i);
         }
     }
-    /* Expired holds released, on the holder's clock, and everywhere. */
+    /* A node still fetching its own log back after healing: only if no store
+       holds more of it (a peer reported its later entries, then lost them:
+       it waits for the operator's --allow-fresh, appending nothing). */
+    for (int x = 0; x < w->n && !w->failed; x++) {
+        sim_node *nd = &w->node[x];
+        if (!s_honest(w, x) || nd->own_ok)
+            continue;
+        sm_head own;
+        if (sm_ledger_head(nd->ledger, &nd->id.pub, &own) != 0)
+            continue;
+        for (int j = 0; j < w->n && !w->failed; j++) {
+            sm_head h;
+            if (j != x && s_honest(w, j)
+                && sm_ledger_head(w->node[j].ledger, &nd->id.pub, &h) == 0 && h.seq > own.seq)
+                sim_fail(w, "liveness: node %d still fetches its own log back (it holds %llu) "
+                         "though node %d holds it to %llu", x, (unsigned long long) own.seq, j,
+                         (unsigned long long) h.seq);
+        }
+        w->counters[SIM_C_RECOVERING]++;
+    }
+    /* Expired holds released, on the holder's clock, and everywhere (but
+       by a node that may not append yet). */
     for (int x = 0; x < w->n && !w->failed; x++) {
         sim_node *origin = &w->node[x];
-        if (!s_honest(w, x))
+        if (!s_honest(w, x) || !origin->own_ok)
             continue;
         for (int i = 0; i < w->n && !w->failed; i++) {
             if (!s_honest(w, i) || sim_fork_at(&w->node[i], &origin->id.pub)

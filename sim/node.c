@@ -358,6 +358,7 @@ sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
     if (wipe)
         s_remember_own(w, nd);
     nd->restored = true;
+    w->restores_done++;
     /* What it wrote since is gone from its memory too. */
     nd->nsales = 0;
     nd->nholds = 0;

@@ -108,7 +108,7 @@ typedef enum {
     SIM_C_TORN_BATCHES, SIM_C_OFFLINE, SIM_C_RESTORES, SIM_C_WIPES,
     SIM_C_CLOCK_JUMPS, SIM_C_HOSTILE_MSGS, SIM_C_FORKS_SEEN,
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
-    SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK_BY_FORK, SIM_C_COUNT
+    SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING, SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -269,6 +269,7 @@ struct sim_world {
     uint32_t nacks;
     uint64_t counters[SIM_C_COUNT];
     uint64_t checks_run;
+    uint32_t restores_done;    /* stores restored or wiped so far */
     uint64_t delivered_by_type[SM_MSG_TYPE_MAX + 1];
     uint64_t storm_second, storm_count;  /* deliveries in the current second */
     /* scratch */
