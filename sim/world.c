@@ -1044,12 +1044,16 @@ sim_run(const sim_config *cfg, sm_hash *digest, uint64_t counters[SIM_C_COUNT],
     w->hostile = s_on(w, SIM_F_HOSTILE) ? w->n - 1 : -1;
     sim_trace_u64(w, cfg->seed);
     sim_trace_u64(w, w->faults);
+    /* A directory of its own (mkdtemp): runs of other processes, even of
+       the same seed and in other PID namespaces sharing /dev/shm, never
+       meet one another's stores. */
     const char *root = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(w->base, sizeof w->base, "%s/stallmesh-sim-%d-%llu", root, (int) getpid(),
+    snprintf(w->base, sizeof w->base, "%s/stallmesh-sim-%llu-XXXXXX", root,
              (unsigned long long) cfg->seed);
-    nftw(w->base, s_rm, 16, FTW_DEPTH | FTW_PHYS);
-    if (mkdir(w->base, 0700) != 0) {
-        snprintf(failure, failure_cap, "cannot create %s: %s", w->base, strerror(errno));
+    if (!mkdtemp(w->base)) {
+        snprintf(failure, failure_cap, "cannot create a directory under %s: %s", root,
+                 strerror(errno));
+        w->base[0] = 0;
         s_world_free(w);
         return 2;
     }
