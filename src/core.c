@@ -460,7 +460,10 @@ s_rebalance_round(sm_core *self, uint64_t now_ms)
 static bool
 s_tick(sm_core *self, uint64_t now_ms)
 {
-    bool released = s_sweep_holds(self);
+    /* Releases are appends: none until this node's own log is back (its
+       own holds come back before the rest of it, and a release appended
+       then would reuse a seq of its old log: a fork). */
+    bool released = self->own_ok && s_sweep_holds(self);
     if (!self->mesh)
         return released;
     if (released)

@@ -1303,7 +1303,16 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     self->stats.messages_received++;
     uint32_t give = 0;
     sm_units u;
-    int rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
+    /* A node fetching its own log back (its store was wiped) appends
+       nothing until it has it: the moves others made to it arrive before
+       its own sales, so its units look spare, and a move appended now
+       would reissue a seq its old log used (a fork). */
+    bool confirmed = false;
+    int rc = sm_ledger_own_confirmed(self->ledger, &confirmed);
+    if (rc == 0 && !confirmed)
+        rc = SM_ERECOVERING;
+    if (rc == 0)
+        rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
     if (rc == 0 && u.units - (int64_t) self->units_floor >= 1) {
         int64_t spare = u.units - (int64_t) self->units_floor;
         give = (uint32_t) s_min64(m->u.units.qty, (uint64_t) spare);

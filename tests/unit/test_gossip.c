@@ -116,6 +116,7 @@ net_new(int n, uint64_t seed)
         tu_identity(&f->id[i], (uint8_t)(i + 1));
         f->l[i] = tu_open(f->dir, f->name[i]);
         sm_ledger_set_identity(f->l[i], &f->id[i]);
+        assert_int_equal(sm_ledger_confirm_own(f->l[i]), 0);   /* as init does */
     }
     assert_int_equal(sm_ledger_create_market(f->l[0], "Saturday Market", "GBP", NOW), 0);
     for (int i = 1; i < n; i++) {
@@ -807,6 +808,46 @@ test_own_log_recovery(void **state)
     pump(f);
     assert_int_equal(head_seq(f->l[0], &f->id[1].pub), own + 1);
     assert_int_equal(forks(f->l[0]), 0);
+}
+
+/* A node whose own log is not confirmed (its store was wiped, and it is
+   fetching its entries back) gives no units when asked, though moves from
+   others show units at its location: a move appended now could reuse a
+   seq its old log used.  Once its store is confirmed, it gives. */
+static void
+test_no_units_given_while_recovering(void **state)
+{
+    net *f = net_new(2, 73);
+    *state = f;
+    /* Node 1 starts over on an empty store (not confirmed). */
+    sm_ledger_destroy(&f->l[1]);
+    sm_gossip_destroy(&f->g[1]);
+    snprintf(f->name[1], sizeof f->name[1], "n1-wiped");
+    f->l[1] = tu_open(f->dir, f->name[1]);
+    sm_ledger_set_identity(f->l[1], &f->id[1]);
+    tu_join(f->l[1], f->l[0]);
+    f->g[1] = gossip_for(f, 1, 0);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    assert_int_equal(write_at(f, 0, tu_move("mug", 5, &f->id[1].pub)), 0);
+    connect_all(f);
+    pump(f);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 5);
+
+    assert_int_equal(sm_gossip_ask_units(f->g[0], 1, "mug", 2, f->now), 0);
+    drain(f);
+    pump(f);
+    assert_int_equal(f->sent[1][0][SM_MSG_UNITS_GIVE], 1);   /* answered ... */
+    assert_int_equal(sm_gossip_units_given(f->g[0], 1), 0);  /* ... with none */
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);   /* nothing appended */
+
+    assert_int_equal(sm_ledger_confirm_own(f->l[1]), 0);     /* as the core does */
+    assert_int_equal(sm_gossip_ask_units(f->g[0], 2, "mug", 2, f->now), 0);
+    drain(f);
+    pump(f);
+    assert_int_equal(sm_gossip_units_given(f->g[0], 2), 2);
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 1);
+    assert_converged(f);
 }
 
 /* Encode one message into fresh memory (caller frees). */
@@ -1665,6 +1706,7 @@ main(void)
         cmocka_unit_test_teardown(test_catch_up_flow_control, teardown),
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
         cmocka_unit_test_teardown(test_own_log_recovery, teardown),
+        cmocka_unit_test_teardown(test_no_units_given_while_recovering, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_resent, teardown),
