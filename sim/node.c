@@ -80,15 +80,6 @@ s_engine(sim_world *w, sim_node *nd)
     return 0;
 }
 
-static bool
-s_is_zero(const sm_hash *h)
-{
-    for (size_t i = 0; i < SM_HASH_BYTES; i++)
-        if (h->b[i])
-            return false;
-    return true;
-}
-
 void
 sim_node_close(sim_world *w, sim_node *nd)
 {
@@ -262,78 +253,6 @@ s_forget_lost_sales(sim_world *w)
             sm_ledger_destroy(&l[j]);
 }
 
-/*  At a wipe: every own entry of nd that any store holds, by seq.        */
-static void
-s_remember_own(sim_world *w, sim_node *nd)
-{
-    free(nd->wiped_links);
-    nd->wiped_links = NULL;
-    nd->wiped_count = 0;
-    nd->wiped_checked = 0;
-    uint64_t cap = 0;
-    for (int j = 0; j < w->n; j++) {
-        sim_node *o = &w->node[j];
-        sm_ledger *l = o->ledger;
-        bool opened = false;
-        if (o == nd)
-            continue;
-        if (!l) {
-            sm_ledger_opts opts = { .map_bytes = 256u << 20, .no_sync = true };
-            int err = 0;
-            l = sm_ledger_open(o->dir, &opts, &err);
-            opened = l != NULL;
-        }
-        sm_head h;
-        for (uint64_t seq = 1; l && sm_ledger_head(l, &nd->id.pub, &h) == 0 && seq <= h.seq; seq++) {
-            sm_hash link;
-            if (sim_entry_link(l, &nd->id.pub, seq, &link) != 0)
-                break;
-            if (seq > cap) {
-                uint64_t ncap = seq + 256;
-                sm_hash *grown = realloc(nd->wiped_links, ncap * 2 * sizeof *grown);
-                if (!grown)
-                    abort();
-                memset(grown + 2 * cap, 0, (ncap - cap) * 2 * sizeof *grown);
-                nd->wiped_links = grown;
-                cap = ncap;
-            }
-            sm_hash *slot = &nd->wiped_links[2 * (seq - 1)];
-            bool zero0 = s_is_zero(&slot[0]);
-            if (zero0)
-                slot[0] = link;
-            else if (memcmp(slot[0].b, link.b, SM_HASH_BYTES) != 0)
-                slot[1] = link;
-            if (seq > nd->wiped_count)
-                nd->wiped_count = seq;
-        }
-        if (opened)
-            sm_ledger_destroy(&l);
-    }
-}
-
-void
-sim_node_check_recovering(sim_world *w, sim_node *nd)
-{
-    if (nd->own_ok || !nd->running || !nd->wiped_links)
-        return;
-    sm_head h;
-    if (sm_ledger_head(nd->ledger, &nd->id.pub, &h) != 0)
-        return;
-    for (uint64_t seq = nd->wiped_checked + 1; seq <= h.seq; seq++) {
-        sm_hash link;
-        if (sim_entry_link(nd->ledger, &nd->id.pub, seq, &link) != 0)
-            return;
-        const sm_hash *slot = seq <= nd->wiped_count ? &nd->wiped_links[2 * (seq - 1)] : NULL;
-        if (!slot || (memcmp(slot[0].b, link.b, SM_HASH_BYTES) != 0
-                      && memcmp(slot[1].b, link.b, SM_HASH_BYTES) != 0)) {
-            sim_fail(w, "node %d appended its seq %llu while fetching its own log back after a "
-                     "wipe (own log not confirmed): a fork", nd->index, (unsigned long long) seq);
-            return;
-        }
-        nd->wiped_checked = seq;
-    }
-}
-
 /*  The store of a crashed node is replaced by its old copy, or wiped.
     Acknowledged sales no store holds any more are gone for good.           */
 void
@@ -355,8 +274,6 @@ sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
         return;
     }
     s_forget_lost_sales(w);
-    if (wipe)
-        s_remember_own(w, nd);
     nd->restored = true;
     /* What it wrote since is gone from its memory too. */
     nd->nsales = 0;
@@ -586,7 +503,7 @@ void
 sim_node_tick(sim_world *w, sim_node *nd)
 {
     uint64_t now = sim_node_now(w, nd);
-    if (nd->own_ok && s_sweep_holds(w, nd))
+    if (s_sweep_holds(w, nd))
         s_local(w, nd);
     sm_gossip_tick(nd->gossip, now);
     if (!nd->own_ok && sm_gossip_own_recovered(nd->gossip)) {
@@ -603,7 +520,6 @@ sim_node_tick(sim_world *w, sim_node *nd)
         s_local(w, nd);
     sim_drain(w, nd->index);
     sim_check_node(w, nd);
-    sim_node_check_recovering(w, nd);
 }
 
 void

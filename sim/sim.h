@@ -164,12 +164,6 @@ typedef struct sim_node {
     bool running;
     bool own_ok;               /* local appends allowed (own-log gate) */
     bool restored;             /* its store was restored or wiped: it may equivocate */
-    /* After a wipe, its own entries that existed anywhere (link hashes by
-       seq, one or two a seq): while its own log is unconfirmed it may only
-       fetch these back, never append. */
-    sm_hash *wiped_links;      /* [wiped_count][2] */
-    uint64_t wiped_count;
-    uint64_t wiped_checked;    /* own entries checked so far */
     bool offline;              /* away for hours: links stay cut */
     bool torn_pending;         /* crash in the middle of its next batch */
     int64_t clock_offset_ms;   /* its wall clock minus sim time */
@@ -329,8 +323,6 @@ void sim_node_submit(sim_world *w, sim_node *nd, const sim_req *req);
 void sim_node_wake(sim_world *w, sim_node *nd);
 void sim_node_tick(sim_world *w, sim_node *nd);
 void sim_node_after_receive(sim_world *w, sim_node *nd);
-/* While nd's own log is unconfirmed after a wipe: it appended nothing. */
-void sim_node_check_recovering(sim_world *w, sim_node *nd);
 /* The link hash of origin's entry at seq in ledger l; SM_ENOTFOUND if none. */
 int sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out);
 

@@ -341,9 +341,6 @@ sim_workload_setup(sim_world *w)
         sm_hash_bytes(material, sizeof material, (sm_hash *) seed);
         sm_identity_from_seed(&nd->id, seed);
         snprintf(nd->dir, sizeof nd->dir, "%s/n%d", w->base, i);
-        char hex[SM_ID_HEX_BYTES + 1];
-        sm_id_format(&nd->id.pub, hex);
-        sim_say(w, "node %d is %s%s", i, hex, nd->hostile ? " (the hostile member)" : "");
     }
     sim_node *org = &w->node[0];
     if (sim_node_open(w, org) != 0)

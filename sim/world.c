@@ -857,10 +857,8 @@ s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 static void
 s_world_free(sim_world *w)
 {
-    for (int i = 0; i < w->n; i++) {
+    for (int i = 0; i < w->n; i++)
         sim_node_close(w, &w->node[i]);
-        free(w->node[i].wiped_links);
-    }
     sim_event e;
     while (s_pop(w, &e))
         free(e.bytes);
@@ -914,37 +912,6 @@ sim_crash(sim_world *w, int i, bool torn)
     uint64_t down = sim_chance(&w->rng, 100) ? sim_range(&w->rng, 60000, 600000)
                                              : sim_range(&w->rng, 200, 20000);
     sim_schedule(w, w->now + down, SIM_EV_RESTART, i, 0, nd->generation, 0, NULL, 0);
-}
-
-static int
-s_peer_say_cb(const sm_gossip_peer *p, void *arg)
-{
-    sim_world *w = ((void **) arg)[0];
-    int i = *(int *) ((void **) arg)[1];
-    int j = -1;
-    for (int k = 0; k < w->n; k++)
-        if (memcmp(w->node[k].id.pub.b, p->node.b, SM_KEY_BYTES) == 0)
-            j = k;
-    if (j < 0)
-        return 0;
-    sim_say(w, "  node %d sees node %d: up %d (link %d) last seen %lld ms ago, behind %llu, "
-            "refused %llu, refusal %d, wants %u, queued %zu", i, j, p->up,
-            sim_link_up(w, i, j), (long long) sim_node_now(w, &w->node[i]) - (long long) p->last_seen_ms,
-            (unsigned long long) p->entries_behind, (unsigned long long) p->refused, p->refusal,
-            p->wants_in_flight, p->queued_bytes);
-    return 0;
-}
-
-/*  A liveness failure: what each engine thinks of its peers (verbose). */
-static void
-s_say_peers(sim_world *w)
-{
-    for (int i = 0; i < w->n && w->cfg.verbose; i++) {
-        if (!w->node[i].gossip)
-            continue;
-        void *arg[2] = { w, &i };
-        sm_gossip_peers_each(w->node[i].gossip, s_peer_say_cb, arg);
-    }
 }
 
 /*  This seed's fault mix: each kind with even odds, intensities inside it. */
@@ -1124,18 +1091,11 @@ sim_run(const sim_config *cfg, sm_hash *digest, uint64_t counters[SIM_C_COUNT],
     for (;;) {
         if (!s_run_until(w, w->now + 1000, false))
             goto done;
-        /* Converged, and still so a few ticks later: a node that just got
-           its own expired holds back (a restored store) has swept them. */
-        if (sim_check_converged(w, why, sizeof why)) {
-            if (!s_run_until(w, w->now + 3 * SIM_TICK_MS, false))
-                goto done;
-            if (sim_check_converged(w, why, sizeof why))
-                break;
-        }
+        if (sim_check_converged(w, why, sizeof why))
+            break;
         if (w->now - heal_start > SIM_HEAL_MS_MAX) {
             sim_fail(w, "liveness: %llu s after healing the nodes still differ: %s",
                      (unsigned long long) ((w->now - heal_start) / 1000), why);
-            s_say_peers(w);
             goto done;
         }
     }

@@ -92,7 +92,6 @@ typedef struct {
     sm_gossip_peer pub;        /* what peers_each reports */
     uint64_t next_heads_ms;
     uint64_t next_hello_ms;    /* HELLO again then, until its HEADS show ours arrived */
-    uint64_t next_forks_ms;    /* fork evidence sent to it again then */
     uint64_t hello_answer_ms;  /* when a repeated HELLO of its was last answered */
     bool hello_answered;       /* ... if one was, this session */
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
@@ -343,7 +342,6 @@ s_session_reset(s_peer *p)
     p->want_run = SM_WIRE_RUN_MAX;
     p->next_heads_ms = 0;
     p->next_hello_ms = 0;
-    p->next_forks_ms = 0;
     if (p->has) {
         memset(p->has, 0, SM_MEMBERS_MAX * sizeof *p->has);
         memset(p->known, 0, SM_MEMBERS_MAX * sizeof *p->known);
@@ -1034,7 +1032,6 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
         if (self->forks[i].used)
             s_send_fork(self, p, &self->forks[i]);
     p->next_heads_ms = now_ms + self->heads_interval_ms;
-    p->next_forks_ms = now_ms + SM_FORK_RESEND_MS;
     return 0;
 }
 
@@ -1075,8 +1072,8 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         if (oi == (int) self->self_oi)
             self->own_reported = s_max64(self->own_reported, h->seq);
         /* The same seq with another link: a fork; fetch that entry, whose
-           ingest records the equivocation.  A head whose link matches is
-           not checked again. */
+           ingest records the equivocation.  Once for each head it reports
+           (a check that found no room for its WANT is done again). */
         const s_fork *known = s_fork_find(self, (uint32_t) oi);
         if (h->seq <= self->local_seq[oi]
             && (known ? known->parted_below : p->checked[oi] != h->seq)) {
@@ -1098,10 +1095,9 @@ s_on_heads(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
                     s_probe(self, p, (uint32_t) oi, known->seq, now_ms);
             } else if (same) {
                 p->checked[oi] = h->seq;
-            } else if (room && self->local_cap[oi] >= h->seq) {
-                /* Asked again at each of its HEADS until the fork is
-                   recorded: the WANT or its answer may be lost. */
+            } else if (room) {
                 s_want_send(self, p, (uint32_t) oi, h->seq, 1, now_ms);
+                p->checked[oi] = h->seq;
             }
         }
     }
@@ -1303,16 +1299,7 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     self->stats.messages_received++;
     uint32_t give = 0;
     sm_units u;
-    /* A node fetching its own log back (its store was wiped) appends
-       nothing until it has it: the moves others made to it arrive before
-       its own sales, so its units look spare, and a move appended now
-       would reissue a seq its old log used (a fork). */
-    bool confirmed = false;
-    int rc = sm_ledger_own_confirmed(self->ledger, &confirmed);
-    if (rc == 0 && !confirmed)
-        rc = SM_ERECOVERING;
-    if (rc == 0)
-        rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
+    int rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
     if (rc == 0 && u.units - (int64_t) self->units_floor >= 1) {
         int64_t spare = u.units - (int64_t) self->units_floor;
         give = (uint32_t) s_min64(m->u.units.qty, (uint64_t) spare);
@@ -1600,7 +1587,6 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         s_peer *p = &self->peers[i];
         s_rewind(&p->next_hello_ms, now_ms, self->heads_interval_ms);
-        s_rewind(&p->next_forks_ms, now_ms, SM_FORK_RESEND_MS);
         s_rewind(&p->next_heads_ms, now_ms, self->heads_interval_ms);
         for (uint32_t k = 0; k < p->want_count; k++)
             s_rewind_since(&p->wants[k].sent_ms, now_ms);
@@ -1622,16 +1608,6 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         if (now_ms >= p->next_heads_ms) {
             s_send_heads(self, p);
             p->next_heads_ms = now_ms + self->heads_interval_ms;
-        }
-        /* Evidence is passed on once when learned and at each session's
-           start; a FORK lost on the way in between would leave a peer that
-           cannot find the fork itself (it holds one side only) without
-           it: it is sent again to every peer now and then. */
-        if (now_ms >= p->next_forks_ms) {
-            for (uint32_t k = 0; k < SM_FORK_EVIDENCE_MAX; k++)
-                if (self->forks[k].used)
-                    s_send_fork(self, p, &self->forks[k]);
-            p->next_forks_ms = now_ms + SM_FORK_RESEND_MS;
         }
     }
     for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {

@@ -70,6 +70,5 @@
 #define SM_UNITS_ASKS_MAX         256u      /* units asks open at once */
 #define SM_UNITS_ASK_TTL_MS       60000u    /* an ask not closed by its caller is forgotten */
 #define SM_FORK_EVIDENCE_MAX      64u       /* origins whose fork evidence the mesh engine passes on */
-#define SM_FORK_RESEND_MS         60000u    /* fork evidence sent again to every peer (a FORK may be lost) */
 
 #endif

@@ -68,8 +68,6 @@ typedef struct {
     bool early_ok;                 /* messages before a (lost) HELLO may be refused */
     uint64_t lost;
     int drop_lookback;             /* lose this many look-back WANTs (from 1, count > 1) */
-    int drop_linkcheck;            /* lose this many WANTs of one entry (from > 1) */
-    int drop_forks;                /* lose this many FORK messages */
     sm_wire_space space;
 } net;
 
@@ -116,7 +114,6 @@ net_new(int n, uint64_t seed)
         tu_identity(&f->id[i], (uint8_t)(i + 1));
         f->l[i] = tu_open(f->dir, f->name[i]);
         sm_ledger_set_identity(f->l[i], &f->id[i]);
-        assert_int_equal(sm_ledger_confirm_own(f->l[i]), 0);   /* as init does */
     }
     assert_int_equal(sm_ledger_create_market(f->l[0], "Saturday Market", "GBP", NOW), 0);
     for (int i = 1; i < n; i++) {
@@ -180,17 +177,6 @@ observe_send(net *f, int from, int to, const uint8_t *b, size_t len)
     if (f->drop_lookback > 0 && m.type == SM_MSG_WANT && m.u.want.from == 1
         && m.u.want.count > 1) {
         f->drop_lookback--;
-        f->lost++;
-        return false;
-    }
-    if (f->drop_forks > 0 && m.type == SM_MSG_FORK) {
-        f->drop_forks--;
-        f->lost++;
-        return false;
-    }
-    if (f->drop_linkcheck > 0 && m.type == SM_MSG_WANT && m.u.want.from > 1
-        && m.u.want.count == 1) {
-        f->drop_linkcheck--;
         f->lost++;
         return false;
     }
@@ -810,46 +796,6 @@ test_own_log_recovery(void **state)
     assert_int_equal(forks(f->l[0]), 0);
 }
 
-/* A node whose own log is not confirmed (its store was wiped, and it is
-   fetching its entries back) gives no units when asked, though moves from
-   others show units at its location: a move appended now could reuse a
-   seq its old log used.  Once its store is confirmed, it gives. */
-static void
-test_no_units_given_while_recovering(void **state)
-{
-    net *f = net_new(2, 73);
-    *state = f;
-    /* Node 1 starts over on an empty store (not confirmed). */
-    sm_ledger_destroy(&f->l[1]);
-    sm_gossip_destroy(&f->g[1]);
-    snprintf(f->name[1], sizeof f->name[1], "n1-wiped");
-    f->l[1] = tu_open(f->dir, f->name[1]);
-    sm_ledger_set_identity(f->l[1], &f->id[1]);
-    tu_join(f->l[1], f->l[0]);
-    f->g[1] = gossip_for(f, 1, 0);
-    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
-    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
-    assert_int_equal(write_at(f, 0, tu_move("mug", 5, &f->id[1].pub)), 0);
-    connect_all(f);
-    pump(f);
-    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 5);
-
-    assert_int_equal(sm_gossip_ask_units(f->g[0], 1, "mug", 2, f->now), 0);
-    drain(f);
-    pump(f);
-    assert_int_equal(f->sent[1][0][SM_MSG_UNITS_GIVE], 1);   /* answered ... */
-    assert_int_equal(sm_gossip_units_given(f->g[0], 1), 0);  /* ... with none */
-    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);   /* nothing appended */
-
-    assert_int_equal(sm_ledger_confirm_own(f->l[1]), 0);     /* as the core does */
-    assert_int_equal(sm_gossip_ask_units(f->g[0], 2, "mug", 2, f->now), 0);
-    drain(f);
-    pump(f);
-    assert_int_equal(sm_gossip_units_given(f->g[0], 2), 2);
-    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 1);
-    assert_converged(f);
-}
-
 /* Encode one message into fresh memory (caller frees). */
 static uint8_t *
 encode(const sm_wire_msg *m, size_t *len)
@@ -979,59 +925,6 @@ test_fork_evidence_after_restart(void **state)
     assert_int_equal(units_at(f->l[2], "pin", &f->id[1].pub), 0);
 }
 
-/* Fork evidence whose FORK messages are lost on the way still reaches a
-   peer in session that cannot find the fork itself (it holds one side
-   only): evidence is sent again to every peer within SM_FORK_RESEND_MS. */
-static void
-test_fork_evidence_resent(void **state)
-{
-    net *f = net_new(3, 71);           /* 0 organiser, 1 forks, 2 sees both sides */
-    *state = f;
-    connect_all(f);
-    pump(f);
-    assert_int_equal(write_at(f, 1, tu_item("pin", "Pin", 300)), 0);
-    sm_head before;
-    assert_int_equal(sm_ledger_head(f->l[1], &f->id[1].pub, &before), 0);
-    assert_int_equal(write_at(f, 1, tu_add("pin", 1)), 0);
-    pump(f);
-    sm_market m;
-    assert_int_equal(sm_ledger_market(f->l[1], &m), 0);
-    sm_entry e;
-    memset(&e, 0, sizeof e);
-    e.version = SM_ENTRY_VERSION;
-    e.market = m.market;
-    e.origin = f->id[1].pub;
-    e.seq = before.seq + 1;
-    e.prev = before.link;
-    e.hlc = SM_HLC_MAKE(f->now, 9);
-    e.body = tu_add("pin", 2);
-    uint8_t bytes[SM_ENTRY_BYTES_MAX];
-    sm_signed other = { bytes, 0, { 0 } };
-    other.len = tu_sign(&e, &f->id[1], bytes, other.sig);
-    sm_wire_msg msg;
-    memset(&msg, 0, sizeof msg);
-    msg.type = SM_MSG_ENTRIES;
-    msg.u.entries.origin = f->id[1].pub;
-    msg.u.entries.first_seq = e.seq;
-    msg.u.entries.count = 1;
-    msg.u.entries.entries = &other;
-    size_t len;
-    uint8_t *buf = encode(&msg, &len);
-    f->drop_forks = 100;               /* every FORK sent now is lost */
-    assert_int_equal(sm_gossip_receive(f->g[2], &f->id[1].pub, buf, len, f->now), 0);
-    free(buf);
-    drain(f);
-    pump(f);
-    assert_int_equal(forks(f->l[2]), 1);
-    assert_int_equal(forks(f->l[0]), 0);
-    assert_true(f->drop_forks < 100);
-    f->drop_forks = 0;
-    settle(f, SM_FORK_RESEND_MS / SM_HEADS_INTERVAL_MS + 1);
-    assert_int_equal(forks(f->l[0]), 1);
-    assert_int_equal(units_at(f->l[0], "pin", &f->id[1].pub), 0);
-    assert_converged(f);
-}
-
 typedef struct {
     uint64_t lowest;
     int count;
@@ -1062,7 +955,7 @@ fork_seq(sm_ledger *l)
    every node, the restored one included, records the fork there and agrees
    on the state. */
 static void
-fork_from_backup(void **state, int written, int lookbacks_lost, int checks_lost)
+fork_from_backup(void **state, int written, int lookbacks_lost)
 {
     net *f = net_new(3, 41);
     *state = f;
@@ -1113,12 +1006,10 @@ fork_from_backup(void **state, int written, int lookbacks_lost, int checks_lost)
     f->g[1] = gossip_for(f, 1, 0);
 
     f->drop_lookback = lookbacks_lost;
-    f->drop_linkcheck = checks_lost;
     net_connect(f, 1, 2);              /* node 0 hears of it through node 2 */
     pump(f);
-    settle(f, 2 + lookbacks_lost + checks_lost);
+    settle(f, 2 + lookbacks_lost);
     assert_int_equal(f->drop_lookback, 0);
-    assert_int_equal(f->drop_linkcheck, 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(fork_seq(f->l[i]), backup + 1);
     assert_converged(f);
@@ -1135,7 +1026,7 @@ fork_from_backup(void **state, int written, int lookbacks_lost, int checks_lost)
 static void
 test_fork_backup_shorter(void **state)
 {
-    fork_from_backup(state, 3, 0, 0);
+    fork_from_backup(state, 3, 0);
 }
 
 /* ... with a restored log as long as the mesh's (10 entries): nobody is
@@ -1143,7 +1034,7 @@ test_fork_backup_shorter(void **state)
 static void
 test_fork_backup_same_length(void **state)
 {
-    fork_from_backup(state, 6, 0, 0);
+    fork_from_backup(state, 6, 0);
 }
 
 /* ... with the logs of the same length and the first look-backs for where
@@ -1154,16 +1045,7 @@ test_fork_backup_same_length(void **state)
 static void
 test_fork_backup_lookback_lost(void **state)
 {
-    fork_from_backup(state, 6, 2, 0);
-}
-
-/* ... with the logs of the same length and the WANTs of the entry whose
-   link differs lost on the way: the link is compared again at the next
-   HEADS, and the entry asked for again, until the fork is recorded. */
-static void
-test_fork_backup_linkcheck_lost(void **state)
-{
-    fork_from_backup(state, 6, 0, 2);
+    fork_from_backup(state, 6, 2);
 }
 
 /* UNITS_ASK moves units to the asker up to what the giver holds above its
@@ -1706,14 +1588,11 @@ main(void)
         cmocka_unit_test_teardown(test_catch_up_flow_control, teardown),
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
         cmocka_unit_test_teardown(test_own_log_recovery, teardown),
-        cmocka_unit_test_teardown(test_no_units_given_while_recovering, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
-        cmocka_unit_test_teardown(test_fork_evidence_resent, teardown),
         cmocka_unit_test_teardown(test_fork_backup_shorter, teardown),
         cmocka_unit_test_teardown(test_fork_backup_same_length, teardown),
         cmocka_unit_test_teardown(test_fork_backup_lookback_lost, teardown),
-        cmocka_unit_test_teardown(test_fork_backup_linkcheck_lost, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
