@@ -745,6 +745,12 @@ s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
         goto done;
     if (rebuild)
         rc = s_rebuild(txn, &m.market, &applied);
+    else if (body->kind == SM_KIND_STOCK_MOVE)
+        /* Units moved to another location may be what one of its origin's
+           entries waits for: it applies now, as it would if the move had
+           come by ingest (else it waits for the next ingest of anything,
+           and this node's state differs from its peers' until then). */
+        rc = s_advance_all(txn, &m.market, &applied);
     if (rc == 0 && seq_out)
         *seq_out = e->seq;
 done:

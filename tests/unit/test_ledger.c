@@ -288,6 +288,43 @@ ingest_copies(sm_ledger *to, tu_copy *cp, size_t n, sm_ingest_result *res)
     return sm_ledger_ingest(to, run, n, NOW, res);
 }
 
+/* An entry waiting for units applies as soon as this node itself moves
+   them to its location (a local append), not only when a peer's entries
+   next arrive: the state is then the same as at a node that got the move
+   by ingest. */
+static void
+test_local_move_applies_waiting_entry(void **state)
+{
+    fx *f = *state;
+    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
+    append_ok(f->b, tu_add("mug", 4), NULL);
+    append_ok(f->b, tu_move("mug", 3, &f->idc.pub), NULL);
+    tu_sync(f->b, f->c, NOW);
+    append_ok(f->c, tu_sale("mug", 3, 1200, NULL), NULL);
+    /* a gets c's log, whose sale waits: a lacks b's move. */
+    tu_copy cp[8];
+    size_t n = tu_read(f->c, &f->idc.pub, 1, 8, cp);
+    sm_signed run[8];
+    for (size_t i = 0; i < n; i++) {
+        run[i].bytes = cp[i].bytes;
+        run[i].len = cp[i].len;
+        memcpy(run[i].sig, cp[i].sig, SM_SIG_BYTES);
+    }
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(f->a, run, n, NOW, &res), 0);
+    tu_free(cp, n);
+    sm_head ha;
+    assert_int_equal(sm_ledger_head(f->a, &f->idc.pub, &ha), 0);
+    assert_true(ha.applied < ha.seq);              /* the sale waits at a */
+    append_ok(f->a, tu_item("mug", "Blue mug", 1200), NULL);
+    append_ok(f->a, tu_add("mug", 5), NULL);
+    append_ok(f->a, tu_move("mug", 3, &f->idc.pub), NULL);
+    assert_int_equal(sm_ledger_head(f->a, &f->idc.pub, &ha), 0);
+    assert_int_equal(ha.applied, ha.seq);          /* applied at once */
+    assert_int_equal(units(f->a, "mug", &f->idc.pub), 0);
+    assert_int_equal(tu_negative_units(f->a), 0);
+}
+
 /* Duplicated entries are no-ops. */
 static void
 test_duplicates_noop(void **state)
@@ -761,6 +798,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_drop_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roster_organiser_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_move_and_waiting_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_local_move_applies_waiting_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicates_noop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stored_run_recognised_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
