@@ -29,7 +29,12 @@
       at or below that seq; and no evidence names an origin that never
       equivocated (only a restored node or the hostile member do);
     - expired holds are released: no honest origin's hold is still open
-      anywhere more than a few seconds after it expired on its own clock.   */
+      anywhere more than a few seconds after it expired on its own clock;
+    - a node still fetching its own log back after healing holds all that
+      any store holds of it (else it waits for --allow-fresh, by design).
+    Elsewhere: node.c checks that a wiped node appends nothing while its own
+    log is unconfirmed, world.c that the honest nodes' traffic never storms
+    and that pushes and relays alone carry a sale down a line of nodes.     */
 #include "sim.h"
 
 #include <malloc.h>
