@@ -54,6 +54,27 @@ sm__ledger_store(sm_ledger *self)
     return self->store;
 }
 
+/*  The ledger whose batch this thread opened, if any.  The batch's write
+    transaction belongs to that thread (as LMDB requires); that thread's
+    reads go through the batch, so a caller that ingests in a batch reads
+    back what it ingested (the mesh does: a catch-up commits once a round),
+    while every other thread reads the last commit and never touches the
+    batch.                                                                    */
+static _Thread_local const sm_ledger *s_batch_owner;
+
+sm_txn *
+sm__ledger_rbegin(sm_ledger *self, int *err)
+{
+    if (s_batch_owner == self && self->batch) {
+        if (self->batch_err) {
+            *err = self->batch_err;
+            return NULL;
+        }
+        return sm_txn_borrow(self->batch, err);
+    }
+    return sm_txn_begin(self->store, false, err);
+}
+
 /* Errors after which the transaction may hold partial writes. */
 static bool
 s_fatal(int rc)
@@ -90,6 +111,8 @@ sm_ledger_destroy(sm_ledger **self_p)
     sm_ledger *self = *self_p;
     if (!self)
         return;
+    if (s_batch_owner == self)
+        s_batch_owner = NULL;
     sm_txn_abort(&self->batch);
     sm_store_destroy(&self->store);
     sm_identity_wipe(&self->id);
@@ -158,6 +181,8 @@ sm_ledger_begin(sm_ledger *self)
     int err = 0;
     self->batch = sm_txn_begin(self->store, true, &err);
     self->batch_err = 0;
+    if (self->batch)
+        s_batch_owner = self;
     return self->batch ? 0 : err;
 }
 
@@ -167,6 +192,7 @@ sm_ledger_commit(sm_ledger *self)
     assert(self);
     if (!self->batch)
         return SM_ESTATE;
+    s_batch_owner = NULL;
     if (self->batch_err) {
         int rc = self->batch_err;
         sm_txn_abort(&self->batch);
@@ -180,6 +206,8 @@ void
 sm_ledger_abort(sm_ledger *self)
 {
     assert(self);
+    if (s_batch_owner == self)
+        s_batch_owner = NULL;
     sm_txn_abort(&self->batch);
     self->batch_err = 0;
 }
@@ -187,7 +215,7 @@ sm_ledger_abort(sm_ledger *self)
 static sm_txn *
 s_rbegin(sm_ledger *self, int *err)
 {
-    return sm_txn_begin(self->store, false, err);
+    return sm__ledger_rbegin(self, err);
 }
 
 /* ---- records -------------------------------------------------------- */

@@ -14,7 +14,7 @@
 static sm_txn *
 s_rbegin(sm_ledger *self, int *err)
 {
-    return sm_txn_begin(sm__ledger_store(self), false, err);
+    return sm__ledger_rbegin(self, err);
 }
 
 /* Call `each(txn, k, v, arg)` for every record of `db` under `prefix`.     */

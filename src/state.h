@@ -117,6 +117,10 @@ int sm__origin_get(sm_txn *txn, const sm_id *origin, sm__origin_rec *out);
 /*  For the ledger's read modules (ledger_view.c): its store, and a stock
     record as the public sm_units.                                            */
 sm_store *sm__ledger_store(sm_ledger *self);
+/*  A read transaction: on the thread that holds the ledger's open batch, a
+    borrowed handle on the batch (reads see its writes); elsewhere a new
+    read of the last commit.  End it with sm_txn_abort.                      */
+sm_txn *sm__ledger_rbegin(sm_ledger *self, int *err);
 void sm__units_export(const sm__stock_rec *r, sm_units *out);
 int sm__hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out);
 

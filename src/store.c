@@ -28,6 +28,7 @@ struct sm_txn {
     sm_store *store;
     MDB_txn *txn;
     bool write;
+    bool borrowed;             /* a handle on another's transaction */
 };
 
 #define SM__CURSOR_KEY_MAX 512u   /* LMDB's default maximum key size is 511 */
@@ -152,6 +153,7 @@ sm_txn_begin(sm_store *store, bool write, int *err)
     }
     self->store = store;
     self->write = write;
+    self->borrowed = false;
     int rc = mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &self->txn);
     if (rc != 0) {
         free(self);
@@ -161,10 +163,24 @@ sm_txn_begin(sm_store *store, bool write, int *err)
     return self;
 }
 
+sm_txn *
+sm_txn_borrow(sm_txn *parent, int *err)
+{
+    assert(parent && !parent->borrowed && err);
+    sm_txn *self = malloc(sizeof *self);
+    if (!self) {
+        *err = SM_ENOMEM;
+        return NULL;
+    }
+    *self = *parent;
+    self->borrowed = true;
+    return self;
+}
+
 int
 sm_txn_commit(sm_txn **txn_p)
 {
-    assert(txn_p && *txn_p);
+    assert(txn_p && *txn_p && !(*txn_p)->borrowed);
     sm_txn *self = *txn_p;
     int rc = s_err(mdb_txn_commit(self->txn));
     free(self);
@@ -178,7 +194,8 @@ sm_txn_abort(sm_txn **txn_p)
     assert(txn_p);
     if (!*txn_p)
         return;
-    mdb_txn_abort((*txn_p)->txn);
+    if (!(*txn_p)->borrowed)
+        mdb_txn_abort((*txn_p)->txn);
     free(*txn_p);
     *txn_p = NULL;
 }

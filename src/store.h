@@ -45,9 +45,15 @@ void sm_store_destroy(sm_store **self_p);
 /*  Begin a transaction; a write transaction excludes other writers (also in
     other processes).  Returns NULL and sets *err on failure.                 */
 sm_txn *sm_txn_begin(sm_store *store, bool write, int *err);
+/*  A second handle on the open transaction `parent` (borrowed: it must end
+    before parent does), for code that reads through its own handle: reads
+    see parent's writes.  Ending it (sm_txn_abort) frees the handle only;
+    it cannot be committed.  Returns NULL and sets *err on failure.          */
+sm_txn *sm_txn_borrow(sm_txn *parent, int *err);
 /*  Commit (durably, unless the store was opened no_sync) and free.           */
 int sm_txn_commit(sm_txn **txn_p);
-/*  Abandon and free; safe with NULL and twice.                               */
+/*  Abandon and free; safe with NULL and twice.  A borrowed handle is only
+    freed: its transaction goes on.                                           */
 void sm_txn_abort(sm_txn **txn_p);
 /*  The transaction's id: grows with every committed write transaction and
     survives restarts (a read transaction sees the id of the state it reads). */

@@ -28,7 +28,10 @@
       both entries as evidence and voids the origin from the fork on.
 
     Thread safety: one sm_ledger may be used by one writer thread and any
-    number of reader threads (reads use their own LMDB read transactions).   */
+    number of reader threads (reads use their own LMDB read transactions).
+    While a batch is open, reads on the thread that opened it see the
+    batch's writes (a caller reads back what it ingested before the commit);
+    reads on other threads see the last commit.                              */
 #ifndef STALLMESH_LEDGER_H
 #define STALLMESH_LEDGER_H
 
@@ -108,7 +111,8 @@ int sm_ledger_create_market(sm_ledger *self, const char *name,
 int sm_ledger_join(sm_ledger *self, const sm_market *market,
                    const sm_signed *admit);
 
-/* Group commit. */
+/*  Group commit.  A batch belongs to the thread that began it.  SM_ESTATE
+    if one is open already (begin) or none is (commit).                       */
 int sm_ledger_begin(sm_ledger *self);
 int sm_ledger_commit(sm_ledger *self);      /* durable on return 0 */
 void sm_ledger_abort(sm_ledger *self);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -785,6 +786,56 @@ test_batch_commit_and_abort(void **state)
     assert_int_equal(units(f->b, "mug", &f->idb.pub), 4);
 }
 
+typedef struct {
+    sm_ledger *l;
+    const sm_id *origin;
+    sm_head head;
+    int rc;
+} s_head_probe;
+
+static void *
+s_head_thread(void *arg)
+{
+    s_head_probe *p = arg;
+    p->rc = sm_ledger_head(p->l, p->origin, &p->head);
+    return NULL;
+}
+
+/* A batch's writes are read back on the thread that opened it (the mesh
+   ingests a round of runs and reads them before the one commit), while
+   another thread reads the last commit until the batch commits. */
+static void
+test_batch_read_own_writes(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 3; i++)
+        append_ok(f->b, tu_item("mug", "Blue mug", 1200 + i), NULL);
+    sm_head before;
+    assert_int_equal(sm_ledger_head(f->c, &f->idb.pub, &before), 0);
+    assert_int_equal(sm_ledger_begin(f->c), 0);
+    assert_true(tu_sync(f->b, f->c, NOW) > 0);
+    sm_head inside;
+    assert_int_equal(sm_ledger_head(f->c, &f->idb.pub, &inside), 0);
+    assert_int_equal(inside.seq, before.seq + 3);
+    s_head_probe probe = { .l = f->c, .origin = &f->idb.pub };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, s_head_thread, &probe), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(probe.rc, 0);
+    assert_int_equal(probe.head.seq, before.seq);
+    assert_int_equal(sm_ledger_commit(f->c), 0);
+    assert_int_equal(pthread_create(&t, NULL, s_head_thread, &probe), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(probe.head.seq, before.seq + 3);
+    /* An aborted batch's writes are gone for its own thread too. */
+    append_ok(f->b, tu_item("mug", "Blue mug", 1300), NULL);
+    assert_int_equal(sm_ledger_begin(f->c), 0);
+    assert_true(tu_sync(f->b, f->c, NOW) > 0);
+    sm_ledger_abort(f->c);
+    assert_int_equal(sm_ledger_head(f->c, &f->idb.pub, &inside), 0);
+    assert_int_equal(inside.seq, before.seq + 3);
+}
+
 int
 main(void)
 {
@@ -809,6 +860,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_verify_detects_tampering, setup, teardown),
         cmocka_unit_test(test_full_store_fault),
         cmocka_unit_test_setup_teardown(test_batch_commit_and_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_read_own_writes, setup, teardown),
     };
     return cmocka_run_group_tests_name("ledger", tests, NULL, NULL);
 }
