@@ -76,7 +76,12 @@ s_engine(sim_world *w, sim_node *nd)
         sim_fail(w, "node %d: cannot read its own-log state: %s", nd->index, sm_strerror(err));
         return err;
     }
-    nd->own_ok = confirmed;
+    /* As core.c: a confirmed store may be an older copy, so it appends
+       once a peer's HEADS show none holds more of its log, or after
+       SM_OWN_CHECK_MS if no peer answers. */
+    nd->own_ok = false;
+    nd->own_checking = confirmed;
+    nd->own_check_until_ms = w->now + SM_OWN_CHECK_MS;
     return 0;
 }
 
@@ -314,7 +319,7 @@ s_remember_own(sim_world *w, sim_node *nd)
 void
 sim_node_check_recovering(sim_world *w, sim_node *nd)
 {
-    if (nd->own_ok || !nd->running || !nd->wiped_links)
+    if (nd->own_ok || nd->own_checking || !nd->running || !nd->wiped_links)
         return;
     sm_head h;
     if (sm_ledger_head(nd->ledger, &nd->id.pub, &h) != 0)
@@ -591,14 +596,22 @@ sim_node_tick(sim_world *w, sim_node *nd)
         s_local(w, nd);
     sm_gossip_tick(nd->gossip, now);
     if (!nd->own_ok && sm_gossip_own_recovered(nd->gossip)) {
-        int rc = sm_ledger_confirm_own(nd->ledger);
+        int rc = nd->own_checking ? 0 : sm_ledger_confirm_own(nd->ledger);
         if (rc == 0) {
             nd->own_ok = true;
-            sim_say(w, "node %d: own log recovered from peers; writes enabled", nd->index);
+            sim_say(w, "node %d: own log %s; writes enabled", nd->index,
+                    nd->own_checking ? "checked with peers" : "recovered from peers");
+            nd->own_checking = false;
         } else {
             sim_fail(w, "node %d: cannot record its recovered own log: %s", nd->index,
                      sm_strerror(rc));
         }
+    } else if (!nd->own_ok && nd->own_checking && w->now >= nd->own_check_until_ms
+               && !sm_gossip_heads_heard(nd->gossip)) {
+        nd->own_ok = true;
+        nd->own_checking = false;
+        sim_say(w, "node %d: no peer answered its own-log check; writes enabled unchecked",
+                nd->index);
     }
     if (nd->nparked && s_retry_parked(w, nd))
         s_local(w, nd);

@@ -382,8 +382,14 @@ sim_workload_setup(sim_world *w)
         sim_node_close(w, nd);
     }
     sim_node_close(w, org);
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n; i++) {
         sim_node_restart(w, &w->node[i]);
+        /* Stores created a moment ago have no older copy to check for:
+           the market's first start writes at once, as --allow-fresh would
+           (later starts check with their peers first, as core.c does). */
+        w->node[i].own_ok = true;
+        w->node[i].own_checking = false;
+    }
     if (w->failed)
         return;
     /* The catalog and the first stock, by the organiser. */

@@ -63,6 +63,8 @@ struct sm_core {
     /* core thread only */
     sm_mesh *mesh;
     bool own_ok;               /* local appends allowed (own-log recovery) */
+    bool own_checking;         /* a confirmed store checks its head with peers first */
+    uint64_t own_check_until_ms;   /* monotonic: then appends go on if no peer answered */
     uint64_t version;          /* last state version the web was woken for */
     bool answered;             /* answers sent since the last wake */
     s_parked parked[SM__CORE_PARKED_MAX];
@@ -472,20 +474,52 @@ s_tick(sm_core *self, uint64_t now_ms)
     if (self->opts.rebalance_floor && self->own_ok && ++self->ticks % SM__REBALANCE_TICKS == 0)
         s_rebalance_round(self, now_ms);
     sm_gossip *g = sm_mesh_gossip(self->mesh);
-    if (!self->own_ok && sm_gossip_own_recovered(g)) {
-        int rc = sm_ledger_confirm_own(self->opts.ledger);
-        if (rc == 0) {
-            self->own_ok = true;
-            sm_log_info("core: own log recovered from peers; local writes enabled");
-        } else {
-            sm_log_error("core: cannot record the recovered own log: %s", sm_strerror(rc));
-        }
-    }
     pthread_mutex_lock(&self->peers_lock);
     self->npeers = 0;
     sm_gossip_peers_each(g, s_peer_copy, self);
     pthread_mutex_unlock(&self->peers_lock);
     return released;
+}
+
+/*  Own-log recovery and the start check.  A store without a confirmed copy
+    of this node's own log (wiped) appends only once peers have sent it
+    back.  A confirmed store may still be an older copy (restored from a
+    backup, or a card swapped back): it appends once a peer's HEADS show
+    that no peer holds more of this node's log than it does, fetching what
+    they hold first; if no peer answers within SM_OWN_CHECK_MS it appends
+    anyway (a stall alone at the market must sell), and a fork, if it was
+    an older copy, is detected and reported when the peers come back.       */
+static void
+s_own_progress(sm_core *self)
+{
+    sm_gossip *g = sm_mesh_gossip(self->mesh);
+    if (sm_gossip_own_recovered(g)) {
+        int rc = self->own_checking ? 0 : sm_ledger_confirm_own(self->opts.ledger);
+        if (rc != 0) {
+            sm_log_error("core: cannot record the recovered own log: %s", sm_strerror(rc));
+            return;
+        }
+        sm_log_info(self->own_checking
+                    ? "core: own log checked with peers; local writes enabled"
+                    : "core: own log recovered from peers; local writes enabled");
+        self->own_ok = true;
+        self->own_checking = false;
+    } else if (self->own_checking && s_mono_ms() >= self->own_check_until_ms
+               && !sm_gossip_heads_heard(g)) {
+        sm_log_warn("core: no peer answered within %u ms: appending to this store's own "
+                    "log unchecked (if it is an older copy, peers will report a fork)",
+                    SM_OWN_CHECK_MS);
+        self->own_ok = true;
+        self->own_checking = false;
+    }
+}
+
+static int
+s_count_peer(const sm_gossip_peer *peer, void *arg)
+{
+    (void) peer;
+    (*(size_t *) arg)++;
+    return 0;
 }
 
 static void
@@ -538,6 +572,15 @@ s_thread_start(sm_core *self, void **router_out)
     if (self->opts.mesh) {
         if (!(self->mesh = sm_mesh_new(self->zctx, &self->mesh_opts, s_now_ms(), &rc)))
             return rc;
+        size_t known = 0;
+        sm_gossip_peers_each(sm_mesh_gossip(self->mesh), s_count_peer, &known);
+        if (self->own_ok && !self->opts.allow_fresh && known > 0) {
+            self->own_ok = false;
+            self->own_checking = true;
+            self->own_check_until_ms = s_mono_ms() + SM_OWN_CHECK_MS;
+            sm_log_info("core: checking this node's own log with its peers before "
+                        "appending (up to %u ms if none answers)", SM_OWN_CHECK_MS);
+        }
     }
     sm_ledger_version(self->opts.ledger, &self->version);
     return 0;
@@ -584,6 +627,8 @@ s_thread(void *arg)
         }
         if (self->mesh)
             sm_mesh_process(self->mesh, now_ms);
+        if (self->mesh && !self->own_ok)
+            s_own_progress(self);
         uint64_t mono_ms = s_mono_ms();
         if (mono_ms >= next_tick_ms) {
             s_tick(self, now_ms);
@@ -603,6 +648,8 @@ s_thread(void *arg)
         for (size_t i = 0; i < ns; i++)
             items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
         uint64_t wake_ms = next_tick_ms;
+        if (self->own_checking && self->own_check_until_ms < wake_ms)
+            wake_ms = self->own_check_until_ms;
         for (size_t i = 0; i < self->nparked; i++)
             if (self->parked[i].deadline_ms < wake_ms)
                 wake_ms = self->parked[i].deadline_ms;

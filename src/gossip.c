@@ -95,6 +95,7 @@ typedef struct {
     uint64_t next_forks_ms;    /* fork evidence sent to it again then */
     uint64_t hello_answer_ms;  /* when a repeated HELLO of its was last answered */
     bool hello_answered;       /* ... if one was, this session */
+    bool hello_deferred;       /* a new session of its waits for that floor */
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
     uint32_t want_count;
     uint32_t want_run;         /* entries a WANT asks for: its answers' size */
@@ -336,7 +337,7 @@ s_session_reset(s_peer *p)
 {
     s_queue_clear(p);
     p->hello_ok = p->heads_seen = false;
-    p->hello_answered = false;
+    p->hello_answered = p->hello_deferred = false;
     p->pub.refusal = 0;
     p->pub.entries_behind = 0;
     p->want_count = 0;
@@ -978,6 +979,9 @@ s_fork_detected(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t seq,
 
 /* ---- handlers --------------------------------------------------------- */
 
+static void s_session_restart(sm_gossip *self, s_peer *p, uint64_t now_ms);
+static void s_session_open(sm_gossip *self, s_peer *p, uint64_t now_ms);
+
 static int
 s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
            uint64_t now_ms)
@@ -1015,18 +1019,39 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
            the next HELLO waits for its HEADS again, so two nodes never trade
            HELLOs back and forth; a floor of S_HELLO_ANSWER_MIN_MS bounds what
            a peer can make us send. */
-        if (!p->heads_seen
-            || (p->hello_answered && now_ms - p->hello_answer_ms < S_HELLO_ANSWER_MIN_MS))
+        if (!p->heads_seen)
             return 0;
-        bool had_wants = p->want_count > 0;
-        s_session_reset(p);
-        p->hello_answered = true;
-        p->hello_answer_ms = now_ms;
-        s_send_hello(self, p);
-        p->next_hello_ms = now_ms + self->heads_interval_ms;
-        if (had_wants)
-            s_plan_all(self, now_ms);
+        if (p->hello_answered && now_ms - p->hello_answer_ms < S_HELLO_ANSWER_MIN_MS) {
+            p->hello_deferred = true;  /* answered by the tick once the floor is past */
+            return 0;
+        }
+        s_session_restart(self, p, now_ms);
+        return 0;
     }
+    s_session_open(self, p, now_ms);
+    return 0;
+}
+
+/*  Start over with a peer that started a new session: forget ours, answer
+    with HELLO and the session's opening.                                    */
+static void
+s_session_restart(sm_gossip *self, s_peer *p, uint64_t now_ms)
+{
+    bool had_wants = p->want_count > 0;
+    s_session_reset(p);
+    p->hello_answered = true;
+    p->hello_answer_ms = now_ms;
+    s_send_hello(self, p);
+    p->next_hello_ms = now_ms + self->heads_interval_ms;
+    if (had_wants)
+        s_plan_all(self, now_ms);
+    s_session_open(self, p, now_ms);
+}
+
+/*  The peer's HELLO checked: HEADS, PEERS and the fork evidence held.      */
+static void
+s_session_open(sm_gossip *self, s_peer *p, uint64_t now_ms)
+{
     p->hello_ok = true;
     s_send_heads(self, p);
     s_send_peers(self, p);
@@ -1035,7 +1060,6 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
             s_send_fork(self, p, &self->forks[i]);
     p->next_heads_ms = now_ms + self->heads_interval_ms;
     p->next_forks_ms = now_ms + SM_FORK_RESEND_MS;
-    return 0;
 }
 
 /*  Read this node's link at `seq` of origin oi into *out.                  */
@@ -1612,6 +1636,11 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
             s_rewind_since(&p->wants[k].sent_ms, now_ms);
         /* A peer sends HEADS once it has checked our HELLO: until they
            come, ours may have been lost (a transport may drop). */
+        /* A peer that restarted again within the floor is answered now
+           (else it would wait for our next HELLO, a HEADS interval). */
+        if (p->used && p->pub.up && p->hello_deferred
+            && now_ms - p->hello_answer_ms >= S_HELLO_ANSWER_MIN_MS)
+            s_session_restart(self, p, now_ms);
         if (p->used && p->pub.up && p->pub.refusal == 0 && !p->heads_seen
             && now_ms >= p->next_hello_ms) {
             s_send_hello(self, p);
@@ -1833,6 +1862,14 @@ sm_gossip_own_recovered(sm_gossip *self)
         return false;
     self->recovered = h.seq >= self->own_reported;
     return self->recovered;
+}
+
+bool
+sm_gossip_heads_heard(sm_gossip *self)
+{
+    assert(self);
+    s_enter(self);
+    return self->heads_any;
 }
 
 void

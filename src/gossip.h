@@ -28,11 +28,16 @@
       it appends a stock.move to the asker and answers UNITS_GIVE;
       sm_gossip_ask_units sends asks and reports what was given.
 
-    Durability rule: the caller never wraps engine calls in a ledger batch,
-    so every ingest or append the engine makes is committed before the
-    engine reads it back or sends it (a local entry must never leave the
-    node before it is durable: a crash would reissue its seq, a fork).  The
-    core calls sm_gossip_local after committing its own batches.
+    Durability rule: nothing the engine queued may be sent before what it
+    ingested or appended on the way is committed (a local entry must never
+    leave the node before it is durable: a crash would reissue its seq, a
+    fork).  A caller may wrap a round of engine calls in one ledger batch on
+    its own thread (the engine then reads its writes through the batch,
+    ledger.h) if it drains sm_gossip_next only after the commit, and after a
+    failed commit discards what was queued and starts every session again
+    (sm_gossip_peer_up on each peer); mesh.c does, so a catch-up commits
+    once a round, not once a run.  Without a batch each call commits on its
+    own.  The core calls sm_gossip_local after committing its own batches.
 
     Per-peer state is bounded (SM_PEERS_MAX peers, SM_MESH_QUEUE_BYTES_MAX
     of queued messages a peer).  A peer whose messages are malformed is
@@ -49,10 +54,10 @@
       repeated, anti-entropy refetches within a HEADS interval or two, an
       unanswered WANT expires after SM_WANT_TIMEOUT_MS), except that a lost
       UNITS_ASK or UNITS_GIVE only costs that sale its wait;
-    - after every call into the engine, drain sm_gossip_next (or
-      sm_gossip_next_to for one peer) and send each message to its
-      destination; messages for a peer that went down are discarded by the
-      engine;
+    - after every call into the engine (or its round's commit, above),
+      drain sm_gossip_next (or sm_gossip_next_to for one peer) and send each
+      message to its destination; messages for a peer that went down are
+      discarded by the engine;
     - call sm_gossip_tick at least every few hundred ms with the same clock
       it passes everywhere else: the wall clock (the ledger's timestamps come
       from it).  It may step; after a step back the engine's timers restart
@@ -190,5 +195,9 @@ void sm_gossip_stats(sm_gossip *self, sm_gossip_counters *out);
     The core refuses local appends until then, unless the store says its
     head is already confirmed or --allow-fresh was given.                    */
 bool sm_gossip_own_recovered(sm_gossip *self);
+
+/*  True once any peer's HEADS have arrived (this node's own head is then
+    compared with what that peer holds of it).                              */
+bool sm_gossip_heads_heard(sm_gossip *self);
 
 #endif

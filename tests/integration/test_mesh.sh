@@ -23,9 +23,12 @@
 #     and converging; O revokes B: within 15 s A takes none of B's later
 #     entries and A and O show B disconnected;
 #   - recovery: A's store moved away (identity kept), A rejoins with its token
-#     and restarts: its writes are answered 503 recovering until its own
-#     entries are back from the peers, then succeed, with no fork; an old copy
-#     of A's data directory restored and started with --allow-fresh while its
+#     and restarts with its peers down: its writes are answered 503
+#     recovering (still after 4 s); the peers back, its own entries come back
+#     and its sale is 201 on the next seq, with no fork; an old copy
+#     of A's data directory restored with its peers up fetches what it lacks
+#     of its own log before it sells (no fork); with its peers down it sells
+#     after a 3 s check; restored and started with --allow-fresh while its
 #     peers are down, a sale, the peers back: every node reports the fork
 #     (forks non-empty, A quarantined).
 #
@@ -459,15 +462,22 @@ echo "# security done at $(elapsed) s"
 # ---- recovery ------------------------------------------------------------------
 # A's disk dies: its store is moved away, the identity kept; A joins again
 # with its token (a new, empty store) and restarts.
+# Its peers are down at first: a wiped store waits for them, however long.
 a_head=$(get A /api/state | jq -r --arg a "${ID[A]}" '.heads[$a].seq')
-stop A
+stop A; stop O; stop C
 mv "$TMP/A/store" "$TMP/A-store-lost"
 sm A join "${TOKEN_OF[A]}" >/dev/null
 check "A, its store gone, joins again from its token" '[ $? = 0 ] && [ -d "$TMP/A/store" ]'
 start A || nok "A restarts on an empty store" "$(tail -n 5 "$TMP/A.log")"
 req A POST /api/items '{"sku":"cup","name":"Tea cup","price":800}'
-check "A's first write on the empty store is 503 recovering" \
-    '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = recovering ]' "$code $body"
+first=$code
+sleep 4
+req A POST /api/items '{"sku":"cup","name":"Tea cup","price":800}'
+check "A's writes on the empty store, its peers down, are 503 recovering, also after 4 s" \
+    '[ "$first" = 503 ] && [ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = recovering ]' \
+    "$first; $code $body"
+start O || nok "O restarts"
+start C || nok "C restarts"
 codes=""
 for _ in $(seq 1 200); do
     sale A jam 1
@@ -478,26 +488,77 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 a_after=$(get A /api/state | jq -r --arg a "${ID[A]}" '.heads[$a].seq')
-check "A's sales are answered 503 recovering (or 404 before the catalog is back) until its own entries are back, then 201" \
-    '[ "${codes##* }" = 201 ] && case "$codes" in *503*) true ;; *) false ;; esac && [ "$a_after" -gt "$a_head" ]' \
-    "answers:$codes; A's head $a_head before, $a_after after"
+check "once its peers are back A's sale is 201 on seq $((a_head + 1)), after its own entries" \
+    '[ "${codes##* }" = 201 ] && [ "$(printf "%s" "$body" | jq -r .id)" = "${ID[A]}:$((a_head + 1))" ] && [ "$a_after" -gt "$a_head" ]' \
+    "answers:$codes; A's head $a_head before, $a_after after; $body"
 no_forks() { [ "$(get "$1" /api/state | jq '(.forks | length) + (.quarantined | length)')" = 0 ]; }
 check "the nodes converge with no fork anywhere" \
     'until_true 20 same_digest O A C && no_forks O && no_forks A && no_forks C'
 
-# An old copy of A's data directory comes back: A sells on after the copy
-# was taken; then the copy is restored and started with --allow-fresh while
-# its peers are out of reach (were they not, it would first fetch what it
-# lacks of its own log and fork nothing), and sells.
+# An old copy of A's data directory comes back (a backup restored, a card
+# swapped back): A sold on after the copy was taken.
 stop A
 cp -a "$TMP/A" "$TMP/A-old"
+cp -a "$TMP/A" "$TMP/A-old2"
+cp -a "$TMP/A" "$TMP/A-old3"
 start A || nok "A restarts"
-for _ in 1 2; do sale A jam 1; [ "$code" = 201 ] && sold=$((sold + 1)); done
+sold_after=0
+for _ in $(seq 1 60); do
+    sale A jam 1
+    [ "$code" = 201 ] && { sold=$((sold + 1)); sold_after=$((sold_after + 1)); }
+    [ "$sold_after" = 2 ] && break
+    [ "$code" = 503 ] || [ "$code" = 201 ] || break
+    sleep 0.1
+done
 check "A sells after its directory was copied, and the mesh has those sales" \
     '[ "$code" = 201 ] && until_true 20 same_digest O A C'
-stop A; stop O; stop C
+new_head=$(get A /api/state | jq -r --arg a "${ID[A]}" '.heads[$a].seq')
+stop A
+
+# With its peers up, the old copy checks its head with them first: it
+# fetches the entries it lacks of its own log, then sells on after them.
 rm -rf "$TMP/A"
 mv "$TMP/A-old" "$TMP/A"
+start A || nok "the old copy starts" "$(tail -n 5 "$TMP/A.log")"
+codes=""
+for _ in $(seq 1 100); do
+    sale A jam 1
+    case $codes in *" $code") ;; *) codes="$codes $code" ;; esac
+    [ "$code" = 201 ] && { sold=$((sold + 1)); break; }
+    [ "$code" = 503 ] || break
+    sleep 0.1
+done
+check "the old copy, its peers up, sells seq $((new_head + 1)) after the entries it lacked (no fork)" \
+    '[ "$code" = 201 ] && [ "$(printf "%s" "$body" | jq -r .id)" = "${ID[A]}:$((new_head + 1))" ]' \
+    "answers:$codes; $body"
+check "and the mesh converges with no fork anywhere" \
+    'until_true 20 same_digest O A C && no_forks O && no_forks A && no_forks C'
+stop A; stop O; stop C
+
+# With no peer answering, an old copy waits SM_OWN_CHECK_MS (3 s) for one,
+# then sells (a stall alone must sell); its peers would report the fork.
+rm -rf "$TMP/A"
+mv "$TMP/A-old3" "$TMP/A"
+start A || nok "another old copy starts, its peers down" "$(tail -n 5 "$TMP/A.log")"
+t_start=$(date +%s%N)
+sale A jam 1
+first=$code
+for _ in $(seq 1 80); do
+    [ "$code" = 201 ] && break
+    sleep 0.1
+    sale A jam 1
+done
+waited=$(( ($(date +%s%N) - t_start) / 1000000 ))
+check "with no peer answering it answers 503 recovering at once, 201 after the check's 3 s (${waited} ms)" \
+    '[ "$first" = 503 ] && [ "$code" = 201 ] && [ "$waited" -ge 2500 ] && grep -q "no peer answered" "$TMP/A.log"' \
+    "first $first, last $code after $waited ms"
+stop A
+
+# The old copy restored and started with --allow-fresh ("this is the newest
+# copy") while its peers are out of reach sells at once, on a seq the mesh
+# already has: a fork, detected and reported everywhere.
+rm -rf "$TMP/A"
+mv "$TMP/A-old2" "$TMP/A"
 start A --allow-fresh || nok "the old copy starts with --allow-fresh" "$(tail -n 5 "$TMP/A.log")"
 old_head=$(get A /api/state | jq -r --arg a "${ID[A]}" '.heads[$a].seq')
 sale A jam 1
