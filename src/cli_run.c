@@ -36,7 +36,7 @@
 
 static const char s_usage[] =
     "run [--http HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
-    "      [--peer NODE_ID@tcp://HOST:PORT]... [--allow-fresh] [--config FILE]\n"
+    "      [--peer NODE_ID@tcp://HOST:PORT]... [--discover] [--allow-fresh] [--config FILE]\n"
     "      [--log-level LEVEL] [--check]";
 
 typedef struct {
@@ -49,6 +49,7 @@ typedef struct {
     size_t peer_count;
     bool too_many_peers;
     bool allow_fresh;
+    bool discover;
     bool check;
 } s_opts;
 
@@ -64,6 +65,7 @@ s_on_opt(int opt, const char *arg, void *ctx)
     case 'L': o->listen = arg; return 0;
     case 'A': o->advertise = arg; return 0;
     case 'F': o->allow_fresh = true; return 0;
+    case 'D': o->discover = true; return 0;
     case 'P':
         if (o->peer_count == SM_PEERS_MAX)
             o->too_many_peers = true;
@@ -152,6 +154,8 @@ s_load_config(const sm__cli *cli, const s_opts *o, sm_config *cfg)
         sm__cli_error("--advertise: %s", err);
         return SM__EXIT_USAGE;
     }
+    if (o->discover)
+        cfg->discover = true;
     if (o->too_many_peers) {
         sm__cli_error("--peer: at most %u peers", SM_PEERS_MAX);
         return SM__EXIT_USAGE;
@@ -200,6 +204,20 @@ s_mesh_opts(const sm_config *cfg, const sm_market *market, const sm_identity *id
                && !strstr(cfg->mesh_listen, "//0.0.0.0:")) {
         snprintf(m->advertise, sizeof m->advertise, "%s", cfg->mesh_listen);
     }
+    /* The beacon tells the advertised endpoint; with none given and a
+       listener on every address, host "*" and the listener's port:
+       receivers dial the address the beacon came from.  "advertise =
+       none" sends no beacon. */
+    m->discover.enabled = cfg->discover;
+    m->discover.port = (uint16_t) cfg->discover_port;
+    snprintf(m->discover.addr, sizeof m->discover.addr, "%s", cfg->discover_addr);
+    if (m->advertise[0]) {
+        snprintf(m->discover.endpoint, sizeof m->discover.endpoint, "%s", m->advertise);
+    } else if (!cfg->mesh_advertise_set && cfg->mesh_listen[0]) {
+        const char *port = strrchr(cfg->mesh_listen, ':');
+        if (port)
+            snprintf(m->discover.endpoint, sizeof m->discover.endpoint, "tcp://*%s", port);
+    }
     for (uint32_t i = 0; i < cfg->peer_count && m->peer_count < SM_PEERS_MAX; i++) {
         m->peers[m->peer_count].node = cfg->peers[i].node;
         snprintf(m->peers[m->peer_count].endpoint, sizeof m->peers[0].endpoint, "%s",
@@ -226,6 +244,7 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         { "advertise", required_argument, NULL, 'A' },
         { "peer", required_argument, NULL, 'P' },
         { "allow-fresh", no_argument, NULL, 'F' },
+        { "discover", no_argument, NULL, 'D' },
         { NULL, 0, NULL, 0 },
     };
     s_opts o = { 0 };
@@ -240,12 +259,16 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         return status;
     sm_log_set_level(cfg.log_level);
     if (o.check) {
+        char disc[64] = "discover off";
+        if (cfg.discover)
+            snprintf(disc, sizeof disc, "discover on (UDP %s:%u)", cfg.discover_addr,
+                     (unsigned) cfg.discover_port);
         printf("config ok: listen %s:%u, hold %us, %u holds/min per client, "
-               "body max %u bytes, mesh %s, %u peers\n", cfg.http_host,
+               "body max %u bytes, mesh %s, %u peers, %s\n", cfg.http_host,
                (unsigned) cfg.http_port, (unsigned) cfg.hold_ttl_s,
                (unsigned) cfg.holds_per_min, (unsigned) cfg.body_bytes_max,
                cfg.mesh_listen[0] ? cfg.mesh_listen : "not listening",
-               (unsigned) cfg.peer_count);
+               (unsigned) cfg.peer_count, disc);
         return SM__EXIT_OK;
     }
 
@@ -283,7 +306,7 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     }
     static sm_mesh_opts mopts;
     s_mesh_opts(&cfg, &market, &id, ledger, metrics, &mopts);
-    if (!cfg.mesh_listen[0] && mopts.peer_count == 0)
+    if (!cfg.mesh_listen[0] && mopts.peer_count == 0 && !cfg.discover)
         sm_log_info("run: no mesh listener and no peers: this node works alone");
     sm_core_opts copts = { .ledger = ledger, .node = id.pub, .metrics = metrics,
                            .wake = s_wake, .mesh = &mopts, .allow_fresh = o.allow_fresh,

@@ -47,13 +47,13 @@
 #define SM__BODY_BYTES_MIN 1024u       /* a small sale must still fit */
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
-typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS } s_type;
+typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4 } s_type;
 
 typedef struct {
     const char *section;
     const char *key;
     s_type type;
-    size_t offset;             /* of the uint32_t field, for S_U32 */
+    size_t offset;             /* of the field, for S_U32, S_BOOL, S_IPV4 */
     uint32_t min, max;         /* for S_U32 */
 } s_key;
 
@@ -75,6 +75,9 @@ static const s_key s_keys[] = {
     {"mesh", "peers", S_PEERS, 0, 0, 0},
     {"mesh", "units_floor", S_U32, offsetof(sm_config, units_floor), 0, SM_QTY_MAX},
     {"mesh", "rebalance_floor", S_U32, offsetof(sm_config, rebalance_floor), 0, SM_QTY_MAX},
+    {"mesh", "discover", S_BOOL, offsetof(sm_config, discover), 0, 0},
+    {"mesh", "discover_port", S_U32, offsetof(sm_config, discover_port), 1, 65535},
+    {"mesh", "discover_addr", S_IPV4, offsetof(sm_config, discover_addr), 0, 0},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
@@ -403,6 +406,32 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
         }
         return 0;
     }
+    case S_BOOL: {
+        bool v;
+        if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 || strcmp(text, "on") == 0)
+            v = true;
+        else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0
+                 || strcmp(text, "off") == 0)
+            v = false;
+        else {
+            s_msg(why, whylen, "%s.%s = '%.*s': must be true or false", k->section, k->key,
+                  SM__CONFIG_VALUE_SHOWN, text);
+            return SM_EINVAL;
+        }
+        memcpy((char *)cfg + k->offset, &v, sizeof v);
+        return 0;
+    }
+    case S_IPV4: {
+        struct in_addr a;
+        if (strlen(text) <= SM_CONFIG_IPV4_BYTES_MAX && inet_pton(AF_INET, text, &a) == 1) {
+            snprintf((char *)cfg + k->offset, SM_CONFIG_IPV4_BYTES_MAX + 1, "%s", text);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s = '%.*s': must be an IPv4 address, e.g. 255.255.255.255 "
+              "or the LAN's broadcast address such as 192.168.1.255", k->section, k->key,
+              SM__CONFIG_VALUE_SHOWN, text);
+        return SM_EINVAL;
+    }
     case S_LEVEL: {
         int level = sm_log_level_parse(text);
         if (level >= 0) {
@@ -433,6 +462,8 @@ sm_config_defaults(sm_config *cfg)
     cfg->holds_per_min = SM_HOLDS_PER_MIN_MAX;
     cfg->log_level = SM_LOG_INFO;
     snprintf(cfg->mesh_listen, sizeof cfg->mesh_listen, "tcp://0.0.0.0:7400");
+    cfg->discover_port = SM_DISCOVER_PORT_DEFAULT;
+    snprintf(cfg->discover_addr, sizeof cfg->discover_addr, "255.255.255.255");
 }
 
 /*  Set section.key from text as a file line would; the message in err has
@@ -638,6 +669,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "%s%s%s\n"
                     "units_floor = %u\n"
                     "rebalance_floor = %u\n"
+                    "discover = %s\n"
+                    "discover_port = %u\n"
+                    "discover_addr = %s\n"
                     "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
                     cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
@@ -647,7 +681,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->mesh_advertise_set ? "advertise = " : "; advertise (unset)",
                     cfg->mesh_advertise_set && cfg->mesh_advertise[0] ? cfg->mesh_advertise : "",
                     cfg->mesh_advertise_set && !cfg->mesh_advertise[0] ? "none" : "",
-                    cfg->units_floor, cfg->rebalance_floor);
+                    cfg->units_floor, cfg->rebalance_floor,
+                    cfg->discover ? "true" : "false", (unsigned)cfg->discover_port,
+                    cfg->discover_addr);
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
         char hex[SM_ID_HEX_BYTES + 1];
         sm_id_format(&cfg->peers[i].node, hex);

@@ -21,7 +21,11 @@
         peers = NODE_ID@tcp://HOST:PORT, ...   ; peers to connect to
         units_floor = 0              ; units a stall keeps when peers ask
         rebalance_floor = 0          ; ask peers to top each sku up to this
-                                     ; many here (0 = off)                 */
+                                     ; many here (0 = off)
+        discover = false             ; LAN discovery beacon (--discover)
+        discover_port = 7401         ; UDP port of the beacons
+        discover_addr = 255.255.255.255 ; where beacons are sent (IPv4
+                                     ; broadcast address of the LAN)       */
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
@@ -32,6 +36,7 @@
 #include "stallmesh/limits.h"
 
 #define SM_CONFIG_HOST_BYTES_MAX 255u
+#define SM_CONFIG_IPV4_BYTES_MAX 15u    /* a dotted quad */
 
 typedef struct {
     char http_host[SM_CONFIG_HOST_BYTES_MAX + 1];
@@ -49,6 +54,9 @@ typedef struct {
                                   listen endpoint is not told by default */
     uint32_t units_floor;
     uint32_t rebalance_floor;
+    bool discover;             /* send and hear LAN beacons (issue #4) */
+    uint32_t discover_port;
+    char discover_addr[SM_CONFIG_IPV4_BYTES_MAX + 1];
     uint32_t peer_count;
     struct {
         sm_id node;

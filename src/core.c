@@ -604,7 +604,7 @@ s_thread(void *arg)
     assert(batch);
     bool stop = false;
     uint64_t next_tick_ms = s_mono_ms() + SM__CORE_SWEEP_MS;   /* monotonic */
-    enum { ITEMS_MAX = 3 + 2 * SM_PEERS_MAX };
+    enum { ITEMS_MAX = 4 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
     void *socks[ITEMS_MAX];
     while (true) {
@@ -647,6 +647,9 @@ s_thread(void *arg)
             ns += sm_mesh_sockets(self->mesh, socks + ns, ITEMS_MAX - ns);
         for (size_t i = 0; i < ns; i++)
             items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
+        int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
+        if (fd >= 0 && ns < ITEMS_MAX)   /* the discovery beacon's UDP socket */
+            items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
         uint64_t wake_ms = next_tick_ms;
         if (self->own_checking && self->own_check_until_ms < wake_ms)
             wake_ms = self->own_check_until_ms;

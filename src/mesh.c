@@ -68,6 +68,7 @@ struct sm_mesh {
     uint32_t relisten_tries;
     bool batched;              /* a round's ledger batch is open */
     uint32_t round_msgs;       /* messages delivered in it */
+    sm_discover *discover;     /* NULL unless opts.discover.enabled */
 };
 
 static void s_round_begin(sm_mesh *self);
@@ -511,6 +512,11 @@ sm_mesh_new(void *zctx, const sm_mesh_opts *opts, uint64_t now_ms, int *err)
     }
     if (opts->listen[0] && (*err = s_router_open(self, false)) != 0)
         goto fail;
+    if (opts->discover.enabled
+        && !(self->discover = sm_discover_new(&opts->discover, opts->ledger,
+                                              &self->opts.identity, &self->market,
+                                              opts->metrics, now_ms, err)))
+        goto fail;
     for (uint32_t i = 0; i < opts->peer_count && i < SM_PEERS_MAX; i++) {
         if (s_self(self, &opts->peers[i].node))
             continue;
@@ -536,6 +542,7 @@ sm_mesh_destroy(sm_mesh **self_p)
         zmq_close(self->router);
     if (self->zap)                 /* after the listener: fail closed */
         zmq_close(self->zap);
+    sm_discover_destroy(&self->discover);
     sm_gossip_destroy(&self->gossip);
     memset(self->curve_sec, 0, sizeof self->curve_sec);
     sm_identity_wipe(&self->opts.identity);
@@ -610,10 +617,37 @@ s_round_end(sm_mesh *self, uint64_t now_ms)
     s_flush(self);
 }
 
+int
+sm_mesh_fd(sm_mesh *self)
+{
+    assert(self);
+    return self->discover ? sm_discover_fd(self->discover) : -1;
+}
+
+/*  A beacon accepted (discover.h): the node becomes a peer to dial, as with
+    --peer NODE@ENDPOINT; sm_mesh_tick connects it.                          */
+static void
+s_discovered(const sm_id *node, const char *endpoint, void *arg)
+{
+    sm_mesh *self = arg;
+    s_peer *p = s_peer_find(self, node, false);
+    if (p && strcmp(p->endpoint, endpoint) == 0)
+        return;                    /* known: the usual case, every few seconds */
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(node, hex);
+    int rc = sm_gossip_add_peer(self->gossip, node, endpoint);
+    if (rc != 0)
+        sm_log_warn("discover: cannot add %.12s at %s: %s", hex, endpoint, sm_strerror(rc));
+    else if (!p || !p->endpoint[0])
+        sm_log_info("discover: found %.12s at %s", hex, endpoint);
+}
+
 void
 sm_mesh_process(sm_mesh *self, uint64_t now_ms)
 {
     assert(self);
+    if (self->discover)
+        sm_discover_read(self->discover, now_ms, s_discovered, self);
     s_round_begin(self);
     for (int i = 0; i < 16; i++) {
         int events = 0;
@@ -733,6 +767,8 @@ sm_mesh_tick(sm_mesh *self, uint64_t now_ms)
         self->relisten_tries = 0;
     }
     s_relisten(self);
+    if (self->discover)
+        sm_discover_tick(self->discover, now_ms);
     sm_gossip_tick(self->gossip, now_ms);
     s_flush(self);
 }

@@ -13,6 +13,11 @@
     10 s).  A revoked member's DEALER is closed and the listener recycled,
     which drops its inbound connection; ZAP refuses it from then on.
 
+    With opts.discover.enabled the transport also owns the LAN discovery
+    socket (discover.h): it sends this node's beacon from sm_mesh_tick,
+    reads the others' in sm_mesh_process, and adds each accepted beacon's
+    node and endpoint as a peer, as --peer NODE@ENDPOINT would.
+
     All of it runs on the core thread, which owns the ledger's writes.      */
 #ifndef SM_MESH_H
 #define SM_MESH_H
@@ -20,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "discover.h"
 #include "gossip.h"
 #include "metrics.h"
 #include "stallmesh/identity.h"
@@ -39,6 +45,7 @@ typedef struct {
     uint32_t units_floor;
     uint32_t peer_count;
     sm_mesh_peer_cfg peers[SM_PEERS_MAX];
+    sm_discover_opts discover; /* LAN beacon (--discover); off unless enabled */
 } sm_mesh_opts;
 
 typedef struct sm_mesh sm_mesh;
@@ -51,6 +58,9 @@ void sm_mesh_destroy(sm_mesh **self_p);
 /*  The sockets to poll for input (borrowed; the set changes as peers come
     and go, so ask before each poll).  Returns how many were stored.         */
 size_t sm_mesh_sockets(sm_mesh *self, void **socks, size_t cap);
+/*  A file descriptor to poll for input as well (the discovery beacon's UDP
+    socket), or -1 when there is none.                                       */
+int sm_mesh_fd(sm_mesh *self);
 
 /*  Read everything waiting on the sockets, hand it to the engine, send what
     the engine produced.                                                      */

@@ -65,6 +65,14 @@ static const s_family s_counters[SM_METRIC_COUNTERS] = {
                               "Websocket clients dropped for falling too far behind."},
     [SM_METRIC_HOLDS_EXPIRED] = {"stallmesh_holds_expired_total",
                                  "Holds released because they expired."},
+    [SM_METRIC_BEACONS_SENT] = {"stallmesh_beacons_sent_total",
+                                "LAN discovery beacons this node sent (--discover)."},
+    [SM_METRIC_BEACONS_ACCEPTED] = {"stallmesh_beacons_accepted_total",
+                                    "Discovery beacons of other market members accepted."},
+    [SM_METRIC_BEACONS_REFUSED] = {"stallmesh_beacons_refused_total",
+                                   "Datagrams on the discovery port ignored (malformed, "
+                                   "another market, not a member, replayed, bad signature, "
+                                   "over the rate limit)."},
 };
 
 static const s_family s_gauges[SM_GAUGE_COUNT] = {

@@ -18,6 +18,9 @@ typedef enum {
     SM_METRIC_COMMITS,           /* durable commits */
     SM_METRIC_WS_DROPPED,        /* websocket clients dropped as too slow */
     SM_METRIC_HOLDS_EXPIRED,     /* holds released at expiry */
+    SM_METRIC_BEACONS_SENT,      /* LAN discovery beacons sent */
+    SM_METRIC_BEACONS_ACCEPTED,  /* beacons of other members accepted */
+    SM_METRIC_BEACONS_REFUSED,   /* datagrams on the discovery port ignored */
     SM_METRIC_COUNTERS
 } sm_metric;
 

@@ -73,4 +73,12 @@
 #define SM_FORK_EVIDENCE_MAX      64u       /* origins whose fork evidence the mesh engine passes on */
 #define SM_FORK_RESEND_MS         60000u    /* fork evidence sent again to every peer (a FORK may be lost) */
 
+/* The LAN discovery beacon (--discover; proto/mesh.md section 10). */
+#define SM_BEACON_BYTES_MAX       (142u + SM_ENDPOINT_BYTES_MAX) /* one datagram; larger is refused */
+#define SM_DISCOVER_PORT_DEFAULT  7401u     /* UDP port beacons go to */
+#define SM_DISCOVER_INTERVAL_MS   5000u     /* a node sends its beacon this often */
+#define SM_DISCOVER_READS_MAX     32u       /* datagrams read per poll round; more wait */
+#define SM_DISCOVER_VERIFIES_PER_S 64u      /* beacon signatures checked a second; more are dropped */
+#define SM_DISCOVER_NODES_MAX     SM_MEMBERS_MAX /* nodes whose last beacon time is kept */
+
 #endif

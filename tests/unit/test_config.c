@@ -143,6 +143,35 @@ test_example_file(void **state)
     assert_memory_equal(&cfg, &def, sizeof def);
 }
 
+/*  The discovery keys: defaults off, 7401 and 255.255.255.255; good values
+    are taken; a word that is not a boolean, a port out of range and an
+    address that is not a dotted IPv4 address are refused with their line.  */
+static void
+test_discover_keys(void **state)
+{
+    (void)state;
+    s_file f;
+    assert_int_equal(s_load(&f, ""), 0);
+    assert_false(f.cfg.discover);
+    assert_int_equal(f.cfg.discover_port, 7401);
+    assert_string_equal(f.cfg.discover_addr, "255.255.255.255");
+    assert_int_equal(s_load(&f, "[mesh]\ndiscover = true\ndiscover_port = 9999\n"
+                                "discover_addr = 192.168.1.255\n"), 0);
+    assert_true(f.cfg.discover);
+    assert_int_equal(f.cfg.discover_port, 9999);
+    assert_string_equal(f.cfg.discover_addr, "192.168.1.255");
+    assert_int_equal(s_load(&f, "[mesh]\ndiscover = maybe\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "must be true or false");
+    assert_int_equal(s_load(&f, "[mesh]\ndiscover_port = 0\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "discover_port");
+    assert_int_equal(s_load(&f, "[mesh]\ndiscover_port = 65536\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "discover_port");
+    assert_int_equal(s_load(&f, "[mesh]\n\ndiscover_addr = lan.local\n"), SM_EINVAL);
+    s_assert_err(&f, 3, "must be an IPv4 address");
+    assert_int_equal(s_load(&f, "[mesh]\ndiscover_addr = 1.2.3\n"), SM_EINVAL);
+    assert_int_equal(s_load(&f, "[mesh]\ndiscover_addr = 255.255.255.255.1\n"), SM_EINVAL);
+}
+
 /*  An unknown key is refused with its file, line and name, and the keys
     the section does have.                                                    */
 static void
@@ -512,6 +541,7 @@ main(void)
         cmocka_unit_test(test_load_empty),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_discover_keys),
         cmocka_unit_test(test_unknown_section),
         cmocka_unit_test(test_key_outside_section),
         cmocka_unit_test(test_bad_value_line),

@@ -191,6 +191,9 @@ static const char *const s_counter_names[SM_METRIC_COUNTERS] = {
     [SM_METRIC_COMMITS] = "stallmesh_commits_total",
     [SM_METRIC_WS_DROPPED] = "stallmesh_ws_dropped_total",
     [SM_METRIC_HOLDS_EXPIRED] = "stallmesh_holds_expired_total",
+    [SM_METRIC_BEACONS_SENT] = "stallmesh_beacons_sent_total",
+    [SM_METRIC_BEACONS_ACCEPTED] = "stallmesh_beacons_accepted_total",
+    [SM_METRIC_BEACONS_REFUSED] = "stallmesh_beacons_refused_total",
 };
 
 static const char *const s_gauge_names[SM_GAUGE_COUNT] = {
