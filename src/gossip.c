@@ -129,7 +129,7 @@ typedef struct {
 typedef struct {
     bool used;
     uint64_t req_id;           /* the caller's */
-    uint64_t wire_id;          /* on the wire: unique across restarts (s_wire_id) */
+    uint64_t wire_id;          /* on the wire: unique across restarts (sm_gossip_ask_units) */
     char sku[SM_SKU_BYTES_MAX + 1];
     uint64_t given;
     uint64_t answered;         /* bit per peer slot */
