@@ -327,10 +327,17 @@ sim_hostile_act(sim_world *w)
         m.type = SM_MSG_UNITS_ASK;
         memset(m.u.units.sku, 'z', SM_SKU_BYTES_MAX);
         m.u.units.qty = 1;
+        m.u.units.asker = h->id.pub;
         size_t len = 0;
         uint8_t buf[512];
         for (uint32_t k = 0; k < n; k++) {
             m.u.units.req_id = sim_rand(&w->rng);
+            /* Every hop count (forwarded asks fill the asked node's tables),
+               now and then for another node (a forwarded ask names its
+               asker): units moved there, never lost. */
+            m.u.units.hops = 1 + (uint32_t) (k % SM_UNITS_HOPS_MAX);
+            m.u.units.asker = k % 16 == 5
+                ? w->node[sim_below(&w->rng, (uint64_t) w->n)].id.pub : h->id.pub;
             if (k % 8 == 0)
                 snprintf(m.u.units.sku, sizeof m.u.units.sku, "%s", sim_skus[k % SIM_SKUS]);
             else

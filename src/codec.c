@@ -53,8 +53,8 @@
         WANT       [3, origin bin32, from, count]
         ENTRIES    [4, origin bin32, first_seq, [[entry bin, sig bin64]...]]
         PEERS      [5, [[node bin32, endpoint str]...]]        nodes ascending
-        UNITS_ASK  [6, req_id, sku str, qty]
-        UNITS_GIVE [7, req_id, sku str, qty]
+        UNITS_ASK  [6, req_id, sku str, qty, asker bin32, hops]
+        UNITS_GIVE [7, req_id, sku str, qty, asker bin32]
         FORK       [8, origin bin32, seq, [entry bin, sig bin64], [entry bin, sig bin64]] */
 #include <assert.h>
 #include <stdbool.h>
@@ -875,7 +875,7 @@ sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
 
 /*  Elements of each type's array, the type included (index: the type).    */
 static const uint32_t s_wire_fields[SM_MSG_TYPE_MAX + 1] = {
-    0, 5, 2, 4, 4, 2, 4, 4, 5
+    0, 5, 2, 4, 4, 2, 6, 5, 5
 };
 
 static const char *const s_wire_names[SM_MSG_TYPE_MAX + 1] = {
@@ -997,6 +997,10 @@ s_wire_valid(const sm_wire_msg *m)
         if (m->u.units.qty > SM_QTY_MAX ||
             (m->type == SM_MSG_UNITS_ASK && m->u.units.qty == 0))
             return SM_EMALFORMED;
+        if (m->type == SM_MSG_UNITS_ASK
+            ? m->u.units.hops == 0 || m->u.units.hops > SM_UNITS_HOPS_MAX
+            : m->u.units.hops != 0)
+            return SM_EMALFORMED;
         return 0;
     case SM_MSG_FORK:
         if (!s_wire_seq(m->u.fork.seq))
@@ -1072,6 +1076,9 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
         bad |= msgpack_pack_uint64(pk, m->u.units.req_id);
         bad |= s_pack_str(pk, m->u.units.sku);
         bad |= msgpack_pack_uint64(pk, m->u.units.qty);
+        bad |= s_pack_bin(pk, m->u.units.asker.b, SM_KEY_BYTES);
+        if (m->type == SM_MSG_UNITS_ASK)
+            bad |= msgpack_pack_uint64(pk, m->u.units.hops);
         break;
     case SM_MSG_FORK:
         bad |= s_pack_bin(pk, m->u.fork.origin.b, SM_KEY_BYTES);
@@ -1307,7 +1314,7 @@ s_rd_count(s_reader *r, uint32_t max, uint32_t *n)
 /*  HELLO after its type, the root array having `fields` elements.  The
     version comes first: another version is SM_EVERSION whatever follows
     (a later version may change the shape), with the fields filled in as
-    far as they read as version 1's, for the caller's log line.            */
+    far as they read as this version's, for the caller's log line.            */
 static int
 s_rd_hello(s_reader *r, uint32_t fields, sm_wire_msg *m)
 {
@@ -1400,6 +1407,14 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         if (v > SM_QTY_MAX)
             return SM_EMALFORMED;
         m->u.units.qty = (uint32_t)v;
+        S_TRY(s_rd_fixed(r, m->u.units.asker.b, SM_KEY_BYTES));
+        m->u.units.hops = 0;
+        if (m->type == SM_MSG_UNITS_GIVE)
+            return 0;
+        S_TRY(s_rd_uint(r, &v));
+        if (v == 0 || v > SM_UNITS_HOPS_MAX)
+            return SM_EMALFORMED;
+        m->u.units.hops = (uint32_t)v;
         return 0;
     case SM_MSG_FORK:
         S_TRY(s_rd_fixed(r, m->u.fork.origin.b, SM_KEY_BYTES));

@@ -35,7 +35,13 @@
       peer that connects later; evidence that could not be recorded in the
       ledger yet (this node lacks the entries before it) is ingested again
       as the origin's log grows.
-    - units asks this node made, and what peers gave for each.
+    - units asks this node made, and what peers gave for each; asks it
+      served (asker, req_id: a node moves at most the largest qty asked to
+      one ask, however many paths bring it); asks it forwarded for a peer
+      (multi-hop: answered with one UNITS_GIVE once every peer asked has
+      answered, or at a deadline inside the asker's wait).
+    - per peer, when PEERS is due again (periodically, and when the
+      endpoints this node knows change: a PEERS may be lost).
     - one outgoing FIFO a peer, bounded by SM_MESH_QUEUE_BYTES_MAX.
 
     Divergent logs are found by link comparison: a peer's HEADS carry the
@@ -62,6 +68,7 @@ _Static_assert(SM_PEERS_MAX <= 64, "asks keep one answered bit a peer slot");
 #define S_ORIGIN_SLOTS   (2u * SM_MEMBERS_MAX)   /* a power of two */
 #define S_MSG_FIXED_MAX  1024u   /* encoded HELLO, WANT, UNITS_* never exceed this */
 #define S_HELLO_ANSWER_MIN_MS 1000u  /* a peer's new session is answered at most this often */
+#define S_RELAYS_PER_PEER_MAX (SM_UNITS_ASKS_MAX / 8u)  /* asks forwarded for one peer at once */
 
 /* Why WANTs of an origin to a peer wait for its next HEADS. */
 enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
@@ -93,6 +100,8 @@ typedef struct {
     uint64_t next_heads_ms;
     uint64_t next_hello_ms;    /* HELLO again then, until its HEADS show ours arrived */
     uint64_t next_forks_ms;    /* fork evidence sent to it again then */
+    uint64_t next_peers_ms;    /* PEERS sent to it again then */
+    uint64_t peers_gen;        /* self->endpoints_gen when PEERS last went to it */
     uint64_t hello_answer_ms;  /* when a repeated HELLO of its was last answered */
     bool hello_answered;       /* ... if one was, this session */
     bool hello_deferred;       /* a new session of its waits for that floor */
@@ -120,12 +129,36 @@ typedef struct {
 
 typedef struct {
     bool used;
-    uint64_t req_id;
+    uint64_t req_id;           /* the caller's */
+    uint64_t wire_id;          /* on the wire: unique across restarts (sm_gossip_ask_units) */
     char sku[SM_SKU_BYTES_MAX + 1];
     uint64_t given;
     uint64_t answered;         /* bit per peer slot */
     uint64_t made_ms;
 } s_ask;
+
+/*  An ask this node served: to (asker, req_id) it moves at most the
+    largest qty asked, whichever paths the ask took to get here.           */
+typedef struct {
+    bool used;
+    sm_id asker;
+    uint64_t req_id;
+    uint32_t given;            /* units moved to the asker for it */
+    uint64_t made_ms;
+} s_seen;
+
+/*  An ask this node could not cover and forwarded for a peer.             */
+typedef struct {
+    bool used;
+    sm_id asker;
+    uint64_t req_id;
+    char sku[SM_SKU_BYTES_MAX + 1];
+    sm_id from;                /* the peer that asked: answered once */
+    uint32_t qty;              /* what it asked for */
+    uint32_t given;            /* this node's give plus what peers answered */
+    uint64_t asked, answered;  /* bit per peer slot */
+    uint64_t deadline_ms;
+} s_relay;
 
 struct sm_gossip {
     sm_ledger *ledger;
@@ -150,6 +183,10 @@ struct sm_gossip {
 
     s_fork forks[SM_FORK_EVIDENCE_MAX];
     s_ask asks[SM_UNITS_ASKS_MAX];
+    uint64_t wire_id_last;     /* the last wire id an ask of this node used */
+    s_seen seen[SM_UNITS_SEEN_MAX];
+    s_relay relays[SM_UNITS_ASKS_MAX];
+    uint64_t endpoints_gen;    /* bumped when a known endpoint changes */
 
     bool heads_any;            /* some peer's HEADS arrived (ever) */
     bool recovered;            /* own log caught up with what peers reported */
@@ -345,6 +382,8 @@ s_session_reset(s_peer *p)
     p->next_heads_ms = 0;
     p->next_hello_ms = 0;
     p->next_forks_ms = 0;
+    p->next_peers_ms = 0;
+    p->peers_gen = 0;
     if (p->has) {
         memset(p->has, 0, SM_MEMBERS_MAX * sizeof *p->has);
         memset(p->known, 0, SM_MEMBERS_MAX * sizeof *p->known);
@@ -551,10 +590,23 @@ s_send_hello(sm_gossip *self, s_peer *p)
     s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
 }
 
-/*  PEERS: this node's endpoint and every peer's known one but p's own.     */
+/*  Set a peer's endpoint; a change is told to every peer (s_send_peers).   */
 static void
-s_send_peers(sm_gossip *self, s_peer *p)
+s_set_endpoint(sm_gossip *self, s_peer *p, const char *endpoint)
 {
+    if (strcmp(p->pub.endpoint, endpoint) == 0)
+        return;
+    memcpy(p->pub.endpoint, endpoint, strlen(endpoint) + 1);
+    self->endpoints_gen++;
+}
+
+/*  PEERS: this node's endpoint and every peer's known one but p's own.
+    Sent again after SM_PEERS_RESEND_MS, or sooner if endpoints change.     */
+static void
+s_send_peers(sm_gossip *self, s_peer *p, uint64_t now_ms)
+{
+    p->next_peers_ms = now_ms + SM_PEERS_RESEND_MS;
+    p->peers_gen = self->endpoints_gen;
     sm_wire_peer *list = self->peers_buf;
     uint32_t n = 0;
     if (self->endpoint[0]) {
@@ -1008,7 +1060,7 @@ s_on_hello(sm_gossip *self, s_peer *p, const sm_wire_msg *m, int decoded,
     self->stats.messages_received++;
     p->pub.last_seen_ms = now_ms;
     if (m->u.hello.endpoint[0])
-        memcpy(p->pub.endpoint, m->u.hello.endpoint, sizeof p->pub.endpoint);
+        s_set_endpoint(self, p, m->u.hello.endpoint);
     if (p->hello_ok) {
         /* A HELLO after the peer's HEADS: it has started a new session
            (restarted, or reconnected, without the transport telling us it
@@ -1054,7 +1106,7 @@ s_session_open(sm_gossip *self, s_peer *p, uint64_t now_ms)
 {
     p->hello_ok = true;
     s_send_heads(self, p);
-    s_send_peers(self, p);
+    s_send_peers(self, p, now_ms);
     for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
         if (self->forks[i].used)
             s_send_fork(self, p, &self->forks[i]);
@@ -1315,11 +1367,144 @@ s_on_peers(sm_gossip *self, const sm_wire_msg *m)
         if (!q)
             q = s_peer_get(self, &w->node, false);   /* free slots only */
         if (q && !q->pub.endpoint[0])
-            memcpy(q->pub.endpoint, w->endpoint, sizeof q->pub.endpoint);
+            s_set_endpoint(self, q, w->endpoint);
     }
     return 0;
 }
 
+/* ---- units asks ------------------------------------------------------ */
+
+/*  Send UNITS_ASK `tmpl` (req_id, sku, asker and hops filled in) for `qty`
+    to the ready peers other than `skip_a` and `skip_b` (may be NULL) whose
+    queue has room: the peers this node's ledger shows holding units first,
+    most first (lowest slot on ties), each for min(still needed, what it
+    holds); then, if that does not cover qty, every other one for the rest.
+    Returns the peers asked, a bit per slot.                                 */
+static uint64_t
+s_asks_send(sm_gossip *self, sm_wire_msg *tmpl, uint32_t qty, const sm_id *skip_a,
+            const sm_id *skip_b)
+{
+    int64_t held[SM_PEERS_MAX];
+    bool eligible[SM_PEERS_MAX];
+    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
+        s_peer *p = &self->peers[i];
+        held[i] = 0;
+        eligible[i] = s_ready(p) && (!skip_a || !s_id_eq(&p->pub.node, skip_a))
+                      && (!skip_b || !s_id_eq(&p->pub.node, skip_b))
+                      && p->qbytes + S_MSG_FIXED_MAX <= SM_MESH_QUEUE_BYTES_MAX;
+        sm_units u;
+        if (eligible[i]
+            && sm_ledger_units(self->ledger, tmpl->u.units.sku, &p->pub.node, &u) == 0
+            && u.units > 0)
+            held[i] = u.units;
+    }
+    uint64_t asked = 0;
+    uint32_t remaining = qty;
+    while (remaining > 0) {
+        int best = -1;
+        for (uint32_t i = 0; i < SM_PEERS_MAX; i++)
+            if (held[i] > 0 && (best < 0 || held[i] > held[best]))
+                best = (int) i;
+        if (best < 0)
+            break;
+        uint32_t q = (uint32_t) s_min64(remaining, (uint64_t) held[best]);
+        tmpl->u.units.qty = q;
+        s_send(self, &self->peers[best], tmpl, S_MSG_FIXED_MAX, S_KEEP);
+        held[best] = 0;
+        asked |= 1ULL << best;
+        remaining -= q;
+    }
+    for (uint32_t i = 0; i < SM_PEERS_MAX && remaining > 0; i++) {
+        if (!eligible[i] || (asked & (1ULL << i)))
+            continue;
+        tmpl->u.units.qty = remaining;
+        s_send(self, &self->peers[i], tmpl, S_MSG_FIXED_MAX, S_KEEP);
+        asked |= 1ULL << i;
+    }
+    return asked;
+}
+
+/*  Answer UNITS_GIVE [req_id, sku, qty, asker] to `to`, if still ready.    */
+static void
+s_give_send(sm_gossip *self, const sm_id *to, uint64_t req_id, const char *sku,
+            const sm_id *asker, uint32_t qty)
+{
+    s_peer *p = s_peer_find(self, to);
+    if (!p || !s_ready(p))
+        return;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_UNITS_GIVE;
+    msg.u.units.req_id = req_id;
+    memcpy(msg.u.units.sku, sku, sizeof msg.u.units.sku);
+    msg.u.units.qty = qty > SM_QTY_MAX ? SM_QTY_MAX : qty;
+    msg.u.units.asker = *asker;
+    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+}
+
+static s_seen *
+s_seen_find(sm_gossip *self, const sm_id *asker, uint64_t req_id)
+{
+    for (uint32_t i = 0; i < SM_UNITS_SEEN_MAX; i++)
+        if (self->seen[i].used && self->seen[i].req_id == req_id
+            && s_id_eq(&self->seen[i].asker, asker))
+            return &self->seen[i];
+    return NULL;
+}
+
+/*  A record for a newly served ask: a free one or the oldest (forgetting
+    it costs at most a second give to an ask over SM_UNITS_SEEN_MAX old:
+    units moved, never lost).                                                */
+static s_seen *
+s_seen_add(sm_gossip *self, const sm_id *asker, uint64_t req_id, uint64_t now_ms)
+{
+    s_seen *r = NULL;
+    for (uint32_t i = 0; i < SM_UNITS_SEEN_MAX; i++) {
+        s_seen *q = &self->seen[i];
+        if (!q->used) {
+            r = q;
+            break;
+        }
+        if (!r || q->made_ms < r->made_ms)
+            r = q;
+    }
+    memset(r, 0, sizeof *r);
+    r->used = true;
+    r->asker = *asker;
+    r->req_id = req_id;
+    r->made_ms = now_ms;
+    return r;
+}
+
+/*  Answer a forwarded ask's asker with all that was given, and forget it. */
+static void
+s_relay_finish(sm_gossip *self, s_relay *r)
+{
+    s_give_send(self, &r->from, r->req_id, r->sku, &r->asker, r->given);
+    memset(r, 0, sizeof *r);
+}
+
+/*  Peer slot `slot` will answer no more (down, or a new session).         */
+static void
+s_relays_peer_gone(sm_gossip *self, uint32_t slot)
+{
+    uint64_t bit = 1ULL << slot;
+    for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
+        s_relay *r = &self->relays[i];
+        if (!r->used || !(r->asked & bit) || (r->answered & bit))
+            continue;
+        r->answered |= bit;
+        if (r->answered == r->asked)
+            s_relay_finish(self, r);
+    }
+}
+
+/*  UNITS_ASK [req_id, sku, qty, asker, hops] from p.  This node gives what
+    it can spare to the asker (at most the largest qty asked under (asker,
+    req_id), so an ask that arrives by two paths is not served twice); what
+    it cannot cover it asks its other peers for, if hops > 1 and this is the
+    first time the ask reaches it, and answers p once they have (or at a
+    deadline within the asker's wait); else it answers at once.           */
 static int
 s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
@@ -1330,7 +1515,26 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
         self->stats.messages_dropped++;
         return 0;
     }
+    const sm_id *asker = &m->u.units.asker;
+    /* Units go to the asker: a node that does not need them (itself) or that
+       is not of the market (neither the organiser nor a member) is refused. */
+    if (s_id_eq(asker, &self->self))
+        return SM_EINVAL;
+    if (!s_id_eq(asker, &p->pub.node) && !s_id_eq(asker, &self->market)) {
+        sm_member mb;
+        int mrc = sm_ledger_member(self->ledger, asker, &mb);
+        if (s_fatal(mrc))
+            return mrc;
+        if (mrc != 0 || mb.revoked)
+            return SM_ENOTMEMBER;
+    }
     self->stats.messages_received++;
+    const uint64_t req_id = m->u.units.req_id;
+    s_seen *seen = s_seen_find(self, asker, req_id);
+    bool first = seen == NULL;
+    uint32_t want = m->u.units.qty;
+    if (seen)
+        want = want > seen->given ? want - seen->given : 0;
     uint32_t give = 0;
     sm_units u;
     /* A node fetching its own log back (its store was wiped) appends
@@ -1338,20 +1542,20 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
        its own sales, so its units look spare, and a move appended now
        would reissue a seq its old log used (a fork). */
     bool confirmed = false;
-    int rc = sm_ledger_own_confirmed(self->ledger, &confirmed);
-    if (rc == 0 && !confirmed)
+    int rc = want > 0 ? sm_ledger_own_confirmed(self->ledger, &confirmed) : 0;
+    if (rc == 0 && want > 0 && !confirmed)
         rc = SM_ERECOVERING;
-    if (rc == 0)
+    if (rc == 0 && want > 0)
         rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
-    if (rc == 0 && u.units - (int64_t) self->units_floor >= 1) {
+    if (rc == 0 && want > 0 && u.units - (int64_t) self->units_floor >= 1) {
         int64_t spare = u.units - (int64_t) self->units_floor;
-        give = (uint32_t) s_min64(m->u.units.qty, (uint64_t) spare);
+        give = (uint32_t) s_min64(want, (uint64_t) spare);
         sm_body move;
         memset(&move, 0, sizeof move);
         move.kind = SM_KIND_STOCK_MOVE;
         memcpy(move.u.stock_move.sku, m->u.units.sku, sizeof move.u.stock_move.sku);
         move.u.stock_move.qty = give;
-        move.u.stock_move.to = p->pub.node;
+        move.u.stock_move.to = *asker;
         rc = sm_ledger_append(self->ledger, &move, now_ms, NULL);
         if (s_fatal(rc))
             return rc;
@@ -1364,13 +1568,46 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     } else if (s_fatal(rc)) {
         return rc;
     }
-    sm_wire_msg msg;
-    memset(&msg, 0, sizeof msg);
-    msg.type = SM_MSG_UNITS_GIVE;
-    msg.u.units.req_id = m->u.units.req_id;
-    memcpy(msg.u.units.sku, m->u.units.sku, sizeof msg.u.units.sku);
-    msg.u.units.qty = give;
-    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+    if (!seen)
+        seen = s_seen_add(self, asker, req_id, now_ms);
+    seen->given += give;
+
+    /* The rest, from further away: the moves the peers asked append name
+       the asker, and reach it by relay (7.4), before this node's answer on
+       the same connection when they come through this node. */
+    uint32_t rest = m->u.units.qty - give;
+    if (first && rest > 0 && m->u.units.hops > 1) {
+        /* Bounded: SM_UNITS_ASKS_MAX open, a few of them for one peer (one
+           that floods asks cannot take the table from the others). */
+        s_relay *r = NULL;
+        uint32_t for_p = 0;
+        for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
+            if (!self->relays[i].used)
+                r = r ? r : &self->relays[i];
+            else if (s_id_eq(&self->relays[i].from, &p->pub.node))
+                for_p++;
+        }
+        if (r && for_p < S_RELAYS_PER_PEER_MAX) {
+            sm_wire_msg fwd = *m;
+            fwd.u.units.hops = m->u.units.hops - 1;
+            uint64_t asked = s_asks_send(self, &fwd, rest, &p->pub.node, asker);
+            if (asked) {
+                memset(r, 0, sizeof *r);
+                r->used = true;
+                r->asker = *asker;
+                r->req_id = req_id;
+                memcpy(r->sku, m->u.units.sku, sizeof r->sku);
+                r->from = p->pub.node;
+                r->qty = m->u.units.qty;
+                r->given = give;
+                r->asked = asked;
+                r->deadline_ms = now_ms + (uint64_t) SM_UNITS_HOP_WAIT_MS
+                                          * (m->u.units.hops - 1);
+                return 0;
+            }
+        }
+    }
+    s_give_send(self, &p->pub.node, req_id, m->u.units.sku, asker, give);
     return 0;
 }
 
@@ -1383,16 +1620,36 @@ s_ask_find(sm_gossip *self, uint64_t req_id)
     return NULL;
 }
 
+/*  UNITS_GIVE from p: for an ask of this node, or one it forwarded.  A
+    late, foreign or repeated answer records nothing.                       */
 static int
 s_on_units_give(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
 {
     self->stats.messages_received++;
-    s_ask *a = s_ask_find(self, m->u.units.req_id);
     uint64_t bit = 1ULL << s_peer_slot(self, p);
-    if (!a || strcmp(a->sku, m->u.units.sku) != 0 || (a->answered & bit))
-        return 0;                      /* late, foreign or repeated: nothing to record */
-    a->answered |= bit;
-    a->given += m->u.units.qty;
+    if (s_id_eq(&m->u.units.asker, &self->self)) {
+        s_ask *a = NULL;
+        for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX && !a; i++)
+            if (self->asks[i].used && self->asks[i].wire_id == m->u.units.req_id)
+                a = &self->asks[i];
+        if (!a || strcmp(a->sku, m->u.units.sku) != 0 || (a->answered & bit))
+            return 0;
+        a->answered |= bit;
+        a->given += m->u.units.qty;
+        return 0;
+    }
+    for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
+        s_relay *r = &self->relays[i];
+        if (!r->used || r->req_id != m->u.units.req_id
+            || !s_id_eq(&r->asker, &m->u.units.asker) || strcmp(r->sku, m->u.units.sku) != 0
+            || !(r->asked & bit) || (r->answered & bit))
+            continue;
+        r->answered |= bit;
+        r->given = (uint32_t) s_min64((uint64_t) r->given + m->u.units.qty, r->qty);
+        if (r->answered == r->asked)
+            s_relay_finish(self, r);
+        break;
+    }
     return 0;
 }
 
@@ -1528,8 +1785,10 @@ sm_gossip_peer_up(sm_gossip *self, const sm_id *node, const char *endpoint,
     bool was_up = p->pub.up;
     s_session_reset(p);
     p->pub.up = true;
+    if (was_up)
+        s_relays_peer_gone(self, s_peer_slot(self, p));
     if (endpoint && endpoint[0] && strlen(endpoint) <= SM_ENDPOINT_BYTES_MAX)
-        memcpy(p->pub.endpoint, endpoint, strlen(endpoint) + 1);
+        s_set_endpoint(self, p, endpoint);
     s_send_hello(self, p);
     p->next_hello_ms = now_ms + self->heads_interval_ms;
     if (was_up)
@@ -1547,6 +1806,7 @@ sm_gossip_peer_down(sm_gossip *self, const sm_id *node, uint64_t now_ms)
     bool had_wants = p->want_count > 0;
     s_session_reset(p);
     p->pub.up = false;
+    s_relays_peer_gone(self, s_peer_slot(self, p));
     if (had_wants)
         s_plan_all(self, now_ms);
 }
@@ -1658,6 +1918,12 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
             s_send_heads(self, p);
             p->next_heads_ms = now_ms + self->heads_interval_ms;
         }
+        /* PEERS goes once at the session's start; if it was lost, two nodes
+           would reach each other only through a relay: it goes again now
+           and then, and soon after the endpoints this node knows change. */
+        s_rewind(&p->next_peers_ms, now_ms, SM_PEERS_RESEND_MS);
+        if (p->heads_seen && (now_ms >= p->next_peers_ms || p->peers_gen != self->endpoints_gen))
+            s_send_peers(self, p, now_ms);
         /* Evidence is passed on once when learned and at each session's
            start; a FORK lost on the way in between would leave a peer that
            cannot find the fork itself (it holds one side only) without
@@ -1674,6 +1940,18 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         s_rewind_since(&a->made_ms, now_ms);
         if (a->used && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
             memset(a, 0, sizeof *a);
+    }
+    for (uint32_t i = 0; i < SM_UNITS_SEEN_MAX; i++) {
+        s_seen *r = &self->seen[i];
+        s_rewind_since(&r->made_ms, now_ms);
+        if (r->used && now_ms - r->made_ms >= SM_UNITS_ASK_TTL_MS)
+            memset(r, 0, sizeof *r);
+    }
+    for (uint32_t i = 0; i < SM_UNITS_ASKS_MAX; i++) {
+        s_relay *r = &self->relays[i];
+        s_rewind(&r->deadline_ms, now_ms, (uint64_t) SM_UNITS_HOP_WAIT_MS * SM_UNITS_HOPS_MAX);
+        if (r->used && now_ms >= r->deadline_ms)
+            s_relay_finish(self, r);
     }
     if (expired)
         s_plan_all(self, now_ms);
@@ -1740,53 +2018,24 @@ sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
             a = &self->asks[i];
     if (!a)
         return SM_EBUSY;
-
-    /* Units each ready peer holds, as this node's ledger knows. */
-    int64_t held[SM_PEERS_MAX];
-    bool any = false;
-    for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
-        held[i] = 0;
-        s_peer *p = &self->peers[i];
-        sm_units u;
-        if (s_ready(p) && sm_ledger_units(self->ledger, sku, &p->pub.node, &u) == 0
-            && u.units > 0) {
-            held[i] = u.units;
-            any = true;
-        }
-    }
+    /* The wire id names the ask market-wide with this node's id, also to
+       nodes that served an ask of this node before it restarted (and its
+       caller's ids began again): it grows with the clock, 1024 an ms. */
+    uint64_t wire_id = s_max64(self->wire_id_last + 1, now_ms << 10);
     sm_wire_msg msg;
     memset(&msg, 0, sizeof msg);
     msg.type = SM_MSG_UNITS_ASK;
-    msg.u.units.req_id = req_id;
+    msg.u.units.req_id = wire_id;
     memcpy(msg.u.units.sku, sku, sku_len);
-    int asked = 0;
-    uint32_t remaining = qty;
-    while (remaining > 0) {
-        /* The peer holding the most (lowest slot on ties), or, when none is
-           known to hold any, every ready peer for the whole qty. */
-        int best = -1;
-        for (uint32_t i = 0; i < SM_PEERS_MAX; i++)
-            if (any ? held[i] > 0 && (best < 0 || held[i] > held[best])
-                    : s_ready(&self->peers[i]) && held[i] == 0) {
-                best = (int) i;
-                if (!any)
-                    break;
-            }
-        if (best < 0)
-            break;
-        uint32_t q = any ? (uint32_t) s_min64(remaining, (uint64_t) held[best]) : qty;
-        msg.u.units.qty = q;
-        s_send(self, &self->peers[best], &msg, S_MSG_FIXED_MAX, S_KEEP);
-        held[best] = any ? 0 : -1;     /* asked */
-        if (any)
-            remaining -= q;
-        asked++;
-    }
-    if (asked == 0)
+    msg.u.units.asker = self->self;
+    msg.u.units.hops = SM_UNITS_HOPS_MAX;
+    if (s_asks_send(self, &msg, qty, NULL, NULL) == 0)
         return SM_ENOTFOUND;
+    self->wire_id_last = wire_id;
     memset(a, 0, sizeof *a);
     a->used = true;
     a->req_id = req_id;
+    a->wire_id = wire_id;
     memcpy(a->sku, sku, sku_len);
     a->made_ms = now_ms;
     return 0;
@@ -1844,7 +2093,7 @@ sm_gossip_add_peer(sm_gossip *self, const sm_id *node, const char *endpoint)
     if (!p)
         return SM_EBUSY;
     p->configured = true;
-    memcpy(p->pub.endpoint, endpoint, n + 1);
+    s_set_endpoint(self, p, endpoint);
     return 0;
 }
 

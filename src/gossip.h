@@ -10,7 +10,8 @@
 
     What it does:
     - on a peer up: HELLO, then HEADS (every origin's seq and link hash) and
-      PEERS (the endpoints it knows);
+      PEERS (the endpoints it knows; again every SM_PEERS_RESEND_MS and
+      when they change);
     - on HEADS: for each origin where the peer is ahead, WANT the gap in
       bounded runs (at most SM_WANTS_IN_FLIGHT_MAX unanswered WANTs per
       peer: flow control, so a day's catch-up never starves local sales);
@@ -25,8 +26,11 @@
     - a fork the ledger detects is sent as FORK evidence to every peer; a
       FORK received is checked (both entries must verify) and ingested;
     - UNITS_ASK: if this node has the units to spare (more than its floor),
-      it appends a stock.move to the asker and answers UNITS_GIVE;
-      sm_gossip_ask_units sends asks and reports what was given.
+      it appends a stock.move to the asker (the node the ask names, maybe
+      several hops away) and answers UNITS_GIVE; what it cannot cover it
+      asks its other peers for while the ask has hops left, and answers
+      once they have (proto/mesh.md 7.7); sm_gossip_ask_units sends asks
+      and reports what was given.
 
     Durability rule: nothing the engine queued may be sent before what it
     ingested or appended on the way is committed (a local entry must never
@@ -53,7 +57,8 @@
       it can: a message lost or reordered anyway is repaired (a HELLO is
       repeated, anti-entropy refetches within a HEADS interval or two, an
       unanswered WANT expires after SM_WANT_TIMEOUT_MS), except that a lost
-      UNITS_ASK or UNITS_GIVE only costs that sale its wait;
+      UNITS_ASK or UNITS_GIVE only costs that sale its wait (a forwarder
+      answers at its deadline);
     - after every call into the engine (or its round's commit, above),
       drain sm_gossip_next (or sm_gossip_next_to for one peer) and send each
       message to its destination; messages for a peer that went down are
@@ -163,8 +168,10 @@ bool sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
 /*  Ask the peers that are up for `qty` units of `sku` for a local sale or
     hold; `req_id` identifies the ask.  The peers this node's ledger shows
     holding units are asked first, most units first, each for what it holds
-    until qty is covered; when none is known to hold any, every peer is asked
-    for qty (so more than qty may come).  Answers arrive as UNITS_GIVE and
+    until qty is covered; if they do not cover it, every other peer is asked
+    for the rest (so more than qty may come).  Peers that cannot cover what
+    they are asked for ask theirs, up to SM_UNITS_HOPS_MAX hops away; the
+    units come as stock.move entries by relay, ahead of the answer.  Answers arrive as UNITS_GIVE and
     their stock.move entries; sm_gossip_units_given tells how many units
     have been given so far for req_id (the moves may arrive a little later:
     the ledger's units are the truth).  Returns 0 (at least one peer was

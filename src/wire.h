@@ -15,8 +15,8 @@
       WANT      [3, origin b32, from u, count u]
       ENTRIES   [4, origin b32, first_seq u, [[entry bin, sig bin(64)], ...]]
       PEERS     [5, [[node b32, endpoint str], ...]]
-      UNITS_ASK [6, req_id u, sku str, qty u]
-      UNITS_GIVE[7, req_id u, sku str, qty u]      qty 0 = none to give
+      UNITS_ASK [6, req_id u, sku str, qty u, asker b32, hops u]
+      UNITS_GIVE[7, req_id u, sku str, qty u, asker b32]   qty 0 = none to give
       FORK      [8, origin b32, seq u, [entry bin, sig bin], [entry bin, sig bin]]
 
     Rules (both directions; proto/mesh.md section 5 has them all): HELLO
@@ -27,7 +27,8 @@
     1..SM_ENTRY_BYTES_MAX bytes; PEERS at most SM_WIRE_PEERS_MAX, nodes in
     strictly ascending byte order, endpoints 1..SM_ENDPOINT_BYTES_MAX bytes;
     every seq 1..SM_SEQ_MAX and every run's last seq too; sku 1..
-    SM_SKU_BYTES_MAX bytes; qty <= SM_QTY_MAX (>= 1 in UNITS_ASK); FORK's
+    SM_SKU_BYTES_MAX bytes; qty <= SM_QTY_MAX (>= 1 in UNITS_ASK); UNITS_ASK
+    hops 1..SM_UNITS_HOPS_MAX (UNITS_GIVE has none: hops is 0); FORK's
     two entries differ.  Strings are text as sm__text_valid (codec.h) says.
     sm_wire_sort puts HEADS and PEERS in the required order.
 
@@ -43,7 +44,7 @@
 #include "stallmesh/entry.h"
 #include "stallmesh/limits.h"
 
-#define SM_WIRE_VERSION 1u
+#define SM_WIRE_VERSION 2u   /* 2: UNITS_ASK and UNITS_GIVE carry the asker (multi-hop) */
 
 typedef enum {
     SM_MSG_HELLO = 1, SM_MSG_HEADS = 2, SM_MSG_WANT = 3, SM_MSG_ENTRIES = 4,
@@ -73,7 +74,12 @@ typedef struct {
         struct { sm_id origin; uint64_t first_seq; uint32_t count;
                  sm_signed *entries; } entries;                   /* entries: see below */
         struct { uint32_t count; sm_wire_peer *peers; } peers;
-        struct { uint64_t req_id; char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty; } units;
+        struct { uint64_t req_id; char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty;
+                 sm_id asker;      /* the node that needs the units (the
+                                      stock.move's `to`); (asker, req_id)
+                                      names one ask market-wide */
+                 uint32_t hops; } units;  /* ASK: hops it may still travel,
+                                             this one included; GIVE: 0 */
         struct { sm_id origin; uint64_t seq; sm_signed a, b; } fork;
     } u;
 } sm_wire_msg;
@@ -94,7 +100,7 @@ typedef struct {
     of range, unsorted HEADS or PEERS, bad text), SM_ENONCANON, SM_EVERSION
     (HELLO of another protocol version: out->u.hello.version says which,
     and market, node and endpoint are filled in if the rest reads as
-    version 1's, else zero), SM_EKIND (unknown type).  The borrowed arrays
+    this version's, else zero), SM_EKIND (unknown type).  The borrowed arrays
     point into `space` (caller's, reused by the next decode) and `buf`.      */
 int sm_wire_decode(const uint8_t *buf, size_t len, sm_wire_space *space,
                    sm_wire_msg *out);

@@ -70,6 +70,10 @@
 #define SM_WANT_TIMEOUT_MS        10000u    /* an unanswered WANT is given up and asked again */
 #define SM_UNITS_ASKS_MAX         256u      /* units asks open at once */
 #define SM_UNITS_ASK_TTL_MS       60000u    /* an ask not closed by its caller is forgotten */
+#define SM_UNITS_HOPS_MAX         3u        /* hops a units ask travels (1 = direct peers only) */
+#define SM_UNITS_HOP_WAIT_MS      120u      /* a forwarder waits this long per hop still below it */
+#define SM_UNITS_SEEN_MAX         1024u     /* asks a node remembers having served (one give each) */
+#define SM_PEERS_RESEND_MS        30000u    /* PEERS again to every peer (a PEERS may be lost) */
 #define SM_FORK_EVIDENCE_MAX      64u       /* origins whose fork evidence the mesh engine passes on */
 #define SM_FORK_RESEND_MS         60000u    /* fork evidence sent again to every peer (a FORK may be lost) */
 

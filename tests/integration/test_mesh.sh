@@ -14,7 +14,9 @@
 #     negative;
 #   - multi-hop: a second market in a line A-B-C, no endpoint advertised, so
 #     A and C cannot meet: a sale at A reaches C through B, and C never has A
-#     as a connected peer;
+#     as a connected peer; a sale at C of units only A holds is 201 (the
+#     units ask travels through B), one for more than the market has left is
+#     409, and totals are conserved;
 #   - partition and heal: B stopped, A and C sell until they run out (409),
 #     B restarted: digests converge, no unit sold twice;
 #   - security: a node of another market dialling A is refused (A logs it,
@@ -334,6 +336,29 @@ for _ in $(seq 1 60); do connected LC "${ID[LA]}" && seen_la=yes; sleep 0.1; don
 check "LC's /api/peers never lists LA as connected" '[ "$seen_la" = no ]' \
     "$(get LC /api/peers)"
 check "the line's three digests are equal" 'until_true 20 same_digest LA LB LC'
+# LC holds no mugs and never meets LA: its sale asks LB, which holds none
+# either and asks LA on LC's behalf; LA's stock.move to LC comes back
+# through LB within the sale's wait.
+sale LC mug 4
+lc_sale="$code $body"
+check "a sale of 4 at LC, the units held only by LA two hops away, is 201" \
+    '[ "${lc_sale%% *}" = 201 ]' "$lc_sale"
+sale LC mug 5
+lc_over="$code $body"
+check "a sale of 5 more at LC (3 left in the whole market) is 409: no oversell" \
+    '[ "${lc_over%% *}" = 409 ]' "$lc_over"
+# line_conserved: equal digests, and every node sees 10 added - 7 sold = 3
+# mugs in the market, none at a negative location, LC's own sales 4.
+line_conserved() {
+    same_digest LA LB LC || return 1
+    for n in LA LB LC; do
+        [ "$(units $n mug total)" = 3 ] && no_negative $n || return 1
+    done
+    [ "$(own_sold LC mug)" = 4 ]
+}
+check "the line converges with units conserved (3 left everywhere, none negative)" \
+    'until_true 20 line_conserved' \
+    "$(for n in LA LB LC; do echo "$n: $(units $n mug total) total, $(digest $n)"; done)"
 for n in LA LB LC; do stop $n; done
 echo "# multi-hop done at $(elapsed) s"
 

@@ -1276,6 +1276,266 @@ test_units_ask_give(void **state)
     assert_converged(f);
 }
 
+/* ---- units asks across hops --------------------------------------------- */
+
+/* Deliver until nothing is in transit; each time `asker`'s ask `req` has
+   been answered with units, those units are already in its ledger (the
+   moves travel ahead of the answer on the same connection). */
+static void
+pump_checking_give(net *f, int asker, uint64_t req, const char *sku)
+{
+    drain(f);
+    uint32_t n = 0;
+    while (step_random(f)) {
+        assert_true(++n < PUMP_MAX);
+        uint32_t given = sm_gossip_units_given(f->g[asker], req);
+        assert_true(units_at(f->l[asker], sku, &f->id[asker].pub) >= (int64_t) given);
+    }
+}
+
+/* A line n1 - n2 - n0 where only n0 (never connected to n1) holds units:
+   n1's ask reaches n0 through n2, n0 appends a stock.move to n1, and n2
+   answers n1 with one UNITS_GIVE of what n0 gave, after the move reached
+   n1; a second ask for more than n0 has left gets only what it has. */
+static void
+test_units_ask_across_hops(void **state)
+{
+    net *f = net_new(3, 71);
+    *state = f;
+    net_connect(f, 1, 2);
+    net_connect(f, 2, 0);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    pump(f);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[0].pub), 10);
+
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 4, f->now), 0);
+    pump_checking_give(f, 1, 1, "mug");
+    assert_int_equal(sm_gossip_units_given(f->g[1], 1), 4);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 4);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 6);
+    assert_int_equal(units_at(f->l[2], "mug", &f->id[2].pub), 0);
+    assert_int_equal(f->sent[1][2][SM_MSG_UNITS_ASK], 1);
+    assert_int_equal(f->sent[2][0][SM_MSG_UNITS_ASK], 1);   /* forwarded */
+    assert_int_equal(f->sent[0][2][SM_MSG_UNITS_GIVE], 1);
+    assert_int_equal(f->sent[2][1][SM_MSG_UNITS_GIVE], 1);   /* one answer */
+    assert_int_equal(f->sent[0][1][SM_MSG_UNITS_ASK] + f->sent[1][0][SM_MSG_UNITS_ASK], 0);
+
+    /* More than is left: all of it, none beyond (n0 has no floor here). */
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 2, "mug", 20, f->now), 0);
+    pump_checking_give(f, 1, 2, "mug");
+    assert_int_equal(sm_gossip_units_given(f->g[1], 2), 6);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 10);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 0);
+    /* n1 now holds them all: n2's ask is served by n1, n0 (asked too,
+       with nothing) answers 0. */
+    assert_int_equal(sm_gossip_ask_units(f->g[2], 3, "mug", 1, f->now), 0);
+    pump_checking_give(f, 2, 3, "mug");
+    assert_int_equal(sm_gossip_units_given(f->g[2], 3), 1);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 9);
+    settle(f, 2);
+    assert_converged(f);
+}
+
+/* A diamond n1 - {n2, n3} - n0 where n0 holds the units: n1 asks both n2
+   and n3, both forward to n0, and n0 gives once for the ask (the second
+   path gets 0): n1 receives what it asked for, not twice as much. */
+static void
+test_units_ask_diamond_once(void **state)
+{
+    net *f = net_new(4, 73);
+    *state = f;
+    net_connect(f, 1, 2);
+    net_connect(f, 1, 3);
+    net_connect(f, 2, 0);
+    net_connect(f, 3, 0);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    pump(f);
+
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 3, f->now), 0);
+    pump_checking_give(f, 1, 1, "mug");
+    assert_int_equal(f->sent[2][0][SM_MSG_UNITS_ASK], 1);
+    assert_int_equal(f->sent[3][0][SM_MSG_UNITS_ASK], 1);
+    assert_int_equal(f->sent[0][2][SM_MSG_UNITS_GIVE] + f->sent[0][3][SM_MSG_UNITS_GIVE], 2);
+    assert_int_equal(sm_gossip_units_given(f->g[1], 1), 3);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 3);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 7);
+    settle(f, 2);
+    assert_converged(f);
+}
+
+/* An ask travels SM_UNITS_HOPS_MAX hops and no further: on the line
+   n1 - n2 - n3 - n4 - n0, n4 (3 hops away) gives what it holds, n0 (4 hops)
+   is never asked. */
+static void
+test_units_ask_hops_limit(void **state)
+{
+    net *f = net_new(5, 79);
+    *state = f;
+    net_connect(f, 1, 2);
+    net_connect(f, 2, 3);
+    net_connect(f, 3, 4);
+    net_connect(f, 4, 0);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_move("mug", 2, &f->id[4].pub)), 0);
+    pump(f);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[4].pub), 2);
+
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 5, f->now), 0);
+    pump_checking_give(f, 1, 1, "mug");
+    assert_int_equal(SM_UNITS_HOPS_MAX, 3);
+    assert_int_equal(f->sent[3][4][SM_MSG_UNITS_ASK], 1);
+    assert_int_equal(f->sent[4][0][SM_MSG_UNITS_ASK], 0);   /* hops used up */
+    assert_int_equal(sm_gossip_units_given(f->g[1], 1), 2);
+    assert_int_equal(units_at(f->l[1], "mug", &f->id[1].pub), 2);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 8);
+    assert_int_equal(f->sent[2][1][SM_MSG_UNITS_GIVE], 1);
+    settle(f, 2);
+    assert_converged(f);
+}
+
+/* A forwarder answers its asker once the peers it asked can no longer
+   answer: at its deadline when the forwarded ask was lost, at once when
+   the peer asked goes down. */
+static void
+test_units_forward_deadline(void **state)
+{
+    net *f = net_new(3, 83);
+    *state = f;
+    net_connect(f, 1, 2);
+    net_connect(f, 2, 0);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    pump(f);
+
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 1, "mug", 2, f->now), 0);
+    drain(f);
+    deliver(f, 1, 2);                  /* n2 forwards ... */
+    assert_int_equal(f->sent[2][0][SM_MSG_UNITS_ASK], 1);
+    q_clear(&f->q[2][0]);              /* ... and the forward is lost */
+    pump(f);
+    assert_int_equal(f->sent[2][1][SM_MSG_UNITS_GIVE], 0);
+    f->now += (uint64_t) SM_UNITS_HOP_WAIT_MS * (SM_UNITS_HOPS_MAX - 1) - 1;
+    sm_gossip_tick(f->g[2], f->now);
+    pump(f);
+    assert_int_equal(f->sent[2][1][SM_MSG_UNITS_GIVE], 0);
+    f->now += 1;
+    sm_gossip_tick(f->g[2], f->now);
+    pump(f);
+    assert_true(f->now - NOW < SM_UNITS_WAIT_MS);   /* inside the asker's wait */
+    assert_int_equal(f->sent[2][1][SM_MSG_UNITS_GIVE], 1);
+    assert_int_equal(sm_gossip_units_given(f->g[1], 1), 0);
+
+    assert_int_equal(sm_gossip_ask_units(f->g[1], 2, "mug", 2, f->now), 0);
+    drain(f);
+    deliver(f, 1, 2);
+    assert_int_equal(f->sent[2][0][SM_MSG_UNITS_ASK], 2);
+    net_cut(f, 2, 0);                  /* n0 will not answer */
+    pump(f);
+    assert_int_equal(f->sent[2][1][SM_MSG_UNITS_GIVE], 2);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 10);
+}
+
+/* Asks a node must not serve are refused, counted and not answered: one
+   whose asker is the receiver itself, one naming a node not of the market;
+   an ask naming another member as its asker moves units to that member
+   (the relay case), at most once. */
+static void
+test_units_ask_refused(void **state)
+{
+    net *f = net_new(3, 89);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    sm_hash before = digest(f->l[0]);
+    uint64_t gives = f->sent[0][1][SM_MSG_UNITS_GIVE];
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_UNITS_ASK;
+    w.u.units.req_id = 7;
+    snprintf(w.u.units.sku, sizeof w.u.units.sku, "mug");
+    w.u.units.qty = 3;
+    w.u.units.hops = SM_UNITS_HOPS_MAX;
+    w.u.units.asker = f->id[0].pub;            /* the receiver itself */
+    size_t len;
+    uint8_t *buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), SM_EINVAL);
+    free(buf);
+    sm_identity stranger;
+    tu_identity(&stranger, 0x77);
+    w.u.units.asker = stranger.pub;            /* not of the market */
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), SM_ENOTMEMBER);
+    free(buf);
+    /* hops 0 does not even encode; its bytes do not decode */
+    w.u.units.hops = 0;
+    uint8_t raw[256];
+    assert_int_equal(sm_wire_encode(&w, raw, sizeof raw, &len), SM_EINVAL);
+    w.u.units.hops = 1;
+    assert_int_equal(sm_wire_encode(&w, raw, sizeof raw, &len), 0);
+    raw[len - 1] = 0;                          /* the last byte is hops */
+    assert_int_equal(sm_gossip_receive(g, b_id, raw, len, f->now), SM_EMALFORMED);
+    assert_int_equal(peer_info(g, b_id).refused, 3);
+    drain(f);
+    assert_int_equal(f->sent[0][1][SM_MSG_UNITS_GIVE], gives);
+    sm_hash after = digest(f->l[0]);
+    assert_memory_equal(before.b, after.b, sizeof before.b);
+
+    /* For n2, through n1: n2 gets the units; the same ask again gets none. */
+    w.u.units.asker = f->id[2].pub;
+    w.u.units.hops = 1;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    free(buf);
+    pump(f);
+    assert_int_equal(f->sent[0][1][SM_MSG_UNITS_GIVE], gives + 2);
+    assert_int_equal(units_at(f->l[2], "mug", &f->id[2].pub), 3);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 7);
+    assert_converged(f);
+}
+
+/* PEERS goes again every SM_PEERS_RESEND_MS (a PEERS may be lost), and at
+   the next tick when the endpoints a node knows change. */
+static void
+test_peers_resent(void **state)
+{
+    net *f = net_new(3, 97);
+    *state = f;
+    net_connect(f, 0, 1);
+    pump(f);
+    uint64_t p = f->sent[0][1][SM_MSG_PEERS];
+    assert_int_equal(p, 1);
+    f->now += 1000;
+    sm_gossip_tick(f->g[0], f->now);
+    pump(f);
+    assert_int_equal(f->sent[0][1][SM_MSG_PEERS], p);          /* nothing new */
+    net_connect(f, 0, 2);
+    pump(f);
+    f->now += 1000;
+    sm_gossip_tick(f->g[0], f->now);
+    pump(f);
+    assert_int_equal(f->sent[0][1][SM_MSG_PEERS], p + 1);      /* n2's endpoint */
+    p = f->sent[0][1][SM_MSG_PEERS];
+    settle(f, (int) (SM_PEERS_RESEND_MS / SM_HEADS_INTERVAL_MS) + 1);
+    assert_true(f->sent[0][1][SM_MSG_PEERS] >= p + 1);
+    assert_true(f->sent[0][1][SM_MSG_PEERS] <= p + 2);
+    /* n1 learned n2's endpoint from the resent PEERS */
+    assert_string_equal(peer_info(f->g[1], &f->id[2].pub).endpoint, "tcp://127.0.0.1:7402");
+}
+
 /* Malformed messages, messages before HELLO or from unknown nodes, a HELLO
    of another market or protocol version (its node ignored afterwards),
    entries of another market and a forged signature are all refused and
@@ -1343,12 +1603,12 @@ test_refusals(void **state)
     buf = encode(&w, &len);
     assert_int_equal(sm_gossip_receive(g, &x.pub, buf, len, f->now), SM_EINVAL);
     free(buf);
-    /* a HELLO of protocol version 2 */
+    /* a HELLO of protocol version 1 (before multi-hop units asks) */
     sm_gossip_peer_up(g, &x.pub, NULL, f->now);
     w.u.hello.node = x.pub;
     buf = encode(&w, &len);
     assert_int_equal(buf[2], SM_WIRE_VERSION);   /* [1, version, ...] */
-    buf[2] = 2;
+    buf[2] = 1;
     assert_int_equal(sm_gossip_receive(g, &x.pub, buf, len, f->now), SM_EVERSION);
     assert_int_equal(peer_info(g, &x.pub).refusal, SM_EVERSION);
     free(buf);
@@ -1446,6 +1706,8 @@ test_queue_bound(void **state)
     w.u.units.req_id = 42;
     snprintf(w.u.units.sku, sizeof w.u.units.sku, "mug");
     w.u.units.qty = 1;
+    w.u.units.asker = *b_id;
+    w.u.units.hops = 1;
     size_t len;
     uint8_t *buf = encode(&w, &len);
     assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
@@ -1504,6 +1766,8 @@ test_unread_asks_bounded(void **state)
     w.type = SM_MSG_UNITS_ASK;
     memcpy(w.u.units.sku, sku, sizeof sku);
     w.u.units.qty = 1;
+    w.u.units.asker = *b_id;
+    w.u.units.hops = SM_UNITS_HOPS_MAX;    /* no other peer: nothing forwarded */
     uint8_t buf[256];
     size_t len;
     uint32_t asks = SM_MESH_QUEUE_BYTES_MAX / 64;   /* answers are longer than 64 bytes */
@@ -1766,6 +2030,12 @@ main(void)
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
         cmocka_unit_test_teardown(test_own_log_recovery, teardown),
         cmocka_unit_test_teardown(test_no_units_given_while_recovering, teardown),
+        cmocka_unit_test_teardown(test_units_ask_across_hops, teardown),
+        cmocka_unit_test_teardown(test_units_ask_diamond_once, teardown),
+        cmocka_unit_test_teardown(test_units_ask_hops_limit, teardown),
+        cmocka_unit_test_teardown(test_units_forward_deadline, teardown),
+        cmocka_unit_test_teardown(test_units_ask_refused, teardown),
+        cmocka_unit_test_teardown(test_peers_resent, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_resent, teardown),

@@ -307,6 +307,8 @@ v_units_ask(sm_wire_msg *m)
     m->u.units.req_id = 1;
     strcpy(m->u.units.sku, "TEE-BLK-M");
     m->u.units.qty = 3;
+    s_id(&m->u.units.asker, S_STALL);
+    m->u.units.hops = SM_UNITS_HOPS_MAX;
 }
 static void
 v_units_ask_max(sm_wire_msg *m)
@@ -315,6 +317,8 @@ v_units_ask_max(sm_wire_msg *m)
     m->u.units.req_id = UINT64_MAX;
     strcpy(m->u.units.sku, "K\xc3\x84SE-200G");
     m->u.units.qty = SM_QTY_MAX;
+    s_id(&m->u.units.asker, S_RELAY);
+    m->u.units.hops = 1;
 }
 static void
 v_units_give(sm_wire_msg *m)
@@ -323,6 +327,7 @@ v_units_give(sm_wire_msg *m)
     m->u.units.req_id = 1;
     strcpy(m->u.units.sku, "TEE-BLK-M");
     m->u.units.qty = 2;
+    s_id(&m->u.units.asker, S_STALL);
 }
 static void
 v_units_give_none(sm_wire_msg *m)
@@ -424,8 +429,12 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         break;
     case SM_MSG_UNITS_ASK:
     case SM_MSG_UNITS_GIVE:
-        mpw_arr(w, 4); mpw_uint(w, m->type); mpw_uint(w, m->u.units.req_id);
+        mpw_arr(w, m->type == SM_MSG_UNITS_ASK ? 6 : 5); mpw_uint(w, m->type);
+        mpw_uint(w, m->u.units.req_id);
         mpw_str(w, m->u.units.sku); mpw_uint(w, m->u.units.qty);
+        mpw_bin(w, m->u.units.asker.b, 32);
+        if (m->type == SM_MSG_UNITS_ASK)
+            mpw_uint(w, m->u.units.hops);
         break;
     case SM_MSG_FORK:
         mpw_arr(w, 5); mpw_uint(w, 8); mpw_bin(w, m->u.fork.origin.b, 32);
@@ -485,7 +494,9 @@ s_msg_equal(const sm_wire_msg *a, const sm_wire_msg *b)
     case SM_MSG_UNITS_GIVE:
         return a->u.units.req_id == b->u.units.req_id &&
                strcmp(a->u.units.sku, b->u.units.sku) == 0 &&
-               a->u.units.qty == b->u.units.qty;
+               a->u.units.qty == b->u.units.qty &&
+               memcmp(&a->u.units.asker, &b->u.units.asker, 32) == 0 &&
+               a->u.units.hops == b->u.units.hops;
     case SM_MSG_FORK:
         return memcmp(&a->u.fork.origin, &b->u.fork.origin, 32) == 0 &&
                a->u.fork.seq == b->u.fork.seq &&
@@ -545,8 +556,10 @@ s_head(mpw *w, uint8_t o, uint64_t seq)
 static void
 s_units(mpw *w, uint64_t type, const char *sku, size_t sku_len, uint64_t qty)
 {
-    mpw_arr(w, 4); mpw_uint(w, type); mpw_uint(w, 9);
-    mpw_strn(w, sku, sku_len); mpw_uint(w, qty);
+    mpw_arr(w, type == 6 ? 6 : 5); mpw_uint(w, type); mpw_uint(w, 9);
+    mpw_strn(w, sku, sku_len); mpw_uint(w, qty); s_key32(w, 0x20);
+    if (type == 6)
+        mpw_uint(w, 1);
 }
 
 /*  Fill `bad` with the hostile and invalid messages; returns how many.      */
@@ -589,7 +602,7 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 1); mpw_arr(w, 2);
     mpw_raw(w, "\xc6\xff\xff\xff\xff", 5); mpw_raw(w, "\x01\x02\x03", 3);
     w = S_NEW("hello-str32-claims-4GB", SM_ETRUNC);
-    s_hello_head(w, 5, 1);
+    s_hello_head(w, 5, SM_WIRE_VERSION);
     mpw_raw(w, "\xdb\xff\xff\xff\xff" "tcp:", 9);
     w = S_NEW("want-uint64-cut-short", SM_ETRUNC);
     mpw_arr(w, 4); mpw_uint(w, 3); s_key32(w, 1); mpw_uint(w, 1);
@@ -635,70 +648,70 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 3); mpw_uint(w, 3); s_key32(w, 1); mpw_uint(w, 1);
 
     /* HELLO */
-    w = S_NEW("hello-version-2", SM_EVERSION);
-    s_hello_head(w, 5, 2); mpw_str(w, "tcp://192.168.1.17:7400");
+    w = S_NEW("hello-version-1", SM_EVERSION);   /* before multi-hop units asks */
+    s_hello_head(w, 5, 1); mpw_str(w, "tcp://192.168.1.17:7400");
     w = S_NEW("hello-version-0", SM_EVERSION);
     s_hello_head(w, 5, 0); mpw_str(w, "");
-    w = S_NEW("hello-version-2-other-shape", SM_EVERSION);
-    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 2); mpw_arr(w, 0);
+    w = S_NEW("hello-version-3-other-shape", SM_EVERSION);
+    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 3); mpw_arr(w, 0);
     w = S_NEW("hello-version-negative", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 1); mpw_int(w, -1);
     s_key32(w, 1); s_key32(w, 2); mpw_str(w, "");
     w = S_NEW("hello-version-over-uint32", SM_EMALFORMED);
     s_hello_head(w, 5, 1ULL << 32); mpw_str(w, "");
     w = S_NEW("hello-of-4-fields", SM_EMALFORMED);
-    s_hello_head(w, 4, 1);
+    s_hello_head(w, 4, SM_WIRE_VERSION);
     w = S_NEW("hello-of-6-fields", SM_EMALFORMED);
-    s_hello_head(w, 6, 1); mpw_str(w, ""); mpw_nil(w);
+    s_hello_head(w, 6, SM_WIRE_VERSION); mpw_str(w, ""); mpw_nil(w);
     w = S_NEW("hello-only-type", SM_EMALFORMED);
     mpw_arr(w, 1); mpw_uint(w, 1);
     w = S_NEW("hello-market-of-31-bytes", SM_EMALFORMED);
-    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, 1);
+    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_VERSION);
     mpw_bin(w, s_keys[S_ORGANISER].pk, 31); s_key32(w, 2); mpw_str(w, "");
     w = S_NEW("hello-node-of-33-bytes", SM_EMALFORMED);
-    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, 1); s_key32(w, 1);
+    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_VERSION); s_key32(w, 1);
     mpw_raw(w, "\xc4\x21", 2); mpw_raw(w, s_keys[S_STALL].pk, 32); mpw_byte(w, 0);
     mpw_str(w, "");
     w = S_NEW("hello-node-as-str", SM_EMALFORMED);
-    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, 1); s_key32(w, 1);
+    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_VERSION); s_key32(w, 1);
     mpw_strn(w, s_keys[S_STALL].pk, 32); mpw_str(w, "");
     w = S_NEW("hello-endpoint-as-bin", SM_EMALFORMED);
-    s_hello_head(w, 5, 1); mpw_bin(w, "tcp://a:1", 9);
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_bin(w, "tcp://a:1", 9);
     w = S_NEW("hello-endpoint-201-bytes", SM_ETOOBIG);
-    s_hello_head(w, 5, 1); mpw_strn(w, long_text, SM_ENDPOINT_BYTES_MAX + 1);
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_strn(w, long_text, SM_ENDPOINT_BYTES_MAX + 1);
     w = S_NEW("hello-endpoint-control-character", SM_EMALFORMED);
-    s_hello_head(w, 5, 1); mpw_str(w, "tcp://a:1\n");
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_str(w, "tcp://a:1\n");
     w = S_NEW("hello-endpoint-nul", SM_EMALFORMED);
-    s_hello_head(w, 5, 1); mpw_strn(w, "tcp://a\0:1", 10);
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_strn(w, "tcp://a\0:1", 10);
     w = S_NEW("hello-endpoint-invalid-utf8", SM_EMALFORMED);
-    s_hello_head(w, 5, 1); mpw_str(w, "tcp://caf\xc3\x28:1");
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_str(w, "tcp://caf\xc3\x28:1");
     w = S_NEW("hello-endpoint-overlong-utf8", SM_EMALFORMED);
-    s_hello_head(w, 5, 1); mpw_str(w, "tcp://\xc0\xaf:1");
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_str(w, "tcp://\xc0\xaf:1");
 
     /* canonical form */
     w = S_NEW("noncanonical-type-uint8", SM_ENONCANON);
     mpw_arr(w, 2); mpw_byte(w, 0xcc); mpw_byte(w, 0x02); mpw_arr(w, 0);
     w = S_NEW("noncanonical-version-int8", SM_ENONCANON);
-    mpw_arr(w, 5); mpw_uint(w, 1); mpw_byte(w, 0xd0); mpw_byte(w, 0x01);
+    mpw_arr(w, 5); mpw_uint(w, 1); mpw_byte(w, 0xd0); mpw_byte(w, SM_WIRE_VERSION);
     mpw_raw(w, good.b + 3, len - 3);
     w = S_NEW("noncanonical-array16-message", SM_ENONCANON);
     mpw_byte(w, 0xdc); mpw_be(w, 5, 2); mpw_raw(w, good.b + 1, len - 1);
     w = S_NEW("noncanonical-array32-heads", SM_ENONCANON);
     mpw_arr(w, 2); mpw_uint(w, 2); mpw_byte(w, 0xdd); mpw_be(w, 0, 4);
     w = S_NEW("noncanonical-bin16-market", SM_ENONCANON);
-    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, 1);
+    mpw_arr(w, 5); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_VERSION);
     mpw_byte(w, 0xc5); mpw_be(w, 32, 2); mpw_raw(w, s_keys[S_ORGANISER].pk, 32);
     mpw_raw(w, good.b + 37, len - 37);
     w = S_NEW("noncanonical-str8-short-endpoint", SM_ENONCANON);
-    s_hello_head(w, 5, 1); mpw_byte(w, 0xd9); mpw_byte(w, 9); mpw_raw(w, "tcp://a:1", 9);
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_byte(w, 0xd9); mpw_byte(w, 9); mpw_raw(w, "tcp://a:1", 9);
     w = S_NEW("noncanonical-str16-empty-endpoint", SM_ENONCANON);
-    s_hello_head(w, 5, 1); mpw_byte(w, 0xda); mpw_be(w, 0, 2);
+    s_hello_head(w, 5, SM_WIRE_VERSION); mpw_byte(w, 0xda); mpw_be(w, 0, 2);
     w = S_NEW("noncanonical-want-from-uint64", SM_ENONCANON);
     mpw_arr(w, 4); mpw_uint(w, 3); s_key32(w, 1);
     mpw_byte(w, 0xcf); mpw_be(w, 4, 8); mpw_uint(w, 12);
     w = S_NEW("noncanonical-qty-uint16-small", SM_ENONCANON);
-    mpw_arr(w, 4); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A");
-    mpw_byte(w, 0xcd); mpw_be(w, 3, 2);
+    mpw_arr(w, 6); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A");
+    mpw_byte(w, 0xcd); mpw_be(w, 3, 2); s_key32(w, 0x20); mpw_uint(w, 1);
     w = S_NEW("noncanonical-entry-bin16-short", SM_ENONCANON);
     mpw_arr(w, 4); mpw_uint(w, 4); s_key32(w, 1); mpw_uint(w, 1); mpw_arr(w, 1);
     mpw_arr(w, 2); mpw_byte(w, 0xc5); mpw_be(w, 3, 2); mpw_raw(w, "\x01\x02\x03", 3);
@@ -813,7 +826,30 @@ s_build_bad(s_bad *bad, size_t max)
     w = S_NEW("units-ask-sku-surrogate", SM_EMALFORMED);
     s_units(w, 6, "\xed\xa0\x80", 3, 1);
     w = S_NEW("units-ask-req-id-negative", SM_EMALFORMED);
-    mpw_arr(w, 4); mpw_uint(w, 6); mpw_int(w, -5); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_arr(w, 6); mpw_uint(w, 6); mpw_int(w, -5); mpw_str(w, "A"); mpw_uint(w, 1);
+    s_key32(w, 0x20); mpw_uint(w, 1);
+    w = S_NEW("units-ask-of-4-fields", SM_EMALFORMED);    /* version 1's layout */
+    mpw_arr(w, 4); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    w = S_NEW("units-give-of-4-fields", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 7); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    w = S_NEW("units-give-with-hops", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 7); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    s_key32(w, 0x20); mpw_uint(w, 1);
+    w = S_NEW("units-ask-hops-0", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    s_key32(w, 0x20); mpw_uint(w, 0);
+    w = S_NEW("units-ask-hops-over-limit", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    s_key32(w, 0x20); mpw_uint(w, SM_UNITS_HOPS_MAX + 1);
+    w = S_NEW("units-ask-hops-negative", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    s_key32(w, 0x20); mpw_int(w, -1);
+    w = S_NEW("units-ask-asker-of-31-bytes", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 6); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_bin(w, s_keys[S_STALL].pk, 31); mpw_uint(w, 1);
+    w = S_NEW("units-give-asker-as-str", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 7); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_strn(w, s_keys[S_STALL].pk, 32);
 
     /* FORK */
     w = S_NEW("fork-same-entry-twice", SM_EMALFORMED);
@@ -892,8 +928,12 @@ s_describe(FILE *f, const sm_wire_msg *m)
         break;
     case SM_MSG_UNITS_ASK:
     case SM_MSG_UNITS_GIVE:
-        fprintf(f, " req_id=%llu sku=\"%s\" qty=%u\n",
+        fprintf(f, " req_id=%llu sku=\"%s\" qty=%u",
                 (unsigned long long)m->u.units.req_id, m->u.units.sku, m->u.units.qty);
+        s_hexline(f, " asker=", m->u.units.asker.b, 32);
+        if (m->type == SM_MSG_UNITS_ASK)
+            fprintf(f, " hops=%u", m->u.units.hops);
+        fprintf(f, "\n");
         break;
     case SM_MSG_FORK:
         s_hexline(f, " origin=", m->u.fork.origin.b, 32);
@@ -1386,7 +1426,7 @@ test_text_limits(void **state)
     assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
 }
 
-/* Values at their edges: seq SM_SEQ_MAX, qty SM_QTY_MAX and UNITS_GIVE qty 0 round-trip; seq 0 or SM_SEQ_MAX+1, qty over the limit, UNITS_ASK qty 0, a FORK of one entry twice, another HELLO version and an unknown type are refused by the encoder. */
+/* Values at their edges: seq SM_SEQ_MAX, qty SM_QTY_MAX and UNITS_GIVE qty 0 round-trip; seq 0 or SM_SEQ_MAX+1, qty over the limit, UNITS_ASK qty 0 or hops 0 or over SM_UNITS_HOPS_MAX, a UNITS_GIVE with hops, a FORK of one entry twice, another HELLO version and an unknown type are refused by the encoder. */
 static void
 test_value_limits(void **state)
 {
@@ -1410,8 +1450,17 @@ test_value_limits(void **state)
     assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
     m.u.units.qty = 0;
     assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
+    m.u.units.hops = SM_UNITS_HOPS_MAX + 1;
+    m.u.units.qty = 1;
+    assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
+    m.u.units.hops = 0;
+    assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
+    m.u.units.qty = 0;
     m.type = SM_MSG_UNITS_GIVE;
     assert_int_equal(s_round_trip(&m, NULL), 0);
+    m.u.units.hops = 1;                              /* a GIVE has no hops */
+    assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
+    m.u.units.hops = 0;
     m.u.units.qty = SM_QTY_MAX + 1;
     assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
 
@@ -1428,7 +1477,7 @@ test_value_limits(void **state)
 
     memset(&m, 0, sizeof m);
     v_hello(&m);
-    m.u.hello.version = 2;
+    m.u.hello.version = 1;                 /* the version before this one */
     assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
     m.u.hello.version = 0;
     assert_int_equal(sm_wire_encode(&m, s_big, sizeof s_big, &len), SM_EINVAL);
@@ -1527,19 +1576,22 @@ test_non_canonical_forms(void **state)
     (void)state;
     s_load_log();
     /* UNITS_ASK with each field widened in turn */
-    for (int field = 0; field < 5; field++) {
+    for (int field = 0; field < 6; field++) {
         mpw_init(&w);
-        if (field == 0) { mpw_byte(&w, 0xdc); mpw_be(&w, 4, 2); } else mpw_arr(&w, 4);
+        if (field == 0) { mpw_byte(&w, 0xdc); mpw_be(&w, 6, 2); } else mpw_arr(&w, 6);
         if (field == 1) { mpw_byte(&w, 0xcd); mpw_be(&w, 6, 2); } else mpw_uint(&w, 6);
         if (field == 2) { mpw_byte(&w, 0xce); mpw_be(&w, 300, 4); } else mpw_uint(&w, 300);
         if (field == 3) { mpw_byte(&w, 0xdb); mpw_be(&w, 3, 4); mpw_raw(&w, "ABC", 3); }
         else mpw_str(&w, "ABC");
         if (field == 4) { mpw_byte(&w, 0xd2); mpw_be(&w, 5, 4); } else mpw_uint(&w, 5);
+        s_key32(&w, 0x20);
+        if (field == 5) { mpw_byte(&w, 0xcc); mpw_byte(&w, 2); } else mpw_uint(&w, 2);
         assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_ENONCANON);
     }
     /* the unwidened message decodes */
     mpw_init(&w);
-    mpw_arr(&w, 4); mpw_uint(&w, 6); mpw_uint(&w, 300); mpw_str(&w, "ABC"); mpw_uint(&w, 5);
+    mpw_arr(&w, 6); mpw_uint(&w, 6); mpw_uint(&w, 300); mpw_str(&w, "ABC"); mpw_uint(&w, 5);
+    s_key32(&w, 0x20); mpw_uint(&w, 2);
     assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), 0);
     /* a link as bin32, a head as array16 */
     mpw_init(&w);
@@ -1576,9 +1628,9 @@ test_types_and_versions(void **state)
     assert_string_equal(out.u.hello.endpoint, "tcp://10.0.0.9:7400");
 
     mpw_init(&w);
-    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 2); mpw_str(&w, "new"); mpw_arr(&w, 0);
+    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 3); mpw_str(&w, "new"); mpw_arr(&w, 0);
     assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EVERSION);
-    assert_int_equal(out.u.hello.version, 2);
+    assert_int_equal(out.u.hello.version, 3);
     assert_string_equal(out.u.hello.endpoint, "");
     uint8_t zero[32] = { 0 };
     assert_memory_equal(out.u.hello.node.b, zero, 32);
