@@ -1852,10 +1852,8 @@ sm_api_snapshot_message(sm_api *self, const char **msg, size_t *len)
     return 0;
 }
 
-/*  Whether an If-None-Match value names `etag` (or is "*"): a list of
-    entity tags, weak ones ("W/") compared weakly as RFC 9110 says.         */
-static bool
-s_etag_match(const char *inm, const char *etag)
+bool
+sm_http_etag_match(const char *inm, const char *etag)
 {
     size_t elen = strlen(etag);
     const char *p = inm;
@@ -1894,7 +1892,7 @@ s_get_stock(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     }
     snprintf(r->etag, sizeof r->etag, "\"%" PRIu64 "\"", self->snap.version);
     r->cache_control = s_no_cache;
-    if (req->if_none_match && s_etag_match(req->if_none_match, r->etag)) {
+    if (req->if_none_match && sm_http_etag_match(req->if_none_match, r->etag)) {
         r->status = 304;
         return;
     }

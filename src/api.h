@@ -127,4 +127,8 @@ void sm_api_error(sm_http_resp *resp, int status, const char *code,
     reset it.  Safe on a zeroed response and twice.                           */
 void sm_http_resp_clear(sm_http_resp *resp);
 
+/*  Whether an If-None-Match value names `etag` (or is "*"): a list of
+    entity tags, weak ones ("W/") compared weakly as RFC 9110 says.         */
+bool sm_http_etag_match(const char *inm, const char *etag);
+
 #endif

@@ -196,7 +196,7 @@ s_serve_asset(s_http *h, const sm_asset *a)
     sm_http_resp_clear(resp);
     snprintf(resp->etag, sizeof resp->etag, "%s", a->etag);
     resp->cache_control = "no-cache";
-    if (h->has_if_none_match && strcmp(h->if_none_match, a->etag) == 0) {
+    if (h->has_if_none_match && sm_http_etag_match(h->if_none_match, a->etag)) {
         resp->status = 304;
         return;
     }

@@ -141,6 +141,11 @@ etag=$(curl -s -D - -o /dev/null "$URL/api/stock" | tr -d '\r' | sed -n 's/^[Ee]
 check "GET /api/stock has an ETag" '[ -n "$etag" ]'
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "$URL/api/stock")
 check "If-None-Match with the current ETag is 304" '[ "$code" = 304 ]'
+page_etag=$(curl -s -D - -o /dev/null "$URL/" | tr -d '\r' | sed -n 's/^[Ee][Tt][Aa][Gg]: *//p')
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: \"x\", W/$page_etag" "$URL/")
+code_other=$(curl -s -o /dev/null -w '%{http_code}' -H 'If-None-Match: "x", "y"' "$URL/")
+check "the page's ETag matches in an If-None-Match list and weakly (304), another tag does not (200)" \
+    '[ -n "$page_etag" ] && [ "$code" = 304 ] && [ "$code_other" = 200 ]' "$page_etag: $code $code_other"
 cc=$(curl -s -D - -o /dev/null "$URL/api/stock" | tr -d '\r' | sed -n 's/^[Cc]ache-[Cc]ontrol: *//p')
 check "the snapshot is served with Cache-Control: no-cache" '[ "$cc" = no-cache ]'
 
