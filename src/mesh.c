@@ -29,7 +29,13 @@
 #define SM__RECONNECT_MAX_MS  10000
 #define SM__INBOUND_IDLE_MS   (3u * SM_HEADS_INTERVAL_MS)  /* silent this long: down */
 #define SM__ROUTING_BYTES_MAX 256u
-#define SM__SNDHWM            10000
+/*  ZeroMQ's watermarks count messages, not bytes, and a message may be up
+    to a run's soft limit (SM_WIRE_RUN_BYTES_SOFT, 1 MiB): 256 of them
+    bound what one peer's pipe can pin to ~256 MiB each way, where 10,000
+    allowed ~10 GiB.  Normal traffic stays far below (at most
+    SM_WANTS_IN_FLIGHT_MAX runs in flight, pushes of a few hundred bytes);
+    a message refused at the mark is dropped and repaired by anti-entropy. */
+#define SM__SNDHWM            256
 #define SM__RECV_BURST_MAX    4096u   /* messages read per socket per call */
 #define SM__ROUND_MSGS_MAX    16u     /* messages a batch commits at most */
 #define SM__REDIAL_MIN_MS     1000u   /* a refused handshake is tried again after */
