@@ -62,7 +62,7 @@
 #define SM_WIRE_RUN_BYTES_SOFT    (1u << 20) /* a sender stops filling ENTRIES past this */
 #define SM_WIRE_PEERS_MAX         64u       /* endpoints in one PEERS message */
 #define SM_PEERS_MAX              64u       /* peers a node keeps */
-#define SM_WANTS_IN_FLIGHT_MAX    4u        /* unanswered WANTs per peer (flow control) */
+#define SM_WANTS_IN_FLIGHT_MAX    8u        /* unanswered WANTs per peer (flow control) */
 #define SM_MESH_QUEUE_BYTES_MAX   (16u << 20) /* unsent bytes to one peer; more waits */
 #define SM_HEADS_INTERVAL_MS      5000u     /* anti-entropy: HEADS to every peer */
 #define SM_UNITS_WAIT_MS          500u      /* a sale waits this long for units from peers */
