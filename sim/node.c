@@ -82,6 +82,8 @@ s_engine(sim_world *w, sim_node *nd)
     nd->own_ok = false;
     nd->own_checking = confirmed;
     nd->own_check_until_ms = w->now + SM_OWN_CHECK_MS;
+    nd->own_check_seq = 0;
+    nd->own_check_moved_ms = w->now;
     return 0;
 }
 
@@ -606,12 +608,21 @@ sim_node_tick(sim_world *w, sim_node *nd)
             sim_fail(w, "node %d: cannot record its recovered own log: %s", nd->index,
                      sm_strerror(rc));
         }
-    } else if (!nd->own_ok && nd->own_checking && w->now >= nd->own_check_until_ms
-               && !sm_gossip_heads_heard(nd->gossip)) {
-        nd->own_ok = true;
-        nd->own_checking = false;
-        sim_say(w, "node %d: no peer answered its own-log check; writes enabled unchecked",
-                nd->index);
+    } else if (!nd->own_ok && nd->own_checking) {
+        sm_head h;
+        if (sm_ledger_head(nd->ledger, &nd->id.pub, &h) == 0 && h.seq != nd->own_check_seq) {
+            nd->own_check_seq = h.seq;
+            nd->own_check_moved_ms = w->now;
+        }
+        bool silent = !sm_gossip_heads_heard(nd->gossip);
+        if (w->now >= nd->own_check_until_ms
+            && (silent || w->now - nd->own_check_moved_ms >= SM_OWN_STALL_MS)) {
+            nd->own_ok = true;
+            nd->own_checking = false;
+            sim_say(w, "node %d: %s; writes enabled unchecked", nd->index,
+                    silent ? "no peer answered its own-log check"
+                           : "peers claimed more of its own log than any sent");
+        }
     }
     if (nd->nparked && s_retry_parked(w, nd))
         s_local(w, nd);

@@ -165,6 +165,8 @@ typedef struct sim_node {
     bool own_ok;               /* local appends allowed (own-log gate) */
     bool own_checking;         /* a confirmed store checks its head with peers first */
     uint64_t own_check_until_ms;   /* sim time: then it appends if no peer answered */
+    uint64_t own_check_seq;        /* its own head when last seen to move */
+    uint64_t own_check_moved_ms;   /* sim time: when it did */
     bool restored;             /* its store was restored or wiped: it may equivocate */
     /* After a wipe, its own entries that existed anywhere (link hashes by
        seq, one or two a seq): while its own log is unconfirmed it may only

@@ -65,6 +65,8 @@ struct sm_core {
     bool own_ok;               /* local appends allowed (own-log recovery) */
     bool own_checking;         /* a confirmed store checks its head with peers first */
     uint64_t own_check_until_ms;   /* monotonic: then appends go on if no peer answered */
+    uint64_t own_check_seq;        /* own head when last seen to move */
+    uint64_t own_check_moved_ms;   /* monotonic: when it did */
     uint64_t version;          /* last state version the web was woken for */
     bool answered;             /* answers sent since the last wake */
     s_parked parked[SM__CORE_PARKED_MAX];
@@ -504,14 +506,35 @@ s_own_progress(sm_core *self)
                     : "core: own log recovered from peers; local writes enabled");
         self->own_ok = true;
         self->own_checking = false;
-    } else if (self->own_checking && s_mono_ms() >= self->own_check_until_ms
-               && !sm_gossip_heads_heard(g)) {
+        return;
+    }
+    if (!self->own_checking)
+        return;
+    uint64_t mono_ms = s_mono_ms();
+    sm_head h;
+    if (sm_ledger_head(self->opts.ledger, &self->opts.node, &h) == 0
+        && h.seq != self->own_check_seq) {
+        self->own_check_seq = h.seq;
+        self->own_check_moved_ms = mono_ms;
+    }
+    if (mono_ms < self->own_check_until_ms)
+        return;
+    if (!sm_gossip_heads_heard(g)) {
         sm_log_warn("core: no peer answered within %u ms: appending to this store's own "
                     "log unchecked (if it is an older copy, peers will report a fork)",
                     SM_OWN_CHECK_MS);
-        self->own_ok = true;
-        self->own_checking = false;
+    } else if (mono_ms - self->own_check_moved_ms >= SM_OWN_STALL_MS) {
+        /* A peer's HEADS claim more of this node's log than any peer sends:
+           a member lying (it cannot forge the entries), or one that lost
+           them since.  Waiting for good would freeze the stall. */
+        sm_log_warn("core: peers reported more of this node's own log than any sent in %u ms: "
+                    "appending unchecked (a fork, if it was an older copy, is reported)",
+                    SM_OWN_STALL_MS);
+    } else {
+        return;
     }
+    self->own_ok = true;
+    self->own_checking = false;
 }
 
 static int
@@ -577,7 +600,8 @@ s_thread_start(sm_core *self, void **router_out)
         if (self->own_ok && !self->opts.allow_fresh && known > 0) {
             self->own_ok = false;
             self->own_checking = true;
-            self->own_check_until_ms = s_mono_ms() + SM_OWN_CHECK_MS;
+            self->own_check_moved_ms = s_mono_ms();
+            self->own_check_until_ms = self->own_check_moved_ms + SM_OWN_CHECK_MS;
             sm_log_info("core: checking this node's own log with its peers before "
                         "appending (up to %u ms if none answers)", SM_OWN_CHECK_MS);
         }

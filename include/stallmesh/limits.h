@@ -67,6 +67,7 @@
 #define SM_HEADS_INTERVAL_MS      5000u     /* anti-entropy: HEADS to every peer */
 #define SM_UNITS_WAIT_MS          500u      /* a sale waits this long for units from peers */
 #define SM_OWN_CHECK_MS           3000u     /* at start, appends wait this long for a peer's HEADS */
+#define SM_OWN_STALL_MS           10000u    /* ... and this long for own entries a peer claims */
 #define SM_WANT_TIMEOUT_MS        10000u    /* an unanswered WANT is given up and asked again */
 #define SM_UNITS_ASKS_MAX         256u      /* units asks open at once */
 #define SM_UNITS_ASK_TTL_MS       60000u    /* an ask not closed by its caller is forgotten */
