@@ -33,7 +33,7 @@
       and reports what was given;
     - HOLD_ASK (a shopper at a peer's stall holds units this stall holds):
       a hold entry appended on this node's own log, pushed, and answered
-      HOLD_DONE with its seq and expiry or the refusal (proto/mesh.md 7.8);
+      HOLD_DONE with its seq and expiry or the refusal (proto/mesh.md 7.9);
       sm_gossip_ask_hold sends one and sm_gossip_hold_result reads the answer.
 
     Durability rule: nothing the engine queued may be sent before what it
