@@ -452,6 +452,8 @@ s_peer_get(sm_gossip *self, const sm_id *node, bool evict)
     p->configured = false;
     memset(&p->pub, 0, sizeof p->pub);
     p->pub.node = *node;
+    p->hold_window_ms = 0;     /* a reused slot: the new node's own budget */
+    p->hold_asks = 0;
     return p;
 }
 

@@ -62,7 +62,8 @@
       repeated, anti-entropy refetches within a HEADS interval or two, an
       unanswered WANT expires after SM_WANT_TIMEOUT_MS), except that a lost
       UNITS_ASK or UNITS_GIVE only costs that sale its wait (a forwarder
-      answers at its deadline);
+      answers at its deadline), and a lost HOLD_ASK or HOLD_DONE that hold
+      (the caller's deadline answers it; a hold made anyway expires);
     - after every call into the engine (or its round's commit, above),
       drain sm_gossip_next (or sm_gossip_next_to for one peer) and send each
       message to its destination; messages for a peer that went down are
