@@ -10,7 +10,8 @@
     - far-future entries: timestamps 30 hours ahead;
     - oversized and abusive messages: an entry over SM_ENTRY_BYTES_MAX, a
       message over SM_WIRE_BYTES_MAX, HEADS naming a thousand made-up
-      origins, PEERS of made-up nodes, floods of WANTs and UNITS_ASKs, a
+      origins, PEERS of made-up nodes, floods of WANTs, UNITS_ASKs and
+      HOLD_ASKs, a
       HELLO of another market;
     - replays of messages it received from others.
     It may also read slowly (world.c: slow_reader_bytes), so what its peers
@@ -342,7 +343,19 @@ sim_hostile_act(sim_world *w)
                 snprintf(m.u.units.sku, sizeof m.u.units.sku, "%s", sim_skus[k % SIM_SKUS]);
             else
                 memset(m.u.units.sku, 'z', SM_SKU_BYTES_MAX);
-            if (sm_wire_encode(&m, buf, sizeof buf, &len) != 0)
+            /* Every fourth a HOLD_ASK: holds on the asked node's log, within
+               its per-peer budget (SM_HOLD_ASKS_PER_MIN), then SM_EBUSY. */
+            sm_wire_msg hm;
+            memset(&hm, 0, sizeof hm);
+            hm.type = SM_MSG_HOLD_ASK;
+            hm.u.hold_ask.req_id = m.u.units.req_id;
+            if (k % 16 == 3)     /* a real sku now and then: a hold appended */
+                snprintf(hm.u.hold_ask.sku, sizeof hm.u.hold_ask.sku, "%s",
+                         sim_skus[k % SIM_SKUS]);
+            else
+                memcpy(hm.u.hold_ask.sku, m.u.units.sku, sizeof hm.u.hold_ask.sku);
+            hm.u.hold_ask.qty = 1;
+            if (sm_wire_encode(k % 4 == 3 ? &hm : &m, buf, sizeof buf, &len) != 0)
                 break;
             /* Straight into the engine: a flood arrives faster than time. */
             if (sim_link_up(w, w->hostile, j) && w->node[j].gossip && w->sees_up[j][w->hostile])

@@ -340,8 +340,10 @@ s_status_of(int rc, bool release)
     case SM_EQTY: case SM_EMONEY: case SM_EBODY: case SM_EINVAL:
         return 400;
     case SM_ENOSPC: case SM_EIO: case SM_ENOMEM: case SM_EBUSY: case SM_ESTATE:
-    case SM_ENOMARKET: case SM_ENOIDENT: case SM_ERECOVERING:
+    case SM_ENOMARKET: case SM_ENOIDENT: case SM_ERECOVERING: case SM_EUNREACHABLE:
         return 503;
+    case SM_ETIMEOUT:
+        return 504;
     default:
         return 500;
     }
@@ -823,7 +825,7 @@ static const char *const s_sale_keys[] = { "lines", "source", "payment",
 static const char *const s_sale_line_keys[] = { "sku", "qty", "price", NULL };
 static const char *const s_return_keys[] = { "sale", "lines", "reason", NULL };
 static const char *const s_return_line_keys[] = { "sku", "qty", NULL };
-static const char *const s_hold_keys[] = { "sku", "qty", NULL };
+static const char *const s_hold_keys[] = { "sku", "qty", "at", NULL };
 
 static bool
 s_currency_ok(const char *c)
@@ -1154,18 +1156,55 @@ s_in_return(sm_api *self, json_t *o, sm_http_resp *r, sm_body *b)
     return true;
 }
 
-/*  POST /api/holds {"sku","qty"}: expires hold_ttl_s from now.              */
+/*  POST /api/holds {"sku","qty","at"?}: expires hold_ttl_s from now.  With
+    "at" (another member stall's node id) the hold is forwarded to that
+    stall, which appends it on its own log (the units are held there) and
+    sets its expiry.                                                          */
 static bool
-s_in_hold(sm_api *self, json_t *o, sm_http_resp *r, uint64_t now_ms, sm_body *b)
+s_in_hold(sm_api *self, json_t *o, sm_http_resp *r, uint64_t now_ms, sm_core_req *req)
 {
+    sm_body *b = &req->body;
     int64_t qty;
     sm_item it;
+    char at_hex[2 * SM_ID_HEX_BYTES + 1];
+    int got_at;
     if (!s_only(r, o, "", s_hold_keys)
         || s_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX, b->u.hold.sku,
                      sizeof b->u.hold.sku) != S_OK
         || s_get_int(r, o, "", "qty", true, 1, SM_QTY_MAX, "bad_quantity",
                      &qty) != S_OK
-        || !s_need_item(self, r, b->u.hold.sku, &it))
+        || (got_at = s_get_str(r, o, "", "at", false, 1, sizeof at_hex - 1, at_hex,
+                               sizeof at_hex)) == S_ANSWERED)
+        return false;
+    if (got_at == S_OK) {
+        sm_id *at = &req->at;
+        if (strlen(at_hex) != SM_ID_HEX_BYTES || sm_id_parse(at_hex, at) != 0) {
+            s_bad(r, "bad_value", "at",
+                  "'at' must be a stall's node id: the 64 hex digits 'stallmesh peers' or "
+                  "GET /api/stock's locations show");
+            return false;
+        }
+        /* "at" this stall: an ordinary hold. */
+        req->forward = memcmp(at->b, self->node.b, SM_KEY_BYTES) != 0;
+        sm_member m;
+        int rc = req->forward ? sm_ledger_member(self->ledger, at, &m) : 0;
+        if (req->forward && (rc == SM_ENOTFOUND || (rc == 0 && m.revoked))) {
+            s_buf e = { 0 };
+            s_error_begin(&e, "unknown_stall", rc == 0
+                ? "that stall was revoked from the market: hold at a current member"
+                : "no stall of this market has that id: check it with 'stallmesh peers' "
+                  "or GET /api/stock's locations");
+            s_puts(&e, ",\"field\":\"at\",\"at\":");
+            s_id(&e, at);
+            s_error_end(r, 404, &e);
+            return false;
+        }
+        if (rc != 0) {
+            s_ledger_error(r, rc, false);
+            return false;
+        }
+    }
+    if (!s_need_item(self, r, b->u.hold.sku, &it))
         return false;
     b->u.hold.qty = (uint32_t) qty;
     b->u.hold.expires_ms = now_ms + (uint64_t) self->hold_ttl_s * 1000;
@@ -2063,7 +2102,7 @@ s_post(sm_api *self, s_route_id id, const sm_http_req *req, uint64_t now_ms,
         break;
     case R_HOLDS:
         if ((w = s_write_new(req, W_HOLD, SM_KIND_HOLD)))
-            ok = s_in_hold(self, o, r, now_ms, &w->req.body);
+            ok = s_in_hold(self, o, r, now_ms, &w->req);
         break;
     default:
         assert(!"a POST route without a handler");
@@ -2288,6 +2327,37 @@ s_no_stock(sm_api *self, const s_write *w, sm_http_resp *r)
     default:
         break;
     }
+    if (w->kind == W_HOLD && w->req.forward) {
+        /* Refused by the stall it was forwarded to: its units, as this node
+           last heard of them. */
+        sm_units u;
+        int64_t t = 0;
+        rc = s_units_now(self, sku, &here, &t);
+        int urc = rc == 0 ? sm_ledger_units(self->ledger, sku, &w->req.at, &u) : rc;
+        if (urc == SM_ENOTFOUND)
+            u.units = 0;
+        else if (urc != 0) {
+            s_ledger_error(r, urc, false);
+            return;
+        }
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "%" PRId64 " units wanted; that stall has %" PRId64 " free (%" PRId64
+                 " at the market's stalls): hold fewer, or at another stall", need,
+                 u.units, t);
+        s_buf o = { 0 };
+        s_error_begin(&o, "insufficient_stock", detail);
+        s_puts(&o, ",\"sku\":");
+        s_str(&o, sku);
+        s_puts(&o, ",\"at\":");
+        s_id(&o, &w->req.at);
+        s_puts(&o, ",\"there\":");
+        s_int(&o, u.units);
+        s_puts(&o, ",\"total\":");
+        s_int(&o, t);
+        s_error_end(r, 409, &o);
+        return;
+    }
     if (rc == 0 && sku[0])
         rc = s_units_now(self, sku, &here, &total);
     if (rc != 0) {
@@ -2412,15 +2482,22 @@ s_answer_ok(sm_api *self, s_write *w, sm_http_resp *r)
         s_puts(&b, "}");
         break;
     case W_HOLD:
-        s_owner_add(self, seq, w->client);
-        s_puts(&b, "{\"id\":");
-        s_entry_id(&b, &self->node, seq);
+        if (w->req.forward) {
+            s_puts(&b, "{\"id\":");
+            s_entry_id(&b, &w->req.at, seq);
+        } else {
+            s_owner_add(self, seq, w->client);
+            s_puts(&b, "{\"id\":");
+            s_entry_id(&b, &self->node, seq);
+        }
         s_puts(&b, ",\"sku\":");
         s_str(&b, body->u.hold.sku);
         s_puts(&b, ",\"qty\":");
         s_uint(&b, body->u.hold.qty);
         s_puts(&b, ",\"expires_at\":");
         s_time(&b, body->u.hold.expires_ms);
+        s_puts(&b, ",\"at\":");
+        s_id(&b, w->req.forward ? &w->req.at : &self->node);
         s_puts(&b, "}");
         break;
     case W_RELEASE: {

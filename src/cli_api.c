@@ -45,7 +45,7 @@ static const char s_sell_usage[] =
 static const char s_return_usage[] =
     "return SALE_ID SKU[:QTY]... --reason TEXT [--json]";
 static const char s_hold_usage[] =
-    "hold SKU [QTY] [--json]\n"
+    "hold SKU [QTY] [--at NODE_ID] [--json]\n"
     "       stallmesh hold --release HOLD_ID [--json]";
 static const char s_sales_usage[] = "sales [--since SEQ] [--limit N] [--json]";
 static const char s_status_usage[] = "status [--json]";
@@ -56,6 +56,7 @@ enum {
     OPT_NODE = 0x200, OPT_NAME, OPT_PRICE, OPT_CURRENCY, OPT_REASON, OPT_SOURCE,
     OPT_PAYMENT, OPT_EXTERNAL_ID, OPT_HOLD, OPT_RELEASE, OPT_SINCE, OPT_LIMIT,
     OPT_TO,
+    OPT_AT,
 };
 #define S_OPT_NODE { "node", required_argument, NULL, OPT_NODE }
 #define S_OPT_END  { NULL, 0, NULL, 0 }
@@ -73,6 +74,7 @@ typedef struct {
     const char *hold;
     const char *release;
     const char *to;            /* a node id, 64 hex digits */
+    const char *at;            /* the same, for a hold at another stall */
     int64_t price;             /* -1 = not given */
     int64_t since;             /* -1 = not given */
     int64_t limit;             /* -1 = not given */
@@ -282,14 +284,18 @@ s_opt(int opt, const char *arg, void *ctx)
             return sm__cli_usage_error(o->usage, "invalid --limit '%s': give 1 to %u",
                                        arg, SM_SALES_PAGE_MAX);
         break;
-    case OPT_TO: {
+    case OPT_TO:
+    case OPT_AT: {
         sm_id id;
         if (strlen(arg) != SM_ID_HEX_BYTES || sm_id_parse(arg, &id) != 0)
-            return sm__cli_usage_error(o->usage, "invalid --to '%.80s': give the other "
+            return sm__cli_usage_error(o->usage, "invalid --%s '%.80s': give the other "
                                        "stall's node id, 64 hex digits ('stallmesh "
                                        "peers --json' or its 'stallmesh id' shows it)",
-                                       arg);
-        o->to = arg;
+                                       opt == OPT_TO ? "to" : "at", arg);
+        if (opt == OPT_TO)
+            o->to = arg;
+        else
+            o->at = arg;
         break;
     }
     default:
@@ -1269,6 +1275,7 @@ sm__cmd_hold(sm__cli *cli, int argc, char **argv)
     static const struct option opts[] = {
         S_OPT_NODE,
         { "release", required_argument, NULL, OPT_RELEASE },
+        { "at", required_argument, NULL, OPT_AT },
         S_OPT_END,
     };
     s_cmd c;
@@ -1281,6 +1288,12 @@ sm__cmd_hold(sm__cli *cli, int argc, char **argv)
         goto done;
     int nargs = c.argc - c.first;
     if (c.o.release != NULL) {
+        if (c.o.at != NULL) {
+            status = sm__cli_usage_error(s_hold_usage, "--release and --at do not go "
+                                         "together: release a hold at the stall that "
+                                         "holds it");
+            goto done;
+        }
         if (nargs != 0) {
             status = sm__cli_usage_error(s_hold_usage, "--release takes only the hold "
                                          "id; unexpected '%s'", c.argv[c.first]);
@@ -1321,6 +1334,8 @@ sm__cmd_hold(sm__cli *cli, int argc, char **argv)
     sm__json *body = sm__json_object();
     sm__json_set_str(body, "sku", sku);
     sm__json_set_int(body, "qty", qty);
+    if (c.o.at != NULL)
+        sm__json_set_str(body, "at", c.o.at);
     status = s_call(&c, SM__HTTP_POST, "/api/holds", body, &answer, NULL);
     if (status != SM__EXIT_OK || answer == NULL)
         goto done;
@@ -1333,6 +1348,8 @@ sm__cmd_hold(sm__cli *cli, int argc, char **argv)
         fputs(" until ", stdout);
         s_put_text(stdout, expires);
     }
+    if (c.o.at != NULL)
+        fputs(" (held at that stall: pick up and pay there)", stdout);
     fputc('\n', stdout);
 done:
     sm__json_destroy(&answer);

@@ -55,7 +55,9 @@
         PEERS      [5, [[node bin32, endpoint str]...]]        nodes ascending
         UNITS_ASK  [6, req_id, sku str, qty, asker bin32, hops]
         UNITS_GIVE [7, req_id, sku str, qty, asker bin32]
-        FORK       [8, origin bin32, seq, [entry bin, sig bin64], [entry bin, sig bin64]] */
+        FORK       [8, origin bin32, seq, [entry bin, sig bin64], [entry bin, sig bin64]]
+        HOLD_ASK   [9, req_id, sku str, qty]
+        HOLD_DONE  [10, req_id, refusal, seq, expires_ms]   refusal = -SM_E* code */
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -875,12 +877,12 @@ sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
 
 /*  Elements of each type's array, the type included (index: the type).    */
 static const uint32_t s_wire_fields[SM_MSG_TYPE_MAX + 1] = {
-    0, 5, 2, 4, 4, 2, 6, 5, 5
+    0, 5, 2, 4, 4, 2, 6, 5, 5, 4, 5
 };
 
 static const char *const s_wire_names[SM_MSG_TYPE_MAX + 1] = {
     "?", "HELLO", "HEADS", "WANT", "ENTRIES", "PEERS", "UNITS_ASK",
-    "UNITS_GIVE", "FORK"
+    "UNITS_GIVE", "FORK", "HOLD_ASK", "HOLD_DONE"
 };
 
 /*  See wire.h.                                                               */
@@ -1002,6 +1004,21 @@ s_wire_valid(const sm_wire_msg *m)
             : m->u.units.hops != 0)
             return SM_EMALFORMED;
         return 0;
+    case SM_MSG_HOLD_ASK:
+        rc = s_wire_text(m->u.hold_ask.sku, sizeof m->u.hold_ask.sku, 1, SM_SKU_BYTES_MAX);
+        if (rc != 0)
+            return rc;
+        if (m->u.hold_ask.qty == 0 || m->u.hold_ask.qty > SM_QTY_MAX)
+            return SM_EMALFORMED;
+        return 0;
+    case SM_MSG_HOLD_DONE:
+        if (m->u.hold_done.code == 0)
+            return s_wire_seq(m->u.hold_done.seq) && m->u.hold_done.expires_ms >= 1
+                   ? 0 : SM_EMALFORMED;
+        if (m->u.hold_done.code > 0 || m->u.hold_done.code < -(int)SM_WIRE_REFUSAL_MAX
+            || m->u.hold_done.seq != 0 || m->u.hold_done.expires_ms != 0)
+            return SM_EMALFORMED;
+        return 0;
     case SM_MSG_FORK:
         if (!s_wire_seq(m->u.fork.seq))
             return SM_EMALFORMED;
@@ -1079,6 +1096,17 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
         bad |= s_pack_bin(pk, m->u.units.asker.b, SM_KEY_BYTES);
         if (m->type == SM_MSG_UNITS_ASK)
             bad |= msgpack_pack_uint64(pk, m->u.units.hops);
+        break;
+    case SM_MSG_HOLD_ASK:
+        bad |= msgpack_pack_uint64(pk, m->u.hold_ask.req_id);
+        bad |= s_pack_str(pk, m->u.hold_ask.sku);
+        bad |= msgpack_pack_uint64(pk, m->u.hold_ask.qty);
+        break;
+    case SM_MSG_HOLD_DONE:
+        bad |= msgpack_pack_uint64(pk, m->u.hold_done.req_id);
+        bad |= msgpack_pack_uint64(pk, (uint64_t)(-(int64_t)m->u.hold_done.code));
+        bad |= msgpack_pack_uint64(pk, m->u.hold_done.seq);
+        bad |= msgpack_pack_uint64(pk, m->u.hold_done.expires_ms);
         break;
     case SM_MSG_FORK:
         bad |= s_pack_bin(pk, m->u.fork.origin.b, SM_KEY_BYTES);
@@ -1415,6 +1443,23 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         if (v == 0 || v > SM_UNITS_HOPS_MAX)
             return SM_EMALFORMED;
         m->u.units.hops = (uint32_t)v;
+        return 0;
+    case SM_MSG_HOLD_ASK:
+        S_TRY(s_rd_uint(r, &m->u.hold_ask.req_id));
+        S_TRY(s_rd_text(r, m->u.hold_ask.sku, 1, SM_SKU_BYTES_MAX));
+        S_TRY(s_rd_uint(r, &v));
+        if (v == 0 || v > SM_QTY_MAX)
+            return SM_EMALFORMED;
+        m->u.hold_ask.qty = (uint32_t)v;
+        return 0;
+    case SM_MSG_HOLD_DONE:
+        S_TRY(s_rd_uint(r, &m->u.hold_done.req_id));
+        S_TRY(s_rd_uint(r, &v));
+        if (v > SM_WIRE_REFUSAL_MAX)
+            return SM_EMALFORMED;
+        m->u.hold_done.code = -(int)v;
+        S_TRY(s_rd_uint(r, &m->u.hold_done.seq));
+        S_TRY(s_rd_uint(r, &m->u.hold_done.expires_ms));
         return 0;
     case SM_MSG_FORK:
         S_TRY(s_rd_fixed(r, m->u.fork.origin.b, SM_KEY_BYTES));

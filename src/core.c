@@ -48,6 +48,7 @@ typedef struct {
     uint64_t deadline_ms;      /* on the monotonic clock (s_mono_ms) */
     uint64_t first_ask;        /* ask ids first_ask .. first_ask+asks-1 */
     uint32_t asks;
+    bool hold_fwd;             /* a forwarded hold: first_ask is its id */
 } s_parked;
 
 struct sm_core {
@@ -215,7 +216,37 @@ s_park(sm_core *self, const s_pending *p, uint64_t now_ms)
     uint32_t wait = self->opts.units_wait_ms ? self->opts.units_wait_ms : SM_UNITS_WAIT_MS;
     k->p = *p;
     k->deadline_ms = s_mono_ms() + wait;
+    k->hold_fwd = false;
     self->nparked++;
+    return true;
+}
+
+/*  Forward the hold `p` to its stall (HOLD_ASK); true if it was parked to
+    wait for the answer, else p->req->rc says why not.                     */
+static bool
+s_forward(sm_core *self, const s_pending *p, uint64_t now_ms)
+{
+    sm_core_req *req = p->req;
+    if (!self->mesh) {
+        req->rc = SM_EUNREACHABLE;
+        return false;
+    }
+    if (self->nparked == SM__CORE_PARKED_MAX) {
+        req->rc = SM_EBUSY;
+        return false;
+    }
+    int rc = sm_gossip_ask_hold(sm_mesh_gossip(self->mesh), self->next_ask, &req->at,
+                                req->body.u.hold.sku, req->body.u.hold.qty, now_ms);
+    if (rc != 0) {
+        req->rc = rc == SM_ENOTFOUND ? SM_EUNREACHABLE : rc;
+        return false;
+    }
+    s_parked *k = &self->parked[self->nparked++];
+    k->p = *p;
+    k->first_ask = self->next_ask++;
+    k->asks = 0;
+    k->hold_fwd = true;
+    k->deadline_ms = s_mono_ms() + SM_HOLD_FWD_WAIT_MS;
     return true;
 }
 
@@ -231,6 +262,27 @@ s_retry_parked(sm_core *self, void *router, uint64_t now_ms)
     for (size_t i = 0; i < self->nparked;) {
         s_parked *k = &self->parked[i];
         sm_core_req *req = k->p.req;
+        if (k->hold_fwd) {
+            sm_gossip *g = sm_mesh_gossip(self->mesh);
+            int code = 0;
+            uint64_t seq = 0, expires_ms = 0;
+            bool got = sm_gossip_hold_result(g, k->first_ask, &code, &seq, &expires_ms);
+            if (!got && mono_ms < k->deadline_ms) {
+                i++;
+                continue;
+            }
+            req->rc = got ? code : SM_ETIMEOUT;
+            req->seq = got && code == 0 ? seq : 0;
+            if (req->rc == 0)
+                req->body.u.hold.expires_ms = expires_ms;
+            sm_log_debug("core: forwarded hold answered: %s",
+                         req->rc ? sm_strerror(req->rc) : "held there");
+            req->commit_ns = s_mono_ns();
+            sm_gossip_hold_forget(g, k->first_ask);
+            s_answer(self, router, &k->p);
+            self->parked[i] = self->parked[--self->nparked];
+            continue;
+        }
         const char *skus[SM_SALE_LINES_MAX];
         uint32_t qtys[SM_SALE_LINES_MAX];
         uint32_t n = s_lines(&req->body, skus, qtys);
@@ -280,7 +332,9 @@ s_run_batch(sm_core *self, s_pending *batch, size_t n, size_t *done)
     for (size_t i = 0; i < n; i++) {
         sm_core_req *req = batch[i].req;
         req->seq = 0;
-        if (rc != 0)
+        if (req->forward)
+            req->rc = SM_ESTATE;        /* not appended here: forwarded below */
+        else if (rc != 0)
             req->rc = rc;
         else if (!self->own_ok)
             req->rc = SM_ERECOVERING;
@@ -297,7 +351,7 @@ s_run_batch(sm_core *self, s_pending *batch, size_t n, size_t *done)
     size_t sales = 0;
     for (size_t i = 0; i < n; i++) {
         sm_core_req *req = batch[i].req;
-        if (rc != 0 && (req->rc == 0 || req->rc == SM_EEXIST))
+        if (rc != 0 && !req->forward && (req->rc == 0 || req->rc == SM_EEXIST))
             req->rc = rc;
         if (req->rc == 0 && req->body.kind == SM_KIND_SALE)
             sales++;
@@ -311,7 +365,8 @@ s_run_batch(sm_core *self, s_pending *batch, size_t n, size_t *done)
     size_t answer = 0, parked = 0;
     uint64_t now_ms = s_now_ms();
     for (size_t i = 0; i < n; i++) {
-        if (s_wants_units(batch[i].req) && s_park(self, &batch[i], now_ms))
+        if (batch[i].req->forward ? s_forward(self, &batch[i], now_ms)
+                                  : s_wants_units(batch[i].req) && s_park(self, &batch[i], now_ms))
             parked++;
         else
             batch[answer++] = batch[i];

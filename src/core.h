@@ -18,7 +18,9 @@
     come (each run committed before it is relayed), and local entries are
     pushed only after their commit.  A sale or hold refused for want of
     units here asks the peers for them and waits (bounded) for their
-    stock.move before it is answered.  Until the node's own log is confirmed
+    stock.move before it is answered.  A hold to forward to another stall
+    (sm_core_req.forward) is asked of that stall (HOLD_ASK) and answered
+    with its HOLD_DONE, or after SM_HOLD_FWD_WAIT_MS.  Until the node's own log is confirmed
     whole (ledger.h, own-log recovery) local writes are refused with
     SM_ERECOVERING.
 
@@ -44,6 +46,13 @@ typedef struct {
     uint64_t submit_ns;        /* set by sm_core_submit (monotonic clock) */
     uint64_t commit_ns;        /* set by the core: when it was durable */
     void *tag;                 /* the submitter's; the core never touches it */
+    bool forward;              /* a hold (only) to forward to stall `at`, which
+                                  appends it on its own log: `seq` is then of
+                                  at's log and body.u.hold.expires_ms is set
+                                  from its answer.  SM_EUNREACHABLE: `at` is
+                                  not in session; SM_ETIMEOUT: no answer within
+                                  SM_HOLD_FWD_WAIT_MS (the hold may exist there) */
+    sm_id at;
 } sm_core_req;
 
 typedef void (*sm_core_wake_fn)(void *arg);

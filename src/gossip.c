@@ -114,6 +114,8 @@ typedef struct {
     uint8_t *stalled;          /* [SM_MEMBERS_MAX] S_STALL_* */
     s_msg *qhead, *qtail;
     size_t qbytes;
+    uint64_t hold_window_ms;   /* the minute its HOLD_ASKs are counted in began */
+    uint32_t hold_asks;        /* HOLD_ASKs served in that minute (kept across sessions) */
 } s_peer;
 
 typedef struct {
@@ -147,6 +149,18 @@ typedef struct {
     uint64_t made_ms;
 } s_seen;
 
+/*  A hold this node forwarded to a peer (HOLD_ASK) for its caller.        */
+typedef struct {
+    bool used;
+    bool answered;
+    uint64_t req_id;           /* the caller's */
+    uint64_t wire_id;          /* on the wire (as an ask's) */
+    sm_id at;                  /* the peer asked */
+    int code;                  /* its HOLD_DONE: 0 or the refusal */
+    uint64_t seq, expires_ms;
+    uint64_t made_ms;
+} s_hold_fwd;
+
 /*  An ask this node could not cover and forwarded for a peer.             */
 typedef struct {
     bool used;
@@ -167,6 +181,7 @@ struct sm_gossip {
     char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
     uint32_t units_floor;
     uint64_t heads_interval_ms;
+    uint64_t hold_ttl_ms;      /* a hold asked by a peer expires this long after */
 
     sm_id origins[SM_MEMBERS_MAX];
     uint32_t origin_count;
@@ -186,6 +201,7 @@ struct sm_gossip {
     uint64_t wire_id_last;     /* the last wire id an ask of this node used */
     s_seen seen[SM_UNITS_SEEN_MAX];
     s_relay relays[SM_UNITS_ASKS_MAX];
+    s_hold_fwd holds[SM_HOLD_FWDS_MAX];
     uint64_t endpoints_gen;    /* bumped when a known endpoint changes */
 
     bool heads_any;            /* some peer's HEADS arrived (ever) */
@@ -436,6 +452,8 @@ s_peer_get(sm_gossip *self, const sm_id *node, bool evict)
     p->configured = false;
     memset(&p->pub, 0, sizeof p->pub);
     p->pub.node = *node;
+    p->hold_window_ms = 0;     /* a reused slot: the new node's own budget */
+    p->hold_asks = 0;
     return p;
 }
 
@@ -1653,6 +1671,99 @@ s_on_units_give(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
     return 0;
 }
 
+/* ---- hold forwarding ------------------------------------------------- */
+
+static void
+s_hold_done_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t seq,
+                 uint64_t expires_ms)
+{
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_HOLD_DONE;
+    msg.u.hold_done.req_id = req_id;
+    if (code < -(int) SM_WIRE_REFUSAL_MAX)
+        code = SM_EINVAL;
+    msg.u.hold_done.code = code;
+    if (code == 0) {
+        msg.u.hold_done.seq = seq;
+        msg.u.hold_done.expires_ms = expires_ms;
+    }
+    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+}
+
+/*  HOLD_ASK [req_id, sku, qty] from p: hold the units here, on this node's
+    own log, for p's shopper (who picks them up here), and answer HOLD_DONE
+    with the hold's seq and expiry, or the refusal.  The hold entry is
+    pushed before the answer, on the same connection; both leave only after
+    the round's commit (the durability rule).  Bounded: a peer whose queue
+    is full gets nothing (as UNITS_ASK); past SM_HOLD_ASKS_PER_MIN asks of
+    one peer in a minute the answer is SM_EBUSY, nothing appended.  The
+    engine keeps no state for an ask it answered, so none is ever open.   */
+static int
+s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    if (p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX) {
+        self->stats.messages_dropped++;
+        return 0;
+    }
+    self->stats.messages_received++;
+    const uint64_t req_id = m->u.hold_ask.req_id;
+    if (now_ms < p->hold_window_ms || now_ms - p->hold_window_ms >= 60000u) {
+        p->hold_window_ms = now_ms;
+        p->hold_asks = 0;
+    }
+    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN) {
+        sm_log_debug("mesh: hold ask refused: over %u a minute from one peer",
+                     SM_HOLD_ASKS_PER_MIN);
+        s_hold_done_send(self, p, req_id, SM_EBUSY, 0, 0);
+        return 0;
+    }
+    p->hold_asks++;
+    /* As for UNITS_ASK: a node fetching its own log back appends nothing. */
+    bool confirmed = false;
+    int rc = sm_ledger_own_confirmed(self->ledger, &confirmed);
+    if (rc == 0 && !confirmed)
+        rc = SM_ERECOVERING;
+    uint64_t seq = 0, expires_ms = now_ms + self->hold_ttl_ms;
+    if (rc == 0) {
+        sm_body hold;
+        memset(&hold, 0, sizeof hold);
+        hold.kind = SM_KIND_HOLD;
+        memcpy(hold.u.hold.sku, m->u.hold_ask.sku, sizeof hold.u.hold.sku);
+        hold.u.hold.qty = m->u.hold_ask.qty;
+        hold.u.hold.expires_ms = expires_ms;
+        rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
+    }
+    if (s_fatal(rc))
+        return rc;
+    if (rc == 0)
+        s_push_origin(self, self->self_oi);
+    else
+        sm_log_debug("mesh: hold ask not served: %s", sm_strerror(rc));
+    s_hold_done_send(self, p, req_id, rc, seq, expires_ms);
+    return 0;
+}
+
+/*  HOLD_DONE from p: the answer to a hold this node forwarded to p.  A
+    late, repeated or foreign one records nothing.                          */
+static int
+s_on_hold_done(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
+{
+    self->stats.messages_received++;
+    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX; i++) {
+        s_hold_fwd *h = &self->holds[i];
+        if (!h->used || h->answered || h->wire_id != m->u.hold_done.req_id
+            || !s_id_eq(&h->at, &p->pub.node))
+            continue;
+        h->answered = true;
+        h->code = m->u.hold_done.code;
+        h->seq = m->u.hold_done.seq;
+        h->expires_ms = m->u.hold_done.expires_ms;
+        break;
+    }
+    return 0;
+}
+
 static int
 s_on_fork(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
@@ -1721,6 +1832,8 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     self->market = market.market;
     memcpy(self->endpoint, opts->endpoint, sizeof self->endpoint);
     self->units_floor = opts->units_floor;
+    self->hold_ttl_ms = (uint64_t) (opts->hold_ttl_s ? opts->hold_ttl_s
+                                                     : SM_HOLD_TTL_S_DEFAULT) * 1000u;
     self->heads_interval_ms = opts->heads_interval_ms ? opts->heads_interval_ms
                                                       : SM_HEADS_INTERVAL_MS;
     self->self_oi = (uint32_t) s_origin(self, &self->self, true);
@@ -1838,6 +1951,8 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
         case SM_MSG_UNITS_ASK:  rc = s_on_units_ask(self, p, &m, now_ms); break;
         case SM_MSG_UNITS_GIVE: rc = s_on_units_give(self, p, &m); break;
         case SM_MSG_FORK:       rc = s_on_fork(self, p, &m, now_ms); break;
+        case SM_MSG_HOLD_ASK:   rc = s_on_hold_ask(self, p, &m, now_ms); break;
+        case SM_MSG_HOLD_DONE:  rc = s_on_hold_done(self, p, &m); break;
         default:                rc = SM_EKIND; break;
         }
         if (rc == 0 || s_fatal(rc)) {
@@ -1940,6 +2055,12 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         s_rewind_since(&a->made_ms, now_ms);
         if (a->used && now_ms - a->made_ms >= SM_UNITS_ASK_TTL_MS)
             memset(a, 0, sizeof *a);
+    }
+    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX; i++) {
+        s_hold_fwd *h = &self->holds[i];
+        s_rewind_since(&h->made_ms, now_ms);
+        if (h->used && now_ms - h->made_ms >= SM_UNITS_ASK_TTL_MS)
+            memset(h, 0, sizeof *h);
     }
     for (uint32_t i = 0; i < SM_UNITS_SEEN_MAX; i++) {
         s_seen *r = &self->seen[i];
@@ -2060,6 +2181,79 @@ sm_gossip_ask_done(sm_gossip *self, uint64_t req_id)
     s_ask *a = s_ask_find(self, req_id);
     if (a)
         memset(a, 0, sizeof *a);
+}
+
+static s_hold_fwd *
+s_hold_find(sm_gossip *self, uint64_t req_id)
+{
+    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX; i++)
+        if (self->holds[i].used && self->holds[i].req_id == req_id)
+            return &self->holds[i];
+    return NULL;
+}
+
+int
+sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at, const char *sku,
+                   uint32_t qty, uint64_t now_ms)
+{
+    assert(self && at && sku);
+    s_enter(self);
+    size_t sku_len = strnlen(sku, SM_SKU_BYTES_MAX + 1);
+    if (sku_len == 0 || sku_len > SM_SKU_BYTES_MAX || qty == 0 || qty > SM_QTY_MAX
+        || s_id_eq(at, &self->self))
+        return SM_EINVAL;
+    if (s_hold_find(self, req_id))
+        return SM_EEXIST;
+    s_peer *p = s_peer_find(self, at);
+    if (!p || !s_ready(p) || p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX)
+        return SM_ENOTFOUND;
+    s_hold_fwd *h = NULL;
+    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX && !h; i++)
+        if (!self->holds[i].used)
+            h = &self->holds[i];
+    if (!h)
+        return SM_EBUSY;
+    uint64_t wire_id = s_max64(self->wire_id_last + 1, now_ms << 10);
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_HOLD_ASK;
+    msg.u.hold_ask.req_id = wire_id;
+    memcpy(msg.u.hold_ask.sku, sku, sku_len);
+    msg.u.hold_ask.qty = qty;
+    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+    self->wire_id_last = wire_id;
+    memset(h, 0, sizeof *h);
+    h->used = true;
+    h->req_id = req_id;
+    h->wire_id = wire_id;
+    h->at = *at;
+    h->made_ms = now_ms;
+    return 0;
+}
+
+bool
+sm_gossip_hold_result(sm_gossip *self, uint64_t req_id, int *code, uint64_t *seq,
+                      uint64_t *expires_ms)
+{
+    assert(self && code && seq && expires_ms);
+    s_enter(self);
+    const s_hold_fwd *h = s_hold_find(self, req_id);
+    if (!h || !h->answered)
+        return false;
+    *code = h->code;
+    *seq = h->seq;
+    *expires_ms = h->expires_ms;
+    return true;
+}
+
+void
+sm_gossip_hold_forget(sm_gossip *self, uint64_t req_id)
+{
+    assert(self);
+    s_enter(self);
+    s_hold_fwd *h = s_hold_find(self, req_id);
+    if (h)
+        memset(h, 0, sizeof *h);
 }
 
 int

@@ -30,7 +30,11 @@
       several hops away) and answers UNITS_GIVE; what it cannot cover it
       asks its other peers for while the ask has hops left, and answers
       once they have (proto/mesh.md 7.7); sm_gossip_ask_units sends asks
-      and reports what was given.
+      and reports what was given;
+    - HOLD_ASK (a shopper at a peer's stall holds units this stall holds):
+      a hold entry appended on this node's own log, pushed, and answered
+      HOLD_DONE with its seq and expiry or the refusal (proto/mesh.md 7.9);
+      sm_gossip_ask_hold sends one and sm_gossip_hold_result reads the answer.
 
     Durability rule: nothing the engine queued may be sent before what it
     ingested or appended on the way is committed (a local entry must never
@@ -58,7 +62,8 @@
       repeated, anti-entropy refetches within a HEADS interval or two, an
       unanswered WANT expires after SM_WANT_TIMEOUT_MS), except that a lost
       UNITS_ASK or UNITS_GIVE only costs that sale its wait (a forwarder
-      answers at its deadline);
+      answers at its deadline), and a lost HOLD_ASK or HOLD_DONE that hold
+      (the caller's deadline answers it; a hold made anyway expires);
     - after every call into the engine (or its round's commit, above),
       drain sm_gossip_next (or sm_gossip_next_to for one peer) and send each
       message to its destination; messages for a peer that went down are
@@ -93,6 +98,8 @@ typedef struct {
     char endpoint[SM_ENDPOINT_BYTES_MAX + 1]; /* where peers reach this node ("" if none) */
     uint32_t units_floor;      /* UNITS_ASK leaves at least this many here */
     uint64_t heads_interval_ms; /* 0 = SM_HEADS_INTERVAL_MS */
+    uint32_t hold_ttl_s;       /* a hold a peer asks for (HOLD_ASK) lasts this
+                                  long; 0 = SM_HOLD_TTL_S_DEFAULT */
 } sm_gossip_opts;
 
 typedef struct {
@@ -183,6 +190,25 @@ int sm_gossip_ask_units(sm_gossip *self, uint64_t req_id, const char *sku,
                         uint32_t qty, uint64_t now_ms);
 uint32_t sm_gossip_units_given(sm_gossip *self, uint64_t req_id);
 void sm_gossip_ask_done(sm_gossip *self, uint64_t req_id);
+
+/*  Forward a shopper's hold of `qty` units of `sku` to peer `at`, which
+    appends it on its own log (the units are held there, picked up there).
+    `req_id` is the caller's id for it.  Returns 0 (HOLD_ASK queued),
+    SM_EINVAL (sku, qty, or `at` is this node), SM_ENOTFOUND (`at` is not
+    in session, or its queue is full: nothing recorded), SM_EEXIST (req_id
+    open) or SM_EBUSY (SM_HOLD_FWDS_MAX open).  sm_gossip_hold_result is
+    true once `at` answered: *code 0 with the hold's *seq on at's log and
+    its *expires_ms, or the refusal (SM_ENOSTOCK, SM_ENOSKU, SM_EBUSY, ...).
+    A forwarded hold is forgotten at sm_gossip_hold_forget or
+    SM_UNITS_ASK_TTL_MS after it was made; an answer after that (or for an
+    unknown id, or from another peer) is ignored.  No answer comes if `at`
+    goes down first: the caller's own deadline decides (the hold may then
+    exist at `at`, and expires there).                                       */
+int sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                       const char *sku, uint32_t qty, uint64_t now_ms);
+bool sm_gossip_hold_result(sm_gossip *self, uint64_t req_id, int *code,
+                           uint64_t *seq, uint64_t *expires_ms);
+void sm_gossip_hold_forget(sm_gossip *self, uint64_t req_id);
 
 /*  Endpoints learned (config, join token, PEERS): `cb` for each, so the
     transport can connect.  Returns after all or when cb returns non-zero.   */

@@ -504,7 +504,8 @@ sm_mesh_new(void *zctx, const sm_mesh_opts *opts, uint64_t now_ms, int *err)
         goto fail;
     self->market = market.market;
     sm_gossip_opts gopts = { .ledger = opts->ledger, .self = opts->identity.pub,
-                             .units_floor = opts->units_floor };
+                             .units_floor = opts->units_floor,
+                             .hold_ttl_s = opts->hold_ttl_s };
     snprintf(gopts.endpoint, sizeof gopts.endpoint, "%s", opts->advertise);
     if (!(self->gossip = sm_gossip_new(&gopts, err)))
         goto fail;

@@ -18,6 +18,8 @@
       UNITS_ASK [6, req_id u, sku str, qty u, asker b32, hops u]
       UNITS_GIVE[7, req_id u, sku str, qty u, asker b32]   qty 0 = none to give
       FORK      [8, origin b32, seq u, [entry bin, sig bin], [entry bin, sig bin]]
+      HOLD_ASK  [9, req_id u, sku str, qty u]
+      HOLD_DONE [10, req_id u, refusal u, seq u, expires_ms u]
 
     Rules (both directions; proto/mesh.md section 5 has them all): HELLO
     endpoint 0..SM_ENDPOINT_BYTES_MAX bytes ("" = none); HEADS at most
@@ -29,7 +31,11 @@
     every seq 1..SM_SEQ_MAX and every run's last seq too; sku 1..
     SM_SKU_BYTES_MAX bytes; qty <= SM_QTY_MAX (>= 1 in UNITS_ASK); UNITS_ASK
     hops 1..SM_UNITS_HOPS_MAX (UNITS_GIVE has none: hops is 0); FORK's
-    two entries differ.  Strings are text as sm__text_valid (codec.h) says.
+    two entries differ; HOLD_ASK qty 1..SM_QTY_MAX; HOLD_DONE refusal 0
+    (held: seq 1..SM_SEQ_MAX of the answerer's log, expires_ms >= 1) or
+    1..SM_WIRE_REFUSAL_MAX, an SM_E* code negated (seq and expires_ms 0);
+    in sm_wire_msg the refusal is the SM_E* code itself (0 or negative).
+    Strings are text as sm__text_valid (codec.h) says.
     sm_wire_sort puts HEADS and PEERS in the required order.
 
     Decoded byte strings (entries, signatures) point into the message
@@ -49,9 +55,10 @@
 typedef enum {
     SM_MSG_HELLO = 1, SM_MSG_HEADS = 2, SM_MSG_WANT = 3, SM_MSG_ENTRIES = 4,
     SM_MSG_PEERS = 5, SM_MSG_UNITS_ASK = 6, SM_MSG_UNITS_GIVE = 7,
-    SM_MSG_FORK = 8
+    SM_MSG_FORK = 8, SM_MSG_HOLD_ASK = 9, SM_MSG_HOLD_DONE = 10
 } sm_msg_type;
-#define SM_MSG_TYPE_MAX SM_MSG_FORK
+#define SM_MSG_TYPE_MAX SM_MSG_HOLD_DONE
+#define SM_WIRE_REFUSAL_MAX 127u  /* HOLD_DONE's refusal: -127..-1 as SM_E* */
 
 typedef struct {
     sm_id origin;
@@ -81,6 +88,12 @@ typedef struct {
                  uint32_t hops; } units;  /* ASK: hops it may still travel,
                                              this one included; GIVE: 0 */
         struct { sm_id origin; uint64_t seq; sm_signed a, b; } fork;
+        struct { uint64_t req_id; char sku[SM_SKU_BYTES_MAX + 1];
+                 uint32_t qty; } hold_ask;
+        struct { uint64_t req_id;
+                 int code;        /* 0 (held) or the refusal, an SM_E* code */
+                 uint64_t seq;    /* the hold's seq on the answerer's log */
+                 uint64_t expires_ms; } hold_done;
     } u;
 } sm_wire_msg;
 

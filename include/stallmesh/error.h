@@ -46,7 +46,9 @@
     X(SM_ECORRUPT,    -40, "corrupt",        "stored data is corrupt; run 'stallmesh verify'") \
     X(SM_EBUSY,       -41, "busy",           "resource busy")                 \
     X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state") \
-    X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy")
+    X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
+    X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
+    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,

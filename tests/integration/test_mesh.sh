@@ -9,14 +9,17 @@
 # with its own mesh endpoint in the join token, each joins.  Then:
 #   - convergence: an item at O, restocks at A and B, sales, holds and
 #     returns at A, B and C (C holds nothing, so its sales need units moved
-#     from another stall), a manual stock move: every node ends with the same
+#     from another stall), a hold made at A for jam B holds ("at": B: held on
+#     B's log, sold by B's till with its id; "at" an unknown node 404), a
+#     manual stock move: every node ends with the same
 #     digest, the market total is added - sold + returned, no location is
 #     negative;
 #   - multi-hop: a second market in a line A-B-C, no endpoint advertised, so
 #     A and C cannot meet: a sale at A reaches C through B, and C never has A
 #     as a connected peer; a sale at C of units only A holds is 201 (the
 #     units ask travels through B), one for more than the market has left is
-#     409, and totals are conserved;
+#     409, and totals are conserved; a hold at LA "at" LC (not connected to
+#     LA: holds are forwarded to direct peers only) is 503 stall_unreachable;
 #   - partition and heal: B stopped, A and C sell until they run out (409),
 #     B restarted: digests converge, no unit sold twice;
 #   - security: a node of another market dialling A is refused (A logs it,
@@ -280,6 +283,31 @@ req C DELETE "/api/holds/$HOLD_C"
 check "a hold at C (units moved to it) is 201 and cancelling it succeeds" \
     '[ "$hc" = 201 ] && { [ "$code" = 200 ] || [ "$code" = 204 ]; }' "$hc $code $body"
 
+# Hold forwarding: a shopper on A's page holds jam that B holds; B appends
+# the hold on its own log, A answers with B's id, and B's till sells it.
+until_true 20 same_digest A B C
+b_here=$(units B jam here)
+req A POST /api/holds "{\"sku\":\"jam\",\"qty\":2,\"at\":\"${ID[B]}\"}"
+HOLD_AB=$(printf '%s' "$body" | jq -r .id); hab=$code
+hab_at=$(printf '%s' "$body" | jq -r .at)
+check "a hold at A for jam B holds (\"at\": B) is 201 with an id of B's log" \
+    '[ "$hab" = 201 ] && [ "${HOLD_AB%%:*}" = "${ID[B]}" ] && [ "$hab_at" = "${ID[B]}" ]' \
+    "B had $b_here; $hab $body"
+check "B's /api/stock shows the 2 units held, no longer here" \
+    '[ "$(units B jam held)" = 2 ] && [ "$(units B jam here)" = $((b_here - 2)) ]' \
+    "held $(units B jam held), here $(units B jam here) (was $b_here)"
+sale B jam 2 "\"hold\":\"$HOLD_AB\""
+check "B's till sells with the forwarded hold's id (201)" '[ "$code" = 201 ]' "$code $body"
+[ "$code" = 201 ] && sold=$((sold + 2))
+# B gets those 2 back, so the checks below (the revocation's) see B's stock
+# as they would without this hold.
+req B POST /api/stock/add '{"sku":"jam","qty":2}'; [ "$code" = 201 ] && added=$((added + 2))
+req A POST /api/holds "{\"sku\":\"jam\",\"qty\":1,\"at\":\"$(printf '7%.0s' $(seq 1 64))\"}"
+hu=$code; hu_err=$(printf '%s' "$body" | jq -r .error)
+req A POST /api/holds "{\"sku\":\"jam\",\"qty\":500,\"at\":\"${ID[B]}\"}"
+check "a hold \"at\" an unknown node is 404 unknown_stall; one for more than B has is 409" \
+    '[ "$hu" = 404 ] && [ "$hu_err" = unknown_stall ] && [ "$code" = 409 ]' "$hu $hu_err; $code $body"
+
 b_here=$(units B jam here)
 req B POST /api/stock/move "{\"sku\":\"jam\",\"qty\":2,\"to\":\"${ID[A]}\"}"
 check "a manual stock move from B to A is 201" '[ "$code" = 201 ] && [ "$b_here" -ge 2 ]' "here $b_here; $code $body"
@@ -359,6 +387,10 @@ line_conserved() {
 check "the line converges with units conserved (3 left everywhere, none negative)" \
     'until_true 20 line_conserved' \
     "$(for n in LA LB LC; do echo "$n: $(units $n mug total) total, $(digest $n)"; done)"
+req LA POST /api/holds "{\"sku\":\"mug\",\"qty\":1,\"at\":\"${ID[LC]}\"}"
+check "a hold at LA \"at\" LC, two hops away, is 503 stall_unreachable" \
+    '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' \
+    "$code $body"
 for n in LA LB LC; do stop $n; done
 echo "# multi-hop done at $(elapsed) s"
 

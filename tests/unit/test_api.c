@@ -402,6 +402,74 @@ test_holds(void **state)
     expect_error(f, 409, "unknown_hold");
 }
 
+/*  A hold "at" another stall: the write goes to the core marked to be
+    forwarded to that stall; the answer names that stall's log (its seq and
+    expiry come from its HOLD_DONE); its refusals and the transport's
+    (unreachable 503, no answer 504) read clearly; a node not of the market
+    is 404, a bad id 400, this node's own id an ordinary hold.               */
+static void
+test_hold_at_other_stall(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    char body[256];
+    snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":2,\"at\":\"%s\"}", f->b_hex);
+    int codes[] = { 0, SM_ENOSTOCK, SM_EUNREACHABLE, SM_ETIMEOUT, SM_EBUSY };
+    int status[] = { 201, 409, 503, 504, 503 };
+    const char *errs[] = { NULL, "insufficient_stock", "stall_unreachable",
+                           "stall_timeout", "busy" };
+    for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+        sm_http_resp_clear(&f->resp);
+        sm_http_req req = { .method = SM_HTTP_POST, .path = "/api/holds", .query = "",
+                            .client = PHONE, .body = body, .body_len = strlen(body) };
+        sm_core_req *w = NULL;
+        assert_int_equal(sm_api_handle(f->api, &req, NOW + k * 60000, &f->resp, &w),
+                         SM_API_WRITE);
+        assert_non_null(w);
+        assert_true(w->forward);
+        assert_memory_equal(w->at.b, f->idb.pub.b, SM_KEY_BYTES);
+        assert_int_equal(w->body.kind, SM_KIND_HOLD);
+        w->rc = codes[k];
+        w->seq = codes[k] == 0 ? 7 : 0;
+        if (codes[k] == 0)
+            w->body.u.hold.expires_ms = NOW + 1000;    /* the other stall's */
+        sm_api_finish(f->api, w, NOW, &f->resp);
+        parse_resp(f);
+        if (codes[k] == 0) {
+            assert_int_equal(f->resp.status, 201);
+            char id[160];
+            snprintf(id, sizeof id, "%s:7", f->b_hex);
+            assert_string_equal(jstr(f->json, "id"), id);
+            assert_string_equal(jstr(f->json, "at"), f->b_hex);
+            assert_string_equal(jstr(f->json, "expires_at"), "2023-11-14T22:13:21.000Z");
+        } else {
+            expect_error(f, status[k], errs[k]);
+        }
+        if (codes[k] == SM_ENOSTOCK)
+            assert_string_equal(jstr(f->json, "at"), f->b_hex);
+    }
+    assert_int_equal(units_here(f, "jam"), 10);      /* nothing held here */
+
+    /* Not of the market; not an id; this node (an ordinary hold). */
+    char stranger[SM_ID_HEX_BYTES + 1];
+    memset(stranger, '7', SM_ID_HEX_BYTES);
+    stranger[SM_ID_HEX_BYTES] = 0;
+    snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":1,\"at\":\"%s\"}", stranger);
+    call_full(f, SM_HTTP_POST, "/api/holds", NULL, body, true, TILL, NULL, NOW);
+    expect_error(f, 404, "unknown_stall");
+    call_full(f, SM_HTTP_POST, "/api/holds", NULL, "{\"sku\":\"jam\",\"qty\":1,\"at\":\"B\"}",
+              true, TILL, NULL, NOW);
+    expect_error(f, 400, "bad_value");
+    call_full(f, SM_HTTP_POST, "/api/holds", NULL, "{\"sku\":\"jam\",\"qty\":1,\"at\":5}",
+              true, TILL, NULL, NOW);
+    expect_error(f, 400, "wrong_type");
+    snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":1,\"at\":\"%s\"}", f->a_hex);
+    assert_int_equal(call_full(f, SM_HTTP_POST, "/api/holds", NULL, body, true, TILL, NULL,
+                               NOW), 201);
+    assert_string_equal(jstr(f->json, "at"), f->a_hex);
+    assert_int_equal(units_here(f, "jam"), 9);
+}
+
 /*  POST /api/holds is limited per client address (3 a minute here): the
     4th is 429 with retry_after_s; other addresses and the till are not
     affected; a token comes back after 20 s.                                 */
@@ -1258,6 +1326,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_insufficient_stock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_id_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_at_other_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),

@@ -1792,6 +1792,242 @@ test_unread_asks_bounded(void **state)
     assert_int_equal(f->sent[0][1][SM_MSG_UNITS_GIVE], gives + 1);
 }
 
+/* ---- hold forwarding ---------------------------------------------------- */
+
+/* Node 1 forwards a shopper's hold to node 0, which holds the units: node
+   0 appends the hold on its own log (units held there, not moved), HOLD_DONE
+   carries its seq and expiry (the hold entry arrives ahead of it), and
+   every node sees it; a hold for more than node 0 has left is refused with
+   SM_ENOSTOCK and nothing is appended; the API's argument checks. */
+static void
+test_hold_forward(void **state)
+{
+    net *f = net_new(3, 23);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 10)), 0);
+    pump(f);
+    const sm_id *a = &f->id[0].pub;
+    uint64_t head0 = head_seq(f->l[0], a);
+
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 1, a, "mug", 4, f->now), 0);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 1, a, "mug", 4, f->now), SM_EEXIST);
+    int code = 1;
+    uint64_t seq = 0, expires = 0;
+    assert_false(sm_gossip_hold_result(f->g[1], 1, &code, &seq, &expires));
+    drain(f);
+    pump(f);
+    assert_true(sm_gossip_hold_result(f->g[1], 1, &code, &seq, &expires));
+    assert_int_equal(code, 0);
+    assert_int_equal(seq, head0 + 1);
+    assert_int_equal(expires, f->now + SM_HOLD_TTL_S_DEFAULT * 1000ULL);
+    assert_int_equal(f->sent[1][0][SM_MSG_HOLD_ASK], 1);
+    assert_int_equal(f->sent[0][1][SM_MSG_HOLD_DONE], 1);
+    for (int i = 0; i < 3; i++) {
+        sm_hold h;
+        assert_int_equal(sm_ledger_hold(f->l[i], a, seq, &h), 0);
+        assert_string_equal(h.sku, "mug");
+        assert_int_equal(h.qty, 4);
+        assert_int_equal(h.expires_ms, expires);
+        assert_int_equal(units_at(f->l[i], "mug", a), 6);          /* held at node 0 */
+        assert_int_equal(units_at(f->l[i], "mug", &f->id[1].pub), 0);
+    }
+    sm_gossip_hold_forget(f->g[1], 1);
+    assert_false(sm_gossip_hold_result(f->g[1], 1, &code, &seq, &expires));
+
+    /* More than is left there: refused, nothing appended. */
+    sm_hash before = digest(f->l[0]);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 2, a, "mug", 7, f->now), 0);
+    drain(f);
+    pump(f);
+    assert_true(sm_gossip_hold_result(f->g[1], 2, &code, &seq, &expires));
+    assert_int_equal(code, SM_ENOSTOCK);
+    assert_int_equal(seq, 0);
+    sm_hash after = digest(f->l[0]);
+    assert_memory_equal(before.b, after.b, sizeof before.b);
+    /* An unknown sku there: SM_ENOSKU. */
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 3, a, "tea", 1, f->now), 0);
+    drain(f);
+    pump(f);
+    assert_true(sm_gossip_hold_result(f->g[1], 3, &code, &seq, &expires));
+    assert_int_equal(code, SM_ENOSKU);
+
+    /* Arguments, and a peer not in session. */
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 4, a, "", 1, f->now), SM_EINVAL);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 4, a, "mug", 0, f->now), SM_EINVAL);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 4, &f->id[1].pub, "mug", 1, f->now),
+                     SM_EINVAL);
+    sm_identity stranger;
+    tu_identity(&stranger, 0x71);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 4, &stranger.pub, "mug", 1, f->now),
+                     SM_ENOTFOUND);
+    net_cut(f, 1, 0);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 4, a, "mug", 1, f->now), SM_ENOTFOUND);
+    net_connect(f, 1, 0);
+    pump(f);
+    sm_gossip_hold_forget(f->g[1], 2);
+    sm_gossip_hold_forget(f->g[1], 3);
+    /* Bounded: SM_HOLD_FWDS_MAX open (unanswered: the answers are not read). */
+    for (uint32_t k = 0; k < SM_HOLD_FWDS_MAX; k++)
+        assert_int_equal(sm_gossip_ask_hold(f->g[1], 100 + k, a, "mug", 1, f->now), 0);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 99, a, "mug", 1, f->now), SM_EBUSY);
+    /* ... forgotten after the TTL. */
+    f->now += SM_UNITS_ASK_TTL_MS;
+    sm_gossip_tick(f->g[1], f->now);
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 99, a, "mug", 1, f->now), 0);
+    pump(f);
+    assert_converged(f);
+}
+
+/* HOLD_ASKs from a peer, by hand: over SM_HOLD_ASKS_PER_MIN a minute the
+   answer is SM_EBUSY and nothing is appended (the next minute serves
+   again); a HOLD_DONE nobody asked for, or from another peer, records
+   nothing; a malformed HOLD_ASK is refused and counted; asks from a peer
+   whose queue is full are not served. */
+static void
+test_hold_ask_limits(void **state)
+{
+    net *f = net_new(3, 29);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 1000)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    const sm_id *a = &f->id[0].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_HOLD_ASK;
+    snprintf(w.u.hold_ask.sku, sizeof w.u.hold_ask.sku, "mug");
+    w.u.hold_ask.qty = 1;
+    uint8_t buf[256];
+    size_t len;
+    uint64_t head = head_seq(f->l[0], a);
+    for (uint32_t k = 0; k < SM_HOLD_ASKS_PER_MIN + 5; k++) {
+        w.u.hold_ask.req_id = k + 1;
+        assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    }
+    assert_int_equal(head_seq(f->l[0], a), head + SM_HOLD_ASKS_PER_MIN);
+    /* The answers: SM_HOLD_ASKS_PER_MIN held, then busy. */
+    const uint8_t *msg;
+    sm_id to;
+    uint32_t held = 0, busy = 0;
+    sm_wire_msg m;
+    while (sm_gossip_next(g, &to, &msg, &len)) {
+        if (sm_wire_decode(msg, len, &f->space, &m) != 0 || m.type != SM_MSG_HOLD_DONE)
+            continue;
+        assert_memory_equal(to.b, b_id->b, SM_KEY_BYTES);
+        if (m.u.hold_done.code == 0) {
+            held++;
+            assert_int_equal(m.u.hold_done.seq, head + held);
+        } else {
+            assert_int_equal(m.u.hold_done.code, SM_EBUSY);
+            busy++;
+        }
+    }
+    assert_int_equal(held, SM_HOLD_ASKS_PER_MIN);
+    assert_int_equal(busy, 5);
+    /* Another peer has its own budget; the next minute serves again. */
+    w.u.hold_ask.req_id = 1000;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(g, &f->id[2].pub, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + SM_HOLD_ASKS_PER_MIN + 1);
+    f->now += 60000;
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + SM_HOLD_ASKS_PER_MIN + 2);
+    pump(f);
+
+    /* A HOLD_DONE for nothing asked, and one from the wrong peer. */
+    assert_int_equal(sm_gossip_ask_hold(f->g[1], 5, a, "mug", 1, f->now), 0);
+    memset(&m, 0, sizeof m);
+    m.type = SM_MSG_HOLD_DONE;
+    m.u.hold_done.req_id = 12345;
+    m.u.hold_done.seq = 3;
+    m.u.hold_done.expires_ms = f->now + 1;
+    assert_int_equal(sm_wire_encode(&m, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[1], a, buf, len, f->now), 0);
+    int code;
+    uint64_t seq, expires;
+    assert_false(sm_gossip_hold_result(f->g[1], 5, &code, &seq, &expires));
+    /* the real wire id, but from node 2 */
+    const uint8_t *out;
+    size_t olen;
+    assert_true(sm_gossip_next_to(f->g[1], a, &out, &olen));
+    sm_wire_msg ask;
+    assert_int_equal(sm_wire_decode(out, olen, &f->space, &ask), 0);
+    assert_int_equal(ask.type, SM_MSG_HOLD_ASK);
+    m.u.hold_done.req_id = ask.u.hold_ask.req_id;
+    assert_int_equal(sm_wire_encode(&m, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[1], &f->id[2].pub, buf, len, f->now), 0);
+    assert_false(sm_gossip_hold_result(f->g[1], 5, &code, &seq, &expires));
+
+    /* Malformed: qty 0 does not encode; its bytes do not decode. */
+    uint64_t refused = peer_info(g, b_id).refused;
+    w.u.hold_ask.qty = 0;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), SM_EINVAL);
+    w.u.hold_ask.qty = 1;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    buf[len - 1] = 0;                          /* the last byte is qty */
+    head = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), SM_EMALFORMED);
+    assert_int_equal(peer_info(g, b_id).refused, refused + 1);
+    assert_int_equal(head_seq(f->l[0], a), head);
+    settle(f, 2);     /* the pushes taken by hand above come by anti-entropy */
+    assert_converged(f);
+}
+
+/* A peer that does not read what it is sent gets no holds (its queue is
+   full: nothing appended, no answer), as with UNITS_ASK. */
+static void
+test_hold_ask_unread(void **state)
+{
+    net *f = net_new(2, 31);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    char sku[SM_SKU_BYTES_MAX + 1];
+    memset(sku, 'z', SM_SKU_BYTES_MAX);
+    sku[SM_SKU_BYTES_MAX] = 0;
+    assert_int_equal(write_at(f, 0, tu_item(sku, "Z", 100)), 0);
+    assert_int_equal(write_at(f, 0, tu_add(sku, 1000)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    /* Fill its queue with answers to units asks it does not read. */
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_UNITS_ASK;
+    memcpy(w.u.units.sku, sku, sizeof sku);
+    w.u.units.qty = 1;
+    w.u.units.asker = *b_id;
+    w.u.units.hops = 1;
+    uint8_t buf[256];
+    size_t len;
+    for (uint32_t k = 0; peer_info(g, b_id).queued_bytes + 1024 <= SM_MESH_QUEUE_BYTES_MAX; k++) {
+        assert_true(k < SM_MESH_QUEUE_BYTES_MAX / 64);
+        w.u.units.req_id = k + 1;
+        assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    }
+    uint64_t head = head_seq(f->l[0], &f->id[0].pub);
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_HOLD_ASK;
+    memcpy(w.u.hold_ask.sku, sku, sizeof sku);
+    w.u.hold_ask.qty = 1;
+    w.u.hold_ask.req_id = 1;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint64_t dropped = stats(g).messages_dropped;
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], &f->id[0].pub), head);
+    assert_int_equal(stats(g).messages_dropped, dropped + 1);
+    assert_true(peer_info(g, b_id).queued_bytes <= SM_MESH_QUEUE_BYTES_MAX);
+}
+
 /* A push lost on the way (the link stays up) is repaired by the periodic
    HEADS alone: the receiver sees it is behind and WANTs the entry. */
 static void
@@ -2045,6 +2281,9 @@ main(void)
         cmocka_unit_test_teardown(test_fork_backup_linkcheck_lost, teardown),
         cmocka_unit_test_teardown(test_fork_below_known_fork, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
+        cmocka_unit_test_teardown(test_hold_forward, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_limits, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
         cmocka_unit_test_teardown(test_unread_asks_bounded, teardown),

@@ -337,6 +337,38 @@ v_units_give_none(sm_wire_msg *m)
     m->u.units.qty = 0;
 }
 static void
+v_hold_ask(sm_wire_msg *m)
+{
+    m->type = SM_MSG_HOLD_ASK;
+    m->u.hold_ask.req_id = 42;
+    strcpy(m->u.hold_ask.sku, "TEE-BLK-M");
+    m->u.hold_ask.qty = 2;
+}
+static void
+v_hold_ask_max(sm_wire_msg *m)
+{
+    m->type = SM_MSG_HOLD_ASK;
+    m->u.hold_ask.req_id = UINT64_MAX;
+    strcpy(m->u.hold_ask.sku, "K\xc3\x84SE-200G");
+    m->u.hold_ask.qty = SM_QTY_MAX;
+}
+static void
+v_hold_done(sm_wire_msg *m)
+{
+    m->type = SM_MSG_HOLD_DONE;
+    m->u.hold_done.req_id = 42;
+    m->u.hold_done.code = 0;
+    m->u.hold_done.seq = 17;
+    m->u.hold_done.expires_ms = 1764403200000ULL;
+}
+static void
+v_hold_done_refused(sm_wire_msg *m)
+{
+    m->type = SM_MSG_HOLD_DONE;
+    m->u.hold_done.req_id = 43;
+    m->u.hold_done.code = SM_ENOSTOCK;
+}
+static void
 v_fork(sm_wire_msg *m)
 {
     s_make_forged();
@@ -371,6 +403,10 @@ static const s_good s_goods[] = {
     { "units-give",           v_units_give },
     { "units-give-none",      v_units_give_none },
     { "fork",                 v_fork },
+    { "hold-ask",             v_hold_ask },
+    { "hold-ask-max",         v_hold_ask_max },
+    { "hold-done",            v_hold_done },
+    { "hold-done-refused",    v_hold_done_refused },
 };
 #define S_NGOODS (sizeof s_goods / sizeof s_goods[0])
 
@@ -441,6 +477,15 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         mpw_uint(w, m->u.fork.seq);
         s_mpw_signed(w, &m->u.fork.a); s_mpw_signed(w, &m->u.fork.b);
         break;
+    case SM_MSG_HOLD_ASK:
+        mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
+        mpw_str(w, m->u.hold_ask.sku); mpw_uint(w, m->u.hold_ask.qty);
+        break;
+    case SM_MSG_HOLD_DONE:
+        mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, m->u.hold_done.req_id);
+        mpw_uint(w, (uint64_t)-m->u.hold_done.code); mpw_uint(w, m->u.hold_done.seq);
+        mpw_uint(w, m->u.hold_done.expires_ms);
+        break;
     }
 }
 
@@ -502,6 +547,15 @@ s_msg_equal(const sm_wire_msg *a, const sm_wire_msg *b)
                a->u.fork.seq == b->u.fork.seq &&
                s_signed_equal(&a->u.fork.a, &b->u.fork.a) &&
                s_signed_equal(&a->u.fork.b, &b->u.fork.b);
+    case SM_MSG_HOLD_ASK:
+        return a->u.hold_ask.req_id == b->u.hold_ask.req_id &&
+               strcmp(a->u.hold_ask.sku, b->u.hold_ask.sku) == 0 &&
+               a->u.hold_ask.qty == b->u.hold_ask.qty;
+    case SM_MSG_HOLD_DONE:
+        return a->u.hold_done.req_id == b->u.hold_done.req_id &&
+               a->u.hold_done.code == b->u.hold_done.code &&
+               a->u.hold_done.seq == b->u.hold_done.seq &&
+               a->u.hold_done.expires_ms == b->u.hold_done.expires_ms;
     }
     return false;
 }
@@ -638,8 +692,8 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 2); mpw_str(w, "HEADS"); mpw_arr(w, 0);
     w = S_NEW("unknown-type-0", SM_EKIND);
     mpw_arr(w, 2); mpw_uint(w, 0); mpw_arr(w, 0);
-    w = S_NEW("unknown-type-9", SM_EKIND);
-    mpw_arr(w, 2); mpw_uint(w, 9); mpw_arr(w, 0);
+    w = S_NEW("unknown-type-11", SM_EKIND);
+    mpw_arr(w, 2); mpw_uint(w, 11); mpw_arr(w, 0);
     w = S_NEW("unknown-type-200", SM_EKIND);
     mpw_arr(w, 1); mpw_uint(w, 200);
     w = S_NEW("heads-of-3-fields", SM_EMALFORMED);
@@ -851,6 +905,38 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 5); mpw_uint(w, 7); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
     mpw_strn(w, s_keys[S_STALL].pk, 32);
 
+    /* HOLD_ASK, HOLD_DONE */
+    w = S_NEW("hold-ask-qty-0", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
+    w = S_NEW("hold-ask-qty-over-limit", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
+    mpw_uint(w, SM_QTY_MAX + 1);
+    w = S_NEW("hold-ask-sku-empty", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
+    w = S_NEW("hold-ask-sku-65-bytes", SM_ETOOBIG);
+    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1);
+    mpw_strn(w, long_text, SM_SKU_BYTES_MAX + 1); mpw_uint(w, 1);
+    w = S_NEW("hold-ask-of-5-fields", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    s_key32(w, 0x20);
+    w = S_NEW("hold-done-held-seq-0", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 0);
+    mpw_uint(w, 1000);
+    w = S_NEW("hold-done-held-no-expiry", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 3);
+    mpw_uint(w, 0);
+    w = S_NEW("hold-done-refused-with-seq", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 30); mpw_uint(w, 3);
+    mpw_uint(w, 0);
+    w = S_NEW("hold-done-refusal-over-limit", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_REFUSAL_MAX + 1);
+    mpw_uint(w, 0); mpw_uint(w, 0);
+    w = S_NEW("hold-done-refusal-negative", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_int(w, -30);
+    mpw_uint(w, 0); mpw_uint(w, 0);
+    w = S_NEW("hold-done-of-4-fields", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 3);
+
     /* FORK */
     w = S_NEW("fork-same-entry-twice", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 8); s_key32(w, 1); mpw_uint(w, 2);
@@ -939,6 +1025,18 @@ s_describe(FILE *f, const sm_wire_msg *m)
         s_hexline(f, " origin=", m->u.fork.origin.b, 32);
         fprintf(f, " seq=%llu\n#     entry lengths %zu and %zu\n",
                 (unsigned long long)m->u.fork.seq, m->u.fork.a.len, m->u.fork.b.len);
+        break;
+    case SM_MSG_HOLD_ASK:
+        fprintf(f, " req_id=%llu sku=\"%s\" qty=%u\n",
+                (unsigned long long)m->u.hold_ask.req_id, m->u.hold_ask.sku,
+                m->u.hold_ask.qty);
+        break;
+    case SM_MSG_HOLD_DONE:
+        fprintf(f, " req_id=%llu refusal=%d (%s) seq=%llu expires_ms=%llu\n",
+                (unsigned long long)m->u.hold_done.req_id, -m->u.hold_done.code,
+                m->u.hold_done.code ? sm_errname(m->u.hold_done.code) : "held",
+                (unsigned long long)m->u.hold_done.seq,
+                (unsigned long long)m->u.hold_done.expires_ms);
         break;
     }
 }
@@ -1613,7 +1711,7 @@ test_types_and_versions(void **state)
     sm_wire_msg out;
     (void)state;
     s_load_log();
-    for (uint64_t t = 9; t < 300; t += 7) {
+    for (uint64_t t = 11; t < 300; t += 7) {
         mpw_init(&w);
         mpw_arr(&w, 3); mpw_uint(&w, t); mpw_str(&w, "x"); mpw_nil(&w);
         assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EKIND);
@@ -1639,7 +1737,9 @@ test_types_and_versions(void **state)
     assert_string_equal(sm_wire_type_name(SM_MSG_UNITS_GIVE), "UNITS_GIVE");
     assert_string_equal(sm_wire_type_name(SM_MSG_FORK), "FORK");
     assert_string_equal(sm_wire_type_name(0), "?");
-    assert_string_equal(sm_wire_type_name(9), "?");
+    assert_string_equal(sm_wire_type_name(SM_MSG_HOLD_ASK), "HOLD_ASK");
+    assert_string_equal(sm_wire_type_name(SM_MSG_HOLD_DONE), "HOLD_DONE");
+    assert_string_equal(sm_wire_type_name(11), "?");
     assert_string_equal(sm_wire_type_name(-1), "?");
 }
 
