@@ -31,6 +31,7 @@
 #include "stallmesh/limits.h"
 
 #define SM__CORE_SWEEP_MS    1000u   /* how often expired holds are released */
+#define SM__MESH_TICK_MS     200u    /* how often the mesh's timers run (gossip.h: a few hundred ms) */
 #define SM__CORE_ROUTING_MAX 256u    /* bytes of a ROUTER identity frame */
 
 #define SM__CORE_PARKED_MAX  64u     /* writes waiting for units from peers */
@@ -515,7 +516,7 @@ s_rebalance_round(sm_core *self, uint64_t now_ms)
         sm_log_debug("core: rebalancing: asked peers for units of %zu skus", asked);
 }
 
-/*  Periodic work: holds, the mesh, own-log recovery, the peers table.      */
+/*  Periodic work: holds, rebalancing, the peers table.                      */
 static bool
 s_tick(sm_core *self, uint64_t now_ms)
 {
@@ -527,7 +528,6 @@ s_tick(sm_core *self, uint64_t now_ms)
         return released;
     if (released)
         sm_mesh_local(self->mesh, now_ms);
-    sm_mesh_tick(self->mesh, now_ms);
     if (self->opts.rebalance_floor && self->own_ok && ++self->ticks % SM__REBALANCE_TICKS == 0)
         s_rebalance_round(self, now_ms);
     sm_gossip *g = sm_mesh_gossip(self->mesh);
@@ -683,6 +683,7 @@ s_thread(void *arg)
     assert(batch);
     bool stop = false;
     uint64_t next_tick_ms = s_mono_ms() + SM__CORE_SWEEP_MS;   /* monotonic */
+    uint64_t next_mesh_ms = s_mono_ms() + SM__MESH_TICK_MS;
     enum { ITEMS_MAX = 4 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
     void *socks[ITEMS_MAX];
@@ -709,6 +710,10 @@ s_thread(void *arg)
         if (self->mesh && !self->own_ok)
             s_own_progress(self);
         uint64_t mono_ms = s_mono_ms();
+        if (self->mesh && mono_ms >= next_mesh_ms) {
+            sm_mesh_tick(self->mesh, now_ms);
+            next_mesh_ms = mono_ms + SM__MESH_TICK_MS;
+        }
         if (mono_ms >= next_tick_ms) {
             s_tick(self, now_ms);
             next_tick_ms = mono_ms + SM__CORE_SWEEP_MS;
@@ -730,6 +735,8 @@ s_thread(void *arg)
         if (fd >= 0 && ns < ITEMS_MAX)   /* the discovery beacon's UDP socket */
             items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
         uint64_t wake_ms = next_tick_ms;
+        if (self->mesh && next_mesh_ms < wake_ms)
+            wake_ms = next_mesh_ms;
         if (self->own_checking && self->own_check_until_ms < wake_ms)
             wake_ms = self->own_check_until_ms;
         for (size_t i = 0; i < self->nparked; i++)
