@@ -2119,6 +2119,39 @@ test_restart_unnoticed(void **state)
     assert_converged(f);
 }
 
+/* A peer that restarts unnoticed twice within S_HELLO_ANSWER_MIN_MS (1 s):
+   the second HELLO comes inside the floor that bounds what a peer can make
+   a node send, so it is not answered at once, but at the tick after the
+   floor, not at the restarted node's next HELLO a HEADS interval later (a
+   node checking its own log at start waits for those HEADS). */
+static void
+test_restart_twice_answered_after_floor(void **state)
+{
+    net *f = net_new(2, 59);
+    *state = f;
+    f->early_ok = true;
+    connect_all(f);
+    pump(f);
+    settle(f, 1);
+    for (int r = 0; r < 2; r++) {
+        f->now += 200;
+        sm_gossip_destroy(&f->g[1]);
+        f->g[1] = gossip_for(f, 1, 0);
+        sm_gossip_peer_up(f->g[1], &f->id[0].pub, "tcp://127.0.0.1:7400", f->now);
+        pump(f);
+    }
+    assert_false(sm_gossip_heads_heard(f->g[1]));   /* inside the floor: not yet */
+    f->now += 900;                     /* the floor is past; node 1's repeat is not due */
+    sm_gossip_tick(f->g[0], f->now);
+    sm_gossip_tick(f->g[1], f->now);
+    pump(f);
+    assert_true(sm_gossip_heads_heard(f->g[1]));
+    assert_true(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(write_at(f, 1, tu_item("cap", "Cap", 900)), 0);
+    pump(f);
+    assert_converged(f);
+}
+
 /* A WANT the peer cannot serve (a HEADS claimed more than it has) is
    answered with its HEADS, and the asker stops asking at once instead of
    waiting for the WANT to expire. */
@@ -2293,6 +2326,7 @@ main(void)
         cmocka_unit_test_teardown(test_early_answer_rewants_gap, teardown),
         cmocka_unit_test_teardown(test_clock_steps_back, teardown),
         cmocka_unit_test_teardown(test_restart_unnoticed, teardown),
+        cmocka_unit_test_teardown(test_restart_twice_answered_after_floor, teardown),
     };
     return cmocka_run_group_tests_name("gossip", tests, NULL, NULL);
 }
