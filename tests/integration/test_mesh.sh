@@ -20,6 +20,7 @@
 #     units ask travels through B), one for more than the market has left is
 #     409, and totals are conserved; a hold at LA "at" LC (not connected to
 #     LA: holds are forwarded to direct peers only) is 503 stall_unreachable;
+#     one "at" LB while LB's process is paused is 504 stall_timeout after 1 s;
 #   - partition and heal: B stopped, A and C sell until they run out (409),
 #     B restarted: digests converge, no unit sold twice;
 #   - security: a node of another market dialling A is refused (A logs it,
@@ -143,6 +144,7 @@ req() {
 }
 get() { curl -s --max-time 5 "$(url "$1")$2"; }
 digest() { get "$1" /api/state | jq -r '.digest // empty'; }
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$(url "$1")/readyz")" = 200 ]; }
 # same_digest NODE...: true if every node answers and all digests are equal.
 same_digest() {
     local first d
@@ -391,6 +393,18 @@ req LA POST /api/holds "{\"sku\":\"mug\",\"qty\":1,\"at\":\"${ID[LC]}\"}"
 check "a hold at LA \"at\" LC, two hops away, is 503 stall_unreachable" \
     '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' \
     "$code $body"
+# A stall that stops answering (its process paused; the connection stays
+# up until the heartbeat's 5 s): a hold forwarded to it is 504 after the
+# 1 s wait, and the error says the hold may exist there.
+kill -STOP "${PID[LB]}"
+t0=$(date +%s%N)
+req LA POST /api/holds "{\"sku\":\"mug\",\"qty\":1,\"at\":\"${ID[LB]}\"}"
+waited=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill -CONT "${PID[LB]}"
+check "a hold at LA \"at\" LB while LB is paused is 504 stall_timeout after ~1 s (${waited} ms), saying it may exist there" \
+    '[ "$code" = 504 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_timeout ] && printf "%s" "$body" | grep -q "may exist" && [ "$waited" -ge 900 ] && [ "$waited" -lt 4000 ]' \
+    "$code after $waited ms: $body"
+check "LB serves again once resumed" 'until_true 10 ready LB'
 for n in LA LB LC; do stop $n; done
 echo "# multi-hop done at $(elapsed) s"
 
