@@ -14,9 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
+
+#define SM__DISK_FULL_BYTES  (1u << 20)   /* less free than this: a write's EIO is a full disk */
 
 struct sm_store {
     MDB_env *env;
@@ -177,12 +180,29 @@ sm_txn_borrow(sm_txn *parent, int *err)
     return self;
 }
 
+/*  An I/O error while the store's file system is (nearly) full is a full
+    disk: LMDB reports a short write of its pages as EIO, and the operator
+    should read "disk full", not "I/O error".                                */
+static int
+s_err_write(sm_store *store, int raw)
+{
+    int rc = s_err(raw);
+    if (rc != SM_EIO)
+        return rc;
+    mdb_filehandle_t fd;
+    struct statvfs vfs;
+    if (mdb_env_get_fd(store->env, &fd) == 0 && fstatvfs(fd, &vfs) == 0
+        && (uint64_t) vfs.f_bavail * vfs.f_frsize < SM__DISK_FULL_BYTES)
+        return SM_ENOSPC;
+    return rc;
+}
+
 int
 sm_txn_commit(sm_txn **txn_p)
 {
     assert(txn_p && *txn_p && !(*txn_p)->borrowed);
     sm_txn *self = *txn_p;
-    int rc = s_err(mdb_txn_commit(self->txn));
+    int rc = s_err_write(self->store, mdb_txn_commit(self->txn));
     free(self);
     *txn_p = NULL;
     return rc;
@@ -227,7 +247,7 @@ sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,
     assert(txn && txn->write && db < SM_DB_COUNT && key && klen > 0);
     assert(val || vlen == 0);
     MDB_val k = { klen, (void *) key }, v = { vlen, (void *) val };
-    return s_err(mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0));
+    return s_err_write(txn->store, mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0));
 }
 
 int
@@ -240,7 +260,7 @@ sm_kv_put_last(sm_txn *txn, sm_db db, const void *key, size_t klen,
     int rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, MDB_APPEND);
     if (rc == MDB_KEYEXIST)
         rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0);
-    return s_err(rc);
+    return s_err_write(txn->store, rc);
 }
 
 int
