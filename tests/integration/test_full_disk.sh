@@ -132,4 +132,43 @@ check "after the restart every acknowledged sale is there ($listed listed, $acke
     '[ "$listed" = "$acked" ]'
 [ -n "$NODE_PID" ] && stop_node
 check "the store verifies (every link and signature)" '"$BIN" --dir "$DIR" verify >/dev/null 2>&1'
+
+# The mesh: a stall on a second small disk fetches an organiser's log of
+# 20,000 sales (written by fill_store) until its disk is full.  Each round
+# that cannot be stored is dropped whole and the sessions start again: the
+# stall keeps serving, says "full" in its log, and does not spin.
+FILL=$(dirname "$BIN")/bench/fill_store
+DISK2=$TMP/disk2
+if [ -x "$FILL" ] && mkdir -p "$DISK2" && mount -t tmpfs -o size=2m,mode=0700 tmpfs "$DISK2"; then
+    O=$TMP/organiser S=$DISK2/stall
+    "$BIN" --dir "$O" init --name Organiser >/dev/null && "$BIN" --dir "$O" market create --name "Mesh disk" >/dev/null \
+        && "$BIN" --dir "$S" init --name Stall >/dev/null \
+        && tok=$("$BIN" --dir "$O" admit "$("$BIN" --dir "$S" id --json | jq -r .node)" --name Stall) \
+        && "$BIN" --dir "$S" join "$tok" >/dev/null && "$FILL" "$O" 20000 >/dev/null 2>&1
+    check "an organiser with 20,000 sales and a stall on a 2 MiB disk are made" '[ $? = 0 ]'
+    OP=$((20000 + RANDOM % 30000)); OM=$((OP + 1)); SP=$((OP + 2)); SM=$((OP + 3))
+    "$BIN" --dir "$O" run --http "127.0.0.1:$OP" --listen "tcp://127.0.0.1:$OM" --log-level warn \
+        >/dev/null 2>"$TMP/o.err" &
+    O_PID=$!
+    "$BIN" --dir "$S" run --http "127.0.0.1:$SP" --listen "tcp://127.0.0.1:$SM" --log-level warn \
+        --peer "$("$BIN" --dir "$O" id --json | jq -r .node)@tcp://127.0.0.1:$OM" >/dev/null 2>"$TMP/s.err" &
+    S_PID=$!
+    full_logged() { grep -qs "could not be stored: the store is full" "$TMP/s.err"; }
+    for _ in $(seq 1 150); do full_logged && break; sleep 0.1; done
+    check "the stall's disk fills while it fetches, and it says so" 'full_logged' "$(tail -n 3 "$TMP/s.err")"
+    t0=$(awk '{ print $14 + $15 }' "/proc/$S_PID/stat")
+    sleep 4
+    cpu=$(( $(awk '{ print $14 + $15 }' "/proc/$S_PID/stat") - t0 ))
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$SP/api/stock")
+    check "meanwhile the stall serves (/api/stock $code) and does not spin ($cpu ticks of CPU in 4 s)" \
+        '[ "$code" = 200 ] && [ "$cpu" -lt 200 ] && kill -0 "$S_PID"'
+    for p in $S_PID $O_PID; do kill -TERM "$p" 2>/dev/null; done
+    for p in $S_PID $O_PID; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
+    done
+    umount "$DISK2"
+else
+    nok "a second tmpfs and fill_store ($FILL) for the mesh part"
+fi
 finish
