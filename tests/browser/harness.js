@@ -7,6 +7,10 @@
 // 200.  It is stopped by its PID only (SIGTERM, then SIGKILL if it has not
 // exited within STOP_MS); every node this module started is killed when the
 // test process exits, whatever happened.  Every wait here is bounded.
+//
+// Two nodes of one market (Node.join): the organiser admits a stall with
+// the organiser's mesh endpoint in the token, the stall joins with it; both
+// are started with a mesh listener on 127.0.0.1 (start({ mesh: true })).
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
@@ -76,9 +80,30 @@ class Node {
     return node;
   }
 
+  // Make a stall of `organiser`'s market: init, admitted by the organiser
+  // (the token names the organiser's mesh endpoint), join.  The organiser
+  // may be stopped or running.  Returns a stopped Node.
+  static async join(organiser, name) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stallmesh-browser-'));
+    const node = new Node(dir, await freePort());
+    try {
+      node.cli('init', '--name', name);
+      await organiser.pickMeshPort();
+      const token = organiser.cli('admit', node.id(), '--name', name,
+                                  '--endpoint', `tcp://127.0.0.1:${organiser.meshPort}`).trim();
+      node.cli('join', token);
+      node.token = fs.readFileSync(path.join(dir, 'api-token'), 'utf8').trim();
+    } catch (e) {
+      node.remove();
+      throw e;
+    }
+    return node;
+  }
+
   constructor(dir, port) {
     this.dir = dir;
     this.port = port;
+    this.meshPort = 0;        // picked when first started with { mesh: true }, or by join()
     this.child = null;
     this.logPath = path.join(dir, 'node.log');
     this.url = `http://127.0.0.1:${port}`;
@@ -88,15 +113,30 @@ class Node {
     return execFileSync(BIN, ['--dir', this.dir, ...args], { timeout: 15000, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
   }
 
+  // This node's id (64 hex digits).
+  id() {
+    if (!this.nodeId) this.nodeId = JSON.parse(this.cli('id', '--json')).node;
+    return this.nodeId;
+  }
+
   log() {
     try { return fs.readFileSync(this.logPath, 'utf8').slice(-4000); } catch (e) { return ''; }
   }
 
-  // Start `run` on this node's port and wait for /readyz.
-  async start() {
+  // A mesh port for this node (kept for restarts).
+  async pickMeshPort() {
+    if (!this.meshPort) this.meshPort = await freePort();
+    return this.meshPort;
+  }
+
+  // Start `run` on this node's port and wait for /readyz.  mesh: listen
+  // for peers on tcp://127.0.0.1:meshPort (else no listener); args: more
+  // `run` arguments (e.g. --peer ID@ENDPOINT).
+  async start({ mesh = false, args = [] } = {}) {
     if (this.child) throw new Error('node already running');
+    const listen = mesh ? `tcp://127.0.0.1:${await this.pickMeshPort()}` : 'none';
     const out = fs.openSync(this.logPath, 'a');
-    const child = spawn(BIN, ['--dir', this.dir, 'run', '--http', `127.0.0.1:${this.port}`, '--listen', 'none'],
+    const child = spawn(BIN, ['--dir', this.dir, 'run', '--http', `127.0.0.1:${this.port}`, '--listen', listen, ...args],
                         { stdio: ['ignore', out, out] });
     fs.closeSync(out);
     this.child = child;

@@ -262,3 +262,89 @@ test('with the node stopped the stock page shows its offline state and the till 
   assert.deepEqual(shop.errors, []);
   assert.deepEqual(tillPage.errors, []);
 });
+
+// Two nodes of one market on loopback: an organiser holding the only jam,
+// and a stall (joined with the organiser's token) whose page offers to
+// reserve it at the organiser.
+test('an item sold out here but held at another stall is reserved there, shown "at" that stall with no Cancel',
+     { timeout: TEST_MS * 2 }, async (t) => {
+  const org = await Node.create('Orchard Farm');
+  t.after(async () => { try { await org.stop(); } finally { org.remove(); } });
+  const stallNode = await Node.join(org, 'Corner Bakery');
+  t.after(async () => { try { await stallNode.stop(); } finally { stallNode.remove(); } });
+  await org.start({ mesh: true });
+  await stallNode.start({ mesh: true, args: ['--peer', `${org.id()}@tcp://127.0.0.1:${org.meshPort}`] });
+
+  // A node that knows peers checks its own log with them first (writes
+  // answer 503 recovering for up to 3 s): retry the first write, bounded.
+  await until('the organiser to take writes', UI_MS, async () =>
+    (await org.api('POST', '/api/items', { sku: 'jam-damson', name: 'Damson jam', price: 400 })).status === 201);
+  await org.must('POST', '/api/stock/add', { sku: 'jam-damson', qty: 3 });
+  const orgId = org.id();
+  const far = await until('the jam at the organiser to reach the stall', UI_MS * 2, async () => {
+    const it = await stallNode.stockItem('jam-damson');
+    const l = it && it.locations.find((x) => x.node === orgId);
+    return l && l.units === 3 && l.name ? { it, l } : null;
+  });
+  assert.equal(far.it.here, 0);
+  assert.equal(far.it.total, 3);
+  assert.deepEqual(far.it.locations.map((x) => x.node), [orgId], 'units only at the organiser');
+  const orgName = far.l.name;
+  await until('the stall connected to the organiser', UI_MS, async () => {
+    const p = await stallNode.must('GET', '/api/peers', undefined, [200]);
+    return p.peers.some((x) => x.node === orgId && x.connected);
+  });
+  const before = await org.stockItem('jam-damson');
+  assert.equal(before.here, 3);
+
+  const page = await open(t, `${stallNode.url}/`);
+  const jam = row(page, 'jam-damson');
+  await until('the jam row at the stall', UI_MS, async () => /0 here, 3 at other stalls/.test(await text(jam)));
+  assert.match(await text(jam), /Sold out here/);
+  const btn = jam.getByRole('button', { name: `Reserve one Damson jam at ${orgName}` });
+  assert.equal(await btn.textContent(), `Reserve at ${orgName}`);
+  assert.equal(await btn.isDisabled(), false);
+
+  await btn.click();
+  await until('the message', UI_MS, async () =>
+    (await text(page.locator('#msg'))) === `Reserved one Damson jam at ${orgName}. Pick it up there.`);
+  const hold = page.locator('#hold-list li');
+  assert.equal(await hold.count(), 1);
+  assert.match(await text(hold.locator('span').first()), new RegExp(`^Damson jam at ${orgName} — \\d+:\\d\\d left$`));
+  assert.equal(await text(hold.locator('.note')), 'cancel at the stall');
+  const first = await text(hold.locator('.count'));
+  const m = /^(\d+):(\d\d) left$/.exec(first);
+  assert.ok(m, first);
+  const secs = +m[1] * 60 + +m[2];
+  assert.ok(secs > 30 && secs <= 24 * 3600, `countdown ${first}`);
+  await until('the countdown to move', 5000, async () => (await text(hold.locator('.count'))) !== first);
+  assert.equal(await hold.getByRole('button').count(), 0, 'no Cancel for a hold at another stall');
+
+  const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('stallmesh.holds.v1')));
+  assert.equal(kept.length, 1);
+  assert.equal(kept[0].at, orgId);
+  assert.equal(kept[0].stall, orgName);
+  assert.ok(kept[0].id.startsWith(`${orgId}:`), kept[0].id);
+
+  // The hold is on the organiser's log: one held there, one fewer here.
+  const after = await org.stockItem('jam-damson');
+  assert.equal(after.held, 1);
+  assert.equal(after.here, 2);
+  // The stall's page learns it too and still offers the organiser's last two.
+  await until('2 at other stalls on the stall page', UI_MS, async () => /0 here, 2 at other stalls/.test(await text(jam)));
+  // This node cannot cancel it: DELETE here is 404, as the page says.
+  assert.equal((await stallNode.api('DELETE', `/api/holds/${encodeURIComponent(kept[0].id)}`)).status, 404);
+
+  // The organiser gone: the stall answers 503 stall_unreachable and the page says so.
+  await org.stop();
+  await until('the stall to see the organiser gone', UI_MS, async () => {
+    const p = await stallNode.must('GET', '/api/peers', undefined, [200]);
+    return !p.peers.some((x) => x.node === orgId && x.connected);
+  });
+  await btn.click();
+  await until('the unreachable message', UI_MS, async () =>
+    /^Cannot reach .+ from here right now\. Nothing was reserved/.test(await text(page.locator('#msg'))));
+  assert.match(await text(page.locator('#msg')), new RegExp(`^Cannot reach ${orgName} `));
+  assert.equal(await hold.count(), 1);
+  assert.deepEqual(page.errors, []);
+});
