@@ -94,6 +94,27 @@ s_market_opt(int opt, const char *arg, void *ctx)
     return 0;
 }
 
+/*  The organiser's own name for its roster entry: the name `init --name`
+    kept in DIR/name (its first line), else the market's name.              */
+static void
+s_own_name(sm__cli *cli, const char *fallback, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", fallback);
+    char path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__NAME_FILE, path))
+        return;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[SM_NAME_BYTES_MAX + 2];
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] && strlen(line) <= SM_NAME_BYTES_MAX)
+            snprintf(out, cap, "%s", line);
+    }
+    fclose(f);
+}
+
 int
 sm__cmd_market(sm__cli *cli, int argc, char **argv)
 {
@@ -142,7 +163,10 @@ sm__cmd_market(sm__cli *cli, int argc, char **argv)
                       "init' to organise a second one", market.name, hex);
         goto fail;
     }
-    int rc = sm_ledger_create_market(ledger, a.name, a.currency, sm__cli_now_ms());
+    char self_name[SM_NAME_BYTES_MAX + 1];
+    s_own_name(cli, a.name, self_name, sizeof self_name);
+    int rc = sm_ledger_create_market_as(ledger, a.name, self_name, a.currency,
+                                        sm__cli_now_ms());
     if (rc != 0) {
         sm__cli_error("cannot create the market: %s", sm_strerror(rc));
         goto fail;

@@ -616,10 +616,18 @@ int
 sm_ledger_create_market(sm_ledger *self, const char *name, const char *currency,
                         uint64_t now_ms)
 {
-    assert(self && name && currency);
+    return sm_ledger_create_market_as(self, name, name, currency, now_ms);
+}
+
+int
+sm_ledger_create_market_as(sm_ledger *self, const char *name, const char *self_name,
+                           const char *currency, uint64_t now_ms)
+{
+    assert(self && name && self_name && currency);
     if (!self->has_id)
         return SM_ENOIDENT;
-    if (strlen(name) == 0 || strlen(name) > SM_NAME_BYTES_MAX)
+    if (strlen(name) == 0 || strlen(name) > SM_NAME_BYTES_MAX
+        || strlen(self_name) == 0 || strlen(self_name) > SM_NAME_BYTES_MAX)
         return SM_EINVAL;
     if (strlen(currency) != 3)
         return SM_EMONEY;
@@ -649,7 +657,7 @@ sm_ledger_create_market(sm_ledger *self, const char *name, const char *currency,
         memset(&b, 0, sizeof b);
         b.kind = SM_KIND_ROSTER_ADMIT;
         b.u.admit.node = self->id.pub;
-        sm__strfill(b.u.admit.name, sizeof b.u.admit.name, name);
+        sm__strfill(b.u.admit.name, sizeof b.u.admit.name, self_name);
         b.u.admit.role = SM_ROLE_ORGANISER;
         rc = s_append(self, txn, &b, now_ms, NULL);
     }

@@ -104,6 +104,10 @@ int sm_ledger_confirm_own(sm_ledger *self);
     append the roster.admit of itself.  SM_EEXIST if it has a market.         */
 int sm_ledger_create_market(sm_ledger *self, const char *name,
                             const char *currency, uint64_t now_ms);
+/*  The same, admitting itself under `self_name` (its stall's or office's
+    name, as `init --name` gave it) rather than the market's name.           */
+int sm_ledger_create_market_as(sm_ledger *self, const char *name, const char *self_name,
+                               const char *currency, uint64_t now_ms);
 
 /*  Record membership of a market from a verified join token: the market,
     and the organiser's admit entry for this node (kept until the

@@ -210,6 +210,8 @@ check "log prints one JSON line per entry ($entries)" '[ $rc -eq 0 ] && [ $(line
 HEX64='[0-9a-f]{64}'
 check "every log line has origin, seq, hlc, version, market, kind, prev, sig and body" \
     'matches "$LOG" "\{\"origin\": \"$ORG_ID\", \"seq\": [0-9]+, \"hlc\": [0-9]+, \"version\": 1, \"market\": \"$ORG_ID\", \"kind\": \"roster\.admit\", \"prev\": \"$HEX64\", \"sig\": \"[0-9a-f]{128}\", \"body\": \{.*\}\}"'
+check "the organiser admits itself under its own name (init --name), not the market's" \
+    'has "$LOG" "\"body\": {\"node\": \"$ORG_ID\", \"name\": \"Market office\", \"role\": \"organiser\"}"'
 check "log shows the stall's admit with its name and role" \
     'has "$LOG" "\"body\": {\"node\": \"$STALL_ID\", \"name\": \"Honey & Hive\", \"role\": \"stall\"}"'
 check "log numbers the entries 1..$entries" \
