@@ -137,7 +137,8 @@ unit-san: $(SAN_TESTS)
 	@set -e; for t in $(SAN_TESTS); do echo "== $$t (asan+ubsan)"; \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
-integration: all tools
+# fill_store writes the big log test_full_disk's mesh part fetches.
+integration: all tools $(BUILD)/bench/fill_store
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do echo "== $$t"; bash $$t $(BUILD)/stallmesh $(BUILD)/tools/wsprobe; done
 
 # Installs chromium, node and npm (apt) and playwright-core (npm ci) if missing.
