@@ -591,6 +591,14 @@ s_sweep_holds(sim_world *w, sim_node *nd)
 }
 
 void
+sim_node_own_enable(sim_node *nd)
+{
+    nd->own_ok = true;
+    nd->own_checking = false;
+    sm_gossip_set_writable(nd->gossip, true);
+}
+
+void
 sim_node_tick(sim_world *w, sim_node *nd)
 {
     uint64_t now = sim_node_now(w, nd);
@@ -600,10 +608,9 @@ sim_node_tick(sim_world *w, sim_node *nd)
     if (!nd->own_ok && sm_gossip_own_recovered(nd->gossip)) {
         int rc = nd->own_checking ? 0 : sm_ledger_confirm_own(nd->ledger);
         if (rc == 0) {
-            nd->own_ok = true;
             sim_say(w, "node %d: own log %s; writes enabled", nd->index,
                     nd->own_checking ? "checked with peers" : "recovered from peers");
-            nd->own_checking = false;
+            sim_node_own_enable(nd);
         } else {
             sim_fail(w, "node %d: cannot record its recovered own log: %s", nd->index,
                      sm_strerror(rc));
@@ -617,8 +624,7 @@ sim_node_tick(sim_world *w, sim_node *nd)
         bool silent = !sm_gossip_heads_heard(nd->gossip);
         if (w->now >= nd->own_check_until_ms
             && (silent || w->now - nd->own_check_moved_ms >= SM_OWN_STALL_MS)) {
-            nd->own_ok = true;
-            nd->own_checking = false;
+            sim_node_own_enable(nd);
             sim_say(w, "node %d: %s; writes enabled unchecked", nd->index,
                     silent ? "no peer answered its own-log check"
                            : "peers claimed more of its own log than any sent");

@@ -332,6 +332,9 @@ void sim_node_snapshot(sim_world *w, sim_node *nd);
 void sim_node_restore(sim_world *w, sim_node *nd, bool wipe);
 void sim_node_submit(sim_world *w, sim_node *nd, const sim_req *req);
 void sim_node_wake(sim_world *w, sim_node *nd);
+/*  Its own log is checked or back: local writes, and the engine's appends
+    for peers, may go on.                                                     */
+void sim_node_own_enable(sim_node *nd);
 void sim_node_tick(sim_world *w, sim_node *nd);
 void sim_node_after_receive(sim_world *w, sim_node *nd);
 /* While nd's own log is unconfirmed after a wipe: it appended nothing. */

@@ -387,8 +387,7 @@ sim_workload_setup(sim_world *w)
         /* Stores created a moment ago have no older copy to check for:
            the market's first start writes at once, as --allow-fresh would
            (later starts check with their peers first, as core.c does). */
-        w->node[i].own_ok = true;
-        w->node[i].own_checking = false;
+        sim_node_own_enable(&w->node[i]);
     }
     if (w->failed)
         return;

@@ -546,6 +546,15 @@ s_tick(sm_core *self, uint64_t now_ms)
     they hold first; if no peer answers within SM_OWN_CHECK_MS it appends
     anyway (a stall alone at the market must sell), and a fork, if it was
     an older copy, is detected and reported when the peers come back.       */
+/*  Local writes, and the engine's appends for peers, may go on.          */
+static void
+s_own_enable(sm_core *self)
+{
+    self->own_ok = true;
+    self->own_checking = false;
+    sm_gossip_set_writable(sm_mesh_gossip(self->mesh), true);
+}
+
 static void
 s_own_progress(sm_core *self)
 {
@@ -559,8 +568,7 @@ s_own_progress(sm_core *self)
         sm_log_info(self->own_checking
                     ? "core: own log checked with peers; local writes enabled"
                     : "core: own log recovered from peers; local writes enabled");
-        self->own_ok = true;
-        self->own_checking = false;
+        s_own_enable(self);
         return;
     }
     if (!self->own_checking)
@@ -588,8 +596,7 @@ s_own_progress(sm_core *self)
     } else {
         return;
     }
-    self->own_ok = true;
-    self->own_checking = false;
+    s_own_enable(self);
 }
 
 static int
@@ -660,6 +667,7 @@ s_thread_start(sm_core *self, void **router_out)
             sm_log_info("core: checking this node's own log with its peers before "
                         "appending (up to %u ms if none answers)", SM_OWN_CHECK_MS);
         }
+        sm_gossip_set_writable(sm_mesh_gossip(self->mesh), self->own_ok);
     }
     sm_ledger_version(self->opts.ledger, &self->version);
     return 0;

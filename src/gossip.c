@@ -205,6 +205,7 @@ struct sm_gossip {
     uint64_t endpoints_gen;    /* bumped when a known endpoint changes */
 
     bool heads_any;            /* some peer's HEADS arrived (ever) */
+    bool writable;             /* the caller lets it append (sm_gossip_set_writable) */
     bool recovered;            /* own log caught up with what peers reported */
     uint64_t own_reported;     /* the highest seq of this node's log a peer reported */
 
@@ -1555,14 +1556,12 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
         want = want > seen->given ? want - seen->given : 0;
     uint32_t give = 0;
     sm_units u;
-    /* A node fetching its own log back (its store was wiped) appends
-       nothing until it has it: the moves others made to it arrive before
-       its own sales, so its units look spare, and a move appended now
-       would reissue a seq its old log used (a fork). */
-    bool confirmed = false;
-    int rc = want > 0 ? sm_ledger_own_confirmed(self->ledger, &confirmed) : 0;
-    if (rc == 0 && want > 0 && !confirmed)
-        rc = SM_ERECOVERING;
+    /* A node fetching its own log back (its store was wiped) or checking
+       it at start (an older copy?) appends nothing until the caller says it
+       may: the moves others made to it arrive before its own sales, so its
+       units look spare, and a move appended now would reissue a seq its old
+       log used (a fork). */
+    int rc = want > 0 && !self->writable ? SM_ERECOVERING : 0;
     if (rc == 0 && want > 0)
         rc = sm_ledger_units(self->ledger, m->u.units.sku, &self->self, &u);
     if (rc == 0 && want > 0 && u.units - (int64_t) self->units_floor >= 1) {
@@ -1719,11 +1718,8 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         return 0;
     }
     p->hold_asks++;
-    /* As for UNITS_ASK: a node fetching its own log back appends nothing. */
-    bool confirmed = false;
-    int rc = sm_ledger_own_confirmed(self->ledger, &confirmed);
-    if (rc == 0 && !confirmed)
-        rc = SM_ERECOVERING;
+    /* As for UNITS_ASK: a node not yet sure of its own log appends nothing. */
+    int rc = self->writable ? 0 : SM_ERECOVERING;
     uint64_t seq = 0, expires_ms = now_ms + self->hold_ttl_ms;
     if (rc == 0) {
         sm_body hold;
@@ -2305,6 +2301,14 @@ sm_gossip_own_recovered(sm_gossip *self)
         return false;
     self->recovered = h.seq >= self->own_reported;
     return self->recovered;
+}
+
+void
+sm_gossip_set_writable(sm_gossip *self, bool writable)
+{
+    assert(self);
+    s_enter(self);
+    self->writable = writable;
 }
 
 bool

@@ -233,4 +233,10 @@ bool sm_gossip_own_recovered(sm_gossip *self);
     compared with what that peer holds of it).                              */
 bool sm_gossip_heads_heard(sm_gossip *self);
 
+/*  Whether this node may append to its own log (answer UNITS_ASK with a
+    stock.move, HOLD_ASK with a hold).  False from sm_gossip_new until the
+    caller, which owns the own-log gate (a wiped store fetching its log
+    back, a restored one checking it with peers), says it may.               */
+void sm_gossip_set_writable(sm_gossip *self, bool writable);
+
 #endif
