@@ -48,6 +48,11 @@
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
 
+/* The node's log (src/logger.h). */
+#define SM_LOG_THROTTLE_MS        10000u    /* one line per kind of repeated warning */
+#define SM_LOG_THROTTLE_KEYS_MAX  256u      /* kinds of throttled warnings tracked */
+#define SM_LOG_THROTTLE_KEY_BYTES 96u       /* of a kind's name; longer names are cut */
+
 /* The node's configuration file. */
 #define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */
 /* The CLI's requests to its node's JSON API. */
