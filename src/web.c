@@ -18,12 +18,14 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ev.h>
 #include <libwebsockets.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "assets.h"
@@ -34,7 +36,10 @@
 #define SM__WS_QUEUE_MSGS_MAX   64u      /* messages queued to one client */
 #define SM__HTTP_CHUNK_BYTES    65536u   /* body bytes a writeable callback sends */
 #define SM__ADDR_BYTES          64u
-#define SM__ADDR_SLOTS          1024u    /* distinct client addresses tracked */
+#define SM__ADDR_SLOTS          4096u    /* distinct client addresses with connections */
+#define SM__FD_RESERVE          256u     /* descriptors kept for the store, mesh and logs */
+#define SM__FDS_TRACKED_MAX     (1u << 20) /* descriptors the accounting table covers */
+#define SM__TICK_MS             1000u    /* throttled log counts flushed this often */
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
 
 typedef struct {
@@ -71,14 +76,23 @@ typedef struct s_conn {
     unsigned qhead, qlen;
     size_t qbytes;
     size_t rx_bytes;           /* of the message being received */
-    bool counted;              /* in the per-address count */
     bool dropping;
 } s_conn;
 
 typedef struct {
     char addr[SM__ADDR_BYTES];
-    uint32_t count;
+    uint32_t count;            /* connections open */
+    uint32_t requests;         /* of them, with a request not yet complete */
 } s_addr_slot;
+
+/*  One accepted connection's accounting, indexed by its descriptor (the
+    connection's wsi points at it through lws's opaque user data).          */
+typedef struct {
+    uint32_t slot_plus1;       /* index in addrs + 1; 0: not counted */
+    bool in_request;           /* waiting for a request's headers or body */
+    bool in_body;              /* ... its headers are in */
+    uint64_t deadline_ms;      /* of the part it waits for (monotonic) */
+} s_fdrec;
 
 struct sm_web {
     sm_web_opts opts;
@@ -95,6 +109,12 @@ struct sm_web {
     int port;
     char token_header[8 + 2 * 64 + 1];   /* "Bearer <hex>" */
     s_addr_slot addrs[SM__ADDR_SLOTS];
+    s_fdrec *fdrecs;           /* one per possible descriptor */
+    size_t fdrecs_len;
+    size_t conns_open;         /* accepted, not yet destroyed */
+    size_t conns_max;          /* SM_HTTP_CLIENTS_MAX or what descriptors allow */
+    lws_sorted_usec_list_t tick_sul;
+    struct ev_loop *loop;      /* libev on epoll; NULL: lws's own poll loop */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -141,7 +161,7 @@ s_token_ok(const sm_web *self, const char *given)
     return diff == 0;
 }
 
-/* Per-address websocket counts: a small open-addressing table. */
+/* Per-address connection counts: a small open-addressing table. */
 static s_addr_slot *
 s_addr_slot_for(sm_web *self, const char *addr, bool create)
 {
@@ -162,6 +182,283 @@ s_addr_slot_for(sm_web *self, const char *addr, bool create)
         return NULL;
     snprintf(free_slot->addr, sizeof free_slot->addr, "%s", addr);
     return free_slot;
+}
+
+/* ---- slow clients: connection accounting ------------------------------ */
+
+/*  Every accepted connection is counted against its address from accept to
+    destruction (LWS_CALLBACK_FILTER_NETWORK_CONNECTION refuses over the
+    limits before lws allocates anything for it; LWS_CALLBACK_WSI_DESTROY
+    releases).  A connection also counts as "in a request" from accept, or
+    from the answer to its previous request, until its request is complete
+    (headers and body in): that is the part a client controls and the part
+    that holds one of the SM_HTTP_HEADER_POOL header tables.  Its own wsi
+    timer closes it when the headers take longer than headers_timeout_s or
+    the body longer than body_timeout_s: deadlines, not idle timeouts, so a
+    client sending a byte a second gains nothing.  lws's own per-connection
+    state is not used for this (its header-table timeout restarts with every
+    table; its body timeout with every chunk).                               */
+
+static uint64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/*  The accounting key of a peer: an IPv4 address (IPv4-mapped IPv6 too) as
+    dotted text; an IPv6 address by its /64, since a host is usually given a
+    whole /64 and could take a fresh address for each connection.            */
+static void
+s_addr_key(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+    char text[INET6_ADDRSTRLEN];
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+        snprintf(out, cap, "%s", text);
+    } else if (sa->ss_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *) sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            inet_ntop(AF_INET, &a.s6_addr[12], text, sizeof text);
+            snprintf(out, cap, "%s", text);
+            return;
+        }
+        memset(&a.s6_addr[8], 0, 8);
+        inet_ntop(AF_INET6, &a, text, sizeof text);
+        snprintf(out, cap, "%s/64", text);
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+/*  Count a refusal and say so, once per address every SM_LOG_THROTTLE_MS. */
+static void
+s_conn_refuse_log(sm_web *self, const char *addr, sm_metric m, const char *why)
+{
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, m, 1);
+    char kind[SM__ADDR_BYTES + 40];
+    snprintf(kind, sizeof kind, "web: connections from %s refused", addr);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: connection from %s refused: %s", addr, why);
+}
+
+static void
+s_conn_gauge(sm_web *self)
+{
+    if (self->opts.metrics)
+        sm_metrics_set(self->opts.metrics, SM_GAUGE_HTTP_CONNECTIONS, (int64_t) self->conns_open);
+}
+
+/*  Uncount a connection and clear its record; safe on a clear record.      */
+static void
+s_conn_release(sm_web *self, s_fdrec *rec)
+{
+    if (rec->slot_plus1) {
+        assert(rec->slot_plus1 <= SM__ADDR_SLOTS);
+        s_addr_slot *slot = &self->addrs[rec->slot_plus1 - 1];
+        assert(slot->count > 0 && self->conns_open > 0);
+        slot->count--;
+        if (rec->in_request) {
+            assert(slot->requests > 0);
+            slot->requests--;
+        }
+        self->conns_open--;
+    }
+    memset(rec, 0, sizeof *rec);
+}
+
+/*  LWS_CALLBACK_FILTER_NETWORK_CONNECTION: 0 admits the connection just
+    accepted, -1 refuses it (lws closes the socket at once).                 */
+static int
+s_conn_filter(sm_web *self, const struct lws_filter_network_conn_args *filt)
+{
+    const sm_config *cfg = self->opts.config;
+    char addr[SM__ADDR_BYTES];
+    char why[128];
+    s_addr_key(&filt->cli_addr, addr, sizeof addr);
+    int fd = (int) filt->accept_fd;
+    if (fd < 0 || (size_t) fd >= self->fdrecs_len || self->conns_open >= self->conns_max) {
+        snprintf(why, sizeof why, "the node has %zu connections open, all it serves",
+                 self->conns_open);
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_FULL, why);
+        return -1;
+    }
+    s_fdrec *rec = &self->fdrecs[fd];
+    s_conn_release(self, rec);     /* left by a connection whose adoption failed */
+    s_addr_slot *slot = s_addr_slot_for(self, addr, true);
+    if (!slot) {
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_FULL,
+                          "connections from too many addresses at once");
+        return -1;
+    }
+    if (slot->count >= cfg->clients_per_addr_max) {
+        snprintf(why, sizeof why, "%u connections open from it (http.clients_per_addr_max)",
+                 slot->count);
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_ADDR, why);
+        return -1;
+    }
+    if (slot->requests >= cfg->requests_per_addr_max) {
+        snprintf(why, sizeof why, "%u requests from it still unfinished "
+                 "(http.requests_per_addr_max)", slot->requests);
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_REQUESTS, why);
+        return -1;
+    }
+    slot->count++;
+    slot->requests++;
+    self->conns_open++;
+    rec->slot_plus1 = (uint32_t) (slot - self->addrs) + 1;
+    rec->in_request = true;
+    rec->deadline_ms = s_mono_ms() + (uint64_t) cfg->headers_timeout_s * 1000u;
+    s_conn_gauge(self);
+    return 0;
+}
+
+/*  Run the connection's timer at its record's deadline.                     */
+static void
+s_conn_arm(struct lws *wsi, const s_fdrec *rec)
+{
+    uint64_t now = s_mono_ms();
+    uint64_t left_ms = rec->deadline_ms > now ? rec->deadline_ms - now : 0;
+    lws_set_timer_usecs(wsi, (lws_usec_t) (left_ms + 1) * LWS_US_PER_MS);
+}
+
+static s_fdrec *
+s_conn_rec(struct lws *wsi)
+{
+    return lws_get_opaque_user_data(wsi);
+}
+
+/*  LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: tie the record made at
+    accept to the connection's wsi and start the headers' clock.             */
+static void
+s_conn_adopted(sm_web *self, struct lws *wsi)
+{
+    int fd = (int) lws_get_socket_fd(wsi);
+    if (fd < 0 || (size_t) fd >= self->fdrecs_len || !self->fdrecs[fd].slot_plus1)
+        return;
+    lws_set_opaque_user_data(wsi, &self->fdrecs[fd]);
+    s_conn_arm(wsi, &self->fdrecs[fd]);
+}
+
+/*  The request's headers are in and a body is to come: the body's clock.  */
+static void
+s_conn_body_starts(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || !rec->in_request)
+        return;
+    rec->in_body = true;
+    rec->deadline_ms = s_mono_ms() + (uint64_t) self->opts.config->body_timeout_s * 1000u;
+    s_conn_arm(wsi, rec);
+}
+
+/*  The request is complete (or became a websocket): no longer unfinished. */
+static void
+s_conn_request_done(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || !rec->in_request)
+        return;
+    s_addr_slot *slot = &self->addrs[rec->slot_plus1 - 1];
+    assert(slot->requests > 0);
+    slot->requests--;
+    rec->in_request = false;
+    rec->in_body = false;
+}
+
+/*  The answer is out and the connection stays open for another request:
+    the headers' clock again.  Called before lws_http_transaction_completed,
+    which may already start on a pipelined request.                          */
+static void
+s_conn_next_request(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || rec->in_request)
+        return;
+    self->addrs[rec->slot_plus1 - 1].requests++;
+    rec->in_request = true;
+    rec->in_body = false;
+    rec->deadline_ms = s_mono_ms() + (uint64_t) self->opts.config->headers_timeout_s * 1000u;
+    s_conn_arm(wsi, rec);
+}
+
+/*  LWS_CALLBACK_TIMER: -1 (lws closes it) for a connection past its
+    deadline; a timer that ran early is set again.                            */
+static int
+s_conn_timer(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || !rec->in_request)
+        return 0;
+    if (s_mono_ms() < rec->deadline_ms) {
+        s_conn_arm(wsi, rec);
+        return 0;
+    }
+    const char *addr = self->addrs[rec->slot_plus1 - 1].addr;
+    const sm_config *cfg = self->opts.config;
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, rec->in_body ? SM_METRIC_HTTP_BODY_TIMEOUT
+                                                        : SM_METRIC_HTTP_HEADERS_TIMEOUT, 1);
+    char kind[SM__ADDR_BYTES + 40];
+    snprintf(kind, sizeof kind, "web: slow clients at %s dropped", addr);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: client %s dropped: its request's %s took "
+                     "longer than %u s (http.%s)", addr, rec->in_body ? "body" : "headers",
+                     rec->in_body ? cfg->body_timeout_s : cfg->headers_timeout_s,
+                     rec->in_body ? "body_timeout_s" : "headers_timeout_s");
+    return -1;
+}
+
+/*  LWS_CALLBACK_WSI_DESTROY (the socket is closed by now).                  */
+static void
+s_conn_destroyed(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec)
+        return;
+    s_conn_release(self, rec);
+    lws_set_opaque_user_data(wsi, NULL);
+    s_conn_gauge(self);
+}
+
+/*  Raise the soft descriptor limit towards the hard one (every connection
+    is a descriptor) and size the accounting table by the result.           */
+static int
+s_conns_init(sm_web *self)
+{
+    const rlim_t wanted = SM_HTTP_CLIENTS_MAX + 16u * SM__FD_RESERVE;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rl.rlim_cur = 1024;
+    } else if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > wanted ? wanted : rl.rlim_max;
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    size_t fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SM__FDS_TRACKED_MAX
+                 ? SM__FDS_TRACKED_MAX : (size_t) rl.rlim_cur;
+    self->fdrecs = calloc(fds, sizeof *self->fdrecs);
+    if (!self->fdrecs)
+        return SM_ENOMEM;
+    self->fdrecs_len = fds;
+    size_t usable = fds > 2 * SM__FD_RESERVE ? fds - SM__FD_RESERVE : fds / 2;
+    self->conns_max = usable < SM_HTTP_CLIENTS_MAX ? usable : SM_HTTP_CLIENTS_MAX;
+    if (self->conns_max < SM_HTTP_CLIENTS_MAX)
+        sm_log_info("web: serving at most %zu connections (the descriptor limit is %zu; "
+                    "raise it with ulimit -n or LimitNOFILE=)", self->conns_max, fds);
+    return 0;
+}
+
+/*  Once a second: write the counts of throttled log lines that are due.    */
+static void
+s_tick(lws_sorted_usec_list_t *sul)
+{
+    sm_web *self = lws_container_of(sul, sm_web, tick_sul);
+    sm_log_throttle_flush();
+    lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
+                     (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
@@ -213,6 +510,7 @@ s_dispatch(sm_web *self, s_conn *conn)
 {
     s_http *h = conn->http;
     const sm_asset *asset = NULL;
+    s_conn_request_done(self, conn->wsi);
     if ((h->method == SM_HTTP_GET || h->method == SM_HTTP_HEAD)
         && (asset = sm_asset_find(h->path)) != NULL) {
         s_serve_asset(h, asset);
@@ -297,7 +595,6 @@ s_send_headers(struct lws *wsi, s_http *h)
 static int
 s_http_writeable(sm_web *self, s_conn *conn)
 {
-    (void) self;
     s_http *h = conn->http;
     if (!h || !h->has_resp)
         return 0;
@@ -328,6 +625,7 @@ s_http_writeable(sm_web *self, s_conn *conn)
         }
     }
     s_http_free(conn);
+    s_conn_next_request(self, wsi);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -384,6 +682,7 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
         char *end = NULL;
         unsigned long long n = strtoull(clen, &end, 10);
         if (end == clen || *end || n > body_max) {
+            s_conn_request_done(self, conn->wsi);
             sm_api_error(&h->resp, 413, "too_large",
                          "the request body is larger than the node accepts");
             s_respond(self, conn);
@@ -393,6 +692,8 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
     }
     if (!h->expect_body)
         s_dispatch(self, conn);
+    else
+        s_conn_body_starts(self, conn->wsi);
     return 0;
 }
 
@@ -470,13 +771,8 @@ s_ws_established(sm_web *self, s_conn *conn)
         || strcmp(uri, "/ws") != 0)
         return -1;
     lws_get_peer_simple(conn->wsi, conn->client, sizeof conn->client);
-    s_addr_slot *slot = s_addr_slot_for(self, conn->client, true);
-    if (!slot || slot->count >= self->opts.config->clients_per_addr_max) {
-        sm_log_info("web: websocket from %s refused: too many connections", conn->client);
-        return -1;
-    }
-    slot->count++;
-    conn->counted = true;
+    /* Counted against its address since accept, like every connection. */
+    s_conn_request_done(self, conn->wsi);
     conn->is_ws = true;
     conn->next = self->ws_head;
     if (self->ws_head)
@@ -495,12 +791,6 @@ s_ws_closed(sm_web *self, s_conn *conn)
 {
     if (!conn->is_ws)
         return;
-    if (conn->counted) {
-        s_addr_slot *slot = s_addr_slot_for(self, conn->client, false);
-        if (slot && slot->count)
-            slot->count--;
-        conn->counted = false;
-    }
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -623,6 +913,21 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     s_conn *conn = user;
     if (!self)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
+    /* Connection accounting: these reasons carry no session data of ours. */
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return s_conn_filter(self, user);
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        s_conn_adopted(self, wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    case LWS_CALLBACK_TIMER:
+        return s_conn_timer(self, wsi);
+    case LWS_CALLBACK_WSI_DESTROY:
+        s_conn_destroyed(self, wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    default:
+        break;
+    }
     switch (reason) {
     case LWS_CALLBACK_HTTP:
     case LWS_CALLBACK_HTTP_BODY:
@@ -718,6 +1023,8 @@ sm_web_new(const sm_web_opts *opts, int *err)
         goto fail;
     }
 
+    if ((*err = s_conns_init(self)) != 0)
+        goto fail;
     lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
     self->protocols[0] = (struct lws_protocols) {
         .name = "stallmesh", .callback = s_callback,
@@ -735,12 +1042,36 @@ sm_web_new(const sm_web_opts *opts, int *err)
     info.protocols = self->protocols;
     info.user = self;
     info.max_http_header_data = 8192;
-    info.max_http_header_pool = 1024;
+    /* Enough header tables that one address (requests_per_addr_max, at most
+       a sixteenth of the pool) cannot take them all; each is allocated only
+       while a request is being read. */
+    info.max_http_header_pool = SM_HTTP_HEADER_POOL;
     info.count_threads = 1;
     info.timeout_secs = 20;
+    /* lws's own header-table timeout, behind our deadline (s_conn_timer). */
+    info.timeout_secs_ah_idle = opts->config->headers_timeout_s + 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL
                    && strchr(info.iface, ':') == NULL);
+    /* libev on epoll: lws's own loop polls every connection on each pass,
+       which with thousands of slow clients open costs more than serving
+       the few that are ready.  Without the libev plugin, lws's loop. */
+    void *foreign[1] = { NULL };
+    self->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOSIGMASK);
+    if (self->loop) {
+        foreign[0] = self->loop;
+        info.foreign_loops = foreign;
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+    }
     self->ctx = lws_create_context(&info);
+    if (!self->ctx && self->loop) {
+        sm_log_warn("web: the libev event loop is not available (package "
+                    "libwebsockets-evlib-ev); using poll, which serves fewer connections");
+        ev_loop_destroy(self->loop);
+        self->loop = NULL;
+        info.foreign_loops = NULL;
+        info.options &= ~(uint64_t) LWS_SERVER_OPTION_LIBEV;
+        self->ctx = lws_create_context(&info);
+    }
     if (!self->ctx) {
         sm_log_error("web: cannot listen on %s:%u (port in use, or address not on this host)",
                      opts->config->http_host, (unsigned) opts->config->http_port);
@@ -749,6 +1080,8 @@ sm_web_new(const sm_web_opts *opts, int *err)
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(self->ctx, "default");
     self->port = vh ? lws_get_vhost_listen_port(vh) : opts->config->http_port;
+    lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
+                     (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
     return self;
 fail:
     sm_web_destroy(&self);
@@ -762,19 +1095,31 @@ sm_web_port(sm_web *self)
     return self->port;
 }
 
+/*  One pass of the service loop: waits for an event (a wake-up from the
+    core or sm_web_stop is one).  <0 if the loop failed.                     */
+static int
+s_service(sm_web *self)
+{
+    if (self->loop) {
+        ev_run(self->loop, EVRUN_ONCE);
+        return 0;
+    }
+    return lws_service(self->ctx, 0);
+}
+
 int
 sm_web_run(sm_web *self)
 {
     assert(self);
     while (!atomic_load(&self->stop)) {
-        if (lws_service(self->ctx, 0) < 0)
+        if (s_service(self) < 0)
             break;
     }
     /* Answer the writes the core still has: they may be committed. */
     uint64_t deadline = s_now_ms() + SM__DRAIN_MS;
     while (self->pending > 0 && s_now_ms() < deadline) {
         s_collect_answers(self);
-        if (lws_service(self->ctx, 0) < 0)
+        if (s_service(self) < 0)
             break;
     }
     return 0;
@@ -805,7 +1150,15 @@ sm_web_destroy(sm_web **self_p)
         return;
     if (self->ctx) {
         lws_sul_cancel(&self->refresh_sul);
+        lws_sul_cancel(&self->tick_sul);
         lws_context_destroy(self->ctx);
+    }
+    if (self->loop) {
+        /* Let lws's watchers wind down, boundedly, then free the loop. */
+        for (int i = 0; i < 16; i++)
+            ev_run(self->loop, EVRUN_NOWAIT);
+        ev_loop_destroy(self->loop);
+        self->loop = NULL;
     }
     /* Connections are closed; answers still owed are rendered and dropped. */
     if (self->core) {
@@ -823,6 +1176,7 @@ sm_web_destroy(sm_web **self_p)
         }
     }
     s_msg_unref(&self->snapshot);
+    free(self->fdrecs);
     sm_core_client_destroy(&self->core);
     sm_api_destroy(&self->api);
     free(self);

@@ -38,6 +38,10 @@
 #define SM_JSON_DEPTH_MAX         8u        /* nesting of a request's JSON */
 #define SM_HTTP_CLIENTS_PER_ADDR_MAX 256u   /* open connections from one address */
 #define SM_HTTP_CLIENTS_MAX       20000u    /* open connections in all */
+#define SM_HTTP_REQUESTS_PER_ADDR_MAX 64u   /* connections from one address still sending a request */
+#define SM_HTTP_HEADER_POOL       4096u     /* requests parsed at once (lws header tables) */
+#define SM_HTTP_HEADERS_TIMEOUT_S 10u       /* a request's headers must be in by then */
+#define SM_HTTP_BODY_TIMEOUT_S    20u       /* ... and its body by then, after the headers */
 #define SM_WS_MESSAGE_BYTES_MAX   4096u     /* a message a phone may send */
 #define SM_WS_QUEUE_BYTES_MAX     (1u << 20) /* unsent bytes per client; more drops it */
 #define SM_HOLDS_PER_MIN_MAX      10u       /* holds one client address may make a minute */
