@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <ev.h>
 #include <libwebsockets.h>
 #include <stdatomic.h>
@@ -26,10 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "assets.h"
 #include "logger.h"
+#include "wsframe.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 
@@ -76,6 +79,7 @@ typedef struct s_conn {
     unsigned qhead, qlen;
     size_t qbytes;
     size_t rx_bytes;           /* of the message being received */
+    sm_utf8 utf8;              /* of the text message being received */
     bool dropping;
 } s_conn;
 
@@ -92,6 +96,7 @@ typedef struct {
     bool in_request;           /* waiting for a request's headers or body */
     bool in_body;              /* ... its headers are in */
     uint64_t deadline_ms;      /* of the part it waits for (monotonic) */
+    sm_wsframe frames;         /* a websocket client's frames, as read */
 } s_fdrec;
 
 struct sm_web {
@@ -116,6 +121,8 @@ struct sm_web {
     lws_sorted_usec_list_t tick_sul;
     struct ev_loop *loop;      /* libev on epoll; NULL: lws's own poll loop */
 };
+
+static void s_guard_watch(sm_web *self, int fd, bool on);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -417,6 +424,7 @@ s_conn_destroyed(sm_web *self, struct lws *wsi)
     s_fdrec *rec = s_conn_rec(wsi);
     if (!rec)
         return;
+    s_guard_watch(self, (int) (rec - self->fdrecs), false);
     s_conn_release(self, rec);
     lws_set_opaque_user_data(wsi, NULL);
     s_conn_gauge(self);
@@ -459,6 +467,108 @@ s_tick(lws_sorted_usec_list_t *sul)
     sm_log_throttle_flush();
     lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
                      (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
+}
+
+/* ---- websocket frames checked as lws reads them ------------------------ */
+
+/*  lws 4.1 (Debian 12) does not refuse a client's unmasked frame (RFC 6455
+    5.1 says the server MUST close the connection) and tells its user a
+    frame's length only once its payload arrives, so a header claiming 2^62
+    bytes holds the connection open.  The node therefore looks at the bytes
+    lws reads: this file defines recv(), to which every recv() call in the
+    process resolves (ELF symbol interposition: the executable's definition
+    comes before the C library's; lws reads its sockets with recv()).  It
+    is recvfrom() with no address, as the C library's recv() is, and for
+    websocket clients' descriptors only it runs the bytes read through
+    sm_wsframe_scan.  A bad header fails the call with ECONNRESET, which lws
+    handles as the client resetting the connection: it is closed at once,
+    counted and logged (throttled).
+
+    Other threads (the mesh's ZeroMQ) call recv() on their own descriptors,
+    which are never marked: the marks are atomic, set and cleared by the web
+    thread while the descriptor is its connection's (cleared before lws
+    closes it), and the array of marks lives as long as the process.        */
+
+static struct {
+    _Atomic(unsigned char) *watched;  /* per descriptor: a websocket client's */
+    _Atomic(size_t) len;
+    sm_web *web;               /* the server whose clients they are */
+} s_guard;
+
+/*  Mark fd as a websocket client's (on) or not (off).  Web thread.         */
+static void
+s_guard_watch(sm_web *self, int fd, bool on)
+{
+    if (s_guard.web != self || fd < 0 || (size_t) fd >= atomic_load(&s_guard.len))
+        return;
+    if (on)
+        sm_wsframe_init(&self->fdrecs[fd].frames);
+    atomic_store_explicit(&s_guard.watched[fd], on ? 1 : 0, memory_order_relaxed);
+}
+
+/*  The bytes just read from websocket client fd: 0, or an error after which
+    the connection is closed (counted, logged, no longer watched).          */
+static int
+s_guard_bytes(int fd, const void *buf, size_t n)
+{
+    sm_web *self = s_guard.web;
+    s_fdrec *rec = &self->fdrecs[fd];
+    int rc = sm_wsframe_scan(&rec->frames, buf, n, SM_WS_MESSAGE_BYTES_MAX);
+    if (rc == 0)
+        return 0;
+    atomic_store_explicit(&s_guard.watched[fd], 0, memory_order_relaxed);
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, SM_METRIC_WS_PROTOCOL_ERRORS, 1);
+    const char *addr = rec->slot_plus1 ? self->addrs[rec->slot_plus1 - 1].addr : "?";
+    char kind[SM__ADDR_BYTES + 48];
+    snprintf(kind, sizeof kind, "web: websocket protocol errors from %s", addr);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: websocket client %s closed: %s", addr,
+                     sm_strerror(rc));
+    return rc;
+}
+
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+    ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
+    if (n > 0 && !(flags & MSG_PEEK) && fd >= 0
+        && (size_t) fd < atomic_load_explicit(&s_guard.len, memory_order_acquire)
+        && atomic_load_explicit(&s_guard.watched[fd], memory_order_relaxed)
+        && s_guard_bytes(fd, buf, (size_t) n) != 0) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    return n;
+}
+
+/*  Start checking this server's websocket clients (the first server of the
+    process only; the marks are allocated once and kept).                    */
+static void
+s_guard_init(sm_web *self)
+{
+    if (s_guard.web)
+        return;
+    if (!s_guard.watched) {
+        s_guard.watched = calloc(self->fdrecs_len, sizeof *s_guard.watched);
+        if (!s_guard.watched) {
+            sm_log_warn("web: out of memory: websocket frame headers are not checked");
+            return;
+        }
+        atomic_store_explicit(&s_guard.len, self->fdrecs_len, memory_order_release);
+    }
+    s_guard.web = self;
+}
+
+/*  Stop (sm_web_destroy).  Every mark is clear by then.                    */
+static void
+s_guard_stop(sm_web *self)
+{
+    if (s_guard.web != self)
+        return;
+    size_t len = atomic_load(&s_guard.len);
+    for (size_t i = 0; i < len; i++)
+        atomic_store_explicit(&s_guard.watched[i], 0, memory_order_relaxed);
+    s_guard.web = NULL;
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
@@ -773,6 +883,7 @@ s_ws_established(sm_web *self, s_conn *conn)
     lws_get_peer_simple(conn->wsi, conn->client, sizeof conn->client);
     /* Counted against its address since accept, like every connection. */
     s_conn_request_done(self, conn->wsi);
+    s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), true);
     conn->is_ws = true;
     conn->next = self->ws_head;
     if (self->ws_head)
@@ -791,6 +902,7 @@ s_ws_closed(sm_web *self, s_conn *conn)
 {
     if (!conn->is_ws)
         return;
+    s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), false);
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -822,19 +934,38 @@ s_ws_writeable(s_conn *conn)
     return 0;
 }
 
+/*  Close a websocket client for a protocol error: status, counted, logged
+    (throttled).  Returns -1 for the callback to return.                      */
 static int
-s_ws_receive(sm_web *self, s_conn *conn, size_t len)
+s_ws_protocol_error(sm_web *self, s_conn *conn, enum lws_close_status status, int err)
 {
+    const char *why = sm_strerror(err);
+    lws_close_reason(conn->wsi, status, (unsigned char *) why, strlen(why) < 120 ? strlen(why) : 120);
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, SM_METRIC_WS_PROTOCOL_ERRORS, 1);
+    char kind[SM__ADDR_BYTES + 48];
+    snprintf(kind, sizeof kind, "web: websocket protocol errors from %s", conn->client);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: websocket client %s closed: %s", conn->client, why);
+    return -1;
+}
+
+static int
+s_ws_receive(sm_web *self, s_conn *conn, const void *in, size_t len)
+{
+    if (conn->rx_bytes == 0)
+        sm_utf8_init(&conn->utf8);   /* a new message */
     conn->rx_bytes += len;
-    if (conn->rx_bytes > SM_WS_MESSAGE_BYTES_MAX) {
-        lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *) "too large", 9);
-        sm_log_info("web: websocket client %s closed: message too large", conn->client);
-        (void) self;
-        return -1;
-    }
-    if (lws_is_final_fragment(conn->wsi) && !lws_remaining_packet_payload(conn->wsi))
+    if (conn->rx_bytes > SM_WS_MESSAGE_BYTES_MAX)
+        return s_ws_protocol_error(self, conn, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, SM_EWSTOOBIG);
+    bool text = !lws_frame_is_binary(conn->wsi);
+    if (text && sm_utf8_check(&conn->utf8, in, len) != 0)
+        return s_ws_protocol_error(self, conn, LWS_CLOSE_STATUS_INVALID_PAYLOAD, SM_EWSUTF8);
+    if (lws_is_final_fragment(conn->wsi) && !lws_remaining_packet_payload(conn->wsi)) {
+        if (text && !sm_utf8_complete(&conn->utf8))
+            return s_ws_protocol_error(self, conn, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+                                       SM_EWSUTF8);
         conn->rx_bytes = 0;    /* messages from phones carry nothing we need */
+    }
     return 0;
 }
 
@@ -967,7 +1098,7 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return s_ws_writeable(conn);
     case LWS_CALLBACK_RECEIVE:
-        return s_ws_receive(self, conn, len);
+        return s_ws_receive(self, conn, in, len);
     case LWS_CALLBACK_CLOSED:
         s_ws_closed(self, conn);
         s_http_free(conn);
@@ -1082,6 +1213,7 @@ sm_web_new(const sm_web_opts *opts, int *err)
     self->port = vh ? lws_get_vhost_listen_port(vh) : opts->config->http_port;
     lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
                      (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
+    s_guard_init(self);
     return self;
 fail:
     sm_web_destroy(&self);
@@ -1153,6 +1285,7 @@ sm_web_destroy(sm_web **self_p)
         lws_sul_cancel(&self->tick_sul);
         lws_context_destroy(self->ctx);
     }
+    s_guard_stop(self);
     if (self->loop) {
         /* Let lws's watchers wind down, boundedly, then free the loop. */
         for (int i = 0; i < 16; i++)
