@@ -13,7 +13,14 @@
     way, and a till retrying with its external_id gets the first sale.
 
     Websocket messages are shared, reference-counted buffers (the snapshot
-    and each delta are built once and queued to every client).             */
+    and each delta are built once and queued to every client).
+
+    Slow and abusive clients: every connection is counted against its
+    address from accept, with deadlines for a request's headers and body
+    (section "slow clients" below); websocket frame headers are checked as
+    they are read (section "websocket frames").  The loop runs on libev with
+    epoll: lws's own loop polls every open connection on each pass, which
+    with thousands of slow clients costs more than serving the few ready.  */
 #include "web.h"
 
 #include <arpa/inet.h>
