@@ -8,7 +8,8 @@
 # under 1 s throughout two Slowloris runs (build/tools/slowloris, a byte of
 # header a second on each connection, reopened when the node closes it):
 # 3,000 connections from one address (127.0.0.2), then 250 from each of 20
-# addresses (127.0.1.1 .. 127.0.1.20); that the node refused connections
+# addresses (127.0.1.1 .. 127.0.1.20); that a body sent a byte a second is
+# cut off at body_timeout_s; that the node refused connections
 # and timed out slow headers and counted both in /metrics; that it said so
 # in its log, throttled (a few lines per address, not one per connection);
 # and that it still serves afterwards.  Figures are printed.  Each check
@@ -108,7 +109,42 @@ attack() {
         '[ "$(echo "$out" | sed -n "s/.*probes=\([0-9]*\).*/\1/p")" -ge $((RUN_S * 2)) ]'
 }
 
+# A slow body, meanwhile, from an address of its own: a POST whose headers
+# arrive at once and whose 100-byte body comes a byte a second.  The node
+# must close it at body_timeout_s (20 s) after the headers, not later.
+python3 - "$PORT" >"$TMP/slowbody.out" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.3", 0))
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /api/holds HTTP/1.1\r\nHost: stall\r\nContent-Type: application/json\r\n"
+          b"Content-Length: 100\r\n\r\n{")
+start = time.monotonic()
+s.settimeout(1.0)
+closed = None
+for _ in range(40):
+    try:
+        s.send(b" ")
+        if s.recv(1024) == b"":
+            closed = time.monotonic() - start
+            break
+    except socket.timeout:
+        continue
+    except OSError:
+        closed = time.monotonic() - start
+        break
+print("closed_after_s=%s" % ("%.1f" % closed if closed is not None else "never"))
+PY
+BODY_PID=$!
+
 attack "3000 from one address" 127.0.0.2,1,3000
+wait "$BODY_PID"
+body=$(sed -n 's/^closed_after_s=//p' "$TMP/slowbody.out")
+echo "# a body sent a byte a second was cut off after ${body:-?} s"
+check "a slow body is cut off at body_timeout_s (20 s, within 18-24 s)" \
+    'case "$body" in ""|never) false ;; *) awk -v t="$body" "BEGIN { exit !(t >= 18 && t <= 24) }" ;; esac' \
+    "$(cat "$TMP/slowbody.out")"
+check "and counted in /metrics" '[ "$(metric stallmesh_http_body_timeouts_total)" -ge 1 ]'
 refused_addr=$(metric stallmesh_http_refused_address_total)
 refused_req=$(metric stallmesh_http_refused_requests_total)
 timeouts=$(metric stallmesh_http_headers_timeouts_total)

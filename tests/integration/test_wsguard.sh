@@ -9,8 +9,8 @@
 # in a text frame, a header claiming 2^63 - 1 bytes, a 5,000-byte message
 # (over SM_WS_MESSAGE_BYTES_MAX); that it keeps a client sending a good
 # message; that meanwhile another client keeps receiving its deltas and a
-# new one its snapshot; and that the errors are counted in /metrics and
-# logged, throttled.  Uses build/tools/wsbad and wsprobe.  Each check prints
+# new one its snapshot; that the errors are counted in /metrics and
+# logged, throttled; and that websockets count against clients_per_addr_max.  Uses build/tools/wsbad and wsprobe.  Each check prints
 # "ok - ..." or "not ok - ..."; the last line is "N passed, M failed", and
 # the script exits non-zero if M > 0.
 
@@ -53,6 +53,8 @@ trap 'exit 130' INT TERM
 "$BIN" --dir "$DIR" init --name "Stall A" >/dev/null || { nok "init"; finish; }
 "$BIN" --dir "$DIR" market create --name "Test market" --currency GBP >/dev/null \
     || { nok "market create"; finish; }
+# A low per-address limit, to check that websockets count against it too.
+printf '[http]\nclients_per_addr_max = 8\n' >"$DIR/stallmesh.conf"
 TOKEN=$(cat "$DIR/api-token")
 start_node() {
     "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none --log-level info \
@@ -107,4 +109,19 @@ check "the four errors are counted in /metrics ($errors)" '[ "$errors" = 4 ]'
 lines=$(grep -c "web: websocket client 127.0.0.1 closed" "$TMP/node.err")
 check "the log says why, throttled to one line for one address ($lines)" '[ "$lines" -eq 1 ]' \
     "$(grep 'web:' "$TMP/node.err")"
+
+# Websockets count against clients_per_addr_max (8 here) like any connection.
+HOLD_PIDS=
+for i in 1 2 3 4 5 6 7 8; do
+    "$TOOLS/wsprobe" "ws://127.0.0.1:$PORT/ws" --count 2 --timeout-ms 6000 >/dev/null 2>&1 &
+    HOLD_PIDS="$HOLD_PIDS $!"
+done
+sleep 1
+"$TOOLS/wsprobe" "ws://127.0.0.1:$PORT/ws" --count 1 --timeout-ms 2000 >"$TMP/probe9.out" 2>&1
+rc=$?
+check "a ninth connection from the address is refused" '[ $rc -ne 0 ]' "$(cat "$TMP/probe9.out")"
+for p in $HOLD_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+sleep 0.5
+refused=$(curl -s "$URL/metrics" | awk '$1 == "stallmesh_http_refused_address_total" { print $2 }')
+check "and counted in /metrics ($refused)" '[ "${refused:-0}" -ge 1 ]'
 finish
