@@ -491,6 +491,11 @@ s_tick(lws_sorted_usec_list_t *sul)
     handles as the client resetting the connection: it is closed at once,
     counted and logged (throttled).
 
+    Checking starts when the websocket is established.  A client that sends
+    frames before it has the server's handshake answer (RFC 6455 4.1 says it
+    must wait) may have had their first bytes read with its request; the
+    check then starts inside a frame, reads nonsense and closes it.
+
     Other threads (the mesh's ZeroMQ) call recv() on their own descriptors,
     which are never marked: the marks are atomic, set and cleared by the web
     thread while the descriptor is its connection's (cleared before lws
