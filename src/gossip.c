@@ -180,6 +180,7 @@ struct sm_gossip {
     sm_id market;
     char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
     uint32_t units_floor;
+    uint32_t units_per_min;    /* a member's budget of units given on its asks */
     uint64_t heads_interval_ms;
     uint64_t hold_ttl_ms;      /* a hold asked by a peer expires this long after */
 
@@ -191,6 +192,9 @@ struct sm_gossip {
     uint64_t local_seq[SM_MEMBERS_MAX];
     uint64_t local_cap[SM_MEMBERS_MAX];
     sm_hash local_link[SM_MEMBERS_MAX];
+    /* Each origin's budget (as the asker) of units given by UNITS_ASK. */
+    uint64_t units_window_ms[SM_MEMBERS_MAX];  /* the minute counted began */
+    uint32_t units_left[SM_MEMBERS_MAX];       /* still to give in that minute */
 
     s_peer peers[SM_PEERS_MAX];
     uint32_t rr;               /* next peer slot sm_gossip_next looks at */
@@ -291,6 +295,8 @@ s_origin(sm_gossip *self, const sm_id *id, bool add)
     self->local_seq[oi] = 0;
     self->local_cap[oi] = UINT64_MAX;
     memset(&self->local_link[oi], 0, sizeof self->local_link[oi]);
+    self->units_window_ms[oi] = 0;
+    self->units_left[oi] = 0;
     return (int) oi;
 }
 
@@ -1518,6 +1524,28 @@ s_relays_peer_gone(sm_gossip *self, uint32_t slot)
     }
 }
 
+/*  What `asker` may still be given by UNITS_ASK in the current minute (a
+    pointer the caller lowers by what it gives), or NULL if the origin
+    table has no room to count it (it is then given nothing).  The budget is
+    the member's that the units go to, not the connection's: asks relayed
+    for it through several peers share it, and a relay asking for many
+    members does not spend theirs.  So a member cannot drain this stall to
+    its floor faster than units_per_min units a minute, whatever path its
+    asks take.                                                                */
+static uint32_t *
+s_units_budget(sm_gossip *self, const sm_id *asker, uint64_t now_ms)
+{
+    int oi = s_origin_from_peer(self, asker);
+    if (oi < 0)
+        return NULL;
+    if (self->units_window_ms[oi] == 0 || now_ms < self->units_window_ms[oi]
+        || now_ms - self->units_window_ms[oi] >= 60000u) {
+        self->units_window_ms[oi] = now_ms;
+        self->units_left[oi] = self->units_per_min;
+    }
+    return &self->units_left[oi];
+}
+
 /*  UNITS_ASK [req_id, sku, qty, asker, hops] from p.  This node gives what
     it can spare to the asker (at most the largest qty asked under (asker,
     req_id), so an ask that arrives by two paths is not served twice); what
@@ -1554,6 +1582,12 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     uint32_t want = m->u.units.qty;
     if (seen)
         want = want > seen->given ? want - seen->given : 0;
+    uint32_t *budget = want > 0 ? s_units_budget(self, asker, now_ms) : NULL;
+    if (want > 0 && (!budget || *budget < want)) {
+        sm_log_debug("mesh: units ask cut to the asker's budget (%u a minute)",
+                     self->units_per_min);
+        want = budget ? *budget : 0;
+    }
     uint32_t give = 0;
     sm_units u;
     /* A node fetching its own log back (its store was wiped) or checking
@@ -1588,6 +1622,8 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     if (!seen)
         seen = s_seen_add(self, asker, req_id, now_ms);
     seen->given += give;
+    if (budget)
+        *budget -= give;
 
     /* The rest, from further away: the moves the peers asked append name
        the asker, and reach it by relay (7.4), before this node's answer on
@@ -1828,6 +1864,8 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     self->market = market.market;
     memcpy(self->endpoint, opts->endpoint, sizeof self->endpoint);
     self->units_floor = opts->units_floor;
+    self->units_per_min = opts->units_per_min ? opts->units_per_min
+                                              : SM_UNITS_PER_MIN_DEFAULT;
     self->hold_ttl_ms = (uint64_t) (opts->hold_ttl_s ? opts->hold_ttl_s
                                                      : SM_HOLD_TTL_S_DEFAULT) * 1000u;
     self->heads_interval_ms = opts->heads_interval_ms ? opts->heads_interval_ms

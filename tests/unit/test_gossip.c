@@ -1520,6 +1520,75 @@ test_units_ask_refused(void **state)
     assert_converged(f);
 }
 
+/* Units asks are served within the asker's budget of units a minute
+   (units_per_min): asks past it get nothing, asks for the same member
+   relayed through another peer share its budget, another member has its
+   own, and the budget comes back a minute later. */
+static void
+test_units_ask_budget(void **state)
+{
+    net *f = net_new(3, 101);
+    *state = f;
+    sm_gossip_destroy(&f->g[0]);
+    sm_gossip_opts o;
+    memset(&o, 0, sizeof o);
+    o.ledger = f->l[0];
+    o.self = f->id[0].pub;
+    o.units_per_min = 10;
+    int err = 0;
+    f->g[0] = sm_gossip_new(&o, &err);
+    assert_non_null(f->g[0]);
+    sm_gossip_set_writable(f->g[0], true);
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 1000)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *a = &f->id[0].pub, *b = &f->id[1].pub, *c = &f->id[2].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_UNITS_ASK;
+    snprintf(w.u.units.sku, sizeof w.u.units.sku, "mug");
+    w.u.units.qty = 8;
+    w.u.units.hops = 1;
+    size_t len;
+    uint8_t *buf;
+    /* B asks three times for 8: 8, then 2, then nothing. */
+    for (uint64_t req = 1; req <= 3; req++) {
+        w.u.units.req_id = req;
+        w.u.units.asker = *b;
+        buf = encode(&w, &len);
+        assert_int_equal(sm_gossip_receive(g, b, buf, len, f->now), 0);
+        free(buf);
+    }
+    assert_int_equal(units_at(f->l[0], "mug", b), 10);
+    /* The same member's ask relayed by C: the same budget, nothing more. */
+    w.u.units.req_id = 4;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, c, buf, len, f->now), 0);
+    free(buf);
+    assert_int_equal(units_at(f->l[0], "mug", b), 10);
+    /* C asking for itself has its own budget. */
+    w.u.units.req_id = 5;
+    w.u.units.asker = *c;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, c, buf, len, f->now), 0);
+    free(buf);
+    assert_int_equal(units_at(f->l[0], "mug", c), 8);
+    assert_int_equal(units_at(f->l[0], "mug", a), 1000 - 18);
+    /* A minute later B may have 10 more. */
+    f->now += 60000;
+    w.u.units.req_id = 6;
+    w.u.units.asker = *b;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, b, buf, len, f->now), 0);
+    free(buf);
+    assert_int_equal(units_at(f->l[0], "mug", b), 18);
+    pump(f);
+    assert_converged(f);
+}
+
 /* PEERS goes again every SM_PEERS_RESEND_MS (a PEERS may be lost), and at
    the next tick when the endpoints a node knows change. */
 static void
@@ -2317,6 +2386,7 @@ main(void)
         cmocka_unit_test_teardown(test_units_ask_hops_limit, teardown),
         cmocka_unit_test_teardown(test_units_forward_deadline, teardown),
         cmocka_unit_test_teardown(test_units_ask_refused, teardown),
+        cmocka_unit_test_teardown(test_units_ask_budget, teardown),
         cmocka_unit_test_teardown(test_peers_resent, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
