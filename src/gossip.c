@@ -77,8 +77,13 @@ enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
 enum { S_KEEP = 0, S_DROP_HEADS = 1, S_DROP_PEERS = 2, S_DROP_PUSH = 3,
        S_DROP_ANSWER = 4, S_DROP_RANKS = 5 };
 
+/*  A queued message is on two lists: the peer's queue in send order (next,
+    prev) and the list of its rank in the same order (rank_next), so the
+    oldest message of a rank is found, and unlinked, at once: trimming a
+    full queue costs what it drops, not a walk of the queue a message.      */
 typedef struct s_msg {
-    struct s_msg *next;
+    struct s_msg *next, *prev;
+    struct s_msg *rank_next;
     int rank;
     size_t len;
     uint8_t bytes[];
@@ -113,6 +118,7 @@ typedef struct {
     uint64_t *checked;         /* [SM_MEMBERS_MAX] its head whose link was compared */
     uint8_t *stalled;          /* [SM_MEMBERS_MAX] S_STALL_* */
     s_msg *qhead, *qtail;
+    s_msg *rank_head[S_DROP_RANKS], *rank_tail[S_DROP_RANKS];  /* by rank, oldest first */
     size_t qbytes;
     uint64_t hold_window_ms;   /* the minute its HOLD_ASKs are counted in began */
     uint32_t hold_asks;        /* HOLD_ASKs served in that minute (kept across sessions) */
@@ -388,7 +394,32 @@ s_queue_clear(s_peer *p)
         m = next;
     }
     p->qhead = p->qtail = NULL;
+    memset(p->rank_head, 0, sizeof p->rank_head);
+    memset(p->rank_tail, 0, sizeof p->rank_tail);
     p->qbytes = 0;
+}
+
+/*  Take the oldest message of `rank` (non-NULL) off both of p's lists.    */
+static s_msg *
+s_queue_unlink_oldest(s_peer *p, int rank)
+{
+    s_msg *m = p->rank_head[rank];
+    assert(m && m->rank == rank);
+    p->rank_head[rank] = m->rank_next;
+    if (!p->rank_head[rank])
+        p->rank_tail[rank] = NULL;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        p->qhead = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        p->qtail = m->prev;
+    assert(p->qbytes >= m->len);
+    p->qbytes -= m->len;
+    m->next = m->prev = m->rank_next = NULL;
+    return m;
 }
 
 /*  Forget what a session learned about the peer.                          */
@@ -470,23 +501,9 @@ static bool
 s_queue_make_room(sm_gossip *self, s_peer *p, size_t need)
 {
     for (int rank = 1; rank < S_DROP_RANKS; rank++) {
-        s_msg *prev = NULL, *m = p->qhead;
-        while (m && p->qbytes + need > SM_MESH_QUEUE_BYTES_MAX) {
-            s_msg *next = m->next;
-            if (m->rank == rank) {
-                if (prev)
-                    prev->next = next;
-                else
-                    p->qhead = next;
-                if (p->qtail == m)
-                    p->qtail = prev;
-                p->qbytes -= m->len;
-                free(m);
-                self->stats.messages_dropped++;
-            } else {
-                prev = m;
-            }
-            m = next;
+        while (p->rank_head[rank] && p->qbytes + need > SM_MESH_QUEUE_BYTES_MAX) {
+            free(s_queue_unlink_oldest(p, rank));
+            self->stats.messages_dropped++;
         }
         if (p->qbytes + need <= SM_MESH_QUEUE_BYTES_MAX)
             return true;
@@ -504,12 +521,19 @@ s_queue_push(sm_gossip *self, s_peer *p, s_msg *m)
         free(m);
         return;
     }
-    m->next = NULL;
+    assert(m->rank >= 0 && m->rank < S_DROP_RANKS);
+    m->next = m->rank_next = NULL;
+    m->prev = p->qtail;
     if (p->qtail)
         p->qtail->next = m;
     else
         p->qhead = m;
     p->qtail = m;
+    if (p->rank_tail[m->rank])
+        p->rank_tail[m->rank]->rank_next = m;
+    else
+        p->rank_head[m->rank] = m;
+    p->rank_tail[m->rank] = m;
     p->qbytes += m->len;
 }
 
@@ -2118,10 +2142,9 @@ s_pop(sm_gossip *self, s_peer *p, sm_id *to, const uint8_t **msg, size_t *len)
     s_msg *m = p->qhead;
     if (!m)
         return false;
-    p->qhead = m->next;
-    if (!p->qhead)
-        p->qtail = NULL;
-    p->qbytes -= m->len;
+    /* The oldest of all is the oldest of its rank. */
+    assert(p->rank_head[m->rank] == m);
+    s_queue_unlink_oldest(p, m->rank);
     self->out = m;
     if (to)
         *to = p->pub.node;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gossip.h"
 #include "stallmesh/error.h"
@@ -1824,6 +1825,68 @@ test_queue_bound(void **state)
     assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
 }
 
+static double
+cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* Trimming a full queue is linear: once a peer's queue is full of small
+   answers, each new answer costs about what one cost while the queue was
+   filling (the oldest droppable message is found at once), not a walk of
+   the tens of thousands of messages queued (then it costs a hundred times
+   more: measured by CPU time, so a loaded machine does not matter). */
+static void
+test_queue_trim_linear(void **state)
+{
+    net *f = net_new(2, 31);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_WANT;
+    w.u.want.origin = f->id[0].pub;
+    w.u.want.from = 1;
+    w.u.want.count = 1;                    /* one small ENTRIES an answer */
+    size_t len;
+    uint8_t *buf = encode(&w, &len);
+    enum { K = 3000, FILL_MAX = 400000 };
+    double t0 = cpu_s();
+    for (int k = 0; k < K; k++)
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    double filling = cpu_s() - t0;
+    assert_true(peer_info(g, b_id).queued_bytes < SM_MESH_QUEUE_BYTES_MAX / 4);
+    int fill = 0;
+    while (stats(g).messages_dropped == 0) {
+        assert_true(++fill < FILL_MAX);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    }
+    uint64_t dropped = stats(g).messages_dropped;
+    t0 = cpu_s();
+    for (int k = 0; k < K; k++)
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    double trimming = cpu_s() - t0;
+    free(buf);
+    assert_int_equal(stats(g).messages_dropped, dropped + K);
+    assert_true(peer_info(g, b_id).queued_bytes <= SM_MESH_QUEUE_BYTES_MAX);
+    print_message("queue of %d answers: %.1f us an answer filling, %.1f us trimming\n",
+                  fill + K, filling * 1e6 / K, trimming * 1e6 / K);
+    assert_true(trimming < 10 * filling + 0.05);
+    /* What stays queued is the newest, in order: the queue still drains. */
+    size_t drained = 0;
+    const uint8_t *msg;
+    sm_id to;
+    while (sm_gossip_next(g, &to, &msg, &len))
+        drained++;
+    assert_true(drained > (size_t) fill / 2);
+    assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
+}
+
 /* A peer that asks for units and does not read the answers cannot grow
    its queue past SM_MESH_QUEUE_BYTES_MAX (UNITS_GIVE is never dropped, so
    the asks themselves go unserved once the queue is full), and once it
@@ -2402,6 +2465,7 @@ main(void)
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
+        cmocka_unit_test_teardown(test_queue_trim_linear, teardown),
         cmocka_unit_test_teardown(test_unread_asks_bounded, teardown),
         cmocka_unit_test_teardown(test_anti_entropy_repairs_loss, teardown),
         cmocka_unit_test_teardown(test_unservable_want, teardown),
