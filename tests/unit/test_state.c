@@ -450,6 +450,41 @@ test_roster(void **state)
     assert_refused(f, SM_EKIND, s_apply(f, &f->a, odd, 0, NOW));
 }
 
+/* ---- records read back ------------------------------------------------ */
+
+/* What is read back is checked as what is written is asserted: a stored
+   record that breaks its invariants (a damaged file: units below zero, a
+   hold of nothing, a roster status that does not exist) is SM_ECORRUPT,
+   for the read and for an entry that needs it, and nothing is written. */
+static void
+test_damaged_records(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(s_apply(f, &f->a, tu_add("jam", 2), LOCAL, NOW), 0);
+    sm__stock_rec r = s_stock(f, "jam", &f->a);
+    r.held = 5;                                /* 2 added, 5 held: -3 units */
+    uint8_t key[SM_SKU_BYTES_MAX + 1 + SM_KEY_BYTES];
+    size_t klen = sm__stock_key(key, "jam", &f->a.pub);
+    assert_int_equal(sm_kv_put(f->txn, SM_DB_STOCK, key, klen, &r, sizeof r), 0);
+    assert_int_equal(sm__stock_get(f->txn, "jam", &f->a.pub, &r), SM_ECORRUPT);
+    assert_refused(f, SM_ECORRUPT, s_apply(f, &f->a, tu_add("jam", 1), 0, NOW));
+
+    sm__hold_rec h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.sku, sizeof h.sku, "mug");     /* qty 0 */
+    uint8_t hkey[SM__OSKEY_BYTES];
+    sm__oskey(hkey, &f->a.pub, 77);
+    assert_int_equal(sm_kv_put(f->txn, SM_DB_HOLDS, hkey, sizeof hkey, &h, sizeof h), 0);
+    assert_int_equal(sm__hold_get(f->txn, &f->a.pub, 77, &h), SM_ECORRUPT);
+    assert_refused(f, SM_ECORRUPT, s_apply(f, &f->a, tu_release(77), 0, NOW));
+
+    sm__origin_rec o;
+    assert_int_equal(sm__origin_get(f->txn, &f->b.pub, &o), 0);
+    o.status = 9;
+    assert_int_equal(sm_kv_put(f->txn, SM_DB_ORIGINS, f->b.pub.b, SM_KEY_BYTES, &o, sizeof o), 0);
+    assert_int_equal(sm__origin_get(f->txn, &f->b.pub, &o), SM_ECORRUPT);
+}
+
 int
 main(void)
 {
@@ -463,6 +498,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hold_release_consume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
