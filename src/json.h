@@ -21,7 +21,8 @@
     the library's only includer of jansson.h; the CLI, a separate program,
     has its own in cli_json.c).  Nesting is pre-scanned before the parser
     sees the text, so hostile depth never reaches it; duplicate keys are
-    refused.  Values are borrowed views into the parsed document, valid
+    refused, and so is \u0000 in a string (strings never hold a NUL).
+    Values are borrowed views into the parsed document, valid
     until sm_json_doc_free.                                                   */
 #ifndef SM_JSON_H
 #define SM_JSON_H
@@ -133,7 +134,8 @@ const char *sm_json_unknown_key(const sm_json_val *obj, const char *const *keys)
 /*  An array's length and its i-th element (NULL past the end).             */
 size_t sm_json_size(const sm_json_val *arr);
 const sm_json_val *sm_json_at(const sm_json_val *arr, size_t i);
-/*  A string's bytes (borrowed, NUL-terminated, may hold NULs) and length.   */
+/*  A string's UTF-8 bytes (borrowed, NUL-terminated) and length; NULL and
+    0 if v is not a string.                                                  */
 const char *sm_json_string(const sm_json_val *v, size_t *len);
 /*  An integer's value (0 if v is not an integer).                           */
 int64_t sm_json_integer(const sm_json_val *v);
