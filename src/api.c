@@ -519,21 +519,34 @@ sm__api_only(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
     return false;
 }
 
+/*  Member `key` of obj into *v, its name as the errors give it into
+    field[80] ("lines[0].sku"): SM__API_OK, SM__API_ABSENT (not required),
+    or SM__API_ANSWERED (400 missing_field).                                  */
+static int
+s_member(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
+         const char *key, bool required, char field[80], const sm_json_val **v)
+{
+    snprintf(field, 80, "%s%s", prefix, key);
+    *v = sm_json_get(obj, key);
+    if (*v)
+        return SM__API_OK;
+    if (!required)
+        return SM__API_ABSENT;
+    sm__api_bad(r, "missing_field", field, "'%s' is required", field);
+    return SM__API_ANSWERED;
+}
+
 int
 sm__api_get_str(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
                 const char *key, bool required, size_t min, size_t max,
                 char *out, size_t cap)
 {
-    char field[80];
-    snprintf(field, sizeof field, "%s%s", prefix, key);
     assert(cap > max);
-    const sm_json_val *v = sm_json_get(obj, key);
-    if (!v) {
-        if (!required)
-            return SM__API_ABSENT;
-        sm__api_bad(r, "missing_field", field, "'%s' is required", field);
-        return SM__API_ANSWERED;
-    }
+    char field[80];
+    const sm_json_val *v;
+    int got = s_member(r, obj, prefix, key, required, field, &v);
+    if (got != SM__API_OK)
+        return got;
     if (!sm_json_is_string(v)) {
         sm__api_bad(r, "wrong_type", field, "'%s' must be a string", field);
         return SM__API_ANSWERED;
@@ -557,14 +570,10 @@ sm__api_get_int(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
                 const char *code, int64_t *out)
 {
     char field[80];
-    snprintf(field, sizeof field, "%s%s", prefix, key);
-    const sm_json_val *v = sm_json_get(obj, key);
-    if (!v) {
-        if (!required)
-            return SM__API_ABSENT;
-        sm__api_bad(r, "missing_field", field, "'%s' is required", field);
-        return SM__API_ANSWERED;
-    }
+    const sm_json_val *v;
+    int got = s_member(r, obj, prefix, key, required, field, &v);
+    if (got != SM__API_OK)
+        return got;
     if (!sm_json_is_integer(v)) {
         sm__api_bad(r, "wrong_type", field, "'%s' must be a whole number", field);
         return SM__API_ANSWERED;

@@ -247,19 +247,32 @@ s_get_node_id(sm_http_resp *r, const sm_json_val *o, const char *field,
     return true;
 }
 
+/*  What every stock and hold request starts with: no unknown members, a
+    "sku" into sku[cap], a "qty" within qty_min..SM_QTY_MAX.  Whether the
+    sku is in the catalog is the caller's to check, in its own order.        */
+static bool
+s_sku_qty_in(sm_http_resp *r, const sm_json_val *o, const char *const *keys,
+             char *sku, size_t cap, int64_t qty_min, int64_t *qty)
+{
+    return sm__api_only(r, o, "", keys)
+           && sm__api_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX, sku,
+                              cap) == SM__API_OK
+           && sm__api_get_int(r, o, "", "qty", true, qty_min, SM_QTY_MAX,
+                              "bad_quantity", qty) == SM__API_OK;
+}
+
+/*  The route handler of a POST whose body makes a write of `kind`.         */
+#define S_POST_HANDLER(name, kind)                                           \
+    int name(sm_api *self, const sm_http_req *req, uint64_t now_ms,          \
+             sm_http_resp *r, sm_core_req **write)                           \
+    {                                                                        \
+        return s_post(self, &kind, req, now_ms, r, write);                   \
+    }
+
 /* ====================================================================== */
 /* POST /api/items {"sku","name","price","currency"?}                      */
 
 static const char *const s_item_keys[] = { "sku", "name", "price", "currency", NULL };
-
-static bool
-s_currency_ok(const char *c)
-{
-    for (int i = 0; i < 3; i++)
-        if (c[i] < 'A' || c[i] > 'Z')
-            return false;
-    return c[3] == '\0';
-}
 
 static bool
 s_item_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
@@ -282,7 +295,8 @@ s_item_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
                               currency, sizeof currency);
     if (got == SM__API_ANSWERED)
         return false;
-    if (got == SM__API_OK && !s_currency_ok(currency)) {
+    if (got == SM__API_OK
+        && (strlen(currency) != 3 || strspn(currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)) {
         sm__api_bad(r, "bad_money", "currency",
                     "'currency' must be three capital letters (ISO 4217), e.g. GBP");
         return false;
@@ -321,12 +335,7 @@ s_item_ok(sm_api *self, s_write *w, sm_http_resp *r)
 
 static const s_kind s_item = { SM_KIND_ITEM, s_item_in, s_item_ok, NULL, NULL, false };
 
-int
-sm__api_post_item(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                  sm_http_resp *r, sm_core_req **write)
-{
-    return s_post(self, &s_item, req, now_ms, r, write);
-}
+S_POST_HANDLER(sm__api_post_item, s_item)
 
 /* ====================================================================== */
 /* POST /api/stock/add {"sku","qty"}                                       */
@@ -341,11 +350,8 @@ s_add_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
     sm_body *b = &w->req.body;
     int64_t qty;
     sm_item it;
-    if (!sm__api_only(r, o, "", s_add_keys)
-        || sm__api_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX,
-                           b->u.stock_add.sku, sizeof b->u.stock_add.sku) != SM__API_OK
-        || sm__api_get_int(r, o, "", "qty", true, 1, SM_QTY_MAX, "bad_quantity",
-                           &qty) != SM__API_OK
+    if (!s_sku_qty_in(r, o, s_add_keys, b->u.stock_add.sku,
+                      sizeof b->u.stock_add.sku, 1, &qty)
         || !sm__api_need_item(self, r, b->u.stock_add.sku, &it))
         return false;
     b->u.stock_add.qty = (uint32_t) qty;
@@ -361,12 +367,7 @@ s_add_ok(sm_api *self, s_write *w, sm_http_resp *r)
 
 static const s_kind s_add = { SM_KIND_STOCK_ADD, s_add_in, s_add_ok, NULL, NULL, false };
 
-int
-sm__api_post_stock_add(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                       sm_http_resp *r, sm_core_req **write)
-{
-    return s_post(self, &s_add, req, now_ms, r, write);
-}
+S_POST_HANDLER(sm__api_post_stock_add, s_add)
 
 /* ====================================================================== */
 /* POST /api/stock/adjust {"sku","qty","reason"}: qty is a signed, non-zero
@@ -382,11 +383,8 @@ s_adjust_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms
     sm_body *b = &w->req.body;
     int64_t qty;
     sm_item it;
-    if (!sm__api_only(r, o, "", s_adjust_keys)
-        || sm__api_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX,
-                           b->u.adjust.sku, sizeof b->u.adjust.sku) != SM__API_OK
-        || sm__api_get_int(r, o, "", "qty", true, -(int64_t) SM_QTY_MAX, SM_QTY_MAX,
-                           "bad_quantity", &qty) != SM__API_OK
+    if (!s_sku_qty_in(r, o, s_adjust_keys, b->u.adjust.sku,
+                      sizeof b->u.adjust.sku, -(int64_t) SM_QTY_MAX, &qty)
         || sm__api_get_str(r, o, "", "reason", true, 1, SM_REASON_BYTES_MAX,
                            b->u.adjust.reason, sizeof b->u.adjust.reason) != SM__API_OK)
         return false;
@@ -419,12 +417,7 @@ static const s_kind s_adjust = {
     SM_KIND_ADJUST, s_adjust_in, s_adjust_ok, s_adjust_no_stock, NULL, false
 };
 
-int
-sm__api_post_stock_adjust(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                          sm_http_resp *r, sm_core_req **write)
-{
-    return s_post(self, &s_adjust, req, now_ms, r, write);
-}
+S_POST_HANDLER(sm__api_post_stock_adjust, s_adjust)
 
 /* ====================================================================== */
 /* POST /api/stock/move {"sku","qty","to"}: units from here to another
@@ -444,11 +437,8 @@ s_move_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
     int64_t qty;
     bool present;
     sm_item it;
-    if (!sm__api_only(r, o, "", s_move_keys)
-        || sm__api_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX,
-                           b->u.stock_move.sku, sizeof b->u.stock_move.sku) != SM__API_OK
-        || sm__api_get_int(r, o, "", "qty", true, 1, SM_QTY_MAX, "bad_quantity",
-                           &qty) != SM__API_OK
+    if (!s_sku_qty_in(r, o, s_move_keys, b->u.stock_move.sku,
+                      sizeof b->u.stock_move.sku, 1, &qty)
         || !s_get_node_id(r, o, "to", true, &present, to,
                           "'to' must be a node id: the 64 hex digits 'stallmesh peers' or "
                           "GET /api/stock's locations show"))
@@ -487,12 +477,7 @@ static const s_kind s_move = {
     SM_KIND_STOCK_MOVE, s_move_in, s_move_ok, s_move_no_stock, NULL, false
 };
 
-int
-sm__api_post_stock_move(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                        sm_http_resp *r, sm_core_req **write)
-{
-    return s_post(self, &s_move, req, now_ms, r, write);
-}
+S_POST_HANDLER(sm__api_post_stock_move, s_move)
 
 /* ====================================================================== */
 /* POST /api/sales {"lines":[{"sku","qty","price"?}],"source","payment",
@@ -751,12 +736,7 @@ static const s_kind s_sale = {
     SM_KIND_SALE, s_sale_in, s_sale_ok, s_sale_no_stock, s_sale_again, false
 };
 
-int
-sm__api_post_sale(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                  sm_http_resp *r, sm_core_req **write)
-{
-    return s_post(self, &s_sale, req, now_ms, r, write);
-}
+S_POST_HANDLER(sm__api_post_sale, s_sale)
 
 /* ====================================================================== */
 /* POST /api/returns {"sale","lines":[{"sku","qty"}],"reason"}              */
@@ -805,12 +785,7 @@ static const s_kind s_return = {
     SM_KIND_RETURN, s_return_in, s_return_ok, NULL, NULL, false
 };
 
-int
-sm__api_post_return(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                    sm_http_resp *r, sm_core_req **write)
-{
-    return s_post(self, &s_return, req, now_ms, r, write);
-}
+S_POST_HANDLER(sm__api_post_return, s_return)
 
 /* ====================================================================== */
 /* Holds: per-client limits and who made which                             */
@@ -896,11 +871,8 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
     int64_t qty;
     bool has_at;
     sm_item it;
-    if (!sm__api_only(r, o, "", s_hold_keys)
-        || sm__api_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX, b->u.hold.sku,
-                           sizeof b->u.hold.sku) != SM__API_OK
-        || sm__api_get_int(r, o, "", "qty", true, 1, SM_QTY_MAX, "bad_quantity",
-                           &qty) != SM__API_OK
+    if (!s_sku_qty_in(r, o, s_hold_keys, b->u.hold.sku, sizeof b->u.hold.sku, 1,
+                      &qty)
         || !s_get_node_id(r, o, "at", false, &has_at, &req->at,
                           "'at' must be a stall's node id: the 64 hex digits "
                           "'stallmesh peers' or GET /api/stock's locations show"))

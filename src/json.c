@@ -208,30 +208,31 @@ s_digits(uint64_t v, char *end)
     return p;
 }
 
-void
-sm_json_uint(sm_json_buf *b, uint64_t v)
+/*  An integer value: its magnitude, with a '-' when negative.              */
+static void
+s_number(sm_json_buf *b, uint64_t magnitude, bool negative)
 {
     if (b->failed)
         return;
     s_value(b);
     char t[24];
-    char *p = s_digits(v, t + sizeof t);
+    char *p = s_digits(magnitude, t + sizeof t);
+    if (negative)
+        *--p = '-';
     s_put(b, p, (size_t) (t + sizeof t - p));
+}
+
+void
+sm_json_uint(sm_json_buf *b, uint64_t v)
+{
+    s_number(b, v, false);
 }
 
 void
 sm_json_int(sm_json_buf *b, int64_t v)
 {
-    if (b->failed)
-        return;
-    s_value(b);
-    char t[24];
     /* The magnitude as unsigned: -INT64_MIN does not fit an int64. */
-    uint64_t mag = v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v;
-    char *p = s_digits(mag, t + sizeof t);
-    if (v < 0)
-        *--p = '-';
-    s_put(b, p, (size_t) (t + sizeof t - p));
+    s_number(b, v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v, v < 0);
 }
 
 void

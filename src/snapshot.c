@@ -157,33 +157,33 @@ typedef struct {
     int err;
 } s_collect;
 
-/*  Grow *arr (of `size`-byte elements) to hold one more; false on ENOMEM. */
-static bool
-s_grow(void **arr, size_t *cap, size_t n, size_t size)
+/*  Append elem (of `size` bytes) to the array *arr of *n, growing it by
+    doubling; on ENOMEM note it in c->err and return 1 (stops the view).    */
+static int
+s_push(s_collect *c, void **arr, size_t *n, size_t *cap, const void *elem,
+       size_t size)
 {
-    if (n < *cap)
-        return true;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    if (ncap > SIZE_MAX / size)
-        return false;
-    void *p = realloc(*arr, ncap * size);
-    if (!p)
-        return false;
-    *arr = p;
-    *cap = ncap;
-    return true;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        void *p = ncap <= SIZE_MAX / size ? realloc(*arr, ncap * size) : NULL;
+        if (!p) {
+            c->err = SM_ENOMEM;
+            return 1;
+        }
+        *arr = p;
+        *cap = ncap;
+    }
+    memcpy((char *) *arr + *n * size, elem, size);
+    (*n)++;
+    return 0;
 }
 
 static int
 s_collect_item(const sm_item *item, void *arg)
 {
     s_collect *c = arg;
-    if (!s_grow((void **) &c->items, &c->cap_items, c->n_items, sizeof *c->items)) {
-        c->err = SM_ENOMEM;
-        return 1;
-    }
-    c->items[c->n_items++] = *item;
-    return 0;
+    return s_push(c, (void **) &c->items, &c->n_items, &c->cap_items, item,
+                  sizeof *item);
 }
 
 static int
@@ -201,29 +201,16 @@ s_collect_stock(const char *sku, const sm_id *location, const sm_units *u,
                                              sizeof *c->items, s_item_cmp) : NULL;
     if (!it)
         return 0;                   /* stock of an item not yet in the catalog */
-    if (!s_grow((void **) &c->locs, &c->cap_locs, c->n_locs, sizeof *c->locs)) {
-        c->err = SM_ENOMEM;
-        return 1;
-    }
-    s_loc *l = &c->locs[c->n_locs++];
-    l->item = (size_t) (it - c->items);
-    l->node = *location;
-    l->units = u->units;
-    l->held = u->held;
-    return 0;
+    s_loc l = { (size_t) (it - c->items), *location, u->units, u->held };
+    return s_push(c, (void **) &c->locs, &c->n_locs, &c->cap_locs, &l, sizeof l);
 }
 
 static int
 s_collect_member(const sm_member *m, void *arg)
 {
     s_collect *c = arg;
-    if (!s_grow((void **) &c->members, &c->cap_members, c->n_members,
-                sizeof *c->members)) {
-        c->err = SM_ENOMEM;
-        return 1;
-    }
-    c->members[c->n_members++] = *m;
-    return 0;
+    return s_push(c, (void **) &c->members, &c->n_members, &c->cap_members, m,
+                  sizeof *m);
 }
 
 static int
