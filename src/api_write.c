@@ -206,8 +206,8 @@ s_stock_ok(sm_api *self, sm_http_resp *r, const char *sku, int64_t qty,
 }
 
 /*  A member stall named by the request's `field` ("to", "at"): 404 `code`
-    when no member (or a revoked one) has that id, with `what` saying which
-    (revoked first, then unknown); false when answered.                      */
+    with the detail `revoked` or `unknown` when the id is a revoked member
+    or none; false when answered (also with the store's error).              */
 static bool
 s_need_member(sm_api *self, sm_http_resp *r, const sm_id *id, const char *field,
               const char *code, const char *revoked, const char *unknown)
