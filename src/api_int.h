@@ -138,6 +138,10 @@ int sm__api_get_livez(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, s
 int sm__api_get_readyz(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_get_metrics(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 
+/*  The mesh peers as the core last saw them, into out[0..SM_PEERS_MAX),
+    sorted by node id; this node never among them.  Returns how many.       */
+size_t sm__api_peers(sm_api *self, sm_gossip_peer *out);
+
 /* ---------------------------------------------------------------------- */
 /* Writes (api_write.c)                                                    */
 

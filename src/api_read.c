@@ -197,10 +197,8 @@ s_peer_cmp(const void *a, const void *b)
                   ((const sm_gossip_peer *) b)->node.b, SM_KEY_BYTES);
 }
 
-/*  The mesh peers as the core last saw them, into out[0..SM_PEERS_MAX),
-    sorted by node id; this node never among them.  Returns how many.       */
-static size_t
-s_peers(sm_api *self, sm_gossip_peer *out)
+size_t
+sm__api_peers(sm_api *self, sm_gossip_peer *out)
 {
     size_t n = 0;
     if (self->peers)
@@ -228,7 +226,7 @@ sm__api_get_peers(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         sm__api_nomem(r);
         return SM_API_DONE;
     }
-    size_t n = s_peers(self, peers);
+    size_t n = sm__api_peers(self, peers);
     sm_json_buf b = { 0 };
     int rc = 0;
     sm_json_obj_open(&b);
@@ -336,7 +334,7 @@ s_scrape_gauges(sm_api *self)
 {
     sm_gossip_peer *peers = calloc(SM_PEERS_MAX, sizeof *peers);
     if (peers) {
-        size_t n = s_peers(self, peers);
+        size_t n = sm__api_peers(self, peers);
         int64_t up = 0;
         for (size_t i = 0; i < n; i++)
             up += peers[i].up;
