@@ -49,7 +49,7 @@
 #define SM__ADDR_SLOTS          4096u    /* distinct client addresses with connections */
 #define SM__FD_RESERVE          256u     /* descriptors kept for the store, mesh and logs */
 #define SM__FDS_TRACKED_MAX     (1u << 20) /* descriptors the accounting table covers */
-#define SM__TICK_MS             1000u    /* throttled log counts flushed this often */
+#define SM__TICK_MS             250u     /* deadlines checked, log counts flushed, this often */
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
 
 typedef struct {
@@ -99,9 +99,11 @@ typedef struct {
 /*  One accepted connection's accounting, indexed by its descriptor (the
     connection's wsi points at it through lws's opaque user data).          */
 typedef struct {
+    struct lws *wsi;           /* once adopted; NULL before */
     uint32_t slot_plus1;       /* index in addrs + 1; 0: not counted */
     bool in_request;           /* waiting for a request's headers or body */
     bool in_body;              /* ... its headers are in */
+    bool closing;              /* past its deadline, being closed */
     uint64_t deadline_ms;      /* of the part it waits for (monotonic) */
     sm_wsframe frames;         /* a websocket client's frames, as read */
 } s_fdrec;
@@ -125,6 +127,7 @@ struct sm_web {
     size_t fdrecs_len;
     size_t conns_open;         /* accepted, not yet destroyed */
     size_t conns_max;          /* SM_HTTP_CLIENTS_MAX or what descriptors allow */
+    size_t fd_end;             /* records at and past this index are unused */
     lws_sorted_usec_list_t tick_sul;
     struct ev_loop *loop;      /* libev on epoll; NULL: lws's own poll loop */
 };
@@ -209,9 +212,11 @@ s_addr_slot_for(sm_web *self, const char *addr, bool create)
     that holds one of the SM_HTTP_HEADER_POOL header tables.  Its own wsi
     timer closes it when the headers take longer than headers_timeout_s or
     the body longer than body_timeout_s: deadlines, not idle timeouts, so a
-    client sending a byte a second gains nothing.  lws's own per-connection
-    state is not used for this (its header-table timeout restarts with every
-    table; its body timeout with every chunk).                               */
+    client sending a byte a second gains nothing.  Every SM__TICK_MS one
+    sweep of the records closes the connections past their deadline (lws's
+    own timeouts do not serve: its header-table timeout restarts with every
+    table, its body timeout with every chunk; and a timer per connection
+    would cost an insertion in lws's sorted timer list each).               */
 
 static uint64_t
 s_mono_ms(void)
@@ -322,20 +327,13 @@ s_conn_filter(sm_web *self, const struct lws_filter_network_conn_args *filt)
     slot->count++;
     slot->requests++;
     self->conns_open++;
+    if ((size_t) fd >= self->fd_end)
+        self->fd_end = (size_t) fd + 1;
     rec->slot_plus1 = (uint32_t) (slot - self->addrs) + 1;
     rec->in_request = true;
     rec->deadline_ms = s_mono_ms() + (uint64_t) cfg->headers_timeout_s * 1000u;
     s_conn_gauge(self);
     return 0;
-}
-
-/*  Run the connection's timer at its record's deadline.                     */
-static void
-s_conn_arm(struct lws *wsi, const s_fdrec *rec)
-{
-    uint64_t now = s_mono_ms();
-    uint64_t left_ms = rec->deadline_ms > now ? rec->deadline_ms - now : 0;
-    lws_set_timer_usecs(wsi, (lws_usec_t) (left_ms + 1) * LWS_US_PER_MS);
 }
 
 static s_fdrec *
@@ -345,15 +343,15 @@ s_conn_rec(struct lws *wsi)
 }
 
 /*  LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: tie the record made at
-    accept to the connection's wsi and start the headers' clock.             */
+    accept to the connection's wsi (the headers' clock runs since accept).  */
 static void
 s_conn_adopted(sm_web *self, struct lws *wsi)
 {
     int fd = (int) lws_get_socket_fd(wsi);
     if (fd < 0 || (size_t) fd >= self->fdrecs_len || !self->fdrecs[fd].slot_plus1)
         return;
+    self->fdrecs[fd].wsi = wsi;
     lws_set_opaque_user_data(wsi, &self->fdrecs[fd]);
-    s_conn_arm(wsi, &self->fdrecs[fd]);
 }
 
 /*  The request's headers are in and a body is to come: the body's clock.  */
@@ -365,7 +363,6 @@ s_conn_body_starts(sm_web *self, struct lws *wsi)
         return;
     rec->in_body = true;
     rec->deadline_ms = s_mono_ms() + (uint64_t) self->opts.config->body_timeout_s * 1000u;
-    s_conn_arm(wsi, rec);
 }
 
 /*  The request is complete (or became a websocket): no longer unfinished. */
@@ -395,33 +392,37 @@ s_conn_next_request(sm_web *self, struct lws *wsi)
     rec->in_request = true;
     rec->in_body = false;
     rec->deadline_ms = s_mono_ms() + (uint64_t) self->opts.config->headers_timeout_s * 1000u;
-    s_conn_arm(wsi, rec);
 }
 
-/*  LWS_CALLBACK_TIMER: -1 (lws closes it) for a connection past its
-    deadline; a timer that ran early is set again.                            */
-static int
-s_conn_timer(sm_web *self, struct lws *wsi)
+/*  Close the connections past their deadline (one pass over the records in
+    use; lws closes them on its next pass).                                  */
+static void
+s_conn_sweep(sm_web *self)
 {
-    s_fdrec *rec = s_conn_rec(wsi);
-    if (!rec || !rec->in_request)
-        return 0;
-    if (s_mono_ms() < rec->deadline_ms) {
-        s_conn_arm(wsi, rec);
-        return 0;
-    }
-    const char *addr = self->addrs[rec->slot_plus1 - 1].addr;
     const sm_config *cfg = self->opts.config;
-    if (self->opts.metrics)
-        sm_metrics_add(self->opts.metrics, rec->in_body ? SM_METRIC_HTTP_BODY_TIMEOUT
-                                                        : SM_METRIC_HTTP_HEADERS_TIMEOUT, 1);
-    char kind[SM__ADDR_BYTES + 40];
-    snprintf(kind, sizeof kind, "web: slow clients at %s dropped", addr);
-    sm_log_throttled(SM_LOG_WARN, kind, "web: client %s dropped: its request's %s took "
-                     "longer than %u s (http.%s)", addr, rec->in_body ? "body" : "headers",
-                     rec->in_body ? cfg->body_timeout_s : cfg->headers_timeout_s,
-                     rec->in_body ? "body_timeout_s" : "headers_timeout_s");
-    return -1;
+    uint64_t now = s_mono_ms();
+    size_t end = 0;
+    for (size_t fd = 0; fd < self->fd_end; fd++) {
+        s_fdrec *rec = &self->fdrecs[fd];
+        if (!rec->slot_plus1)
+            continue;
+        end = fd + 1;
+        if (!rec->wsi || !rec->in_request || rec->closing || now < rec->deadline_ms)
+            continue;
+        rec->closing = true;
+        const char *addr = self->addrs[rec->slot_plus1 - 1].addr;
+        if (self->opts.metrics)
+            sm_metrics_add(self->opts.metrics, rec->in_body ? SM_METRIC_HTTP_BODY_TIMEOUT
+                                                            : SM_METRIC_HTTP_HEADERS_TIMEOUT, 1);
+        char kind[SM__ADDR_BYTES + 40];
+        snprintf(kind, sizeof kind, "web: slow clients at %s dropped", addr);
+        sm_log_throttled(SM_LOG_WARN, kind, "web: client %s dropped: its request's %s took "
+                         "longer than %u s (http.%s)", addr, rec->in_body ? "body" : "headers",
+                         rec->in_body ? cfg->body_timeout_s : cfg->headers_timeout_s,
+                         rec->in_body ? "body_timeout_s" : "headers_timeout_s");
+        lws_set_timeout(rec->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    self->fd_end = end;
 }
 
 /*  LWS_CALLBACK_WSI_DESTROY (the socket is closed by now).                  */
@@ -466,11 +467,13 @@ s_conns_init(sm_web *self)
     return 0;
 }
 
-/*  Once a second: write the counts of throttled log lines that are due.    */
+/*  Every SM__TICK_MS: close connections past their deadline, write the
+    counts of throttled log lines that are due.                              */
 static void
 s_tick(lws_sorted_usec_list_t *sul)
 {
     sm_web *self = lws_container_of(sul, sm_web, tick_sul);
+    s_conn_sweep(self);
     sm_log_throttle_flush();
     lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
                      (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
@@ -1063,8 +1066,6 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
         s_conn_adopted(self, wsi);
         return lws_callback_http_dummy(wsi, reason, user, in, len);
-    case LWS_CALLBACK_TIMER:
-        return s_conn_timer(self, wsi);
     case LWS_CALLBACK_WSI_DESTROY:
         s_conn_destroyed(self, wsi);
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -1198,7 +1199,7 @@ sm_web_new(const sm_web_opts *opts, int *err)
     info.max_http_header_pool = SM_HTTP_HEADER_POOL;
     info.count_threads = 1;
     info.timeout_secs = 20;
-    /* lws's own header-table timeout, behind our deadline (s_conn_timer). */
+    /* lws's own header-table timeout, behind our deadline (s_conn_sweep). */
     info.timeout_secs_ah_idle = opts->config->headers_timeout_s + 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL
                    && strchr(info.iface, ':') == NULL);
