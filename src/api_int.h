@@ -44,6 +44,7 @@ struct sm_api {
     void *peers_arg;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
+    bool mirror;                    /* read-only: sm_api_opts.mirror */
     sm_snapshot *snap;
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
     sm__api_owner owners[SM_HOLD_OWNERS_MAX];

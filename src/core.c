@@ -337,6 +337,8 @@ s_run_batch(sm_core *self, s_pending *batch, size_t n, size_t *done)
             req->rc = SM_ESTATE;        /* not appended here: forwarded below */
         else if (rc != 0)
             req->rc = rc;
+        else if (self->opts.mirror)
+            req->rc = SM_EREADONLY;     /* a mirror holds no units: no own log */
         else if (!self->own_ok)
             req->rc = SM_ERECOVERING;
         else
@@ -528,7 +530,7 @@ s_tick(sm_core *self, uint64_t now_ms)
         return released;
     if (released)
         sm_mesh_local(self->mesh, now_ms);
-    if (self->opts.rebalance_floor && self->own_ok && ++self->ticks % SM__REBALANCE_TICKS == 0)
+    if (self->opts.rebalance_floor && self->own_ok && !self->opts.mirror && ++self->ticks % SM__REBALANCE_TICKS == 0)
         s_rebalance_round(self, now_ms);
     sm_gossip *g = sm_mesh_gossip(self->mesh);
     pthread_mutex_lock(&self->peers_lock);
@@ -552,7 +554,7 @@ s_own_enable(sm_core *self)
 {
     self->own_ok = true;
     self->own_checking = false;
-    sm_gossip_set_writable(sm_mesh_gossip(self->mesh), true);
+    sm_gossip_set_writable(sm_mesh_gossip(self->mesh), !self->opts.mirror);
 }
 
 static void
@@ -667,7 +669,8 @@ s_thread_start(sm_core *self, void **router_out)
             sm_log_info("core: checking this node's own log with its peers before "
                         "appending (up to %u ms if none answers)", SM_OWN_CHECK_MS);
         }
-        sm_gossip_set_writable(sm_mesh_gossip(self->mesh), self->own_ok);
+        sm_gossip_set_writable(sm_mesh_gossip(self->mesh),
+                               self->own_ok && !self->opts.mirror);
     }
     sm_ledger_version(self->opts.ledger, &self->version);
     return 0;

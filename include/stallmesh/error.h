@@ -51,7 +51,9 @@
     X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
     X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
     X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
-    X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8")
+    X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
+    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node") \
+    X(SM_ENOTRELAY,   -111, "not_relay",     "this node is not admitted with the relay role: a mirror must be ('stallmesh admit NODE_ID --role relay')")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
