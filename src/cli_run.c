@@ -245,6 +245,11 @@ s_mirror_check(const sm_identity *id, sm_ledger *ledger)
 {
     sm_member m;
     int rc = sm_ledger_member(ledger, &id->pub, &m);
+    if (rc == SM_ENOTFOUND) {
+        /* Joined, the organiser's roster not synced yet: the token's word. */
+        memset(&m, 0, sizeof m);
+        rc = sm_ledger_join_role(ledger, &m.role);
+    }
     char hex[SM_ID_HEX_BYTES + 1];
     sm_id_format(&id->pub, hex);
     if (rc == 0 && !m.revoked && m.role == SM_ROLE_RELAY)
