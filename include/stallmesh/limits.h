@@ -55,6 +55,7 @@
 #define SM_CLI_RESPONSE_BYTES_MAX (16u << 20) /* an answer; more is refused */
 #define SM_CLI_CONNECT_TIMEOUT_MS 3000u
 #define SM_CLI_REQUEST_TIMEOUT_MS 15000u    /* the whole request, connect included */
+#define SM_CLI_DOWNLOAD_STALL_S   30u       /* an export that sends nothing this long is cut */
 
 /* The mesh (DESIGN §6, proto/mesh.md). */
 #define SM_WIRE_BYTES_MAX         (8u << 20) /* one message; larger is refused before decoding */
