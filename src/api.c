@@ -38,6 +38,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "api_report.h"
 #include "codec.h"
 #include "stallmesh/error.h"
 #include "stallmesh/identity.h"
@@ -378,6 +379,8 @@ sm_http_resp_clear(sm_http_resp *resp)
         free(resp->body);
     s_blob *owner = resp->body_owner;
     s_blob_unref(&owner);
+    if (resp->stream)
+        resp->stream->destroy(resp->stream);
     memset(resp, 0, sizeof *resp);
 }
 
@@ -423,6 +426,7 @@ struct sm_api {
     void *peers_arg;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
+    const char *report_tz;          /* borrowed (api_report.c) */
     s_snap snap;
     s_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
     s_owner owners[SM_HOLD_OWNERS_MAX];
@@ -480,6 +484,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->peers_arg = opts->peers_arg;
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
+    self->report_tz = opts->report_tz;
     if (err)
         *err = 0;
     return self;
@@ -2121,6 +2126,28 @@ s_post(sm_api *self, s_route_id id, const sm_http_req *req, uint64_t now_ms,
     return SM_API_WRITE;
 }
 
+/*  GET /api/report and /api/export/... (token): api_report.c answers.      */
+static int
+s_report_routes(sm_api *self, const sm_http_req *req, uint64_t now_ms, sm_http_resp *resp)
+{
+    if (req->method != SM_HTTP_GET && req->method != SM_HTTP_HEAD) {
+        s_error(resp, 405, "method_not_allowed", "this route allows GET, HEAD", NULL);
+        resp->allow = "GET, HEAD";
+        return SM_API_DONE;
+    }
+    if (!req->authorized) {
+        s_unauthorized(resp, "send 'Authorization: Bearer <api-token>' "
+                             "(the api-token file of the node's data directory)");
+        return SM_API_DONE;
+    }
+    sm_gossip_peer peers[SM_PEERS_MAX];
+    sm_api_report_ctx ctx = { .ledger = self->ledger, .node = self->node,
+                              .tz_default = self->report_tz, .peers = peers };
+    ctx.peer_count = s_peers(self, peers);
+    sm_api_report_handle(&ctx, req, now_ms, resp);
+    return SM_API_DONE;
+}
+
 int
 sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
               sm_http_resp *resp, sm_core_req **write)
@@ -2129,6 +2156,8 @@ sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     memset(resp, 0, sizeof *resp);
     *write = NULL;
 
+    if (sm_api_report_route(req->path))      /* the organiser's routes: api_report.c */
+        return s_report_routes(self, req, now_ms, resp);
     const s_route *rt = s_route_find(req->path);
     if (!rt) {
         s_error(resp, 404, "not_found", "no such route: see proto/api.md", NULL);

@@ -48,6 +48,10 @@
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
 
+/* The organiser's reports (GET /api/report, /api/export/...). */
+#define SM_REPORT_RANGE_DAYS_MAX  4000u     /* a report's range: over ten years */
+#define SM_REPORT_HOURLY_DAYS_MAX 92u       /* by=hour: a quarter's hours at most */
+
 /* The node's configuration file. */
 #define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */
 /* The CLI's requests to its node's JSON API. */
