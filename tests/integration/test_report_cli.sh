@@ -210,8 +210,11 @@ J=$out
 check "report --json is the node's JSON on one document" '[ $rc -eq 0 ] && printf "%s" "$J" | jq -e . >/dev/null'
 check "report --json: totals equal the sums of the sales made" \
     '[ "$(printf "%s" "$J" | jq -c ".totals | [.sales,.units,.gross,.returns,.returned_units,.net]")" = "[4,7,5350,450,1,4900]" ]'
-check "report --json: the by-stall row is this node, named, and sums to the totals" \
-    '[ "$(printf "%s" "$J" | jq -r ".by.stall | length, .[0].stall, .[0].name, .[0].net")" = "$(printf "1\n%s\nOrchard Farm\n4900" "$ORG_ID")" ]'
+check "report --json: by stall, this node has every sale, named, and the stall none" \
+    '[ "$(printf "%s" "$J" | jq -r ".by.stall[] | select(.net != 0) | .stall, .name, .net")" = "$(printf "%s\nOrchard Farm\n4900" "$ORG_ID")" ] &&
+     [ "$(printf "%s" "$J" | jq "[.by.stall[].net] | add")" = 4900 ]'
+check "report --json: the stall's last sale is a time, today" \
+    'printf "%s" "$J" | jq -r ".by.stall[] | select(.stall == \"$ORG_ID\") | .last_sale" | grep -Eq "^($DAY1|$DAY2)T"'
 check "report --json: payments sum to the net" \
     '[ "$(printf "%s" "$J" | jq "[.by.payment[].net] | add")" = 4900 ]'
 check "report --json: currency GBP, zone UTC" \
