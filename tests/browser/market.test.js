@@ -98,7 +98,7 @@ test('/market shows the day\'s totals; a sale at another stall updates them live
   const barsBefore = await barCount(page);
   assert.ok(barsBefore >= 1, 'the chart draws bars');
   // The honey has two units, at the stall: low.
-  assert.match(await text(page.locator('#low li[data-sku="honey"]')), /Wildflower honey 2 left — all at Corner Bakery/);
+  assert.match(await text(page.locator('#low li[data-sku="honey"]')), /Wildflower honey 2 left — all at Corner Bakery/i);
 
   // No polling while the socket is up: 3 s idle, no report read.
   await page.evaluate(() => { window.stallmeshSameDocument = true; });
@@ -120,7 +120,7 @@ test('/market shows the day\'s totals; a sale at another stall updates them live
   assert.match(await text(page.locator('#by-source li[data-source="online"]')), /Online £12\.50 · 1 sale/);
   assert.equal(await chartNet(page), 1700, 'the hour chart grew by the sale');
   assert.ok(await barCount(page) >= barsBefore);
-  assert.match(await text(page.locator('#low li[data-sku="honey"]')), /1 left/);
+  assert.match(await text(page.locator('#low li[data-sku="honey"]')), /1 left/i);
   assert.equal(await page.evaluate(() => window.stallmeshSameDocument), true, 'no reload');
   t.diagnostic(`a sale at the stall reached the organiser's page in ${took} ms`);
 
