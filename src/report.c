@@ -681,8 +681,10 @@ sm_report_run(sm_ledger *ledger, const sm_report_query *q, sm_report *out)
         sm_report_free(out);
         return rc;
     }
-    qsort(out->stalls, out->stall_count, sizeof *out->stalls, s_stall_cmp);
-    qsort(out->items, out->item_count, sizeof *out->items, s_item_cmp);
+    if (out->stall_count > 1)
+        qsort(out->stalls, out->stall_count, sizeof *out->stalls, s_stall_cmp);
+    if (out->item_count > 1)
+        qsort(out->items, out->item_count, sizeof *out->items, s_item_cmp);
     return 0;
 }
 
@@ -768,7 +770,7 @@ sm_rep_rows_open(sm_ledger *ledger, int kind, int64_t from_s, int64_t to_s,
     if (!cur)
         goto fail;
     sm_val k, v;
-    int rc;
+    int rc = 0;
     while (self->origin_count < SM_MEMBERS_MAX && (rc = sm_cursor_next(cur, &k, &v)) == 0) {
         sm__head_rec h;
         if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
