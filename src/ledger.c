@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "report.h"
 #include "stallmesh/error.h"
 #include "state.h"
 #include "store.h"
@@ -155,6 +156,14 @@ s_wbegin(sm_ledger *self, sm_txn **txn, bool *own)
 static int
 s_wend(sm_ledger *self, sm_txn **txn, bool own, int rc, bool keep)
 {
+    /* The report aggregates' deltas go into this transaction (report.h). */
+    if (s_fatal(rc)) {
+        sm__report_drop();
+    } else {
+        int frc = sm__report_flush(*txn);
+        if (frc != 0)
+            rc = frc;
+    }
     if (s_fatal(rc)) {
         if (own)
             sm_txn_abort(txn);
@@ -493,12 +502,13 @@ static int
 s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
 {
     static const sm_db state_dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS,
-                                       SM_DB_REP_SLOT, SM_DB_REP_ITEM };
+                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS };
     int rc = 0;
     for (size_t i = 0; i < sizeof state_dbs / sizeof state_dbs[0]; i++)
         if ((rc = sm_kv_clear(txn, state_dbs[i])) != 0)
             return rc;
+    if ((rc = sm__report_clear(txn)) != 0)     /* report.h: aggregates and deltas */
+        return rc;
 
     sm__head_rec oh;
     if ((rc = s_head_get(txn, market, &oh)) != 0)

@@ -54,6 +54,126 @@ s_item_key(uint8_t *key, uint64_t slot, const sm_id *origin, const char *sku)
     return SM__REP_SLOT_KEY + n;
 }
 
+/*  Write-back: the hooks add each entry's deltas to a small per-thread
+    table, and sm__report_flush adds the table to the stored records once
+    per ledger operation (an ingested run of a thousand sales of one stall
+    touches a few dozen records, not two thousand).  The table is bounded:
+    when full it is flushed into the transaction early.  A rebuild drops it
+    (sm__report_clear) and a failed operation too (sm__report_drop), so a
+    delta reaches the store once, in the transaction of its entry.         */
+#define SM__REP_CACHE_SLOTS 1024u   /* power of two; flushed at 3/4 */
+
+typedef struct {
+    uint8_t key[SM__REP_ITEM_KEY];
+    uint8_t klen;              /* 0 = free; SM__REP_SLOT_KEY: a slot record */
+    sm__rep_slot_rec d;        /* items use d.all only */
+} s_delta;
+
+static _Thread_local struct {
+    sm_txn *txn;               /* the transaction the deltas belong to */
+    uint32_t used;
+    s_delta *tab;              /* SM__REP_CACHE_SLOTS, allocated on first use */
+    uint16_t at[SM__REP_CACHE_SLOTS];   /* the used slots, in order of use */
+} s_cache;
+
+void
+sm__report_drop(void)
+{
+    for (uint32_t i = 0; i < s_cache.used; i++)
+        memset(&s_cache.tab[s_cache.at[i]], 0, sizeof *s_cache.tab);
+    s_cache.used = 0;
+    s_cache.txn = NULL;
+}
+
+static int
+s_flush_one(sm_txn *txn, const s_delta *x)
+{
+    bool slot = x->klen == SM__REP_SLOT_KEY;
+    sm_db db = slot ? SM_DB_REP_SLOT : SM_DB_REP_ITEM;
+    sm__rep_slot_rec rec;
+    size_t vlen = slot ? sizeof rec : sizeof rec.all;
+    sm_val v;
+    memset(&rec, 0, sizeof rec);
+    int rc = sm_kv_get(txn, db, x->key, x->klen, &v);
+    if (rc == 0) {
+        if (v.len != vlen)
+            return SM_ECORRUPT;
+        memcpy(&rec, v.data, vlen);
+    } else if (rc != SM_ENOTFOUND) {
+        return rc;
+    }
+    s_add(&rec.all, &x->d.all);
+    if (slot) {
+        for (int i = 0; i < 4; i++)
+            s_add(&rec.source[i], &x->d.source[i]);
+        for (int i = 0; i < 5; i++)
+            s_add(&rec.payment[i], &x->d.payment[i]);
+        if (x->d.last_sale_ms > rec.last_sale_ms)
+            rec.last_sale_ms = x->d.last_sale_ms;
+    }
+    return sm_kv_put(txn, db, x->key, x->klen, &rec, vlen);
+}
+
+int
+sm__report_flush(sm_txn *txn)
+{
+    if (!s_cache.used) {
+        s_cache.txn = NULL;
+        return 0;
+    }
+    assert(txn && s_cache.txn == txn);     /* deltas never cross transactions */
+    int rc = 0;
+    for (uint32_t i = 0; i < s_cache.used && rc == 0; i++)
+        rc = s_flush_one(txn, &s_cache.tab[s_cache.at[i]]);
+    sm__report_drop();
+    return rc;
+}
+
+int
+sm__report_clear(sm_txn *txn)
+{
+    sm__report_drop();
+    int rc = sm_kv_clear(txn, SM_DB_REP_SLOT);
+    return rc ? rc : sm_kv_clear(txn, SM_DB_REP_ITEM);
+}
+
+/*  The delta record for key[0..klen) in the table (flushing it first when
+    it is nearly full), or NULL out of memory.                               */
+static s_delta *
+s_delta_for(sm_txn *txn, const uint8_t *key, size_t klen, int *rc)
+{
+    *rc = 0;
+    if (!s_cache.tab && !(s_cache.tab = calloc(SM__REP_CACHE_SLOTS, sizeof *s_cache.tab))) {
+        *rc = SM_ENOMEM;
+        return NULL;
+    }
+    if (s_cache.used && s_cache.txn != txn) {
+        /* A delta left by an operation that did not end through the
+           ledger's s_wend would be a bug; never carry it into another. */
+        assert(!"report deltas of another transaction");
+        sm__report_drop();
+    }
+    if (s_cache.used >= SM__REP_CACHE_SLOTS / 4 * 3 && (*rc = sm__report_flush(txn)) != 0)
+        return NULL;
+    s_cache.txn = txn;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    uint32_t at = (uint32_t) h & (SM__REP_CACHE_SLOTS - 1);
+    for (;;) {
+        s_delta *x = &s_cache.tab[at];
+        if (x->klen == 0) {
+            memcpy(x->key, key, klen);
+            x->klen = (uint8_t) klen;
+            s_cache.at[s_cache.used++] = (uint16_t) at;
+            return x;
+        }
+        if (x->klen == klen && memcmp(x->key, key, klen) == 0)
+            return x;
+        at = (at + 1) & (SM__REP_CACHE_SLOTS - 1);
+    }
+}
+
 /*  Add `d` to the slot record of (slot, origin) in the source and payment
     rows given (1-based; 0 = none).                                         */
 static int
@@ -61,27 +181,19 @@ s_slot_add(sm_txn *txn, uint64_t slot, const sm_id *origin, const sm_rep_totals 
            int source, int payment, uint64_t sale_ms)
 {
     uint8_t key[SM__REP_SLOT_KEY];
-    sm__rep_slot_rec rec;
-    sm_val v;
+    int rc;
     s_slot_key(key, slot, origin);
-    int rc = sm_kv_get(txn, SM_DB_REP_SLOT, key, sizeof key, &v);
-    if (rc == 0) {
-        if (v.len != sizeof rec)
-            return SM_ECORRUPT;
-        memcpy(&rec, v.data, sizeof rec);
-    } else if (rc == SM_ENOTFOUND) {
-        memset(&rec, 0, sizeof rec);
-    } else {
+    s_delta *x = s_delta_for(txn, key, sizeof key, &rc);
+    if (!x)
         return rc;
-    }
-    s_add(&rec.all, d);
+    s_add(&x->d.all, d);
     if (source >= 1 && source <= 4)
-        s_add(&rec.source[source - 1], d);
+        s_add(&x->d.source[source - 1], d);
     if (payment >= 1 && payment <= 5)
-        s_add(&rec.payment[payment - 1], d);
-    if (sale_ms > rec.last_sale_ms)
-        rec.last_sale_ms = sale_ms;
-    return sm_kv_put(txn, SM_DB_REP_SLOT, key, sizeof key, &rec, sizeof rec);
+        s_add(&x->d.payment[payment - 1], d);
+    if (sale_ms > x->d.last_sale_ms)
+        x->d.last_sale_ms = sale_ms;
+    return 0;
 }
 
 static int
@@ -90,20 +202,12 @@ s_item_add(sm_txn *txn, uint64_t slot, const sm_id *origin, const char *sku,
 {
     uint8_t key[SM__REP_ITEM_KEY];
     size_t klen = s_item_key(key, slot, origin, sku);
-    sm_rep_totals t;
-    sm_val v;
-    int rc = sm_kv_get(txn, SM_DB_REP_ITEM, key, klen, &v);
-    if (rc == 0) {
-        if (v.len != sizeof t)
-            return SM_ECORRUPT;
-        memcpy(&t, v.data, sizeof t);
-    } else if (rc == SM_ENOTFOUND) {
-        memset(&t, 0, sizeof t);
-    } else {
+    int rc;
+    s_delta *x = s_delta_for(txn, key, klen, &rc);
+    if (!x)
         return rc;
-    }
-    s_add(&t, d);
-    return sm_kv_put(txn, SM_DB_REP_ITEM, key, klen, &t, sizeof t);
+    s_add(&x->d.all, d);
+    return 0;
 }
 
 int
@@ -577,8 +681,10 @@ sm_report_run(sm_ledger *ledger, const sm_report_query *q, sm_report *out)
         sm_report_free(out);
         return rc;
     }
-    qsort(out->stalls, out->stall_count, sizeof *out->stalls, s_stall_cmp);
-    qsort(out->items, out->item_count, sizeof *out->items, s_item_cmp);
+    if (out->stall_count > 1)
+        qsort(out->stalls, out->stall_count, sizeof *out->stalls, s_stall_cmp);
+    if (out->item_count > 1)
+        qsort(out->items, out->item_count, sizeof *out->items, s_item_cmp);
     return 0;
 }
 
@@ -664,7 +770,7 @@ sm_rep_rows_open(sm_ledger *ledger, int kind, int64_t from_s, int64_t to_s,
     if (!cur)
         goto fail;
     sm_val k, v;
-    int rc;
+    int rc = 0;
     while (self->origin_count < SM_MEMBERS_MAX && (rc = sm_cursor_next(cur, &k, &v)) == 0) {
         sm__head_rec h;
         if (k.len != SM_KEY_BYTES || v.len != sizeof h) {

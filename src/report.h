@@ -57,6 +57,16 @@ typedef struct {
     `sale` is the sale record a return refers to (its lines' prices).       */
 int sm__report_sale(sm_txn *txn, const sm_entry *e);
 int sm__report_return(sm_txn *txn, const sm_entry *e, const sm__sale_rec *sale);
+/*  The hooks keep their deltas in a per-thread table until the ledger
+    operation that applied the entries ends: sm__report_flush adds them to
+    the stored records in `txn` (the ledger calls it before it commits or
+    returns a batch's operation; 0 or a store error, after which the
+    transaction must be abandoned), sm__report_drop forgets them (the
+    operation failed and its transaction is abandoned), sm__report_clear
+    empties both databases and the table (a rebuild).                       */
+int sm__report_flush(sm_txn *txn);
+void sm__report_drop(void);
+int sm__report_clear(sm_txn *txn);
 /*  Benchmarks only: turn the aggregates off (and on) for this process, to
     measure what keeping them costs.  Reports are wrong while off.           */
 void sm__report_set_enabled(bool on);
