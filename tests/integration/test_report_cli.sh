@@ -305,6 +305,9 @@ if start "$STALL" "$SPORT"; then
     run_in "$STALL" report --node "http://127.0.0.1:$SPORT" --tz UTC --json
     check "a stall's node reports its own stall (nothing sold there: 0)" \
         '[ $rc -eq 0 ] && [ "$(printf "%s" "$out" | jq .totals.sales)" = 0 ]'
+    run_in "$STALL" report --node "http://127.0.0.1:$SPORT" --stall "$STALL_ID" --tz UTC
+    check "a stall's node answers --stall of itself (the till's Today asks so)" \
+        '[ $rc -eq 0 ] && has_line "$out" "sales +0"'
 else
     nok "the stall's node starts"
 fi
