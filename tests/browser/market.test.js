@@ -73,7 +73,7 @@ async function market(t) {
   return { org, stall };
 }
 
-test('/market shows the day\'s totals; a sale at another stall updates them live over /ws with no polling, the hour chart grows, a CSV downloads with the token never in a URL, and at 360 px nothing scrolls sideways',
+test('/market shows the day\'s totals; a sale at another stall updates them live over /ws with no polling, the hour chart grows, a CSV downloads with the token never in a URL, and at 360 px nothing scrolls sideways; a stall\'s node shows its own stall only',
      { timeout: TEST_MS }, async (t) => {
   const { org, stall } = await market(t);
   await org.must('POST', '/api/sales', { lines: [{ sku: 'jam', qty: 1 }], source: 'in_person', payment: 'cash' });
@@ -149,6 +149,15 @@ test('/market shows the day\'s totals; a sale at another stall updates them live
   assert.ok(sw <= iw, `scrollWidth ${sw} > innerWidth ${iw} at 360 px`);
   assert.equal(await chartNet(page), 1700, 'the chart redrawn for the phone');
   assert.deepEqual(page.errors, []);
+
+  // The stall's own node reports its own stall only, and the page says so.
+  const own = await open(t, `${stall.url}/market`);
+  await saveToken(own, stall);
+  await until('the stall\'s scope', UI_MS, async () => /This is a stall's node/.test(await text(own.locator('#day-line'))));
+  assert.equal(await own.locator('#stalls li').count(), 1);
+  assert.match(await text(own.locator(`#stalls li[data-stall="${stall.id()}"]`)), /Corner Bakery \(this node\) £12\.50/);
+  assert.equal(await text(own.locator('#t-net')), '£12.50');
+  assert.deepEqual(own.errors, []);
 });
 
 test('/market asks for the token and says so when the node refuses it', { timeout: TEST_MS }, async (t) => {
