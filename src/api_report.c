@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_int.h"
 #include "report.h"
 #include "stallmesh/error.h"
 #include "stallmesh/identity.h"
@@ -1276,15 +1277,6 @@ s_export_inventory(const sm_api_report_ctx *ctx, s_query *q, uint64_t now_ms,
 
 /* ---- entry points ----------------------------------------------------------- */
 
-bool
-sm_api_report_route(const char *path)
-{
-    for (size_t i = 0; i < S_ROUTE_COUNT; i++)
-        if (strcmp(path, s_routes[i].path) == 0)
-            return true;
-    return false;
-}
-
 void
 sm_api_report_handle(const sm_api_report_ctx *ctx, const sm_http_req *req,
                      uint64_t now_ms, sm_http_resp *resp)
@@ -1318,4 +1310,17 @@ sm_api_report_handle(const sm_api_report_ctx *ctx, const sm_http_req *req,
         break;
     }
     sm_tz_destroy(&q.tz);
+}
+
+int
+sm__api_get_report(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                   sm_http_resp *r, sm_core_req **write)
+{
+    (void) write;
+    sm_gossip_peer peers[SM_PEERS_MAX];
+    sm_api_report_ctx ctx = { .ledger = self->ledger, .node = self->node,
+                              .tz_default = self->report_tz, .peers = peers };
+    ctx.peer_count = sm__api_peers(self, peers);
+    sm_api_report_handle(&ctx, req, now_ms, r);
+    return SM_API_DONE;
 }
