@@ -30,7 +30,6 @@
 #include <time.h>
 
 #include "api_int.h"
-#include "api_report.h"
 #include "codec.h"
 #include "stallmesh/error.h"
 #include "stallmesh/identity.h"
@@ -79,6 +78,12 @@ static const s_route s_routes[] = {
        (rate-limited per address; see api_write.c). */
     { "/api/holds",       NULL,                 sm__api_post_hold,         NULL,                0 },
     { SM__API_HOLD_PATH,  NULL,                 NULL,                      sm__api_delete_hold, 0 },
+    /* The organiser's report and exports (api_report.c). */
+    { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET },
+    { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET },
+    { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET },
 };
 
 /*  The Allow header of a route, by its M_* bits.                            */
@@ -118,29 +123,6 @@ s_handler(const s_route *rt, sm_http_method m, unsigned *bit)
     }
 }
 
-/*  GET /api/report and /api/export/... (token): api_report.c answers.      */
-static int
-s_report_routes(sm_api *self, const sm_http_req *req, uint64_t now_ms, sm_http_resp *resp)
-{
-    if (req->method != SM_HTTP_GET && req->method != SM_HTTP_HEAD) {
-        sm__api_error(resp, 405, "method_not_allowed", "this route allows GET, HEAD", NULL);
-        resp->allow = "GET, HEAD";
-        return SM_API_DONE;
-    }
-    if (!req->authorized) {
-        sm__api_error(resp, 401, "unauthorized",
-                      "send 'Authorization: Bearer <api-token>' "
-                      "(the api-token file of the node's data directory)", NULL);
-        return SM_API_DONE;
-    }
-    sm_gossip_peer peers[SM_PEERS_MAX];
-    sm_api_report_ctx ctx = { .ledger = self->ledger, .node = self->node,
-                              .tz_default = self->report_tz, .peers = peers };
-    ctx.peer_count = sm__api_peers(self, peers);
-    sm_api_report_handle(&ctx, req, now_ms, resp);
-    return SM_API_DONE;
-}
-
 int
 sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
               sm_http_resp *resp, sm_core_req **write)
@@ -149,8 +131,6 @@ sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     memset(resp, 0, sizeof *resp);
     *write = NULL;
 
-    if (sm_api_report_route(req->path))      /* the organiser's routes: api_report.c */
-        return s_report_routes(self, req, now_ms, resp);
     const s_route *rt = s_route_find(req->path);
     if (!rt) {
         sm__api_error(resp, 404, "not_found", "no such route: see proto/api.md", NULL);

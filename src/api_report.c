@@ -27,13 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_int.h"
 #include "report.h"
 #include "stallmesh/error.h"
 #include "stallmesh/identity.h"
 #include "stallmesh/limits.h"
 #include "tz.h"
 
-static const char s_json_type[] = "application/json";
 static const char s_csv_type[] = "text/csv; charset=utf-8";
 static const char s_no_store[] = "no-store";
 
@@ -48,7 +48,7 @@ static const struct { const char *path; int id; const char *file; } s_routes[] =
 };
 #define S_ROUTE_COUNT (sizeof s_routes / sizeof s_routes[0])
 
-/* ---- a growable buffer (a failed allocation is sticky) ------------------ */
+/* ---- CSV text: a growable buffer (a failed allocation is sticky) -------- */
 
 typedef struct {
     char *p;
@@ -96,43 +96,12 @@ s_printf(s_buf *b, const char *fmt, ...)
         s_put(b, t, (size_t) n < sizeof t ? (size_t) n : sizeof t - 1);
 }
 
-/*  A JSON string (text from the ledger is UTF-8 without control bytes;
-    escaped anyway, with < > & as the rest of the API does).               */
-static void
-s_jstr(s_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    s_put(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (c == '"' || c == '\\') {
-            char e[2] = { '\\', (char) c };
-            s_put(b, e, 2);
-        } else if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0x7f) {
-            char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-            s_put(b, e, 6);
-        } else {
-            s_put(b, p, 1);
-        }
-    }
-    s_put(b, "\"", 1);
-}
-
-static void
-s_jid(s_buf *b, const sm_id *id)
-{
-    char hex[SM_ID_HEX_BYTES + 1];
-    sm_id_format(id, hex);
-    s_jstr(b, hex);
-}
-
 static void
 s_answer(sm_http_resp *r, int status, const char *type, s_buf *b)
 {
     if (b->failed || !b->p) {
         free(b->p);
-        sm_api_error(r, 503, "no_memory", "the node is out of memory; try again");
-        r->retry_after_s = 1;
+        sm__api_nomem(r);
         return;
     }
     r->status = status;
@@ -144,21 +113,11 @@ s_answer(sm_http_resp *r, int status, const char *type, s_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-/*  400 (or `status`) {"error", "detail", "field"}.                          */
+/*  `status` {"error", "detail", "field"} (field may be NULL).              */
 static void
 s_fail(sm_http_resp *r, int status, const char *code, const char *field, const char *detail)
 {
-    s_buf b = { 0 };
-    s_puts(&b, "{\"error\":");
-    s_jstr(&b, code);
-    s_puts(&b, ",\"detail\":");
-    s_jstr(&b, detail);
-    if (field) {
-        s_puts(&b, ",\"field\":");
-        s_jstr(&b, field);
-    }
-    s_puts(&b, "}");
-    s_answer(r, status, s_json_type, &b);
+    sm__api_error(r, status, code, detail, field);
 }
 
 /* ---- time text ----------------------------------------------------------- */
@@ -178,11 +137,11 @@ s_rfc3339(char out[40], int64_t t, int32_t off)
 }
 
 static void
-s_jtime(s_buf *b, const sm_tz *tz, int64_t t)
+s_jtime(sm_json_buf *b, const char *key, const sm_tz *tz, int64_t t)
 {
     char text[40];
     s_rfc3339(text, t, sm_tz_offset(tz, t));
-    s_jstr(b, text);
+    sm_json_kstr(b, key, text);
 }
 
 static bool
@@ -362,7 +321,7 @@ s_query_parse(const sm_api_report_ctx *ctx, const sm_http_req *req, int route,
     int err = 0;
     if (!(q->tz = sm_tz_open(zone, &err))) {
         if (err == SM_ENOMEM) {
-            sm_api_error(r, 503, "no_memory", "the node is out of memory; try again");
+            sm__api_nomem(r);
             return false;
         }
         s_fail(r, 400, "bad_timezone", "tz",
@@ -574,24 +533,29 @@ s_item_name(const s_catalog *c, const char *sku)
 
 /* ---- GET /api/report ----------------------------------------------------- */
 
+/*  The seven fields of the model, as members of the open object.          */
 static void
-s_totals(s_buf *b, const sm_rep_totals *t)
+s_totals(sm_json_buf *b, const sm_rep_totals *t)
 {
     int64_t net = t->gross - t->returns;
     int64_t avg = t->sales ? (net >= 0 ? (net + t->sales / 2) / t->sales
                                       : -((-net + t->sales / 2) / t->sales)) : 0;
-    s_printf(b, "\"sales\":%" PRId64 ",\"units\":%" PRId64 ",\"gross\":%" PRId64
-             ",\"returns\":%" PRId64 ",\"returned_units\":%" PRId64 ",\"net\":%" PRId64
-             ",\"average_sale\":%" PRId64, t->sales, t->units, t->gross, t->returns,
-             t->returned_units, net, avg);
+    sm_json_kint(b, "sales", t->sales);
+    sm_json_kint(b, "units", t->units);
+    sm_json_kint(b, "gross", t->gross);
+    sm_json_kint(b, "returns", t->returns);
+    sm_json_kint(b, "returned_units", t->returned_units);
+    sm_json_kint(b, "net", net);
+    sm_json_kint(b, "average_sale", avg);
 }
 
 static void
-s_totals_obj(s_buf *b, const char *key, const sm_rep_totals *t)
+s_totals_obj(sm_json_buf *b, const char *key, const sm_rep_totals *t)
 {
-    s_printf(b, "\"%s\":{", key);
+    sm_json_key(b, key);
+    sm_json_obj_open(b);
     s_totals(b, t);
-    s_puts(b, "}");
+    sm_json_obj_close(b);
 }
 
 static const sm_gossip_peer *
@@ -607,8 +571,7 @@ typedef struct {
     const sm_api_report_ctx *ctx;
     const s_query *q;
     const s_members *ms;
-    s_buf *b;
-    bool first;
+    sm_json_buf *b;
 } s_behind_ctx;
 
 /*  The newest entry's clock of an origin (its last word this node holds). */
@@ -643,21 +606,18 @@ s_behind_cb(const sm_head *h, void *arg)
     uint64_t last_ms = p && p->last_seen_ms ? p->last_seen_ms : 0;
     if (!last_ms && h->seq)
         sm_ledger_read(c->ctx->ledger, &h->origin, h->seq, 1, s_last_cb, &last_ms);
-    if (!c->first)
-        s_puts(c->b, ",");
-    c->first = false;
-    s_puts(c->b, "{\"stall\":");
-    s_jid(c->b, &h->origin);
-    s_puts(c->b, ",\"name\":");
-    s_jstr(c->b, m->name);
-    s_puts(c->b, ",\"connected\":");
-    s_puts(c->b, connected ? "true" : "false");
-    s_puts(c->b, ",\"last_heard\":");
-    if (last_ms)
-        s_jtime(c->b, c->q->tz, (int64_t) (last_ms / 1000));
-    else
-        s_puts(c->b, "null");
-    s_printf(c->b, ",\"entries_behind\":%" PRIu64 "}", waiting);
+    sm_json_obj_open(c->b);
+    sm_json_kid(c->b, "stall", &h->origin);
+    sm_json_kstr(c->b, "name", m->name);
+    sm_json_kbool(c->b, "connected", connected);
+    if (last_ms) {
+        s_jtime(c->b, "last_heard", c->q->tz, (int64_t) (last_ms / 1000));
+    } else {
+        sm_json_key(c->b, "last_heard");
+        sm_json_null(c->b);
+    }
+    sm_json_kuint(c->b, "entries_behind", waiting);
+    sm_json_obj_close(c->b);
     return 0;
 }
 
@@ -669,7 +629,7 @@ s_report(const sm_api_report_ctx *ctx, const s_query *q, uint64_t now_ms, sm_htt
                            .one_stall = q->one_stall, .stall = q->stall, .by = q->by };
     s_members ms = { 0 };
     s_catalog cat = { 0 };
-    s_buf b = { 0 };
+    sm_json_buf b = { 0 };
     sm_market m;
     int rc = sm_ledger_market(ctx->ledger, &m);
     if (rc == 0)
@@ -681,37 +641,31 @@ s_report(const sm_api_report_ctx *ctx, const s_query *q, uint64_t now_ms, sm_htt
     if (rc != 0) {
         free(ms.members);
         free(cat.items);
-        sm_api_error(r, rc == SM_ENOMARKET ? 503 : 500, sm_errname(rc), sm_strerror(rc));
+        sm__api_ledger_error(r, rc, false);
         return;
     }
-    s_puts(&b, "{\"currency\":");
-    s_jstr(&b, m.currency);
-    s_puts(&b, ",\"tz\":");
-    s_jstr(&b, sm_tz_name(q->tz));
-    s_puts(&b, ",\"from\":");
-    s_jtime(&b, q->tz, q->from_s);
-    s_puts(&b, ",\"to\":");
-    s_jtime(&b, q->tz, q->to_s);
-    s_puts(&b, ",\"as_of\":");
-    s_jtime(&b, q->tz, (int64_t) (now_ms / 1000));
-    s_puts(&b, ",\"stall\":");
-    if (q->one_stall)
-        s_jid(&b, &q->stall);
-    else
-        s_puts(&b, "null");
-    s_puts(&b, ",");
+    sm_json_obj_open(&b);
+    sm_json_kstr(&b, "currency", m.currency);
+    sm_json_kstr(&b, "tz", sm_tz_name(q->tz));
+    s_jtime(&b, "from", q->tz, q->from_s);
+    s_jtime(&b, "to", q->tz, q->to_s);
+    s_jtime(&b, "as_of", q->tz, (int64_t) (now_ms / 1000));
+    if (q->one_stall) {
+        sm_json_kid(&b, "stall", &q->stall);
+    } else {
+        sm_json_key(&b, "stall");
+        sm_json_null(&b);
+    }
     s_totals_obj(&b, "totals", &rep.totals);
-    s_puts(&b, ",");
     s_totals_obj(&b, "voided", &rep.voided);
-    s_puts(&b, ",");
     s_totals_obj(&b, "quarantined", &rep.quarantined);
-    s_puts(&b, ",\"by\":{");
-    bool first_dim = true;
+    sm_json_key(&b, "by");
+    sm_json_obj_open(&b);
     if (q->by & SM_REP_BY_STALL) {
         /* Every stall of the roster (relays aside), with or without sales. */
-        s_puts(&b, "\"stall\":[");
+        sm_json_key(&b, "stall");
+        sm_json_arr_open(&b);
         size_t i = 0, j = 0;
-        bool first = true;
         static const sm_rep_totals zero;
         while (i < rep.stall_count || j < ms.count) {
             const sm_rep_stall *st = i < rep.stall_count ? &rep.stalls[i] : NULL;
@@ -727,98 +681,99 @@ s_report(const sm_api_report_ctx *ctx, const s_query *q, uint64_t now_ms, sm_htt
             if (c > 0 && (mb->role == SM_ROLE_RELAY || mb->revoked
                           || (q->one_stall && memcmp(id->b, q->stall.b, SM_KEY_BYTES) != 0)))
                 continue;
-            if (!first)
-                s_puts(&b, ",");
-            first = false;
-            s_puts(&b, "{\"stall\":");
-            s_jid(&b, id);
-            s_puts(&b, ",\"name\":");
-            s_jstr(&b, s_member_name(&ms, id));
-            s_puts(&b, ",");
+            sm_json_obj_open(&b);
+            sm_json_kid(&b, "stall", id);
+            sm_json_kstr(&b, "name", s_member_name(&ms, id));
             s_totals(&b, t);
-            s_puts(&b, ",\"last_sale\":");
-            if (last)
-                s_jtime(&b, q->tz, (int64_t) (last / 1000));
-            else
-                s_puts(&b, "null");
-            s_puts(&b, "}");
+            if (last) {
+                s_jtime(&b, "last_sale", q->tz, (int64_t) (last / 1000));
+            } else {
+                sm_json_key(&b, "last_sale");
+                sm_json_null(&b);
+            }
+            sm_json_obj_close(&b);
         }
-        s_puts(&b, "]");
-        first_dim = false;
+        sm_json_arr_close(&b);
     }
     if (q->by & SM_REP_BY_ITEM) {
-        s_puts(&b, first_dim ? "\"item\":[" : ",\"item\":[");
+        sm_json_key(&b, "item");
+        sm_json_arr_open(&b);
         for (size_t i = 0; i < rep.item_count; i++) {
-            s_puts(&b, i ? ",{\"sku\":" : "{\"sku\":");
-            s_jstr(&b, rep.items[i].sku);
-            s_puts(&b, ",\"name\":");
-            s_jstr(&b, s_item_name(&cat, rep.items[i].sku));
-            s_puts(&b, ",");
+            sm_json_obj_open(&b);
+            sm_json_kstr(&b, "sku", rep.items[i].sku);
+            sm_json_kstr(&b, "name", s_item_name(&cat, rep.items[i].sku));
             s_totals(&b, &rep.items[i].t);
-            s_puts(&b, "}");
+            sm_json_obj_close(&b);
         }
-        s_puts(&b, "]");
-        first_dim = false;
+        sm_json_arr_close(&b);
     }
     if (q->by & SM_REP_BY_HOUR) {
-        s_puts(&b, first_dim ? "\"hour\":[" : ",\"hour\":[");
+        sm_json_key(&b, "hour");
+        sm_json_arr_open(&b);
         for (size_t i = 0; i < rep.hour_count; i++) {
             char t[40];
             s_rfc3339(t, rep.hours[i].start_s, rep.hours[i].offset_s);
-            s_puts(&b, i ? ",{\"hour\":" : "{\"hour\":");
-            s_jstr(&b, t);
-            s_puts(&b, ",");
+            sm_json_obj_open(&b);
+            sm_json_kstr(&b, "hour", t);
             s_totals(&b, &rep.hours[i].t);
-            s_puts(&b, "}");
+            sm_json_obj_close(&b);
         }
-        s_puts(&b, "]");
-        first_dim = false;
+        sm_json_arr_close(&b);
     }
     if (q->by & SM_REP_BY_DAY) {
-        s_puts(&b, first_dim ? "\"day\":[" : ",\"day\":[");
+        sm_json_key(&b, "day");
+        sm_json_arr_open(&b);
         for (size_t i = 0; i < rep.day_count; i++) {
             int64_t y;
             unsigned mo, d;
+            char day[24];
             sm_civil_from_days(rep.days[i].day, &y, &mo, &d);
-            s_printf(&b, "%s{\"day\":\"%04d-%02u-%02u\",", i ? "," : "", (int) y, mo, d);
+            snprintf(day, sizeof day, "%04d-%02u-%02u", (int) y, mo, d);
+            sm_json_obj_open(&b);
+            sm_json_kstr(&b, "day", day);
             s_totals(&b, &rep.days[i].t);
-            s_puts(&b, "}");
+            sm_json_obj_close(&b);
         }
-        s_puts(&b, "]");
-        first_dim = false;
+        sm_json_arr_close(&b);
     }
     if (q->by & SM_REP_BY_SOURCE) {
-        s_puts(&b, first_dim ? "\"source\":[" : ",\"source\":[");
+        sm_json_key(&b, "source");
+        sm_json_arr_open(&b);
         for (int i = 0; i < 4; i++) {
-            s_printf(&b, "%s{\"source\":\"%s\",", i ? "," : "", sm_source_name(i + 1));
+            sm_json_obj_open(&b);
+            sm_json_kstr(&b, "source", sm_source_name(i + 1));
             s_totals(&b, &rep.source[i]);
-            s_puts(&b, "}");
+            sm_json_obj_close(&b);
         }
-        s_puts(&b, "]");
-        first_dim = false;
+        sm_json_arr_close(&b);
     }
     if (q->by & SM_REP_BY_PAYMENT) {
-        s_puts(&b, first_dim ? "\"payment\":[" : ",\"payment\":[");
+        sm_json_key(&b, "payment");
+        sm_json_arr_open(&b);
         for (int i = 0; i < 5; i++) {
-            s_printf(&b, "%s{\"payment\":\"%s\",", i ? "," : "", sm_payment_name(i + 1));
+            sm_json_obj_open(&b);
+            sm_json_kstr(&b, "payment", sm_payment_name(i + 1));
             s_totals(&b, &rep.payment[i]);
-            s_puts(&b, "}");
+            sm_json_obj_close(&b);
         }
-        s_puts(&b, "]");
+        sm_json_arr_close(&b);
     }
-    s_puts(&b, "},\"stalls_behind\":[");
-    s_behind_ctx bc = { ctx, q, &ms, &b, true };
+    sm_json_obj_close(&b);
+    sm_json_key(&b, "stalls_behind");
+    sm_json_arr_open(&b);
+    s_behind_ctx bc = { ctx, q, &ms, &b };
     rc = sm_ledger_heads(ctx->ledger, s_behind_cb, &bc);
-    s_puts(&b, "]}");
+    sm_json_arr_close(&b);
+    sm_json_obj_close(&b);
     sm_report_free(&rep);
     free(ms.members);
     free(cat.items);
     if (rc != 0) {
-        free(b.p);
-        sm_api_error(r, 500, sm_errname(rc), sm_strerror(rc));
+        sm_json_buf_free(&b);
+        sm__api_ledger_error(r, rc, false);
         return;
     }
-    s_answer(r, 200, s_json_type, &b);
+    sm__api_take(r, 200, &b);
 }
 
 /* ---- CSV ------------------------------------------------------------------- */
@@ -1059,7 +1014,7 @@ s_export_rows(const sm_api_report_ctx *ctx, s_query *q, int kind, sm_http_resp *
             s->base.destroy = s_rows_destroy;
             s_rows_destroy(&s->base);
         }
-        sm_api_error(r, rc == SM_ENOMEM ? 503 : 500, sm_errname(rc), sm_strerror(rc));
+        sm__api_ledger_error(r, rc, false);
         return;
     }
     s->base.next = s_rows_next;
@@ -1097,7 +1052,7 @@ s_export_items(const sm_api_report_ctx *ctx, const s_query *q, sm_http_resp *r)
     if (rc != 0) {
         free(ms.members);
         free(cat.items);
-        sm_api_error(r, 500, sm_errname(rc), sm_strerror(rc));
+        sm__api_ledger_error(r, rc, false);
         return;
     }
     int exp = s_exponent(m.currency);
@@ -1267,7 +1222,7 @@ s_export_inventory(const sm_api_report_ctx *ctx, s_query *q, uint64_t now_ms,
     free(cat.items);
     if (rc != 0) {
         free(b.p);
-        sm_api_error(r, 500, sm_errname(rc), sm_strerror(rc));
+        sm__api_ledger_error(r, rc, false);
         return;
     }
     s_answer(r, 200, s_csv_type, &b);
@@ -1275,15 +1230,6 @@ s_export_inventory(const sm_api_report_ctx *ctx, s_query *q, uint64_t now_ms,
 }
 
 /* ---- entry points ----------------------------------------------------------- */
-
-bool
-sm_api_report_route(const char *path)
-{
-    for (size_t i = 0; i < S_ROUTE_COUNT; i++)
-        if (strcmp(path, s_routes[i].path) == 0)
-            return true;
-    return false;
-}
 
 void
 sm_api_report_handle(const sm_api_report_ctx *ctx, const sm_http_req *req,
@@ -1318,4 +1264,17 @@ sm_api_report_handle(const sm_api_report_ctx *ctx, const sm_http_req *req,
         break;
     }
     sm_tz_destroy(&q.tz);
+}
+
+int
+sm__api_get_report(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                   sm_http_resp *r, sm_core_req **write)
+{
+    (void) write;
+    sm_gossip_peer peers[SM_PEERS_MAX];
+    sm_api_report_ctx ctx = { .ledger = self->ledger, .node = self->node,
+                              .tz_default = self->report_tz, .peers = peers };
+    ctx.peer_count = sm__api_peers(self, peers);
+    sm_api_report_handle(&ctx, req, now_ms, r);
+    return SM_API_DONE;
 }

@@ -1,10 +1,11 @@
 /*  The organiser's routes of the JSON API (proto/api.md section 8):
     GET /api/report and the four CSV exports under /api/export/.
 
-    api.c routes these paths here after its method and token checks; the
-    answers come from the report aggregates (report.h), the sales and
-    returns rows (streamed: sm_http_stream) and the stock records.  Web
-    thread only, like the rest of the API.                                   */
+    api.c's route table sends these paths here (sm__api_get_report, after
+    its method and token checks); the answers come from the report
+    aggregates (report.h), the sales and returns rows (streamed:
+    sm_http_stream) and the stock records.  Web thread only, like the rest
+    of the API.                                                              */
 #ifndef SM_API_REPORT_H
 #define SM_API_REPORT_H
 
@@ -20,8 +21,6 @@ typedef struct {
     size_t peer_count;
 } sm_api_report_ctx;
 
-/*  Whether `path` is one of the routes here (exact match).                 */
-bool sm_api_report_route(const char *path);
 /*  Answer a GET (or HEAD) of one of them into *resp (zeroed by the caller). */
 void sm_api_report_handle(const sm_api_report_ctx *ctx, const sm_http_req *req,
                           uint64_t now_ms, sm_http_resp *resp);
