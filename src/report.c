@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,18 @@ static _Thread_local struct {
     uint16_t at[SM__REP_CACHE_SLOTS];   /* the used slots, in order of use */
 } s_cache;
 
+/*  The table is freed when its thread ends (a core thread of a node that
+    stops): the thread-local pointer alone would be lost with the thread.  */
+static pthread_key_t s_cache_key;
+static pthread_once_t s_cache_once = PTHREAD_ONCE_INIT;
+static bool s_cache_key_ok;
+
+static void
+s_cache_key_make(void)
+{
+    s_cache_key_ok = pthread_key_create(&s_cache_key, free) == 0;
+}
+
 void
 sm__report_drop(void)
 {
@@ -143,9 +156,14 @@ static s_delta *
 s_delta_for(sm_txn *txn, const uint8_t *key, size_t klen, int *rc)
 {
     *rc = 0;
-    if (!s_cache.tab && !(s_cache.tab = calloc(SM__REP_CACHE_SLOTS, sizeof *s_cache.tab))) {
-        *rc = SM_ENOMEM;
-        return NULL;
+    if (!s_cache.tab) {
+        if (!(s_cache.tab = calloc(SM__REP_CACHE_SLOTS, sizeof *s_cache.tab))) {
+            *rc = SM_ENOMEM;
+            return NULL;
+        }
+        pthread_once(&s_cache_once, s_cache_key_make);
+        if (s_cache_key_ok)
+            pthread_setspecific(s_cache_key, s_cache.tab);
     }
     if (s_cache.used && s_cache.txn != txn) {
         /* A delta left by an operation that did not end through the
