@@ -142,10 +142,24 @@ sm__report_flush(sm_txn *txn)
     return rc;
 }
 
+void
+sm__report_begin(sm_txn *txn)
+{
+    assert(txn);
+    /* An operation that never reached s_wend would have left deltas: a bug;
+       they belong to a transaction that is gone, so they are not kept. */
+    assert(s_cache.used == 0);
+    sm__report_drop();
+    s_cache.txn = txn;
+}
+
 int
 sm__report_clear(sm_txn *txn)
 {
+    bool deferred = s_cache.txn == txn;
     sm__report_drop();
+    if (deferred)
+        s_cache.txn = txn;             /* the rebuild's deltas are gathered too */
     int rc = sm_kv_clear(txn, SM_DB_REP_SLOT);
     return rc ? rc : sm_kv_clear(txn, SM_DB_REP_ITEM);
 }
@@ -165,15 +179,11 @@ s_delta_for(sm_txn *txn, const uint8_t *key, size_t klen, int *rc)
         if (s_cache_key_ok)
             pthread_setspecific(s_cache_key, s_cache.tab);
     }
-    if (s_cache.used && s_cache.txn != txn) {
-        /* A delta left by an operation that did not end through the
-           ledger's s_wend would be a bug; never carry it into another. */
-        assert(!"report deltas of another transaction");
-        sm__report_drop();
+    if (s_cache.used >= SM__REP_CACHE_SLOTS / 4 * 3) {
+        if ((*rc = sm__report_flush(txn)) != 0)
+            return NULL;
+        s_cache.txn = txn;         /* the operation goes on */
     }
-    if (s_cache.used >= SM__REP_CACHE_SLOTS / 4 * 3 && (*rc = sm__report_flush(txn)) != 0)
-        return NULL;
-    s_cache.txn = txn;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < klen; i++)
         h = (h ^ key[i]) * 1099511628211ULL;
@@ -201,9 +211,16 @@ s_slot_add(sm_txn *txn, uint64_t slot, const sm_id *origin, const sm_rep_totals 
     uint8_t key[SM__REP_SLOT_KEY];
     int rc;
     s_slot_key(key, slot, origin);
-    s_delta *x = s_delta_for(txn, key, sizeof key, &rc);
-    if (!x)
-        return rc;
+    s_delta direct;
+    s_delta *x = &direct;
+    if (s_cache.txn == txn) {
+        if (!(x = s_delta_for(txn, key, sizeof key, &rc)))
+            return rc;
+    } else {
+        memset(&direct, 0, sizeof direct);   /* written through below */
+        memcpy(direct.key, key, sizeof key);
+        direct.klen = sizeof key;
+    }
     s_add(&x->d.all, d);
     if (source >= 1 && source <= 4)
         s_add(&x->d.source[source - 1], d);
@@ -211,7 +228,7 @@ s_slot_add(sm_txn *txn, uint64_t slot, const sm_id *origin, const sm_rep_totals 
         s_add(&x->d.payment[payment - 1], d);
     if (sale_ms > x->d.last_sale_ms)
         x->d.last_sale_ms = sale_ms;
-    return 0;
+    return x == &direct ? s_flush_one(txn, &direct) : 0;
 }
 
 static int
@@ -221,6 +238,14 @@ s_item_add(sm_txn *txn, uint64_t slot, const sm_id *origin, const char *sku,
     uint8_t key[SM__REP_ITEM_KEY];
     size_t klen = s_item_key(key, slot, origin, sku);
     int rc;
+    if (s_cache.txn != txn) {
+        s_delta direct;                        /* written through */
+        memset(&direct, 0, sizeof direct);
+        memcpy(direct.key, key, klen);
+        direct.klen = (uint8_t) klen;
+        s_add(&direct.d.all, d);
+        return s_flush_one(txn, &direct);
+    }
     s_delta *x = s_delta_for(txn, key, klen, &rc);
     if (!x)
         return rc;

@@ -57,13 +57,16 @@ typedef struct {
     `sale` is the sale record a return refers to (its lines' prices).       */
 int sm__report_sale(sm_txn *txn, const sm_entry *e);
 int sm__report_return(sm_txn *txn, const sm_entry *e, const sm__sale_rec *sale);
-/*  The hooks keep their deltas in a per-thread table until the ledger
-    operation that applied the entries ends: sm__report_flush adds them to
-    the stored records in `txn` (the ledger calls it before it commits or
-    returns a batch's operation; 0 or a store error, after which the
-    transaction must be abandoned), sm__report_drop forgets them (the
-    operation failed and its transaction is abandoned), sm__report_clear
-    empties both databases and the table (a rebuild).                       */
+/*  Within a ledger operation (sm__report_begin(txn) at its start) the hooks
+    keep their deltas in a per-thread table until the operation ends:
+    sm__report_flush adds them to the stored records in `txn` (the ledger
+    calls it before it commits or returns a batch's operation; 0 or a store
+    error, after which the transaction must be abandoned), sm__report_drop
+    forgets them (the operation failed and its transaction is abandoned),
+    sm__report_clear empties both databases and the table (a rebuild).
+    Outside an operation begun so (state.c used on its own, as its tests
+    do), each hook writes its records at once.                               */
+void sm__report_begin(sm_txn *txn);
 int sm__report_flush(sm_txn *txn);
 void sm__report_drop(void);
 int sm__report_clear(sm_txn *txn);
