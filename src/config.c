@@ -38,6 +38,7 @@
 
 #include "logger.h"
 #include "stallmesh/error.h"
+#include "tz.h"
 #include "stallmesh/limits.h"
 
 #define SM__CONFIG_WHY_BYTES 256u      /* a message before its FILE:LINE: */
@@ -48,7 +49,7 @@
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
 typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4,
-               S_PROXIES } s_type;
+               S_PROXIES, S_TZ } s_type;
 
 typedef struct {
     const char *section;
@@ -87,11 +88,12 @@ static const s_key s_keys[] = {
     {"mesh", "discover", S_BOOL, offsetof(sm_config, discover), 0, 0},
     {"mesh", "discover_port", S_U32, offsetof(sm_config, discover_port), 1, 65535},
     {"mesh", "discover_addr", S_IPV4, offsetof(sm_config, discover_addr), 0, 0},
+    {"report", "timezone", S_TZ, offsetof(sm_config, report_tz), 0, 0},
     {"node", "mirror", S_BOOL, offsetof(sm_config, mirror), 0, 0},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
-static const char *const s_sections[] = {"http", "holds", "log", "mesh", "node"};
+static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report", "node"};
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 /*  snprintf into err[0..errlen) when there is room for anything.           */
@@ -143,7 +145,7 @@ s_find(const char *section, const char *key, char *why, size_t whylen)
     }
     if (!s_section_known(section)) {
         s_msg(why, whylen, "unknown section [%.*s]; the sections are [http], [holds], "
-              "[log], [mesh] and [node]", SM__CONFIG_VALUE_SHOWN, section);
+              "[log], [mesh], [report] and [node]", SM__CONFIG_VALUE_SHOWN, section);
         return -1;
     }
     for (size_t i = 0; i < S_KEY_COUNT; i++)
@@ -476,6 +478,19 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
               SM__CONFIG_VALUE_SHOWN, text);
         return SM_EINVAL;
     }
+    case S_TZ: {
+        int terr = 0;
+        sm_tz *tz = sm_tz_name_ok(text) ? sm_tz_open(text, &terr) : NULL;
+        if (tz) {
+            sm_tz_destroy(&tz);
+            snprintf((char *)cfg + k->offset, SM_TZ_NAME_BYTES_MAX + 1, "%s", text);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s = '%.*s': must be an IANA time zone such as Europe/London "
+              "(a file under /usr/share/zoneinfo: install tzdata)", k->section, k->key,
+              SM__CONFIG_VALUE_SHOWN, text);
+        return SM_EINVAL;
+    }
     case S_LEVEL: {
         int level = sm_log_level_parse(text);
         if (level >= 0) {
@@ -582,7 +597,7 @@ s_check_header(s_load *ld, const char *line)
     name[len] = '\0';
     if (!s_section_known(name))
         s_fail(ld, ld->line, "unknown section [%s]; the sections are [http], [holds], "
-               "[log], [mesh] and [node]", name);
+               "[log], [mesh], [report] and [node]", name);
 }
 
 /*  inih's line reader (fgets-like): one line of the file into str[0..num),
@@ -760,6 +775,13 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
     if (n >= 0) {
         size_t at = (size_t)n < cap ? (size_t)n : cap;
         int m = snprintf(buf ? buf + at : NULL, cap - at, "\n");
+        n = m < 0 ? m : n + m;
+    }
+    if (n >= 0) {
+        size_t at = (size_t)n < cap ? (size_t)n : cap;
+        int m = snprintf(buf ? buf + at : NULL, cap - at, "[report]\n%s%s\n",
+                         cfg->report_tz[0] ? "timezone = " : "; timezone (the system's)",
+                         cfg->report_tz);
         n = m < 0 ? m : n + m;
     }
     return n;

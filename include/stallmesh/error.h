@@ -52,6 +52,9 @@
     X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
     X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
     X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
+    X(SM_ETZ,         -50, "bad_timezone",   "unknown time zone: give an IANA name such as Europe/London (install tzdata)") \
+    X(SM_EORGONLY,    -51, "organiser_only", "a stall's node reports only its own stall: ask the organiser's node for the market") \
+    X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long") \
     X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node") \
     X(SM_ENOTRELAY,   -111, "not_relay",     "this node is not admitted with the relay role: a mirror must be ('stallmesh admit NODE_ID --role relay')")
 

@@ -113,18 +113,20 @@ done
 
 NGP=$(free_port)
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
-sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" -e "s|listen 80;|listen 127.0.0.1:$NGP;|" \
+# Two workers, the listening socket shared by SO_REUSEPORT: each viewer is two
+# descriptors in nginx, and one process may have too few (ulimit -Hn).
+sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" -e "s|listen 80;|listen 127.0.0.1:$NGP reuseport;|" \
     -e "s|/var/cache/nginx/stallmesh|$TMP/nginx/cache|" \
     "$REPO/deploy/nginx/stallmesh.conf" >"$TMP/nginx/conf/stallmesh.conf"
 NGUSER=""; [ "$(id -u)" = 0 ] && NGUSER="user root;"
 cat >"$TMP/nginx/conf/nginx.conf" <<NGINX
 $NGUSER
 daemon off;
-worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_processes 2;
+worker_rlimit_nofile $(ulimit -n);
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/logs/error.log error;
-events { worker_connections 30000; }
+events { worker_connections $(( $(ulimit -n) - 100 )); }
 http {
     include /etc/nginx/mime.types;
     access_log off;
