@@ -55,8 +55,7 @@
     X(SM_ETZ,         -50, "bad_timezone",   "unknown time zone: give an IANA name such as Europe/London (install tzdata)") \
     X(SM_EORGONLY,    -51, "organiser_only", "a stall's node reports only its own stall: ask the organiser's node for the market") \
     X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long") \
-    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node") \
-    X(SM_ENOTRELAY,   -111, "not_relay",     "this node is not admitted with the relay role: a mirror must be ('stallmesh admit NODE_ID --role relay')")
+    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
