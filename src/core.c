@@ -184,7 +184,9 @@ static bool
 s_mesh_deliver(void *arg, const sm_id *from, const uint8_t *msg, size_t len, uint64_t now_ms)
 {
     sm_core *self = arg;
-    return sm_policy_receive(self->policy, from, msg, len, now_ms);
+    bool durable = false;
+    sm_policy_receive(self->policy, from, msg, len, now_ms, &durable);
+    return durable;
 }
 
 static int

@@ -162,9 +162,17 @@ s_forward(sm_policy *self, sm_policy_write *w, uint64_t now_ms, uint64_t mono_ms
         w->rc = rc == SM_ENOTFOUND ? SM_EUNREACHABLE : rc;
         return false;
     }
+#if defined(SM_SIM_BUG) && SM_SIM_BUG == 7
+    /* planted: the hold is asked for twice (a resend under another id) */
+    sm_gossip_ask_hold(self->opts.gossip, self->next_ask + 1, &w->at, w->body.u.hold.sku,
+                       w->body.u.hold.qty, now_ms);
+#endif
     s_parked *k = &self->parked[self->nparked++];
     k->w = *w;
     k->first_ask = self->next_ask++;
+#if defined(SM_SIM_BUG) && SM_SIM_BUG == 7
+    self->next_ask++;
+#endif
     k->asks = 0;
     k->hold_fwd = true;
     k->deadline_ms = mono_ms + SM_HOLD_FWD_WAIT_MS;
@@ -483,9 +491,6 @@ s_own_progress(sm_policy *self, uint64_t mono_ms)
         self->own_heads_ms = mono_ms ? mono_ms : 1;
     bool gathered = self->own_heads_ms
                     && mono_ms >= self->own_heads_ms + SM_POLICY_OWN_GATHER_MS;
-#if defined(SM_SIM_BUG) && SM_SIM_BUG == 8
-    gathered = self->own_heads_ms != 0;    /* planted: the first peer alone decides */
-#endif
     if (gathered && sm_gossip_own_recovered(g)) {
         int rc = self->own_checking ? 0 : sm_ledger_confirm_own(self->opts.ledger);
         if (rc != 0) {
@@ -605,11 +610,11 @@ sm_policy_round_end(sm_policy *self, uint64_t now_ms)
         s_round_failed(self, rc, now_ms);
 }
 
-bool
+int
 sm_policy_receive(sm_policy *self, const sm_id *from, const uint8_t *msg, size_t len,
-                  uint64_t now_ms)
+                  uint64_t now_ms, bool *durable)
 {
-    assert(self && self->opts.gossip && from && msg);
+    assert(self && self->opts.gossip && from && msg && durable);
     if (!self->round_open) {
         int rc = s_begin(self);
         /* Without a batch each run the engine ingests commits on its own. */
@@ -627,12 +632,12 @@ sm_policy_receive(sm_policy *self, const sm_id *from, const uint8_t *msg, size_t
     }
     /* A round's batch is bounded, so a burst of runs neither grows one
        transaction without limit nor keeps the till's sales waiting long. */
-    if (!self->round_open)
-        return true;
-    if (++self->round_msgs < SM_POLICY_ROUND_MSGS_MAX)
-        return false;
-    sm_policy_round_end(self, now_ms);
-    return true;
+    *durable = !self->round_open;
+    if (self->round_open && ++self->round_msgs >= SM_POLICY_ROUND_MSGS_MAX) {
+        sm_policy_round_end(self, now_ms);
+        *durable = true;
+    }
+    return rc;
 }
 
 /* ---- life cycle -------------------------------------------------------- */

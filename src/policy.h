@@ -139,11 +139,11 @@ bool sm_policy_step(sm_policy *self, uint64_t now_ms, uint64_t mono_ms);
 bool sm_policy_tick(sm_policy *self, uint64_t now_ms, uint64_t mono_ms);
 
 /*  A message from peer `from` for the engine, applied in the round's batch
-    (opened here if none is).  Returns true when the round was committed
-    on the way (SM_POLICY_ROUND_MSGS_MAX): what the engine queued may be
-    sent now.                                                                */
-bool sm_policy_receive(sm_policy *self, const sm_id *from, const uint8_t *msg, size_t len,
-                       uint64_t now_ms);
+    (opened here if none is).  *durable is set true when the round was
+    committed on the way (SM_POLICY_ROUND_MSGS_MAX): what the engine queued
+    may be sent now.  Returns the engine's code (sm_gossip_receive).        */
+int sm_policy_receive(sm_policy *self, const sm_id *from, const uint8_t *msg, size_t len,
+                      uint64_t now_ms, bool *durable);
 /*  Commit the round's batch, if one is open.  Call it before draining the
     engine.                                                                  */
 void sm_policy_round_end(sm_policy *self, uint64_t now_ms);
