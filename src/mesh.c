@@ -581,7 +581,12 @@ sm_mesh_fd(sm_mesh *self)
 }
 
 /*  A beacon accepted (discover.h): the node becomes a peer to dial, as with
-    --peer NODE@ENDPOINT; sm_mesh_tick connects it.                          */
+    --peer NODE@ENDPOINT; sm_mesh_tick connects it.  A known node whose
+    beacon names another endpoint (it restarted on another address or
+    port) is dialled there from then on: once our connection to the old one
+    is down, its dealer is closed and the next tick opens one to the new
+    endpoint.  While the old connection still works it is kept (a node seen
+    on two interfaces does not flap), and the next beacon tries again.     */
 static void
 s_discovered(const sm_id *node, const char *endpoint, void *arg)
 {
@@ -592,10 +597,21 @@ s_discovered(const sm_id *node, const char *endpoint, void *arg)
     char hex[SM_ID_HEX_BYTES + 1];
     sm_id_format(node, hex);
     int rc = sm_gossip_add_peer(self->gossip, node, endpoint);
-    if (rc != 0)
+    if (rc != 0) {
         sm_log_warn("discover: cannot add %.12s at %s: %s", hex, endpoint, sm_strerror(rc));
-    else if (!p || !p->endpoint[0])
+        return;
+    }
+    if (!p || !p->endpoint[0]) {
         sm_log_info("discover: found %.12s at %s", hex, endpoint);
+        return;
+    }
+    if (p->dealer_up)
+        return;
+    sm_log_info("discover: %.12s moved from %s to %s", hex, p->endpoint, endpoint);
+    snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
+    s_dealer_close(p);
+    p->redial_ms = 0;
+    p->redial_backoff_ms = 0;
 }
 
 void
