@@ -320,6 +320,7 @@ s_thread(void *arg)
                 sm_metrics_commit_ns(self->opts.metrics, s_mono_ns() - start_ns);
             if (self->mesh)
                 sm_mesh_flush(self->mesh);     /* push what was committed at once */
+            s_wake_if_changed(self);           /* the answers are out: collect them */
         }
         if (self->mesh) {
             sm_mesh_process(self->mesh, now_ms);

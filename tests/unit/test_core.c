@@ -137,6 +137,9 @@ test_core_answers_after_commit(void **state)
     }
     assert_int_equal(seen, (1ull << N) - 1);
     assert_int_equal(s_units(f, "mug"), 2 * N);
+    /* The wake follows the answers (on the core thread): wait for it. */
+    for (int i = 0; i < 2000 && atomic_load(&f->wakes) == 0; i++)
+        s_sleep_ms(1);
     assert_true(atomic_load(&f->wakes) > 0);
 }
 
