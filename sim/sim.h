@@ -375,5 +375,7 @@ void sim_check_final(sim_world *w);
 void sim_check_asked(sim_world *w, sim_node *nd, int from, int type, bool original,
                      uint64_t before);
 void sim_sales_hash(const sm_line *lines, uint32_t n, sm_hash *out);
+/* report_check.c: after healing, the organiser's report equals its sales. */
+void sim_check_report(sim_world *w);
 
 #endif
