@@ -54,7 +54,8 @@ static const char *const s_counter_names[SIM_C_COUNT] = {
     "link_cuts", "one_way", "crashes", "torn_batches", "offline_hours",
     "restores", "wipes", "clock_jumps", "hostile_msgs", "forks_seen",
     "delivered", "sales_acked", "writes", "writes_refused", "parked",
-    "holds_expired", "sales_stuck", "recovering_for_good",
+    "holds_expired", "sales_stuck", "recovering_for_good", "holds_forwarded",
+    "rebalance_asks",
 };
 
 const char *
@@ -250,7 +251,8 @@ s_transmit(sim_world *w, int i, int j, const uint8_t *bytes, size_t len)
     sim_schedule(w, at, SIM_EV_DELIVER, i, j, session, 0, s_copy(bytes, len), len);
     if (l->dup_pm && sim_chance(&w->rng, l->dup_pm)) {
         w->counters[SIM_C_DUPLICATED]++;
-        sim_schedule(w, at + sim_below(&w->rng, 300), SIM_EV_DELIVER, i, j, session, 0,
+        /* arg 2: a duplicate, on its connection */
+        sim_schedule(w, at + sim_below(&w->rng, 300), SIM_EV_DELIVER, i, j, session, 2,
                      s_copy(bytes, len), len);
     }
     if (l->replay_pm && sim_chance(&w->rng, l->replay_pm)) {
@@ -402,7 +404,7 @@ s_deliver(sim_world *w, const sim_event *e)
     int i = e->a, j = e->b;
     if (!sim_link_up(w, i, j))
         return;
-    if (e->arg == 0 && e->gen != w->session[i][j])
+    if (e->arg != 1 && e->gen != w->session[i][j])
         return;                        /* sent on a connection that is gone */
     sim_node *to = &w->node[j];
     if (!w->sees_up[j][i] || w->sees_session[j][i] != w->session[i][j])
@@ -421,8 +423,7 @@ s_deliver(sim_world *w, const sim_event *e)
     }
     if (e->len >= 2 && e->bytes[1] <= SM_MSG_TYPE_MAX)
         w->delivered_by_type[e->bytes[1]]++;
-    uint64_t now = sim_node_now(w, to);
-    int rc = sm_gossip_receive(to->gossip, &w->node[i].id.pub, e->bytes, e->len, now);
+    int rc = sim_node_receive(w, to, i, e->bytes, e->len, e->arg == 0);
     sim_trace_u64(w, e->len);
     sim_trace(w, e->bytes, e->len);
     sim_trace_u64(w, (uint64_t) (int64_t) rc);
@@ -431,8 +432,6 @@ s_deliver(sim_world *w, const sim_event *e)
                  sm_strerror(rc));
     if (j == w->hostile)
         sim_hostile_capture(w, e->bytes, e->len);
-    sim_node_after_receive(w, to);
-    sim_drain(w, j);
 }
 
 /* ---- faults --------------------------------------------------------------- */
@@ -972,7 +971,7 @@ s_probe(sim_world *w)
         sm_head own;
         /* Only a node that can still append: not forked, not stuck behind
            a fork (its own entries all applied). */
-        if (i != w->hostile && w->node[i].running && w->node[i].own_ok
+        if (i != w->hostile && w->node[i].running && sim_node_own_ok(&w->node[i])
             && sim_fork_at(&w->node[i], &w->node[i].id.pub) == 0
             && sm_ledger_head(w->node[i].ledger, &w->node[i].id.pub, &own) == 0
             && own.applied == own.seq)
