@@ -114,6 +114,17 @@ int sm__cli_load_identity(const sm__cli *cli, sm_identity *id);
 int sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id,
                         bool read_only, sm_ledger **out);
 
+/*  Take the data directory's lock (integrity.h) for this process, printing
+    who holds it if another does.  Writable opens take it; held until exit.
+    Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
+int sm__cli_lock_dir(const sm__cli *cli);
+
+/*  Check the store with sm_integrity_check (a child process), printing
+    what is wrong and what to do on failure (report filled either way).
+    Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
+int sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
+                        sm_check_report *report);
+
 /*  The wall clock in unix milliseconds (the only clock read in stallmesh
     outside the node's event loop).                                           */
 uint64_t sm__cli_now_ms(void);

@@ -13,8 +13,10 @@
     enums by name ("source": "in_person", "role": "stall").                 */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "integrity.h"
 #include "stallmesh/error.h"
 
 static const char s_digest_usage[] = "digest [--json]";
@@ -82,47 +84,66 @@ sm__cmd_verify(sm__cli *cli, int argc, char **argv)
 {
     bool json = false;
     int status = SM__EXIT_FAIL;
-    sm_ledger *ledger = NULL;
-    sm_id bad_origin;
-    uint64_t bad_seq = 0, checked = 0;
-    char hex[SM_ID_HEX_BYTES + 1];
+    char path[PATH_MAX], data[PATH_MAX + 16], hex[SM_ID_HEX_BYTES + 1];
+    struct stat st;
 
     if (!s_parse_plain(argc, argv, s_verify_usage, &json, &status))
         return status;
-    status = sm__cli_open_ledger(cli, NULL, true, &ledger);
-    if (status != SM__EXIT_OK)
-        return status;
-    int rc = sm_ledger_verify(ledger, &bad_origin, &bad_seq, &checked);
-    sm_ledger_destroy(&ledger);
-    sm_id_format(&bad_origin, hex);
-
-    if (rc != 0 && bad_seq == 0) {
-        /* Not an entry's fault: the store could not be read at all. */
-        sm__cli_error("cannot verify the store: %s", sm_strerror(rc));
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (stat(data, &st) != 0) {
+        sm__cli_error("no store in %s: run 'stallmesh init' first, or use --dir or "
+                      "STALLMESH_DIR to pick another data directory", path);
         return SM__EXIT_FAIL;
     }
+    /* Beside a running node: pages and chains (read-only).  Otherwise the
+       state as well, recomputed in a transaction that is abandoned. */
+    pid_t node = sm_dirlock_holder(path);
+    unsigned flags = SM_CHECK_PAGES | SM_CHECK_EVERY_SIG;
+    if (node == 0 && sm__cli_lock_dir(cli) == SM__EXIT_OK)
+        flags |= SM_CHECK_STATE;
+    sm_check_report r;
+    int rc = sm_integrity_check(path, flags, (flags & SM_CHECK_STATE) != 0, &r);
+    sm_id_format(&r.origin, hex);
+
     if (json) {
         sm__json *out = sm__json_object();
         sm__json_set_bool(out, "ok", rc == 0);
-        sm__json_set_int(out, "checked", (int64_t)checked);
+        sm__json_set_int(out, "checked", (int64_t)r.checked);
+        sm__json_set_bool(out, "state_checked", r.state_checked);
         if (rc != 0) {
-            sm__json_set_str(out, "origin", hex);
-            sm__json_set_int(out, "seq", (int64_t)bad_seq);
+            if (r.seq > 0) {
+                sm__json_set_str(out, "origin", hex);
+                sm__json_set_int(out, "seq", (int64_t)r.seq);
+            }
             sm__json_set_str(out, "error", sm_errname(rc));
             sm__json_set_str(out, "message", sm_strerror(rc));
+            sm__json_set_str(out, "detail", r.what);
         }
         if (sm__json_print(&out) != 0)
             return SM__EXIT_FAIL;
     } else if (rc == 0) {
-        printf("ok: %llu entries checked\n", (unsigned long long)checked);
-    } else {
+        printf("ok: %llu entries checked\n", (unsigned long long)r.checked);
+        if (r.state_checked)
+            printf("state: matches the log\n");
+        else if (node != 0)
+            printf("state: not checked (a node, pid %ld, is running on this store; it "
+                   "checked the state when it started)\n", (long) node);
+    } else if (r.seq > 0) {
         printf("bad entry: origin %s seq %llu: %s\n", hex,
-               (unsigned long long)bad_seq, sm_strerror(rc));
+               (unsigned long long)r.seq, r.what);
+    } else {
+        printf("damaged: %s\n", r.what);
     }
     if (rc != 0) {
-        sm__cli_error("the store failed verification: restore %s/%s from a backup, "
-                      "or make a new node and let it sync from its peers", cli->dir,
-                      SM__STORE_DIR);
+        if (rc == SM_ESTATEDIFF)
+            sm__cli_error("the store failed verification: its log verifies but the state "
+                          "does not match it: stop the node and run 'stallmesh reindex'");
+        else
+            sm__cli_error("the store failed verification: stop the node and run "
+                          "'stallmesh repair' (see README, Damaged stores), or restore %s "
+                          "from a backup", cli->dir);
         return SM__EXIT_FAIL;
     }
     return SM__EXIT_OK;
@@ -138,6 +159,11 @@ sm__cmd_reindex(sm__cli *cli, int argc, char **argv)
 
     if (!s_parse_plain(argc, argv, s_reindex_usage, &json, &status))
         return status;
+    sm_check_report r;
+    if (sm__cli_lock_dir(cli) != SM__EXIT_OK
+        || sm__cli_check_store(cli, SM_CHECK_PAGES | SM_CHECK_EVERY_SIG, true, &r)
+           != SM__EXIT_OK)
+        return SM__EXIT_FAIL;
     status = sm__cli_open_ledger(cli, NULL, false, &ledger);
     if (status != SM__EXIT_OK)
         return status;

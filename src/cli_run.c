@@ -282,8 +282,15 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_web *web = NULL;
     int rc = 0;
     status = SM__EXIT_FAIL;
+    /* One process a directory; a store that fails its checks is refused
+       before it is served (pages, chains with each origin's newest
+       signature, and the state recomputed from the log). */
+    sm_check_report check;
     if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK
         || s_read_token(cli, token, sizeof token) != SM__EXIT_OK
+        || sm__cli_lock_dir(cli) != SM__EXIT_OK
+        || sm__cli_check_store(cli, SM_CHECK_PAGES | SM_CHECK_STATE, true, &check)
+           != SM__EXIT_OK
         || sm__cli_open_ledger(cli, &id, false, &ledger) != SM__EXIT_OK)
         goto done;
     sm_market market;

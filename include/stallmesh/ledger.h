@@ -193,8 +193,31 @@ int sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *
     that applied the same entries, in any order.                              */
 int sm_ledger_digest(sm_ledger *self, sm_hash *out);
 
-/*  Rebuild the state from the log (drops and re-applies everything).        */
+/*  Rebuild the state from the log (drops and re-applies everything), after
+    checking every chain and signature: a store holding an entry that does
+    not verify is refused (that check's error) and left as it was.           */
 int sm_ledger_reindex(sm_ledger *self);
+
+/*  Integrity checks (ledger.c describes them), combined by flags:
+    SM_CHECK_PAGES every page a reader can reach (may fault on a badly
+    damaged file: integrity.c runs it in a child process); the chains of
+    every origin always, with SM_CHECK_EVERY_SIG each signature (else the
+    newest of each origin, which with the links authenticates the rest);
+    SM_CHECK_STATE the state recomputed from the log (needs a writable
+    store; writes nothing).  Returns 0 or the first failure, described in
+    *report (origin and seq when an entry is at fault, 0 otherwise).          */
+#define SM_CHECK_PAGES     1u
+#define SM_CHECK_EVERY_SIG 2u
+#define SM_CHECK_STATE     4u
+typedef struct {
+    int err;                   /* 0 or the first failure */
+    sm_id origin;              /* the entry at fault, if one is (seq > 0) */
+    uint64_t seq;
+    uint64_t checked;          /* entries whose chain was checked */
+    bool state_checked;
+    char what[320];            /* a sentence naming what is wrong */
+} sm_check_report;
+int sm_ledger_check(sm_ledger *self, unsigned flags, sm_check_report *report);
 
 /*  Re-check every stored chain and every signature.  Returns 0, or the first
     failure with *bad_origin / *bad_seq naming the entry.                     */
