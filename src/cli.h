@@ -109,10 +109,17 @@ int sm__cli_write_file(const char *path, const char *text, unsigned mode);
 int sm__cli_load_identity(const sm__cli *cli, sm_identity *id);
 
 /*  Open the node's ledger at DIR/store.  With `id`, set it as the signing
-    identity.  `read_only` opens an existing store only.  Prints what to do
+    identity.  `read_only` opens an existing store only; otherwise the
+    directory lock is taken first (a running node refuses the open).  Prints what to do
     on failure.  Returns SM__EXIT_OK or SM__EXIT_FAIL.                        */
 int sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id,
                         bool read_only, sm_ledger **out);
+
+/*  Open an existing store for writing without the directory lock: for the
+    roster commands (admit, revoke) that append beside a running node (LMDB
+    serialises writers across processes).  Returns SM__EXIT_*.               */
+int sm__cli_open_ledger_beside(const sm__cli *cli, const sm_identity *id,
+                               sm_ledger **out);
 
 /*  Take the data directory's lock (integrity.h) for this process, printing
     who holds it if another does.  Writable opens take it; held until exit.

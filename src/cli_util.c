@@ -285,7 +285,8 @@ sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
     int rc = sm_integrity_check(path, flags, writable, report);
     if (rc == 0)
         return SM__EXIT_OK;
-    sm__cli_error("the store in %s is damaged: %s.", path, report->what);
+    sm__cli_error("the store in %s is damaged (%s): %s.", path, sm_errname(rc),
+                  report->what);
     if (rc == SM_ESTATEDIFF)
         sm__cli_error("its log verifies: run 'stallmesh reindex' to rebuild the state "
                       "from it (or 'stallmesh repair')");
@@ -321,6 +322,25 @@ sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
                           sm_strerror(err));
         } else
             sm__cli_error("cannot open the store in %s: %s", path, sm_strerror(err));
+        return SM__EXIT_FAIL;
+    }
+    if (id != NULL)
+        sm_ledger_set_identity(ledger, id);
+    *out = ledger;
+    return SM__EXIT_OK;
+}
+
+int
+sm__cli_open_ledger_beside(const sm__cli *cli, const sm_identity *id, sm_ledger **out)
+{
+    char path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    sm_ledger_opts opts = { 0 };
+    int err = 0;
+    sm_ledger *ledger = sm_ledger_open(path, &opts, &err);
+    if (ledger == NULL) {
+        sm__cli_error("cannot open the store in %s: %s", path, sm_strerror(err));
         return SM__EXIT_FAIL;
     }
     if (id != NULL)
