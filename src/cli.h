@@ -2,7 +2,7 @@
 
     main.c parses the global options and dispatches to one sm__cmd_* per
     command (cli_node.c: init; cli_market.c: market create, admit, join,
-    revoke; cli_ledger.c: digest, verify, reindex, log; cli_api.c: item,
+    revoke; cli_ledger.c: digest, verify, reindex, repair, log; cli_api.c: item,
     stock, sell, return, hold, sales, status, peers, which talk to the
     running node's JSON API).  cli_util.c holds the data directory, file and
     validation helpers and the error printer; cli_json.c is the only file
@@ -58,6 +58,7 @@ int sm__cmd_revoke(sm__cli *cli, int argc, char **argv);
 int sm__cmd_digest(sm__cli *cli, int argc, char **argv);
 int sm__cmd_verify(sm__cli *cli, int argc, char **argv);
 int sm__cmd_reindex(sm__cli *cli, int argc, char **argv);
+int sm__cmd_repair(sm__cli *cli, int argc, char **argv);
 int sm__cmd_log(sm__cli *cli, int argc, char **argv);
 int sm__cmd_run(sm__cli *cli, int argc, char **argv);
 int sm__cmd_item(sm__cli *cli, int argc, char **argv);

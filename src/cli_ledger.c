@@ -11,6 +11,7 @@
 
     Body field names are those of sm_body (include/stallmesh/entry.h), with
     enums by name ("source": "in_person", "role": "stall").                 */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 static const char s_digest_usage[] = "digest [--json]";
 static const char s_verify_usage[] = "verify [--json]";
 static const char s_reindex_usage[] = "reindex [--json]";
+static const char s_repair_usage[] = "repair [--json]";
 static const char s_log_usage[] = "log [--origin NODE_ID]";
 
 #define SM__LOG_BATCH_ENTRIES 256u
@@ -99,7 +101,7 @@ sm__cmd_verify(sm__cli *cli, int argc, char **argv)
     }
     /* Beside a running node: pages and chains (read-only).  Otherwise the
        state as well, recomputed in a transaction that is abandoned. */
-    pid_t node = sm_dirlock_holder(path);
+    pid_t node = sm_dirlock_holder(cli->dir);
     unsigned flags = SM_CHECK_PAGES | SM_CHECK_EVERY_SIG;
     if (node == 0 && sm__cli_lock_dir(cli) == SM__EXIT_OK)
         flags |= SM_CHECK_STATE;
@@ -184,6 +186,101 @@ sm__cmd_reindex(sm__cli *cli, int argc, char **argv)
 fail:
     sm_ledger_destroy(&ledger);
     return status;
+}
+
+/* ---- repair --------------------------------------------------------- */
+
+int
+sm__cmd_repair(sm__cli *cli, int argc, char **argv)
+{
+    bool json = false;
+    int status = SM__EXIT_FAIL;
+    char path[PATH_MAX], aside[PATH_MAX], data[PATH_MAX + 16];
+    sm_identity id;
+    struct stat st;
+
+    if (!s_parse_plain(argc, argv, s_repair_usage, &json, &status))
+        return status;
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (stat(data, &st) != 0) {
+        sm__cli_error("no store in %s to repair: a node whose store was lost rejoins "
+                      "with 'stallmesh join TOKEN' (a new token from the organiser)", path);
+        return SM__EXIT_FAIL;
+    }
+    if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK || sm__cli_lock_dir(cli) != SM__EXIT_OK)
+        return SM__EXIT_FAIL;
+    sm_check_report check;
+    int rc = sm_integrity_check(path, SM_CHECK_PAGES | SM_CHECK_EVERY_SIG | SM_CHECK_STATE,
+                                true, &check);
+    char found[sizeof check.what + SM_ID_HEX_BYTES + 48];
+    if (check.seq > 0) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&check.origin, hex);
+        snprintf(found, sizeof found, "origin %s seq %llu: %s", hex,
+                 (unsigned long long) check.seq, check.what);
+    } else {
+        snprintf(found, sizeof found, "%s", check.what);
+    }
+    if (rc == 0) {
+        sm_identity_wipe(&id);
+        if (json) {
+            sm__json *out = sm__json_object();
+            sm__json_set_bool(out, "repaired", false);
+            sm__json_set_str(out, "detail", "the store verifies, state included");
+            return sm__json_print(&out) == 0 ? SM__EXIT_OK : SM__EXIT_FAIL;
+        }
+        printf("nothing to repair: the store verifies, state included\n");
+        return SM__EXIT_OK;
+    }
+    /* Keep the damaged copy aside: evidence, and a second chance. */
+    uint64_t now_ms = sm__cli_now_ms();
+    int n = snprintf(aside, sizeof aside, "%s.damaged-%llu", path,
+                     (unsigned long long) (now_ms / 1000u));
+    if (n < 0 || (size_t) n >= sizeof aside || rename(path, aside) != 0) {
+        sm__cli_error("cannot move the damaged store %s aside: %s", path, strerror(errno));
+        sm_identity_wipe(&id);
+        return SM__EXIT_FAIL;
+    }
+    sm_salvage_report r;
+    rc = sm_integrity_salvage(aside, path, &id.pub, now_ms, &r);
+    sm_identity_wipe(&id);
+    if (json) {
+        sm__json *out = sm__json_object();
+        sm__json_set_bool(out, "repaired", r.has_market);
+        sm__json_set_str(out, "found", found);
+        sm__json_set_int(out, "kept", (int64_t) r.kept);
+        sm__json_set_int(out, "dropped", (int64_t) r.dropped);
+        sm__json_set_int(out, "origins", r.origins);
+        sm__json_set_int(out, "damaged_origins", r.damaged_origins);
+        sm__json_set_bool(out, "own_complete", r.own_complete);
+        sm__json_set_str(out, "damaged_copy", aside);
+        if (r.what[0])
+            sm__json_set_str(out, "detail", r.what);
+        if (sm__json_print(&out) != 0)
+            return SM__EXIT_FAIL;
+    } else {
+        printf("found: %s\n", found);
+        printf("kept %llu entries of %u origins; %llu entries past the damage in %u "
+               "origins dropped%s%s\n", (unsigned long long) r.kept, r.origins,
+               (unsigned long long) r.dropped, r.damaged_origins, r.what[0] ? ": " : "",
+               r.what);
+        printf("the damaged store is kept in %s (remove it once the node has caught up)\n",
+               aside);
+    }
+    if (!r.has_market) {
+        sm__cli_error("the market membership could not be read from the damaged store "
+                      "(%s): a stall rejoins with 'stallmesh join TOKEN' (a new token from "
+                      "the organiser); an organiser restores %s from a backup", r.what,
+                      cli->dir);
+        return SM__EXIT_FAIL;
+    }
+    if (!json)
+        printf("now start the node ('stallmesh run'): it fetches what was dropped from its "
+               "peers%s\n", r.own_confirmed ? "" : ", its own entries first (it appends "
+               "only once a peer has shown it holds its whole own log)");
+    return SM__EXIT_OK;
 }
 
 /* ---- log ------------------------------------------------------------ */

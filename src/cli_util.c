@@ -253,14 +253,11 @@ static sm_dirlock *s_dirlock;
 int
 sm__cli_lock_dir(const sm__cli *cli)
 {
-    char path[PATH_MAX];
     if (s_dirlock)
         return SM__EXIT_OK;
-    if (!sm__cli_path(cli, SM__STORE_DIR, path))
-        return SM__EXIT_FAIL;
     pid_t holder = 0;
     int err = 0;
-    s_dirlock = sm_dirlock_take(path, &holder, &err);
+    s_dirlock = sm_dirlock_take(cli->dir, &holder, &err);
     if (s_dirlock)
         return SM__EXIT_OK;
     if (err == SM_ELOCKED && holder > 0)
@@ -271,7 +268,7 @@ sm__cli_lock_dir(const sm__cli *cli)
     else if (err == SM_ELOCKED)
         sm__cli_error("another stallmesh process is using %s: stop it first", cli->dir);
     else
-        sm__cli_error("cannot lock %s/%s: %s", path, "run.lock", sm_strerror(err));
+        sm__cli_error("cannot lock %s/run.lock: %s", cli->dir, sm_strerror(err));
     return SM__EXIT_FAIL;
 }
 
@@ -285,7 +282,14 @@ sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
     int rc = sm_integrity_check(path, flags, writable, report);
     if (rc == 0)
         return SM__EXIT_OK;
-    sm__cli_error("the store in %s is damaged (%s): %s.", path, sm_errname(rc),
+    char where[SM_ID_HEX_BYTES + 48] = "";
+    if (report->seq > 0) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&report->origin, hex);
+        snprintf(where, sizeof where, "origin %s seq %llu: ", hex,
+                 (unsigned long long) report->seq);
+    }
+    sm__cli_error("the store in %s is damaged (%s): %s%s.", path, sm_errname(rc), where,
                   report->what);
     if (rc == SM_ESTATEDIFF)
         sm__cli_error("its log verifies: run 'stallmesh reindex' to rebuild the state "

@@ -1434,12 +1434,8 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
                                      : "the newest entry does not match the head's link: "
                                        "the entry or the head record was altered";
     }
-    if (rc != 0 && rc != SM_ENOMEM) {
-        char hex[SM_ID_HEX_BYTES + 1];
-        sm_id_format(origin, hex);
-        s_report(ctx->r, rc, origin, bad, "origin %.16s seq %llu: %s (%s)", hex,
-                 (unsigned long long) bad, why, sm_strerror(rc));
-    }
+    if (rc != 0 && rc != SM_ENOMEM)
+        s_report(ctx->r, rc, origin, bad, "%s (%s)", why, sm_strerror(rc));
     sm_cursor_close(&cur);
     free(e);
     return rc;
@@ -1474,12 +1470,9 @@ s_check_chains(sm_txn *txn, bool every_sig, sm_check_report *r)
         memcpy(&h, v.data, sizeof h);
         if (h.applied > h.seq || (h.fork_seq && h.fork_seq > h.seq + 1)) {
             rc = SM_ECORRUPT;
-            char hex[SM_ID_HEX_BYTES + 1];
-            sm_id_format(&origin, hex);
-            s_report(r, rc, &origin, h.seq, "origin %.16s: its head record is "
-                     "inconsistent (applied %llu, fork %llu, head %llu)", hex,
-                     (unsigned long long) h.applied, (unsigned long long) h.fork_seq,
-                     (unsigned long long) h.seq);
+            s_report(r, rc, &origin, h.seq ? h.seq : 1, "its head record is inconsistent "
+                     "(applied %llu, fork %llu, head %llu)", (unsigned long long) h.applied,
+                     (unsigned long long) h.fork_seq, (unsigned long long) h.seq);
             break;
         }
         if ((rc = s_verify_origin(&ctx, &origin, h.seq, h.link)) != 0)
@@ -1634,4 +1627,40 @@ sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
     if (checked)
         *checked = r.checked;
     return rc;
+}
+
+int
+sm_ledger_copy_market(sm_ledger *dst, sm_ledger *src)
+{
+    assert(dst && src);
+    static const char *const keys[] = { s_meta_market, s_meta_join, s_meta_hlc };
+    int rc = 0;
+    sm_txn *from = s_rbegin(src, &rc);
+    if (!from)
+        return rc;
+    sm_txn *to;
+    bool own;
+    if ((rc = s_wbegin(dst, &to, &own)) != 0) {
+        sm_txn_abort(&from);
+        return rc;
+    }
+    sm_market m;
+    if ((rc = s_market_get(to, &m)) == 0)
+        rc = SM_EEXIST;
+    else if (rc == SM_ENOMARKET)
+        rc = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && rc == 0; i++) {
+        sm_val v;
+        rc = sm_kv_get(from, SM_DB_META, keys[i], strlen(keys[i]), &v);
+        if (rc == SM_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc == 0 && keys[i] == s_meta_market && v.len != sizeof m)
+            rc = SM_ECORRUPT;
+        if (rc == 0)
+            rc = sm_kv_put(to, SM_DB_META, keys[i], strlen(keys[i]), v.data, v.len);
+    }
+    sm_txn_abort(&from);
+    return s_wend(dst, &to, own, rc, false);
 }

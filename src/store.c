@@ -50,6 +50,16 @@ struct sm_cursor {
     uint8_t start_key[SM__CURSOR_KEY_MAX];
 };
 
+/*  Set by repair's salvaging child only: open a store that fails the file
+    checks, to copy out what can still be read (a fault kills the child).   */
+static bool s_salvage;
+
+void
+sm__store_salvage_mode(bool on)
+{
+    s_salvage = on;
+}
+
 static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_META] = "meta",       [SM_DB_ORIGINS] = "origins",
     [SM_DB_LOG] = "log",         [SM_DB_LOGIDX] = "logidx",
@@ -101,7 +111,7 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
     if ((rc = s_err(mdb_env_set_mapsize(self->env,
                      map_bytes ? map_bytes : SM_MAP_BYTES_DEFAULT))) != 0)
         goto fail;
-    if ((rc = sm__store_file_check(dir, NULL, 0)) != 0)
+    if (!s_salvage && (rc = sm__store_file_check(dir, NULL, 0)) != 0)
         goto fail;
     unsigned flags = MDB_NOTLS | (read_only ? MDB_RDONLY : 0)
                    | (no_sync ? MDB_NOSYNC : 0);

@@ -97,6 +97,9 @@ int sm_store_stat(sm_store *store, sm_db db, uint64_t *entries,
     with a sentence in what[cap] (may be NULL) naming what is wrong.
     sm_store_open runs it first.                                              */
 int sm__store_file_check(const char *dir, char *what, size_t cap);
+/*  Repair's salvaging child only (a process that may die): let later opens
+    skip the file checks, to copy out what can still be read.               */
+void sm__store_salvage_mode(bool on);
 
 /*  Read every page a reader can reach: every database's records in key
     order and found again by lookup, the free page list, and the page

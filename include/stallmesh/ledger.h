@@ -219,6 +219,12 @@ typedef struct {
 } sm_check_report;
 int sm_ledger_check(sm_ledger *self, unsigned flags, sm_check_report *report);
 
+/*  Repair: copy `src`'s market membership (the market record, the
+    organiser's admit of this node from its join token, the clock) into
+    `dst`, which must have no market yet (SM_EEXIST).  The logs are copied
+    by ingesting them, which checks them as a peer's would.                  */
+int sm_ledger_copy_market(sm_ledger *dst, sm_ledger *src);
+
 /*  Re-check every stored chain and every signature.  Returns 0, or the first
     failure with *bad_origin / *bad_seq naming the entry.                     */
 int sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
