@@ -1345,6 +1345,8 @@ s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
 
 /*  GET /api/state: digest, heads, fork evidence and the origins it
     quarantines.                                                             */
+static size_t s_damaged_json(sm_api *self, s_buf *b);
+
 static void
 s_get_state(sm_api *self, sm_http_resp *r)
 {
@@ -1377,7 +1379,9 @@ s_get_state(sm_api *self, sm_http_resp *r)
     s_puts(&b, "],\"quarantined\":[");
     if (origins.len)
         s_put(&b, origins.p, origins.len);
-    s_puts(&b, "]}");
+    s_puts(&b, "]");
+    s_damaged_json(self, &b);
+    s_puts(&b, "}");
     if (rc == 0 && origins.failed)
         rc = SM_ENOMEM;
     s_buf_free(&origins);
@@ -1465,6 +1469,18 @@ s_get_peers(sm_api *self, sm_http_resp *r)
         s_uint(&b, p->entries_sent);
         s_puts(&b, ",\"refused\":");
         s_uint(&b, p->refused);
+        if (p->run_refusal) {
+            /* Why its last refused run was refused: a peer serving a bad entry. */
+            s_puts(&b, ",\"last_refusal\":{\"origin\":");
+            s_id(&b, &p->run_refusal_origin);
+            s_puts(&b, ",\"seq\":");
+            s_uint(&b, p->run_refusal_seq);
+            s_puts(&b, ",\"error\":");
+            s_str(&b, sm_errname(p->run_refusal));
+            s_puts(&b, ",\"message\":");
+            s_str(&b, sm_strerror(p->run_refusal));
+            s_puts(&b, "}");
+        }
         s_puts(&b, "}");
     }
     s_puts(&b, "]}");
@@ -1503,6 +1519,30 @@ s_scrape_gauges(sm_api *self)
     int64_t forks = 0;
     if (sm_ledger_forks_each(self->ledger, s_count_fork, &forks) == 0)
         sm_metrics_set(self->metrics, SM_GAUGE_FORKS, forks);
+    sm_metrics_set(self->metrics, SM_GAUGE_DAMAGED_ORIGINS,
+                   (int64_t) sm_ledger_damage_each(self->ledger, NULL, 0));
+}
+
+/*  ,"damaged":[{"origin":ID,"seq":N,"error":CODE}...]: origins whose stored
+    log has an entry that does not verify (served only below it).           */
+static size_t
+s_damaged_json(sm_api *self, s_buf *b)
+{
+    sm_damage d[SM_CHECK_DAMAGED_MAX];
+    size_t n = sm_ledger_damage_each(self->ledger, d, SM_CHECK_DAMAGED_MAX);
+    n = n < SM_CHECK_DAMAGED_MAX ? n : SM_CHECK_DAMAGED_MAX;
+    s_puts(b, ",\"damaged\":[");
+    for (size_t i = 0; i < n; i++) {
+        s_puts(b, i ? ",{\"origin\":" : "{\"origin\":");
+        s_id(b, &d[i].origin);
+        s_puts(b, ",\"seq\":");
+        s_uint(b, d[i].seq);
+        s_puts(b, ",\"error\":");
+        s_str(b, sm_errname(d[i].err));
+        s_puts(b, "}");
+    }
+    s_puts(b, "]");
+    return n;
 }
 
 static void
@@ -1514,6 +1554,14 @@ s_get_readyz(sm_api *self, sm_http_resp *r)
     if (rc != 0) {
         s_error_begin(&b, sm_errname(rc), sm_strerror(rc));
         s_puts(&b, ",\"status\":\"unavailable\"");
+        s_error_end(r, 503, &b);
+        return;
+    }
+    if (sm_ledger_damage_each(self->ledger, NULL, 0) > 0) {
+        /* Serving, but not all of it: a load balancer should know. */
+        s_error_begin(&b, sm_errname(SM_EDEGRADED), sm_strerror(SM_EDEGRADED));
+        s_puts(&b, ",\"status\":\"degraded\"");
+        s_damaged_json(self, &b);
         s_error_end(r, 503, &b);
         return;
     }

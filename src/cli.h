@@ -129,6 +129,8 @@ int sm__cli_lock_dir(const sm__cli *cli);
 
 /*  Check the store with sm_integrity_check (a child process), printing
     what is wrong and what to do on failure (report filled either way).
+    With SM_CHECK_ALL_ORIGINS, damaged entries alone (SM_EDEGRADED, listed
+    in report->damaged) are no failure: the caller serves degraded.
     Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
 int sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
                         sm_check_report *report);

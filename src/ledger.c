@@ -48,6 +48,8 @@ struct sm_ledger {
     uint64_t hlc;              /* last HLC issued or merged */
     sm_entry *scratch;         /* SM_RUN_ENTRIES_MAX decoded entries for ingest */
     sm_hash *links;            /* their link hashes */
+    sm_damage damaged[SM_CHECK_DAMAGED_MAX]; /* origins served only below damage */
+    size_t damaged_count;      /* set before threads start, read-only after */
 };
 
 sm_store *
@@ -1343,6 +1345,7 @@ typedef struct {
     sm_txn *txn;
     const sm_market *market;
     bool every_sig;
+    bool head_bad;             /* a head record disagrees with its log */
     sm_check_report *r;
 } s_verify_ctx;
 
@@ -1430,6 +1433,7 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
                     || (head_seq && memcmp(prev.b, head_link, SM_HASH_BYTES) != 0))) {
         bad = expect - 1 != head_seq ? expect : head_seq;
         rc = SM_ECORRUPT;              /* the head disagrees with the log */
+        ctx->head_bad = true;          /* refused, never served degraded */
         why = expect - 1 != head_seq ? "the head record disagrees with the log's length"
                                      : "the newest entry does not match the head's link: "
                                        "the entry or the head record was altered";
@@ -1443,10 +1447,12 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
 
 /*  Every origin's chain, in one transaction.                                */
 static int
-s_check_chains(sm_txn *txn, bool every_sig, sm_check_report *r)
+s_check_chains(sm_txn *txn, bool every_sig, bool all, sm_check_report *r)
 {
+    uint64_t first_seq = 0;
+    char first_what[sizeof r->what];
     sm_market m;
-    s_verify_ctx ctx = { txn, &m, every_sig, r };
+    s_verify_ctx ctx = { txn, &m, every_sig, false, r };
     int rc = s_market_get(txn, &m);
     if (rc == SM_ENOMARKET)
         return 0;                      /* nothing stored yet */
@@ -1475,11 +1481,35 @@ s_check_chains(sm_txn *txn, bool every_sig, sm_check_report *r)
                      (unsigned long long) h.fork_seq, (unsigned long long) h.seq);
             break;
         }
-        if ((rc = s_verify_origin(&ctx, &origin, h.seq, h.link)) != 0)
-            break;
+        if ((rc = s_verify_origin(&ctx, &origin, h.seq, h.link)) != 0) {
+            if (!all || r->seq == 0 || ctx.head_bad || rc == SM_ENOMEM
+                || (s_fatal(rc) && rc != SM_ECORRUPT))
+                break;
+            /* An entry is at fault: list it, go on with the other origins. */
+            if (r->damaged_count == SM_CHECK_DAMAGED_MAX)
+                break;
+            sm_damage *d = &r->damaged[r->damaged_count++];
+            d->origin = origin;
+            d->seq = r->seq;
+            d->err = rc;
+            if (r->damaged_count == 1) {
+                first_seq = r->seq;
+                memcpy(first_what, r->what, sizeof first_what);
+            }
+            rc = 0;
+        }
     }
     sm_cursor_close(&cur);
-    return rc == SM_ENOTFOUND ? 0 : rc;
+    if (rc == SM_ENOTFOUND)
+        rc = 0;
+    if (rc == 0 && r->damaged_count) {
+        /* Report the first damage as the failure. */
+        r->origin = r->damaged[0].origin;
+        r->seq = first_seq;
+        memcpy(r->what, first_what, sizeof r->what);
+        r->err = rc = SM_EDEGRADED;
+    }
+    return rc;
 }
 
 /*  The databases the state is derived into (what reindex rebuilds).         */
@@ -1582,7 +1612,8 @@ sm_ledger_check(sm_ledger *self, unsigned flags, sm_check_report *r)
         s_report(r, rc, NULL, 0, "cannot read the store (%s)", sm_strerror(rc));
         return rc;
     }
-    rc = s_check_chains(txn, (flags & SM_CHECK_EVERY_SIG) != 0, r);
+    rc = s_check_chains(txn, (flags & SM_CHECK_EVERY_SIG) != 0,
+                        (flags & SM_CHECK_ALL_ORIGINS) != 0, r);
     sm_txn_abort(&txn);
     if (rc == 0 && (flags & SM_CHECK_STATE))
         rc = s_check_state(self, r);
@@ -1663,4 +1694,46 @@ sm_ledger_copy_market(sm_ledger *dst, sm_ledger *src)
     }
     sm_txn_abort(&from);
     return s_wend(dst, &to, own, rc, false);
+}
+
+int
+sm_ledger_set_damaged(sm_ledger *self, const sm_damage *damage)
+{
+    assert(self && damage && damage->seq > 0);
+    for (size_t i = 0; i < self->damaged_count; i++) {
+        if (memcmp(self->damaged[i].origin.b, damage->origin.b, SM_KEY_BYTES) == 0) {
+            if (damage->seq < self->damaged[i].seq)
+                __atomic_store_n(&self->damaged[i].seq, damage->seq, __ATOMIC_RELAXED);
+            return 0;
+        }
+    }
+    size_t n = __atomic_load_n(&self->damaged_count, __ATOMIC_ACQUIRE);
+    if (n == SM_CHECK_DAMAGED_MAX)
+        return SM_ETOOBIG;
+    self->damaged[n] = *damage;
+    /* Readers on other threads see the record before they count it. */
+    __atomic_store_n(&self->damaged_count, n + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+uint64_t
+sm_ledger_damage(const sm_ledger *self, const sm_id *origin)
+{
+    assert(self && origin);
+    size_t n = __atomic_load_n(&self->damaged_count, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(self->damaged[i].origin.b, origin->b, SM_KEY_BYTES) == 0)
+            return __atomic_load_n(&self->damaged[i].seq, __ATOMIC_RELAXED);
+    return 0;
+}
+
+size_t
+sm_ledger_damage_each(const sm_ledger *self, sm_damage *out, size_t max)
+{
+    assert(self && (out || max == 0));
+    size_t count = __atomic_load_n(&self->damaged_count, __ATOMIC_ACQUIRE);
+    size_t n = count < max ? count : max;
+    if (n)
+        memcpy(out, self->damaged, n * sizeof *out);
+    return count;
 }

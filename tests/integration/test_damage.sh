@@ -161,8 +161,11 @@ check "verify reports every one of $total single-byte flips (exit 1 with a messa
     '[ "$reported" -eq "$total" ] && [ "$total" -ge $((FLIPS * 8 / 10)) ]' "missed at:$missed"
 check "no verify run died of a signal" '[ "$signalled" -eq 0 ]'
 
-# run at open: a sample of flips, one a database; each refused, none served.
-refused=0; sample=0; served=""
+# run at open: a sample of flips, one a database.  Damaged state (and
+# heads) is refused: exit 1 saying what is wrong.  A damaged log entry stops
+# only its origin: the node starts degraded (/readyz 503 naming the origin
+# and seq), serving that origin only below the damage.
+refused=0; degraded=0; sample=0; served=""
 for db in log logidx heads items stock sales origins; do
     off=$(pick $db 3 | tail -n 1)
     [ -n "$off" ] || continue
@@ -171,15 +174,25 @@ for db in log logidx heads items stock sales origins; do
     flip "$TMP/R/store/data.mdb" "$off"
     : >"$TMP/R.log"
     if start R; then
-        served="$served $db"; stop R
+        ready=$(curl -s -w ' %{http_code}' --max-time 2 "http://127.0.0.1:${HP[R]}/readyz")
+        if [ "$db" = log ] || [ "$db" = logidx ]; then
+            case $ready in
+            *'"status":"degraded"'*'"seq":'*' 503') degraded=$((degraded + 1)) ;;
+            *) served="$served $db(ready: $ready)" ;;
+            esac
+        else
+            served="$served $db"
+        fi
+        stop R
     elif [ "$start_rc" = 1 ] && grep -q "damaged" "$TMP/R.log"; then
         refused=$((refused + 1))
     else
         served="$served $db(rc=$start_rc)"
     fi
 done
-check "run refuses each of $sample damaged stores at open (exit 1, saying what is wrong)" \
-    '[ "$refused" -eq "$sample" ]' "served or unexplained:$served; $(tail -n 2 "$TMP/R.log")"
+check "run refuses each of $sample damaged stores at open, or (a log entry) starts degraded saying so" \
+    '[ $((refused + degraded)) -eq "$sample" ] && [ "$refused" -ge 4 ]' \
+    "refused $refused, degraded $degraded; served or unexplained:$served; $(tail -n 2 "$TMP/R.log")"
 
 # ---- truncation and meta pages ------------------------------------------------
 copy_store "$TMP/O" "$TMP/T"
@@ -233,5 +246,88 @@ out=$(sm O verify 2>&1); rc=$?
 check "verify beside the running node checks the log and says the state was checked at start" \
     '[ $rc -eq 0 ] && printf "%s\n" "$out" | grep -q "not checked (a node, pid $first"' "$out"
 stop O
+echo "# part 1 done at $(elapsed) s"
+
+# ---- part 2: the mesh ------------------------------------------------------------
+# A stall A with 120 sales; O holds A's log.  Then one of A's entries is
+# flipped in O's store.
+sm A init --name "Stall A" >/dev/null || { nok "init A"; finish; }
+AID=$(node_id A); OID=$(node_id O)
+sm A join "$(sm O admit "$AID" --name "Stall A")" >/dev/null || { nok "A joins"; finish; }
+"$FILL" "$TMP/A" 120 >/dev/null || { nok "fill_store A"; finish; }
+A_HEAD=$(sm A log --origin "$AID" | wc -l)
+start O || { nok "O starts" "$(tail -n 5 "$TMP/O.log")"; finish; }
+start A --peer "$OID@tcp://127.0.0.1:${MP[O]}" || { nok "A starts" "$(tail -n 5 "$TMP/A.log")"; finish; }
+head_at() { get "$1" /api/state | jq -r --arg o "$2" '.heads[$o].seq // 0'; }
+for _ in $(seq 1 300); do
+    [ "$(head_at O "$AID")" = "$A_HEAD" ] && [ "$(head_at A "$OID")" = "$(head_at O "$OID")" ] && break
+    sleep 0.1
+done
+check "O catches up A's $A_HEAD entries" '[ "$(head_at O "$AID")" = "$A_HEAD" ]'
+stop A; stop O
+[ "$(sm O digest)" = "$(sm A digest)" ] || nok "O and A agree before the damage"
+
+# Flip a byte of the signature of A's entry 60 in O's store (found by its bytes).
+SIG=$(sm O log --origin "$AID" | sed -n 60p | jq -r .sig)
+SIG_OFF=$("$MAP" "$TMP/O/store/data.mdb" | awk -v h="$(printf '%s' "$SIG" | cut -c1-32)" \
+    '$1 == "log" && $6 == h { print $4; exit }')
+[ -n "$SIG_OFF" ] || { nok "A's entry 60 is found in O's store"; finish; }
+cp -a "$TMP/O" "$TMP/O.clean"
+flip "$TMP/O/store/data.mdb" $((SIG_OFF + 10))
+sm O verify >"$TMP/v.out" 2>&1; rc=$?
+check "verify names A's damaged entry" '[ $rc -eq 1 ] && grep -q "origin $AID seq 60" "$TMP/v.out"' "$(cat "$TMP/v.out")"
+
+# O runs degraded; a new stall C joins through O alone.
+: >"$TMP/O.log"
+start O || { nok "O starts degraded" "$(tail -n 5 "$TMP/O.log")"; finish; }
+ready=$(curl -s -w ' %{http_code}' --max-time 2 "http://127.0.0.1:${HP[O]}/readyz")
+check "O's /readyz answers 503 naming the damaged origin and seq" \
+    'case $ready in *degraded*"$AID"*"\"seq\":60"*" 503") true ;; *) false ;; esac' "$ready"
+check "O's /api/state lists the damage" \
+    '[ "$(get O /api/state | jq -r ".damaged[0].origin, .damaged[0].seq" | tr "\n" " ")" = "$AID 60 " ]'
+check "O's /metrics counts a damaged origin" \
+    'get O /metrics | grep -q "^stallmesh_damaged_origins 1"'
+check "O's log says which entry and what to do" \
+    'grep -q "origin $AID entry 60 does not verify.*repair" "$TMP/O.log"' "$(grep -i damag "$TMP/O.log" | head -n 3)"
+sm C init --name "Stall C" >/dev/null || { nok "init C"; finish; }
+CID=$(node_id C)
+sm C join "$(sm O admit "$CID" --name "Stall C" --endpoint "tcp://127.0.0.1:${MP[O]}")" >/dev/null \
+    || { nok "C joins"; finish; }
+start C || { nok "C starts" "$(tail -n 5 "$TMP/C.log")"; finish; }
+for _ in $(seq 1 300); do
+    [ "$(head_at C "$OID")" = "$(head_at O "$OID")" ] && [ "$(head_at C "$AID")" = 59 ] && break
+    sleep 0.1
+done
+check "the new stall C catches up O's log in full" '[ "$(head_at C "$OID")" = "$(head_at O "$OID")" ]' \
+    "C has $(head_at C "$OID") of $(head_at O "$OID")"
+check "and A's up to the entry before the damage, never the damaged one" \
+    '[ "$(head_at C "$AID")" = 59 ]' "C has A up to $(head_at C "$AID")"
+sleep 2
+sent=$(get O /api/peers | jq --arg c "$CID" '.peers[] | select(.node == $c) | .entries_sent')
+refused=$(get C /api/peers | jq --arg o "$OID" '.peers[] | select(.node == $o) | .refused')
+check "O sends C nothing again and again, and C refuses nothing" \
+    '[ "$sent" -le $(( $(head_at O "$OID") + 59 + 5 )) ] && [ "$refused" = 0 ]' "sent $sent, refused $refused"
+stop C
+
+# repair: O rebuilds from what verifies, then fetches the rest from A.
+stop O
+sm O repair >"$TMP/repair.out" 2>&1; rc=$?
+check "repair keeps what verifies and says what it dropped" \
+    '[ $rc -eq 0 ] && grep -q "dropped" "$TMP/repair.out" && sm O verify >/dev/null 2>&1' "$(cat "$TMP/repair.out")"
+: >"$TMP/O.log"
+start O || { nok "O starts after the repair" "$(tail -n 5 "$TMP/O.log")"; finish; }
+start A --peer "$OID@tcp://127.0.0.1:${MP[O]}" || { nok "A starts again"; finish; }
+# The market's digest: A's, once both hold the same heads (the roster grew by C).
+for _ in $(seq 1 300); do
+    [ "$(head_at O "$AID")" = "$A_HEAD" ] \
+        && [ "$(get O /api/state | jq -r .digest)" = "$(get A /api/state | jq -r .digest)" ] && break
+    sleep 0.1
+done
+stop A; stop O
+MARKET_DIGEST=$(sm A digest)
+check "after repair and a run beside its peer, O is back at the market's digest" \
+    '[ "$(sm O digest)" = "$MARKET_DIGEST" ] && sm O verify >/dev/null 2>&1' \
+    "O $(sm O digest) market $MARKET_DIGEST, O has A up to $(sm O log --origin "$AID" | wc -l)"
+echo "# done at $(elapsed) s"
 
 finish

@@ -8,8 +8,10 @@
     page, the main database's records (one a named database), and every
     leaf of every named database.  Prints one line a record:
 
-        DB KEY_OFFSET KEY_BYTES VALUE_OFFSET VALUE_BYTES
+        DB KEY_OFFSET KEY_BYTES VALUE_OFFSET VALUE_BYTES VALUE_HEAD
 
+    VALUE_HEAD: the value's first 16 bytes in hex (a log value begins with
+    its entry's signature, so an entry is found by its signature).
     offsets in bytes from the start of the file (a value on overflow pages
     gives the offset of its bytes there).  Exits 0, or 1 if the file does not
     parse (it is meant for undamaged copies).                                */
@@ -76,7 +78,10 @@ s_walk(const char *db, uint64_t pgno, int depth, int main_db)
             if (root != UINT64_MAX && s_walk(name, root, 0, 0) != 0)
                 return -1;
         } else {
-            printf("%s %zu %u %zu %zu\n", db, key, (unsigned) ksize, data, dsize);
+            printf("%s %zu %u %zu %zu ", db, key, (unsigned) ksize, data, dsize);
+            for (size_t j = 0; j < 16 && j < dsize; j++)
+                printf("%02x", s_file[data + j]);
+            printf("\n");
         }
     }
     return 0;
