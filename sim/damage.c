@@ -21,7 +21,8 @@
     - no honest node ever sends a damaged entry (every ENTRIES delivered is
       compared with the damaged entries recorded: same origin and seq, other
       link: a forged entry relayed), nor offers one (a degraded node's HEADS
-      stop below its damage);
+      stop below its damage, but to the origin itself, which is told its own
+      true head so that it never takes the damage for the end of its log);
     - after the run every honest store verifies (every signature) and the
       digests converge (the usual liveness check).
 
@@ -166,11 +167,18 @@ sim_damage_fault(sim_world *w)
     sm_hash good, other;
     if (sim_entry_link(nd->ledger, origin, seq, &good) != 0)
         return;
+    /* Another node holds it, and all this node holds after it (what repair
+       drops is then in the market: no acknowledged sale is lost). */
+    sm_hash top;
+    if (sim_entry_link(nd->ledger, origin, h.seq, &top) != 0)
+        return;
     bool elsewhere = false;
     for (int k = 0; k < w->n && !elsewhere; k++)
         elsewhere = k != i && k != w->hostile && w->node[k].running
                     && sim_entry_link(w->node[k].ledger, origin, seq, &other) == 0
-                    && memcmp(other.b, good.b, SM_HASH_BYTES) == 0;
+                    && memcmp(other.b, good.b, SM_HASH_BYTES) == 0
+                    && sim_entry_link(w->node[k].ledger, origin, h.seq, &other) == 0
+                    && memcmp(other.b, top.b, SM_HASH_BYTES) == 0;
     if (!elsewhere)
         return;
     s_one o = { { 0 }, 0, false };
@@ -219,6 +227,14 @@ s_repair(sim_world *w, sim_node *nd)
     else
         sim_say(w, "node %d: repaired: kept %llu entries, dropped %llu", nd->index,
                 (unsigned long long) r.kept, (unsigned long long) r.dropped);
+    if (!r.own_complete) {
+        /* Its own log was cut: like a wiped store it fetches the rest back
+           before it appends, and if the first peers to answer lack it too it
+           may reuse those seqs (a fork, found and quarantined): what repair
+           cannot prevent (README, "Damaged stores"). */
+        nd->restored = true;
+        w->restores_done++;
+    }
     char path[420];
     snprintf(path, sizeof path, "%s/data.mdb", aside);
     unlink(path);
@@ -239,33 +255,41 @@ sim_damage_on_restart(sim_world *w, sim_node *nd)
     struct sim_damage *s = w->damage;
     if (!s || !nd->running)
         return;
+    /* The node checks its chains at every start, as run does: new damage,
+       and damage it ran degraded with before this restart. */
     bool pending = false, own = false;
-    uint32_t first = s->n;             /* the first record handled now */
     for (uint32_t k = 0; k < s->n; k++)
-        if (s->d[k].node == nd->index && !s->d[k].handled) {
+        if (s->d[k].node == nd->index && (!s->d[k].handled || s->d[k].live))
             pending = true;
-            first = k < first ? k : first;
-        }
     if (!pending)
         return;
     sm_check_report r;
     int rc = sm_ledger_check(nd->ledger, SM_CHECK_ALL_ORIGINS, &r);
+    if (rc != 0 && rc != SM_EDEGRADED) {
+        sim_fail(w, "damage: node %d: its check at start fails: %s", nd->index, r.what);
+        return;
+    }
     for (uint32_t k = 0; k < s->n; k++) {
         s_damage *d = &s->d[k];
-        if (d->node != nd->index || d->handled)
+        if (d->node != nd->index || (d->handled && !d->live))
             continue;
-        d->handled = true;
         bool named = false;
         for (uint32_t j = 0; j < r.damaged_count; j++)
             named |= memcmp(r.damaged[j].origin.b, d->origin.b, SM_KEY_BYTES) == 0
                      && r.damaged[j].seq <= d->seq;
-        if (rc != SM_EDEGRADED || !named) {
+        if (!d->handled && !named) {
             sim_fail(w, "damage: node %d: its check at start does not name its damaged "
                      "entry %llu (%s)", nd->index, (unsigned long long) d->seq,
                      rc ? r.what : "the store passed");
             return;
         }
-        own |= memcmp(d->origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0;
+        d->handled = true;
+        d->live = named;               /* not named: its store was replaced since */
+        own |= named && memcmp(d->origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0;
+    }
+    if (r.damaged_count == 0) {
+        s->degraded[nd->index] = false;
+        return;
     }
     if (own || w->phase != SIM_PHASE_CHAOS || sim_chance(&w->rng, 400)) {
         sim_node_crash(w, nd, false);
@@ -278,9 +302,6 @@ sim_damage_on_restart(sim_world *w, sim_node *nd)
        below the damage. */
     for (uint32_t j = 0; j < r.damaged_count; j++)
         sm_ledger_set_damaged(nd->ledger, &r.damaged[j]);
-    for (uint32_t k = first; k < s->n; k++)
-        if (s->d[k].node == nd->index)
-            s->d[k].live = true;
     s->degraded[nd->index] = true;
     sim_say(w, "node %d runs degraded (%u origins damaged)", nd->index, r.damaged_count);
 }
@@ -303,10 +324,12 @@ sim_damage_heal(sim_world *w)
 }
 
 void
-sim_damage_on_deliver(sim_world *w, int from, const uint8_t *bytes, size_t len)
+sim_damage_on_deliver(sim_world *w, int from, int to, const uint8_t *bytes, size_t len,
+                      bool replay)
 {
     struct sim_damage *s = w->damage;
-    if (!s || s->n == 0 || from == w->hostile || len < 2
+    /* A replay is the network sending an old message again, not the node. */
+    if (!s || s->n == 0 || from == w->hostile || replay || len < 2
         || (bytes[1] != SM_MSG_ENTRIES && bytes[1] != SM_MSG_HEADS))
         return;
     if (sm_wire_decode(bytes, len, s->space, &s->msg) != 0)
@@ -318,13 +341,17 @@ sim_damage_on_deliver(sim_world *w, int from, const uint8_t *bytes, size_t len)
             const s_damage *d = &s->d[k];
             if (d->node != from || !d->live)
                 continue;
+            if (memcmp(w->node[to].id.pub.b, d->origin.b, SM_KEY_BYTES) == 0)
+                continue;              /* an origin is told its own true head */
             for (uint32_t j = 0; j < m->u.heads.count; j++)
                 if (memcmp(m->u.heads.heads[j].origin.b, d->origin.b, SM_KEY_BYTES) == 0
                     && m->u.heads.heads[j].seq >= d->seq) {
                     sim_fail(w, "damage: node %d offers entry %llu of an origin it stores "
-                             "damaged from there (HEADS seq %llu)", from,
+                             "damaged from there (HEADS seq %llu; marked from %llu)", from,
                              (unsigned long long) d->seq,
-                             (unsigned long long) m->u.heads.heads[j].seq);
+                             (unsigned long long) m->u.heads.heads[j].seq,
+                             (unsigned long long) (w->node[from].ledger
+                                 ? sm_ledger_damage(w->node[from].ledger, &d->origin) : 0));
                     return;
                 }
         }

@@ -331,7 +331,8 @@ void sim_crash(sim_world *w, int i, bool torn);
 void sim_damage_fault(sim_world *w);
 void sim_damage_on_restart(sim_world *w, sim_node *nd);
 void sim_damage_heal(sim_world *w);
-void sim_damage_on_deliver(sim_world *w, int from, const uint8_t *bytes, size_t len);
+void sim_damage_on_deliver(sim_world *w, int from, int to, const uint8_t *bytes, size_t len,
+                           bool replay);
 void sim_damage_check_final(sim_world *w);
 void sim_damage_free(sim_world *w);
 /* Node nd runs degraded: its stored log is damaged (until it is repaired). */

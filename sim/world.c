@@ -421,7 +421,7 @@ s_deliver(sim_world *w, const sim_event *e)
     }
     if (e->len >= 2 && e->bytes[1] <= SM_MSG_TYPE_MAX)
         w->delivered_by_type[e->bytes[1]]++;
-    sim_damage_on_deliver(w, i, e->bytes, e->len);
+    sim_damage_on_deliver(w, i, j, e->bytes, e->len, e->arg == 1);
     uint64_t now = sim_node_now(w, to);
     int rc = sm_gossip_receive(to->gossip, &w->node[i].id.pub, e->bytes, e->len, now);
     sim_trace_u64(w, e->len);

@@ -596,6 +596,7 @@ s_send(sm_gossip *self, s_peer *p, const sm_wire_msg *msg, size_t cap, int rank)
 typedef struct {
     sm_gossip *self;
     uint32_t count;
+    const sm_id *to;           /* the peer it goes to: told its own true head */
 } s_heads_ctx;
 
 static int s_link_cb(const sm_signed *e, uint64_t seq, void *arg);
@@ -611,7 +612,10 @@ s_heads_collect(const sm_head *h, void *arg)
         return 1;
     sm_wire_head w = { h->origin, h->seq, h->link };
     uint64_t limit = s_serve_limit(ctx->self, &h->origin, h->seq);
-    if (limit < h->seq) {
+    /* An origin is told how much of its own log this node holds, damaged
+       or not: a node fetching its own log back before it appends must not
+       take this node's damage for the end of its log (a fork). */
+    if (limit < h->seq && !(ctx->to && s_id_eq(ctx->to, &h->origin))) {
         /* Damaged above `limit`: tell peers only what this node serves. */
         if (limit == 0 || sm_ledger_read(ctx->self->ledger, &h->origin, limit, 1, s_link_cb,
                                          &w.link) != 0)
@@ -625,7 +629,7 @@ s_heads_collect(const sm_head *h, void *arg)
 static void
 s_send_heads(sm_gossip *self, s_peer *p)
 {
-    s_heads_ctx ctx = { self, 0 };
+    s_heads_ctx ctx = { self, 0, &p->pub.node };
     if (sm_ledger_heads(self->ledger, s_heads_collect, &ctx) != 0)
         return;
     sm_wire_msg msg;
@@ -634,6 +638,25 @@ s_send_heads(sm_gossip *self, s_peer *p)
     msg.u.heads.count = ctx.count;
     msg.u.heads.heads = self->heads_buf;
     sm_wire_sort(&msg);   /* the ledger lists them in key order already */
+    s_send(self, p, &msg, 16 + (size_t) ctx.count * (SM_KEY_BYTES + SM_HASH_BYTES + 16),
+           S_DROP_HEADS);
+}
+
+/*  HEADS as this node serves them, also to an origin about its own log: the
+    answer to a WANT it cannot serve (below damage), so the asker clears it
+    and asks another peer.                                                    */
+static void
+s_send_heads_served(sm_gossip *self, s_peer *p)
+{
+    s_heads_ctx ctx = { self, 0, NULL };
+    if (sm_ledger_heads(self->ledger, s_heads_collect, &ctx) != 0)
+        return;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_HEADS;
+    msg.u.heads.count = ctx.count;
+    msg.u.heads.heads = self->heads_buf;
+    sm_wire_sort(&msg);
     s_send(self, p, &msg, 16 + (size_t) ctx.count * (SM_KEY_BYTES + SM_HASH_BYTES + 16),
            S_DROP_HEADS);
 }
@@ -1386,8 +1409,8 @@ s_on_want(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
         answer = s_entries_build(self, (uint32_t) oi, m->u.want.from, m->u.want.count,
                                  S_DROP_ANSWER, &last, &n);
     if (!answer) {
-        /* Nothing from there: say what this node has instead. */
-        s_send_heads(self, p);
+        /* Nothing from there: say what this node has (serves) instead. */
+        s_send_heads_served(self, p);
         return 0;
     }
     s_queue_push(self, p, answer);
