@@ -255,11 +255,12 @@ sim_damage_on_restart(sim_world *w, sim_node *nd)
     struct sim_damage *s = w->damage;
     if (!s || !nd->running)
         return;
-    /* The node checks its chains at every start, as run does: new damage,
-       and damage it ran degraded with before this restart. */
+    /* The node checks its chains at every start, as run does (the sim
+       only where damage was ever planted: new damage, damage it ran
+       degraded with, and damage an old copy of its store brings back). */
     bool pending = false, own = false;
     for (uint32_t k = 0; k < s->n; k++)
-        if (s->d[k].node == nd->index && (!s->d[k].handled || s->d[k].live))
+        if (s->d[k].node == nd->index)
             pending = true;
     if (!pending)
         return;
@@ -271,7 +272,7 @@ sim_damage_on_restart(sim_world *w, sim_node *nd)
     }
     for (uint32_t k = 0; k < s->n; k++) {
         s_damage *d = &s->d[k];
-        if (d->node != nd->index || (d->handled && !d->live))
+        if (d->node != nd->index)
             continue;
         bool named = false;
         for (uint32_t j = 0; j < r.damaged_count; j++)
