@@ -132,6 +132,9 @@ sm__cmd_verify(sm__cli *cli, int argc, char **argv)
         else if (node != 0)
             printf("state: not checked (a node, pid %ld, is running on this store; it "
                    "checked the state when it started)\n", (long) node);
+        else if (flags & SM_CHECK_STATE)
+            printf("state: not checked (no room in the map or on the disk to recompute "
+                   "it beside the stored one)\n");
     } else if (r.seq > 0) {
         printf("bad entry: origin %s seq %llu: %s\n", hex,
                (unsigned long long)r.seq, r.what);
