@@ -54,7 +54,13 @@
     X(SM_EMETA,       -62, "store_meta_damaged", "the store's two meta pages disagree (its header is damaged): run 'stallmesh repair', or restore the data directory from a backup") \
     X(SM_ESTATEDIFF,  -63, "state_mismatch", "the stored state does not match the log: run 'stallmesh reindex' to rebuild it from the log") \
     X(SM_EDAMAGED,    -64, "store_damaged",  "the store's pages are damaged and cannot be read safely: run 'stallmesh repair', or restore the data directory from a backup") \
-    X(SM_EDEGRADED,   -65, "degraded",       "a stored entry does not verify: this node serves that origin only up to the damage; run 'stallmesh repair' to fetch it back from peers")
+    X(SM_EDEGRADED,   -65, "degraded",       "a stored entry does not verify: this node serves that origin only up to the damage; run 'stallmesh repair' to fetch it back from peers") \
+    X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
+    X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
+    X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
+    X(SM_ETZ,         -50, "bad_timezone",   "unknown time zone: give an IANA name such as Europe/London (install tzdata)") \
+    X(SM_EORGONLY,    -51, "organiser_only", "a stall's node reports only its own stall: ask the organiser's node for the market") \
+    X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
