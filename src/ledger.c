@@ -1556,6 +1556,7 @@ static const char *const s_db_label[SM_DB_COUNT] = {
     [SM_DB_LOGIDX] = "log index", [SM_DB_HEADS] = "heads", [SM_DB_ITEMS] = "catalog",
     [SM_DB_STOCK] = "stock", [SM_DB_SALES] = "sales", [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "fork evidence", [SM_DB_EXTIDS] = "external ids",
+    [SM_DB_REP_SLOT] = "report totals", [SM_DB_REP_ITEM] = "report item totals",
 };
 
 static void
@@ -1624,7 +1625,8 @@ s_check_state(sm_ledger *self, sm_check_report *r)
         if (memcmp(after.b, before[i].b, sizeof after.b) != 0) {
             rc = SM_ESTATEDIFF;
             s_report(r, rc, NULL, 0, "the %s records (%llu stored, %llu from the log) "
-                     "do not match what the log gives", s_db_label[i],
+                     "do not match what the log gives",
+                     s_db_label[i] ? s_db_label[i] : "derived",
                      (unsigned long long) n_before[i], (unsigned long long) n_after);
         }
     }
