@@ -516,8 +516,8 @@ s_cmp_item(const sm_item *item, void *arg)
 void
 sim_check_model(sim_world *w, sim_node *nd)
 {
-    if (!nd->running || nd->hostile)
-        return;
+    if (!nd->running || nd->hostile || sim_damage_degraded(w, nd))
+        return;                        /* a damaged log is not what the state came from */
     s_model *m = calloc(1, sizeof *m);
     if (!m)
         abort();

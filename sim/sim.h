@@ -15,6 +15,8 @@
       workload.c  what the stall's clients ask for (sales, holds, moves ...)
       hostile.c   the hostile member's forged and abusive messages
       check.c     the invariants, checked during and after each run
+      damage.c    the disk-damage fault: a stored entry flipped, refused or
+                  repaired, never served
 
     Everything is single-threaded; nothing reads the real clock.  The prefix
     is sim_ (functions shared between the simulator's files) and s_ (file
@@ -97,6 +99,7 @@ typedef enum {
     SIM_F_RESTORE,       /* an old copy of a store restored (forks), or a wipe */
     SIM_F_CLOCK,         /* clocks hours apart, and jumps */
     SIM_F_HOSTILE,       /* a member sending forged and abusive messages */
+    SIM_F_DAMAGE,        /* a byte of a stored entry flipped on disk (damage.c) */
     SIM_F_COUNT
 } sim_fault;
 
@@ -110,7 +113,8 @@ typedef enum {
     SIM_C_CLOCK_JUMPS, SIM_C_HOSTILE_MSGS, SIM_C_FORKS_SEEN,
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
     SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING,
-    SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_COUNT
+    SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_DAMAGED, SIM_C_REPAIRED,
+    SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -282,6 +286,7 @@ struct sim_world {
     uint8_t *captured[SIM_HOSTILE_RING];
     size_t captured_len[SIM_HOSTILE_RING];
     uint32_t captured_next;
+    struct sim_damage *damage; /* damage.c's records (NULL until the first) */
     /* the first violation (the run fails) */
     bool failed;
     char failure[512];
@@ -320,6 +325,17 @@ bool sim_link_up(const sim_world *w, int i, int j);
 uint64_t sim_pace(const sim_world *w);
 /* Node i's process dies (in the middle of a batch if `torn`) and restarts later. */
 void sim_crash(sim_world *w, int i, bool torn);
+
+/* damage.c: the disk-damage fault and its invariants (hooks in world.c) */
+void sim_damage_fault(sim_world *w);
+void sim_damage_on_restart(sim_world *w, sim_node *nd);
+void sim_damage_heal(sim_world *w);
+void sim_damage_on_deliver(sim_world *w, int from, int to, const uint8_t *bytes, size_t len,
+                           bool replay);
+void sim_damage_check_final(sim_world *w);
+void sim_damage_free(sim_world *w);
+/* Node nd runs degraded: its stored log is damaged (until it is repaired). */
+bool sim_damage_degraded(const sim_world *w, const sim_node *nd);
 
 /* node.c */
 uint64_t sim_node_now(const sim_world *w, const sim_node *nd);

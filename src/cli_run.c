@@ -283,10 +283,33 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_web *web = NULL;
     int rc = 0;
     status = SM__EXIT_FAIL;
+    /* One process a directory; a store that fails its checks is refused
+       before it is served (pages, chains with each origin's newest
+       signature, and the state recomputed from the log). */
+    sm_check_report check;
     if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK
         || s_read_token(cli, token, sizeof token) != SM__EXIT_OK
+        || sm__cli_lock_dir(cli) != SM__EXIT_OK
+        || sm__cli_check_store(cli, SM_CHECK_PAGES | SM_CHECK_STATE | SM_CHECK_ALL_ORIGINS,
+                               true, &check) != SM__EXIT_OK
         || sm__cli_open_ledger(cli, &id, false, &ledger) != SM__EXIT_OK)
         goto done;
+    /* Entries that do not verify stop only their origin: served below the
+       damage, reported on /readyz, /api/state and /metrics. */
+    for (uint32_t i = 0; i < check.damaged_count; i++) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&check.damaged[i].origin, hex);
+        sm_ledger_set_damaged(ledger, &check.damaged[i]);
+        sm_log_warn("store: origin %s entry %llu does not verify (%s): degraded, this "
+                    "node serves that origin only up to entry %llu; run 'stallmesh "
+                    "repair' to fetch it back from peers", hex,
+                    (unsigned long long) check.damaged[i].seq,
+                    sm_strerror(check.damaged[i].err),
+                    (unsigned long long) check.damaged[i].seq - 1);
+    }
+    if (check.damaged_count)
+        sm_log_warn("store: the state was not checked against the log (it cannot be "
+                    "recomputed past the damage)");
     sm_market market;
     if ((rc = sm_ledger_market(ledger, &market)) != 0) {
         sm__cli_error("this node is in no market yet: run 'stallmesh market create "

@@ -54,9 +54,15 @@ static const char s_help[] =
 "      Print the digest of the state: equal on nodes that applied the same\n"
 "      entries.\n"
 "  verify [--json]\n"
-"      Re-check the links and signatures of every stored entry.\n"
+"      Check the store: its pages, the links and signatures of every stored\n"
+"      entry and (when no node runs on it) the state against the log.\n"
 "  reindex [--json]\n"
-"      Rebuild the state from the log; prints the digest after.\n"
+"      Rebuild the state from the log (refused if an entry does not verify);\n"
+"      prints the digest after.\n"
+"  repair [--json]\n"
+"      Rebuild a damaged store from what still verifies in it (the damaged\n"
+"      copy is kept aside); the node's next run fetches the rest from its\n"
+"      peers, its own entries first.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
 "  run [--http HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
@@ -140,6 +146,7 @@ static const s_command s_commands[] = {
     { "digest", sm__cmd_digest },
     { "verify", sm__cmd_verify },
     { "reindex", sm__cmd_reindex },
+    { "repair", sm__cmd_repair },
     { "log", sm__cmd_log },
     { "id", sm__cmd_id },
     { "run", sm__cmd_run },

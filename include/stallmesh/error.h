@@ -49,6 +49,12 @@
     X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
     X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
     X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
+    X(SM_ELOCKED,     -60, "store_locked",   "another stallmesh process is using this data directory: stop it first (its pid is in DIR/run.lock)") \
+    X(SM_ETRUNCATED,  -61, "store_truncated", "the store file is shorter than its last page (truncated): run 'stallmesh repair' to rebuild it from its peers, or restore the data directory from a backup") \
+    X(SM_EMETA,       -62, "store_meta_damaged", "the store's two meta pages disagree (its header is damaged): run 'stallmesh repair', or restore the data directory from a backup") \
+    X(SM_ESTATEDIFF,  -63, "state_mismatch", "the stored state does not match the log: run 'stallmesh reindex' to rebuild it from the log") \
+    X(SM_EDAMAGED,    -64, "store_damaged",  "the store's pages are damaged and cannot be read safely: run 'stallmesh repair', or restore the data directory from a backup") \
+    X(SM_EDEGRADED,   -65, "degraded",       "a stored entry does not verify: this node serves that origin only up to the damage; run 'stallmesh repair' to fetch it back from peers") \
     X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
     X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
     X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
