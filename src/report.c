@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,21 @@ static _Thread_local struct {
     s_delta *tab;              /* SM__REP_CACHE_SLOTS, allocated on first use */
     uint16_t at[SM__REP_CACHE_SLOTS];   /* the used slots, in order of use */
 } s_cache;
+
+static pthread_once_t s_tab_once = PTHREAD_ONCE_INIT;
+static pthread_key_t s_tab_key;
+
+static void
+s_tab_free(void *tab)
+{
+    free(tab);
+}
+
+static void
+s_tab_key_make(void)
+{
+    pthread_key_create(&s_tab_key, s_tab_free);
+}
 
 void
 sm__report_drop(void)
@@ -157,9 +173,14 @@ static s_delta *
 s_delta_for(sm_txn *txn, const uint8_t *key, size_t klen, int *rc)
 {
     *rc = 0;
-    if (!s_cache.tab && !(s_cache.tab = calloc(SM__REP_CACHE_SLOTS, sizeof *s_cache.tab))) {
-        *rc = SM_ENOMEM;
-        return NULL;
+    if (!s_cache.tab) {
+        /* Freed when the thread ends (the core thread's, say). */
+        pthread_once(&s_tab_once, s_tab_key_make);
+        if (!(s_cache.tab = calloc(SM__REP_CACHE_SLOTS, sizeof *s_cache.tab))) {
+            *rc = SM_ENOMEM;
+            return NULL;
+        }
+        pthread_setspecific(s_tab_key, s_cache.tab);
     }
     if (s_cache.used >= SM__REP_CACHE_SLOTS / 4 * 3) {
         if ((*rc = sm__report_flush(txn)) != 0)
