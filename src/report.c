@@ -77,19 +77,16 @@ static _Thread_local struct {
     uint16_t at[SM__REP_CACHE_SLOTS];   /* the used slots, in order of use */
 } s_cache;
 
-static pthread_once_t s_tab_once = PTHREAD_ONCE_INIT;
-static pthread_key_t s_tab_key;
+/*  The table is freed when its thread ends (a core thread of a node that
+    stops): the thread-local pointer alone would be lost with the thread.  */
+static pthread_key_t s_cache_key;
+static pthread_once_t s_cache_once = PTHREAD_ONCE_INIT;
+static bool s_cache_key_ok;
 
 static void
-s_tab_free(void *tab)
+s_cache_key_make(void)
 {
-    free(tab);
-}
-
-static void
-s_tab_key_make(void)
-{
-    pthread_key_create(&s_tab_key, s_tab_free);
+    s_cache_key_ok = pthread_key_create(&s_cache_key, free) == 0;
 }
 
 void
@@ -174,13 +171,13 @@ s_delta_for(sm_txn *txn, const uint8_t *key, size_t klen, int *rc)
 {
     *rc = 0;
     if (!s_cache.tab) {
-        /* Freed when the thread ends (the core thread's, say). */
-        pthread_once(&s_tab_once, s_tab_key_make);
         if (!(s_cache.tab = calloc(SM__REP_CACHE_SLOTS, sizeof *s_cache.tab))) {
             *rc = SM_ENOMEM;
             return NULL;
         }
-        pthread_setspecific(s_tab_key, s_cache.tab);
+        pthread_once(&s_cache_once, s_cache_key_make);
+        if (s_cache_key_ok)
+            pthread_setspecific(s_cache_key, s_cache.tab);
     }
     if (s_cache.used >= SM__REP_CACHE_SLOTS / 4 * 3) {
         if ((*rc = sm__report_flush(txn)) != 0)
