@@ -17,7 +17,7 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl
+PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)

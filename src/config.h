@@ -9,6 +9,11 @@
         body_bytes_max = 65536       ; larger request bodies get 413
         clients_per_addr_max = 256   ; open connections from one address
         ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
+        tls = 0.0.0.0:8443           ; HOST:PORT of HTTPS; "none" (default): none
+        tls_cert = /path/cert.pem    ; PEM certificate (chain) and its key; by
+        tls_key = /path/key.pem      ; default DIR/tls/, made on first use
+        redirect = false             ; plain HTTP answers 308 to the HTTPS port
+        pair_ttl_s = 600             ; how long a pairing code works
         [holds]
         ttl_s = 600                  ; how long a shopper's hold lasts
         per_min = 10                 ; holds one address may make a minute
@@ -39,6 +44,7 @@
 
 #define SM_CONFIG_HOST_BYTES_MAX 255u
 #define SM_CONFIG_IPV4_BYTES_MAX 15u    /* a dotted quad */
+#define SM_CONFIG_PATH_BYTES_MAX 1023u  /* a file named in the configuration */
 
 typedef struct {
     char http_host[SM_CONFIG_HOST_BYTES_MAX + 1];
@@ -46,6 +52,12 @@ typedef struct {
     uint32_t body_bytes_max;
     uint32_t clients_per_addr_max;
     uint32_t ws_queue_bytes_max;
+    char tls_host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    uint16_t tls_port;         /* 0 = no HTTPS */
+    char tls_cert[SM_CONFIG_PATH_BYTES_MAX + 1];   /* "" = DIR/tls/cert.pem */
+    char tls_key[SM_CONFIG_PATH_BYTES_MAX + 1];
+    bool http_redirect;        /* plain HTTP -> HTTPS (needs tls) */
+    uint32_t pair_ttl_s;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     int log_level;             /* sm_log_level */

@@ -48,7 +48,13 @@
     X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state") \
     X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
     X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
-    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there")
+    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
+    X(SM_EAUTH,       -100, "unauthorized",  "the bearer token is wrong, revoked or missing") \
+    X(SM_EAUTHLIMIT,  -101, "too_many_failures", "too many failed authentications from this address: wait and retry") \
+    X(SM_EPAIRCODE,   -102, "bad_pair_code", "the pairing code is unknown, used or expired: run 'stallmesh pair' for a new one") \
+    X(SM_ESCOPE,      -103, "forbidden_scope", "this device's scope does not allow that") \
+    X(SM_ENODEVICE,   -104, "unknown_device", "no paired device with that id") \
+    X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
