@@ -167,6 +167,8 @@ bench: deps
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)
 	@echo
+	@sh tests/bench/bench_https.sh $(BUILD)
+	@echo
 	@bash tests/bench/bench_mesh.sh $(BUILD)
 
 # One target a decoder that reads bytes from outside: fuzz_entry (entries,
