@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api_int.h"
@@ -79,6 +80,12 @@ static const s_route s_routes[] = {
        (rate-limited per address; see api_write.c). */
     { "/api/holds",       NULL,                 sm__api_post_hold,         NULL,                0 },
     { SM__API_HOLD_PATH,  NULL,                 NULL,                      sm__api_delete_hold, 0 },
+    /* The organiser's report and exports (api_report.c). */
+    { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET },
+    { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET },
+    { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET },
     /* Pairing: a device sends its one-time code without a token (failures
        counted per address, auth.c); the rest is the admin's. */
     { "/api/pair",        NULL,                 sm__api_post_pair,         NULL,                0 },
@@ -102,7 +109,32 @@ static const struct {
     { "/api/stock/add",    SM_SCOPE_STOCK },
     { "/api/stock/adjust", SM_SCOPE_STOCK },
     { "/api/stock/move",   SM_SCOPE_STOCK },
+    /* A till's "Today": its own stall's report only (s_own_report_only);
+       the market's report and the exports stay the admin's. */
+    { "/api/report",       SM_SCOPE_TILL },
 };
+
+/*  Below admin, GET /api/report must name this node's own stall
+    (stall=<its id>, as the till asks): a till reads its own takings, not
+    the market's.                                                            */
+static bool
+s_own_report_only(const sm_api *self, const s_route *rt, const sm_http_req *req,
+                  sm_scope have)
+{
+    if (have >= SM_SCOPE_ADMIN || strcmp(rt->path, "/api/report") != 0)
+        return true;
+    char own[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&self->node, own);
+    const char *q = req->query ? req->query : "";
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        if (n == 6 + SM_ID_HEX_BYTES && strncmp(q, "stall=", 6) == 0
+            && strncasecmp(q + 6, own, SM_ID_HEX_BYTES) == 0)
+            return true;
+        q += n + (q[n] == '&');
+    }
+    return false;
+}
 
 static sm_scope
 s_scope_of(const s_route *rt)
@@ -191,6 +223,11 @@ sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         sm__api_error(resp, 403, "forbidden_scope", detail, NULL);
         return SM_API_DONE;
     }
+    if ((rt->auth & bit) && !s_own_report_only(self, rt, req, have)) {
+        sm__api_error(resp, 403, "forbidden_scope", "a device below admin reads only this "
+                      "stall's report: ask with stall=<this node's id>", NULL);
+        return SM_API_DONE;
+    }
     int rc = h(self, req, now_ms, resp, write);
     assert(rc == SM_API_DONE ? *write == NULL && resp->status != 0
                              : rc == SM_API_WRITE && *write != NULL);
@@ -226,6 +263,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->peers_arg = opts->peers_arg;
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
+    self->report_tz = opts->report_tz;
     self->auth = opts->auth;
     if (opts->pair_url)
         snprintf(self->pair_url, sizeof self->pair_url, "%s", opts->pair_url);
@@ -477,6 +515,8 @@ sm_http_resp_clear(sm_http_resp *resp)
     if (!resp->body_borrowed)
         free(resp->body);
     sm_snapshot_body_unref(&resp->body_owner);
+    if (resp->stream)
+        resp->stream->destroy(resp->stream);
     memset(resp, 0, sizeof *resp);
 }
 

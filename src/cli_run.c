@@ -394,8 +394,10 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
+           "  market      http://%s:%d/market (the organiser's view; the same token)\n"
            "  API         http://%s:%d/api/stock\n",
-           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port);
+           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
+           shown, port);
     if (cfg.tls_port) {
         sm_log_info("run: HTTPS on %s:%d, certificate SHA-256 %s", cfg.tls_host,
                     sm_web_tls_port(web), tls.fingerprint);
