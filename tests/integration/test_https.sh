@@ -173,6 +173,14 @@ req POST "$SURL/api/sales" '{"lines":[{"sku":"mug","qty":1}],"source":"in_person
 check "the till device's token sells over HTTPS (201)" '[ "$code" = 201 ]' "$code $(cat "$TMP/body")"
 req GET "$SURL/api/sales" "" "$TILL"
 check "the till device reads this stall's sales" '[ "$code" = 200 ]'
+NODE_ID=$("$BIN" --dir "$DIR" id --json | sed 's/.*"node": *"\([0-9a-f]*\)".*/\1/')
+req GET "$SURL/api/report?by=payment&stall=$NODE_ID" "" "$TILL"
+check "the till device reads its own stall's report (the till's Today)" '[ "$code" = 200 ]' "$code $(cat "$TMP/body")"
+req GET "$SURL/api/report?by=stall" "" "$TILL"
+check "but not the report without its stall: 403 forbidden_scope" \
+    '[ "$code" = 403 ] && grep -q forbidden_scope "$TMP/body"' "$code"
+req GET "$SURL/api/export/sales.csv" "" "$TILL"
+check "nor an export (admin): 403" '[ "$code" = 403 ]' "$code"
 req POST "$SURL/api/stock/add" '{"sku":"mug","qty":5}' "$TILL"
 check "the till device cannot add stock: 403 forbidden_scope" \
     '[ "$code" = 403 ] && grep -q forbidden_scope "$TMP/body"' "$code $(cat "$TMP/body")"
