@@ -988,9 +988,13 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
     if (lws_hdr_copy(conn->wsi, h->if_none_match, sizeof h->if_none_match,
                      WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0)
         h->has_if_none_match = true;
-    if (s_redirect_to_https(self, conn))
+    if (s_redirect_to_https(self, conn)) {
+        s_conn_request_done(self, conn->wsi);
+        s_conn_next_request(self, conn->wsi);
         return lws_http_transaction_completed(conn->wsi) ? -1 : 0;
+    }
     if (s_authenticate(self, conn)) {
+        s_conn_request_done(self, conn->wsi);
         s_respond(self, conn);             /* 429: too many failures */
         return 0;
     }

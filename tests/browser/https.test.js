@@ -107,7 +107,7 @@ test('pairing in the browser: the /pair link pairs a till device, which then sel
 
 test('the pages work under their Content-Security-Policy: no CSP reports or console errors, and an injected inline handler is blocked',
   { timeout: TEST_MS }, async (t) => {
-    for (const p of ['/', '/till', '/pair']) {
+    for (const p of ['/', '/till', '/market', '/pair']) {
       const page = await open(t, https(p));
       const resp = page.mainResponse;
       assert.match(resp.headers()['content-security-policy'] || '', /script-src 'sha256-/, p);
