@@ -17,7 +17,7 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl
+PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -170,6 +170,8 @@ bench: deps
 	@$(MAKE) --no-print-directory all tools $(BENCHES) $(BUILD)/bench/fill_store
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)
+	@echo
+	@sh tests/bench/bench_https.sh $(BUILD)
 	@echo
 	@bash tests/bench/bench_mesh.sh $(BUILD)
 

@@ -70,6 +70,8 @@ int sm__cmd_hold(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
+int sm__cmd_pair(sm__cli *cli, int argc, char **argv);      /* cli_pair.c */
+int sm__cmd_devices(sm__cli *cli, int argc, char **argv);   /* cli_pair.c */
 
 int sm__cmd_report(sm__cli *cli, int argc, char **argv);
 int sm__cmd_export(sm__cli *cli, int argc, char **argv);

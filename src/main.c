@@ -65,7 +65,7 @@ static const char s_help[] =
 "      peers, its own entries first.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
-"  run [--http HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
+"  run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
 "      [--advertise tcp://HOST:PORT|none] [--peer NODE_ID@tcp://HOST:PORT]...\n"
 "      [--discover] [--allow-fresh] [--config FILE] [--log-level LEVEL] [--check]\n"
 "      Run the node: the stock page (/), the till (/till), the JSON API\n"
@@ -74,6 +74,8 @@ static const char s_help[] =
 "      (listening on tcp://0.0.0.0:7400 by default; --peer repeats).\n"
 "      --discover finds the market's nodes on the LAN by signed UDP\n"
 "      beacons (port 7401; [mesh] discover_port, discover_addr).\n"
+"      --https also serves them over TLS on HOST:PORT (a self-signed\n"
+"      certificate made in DIR/tls/ on first use; its fingerprint printed).\n"
 "      --allow-fresh appends even when this store may lack the node's own\n"
 "      entries (use only on the newest copy).  The config file (default\n"
 "      DIR/stallmesh.conf) is INI; the command line overrides it.  --check\n"
@@ -125,6 +127,13 @@ static const char s_help[] =
 "      A CSV export (default: today), streamed to stdout, or to FILE\n"
 "      (written whole, then renamed into place).  --wide: the inventory\n"
 "      with a column a stall.\n"
+"  pair [--scope till|stock|admin] [--name NAME] [--json]\n"
+"      A one-time code and QR code of https://HOST:PORT/pair#CODE that pairs\n"
+"      a device with this node (valid 10 minutes; the node needs --https).\n"
+"  devices [--json]\n"
+"      The paired devices: id, scope, created, last used, name.\n"
+"  devices revoke ID [--json]\n"
+"      Revoke a device: its token fails from its next request.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -160,6 +169,8 @@ static const s_command s_commands[] = {
     { "peers", sm__cmd_peers },
     { "report", sm__cmd_report },
     { "export", sm__cmd_export },
+    { "pair", sm__cmd_pair },
+    { "devices", sm__cmd_devices },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

@@ -60,7 +60,13 @@
     X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
     X(SM_ETZ,         -50, "bad_timezone",   "unknown time zone: give an IANA name such as Europe/London (install tzdata)") \
     X(SM_EORGONLY,    -51, "organiser_only", "a stall's node reports only its own stall: ask the organiser's node for the market") \
-    X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long")
+    X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long") \
+    X(SM_EAUTH,       -100, "unauthorized",  "the bearer token is wrong, revoked or missing") \
+    X(SM_EAUTHLIMIT,  -101, "too_many_failures", "too many failed authentications from this address: wait and retry") \
+    X(SM_EPAIRCODE,   -102, "bad_pair_code", "the pairing code is unknown, used or expired: run 'stallmesh pair' for a new one") \
+    X(SM_ESCOPE,      -103, "forbidden_scope", "this device's scope does not allow that") \
+    X(SM_ENODEVICE,   -104, "unknown_device", "no paired device with that id") \
+    X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
