@@ -10,7 +10,7 @@
 #   make demo       an organiser and three stalls on 127.0.0.1 with a catalog and
 #                   a slow stream of sales, until Ctrl-C (deploy/demo.sh)
 #   make fuzz       libFuzzer targets for the entry and mesh message decoders (clang)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (also: make uninstall)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -49,7 +49,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools \
-        fuzz install clean sim sim-check sim-selftest
+        fuzz install uninstall clean sim sim-check sim-selftest
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
 deps:
@@ -188,11 +188,45 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash deploy/demo.sh $(BUILD)/stallmesh
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/stallmesh
-	install -m 0755 $(BUILD)/stallmesh $(DESTDIR)$(PREFIX)/bin/stallmesh
-	install -m 0644 $(BUILD)/libstallmesh.a $(DESTDIR)$(PREFIX)/lib/libstallmesh.a
-	install -m 0644 include/stallmesh/*.h $(DESTDIR)$(PREFIX)/include/stallmesh/
+# make install / uninstall (PREFIX, DESTDIR and the directories below):
+# the binary, the library and its headers, the systemd unit (ExecStart
+# names BINDIR and SYSCONFDIR), the man page stallmesh(1), the example
+# config (in DOCDIR, and as SYSCONFDIR/stallmesh/stallmesh.conf unless one
+# is there: a config is never overwritten).  uninstall removes those files,
+# the config only if it is still the example unchanged.
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/stallmesh
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+INSTALL_HEADERS := $(notdir $(wildcard include/stallmesh/*.h))
+
+$(BUILD)/stallmesh.service: deploy/stallmesh.service | $(BUILD)/obj
+	sed -e 's|/usr/local/bin/stallmesh|$(BINDIR)/stallmesh|' \
+	    -e 's|/etc/stallmesh/|$(SYSCONFDIR)/stallmesh/|g' $< > $@
+
+install: all $(BUILD)/stallmesh.service
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/stallmesh \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/stallmesh
+	install -m 0755 $(BUILD)/stallmesh $(DESTDIR)$(BINDIR)/stallmesh
+	install -m 0644 $(BUILD)/libstallmesh.a $(DESTDIR)$(LIBDIR)/libstallmesh.a
+	install -m 0644 include/stallmesh/*.h $(DESTDIR)$(INCLUDEDIR)/stallmesh/
+	install -m 0644 $(BUILD)/stallmesh.service $(DESTDIR)$(UNITDIR)/stallmesh.service
+	install -m 0644 deploy/stallmesh.1 $(DESTDIR)$(MANDIR)/man1/stallmesh.1
+	install -m 0644 deploy/stallmesh.conf.example $(DESTDIR)$(DOCDIR)/stallmesh.conf.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/stallmesh/stallmesh.conf ] || \
+	    install -m 0644 deploy/stallmesh.conf.example $(DESTDIR)$(SYSCONFDIR)/stallmesh/stallmesh.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/stallmesh $(DESTDIR)$(LIBDIR)/libstallmesh.a \
+	    $(addprefix $(DESTDIR)$(INCLUDEDIR)/stallmesh/,$(INSTALL_HEADERS)) \
+	    $(DESTDIR)$(UNITDIR)/stallmesh.service $(DESTDIR)$(MANDIR)/man1/stallmesh.1 \
+	    $(DESTDIR)$(DOCDIR)/stallmesh.conf.example
+	if cmp -s deploy/stallmesh.conf.example $(DESTDIR)$(SYSCONFDIR)/stallmesh/stallmesh.conf; then \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/stallmesh/stallmesh.conf; fi
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/stallmesh $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/stallmesh 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)

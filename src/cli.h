@@ -37,6 +37,7 @@
 #define SM__API_TOKEN_FILE "api-token"
 #define SM__NAME_FILE      "name"
 #define SM__HTTP_FILE      "http"      /* the running node's API address */
+#define SM__STOCK_URL_FILE "stock-url" /* the stock page for shoppers (cli_url.c) */
 #define SM__NODE_ENV       "STALLMESH_NODE"
 #define SM__NODE_DEFAULT   "http://127.0.0.1:8080"
 #define SM__STORE_DIR      "store"
@@ -68,6 +69,15 @@ int sm__cmd_hold(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
+int sm__cmd_url(sm__cli *cli, int argc, char **argv);
+
+/* ---- cli_url.c ------------------------------------------------------- */
+
+/*  The stock page's URL for shoppers into out[cap], for a node serving on
+    `host` (as configured) and `port`: on "0.0.0.0" or "::" this machine's
+    LAN IPv4 address.  False if phones cannot reach it (loopback, or no LAN
+    address yet); the URL is still written.                                  */
+bool sm__cli_stock_url(const char *host, int port, char *out, size_t cap);
 
 /* ---- cli_util.c ------------------------------------------------------ */
 

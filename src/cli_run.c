@@ -14,7 +14,13 @@
     validates it and exits.
 
     Files written: DIR/http, the URL of the API for the CLI commands that
-    talk to the node (loopback when listening on every address).              */
+    talk to the node (loopback when listening on every address).
+
+    Under a service manager (notify.h): READY=1 once the store is open, the
+    core runs and the HTTP and mesh listeners are bound and the web loop
+    turns (so /readyz answers 200); WATCHDOG=1 every half WATCHDOG_USEC,
+    only while the web loop keeps turning (a stuck node is restarted);
+    STOPPING=1 when SIGTERM or SIGINT arrives.                                */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,6 +36,7 @@
 #include "core.h"
 #include "logger.h"
 #include "metrics.h"
+#include "notify.h"
 #include "stallmesh/error.h"
 #include "web.h"
 
@@ -184,6 +192,50 @@ s_write_url_file(const sm__cli *cli, const sm_config *cfg, int port)
         sm_log_warn("run: cannot write %s: %s", path, strerror(errno));
 }
 
+/*  Wait for SIGTERM or SIGINT (returned), ignoring SIGHUP.  With a service
+    watchdog, every interval: WATCHDOG=1 if the web loop turned since the
+    last one (woken each time, so an idle loop turns too), else nothing
+    and a warning, and the manager restarts the node when its WatchdogSec
+    passes.                                                                   */
+static int
+s_wait_signal(const sigset_t *sigs, sm_web *web, sm_notify *notify)
+{
+    uint64_t every_ms = sm_notify_watchdog_ms(notify);
+    uint64_t turns = sm_web_turns(web);
+    bool warned = false;
+    sm_web_wake(web);
+    for (;;) {
+        int sig;
+        if (every_ms == 0) {
+            if (sigwait(sigs, &sig) != 0)
+                return SIGTERM;
+        } else {
+            struct timespec ts = { (time_t)(every_ms / 1000),
+                                   (long)(every_ms % 1000) * 1000000L };
+            sig = sigtimedwait(sigs, NULL, &ts);
+            if (sig < 0 && errno == EAGAIN) {
+                uint64_t now = sm_web_turns(web);
+                if (now != turns) {
+                    sm_notify_send(notify, "WATCHDOG=1");
+                    warned = false;
+                } else if (!warned) {
+                    sm_log_error("run: the web loop has not turned for %llu ms: no "
+                                 "watchdog ping", (unsigned long long) every_ms);
+                    warned = true;
+                }
+                turns = now;
+                sm_web_wake(web);
+                continue;
+            }
+            if (sig < 0)
+                continue;              /* EINTR */
+        }
+        if (sig != SIGHUP)
+            return sig;
+        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    }
+}
+
 /*  The mesh's options: the config's, plus the organiser's endpoints from
     the join token.                                                           */
 static void
@@ -280,8 +332,16 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_metrics *metrics = NULL;
     sm_core *core = NULL;
     sm_web *web = NULL;
+    sm_notify *notify = NULL;
     int rc = 0;
     status = SM__EXIT_FAIL;
+    char why[256];
+    if (!(notify = sm_notify_new(why, sizeof why))) {
+        sm__cli_error("out of memory");
+        goto done;
+    }
+    if (why[0])
+        sm_log_warn("run: %s", why);
     if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK
         || s_read_token(cli, token, sizeof token) != SM__EXIT_OK
         || sm__cli_open_ledger(cli, &id, false, &ledger) != SM__EXIT_OK)
@@ -331,13 +391,26 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     char token_path[PATH_MAX];
     sm__cli_path(cli, SM__API_TOKEN_FILE, token_path);
     const char *shown = strcmp(cfg.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg.http_host;
+    char stock_url[512], url_path[PATH_MAX];
+    bool reachable = sm__cli_stock_url(cfg.http_host, port, stock_url, sizeof stock_url);
+    if (sm__cli_path(cli, SM__STOCK_URL_FILE, url_path)) {
+        char line[520];
+        snprintf(line, sizeof line, "%s\n", stock_url);
+        if (sm__cli_write_file(url_path, line, 0644) != 0)
+            sm_log_warn("run: cannot write %s: %s", url_path, strerror(errno));
+    }
     sm_log_info("run: serving market \"%s\" on %s:%d", market.name, cfg.http_host, port);
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
            "  API         http://%s:%d/api/stock\n"
+           "  phones      %s%s\n"
            "Stop with Ctrl-C.\n",
-           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port);
+           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
+           stock_url, reachable ? "" : "   (no LAN address: phones cannot reach this)");
+    /* A QR code of the shoppers' URL for a terminal (not for a log). */
+    if (isatty(STDOUT_FILENO) && reachable)
+        sm__qr_print(stock_url, stdout);
     fflush(stdout);
 
     pthread_t web_thread;
@@ -345,10 +418,14 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm__cli_error("cannot start the web thread");
         goto done;
     }
-    int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    char ready[160];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=serving market \"%.80s\" on port %d",
+             market.name, port);
+    if (sm_notify_send(notify, ready) != 0)
+        sm_log_warn("run: cannot tell the service manager that the node is ready");
+    int sig = s_wait_signal(&sigs, web, notify);
     sm_log_info("run: %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sm_notify_send(notify, "STOPPING=1\nSTATUS=stopping");
     sm_web_stop(web);
     pthread_join(web_thread, NULL);
     status = SM__EXIT_OK;
@@ -362,6 +439,7 @@ done:
     sm_metrics_destroy(&metrics);
     sm_identity_wipe(&id);
     sm_identity_wipe(&mopts.identity);
+    sm_notify_destroy(&notify);
     if (status == SM__EXIT_OK)
         sm_log_info("run: stopped cleanly");
     return status;

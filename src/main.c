@@ -107,6 +107,10 @@ static const char s_help[] =
 "  peers [--json]\n"
 "      The mesh peers as a table: node, name, endpoint, connected, last\n"
 "      seen, entries behind.\n"
+"  url [--qr] [--json]\n"
+"      The stock page's address for shoppers' phones (this machine's LAN\n"
+"      address when the node serves on every address), as the running\n"
+"      node wrote it to DIR/stock-url; --qr also draws it as a QR code.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -139,6 +143,7 @@ static const s_command s_commands[] = {
     { "sales", sm__cmd_sales },
     { "status", sm__cmd_status },
     { "peers", sm__cmd_peers },
+    { "url", sm__cmd_url },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

@@ -87,6 +87,7 @@ struct sm_web {
     sm_api *api;
     sm_core_client *core;
     atomic_bool stop;
+    atomic_uint_fast64_t turns;   /* event loop iterations: the watchdog's proof of life */
     s_conn *ws_head;           /* websocket clients */
     size_t ws_count;
     size_t pending;            /* writes in the core */
@@ -767,6 +768,7 @@ sm_web_run(sm_web *self)
 {
     assert(self);
     while (!atomic_load(&self->stop)) {
+        atomic_fetch_add(&self->turns, 1);
         if (lws_service(self->ctx, 0) < 0)
             break;
     }
@@ -778,6 +780,13 @@ sm_web_run(sm_web *self)
             break;
     }
     return 0;
+}
+
+uint64_t
+sm_web_turns(sm_web *self)
+{
+    assert(self);
+    return atomic_load(&self->turns);
 }
 
 void

@@ -43,6 +43,10 @@ void sm_web_stop(sm_web *self);
 void sm_web_wake(void *self);
 /*  The port actually bound (useful with port 0).                           */
 int sm_web_port(sm_web *self);
+/*  From any thread: how many times the event loop has turned.  A count
+    that stays still across a sm_web_wake is a loop that is stuck (the
+    service watchdog asks).                                                   */
+uint64_t sm_web_turns(sm_web *self);
 /*  Free; safe with NULL and twice.  Not while sm_web_run runs.             */
 void sm_web_destroy(sm_web **self_p);
 
