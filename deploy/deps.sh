@@ -5,14 +5,19 @@
 #   sh deploy/deps.sh          what `make run` and `make test` need
 #   sh deploy/deps.sh arm64    also the arm64 cross toolchain, the :arm64
 #                              development packages (multiarch) and qemu,
-#                              for `make cross-arm64` and `make test-arm64`
+#                              for `make cross-arm64` and `make test-arm64`.
+#                              libwebsockets-dev cannot be installed for two
+#                              architectures at once on Debian 12 (their
+#                              lws_config.h differ), so arm64 gets the library
+#                              alone and the build uses the native headers
+#                              (see the Makefile, cross-arm64).
 set -eu
 PKGS="build-essential pkg-config libzmq3-dev liblmdb-dev libsodium-dev libmsgpack-dev
 libwebsockets-dev libjansson-dev libcmocka-dev libinih-dev libqrencode-dev
-libcurl4-openssl-dev libev-dev curl jq systemd man-db groff-base python3"
+libcurl4-openssl-dev libev-dev curl jq systemd man-db groff-base python3 lmdb-utils"
 ARM64_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 libzmq3-dev:arm64 liblmdb-dev:arm64 libsodium-dev:arm64 libmsgpack-dev:arm64
-libwebsockets-dev:arm64 libjansson-dev:arm64 libinih-dev:arm64 libqrencode-dev:arm64
+libwebsockets17:arm64 libcap-dev:arm64 libjansson-dev:arm64 libinih-dev:arm64 libqrencode-dev:arm64
 libcurl4-openssl-dev:arm64 libcmocka-dev:arm64"
 arm64=no
 [ "${1:-}" = arm64 ] && arm64=yes && PKGS="$PKGS $ARM64_PKGS"

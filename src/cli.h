@@ -70,6 +70,9 @@ int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
 int sm__cmd_url(sm__cli *cli, int argc, char **argv);
+int sm__cmd_backup(sm__cli *cli, int argc, char **argv);
+int sm__cmd_restore(sm__cli *cli, int argc, char **argv);
+int sm__cmd_identity(sm__cli *cli, int argc, char **argv);
 
 /* ---- cli_url.c ------------------------------------------------------- */
 

@@ -48,7 +48,9 @@
     X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state") \
     X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
     X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
-    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there")
+    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
+    X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
+    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
