@@ -81,6 +81,8 @@ int sm__cmd_identity(sm__cli *cli, int argc, char **argv);
     LAN IPv4 address.  False if phones cannot reach it (loopback, or no LAN
     address yet); the URL is still written.                                  */
 bool sm__cli_stock_url(const char *host, int port, char *out, size_t cap);
+/*  The node's display name from DIR/name (init --name), "" if none.        */
+void sm__cli_node_name(const sm__cli *cli, char out[SM_NAME_BYTES_MAX + 1]);
 
 /* ---- cli_util.c ------------------------------------------------------ */
 

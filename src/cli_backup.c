@@ -312,23 +312,6 @@ s_hash_fd(int fd, uint64_t len, sm_hash *out)
     return 0;
 }
 
-/*  The node's name from DIR/name (without its newline), "" if none.        */
-static void
-s_read_name(const sm__cli *cli, char out[SM_NAME_BYTES_MAX + 1])
-{
-    char path[PATH_MAX];
-    out[0] = 0;
-    if (!sm__cli_path(cli, SM__NAME_FILE, path))
-        return;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    if (!fgets(out, SM_NAME_BYTES_MAX + 1, f))
-        out[0] = 0;
-    fclose(f);
-    out[strcspn(out, "\n")] = 0;
-}
-
 /*  fsync the directory holding `path`, so a rename or link in it lasts.   */
 static void
 s_sync_parent(const char *path)
@@ -413,7 +396,7 @@ sm__cmd_backup(sm__cli *cli, int argc, char **argv)
     }
 
     char name[SM_NAME_BYTES_MAX + 1];
-    s_read_name(cli, name);
+    sm__cli_node_name(cli, name);
     size_t name_len = strlen(name);
     uint8_t head[SM__BACKUP_HEAD_MAX];
     size_t h = 0;

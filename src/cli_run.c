@@ -399,15 +399,21 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         if (sm__cli_write_file(url_path, line, 0644) != 0)
             sm_log_warn("run: cannot write %s: %s", url_path, strerror(errno));
     }
+    char stall_name[SM_NAME_BYTES_MAX + 1];
+    sm__cli_node_name(cli, stall_name);
+    if ((rc = sm_web_set_poster(web, stall_name[0] ? stall_name : market.name, stock_url)) != 0)
+        sm_log_warn("run: no poster at /poster: %s", sm_strerror(rc));
     sm_log_info("run: serving market \"%s\" on %s:%d", market.name, cfg.http_host, port);
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
            "  API         http://%s:%d/api/stock\n"
            "  phones      %s%s\n"
+           "  poster      http://%s:%d/poster   (print it for the stall)\n"
            "Stop with Ctrl-C.\n",
            SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
-           stock_url, reachable ? "" : "   (no LAN address: phones cannot reach this)");
+           stock_url, reachable ? "" : "   (no LAN address: phones cannot reach this)",
+           shown, port);
     /* A QR code of the shoppers' URL for a terminal (not for a log). */
     if (isatty(STDOUT_FILENO) && reachable)
         sm__qr_print(stock_url, stdout);

@@ -132,3 +132,19 @@ sm__cmd_url(sm__cli *cli, int argc, char **argv)
     }
     return SM__EXIT_OK;
 }
+
+void
+sm__cli_node_name(const sm__cli *cli, char out[SM_NAME_BYTES_MAX + 1])
+{
+    char path[PATH_MAX];
+    out[0] = 0;
+    if (!sm__cli_path(cli, SM__NAME_FILE, path))
+        return;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(out, SM_NAME_BYTES_MAX + 1, f))
+        out[0] = 0;
+    fclose(f);
+    out[strcspn(out, "\n")] = 0;
+}

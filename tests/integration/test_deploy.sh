@@ -259,4 +259,41 @@ else
     echo "# skipped: no LAN address or no script(1): the QR code at start is not checked"
 fi
 
+# ---- the poster ------------------------------------------------------------
+PDIR=$TMP/poster
+"$BIN" --dir "$PDIR" init --name 'Honey & Hive <Bees>' >/dev/null \
+    && "$BIN" --dir "$PDIR" market create --name "Poster market" >/dev/null || nok "poster node init"
+PORT=$((20000 + RANDOM % 20000))
+"$BIN" --dir "$PDIR" run --http "127.0.0.1:$PORT" --listen none >"$TMP/poster.out" 2>"$TMP/poster.err" &
+NODE_PID=$!
+wait_for "Stop with" "$TMP/poster.out"
+code=$(curl -s -o "$TMP/poster.html" -w '%{http_code} %{content_type}' "http://127.0.0.1:$PORT/poster")
+check "GET /poster is the printable page (200 HTML)" \
+    '[ "$code" = "200 text/html; charset=utf-8" ] && grep -q "Scan to see what is in stock" "$TMP/poster.html"' "$code"
+code=$(curl -s -o "$TMP/poster.svg" -w '%{http_code} %{content_type}' "http://127.0.0.1:$PORT/poster.svg")
+meta=$(python3 -c 'import sys, xml.dom.minidom as m
+d = m.parse(sys.argv[1])
+print(d.getElementsByTagName("title")[0].firstChild.data + "|" + d.getElementsByTagName("desc")[0].firstChild.data)' \
+    "$TMP/poster.svg" 2>&1)
+check "GET /poster.svg is well-formed SVG titled with the stall's name and the stock URL" \
+    '[ "$code" = "200 image/svg+xml" ] && [ "$meta" = "Honey & Hive <Bees>|$(cat "$PDIR/stock-url")" ]' "$code $meta"
+etag=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PORT/poster.svg" | tr -d '\r' | sed -n 's/^etag: //Ip')
+check "it has an ETag and answers 304 to it" \
+    '[ -n "$etag" ] && [ "$(curl -s -o /dev/null -w %{http_code} -H "If-None-Match: $etag" "http://127.0.0.1:$PORT/poster.svg")" = 304 ]'
+if command -v chromium >/dev/null 2>&1 && command -v zbarimg >/dev/null 2>&1; then
+    timeout 60 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+        --screenshot="$TMP/qr.png" --window-size=600,600 "http://127.0.0.1:$PORT/poster.svg" >/dev/null 2>&1
+    decoded=$(zbarimg -q --raw "$TMP/qr.png" 2>/dev/null)
+    check "the QR code, drawn by Chromium, scans as the stock page's URL ($decoded)" \
+        '[ -n "$decoded" ] && [ "$decoded" = "$(cat "$PDIR/stock-url")" ]'
+    timeout 60 chromium --headless --no-sandbox --disable-gpu --no-pdf-header-footer \
+        --virtual-time-budget=5000 --print-to-pdf="$TMP/poster.pdf" "http://127.0.0.1:$PORT/poster" >/dev/null 2>&1
+    pages=$(grep -ac '/Type /Page$' "$TMP/poster.pdf" 2>/dev/null)
+    check "the poster prints on one A4 page (got ${pages:-no} pages)" \
+        '[ "$pages" = 1 ] && grep -aq "MediaBox \[0 0 59[45]\.[0-9]* 84[12]\.[0-9]*\]" "$TMP/poster.pdf"'
+else
+    nok "chromium and zbarimg are installed (make deps)"
+fi
+kill -TERM "$NODE_PID"; wait "$NODE_PID" 2>/dev/null; NODE_PID=
+
 finish
