@@ -142,6 +142,23 @@ bool sm__cli_text_ok(const char *s, size_t max);
 bool sm__cli_currency_ok(const char *s);
 bool sm__cli_endpoint_ok(const char *s);
 
+/* ---- cli_backup.c ----------------------------------------------------- */
+
+/*  Write a backup of the store of `ledger` (open, read-only or not) to
+    `path` (never replaced: fails if it exists), with the node's id, name
+    and, if `sealed` is not NULL, its sealed identity.  0 with
+    *store_bytes set, or -1 with why[0..whylen) saying what went wrong.     */
+int sm__backup_write(sm_ledger *ledger, const sm_id *node, const char *name,
+                     const uint8_t *sealed, const char *path, uint64_t now_ms,
+                     uint64_t *store_bytes, char *why, size_t whylen);
+/*  A scheduled backup (no identity) into `dir` (created 0700 if missing),
+    named as `backup` names them, then delete all but this node's newest
+    `keep` there.  0 with the file's path in file[0..file_cap), or -1 with
+    why.                                                                      */
+int sm__backup_scheduled(sm_ledger *ledger, const sm_id *node, const char *name,
+                         const char *dir, uint32_t keep, uint64_t now_ms,
+                         char *file, size_t file_cap, char *why, size_t whylen);
+
 /* ---- cli_json.c: the only user of jansson --------------------------- */
 
 /*  A JSON value under construction.  Setters take ownership of values they

@@ -64,6 +64,7 @@
 #define SM__PASSPHRASE_BYTES_MAX 1024u
 #define SM__PASSPHRASE_BYTES_MIN 8u      /* when sealing */
 #define SM__COPY_CHUNK_BYTES    (1u << 16)
+#define SM__BACKUPS_SEEN_MAX    4096u    /* files of this node looked at when pruning */
 
 static const char s_backup_usage[] =
     "backup [-o FILE] [--with-identity] [--passphrase-file FILE] [--json]";
@@ -334,6 +335,141 @@ s_sync_parent(const char *path)
 
 /* ---- backup ------------------------------------------------------------ */
 
+/*  The default file name: stallmesh-<first 12 hex of the id>-<UTC time>.smbackup.  */
+static void
+s_default_name(const sm_id *node, uint64_t now_ms, char *out, size_t cap)
+{
+    char hex[SM_ID_HEX_BYTES + 1], stamp[32];
+    time_t secs = (time_t)(now_ms / 1000);
+    struct tm tm;
+    sm_id_format(node, hex);
+    gmtime_r(&secs, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(out, cap, "stallmesh-%.12s-%s.smbackup", hex, stamp);
+}
+
+int
+sm__backup_write(sm_ledger *ledger, const sm_id *node, const char *name,
+                 const uint8_t *sealed, const char *path, uint64_t now_ms,
+                 uint64_t *store_bytes, char *why, size_t whylen)
+{
+    char tmp[PATH_MAX + 32];
+    int fd = -1, rc;
+    if (access(path, F_OK) == 0) {
+        snprintf(why, whylen, "%s exists: a backup never replaces a file", path);
+        return -1;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t name_len = strnlen(name, SM_NAME_BYTES_MAX);
+    uint8_t head[SM__BACKUP_HEAD_MAX];
+    memcpy(head, SM__BACKUP_MAGIC, 8);
+    s_be_put(head + 8, SM__BACKUP_FORMAT, 2);
+    s_be_put(head + 10, sealed ? SM__BACKUP_FLAG_ID : 0, 2);
+    s_be_put(head + 12, SM_STORE_FORMAT, 4);
+    s_be_put(head + 16, now_ms, 8);
+    memcpy(head + 24, node->b, SM_KEY_BYTES);
+    head[56] = (uint8_t) name_len;
+    memcpy(head + 57, name, name_len);
+    size_t h = 57 + name_len;
+    if (sealed) {
+        memcpy(head + h, sealed, SM_SEALED_ID_BYTES);
+        h += SM_SEALED_ID_BYTES;
+    }
+    size_t len_at = h;
+    memset(head + h, 0, 8);            /* the store's length, once known */
+    h += 8;
+    if (s_write_all(fd, head, h) != 0) {
+        snprintf(why, whylen, "cannot write %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if ((rc = sm_store_copy(sm__ledger_store(ledger), fd, true)) != 0) {
+        snprintf(why, whylen, "cannot copy the store into %s: %s", tmp, sm_strerror(rc));
+        goto fail;
+    }
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < (off_t) h) {
+        snprintf(why, whylen, "cannot write %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    *store_bytes = (uint64_t) end - h;
+    uint8_t lenbuf[8];
+    s_be_put(lenbuf, *store_bytes, 8);
+    sm_hash sum;
+    if (pwrite(fd, lenbuf, 8, (off_t) len_at) != 8 || s_hash_fd(fd, (uint64_t) end, &sum) != 0
+        || s_write_all(fd, sum.b, sizeof sum.b) != 0 || fsync(fd) != 0) {
+        snprintf(why, whylen, "cannot write %s: %s (disk full?)", tmp, strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (link(tmp, path) != 0) {
+        snprintf(why, whylen, "cannot create %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    unlink(tmp);
+    s_sync_parent(path);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return -1;
+}
+
+static int
+s_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int
+sm__backup_scheduled(sm_ledger *ledger, const sm_id *node, const char *name,
+                     const char *dir, uint32_t keep, uint64_t now_ms,
+                     char *file, size_t file_cap, char *why, size_t whylen)
+{
+    char base[80], hex[SM_ID_HEX_BYTES + 1], prefix[32];
+    uint64_t store_bytes = 0;
+    if (sm__cli_mkdirs(dir) != 0) {
+        snprintf(why, whylen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    s_default_name(node, now_ms, base, sizeof base);
+    snprintf(file, file_cap, "%s/%s", dir, base);
+    if (sm__backup_write(ledger, node, name, NULL, file, now_ms, &store_bytes, why, whylen) != 0)
+        return -1;
+    /* Keep this node's newest `keep`: the names sort by time. */
+    sm_id_format(node, hex);
+    snprintf(prefix, sizeof prefix, "stallmesh-%.12s-", hex);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    char *names[SM__BACKUPS_SEEN_MAX];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < SM__BACKUPS_SEEN_MAX) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && len > 9
+            && strcmp(e->d_name + len - 9, ".smbackup") == 0 && (names[n] = strdup(e->d_name)))
+            n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof names[0], s_name_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i + keep < n) {
+            char old[PATH_MAX + 300];
+            snprintf(old, sizeof old, "%s/%s", dir, names[i]);
+            unlink(old);
+        }
+        free(names[i]);
+    }
+    return 0;
+}
+
 int
 sm__cmd_backup(sm__cli *cli, int argc, char **argv)
 {
@@ -357,11 +493,9 @@ sm__cmd_backup(sm__cli *cli, int argc, char **argv)
 
     sm_identity id;
     sm_ledger *ledger = NULL;
-    int fd = -1;
-    char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
+    char path[PATH_MAX + 16], why[PATH_MAX + 160];
     uint8_t sealed[SM_SEALED_ID_BYTES];
     memset(&id, 0, sizeof id);
-    tmp[0] = 0;
     status = SM__EXIT_FAIL;
     if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK)
         goto done;
@@ -370,91 +504,27 @@ sm__cmd_backup(sm__cli *cli, int argc, char **argv)
     if (sm__cli_open_ledger(cli, NULL, true, &ledger) != SM__EXIT_OK)
         goto done;
 
-    uint64_t now_ms = sm__cli_now_ms();
-    char hex[SM_ID_HEX_BYTES + 1];
+    uint64_t now_ms = sm__cli_now_ms(), store_bytes = 0;
+    char hex[SM_ID_HEX_BYTES + 1], name[SM_NAME_BYTES_MAX + 1];
     sm_id_format(&id.pub, hex);
-    if (o.out) {
+    if (o.out)
         snprintf(path, sizeof path, "%s", o.out);
-    } else {
-        time_t secs = (time_t)(now_ms / 1000);
-        struct tm tm;
-        char stamp[32];
-        gmtime_r(&secs, &tm);
-        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-        snprintf(path, sizeof path, "stallmesh-%.12s-%s.smbackup", hex, stamp);
-    }
-    if (access(path, F_OK) == 0) {
-        sm__cli_error("%s exists: give another -o FILE (a backup never replaces a file)", path);
-        goto done;
-    }
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        sm__cli_error("cannot create %s: %s", tmp, strerror(errno));
-        tmp[0] = 0;
-        goto done;
-    }
-
-    char name[SM_NAME_BYTES_MAX + 1];
+    else
+        s_default_name(&id.pub, now_ms, path, sizeof path);
     sm__cli_node_name(cli, name);
+    if (sm__backup_write(ledger, &id.pub, name, o.with_identity ? sealed : NULL, path, now_ms,
+                         &store_bytes, why, sizeof why) != 0) {
+        sm__cli_error("%s%s", why, strstr(why, " exists") ? ": give another -o FILE" : "");
+        goto done;
+    }
     size_t name_len = strlen(name);
-    uint8_t head[SM__BACKUP_HEAD_MAX];
-    size_t h = 0;
-    memcpy(head, SM__BACKUP_MAGIC, 8);
-    s_be_put(head + 8, SM__BACKUP_FORMAT, 2);
-    s_be_put(head + 10, o.with_identity ? SM__BACKUP_FLAG_ID : 0, 2);
-    s_be_put(head + 12, SM_STORE_FORMAT, 4);
-    s_be_put(head + 16, now_ms, 8);
-    memcpy(head + 24, id.pub.b, SM_KEY_BYTES);
-    head[56] = (uint8_t) name_len;
-    memcpy(head + 57, name, name_len);
-    h = 57 + name_len;
-    if (o.with_identity) {
-        memcpy(head + h, sealed, sizeof sealed);
-        h += sizeof sealed;
-    }
-    size_t len_at = h;
-    memset(head + h, 0, 8);            /* the store's length, once known */
-    h += 8;
-    int rc;
-    if (s_write_all(fd, head, h) != 0) {
-        sm__cli_error("cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    if ((rc = sm_store_copy(sm__ledger_store(ledger), fd, true)) != 0) {
-        sm__cli_error("cannot copy the store into %s: %s", tmp, sm_strerror(rc));
-        goto done;
-    }
-    off_t end = lseek(fd, 0, SEEK_END);
-    if (end < (off_t) h) {
-        sm__cli_error("cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    uint64_t store_bytes = (uint64_t) end - h;
-    uint8_t lenbuf[8];
-    s_be_put(lenbuf, store_bytes, 8);
-    sm_hash sum;
-    if (pwrite(fd, lenbuf, 8, (off_t) len_at) != 8 || s_hash_fd(fd, (uint64_t) end, &sum) != 0
-        || s_write_all(fd, sum.b, sizeof sum.b) != 0 || fsync(fd) != 0) {
-        sm__cli_error("cannot write %s: %s (disk full?)", tmp, strerror(errno));
-        goto done;
-    }
-    close(fd);
-    fd = -1;
-    if (link(tmp, path) != 0) {
-        sm__cli_error("cannot create %s: %s", path, strerror(errno));
-        goto done;
-    }
-    unlink(tmp);
-    tmp[0] = 0;
-    s_sync_parent(path);
-
-    uint64_t file_bytes = (uint64_t) end + sizeof sum.b;
     if (json) {
         sm__json *out = sm__json_object();
         sm__json_set_str(out, "file", path);
         sm__json_set_str(out, "node", hex);
-        sm__json_set_int(out, "bytes", (int64_t) file_bytes);
+        sm__json_set_int(out, "bytes", (int64_t)(store_bytes + SM_HASH_BYTES
+                         + SM__BACKUP_FIXED_BYTES + name_len + 8
+                         + (o.with_identity ? SM_SEALED_ID_BYTES : 0)));
         sm__json_set_int(out, "store_bytes", (int64_t) store_bytes);
         sm__json_set_int(out, "taken_ms", (int64_t) now_ms);
         sm__json_set_bool(out, "identity", o.with_identity);
@@ -470,10 +540,6 @@ sm__cmd_backup(sm__cli *cli, int argc, char **argv)
     }
     status = SM__EXIT_OK;
 done:
-    if (fd >= 0)
-        close(fd);
-    if (tmp[0])
-        unlink(tmp);
     sm_ledger_destroy(&ledger);
     sm_identity_wipe(&id);
     memset(sealed, 0, sizeof sealed);

@@ -192,43 +192,79 @@ s_write_url_file(const sm__cli *cli, const sm_config *cfg, int port)
         sm_log_warn("run: cannot write %s: %s", path, strerror(errno));
 }
 
-/*  Wait for SIGTERM or SIGINT (returned), ignoring SIGHUP.  With a service
-    watchdog, every interval: WATCHDOG=1 if the web loop turned since the
-    last one (woken each time, so an idle loop turns too), else nothing
-    and a warning, and the manager restarts the node when its WatchdogSec
-    passes.                                                                   */
+/*  Scheduled backups ([backup] dir): what the main thread needs.          */
+typedef struct {
+    const sm_config *cfg;
+    sm_ledger *ledger;
+    const sm_id *node;
+    const char *name;
+    uint64_t next_ms;          /* 0: none scheduled */
+} s_backups;
+
+static void
+s_backup_now(s_backups *b, uint64_t now_ms)
+{
+    char file[PATH_MAX + 128], why[PATH_MAX + 200];
+    if (sm__backup_scheduled(b->ledger, b->node, b->name, b->cfg->backup_dir,
+                             b->cfg->backup_keep, now_ms, file, sizeof file,
+                             why, sizeof why) == 0)
+        sm_log_info("run: scheduled backup %s (keeping the newest %u)", file,
+                    (unsigned) b->cfg->backup_keep);
+    else
+        sm_log_error("run: scheduled backup failed: %s", why);
+    b->next_ms = now_ms + (uint64_t) b->cfg->backup_every_s * 1000u;
+}
+
+/*  Wait for SIGTERM or SIGINT (returned), ignoring SIGHUP.  Meanwhile:
+    with a service watchdog, every interval WATCHDOG=1 if the web loop
+    turned since the last one (woken each time, so an idle loop turns too),
+    else nothing and an error, and the manager restarts the node when its
+    WatchdogSec passes; and the scheduled backups, when due.  A backup runs
+    on this thread (a read transaction: the node goes on serving).          */
 static int
-s_wait_signal(const sigset_t *sigs, sm_web *web, sm_notify *notify)
+s_wait_signal(const sigset_t *sigs, sm_web *web, sm_notify *notify, s_backups *backups)
 {
     uint64_t every_ms = sm_notify_watchdog_ms(notify);
     uint64_t turns = sm_web_turns(web);
+    uint64_t next_ping = every_ms ? sm__cli_now_ms() + every_ms : 0;
     bool warned = false;
     sm_web_wake(web);
     for (;;) {
+        uint64_t now = sm__cli_now_ms();
+        if (backups->next_ms && now >= backups->next_ms) {
+            s_backup_now(backups, now);
+            now = sm__cli_now_ms();
+        }
+        if (next_ping && now >= next_ping) {
+            uint64_t seen = sm_web_turns(web);
+            if (seen != turns) {
+                sm_notify_send(notify, "WATCHDOG=1");
+                warned = false;
+            } else if (!warned) {
+                sm_log_error("run: the web loop has not turned for %llu ms: no "
+                             "watchdog ping", (unsigned long long) every_ms);
+                warned = true;
+            }
+            turns = seen;
+            sm_web_wake(web);
+            next_ping = now + every_ms;
+        }
+        uint64_t wait_ms = UINT64_MAX;
+        if (next_ping)
+            wait_ms = next_ping > now ? next_ping - now : 0;
+        if (backups->next_ms) {
+            uint64_t b = backups->next_ms > now ? backups->next_ms - now : 0;
+            wait_ms = b < wait_ms ? b : wait_ms;
+        }
         int sig;
-        if (every_ms == 0) {
+        if (wait_ms == UINT64_MAX) {
             if (sigwait(sigs, &sig) != 0)
                 return SIGTERM;
         } else {
-            struct timespec ts = { (time_t)(every_ms / 1000),
-                                   (long)(every_ms % 1000) * 1000000L };
+            struct timespec ts = { (time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L };
             sig = sigtimedwait(sigs, NULL, &ts);
-            if (sig < 0 && errno == EAGAIN) {
-                uint64_t now = sm_web_turns(web);
-                if (now != turns) {
-                    sm_notify_send(notify, "WATCHDOG=1");
-                    warned = false;
-                } else if (!warned) {
-                    sm_log_error("run: the web loop has not turned for %llu ms: no "
-                                 "watchdog ping", (unsigned long long) every_ms);
-                    warned = true;
-                }
-                turns = now;
-                sm_web_wake(web);
-                continue;
-            }
             if (sig < 0)
-                continue;              /* EINTR */
+                continue;              /* EAGAIN: a timer is due; EINTR */
         }
         if (sig != SIGHUP)
             return sig;
@@ -429,7 +465,10 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
              market.name, port);
     if (sm_notify_send(notify, ready) != 0)
         sm_log_warn("run: cannot tell the service manager that the node is ready");
-    int sig = s_wait_signal(&sigs, web, notify);
+    s_backups backups = { .cfg = &cfg, .ledger = ledger, .node = &id.pub,
+                          .name = stall_name,
+                          .next_ms = cfg.backup_dir[0] ? sm__cli_now_ms() : 0 };
+    int sig = s_wait_signal(&sigs, web, notify, &backups);
     sm_log_info("run: %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     sm_notify_send(notify, "STOPPING=1\nSTATUS=stopping");
     sm_web_stop(web);

@@ -25,7 +25,12 @@
         discover = false             ; LAN discovery beacon (--discover)
         discover_port = 7401         ; UDP port of the beacons
         discover_addr = 255.255.255.255 ; where beacons are sent (IPv4
-                                     ; broadcast address of the LAN)       */
+                                     ; broadcast address of the LAN)
+        [backup]
+        dir = /media/usb/stallmesh   ; scheduled backups go here (absolute;
+                                     ; unset: none)
+        every_s = 3600               ; the first at start, then this often
+        keep = 24                    ; this node's newest backups kept     */
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
@@ -37,6 +42,7 @@
 
 #define SM_CONFIG_HOST_BYTES_MAX 255u
 #define SM_CONFIG_IPV4_BYTES_MAX 15u    /* a dotted quad */
+#define SM_CONFIG_PATH_BYTES_MAX 200u   /* [backup] dir: an absolute path */
 
 typedef struct {
     char http_host[SM_CONFIG_HOST_BYTES_MAX + 1];
@@ -57,6 +63,10 @@ typedef struct {
     bool discover;             /* send and hear LAN beacons (issue #4) */
     uint32_t discover_port;
     char discover_addr[SM_CONFIG_IPV4_BYTES_MAX + 1];
+    /* [backup]: scheduled backups by the running node (src/cli_backup.c) */
+    char backup_dir[SM_CONFIG_PATH_BYTES_MAX + 1];  /* "" = none */
+    uint32_t backup_every_s;   /* the first at start, then this often */
+    uint32_t backup_keep;      /* this node's newest backups kept in the dir */
     uint32_t peer_count;
     struct {
         sm_id node;

@@ -233,6 +233,24 @@ while read -r _ id; do grep -qx "${id##*:}" "$TMP/final-seqs" || lost=$((lost + 
 check "every one of the $total sales S acknowledged is in the restored node's log, and it verifies" \
     '[ $lost = 0 ] && sm R verify >/dev/null'
 
+# ---- scheduled backups ([backup]) ---------------------------------------------
+mkdir -p "$TMP/sched"; echo "not ours" > "$TMP/sched/stallmesh-000000000000-20200101T000000Z.smbackup"
+printf '[backup]\ndir = %s\nevery_s = 10\nkeep = 1\n' "$TMP/sched" > "$TMP/sched.conf"
+ours() { ls "$TMP/sched" | grep -c "^stallmesh-${S_ID:0:12}-.*\.smbackup$"; }
+start R --config "$TMP/sched.conf" --peer "$O_ID@tcp://127.0.0.1:${MP[O]}" \
+    || nok "the node starts with [backup]" "$(tail -5 "$TMP/R.log")"
+check "a node with [backup] dir makes a backup at start" 'until_true 10 test "$(ours)" = 1'
+first_backup=$(ls "$TMP/sched" | grep "^stallmesh-${S_ID:0:12}-")
+check "then another every_s (10 s) later, keeping only the newest (keep = 1)" \
+    'until_true 20 eval "[ \"\$(ls \"\$TMP/sched\" | grep \"^stallmesh-\${S_ID:0:12}-\")\" != \"\$first_backup\" ]" && [ "$(ours)" = 1 ]'
+check "another node's file in the directory is left alone" \
+    'grep -qx "not ours" "$TMP/sched/stallmesh-000000000000-20200101T000000Z.smbackup"'
+check "the log says where each backup went" 'grep -q "scheduled backup $TMP/sched/stallmesh-" "$TMP/R.log"'
+stop R
+sm X restore "$TMP/sched/$(ls "$TMP/sched" | grep "^stallmesh-${S_ID:0:12}-")" --dir "$TMP/R3" >/dev/null 2>"$TMP/err"
+cp "$TMP/R/identity" "$TMP/R3/identity" 2>/dev/null
+check "a scheduled backup restores and verifies" '[ -s "$TMP/R3/store/data.mdb" ] && sm R3 verify >/dev/null' "$TMP/err"
+
 # ---- a backup without the identity, then identity import ---------------------
 sm O backup -o "$TMP/o.smbackup" >"$TMP/err" 2>&1
 check "backup without --with-identity says the identity is not in it" \
