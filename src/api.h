@@ -1,22 +1,34 @@
-/*  The node's JSON API (README "HTTP API"): routes, validation, rendering.
+/*  The node's JSON API (README "HTTP API"; proto/api.md is the normative
+    reference of every route, field, status and error code).
 
     The web server (web.c) collects a request and calls sm_api_handle.  A
     read is answered at once from LMDB read transactions; a write is turned
-    into a core request (sm_core_req) which the web server submits and,
-    once the core answers, hands to sm_api_finish for the response.  The
-    API never writes the store itself and keeps no state beyond the stock
-    snapshot cache and per-client rate limits, all used by the web thread
-    only.
-
-    The mesh peers (GET /api/peers, the peer gauge of /metrics) are the
-    core's copy of its peers table (sm_core_peers), read on each request.
+    into a core request (sm_core_req, core_req.h) which the web server
+    submits and, once the core answers, hands to sm_api_finish for the
+    response.  The API never writes the store itself and keeps no state
+    beyond the stock snapshot and per-client hold limits, all used by the
+    web thread only.  It needs nothing else of the core: the mesh peers
+    (GET /api/peers, the peer gauge of /metrics) come from a callback
+    (sm_api_opts.peers), which the node points at the core's peers table.
 
     The stock snapshot (GET /api/stock, the first websocket message) is
     serialized once per state version (DESIGN §8): sm_api_refresh rebuilds
     it when the version moved and returns the delta for websocket clients.
     Its ETag is the version.
 
-    Errors are JSON {"error": "<code>", "detail": "<what to fix>"}.           */
+    Errors are JSON {"error": "<code>", "detail": "<what to fix>"}.
+
+    The files, by concern:
+      api.c        the route table, sm_api_handle, answers and errors, and
+                   the request-reading helpers every route shares;
+      api_read.c   the reads (stock, sales, state, peers, health, metrics);
+      api_write.c  the writes, each from its request through the core
+                   request to its answer (a sale reads top to bottom);
+      api_int.h    what those files share (internal);
+      snapshot.c   the stock snapshot and its delta;  json.c  JSON in/out.
+    A new route: one line in s_routes (api.c) naming its handlers, and the
+    handlers, declared in api_int.h, in api_read.c / api_write.c or in a
+    file of their own (api_<noun>.c) when they are a concern of their own.  */
 #ifndef SM_API_H
 #define SM_API_H
 
@@ -25,7 +37,8 @@
 #include <stdint.h>
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
-#include "core.h"
+#include "core_req.h"
+#include "gossip.h"
 #include "metrics.h"
 
 typedef enum {
@@ -67,15 +80,14 @@ typedef struct {
 } sm_http_resp;
 
 /*  Where GET /api/peers and /metrics get the mesh peers from: copy at most
-    `cap` into out[] and return how many, as sm_core_peers does.             */
+    `cap` into out[] and return how many (the node: sm_core_peers).          */
 typedef size_t (*sm_api_peers_fn)(void *arg, sm_gossip_peer *out, size_t cap);
 
 typedef struct {
     sm_ledger *ledger;         /* borrowed: reads only */
     sm_id node;                /* this node */
     sm_metrics *metrics;       /* borrowed; may be NULL */
-    sm_core *core;             /* borrowed: the mesh peers; NULL = none known */
-    sm_api_peers_fn peers;     /* instead of sm_core_peers(core) (tests); NULL */
+    sm_api_peers_fn peers;     /* the mesh peers; NULL = none known */
     void *peers_arg;
     uint32_t hold_ttl_s;       /* 0 = SM_HOLD_TTL_S_DEFAULT */
     uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */

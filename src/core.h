@@ -31,29 +31,12 @@
 #include <stdint.h>
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
+#include "core_req.h"
 #include "gossip.h"
 #include "mesh.h"
 #include "metrics.h"
 
-/*  One write.  The submitter fills `body` (and its own fields); the core
-    fills `rc` and `seq`.  Embed it as the first member of a larger struct
-    to carry more context.                                                    */
-typedef struct {
-    sm_body body;              /* the entry to append */
-    int rc;                    /* 0; SM_EEXIST: a repeated external_id, seq is
-                                  the first sale's; or the refusal */
-    uint64_t seq;              /* the appended entry's seq */
-    uint64_t submit_ns;        /* set by sm_core_submit (monotonic clock) */
-    uint64_t commit_ns;        /* set by the core: when it was durable */
-    void *tag;                 /* the submitter's; the core never touches it */
-    bool forward;              /* a hold (only) to forward to stall `at`, which
-                                  appends it on its own log: `seq` is then of
-                                  at's log and body.u.hold.expires_ms is set
-                                  from its answer.  SM_EUNREACHABLE: `at` is
-                                  not in session; SM_ETIMEOUT: no answer within
-                                  SM_HOLD_FWD_WAIT_MS (the hold may exist there) */
-    sm_id at;
-} sm_core_req;
+/*  sm_core_req, one write: core_req.h.                                    */
 
 typedef void (*sm_core_wake_fn)(void *arg);
 

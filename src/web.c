@@ -698,6 +698,13 @@ s_lws_log(int level, const char *line)
     sm_log(level == LLL_ERR ? SM_LOG_WARN : SM_LOG_DEBUG, "lws: %.*s", (int) n, line);
 }
 
+/*  The API's view of the mesh peers: the core's table.                      */
+static size_t
+s_core_peers(void *core, sm_gossip_peer *out, size_t cap)
+{
+    return sm_core_peers(core, out, cap);
+}
+
 sm_web *
 sm_web_new(const sm_web_opts *opts, int *err)
 {
@@ -711,7 +718,7 @@ sm_web_new(const sm_web_opts *opts, int *err)
     snprintf(self->token_header, sizeof self->token_header, "Bearer %s", opts->api_token);
     sm_api_opts aopts = {
         .ledger = opts->ledger, .node = opts->node, .metrics = opts->metrics,
-        .core = opts->core,
+        .peers = s_core_peers, .peers_arg = opts->core,
         .hold_ttl_s = opts->config->hold_ttl_s, .holds_per_min = opts->config->holds_per_min,
     };
     if (!(self->api = sm_api_new(&aopts, err)))

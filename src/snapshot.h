@@ -1,0 +1,54 @@
+/*  The stock snapshot: the stock page's JSON, serialized once per state
+    version (DESIGN §8), and the websocket delta between two builds.
+
+    GET /api/stock answers with the snapshot's body itself, shared by
+    reference count (sm_snapshot_body / sm_snapshot_body_unref): a rebuild
+    while an answer is still being sent never frees that answer's bytes, and
+    a thousand phones cost a thousand memcpys by the web server, no copy
+    here.  The websocket's first message is the same document with
+    "type":"snapshot"; later messages are deltas: the items whose bytes
+    changed (and new ones) in full, vanished skus by name.  proto/api.md
+    ("GET /api/stock", "Websocket") is the reference of both documents.
+
+    One thread only (the web thread); nothing here locks.                    */
+#ifndef SM_SNAPSHOT_H
+#define SM_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "stallmesh/entry.h"
+#include "stallmesh/ledger.h"
+
+typedef struct sm_snapshot sm_snapshot;
+
+/*  A snapshot of `ledger` (borrowed, read only) as node `node` sees it
+    ("here" is its units).  Builds nothing yet.  NULL when out of memory.   */
+sm_snapshot *sm_snapshot_new(sm_ledger *ledger, const sm_id *node);
+/*  Free; the bodies of answers still being sent live on until they are let
+    go.  Safe with NULL and twice.                                           */
+void sm_snapshot_destroy(sm_snapshot **self_p);
+
+/*  Build the snapshot if none was built yet, stamped "as_of" now_ms (unix
+    ms).  1 if it built it, 0 if one was built already, or the ledger's
+    error (or SM_ENOMEM).                                                     */
+int sm_snapshot_ensure(sm_snapshot *self, uint64_t now_ms);
+/*  Rebuild if the state's version moved since the last build.  Returns 1
+    and sets *delta (malloc'd, caller frees) to the websocket delta from
+    the previous build (from nothing, if none), 0 when nothing changed, or
+    an error (the previous build stays).                                     */
+int sm_snapshot_refresh(sm_snapshot *self, uint64_t now_ms, char **delta,
+                        size_t *delta_len);
+
+/*  The built snapshot's state version (its ETag).  Only once built.        */
+uint64_t sm_snapshot_version(const sm_snapshot *self);
+/*  The websocket snapshot message (borrowed until the next rebuild).  Only
+    once built.                                                              */
+const char *sm_snapshot_message(const sm_snapshot *self, size_t *len);
+/*  The GET /api/stock body (borrowed) and a reference to it in *owner,
+    which keeps it alive until sm_snapshot_body_unref(owner), however many
+    rebuilds come in between.  Only once built.                              */
+const char *sm_snapshot_body(sm_snapshot *self, size_t *len, void **owner);
+/*  Let go of a body reference; NULLs *owner.  Safe on NULL.                 */
+void sm_snapshot_body_unref(void **owner);
+
+#endif
