@@ -6,7 +6,9 @@
 #
 # init, market create, run on a free loopback port, an item, stock and a
 # sale over HTTP (the till's API), the sale in the stock, a clean SIGTERM,
-# then verify and the log: the whole life of a node on that architecture.
+# then verify and the log: the whole life of a node on that architecture;
+# and the node's key sealed with a passphrase (identity export) and put
+# back (identity import) on it.
 # Prints "ok - ..." per check and "N passed, M failed"; exit status non-zero
 # if any failed.  Waits are bounded; only the node it started is stopped.
 BIN=${1:?usage: smoke.sh BIN [WRAPPER...]}
@@ -69,4 +71,9 @@ check "verify: every entry checks" \
     "$TMP/verify"
 check "the log holds the sale" \
     '"${RUN[@]}" --dir "$DIR" log 2>/dev/null | jq -se "map(select(.kind == \"sale\")) | length == 1" >/dev/null'
+echo "smoke test passphrase" > "$TMP/pass"
+check "identity export seals the key; import puts it back, the same" \
+    '"${RUN[@]}" --dir "$DIR" identity export --passphrase-file "$TMP/pass" >"$TMP/sealed" 2>"$TMP/err" \
+     && "${RUN[@]}" --dir "$TMP/copy" identity import "$(cat "$TMP/sealed")" --passphrase-file "$TMP/pass" \
+        >/dev/null 2>>"$TMP/err" && cmp -s "$DIR/identity" "$TMP/copy/identity"' "$TMP/err"
 finish
