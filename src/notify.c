@@ -53,7 +53,7 @@ s_parse_u64(const char *s, uint64_t *out)
 }
 
 sm_notify *
-sm_notify_new(char *why, unsigned long whylen)
+sm_notify_new(char *why, size_t whylen)
 {
     assert(why && whylen > 0);
     why[0] = 0;

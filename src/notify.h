@@ -12,6 +12,7 @@
 #define SM_NOTIFY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct sm_notify sm_notify;
@@ -22,7 +23,7 @@ typedef struct sm_notify sm_notify;
     too long for sockaddr_un, a watchdog interval that is not a number) is
     reported in why[0..whylen) and the notifier is inert: a node that cannot
     notify still runs (and systemd then says the start timed out).          */
-sm_notify *sm_notify_new(char *why, unsigned long whylen);
+sm_notify *sm_notify_new(char *why, size_t whylen);
 void sm_notify_destroy(sm_notify **self_p);
 
 /*  True if a manager listens ($NOTIFY_SOCKET set and usable).               */
