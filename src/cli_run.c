@@ -283,6 +283,7 @@ s_mesh_opts(const sm_config *cfg, const sm_market *market, const sm_identity *id
     m->identity = *id;
     m->metrics = metrics;
     m->units_floor = cfg->units_floor;
+    m->units_per_min = cfg->units_per_min;
     m->hold_ttl_s = cfg->hold_ttl_s;
     snprintf(m->listen, sizeof m->listen, "%s", cfg->mesh_listen);
     /* Given (an endpoint, or none: tell peers nothing), else the listen
