@@ -78,6 +78,12 @@ static const s_route s_routes[] = {
        (rate-limited per address; see api_write.c). */
     { "/api/holds",       NULL,                 sm__api_post_hold,         NULL,                0 },
     { SM__API_HOLD_PATH,  NULL,                 NULL,                      sm__api_delete_hold, 0 },
+    /* The organiser's report and exports (api_report.c). */
+    { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET },
+    { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET },
+    { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET },
 };
 
 /*  The Allow header of a route, by its M_* bits.                            */
@@ -181,6 +187,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->peers_arg = opts->peers_arg;
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
+    self->report_tz = opts->report_tz;
     if (!(self->snap = sm_snapshot_new(self->ledger, &self->node))) {
         rc = SM_ENOMEM;
         goto fail;
@@ -429,6 +436,8 @@ sm_http_resp_clear(sm_http_resp *resp)
     if (!resp->body_borrowed)
         free(resp->body);
     sm_snapshot_body_unref(&resp->body_owner);
+    if (resp->stream)
+        resp->stream->destroy(resp->stream);
     memset(resp, 0, sizeof *resp);
 }
 

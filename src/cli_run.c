@@ -444,11 +444,13 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
+           "  market      http://%s:%d/market (the organiser's view; the same token)\n"
            "  API         http://%s:%d/api/stock\n"
            "  phones      %s%s\n"
            "  poster      http://%s:%d/poster   (print it for the stall)\n"
            "Stop with Ctrl-C.\n",
            SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
+           shown, port,
            stock_url, reachable ? "" : "   (no LAN address: phones cannot reach this)",
            shown, port);
     /* A QR code of the shoppers' URL for a terminal (not for a log). */

@@ -38,6 +38,7 @@
 
 #include "logger.h"
 #include "stallmesh/error.h"
+#include "tz.h"
 #include "stallmesh/limits.h"
 
 #define SM__CONFIG_WHY_BYTES 256u      /* a message before its FILE:LINE: */
@@ -47,7 +48,7 @@
 #define SM__BODY_BYTES_MIN 1024u       /* a small sale must still fit */
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
-typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_DIR } s_type;
+typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_TZ, S_DIR } s_type;
 
 typedef struct {
     const char *section;
@@ -63,6 +64,12 @@ static const s_key s_keys[] = {
      SM__BODY_BYTES_MIN, SM_HTTP_BODY_BYTES_MAX},
     {"http", "clients_per_addr_max", S_U32, offsetof(sm_config, clients_per_addr_max),
      1, SM_HTTP_CLIENTS_PER_ADDR_MAX},
+    /* A pool of header tables serves SM_HTTP_HEADER_POOL requests at once;
+       one address may hold at most a sixteenth of it. */
+    {"http", "requests_per_addr_max", S_U32, offsetof(sm_config, requests_per_addr_max),
+     1, SM_HTTP_HEADER_POOL / 16},
+    {"http", "headers_timeout_s", S_U32, offsetof(sm_config, headers_timeout_s), 1, 300},
+    {"http", "body_timeout_s", S_U32, offsetof(sm_config, body_timeout_s), 1, 600},
     {"http", "ws_queue_bytes_max", S_U32, offsetof(sm_config, ws_queue_bytes_max),
      SM__WS_QUEUE_BYTES_MIN, SM_WS_QUEUE_BYTES_MAX},
     {"holds", "ttl_s", S_U32, offsetof(sm_config, hold_ttl_s),
@@ -79,13 +86,14 @@ static const s_key s_keys[] = {
     {"mesh", "discover", S_BOOL, offsetof(sm_config, discover), 0, 0},
     {"mesh", "discover_port", S_U32, offsetof(sm_config, discover_port), 1, 65535},
     {"mesh", "discover_addr", S_IPV4, offsetof(sm_config, discover_addr), 0, 0},
+    {"report", "timezone", S_TZ, offsetof(sm_config, report_tz), 0, 0},
     {"backup", "dir", S_DIR, offsetof(sm_config, backup_dir), 0, 0},
     {"backup", "every_s", S_U32, offsetof(sm_config, backup_every_s), 10, 604800},
     {"backup", "keep", S_U32, offsetof(sm_config, backup_keep), 1, 1000},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
-static const char *const s_sections[] = {"http", "holds", "log", "mesh", "backup"};
+static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report", "backup"};
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 /*  snprintf into err[0..errlen) when there is room for anything.           */
@@ -454,6 +462,19 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
               SM_CONFIG_PATH_BYTES_MAX);
         return SM_EINVAL;
     }
+    case S_TZ: {
+        int terr = 0;
+        sm_tz *tz = sm_tz_name_ok(text) ? sm_tz_open(text, &terr) : NULL;
+        if (tz) {
+            sm_tz_destroy(&tz);
+            snprintf((char *)cfg + k->offset, SM_TZ_NAME_BYTES_MAX + 1, "%s", text);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s = '%.*s': must be an IANA time zone such as Europe/London "
+              "(a file under /usr/share/zoneinfo: install tzdata)", k->section, k->key,
+              SM__CONFIG_VALUE_SHOWN, text);
+        return SM_EINVAL;
+    }
     case S_LEVEL: {
         int level = sm_log_level_parse(text);
         if (level >= 0) {
@@ -479,6 +500,9 @@ sm_config_defaults(sm_config *cfg)
     cfg->http_port = 8080;
     cfg->body_bytes_max = SM_HTTP_BODY_BYTES_MAX;
     cfg->clients_per_addr_max = SM_HTTP_CLIENTS_PER_ADDR_MAX;
+    cfg->requests_per_addr_max = SM_HTTP_REQUESTS_PER_ADDR_MAX;
+    cfg->headers_timeout_s = SM_HTTP_HEADERS_TIMEOUT_S;
+    cfg->body_timeout_s = SM_HTTP_BODY_TIMEOUT_S;
     cfg->ws_queue_bytes_max = SM_WS_QUEUE_BYTES_MAX;
     cfg->hold_ttl_s = SM_HOLD_TTL_S_DEFAULT;
     cfg->holds_per_min = SM_HOLDS_PER_MIN_MAX;
@@ -683,6 +707,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "listen = %s%s%s:%u\n"
                     "body_bytes_max = %u\n"
                     "clients_per_addr_max = %u\n"
+                    "requests_per_addr_max = %u\n"
+                    "headers_timeout_s = %u\n"
+                    "body_timeout_s = %u\n"
                     "ws_queue_bytes_max = %u\n"
                     "[holds]\n"
                     "ttl_s = %u\n"
@@ -700,7 +727,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "discover_addr = %s\n"
                     "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
-                    cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
+                    cfg->body_bytes_max, cfg->clients_per_addr_max,
+                    cfg->requests_per_addr_max, cfg->headers_timeout_s, cfg->body_timeout_s,
+                    cfg->ws_queue_bytes_max,
                     cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level],
                     cfg->mesh_listen[0] ? cfg->mesh_listen : "none",
                     /* Unset stays unset: a comment, so the text loads back the same. */
@@ -724,6 +753,13 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                          "\n[backup]\ndir = %s\nevery_s = %u\nkeep = %u\n",
                          cfg->backup_dir[0] ? cfg->backup_dir : "none",
                          cfg->backup_every_s, cfg->backup_keep);
+        n = m < 0 ? m : n + m;
+    }
+    if (n >= 0) {
+        size_t at = (size_t)n < cap ? (size_t)n : cap;
+        int m = snprintf(buf ? buf + at : NULL, cap - at, "[report]\n%s%s\n",
+                         cfg->report_tz[0] ? "timezone = " : "; timezone (the system's)",
+                         cfg->report_tz);
         n = m < 0 ? m : n + m;
     }
     return n;

@@ -8,6 +8,9 @@
         listen = 0.0.0.0:8080        ; HOST:PORT the stock page, till and API serve on
         body_bytes_max = 65536       ; larger request bodies get 413
         clients_per_addr_max = 256   ; open connections from one address
+        requests_per_addr_max = 64   ; of them, still sending a request
+        headers_timeout_s = 10       ; a request's headers must arrive by then
+        body_timeout_s = 20          ; and its body this long after them
         ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
         [holds]
         ttl_s = 600                  ; how long a shopper's hold lasts
@@ -51,6 +54,10 @@ typedef struct {
     uint16_t http_port;
     uint32_t body_bytes_max;
     uint32_t clients_per_addr_max;
+    uint32_t requests_per_addr_max;  /* connections from one address whose
+                                        request is not yet complete */
+    uint32_t headers_timeout_s;
+    uint32_t body_timeout_s;
     uint32_t ws_queue_bytes_max;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
@@ -70,6 +77,7 @@ typedef struct {
     char backup_dir[SM_CONFIG_PATH_BYTES_MAX + 1];  /* "" = none */
     uint32_t backup_every_s;   /* the first at start, then this often */
     uint32_t backup_keep;      /* this node's newest backups kept in the dir */
+    char report_tz[64 + 1];    /* [report] timezone; "" = the system's zone */
     uint32_t peer_count;
     struct {
         sm_id node;
