@@ -316,6 +316,7 @@ sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
     int err = 0;
     sm_ledger *ledger = sm_ledger_open(path, &opts, &err);
     if (ledger == NULL) {
+        uint32_t format = 0;
         if (err == SM_ENOTFOUND)
             sm__cli_error("no store in %s: run 'stallmesh init' first, or use --dir "
                           "or STALLMESH_DIR to pick another data directory", path);
@@ -324,7 +325,12 @@ sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
             sm__store_file_check(path, what, sizeof what);
             sm__cli_error("cannot open the store: %s: %s", what[0] ? what : path,
                           sm_strerror(err));
-        } else
+        } else if (err == SM_ESTORENEWER && sm_store_format_of(path, &format) == 0)
+            sm__cli_error("the store in %s is format %u, written by a newer stallmesh; this "
+                          "stallmesh (%s) reads formats up to %u: run the newer one (a store "
+                          "is never downgraded)", path, (unsigned) format, SM__VERSION,
+                          (unsigned) SM_STORE_FORMAT);
+        else
             sm__cli_error("cannot open the store in %s: %s", path, sm_strerror(err));
         return SM__EXIT_FAIL;
     }

@@ -66,7 +66,9 @@
     X(SM_EPAIRCODE,   -102, "bad_pair_code", "the pairing code is unknown, used or expired: run 'stallmesh pair' for a new one") \
     X(SM_ESCOPE,      -103, "forbidden_scope", "this device's scope does not allow that") \
     X(SM_ENODEVICE,   -104, "unknown_device", "no paired device with that id") \
-    X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first")
+    X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first") \
+    X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
+    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
