@@ -14,7 +14,13 @@
     validates it and exits.
 
     Files written: DIR/http, the URL of the API for the CLI commands that
-    talk to the node (loopback when listening on every address).              */
+    talk to the node (loopback when listening on every address).
+
+    Under a service manager (notify.h): READY=1 once the store is open, the
+    core runs and the HTTP and mesh listeners are bound and the web loop
+    turns (so /readyz answers 200); WATCHDOG=1 every half WATCHDOG_USEC,
+    only while the web loop keeps turning (a stuck node is restarted);
+    STOPPING=1 when SIGTERM or SIGINT arrives.                                */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,18 +36,24 @@
 #include "core.h"
 #include "logger.h"
 #include "metrics.h"
+#include "notify.h"
 #include "stallmesh/error.h"
+#include "auth.h"
+#include "tls.h"
 #include "web.h"
+
+#define SM__DEVICES_FILE "devices"
 
 #define SM__CONFIG_FILE "stallmesh.conf"
 
 static const char s_usage[] =
-    "run [--http HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
+    "run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
     "      [--peer NODE_ID@tcp://HOST:PORT]... [--discover] [--allow-fresh] [--config FILE]\n"
     "      [--mirror] [--log-level LEVEL] [--check]";
 
 typedef struct {
     const char *http;
+    const char *https;
     const char *config;
     const char *log_level;
     const char *listen;
@@ -60,6 +73,7 @@ s_on_opt(int opt, const char *arg, void *ctx)
     s_opts *o = ctx;
     switch (opt) {
     case 'H': o->http = arg; return 0;
+    case 'T': o->https = arg; return 0;
     case 'c': o->config = arg; return 0;
     case 'l': o->log_level = arg; return 0;
     case 'k': o->check = true; return 0;
@@ -143,6 +157,14 @@ s_load_config(const sm__cli *cli, const s_opts *o, sm_config *cfg)
         sm__cli_error("--http: %s", err);
         return SM__EXIT_USAGE;
     }
+    if (o->https && sm_config_set(cfg, "http", "tls", o->https, err, sizeof err) != 0) {
+        sm__cli_error("--https: %s", err);
+        return SM__EXIT_USAGE;
+    }
+    if (cfg->http_redirect && !cfg->tls_port) {
+        sm__cli_error("[http] redirect needs HTTPS: give --https HOST:PORT or [http] tls");
+        return SM__EXIT_USAGE;
+    }
     if (o->log_level && sm_config_set(cfg, "log", "level", o->log_level, err, sizeof err) != 0) {
         sm__cli_error("--log-level: %s", err);
         return SM__EXIT_USAGE;
@@ -186,6 +208,112 @@ s_write_url_file(const sm__cli *cli, const sm_config *cfg, int port)
     snprintf(url, sizeof url, "http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
     if (!sm__cli_path(cli, SM__HTTP_FILE, path) || sm__cli_write_file(path, url, 0644) != 0)
         sm_log_warn("run: cannot write %s: %s", path, strerror(errno));
+}
+
+/*  The HTTPS certificate (tls.c: the operator's files, else DIR/tls/, made
+    on first use for the listen host too) and the base URL of pairing links:
+    the HTTPS host, or this machine's LAN address when it listens on all.    */
+static int
+s_tls_setup(const sm__cli *cli, const sm_config *cfg, sm_tls_cert *tls, char *pair_url,
+            size_t cap)
+{
+    char err[512];
+    const char *names[] = { cfg->tls_host, cfg->http_host, NULL };
+    if (sm_tls_ensure(cli->dir, cfg->tls_cert, cfg->tls_key, names, tls, err,
+                      sizeof err) != 0) {
+        sm__cli_error("HTTPS: %s", err);
+        return -1;
+    }
+    char host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    if (strcmp(cfg->tls_host, "0.0.0.0") == 0 || strcmp(cfg->tls_host, "::") == 0
+        || !cfg->tls_host[0])
+        sm_tls_lan_addr(host, sizeof host);
+    else
+        snprintf(host, sizeof host, "%s", cfg->tls_host);
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(pair_url, cap, "https://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+             (unsigned) cfg->tls_port);
+    return 0;
+}
+
+/*  Scheduled backups ([backup] dir): what the main thread needs.          */
+typedef struct {
+    const sm_config *cfg;
+    sm_ledger *ledger;
+    const sm_id *node;
+    const char *name;
+    uint64_t next_ms;          /* 0: none scheduled */
+} s_backups;
+
+static void
+s_backup_now(s_backups *b, uint64_t now_ms)
+{
+    char file[PATH_MAX + 128], why[PATH_MAX + 200];
+    if (sm__backup_scheduled(b->ledger, b->node, b->name, b->cfg->backup_dir,
+                             b->cfg->backup_keep, now_ms, file, sizeof file,
+                             why, sizeof why) == 0)
+        sm_log_info("run: scheduled backup %s (keeping the newest %u)", file,
+                    (unsigned) b->cfg->backup_keep);
+    else
+        sm_log_error("run: scheduled backup failed: %s", why);
+    b->next_ms = now_ms + (uint64_t) b->cfg->backup_every_s * 1000u;
+}
+
+/*  Wait for SIGTERM or SIGINT (returned), ignoring SIGHUP.  Meanwhile:
+    with a service watchdog, every interval WATCHDOG=1 if the web loop
+    turned since the last one (woken each time, so an idle loop turns too),
+    else nothing and an error, and the manager restarts the node when its
+    WatchdogSec passes; and the scheduled backups, when due.  A backup runs
+    on this thread (a read transaction: the node goes on serving).          */
+static int
+s_wait_signal(const sigset_t *sigs, sm_web *web, sm_notify *notify, s_backups *backups)
+{
+    uint64_t every_ms = sm_notify_watchdog_ms(notify);
+    uint64_t turns = sm_web_turns(web);
+    uint64_t next_ping = every_ms ? sm__cli_now_ms() + every_ms : 0;
+    bool warned = false;
+    sm_web_wake(web);
+    for (;;) {
+        uint64_t now = sm__cli_now_ms();
+        if (backups->next_ms && now >= backups->next_ms) {
+            s_backup_now(backups, now);
+            now = sm__cli_now_ms();
+        }
+        if (next_ping && now >= next_ping) {
+            uint64_t seen = sm_web_turns(web);
+            if (seen != turns) {
+                sm_notify_send(notify, "WATCHDOG=1");
+                warned = false;
+            } else if (!warned) {
+                sm_log_error("run: the web loop has not turned for %llu ms: no "
+                             "watchdog ping", (unsigned long long) every_ms);
+                warned = true;
+            }
+            turns = seen;
+            sm_web_wake(web);
+            next_ping = now + every_ms;
+        }
+        uint64_t wait_ms = UINT64_MAX;
+        if (next_ping)
+            wait_ms = next_ping > now ? next_ping - now : 0;
+        if (backups->next_ms) {
+            uint64_t b = backups->next_ms > now ? backups->next_ms - now : 0;
+            wait_ms = b < wait_ms ? b : wait_ms;
+        }
+        int sig;
+        if (wait_ms == UINT64_MAX) {
+            if (sigwait(sigs, &sig) != 0)
+                return SIGTERM;
+        } else {
+            struct timespec ts = { (time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L };
+            sig = sigtimedwait(sigs, NULL, &ts);
+            if (sig < 0)
+                continue;              /* EAGAIN: a timer is due; EINTR */
+        }
+        if (sig != SIGHUP)
+            return sig;
+        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    }
 }
 
 /*  The mesh's options: the config's, plus the organiser's endpoints from
@@ -273,6 +401,7 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "http", required_argument, NULL, 'H' },
+        { "https", required_argument, NULL, 'T' },
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
         { "check", no_argument, NULL, 'k' },
@@ -316,12 +445,44 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_metrics *metrics = NULL;
     sm_core *core = NULL;
     sm_web *web = NULL;
+    sm_auth *auth = NULL;
+    sm_notify *notify = NULL;
     int rc = 0;
     status = SM__EXIT_FAIL;
+    char why[256];
+    if (!(notify = sm_notify_new(why, sizeof why))) {
+        sm__cli_error("out of memory");
+        goto done;
+    }
+    if (why[0])
+        sm_log_warn("run: %s", why);
+    /* One process a directory; a store that fails its checks is refused
+       before it is served (pages, chains with each origin's newest
+       signature, and the state recomputed from the log). */
+    sm_check_report check;
     if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK
         || s_read_token(cli, token, sizeof token) != SM__EXIT_OK
+        || sm__cli_lock_dir(cli) != SM__EXIT_OK
+        || sm__cli_check_store(cli, SM_CHECK_PAGES | SM_CHECK_STATE | SM_CHECK_ALL_ORIGINS,
+                               true, &check) != SM__EXIT_OK
         || sm__cli_open_ledger(cli, &id, false, &ledger) != SM__EXIT_OK)
         goto done;
+    /* Entries that do not verify stop only their origin: served below the
+       damage, reported on /readyz, /api/state and /metrics. */
+    for (uint32_t i = 0; i < check.damaged_count; i++) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&check.damaged[i].origin, hex);
+        sm_ledger_set_damaged(ledger, &check.damaged[i]);
+        sm_log_warn("store: origin %s entry %llu does not verify (%s): degraded, this "
+                    "node serves that origin only up to entry %llu; run 'stallmesh "
+                    "repair' to fetch it back from peers", hex,
+                    (unsigned long long) check.damaged[i].seq,
+                    sm_strerror(check.damaged[i].err),
+                    (unsigned long long) check.damaged[i].seq - 1);
+    }
+    if (check.damaged_count)
+        sm_log_warn("store: the state was not checked against the log (it cannot be "
+                    "recomputed past the damage)");
     sm_market market;
     if ((rc = sm_ledger_market(ledger, &market)) != 0) {
         sm__cli_error("this node is in no market yet: run 'stallmesh market create "
@@ -354,8 +515,24 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm__cli_error("cannot start the core: %s", sm_strerror(rc));
         goto done;
     }
+    static sm_tls_cert tls;
+    char pair_url[SM_CONFIG_HOST_BYTES_MAX + 32] = "";
+    if (cfg.tls_port && s_tls_setup(cli, &cfg, &tls, pair_url, sizeof pair_url) != 0)
+        goto done;
+    char devices_path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__DEVICES_FILE, devices_path))
+        goto done;
+    if (!(auth = sm_auth_new(devices_path, token, cfg.pair_ttl_s, &rc))) {
+        sm__cli_error("cannot read the paired devices in %s: %s", devices_path,
+                      sm_strerror(rc));
+        goto done;
+    }
+    explicit_bzero(token, sizeof token);
     sm_web_opts wopts = { .config = &cfg, .ledger = ledger, .core = core,
-                          .metrics = metrics, .node = id.pub, .api_token = token };
+                          .metrics = metrics, .node = id.pub, .auth = auth,
+                          .tls_cert = cfg.tls_port ? tls.cert_path : NULL,
+                          .tls_key = cfg.tls_port ? tls.key_path : NULL,
+                          .pair_url = pair_url[0] ? pair_url : NULL };
     if (!(web = sm_web_new(&wopts, &rc))) {
         sm__cli_error("cannot start the web server on %s:%u: %s", cfg.http_host,
                       (unsigned) cfg.http_port, sm_strerror(rc));
@@ -369,6 +546,18 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     char token_path[PATH_MAX];
     sm__cli_path(cli, SM__API_TOKEN_FILE, token_path);
     const char *shown = strcmp(cfg.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg.http_host;
+    char stock_url[512], url_path[PATH_MAX];
+    bool reachable = sm__cli_stock_url(cfg.http_host, port, stock_url, sizeof stock_url);
+    if (sm__cli_path(cli, SM__STOCK_URL_FILE, url_path)) {
+        char line[520];
+        snprintf(line, sizeof line, "%s\n", stock_url);
+        if (sm__cli_write_file(url_path, line, 0644) != 0)
+            sm_log_warn("run: cannot write %s: %s", url_path, strerror(errno));
+    }
+    char stall_name[SM_NAME_BYTES_MAX + 1];
+    sm__cli_node_name(cli, stall_name);
+    if ((rc = sm_web_set_poster(web, stall_name[0] ? stall_name : market.name, stock_url)) != 0)
+        sm_log_warn("run: no poster at /poster: %s", sm_strerror(rc));
     sm_log_info("run: serving market \"%s\" on %s:%d%s", market.name, cfg.http_host, port,
                 cfg.mirror ? " as a read-only mirror" : "");
     printf("stallmesh %s: market \"%s\"\n"
@@ -376,9 +565,27 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
            "  till        http://%s:%d/till   (token: %s)\n"
            "  market      http://%s:%d/market (the organiser's view; the same token)\n"
            "  API         http://%s:%d/api/stock\n"
-           "Stop with Ctrl-C.\n",
+           "  phones      %s%s\n"
+           "  poster      http://%s:%d/poster   (print it for the stall)\n",
            SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
+           shown, port,
+           stock_url, reachable ? "" : "   (no LAN address: phones cannot reach this)",
            shown, port);
+    if (cfg.tls_port) {
+        sm_log_info("run: HTTPS on %s:%d, certificate SHA-256 %s", cfg.tls_host,
+                    sm_web_tls_port(web), tls.fingerprint);
+        printf("  HTTPS       https://%s:%d/till   (pair devices: stallmesh pair)\n"
+               "  certificate %s%s\n"
+               "    SHA-256 fingerprint  %s\n"
+               "    public key (pin)     sha256//%s\n",
+               strcmp(cfg.tls_host, "0.0.0.0") == 0 ? shown : cfg.tls_host,
+               sm_web_tls_port(web), tls.cert_path, tls.generated ? " (made now)" : "",
+               tls.fingerprint, tls.spki_sha256);
+    }
+    printf("Stop with Ctrl-C.\n");
+    /* A QR code of the shoppers' URL for a terminal (not for a log). */
+    if (isatty(STDOUT_FILENO) && reachable)
+        sm__qr_print(stock_url, stdout);
     fflush(stdout);
 
     pthread_t web_thread;
@@ -386,10 +593,17 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm__cli_error("cannot start the web thread");
         goto done;
     }
-    int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    char ready[160];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=serving market \"%.80s\" on port %d",
+             market.name, port);
+    if (sm_notify_send(notify, ready) != 0)
+        sm_log_warn("run: cannot tell the service manager that the node is ready");
+    s_backups backups = { .cfg = &cfg, .ledger = ledger, .node = &id.pub,
+                          .name = stall_name,
+                          .next_ms = cfg.backup_dir[0] ? sm__cli_now_ms() : 0 };
+    int sig = s_wait_signal(&sigs, web, notify, &backups);
     sm_log_info("run: %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sm_notify_send(notify, "STOPPING=1\nSTATUS=stopping");
     sm_web_stop(web);
     pthread_join(web_thread, NULL);
     status = SM__EXIT_OK;
@@ -398,11 +612,13 @@ done:
     s_web_ptr = NULL;
     pthread_mutex_unlock(&s_web_lock);
     sm_web_destroy(&web);
+    sm_auth_destroy(&auth);
     sm_core_destroy(&core);
     sm_ledger_destroy(&ledger);
     sm_metrics_destroy(&metrics);
     sm_identity_wipe(&id);
     sm_identity_wipe(&mopts.identity);
+    sm_notify_destroy(&notify);
     if (status == SM__EXIT_OK)
         sm_log_info("run: stopped cleanly");
     return status;

@@ -14,6 +14,11 @@
         ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
         trusted_proxies = 127.0.0.1, ::1 ; reverse proxies (nginx) whose
                                      ; X-Forwarded-For names the client
+        tls = 0.0.0.0:8443           ; HOST:PORT of HTTPS; "none" (default): none
+        tls_cert = /path/cert.pem    ; PEM certificate (chain) and its key; by
+        tls_key = /path/key.pem      ; default DIR/tls/, made on first use
+        redirect = false             ; plain HTTP answers 308 to the HTTPS port
+        pair_ttl_s = 600             ; how long a pairing code works
         [holds]
         ttl_s = 600                  ; how long a shopper's hold lasts
         per_min = 10                 ; holds one address may make a minute
@@ -35,7 +40,12 @@
                                      ; broadcast address of the LAN)
         [node]
         mirror = false               ; a read-only mirror (run --mirror):
-                                     ; needs the relay role in the roster */
+                                     ; needs the relay role in the roster
+        [backup]
+        dir = /media/usb/stallmesh   ; scheduled backups go here (absolute;
+                                     ; unset: none)
+        every_s = 3600               ; the first at start, then this often
+        keep = 24                    ; this node's newest backups kept     */
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
@@ -49,6 +59,7 @@
 #define SM_CONFIG_IPV4_BYTES_MAX 15u    /* a dotted quad */
 #define SM_CONFIG_ADDR_BYTES_MAX 45u    /* an IPv6 address as text */
 #define SM_CONFIG_PROXIES_MAX 8u        /* http.trusted_proxies */
+#define SM_CONFIG_PATH_BYTES_MAX 1023u  /* a file named in the configuration */
 
 typedef struct {
     char http_host[SM_CONFIG_HOST_BYTES_MAX + 1];
@@ -64,6 +75,12 @@ typedef struct {
     char trusted_proxies[SM_CONFIG_PROXIES_MAX][SM_CONFIG_ADDR_BYTES_MAX + 1];
                                /* addresses as given: their X-Forwarded-For
                                   names the client for per-address limits */
+    char tls_host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    uint16_t tls_port;         /* 0 = no HTTPS */
+    char tls_cert[SM_CONFIG_PATH_BYTES_MAX + 1];   /* "" = DIR/tls/cert.pem */
+    char tls_key[SM_CONFIG_PATH_BYTES_MAX + 1];
+    bool http_redirect;        /* plain HTTP -> HTTPS (needs tls) */
+    uint32_t pair_ttl_s;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     int log_level;             /* sm_log_level */
@@ -78,6 +95,10 @@ typedef struct {
     bool discover;             /* send and hear LAN beacons (issue #4) */
     uint32_t discover_port;
     char discover_addr[SM_CONFIG_IPV4_BYTES_MAX + 1];
+    /* [backup]: scheduled backups by the running node (src/cli_backup.c) */
+    char backup_dir[SM_CONFIG_PATH_BYTES_MAX + 1];  /* "" = none */
+    uint32_t backup_every_s;   /* the first at start, then this often */
+    uint32_t backup_keep;      /* this node's newest backups kept in the dir */
     char report_tz[64 + 1];    /* [report] timezone; "" = the system's zone */
     uint32_t peer_count;
     struct {

@@ -54,12 +54,32 @@ static const char s_help[] =
 "      Print the digest of the state: equal on nodes that applied the same\n"
 "      entries.\n"
 "  verify [--json]\n"
-"      Re-check the links and signatures of every stored entry.\n"
+"      Check the store: its pages, the links and signatures of every stored\n"
+"      entry and (when no node runs on it) the state against the log.\n"
 "  reindex [--json]\n"
-"      Rebuild the state from the log; prints the digest after.\n"
+"      Rebuild the state from the log (refused if an entry does not verify);\n"
+"      prints the digest after.\n"
+"  repair [--json]\n"
+"      Rebuild a damaged store from what still verifies in it (the damaged\n"
+"      copy is kept aside); the node's next run fetches the rest from its\n"
+"      peers, its own entries first.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
-"  run [--http HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
+"  backup [-o FILE] [--with-identity] [--passphrase-file FILE] [--json]\n"
+"      A consistent, compacted copy of the store, taken while the node runs,\n"
+"      in one checksummed file (default stallmesh-ID-TIME.smbackup here);\n"
+"      --with-identity adds the node's key sealed with a passphrase (asked\n"
+"      twice on the terminal, or the first line of FILE).\n"
+"  restore FILE [--dir DIR] [--passphrase-file FILE] [--json]\n"
+"      Put a backup into DIR, which must be new or empty; a damaged or\n"
+"      altered file or a wrong passphrase changes nothing.  The restored\n"
+"      node fetches what it sold after the copy from its peers at start.\n"
+"  identity export [--qr] [--passphrase-file FILE] [--json]\n"
+"      Print the node's key sealed with a passphrase, as text (and a QR\n"
+"      code), for a paper copy.\n"
+"  identity import TEXT|- [--passphrase-file FILE] [--json]\n"
+"      Put a sealed key back into a data directory that has none.\n"
+"  run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
 "      [--advertise tcp://HOST:PORT|none] [--peer NODE_ID@tcp://HOST:PORT]...\n"
 "      [--discover] [--allow-fresh] [--mirror] [--config FILE] [--log-level LEVEL]\n"
 "      [--check]\n"
@@ -69,6 +89,8 @@ static const char s_help[] =
 "      (listening on tcp://0.0.0.0:7400 by default; --peer repeats).\n"
 "      --discover finds the market's nodes on the LAN by signed UDP\n"
 "      beacons (port 7401; [mesh] discover_port, discover_addr).\n"
+"      --https also serves them over TLS on HOST:PORT (a self-signed\n"
+"      certificate made in DIR/tls/ on first use; its fingerprint printed).\n"
 "      --allow-fresh appends even when this store may lack the node's own\n"
 "      entries (use only on the newest copy).  --mirror runs a read-only\n"
 "      mirror for a livestream (a member admitted with --role relay): it\n"
@@ -111,6 +133,10 @@ static const char s_help[] =
 "  peers [--json]\n"
 "      The mesh peers as a table: node, name, endpoint, connected, last\n"
 "      seen, entries behind.\n"
+"  url [--qr] [--json]\n"
+"      The stock page's address for shoppers' phones (this machine's LAN\n"
+"      address when the node serves on every address), as the running\n"
+"      node wrote it to DIR/stock-url; --qr also draws it as a QR code.\n"
 "  report [--from DATE|TIME] [--to DATE|TIME] [--by LIST] [--tz ZONE]\n"
 "         [--stall NODE_ID] [--json]\n"
 "      The sales report (default: today, by stall): the totals, then a\n"
@@ -123,6 +149,13 @@ static const char s_help[] =
 "      A CSV export (default: today), streamed to stdout, or to FILE\n"
 "      (written whole, then renamed into place).  --wide: the inventory\n"
 "      with a column a stall.\n"
+"  pair [--scope till|stock|admin] [--name NAME] [--json]\n"
+"      A one-time code and QR code of https://HOST:PORT/pair#CODE that pairs\n"
+"      a device with this node (valid 10 minutes; the node needs --https).\n"
+"  devices [--json]\n"
+"      The paired devices: id, scope, created, last used, name.\n"
+"  devices revoke ID [--json]\n"
+"      Revoke a device: its token fails from its next request.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -144,6 +177,7 @@ static const s_command s_commands[] = {
     { "digest", sm__cmd_digest },
     { "verify", sm__cmd_verify },
     { "reindex", sm__cmd_reindex },
+    { "repair", sm__cmd_repair },
     { "log", sm__cmd_log },
     { "id", sm__cmd_id },
     { "run", sm__cmd_run },
@@ -155,8 +189,14 @@ static const s_command s_commands[] = {
     { "sales", sm__cmd_sales },
     { "status", sm__cmd_status },
     { "peers", sm__cmd_peers },
+    { "url", sm__cmd_url },
+    { "backup", sm__cmd_backup },
+    { "restore", sm__cmd_restore },
+    { "identity", sm__cmd_identity },
     { "report", sm__cmd_report },
     { "export", sm__cmd_export },
+    { "pair", sm__cmd_pair },
+    { "devices", sm__cmd_devices },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

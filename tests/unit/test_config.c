@@ -422,7 +422,7 @@ test_set_errors(void **state)
     char err[S_ERR_BYTES];
     sm_config_defaults(&cfg);
     assert_int_equal(sm_config_set(&cfg, "gossip", "peers", "x", err, sizeof err), SM_EINVAL);
-    assert_string_equal(err, "unknown section [gossip]; the sections are [http], [holds], [log], [mesh], [report] and [node]");
+    assert_string_equal(err, "unknown section [gossip]; the sections are [http], [holds], [log], [mesh], [report], [backup] and [node]");
     assert_int_equal(sm_config_set(&cfg, "holds", "ttl", "60", err, sizeof err), SM_EINVAL);
     assert_string_equal(err, "unknown key 'ttl' in [holds]; its keys are ttl_s, per_min");
     assert_int_equal(sm_config_set(&cfg, "http", "listen", "::1:80", err, sizeof err), SM_EINVAL);
