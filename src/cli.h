@@ -148,6 +148,10 @@ int sm__cli_open_ledger_beside(const sm__cli *cli, const sm_identity *id,
     Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
 int sm__cli_lock_dir(const sm__cli *cli);
 
+/*  Say that the store in `path` is of `format`, newer than this binary reads
+    (not damage): both versions named, and what to do.                       */
+void sm__cli_newer_store(const char *path, uint32_t format);
+
 /*  Check the store with sm_integrity_check (a child process), printing
     what is wrong and what to do on failure (report filled either way).
     With SM_CHECK_ALL_ORIGINS, damaged entries alone (SM_EDEGRADED, listed

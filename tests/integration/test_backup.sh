@@ -111,7 +111,10 @@ S_ID=$(sm S id --json | jq -r .node)
 sm S join "$(sm O admit "$S_ID" --name "Jam stall" --endpoint "tcp://127.0.0.1:${MP[O]}")" >/dev/null \
     || { nok "S joins"; finish; }
 start S || { nok "the stall starts" "$(tail -5 "$TMP/S.log")"; finish; }
-sm S item add jam --name "Plum jam" --price 450 >/dev/null
+# A stall started beside its peers checks its own log with them first
+# (503 recovering for up to a few seconds): its first write is retried.
+until_true 15 sm S item add jam --name "Plum jam" --price 450 >/dev/null 2>&1 \
+    || { nok "S adds jam" "$(tail -5 "$TMP/S.log")"; finish; }
 sm S stock add jam 100000 >/dev/null || { nok "S stocks jam"; finish; }
 ok "an organiser and a stall meshed on loopback; the stall has 100000 jam"
 
@@ -294,11 +297,18 @@ if command -v mdb_load >/dev/null 2>&1; then
     load F1 "$FIX/store.dump"
     exp_verify=$(sed -n 's/^verify //p' "$FIX/expected")
     exp_digest=$(sed -n 's/^digest //p' "$FIX/expected")
-    check "the fixture store (format 1) verifies as when it was made ($exp_verify)" \
-        '[ "$(sm F1 verify)" = "$exp_verify" ]'
+    # The fixture predates the report totals (kept with the state since):
+    # verify says they do not match its log and names the one-time step,
+    # reindex, after which it verifies as when it was made.
+    sm F1 verify >"$TMP/f1.verify" 2>&1
+    check "the fixture store (format 1, before the report totals) is refused by verify, naming reindex" \
+        '[ $? = 1 ] && grep -q "report totals" "$TMP/f1.verify" && grep -q "reindex" "$TMP/f1.verify"' \
+        "$TMP/f1.verify"
     check "its digest is the one recorded" '[ "$(sm F1 digest)" = "$exp_digest" ]'
     check "reindex (a writer) keeps the digest and the format marker 1" \
         '[ "$(sm F1 reindex)" = "$exp_digest" ] && [ "$(format_of F1)" = 1 ]'
+    check "after reindex it verifies as when it was made ($exp_verify)" \
+        '[ "$(sm F1 verify | head -1)" = "$exp_verify" ]'
     HP[F1]=$(free_port)
     "$BIN" --dir "$TMP/F1" run --http "127.0.0.1:${HP[F1]}" --listen none >/dev/null 2>"$TMP/F1.log" &
     PID[F1]=$!
@@ -310,8 +320,10 @@ if command -v mdb_load >/dev/null 2>&1; then
     awk -v k=$FORMAT_HEX 'skip { skip = 0; next } $1 == k { skip = 1; next } { print }' \
         "$FIX/store.dump" > "$TMP/unmarked.dump"
     load F0 "$TMP/unmarked.dump"
+    # (digest opens the store read-only; verify recomputes the state in a
+    # write transaction it abandons, and a writer's open adds the marker.)
     check "a store without the marker (made before it) reads as format 1 and is not written read-only" \
-        '[ -z "$(format_of F0)" ] && [ "$(sm F0 verify)" = "$exp_verify" ] && [ -z "$(format_of F0)" ]'
+        '[ -z "$(format_of F0)" ] && [ "$(sm F0 digest)" = "$exp_digest" ] && [ -z "$(format_of F0)" ]'
     check "opening it for writing migrates it: the marker 1 is added, the digest kept" \
         '[ "$(sm F0 reindex)" = "$exp_digest" ] && [ "$(format_of F0)" = 1 ]'
     # Written by a newer stallmesh.
