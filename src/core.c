@@ -264,6 +264,7 @@ s_thread_start(sm_core *self, void **router_out)
         .units_wait_ms = self->opts.units_wait_ms,
         .rebalance_floor = self->opts.rebalance_floor,
         .allow_fresh = self->opts.allow_fresh,
+        .mirror = self->opts.mirror,
     };
     if (!(self->policy = sm_policy_new(&popts, s_mono_ms(), &rc)))
         return rc;

@@ -114,6 +114,10 @@ int sm_ledger_create_market_as(sm_ledger *self, const char *name, const char *se
     organiser's log arrives).  SM_EEXIST if already in a market.              */
 int sm_ledger_join(sm_ledger *self, const sm_market *market,
                    const sm_signed *admit);
+/*  The role (sm_role) the join token's admit entry gave this node, for a
+    node that joined and has not yet synced the organiser's roster:
+    SM_ENOTFOUND if it joined by no token (an organiser).                    */
+int sm_ledger_join_role(sm_ledger *self, int *role);
 
 /*  Group commit.  A batch belongs to the thread that began it.  SM_ESTATE
     if one is open already (begin) or none is (commit).                       */
