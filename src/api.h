@@ -12,9 +12,9 @@
     (sm_api_opts.peers), which the node points at the core's peers table.
 
     The stock snapshot (GET /api/stock, the first websocket message) is
-    serialized once per state version (DESIGN §8): sm_api_refresh rebuilds
-    it when the version moved and returns the delta for websocket clients.
-    Its ETag is the version.
+    serialized once per state version (README: architecture): sm_api_refresh
+    rebuilds it when the version moved and returns the delta for websocket
+    clients. Its ETag is the version.
 
     Errors are JSON {"error": "<code>", "detail": "<what to fix>"}.
 

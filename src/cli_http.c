@@ -1,5 +1,5 @@
 /*  HTTP requests from the CLI to its node's JSON API: the only file that
-    includes curl/curl.h (STYLE 3).
+    includes curl/curl.h.
 
     One blocking request at a time, each on a fresh easy handle: the CLI
     makes one to three requests a run, so connection reuse buys nothing.

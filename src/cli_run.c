@@ -1,4 +1,4 @@
-/*  `stallmesh run`: the long-running node (DESIGN §7).
+/*  `stallmesh run`: the long-running node (README: architecture).
 
     Threads: this (main) thread reads the configuration, opens the store,
     starts the core thread (the only writer) and the web thread (the HTTP

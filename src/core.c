@@ -1,4 +1,5 @@
-/*  The core thread: the node's only writer (DESIGN §7).  See core.h.
+/*  The core thread: the node's only writer (README: architecture). See
+    core.h.
 
     Transport: the core binds a ROUTER on a private inproc endpoint; each
     submitter connects a DEALER.  A message is one frame holding a pointer

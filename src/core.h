@@ -1,4 +1,4 @@
-/*  The core thread: the node's only writer (DESIGN §7).
+/*  The core thread: the node's only writer (README: architecture).
 
     The core owns the ledger's write transactions.  Other threads (the web
     thread) hand it writes as sm_core_req over an inproc ZeroMQ pair and get

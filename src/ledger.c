@@ -1387,7 +1387,7 @@ sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg)
       own origin and seq, of this market, linking to the one before, and
       the last linking to the head's recorded link hash.  Because a link
       covers the signature, checking the links and the newest entry's
-      signature authenticates the whole chain (DESIGN §3): what the open
+      signature authenticates the whole chain (proto/log.md): what the open
       check does.  `verify` and `reindex` check every signature as well.
     - state: every derived database (all but meta, log, logidx, forks) is
       recomputed from the log inside a write transaction that is then

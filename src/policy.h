@@ -1,4 +1,4 @@
-/*  The write policy: what this node appends, when (DESIGN §10, README
+/*  The write policy: what this node appends, when (README,
     "Architecture").
 
     One module decides every write the node makes and owns every write
