@@ -447,37 +447,43 @@ typedef struct {
     size_t count, cap;
 } s_members;
 
+/*  Room for one more of count elements of elem bytes at *p (first: the
+    first capacity); false when out of memory (*p is then unchanged).     */
+static bool
+s_room(void **p, size_t *cap, size_t count, size_t elem, size_t first)
+{
+    if (count < *cap)
+        return true;
+    size_t n = *cap ? *cap * 2 : first;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = n;
+    return true;
+}
+
 static int
 s_member_cb(const sm_member *m, void *arg)
 {
     s_members *ms = arg;
-    if (ms->count == ms->cap) {
-        size_t cap = ms->cap ? ms->cap * 2 : 32;
-        sm_member *p = realloc(ms->members, cap * sizeof *p);
-        if (!p)
-            return SM_ENOMEM;
-        ms->members = p;
-        ms->cap = cap;
-    }
+    if (!s_room((void **) &ms->members, &ms->cap, ms->count, sizeof *m, 32))
+        return SM_ENOMEM;
     ms->members[ms->count++] = *m;
     return 0;
+}
+
+static int
+s_member_cmp(const void *key, const void *elem)
+{
+    return memcmp(((const sm_id *) key)->b, ((const sm_member *) elem)->node.b, SM_KEY_BYTES);
 }
 
 static const sm_member *
 s_member_find(const s_members *ms, const sm_id *id)
 {
-    size_t lo = 0, hi = ms->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = memcmp(ms->members[mid].node.b, id->b, SM_KEY_BYTES);
-        if (c == 0)
-            return &ms->members[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return ms->count ? bsearch(id, ms->members, ms->count, sizeof *ms->members, s_member_cmp)
+                     : NULL;
 }
 
 static const char *
@@ -501,35 +507,24 @@ static int
 s_item_cb(const sm_item *it, void *arg)
 {
     s_catalog *c = arg;
-    if (c->count == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        s_name *p = realloc(c->items, cap * sizeof *p);
-        if (!p)
-            return SM_ENOMEM;
-        c->items = p;
-        c->cap = cap;
-    }
+    if (!s_room((void **) &c->items, &c->cap, c->count, sizeof *c->items, 64))
+        return SM_ENOMEM;
     memcpy(c->items[c->count].sku, it->sku, sizeof it->sku);
     memcpy(c->items[c->count].name, it->name, sizeof it->name);
     c->count++;
     return 0;
 }
 
+static int
+s_item_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const s_name *) elem)->sku);
+}
+
 static const s_name *
 s_item_find(const s_catalog *c, const char *sku)
 {
-    size_t lo = 0, hi = c->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int cmp = strcmp(c->items[mid].sku, sku);
-        if (cmp == 0)
-            return &c->items[mid];
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return c->count ? bsearch(sku, c->items, c->count, sizeof *c->items, s_item_cmp) : NULL;
 }
 
 static bool
