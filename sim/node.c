@@ -526,8 +526,8 @@ sim_node_wake(sim_world *w, sim_node *nd)
     if (rc != 0)
         sim_fail(w, "node %d: a batch commit failed: %s", nd->index, sm_strerror(rc));
     for (uint32_t i = 0; i < n; i++) {
-        bool short_units = rcs[i] == SM_ENOSTOCK
-            && (batch[i].body.kind == SM_KIND_SALE || batch[i].body.kind == SM_KIND_HOLD);
+        /* As the node: only a sale asks peers for units, never a hold. */
+        bool short_units = rcs[i] == SM_ENOSTOCK && batch[i].body.kind == SM_KIND_SALE;
         if (short_units && s_park(w, nd, &batch[i]))
             continue;
         sim_workload_answer(w, nd, &batch[i], rcs[i], seqs[i]);

@@ -74,10 +74,10 @@ static const s_route s_routes[] = {
     { "/api/stock/adjust", NULL,                sm__api_post_stock_adjust, NULL,                M_POST },
     { "/api/stock/move",  NULL,                 sm__api_post_stock_move,   NULL,                M_POST },
     { "/api/returns",     NULL,                 sm__api_post_return,       NULL,                M_POST },
-    /* Holds: a shopper's page may hold and cancel its own without the token
-       (rate-limited per address; see api_write.c). */
-    { "/api/holds",       NULL,                 sm__api_post_hold,         NULL,                0 },
-    { SM__API_HOLD_PATH,  NULL,                 NULL,                      sm__api_delete_hold, 0 },
+    /* Holds: a shopper's page may hold, check and cancel its own without the
+       token (rate-limited per address; see api_write.c); the till lists them. */
+    { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET },
+    { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0 },
 };
 
 /*  The Allow header of a route, by its M_* bits.                            */
@@ -181,6 +181,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->peers_arg = opts->peers_arg;
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
+    self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
     if (!(self->snap = sm_snapshot_new(self->ledger, &self->node))) {
         rc = SM_ENOMEM;
         goto fail;
@@ -388,12 +389,14 @@ s_status_of(int rc, bool release)
         return release ? 404 : 409;
     case SM_ENOSTOCK: case SM_EOVERRETURN: case SM_EDROP: case SM_EEXIST:
     case SM_EREVOKED: case SM_EFORK: case SM_ENOTORG: case SM_ENOTMEMBER:
-    case SM_ETOOBIG:
+    case SM_ETOOBIG: case SM_EHOLDLIMIT: case SM_EHOLDSOLD: case SM_EHOLDEXPIRED:
+    case SM_EHOLDGONE:
         return 409;
     case SM_EQTY: case SM_EMONEY: case SM_EBODY: case SM_EINVAL:
         return 400;
     case SM_ENOSPC: case SM_EIO: case SM_ENOMEM: case SM_EBUSY: case SM_ESTATE:
     case SM_ENOMARKET: case SM_ENOIDENT: case SM_ERECOVERING: case SM_EUNREACHABLE:
+    case SM_EHOLDCODE:
         return 503;
     case SM_ETIMEOUT:
         return 504;

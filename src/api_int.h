@@ -44,6 +44,7 @@ struct sm_api {
     void *peers_arg;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
+    sm_reserve_limits hold_limits;  /* defaults filled in */
     sm_snapshot *snap;
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
     sm__api_owner owners[SM_HOLD_OWNERS_MAX];
@@ -153,6 +154,17 @@ int sm__api_post_sale(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, s
 int sm__api_post_return(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_post_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_delete_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+
+/*  A hold as the API shows it: {"id","state","code"?,"lines":[{"sku","qty",
+    "name"?}],"expires","expires_ms","left_s","at","sale"?}, state one of
+    open, sold, expired, cancelled; "code" only when `with_code` (the till
+    and the phone that made it).  _members writes them into an open object. */
+void sm__api_hold_json(sm_api *self, sm_json_buf *b, const sm_hold *h,
+                       bool with_code, uint64_t now_ms);
+void sm__api_hold_members(sm_api *self, sm_json_buf *b, const sm_hold *h,
+                          bool with_code, uint64_t now_ms);
+int sm__api_get_holds(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_get_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */

@@ -158,11 +158,13 @@ s_answer(sm_core *self, void *router, s_pending *p)
 
 /* ---- units from peers ------------------------------------------------- */
 
+/*  Only a till's sale short of units asks the peers for them: a hold never
+    pulls another stall's units here (a shopper who wants those reserves
+    them at that stall, which the page forwards).                          */
 static bool
 s_wants_units(const sm_core_req *req)
 {
-    return req->rc == SM_ENOSTOCK
-           && (req->body.kind == SM_KIND_SALE || req->body.kind == SM_KIND_HOLD);
+    return req->rc == SM_ENOSTOCK && req->body.kind == SM_KIND_SALE;
 }
 
 static int64_t

@@ -16,8 +16,8 @@
     The mesh (mesh.c, gossip.c) runs in the same loop: its sockets are
     polled with the inproc socket; entries from peers are ingested as they
     come (each run committed before it is relayed), and local entries are
-    pushed only after their commit.  A sale or hold refused for want of
-    units here asks the peers for them and waits (bounded) for their
+    pushed only after their commit.  A sale (never a hold) refused for
+    want of units here asks the peers for them and waits (bounded) for their
     stock.move before it is answered.  A hold to forward to another stall
     (sm_core_req.forward) is asked of that stall (HOLD_ASK) and answered
     with its HOLD_DONE, or after SM_HOLD_FWD_WAIT_MS.  Until the node's own log is confirmed

@@ -90,6 +90,7 @@
 #include <stdint.h>
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
+#include "reserve.h"
 #include "wire.h"
 
 typedef struct {
@@ -100,6 +101,7 @@ typedef struct {
     uint64_t heads_interval_ms; /* 0 = SM_HEADS_INTERVAL_MS */
     uint32_t hold_ttl_s;       /* a hold a peer asks for (HOLD_ASK) lasts this
                                   long; 0 = SM_HOLD_TTL_S_DEFAULT */
+    sm_reserve_limits hold_limits; /* what a forwarded hold may take (reserve.h) */
 } sm_gossip_opts;
 
 typedef struct {

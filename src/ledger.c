@@ -493,7 +493,8 @@ static int
 s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
 {
     static const sm_db state_dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS };
+                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS,
+                                       SM_DB_HOLDENDS };
     int rc = 0;
     for (size_t i = 0; i < sizeof state_dbs / sizeof state_dbs[0]; i++)
         if ((rc = sm_kv_clear(txn, state_dbs[i])) != 0)
@@ -1280,7 +1281,8 @@ sm_ledger_digest(sm_ledger *self, sm_hash *out)
 {
     assert(self && out);
     static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS };
+                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
+                                 SM_DB_HOLDENDS };
     int rc = 0;
     sm_txn *txn = s_rbegin(self, &rc);
     if (!txn)

@@ -44,6 +44,7 @@ typedef struct {
     char advertise[SM_ENDPOINT_BYTES_MAX + 1]; /* told to peers; "" = none */
     uint32_t units_floor;
     uint32_t hold_ttl_s;        /* holds peers forward here last this long; 0 = default */
+    sm_reserve_limits hold_limits; /* [holds] limits for holds peers forward here */
     uint32_t peer_count;
     sm_mesh_peer_cfg peers[SM_PEERS_MAX];
     sm_discover_opts discover; /* LAN beacon (--discover); off unless enabled */

@@ -52,6 +52,7 @@ static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_ITEMS] = "items",     [SM_DB_STOCK] = "stock",
     [SM_DB_SALES] = "sales",     [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "forks",     [SM_DB_EXTIDS] = "extids",
+    [SM_DB_HOLDENDS] = "holdends",
 };
 
 static int

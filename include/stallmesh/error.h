@@ -48,7 +48,12 @@
     X(SM_ESTATE,      -42, "bad_state",      "operation not valid in the current state") \
     X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
     X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
-    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there")
+    X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
+    X(SM_EHOLDLIMIT,  -90, "hold_limit",     "a reservation limit was reached: reserve fewer units, or wait until a reservation ends") \
+    X(SM_EHOLDSOLD,   -91, "hold_sold",      "that reservation was already sold") \
+    X(SM_EHOLDEXPIRED,-92, "hold_expired",   "that reservation has expired: its units are free again") \
+    X(SM_EHOLDCODE,   -93, "hold_code_taken","that pickup code is in use by another open reservation here") \
+    X(SM_EHOLDGONE,   -94, "hold_cancelled", "that reservation was cancelled")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,

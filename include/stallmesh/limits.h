@@ -19,6 +19,9 @@
 #define SM_SEQ_MAX                ((1ULL << 53) - 1) /* fits a JSON number exactly */
 #define SM_FUTURE_SKEW_MS         (24ULL * 3600 * 1000) /* entries further ahead are refused */
 #define SM_HOLD_TTL_MS_MAX        (24ULL * 3600 * 1000)
+#define SM_HOLD_LINES_MAX         8u        /* lines of one hold (a reservation) */
+#define SM_HOLD_CODE_BYTES_MAX    8u        /* a hold's pickup code in the log */
+#define SM_HOLD_TAG_BYTES         8u        /* a hold's hashed device or address */
 
 /* Runs and batches. */
 #define SM_RUN_ENTRIES_MAX        4096u     /* entries in one ingested run */
@@ -44,6 +47,14 @@
 #define SM_HOLD_TTL_S_DEFAULT     600u      /* a shopper's hold: 10 minutes */
 #define SM_HOLD_RATE_CLIENTS_MAX  1024u     /* client addresses whose hold rate is tracked */
 #define SM_HOLD_OWNERS_MAX        4096u     /* recent holds their maker may cancel without the token */
+#define SM_HOLD_CODE_CHARS        6u        /* a pickup code as the phone shows it */
+#define SM_HOLD_DEVICE_BYTES_MAX  64u       /* a phone's device id (POST /api/holds "device") */
+#define SM_HOLD_MAX_UNITS_DEFAULT 5u        /* [holds] max_units: units in one reservation */
+#define SM_HOLD_MAX_PER_SKU_DEFAULT 2u      /* [holds] max_per_sku: units of one sku in one */
+#define SM_HOLD_PER_DEVICE_DEFAULT 10u      /* [holds] per_device: units one device holds at once */
+#define SM_HOLD_PER_ADDRESS_DEFAULT 10u     /* [holds] per_address: units one address holds at once */
+#define SM_HOLD_LIMIT_MAX         1000u     /* the largest value any [holds] limit accepts */
+#define SM_HOLDS_OPEN_SCAN_MAX    100000u   /* open holds read to check codes and limits */
 #define SM_SALES_PAGE_MAX         1000u     /* sales in one GET /api/sales answer */
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
