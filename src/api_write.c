@@ -1153,7 +1153,8 @@ sm__api_hold_members(sm_api *self, sm_json_buf *b, const sm_hold *h, bool with_c
     sm_json_arr_close(b);
     sm_json_ktime(b, "expires", h->expires_ms);
     sm_json_kuint(b, "expires_ms", h->expires_ms);
-    sm_json_kuint(b, "left_s", h->expires_ms > now_ms ? (h->expires_ms - now_ms + 999) / 1000 : 0);
+    sm_json_kuint(b, "left_s", ended == SM_HOLD_OPEN && h->expires_ms > now_ms
+                                   ? (h->expires_ms - now_ms + 999) / 1000 : 0);
     sm_json_kid(b, "at", &h->origin);
     if (h->ended == SM_HOLD_SOLD)
         sm_json_kentry_id(b, "sale", &h->origin, h->end_seq);

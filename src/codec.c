@@ -675,6 +675,12 @@ s_body_from_object(const msgpack_object *o, sm_body *b)
         S_TRY(s_str(&f[2], b->u.ret.reason, SM_REASON_BYTES_MAX, SM_EBODY));
         return 0;
     case SM_KIND_HOLD:
+        /* The short form leaves the long form's fields empty. */
+        b->u.hold.code[0] = '\0';
+        b->u.hold.more_count = 0;
+        b->u.hold.has_device = b->u.hold.has_client = false;
+        memset(b->u.hold.device, 0, sizeof b->u.hold.device);
+        memset(b->u.hold.client, 0, sizeof b->u.hold.client);
         if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 7)
             S_TRY(s_array(o, 7, &f));
         else

@@ -284,8 +284,9 @@ test_insufficient_stock(void **state)
     assert_int_equal(jint(f->json, "total"), 17);
     assert_int_equal(units_here(f, "tea"), 5);    /* nothing of it was sold */
 
+    /* The stall's own hold (the token: no reservation limits). */
     call_full(f, SM_HTTP_POST, "/api/holds", NULL, "{\"sku\":\"tea\",\"qty\":6}",
-              false, PHONE, NULL, NOW);
+              true, TILL, NULL, NOW);
     expect_error(f, 409, "insufficient_stock");
     assert_string_equal(jstr(f->json, "sku"), "tea");
     assert_int_equal(jint(f->json, "here"), 5);
@@ -399,7 +400,7 @@ test_holds(void **state)
     assert_string_equal(jstr(f->json, "hold"), hold);
     assert_int_equal(units_here(f, "jam"), 8);
     post(f, "/api/sales", body);                     /* the hold is used up */
-    expect_error(f, 409, "unknown_hold");
+    expect_error(f, 409, "hold_sold");
 }
 
 /*  A hold "at" another stall: the write goes to the core marked to be
@@ -674,8 +675,10 @@ test_auth_routes_methods(void **state)
     expect_error(f, 405, "method_not_allowed");
     assert_string_equal(f->resp.allow, "GET, HEAD, POST");
     get(f, "/api/holds/abc:1", NULL);
+    expect_error(f, 400, "bad_value");              /* a phone reads its hold */
+    call_full(f, SM_HTTP_PUT, "/api/holds/abc:1", NULL, "{}", true, TILL, NULL, NOW);
     expect_error(f, 405, "method_not_allowed");
-    assert_string_equal(f->resp.allow, "DELETE");
+    assert_string_equal(f->resp.allow, "GET, HEAD, DELETE");
     /* 405 comes before 401. */
     call_full(f, SM_HTTP_GET, "/api/returns", NULL, NULL, false, PHONE, NULL, NOW);
     expect_error(f, 405, "method_not_allowed");
