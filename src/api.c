@@ -78,6 +78,7 @@ static const s_route s_routes[] = {
        token (rate-limited per address; see api_write.c); the till lists them. */
     { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET },
     { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0 },
+    { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0 },
 };
 
 /*  The Allow header of a route, by its M_* bits.                            */

@@ -7,6 +7,9 @@
     matched in upper case with surrounding spaces trimmed, as a barcode
     scanner or a hurried typist may send it.
 
+    GET /api/qr?code=XXXXXX draws a pickup code as a QR code (SVG) for the
+    phone to show; only a pickup code's shape is drawn, nothing else.
+
     GET /api/holds/<id> needs no token: it answers the hold's state (open,
     sold, expired, cancelled), lines and expiry, never its code, so a phone
     learns that its reservation was picked up or ran out.                   */
@@ -15,6 +18,7 @@
 #include <string.h>
 
 #include "api_int.h"
+#include "qr.h"
 #include "reserve.h"
 #include "stallmesh/error.h"
 
@@ -145,5 +149,34 @@ sm__api_get_hold(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     sm_json_buf b = { 0 };
     sm__api_hold_json(self, &b, &h, req->authorized, now_ms);
     sm__api_take(r, 200, &b);
+    return SM_API_DONE;
+}
+
+int
+sm__api_get_qr(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+               sm_http_resp *r, sm_core_req **write)
+{
+    (void) self;
+    (void) now_ms;
+    (void) write;
+    char raw[32], code[SM_HOLD_CODE_CHARS + 1];
+    if (s_query_get(req->query, "code", raw, sizeof raw) != 1
+        || !sm_reserve_code_norm(raw, code)) {
+        sm__api_bad(r, "bad_query", "code",
+                    "'code' must be a pickup code: 6 letters and digits");
+        return SM_API_DONE;
+    }
+    size_t len;
+    char *svg = sm_qr_svg(code, &len);
+    if (!svg) {
+        sm__api_nomem(r);
+        return SM_API_DONE;
+    }
+    r->status = 200;
+    r->content_type = "image/svg+xml";
+    r->body = svg;
+    r->body_len = len;
+    r->body_borrowed = false;
+    r->cache_control = "public, max-age=86400";
     return SM_API_DONE;
 }

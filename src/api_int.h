@@ -165,6 +165,7 @@ void sm__api_hold_members(sm_api *self, sm_json_buf *b, const sm_hold *h,
                           bool with_code, uint64_t now_ms);
 int sm__api_get_holds(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_get_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_get_qr(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */
