@@ -1104,8 +1104,17 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
         sm_reserve_tag("client", &m.market, w->client, b->u.hold.client);
         b->u.hold.has_client = true;
     }
-    if (req->forward)
-        return true;                /* the stall it goes to decides the rest */
+    if (req->forward) {
+        /* A code drawn here: the stall it goes to checks it is free there
+           (and its limits and budget, per shopper) and refuses it if not. */
+        uint8_t rnd[SM_RESERVE_CODE_RAND_BYTES];
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd) {
+            sm__api_ledger_error(r, SM_EIO, false);
+            return false;
+        }
+        sm_reserve_code(rnd, b->u.hold.code);
+        return true;
+    }
     uint64_t dev = 0, cli = 0;
     if (!s_hold_code(self, r, now_ms, b, &dev, &cli))
         return false;
@@ -1172,7 +1181,7 @@ s_hold_ok(sm_api *self, s_write *w, sm_http_resp *r)
     h.origin = *at;
     h.seq = w->req.seq;
     h.expires_ms = body->u.hold.expires_ms;
-    snprintf(h.code, sizeof h.code, "%s", w->req.forward ? "" : body->u.hold.code);
+    snprintf(h.code, sizeof h.code, "%s", body->u.hold.code);
     h.line_count = sm_hold_body_lines(body);
     for (uint32_t i = 0; i < h.line_count; i++) {
         const char *sku;

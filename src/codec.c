@@ -936,7 +936,7 @@ sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
 
 /*  Elements of each type's array, the type included (index: the type).    */
 static const uint32_t s_wire_fields[SM_MSG_TYPE_MAX + 1] = {
-    0, 5, 2, 4, 4, 2, 6, 5, 5, 4, 5
+    0, 5, 2, 4, 4, 2, 6, 5, 5, 7, 5
 };
 
 static const char *const s_wire_names[SM_MSG_TYPE_MAX + 1] = {
@@ -1069,7 +1069,8 @@ s_wire_valid(const sm_wire_msg *m)
             return rc;
         if (m->u.hold_ask.qty == 0 || m->u.hold_ask.qty > SM_QTY_MAX)
             return SM_EMALFORMED;
-        return 0;
+        return s_wire_text(m->u.hold_ask.code, sizeof m->u.hold_ask.code, 0,
+                           SM_HOLD_CODE_BYTES_MAX);
     case SM_MSG_HOLD_DONE:
         if (m->u.hold_done.code == 0)
             return s_wire_seq(m->u.hold_done.seq) && m->u.hold_done.expires_ms >= 1
@@ -1160,6 +1161,11 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
         bad |= msgpack_pack_uint64(pk, m->u.hold_ask.req_id);
         bad |= s_pack_str(pk, m->u.hold_ask.sku);
         bad |= msgpack_pack_uint64(pk, m->u.hold_ask.qty);
+        bad |= s_pack_str(pk, m->u.hold_ask.code);
+        bad |= s_pack_bin(pk, m->u.hold_ask.device,
+                          m->u.hold_ask.has_device ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_bin(pk, m->u.hold_ask.client,
+                          m->u.hold_ask.has_client ? SM_HOLD_TAG_BYTES : 0);
         break;
     case SM_MSG_HOLD_DONE:
         bad |= msgpack_pack_uint64(pk, m->u.hold_done.req_id);
@@ -1373,6 +1379,23 @@ s_rd_text(s_reader *r, char *dst, size_t min, size_t max)
     return 0;
 }
 
+/*  A shopper's tag: a bin of 0 (none) or SM_HOLD_TAG_BYTES bytes.         */
+static int
+s_rd_tag(s_reader *r, uint8_t *dst, bool *present)
+{
+    const uint8_t *b;
+    size_t n;
+    int rc = s_rd_bytes(r, false, &b, &n);
+    if (rc != 0)
+        return rc;
+    if (n != 0 && n != SM_HOLD_TAG_BYTES)
+        return SM_EMALFORMED;
+    *present = n != 0;
+    if (n)
+        memcpy(dst, b, n);
+    return 0;
+}
+
 /*  [entry bin, sig bin64]; the entry's bytes are borrowed from the input. */
 static int
 s_rd_signed(s_reader *r, sm_signed *out)
@@ -1510,6 +1533,9 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         if (v == 0 || v > SM_QTY_MAX)
             return SM_EMALFORMED;
         m->u.hold_ask.qty = (uint32_t)v;
+        S_TRY(s_rd_text(r, m->u.hold_ask.code, 0, SM_HOLD_CODE_BYTES_MAX));
+        S_TRY(s_rd_tag(r, m->u.hold_ask.device, &m->u.hold_ask.has_device));
+        S_TRY(s_rd_tag(r, m->u.hold_ask.client, &m->u.hold_ask.has_client));
         return 0;
     case SM_MSG_HOLD_DONE:
         S_TRY(s_rd_uint(r, &m->u.hold_done.req_id));

@@ -238,8 +238,8 @@ s_forward(sm_core *self, const s_pending *p, uint64_t now_ms)
         req->rc = SM_EBUSY;
         return false;
     }
-    int rc = sm_gossip_ask_hold(sm_mesh_gossip(self->mesh), self->next_ask, &req->at,
-                                req->body.u.hold.sku, req->body.u.hold.qty, now_ms);
+    int rc = sm_gossip_ask_hold_for(sm_mesh_gossip(self->mesh), self->next_ask, &req->at,
+                                    &req->body, now_ms);
     if (rc != 0) {
         req->rc = rc == SM_ENOTFOUND ? SM_EUNREACHABLE : rc;
         return false;

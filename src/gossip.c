@@ -56,6 +56,7 @@
 #include "gossip.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,16 @@ typedef struct {
     uint64_t hold_window_ms;   /* the minute its HOLD_ASKs are counted in began */
     uint32_t hold_asks;        /* HOLD_ASKs served in that minute (kept across sessions) */
 } s_peer;
+
+/*  The budget of one shopper's forwarded holds (HOLD_ASK): counted per
+    shopper tag, not per peer, so many shoppers at one stall do not use up
+    what the next one may ask (proto/mesh.md 4.8).                          */
+typedef struct {
+    uint8_t tag[SM_HOLD_TAG_BYTES + 1]; /* client or device tag; [0] 'c', 'd' or 'p' (peer) */
+    bool used;
+    uint64_t window_ms;        /* the minute its asks are counted in began */
+    uint32_t asks;
+} s_shopper;
 
 typedef struct {
     bool used;
@@ -182,6 +193,8 @@ struct sm_gossip {
     uint32_t units_floor;
     uint64_t heads_interval_ms;
     uint64_t hold_ttl_ms;      /* a hold asked by a peer expires this long after */
+    sm_reserve_limits hold_limits; /* what a forwarded hold may take */
+    s_shopper *shoppers;       /* [SM_HOLD_ASK_SHOPPERS_MAX] forwarded holds' budgets */
 
     sm_id origins[SM_MEMBERS_MAX];
     uint32_t origin_count;
@@ -1690,14 +1703,62 @@ s_hold_done_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t
     s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
 }
 
-/*  HOLD_ASK [req_id, sku, qty] from p: hold the units here, on this node's
-    own log, for p's shopper (who picks them up here), and answer HOLD_DONE
-    with the hold's seq and expiry, or the refusal.  The hold entry is
-    pushed before the answer, on the same connection; both leave only after
-    the round's commit (the durability rule).  Bounded: a peer whose queue
-    is full gets nothing (as UNITS_ASK); past SM_HOLD_ASKS_PER_MIN asks of
-    one peer in a minute the answer is SM_EBUSY, nothing appended.  The
-    engine keeps no state for an ask it answered, so none is ever open.   */
+/*  Take one forwarded hold from the budget of the shopper `m` carries (its
+    client tag, else its device tag, else the asking peer): true if within
+    SM_HOLD_ASKS_PER_SHOPPER_MIN this minute.  The table is bounded; the
+    shopper least recently counted makes room (a minute idle, it had a
+    fresh budget anyway).                                                   */
+static bool
+s_shopper_take(sm_gossip *self, const s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    uint8_t key[SM_HOLD_TAG_BYTES + 1];
+    if (m->u.hold_ask.has_client) {
+        key[0] = 'c';
+        memcpy(key + 1, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
+    } else if (m->u.hold_ask.has_device) {
+        key[0] = 'd';
+        memcpy(key + 1, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
+    } else {
+        key[0] = 'p';
+        memcpy(key + 1, p->pub.node.b, SM_HOLD_TAG_BYTES);
+    }
+    s_shopper *slot = NULL, *oldest = NULL;
+    for (uint32_t i = 0; i < SM_HOLD_ASK_SHOPPERS_MAX && !slot; i++) {
+        s_shopper *s = &self->shoppers[i];
+        if (s->used && memcmp(s->tag, key, sizeof key) == 0)
+            slot = s;
+        else if (!oldest || !s->used || (oldest->used && s->window_ms < oldest->window_ms))
+            oldest = s;
+    }
+    if (!slot) {
+        slot = oldest;
+        memcpy(slot->tag, key, sizeof key);
+        slot->used = true;
+        slot->window_ms = now_ms;
+        slot->asks = 0;
+    }
+    if (now_ms < slot->window_ms || now_ms - slot->window_ms >= 60000u) {
+        slot->window_ms = now_ms;
+        slot->asks = 0;
+    }
+    if (slot->asks >= SM_HOLD_ASKS_PER_SHOPPER_MIN)
+        return false;
+    slot->asks++;
+    return true;
+}
+
+/*  HOLD_ASK [req_id, sku, qty, code, device, client] from p: hold the units
+    here, on this node's own log, for p's shopper (who picks them up here),
+    with the code the asker drew and the shopper's tags, and answer
+    HOLD_DONE with the hold's seq and expiry, or the refusal.  The hold
+    entry is pushed before the answer, on the same connection; both leave
+    only after the round's commit (the durability rule).  Bounded: a peer
+    whose queue is full gets nothing (as UNITS_ASK); past
+    SM_HOLD_ASKS_PER_SHOPPER_MIN asks for one shopper in a minute, or
+    SM_HOLD_ASKS_PER_MIN of one peer (a flood guard), the answer is
+    SM_EBUSY, nothing appended; the [holds] limits apply as to a phone
+    here (SM_EHOLDLIMIT).  A hold never asks other stalls for units.  The
+    engine keeps no state for an ask it answered, so none is ever open.    */
 static int
 s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
@@ -1711,9 +1772,9 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         p->hold_window_ms = now_ms;
         p->hold_asks = 0;
     }
-    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN) {
-        sm_log_debug("mesh: hold ask refused: over %u a minute from one peer",
-                     SM_HOLD_ASKS_PER_MIN);
+    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN || !s_shopper_take(self, p, m, now_ms)) {
+        sm_log_debug("mesh: hold ask refused: over %u a minute for one shopper (or %u from one peer)",
+                     SM_HOLD_ASKS_PER_SHOPPER_MIN, SM_HOLD_ASKS_PER_MIN);
         s_hold_done_send(self, p, req_id, SM_EBUSY, 0, 0);
         return 0;
     }
@@ -1728,7 +1789,18 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         memcpy(hold.u.hold.sku, m->u.hold_ask.sku, sizeof hold.u.hold.sku);
         hold.u.hold.qty = m->u.hold_ask.qty;
         hold.u.hold.expires_ms = expires_ms;
-        rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
+        memcpy(hold.u.hold.code, m->u.hold_ask.code, sizeof hold.u.hold.code);
+        hold.u.hold.has_device = m->u.hold_ask.has_device;
+        hold.u.hold.has_client = m->u.hold_ask.has_client;
+        memcpy(hold.u.hold.device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
+        memcpy(hold.u.hold.client, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
+        sm_reserve_refusal why;
+        rc = sm_reserve_admit(self->ledger, &self->self, &self->hold_limits, &hold,
+                              now_ms, &why);
+        if (rc == SM_EHOLDLIMIT)
+            sm_log_debug("mesh: forwarded hold over the '%s' limit (%u)", why.limit, why.max);
+        if (rc == 0)
+            rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
     }
     if (s_fatal(rc))
         return rc;
@@ -1819,7 +1891,8 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
         goto fail;
     }
     self->run_bytes = malloc(SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX);
-    if (!self->run_bytes) {
+    self->shoppers = calloc(SM_HOLD_ASK_SHOPPERS_MAX, sizeof *self->shoppers);
+    if (!self->run_bytes || !self->shoppers) {
         rc = SM_ENOMEM;
         goto fail;
     }
@@ -1830,6 +1903,7 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     self->units_floor = opts->units_floor;
     self->hold_ttl_ms = (uint64_t) (opts->hold_ttl_s ? opts->hold_ttl_s
                                                      : SM_HOLD_TTL_S_DEFAULT) * 1000u;
+    self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
     self->heads_interval_ms = opts->heads_interval_ms ? opts->heads_interval_ms
                                                       : SM_HEADS_INTERVAL_MS;
     self->self_oi = (uint32_t) s_origin(self, &self->self, true);
@@ -1848,6 +1922,7 @@ fail:
         for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
             s_fork_free(&self->forks[i]);
         free(self->run_bytes);
+        free(self->shoppers);
         free(self);
     }
     if (err)
@@ -1874,6 +1949,7 @@ sm_gossip_destroy(sm_gossip **self_p)
     for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
         s_fork_free(&self->forks[i]);
     free(self->run_bytes);
+    free(self->shoppers);
     free(self);
     *self_p = NULL;
 }
@@ -2193,6 +2269,25 @@ sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at, const char
                    uint32_t qty, uint64_t now_ms)
 {
     assert(self && at && sku);
+    sm_body hold;
+    memset(&hold, 0, sizeof hold);
+    hold.kind = SM_KIND_HOLD;
+    if (strnlen(sku, SM_SKU_BYTES_MAX + 1) > SM_SKU_BYTES_MAX)
+        return SM_EINVAL;
+    snprintf(hold.u.hold.sku, sizeof hold.u.hold.sku, "%s", sku);
+    hold.u.hold.qty = qty;
+    return sm_gossip_ask_hold_for(self, req_id, at, &hold, now_ms);
+}
+
+int
+sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                       const sm_body *hold, uint64_t now_ms)
+{
+    assert(self && at && hold && hold->kind == SM_KIND_HOLD);
+    const char *sku = hold->u.hold.sku;
+    uint32_t qty = hold->u.hold.qty;
+    if (hold->u.hold.more_count)
+        return SM_EINVAL;           /* a forwarded hold has one line */
     s_enter(self);
     size_t sku_len = strnlen(sku, SM_SKU_BYTES_MAX + 1);
     if (sku_len == 0 || sku_len > SM_SKU_BYTES_MAX || qty == 0 || qty > SM_QTY_MAX
@@ -2216,6 +2311,11 @@ sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at, const char
     msg.u.hold_ask.req_id = wire_id;
     memcpy(msg.u.hold_ask.sku, sku, sku_len);
     msg.u.hold_ask.qty = qty;
+    snprintf(msg.u.hold_ask.code, sizeof msg.u.hold_ask.code, "%s", hold->u.hold.code);
+    msg.u.hold_ask.has_device = hold->u.hold.has_device;
+    msg.u.hold_ask.has_client = hold->u.hold.has_client;
+    memcpy(msg.u.hold_ask.device, hold->u.hold.device, SM_HOLD_TAG_BYTES);
+    memcpy(msg.u.hold_ask.client, hold->u.hold.client, SM_HOLD_TAG_BYTES);
     s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
     self->wire_id_last = wire_id;
     memset(h, 0, sizeof *h);

@@ -208,6 +208,10 @@ void sm_gossip_ask_done(sm_gossip *self, uint64_t req_id);
     exist at `at`, and expires there).                                       */
 int sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at,
                        const char *sku, uint32_t qty, uint64_t now_ms);
+/*  As sm_gossip_ask_hold for a one-line hold body, carrying its pickup code
+    and its shopper's tags (the answerer budgets and limits per shopper).   */
+int sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                           const sm_body *hold, uint64_t now_ms);
 bool sm_gossip_hold_result(sm_gossip *self, uint64_t req_id, int *code,
                            uint64_t *seq, uint64_t *expires_ms);
 void sm_gossip_hold_forget(sm_gossip *self, uint64_t req_id);
