@@ -88,7 +88,7 @@ SIM_SRCS := $(wildcard sim/*.c) tests/unit/support/mpw.c
 SIM_HDRS := $(wildcard sim/*.h)
 # The modules the simulator runs: what a selftest build plants bugs in.
 SIM_LIB_SRCS := $(addprefix src/,codec.c entry.c error.c gossip.c identity.c ledger.c \
-                ledger_view.c logger.c state.c store.c)
+                ledger_view.c logger.c state.c store.c text.c)
 SIM_CFLAGS := $(ALL_CFLAGS) -Isim -Itests/unit
 SIM_SEEDS_CHECK ?= 1..240
 SEEDS ?= 2000

@@ -15,16 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "stallmesh/token.h"
+#include "text.h"                /* sm__text_valid: the strings of every format */
 
 /*  Scan buf[0..len) as exactly one msgpack object.  Returns 0, SM_ETRUNC
     (a length runs past the end), SM_EMALFORMED (unsupported type, nesting
     deeper than depth_max, trailing bytes).                                   */
 int sm__msgpack_scan(const uint8_t *buf, size_t len, unsigned depth_max);
-
-/*  True if s[0..len) is text as the formats allow it: well-formed UTF-8
-    (no overlong forms, surrogates or code points above U+10FFFF) without
-    control characters (bytes below 0x20, 0x7f; so no NUL either).          */
-bool sm__text_valid(const uint8_t *s, size_t len);
 
 /*  Token body: [1, market, name, currency, [endpoint...], entry, entry sig]
     when tsig is NULL, or with the token signature appended as the 8th

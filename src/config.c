@@ -78,6 +78,7 @@ static const s_key s_keys[] = {
     {"mesh", "advertise", S_ENDPOINT, offsetof(sm_config, mesh_advertise), 0, 0},
     {"mesh", "peers", S_PEERS, 0, 0, 0},
     {"mesh", "units_floor", S_U32, offsetof(sm_config, units_floor), 0, SM_QTY_MAX},
+    {"mesh", "units_per_min", S_U32, offsetof(sm_config, units_per_min), 1, SM_QTY_MAX},
     {"mesh", "rebalance_floor", S_U32, offsetof(sm_config, rebalance_floor), 0, SM_QTY_MAX},
     {"mesh", "discover", S_BOOL, offsetof(sm_config, discover), 0, 0},
     {"mesh", "discover_port", S_U32, offsetof(sm_config, discover_port), 1, 65535},
@@ -468,6 +469,7 @@ sm_config_defaults(sm_config *cfg)
     cfg->hold_max_per_sku = SM_HOLD_MAX_PER_SKU_DEFAULT;
     cfg->hold_per_device = SM_HOLD_PER_DEVICE_DEFAULT;
     cfg->hold_per_address = SM_HOLD_PER_ADDRESS_DEFAULT;
+    cfg->units_per_min = SM_UNITS_PER_MIN_DEFAULT;
     cfg->log_level = SM_LOG_INFO;
     snprintf(cfg->mesh_listen, sizeof cfg->mesh_listen, "tcp://0.0.0.0:7400");
     cfg->discover_port = SM_DISCOVER_PORT_DEFAULT;
@@ -680,6 +682,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "listen = %s\n"
                     "%s%s%s\n"
                     "units_floor = %u\n"
+                    "units_per_min = %u\n"
                     "rebalance_floor = %u\n"
                     "discover = %s\n"
                     "discover_port = %u\n"
@@ -695,7 +698,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->mesh_advertise_set ? "advertise = " : "; advertise (unset)",
                     cfg->mesh_advertise_set && cfg->mesh_advertise[0] ? cfg->mesh_advertise : "",
                     cfg->mesh_advertise_set && !cfg->mesh_advertise[0] ? "none" : "",
-                    cfg->units_floor, cfg->rebalance_floor,
+                    cfg->units_floor, cfg->units_per_min, cfg->rebalance_floor,
                     cfg->discover ? "true" : "false", (unsigned)cfg->discover_port,
                     cfg->discover_addr);
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {

@@ -24,6 +24,8 @@
                                      ; unless it is 0.0.0.0 or *
         peers = NODE_ID@tcp://HOST:PORT, ...   ; peers to connect to
         units_floor = 0              ; units a stall keeps when peers ask
+        units_per_min = 600          ; units one member may get here by
+                                     ; asking, a minute
         rebalance_floor = 0          ; ask peers to top each sku up to this
                                      ; many here (0 = off)
         discover = false             ; LAN discovery beacon (--discover)
@@ -61,6 +63,7 @@ typedef struct {
     bool mesh_advertise_set;   /* advertise was given, "none" included: the
                                   listen endpoint is not told by default */
     uint32_t units_floor;
+    uint32_t units_per_min;    /* a member's budget of units asked from here */
     uint32_t rebalance_floor;
     bool discover;             /* send and hear LAN beacons (issue #4) */
     uint32_t discover_port;

@@ -25,10 +25,10 @@
 
 #include <sodium.h>
 
-#include "codec.h"
 #include "stallmesh/entry.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
+#include "text.h"
 
 #define S_HLC_MS_MAX ((UINT64_C(1) << 48) - 1)   /* 48-bit milliseconds */
 

@@ -78,8 +78,13 @@ enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
 enum { S_KEEP = 0, S_DROP_HEADS = 1, S_DROP_PEERS = 2, S_DROP_PUSH = 3,
        S_DROP_ANSWER = 4, S_DROP_RANKS = 5 };
 
+/*  A queued message is on two lists: the peer's queue in send order (next,
+    prev) and the list of its rank in the same order (rank_next), so the
+    oldest message of a rank is found, and unlinked, at once: trimming a
+    full queue costs what it drops, not a walk of the queue a message.      */
 typedef struct s_msg {
-    struct s_msg *next;
+    struct s_msg *next, *prev;
+    struct s_msg *rank_next;
     int rank;
     size_t len;
     uint8_t bytes[];
@@ -114,6 +119,7 @@ typedef struct {
     uint64_t *checked;         /* [SM_MEMBERS_MAX] its head whose link was compared */
     uint8_t *stalled;          /* [SM_MEMBERS_MAX] S_STALL_* */
     s_msg *qhead, *qtail;
+    s_msg *rank_head[S_DROP_RANKS], *rank_tail[S_DROP_RANKS];  /* by rank, oldest first */
     size_t qbytes;
     uint64_t hold_window_ms;   /* the minute its HOLD_ASKs are counted in began */
     uint32_t hold_asks;        /* HOLD_ASKs served in that minute (kept across sessions) */
@@ -191,6 +197,7 @@ struct sm_gossip {
     sm_id market;
     char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
     uint32_t units_floor;
+    uint32_t units_per_min;    /* a member's budget of units given on its asks */
     uint64_t heads_interval_ms;
     uint64_t hold_ttl_ms;      /* a hold asked by a peer expires this long after */
     sm_reserve_limits hold_limits; /* what a forwarded hold may take */
@@ -204,6 +211,9 @@ struct sm_gossip {
     uint64_t local_seq[SM_MEMBERS_MAX];
     uint64_t local_cap[SM_MEMBERS_MAX];
     sm_hash local_link[SM_MEMBERS_MAX];
+    /* Each origin's budget (as the asker) of units given by UNITS_ASK. */
+    uint64_t units_window_ms[SM_MEMBERS_MAX];  /* the minute counted began */
+    uint32_t units_left[SM_MEMBERS_MAX];       /* still to give in that minute */
 
     s_peer peers[SM_PEERS_MAX];
     uint32_t rr;               /* next peer slot sm_gossip_next looks at */
@@ -304,6 +314,8 @@ s_origin(sm_gossip *self, const sm_id *id, bool add)
     self->local_seq[oi] = 0;
     self->local_cap[oi] = UINT64_MAX;
     memset(&self->local_link[oi], 0, sizeof self->local_link[oi]);
+    self->units_window_ms[oi] = 0;
+    self->units_left[oi] = 0;
     return (int) oi;
 }
 
@@ -395,7 +407,32 @@ s_queue_clear(s_peer *p)
         m = next;
     }
     p->qhead = p->qtail = NULL;
+    memset(p->rank_head, 0, sizeof p->rank_head);
+    memset(p->rank_tail, 0, sizeof p->rank_tail);
     p->qbytes = 0;
+}
+
+/*  Take the oldest message of `rank` (non-NULL) off both of p's lists.    */
+static s_msg *
+s_queue_unlink_oldest(s_peer *p, int rank)
+{
+    s_msg *m = p->rank_head[rank];
+    assert(m && m->rank == rank);
+    p->rank_head[rank] = m->rank_next;
+    if (!p->rank_head[rank])
+        p->rank_tail[rank] = NULL;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        p->qhead = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        p->qtail = m->prev;
+    assert(p->qbytes >= m->len);
+    p->qbytes -= m->len;
+    m->next = m->prev = m->rank_next = NULL;
+    return m;
 }
 
 /*  Forget what a session learned about the peer.                          */
@@ -477,23 +514,9 @@ static bool
 s_queue_make_room(sm_gossip *self, s_peer *p, size_t need)
 {
     for (int rank = 1; rank < S_DROP_RANKS; rank++) {
-        s_msg *prev = NULL, *m = p->qhead;
-        while (m && p->qbytes + need > SM_MESH_QUEUE_BYTES_MAX) {
-            s_msg *next = m->next;
-            if (m->rank == rank) {
-                if (prev)
-                    prev->next = next;
-                else
-                    p->qhead = next;
-                if (p->qtail == m)
-                    p->qtail = prev;
-                p->qbytes -= m->len;
-                free(m);
-                self->stats.messages_dropped++;
-            } else {
-                prev = m;
-            }
-            m = next;
+        while (p->rank_head[rank] && p->qbytes + need > SM_MESH_QUEUE_BYTES_MAX) {
+            free(s_queue_unlink_oldest(p, rank));
+            self->stats.messages_dropped++;
         }
         if (p->qbytes + need <= SM_MESH_QUEUE_BYTES_MAX)
             return true;
@@ -511,12 +534,19 @@ s_queue_push(sm_gossip *self, s_peer *p, s_msg *m)
         free(m);
         return;
     }
-    m->next = NULL;
+    assert(m->rank >= 0 && m->rank < S_DROP_RANKS);
+    m->next = m->rank_next = NULL;
+    m->prev = p->qtail;
     if (p->qtail)
         p->qtail->next = m;
     else
         p->qhead = m;
     p->qtail = m;
+    if (p->rank_tail[m->rank])
+        p->rank_tail[m->rank]->rank_next = m;
+    else
+        p->rank_head[m->rank] = m;
+    p->rank_tail[m->rank] = m;
     p->qbytes += m->len;
 }
 
@@ -1531,6 +1561,28 @@ s_relays_peer_gone(sm_gossip *self, uint32_t slot)
     }
 }
 
+/*  What `asker` may still be given by UNITS_ASK in the current minute (a
+    pointer the caller lowers by what it gives), or NULL if the origin
+    table has no room to count it (it is then given nothing).  The budget is
+    the member's that the units go to, not the connection's: asks relayed
+    for it through several peers share it, and a relay asking for many
+    members does not spend theirs.  So a member cannot drain this stall to
+    its floor faster than units_per_min units a minute, whatever path its
+    asks take.                                                                */
+static uint32_t *
+s_units_budget(sm_gossip *self, const sm_id *asker, uint64_t now_ms)
+{
+    int oi = s_origin_from_peer(self, asker);
+    if (oi < 0)
+        return NULL;
+    if (self->units_window_ms[oi] == 0 || now_ms < self->units_window_ms[oi]
+        || now_ms - self->units_window_ms[oi] >= 60000u) {
+        self->units_window_ms[oi] = now_ms;
+        self->units_left[oi] = self->units_per_min;
+    }
+    return &self->units_left[oi];
+}
+
 /*  UNITS_ASK [req_id, sku, qty, asker, hops] from p.  This node gives what
     it can spare to the asker (at most the largest qty asked under (asker,
     req_id), so an ask that arrives by two paths is not served twice); what
@@ -1567,6 +1619,12 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     uint32_t want = m->u.units.qty;
     if (seen)
         want = want > seen->given ? want - seen->given : 0;
+    uint32_t *budget = want > 0 ? s_units_budget(self, asker, now_ms) : NULL;
+    if (want > 0 && (!budget || *budget < want)) {
+        sm_log_debug("mesh: units ask cut to the asker's budget (%u a minute)",
+                     self->units_per_min);
+        want = budget ? *budget : 0;
+    }
     uint32_t give = 0;
     sm_units u;
     /* A node fetching its own log back (its store was wiped) or checking
@@ -1601,6 +1659,8 @@ s_on_units_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     if (!seen)
         seen = s_seen_add(self, asker, req_id, now_ms);
     seen->given += give;
+    if (budget)
+        *budget -= give;
 
     /* The rest, from further away: the moves the peers asked append name
        the asker, and reach it by relay (7.4), before this node's answer on
@@ -1901,6 +1961,8 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     self->market = market.market;
     memcpy(self->endpoint, opts->endpoint, sizeof self->endpoint);
     self->units_floor = opts->units_floor;
+    self->units_per_min = opts->units_per_min ? opts->units_per_min
+                                              : SM_UNITS_PER_MIN_DEFAULT;
     self->hold_ttl_ms = (uint64_t) (opts->hold_ttl_s ? opts->hold_ttl_s
                                                      : SM_HOLD_TTL_S_DEFAULT) * 1000u;
     self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
@@ -2156,10 +2218,9 @@ s_pop(sm_gossip *self, s_peer *p, sm_id *to, const uint8_t **msg, size_t *len)
     s_msg *m = p->qhead;
     if (!m)
         return false;
-    p->qhead = m->next;
-    if (!p->qhead)
-        p->qtail = NULL;
-    p->qbytes -= m->len;
+    /* The oldest of all is the oldest of its rank. */
+    assert(p->rank_head[m->rank] == m);
+    s_queue_unlink_oldest(p, m->rank);
     self->out = m;
     if (to)
         *to = p->pub.node;

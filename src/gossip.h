@@ -98,6 +98,8 @@ typedef struct {
     sm_id self;                /* this node */
     char endpoint[SM_ENDPOINT_BYTES_MAX + 1]; /* where peers reach this node ("" if none) */
     uint32_t units_floor;      /* UNITS_ASK leaves at least this many here */
+    uint32_t units_per_min;    /* units one member may get here by UNITS_ASK a
+                                  minute; 0 = SM_UNITS_PER_MIN_DEFAULT */
     uint64_t heads_interval_ms; /* 0 = SM_HEADS_INTERVAL_MS */
     uint32_t hold_ttl_s;       /* a hold a peer asks for (HOLD_ASK) lasts this
                                   long; 0 = SM_HOLD_TTL_S_DEFAULT */

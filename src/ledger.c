@@ -18,7 +18,14 @@
 
     Caps: entries of a revoked origin above the revoke's upto_seq, and of a
     forked origin from the fork on, are void.  When a cap falls below what
-    was applied, the state is rebuilt from the log (rare; O(log)).           */
+    was applied, the state is rebuilt from the log (rare; O(log)).
+
+    Who reads what: this file owns the log: every write (append, ingest,
+    reindex, the market records) and every read of the log's own databases
+    (log, logidx, heads, forks, meta: heads, entries, fork evidence, verify).
+    ledger_view.c owns the reads of the derived state (members, items,
+    stock, sales, holds, the digest).  Both read through sm__ledger_rbegin
+    and walk a range with sm__ledger_scan (state.h), the one cursor loop.    */
 #include "stallmesh/ledger.h"
 
 #include <assert.h>
@@ -73,6 +80,43 @@ sm__ledger_rbegin(sm_ledger *self, int *err)
         return sm_txn_borrow(self->batch, err);
     }
     return sm_txn_begin(self->store, false, err);
+}
+
+int
+sm__ledger_scan(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
+                const void *start, size_t slen, sm__kv_fn each, void *arg)
+{
+    assert(txn && each);
+    int rc = 0;
+    sm_cursor *cur = sm_cursor_open(txn, db, prefix, plen, start, slen, &rc);
+    if (!cur)
+        return rc;
+    sm_val k, v;
+    while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+        int stop = each(txn, &k, &v, arg);
+        if (stop != 0) {
+            rc = stop < 0 ? stop : 0;
+            break;
+        }
+    }
+    if (rc == SM_ENOTFOUND)
+        rc = 0;                        /* the end of the range */
+    sm_cursor_close(&cur);
+    return rc;
+}
+
+int
+sm__ledger_each(sm_ledger *self, sm_db db, const void *prefix, size_t plen,
+                const void *start, size_t slen, sm__kv_fn each, void *arg)
+{
+    assert(self && each);
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    rc = sm__ledger_scan(txn, db, prefix, plen, start, slen, each, arg);
+    sm_txn_abort(&txn);
+    return rc;
 }
 
 /* Errors after which the transaction may hold partial writes. */
@@ -210,12 +254,6 @@ sm_ledger_abort(sm_ledger *self)
         s_batch_owner = NULL;
     sm_txn_abort(&self->batch);
     self->batch_err = 0;
-}
-
-static sm_txn *
-s_rbegin(sm_ledger *self, int *err)
-{
-    return sm__ledger_rbegin(self, err);
 }
 
 /* ---- records -------------------------------------------------------- */
@@ -438,52 +476,59 @@ s_advance_origin(sm_txn *txn, const sm_id *market, const sm_id *origin,
     return rc;
 }
 
+/*  The origins of the heads database, at most SM_MEMBERS_MAX: all of them,
+    or (`pending`) those with stored entries still to apply.                 */
+typedef struct {
+    sm_id *origins;            /* [SM_MEMBERS_MAX] */
+    size_t n;
+    bool pending;
+} s_origins;
+
+static int
+s_origin_collect(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
+    s_origins *c = arg;
+    sm__head_rec h;
+    if (k->len != SM_KEY_BYTES || v->len != sizeof h)
+        return SM_ECORRUPT;
+    memcpy(&h, v->data, sizeof h);
+    if (!c->pending || (h.applied < h.seq && !h.stalled))
+        memcpy(c->origins[c->n++].b, k->data, SM_KEY_BYTES);
+    return c->n == SM_MEMBERS_MAX;
+}
+
 /*  Advance every origin until no more entries apply.  Termination: each
     round that continues applied at least one entry, and entries are finite. */
 static int
 s_advance_all(sm_txn *txn, const sm_id *market, size_t *applied)
 {
-    sm_id *origins = malloc(SM_MEMBERS_MAX * sizeof *origins);
-    if (!origins)
+    s_origins c = { malloc(SM_MEMBERS_MAX * sizeof *c.origins), 0, true };
+    if (!c.origins)
         return SM_ENOMEM;
     int rc = 0;
     for (;;) {
-        size_t n = 0, before = *applied;
-        sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
-        if (!cur)
+        size_t before = *applied;
+        c.n = 0;
+        if ((rc = sm__ledger_scan(txn, SM_DB_HEADS, NULL, 0, NULL, 0,
+                                  s_origin_collect, &c)) != 0)
             break;
-        sm_val k, v;
-        while (n < SM_MEMBERS_MAX && (rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            sm__head_rec h;
-            if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
-                rc = SM_ECORRUPT;
-                break;
-            }
-            memcpy(&h, v.data, sizeof h);
-            if (h.applied < h.seq && !h.stalled)
-                memcpy(origins[n++].b, k.data, SM_KEY_BYTES);
-        }
-        sm_cursor_close(&cur);
-        if (rc == SM_ENOTFOUND || rc == 0)
-            rc = 0;
-        else
-            break;
-        for (size_t i = 0; i < n && rc == 0; i++) {
+        for (size_t i = 0; i < c.n && rc == 0; i++) {
             sm__head_rec h;
             uint64_t cap, was;
-            if ((rc = s_head_get(txn, &origins[i], &h)) != 0
-                || (rc = s_cap(txn, &origins[i], &h, &cap)) != 0)
+            if ((rc = s_head_get(txn, &c.origins[i], &h)) != 0
+                || (rc = s_cap(txn, &c.origins[i], &h, &cap)) != 0)
                 break;
             was = h.applied;
             int64_t stalled = h.stalled;
-            rc = s_advance_origin(txn, market, &origins[i], &h, cap, applied);
+            rc = s_advance_origin(txn, market, &c.origins[i], &h, cap, applied);
             if (rc == 0 && (h.applied != was || h.stalled != stalled))
-                rc = s_head_put(txn, &origins[i], &h);
+                rc = s_head_put(txn, &c.origins[i], &h);
         }
         if (rc != 0 || *applied == before)
             break;
     }
-    free(origins);
+    free(c.origins);
     return rc;
 }
 
@@ -527,27 +572,19 @@ s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
         return rc == SM_ENOTFOUND ? SM_ECORRUPT : rc;
 
     /* Reset every origin's applied prefix. */
-    sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
-    if (!cur)
-        return rc;
-    sm_id *origins = malloc(SM_MEMBERS_MAX * sizeof *origins);
-    size_t n = 0;
-    sm_val k, v;
-    while (origins && n < SM_MEMBERS_MAX && (rc = sm_cursor_next(cur, &k, &v)) == 0)
-        memcpy(origins[n++].b, k.data, SM_KEY_BYTES);
-    sm_cursor_close(&cur);
-    if (!origins)
+    s_origins c = { malloc(SM_MEMBERS_MAX * sizeof *c.origins), 0, false };
+    if (!c.origins)
         return SM_ENOMEM;
-    rc = rc == SM_ENOTFOUND ? 0 : rc;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    rc = sm__ledger_scan(txn, SM_DB_HEADS, NULL, 0, NULL, 0, s_origin_collect, &c);
+    for (size_t i = 0; i < c.n && rc == 0; i++) {
         sm__head_rec h;
-        if ((rc = s_head_get(txn, &origins[i], &h)) != 0)
+        if ((rc = s_head_get(txn, &c.origins[i], &h)) != 0)
             break;
         h.applied = 0;
         h.stalled = 0;
-        rc = s_head_put(txn, &origins[i], &h);
+        rc = s_head_put(txn, &c.origins[i], &h);
     }
-    free(origins);
+    free(c.origins);
     return rc ? rc : s_advance_all(txn, market, applied);
 }
 
@@ -561,7 +598,7 @@ sm_ledger_market(sm_ledger *self, sm_market *out)
 {
     assert(self && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     rc = s_market_get(txn, out);
@@ -589,7 +626,7 @@ sm_ledger_own_confirmed(sm_ledger *self, bool *out)
 {
     assert(self && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm_val v;
@@ -899,6 +936,231 @@ s_stored_same(sm_txn *txn, const sm_entry *e, const sm_signed *s, bool *same)
     return 0;
 }
 
+/*  One ingest, in steps: s_ingest_begin authenticates the run and reads its
+    origin's roster record and head, s_ingest_check decides each entry,
+    s_ingest_apply applies an accepted one when its origin is caught up,
+    s_ingest_store logs it, and s_ingest_end writes the head and advances
+    whatever the run let apply.  Every step returns 0 or a store error (the
+    ingest stops); a refusal of an entry goes to res->err / res->err_seq.     */
+typedef struct {
+    sm_ledger *self;
+    sm_txn *txn;
+    const sm_signed *run;
+    uint64_t now_ms;
+    sm_ingest_result *res;
+    sm_market m;
+    const sm_id *origin;       /* the run's: &self->scratch[0].origin */
+    bool organiser;            /* the origin is the market's organiser */
+    sm__origin_rec o;          /* its roster record (zeroed if none) */
+    sm__head_rec h;            /* its head, updated as entries are stored */
+    uint64_t first_seq;        /* its log head before the run */
+    bool rebuild;              /* an entry voided applied ones */
+} s_ingest;
+
+static int
+s_scratch_alloc(sm_ledger *self)
+{
+    if (self->scratch)
+        return 0;
+    self->scratch = malloc(SM_RUN_ENTRIES_MAX * sizeof *self->scratch);
+    self->links = malloc(SM_RUN_ENTRIES_MAX * sizeof *self->links);
+    if (self->scratch && self->links)
+        return 0;
+    free(self->scratch);
+    free(self->links);
+    self->scratch = NULL;
+    self->links = NULL;
+    return SM_ENOMEM;
+}
+
+/*  Check the run's shape, its signature and its origin's membership; *ok is
+    how many leading entries may be considered.  Non-zero (with res->err set)
+    when none may.                                                            */
+static int
+s_ingest_begin(s_ingest *in, size_t n, size_t *ok)
+{
+    sm_ledger *self = in->self;
+    sm_ingest_result *res = in->res;
+    int refusal = 0, rc;
+    *ok = s_run_check(self, &in->m, in->run, n, &refusal);
+    if (*ok < n) {
+        res->err = refusal;
+        res->err_seq = *ok > 0 ? self->scratch[*ok - 1].seq + 1 : 0;
+    }
+    if (*ok == 0)
+        return refusal;
+    /* One signature authenticates the whole linked run.  A run whose newest
+       entry is stored here already, byte for byte, is that stored run (each
+       entry's prev is the link of the one before it), authenticated when it
+       was stored: relays deliver most entries several times, and checking
+       none of those repeats keeps a node's signature work to one check an
+       entry. */
+    const sm_entry *last = &self->scratch[*ok - 1];
+    const sm_signed *s = &in->run[*ok - 1];
+    bool known = false;
+    if ((rc = s_stored_same(in->txn, last, s, &known)) != 0)
+        return rc;
+#if SM_SIM_BUG == 3                    /* planted for sim-selftest: ignore a signature */
+    known = true;
+#endif
+    if (!known && sm_entry_verify(s->bytes, s->len, s->sig, &last->origin) != 0) {
+        res->err_seq = last->seq;
+        return res->err = SM_ESIG;
+    }
+    in->origin = &self->scratch[0].origin;
+    in->organiser = memcmp(in->origin->b, in->m.market.b, SM_KEY_BYTES) == 0;
+    rc = sm__origin_get(in->txn, in->origin, &in->o);
+    if (rc == SM_ENOTFOUND && !in->organiser) {
+        res->err_seq = self->scratch[0].seq;
+        return res->err = SM_ENOTMEMBER;
+    }
+    if (rc != 0 && rc != SM_ENOTFOUND)
+        return rc;
+    if ((rc = s_head_get(in->txn, in->origin, &in->h)) != 0)
+        return rc;
+    in->first_seq = in->h.seq;
+    return 0;
+}
+
+/*  Entry i at or below the stored head: *dup if it is the stored one, else
+    an equivocation (recorded, *why = SM_EFORK) or a bad signature.          */
+static int
+s_ingest_known(s_ingest *in, size_t i, int *why, bool *dup)
+{
+    const sm_entry *e = &in->self->scratch[i];
+    const sm_signed *s = &in->run[i];
+    sm_signed stored;
+    int rc = s_log_get(in->txn, in->origin, e->seq, &stored, NULL);
+    if (rc != 0)
+        return rc;
+    /* Same bytes and signature: same link, a duplicate. */
+    if (stored.len == s->len && memcmp(stored.sig, s->sig, SM_SIG_BYTES) == 0
+        && memcmp(stored.bytes, s->bytes, s->len) == 0) {
+        in->res->duplicates++;
+        *dup = true;
+#if SM_SIM_BUG == 2                    /* planted for sim-selftest: apply a duplicate again */
+        if (e->seq <= in->h.applied
+            && s_fatal(rc = sm__state_apply(in->txn, &in->m.market, e, 0, in->now_ms,
+                                            &in->rebuild)))
+            return rc;
+#endif
+        return 0;
+    }
+    if (sm_entry_verify(s->bytes, s->len, s->sig, in->origin) != 0) {
+        *why = SM_ESIG;
+        return 0;
+    }
+    if ((rc = s_fork(in->txn, in->origin, e->seq, s, &in->self->links[i], &in->h,
+                     &in->rebuild)) != 0)
+        return rc;
+    *why = SM_EFORK;
+    return 0;
+}
+
+/*  Decide entry i: *dup (already stored, skip it), *why (a refusal: the
+    run stops there), or neither (it extends the log).                       */
+static int
+s_ingest_check(s_ingest *in, size_t i, int *why, bool *dup)
+{
+    const sm_entry *e = &in->self->scratch[i];
+    *why = 0;
+    *dup = false;
+    if (!in->organiser && in->o.status == SM__ORIGIN_REVOKED && e->seq > in->o.revoke_upto)
+        *why = SM_EREVOKED;
+    else if (in->h.fork_seq && e->seq >= in->h.fork_seq)
+        *why = SM_EFORK;
+    else if (e->seq <= in->h.seq)
+        return s_ingest_known(in, i, why, dup);
+    else if (e->seq > in->h.seq + 1)
+        *why = SM_EGAP;
+    else if (memcmp(e->prev.b, in->h.link, SM_HASH_BYTES) != 0)
+        *why = SM_ELINK;
+    else if (SM_HLC_MS(e->hlc) > in->now_ms + SM_FUTURE_SKEW_MS)
+        *why = SM_EFUTURE;
+    return 0;
+}
+
+/*  Apply an entry that extends the log: roster entries act when stored;
+    stock entries when their origin is caught up and they are covered (else
+    they are stored and wait).  *why is a refusal; the return a store error. */
+static int
+s_ingest_apply(s_ingest *in, const sm_entry *e, int *why)
+{
+    if (e->body.kind == SM_KIND_ROSTER_ADMIT || e->body.kind == SM_KIND_ROSTER_REVOKE) {
+        *why = sm__roster_apply(in->txn, &in->m.market, e, &in->rebuild);
+        if (s_fatal(*why))
+            return *why;
+    }
+    if (*why != 0 || in->h.applied != in->h.seq || in->h.stalled)
+        return 0;
+    *why = sm__state_apply(in->txn, &in->m.market, e, 0, in->now_ms, &in->rebuild);
+    if (s_fatal(*why))
+        return *why;
+    if (*why == 0) {
+        in->h.applied = e->seq;
+        in->res->applied++;
+    } else if (*why == SM_ENOSTOCK) {
+        *why = 0;                      /* stored; applies when the units arrive */
+    }
+    return 0;
+}
+
+/*  Log entry i and move the origin's head onto it.                          */
+static int
+s_ingest_store(s_ingest *in, size_t i)
+{
+    const sm_entry *e = &in->self->scratch[i];
+    int rc = s_log_put(in->txn, in->origin, e->seq, in->run[i].sig, in->run[i].bytes,
+                       in->run[i].len);
+    if (rc != 0)
+        return rc;
+    in->h.seq = e->seq;
+    memcpy(in->h.link, in->self->links[i].b, SM_HASH_BYTES);
+    in->self->hlc = sm_hlc_merge(in->self->hlc, e->hlc, in->now_ms);
+    in->res->accepted++;
+    return 0;
+}
+
+/*  After the run: the head and the HLC, then whatever now applies (all of
+    the state again if an entry voided applied ones).                        */
+static int
+s_ingest_end(s_ingest *in)
+{
+    int rc;
+    if ((in->res->accepted || in->h.fork_seq)
+        && (rc = s_head_put(in->txn, in->origin, &in->h)) != 0)
+        return rc;
+    if (in->res->accepted && (rc = s_hlc_store(in->self, in->txn)) != 0)
+        return rc;
+    if (in->rebuild)
+        return s_rebuild(in->txn, &in->m.market, &in->res->applied);
+    if (in->res->applied || in->h.seq > in->first_seq)
+        return s_advance_all(in->txn, &in->m.market, &in->res->applied);
+    return 0;
+}
+
+static int
+s_ingest_run(s_ingest *in, size_t n)
+{
+    size_t ok = 0;
+    int rc = s_ingest_begin(in, n, &ok);
+    for (size_t i = 0; i < ok && rc == 0; i++) {
+        int why = 0;
+        bool dup = false;
+        if ((rc = s_ingest_check(in, i, &why, &dup)) != 0 || dup)
+            continue;
+        if (why == 0 && (rc = s_ingest_apply(in, &in->self->scratch[i], &why)) != 0)
+            break;
+        if (why != 0) {
+            in->res->err = why;
+            in->res->err_seq = in->self->scratch[i].seq;
+            return s_ingest_end(in);
+        }
+        rc = s_ingest_store(in, i);
+    }
+    return rc ? rc : s_ingest_end(in);
+}
+
 int
 sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
                  uint64_t now_ms, sm_ingest_result *res)
@@ -909,150 +1171,16 @@ sm_ledger_ingest(sm_ledger *self, const sm_signed *run, size_t n,
         return 0;
     if (n > SM_RUN_ENTRIES_MAX)
         return res->err = SM_ETOOBIG;
-    if (!self->scratch) {
-        self->scratch = malloc(SM_RUN_ENTRIES_MAX * sizeof *self->scratch);
-        self->links = malloc(SM_RUN_ENTRIES_MAX * sizeof *self->links);
-        if (!self->scratch || !self->links)
-            return res->err = SM_ENOMEM;
-    }
+    if (s_scratch_alloc(self) != 0)
+        return res->err = SM_ENOMEM;
     sm_txn *txn;
-    bool own, rebuild = false;
-    int rc = s_wbegin(self, &txn, &own), refusal = 0;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
     if (rc != 0)
         return res->err = rc;
-    sm_market m;
-    if ((rc = s_market_get(txn, &m)) != 0)
-        goto out;
-
-    size_t ok = s_run_check(self, &m, run, n, &refusal);
-    if (ok < n) {
-        res->err = refusal;
-        res->err_seq = ok > 0 ? self->scratch[ok - 1].seq + 1 : 0;
-    }
-    if (ok == 0) {
-        rc = refusal;
-        goto out;
-    }
-    /* One signature authenticates the whole linked run.  A run whose newest
-       entry is stored here already, byte for byte, is that stored run (each
-       entry's prev is the link of the one before it), authenticated when it
-       was stored: relays deliver most entries several times, and checking
-       none of those repeats keeps a node's signature work to one check an
-       entry. */
-    bool known = false;
-    if ((rc = s_stored_same(txn, &self->scratch[ok - 1], &run[ok - 1], &known)) != 0)
-        goto out;
-#if SM_SIM_BUG == 3                    /* planted for sim-selftest: ignore a signature */
-    known = true;
-#endif
-    if (!known
-        && sm_entry_verify(run[ok - 1].bytes, run[ok - 1].len, run[ok - 1].sig,
-                           &self->scratch[ok - 1].origin) != 0) {
-        res->err = rc = SM_ESIG;
-        res->err_seq = self->scratch[ok - 1].seq;
-        goto out;
-    }
-
-    const sm_id *origin = &self->scratch[0].origin;
-    bool organiser = memcmp(origin->b, m.market.b, SM_KEY_BYTES) == 0;
-    sm__origin_rec o;
-    rc = sm__origin_get(txn, origin, &o);
-    if (rc == SM_ENOTFOUND && !organiser) {
-        res->err = rc = SM_ENOTMEMBER;
-        res->err_seq = self->scratch[0].seq;
-        goto out;
-    }
-    if (rc != 0 && rc != SM_ENOTFOUND)
-        goto out;
-    rc = 0;
-    sm__head_rec h;
-    if ((rc = s_head_get(txn, origin, &h)) != 0)
-        goto out;
-    uint64_t first_seq = h.seq;
-    for (size_t i = 0; i < ok; i++) {
-        const sm_entry *e = &self->scratch[i];
-        int why = 0;
-        if (!organiser && o.status == SM__ORIGIN_REVOKED && e->seq > o.revoke_upto)
-            why = SM_EREVOKED;
-        else if (h.fork_seq && e->seq >= h.fork_seq)
-            why = SM_EFORK;
-        else if (e->seq <= h.seq) {
-            sm_signed stored;
-            if ((rc = s_log_get(txn, origin, e->seq, &stored, NULL)) != 0)
-                goto out;
-            /* Same bytes and signature: same link, a duplicate. */
-            if (stored.len == run[i].len
-                && memcmp(stored.sig, run[i].sig, SM_SIG_BYTES) == 0
-                && memcmp(stored.bytes, run[i].bytes, run[i].len) == 0) {
-                res->duplicates++;
-#if SM_SIM_BUG == 2                    /* planted for sim-selftest: apply a duplicate again */
-                if (e->seq <= h.applied
-                    && s_fatal(rc = sm__state_apply(txn, &m.market, e, 0, now_ms, &rebuild)))
-                    goto out;
-                rc = 0;
-#endif
-                continue;
-            }
-            if (sm_entry_verify(run[i].bytes, run[i].len, run[i].sig, origin) != 0)
-                why = SM_ESIG;
-            else if ((rc = s_fork(txn, origin, e->seq, &run[i], &self->links[i],
-                                  &h, &rebuild)) != 0)
-                goto out;
-            else
-                why = SM_EFORK;
-        } else if (e->seq > h.seq + 1)
-            why = SM_EGAP;
-        else if (memcmp(e->prev.b, h.link, SM_HASH_BYTES) != 0)
-            why = SM_ELINK;
-        else if (SM_HLC_MS(e->hlc) > now_ms + SM_FUTURE_SKEW_MS)
-            why = SM_EFUTURE;
-        if (why == 0) {
-            /* Roster entries act when stored; stock entries when applicable. */
-            if (e->body.kind == SM_KIND_ROSTER_ADMIT || e->body.kind == SM_KIND_ROSTER_REVOKE) {
-                why = sm__roster_apply(txn, &m.market, e, &rebuild);
-                if (s_fatal(why)) {
-                    rc = why;
-                    goto out;
-                }
-            }
-            if (why == 0 && h.applied == h.seq && !h.stalled) {
-                why = sm__state_apply(txn, &m.market, e, 0, now_ms, &rebuild);
-                if (s_fatal(why)) {
-                    rc = why;
-                    goto out;
-                }
-                if (why == 0) {
-                    h.applied = e->seq;
-                    res->applied++;
-                } else if (why == SM_ENOSTOCK) {
-                    why = 0;           /* stored; applies when the units arrive */
-                }
-            }
-        }
-        if (why != 0) {
-            res->err = why;
-            res->err_seq = e->seq;
-            break;
-        }
-        if ((rc = s_log_put(txn, origin, e->seq, run[i].sig,
-                            run[i].bytes, run[i].len)) != 0)
-            goto out;
-        h.seq = e->seq;
-        memcpy(h.link, self->links[i].b, SM_HASH_BYTES);
-        self->hlc = sm_hlc_merge(self->hlc, e->hlc, now_ms);
-        res->accepted++;
-    }
-    if (res->accepted || h.fork_seq) {
-        if ((rc = s_head_put(txn, origin, &h)) != 0)
-            goto out;
-    }
-    if (res->accepted && (rc = s_hlc_store(self, txn)) != 0)
-        goto out;
-    if (rebuild)
-        rc = s_rebuild(txn, &m.market, &res->applied);
-    else if (res->applied || h.seq > first_seq)
-        rc = s_advance_all(txn, &m.market, &res->applied);
-out:
+    s_ingest in = { .self = self, .txn = txn, .run = run, .now_ms = now_ms, .res = res };
+    if ((rc = s_market_get(txn, &in.m)) == 0)
+        rc = s_ingest_run(&in, n);
     if (rc == 0)
         rc = res->err;
     else if (res->err == 0)
@@ -1060,8 +1188,7 @@ out:
     return s_wend(self, &txn, own, rc, true);
 }
 
-/* ---- reads ---------------------------------------------------------- */
-
+/* ---- reads of the log ----------------------------------------------- */
 
 static void
 s_head_export(sm_txn *txn, const sm_id *origin, const sm__head_rec *h, sm_head *out)
@@ -1079,7 +1206,7 @@ sm_ledger_head(sm_ledger *self, const sm_id *origin, sm_head *out)
 {
     assert(self && origin && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm__head_rec h;
@@ -1090,37 +1217,32 @@ sm_ledger_head(sm_ledger *self, const sm_id *origin, sm_head *out)
     return rc;
 }
 
+typedef struct {
+    sm_head_fn cb;
+    void *arg;
+} s_heads;
+
+static int
+s_heads_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    s_heads *it = arg;
+    sm__head_rec h;
+    sm_head out;
+    sm_id origin;
+    if (k->len != SM_KEY_BYTES || v->len != sizeof h)
+        return SM_ECORRUPT;
+    memcpy(origin.b, k->data, SM_KEY_BYTES);
+    memcpy(&h, v->data, sizeof h);
+    s_head_export(txn, &origin, &h, &out);
+    return it->cb(&out, it->arg) != 0;
+}
+
 int
 sm_ledger_heads(sm_ledger *self, sm_head_fn cb, void *arg)
 {
     assert(self && cb);
-    int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
-    if (cur) {
-        sm_val k, v;
-        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            sm__head_rec h;
-            sm_head out;
-            sm_id origin;
-            if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
-                rc = SM_ECORRUPT;
-                break;
-            }
-            memcpy(origin.b, k.data, SM_KEY_BYTES);
-            memcpy(&h, v.data, sizeof h);
-            s_head_export(txn, &origin, &h, &out);
-            if (cb(&out, arg) != 0)
-                break;
-        }
-        if (rc == SM_ENOTFOUND)
-            rc = 0;
-        sm_cursor_close(&cur);
-    }
-    sm_txn_abort(&txn);
-    return rc;
+    s_heads it = { cb, arg };
+    return sm__ledger_each(self, SM_DB_HEADS, NULL, 0, NULL, 0, s_heads_each, &it);
 }
 
 int
@@ -1129,7 +1251,7 @@ sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from, size_t max,
 {
     assert(self && origin && cb);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm_cursor *cur = s_log_cursor(txn, origin, from, &rc);
@@ -1150,68 +1272,12 @@ sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from, size_t max,
     return rc;
 }
 
-int
-sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
-                sm_units *out)
-{
-    assert(self && sku && location && out);
-    size_t n = strlen(sku);
-    if (n == 0 || n > SM_SKU_BYTES_MAX)
-        return SM_EINVAL;
-    int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    sm__stock_rec r;
-    rc = sm__stock_get(txn, sku, location, &r);
-    sm_txn_abort(&txn);
-    sm__units_export(&r, out);
-    return rc;
-}
-
-void
-sm__units_export(const sm__stock_rec *r, sm_units *out)
-{
-    memset(out, 0, sizeof *out);
-    out->added = r->added;
-    out->moved_in = r->moved_in;
-    out->moved_out = r->moved_out;
-    out->sold = r->sold;
-    out->returned = r->returned;
-    out->written_off = r->written_off;
-    out->held = r->held;
-    out->units = sm__stock_units(r);
-    out->drop_starts_ms = r->drop_starts_ms;
-}
-
-int
-sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg)
-{
-    assert(self && cb);
-    int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    sm_cursor *cur = sm_cursor_open(txn, SM_DB_FORKS, NULL, 0, NULL, 0, &rc);
-    if (cur) {
-        sm_val k, v;
-        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            sm_id origin;
-            if (k.len != SM__OSKEY_BYTES) {
-                rc = SM_ECORRUPT;
-                break;
-            }
-            memcpy(origin.b, k.data, SM_KEY_BYTES);
-            if (cb(&origin, sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES), arg) != 0)
-                break;
-        }
-        if (rc == SM_ENOTFOUND)
-            rc = 0;
-        sm_cursor_close(&cur);
-    }
-    sm_txn_abort(&txn);
-    return rc;
-}
+typedef struct {
+    sm_fork_fn cb;
+    sm_fork_evidence_fn evidence_cb;
+    void *arg;
+    int rc;                    /* what evidence_cb returned to stop the walk */
+} s_forks;
 
 /*  One stored evidence record: two [be64 len][link][sig][entry] sides, as
     s_fork writes them.                                                      */
@@ -1235,95 +1301,43 @@ s_evidence_parse(const sm_val *v, sm_signed *a, sm_signed *b)
     return p == end ? 0 : SM_ECORRUPT;
 }
 
+static int
+s_forks_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
+    s_forks *it = arg;
+    sm_id origin;
+    sm_signed a, b;
+    if (k->len != SM__OSKEY_BYTES)
+        return SM_ECORRUPT;
+    memcpy(origin.b, k->data, SM_KEY_BYTES);
+    uint64_t seq = sm__be64_get((const uint8_t *) k->data + SM_KEY_BYTES);
+    if (it->cb)
+        return it->cb(&origin, seq, it->arg) != 0;
+    if (s_evidence_parse(v, &a, &b) != 0)
+        return SM_ECORRUPT;
+    it->rc = it->evidence_cb(&origin, seq, &a, &b, it->arg);
+    return it->rc != 0;
+}
+
+int
+sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg)
+{
+    assert(self && cb);
+    s_forks it = { cb, NULL, arg, 0 };
+    return sm__ledger_each(self, SM_DB_FORKS, NULL, 0, NULL, 0, s_forks_each, &it);
+}
+
 int
 sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg)
 {
     assert(self && cb);
-    int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    sm_cursor *cur = sm_cursor_open(txn, SM_DB_FORKS, NULL, 0, NULL, 0, &rc);
-    if (cur) {
-        sm_val k, v;
-        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            sm_id origin;
-            sm_signed a, b;
-            if (k.len != SM__OSKEY_BYTES || s_evidence_parse(&v, &a, &b) != 0) {
-                rc = SM_ECORRUPT;
-                break;
-            }
-            memcpy(origin.b, k.data, SM_KEY_BYTES);
-            if ((rc = cb(&origin, sm__be64_get((const uint8_t *) k.data + SM_KEY_BYTES), &a, &b,
-                         arg)) != 0)
-                break;
-        }
-        if (rc == SM_ENOTFOUND)
-            rc = 0;
-        sm_cursor_close(&cur);
-    }
-    sm_txn_abort(&txn);
-    return rc;
+    s_forks it = { NULL, cb, arg, 0 };
+    int rc = sm__ledger_each(self, SM_DB_FORKS, NULL, 0, NULL, 0, s_forks_each, &it);
+    return rc ? rc : it.rc;
 }
 
-/* ---- digest, reindex, verify ---------------------------------------- */
-
-static void
-s_hash_len(sm_hasher *hs, size_t len)
-{
-    uint8_t b[8];
-    sm__le64_put(b, len);
-    sm_hasher_update(hs, b, sizeof b);
-}
-
-int
-sm_ledger_digest(sm_ledger *self, sm_hash *out)
-{
-    assert(self && out);
-    static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
-                                 SM_DB_HOLDENDS };
-    int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    sm_hasher hs;
-    sm_hasher_init(&hs);
-    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
-        uint8_t tag = (uint8_t) dbs[i];
-        sm_hasher_update(&hs, &tag, 1);
-        sm_cursor *cur = sm_cursor_open(txn, dbs[i], NULL, 0, NULL, 0, &rc);
-        if (!cur)
-            break;
-        sm_val k, v;
-        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            s_hash_len(&hs, k.len);
-            sm_hasher_update(&hs, k.data, k.len);
-            if (dbs[i] == SM_DB_HEADS) {
-                /* Only what was applied is state; the log head may run ahead. */
-                sm__head_rec h;
-                if (v.len != sizeof h) {
-                    rc = SM_ECORRUPT;
-                    break;
-                }
-                memcpy(&h, v.data, sizeof h);
-                uint8_t b[8];
-                sm__le64_put(b, h.applied);
-                sm_hasher_update(&hs, b, sizeof b);
-                continue;
-            }
-            s_hash_len(&hs, v.len);
-            sm_hasher_update(&hs, v.data, v.len);
-        }
-        sm_cursor_close(&cur);
-        if (rc == SM_ENOTFOUND)
-            rc = 0;
-    }
-    sm_txn_abort(&txn);
-    if (rc == 0)
-        sm_hasher_final(&hs, out);
-    return rc;
-}
+/* ---- reindex, verify ---------------------------------------- */
 
 int
 sm_ledger_reindex(sm_ledger *self)
@@ -1413,40 +1427,37 @@ s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
     return rc;
 }
 
+static int
+s_verify_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
+    s_verify_ctx *ctx = arg;
+    sm__head_rec h;
+    if (k->len != SM_KEY_BYTES || v->len != sizeof h)
+        return SM_ECORRUPT;
+    memcpy(ctx->bad_origin->b, k->data, SM_KEY_BYTES);
+    memcpy(&h, v->data, sizeof h);
+    return s_verify_origin(ctx, ctx->bad_origin, h.seq, h.link);
+}
+
 int
 sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
                  uint64_t *checked)
 {
     assert(self && bad_origin && bad_seq);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm_market m;
     s_verify_ctx ctx = { self, txn, &m, bad_origin, bad_seq, 0, 0 };
     memset(bad_origin, 0, sizeof *bad_origin);
     *bad_seq = 0;
-    rc = s_market_get(txn, &m);
-    sm_cursor *cur = rc ? NULL : sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
-    if (cur) {
-        sm_val k, v;
-        while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
-            sm__head_rec h;
-            if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
-                rc = SM_ECORRUPT;
-                break;
-            }
-            memcpy(bad_origin->b, k.data, SM_KEY_BYTES);
-            memcpy(&h, v.data, sizeof h);
-            if ((rc = s_verify_origin(&ctx, bad_origin, h.seq, h.link)) != 0)
-                break;
-        }
-        if (rc == SM_ENOTFOUND) {
-            rc = 0;
-            memset(bad_origin, 0, sizeof *bad_origin);
-            *bad_seq = 0;
-        }
-        sm_cursor_close(&cur);
+    if ((rc = s_market_get(txn, &m)) == 0
+        && (rc = sm__ledger_scan(txn, SM_DB_HEADS, NULL, 0, NULL, 0, s_verify_each,
+                                 &ctx)) == 0) {
+        memset(bad_origin, 0, sizeof *bad_origin);
+        *bad_seq = 0;
     }
     sm_txn_abort(&txn);
     if (checked)

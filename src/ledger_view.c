@@ -1,7 +1,10 @@
 /*  Reads of the materialized state for the node's API: members, the stock
-    view the stock page is built from, sales and holds.  Each call is one
-    LMDB read transaction, so what it reports is one consistent state; none
-    of them writes.                                                           */
+    view the stock page is built from, units, sales, holds and the state's
+    digest.  Each call is one LMDB read transaction (sm__ledger_rbegin), so
+    what it reports is one consistent state; none of them writes.  This file
+    owns the reads of the derived state's records (state.h); ledger.c owns
+    the log, its writes and its reads (heads, entries, forks, verify).  Every
+    walk over a range is sm__ledger_scan (state.h).                           */
 #include <assert.h>
 #include <string.h>
 
@@ -10,37 +13,6 @@
 #include "stallmesh/ledger.h"
 #include "state.h"
 #include "store.h"
-
-static sm_txn *
-s_rbegin(sm_ledger *self, int *err)
-{
-    return sm__ledger_rbegin(self, err);
-}
-
-/* Call `each(txn, k, v, arg)` for every record of `db` under `prefix`.     */
-typedef int (*s_kv_fn)(const sm_val *k, const sm_val *v, void *arg);
-
-static int
-s_scan(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
-       const void *start, size_t slen, s_kv_fn each, void *arg)
-{
-    int rc = 0;
-    sm_cursor *cur = sm_cursor_open(txn, db, prefix, plen, start, slen, &rc);
-    if (!cur)
-        return rc;
-    sm_val k, v;
-    while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
-        int stop = each(&k, &v, arg);
-        if (stop != 0) {
-            rc = stop < 0 ? stop : 0;
-            break;
-        }
-    }
-    if (rc == SM_ENOTFOUND)
-        rc = 0;
-    sm_cursor_close(&cur);
-    return rc;
-}
 
 /* ---- members --------------------------------------------------------- */
 
@@ -67,7 +39,7 @@ sm_ledger_member(sm_ledger *self, const sm_id *node, sm_member *out)
 {
     assert(self && node && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm_val k = { node->b, SM_KEY_BYTES }, v;
@@ -88,8 +60,9 @@ typedef struct {
 } s_view;
 
 static int
-s_member_each(const sm_val *k, const sm_val *v, void *arg)
+s_member_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 {
+    (void) txn;
     s_view *view = arg;
     sm_member m;
     int rc = s_member_export(k, v, &m);
@@ -112,7 +85,7 @@ sm_ledger_version(sm_ledger *self, uint64_t *out)
 {
     assert(self && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     *out = sm_txn_id(txn);
@@ -140,8 +113,9 @@ s_item_export(const sm_val *k, const sm_val *v, sm_item *out)
 }
 
 static int
-s_item_each(const sm_val *k, const sm_val *v, void *arg)
+s_item_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 {
+    (void) txn;
     s_view *view = arg;
     sm_item it;
     int rc = s_item_export(k, v, &it);
@@ -158,7 +132,7 @@ sm_ledger_item(sm_ledger *self, const char *sku, sm_item *out)
     if (n == 0 || n > SM_SKU_BYTES_MAX)
         return SM_EINVAL;
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm_val k = { sku, n }, v;
@@ -182,9 +156,45 @@ sm_ledger_stock_each(sm_ledger *self, sm_stock_fn cb, void *arg)
     return sm_ledger_stock_view(self, NULL, cb, NULL, arg, NULL);
 }
 
-static int
-s_stock_each(const sm_val *k, const sm_val *v, void *arg)
+/*  A stock record as the public sm_units.                                 */
+static void
+s_units_export(const sm__stock_rec *r, sm_units *out)
 {
+    memset(out, 0, sizeof *out);
+    out->added = r->added;
+    out->moved_in = r->moved_in;
+    out->moved_out = r->moved_out;
+    out->sold = r->sold;
+    out->returned = r->returned;
+    out->written_off = r->written_off;
+    out->held = r->held;
+    out->units = sm__stock_units(r);
+    out->drop_starts_ms = r->drop_starts_ms;
+}
+
+int
+sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
+                sm_units *out)
+{
+    assert(self && sku && location && out);
+    size_t n = strlen(sku);
+    if (n == 0 || n > SM_SKU_BYTES_MAX)
+        return SM_EINVAL;
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm__stock_rec r;
+    rc = sm__stock_get(txn, sku, location, &r);
+    sm_txn_abort(&txn);
+    s_units_export(&r, out);
+    return rc;
+}
+
+static int
+s_stock_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
     s_view *view = arg;
     sm__stock_rec r;
     if (k->len < SM_KEY_BYTES + 2 || k->len - SM_KEY_BYTES - 1 > SM_SKU_BYTES_MAX
@@ -198,7 +208,7 @@ s_stock_each(const sm_val *k, const sm_val *v, void *arg)
     memcpy(loc.b, (const uint8_t *) k->data + skulen + 1, SM_KEY_BYTES);
     memcpy(&r, v->data, sizeof r);
     sm_units u;
-    sm__units_export(&r, &u);
+    s_units_export(&r, &u);
     return view->stock(sku, &loc, &u, view->arg) != 0;
 }
 
@@ -208,18 +218,18 @@ sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
 {
     assert(self);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     s_view view = { items, stock, members, arg };
     if (version)
         *version = sm_txn_id(txn);
     if (items)
-        rc = s_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, &view);
+        rc = sm__ledger_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, &view);
     if (rc == 0 && stock)
-        rc = s_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
+        rc = sm__ledger_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
     if (rc == 0 && members)
-        rc = s_scan(txn, SM_DB_ORIGINS, NULL, 0, NULL, 0, s_member_each, &view);
+        rc = sm__ledger_scan(txn, SM_DB_ORIGINS, NULL, 0, NULL, 0, s_member_each, &view);
     sm_txn_abort(&txn);
     return rc;
 }
@@ -255,7 +265,7 @@ sm_ledger_sale(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_sale *out)
 {
     assert(self && origin && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     uint8_t key[SM__OSKEY_BYTES];
@@ -275,8 +285,9 @@ typedef struct {
 } s_sales;
 
 static int
-s_sales_each(const sm_val *k, const sm_val *v, void *arg)
+s_sales_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 {
+    (void) txn;
     s_sales *it = arg;
     if (it->left == 0)
         return 1;
@@ -293,13 +304,13 @@ sm_ledger_sales_each(sm_ledger *self, const sm_id *origin, uint64_t from,
 {
     assert(self && origin && cb);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     uint8_t start[SM__OSKEY_BYTES];
     sm__oskey(start, origin, from);
     s_sales it = { .cb = cb, .arg = arg, .left = max };
-    rc = s_scan(txn, SM_DB_SALES, origin->b, SM_KEY_BYTES, start, sizeof start,
+    rc = sm__ledger_scan(txn, SM_DB_SALES, origin->b, SM_KEY_BYTES, start, sizeof start,
                 s_sales_each, &it);
     sm_txn_abort(&txn);
     return rc;
@@ -336,7 +347,7 @@ sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_hold *out)
 {
     assert(self && origin && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm__hold_rec r;
@@ -354,7 +365,7 @@ sm_ledger_hold_find(sm_ledger *self, const sm_id *origin, uint64_t seq,
 {
     assert(self && origin && out);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     sm__hold_rec r;
@@ -383,8 +394,9 @@ typedef struct {
 } s_holds;
 
 static int
-s_holds_each(const sm_val *k, const sm_val *v, void *arg)
+s_holds_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 {
+    (void) txn;
     s_holds *it = arg;
     sm__hold_rec r;
     if (k->len != SM__OSKEY_BYTES || sm__hold_read(v->data, v->len, &r) != 0)
@@ -403,12 +415,75 @@ sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
 {
     assert(self && origin && cb);
     int rc = 0;
-    sm_txn *txn = s_rbegin(self, &rc);
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
         return rc;
     s_holds it = { cb, arg };
-    rc = s_scan(txn, SM_DB_HOLDS, origin->b, SM_KEY_BYTES, NULL, 0,
+    rc = sm__ledger_scan(txn, SM_DB_HOLDS, origin->b, SM_KEY_BYTES, NULL, 0,
                 s_holds_each, &it);
     sm_txn_abort(&txn);
+    return rc;
+}
+
+/* ---- digest ---------------------------------------------------------- */
+
+static void
+s_hash_len(sm_hasher *hs, size_t len)
+{
+    uint8_t b[8];
+    sm__le64_put(b, len);
+    sm_hasher_update(hs, b, sizeof b);
+}
+
+typedef struct {
+    sm_hasher hs;
+    bool heads;                /* hashing the heads: only what was applied */
+} s_digest;
+
+static int
+s_digest_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
+    s_digest *d = arg;
+    s_hash_len(&d->hs, k->len);
+    sm_hasher_update(&d->hs, k->data, k->len);
+    if (d->heads) {
+        /* Only what was applied is state; the log head may run ahead. */
+        sm__head_rec h;
+        if (v->len != sizeof h)
+            return SM_ECORRUPT;
+        memcpy(&h, v->data, sizeof h);
+        uint8_t b[8];
+        sm__le64_put(b, h.applied);
+        sm_hasher_update(&d->hs, b, sizeof b);
+        return 0;
+    }
+    s_hash_len(&d->hs, v->len);
+    sm_hasher_update(&d->hs, v->data, v->len);
+    return 0;
+}
+
+int
+sm_ledger_digest(sm_ledger *self, sm_hash *out)
+{
+    assert(self && out);
+    static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
+                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
+                                 SM_DB_HOLDENDS };
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    s_digest d;
+    sm_hasher_init(&d.hs);
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
+        uint8_t tag = (uint8_t) dbs[i];
+        sm_hasher_update(&d.hs, &tag, 1);
+        d.heads = dbs[i] == SM_DB_HEADS;
+        rc = sm__ledger_scan(txn, dbs[i], NULL, 0, NULL, 0, s_digest_each, &d);
+    }
+    sm_txn_abort(&txn);
+    if (rc == 0)
+        sm_hasher_final(&d.hs, out);
     return rc;
 }

@@ -43,6 +43,7 @@ typedef struct {
     char listen[SM_ENDPOINT_BYTES_MAX + 1];    /* "" = no listener */
     char advertise[SM_ENDPOINT_BYTES_MAX + 1]; /* told to peers; "" = none */
     uint32_t units_floor;
+    uint32_t units_per_min;     /* a member's units by asking a minute; 0 = default */
     uint32_t hold_ttl_s;        /* holds peers forward here last this long; 0 = default */
     sm_reserve_limits hold_limits; /* [holds] limits for holds peers forward here */
     uint32_t peer_count;

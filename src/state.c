@@ -16,7 +16,14 @@
 
     Every function here checks first and writes last, so a refusal leaves the
     store untouched.  Counters are int64 and quantities are bounded by
-    SM_QTY_MAX per entry, so no sum can overflow within SM_SEQ_MAX entries.  */
+    SM_QTY_MAX per entry, so no sum can overflow within SM_SEQ_MAX entries.
+
+    Each record kind has one predicate of what is always true of it
+    (s_*_ok), checked in pairs: asserted before every write (failing is a
+    bug here) and checked after every read, where failing means the file
+    was damaged, which is outside input, not a bug: the read returns
+    SM_ECORRUPT (the ledger then stops the batch and says so) rather than
+    aborting the node.                                                        */
 #include "state.h"
 
 #include <assert.h>
@@ -25,6 +32,67 @@
 
 #include "bytes.h"
 #include "stallmesh/error.h"
+
+/*  True if s[0..size) holds a NUL-terminated string of min.. bytes.      */
+static bool
+s_str_ok(const char *s, size_t size, size_t min)
+{
+    const char *nul = memchr(s, 0, size);
+    return nul && (size_t) (nul - s) >= min;
+}
+
+static bool
+s_stock_ok(const sm__stock_rec *r)
+{
+    if (r->added < 0 || r->moved_in < 0 || r->moved_out < 0 || r->sold < 0
+        || r->returned < 0 || r->written_off < 0 || r->held < 0)
+        return false;
+#if SM_SIM_BUG != 1                   /* sim-selftest's planted bug 1 (sim/README) */
+    if (sm__stock_units(r) < 0)        /* the bounded counter's invariant */
+        return false;
+#endif
+    return true;
+}
+
+static bool
+s_item_ok(const sm__item_rec *r)
+{
+    return s_str_ok(r->name, sizeof r->name, 1) && s_str_ok(r->currency, sizeof r->currency, 3);
+}
+
+static bool
+s_origin_ok(const sm__origin_rec *r)
+{
+    return (r->status == SM__ORIGIN_ADMITTED || r->status == SM__ORIGIN_REVOKED)
+        && r->role >= SM_ROLE_STALL && r->role <= SM_ROLE_RELAY
+        && s_str_ok(r->name, sizeof r->name, r->status == SM__ORIGIN_ADMITTED ? 1 : 0);
+}
+
+static bool
+s_hold_ok(const sm__hold_rec *r)
+{
+    if (r->qty < 1 || r->qty > SM_QTY_MAX || !s_str_ok(r->sku, sizeof r->sku, 1)
+        || r->more_count > SM_HOLD_LINES_MAX - 1 || !s_str_ok(r->code, sizeof r->code, 0))
+        return false;
+    for (uint32_t i = 0; i < r->more_count; i++)
+        if (r->more[i].qty < 1 || r->more[i].qty > SM_QTY_MAX
+            || !s_str_ok(r->more[i].sku, sizeof r->more[i].sku, 1))
+            return false;
+    return true;
+}
+
+static bool
+s_sale_ok(const sm__sale_rec *r)
+{
+    if (r->line_count < 1 || r->line_count > SM_SALE_LINES_MAX)
+        return false;
+    for (uint32_t i = 0; i < r->line_count; i++) {
+        const sm__sale_line *l = &r->lines[i];
+        if (l->qty < 1 || l->returned > l->qty || !s_str_ok(l->sku, sizeof l->sku, 1))
+            return false;
+    }
+    return true;
+}
 
 void
 sm__oskey(uint8_t key[SM__OSKEY_BYTES], const sm_id *origin, uint64_t seq)
@@ -64,7 +132,7 @@ sm__stock_get(sm_txn *txn, const char *sku, const sm_id *loc, sm__stock_rec *out
     if (v.len != sizeof *out)
         return SM_ECORRUPT;
     memcpy(out, v.data, sizeof *out);
-    return 0;
+    return s_stock_ok(out) ? 0 : SM_ECORRUPT;
 }
 
 static int
@@ -72,9 +140,7 @@ s_stock_put(sm_txn *txn, const char *sku, const sm_id *loc, const sm__stock_rec 
 {
     uint8_t key[SM_SKU_BYTES_MAX + 1 + SM_KEY_BYTES];
     size_t klen = sm__stock_key(key, sku, loc);
-#if SM_SIM_BUG != 1                   /* sim-selftest's planted bug 1 (sim/README) */
-    assert(sm__stock_units(r) >= 0);   /* the bounded counter's invariant */
-#endif
+    assert(s_stock_ok(r));             /* with the bounded counter's invariant */
     return sm_kv_put(txn, SM_DB_STOCK, key, klen, r, sizeof *r);
 }
 
@@ -97,7 +163,7 @@ sm__origin_get(sm_txn *txn, const sm_id *origin, sm__origin_rec *out)
     if (v.len != sizeof *out)
         return SM_ECORRUPT;
     memcpy(out, v.data, sizeof *out);
-    return 0;
+    return s_origin_ok(out) ? 0 : SM_ECORRUPT;
 }
 
 static int
@@ -118,6 +184,8 @@ s_apply_item(sm_txn *txn, const sm_entry *e)
         if (v.len != sizeof cur)
             return SM_ECORRUPT;
         memcpy(&cur, v.data, sizeof cur);
+        if (!s_item_ok(&cur))
+            return SM_ECORRUPT;
         /* Last writer wins by (hlc, origin); an older write changes nothing. */
         if (cur.hlc > e->hlc
             || (cur.hlc == e->hlc && memcmp(cur.origin, e->origin.b, SM_KEY_BYTES) >= 0))
@@ -131,6 +199,7 @@ s_apply_item(sm_txn *txn, const sm_entry *e)
     rec.price = e->body.u.item.price;
     sm__strfill(rec.currency, sizeof rec.currency, e->body.u.item.currency);
     sm__strfill(rec.name, sizeof rec.name, e->body.u.item.name);
+    assert(s_item_ok(&rec));
     return sm_kv_put(txn, SM_DB_ITEMS, sku, strlen(sku), &rec, sizeof rec);
 }
 
@@ -201,7 +270,7 @@ size_t
 sm__sale_pack(const sm__sale_rec *rec, uint8_t *buf)
 {
     uint8_t *p = buf;
-    assert(rec->line_count >= 1 && rec->line_count <= SM_SALE_LINES_MAX);
+    assert(s_sale_ok(rec));
     memcpy(p, &rec->hlc, 8);
     memcpy(p + 8, &rec->hold_seq, 8);
     p[16] = (uint8_t) rec->source;
@@ -254,7 +323,7 @@ sm__sale_unpack(const uint8_t *buf, size_t len, sm__sale_rec *out)
         memcpy(&l->price, buf + at + 8, 8);
         at += 16;
     }
-    return at == len ? 0 : SM_ECORRUPT;
+    return at == len && s_sale_ok(out) ? 0 : SM_ECORRUPT;
 }
 
 int
@@ -264,9 +333,7 @@ sm__hold_read(const void *data, size_t len, sm__hold_rec *out)
         return SM_ECORRUPT;
     memset(out, 0, sizeof *out);
     memcpy(out, data, len);
-    if (out->more_count > SM_HOLD_LINES_MAX - 1)
-        return SM_ECORRUPT;
-    return 0;
+    return s_hold_ok(out) ? 0 : SM_ECORRUPT;
 }
 
 int
@@ -294,7 +361,7 @@ sm__holdend_get(sm_txn *txn, const sm_id *origin, uint64_t seq,
     if (v.len != sizeof *out)
         return SM_ECORRUPT;
     memcpy(out, v.data, sizeof *out);
-    return 0;
+    return out->how >= SM__HOLD_SOLD && out->how <= SM__HOLD_CANCELLED ? 0 : SM_ECORRUPT;
 }
 
 /*  Line i (0..more_count) of a hold record.                                */
@@ -573,6 +640,7 @@ s_apply_hold(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     }
     uint8_t key[SM__OSKEY_BYTES];
     sm__oskey(key, &e->origin, e->seq);
+    assert(s_hold_ok(&h));
     return sm_kv_put(txn, SM_DB_HOLDS, key, sizeof key, &h, sizeof h);
 }
 
@@ -666,6 +734,7 @@ sm__roster_apply(sm_txn *txn, const sm_id *market, const sm_entry *e, bool *rebu
             return rc;
         }
     }
+    assert(s_origin_ok(&o));
     return sm_kv_put(txn, SM_DB_ORIGINS, node->b, SM_KEY_BYTES, &o, sizeof o);
 }
 

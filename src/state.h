@@ -145,7 +145,20 @@ sm_store *sm__ledger_store(sm_ledger *self);
     borrowed handle on the batch (reads see its writes); elsewhere a new
     read of the last commit.  End it with sm_txn_abort.                      */
 sm_txn *sm__ledger_rbegin(sm_ledger *self, int *err);
-void sm__units_export(const sm__stock_rec *r, sm_units *out);
+
+/*  The one loop over a range of a database, for both ledger files: call
+    `each(txn, k, v, arg)` for every record of `db` whose key starts with
+    prefix[0..plen), from the first key >= start[0..slen) (NULL, 0: from the
+    prefix's first), in key order.  k and v are borrowed for the call.  `each`
+    returns 0 to go on, > 0 to stop (the scan returns 0) or a negative code
+    to stop with it.  Returns 0 at the range's end or a store error.
+    sm__ledger_each does the same in a read transaction of its own
+    (sm__ledger_rbegin).                                                      */
+typedef int (*sm__kv_fn)(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg);
+int sm__ledger_scan(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
+                    const void *start, size_t slen, sm__kv_fn each, void *arg);
+int sm__ledger_each(sm_ledger *self, sm_db db, const void *prefix, size_t plen,
+                    const void *start, size_t slen, sm__kv_fn each, void *arg);
 int sm__hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out);
 /*  A stored hold record (open) of `len` bytes into *out: 0 or SM_ECORRUPT. */
 int sm__hold_read(const void *data, size_t len, sm__hold_rec *out);

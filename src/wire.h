@@ -37,7 +37,7 @@
     (held: seq 1..SM_SEQ_MAX of the answerer's log, expires_ms >= 1) or
     1..SM_WIRE_REFUSAL_MAX, an SM_E* code negated (seq and expires_ms 0);
     in sm_wire_msg the refusal is the SM_E* code itself (0 or negative).
-    Strings are text as sm__text_valid (codec.h) says.
+    Strings are text as sm__text_valid (text.h) says.
     sm_wire_sort puts HEADS and PEERS in the required order.
 
     Decoded byte strings (entries, signatures) point into the message

@@ -76,7 +76,22 @@ test_defaults(void **state)
     assert_int_equal(cfg.ws_queue_bytes_max, SM_WS_QUEUE_BYTES_MAX);
     assert_int_equal(cfg.hold_ttl_s, SM_HOLD_TTL_S_DEFAULT);
     assert_int_equal(cfg.holds_per_min, SM_HOLDS_PER_MIN_MAX);
+    assert_int_equal(cfg.units_per_min, SM_UNITS_PER_MIN_DEFAULT);
     assert_int_equal(cfg.log_level, SM_LOG_INFO);
+}
+
+/*  [mesh] units_per_min takes 1..1000000 and refuses 0 and more, with the
+    line (a stall that gives nothing sets units_floor high instead).         */
+static void
+test_units_per_min_key(void **state)
+{
+    (void)state;
+    s_file f;
+    assert_int_equal(s_load(&f, "[mesh]\nunits_per_min = 25\n"), 0);
+    assert_int_equal(f.cfg.units_per_min, 25);
+    assert_int_equal(s_load(&f, "[mesh]\nunits_per_min = 0\n"), SM_EINVAL);
+    assert_non_null(strstr(f.err, ":2:"));
+    assert_int_equal(s_load(&f, "[mesh]\nunits_per_min = 1000001\n"), SM_EINVAL);
 }
 
 /*  A file setting every key (with comments, blank lines and odd spacing)
@@ -538,6 +553,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_units_per_min_key),
         cmocka_unit_test(test_load_every_key),
         cmocka_unit_test(test_load_empty),
         cmocka_unit_test(test_example_file),

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gossip.h"
 #include "stallmesh/error.h"
@@ -1526,6 +1527,75 @@ test_units_ask_refused(void **state)
     assert_converged(f);
 }
 
+/* Units asks are served within the asker's budget of units a minute
+   (units_per_min): asks past it get nothing, asks for the same member
+   relayed through another peer share its budget, another member has its
+   own, and the budget comes back a minute later. */
+static void
+test_units_ask_budget(void **state)
+{
+    net *f = net_new(3, 101);
+    *state = f;
+    sm_gossip_destroy(&f->g[0]);
+    sm_gossip_opts o;
+    memset(&o, 0, sizeof o);
+    o.ledger = f->l[0];
+    o.self = f->id[0].pub;
+    o.units_per_min = 10;
+    int err = 0;
+    f->g[0] = sm_gossip_new(&o, &err);
+    assert_non_null(f->g[0]);
+    sm_gossip_set_writable(f->g[0], true);
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 1000)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *a = &f->id[0].pub, *b = &f->id[1].pub, *c = &f->id[2].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_UNITS_ASK;
+    snprintf(w.u.units.sku, sizeof w.u.units.sku, "mug");
+    w.u.units.qty = 8;
+    w.u.units.hops = 1;
+    size_t len;
+    uint8_t *buf;
+    /* B asks three times for 8: 8, then 2, then nothing. */
+    for (uint64_t req = 1; req <= 3; req++) {
+        w.u.units.req_id = req;
+        w.u.units.asker = *b;
+        buf = encode(&w, &len);
+        assert_int_equal(sm_gossip_receive(g, b, buf, len, f->now), 0);
+        free(buf);
+    }
+    assert_int_equal(units_at(f->l[0], "mug", b), 10);
+    /* The same member's ask relayed by C: the same budget, nothing more. */
+    w.u.units.req_id = 4;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, c, buf, len, f->now), 0);
+    free(buf);
+    assert_int_equal(units_at(f->l[0], "mug", b), 10);
+    /* C asking for itself has its own budget. */
+    w.u.units.req_id = 5;
+    w.u.units.asker = *c;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, c, buf, len, f->now), 0);
+    free(buf);
+    assert_int_equal(units_at(f->l[0], "mug", c), 8);
+    assert_int_equal(units_at(f->l[0], "mug", a), 1000 - 18);
+    /* A minute later B may have 10 more. */
+    f->now += 60000;
+    w.u.units.req_id = 6;
+    w.u.units.asker = *b;
+    buf = encode(&w, &len);
+    assert_int_equal(sm_gossip_receive(g, b, buf, len, f->now), 0);
+    free(buf);
+    assert_int_equal(units_at(f->l[0], "mug", b), 18);
+    pump(f);
+    assert_converged(f);
+}
+
 /* PEERS goes again every SM_PEERS_RESEND_MS (a PEERS may be lost), and at
    the next tick when the endpoints a node knows change. */
 static void
@@ -1758,6 +1828,68 @@ test_queue_bound(void **state)
     assert_int_equal(heads, 0);
     assert_int_equal(gives, 1);
     assert_true(entries > 10);
+    assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
+}
+
+static double
+cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* Trimming a full queue is linear: once a peer's queue is full of small
+   answers, each new answer costs about what one cost while the queue was
+   filling (the oldest droppable message is found at once), not a walk of
+   the tens of thousands of messages queued (then it costs a hundred times
+   more: measured by CPU time, so a loaded machine does not matter). */
+static void
+test_queue_trim_linear(void **state)
+{
+    net *f = net_new(2, 31);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_WANT;
+    w.u.want.origin = f->id[0].pub;
+    w.u.want.from = 1;
+    w.u.want.count = 1;                    /* one small ENTRIES an answer */
+    size_t len;
+    uint8_t *buf = encode(&w, &len);
+    enum { K = 3000, FILL_MAX = 400000 };
+    double t0 = cpu_s();
+    for (int k = 0; k < K; k++)
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    double filling = cpu_s() - t0;
+    assert_true(peer_info(g, b_id).queued_bytes < SM_MESH_QUEUE_BYTES_MAX / 4);
+    int fill = 0;
+    while (stats(g).messages_dropped == 0) {
+        assert_true(++fill < FILL_MAX);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    }
+    uint64_t dropped = stats(g).messages_dropped;
+    t0 = cpu_s();
+    for (int k = 0; k < K; k++)
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    double trimming = cpu_s() - t0;
+    free(buf);
+    assert_int_equal(stats(g).messages_dropped, dropped + K);
+    assert_true(peer_info(g, b_id).queued_bytes <= SM_MESH_QUEUE_BYTES_MAX);
+    print_message("queue of %d answers: %.1f us an answer filling, %.1f us trimming\n",
+                  fill + K, filling * 1e6 / K, trimming * 1e6 / K);
+    assert_true(trimming < 10 * filling + 0.05);
+    /* What stays queued is the newest, in order: the queue still drains. */
+    size_t drained = 0;
+    const uint8_t *msg;
+    sm_id to;
+    while (sm_gossip_next(g, &to, &msg, &len))
+        drained++;
+    assert_true(drained > (size_t) fill / 2);
     assert_int_equal(peer_info(g, b_id).queued_bytes, 0);
 }
 
@@ -2433,6 +2565,7 @@ main(void)
         cmocka_unit_test_teardown(test_units_ask_hops_limit, teardown),
         cmocka_unit_test_teardown(test_units_forward_deadline, teardown),
         cmocka_unit_test_teardown(test_units_ask_refused, teardown),
+        cmocka_unit_test_teardown(test_units_ask_budget, teardown),
         cmocka_unit_test_teardown(test_peers_resent, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_spreads, teardown),
         cmocka_unit_test_teardown(test_fork_evidence_after_restart, teardown),
@@ -2449,6 +2582,7 @@ main(void)
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_queue_bound, teardown),
+        cmocka_unit_test_teardown(test_queue_trim_linear, teardown),
         cmocka_unit_test_teardown(test_unread_asks_bounded, teardown),
         cmocka_unit_test_teardown(test_anti_entropy_repairs_loss, teardown),
         cmocka_unit_test_teardown(test_unservable_want, teardown),

@@ -1,0 +1,268 @@
+/*  Unit tests of the store (store.c, the only LMDB user): open and close,
+    a full map, a read-only directory and a damaged data file.  Each case
+    checks that the caller gets a clear SM_E* code and that what was
+    committed before is still there.                                          */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "stallmesh/error.h"
+#include "store.h"
+#include "testutil.h"
+
+#define NOBODY_ID 65534            /* the unprivileged user a root run drops to */
+
+static char *
+s_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static sm_store *
+s_open(const char *dir, uint64_t map_bytes)
+{
+    int err = 0;
+    sm_store *s = sm_store_open(dir, map_bytes, false, true, &err);
+    assert_int_equal(err, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static void
+s_put(sm_store *s, const char *key, const char *val)
+{
+    int err = 0;
+    sm_txn *txn = sm_txn_begin(s, true, &err);
+    assert_non_null(txn);
+    assert_int_equal(sm_kv_put(txn, SM_DB_META, key, strlen(key), val, strlen(val)), 0);
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    assert_null(txn);
+}
+
+/* The value of `key` in meta is `val` (read in a transaction of its own). */
+static void
+s_expect(sm_store *s, const char *key, const char *val)
+{
+    int err = 0;
+    sm_txn *txn = sm_txn_begin(s, false, &err);
+    assert_non_null(txn);
+    sm_val v;
+    assert_int_equal(sm_kv_get(txn, SM_DB_META, key, strlen(key), &v), 0);
+    assert_int_equal(v.len, strlen(val));
+    assert_memory_equal(v.data, val, v.len);
+    sm_txn_abort(&txn);
+}
+
+/* Open creates the directory (0700), a value committed survives close and
+   reopen, the destructor NULLs and is safe twice, and a read-only open of
+   a directory that holds no store says SM_ENOTFOUND. */
+static void
+test_open_close(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    char *dir = s_path(tmp, "node");
+    sm_store *s = s_open(dir, 0);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    s_put(s, "market", "Saturday");
+    sm_store_destroy(&s);
+    assert_null(s);
+    sm_store_destroy(&s);                  /* safe twice */
+
+    s = s_open(dir, 0);
+    s_expect(s, "market", "Saturday");
+    sm_store_destroy(&s);
+
+    int err = 0;
+    sm_store *ro = sm_store_open(dir, 0, true, false, &err);
+    assert_non_null(ro);
+    s_expect(ro, "market", "Saturday");
+    int werr = 0;
+    assert_null(sm_txn_begin(ro, true, &werr));  /* no writes on a read-only store */
+    assert_int_not_equal(werr, 0);
+    sm_store_destroy(&ro);
+
+    char *none = s_path(tmp, "none");
+    assert_null(sm_store_open(none, 0, true, false, &err));
+    assert_int_equal(err, SM_ENOTFOUND);
+    free(none);
+    free(dir);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* A map too small for a write: the put says SM_ENOSPC, nothing of that
+   transaction is kept, what was committed before is intact, and smaller
+   writes go on working. */
+static void
+test_map_full(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    sm_store *s = s_open(tmp, 256u << 10);   /* 256 KiB */
+    s_put(s, "before", "kept");
+    int err = 0;
+    sm_txn *txn = sm_txn_begin(s, true, &err);
+    assert_non_null(txn);
+    static uint8_t val[2048];
+    memset(val, 0xab, sizeof val);
+    int rc = 0;
+    uint32_t puts = 0;
+    for (uint32_t i = 0; i < 10000 && rc == 0; i++) {
+        uint8_t key[8];
+        memcpy(key, &i, sizeof i);
+        memset(key + 4, 0, 4);
+        rc = sm_kv_put(txn, SM_DB_STOCK, key, sizeof key, val, sizeof val);
+        puts += rc == 0;
+    }
+    assert_int_equal(rc, SM_ENOSPC);
+    assert_true(puts > 10);                  /* it did fill, not fail at once */
+    sm_txn_abort(&txn);
+    uint64_t entries = 1, file_bytes = 0;
+    assert_int_equal(sm_store_stat(s, SM_DB_STOCK, &entries, &file_bytes), 0);
+    assert_int_equal(entries, 0);
+    s_expect(s, "before", "kept");
+    s_put(s, "after", "works");
+    s_expect(s, "after", "works");
+    sm_store_destroy(&s);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* Open `dir` for writing; the error code (0 if it opened). */
+static int
+s_try_open(const char *dir)
+{
+    int err = 0;
+    sm_store *s = sm_store_open(dir, 0, false, true, &err);
+    sm_store_destroy(&s);
+    return s ? 0 : err;
+}
+
+/* A directory the node may not write: opening a store in it, or below it,
+   fails with SM_EIO and creates nothing (as an unprivileged user: a root
+   run forks a child that drops to nobody, since root writes anywhere). */
+static void
+test_read_only_dir(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    char *dir = s_path(tmp, "ro");
+    char *below = s_path(dir, "node");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int results[2];
+    if (geteuid() == 0) {
+        assert_int_equal(chmod(tmp, 0755), 0);
+        assert_int_equal(chown(dir, NOBODY_ID, NOBODY_ID), 0);
+        assert_int_equal(chmod(dir, 0500), 0);
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            int out[2] = { 1, 1 };
+            if (setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0) {
+                out[0] = s_try_open(dir);
+                out[1] = s_try_open(below);
+            }
+            ssize_t w = write(fds[1], out, sizeof out);
+            _exit(w == (ssize_t) sizeof out ? 0 : 1);
+        }
+        close(fds[1]);
+        ssize_t r = read(fds[0], results, sizeof results);
+        close(fds[0]);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(r, (ssize_t) sizeof results);
+    } else {
+        assert_int_equal(chmod(dir, 0500), 0);
+        results[0] = s_try_open(dir);
+        results[1] = s_try_open(below);
+    }
+    assert_int_equal(results[0], SM_EIO);
+    assert_int_equal(results[1], SM_EIO);
+    char *data = s_path(dir, "data.mdb");
+    struct stat st;
+    assert_int_not_equal(stat(data, &st), 0);   /* nothing created */
+    assert_int_not_equal(stat(below, &st), 0);
+    assert_int_equal(chmod(dir, 0700), 0);
+    free(data);
+    free(below);
+    free(dir);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* Overwrite `len` bytes of `path` at `at` with `byte`. */
+static void
+s_scribble(const char *path, off_t at, size_t len, uint8_t byte)
+{
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    uint8_t buf[8192];
+    assert_true(len <= sizeof buf);
+    memset(buf, byte, len);
+    assert_int_equal(pwrite(fd, buf, len, at), (ssize_t) len);
+    close(fd);
+}
+
+/* A damaged data file (its header pages overwritten, or the file cut
+   short) is refused at open with SM_ECORRUPT or SM_EIO, never opened as an
+   empty store and never a crash. */
+static void
+test_damaged_file(void **state)
+{
+    (void) state;
+    for (int how = 0; how < 2; how++) {
+        char *tmp = tu_tempdir();
+        sm_store *s = s_open(tmp, 0);
+        s_put(s, "market", "Saturday");
+        sm_store_destroy(&s);
+        char *data = s_path(tmp, "data.mdb");
+        if (how == 0)
+            s_scribble(data, 0, 8192, 0x5a);   /* both meta pages */
+        else
+            assert_int_equal(truncate(data, 100), 0);
+        int err = 0;
+        s = sm_store_open(tmp, 0, false, true, &err);
+        assert_null(s);
+        assert_true(err == SM_ECORRUPT || err == SM_EIO);
+        s = sm_store_open(tmp, 0, true, false, &err);
+        assert_null(s);
+        assert_true(err == SM_ECORRUPT || err == SM_EIO);
+        free(data);
+        tu_rmrf(tmp);
+        free(tmp);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_close),
+        cmocka_unit_test(test_map_full),
+        cmocka_unit_test(test_read_only_dir),
+        cmocka_unit_test(test_damaged_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
