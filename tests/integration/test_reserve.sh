@@ -219,6 +219,19 @@ call A POST /api/holds "{\"sku\":\"jam\",\"qty\":1,\"at\":\"$B_ID\"}" 127.0.0.20
 check "a new shopper's forwarded hold is still held (not 503 busy), with a code" \
     '[ "$status" = 201 ] && [ "$(js .at)" = "$B_ID" ] && [[ "$(js .code)" =~ ^[2-9A-HJKMNP-Z]{6}$ ]]'
 
+# ---- the CLI: hold of several lines, holds, sell --hold --------------------------------------
+out=$(sm A hold jam:2 tea --device cli-phone 2>&1); rc=$?
+CODE=$(printf '%s\n' "$out" | sed -n 's/.* code \([2-9A-Z]*\):.*/\1/p')
+check "stallmesh hold SKU:QTY SKU --device: one hold of two lines with a code" \
+    '[ $rc = 0 ] && [[ "$out" == *"2 x jam, 1 x tea"* ]] && [ ${#CODE} = 6 ]'
+out=$(sm A holds --code "$CODE" 2>&1); rc=$?
+ID=$(printf '%s\n' "$out" | awk '{print $2}')
+check "stallmesh holds --code finds it" '[ $rc = 0 ] && [[ "$out" == "$CODE "* ]] && [[ "$out" == *"2 x jam, 1 x tea"* ]]'
+out=$(sm A sell --hold "$ID" --payment cash 2>&1); rc=$?
+check "stallmesh sell --hold sells its lines (7.50 GBP)" '[ $rc = 0 ] && [[ "$out" == *"7.50"* ]]'
+out=$(sm A sell --hold "$ID" 2>&1); rc=$?
+check "a second stallmesh sell --hold exits 1 with hold_sold" '[ $rc = 1 ] && [[ "$out" == *hold_sold* ]]'
+
 # ---- expiry ---------------------------------------------------------------------------------
 stop A
 printf '[holds]\nttl_s = 2\n' >"$TMP/a.conf"
