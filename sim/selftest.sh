@@ -33,4 +33,5 @@ try 1 "skip the units check" "--faults none --ticks 60"
 try 2 "apply a duplicate twice" "--faults loss,dup --ticks 60"
 try 3 "ignore a signature" "--faults hostile --ticks 90"
 try 4 "drop a relay" "--faults none --ticks 30"
+try 9 "a sold hold stays open" "--faults none --ticks 120"
 exit $status

@@ -54,7 +54,7 @@ static const char *const s_counter_names[SIM_C_COUNT] = {
     "link_cuts", "one_way", "crashes", "torn_batches", "offline_hours",
     "restores", "wipes", "clock_jumps", "hostile_msgs", "forks_seen",
     "delivered", "sales_acked", "writes", "writes_refused", "parked",
-    "holds_expired", "sales_stuck", "recovering_for_good",
+    "holds_expired", "sales_stuck", "recovering_for_good", "hold_resales_refused",
 };
 
 const char *
