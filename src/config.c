@@ -63,6 +63,12 @@ static const s_key s_keys[] = {
      SM__BODY_BYTES_MIN, SM_HTTP_BODY_BYTES_MAX},
     {"http", "clients_per_addr_max", S_U32, offsetof(sm_config, clients_per_addr_max),
      1, SM_HTTP_CLIENTS_PER_ADDR_MAX},
+    /* A pool of header tables serves SM_HTTP_HEADER_POOL requests at once;
+       one address may hold at most a sixteenth of it. */
+    {"http", "requests_per_addr_max", S_U32, offsetof(sm_config, requests_per_addr_max),
+     1, SM_HTTP_HEADER_POOL / 16},
+    {"http", "headers_timeout_s", S_U32, offsetof(sm_config, headers_timeout_s), 1, 300},
+    {"http", "body_timeout_s", S_U32, offsetof(sm_config, body_timeout_s), 1, 600},
     {"http", "ws_queue_bytes_max", S_U32, offsetof(sm_config, ws_queue_bytes_max),
      SM__WS_QUEUE_BYTES_MIN, SM_WS_QUEUE_BYTES_MAX},
     {"holds", "ttl_s", S_U32, offsetof(sm_config, hold_ttl_s),
@@ -462,6 +468,9 @@ sm_config_defaults(sm_config *cfg)
     cfg->http_port = 8080;
     cfg->body_bytes_max = SM_HTTP_BODY_BYTES_MAX;
     cfg->clients_per_addr_max = SM_HTTP_CLIENTS_PER_ADDR_MAX;
+    cfg->requests_per_addr_max = SM_HTTP_REQUESTS_PER_ADDR_MAX;
+    cfg->headers_timeout_s = SM_HTTP_HEADERS_TIMEOUT_S;
+    cfg->body_timeout_s = SM_HTTP_BODY_TIMEOUT_S;
     cfg->ws_queue_bytes_max = SM_WS_QUEUE_BYTES_MAX;
     cfg->hold_ttl_s = SM_HOLD_TTL_S_DEFAULT;
     cfg->holds_per_min = SM_HOLDS_PER_MIN_MAX;
@@ -668,6 +677,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "listen = %s%s%s:%u\n"
                     "body_bytes_max = %u\n"
                     "clients_per_addr_max = %u\n"
+                    "requests_per_addr_max = %u\n"
+                    "headers_timeout_s = %u\n"
+                    "body_timeout_s = %u\n"
                     "ws_queue_bytes_max = %u\n"
                     "[holds]\n"
                     "ttl_s = %u\n"
@@ -689,7 +701,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "discover_addr = %s\n"
                     "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
-                    cfg->body_bytes_max, cfg->clients_per_addr_max, cfg->ws_queue_bytes_max,
+                    cfg->body_bytes_max, cfg->clients_per_addr_max,
+                    cfg->requests_per_addr_max, cfg->headers_timeout_s, cfg->body_timeout_s,
+                    cfg->ws_queue_bytes_max,
                     cfg->hold_ttl_s, cfg->holds_per_min, cfg->hold_max_units,
                     cfg->hold_max_per_sku, cfg->hold_per_device, cfg->hold_per_address,
                     levels[cfg->log_level],

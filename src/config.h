@@ -8,6 +8,9 @@
         listen = 0.0.0.0:8080        ; HOST:PORT the stock page, till and API serve on
         body_bytes_max = 65536       ; larger request bodies get 413
         clients_per_addr_max = 256   ; open connections from one address
+        requests_per_addr_max = 64   ; of them, still sending a request
+        headers_timeout_s = 10       ; a request's headers must arrive by then
+        body_timeout_s = 20          ; and its body this long after them
         ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
         [holds]
         ttl_s = 600                  ; how long a shopper's hold lasts
@@ -49,6 +52,10 @@ typedef struct {
     uint16_t http_port;
     uint32_t body_bytes_max;
     uint32_t clients_per_addr_max;
+    uint32_t requests_per_addr_max;  /* connections from one address whose
+                                        request is not yet complete */
+    uint32_t headers_timeout_s;
+    uint32_t body_timeout_s;
     uint32_t ws_queue_bytes_max;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;

@@ -212,7 +212,11 @@ s_zap_handle(sm_mesh *self)
         char addr[64] = "";
         size_t al = zmq_msg_size(&f[3]) < sizeof addr - 1 ? zmq_msg_size(&f[3]) : sizeof addr - 1;
         memcpy(addr, zmq_msg_data(&f[3]), al);
-        sm_log_info("mesh: refused a connection from %s: %s", addr, text);
+        /* Strangers can knock thousands of times a minute: one line per
+           reason every SM_LOG_THROTTLE_MS, the rest counted. */
+        char kind[96];
+        snprintf(kind, sizeof kind, "mesh: connections refused (%s)", text);
+        sm_log_throttled(SM_LOG_INFO, kind, "mesh: refused a connection from %s: %s", addr, text);
     }
     zmq_send(self->zap, "1.0", 3, ZMQ_SNDMORE);
     if (n >= 2)

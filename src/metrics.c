@@ -73,6 +73,25 @@ static const s_family s_counters[SM_METRIC_COUNTERS] = {
                                    "Datagrams on the discovery port ignored (malformed, "
                                    "another market, not a member, replayed, bad signature, "
                                    "over the rate limit)."},
+    [SM_METRIC_HTTP_REFUSED_ADDR] = {"stallmesh_http_refused_address_total",
+                                     "HTTP connections refused because their address already "
+                                     "had clients_per_addr_max open."},
+    [SM_METRIC_HTTP_REFUSED_REQUESTS] = {"stallmesh_http_refused_requests_total",
+                                         "HTTP connections refused because their address "
+                                         "already had requests_per_addr_max requests "
+                                         "unfinished."},
+    [SM_METRIC_HTTP_REFUSED_FULL] = {"stallmesh_http_refused_full_total",
+                                     "HTTP connections refused because the node had as many "
+                                     "open as it serves."},
+    [SM_METRIC_HTTP_HEADERS_TIMEOUT] = {"stallmesh_http_headers_timeouts_total",
+                                        "HTTP connections closed for not sending a request's "
+                                        "headers within headers_timeout_s."},
+    [SM_METRIC_HTTP_BODY_TIMEOUT] = {"stallmesh_http_body_timeouts_total",
+                                     "HTTP connections closed for not sending a request's "
+                                     "body within body_timeout_s."},
+    [SM_METRIC_WS_PROTOCOL_ERRORS] = {"stallmesh_ws_protocol_errors_total",
+                                      "Websocket connections closed for a protocol error "
+                                      "(a message too large, invalid UTF-8 text)."},
 };
 
 static const s_family s_gauges[SM_GAUGE_COUNT] = {

@@ -21,6 +21,12 @@ typedef enum {
     SM_METRIC_BEACONS_SENT,      /* LAN discovery beacons sent */
     SM_METRIC_BEACONS_ACCEPTED,  /* beacons of other members accepted */
     SM_METRIC_BEACONS_REFUSED,   /* datagrams on the discovery port ignored */
+    SM_METRIC_HTTP_REFUSED_ADDR,     /* connections refused: address at clients_per_addr_max */
+    SM_METRIC_HTTP_REFUSED_REQUESTS, /* ... address at requests_per_addr_max */
+    SM_METRIC_HTTP_REFUSED_FULL,     /* ... the node at its connection limit */
+    SM_METRIC_HTTP_HEADERS_TIMEOUT,  /* connections closed: headers too slow */
+    SM_METRIC_HTTP_BODY_TIMEOUT,     /* connections closed: body too slow */
+    SM_METRIC_WS_PROTOCOL_ERRORS,    /* websockets closed for a protocol error */
     SM_METRIC_COUNTERS
 } sm_metric;
 

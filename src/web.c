@@ -13,28 +13,43 @@
     way, and a till retrying with its external_id gets the first sale.
 
     Websocket messages are shared, reference-counted buffers (the snapshot
-    and each delta are built once and queued to every client).             */
+    and each delta are built once and queued to every client).
+
+    Slow and abusive clients: every connection is counted against its
+    address from accept, with deadlines for a request's headers and body
+    (section "slow clients" below); websocket frame headers are checked as
+    they are read (section "websocket frames").  The loop runs on libev with
+    epoll: lws's own loop polls every open connection on each pass, which
+    with thousands of slow clients costs more than serving the few ready.  */
 #include "web.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
+#include <ev.h>
 #include <libwebsockets.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "assets.h"
 #include "logger.h"
+#include "wsframe.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 
 #define SM__WS_QUEUE_MSGS_MAX   64u      /* messages queued to one client */
 #define SM__HTTP_CHUNK_BYTES    65536u   /* body bytes a writeable callback sends */
 #define SM__ADDR_BYTES          64u
-#define SM__ADDR_SLOTS          1024u    /* distinct client addresses tracked */
+#define SM__ADDR_SLOTS          4096u    /* distinct client addresses with connections */
+#define SM__FD_RESERVE          256u     /* descriptors kept for the store, mesh and logs */
+#define SM__FDS_TRACKED_MAX     (1u << 20) /* descriptors the accounting table covers */
+#define SM__TICK_MS             250u     /* deadlines checked, log counts flushed, this often */
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
 
 typedef struct {
@@ -71,14 +86,27 @@ typedef struct s_conn {
     unsigned qhead, qlen;
     size_t qbytes;
     size_t rx_bytes;           /* of the message being received */
-    bool counted;              /* in the per-address count */
+    sm_utf8 utf8;              /* of the text message being received */
     bool dropping;
 } s_conn;
 
 typedef struct {
     char addr[SM__ADDR_BYTES];
-    uint32_t count;
+    uint32_t count;            /* connections open */
+    uint32_t requests;         /* of them, with a request not yet complete */
 } s_addr_slot;
+
+/*  One accepted connection's accounting, indexed by its descriptor (the
+    connection's wsi points at it through lws's opaque user data).          */
+typedef struct {
+    struct lws *wsi;           /* once adopted; NULL before */
+    uint32_t slot_plus1;       /* index in addrs + 1; 0: not counted */
+    bool in_request;           /* waiting for a request's headers or body */
+    bool in_body;              /* ... its headers are in */
+    bool closing;              /* past its deadline, being closed */
+    uint64_t deadline_ms;      /* of the part it waits for (monotonic) */
+    sm_wsframe frames;         /* a websocket client's frames, as read */
+} s_fdrec;
 
 struct sm_web {
     sm_web_opts opts;
@@ -95,7 +123,16 @@ struct sm_web {
     int port;
     char token_header[8 + 2 * 64 + 1];   /* "Bearer <hex>" */
     s_addr_slot addrs[SM__ADDR_SLOTS];
+    s_fdrec *fdrecs;           /* one per possible descriptor */
+    size_t fdrecs_len;
+    size_t conns_open;         /* accepted, not yet destroyed */
+    size_t conns_max;          /* SM_HTTP_CLIENTS_MAX or what descriptors allow */
+    size_t fd_end;             /* records at and past this index are unused */
+    lws_sorted_usec_list_t tick_sul;
+    struct ev_loop *loop;      /* libev on epoll; NULL: lws's own poll loop */
 };
+
+static void s_guard_watch(sm_web *self, int fd, bool on);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -141,7 +178,7 @@ s_token_ok(const sm_web *self, const char *given)
     return diff == 0;
 }
 
-/* Per-address websocket counts: a small open-addressing table. */
+/* Per-address connection counts: a small open-addressing table. */
 static s_addr_slot *
 s_addr_slot_for(sm_web *self, const char *addr, bool create)
 {
@@ -162,6 +199,391 @@ s_addr_slot_for(sm_web *self, const char *addr, bool create)
         return NULL;
     snprintf(free_slot->addr, sizeof free_slot->addr, "%s", addr);
     return free_slot;
+}
+
+/* ---- slow clients: connection accounting ------------------------------ */
+
+/*  Every accepted connection is counted against its address from accept to
+    destruction (LWS_CALLBACK_FILTER_NETWORK_CONNECTION refuses over the
+    limits before lws allocates anything for it; LWS_CALLBACK_WSI_DESTROY
+    releases).  A connection also counts as "in a request" from accept, or
+    from the answer to its previous request, until its request is complete
+    (headers and body in): that is the part a client controls and the part
+    that holds one of the SM_HTTP_HEADER_POOL header tables.  Its own wsi
+    timer closes it when the headers take longer than headers_timeout_s or
+    the body longer than body_timeout_s: deadlines, not idle timeouts, so a
+    client sending a byte a second gains nothing.  Every SM__TICK_MS one
+    sweep of the records closes the connections past their deadline (lws's
+    own timeouts do not serve: its header-table timeout restarts with every
+    table, its body timeout with every chunk; and a timer per connection
+    would cost an insertion in lws's sorted timer list each).               */
+
+static uint64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/*  The accounting key of a peer: an IPv4 address (IPv4-mapped IPv6 too) as
+    dotted text; an IPv6 address by its /64, since a host is usually given a
+    whole /64 and could take a fresh address for each connection.            */
+static void
+s_addr_key(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+    char text[INET6_ADDRSTRLEN];
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+        snprintf(out, cap, "%s", text);
+    } else if (sa->ss_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *) sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            inet_ntop(AF_INET, &a.s6_addr[12], text, sizeof text);
+            snprintf(out, cap, "%s", text);
+            return;
+        }
+        memset(&a.s6_addr[8], 0, 8);
+        inet_ntop(AF_INET6, &a, text, sizeof text);
+        snprintf(out, cap, "%s/64", text);
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+/*  Count a refusal and say so, once per address every SM_LOG_THROTTLE_MS. */
+static void
+s_conn_refuse_log(sm_web *self, const char *addr, sm_metric m, const char *why)
+{
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, m, 1);
+    char kind[SM__ADDR_BYTES + 40];
+    snprintf(kind, sizeof kind, "web: connections from %s refused", addr);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: connection from %s refused: %s", addr, why);
+}
+
+static void
+s_conn_gauge(sm_web *self)
+{
+    if (self->opts.metrics)
+        sm_metrics_set(self->opts.metrics, SM_GAUGE_HTTP_CONNECTIONS, (int64_t) self->conns_open);
+}
+
+/*  Uncount a connection and clear its record; safe on a clear record.      */
+static void
+s_conn_release(sm_web *self, s_fdrec *rec)
+{
+    if (rec->slot_plus1) {
+        assert(rec->slot_plus1 <= SM__ADDR_SLOTS);
+        s_addr_slot *slot = &self->addrs[rec->slot_plus1 - 1];
+        assert(slot->count > 0 && self->conns_open > 0);
+        slot->count--;
+        if (rec->in_request) {
+            assert(slot->requests > 0);
+            slot->requests--;
+        }
+        self->conns_open--;
+    }
+    memset(rec, 0, sizeof *rec);
+}
+
+/*  LWS_CALLBACK_FILTER_NETWORK_CONNECTION: 0 admits the connection just
+    accepted, -1 refuses it (lws closes the socket at once).                 */
+static int
+s_conn_filter(sm_web *self, const struct lws_filter_network_conn_args *filt)
+{
+    const sm_config *cfg = self->opts.config;
+    char addr[SM__ADDR_BYTES];
+    char why[128];
+    s_addr_key(&filt->cli_addr, addr, sizeof addr);
+    int fd = (int) filt->accept_fd;
+    if (fd < 0 || (size_t) fd >= self->fdrecs_len || self->conns_open >= self->conns_max) {
+        snprintf(why, sizeof why, "the node has %zu connections open, all it serves",
+                 self->conns_open);
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_FULL, why);
+        return -1;
+    }
+    s_fdrec *rec = &self->fdrecs[fd];
+    s_conn_release(self, rec);     /* left by a connection whose adoption failed */
+    s_addr_slot *slot = s_addr_slot_for(self, addr, true);
+    if (!slot) {
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_FULL,
+                          "connections from too many addresses at once");
+        return -1;
+    }
+    if (slot->count >= cfg->clients_per_addr_max) {
+        snprintf(why, sizeof why, "%u connections open from it (http.clients_per_addr_max)",
+                 slot->count);
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_ADDR, why);
+        return -1;
+    }
+    if (slot->requests >= cfg->requests_per_addr_max) {
+        snprintf(why, sizeof why, "%u requests from it still unfinished "
+                 "(http.requests_per_addr_max)", slot->requests);
+        s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_REQUESTS, why);
+        return -1;
+    }
+    slot->count++;
+    slot->requests++;
+    self->conns_open++;
+    if ((size_t) fd >= self->fd_end)
+        self->fd_end = (size_t) fd + 1;
+    rec->slot_plus1 = (uint32_t) (slot - self->addrs) + 1;
+    rec->in_request = true;
+    rec->deadline_ms = s_mono_ms() + (uint64_t) cfg->headers_timeout_s * 1000u;
+    s_conn_gauge(self);
+    return 0;
+}
+
+static s_fdrec *
+s_conn_rec(struct lws *wsi)
+{
+    return lws_get_opaque_user_data(wsi);
+}
+
+/*  LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: tie the record made at
+    accept to the connection's wsi (the headers' clock runs since accept).  */
+static void
+s_conn_adopted(sm_web *self, struct lws *wsi)
+{
+    int fd = (int) lws_get_socket_fd(wsi);
+    if (fd < 0 || (size_t) fd >= self->fdrecs_len || !self->fdrecs[fd].slot_plus1)
+        return;
+    self->fdrecs[fd].wsi = wsi;
+    lws_set_opaque_user_data(wsi, &self->fdrecs[fd]);
+}
+
+/*  The request's headers are in and a body is to come: the body's clock.  */
+static void
+s_conn_body_starts(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || !rec->in_request)
+        return;
+    rec->in_body = true;
+    rec->deadline_ms = s_mono_ms() + (uint64_t) self->opts.config->body_timeout_s * 1000u;
+}
+
+/*  The request is complete (or became a websocket): no longer unfinished. */
+static void
+s_conn_request_done(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || !rec->in_request)
+        return;
+    s_addr_slot *slot = &self->addrs[rec->slot_plus1 - 1];
+    assert(slot->requests > 0);
+    slot->requests--;
+    rec->in_request = false;
+    rec->in_body = false;
+}
+
+/*  The answer is out and the connection stays open for another request:
+    the headers' clock again.  Called before lws_http_transaction_completed,
+    which may already start on a pipelined request.                          */
+static void
+s_conn_next_request(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec || rec->in_request)
+        return;
+    self->addrs[rec->slot_plus1 - 1].requests++;
+    rec->in_request = true;
+    rec->in_body = false;
+    rec->deadline_ms = s_mono_ms() + (uint64_t) self->opts.config->headers_timeout_s * 1000u;
+}
+
+/*  Close the connections past their deadline (one pass over the records in
+    use; lws closes them on its next pass).                                  */
+static void
+s_conn_sweep(sm_web *self)
+{
+    const sm_config *cfg = self->opts.config;
+    uint64_t now = s_mono_ms();
+    size_t end = 0;
+    for (size_t fd = 0; fd < self->fd_end; fd++) {
+        s_fdrec *rec = &self->fdrecs[fd];
+        if (!rec->slot_plus1)
+            continue;
+        end = fd + 1;
+        if (!rec->wsi || !rec->in_request || rec->closing || now < rec->deadline_ms)
+            continue;
+        rec->closing = true;
+        const char *addr = self->addrs[rec->slot_plus1 - 1].addr;
+        if (self->opts.metrics)
+            sm_metrics_add(self->opts.metrics, rec->in_body ? SM_METRIC_HTTP_BODY_TIMEOUT
+                                                            : SM_METRIC_HTTP_HEADERS_TIMEOUT, 1);
+        char kind[SM__ADDR_BYTES + 40];
+        snprintf(kind, sizeof kind, "web: slow clients at %s dropped", addr);
+        sm_log_throttled(SM_LOG_WARN, kind, "web: client %s dropped: its request's %s took "
+                         "longer than %u s (http.%s)", addr, rec->in_body ? "body" : "headers",
+                         rec->in_body ? cfg->body_timeout_s : cfg->headers_timeout_s,
+                         rec->in_body ? "body_timeout_s" : "headers_timeout_s");
+        lws_set_timeout(rec->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    self->fd_end = end;
+}
+
+/*  LWS_CALLBACK_WSI_DESTROY (the socket is closed by now).                  */
+static void
+s_conn_destroyed(sm_web *self, struct lws *wsi)
+{
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (!rec)
+        return;
+    s_guard_watch(self, (int) (rec - self->fdrecs), false);
+    s_conn_release(self, rec);
+    lws_set_opaque_user_data(wsi, NULL);
+    s_conn_gauge(self);
+}
+
+/*  Raise the soft descriptor limit towards the hard one (every connection
+    is a descriptor) and size the accounting table by the result.           */
+static int
+s_conns_init(sm_web *self)
+{
+    const rlim_t wanted = SM_HTTP_CLIENTS_MAX + 16u * SM__FD_RESERVE;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rl.rlim_cur = 1024;
+    } else if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > wanted ? wanted : rl.rlim_max;
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    size_t fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SM__FDS_TRACKED_MAX
+                 ? SM__FDS_TRACKED_MAX : (size_t) rl.rlim_cur;
+    self->fdrecs = calloc(fds, sizeof *self->fdrecs);
+    if (!self->fdrecs)
+        return SM_ENOMEM;
+    self->fdrecs_len = fds;
+    size_t usable = fds > 2 * SM__FD_RESERVE ? fds - SM__FD_RESERVE : fds / 2;
+    self->conns_max = usable < SM_HTTP_CLIENTS_MAX ? usable : SM_HTTP_CLIENTS_MAX;
+    if (self->conns_max < SM_HTTP_CLIENTS_MAX)
+        sm_log_info("web: serving at most %zu connections (the descriptor limit is %zu; "
+                    "raise it with ulimit -n or LimitNOFILE=)", self->conns_max, fds);
+    return 0;
+}
+
+/*  Every SM__TICK_MS: close connections past their deadline, write the
+    counts of throttled log lines that are due.                              */
+static void
+s_tick(lws_sorted_usec_list_t *sul)
+{
+    sm_web *self = lws_container_of(sul, sm_web, tick_sul);
+    s_conn_sweep(self);
+    sm_log_throttle_flush();
+    lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
+                     (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
+}
+
+/* ---- websocket frames checked as lws reads them ------------------------ */
+
+/*  lws 4.1 (Debian 12) does not refuse a client's unmasked frame (RFC 6455
+    5.1 says the server MUST close the connection) and tells its user a
+    frame's length only once its payload arrives, so a header claiming 2^62
+    bytes holds the connection open.  The node therefore looks at the bytes
+    lws reads: this file defines recv(), to which every recv() call in the
+    process resolves (ELF symbol interposition: the executable's definition
+    comes before the C library's; lws reads its sockets with recv()).  It
+    is recvfrom() with no address, as the C library's recv() is, and for
+    websocket clients' descriptors only it runs the bytes read through
+    sm_wsframe_scan.  A bad header fails the call with ECONNRESET, which lws
+    handles as the client resetting the connection: it is closed at once,
+    counted and logged (throttled).
+
+    Checking starts when the websocket is established.  A client that sends
+    frames before it has the server's handshake answer (RFC 6455 4.1 says it
+    must wait) may have had their first bytes read with its request; the
+    check then starts inside a frame, reads nonsense and closes it.
+
+    Other threads (the mesh's ZeroMQ) call recv() on their own descriptors,
+    which are never marked: the marks are atomic, set and cleared by the web
+    thread while the descriptor is its connection's (cleared before lws
+    closes it), and the array of marks lives as long as the process.        */
+
+static struct {
+    _Atomic(unsigned char) *watched;  /* per descriptor: a websocket client's */
+    _Atomic(size_t) len;
+    sm_web *web;               /* the server whose clients they are */
+} s_guard;
+
+/*  Mark fd as a websocket client's (on) or not (off).  Web thread.         */
+static void
+s_guard_watch(sm_web *self, int fd, bool on)
+{
+    if (s_guard.web != self || fd < 0 || (size_t) fd >= atomic_load(&s_guard.len))
+        return;
+    if (on)
+        sm_wsframe_init(&self->fdrecs[fd].frames);
+    atomic_store_explicit(&s_guard.watched[fd], on ? 1 : 0, memory_order_relaxed);
+}
+
+/*  The bytes just read from websocket client fd: 0, or an error after which
+    the connection is closed (counted, logged, no longer watched).          */
+static int
+s_guard_bytes(int fd, const void *buf, size_t n)
+{
+    sm_web *self = s_guard.web;
+    s_fdrec *rec = &self->fdrecs[fd];
+    int rc = sm_wsframe_scan(&rec->frames, buf, n, SM_WS_MESSAGE_BYTES_MAX);
+    if (rc == 0)
+        return 0;
+    atomic_store_explicit(&s_guard.watched[fd], 0, memory_order_relaxed);
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, SM_METRIC_WS_PROTOCOL_ERRORS, 1);
+    const char *addr = rec->slot_plus1 ? self->addrs[rec->slot_plus1 - 1].addr : "?";
+    char kind[SM__ADDR_BYTES + 48];
+    snprintf(kind, sizeof kind, "web: websocket protocol errors from %s", addr);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: websocket client %s closed: %s", addr,
+                     sm_strerror(rc));
+    return rc;
+}
+
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+    ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
+    if (n > 0 && !(flags & MSG_PEEK) && fd >= 0
+        && (size_t) fd < atomic_load_explicit(&s_guard.len, memory_order_acquire)
+        && atomic_load_explicit(&s_guard.watched[fd], memory_order_relaxed)
+        && s_guard_bytes(fd, buf, (size_t) n) != 0) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    return n;
+}
+
+/*  Start checking this server's websocket clients (the first server of the
+    process only; the marks are allocated once and kept).                    */
+static void
+s_guard_init(sm_web *self)
+{
+    if (s_guard.web)
+        return;
+    if (!s_guard.watched) {
+        s_guard.watched = calloc(self->fdrecs_len, sizeof *s_guard.watched);
+        if (!s_guard.watched) {
+            sm_log_warn("web: out of memory: websocket frame headers are not checked");
+            return;
+        }
+        atomic_store_explicit(&s_guard.len, self->fdrecs_len, memory_order_release);
+    }
+    s_guard.web = self;
+}
+
+/*  Stop (sm_web_destroy).  Every mark is clear by then.                    */
+static void
+s_guard_stop(sm_web *self)
+{
+    if (s_guard.web != self)
+        return;
+    size_t len = atomic_load(&s_guard.len);
+    for (size_t i = 0; i < len; i++)
+        atomic_store_explicit(&s_guard.watched[i], 0, memory_order_relaxed);
+    s_guard.web = NULL;
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
@@ -213,6 +635,7 @@ s_dispatch(sm_web *self, s_conn *conn)
 {
     s_http *h = conn->http;
     const sm_asset *asset = NULL;
+    s_conn_request_done(self, conn->wsi);
     if ((h->method == SM_HTTP_GET || h->method == SM_HTTP_HEAD)
         && (asset = sm_asset_find(h->path)) != NULL) {
         s_serve_asset(h, asset);
@@ -297,7 +720,6 @@ s_send_headers(struct lws *wsi, s_http *h)
 static int
 s_http_writeable(sm_web *self, s_conn *conn)
 {
-    (void) self;
     s_http *h = conn->http;
     if (!h || !h->has_resp)
         return 0;
@@ -328,6 +750,7 @@ s_http_writeable(sm_web *self, s_conn *conn)
         }
     }
     s_http_free(conn);
+    s_conn_next_request(self, wsi);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -384,6 +807,7 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
         char *end = NULL;
         unsigned long long n = strtoull(clen, &end, 10);
         if (end == clen || *end || n > body_max) {
+            s_conn_request_done(self, conn->wsi);
             sm_api_error(&h->resp, 413, "too_large",
                          "the request body is larger than the node accepts");
             s_respond(self, conn);
@@ -393,6 +817,8 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
     }
     if (!h->expect_body)
         s_dispatch(self, conn);
+    else
+        s_conn_body_starts(self, conn->wsi);
     return 0;
 }
 
@@ -470,13 +896,9 @@ s_ws_established(sm_web *self, s_conn *conn)
         || strcmp(uri, "/ws") != 0)
         return -1;
     lws_get_peer_simple(conn->wsi, conn->client, sizeof conn->client);
-    s_addr_slot *slot = s_addr_slot_for(self, conn->client, true);
-    if (!slot || slot->count >= self->opts.config->clients_per_addr_max) {
-        sm_log_info("web: websocket from %s refused: too many connections", conn->client);
-        return -1;
-    }
-    slot->count++;
-    conn->counted = true;
+    /* Counted against its address since accept, like every connection. */
+    s_conn_request_done(self, conn->wsi);
+    s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), true);
     conn->is_ws = true;
     conn->next = self->ws_head;
     if (self->ws_head)
@@ -495,12 +917,7 @@ s_ws_closed(sm_web *self, s_conn *conn)
 {
     if (!conn->is_ws)
         return;
-    if (conn->counted) {
-        s_addr_slot *slot = s_addr_slot_for(self, conn->client, false);
-        if (slot && slot->count)
-            slot->count--;
-        conn->counted = false;
-    }
+    s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), false);
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -532,19 +949,38 @@ s_ws_writeable(s_conn *conn)
     return 0;
 }
 
+/*  Close a websocket client for a protocol error: status, counted, logged
+    (throttled).  Returns -1 for the callback to return.                      */
 static int
-s_ws_receive(sm_web *self, s_conn *conn, size_t len)
+s_ws_protocol_error(sm_web *self, s_conn *conn, enum lws_close_status status, int err)
 {
+    const char *why = sm_strerror(err);
+    lws_close_reason(conn->wsi, status, (unsigned char *) why, strlen(why) < 120 ? strlen(why) : 120);
+    if (self->opts.metrics)
+        sm_metrics_add(self->opts.metrics, SM_METRIC_WS_PROTOCOL_ERRORS, 1);
+    char kind[SM__ADDR_BYTES + 48];
+    snprintf(kind, sizeof kind, "web: websocket protocol errors from %s", conn->client);
+    sm_log_throttled(SM_LOG_WARN, kind, "web: websocket client %s closed: %s", conn->client, why);
+    return -1;
+}
+
+static int
+s_ws_receive(sm_web *self, s_conn *conn, const void *in, size_t len)
+{
+    if (conn->rx_bytes == 0)
+        sm_utf8_init(&conn->utf8);   /* a new message */
     conn->rx_bytes += len;
-    if (conn->rx_bytes > SM_WS_MESSAGE_BYTES_MAX) {
-        lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *) "too large", 9);
-        sm_log_info("web: websocket client %s closed: message too large", conn->client);
-        (void) self;
-        return -1;
-    }
-    if (lws_is_final_fragment(conn->wsi) && !lws_remaining_packet_payload(conn->wsi))
+    if (conn->rx_bytes > SM_WS_MESSAGE_BYTES_MAX)
+        return s_ws_protocol_error(self, conn, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, SM_EWSTOOBIG);
+    bool text = !lws_frame_is_binary(conn->wsi);
+    if (text && sm_utf8_check(&conn->utf8, in, len) != 0)
+        return s_ws_protocol_error(self, conn, LWS_CLOSE_STATUS_INVALID_PAYLOAD, SM_EWSUTF8);
+    if (lws_is_final_fragment(conn->wsi) && !lws_remaining_packet_payload(conn->wsi)) {
+        if (text && !sm_utf8_complete(&conn->utf8))
+            return s_ws_protocol_error(self, conn, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+                                       SM_EWSUTF8);
         conn->rx_bytes = 0;    /* messages from phones carry nothing we need */
+    }
     return 0;
 }
 
@@ -623,6 +1059,19 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     s_conn *conn = user;
     if (!self)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
+    /* Connection accounting: these reasons carry no session data of ours. */
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return s_conn_filter(self, user);
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        s_conn_adopted(self, wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    case LWS_CALLBACK_WSI_DESTROY:
+        s_conn_destroyed(self, wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    default:
+        break;
+    }
     switch (reason) {
     case LWS_CALLBACK_HTTP:
     case LWS_CALLBACK_HTTP_BODY:
@@ -662,7 +1111,7 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return s_ws_writeable(conn);
     case LWS_CALLBACK_RECEIVE:
-        return s_ws_receive(self, conn, len);
+        return s_ws_receive(self, conn, in, len);
     case LWS_CALLBACK_CLOSED:
         s_ws_closed(self, conn);
         s_http_free(conn);
@@ -727,6 +1176,8 @@ sm_web_new(const sm_web_opts *opts, int *err)
         goto fail;
     }
 
+    if ((*err = s_conns_init(self)) != 0)
+        goto fail;
     lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
     self->protocols[0] = (struct lws_protocols) {
         .name = "stallmesh", .callback = s_callback,
@@ -744,12 +1195,36 @@ sm_web_new(const sm_web_opts *opts, int *err)
     info.protocols = self->protocols;
     info.user = self;
     info.max_http_header_data = 8192;
-    info.max_http_header_pool = 1024;
+    /* Enough header tables that one address (requests_per_addr_max, at most
+       a sixteenth of the pool) cannot take them all; each is allocated only
+       while a request is being read. */
+    info.max_http_header_pool = SM_HTTP_HEADER_POOL;
     info.count_threads = 1;
     info.timeout_secs = 20;
+    /* lws's own header-table timeout, behind our deadline (s_conn_sweep). */
+    info.timeout_secs_ah_idle = opts->config->headers_timeout_s + 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL
                    && strchr(info.iface, ':') == NULL);
+    /* libev on epoll: lws's own loop polls every connection on each pass,
+       which with thousands of slow clients open costs more than serving
+       the few that are ready.  Without the libev plugin, lws's loop. */
+    void *foreign[1] = { NULL };
+    self->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOSIGMASK);
+    if (self->loop) {
+        foreign[0] = self->loop;
+        info.foreign_loops = foreign;
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+    }
     self->ctx = lws_create_context(&info);
+    if (!self->ctx && self->loop) {
+        sm_log_warn("web: the libev event loop is not available (package "
+                    "libwebsockets-evlib-ev); using poll, which serves fewer connections");
+        ev_loop_destroy(self->loop);
+        self->loop = NULL;
+        info.foreign_loops = NULL;
+        info.options &= ~(uint64_t) LWS_SERVER_OPTION_LIBEV;
+        self->ctx = lws_create_context(&info);
+    }
     if (!self->ctx) {
         sm_log_error("web: cannot listen on %s:%u (port in use, or address not on this host)",
                      opts->config->http_host, (unsigned) opts->config->http_port);
@@ -758,6 +1233,9 @@ sm_web_new(const sm_web_opts *opts, int *err)
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(self->ctx, "default");
     self->port = vh ? lws_get_vhost_listen_port(vh) : opts->config->http_port;
+    lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
+                     (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
+    s_guard_init(self);
     return self;
 fail:
     sm_web_destroy(&self);
@@ -771,19 +1249,31 @@ sm_web_port(sm_web *self)
     return self->port;
 }
 
+/*  One pass of the service loop: waits for an event (a wake-up from the
+    core or sm_web_stop is one).  <0 if the loop failed.                     */
+static int
+s_service(sm_web *self)
+{
+    if (self->loop) {
+        ev_run(self->loop, EVRUN_ONCE);
+        return 0;
+    }
+    return lws_service(self->ctx, 0);
+}
+
 int
 sm_web_run(sm_web *self)
 {
     assert(self);
     while (!atomic_load(&self->stop)) {
-        if (lws_service(self->ctx, 0) < 0)
+        if (s_service(self) < 0)
             break;
     }
     /* Answer the writes the core still has: they may be committed. */
     uint64_t deadline = s_now_ms() + SM__DRAIN_MS;
     while (self->pending > 0 && s_now_ms() < deadline) {
         s_collect_answers(self);
-        if (lws_service(self->ctx, 0) < 0)
+        if (s_service(self) < 0)
             break;
     }
     return 0;
@@ -814,7 +1304,16 @@ sm_web_destroy(sm_web **self_p)
         return;
     if (self->ctx) {
         lws_sul_cancel(&self->refresh_sul);
+        lws_sul_cancel(&self->tick_sul);
         lws_context_destroy(self->ctx);
+    }
+    s_guard_stop(self);
+    if (self->loop) {
+        /* Let lws's watchers wind down, boundedly, then free the loop. */
+        for (int i = 0; i < 16; i++)
+            ev_run(self->loop, EVRUN_NOWAIT);
+        ev_loop_destroy(self->loop);
+        self->loop = NULL;
     }
     /* Connections are closed; answers still owed are rendered and dropped. */
     if (self->core) {
@@ -832,6 +1331,7 @@ sm_web_destroy(sm_web **self_p)
         }
     }
     s_msg_unref(&self->snapshot);
+    free(self->fdrecs);
     sm_core_client_destroy(&self->core);
     sm_api_destroy(&self->api);
     free(self);

@@ -49,6 +49,9 @@
     X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
     X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
     X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
+    X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
+    X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
+    X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
     X(SM_EHOLDLIMIT,  -90, "hold_limit",     "a reservation limit was reached: reserve fewer units, or wait until a reservation ends") \
     X(SM_EHOLDSOLD,   -91, "hold_sold",      "that reservation was already sold") \
     X(SM_EHOLDEXPIRED,-92, "hold_expired",   "that reservation has expired: its units are free again") \

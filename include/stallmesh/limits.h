@@ -41,6 +41,10 @@
 #define SM_JSON_DEPTH_MAX         8u        /* nesting of a request's JSON */
 #define SM_HTTP_CLIENTS_PER_ADDR_MAX 256u   /* open connections from one address */
 #define SM_HTTP_CLIENTS_MAX       20000u    /* open connections in all */
+#define SM_HTTP_REQUESTS_PER_ADDR_MAX 64u   /* connections from one address still sending a request */
+#define SM_HTTP_HEADER_POOL       4096u     /* requests parsed at once (lws header tables) */
+#define SM_HTTP_HEADERS_TIMEOUT_S 10u       /* a request's headers must be in by then */
+#define SM_HTTP_BODY_TIMEOUT_S    20u       /* ... and its body by then, after the headers */
 #define SM_WS_MESSAGE_BYTES_MAX   4096u     /* a message a phone may send */
 #define SM_WS_QUEUE_BYTES_MAX     (1u << 20) /* unsent bytes per client; more drops it */
 #define SM_HOLDS_PER_MIN_MAX      10u       /* holds one client address may make a minute */
@@ -58,6 +62,11 @@
 #define SM_SALES_PAGE_MAX         1000u     /* sales in one GET /api/sales answer */
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
+
+/* The node's log (src/logger.h). */
+#define SM_LOG_THROTTLE_MS        10000u    /* one line per kind of repeated warning */
+#define SM_LOG_THROTTLE_KEYS_MAX  256u      /* kinds of throttled warnings tracked */
+#define SM_LOG_THROTTLE_KEY_BYTES 96u       /* of a kind's name; longer names are cut */
 
 /* The node's configuration file. */
 #define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */

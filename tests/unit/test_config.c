@@ -73,6 +73,9 @@ test_defaults(void **state)
     assert_int_equal(cfg.http_port, 8080);
     assert_int_equal(cfg.body_bytes_max, SM_HTTP_BODY_BYTES_MAX);
     assert_int_equal(cfg.clients_per_addr_max, SM_HTTP_CLIENTS_PER_ADDR_MAX);
+    assert_int_equal(cfg.requests_per_addr_max, SM_HTTP_REQUESTS_PER_ADDR_MAX);
+    assert_int_equal(cfg.headers_timeout_s, SM_HTTP_HEADERS_TIMEOUT_S);
+    assert_int_equal(cfg.body_timeout_s, SM_HTTP_BODY_TIMEOUT_S);
     assert_int_equal(cfg.ws_queue_bytes_max, SM_WS_QUEUE_BYTES_MAX);
     assert_int_equal(cfg.hold_ttl_s, SM_HOLD_TTL_S_DEFAULT);
     assert_int_equal(cfg.holds_per_min, SM_HOLDS_PER_MIN_MAX);
@@ -109,6 +112,9 @@ test_load_every_key(void **state)
         "listen = 127.0.0.1:9000   ; loopback only\n"
         "body_bytes_max=4096\n"
         "clients_per_addr_max   =   16\n"
+        "requests_per_addr_max = 8\n"
+        "headers_timeout_s = 3\n"
+        "body_timeout_s = 7\n"
         "ws_queue_bytes_max = 65536\n"
         "[holds]\n"
         "ttl_s = 120\n"
@@ -121,6 +127,9 @@ test_load_every_key(void **state)
     assert_int_equal(f.cfg.http_port, 9000);
     assert_int_equal(f.cfg.body_bytes_max, 4096);
     assert_int_equal(f.cfg.clients_per_addr_max, 16);
+    assert_int_equal(f.cfg.requests_per_addr_max, 8);
+    assert_int_equal(f.cfg.headers_timeout_s, 3);
+    assert_int_equal(f.cfg.body_timeout_s, 7);
     assert_int_equal(f.cfg.ws_queue_bytes_max, 65536);
     assert_int_equal(f.cfg.hold_ttl_s, 120);
     assert_int_equal(f.cfg.holds_per_min, 3);
@@ -361,6 +370,20 @@ test_numbers_strict(void **state)
                                    sizeof err), SM_EINVAL);
     assert_int_equal(sm_config_set(&cfg, "http", "ws_queue_bytes_max", "65535", err, sizeof err),
                      SM_EINVAL);
+    /* One address may hold at most a sixteenth of the header pool. */
+    assert_int_equal(sm_config_set(&cfg, "http", "requests_per_addr_max", "257", err,
+                                   sizeof err), SM_EINVAL);
+    assert_int_equal(sm_config_set(&cfg, "http", "requests_per_addr_max", "0", err, sizeof err),
+                     SM_EINVAL);
+    assert_int_equal(sm_config_set(&cfg, "http", "requests_per_addr_max", "256", err,
+                                   sizeof err), 0);
+    assert_int_equal(sm_config_set(&cfg, "http", "headers_timeout_s", "0", err, sizeof err),
+                     SM_EINVAL);
+    assert_int_equal(sm_config_set(&cfg, "http", "headers_timeout_s", "301", err, sizeof err),
+                     SM_EINVAL);
+    assert_int_equal(sm_config_set(&cfg, "http", "body_timeout_s", "601", err, sizeof err),
+                     SM_EINVAL);
+    assert_int_equal(sm_config_set(&cfg, "http", "body_timeout_s", "600", err, sizeof err), 0);
 }
 
 /*  Defaults, then the file, then sm_config_set: each overrides the one

@@ -1,6 +1,7 @@
 /*  Unit tests for src/logger.c: the line format, the level filter, one
     line per call (control bytes replaced, long messages cut), errno kept,
-    and whole lines from concurrent threads.
+    whole lines from concurrent threads, and throttled lines ("N more like
+    this") per kind.
 
     stderr is pointed at a pipe for the length of each test and restored.   */
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "logger.h"
+#include "stallmesh/limits.h"
 
 #define S_CAPTURE_BYTES (1u << 20)
 
@@ -223,6 +225,102 @@ test_threads_whole_lines(void **state)
     assert_int_equal(lines, S_THREADS * S_LINES);
 }
 
+/*  Count the lines of text that contain needle.                           */
+static int
+s_count_lines(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        const char *hit = strstr(line, needle);
+        if (hit && hit < end)
+            n++;
+        line = end + 1;
+    }
+    return n;
+}
+
+/*  Repeats of one kind within the interval are counted, not written; the
+    next line of that kind after the interval carries the count; another
+    kind (another address) is throttled on its own.                          */
+static void
+test_throttled_counts(void **state)
+{
+    (void)state;
+    sm_log_throttle_reset();
+    uint64_t t = 1000000;
+    for (int i = 0; i < 3000; i++)
+        sm_log_throttled_at(t + (uint64_t)i, SM_LOG_WARN, "mesh: strangers refused",
+                            "mesh: stranger %d refused", i);
+    sm_log_throttled_at(t + 5, SM_LOG_WARN, "web: 127.0.0.2 refused", "web: 127.0.0.2 refused");
+    const char *out = s_captured();
+    assert_int_equal(s_count_lines(out, "mesh: stranger "), 1);
+    assert_non_null(strstr(out, " warn  mesh: stranger 0 refused\n"));
+    assert_int_equal(s_count_lines(out, "web: 127.0.0.2 refused"), 1);
+
+    /* Within the interval: still nothing; after it: one line with the count. */
+    sm_log_throttled_at(t + SM_LOG_THROTTLE_MS - 1, SM_LOG_WARN, "mesh: strangers refused",
+                        "mesh: stranger %d refused", 3000);
+    assert_int_equal(strlen(s_captured()), 0);
+    sm_log_throttled_at(t + SM_LOG_THROTTLE_MS + 10, SM_LOG_WARN, "mesh: strangers refused",
+                        "mesh: stranger %d refused", 3001);
+    out = s_captured();
+    assert_non_null(strstr(out, " warn  mesh: stranger 3001 refused (3000 more like this)\n"));
+    assert_int_equal(s_count_lines(out, " warn  "), 1);
+    sm_log_throttle_reset();
+}
+
+/*  A count left unwritten when the repeats stop is written by the flush
+    once its interval is over, once, with the kind's name.                  */
+static void
+test_throttled_flush(void **state)
+{
+    (void)state;
+    sm_log_throttle_reset();
+    uint64_t t = 5000000;
+    for (int i = 0; i < 10; i++)
+        sm_log_throttled_at(t + (uint64_t)i, SM_LOG_WARN, "web: connections from 10.0.0.9 refused",
+                            "web: connection from 10.0.0.9 refused: too many");
+    (void)s_captured();
+    assert_int_equal(sm_log_throttle_flush_at(t + 100), 0);       /* too early */
+    assert_int_equal(strlen(s_captured()), 0);
+    assert_int_equal(sm_log_throttle_flush_at(t + SM_LOG_THROTTLE_MS + 1), 1);
+    const char *out = s_captured();
+    assert_non_null(strstr(out, " warn  web: connections from 10.0.0.9 refused: 9 more like this\n"));
+    assert_int_equal(sm_log_throttle_flush_at(t + 3 * SM_LOG_THROTTLE_MS), 0);   /* once */
+    sm_log_throttle_reset();
+}
+
+/*  More kinds than the table holds: every kind's first line is written,
+    a replaced kind's count is written rather than lost, and lines below the
+    level are neither written nor counted.                                    */
+static void
+test_throttled_table_full(void **state)
+{
+    (void)state;
+    sm_log_throttle_reset();
+    uint64_t t = 9000000;
+    sm_log_throttled_at(t, SM_LOG_WARN, "kind first", "kind first");
+    sm_log_throttled_at(t + 1, SM_LOG_WARN, "kind first", "kind first");
+    for (unsigned i = 0; i < SM_LOG_THROTTLE_KEYS_MAX; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "kind %u", i);
+        sm_log_throttled_at(t + 2 + i, SM_LOG_WARN, key, "%s", key);
+    }
+    const char *out = s_captured();
+    assert_int_equal(s_count_lines(out, " warn  kind "), (int)SM_LOG_THROTTLE_KEYS_MAX + 2);
+    assert_non_null(strstr(out, " warn  kind first: 1 more like this\n"));
+
+    sm_log_set_level(SM_LOG_ERROR);
+    sm_log_throttled_at(t, SM_LOG_WARN, "quiet", "quiet");
+    sm_log_set_level(SM_LOG_INFO);
+    sm_log_throttled_at(t + 1, SM_LOG_WARN, "quiet", "quiet");
+    out = s_captured();
+    assert_int_equal(s_count_lines(out, " warn  quiet"), 1);
+    sm_log_throttle_reset();
+}
+
 int
 main(void)
 {
@@ -233,6 +331,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_long_message, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_errno_kept, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_threads_whole_lines, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_throttled_counts, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_throttled_flush, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_throttled_table_full, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,6 +194,12 @@ static const char *const s_counter_names[SM_METRIC_COUNTERS] = {
     [SM_METRIC_BEACONS_SENT] = "stallmesh_beacons_sent_total",
     [SM_METRIC_BEACONS_ACCEPTED] = "stallmesh_beacons_accepted_total",
     [SM_METRIC_BEACONS_REFUSED] = "stallmesh_beacons_refused_total",
+    [SM_METRIC_HTTP_REFUSED_ADDR] = "stallmesh_http_refused_address_total",
+    [SM_METRIC_HTTP_REFUSED_REQUESTS] = "stallmesh_http_refused_requests_total",
+    [SM_METRIC_HTTP_REFUSED_FULL] = "stallmesh_http_refused_full_total",
+    [SM_METRIC_HTTP_HEADERS_TIMEOUT] = "stallmesh_http_headers_timeouts_total",
+    [SM_METRIC_HTTP_BODY_TIMEOUT] = "stallmesh_http_body_timeouts_total",
+    [SM_METRIC_WS_PROTOCOL_ERRORS] = "stallmesh_ws_protocol_errors_total",
 };
 
 static const char *const s_gauge_names[SM_GAUGE_COUNT] = {
