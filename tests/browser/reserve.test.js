@@ -8,7 +8,10 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const { Node, launchBrowser, until } = require('./harness');
 
 const TEST_MS = 90000;
@@ -72,6 +75,12 @@ async function reserveTwo(page) {
   // The QR code of the code is drawn by the node.
   await until('the QR image', UI_MS, async () => hold.locator('img.qr').evaluate((i) => i.complete && i.naturalWidth > 0));
   assert.equal(await hold.locator('img.qr').getAttribute('alt'), `QR code of ${code}`);
+  // ... and a scanner reads the code from it (zbarimg, from zbar-tools: deploy/deps.sh).
+  const png = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'stallmesh-qr-')), 'qr.png');
+  await hold.locator('img.qr').screenshot({ path: png });
+  const read = execFileSync('zbarimg', ['-q', '--raw', png], { timeout: 10000, stdio: ['ignore', 'pipe', 'ignore'] });
+  fs.rmSync(path.dirname(png), { recursive: true, force: true });
+  assert.equal(read.toString().trim(), code);
   assert.match(await text(page.locator('#msg')), new RegExp(`Show code ${code} at the stall`));
   return code;
 }
