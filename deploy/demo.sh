@@ -139,6 +139,7 @@ echo "Demo Saturday Market: four nodes on 127.0.0.1 (Ctrl-C stops them all)"
 for n in $NODES; do
     printf '  %-14s stock page %-26s till %s/till\n' "${NAME[$n]}" "$(url $n)/" "$(url $n)"
 done
+echo "  The organiser's view of the market: $(url O)/market (token in $DIR/O/api-token)"
 echo "  The till asks for the token in DIR/api-token, e.g. $DIR/S1/api-token:"
 echo "    $(cat "$DIR/S1/api-token")"
 echo "  Peers: curl $(url S1)/api/peers   State: curl $(url S1)/api/state"

@@ -5,7 +5,8 @@
 #
 # Every file becomes a static byte array (with a trailing NUL not counted in
 # its length) and a row of the table sm_asset_find searches.  URL paths:
-# index.html is "/", till.html is "/till", any other file "/<its name>".
+# index.html is "/", till.html is "/till", market.html is "/market", any
+# other file "/<its name>".
 # The ETag is the first 16 hex digits of the content's SHA-256, quoted, so
 # it changes exactly when the bytes do.  The content type comes from the
 # file's extension; a file of unknown type or with a name that is not a
@@ -67,6 +68,7 @@ for f in "$@"; do
     case $name in
     index.html) path=/ ;;
     till.html) path=/till ;;
+    market.html) path=/market ;;
     *) path=/$name ;;
     esac
     len=$(wc -c <"$f" | tr -d ' ')

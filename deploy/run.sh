@@ -1,7 +1,7 @@
 #!/bin/sh
 # `make run`: start a node on the default data directory, creating it on
 # first use (an identity and a one-stall market), and print the URLs of
-# the stock page and the till and where the till's token is.
+# the stock page, the till and the organiser's view and where their token is.
 #   STALLMESH_DIR   data directory (default ~/.local/share/stallmesh)
 #   STALLMESH_HTTP  HOST:PORT to serve on (default 0.0.0.0:8080)
 set -eu

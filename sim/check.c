@@ -31,7 +31,8 @@
     - expired holds are released: no honest origin's hold is still open
       anywhere more than a few seconds after it expired on its own clock;
     - a node still fetching its own log back after healing holds all that
-      any store holds of it (else it waits for --allow-fresh, by design).
+      any store holds of it (else it waits for --allow-fresh, by design);
+    - the organiser's market report equals its sales (report_check.c).
     Elsewhere: node.c checks that a wiped node appends nothing while its own
     log is unconfirmed, world.c that the honest nodes' traffic never storms
     and that pushes and relays alone carry a sale down a line of nodes.     */
@@ -1067,4 +1068,6 @@ sim_check_final(sim_world *w)
             sm_ledger_holds_each(w->node[i].ledger, &origin->id.pub, s_expiry_cb, &c);
         }
     }
+    if (!w->failed)
+        sim_check_report(w);           /* report_check.c */
 }

@@ -10,6 +10,12 @@ status=0
 try() {
     n=$1 name=$2 opts=$3
     sim=$build/simbug-$n/stallmesh-sim
+    # A missing binary also exits non-zero: that is no catch.
+    if [ ! -x "$sim" ] || [ ! -x "$clean" ]; then
+        echo "sim-selftest: bug $n ($name): $sim or $clean missing (make sim-selftest builds them)"
+        status=1
+        return
+    fi
     seed=1
     while [ "$seed" -le 8 ]; do
         out=$("$sim" --seed "$seed" $opts 2>/dev/null)
@@ -33,5 +39,6 @@ try 1 "skip the units check" "--faults none --ticks 60"
 try 2 "apply a duplicate twice" "--faults loss,dup --ticks 60"
 try 3 "ignore a signature" "--faults hostile --ticks 90"
 try 4 "drop a relay" "--faults none --ticks 30"
+try 5 "count a return twice" "--faults none --ticks 60"
 try 9 "a sold hold stays open" "--faults none --ticks 120"
 exit $status

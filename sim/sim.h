@@ -368,5 +368,7 @@ bool sim_check_converged(sim_world *w, char *why, size_t cap);
 uint64_t sim_fork_at(sim_node *nd, const sm_id *origin);
 void sim_check_final(sim_world *w);
 void sim_sales_hash(const sm_line *lines, uint32_t n, sm_hash *out);
+/* report_check.c: after healing, the organiser's report equals its sales. */
+void sim_check_report(sim_world *w);
 
 #endif

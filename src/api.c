@@ -79,6 +79,12 @@ static const s_route s_routes[] = {
     { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET },
     { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0 },
     { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0 },
+    /* The organiser's report and exports (api_report.c). */
+    { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET },
+    { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET },
+    { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
+    { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET },
 };
 
 /*  The Allow header of a route, by its M_* bits.                            */
@@ -183,6 +189,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
     self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
+    self->report_tz = opts->report_tz;
     if (!(self->snap = sm_snapshot_new(self->ledger, &self->node))) {
         rc = SM_ENOMEM;
         goto fail;
@@ -433,6 +440,8 @@ sm_http_resp_clear(sm_http_resp *resp)
     if (!resp->body_borrowed)
         free(resp->body);
     sm_snapshot_body_unref(&resp->body_owner);
+    if (resp->stream)
+        resp->stream->destroy(resp->stream);
     memset(resp, 0, sizeof *resp);
 }
 

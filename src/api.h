@@ -58,6 +58,17 @@ typedef struct {
     size_t body_len;
 } sm_http_req;
 
+/*  A body produced in chunks while it is sent (the CSV exports), so memory
+    stays flat however long it is.  `next` writes at most `cap` bytes into
+    buf, sets *len, and returns 0 for more, 1 after the last chunk, or a
+    negative error (the connection is closed: the body is cut short and
+    the client sees no final chunk).  `destroy` frees it (also when the
+    client goes away mid-body).  Web thread only.                           */
+typedef struct sm_http_stream {
+    int (*next)(struct sm_http_stream *self, char *buf, size_t cap, size_t *len);
+    void (*destroy)(struct sm_http_stream *self);
+} sm_http_stream;
+
 /*  A response.  `body` is malloc'd and freed by sm_http_resp_clear, unless
     `body_borrowed`: then the caller must not free it, and it stays valid
     until sm_http_resp_clear of this response, however many sm_api_refresh
@@ -77,6 +88,8 @@ typedef struct {
     const char *allow;         /* static; for 405 */
     int retry_after_s;         /* for 429 and 503; 0 = none */
     void *body_owner;          /* the API's: keeps a shared body alive; NULL */
+    sm_http_stream *stream;    /* taken: a chunked body instead of body/body_len */
+    char disposition[160];     /* Content-Disposition; "" = none */
 } sm_http_resp;
 
 /*  Where GET /api/peers and /metrics get the mesh peers from: copy at most
@@ -92,6 +105,7 @@ typedef struct {
     uint32_t hold_ttl_s;       /* 0 = SM_HOLD_TTL_S_DEFAULT */
     uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */
     sm_reserve_limits hold_limits; /* [holds] limits; 0 = each default */
+    const char *report_tz;     /* borrowed: reports' default zone; NULL or "" = the system's */
 } sm_api_opts;
 
 typedef struct sm_api sm_api;

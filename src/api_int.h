@@ -45,6 +45,7 @@ struct sm_api {
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     sm_reserve_limits hold_limits;  /* defaults filled in */
+    const char *report_tz;          /* borrowed: reports' default zone (api_report.c) */
     sm_snapshot *snap;
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
     sm__api_owner owners[SM_HOLD_OWNERS_MAX];
@@ -142,6 +143,9 @@ int sm__api_get_metrics(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *,
 /*  The mesh peers as the core last saw them, into out[0..SM_PEERS_MAX),
     sorted by node id; this node never among them.  Returns how many.       */
 size_t sm__api_peers(sm_api *self, sm_gossip_peer *out);
+/*  GET /api/report and the CSV exports under /api/export/ (api_report.c).  */
+int sm__api_get_report(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                       sm_http_resp *r, sm_core_req **write);
 
 /* ---------------------------------------------------------------------- */
 /* Writes (api_write.c)                                                    */

@@ -4,7 +4,8 @@
     command (cli_node.c: init; cli_market.c: market create, admit, join,
     revoke; cli_ledger.c: digest, verify, reindex, log; cli_api.c: item,
     stock, sell, return, hold, sales, status, peers, which talk to the
-    running node's JSON API).  cli_util.c holds the data directory, file and
+    running node's JSON API; cli_report.c: report, export, through the
+    same client).  cli_util.c holds the data directory, file and
     validation helpers and the error printer; cli_json.c is the only file
     that includes jansson.h, cli_qr.c the only one that includes qrencode.h
     and cli_http.c the only one that includes curl/curl.h (STYLE 3).
@@ -69,6 +70,9 @@ int sm__cmd_holds(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
+
+int sm__cmd_report(sm__cli *cli, int argc, char **argv);
+int sm__cmd_export(sm__cli *cli, int argc, char **argv);
 
 /* ---- cli_util.c ------------------------------------------------------ */
 
@@ -197,7 +201,51 @@ typedef struct {
     resp->error saying why and no body to clear.                             */
 int sm__http_request(sm__http_method method, const char *url, const char *token,
                      const char *body, sm__http_resp *resp);
+/*  GET `url` with an optional bearer `token`, streaming a 2xx answer's body
+    into `out` as it arrives (memory stays flat however long the export);
+    *written counts the bytes written.  Any other answer's body (at most
+    SM_CLI_RESPONSE_BYTES_MAX) is kept in resp->body for the error, and
+    nothing is written to `out`.  Bounded by SM_CLI_CONNECT_TIMEOUT_MS to
+    connect and SM_CLI_DOWNLOAD_STALL_S without a byte, not in total.
+    Returns as sm__http_request does; a write to `out` that fails is SM_EIO
+    with resp->error naming errno.                                           */
+int sm__http_download(const char *url, const char *token, FILE *out,
+                      sm__http_resp *resp, uint64_t *written);
 /*  Free resp's body and reset it; safe twice and with NULL.               */
 void sm__http_resp_clear(sm__http_resp *resp);
+
+/* ---- cli_api.c: the running node, lent to cli_report.c --------------- */
+
+/*  The running node as an API command finds it: the address (--node
+    `node_opt` given after the command, else the global --node,
+    $STALLMESH_NODE, DIR/http, the default) and DIR/api-token (required
+    with `auth`).  `usage` (borrowed, kept) is the command's usage line for
+    errors; with `json` a refusal's JSON also goes to stdout.  Returns an
+    SM__EXIT_* status with the reason printed; on SM__EXIT_OK *node_p is
+    the node (returned: sm__node_close frees it).                            */
+typedef struct sm__node sm__node;
+int sm__node_open(sm__cli *cli, const char *node_opt, const char *usage, bool auth,
+                  bool json, sm__node **node_p);
+void sm__node_close(sm__node **node_p);
+/*  The node's base address, http://HOST:PORT (borrowed).                    */
+const char *sm__node_base(const sm__node *node);
+/*  GET `path` (escaped, with its query).  On a 2xx answer SM__EXIT_OK with
+    *resp filled (the caller clears it); else the reason printed (the node's
+    error and detail for a refusal) and SM__EXIT_FAIL, nothing to clear.   */
+int sm__node_get(sm__node *node, const char *path, sm__http_resp *resp);
+/*  GET `path` streaming a 2xx body into `out` (sm__http_download);
+    *written counts its bytes.  A refusal or a failure is printed and is
+    SM__EXIT_FAIL; a refusal writes nothing to `out`, a transfer that
+    breaks half-way leaves what came.                                         */
+int sm__node_download(sm__node *node, const char *path, FILE *out, uint64_t *written);
+/*  Append `text` percent-encoded to the NUL-terminated out[0..cap); false if
+    it does not fit.                                                          */
+bool sm__cli_escape(const char *text, char *out, size_t cap);
+/*  `minor` units of `currency` as "3.50 GBP" (or "350" with no currency).   */
+void sm__cli_money(int64_t minor, const char *currency, char *out, size_t cap);
+/*  Print text from the node with control characters shown as '?'.        */
+void sm__cli_put_text(FILE *out, const char *s);
+/*  Terminal columns of UTF-8 text, counted as code points.                */
+size_t sm__cli_width(const char *s);
 
 #endif

@@ -13,7 +13,8 @@
     $STALLMESH_NODE, else DIR/http (written by `stallmesh run` with the
     address it listens on), else http://127.0.0.1:8080.  The bearer token
     for writes is DIR/api-token; reads that the API makes public (stock,
-    status, peers, holds) work without it.
+    status, peers, holds) work without it.  The sm__node_* functions lend
+    the same finding, token and refusal messages to cli_report.c.
 
     Quantities may be negative for `stock adjust` only; so that "-3" reads
     as an operand and not as an option, s_parse moves every operand behind
@@ -806,6 +807,114 @@ s_cell_right(const char *s, size_t width, bool last)
     s_put_text(stdout, s);
     if (!last)
         fputs("  ", stdout);
+}
+
+/* ---- for the report commands (cli_report.c) ---------------------------- */
+
+/* The node as one API command talks to it (cli.h). */
+struct sm__node {
+    s_cmd c;
+};
+
+int
+sm__node_open(sm__cli *cli, const char *node_opt, const char *usage, bool auth,
+              bool json, sm__node **node_p)
+{
+    assert(cli != NULL && usage != NULL && node_p != NULL);
+    *node_p = NULL;
+    sm__node *node = calloc(1, sizeof *node);
+    if (node == NULL) {
+        sm__cli_error("out of memory");
+        return SM__EXIT_FAIL;
+    }
+    node->c.cli = cli;
+    node->c.o.usage = usage;
+    node->c.o.node = node_opt;
+    node->c.json = json;
+    int status = s_connect(&node->c, auth);
+    if (status != SM__EXIT_OK) {
+        sm__node_close(&node);
+        return status;
+    }
+    *node_p = node;
+    return SM__EXIT_OK;
+}
+
+void
+sm__node_close(sm__node **node_p)
+{
+    if (node_p == NULL || *node_p == NULL)
+        return;
+    s_cmd_end(&(*node_p)->c);
+    free(*node_p);
+    *node_p = NULL;
+}
+
+const char *
+sm__node_base(const sm__node *node)
+{
+    return node->c.base;
+}
+
+int
+sm__node_get(sm__node *node, const char *path, sm__http_resp *resp)
+{
+    char url[S_URL_BYTES_MAX];
+    s_url(&node->c, path, url);
+    return s_request(&node->c, SM__HTTP_GET, url, NULL, false, resp);
+}
+
+int
+sm__node_download(sm__node *node, const char *path, FILE *out, uint64_t *written)
+{
+    char url[S_URL_BYTES_MAX];
+    sm__http_resp resp;
+    s_cmd *c = &node->c;
+    s_url(c, path, url);
+    int rc = sm__http_download(url, c->token[0] != '\0' ? c->token : NULL, out, &resp,
+                               written);
+    if (rc != 0) {
+        if (resp.unreachable)
+            sm__cli_error("cannot reach the node at %s: %s (address from %s). Is "
+                          "it running? Start it with 'stallmesh run', or give its "
+                          "address with --node or $%s", c->base, resp.error,
+                          c->from, SM__NODE_ENV);
+        else
+            sm__cli_error("the export from the node at %s failed: %s", c->base,
+                          resp.error);
+        return SM__EXIT_FAIL;
+    }
+    int status = SM__EXIT_OK;
+    if (resp.status < 200 || resp.status >= 300) {
+        s_print_refusal(c, &resp);
+        status = SM__EXIT_FAIL;
+    }
+    sm__http_resp_clear(&resp);
+    return status;
+}
+
+bool
+sm__cli_escape(const char *text, char *out, size_t cap)
+{
+    return s_escape(text, out, cap);
+}
+
+void
+sm__cli_money(int64_t minor, const char *currency, char *out, size_t cap)
+{
+    s_money(minor, currency, out, cap);
+}
+
+void
+sm__cli_put_text(FILE *out, const char *s)
+{
+    s_put_text(out, s);
+}
+
+size_t
+sm__cli_width(const char *s)
+{
+    return s_width(s);
 }
 
 /* ---- item add ---------------------------------------------------------- */

@@ -5,12 +5,16 @@
     makes one to three requests a run, so connection reuse buys nothing.
     Every request is bounded: SM_CLI_CONNECT_TIMEOUT_MS to connect,
     SM_CLI_REQUEST_TIMEOUT_MS in all, SM_CLI_RESPONSE_BYTES_MAX of answer
-    (the transfer is cut as soon as the body would pass it).  Only http and
+    (the transfer is cut as soon as the body would pass it).  A download
+    (an export, sm__http_download) writes its body to a file as it arrives,
+    so it has no size or total time limit, but is cut when nothing arrives
+    for SM_CLI_DOWNLOAD_STALL_S.  Only http and
     https are spoken, redirects are not followed (a node never sends one)
     and proxies from the environment are ignored: the node is on this
     machine or this network, and its bearer token must not travel to a
     proxy.                                                                    */
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,4 +228,142 @@ sm__http_resp_clear(sm__http_resp *resp)
         return;
     free(resp->body);
     memset(resp, 0, sizeof *resp);
+}
+
+/* What the download's write callback needs. */
+typedef struct {
+    CURL *curl;
+    FILE *out;
+    s_sink error_body;         /* a non-2xx answer's body */
+    int status_known;          /* 0: not looked yet; 1: 2xx, streaming; -1: an error */
+    uint64_t written;
+    int write_errno;           /* a failed fwrite to out */
+} s_stream;
+
+/*  CURLOPT_WRITEFUNCTION of a download: the first call looks at the status
+    (the headers are in by then); a 2xx body goes to the file, anything
+    else to the error sink.                                                 */
+static size_t
+s_stream_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    s_stream *st = arg;
+    size_t n = size * nmemb;
+    if (st->status_known == 0) {
+        long code = 0;
+        curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &code);
+        st->status_known = code >= 200 && code < 300 ? 1 : -1;
+    }
+    if (st->status_known < 0)
+        return s_write(ptr, size, nmemb, &st->error_body);
+    if (n > 0 && fwrite(ptr, 1, n, st->out) != n) {
+        st->write_errno = errno != 0 ? errno : EIO;
+        return 0;
+    }
+    st->written += n;
+    return n;
+}
+
+int
+sm__http_download(const char *url, const char *token, FILE *out,
+                  sm__http_resp *resp, uint64_t *written)
+{
+    assert(url != NULL && out != NULL && resp != NULL && written != NULL);
+    char auth[128];
+    char curl_error[CURL_ERROR_SIZE];
+    struct curl_slist *headers = NULL, *more;
+    s_stream st = { 0 };
+    CURL *curl = NULL;
+    int rc = SM_ENOMEM;
+
+    memset(resp, 0, sizeof *resp);
+    *written = 0;
+    curl_error[0] = '\0';
+    if (!s_global_init()) {
+        snprintf(resp->error, sizeof resp->error, "cannot initialise libcurl");
+        return SM_ENOMEM;
+    }
+    curl = curl_easy_init();
+    if (curl == NULL)
+        goto fail;
+    st.curl = curl;
+    st.out = out;
+    more = curl_slist_append(headers, "Expect:");
+    if (more == NULL)
+        goto fail;
+    headers = more;
+    if (token != NULL) {
+        int n = snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        assert(n > 0 && (size_t)n < sizeof auth);
+        (void)n;
+        more = curl_slist_append(headers, auth);
+        memset(auth, 0, sizeof auth);
+        if (more == NULL)
+            goto fail;
+        headers = more;
+    }
+    /* No total timeout: a long export takes as long as it takes, but one
+       that stops sending for SM_CLI_DOWNLOAD_STALL_S is cut. */
+    bool ok = curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_PROXY, "") == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                            (long)SM_CLI_CONNECT_TIMEOUT_MS) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                            (long)SM_CLI_DOWNLOAD_STALL_S) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_USERAGENT, "stallmesh/" SM__VERSION) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_stream_write) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_WRITEDATA, &st) == CURLE_OK;
+    if (!ok) {
+        snprintf(resp->error, sizeof resp->error,
+                 "this libcurl lacks an option stallmesh needs (7.85 or later is)");
+        rc = SM_EINVAL;
+        goto fail;
+    }
+
+    CURLcode code = curl_easy_perform(curl);
+    *written = st.written;
+    if (st.error_body.no_memory)
+        goto fail;
+    if (st.write_errno != 0) {
+        snprintf(resp->error, sizeof resp->error, "cannot write the export: %s",
+                 strerror(st.write_errno));
+        rc = SM_EIO;
+        goto fail;
+    }
+    if (st.error_body.too_big) {
+        snprintf(resp->error, sizeof resp->error,
+                 "the answer is larger than %u bytes", SM_CLI_RESPONSE_BYTES_MAX);
+        rc = SM_ETOOBIG;
+        goto fail;
+    }
+    if (code != CURLE_OK) {
+        s_describe(resp, code, curl_error);
+        rc = SM_EIO;
+        goto fail;
+    }
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
+    if (st.error_body.buf == NULL) {
+        st.error_body.buf = calloc(1, 1);
+        if (st.error_body.buf == NULL)
+            goto fail;
+    }
+    resp->body = st.error_body.buf;
+    resp->body_len = st.error_body.len;
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return 0;
+
+fail:
+    if (rc == SM_ENOMEM && resp->error[0] == '\0')
+        snprintf(resp->error, sizeof resp->error, "out of memory");
+    free(st.error_body.buf);
+    curl_slist_free_all(headers);
+    if (curl != NULL)
+        curl_easy_cleanup(curl);
+    return rc;
 }

@@ -338,9 +338,11 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
+           "  market      http://%s:%d/market (the organiser's view; the same token)\n"
            "  API         http://%s:%d/api/stock\n"
            "Stop with Ctrl-C.\n",
-           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port);
+           SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
+           shown, port);
     fflush(stdout);
 
     pthread_t web_thread;

@@ -38,6 +38,7 @@
 
 #include "logger.h"
 #include "stallmesh/error.h"
+#include "tz.h"
 #include "stallmesh/limits.h"
 
 #define SM__CONFIG_WHY_BYTES 256u      /* a message before its FILE:LINE: */
@@ -47,7 +48,7 @@
 #define SM__BODY_BYTES_MIN 1024u       /* a small sale must still fit */
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
-typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4 } s_type;
+typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_TZ } s_type;
 
 typedef struct {
     const char *section;
@@ -89,10 +90,11 @@ static const s_key s_keys[] = {
     {"mesh", "discover", S_BOOL, offsetof(sm_config, discover), 0, 0},
     {"mesh", "discover_port", S_U32, offsetof(sm_config, discover_port), 1, 65535},
     {"mesh", "discover_addr", S_IPV4, offsetof(sm_config, discover_addr), 0, 0},
+    {"report", "timezone", S_TZ, offsetof(sm_config, report_tz), 0, 0},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
-static const char *const s_sections[] = {"http", "holds", "log", "mesh"};
+static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report"};
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 /*  snprintf into err[0..errlen) when there is room for anything.           */
@@ -443,6 +445,19 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
               SM__CONFIG_VALUE_SHOWN, text);
         return SM_EINVAL;
     }
+    case S_TZ: {
+        int terr = 0;
+        sm_tz *tz = sm_tz_name_ok(text) ? sm_tz_open(text, &terr) : NULL;
+        if (tz) {
+            sm_tz_destroy(&tz);
+            snprintf((char *)cfg + k->offset, SM_TZ_NAME_BYTES_MAX + 1, "%s", text);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s = '%.*s': must be an IANA time zone such as Europe/London "
+              "(a file under /usr/share/zoneinfo: install tzdata)", k->section, k->key,
+              SM__CONFIG_VALUE_SHOWN, text);
+        return SM_EINVAL;
+    }
     case S_LEVEL: {
         int level = sm_log_level_parse(text);
         if (level >= 0) {
@@ -726,6 +741,13 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
     if (n >= 0) {
         size_t at = (size_t)n < cap ? (size_t)n : cap;
         int m = snprintf(buf ? buf + at : NULL, cap - at, "\n");
+        n = m < 0 ? m : n + m;
+    }
+    if (n >= 0) {
+        size_t at = (size_t)n < cap ? (size_t)n : cap;
+        int m = snprintf(buf ? buf + at : NULL, cap - at, "[report]\n%s%s\n",
+                         cfg->report_tz[0] ? "timezone = " : "; timezone (the system's)",
+                         cfg->report_tz);
         n = m < 0 ? m : n + m;
     }
     return n;

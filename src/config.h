@@ -75,6 +75,7 @@ typedef struct {
     bool discover;             /* send and hear LAN beacons (issue #4) */
     uint32_t discover_port;
     char discover_addr[SM_CONFIG_IPV4_BYTES_MAX + 1];
+    char report_tz[64 + 1];    /* [report] timezone; "" = the system's zone */
     uint32_t peer_count;
     struct {
         sm_id node;

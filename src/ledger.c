@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "report.h"
 #include "stallmesh/error.h"
 #include "state.h"
 #include "store.h"
@@ -186,11 +187,14 @@ s_wbegin(sm_ledger *self, sm_txn **txn, bool *own)
             return self->batch_err;
         *txn = self->batch;
         *own = false;
+        sm__report_begin(*txn);    /* report.h: deltas gathered until s_wend */
         return 0;
     }
     int err = 0;
     *txn = sm_txn_begin(self->store, true, &err);
     *own = true;
+    if (*txn)
+        sm__report_begin(*txn);
     return *txn ? 0 : err;
 }
 
@@ -199,6 +203,14 @@ s_wbegin(sm_ledger *self, sm_txn **txn, bool *own)
 static int
 s_wend(sm_ledger *self, sm_txn **txn, bool own, int rc, bool keep)
 {
+    /* The report aggregates' deltas go into this transaction (report.h). */
+    if (s_fatal(rc)) {
+        sm__report_drop();
+    } else {
+        int frc = sm__report_flush(*txn);
+        if (frc != 0)
+            rc = frc;
+    }
     if (s_fatal(rc)) {
         if (own)
             sm_txn_abort(txn);
@@ -544,6 +556,8 @@ s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
     for (size_t i = 0; i < sizeof state_dbs / sizeof state_dbs[0]; i++)
         if ((rc = sm_kv_clear(txn, state_dbs[i])) != 0)
             return rc;
+    if ((rc = sm__report_clear(txn)) != 0)     /* report.h: aggregates and deltas */
+        return rc;
 
     sm__head_rec oh;
     if ((rc = s_head_get(txn, market, &oh)) != 0)

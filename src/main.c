@@ -8,8 +8,8 @@
 
     Data directory: --dir, else $STALLMESH_DIR, else
     $HOME/.local/share/stallmesh.  The running node's API (for item, stock,
-    sell, return, hold, sales, status, peers): --node, else $STALLMESH_NODE, else
-    DIR/http, else http://127.0.0.1:8080 (cli_api.c).                         */
+    sell, return, hold, sales, status, peers, report, export): --node, else
+    $STALLMESH_NODE, else DIR/http, else http://127.0.0.1:8080 (cli_api.c).                         */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +115,18 @@ static const char s_help[] =
 "  peers [--json]\n"
 "      The mesh peers as a table: node, name, endpoint, connected, last\n"
 "      seen, entries behind.\n"
+"  report [--from DATE|TIME] [--to DATE|TIME] [--by LIST] [--tz ZONE]\n"
+"         [--stall NODE_ID] [--json]\n"
+"      The sales report (default: today, by stall): the totals, then a\n"
+"      table for each of LIST, comma-separated: stall, item, hour, day,\n"
+"      source, payment.  DATE is YYYY-MM-DD, a whole day in ZONE (an IANA\n"
+"      name; default the node's [report] timezone); TIME is RFC 3339.\n"
+"      A stall's node reports only its own stall.\n"
+"  export sales|returns|items|inventory [--from DATE|TIME] [--to DATE|TIME]\n"
+"         [--wide] [-o FILE]\n"
+"      A CSV export (default: today), streamed to stdout, or to FILE\n"
+"      (written whole, then renamed into place).  --wide: the inventory\n"
+"      with a column a stall.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -148,6 +160,8 @@ static const s_command s_commands[] = {
     { "sales", sm__cmd_sales },
     { "status", sm__cmd_status },
     { "peers", sm__cmd_peers },
+    { "report", sm__cmd_report },
+    { "export", sm__cmd_export },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "report.h"
 #include "stallmesh/error.h"
 
 /*  True if s[0..size) holds a NUL-terminated string of min.. bytes.      */
@@ -513,6 +514,8 @@ s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
                             e->seq)) != 0)
         return rc;
 #endif
+    if ((rc = sm__report_sale(txn, e)) != 0)   /* the report's aggregates */
+        return rc;
     uint8_t key[SM__OSKEY_BYTES], packed[SM__SALE_PACKED_MAX];
     sm__oskey(key, &e->origin, e->seq);
     return sm_kv_put_last(txn, SM_DB_SALES, key, sizeof key, packed,
@@ -557,6 +560,8 @@ s_apply_return(sm_txn *txn, const sm_entry *e)
         if ((rc = s_stock_put(txn, r->lines[i].sku, &e->origin, &recs[i])) != 0)
             return rc;
     }
+    if ((rc = sm__report_return(txn, e, &sale)) != 0)   /* the report's aggregates */
+        return rc;
     uint8_t packed[SM__SALE_PACKED_MAX];
     return sm_kv_put(txn, SM_DB_SALES, key, sizeof key, packed,
                      sm__sale_pack(&sale, packed));

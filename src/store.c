@@ -24,6 +24,7 @@
 struct sm_store {
     MDB_env *env;
     MDB_dbi dbi[SM_DB_COUNT];
+    bool absent[SM_DB_COUNT];  /* an optional database missing (read-only) */
     bool read_only;
 };
 
@@ -38,6 +39,7 @@ struct sm_txn {
 
 struct sm_cursor {
     MDB_cursor *cur;
+    bool empty;                /* over an absent database */
     size_t plen;
     bool started;
     MDB_val start;
@@ -52,8 +54,18 @@ static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_ITEMS] = "items",     [SM_DB_STOCK] = "stock",
     [SM_DB_SALES] = "sales",     [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "forks",     [SM_DB_EXTIDS] = "extids",
+    [SM_DB_REP_SLOT] = "rep_slot", [SM_DB_REP_ITEM] = "rep_item",
     [SM_DB_HOLDENDS] = "holdends",
 };
+
+/*  Databases added after the first release: a store written by an older
+    version opens read-only without them (reads find nothing); a writable
+    open creates them empty (reindex fills them).                            */
+static bool
+s_db_optional(int db)
+{
+    return db == SM_DB_REP_SLOT || db == SM_DB_REP_ITEM;
+}
 
 static int
 s_err(int rc)
@@ -110,6 +122,10 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
     for (int i = 0; i < SM_DB_COUNT; i++) {
         int drc = mdb_dbi_open(txn, s_db_names[i], read_only ? 0 : MDB_CREATE,
                                &self->dbi[i]);
+        if (drc == MDB_NOTFOUND && read_only && s_db_optional(i)) {
+            self->absent[i] = true;
+            continue;
+        }
         if (drc != 0) {
             rc = drc == MDB_NOTFOUND ? SM_ENOTFOUND : s_err(drc);
             goto fail;
@@ -232,6 +248,8 @@ int
 sm_kv_get(sm_txn *txn, sm_db db, const void *key, size_t klen, sm_val *out)
 {
     assert(txn && db < SM_DB_COUNT && key && klen > 0 && out);
+    if (txn->store->absent[db])
+        return SM_ENOTFOUND;
     MDB_val k = { klen, (void *) key }, v;
     int rc = mdb_get(txn->txn, txn->store->dbi[db], &k, &v);
     if (rc != 0)
@@ -310,6 +328,10 @@ sm_cursor_open(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
         *err = SM_ENOMEM;
         return NULL;
     }
+    if (txn->store->absent[db]) {
+        self->empty = true;
+        return self;
+    }
     int rc = mdb_cursor_open(txn->txn, txn->store->dbi[db], &self->cur);
     if (rc != 0) {
         free(self);
@@ -336,6 +358,8 @@ sm_cursor_next(sm_cursor *self, sm_val *key, sm_val *val)
     assert(self && key && val);
     MDB_val k, v;
     int rc;
+    if (self->empty)
+        return SM_ENOTFOUND;
     if (!self->started) {
         self->started = true;
         if (self->start.mv_size) {
@@ -365,7 +389,8 @@ sm_cursor_close(sm_cursor **cur_p)
     assert(cur_p);
     if (!*cur_p)
         return;
-    mdb_cursor_close((*cur_p)->cur);
+    if ((*cur_p)->cur)
+        mdb_cursor_close((*cur_p)->cur);
     free(*cur_p);
     *cur_p = NULL;
 }

@@ -708,12 +708,62 @@ s_send_headers(struct lws *wsi, s_http *h)
                                     (const unsigned char *) nosniff,
                                     (int) sizeof nosniff - 1, &p, end))
         return -1;
-    size_t len = r->status == 304 ? 0 : r->body_len;
-    if (lws_add_http_header_content_length(wsi, len, &p, end)
-        || lws_finalize_http_header(wsi, &p, end))
+    if (r->disposition[0]
+        && lws_add_http_header_by_name(wsi, (const unsigned char *) "content-disposition:",
+                                       (const unsigned char *) r->disposition,
+                                       (int) strlen(r->disposition), &p, end))
         return -1;
+    if (r->stream) {
+        /* A streamed body: HTTP/1.1 chunks, framed by s_http_stream. */
+        static const char chunked[] = "chunked";
+        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING,
+                                         (const unsigned char *) chunked,
+                                         (int) sizeof chunked - 1, &p, end)
+            || lws_finalize_http_header(wsi, &p, end))
+            return -1;
+    } else {
+        size_t len = r->status == 304 ? 0 : r->body_len;
+        if (lws_add_http_header_content_length(wsi, len, &p, end)
+            || lws_finalize_http_header(wsi, &p, end))
+            return -1;
+    }
     int n = (int) (p - start);
     return lws_write(wsi, start, (size_t) n, LWS_WRITE_HTTP_HEADERS) != n ? -1 : 0;
+}
+
+/*  One chunk of a streamed body (sm_http_stream), framed as an HTTP/1.1
+    chunk: "<hex length>\r\n" data "\r\n", and after the last one the
+    terminating "0\r\n\r\n".  Returns 1 when the body is complete, 0 for
+    more, -1 to close the connection (the body cannot be finished).          */
+static int
+s_http_stream(struct lws *wsi, sm_http_resp *r)
+{
+    enum { HEAD = 10, TAIL = 2 + 5 };  /* "%08zx\r\n"; "\r\n" + "0\r\n\r\n" */
+    static unsigned char buf[LWS_PRE + HEAD + SM__HTTP_CHUNK_BYTES + TAIL];
+    char *data = (char *) buf + LWS_PRE + HEAD;
+    size_t len = 0;
+    int more = r->stream->next(r->stream, data, SM__HTTP_CHUNK_BYTES, &len);
+    if (more < 0)
+        return -1;
+    assert(len <= SM__HTTP_CHUNK_BYTES);
+    unsigned char *start = buf + LWS_PRE + HEAD;
+    size_t n = 0;
+    if (len > 0) {
+        char head[HEAD + 1];
+        snprintf(head, sizeof head, "%08zx\r\n", len);
+        start -= HEAD;
+        memcpy(start, head, HEAD);
+        memcpy(data + len, "\r\n", 2);
+        n = HEAD + len + 2;
+    }
+    if (more == 1) {
+        memcpy(start + n, "0\r\n\r\n", 5);
+        n += 5;
+    }
+    if (n && lws_write(wsi, start, n, more == 1 ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP)
+             != (int) n)
+        return -1;
+    return more == 1 ? 1 : 0;
 }
 
 /*  One step of sending the response; -1 closes the connection.            */
@@ -729,8 +779,16 @@ s_http_writeable(sm_web *self, s_conn *conn)
             return -1;
         h->headers_sent = true;
         bool no_body = h->resp.status == 304 || h->method == SM_HTTP_HEAD
-                       || h->resp.body_len == 0;
+                       || (h->resp.body_len == 0 && !h->resp.stream);
         if (!no_body) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    } else if (h->resp.stream) {
+        int done = s_http_stream(wsi, &h->resp);
+        if (done < 0)
+            return -1;
+        if (!done) {
             lws_callback_on_writable(wsi);
             return 0;
         }
@@ -1165,6 +1223,7 @@ sm_web_new(const sm_web_opts *opts, int *err)
         .hold_ttl_s = opts->config->hold_ttl_s, .holds_per_min = opts->config->holds_per_min,
         .hold_limits = { opts->config->hold_max_units, opts->config->hold_max_per_sku,
                          opts->config->hold_per_device, opts->config->hold_per_address },
+        .report_tz = opts->config->report_tz,
     };
     if (!(self->api = sm_api_new(&aopts, err)))
         goto fail;

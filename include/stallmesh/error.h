@@ -52,6 +52,9 @@
     X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
     X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
     X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
+    X(SM_ETZ,         -50, "bad_timezone",   "unknown time zone: give an IANA name such as Europe/London (install tzdata)") \
+    X(SM_EORGONLY,    -51, "organiser_only", "a stall's node reports only its own stall: ask the organiser's node for the market") \
+    X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long") \
     X(SM_EHOLDLIMIT,  -90, "hold_limit",     "a reservation limit was reached: reserve fewer units, or wait until a reservation ends") \
     X(SM_EHOLDSOLD,   -91, "hold_sold",      "that reservation was already sold") \
     X(SM_EHOLDEXPIRED,-92, "hold_expired",   "that reservation has expired: its units are free again") \

@@ -67,6 +67,9 @@
 #define SM_LOG_THROTTLE_MS        10000u    /* one line per kind of repeated warning */
 #define SM_LOG_THROTTLE_KEYS_MAX  256u      /* kinds of throttled warnings tracked */
 #define SM_LOG_THROTTLE_KEY_BYTES 96u       /* of a kind's name; longer names are cut */
+/* The organiser's reports (GET /api/report, /api/export/...). */
+#define SM_REPORT_RANGE_DAYS_MAX  4000u     /* a report's range: over ten years */
+#define SM_REPORT_HOURLY_DAYS_MAX 92u       /* by=hour: a quarter's hours at most */
 
 /* The node's configuration file. */
 #define SM_CONFIG_LINES_MAX       10000u    /* lines of one config file */
@@ -75,6 +78,7 @@
 #define SM_CLI_RESPONSE_BYTES_MAX (16u << 20) /* an answer; more is refused */
 #define SM_CLI_CONNECT_TIMEOUT_MS 3000u
 #define SM_CLI_REQUEST_TIMEOUT_MS 15000u    /* the whole request, connect included */
+#define SM_CLI_DOWNLOAD_STALL_S   30u       /* an export that sends nothing this long is cut */
 
 /* The mesh (DESIGN §6, proto/mesh.md). */
 #define SM_WIRE_BYTES_MAX         (8u << 20) /* one message; larger is refused before decoding */

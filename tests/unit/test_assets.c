@@ -80,6 +80,15 @@ test_till_is_the_page(void **state)
     s_check_same("/till", "till.html", "text/html; charset=utf-8");
 }
 
+/* "/market" serves www/market.html as read now, as HTML. */
+static void
+test_market_is_the_page(void **state)
+{
+    (void)state;
+    s_check_same("/market", "market.html", "text/html; charset=utf-8");
+    assert_null(sm_asset_find("/market.html"));
+}
+
 /* Different content has a different ETag. */
 static void
 test_etags_follow_content(void **state)
@@ -129,6 +138,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_index_is_the_page),
         cmocka_unit_test(test_till_is_the_page),
+        cmocka_unit_test(test_market_is_the_page),
         cmocka_unit_test(test_etags_follow_content),
         cmocka_unit_test(test_unknown_path_is_null),
         cmocka_unit_test(test_index_under_budget),

@@ -556,6 +556,34 @@ test_format_round_trip(void **state)
     assert_int_equal(strlen(tiny), sizeof tiny - 1);
 }
 
+/*  [report] timezone takes an IANA zone that exists (and round-trips
+    through the formatted text); a bad name or unknown zone is refused.    */
+static void
+test_report_timezone(void **state)
+{
+    (void)state;
+    sm_config cfg;
+    char err[S_ERR_BYTES];
+    sm_config_defaults(&cfg);
+    assert_string_equal(cfg.report_tz, "");
+    assert_int_equal(sm_config_set(&cfg, "report", "timezone", "Europe/London", err,
+                                   sizeof err), 0);
+    assert_string_equal(cfg.report_tz, "Europe/London");
+    char text[1024];
+    assert_true(sm_config_format(&cfg, text, sizeof text) < (int)sizeof text);
+    assert_non_null(strstr(text, "[report]\ntimezone = Europe/London\n"));
+    s_file f;
+    assert_int_equal(s_load(&f, text), 0);
+    assert_memory_equal(&f.cfg, &cfg, sizeof cfg);
+    static const char *const bad[] = { "Mars/Olympus", "../etc/passwd", "", "Europe London" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sm_config_set(&cfg, "report", "timezone", bad[i], err, sizeof err),
+                         SM_EINVAL);
+        assert_non_null(strstr(err, "IANA time zone"));
+    }
+    assert_string_equal(cfg.report_tz, "Europe/London");
+}
+
 /*  Level names parse exactly (lower case), anything else is -1.           */
 static void
 test_log_level_names(void **state)
@@ -576,6 +604,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_report_timezone),
         cmocka_unit_test(test_units_per_min_key),
         cmocka_unit_test(test_load_every_key),
         cmocka_unit_test(test_load_empty),
