@@ -17,7 +17,7 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl
+PKGS    := libzmq lmdb libsodium msgpack libwebsockets jansson inih libqrencode libcurl openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -88,8 +88,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstallmesh.a | $(BUILD)/bench
 SIM_SRCS := $(wildcard sim/*.c) tests/unit/support/mpw.c
 SIM_HDRS := $(wildcard sim/*.h)
 # The modules the simulator runs: what a selftest build plants bugs in.
-SIM_LIB_SRCS := $(addprefix src/,codec.c entry.c error.c gossip.c identity.c ledger.c \
-                ledger_view.c logger.c reserve.c state.c store.c text.c report.c tz.c)
+SIM_LIB_SRCS := $(addprefix src/,codec.c entry.c error.c gossip.c identity.c integrity.c \
+                ledger.c ledger_view.c logger.c state.c store.c text.c report.c tz.c policy.c reserve.c \
+                metrics.c)
 SIM_CFLAGS := $(ALL_CFLAGS) -Isim -Itests/unit
 SIM_SEEDS_CHECK ?= 1..240
 SEEDS ?= 2000
@@ -100,9 +101,9 @@ $(BUILD)/stallmesh-sim: $(SIM_SRCS) $(SIM_HDRS) $(BUILD)/libstallmesh.a
 # into build/simbug-n/; production builds never define it.
 #   1 skip the units check (state.c)     2 apply a duplicate twice (ledger.c)
 #   3 ignore a signature (ledger.c)      4 drop relays (gossip.c)
-#   5 count a return twice (report.c)
-#   9 a sold hold stays open (state.c)
-SIM_BUGS := 1 2 3 4 5 9
+#   5 count a return twice (report.c)   6 serve a damaged entry (gossip.c)
+#   7 forward a hold twice (policy.c)     9 a sold hold stays open (state.c)
+SIM_BUGS := 1 2 3 4 5 6 7 9
 define SIM_BUG_RULES
 $(BUILD)/simbug-$(1)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h)
 	@mkdir -p $$(dir $$@)
@@ -169,6 +170,8 @@ bench: deps
 	@$(MAKE) --no-print-directory all tools $(BENCHES) $(BUILD)/bench/fill_store
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)
+	@echo
+	@sh tests/bench/bench_https.sh $(BUILD)
 	@echo
 	@bash tests/bench/bench_mesh.sh $(BUILD)
 

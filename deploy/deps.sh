@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config libzmq3-dev liblmdb-dev libsodium-dev libmsgpack-dev
 libwebsockets-dev libjansson-dev libcmocka-dev libinih-dev libqrencode-dev
-libcurl4-openssl-dev libev-dev libwebsockets-evlib-ev curl jq tzdata zbar-tools"
+libcurl4-openssl-dev libev-dev libwebsockets-evlib-ev libssl-dev openssl curl jq tzdata zbar-tools"
 [ -n "${STALLMESH_EXTRA_PKGS:-}" ] && PKGS="$PKGS $STALLMESH_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

@@ -12,7 +12,17 @@
 # file's extension; a file of unknown type or with a name that is not a
 # plain [A-Za-z0-9._-] word is refused, so nothing odd reaches a URL.
 #
-# POSIX sh, od, awk and sha256sum only.  The output is written to OUT.c.tmp
+# Each page (.html) also gets its Content-Security-Policy: its inline
+# <script> and <style> blocks (plain tags, no attributes: anything else is
+# refused) are hashed (SHA-256, base64) into script-src and style-src, and
+# nothing else may run or style it; no framing (frame-ancestors 'none'), no
+# plugins, forms and fetches to its own origin only (connect-src 'self'
+# covers the ws:// or wss:// of /ws).  So an inline event handler in an
+# attribute, eval or a script injected into the page does not run: pages
+# attach their handlers with addEventListener.  Other files get
+# "default-src 'none'; frame-ancestors 'none'".
+#
+# POSIX sh, od, awk, sha256sum and openssl (dgst, base64) only.  The output is written to OUT.c.tmp
 # and renamed, so an interrupted run never leaves a half file behind.
 set -eu
 
@@ -38,6 +48,50 @@ content_type() {
     *.txt) echo "text/plain; charset=utf-8" ;;
     *) return 1 ;;
     esac
+}
+
+blocks=$(mktemp -d)
+trap 'rm -f "$tmp"; rm -rf "$blocks"' EXIT
+
+# The CSP of file $1 (named $2), on stdout.
+csp_of() {
+    case $2 in
+    *.html) ;;
+    *) echo "default-src 'none'; frame-ancestors 'none'"; return 0 ;;
+    esac
+    rm -f "$blocks"/*
+    # Every inline block's exact bytes (between the tags) into a file.
+    LC_ALL=C awk -v dir="$blocks" '
+        { doc = doc $0 "\n" }
+        END {
+            n = 0
+            while (1) {
+                s = index(doc, "<script"); t = index(doc, "<style")
+                if (s == 0 && t == 0) break
+                if (s == 0 || (t > 0 && t < s)) { at = t; kind = "style" } else { at = s; kind = "script" }
+                op = "<" kind ">"; cl = "</" kind ">"
+                if (substr(doc, at, length(op)) != op) { print "bad " kind; exit 3 }
+                doc = substr(doc, at + length(op))
+                e = index(doc, cl)
+                if (e == 0) { print "unclosed " kind; exit 3 }
+                f = dir "/" kind "." n++
+                printf "%s", substr(doc, 1, e - 1) > f
+                close(f)
+                doc = substr(doc, e + length(cl))
+            }
+        }' "$1" || { echo "embed: $1: inline <script> and <style> must be plain tags (no attributes) and closed" >&2; return 1; }
+    scripts="" styles=""
+    for b in "$blocks"/script.* "$blocks"/style.*; do
+        [ -f "$b" ] || continue
+        h=$(openssl dgst -sha256 -binary "$b" | openssl base64 -A)
+        case $b in
+        */script.*) scripts="$scripts 'sha256-$h'" ;;
+        *) styles="$styles 'sha256-$h'" ;;
+        esac
+    done
+    echo "default-src 'none'; script-src${scripts:- 'none'}; style-src${styles:- 'none'};" \
+         "connect-src 'self'; img-src 'self' data:; manifest-src 'self';" \
+         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 }
 
 {
@@ -68,11 +122,13 @@ for f in "$@"; do
     case $name in
     index.html) path=/ ;;
     till.html) path=/till ;;
+    pair.html) path=/pair ;;
     market.html) path=/market ;;
     *) path=/$name ;;
     esac
     len=$(wc -c <"$f" | tr -d ' ')
     hash=$(sha256sum "$f" | cut -c1-16)
+    csp=$(csp_of "$f" "$name")
     {
         echo "/* $name */"
         echo "static const unsigned char s_data_$n[$len + 1] = {"
@@ -80,7 +136,7 @@ for f in "$@"; do
         echo "    0x00"
         echo "};"
     } >>"$tmp"
-    rows="$rows    { \"$path\", \"$type\", s_data_$n, $len, \"\\\"$hash\\\"\" },
+    rows="$rows    { \"$path\", \"$type\", s_data_$n, $len, \"\\\"$hash\\\"\", \"$csp\" },
 "
     n=$((n + 1))
 done
@@ -89,7 +145,7 @@ done
     echo
     echo "static const sm_asset s_assets[] = {"
     printf '%s' "$rows"
-    echo "    { NULL, NULL, NULL, 0, NULL }"
+    echo "    { NULL, NULL, NULL, 0, NULL, NULL }"
     echo "};"
     echo
     echo "/*  Linear search: a handful of assets, looked up once a request.      */"
@@ -106,4 +162,5 @@ done
 } >>"$tmp"
 
 mv "$tmp" "$out"
+rm -rf "$blocks"
 trap - EXIT

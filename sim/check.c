@@ -6,7 +6,16 @@
     - the engine's queue to any peer stays within SM_MESH_QUEUE_BYTES_MAX
       and the process's heap within SIM_HEAP_BYTES_MAX, whatever the
       hostile member sends;
-    and now and then the model check below on one node.
+    and now and then the model check below on one node.  At every ask a
+    node is handed (sim_check_asked, as it is delivered):
+    - a forwarded hold is appended at most once: the holds the stalls
+      append for an asker's HOLD_ASKs never outnumber the holds its policy
+      forwarded (duplicates and replays the network makes do not count);
+    - units asks, a short sale's or rebalancing's, never take the giver
+      below its floor: after the stock.move it appends, it holds at least
+      its units_floor of that sku.
+    Units are conserved: moved out = moved in (above) and the model check's
+    market units = added - removed.
 
     The model check recomputes a node's whole state from its log alone —
     every origin's entries up to what the ledger says it applied, each
@@ -534,8 +543,8 @@ s_cmp_item(const sm_item *item, void *arg)
 void
 sim_check_model(sim_world *w, sim_node *nd)
 {
-    if (!nd->running || nd->hostile)
-        return;
+    if (!nd->running || nd->hostile || sim_damage_degraded(w, nd))
+        return;                        /* a damaged log is not what the state came from */
     s_model *m = calloc(1, sizeof *m);
     if (!m)
         abort();
@@ -631,7 +640,7 @@ sim_check_converged(sim_world *w, char *why, size_t cap)
             snprintf(why, cap, "node %d is not running", i);
             return false;
         }
-        if (nd->nqueue || nd->nparked) {
+        if (nd->nqueue || sim_node_pending(nd)) {
             snprintf(why, cap, "node %d has writes waiting", i);
             return false;
         }
@@ -1036,7 +1045,7 @@ sim_check_final(sim_world *w)
        it waits for the operator's --allow-fresh, appending nothing). */
     for (int x = 0; x < w->n && !w->failed; x++) {
         sim_node *nd = &w->node[x];
-        if (!s_honest(w, x) || nd->own_ok)
+        if (!s_honest(w, x) || sim_node_own_ok(nd))
             continue;
         sm_head own;
         if (sm_ledger_head(nd->ledger, &nd->id.pub, &own) != 0)
@@ -1058,7 +1067,7 @@ sim_check_final(sim_world *w)
        by a node that may not append yet). */
     for (int x = 0; x < w->n && !w->failed; x++) {
         sim_node *origin = &w->node[x];
-        if (!s_honest(w, x) || !origin->own_ok)
+        if (!s_honest(w, x) || !sim_node_own_ok(origin))
             continue;
         for (int i = 0; i < w->n && !w->failed; i++) {
             if (!s_honest(w, i) || sim_fork_at(&w->node[i], &origin->id.pub)
@@ -1070,4 +1079,57 @@ sim_check_final(sim_world *w)
     }
     if (!w->failed)
         sim_check_report(w);           /* report_check.c */
+}
+
+/* ---- asks between stalls -------------------------------------------------- */
+
+typedef struct {
+    sim_world *w;
+    sim_node *nd;
+    int from;
+    int type;
+    bool original;
+} s_asked_ctx;
+
+static int
+s_asked_cb(const sm_signed *s, uint64_t seq, void *arg)
+{
+    s_asked_ctx *c = arg;
+    sm_entry e;
+    if (sm_entry_decode(s->bytes, s->len, &e) != 0)
+        return 0;
+    if (e.body.kind == SM_KIND_HOLD && c->type == SM_MSG_HOLD_ASK && c->original
+        && s_honest(c->w, c->from)) {
+        /* A forwarded hold is appended at most once: never more holds for
+           an asker's HOLD_ASKs than holds it forwarded. */
+        if (++c->w->fwd_appended[c->from] > c->w->fwd_sent[c->from])
+            sim_fail(c->w, "node %d appended hold %llu for node %d: %llu holds for its "
+                     "HOLD_ASKs, but it forwarded %llu", c->nd->index, (unsigned long long) seq,
+                     c->from, (unsigned long long) c->w->fwd_appended[c->from],
+                     (unsigned long long) c->w->fwd_sent[c->from]);
+    } else if (e.body.kind == SM_KIND_STOCK_MOVE && c->type == SM_MSG_UNITS_ASK) {
+        /* Units asks (a short sale's, rebalancing's) never take the giver
+           below its floor. */
+        sm_units u;
+        int64_t here = sm_ledger_units(c->nd->ledger, e.body.u.stock_move.sku, &c->nd->id.pub,
+                                       &u) == 0 ? u.units : 0;
+        if (here < (int64_t) c->nd->units_floor)
+            sim_fail(c->w, "node %d moved %u %s to node %d for a units ask: %lld left, below "
+                     "its floor of %u", c->nd->index, (unsigned) e.body.u.stock_move.qty,
+                     e.body.u.stock_move.sku, c->from, (long long) here,
+                     (unsigned) c->nd->units_floor);
+    }
+    return 0;
+}
+
+void
+sim_check_asked(sim_world *w, sim_node *nd, int from, int type, bool original,
+                uint64_t before)
+{
+    sm_head h;
+    if (!nd->ledger || sm_ledger_head(nd->ledger, &nd->id.pub, &h) != 0 || h.seq <= before)
+        return;
+    s_asked_ctx c = { w, nd, from, type, original };
+    sm_ledger_read(nd->ledger, &nd->id.pub, before + 1, (uint32_t) (h.seq - before),
+                   s_asked_cb, &c);
 }

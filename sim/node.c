@@ -1,20 +1,20 @@
 /*  One simulated node: its store, its engine and its core (sim.h).
 
-    The core does what src/core.c does for the real node.  Its timers (the
-    tick, a parked write's wait) run on the monotonic clock (sim time); the
-    ledger and the engine get the node's wall clock, skew and jumps
-    included, as CLOCK_REALTIME gives it:
-    - writes from clients queue up; a wake takes up to SIM_BATCH_MAX of them,
-      appends each inside one ledger batch and commits once; only then are
-      they answered (a sale is acknowledged once durable), and the engine is
-      told (sm_gossip_local);
-    - a sale or hold short of units is parked: the peers are asked
-      (sm_gossip_ask_units) and it is retried when the units have arrived or
-      SM_UNITS_WAIT_MS has passed;
-    - every SIM_TICK_MS: expired holds of its own are released (one batch),
-      the engine ticks, and the own-log gate opens once the engine says the
-      node's own log is recovered;
-    - the engine is never called inside a batch (gossip.h's durability rule).
+    The core is the real node's write policy (src/policy.c) driven as
+    src/core.c drives it; this file is only the simulation's glue.  The
+    policy's own waits run on the monotonic clock (sim time); the ledger
+    and the engine get the node's wall clock, skew and jumps included, as
+    CLOCK_REALTIME gives it:
+    - writes from clients queue up; a wake hands up to SIM_BATCH_MAX of them
+      to the policy as one batch (sm_policy_batch), which answers each after
+      the commit (sim_workload_answer), parks a sale or hold short of units
+      while the peers are asked, and forwards a hold meant for another stall;
+    - every message from a peer goes through the policy's ingest round
+      (sim_node_receive), committed before anything is sent;
+    - every SIM_TICK_MS: the policy's tick (expired holds released,
+      rebalancing), the engine's tick, and the policy's step (the own-log
+      gate, parked writes retried or answered);
+    - what the engine queued is drained only after the policy returned.
 
     A crash drops the process: an open batch is aborted (its writes were
     never acknowledged), queued and parked writes are lost, and the engine's
@@ -55,6 +55,8 @@ sim_node_open(sim_world *w, sim_node *nd)
     return 0;
 }
 
+static void s_answer(void *arg, sm_policy_write *pw);
+
 /*  The engine, once the store belongs to the market.                       */
 static int
 s_engine(sim_world *w, sim_node *nd)
@@ -64,26 +66,26 @@ s_engine(sim_world *w, sim_node *nd)
     o.ledger = nd->ledger;
     o.self = nd->id.pub;
     snprintf(o.endpoint, sizeof o.endpoint, "tcp://10.0.0.%d:7400", nd->index + 1);
-    o.units_floor = (uint32_t) (nd->index % 3);
+    o.units_floor = nd->units_floor;
+    o.hold_ttl_s = 30 + 10 * (uint32_t) (nd->index % 4);   /* holds asked of it by peers */
     int err = 0;
     nd->gossip = sm_gossip_new(&o, &err);
     if (!nd->gossip) {
         sim_fail(w, "node %d: cannot start its engine: %s", nd->index, sm_strerror(err));
         return err;
     }
-    bool confirmed = false;
-    if ((err = sm_ledger_own_confirmed(nd->ledger, &confirmed)) != 0) {
-        sim_fail(w, "node %d: cannot read its own-log state: %s", nd->index, sm_strerror(err));
+    /* As core.c: a confirmed store may be an older copy, so it appends
+       once its peers' HEADS show none holds more of its log, or after
+       SM_OWN_CHECK_MS if no peer answers (the market's members are its
+       peers: they are always known). */
+    sm_policy_opts po = { .ledger = nd->ledger, .node = nd->id.pub, .gossip = nd->gossip,
+                          .answer = s_answer, .answer_arg = nd,
+                          .rebalance_floor = nd->rebalance_floor, .peers_known = true };
+    if (!(nd->policy = sm_policy_new(&po, w->now, &err))) {
+        sim_fail(w, "node %d: cannot start its write policy: %s", nd->index, sm_strerror(err));
         return err;
     }
-    /* As core.c: a confirmed store may be an older copy, so it appends
-       once a peer's HEADS show none holds more of its log, or after
-       SM_OWN_CHECK_MS if no peer answers. */
-    nd->own_ok = false;
-    nd->own_checking = confirmed;
-    nd->own_check_until_ms = w->now + SM_OWN_CHECK_MS;
-    nd->own_check_seq = 0;
-    nd->own_check_moved_ms = w->now;
+    memset(&nd->policy_seen, 0, sizeof nd->policy_seen);
     return 0;
 }
 
@@ -100,6 +102,7 @@ void
 sim_node_close(sim_world *w, sim_node *nd)
 {
     (void) w;
+    sm_policy_destroy(&nd->policy);
     sm_gossip_destroy(&nd->gossip);
     sm_ledger_destroy(&nd->ledger);
     nd->running = false;
@@ -122,7 +125,6 @@ s_start(sim_world *w, sim_node *nd)
         return;
     nd->running = true;
     nd->nqueue = 0;
-    nd->nparked = 0;
     nd->wake_pending = false;
     s_tick_schedule(w, nd);
 }
@@ -131,7 +133,7 @@ void
 sim_node_restart(sim_world *w, sim_node *nd)
 {
     s_start(w, nd);
-    sim_trace_u64(w, (uint64_t) nd->own_ok);
+    sim_trace_u64(w, (uint64_t) sim_node_own_ok(nd));
 }
 
 void
@@ -151,7 +153,6 @@ sim_node_crash(sim_world *w, sim_node *nd, bool torn)
     sim_node_close(w, nd);           /* an open batch is aborted */
     nd->torn_pending = false;
     nd->nqueue = 0;
-    nd->nparked = 0;
     nd->wake_pending = false;
     nd->generation++;
     for (int j = 0; j < w->n; j++)
@@ -190,7 +191,7 @@ done:
 void
 sim_node_snapshot(sim_world *w, sim_node *nd)
 {
-    if (!nd->running || !nd->own_ok)
+    if (!nd->running || !sim_node_own_ok(nd))
         return;
     char from[400];
     snprintf(from, sizeof from, "%s/data.mdb", nd->dir);
@@ -321,7 +322,9 @@ s_remember_own(sim_world *w, sim_node *nd)
 void
 sim_node_check_recovering(sim_world *w, sim_node *nd)
 {
-    if (nd->own_ok || nd->own_checking || !nd->running || !nd->wiped_links)
+    bool confirmed = true;
+    if (!nd->running || sim_node_own_ok(nd) || !nd->wiped_links
+        || sm_ledger_own_confirmed(nd->ledger, &confirmed) != 0 || confirmed)
         return;
     sm_head h;
     if (sm_ledger_head(nd->ledger, &nd->id.pub, &h) != 0)
@@ -393,95 +396,43 @@ sim_node_submit(sim_world *w, sim_node *nd, const sim_req *req)
     }
 }
 
-static int64_t
-s_here(sim_node *nd, const char *sku)
+/*  Add what the policy did since last time to the world's counters.      */
+static void
+s_policy_count(sim_world *w, sim_node *nd)
 {
-    sm_units u;
-    return sm_ledger_units(nd->ledger, sku, &nd->id.pub, &u) == 0 ? u.units : 0;
+    sm_policy_counters c;
+    sm_policy_stats(nd->policy, &c);
+    w->counters[SIM_C_PARKED] += c.parked - nd->policy_seen.parked;
+    w->counters[SIM_C_HOLDS_EXPIRED] += c.holds_expired - nd->policy_seen.holds_expired;
+    w->counters[SIM_C_HOLDS_FORWARDED] += c.forwarded - nd->policy_seen.forwarded;
+    w->counters[SIM_C_REBALANCE_ASKS] += c.rebalance_asks - nd->policy_seen.rebalance_asks;
+    if (c.holds_expired != nd->policy_seen.holds_expired)
+        sim_trace_u64(w, c.holds_expired - nd->policy_seen.holds_expired);
+    if (c.rounds_failed != nd->policy_seen.rounds_failed)
+        sim_fail(w, "node %d: an ingest round's commit failed", nd->index);
+    nd->policy_seen = c;
 }
 
-static uint32_t
-s_lines(const sm_body *b, const char **skus, uint32_t *qtys)
+/*  The policy is done with a write.                                         */
+static void
+s_answer(void *arg, sm_policy_write *pw)
 {
-    if (b->kind == SM_KIND_HOLD) {
-        skus[0] = b->u.hold.sku;
-        qtys[0] = b->u.hold.qty;
-        return 1;
-    }
-    for (uint32_t i = 0; i < b->u.sale.line_count; i++) {
-        skus[i] = b->u.sale.lines[i].sku;
-        qtys[i] = b->u.sale.lines[i].qty;
-    }
-    return b->u.sale.line_count;
-}
-
-/*  Ask the peers for what a short write lacks; true if it was parked.     */
-static bool
-s_park(sim_world *w, sim_node *nd, const sim_req *req)
-{
-    if (nd->nparked == SIM_PARKED_MAX)
-        return false;
-    uint64_t now = sim_node_now(w, nd);
-    const char *skus[SM_SALE_LINES_MAX];
-    uint32_t qtys[SM_SALE_LINES_MAX];
-    uint32_t n = s_lines(&req->body, skus, qtys);
-    sim_parked *k = &nd->parked[nd->nparked];
-    k->first_ask = nd->next_ask;
-    k->asks = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t here = s_here(nd, skus[i]);
-        if (here >= (int64_t) qtys[i])
-            continue;
-        uint32_t missing = qtys[i] - (uint32_t) (here > 0 ? here : 0);
-        if (sm_gossip_ask_units(nd->gossip, nd->next_ask, skus[i], missing, now) == 0) {
-            nd->next_ask++;
-            k->asks++;
-        }
-    }
-    if (k->asks == 0)
-        return false;
-    k->req = *req;
-    k->deadline_ms = w->now + SM_UNITS_WAIT_MS;   /* monotonic, as core.c's */
-    nd->nparked++;
-    w->counters[SIM_C_PARKED]++;
-    return true;
-}
-
-/*  Retry parked writes whose units arrived or whose wait is over.  True if
-    anything was appended.                                                  */
-static bool
-s_retry_parked(sim_world *w, sim_node *nd)
-{
-    bool appended = false;
-    uint64_t now = sim_node_now(w, nd);
-    for (uint32_t i = 0; i < nd->nparked;) {
-        sim_parked *k = &nd->parked[i];
-        const char *skus[SM_SALE_LINES_MAX];
-        uint32_t qtys[SM_SALE_LINES_MAX];
-        uint32_t n = s_lines(&k->req.body, skus, qtys);
-        bool enough = true;
-        for (uint32_t j = 0; j < n && enough; j++)
-            enough = s_here(nd, skus[j]) >= (int64_t) qtys[j];
-        if (!enough && w->now < k->deadline_ms) {
-            i++;
-            continue;
-        }
-        uint64_t seq = 0;
-        int rc = sm_ledger_append(nd->ledger, &k->req.body, now, &seq);
-        appended |= rc == 0;
-        for (uint32_t a = 0; a < k->asks; a++)
-            sm_gossip_ask_done(nd->gossip, k->first_ask + a);
-        sim_req req = k->req;
-        nd->parked[i] = nd->parked[--nd->nparked];
-        sim_workload_answer(w, nd, &req, rc, seq);
-    }
-    return appended;
+    sim_node *nd = arg;
+    sim_world *w = nd->world;
+    sim_req req;
+    memset(&req, 0, sizeof req);
+    req.body = pw->body;
+    req.op = (int) (intptr_t) pw->tag;
+    req.forward = pw->forward;
+    if (pw->forward && nd->in_batch)
+        w->fwd_sent[nd->index]--;        /* refused before any HOLD_ASK left */
+    sim_workload_answer(w, nd, &req, pw->rc, pw->seq);
 }
 
 static void
-s_local(sim_world *w, sim_node *nd)
+s_drain(sim_world *w, sim_node *nd)
 {
-    sm_gossip_local(nd->gossip, sim_node_now(w, nd));
+    s_policy_count(w, nd);
     sim_drain(w, nd->index);
 }
 
@@ -497,149 +448,81 @@ sim_node_wake(sim_world *w, sim_node *nd)
         sim_crash(w, nd->index, true);
         return;
     }
-    sim_req batch[SIM_BATCH_MAX];
-    int rcs[SIM_BATCH_MAX];
-    uint64_t seqs[SIM_BATCH_MAX];
-    memcpy(batch, nd->queue, n * sizeof batch[0]);
+    sm_policy_write batch[SIM_BATCH_MAX];
+    memset(batch, 0, n * sizeof batch[0]);
+    for (uint32_t i = 0; i < n; i++) {
+        const sim_req *r = &nd->queue[i];
+        batch[i].body = r->body;
+        batch[i].forward = r->forward;
+        if (r->forward) {
+            batch[i].at = w->node[r->at].id.pub;
+            w->fwd_sent[nd->index]++;
+        }
+        batch[i].tag = (void *) (intptr_t) r->op;
+    }
     memmove(nd->queue, nd->queue + n, (nd->nqueue - n) * sizeof nd->queue[0]);
     nd->nqueue -= n;
-    uint64_t now = sim_node_now(w, nd);
-    int rc = sm_ledger_begin(nd->ledger);
-    size_t ok = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        seqs[i] = 0;
-        if (rc != 0)
-            rcs[i] = rc;
-        else if (!nd->own_ok)
-            rcs[i] = SM_ERECOVERING;
-        else
-            rcs[i] = sm_ledger_append(nd->ledger, &batch[i].body, now, &seqs[i]);
-        ok += rcs[i] == 0;
-    }
-    if (rc == 0)
-        rc = sm_ledger_commit(nd->ledger);
-    else
-        sm_ledger_abort(nd->ledger);
-    for (uint32_t i = 0; i < n; i++)
-        if (rc != 0 && (rcs[i] == 0 || rcs[i] == SM_EEXIST))
-            rcs[i] = rc;
-    if (rc != 0)
-        sim_fail(w, "node %d: a batch commit failed: %s", nd->index, sm_strerror(rc));
-    for (uint32_t i = 0; i < n; i++) {
-        /* As the node: only a sale asks peers for units, never a hold. */
-        bool short_units = rcs[i] == SM_ENOSTOCK && batch[i].body.kind == SM_KIND_SALE;
-        if (short_units && s_park(w, nd, &batch[i]))
-            continue;
-        sim_workload_answer(w, nd, &batch[i], rcs[i], seqs[i]);
-    }
-    if (rc == 0 && ok > 0) {
-        if (sim_chance(&w->rng, 30) && ((w->faults >> SIM_F_RESTORE) & 1u))
-            sim_node_snapshot(w, nd);    /* a backup taken after a commit */
-        s_local(w, nd);
-    }
-    if (nd->nparked && s_retry_parked(w, nd))
-        s_local(w, nd);
-    sim_drain(w, nd->index);
+    nd->in_batch = true;
+    bool committed = sm_policy_batch(nd->policy, batch, n, sim_node_now(w, nd), w->now);
+    nd->in_batch = false;
+    if (committed && sim_chance(&w->rng, 30) && ((w->faults >> SIM_F_RESTORE) & 1u))
+        sim_node_snapshot(w, nd);        /* a backup taken after a commit */
+    sm_policy_step(nd->policy, sim_node_now(w, nd), w->now);
+    s_drain(w, nd);
     if (nd->nqueue > 0 && !nd->wake_pending) {
         nd->wake_pending = true;
         sim_schedule(w, w->now, SIM_EV_WAKE, nd->index, 0, nd->generation, 0, NULL, 0);
     }
 }
 
-/*  Release this node's expired holds in one batch (core.c's sweep).  True
-    if any was released.                                                     */
-typedef struct {
-    uint64_t now;
-    uint32_t count;
-    uint64_t seqs[SIM_BATCH_MAX * 4];
-} s_expired;
-
-static int
-s_collect_expired(const sm_hold *hold, void *arg)
-{
-    s_expired *ex = arg;
-    if (hold->expires_ms <= ex->now)
-        ex->seqs[ex->count++] = hold->seq;
-    return ex->count == sizeof ex->seqs / sizeof ex->seqs[0];
-}
-
-static bool
-s_sweep_holds(sim_world *w, sim_node *nd)
-{
-    s_expired ex = { .now = sim_node_now(w, nd) };
-    if (sm_ledger_holds_each(nd->ledger, &nd->id.pub, s_collect_expired, &ex) != 0
-        || ex.count == 0)
-        return false;
-    if (sm_ledger_begin(nd->ledger) != 0)
-        return false;
-    uint32_t released = 0;
-    for (uint32_t i = 0; i < ex.count; i++) {
-        sm_body body;
-        memset(&body, 0, sizeof body);
-        body.kind = SM_KIND_RELEASE;
-        body.u.release.hold_seq = ex.seqs[i];
-        released += sm_ledger_append(nd->ledger, &body, ex.now, NULL) == 0;
-    }
-    int rc = sm_ledger_commit(nd->ledger);
-    if (rc != 0) {
-        sim_fail(w, "node %d: commit of hold releases failed: %s", nd->index, sm_strerror(rc));
-        return false;
-    }
-    w->counters[SIM_C_HOLDS_EXPIRED] += released;
-    sim_trace_u64(w, released);
-    return released > 0;
-}
-
 void
 sim_node_own_enable(sim_node *nd)
 {
-    nd->own_ok = true;
-    nd->own_checking = false;
-    sm_gossip_set_writable(nd->gossip, true);
+    sm_policy_own_enable(nd->policy);
+}
+
+bool
+sim_node_own_ok(const sim_node *nd)
+{
+    return nd->policy && sm_policy_own_ok(nd->policy);
+}
+
+size_t
+sim_node_pending(const sim_node *nd)
+{
+    return nd->policy ? sm_policy_pending(nd->policy) : 0;
 }
 
 void
 sim_node_tick(sim_world *w, sim_node *nd)
 {
     uint64_t now = sim_node_now(w, nd);
-    if (nd->own_ok && s_sweep_holds(w, nd))
-        s_local(w, nd);
+    sm_policy_tick(nd->policy, now, w->now);
     sm_gossip_tick(nd->gossip, now);
-    if (!nd->own_ok && sm_gossip_own_recovered(nd->gossip)) {
-        int rc = nd->own_checking ? 0 : sm_ledger_confirm_own(nd->ledger);
-        if (rc == 0) {
-            sim_say(w, "node %d: own log %s; writes enabled", nd->index,
-                    nd->own_checking ? "checked with peers" : "recovered from peers");
-            sim_node_own_enable(nd);
-        } else {
-            sim_fail(w, "node %d: cannot record its recovered own log: %s", nd->index,
-                     sm_strerror(rc));
-        }
-    } else if (!nd->own_ok && nd->own_checking) {
-        sm_head h;
-        if (sm_ledger_head(nd->ledger, &nd->id.pub, &h) == 0 && h.seq != nd->own_check_seq) {
-            nd->own_check_seq = h.seq;
-            nd->own_check_moved_ms = w->now;
-        }
-        bool silent = !sm_gossip_heads_heard(nd->gossip);
-        if (w->now >= nd->own_check_until_ms
-            && (silent || w->now - nd->own_check_moved_ms >= SM_OWN_STALL_MS)) {
-            sim_node_own_enable(nd);
-            sim_say(w, "node %d: %s; writes enabled unchecked", nd->index,
-                    silent ? "no peer answered its own-log check"
-                           : "peers claimed more of its own log than any sent");
-        }
-    }
-    if (nd->nparked && s_retry_parked(w, nd))
-        s_local(w, nd);
-    sim_drain(w, nd->index);
+    bool was_ok = sm_policy_own_ok(nd->policy);
+    sm_policy_step(nd->policy, now, w->now);
+    if (!was_ok && sm_policy_own_ok(nd->policy))
+        sim_say(w, "node %d: own-log gate open; writes enabled", nd->index);
+    s_drain(w, nd);
     sim_check_node(w, nd);
     sim_node_check_recovering(w, nd);
 }
 
-void
-sim_node_after_receive(sim_world *w, sim_node *nd)
+int
+sim_node_receive(sim_world *w, sim_node *nd, int from, const uint8_t *msg, size_t len,
+                 bool original)
 {
-    if (nd->running && nd->nparked && s_retry_parked(w, nd))
-        s_local(w, nd);
+    uint64_t now = sim_node_now(w, nd);
+    int type = len >= 2 ? msg[1] : -1;
+    sm_head before;
+    bool asked = (type == SM_MSG_HOLD_ASK || type == SM_MSG_UNITS_ASK)
+                 && sm_ledger_head(nd->ledger, &nd->id.pub, &before) == 0;
+    bool durable = false;
+    int rc = sm_policy_receive(nd->policy, &w->node[from].id.pub, msg, len, now, &durable);
+    sm_policy_round_end(nd->policy, now);    /* a round a delivery */
+    if (asked)                               /* before the policy appends more */
+        sim_check_asked(w, nd, from, type, original, before.seq);
+    sm_policy_step(nd->policy, now, w->now);
+    s_drain(w, nd);
+    return rc;
 }

@@ -15,6 +15,8 @@
       workload.c  what the stall's clients ask for (sales, holds, moves ...)
       hostile.c   the hostile member's forged and abusive messages
       check.c     the invariants, checked during and after each run
+      damage.c    the disk-damage fault: a stored entry flipped, refused or
+                  repaired, never served
 
     Everything is single-threaded; nothing reads the real clock.  The prefix
     is sim_ (functions shared between the simulator's files) and s_ (file
@@ -27,6 +29,7 @@
 #include <stdint.h>
 
 #include "gossip.h"
+#include "policy.h"
 #include "stallmesh/entry.h"
 #include "stallmesh/identity.h"
 #include "stallmesh/ledger.h"
@@ -38,7 +41,7 @@
 #define SIM_TICK_MS          1000u      /* the core's tick: sweep, mesh tick (core.c) */
 #define SIM_QUEUE_MAX        64u        /* client writes waiting for one core */
 #define SIM_BATCH_MAX        16u        /* writes a core groups into one commit */
-#define SIM_PARKED_MAX       64u        /* writes waiting for units (core.c) */
+#define SIM_REBALANCE_FLOOR  4u         /* rebalancing floor of the nodes that rebalance */
 #define SIM_SKUS             6u
 #define SIM_ACKS_MAX         200000u    /* acknowledged sales tracked per run */
 #define SIM_HEAL_MS_MAX      (240u * 1000u) /* liveness: converged this long after healing */
@@ -96,6 +99,7 @@ typedef enum {
     SIM_F_RESTORE,       /* an old copy of a store restored (forks), or a wipe */
     SIM_F_CLOCK,         /* clocks hours apart, and jumps */
     SIM_F_HOSTILE,       /* a member sending forged and abusive messages */
+    SIM_F_DAMAGE,        /* a byte of a stored entry flipped on disk (damage.c) */
     SIM_F_COUNT
 } sim_fault;
 
@@ -109,6 +113,7 @@ typedef enum {
     SIM_C_CLOCK_JUMPS, SIM_C_HOSTILE_MSGS, SIM_C_FORKS_SEEN,
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
     SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING,
+    SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_DAMAGED, SIM_C_REPAIRED,
     SIM_C_RESELLS_REFUSED, SIM_C_COUNT
 } sim_counter;
 
@@ -134,19 +139,14 @@ typedef struct {
 
 /* ---- the world ------------------------------------------------------------ */
 
-/* A client write waiting for, or parked by, a node's core. */
+/* A client write waiting for a node's core (then the policy's). */
 typedef struct {
     sm_body body;
     int op;                    /* sim_op */
+    bool forward;              /* a hold for stall `at` to make (SIM_OP_HOLD_FWD) */
+    int at;
     uint64_t submitted_ms;     /* sim time */
 } sim_req;
-
-typedef struct {
-    sim_req req;
-    uint64_t deadline_ms;      /* sim time: the monotonic clock */
-    uint64_t first_ask;
-    uint32_t asks;
-} sim_parked;
 
 typedef struct {
     uint64_t seq;
@@ -162,12 +162,12 @@ typedef struct sim_node {
     uint64_t snap_own_head;    /* its own head in that copy */
     sm_ledger *ledger;         /* NULL while the process is down */
     sm_gossip *gossip;
+    sm_policy *policy;         /* the write policy (src/policy.c), as the real core's */
+    sm_policy_counters policy_seen;  /* its counters already added to the world's */
+    struct sim_world *world;
     bool running;
-    bool own_ok;               /* local appends allowed (own-log gate) */
-    bool own_checking;         /* a confirmed store checks its head with peers first */
-    uint64_t own_check_until_ms;   /* sim time: then it appends if no peer answered */
-    uint64_t own_check_seq;        /* its own head when last seen to move */
-    uint64_t own_check_moved_ms;   /* sim time: when it did */
+    uint32_t units_floor;      /* what a units ask leaves here */
+    uint32_t rebalance_floor;  /* what its rebalancing keeps here (0 = off) */
     bool restored;             /* its store was restored or wiped: it may equivocate */
     /* After a wipe, its own entries that existed anywhere (link hashes by
        seq, one or two a seq): while its own log is unconfirmed it may only
@@ -184,9 +184,7 @@ typedef struct sim_node {
     sim_req queue[SIM_QUEUE_MAX];
     uint32_t nqueue;
     bool wake_pending;
-    sim_parked parked[SIM_PARKED_MAX];
-    uint32_t nparked;
-    uint64_t next_ask;
+    bool in_batch;             /* answers now are the batch's own */
     /* workload memory: its own acknowledged sales and open holds */
     uint64_t sales[256];
     uint32_t nsales;
@@ -276,6 +274,10 @@ struct sim_world {
     } *acks;
     uint32_t nacks;
     uint64_t counters[SIM_C_COUNT];
+    /* forwarded holds: handed to an asker's policy (less those it refused
+       before asking), and holds its stalls appended for its HOLD_ASKs */
+    uint64_t fwd_sent[SIM_NODES_MAX];
+    uint64_t fwd_appended[SIM_NODES_MAX];
     uint64_t checks_run;
     uint32_t restores_done;    /* stores restored or wiped so far */
     uint64_t delivered_by_type[SM_MSG_TYPE_MAX + 1];
@@ -287,6 +289,7 @@ struct sim_world {
     uint8_t *captured[SIM_HOSTILE_RING];
     size_t captured_len[SIM_HOSTILE_RING];
     uint32_t captured_next;
+    struct sim_damage *damage; /* damage.c's records (NULL until the first) */
     /* the first violation (the run fails) */
     bool failed;
     char failure[512];
@@ -299,7 +302,7 @@ typedef enum { SIM_PHASE_SETUP = 0, SIM_PHASE_CHAOS, SIM_PHASE_HEAL,
 typedef enum {
     SIM_OP_ITEM = 0, SIM_OP_RESTOCK, SIM_OP_MOVE, SIM_OP_SALE, SIM_OP_RETRY,
     SIM_OP_HOLD, SIM_OP_HOLD_SALE, SIM_OP_RELEASE, SIM_OP_RETURN, SIM_OP_ADJUST,
-    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_HOLD_RESELL, SIM_OP_COUNT
+    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_HOLD_FWD, SIM_OP_HOLD_RESELL, SIM_OP_COUNT
 } sim_op;
 
 extern const char *const sim_skus[SIM_SKUS];
@@ -326,6 +329,17 @@ uint64_t sim_pace(const sim_world *w);
 /* Node i's process dies (in the middle of a batch if `torn`) and restarts later. */
 void sim_crash(sim_world *w, int i, bool torn);
 
+/* damage.c: the disk-damage fault and its invariants (hooks in world.c) */
+void sim_damage_fault(sim_world *w);
+void sim_damage_on_restart(sim_world *w, sim_node *nd);
+void sim_damage_heal(sim_world *w);
+void sim_damage_on_deliver(sim_world *w, int from, int to, const uint8_t *bytes, size_t len,
+                           bool replay);
+void sim_damage_check_final(sim_world *w);
+void sim_damage_free(sim_world *w);
+/* Node nd runs degraded: its stored log is damaged (until it is repaired). */
+bool sim_damage_degraded(const sim_world *w, const sim_node *nd);
+
 /* node.c */
 uint64_t sim_node_now(const sim_world *w, const sim_node *nd);
 int sim_node_open(sim_world *w, sim_node *nd);
@@ -339,8 +353,16 @@ void sim_node_wake(sim_world *w, sim_node *nd);
 /*  Its own log is checked or back: local writes, and the engine's appends
     for peers, may go on.                                                     */
 void sim_node_own_enable(sim_node *nd);
+/*  Its own-log gate is open (false while the process is down).            */
+bool sim_node_own_ok(const sim_node *nd);
+/*  Writes parked or forwarded, not yet answered.                           */
+size_t sim_node_pending(const sim_node *nd);
 void sim_node_tick(sim_world *w, sim_node *nd);
-void sim_node_after_receive(sim_world *w, sim_node *nd);
+/*  A message from node `from` for nd's engine, through its policy's ingest
+    round, committed before anything is sent; `original`: not a duplicate or
+    replay the network made.  Returns the engine's code.                    */
+int sim_node_receive(sim_world *w, sim_node *nd, int from, const uint8_t *msg, size_t len,
+                     bool original);
 /* While nd's own log is unconfirmed after a wipe: it appended nothing. */
 void sim_node_check_recovering(sim_world *w, sim_node *nd);
 /* The link hash of origin's entry at seq in ledger l; SM_ENOTFOUND if none. */
@@ -367,6 +389,10 @@ bool sim_check_converged(sim_world *w, char *why, size_t cap);
 /* The lowest seq node nd holds fork evidence against `origin` at; 0 if none. */
 uint64_t sim_fork_at(sim_node *nd, const sm_id *origin);
 void sim_check_final(sim_world *w);
+/*  Node nd was handed an ask (a HOLD_ASK or UNITS_ASK) from node `from`
+    when its own head was `before`: check what it appended for it.         */
+void sim_check_asked(sim_world *w, sim_node *nd, int from, int type, bool original,
+                     uint64_t before);
 void sim_sales_hash(const sm_line *lines, uint32_t n, sm_hash *out);
 /* report_check.c: after healing, the organiser's report equals its sales. */
 void sim_check_report(sim_world *w);

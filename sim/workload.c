@@ -3,7 +3,7 @@
     organiser would send it — catalog edits, restocks, moves, sales (some
     with an external id, some retried by a till that lost the answer),
     holds (some completed by a sale, some cancelled, the rest left to
-    expire), returns, stock-take adjustments — and, now and then, a drop:
+    expire; some forwarded to the stall that holds the units), returns, stock-take adjustments — and, now and then, a drop:
     every stall releases a few units of one sku at the same moment and its
     shoppers rush to buy them.
 
@@ -84,13 +84,21 @@ s_sale(sim_world *w, const char *sku, uint32_t qty)
 }
 
 static void
-s_submit(sim_world *w, sim_node *nd, int op, const sm_body *body)
+s_submit_at(sim_world *w, sim_node *nd, int op, const sm_body *body, int at)
 {
     sim_req r;
     memset(&r, 0, sizeof r);
     r.op = op;
     r.body = *body;
+    r.forward = at >= 0;
+    r.at = at;
     sim_node_submit(w, nd, &r);
+}
+
+static void
+s_submit(sim_world *w, sim_node *nd, int op, const sm_body *body)
+{
+    s_submit_at(w, nd, op, body, -1);
 }
 
 /*  Forget holds this node's store no longer has open (sold, released).  */
@@ -115,6 +123,7 @@ sim_workload_client(sim_world *w, sim_node *nd)
     uint64_t pick = sim_below(&w->rng, 100);
     sm_body b;
     int op;
+    int at = -1;                         /* a hold forwarded to that stall */
     if (pick < 5) {
         op = SIM_OP_ITEM;
         b = s_body(SM_KIND_ITEM);
@@ -164,9 +173,13 @@ sim_workload_client(sim_world *w, sim_node *nd)
         s_set(b.u.hold.sku, sizeof b.u.hold.sku, s_sku(w));
         b.u.hold.qty = (uint32_t) sim_range(&w->rng, 1, 2);
         b.u.hold.expires_ms = now + sim_range(&w->rng, 3000, 120000);
-        /* A reservation as a phone makes it: a few lines, held whole or
-           not at all, with a pickup code drawn from the seeded generator. */
-        if (sim_chance(&w->rng, 500)) {
+        if (sim_chance(&w->rng, 400)) {
+            op = SIM_OP_HOLD_FWD;        /* the units are at another stall */
+            at = s_other(w, nd->index);
+            b.u.hold.expires_ms = 0;     /* that stall sets it */
+        } else if (sim_chance(&w->rng, 500)) {
+            /* A reservation as a phone makes it: a few lines, held whole
+               or not at all, with a pickup code from the seeded generator. */
             uint32_t more = (uint32_t) sim_range(&w->rng, 1, 3);
             for (uint32_t k = 0; k < more; k++) {
                 const char *sku = s_sku(w);
@@ -237,7 +250,7 @@ sim_workload_client(sim_world *w, sim_node *nd)
         op = SIM_OP_SALE;                /* a sale of several at once */
         b = s_sale(w, s_sku(w), (uint32_t) sim_range(&w->rng, 3, 8));
     }
-    s_submit(w, nd, op, &b);
+    s_submit_at(w, nd, op, &b, at);
 }
 
 /*  A drop: stage 0, every honest stall releases a few units from 20 s on
@@ -319,7 +332,7 @@ sim_workload_answer(sim_world *w, sim_node *nd, const sim_req *req, int rc, uint
         nd->sales[nd->nsales < 256 ? nd->nsales++ : sim_below(&w->rng, 256)] = seq;
         break;
     case SM_KIND_HOLD:
-        if (nd->nholds < 64)
+        if (!req->forward && nd->nholds < 64)   /* a forwarded one is on the other's log */
             nd->holds[nd->nholds++] = (sim_own_hold) { seq, b->u.hold.expires_ms };
         break;
     default:
@@ -376,6 +389,9 @@ sim_workload_setup(sim_world *w)
         sim_node *nd = &w->node[i];
         nd->index = i;
         nd->hostile = i == w->hostile;
+        nd->world = w;
+        nd->units_floor = (uint32_t) (i % 3);
+        nd->rebalance_floor = i % 2 ? SIM_REBALANCE_FLOOR : 0;
         uint8_t material[24], seed[SM_HASH_BYTES];
         memcpy(material, "stallmesh-sim", 13);
         for (int k = 0; k < 8; k++)

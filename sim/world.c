@@ -46,7 +46,7 @@
 
 static const char *const s_fault_names[SIM_F_COUNT] = {
     "loss", "dup", "reorder", "delay", "partition", "crash", "offline",
-    "restore", "clock", "hostile",
+    "restore", "clock", "hostile", "damage",
 };
 
 static const char *const s_counter_names[SIM_C_COUNT] = {
@@ -54,7 +54,8 @@ static const char *const s_counter_names[SIM_C_COUNT] = {
     "link_cuts", "one_way", "crashes", "torn_batches", "offline_hours",
     "restores", "wipes", "clock_jumps", "hostile_msgs", "forks_seen",
     "delivered", "sales_acked", "writes", "writes_refused", "parked",
-    "holds_expired", "sales_stuck", "recovering_for_good", "hold_resales_refused",
+    "holds_expired", "sales_stuck", "recovering_for_good", "holds_forwarded",
+    "rebalance_asks", "damaged", "repaired", "hold_resales_refused",
 };
 
 const char *
@@ -250,7 +251,8 @@ s_transmit(sim_world *w, int i, int j, const uint8_t *bytes, size_t len)
     sim_schedule(w, at, SIM_EV_DELIVER, i, j, session, 0, s_copy(bytes, len), len);
     if (l->dup_pm && sim_chance(&w->rng, l->dup_pm)) {
         w->counters[SIM_C_DUPLICATED]++;
-        sim_schedule(w, at + sim_below(&w->rng, 300), SIM_EV_DELIVER, i, j, session, 0,
+        /* arg 2: a duplicate, on its connection */
+        sim_schedule(w, at + sim_below(&w->rng, 300), SIM_EV_DELIVER, i, j, session, 2,
                      s_copy(bytes, len), len);
     }
     if (l->replay_pm && sim_chance(&w->rng, l->replay_pm)) {
@@ -402,7 +404,7 @@ s_deliver(sim_world *w, const sim_event *e)
     int i = e->a, j = e->b;
     if (!sim_link_up(w, i, j))
         return;
-    if (e->arg == 0 && e->gen != w->session[i][j])
+    if (e->arg != 1 && e->gen != w->session[i][j])
         return;                        /* sent on a connection that is gone */
     sim_node *to = &w->node[j];
     if (!w->sees_up[j][i] || w->sees_session[j][i] != w->session[i][j])
@@ -421,8 +423,8 @@ s_deliver(sim_world *w, const sim_event *e)
     }
     if (e->len >= 2 && e->bytes[1] <= SM_MSG_TYPE_MAX)
         w->delivered_by_type[e->bytes[1]]++;
-    uint64_t now = sim_node_now(w, to);
-    int rc = sm_gossip_receive(to->gossip, &w->node[i].id.pub, e->bytes, e->len, now);
+    sim_damage_on_deliver(w, i, j, e->bytes, e->len, e->arg == 1);
+    int rc = sim_node_receive(w, to, i, e->bytes, e->len, e->arg == 0);
     sim_trace_u64(w, e->len);
     sim_trace(w, e->bytes, e->len);
     sim_trace_u64(w, (uint64_t) (int64_t) rc);
@@ -431,8 +433,6 @@ s_deliver(sim_world *w, const sim_event *e)
                  sm_strerror(rc));
     if (j == w->hostile)
         sim_hostile_capture(w, e->bytes, e->len);
-    sim_node_after_receive(w, to);
-    sim_drain(w, j);
 }
 
 /* ---- faults --------------------------------------------------------------- */
@@ -451,6 +451,7 @@ enum {
     S_FX_CLOCK,
     S_FX_SNAPSHOT,
     S_FX_ONE_WAY_TIMEOUT,  /* a one-way link's connection times out */
+    S_FX_DAMAGE,         /* a stored entry flipped on disk (damage.c) */
 };
 
 static bool
@@ -642,6 +643,10 @@ s_fault(sim_world *w, const sim_event *e)
                                  (uint64_t) i * 64 + (uint64_t) j);
         break;
     }
+    case S_FX_DAMAGE:
+        sim_damage_fault(w);
+        s_schedule_fault(w, s_fault_gap(w) * 2, S_FX_DAMAGE, 0);
+        break;
     case S_FX_RESTORE: {
         int i = s_pick_node(w, true);
         sim_node *nd = &w->node[i];
@@ -715,6 +720,8 @@ s_faults_start(sim_world *w)
     }
     if (s_on(w, SIM_F_CLOCK))
         s_schedule_fault(w, s_fault_gap(w), S_FX_CLOCK, 0);
+    if (s_on(w, SIM_F_DAMAGE))
+        s_schedule_fault(w, s_fault_gap(w), S_FX_DAMAGE, 0);
     if (w->hostile >= 0)
         sim_schedule(w, w->now + sim_range(&w->rng, 1000, 10000), SIM_EV_HOSTILE, w->hostile,
                      0, 0, 0, NULL, 0);
@@ -727,6 +734,7 @@ static void
 s_heal(sim_world *w)
 {
     sim_say(w, "healing");
+    sim_damage_heal(w);
     for (int i = 0; i < w->n; i++) {
         w->node[i].offline = false;
         for (int j = 0; j < w->n; j++)
@@ -736,6 +744,7 @@ s_heal(sim_world *w)
     for (int i = 0; i < w->n; i++)
         if (!w->node[i].running) {
             sim_node_restart(w, &w->node[i]);
+            sim_damage_on_restart(w, &w->node[i]);
             s_node_links(w, i, true);
         }
     for (int i = 0; i < w->n; i++)
@@ -793,6 +802,7 @@ s_dispatch(sim_world *w, sim_event *e)
         if (e->gen == nd->generation && !nd->running) {
             sim_say(w, "node %d restarts", e->a);
             sim_node_restart(w, nd);
+            sim_damage_on_restart(w, nd);
             s_node_links(w, e->a, true);
         }
         break;
@@ -873,6 +883,7 @@ s_world_free(sim_world *w)
         free(w->captured[k]);
     free(w->acks);
     free(w->space);
+    sim_damage_free(w);
     if (w->cfg.keep)
         fprintf(stderr, "stores kept in %s (nN: node N's store)\n", w->base);
     else if (w->base[0] && (strncmp(w->base, "/dev/shm/stallmesh-sim-", 23) == 0
@@ -972,7 +983,7 @@ s_probe(sim_world *w)
         sm_head own;
         /* Only a node that can still append: not forked, not stuck behind
            a fork (its own entries all applied). */
-        if (i != w->hostile && w->node[i].running && w->node[i].own_ok
+        if (i != w->hostile && w->node[i].running && sim_node_own_ok(&w->node[i])
             && sim_fork_at(&w->node[i], &w->node[i].id.pub) == 0
             && sm_ledger_head(w->node[i].ledger, &w->node[i].id.pub, &own) == 0
             && own.applied == own.seq)
@@ -1145,6 +1156,7 @@ sim_run(const sim_config *cfg, sm_hash *digest, uint64_t counters[SIM_C_COUNT],
     }
     sim_say(w, "converged %.1f s after healing", (double) (w->now - heal_start) / 1000.0);
     sim_check_final(w);
+    sim_damage_check_final(w);
     if (w->failed)
         goto done;
     s_probe(w);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api_int.h"
@@ -50,8 +51,9 @@ static char s_nomem_body[] =
 #define M_DELETE 4u
 
 /*  A route: its handler for each method (NULL: 405), and which methods
-    need the node's token.  A path ending in '/' is a prefix: it matches
-    any longer path, whose rest the handler reads (an id).                   */
+    need a token (the token's scope: s_scopes below).  A path ending in '/'
+    is a prefix: it matches any longer path, whose rest the handler reads
+    (an id).                                                                 */
 typedef struct {
     const char *path;
     sm__api_handler get, post, del;  /* GET also answers HEAD */
@@ -85,7 +87,64 @@ static const s_route s_routes[] = {
     { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET },
     { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
     { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET },
+    /* Pairing: a device sends its one-time code without a token (failures
+       counted per address, auth.c); the rest is the admin's. */
+    { "/api/pair",        NULL,                 sm__api_post_pair,         NULL,                0 },
+    { "/api/pair/codes",  NULL,                 sm__api_post_pair_code,    NULL,                M_POST },
+    { "/api/devices",     sm__api_get_devices,  NULL,                      NULL,                M_GET },
+    { SM__API_DEVICE_PATH, NULL,                NULL,                      sm__api_delete_device, M_DELETE },
 };
+
+/*  The scope column: the least scope (auth.h: till < stock < admin) a
+    token must have for a route's methods that need one.  A route not named
+    here needs admin: a new route is the admin's until given a scope.        */
+static const struct {
+    const char *path;
+    sm_scope scope;
+} s_scopes[] = {
+    { "/api/sales",        SM_SCOPE_TILL },    /* sell; list this stall's sales */
+    { "/api/returns",      SM_SCOPE_TILL },
+    { "/api/holds",        SM_SCOPE_TILL },    /* (public too, rate-limited) */
+    { SM__API_HOLD_PATH,   SM_SCOPE_TILL },
+    { "/api/items",        SM_SCOPE_STOCK },
+    { "/api/stock/add",    SM_SCOPE_STOCK },
+    { "/api/stock/adjust", SM_SCOPE_STOCK },
+    { "/api/stock/move",   SM_SCOPE_STOCK },
+    /* A till's "Today": its own stall's report only (s_own_report_only);
+       the market's report and the exports stay the admin's. */
+    { "/api/report",       SM_SCOPE_TILL },
+};
+
+/*  Below admin, GET /api/report must name this node's own stall
+    (stall=<its id>, as the till asks): a till reads its own takings, not
+    the market's.                                                            */
+static bool
+s_own_report_only(const sm_api *self, const s_route *rt, const sm_http_req *req,
+                  sm_scope have)
+{
+    if (have >= SM_SCOPE_ADMIN || strcmp(rt->path, "/api/report") != 0)
+        return true;
+    char own[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&self->node, own);
+    const char *q = req->query ? req->query : "";
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        if (n == 6 + SM_ID_HEX_BYTES && strncmp(q, "stall=", 6) == 0
+            && strncasecmp(q + 6, own, SM_ID_HEX_BYTES) == 0)
+            return true;
+        q += n + (q[n] == '&');
+    }
+    return false;
+}
+
+static sm_scope
+s_scope_of(const s_route *rt)
+{
+    for (size_t i = 0; i < sizeof s_scopes / sizeof s_scopes[0]; i++)
+        if (strcmp(s_scopes[i].path, rt->path) == 0)
+            return s_scopes[i].scope;
+    return SM_SCOPE_ADMIN;
+}
 
 /*  The Allow header of a route, by its M_* bits.                            */
 static const char *const s_allow[8] = {
@@ -153,6 +212,23 @@ sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                       "(the api-token file of the node's data directory)", NULL);
         return SM_API_DONE;
     }
+    /* The node's own token (authorized with no scope) is admin. */
+    sm_scope have = req->authorized ? (req->scope ? req->scope : SM_SCOPE_ADMIN)
+                                    : SM_SCOPE_NONE;
+    sm_scope need = s_scope_of(rt);
+    if ((rt->auth & bit) && have < need) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "this device is paired with scope '%s'; %s needs "
+                 "'%s' (pair a device with 'stallmesh pair --scope %s')",
+                 sm_scope_name(have), rt->path, sm_scope_name(need), sm_scope_name(need));
+        sm__api_error(resp, 403, "forbidden_scope", detail, NULL);
+        return SM_API_DONE;
+    }
+    if ((rt->auth & bit) && !s_own_report_only(self, rt, req, have)) {
+        sm__api_error(resp, 403, "forbidden_scope", "a device below admin reads only this "
+                      "stall's report: ask with stall=<this node's id>", NULL);
+        return SM_API_DONE;
+    }
     int rc = h(self, req, now_ms, resp, write);
     assert(rc == SM_API_DONE ? *write == NULL && resp->status != 0
                              : rc == SM_API_WRITE && *write != NULL);
@@ -190,6 +266,9 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->holds_per_min = per_min;
     self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
     self->report_tz = opts->report_tz;
+    self->auth = opts->auth;
+    if (opts->pair_url)
+        snprintf(self->pair_url, sizeof self->pair_url, "%s", opts->pair_url);
     if (!(self->snap = sm_snapshot_new(self->ledger, &self->node))) {
         rc = SM_ENOMEM;
         goto fail;

@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
+#include "auth.h"
 #include "core_req.h"
 #include "gossip.h"
 #include "metrics.h"
@@ -51,8 +52,11 @@ typedef struct {
     sm_http_method method;
     const char *path;          /* without the query, percent-decoded */
     const char *query;         /* after '?', not decoded; "" if none */
-    bool authorized;           /* carried the node's bearer token */
+    bool authorized;           /* carried a valid bearer token */
+    sm_scope scope;            /* that token's scope; SM_SCOPE_NONE with
+                                  authorized = admin (the node's own token) */
     const char *client;        /* the peer's address, for rate limits */
+    bool secure;               /* over TLS, or from this machine (loopback) */
     const char *if_none_match; /* NULL if absent */
     const char *body;          /* not NUL-terminated */
     size_t body_len;
@@ -106,6 +110,10 @@ typedef struct {
     uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */
     sm_reserve_limits hold_limits; /* [holds] limits; 0 = each default */
     const char *report_tz;     /* borrowed: reports' default zone; NULL or "" = the system's */
+    sm_auth *auth;             /* borrowed: devices and pairing; NULL = the
+                                  pairing and device routes answer 404 */
+    const char *pair_url;      /* borrowed: "https://HOST:PORT" of pairing
+                                  links; NULL = no HTTPS: pairing refused */
 } sm_api_opts;
 
 typedef struct sm_api sm_api;

@@ -50,7 +50,20 @@ struct sm_api {
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
     sm__api_owner owners[SM_HOLD_OWNERS_MAX];
     size_t owner_next;              /* the ring's next slot */
+    sm_auth *auth;                  /* may be NULL: no devices */
+    char pair_url[300];             /* "" = no HTTPS */
 };
+
+/*  Pairing and devices (api_devices.c).                                     */
+int sm__api_post_pair(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                      sm_http_resp *r, sm_core_req **write);
+int sm__api_post_pair_code(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                           sm_http_resp *r, sm_core_req **write);
+int sm__api_get_devices(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                        sm_http_resp *r, sm_core_req **write);
+int sm__api_delete_device(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                          sm_http_resp *r, sm_core_req **write);
+#define SM__API_DEVICE_PATH "/api/devices/"   /* + a device's id: DELETE */
 
 typedef int (*sm__api_handler)(sm_api *self, const sm_http_req *req,
                                uint64_t now_ms, sm_http_resp *r,

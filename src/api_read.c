@@ -136,6 +136,26 @@ s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
 
 /*  GET /api/state: digest, heads, fork evidence and the origins it
     quarantines.                                                             */
+/*  "damaged":[{"origin":ID,"seq":N,"error":CODE}...]: origins whose stored
+    log has an entry that does not verify (served only below it).           */
+static void
+s_damaged_json(sm_api *self, sm_json_buf *b)
+{
+    sm_damage d[SM_CHECK_DAMAGED_MAX];
+    size_t n = sm_ledger_damage_each(self->ledger, d, SM_CHECK_DAMAGED_MAX);
+    n = n < SM_CHECK_DAMAGED_MAX ? n : SM_CHECK_DAMAGED_MAX;
+    sm_json_key(b, "damaged");
+    sm_json_arr_open(b);
+    for (size_t i = 0; i < n; i++) {
+        sm_json_obj_open(b);
+        sm_json_kid(b, "origin", &d[i].origin);
+        sm_json_kuint(b, "seq", d[i].seq);
+        sm_json_kstr(b, "error", sm_errname(d[i].err));
+        sm_json_obj_close(b);
+    }
+    sm_json_arr_close(b);
+}
+
 int
 sm__api_get_state(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                   sm_http_resp *r, sm_core_req **write)
@@ -174,6 +194,7 @@ sm__api_get_state(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     sm_json_arr_open(&b);
     sm_json_raw(&b, origins.p, origins.len);
     sm_json_arr_close(&b);
+    s_damaged_json(self, &b);
     sm_json_obj_close(&b);
     if (rc == 0 && origins.failed)
         rc = SM_ENOMEM;
@@ -261,6 +282,16 @@ sm__api_get_peers(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         sm_json_kuint(&b, "entries_received", p->entries_received);
         sm_json_kuint(&b, "entries_sent", p->entries_sent);
         sm_json_kuint(&b, "refused", p->refused);
+        if (p->run_refusal) {
+            /* Why its last refused run was refused: a peer serving a bad entry. */
+            sm_json_key(&b, "last_refusal");
+            sm_json_obj_open(&b);
+            sm_json_kid(&b, "origin", &p->run_refusal_origin);
+            sm_json_kuint(&b, "seq", p->run_refusal_seq);
+            sm_json_kstr(&b, "error", sm_errname(p->run_refusal));
+            sm_json_kstr(&b, "message", sm_strerror(p->run_refusal));
+            sm_json_obj_close(&b);
+        }
         sm_json_obj_close(&b);
     }
     free(peers);
@@ -310,6 +341,14 @@ sm__api_get_readyz(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         sm__api_error_end(r, 503, &b);
         return SM_API_DONE;
     }
+    if (sm_ledger_damage_each(self->ledger, NULL, 0) > 0) {
+        /* Serving, but not all of it: a load balancer should know. */
+        sm__api_error_begin(&b, sm_errname(SM_EDEGRADED), sm_strerror(SM_EDEGRADED));
+        sm_json_kstr(&b, "status", "degraded");
+        s_damaged_json(self, &b);
+        sm__api_error_end(r, 503, &b);
+        return SM_API_DONE;
+    }
     sm_json_obj_open(&b);
     sm_json_kstr(&b, "status", "ready");
     sm_json_kuint(&b, "version", version);
@@ -327,7 +366,8 @@ s_count_fork(const sm_id *origin, uint64_t seq, void *arg)
     return 0;
 }
 
-/*  Set the gauges read at scrape time: peers connected, fork evidence.
+/*  Set the gauges read at scrape time: peers connected, fork evidence,
+    damaged origins.
     A ledger that cannot be read leaves the fork gauge as it was.            */
 static void
 s_scrape_gauges(sm_api *self)
@@ -344,6 +384,8 @@ s_scrape_gauges(sm_api *self)
     int64_t forks = 0;
     if (sm_ledger_forks_each(self->ledger, s_count_fork, &forks) == 0)
         sm_metrics_set(self->metrics, SM_GAUGE_FORKS, forks);
+    sm_metrics_set(self->metrics, SM_GAUGE_DAMAGED_ORIGINS,
+                   (int64_t) sm_ledger_damage_each(self->ledger, NULL, 0));
 }
 
 int

@@ -12,6 +12,8 @@ typedef struct {
     const unsigned char *data;
     size_t len;
     const char *etag;          /* quoted: a hash of the content */
+    const char *csp;           /* its Content-Security-Policy: a page's own
+                                  inline script and style by hash */
 } sm_asset;
 
 /*  The asset served at `path` (borrowed, static), or NULL.                  */

@@ -2,7 +2,7 @@
 
     main.c parses the global options and dispatches to one sm__cmd_* per
     command (cli_node.c: init; cli_market.c: market create, admit, join,
-    revoke; cli_ledger.c: digest, verify, reindex, log; cli_api.c: item,
+    revoke; cli_ledger.c: digest, verify, reindex, repair, log; cli_api.c: item,
     stock, sell, return, hold, sales, status, peers, which talk to the
     running node's JSON API; cli_report.c: report, export, through the
     same client).  cli_util.c holds the data directory, file and
@@ -59,6 +59,7 @@ int sm__cmd_revoke(sm__cli *cli, int argc, char **argv);
 int sm__cmd_digest(sm__cli *cli, int argc, char **argv);
 int sm__cmd_verify(sm__cli *cli, int argc, char **argv);
 int sm__cmd_reindex(sm__cli *cli, int argc, char **argv);
+int sm__cmd_repair(sm__cli *cli, int argc, char **argv);
 int sm__cmd_log(sm__cli *cli, int argc, char **argv);
 int sm__cmd_run(sm__cli *cli, int argc, char **argv);
 int sm__cmd_item(sm__cli *cli, int argc, char **argv);
@@ -70,6 +71,8 @@ int sm__cmd_holds(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
+int sm__cmd_pair(sm__cli *cli, int argc, char **argv);      /* cli_pair.c */
+int sm__cmd_devices(sm__cli *cli, int argc, char **argv);   /* cli_pair.c */
 
 int sm__cmd_report(sm__cli *cli, int argc, char **argv);
 int sm__cmd_export(sm__cli *cli, int argc, char **argv);
@@ -114,10 +117,30 @@ int sm__cli_write_file(const char *path, const char *text, unsigned mode);
 int sm__cli_load_identity(const sm__cli *cli, sm_identity *id);
 
 /*  Open the node's ledger at DIR/store.  With `id`, set it as the signing
-    identity.  `read_only` opens an existing store only.  Prints what to do
+    identity.  `read_only` opens an existing store only; otherwise the
+    directory lock is taken first (a running node refuses the open).  Prints what to do
     on failure.  Returns SM__EXIT_OK or SM__EXIT_FAIL.                        */
 int sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id,
                         bool read_only, sm_ledger **out);
+
+/*  Open an existing store for writing without the directory lock: for the
+    roster commands (admit, revoke) that append beside a running node (LMDB
+    serialises writers across processes).  Returns SM__EXIT_*.               */
+int sm__cli_open_ledger_beside(const sm__cli *cli, const sm_identity *id,
+                               sm_ledger **out);
+
+/*  Take the data directory's lock (integrity.h) for this process, printing
+    who holds it if another does.  Writable opens take it; held until exit.
+    Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
+int sm__cli_lock_dir(const sm__cli *cli);
+
+/*  Check the store with sm_integrity_check (a child process), printing
+    what is wrong and what to do on failure (report filled either way).
+    With SM_CHECK_ALL_ORIGINS, damaged entries alone (SM_EDEGRADED, listed
+    in report->damaged) are no failure: the caller serves degraded.
+    Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
+int sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
+                        sm_check_report *report);
 
 /*  The wall clock in unix milliseconds (the only clock read in stallmesh
     outside the node's event loop).                                           */

@@ -11,15 +11,19 @@
 
     Body field names are those of sm_body (include/stallmesh/entry.h), with
     enums by name ("source": "in_person", "role": "stall").                 */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "integrity.h"
 #include "stallmesh/error.h"
 
 static const char s_digest_usage[] = "digest [--json]";
 static const char s_verify_usage[] = "verify [--json]";
 static const char s_reindex_usage[] = "reindex [--json]";
+static const char s_repair_usage[] = "repair [--json]";
 static const char s_log_usage[] = "log [--origin NODE_ID]";
 
 #define SM__LOG_BATCH_ENTRIES 256u
@@ -82,47 +86,69 @@ sm__cmd_verify(sm__cli *cli, int argc, char **argv)
 {
     bool json = false;
     int status = SM__EXIT_FAIL;
-    sm_ledger *ledger = NULL;
-    sm_id bad_origin;
-    uint64_t bad_seq = 0, checked = 0;
-    char hex[SM_ID_HEX_BYTES + 1];
+    char path[PATH_MAX], data[PATH_MAX + 16], hex[SM_ID_HEX_BYTES + 1];
+    struct stat st;
 
     if (!s_parse_plain(argc, argv, s_verify_usage, &json, &status))
         return status;
-    status = sm__cli_open_ledger(cli, NULL, true, &ledger);
-    if (status != SM__EXIT_OK)
-        return status;
-    int rc = sm_ledger_verify(ledger, &bad_origin, &bad_seq, &checked);
-    sm_ledger_destroy(&ledger);
-    sm_id_format(&bad_origin, hex);
-
-    if (rc != 0 && bad_seq == 0) {
-        /* Not an entry's fault: the store could not be read at all. */
-        sm__cli_error("cannot verify the store: %s", sm_strerror(rc));
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (stat(data, &st) != 0) {
+        sm__cli_error("no store in %s: run 'stallmesh init' first, or use --dir or "
+                      "STALLMESH_DIR to pick another data directory", path);
         return SM__EXIT_FAIL;
     }
+    /* Beside a running node: pages and chains (read-only).  Otherwise the
+       state as well, recomputed in a transaction that is abandoned. */
+    pid_t node = sm_dirlock_holder(cli->dir);
+    unsigned flags = SM_CHECK_PAGES | SM_CHECK_EVERY_SIG;
+    if (node == 0 && sm__cli_lock_dir(cli) == SM__EXIT_OK)
+        flags |= SM_CHECK_STATE;
+    sm_check_report r;
+    int rc = sm_integrity_check(path, flags, (flags & SM_CHECK_STATE) != 0, &r);
+    sm_id_format(&r.origin, hex);
+
     if (json) {
         sm__json *out = sm__json_object();
         sm__json_set_bool(out, "ok", rc == 0);
-        sm__json_set_int(out, "checked", (int64_t)checked);
+        sm__json_set_int(out, "checked", (int64_t)r.checked);
+        sm__json_set_bool(out, "state_checked", r.state_checked);
         if (rc != 0) {
-            sm__json_set_str(out, "origin", hex);
-            sm__json_set_int(out, "seq", (int64_t)bad_seq);
+            if (r.seq > 0) {
+                sm__json_set_str(out, "origin", hex);
+                sm__json_set_int(out, "seq", (int64_t)r.seq);
+            }
             sm__json_set_str(out, "error", sm_errname(rc));
             sm__json_set_str(out, "message", sm_strerror(rc));
+            sm__json_set_str(out, "detail", r.what);
         }
         if (sm__json_print(&out) != 0)
             return SM__EXIT_FAIL;
     } else if (rc == 0) {
-        printf("ok: %llu entries checked\n", (unsigned long long)checked);
-    } else {
+        printf("ok: %llu entries checked\n", (unsigned long long)r.checked);
+        if (r.state_checked)
+            printf("state: matches the log\n");
+        else if (node != 0)
+            printf("state: not checked (a node, pid %ld, is running on this store; it "
+                   "checked the state when it started)\n", (long) node);
+        else if (flags & SM_CHECK_STATE)
+            printf("state: not checked (no room in the map or on the disk to recompute "
+                   "it beside the stored one)\n");
+    } else if (r.seq > 0) {
         printf("bad entry: origin %s seq %llu: %s\n", hex,
-               (unsigned long long)bad_seq, sm_strerror(rc));
+               (unsigned long long)r.seq, r.what);
+    } else {
+        printf("damaged: %s\n", r.what);
     }
     if (rc != 0) {
-        sm__cli_error("the store failed verification: restore %s/%s from a backup, "
-                      "or make a new node and let it sync from its peers", cli->dir,
-                      SM__STORE_DIR);
+        if (rc == SM_ESTATEDIFF)
+            sm__cli_error("the store failed verification: its log verifies but the state "
+                          "does not match it: stop the node and run 'stallmesh reindex'");
+        else
+            sm__cli_error("the store failed verification: stop the node and run "
+                          "'stallmesh repair' (see README, Damaged stores), or restore %s "
+                          "from a backup", cli->dir);
         return SM__EXIT_FAIL;
     }
     return SM__EXIT_OK;
@@ -138,6 +164,11 @@ sm__cmd_reindex(sm__cli *cli, int argc, char **argv)
 
     if (!s_parse_plain(argc, argv, s_reindex_usage, &json, &status))
         return status;
+    sm_check_report r;
+    if (sm__cli_lock_dir(cli) != SM__EXIT_OK
+        || sm__cli_check_store(cli, SM_CHECK_PAGES | SM_CHECK_EVERY_SIG, true, &r)
+           != SM__EXIT_OK)
+        return SM__EXIT_FAIL;
     status = sm__cli_open_ledger(cli, NULL, false, &ledger);
     if (status != SM__EXIT_OK)
         return status;
@@ -158,6 +189,101 @@ sm__cmd_reindex(sm__cli *cli, int argc, char **argv)
 fail:
     sm_ledger_destroy(&ledger);
     return status;
+}
+
+/* ---- repair --------------------------------------------------------- */
+
+int
+sm__cmd_repair(sm__cli *cli, int argc, char **argv)
+{
+    bool json = false;
+    int status = SM__EXIT_FAIL;
+    char path[PATH_MAX], aside[PATH_MAX], data[PATH_MAX + 16];
+    sm_identity id;
+    struct stat st;
+
+    if (!s_parse_plain(argc, argv, s_repair_usage, &json, &status))
+        return status;
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (stat(data, &st) != 0) {
+        sm__cli_error("no store in %s to repair: a node whose store was lost rejoins "
+                      "with 'stallmesh join TOKEN' (a new token from the organiser)", path);
+        return SM__EXIT_FAIL;
+    }
+    if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK || sm__cli_lock_dir(cli) != SM__EXIT_OK)
+        return SM__EXIT_FAIL;
+    sm_check_report check;
+    int rc = sm_integrity_check(path, SM_CHECK_PAGES | SM_CHECK_EVERY_SIG | SM_CHECK_STATE,
+                                true, &check);
+    char found[sizeof check.what + SM_ID_HEX_BYTES + 48];
+    if (check.seq > 0) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&check.origin, hex);
+        snprintf(found, sizeof found, "origin %s seq %llu: %s", hex,
+                 (unsigned long long) check.seq, check.what);
+    } else {
+        snprintf(found, sizeof found, "%s", check.what);
+    }
+    if (rc == 0) {
+        sm_identity_wipe(&id);
+        if (json) {
+            sm__json *out = sm__json_object();
+            sm__json_set_bool(out, "repaired", false);
+            sm__json_set_str(out, "detail", "the store verifies, state included");
+            return sm__json_print(&out) == 0 ? SM__EXIT_OK : SM__EXIT_FAIL;
+        }
+        printf("nothing to repair: the store verifies, state included\n");
+        return SM__EXIT_OK;
+    }
+    /* Keep the damaged copy aside: evidence, and a second chance. */
+    uint64_t now_ms = sm__cli_now_ms();
+    int n = snprintf(aside, sizeof aside, "%s.damaged-%llu", path,
+                     (unsigned long long) (now_ms / 1000u));
+    if (n < 0 || (size_t) n >= sizeof aside || rename(path, aside) != 0) {
+        sm__cli_error("cannot move the damaged store %s aside: %s", path, strerror(errno));
+        sm_identity_wipe(&id);
+        return SM__EXIT_FAIL;
+    }
+    sm_salvage_report r;
+    rc = sm_integrity_salvage(aside, path, &id.pub, now_ms, &r);
+    sm_identity_wipe(&id);
+    if (json) {
+        sm__json *out = sm__json_object();
+        sm__json_set_bool(out, "repaired", r.has_market);
+        sm__json_set_str(out, "found", found);
+        sm__json_set_int(out, "kept", (int64_t) r.kept);
+        sm__json_set_int(out, "dropped", (int64_t) r.dropped);
+        sm__json_set_int(out, "origins", r.origins);
+        sm__json_set_int(out, "damaged_origins", r.damaged_origins);
+        sm__json_set_bool(out, "own_complete", r.own_complete);
+        sm__json_set_str(out, "damaged_copy", aside);
+        if (r.what[0])
+            sm__json_set_str(out, "detail", r.what);
+        if (sm__json_print(&out) != 0)
+            return SM__EXIT_FAIL;
+    } else {
+        printf("found: %s\n", found);
+        printf("kept %llu entries of %u origins; %llu entries past the damage in %u "
+               "origins dropped%s%s\n", (unsigned long long) r.kept, r.origins,
+               (unsigned long long) r.dropped, r.damaged_origins, r.what[0] ? ": " : "",
+               r.what);
+        printf("the damaged store is kept in %s (remove it once the node has caught up)\n",
+               aside);
+    }
+    if (!r.has_market) {
+        sm__cli_error("the market membership could not be read from the damaged store "
+                      "(%s): a stall rejoins with 'stallmesh join TOKEN' (a new token from "
+                      "the organiser); an organiser restores %s from a backup", r.what,
+                      cli->dir);
+        return SM__EXIT_FAIL;
+    }
+    if (!json)
+        printf("now start the node ('stallmesh run'): it fetches what was dropped from its "
+               "peers%s\n", r.own_confirmed ? "" : ", its own entries first (it appends "
+               "only once a peer has shown it holds its whole own log)");
+    return SM__EXIT_OK;
 }
 
 /* ---- log ------------------------------------------------------------ */

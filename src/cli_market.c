@@ -24,15 +24,19 @@ enum { OPT_NAME = 'n', OPT_CURRENCY = 'c', OPT_ROLE = 'r', OPT_ENDPOINT = 'e',
        OPT_QR = 0x200 };
 
 /*  Load the identity and open the ledger for writing; *market is filled if
-    the node has one (else *has_market is false).  Returns SM__EXIT_*.       */
+    the node has one (else *has_market is false).  `beside`: the command may
+    write beside a running node (admit and revoke append to the roster, which
+    LMDB serialises with the node's writes); the others take the directory
+    lock.  Returns SM__EXIT_*.                                                */
 static int
 s_open(const sm__cli *cli, sm_identity *id, sm_ledger **ledger, sm_market *market,
-       bool *has_market)
+       bool *has_market, bool beside)
 {
     int status = sm__cli_load_identity(cli, id);
     if (status != SM__EXIT_OK)
         return status;
-    status = sm__cli_open_ledger(cli, id, false, ledger);
+    status = beside ? sm__cli_open_ledger_beside(cli, id, ledger)
+                    : sm__cli_open_ledger(cli, id, false, ledger);
     if (status != SM__EXIT_OK)
         return status;
     int rc = sm_ledger_market(*ledger, market);
@@ -151,7 +155,7 @@ sm__cmd_market(sm__cli *cli, int argc, char **argv)
         return sm__cli_usage_error(s_market_usage, "market create needs --name NAME: "
                                    "the market's name as shoppers and stalls see it");
 
-    status = s_open(cli, &id, &ledger, &market, &has_market);
+    status = s_open(cli, &id, &ledger, &market, &has_market, false);
     if (status != SM__EXIT_OK)
         goto fail;
     status = SM__EXIT_FAIL;
@@ -293,7 +297,7 @@ sm__cmd_admit(sm__cli *cli, int argc, char **argv)
         return sm__cli_usage_error(s_admit_usage, "admit needs --name NAME: the "
                                    "node's display name in the market");
 
-    status = s_open(cli, &id, &ledger, &market, &has_market);
+    status = s_open(cli, &id, &ledger, &market, &has_market, true);
     if (status != SM__EXIT_OK)
         goto fail;
     status = s_require_organiser(&id, &market, has_market, "admit nodes");
@@ -393,7 +397,7 @@ sm__cmd_join(sm__cli *cli, int argc, char **argv)
         return sm__cli_usage_error(s_join_usage, "unexpected argument '%s' (quote the "
                                    "token if it was split)", argv[first + 1]);
 
-    status = s_open(cli, &id, &ledger, &current, &has_market);
+    status = s_open(cli, &id, &ledger, &current, &has_market, false);
     if (status != SM__EXIT_OK)
         goto fail;
     status = SM__EXIT_FAIL;
@@ -480,7 +484,7 @@ sm__cmd_revoke(sm__cli *cli, int argc, char **argv)
         return sm__cli_usage_error(s_revoke_usage, "'%s' is not a node id: give its "
                                    "64 hex digits", argv[first]);
 
-    status = s_open(cli, &id, &ledger, &market, &has_market);
+    status = s_open(cli, &id, &ledger, &market, &has_market, true);
     if (status != SM__EXIT_OK)
         goto fail;
     status = s_require_organiser(&id, &market, has_market, "revoke nodes");

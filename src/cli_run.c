@@ -30,17 +30,22 @@
 #include "logger.h"
 #include "metrics.h"
 #include "stallmesh/error.h"
+#include "auth.h"
+#include "tls.h"
 #include "web.h"
+
+#define SM__DEVICES_FILE "devices"
 
 #define SM__CONFIG_FILE "stallmesh.conf"
 
 static const char s_usage[] =
-    "run [--http HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
+    "run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
     "      [--peer NODE_ID@tcp://HOST:PORT]... [--discover] [--allow-fresh] [--config FILE]\n"
     "      [--log-level LEVEL] [--check]";
 
 typedef struct {
     const char *http;
+    const char *https;
     const char *config;
     const char *log_level;
     const char *listen;
@@ -59,6 +64,7 @@ s_on_opt(int opt, const char *arg, void *ctx)
     s_opts *o = ctx;
     switch (opt) {
     case 'H': o->http = arg; return 0;
+    case 'T': o->https = arg; return 0;
     case 'c': o->config = arg; return 0;
     case 'l': o->log_level = arg; return 0;
     case 'k': o->check = true; return 0;
@@ -141,6 +147,14 @@ s_load_config(const sm__cli *cli, const s_opts *o, sm_config *cfg)
         sm__cli_error("--http: %s", err);
         return SM__EXIT_USAGE;
     }
+    if (o->https && sm_config_set(cfg, "http", "tls", o->https, err, sizeof err) != 0) {
+        sm__cli_error("--https: %s", err);
+        return SM__EXIT_USAGE;
+    }
+    if (cfg->http_redirect && !cfg->tls_port) {
+        sm__cli_error("[http] redirect needs HTTPS: give --https HOST:PORT or [http] tls");
+        return SM__EXIT_USAGE;
+    }
     if (o->log_level && sm_config_set(cfg, "log", "level", o->log_level, err, sizeof err) != 0) {
         sm__cli_error("--log-level: %s", err);
         return SM__EXIT_USAGE;
@@ -182,6 +196,32 @@ s_write_url_file(const sm__cli *cli, const sm_config *cfg, int port)
     snprintf(url, sizeof url, "http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
     if (!sm__cli_path(cli, SM__HTTP_FILE, path) || sm__cli_write_file(path, url, 0644) != 0)
         sm_log_warn("run: cannot write %s: %s", path, strerror(errno));
+}
+
+/*  The HTTPS certificate (tls.c: the operator's files, else DIR/tls/, made
+    on first use for the listen host too) and the base URL of pairing links:
+    the HTTPS host, or this machine's LAN address when it listens on all.    */
+static int
+s_tls_setup(const sm__cli *cli, const sm_config *cfg, sm_tls_cert *tls, char *pair_url,
+            size_t cap)
+{
+    char err[512];
+    const char *names[] = { cfg->tls_host, cfg->http_host, NULL };
+    if (sm_tls_ensure(cli->dir, cfg->tls_cert, cfg->tls_key, names, tls, err,
+                      sizeof err) != 0) {
+        sm__cli_error("HTTPS: %s", err);
+        return -1;
+    }
+    char host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    if (strcmp(cfg->tls_host, "0.0.0.0") == 0 || strcmp(cfg->tls_host, "::") == 0
+        || !cfg->tls_host[0])
+        sm_tls_lan_addr(host, sizeof host);
+    else
+        snprintf(host, sizeof host, "%s", cfg->tls_host);
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(pair_url, cap, "https://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+             (unsigned) cfg->tls_port);
+    return 0;
 }
 
 /*  The mesh's options: the config's, plus the organiser's endpoints from
@@ -241,6 +281,7 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "http", required_argument, NULL, 'H' },
+        { "https", required_argument, NULL, 'T' },
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
         { "check", no_argument, NULL, 'k' },
@@ -283,12 +324,36 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_metrics *metrics = NULL;
     sm_core *core = NULL;
     sm_web *web = NULL;
+    sm_auth *auth = NULL;
     int rc = 0;
     status = SM__EXIT_FAIL;
+    /* One process a directory; a store that fails its checks is refused
+       before it is served (pages, chains with each origin's newest
+       signature, and the state recomputed from the log). */
+    sm_check_report check;
     if (sm__cli_load_identity(cli, &id) != SM__EXIT_OK
         || s_read_token(cli, token, sizeof token) != SM__EXIT_OK
+        || sm__cli_lock_dir(cli) != SM__EXIT_OK
+        || sm__cli_check_store(cli, SM_CHECK_PAGES | SM_CHECK_STATE | SM_CHECK_ALL_ORIGINS,
+                               true, &check) != SM__EXIT_OK
         || sm__cli_open_ledger(cli, &id, false, &ledger) != SM__EXIT_OK)
         goto done;
+    /* Entries that do not verify stop only their origin: served below the
+       damage, reported on /readyz, /api/state and /metrics. */
+    for (uint32_t i = 0; i < check.damaged_count; i++) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&check.damaged[i].origin, hex);
+        sm_ledger_set_damaged(ledger, &check.damaged[i]);
+        sm_log_warn("store: origin %s entry %llu does not verify (%s): degraded, this "
+                    "node serves that origin only up to entry %llu; run 'stallmesh "
+                    "repair' to fetch it back from peers", hex,
+                    (unsigned long long) check.damaged[i].seq,
+                    sm_strerror(check.damaged[i].err),
+                    (unsigned long long) check.damaged[i].seq - 1);
+    }
+    if (check.damaged_count)
+        sm_log_warn("store: the state was not checked against the log (it cannot be "
+                    "recomputed past the damage)");
     sm_market market;
     if ((rc = sm_ledger_market(ledger, &market)) != 0) {
         sm__cli_error("this node is in no market yet: run 'stallmesh market create "
@@ -319,8 +384,24 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm__cli_error("cannot start the core: %s", sm_strerror(rc));
         goto done;
     }
+    static sm_tls_cert tls;
+    char pair_url[SM_CONFIG_HOST_BYTES_MAX + 32] = "";
+    if (cfg.tls_port && s_tls_setup(cli, &cfg, &tls, pair_url, sizeof pair_url) != 0)
+        goto done;
+    char devices_path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__DEVICES_FILE, devices_path))
+        goto done;
+    if (!(auth = sm_auth_new(devices_path, token, cfg.pair_ttl_s, &rc))) {
+        sm__cli_error("cannot read the paired devices in %s: %s", devices_path,
+                      sm_strerror(rc));
+        goto done;
+    }
+    explicit_bzero(token, sizeof token);
     sm_web_opts wopts = { .config = &cfg, .ledger = ledger, .core = core,
-                          .metrics = metrics, .node = id.pub, .api_token = token };
+                          .metrics = metrics, .node = id.pub, .auth = auth,
+                          .tls_cert = cfg.tls_port ? tls.cert_path : NULL,
+                          .tls_key = cfg.tls_port ? tls.key_path : NULL,
+                          .pair_url = pair_url[0] ? pair_url : NULL };
     if (!(web = sm_web_new(&wopts, &rc))) {
         sm__cli_error("cannot start the web server on %s:%u: %s", cfg.http_host,
                       (unsigned) cfg.http_port, sm_strerror(rc));
@@ -339,10 +420,21 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
            "  market      http://%s:%d/market (the organiser's view; the same token)\n"
-           "  API         http://%s:%d/api/stock\n"
-           "Stop with Ctrl-C.\n",
+           "  API         http://%s:%d/api/stock\n",
            SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
            shown, port);
+    if (cfg.tls_port) {
+        sm_log_info("run: HTTPS on %s:%d, certificate SHA-256 %s", cfg.tls_host,
+                    sm_web_tls_port(web), tls.fingerprint);
+        printf("  HTTPS       https://%s:%d/till   (pair devices: stallmesh pair)\n"
+               "  certificate %s%s\n"
+               "    SHA-256 fingerprint  %s\n"
+               "    public key (pin)     sha256//%s\n",
+               strcmp(cfg.tls_host, "0.0.0.0") == 0 ? shown : cfg.tls_host,
+               sm_web_tls_port(web), tls.cert_path, tls.generated ? " (made now)" : "",
+               tls.fingerprint, tls.spki_sha256);
+    }
+    printf("Stop with Ctrl-C.\n");
     fflush(stdout);
 
     pthread_t web_thread;
@@ -362,6 +454,7 @@ done:
     s_web_ptr = NULL;
     pthread_mutex_unlock(&s_web_lock);
     sm_web_destroy(&web);
+    sm_auth_destroy(&auth);
     sm_core_destroy(&core);
     sm_ledger_destroy(&ledger);
     sm_metrics_destroy(&metrics);

@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "integrity.h"
 #include "stallmesh/error.h"
+#include "store.h"
 
 #define SM__CLI_OPTS_MAX 16
 
@@ -244,12 +246,71 @@ sm__cli_load_identity(const sm__cli *cli, sm_identity *id)
     return SM__EXIT_FAIL;
 }
 
+/*  The directory lock, taken by the first writable open and held until the
+    process exits (the kernel drops it then, however the process ends).     */
+static sm_dirlock *s_dirlock;
+
+int
+sm__cli_lock_dir(const sm__cli *cli)
+{
+    if (s_dirlock)
+        return SM__EXIT_OK;
+    pid_t holder = 0;
+    int err = 0;
+    s_dirlock = sm_dirlock_take(cli->dir, &holder, &err);
+    if (s_dirlock)
+        return SM__EXIT_OK;
+    if (err == SM_ELOCKED && holder > 0)
+        sm__cli_error("another stallmesh process (pid %ld) is using %s: stop it first "
+                      "(a running node holds its data directory; commands that only "
+                      "read, such as verify, digest and log, work beside it)",
+                      (long) holder, cli->dir);
+    else if (err == SM_ELOCKED)
+        sm__cli_error("another stallmesh process is using %s: stop it first", cli->dir);
+    else
+        sm__cli_error("cannot lock %s/run.lock: %s", cli->dir, sm_strerror(err));
+    return SM__EXIT_FAIL;
+}
+
+int
+sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
+                    sm_check_report *report)
+{
+    char path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    int rc = sm_integrity_check(path, flags, writable, report);
+    if (rc == 0 || (rc == SM_EDEGRADED && (flags & SM_CHECK_ALL_ORIGINS)))
+        return SM__EXIT_OK;
+    char where[SM_ID_HEX_BYTES + 48] = "";
+    if (report->seq > 0) {
+        char hex[SM_ID_HEX_BYTES + 1];
+        sm_id_format(&report->origin, hex);
+        snprintf(where, sizeof where, "origin %s seq %llu: ", hex,
+                 (unsigned long long) report->seq);
+    }
+    sm__cli_error("the store in %s is damaged (%s): %s%s.", path, sm_errname(rc), where,
+                  report->what);
+    if (rc == SM_ESTATEDIFF)
+        sm__cli_error("its log verifies: run 'stallmesh reindex' to rebuild the state "
+                      "from it (or 'stallmesh repair')");
+    else if (rc == SM_ENOMEM || rc == SM_EIO)
+        sm__cli_error("%s", sm_strerror(rc));
+    else
+        sm__cli_error("run 'stallmesh repair' to rebuild it from what verifies and from "
+                      "its peers (see README, Damaged stores), or restore %s from a backup",
+                      cli->dir);
+    return SM__EXIT_FAIL;
+}
+
 int
 sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
                     sm_ledger **out)
 {
     char path[PATH_MAX];
     if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    if (!read_only && sm__cli_lock_dir(cli) != SM__EXIT_OK)
         return SM__EXIT_FAIL;
     sm_ledger_opts opts = { .read_only = read_only };
     int err = 0;
@@ -258,8 +319,32 @@ sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
         if (err == SM_ENOTFOUND)
             sm__cli_error("no store in %s: run 'stallmesh init' first, or use --dir "
                           "or STALLMESH_DIR to pick another data directory", path);
-        else
+        else if (err == SM_ETRUNCATED || err == SM_EMETA) {
+            char what[256] = "";
+            sm__store_file_check(path, what, sizeof what);
+            sm__cli_error("cannot open the store: %s: %s", what[0] ? what : path,
+                          sm_strerror(err));
+        } else
             sm__cli_error("cannot open the store in %s: %s", path, sm_strerror(err));
+        return SM__EXIT_FAIL;
+    }
+    if (id != NULL)
+        sm_ledger_set_identity(ledger, id);
+    *out = ledger;
+    return SM__EXIT_OK;
+}
+
+int
+sm__cli_open_ledger_beside(const sm__cli *cli, const sm_identity *id, sm_ledger **out)
+{
+    char path[PATH_MAX];
+    if (!sm__cli_path(cli, SM__STORE_DIR, path))
+        return SM__EXIT_FAIL;
+    sm_ledger_opts opts = { 0 };
+    int err = 0;
+    sm_ledger *ledger = sm_ledger_open(path, &opts, &err);
+    if (ledger == NULL) {
+        sm__cli_error("cannot open the store in %s: %s", path, sm_strerror(err));
         return SM__EXIT_FAIL;
     }
     if (id != NULL)

@@ -48,7 +48,8 @@
 #define SM__BODY_BYTES_MIN 1024u       /* a small sale must still fit */
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
-typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_TZ } s_type;
+typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_TZ, S_TLS,
+               S_PATH } s_type;
 
 typedef struct {
     const char *section;
@@ -72,6 +73,11 @@ static const s_key s_keys[] = {
     {"http", "body_timeout_s", S_U32, offsetof(sm_config, body_timeout_s), 1, 600},
     {"http", "ws_queue_bytes_max", S_U32, offsetof(sm_config, ws_queue_bytes_max),
      SM__WS_QUEUE_BYTES_MIN, SM_WS_QUEUE_BYTES_MAX},
+    {"http", "tls", S_TLS, 0, 0, 0},
+    {"http", "tls_cert", S_PATH, offsetof(sm_config, tls_cert), 0, 0},
+    {"http", "tls_key", S_PATH, offsetof(sm_config, tls_key), 0, 0},
+    {"http", "redirect", S_BOOL, offsetof(sm_config, http_redirect), 0, 0},
+    {"http", "pair_ttl_s", S_U32, offsetof(sm_config, pair_ttl_s), 1, 86400},
     {"holds", "ttl_s", S_U32, offsetof(sm_config, hold_ttl_s),
      1, (uint32_t)(SM_HOLD_TTL_MS_MAX / 1000)},
     {"holds", "per_min", S_U32, offsetof(sm_config, holds_per_min),
@@ -445,6 +451,33 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
               SM__CONFIG_VALUE_SHOWN, text);
         return SM_EINVAL;
     }
+    case S_TLS: {
+        if (strcmp(text, "none") == 0 || text[0] == 0) {
+            cfg->tls_host[0] = 0;
+            cfg->tls_port = 0;
+            return 0;
+        }
+        const char *bad = s_parse_listen(text, cfg->tls_host, sizeof cfg->tls_host,
+                                         &cfg->tls_port);
+        if (bad == NULL)
+            return 0;
+        s_msg(why, whylen, "%s.%s = '%.*s': %s; write HOST:PORT, e.g. 0.0.0.0:8443, "
+              "or none", k->section, k->key, SM__CONFIG_VALUE_SHOWN, text, bad);
+        return SM_EINVAL;
+    }
+    case S_PATH: {
+        size_t n = strlen(text);
+        bool ok = n <= SM_CONFIG_PATH_BYTES_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char) text[i] >= 0x20;
+        if (ok) {
+            memcpy((char *)cfg + k->offset, text, n + 1);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s: a file name of at most %u bytes without control "
+              "characters", k->section, k->key, SM_CONFIG_PATH_BYTES_MAX);
+        return SM_EINVAL;
+    }
     case S_TZ: {
         int terr = 0;
         sm_tz *tz = sm_tz_name_ok(text) ? sm_tz_open(text, &terr) : NULL;
@@ -486,6 +519,7 @@ sm_config_defaults(sm_config *cfg)
     cfg->requests_per_addr_max = SM_HTTP_REQUESTS_PER_ADDR_MAX;
     cfg->headers_timeout_s = SM_HTTP_HEADERS_TIMEOUT_S;
     cfg->body_timeout_s = SM_HTTP_BODY_TIMEOUT_S;
+    cfg->pair_ttl_s = SM_PAIR_TTL_S_DEFAULT;
     cfg->ws_queue_bytes_max = SM_WS_QUEUE_BYTES_MAX;
     cfg->hold_ttl_s = SM_HOLD_TTL_S_DEFAULT;
     cfg->holds_per_min = SM_HOLDS_PER_MIN_MAX;
@@ -748,6 +782,21 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
         int m = snprintf(buf ? buf + at : NULL, cap - at, "[report]\n%s%s\n",
                          cfg->report_tz[0] ? "timezone = " : "; timezone (the system's)",
                          cfg->report_tz);
+        n = m < 0 ? m : n + m;
+    }
+    if (n >= 0) {              /* HTTPS and pairing: [http] again */
+        size_t at = (size_t)n < cap ? (size_t)n : cap;
+        bool tv6 = strchr(cfg->tls_host, ':') != NULL;
+        char tls[SM_CONFIG_HOST_BYTES_MAX + 16] = "none";
+        if (cfg->tls_port)
+            snprintf(tls, sizeof tls, "%s%s%s:%u", tv6 ? "[" : "", cfg->tls_host,
+                     tv6 ? "]" : "", (unsigned)cfg->tls_port);
+        int m = snprintf(buf ? buf + at : NULL, cap - at,
+                         "[http]\ntls = %s\n%s%s\n%s%s\nredirect = %s\npair_ttl_s = %u\n",
+                         tls, cfg->tls_cert[0] ? "tls_cert = " : "; tls_cert (unset)",
+                         cfg->tls_cert, cfg->tls_key[0] ? "tls_key = " : "; tls_key (unset)",
+                         cfg->tls_key, cfg->http_redirect ? "true" : "false",
+                         cfg->pair_ttl_s);
         n = m < 0 ? m : n + m;
     }
     return n;

@@ -12,6 +12,11 @@
         headers_timeout_s = 10       ; a request's headers must arrive by then
         body_timeout_s = 20          ; and its body this long after them
         ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
+        tls = 0.0.0.0:8443           ; HOST:PORT of HTTPS; "none" (default): none
+        tls_cert = /path/cert.pem    ; PEM certificate (chain) and its key; by
+        tls_key = /path/key.pem      ; default DIR/tls/, made on first use
+        redirect = false             ; plain HTTP answers 308 to the HTTPS port
+        pair_ttl_s = 600             ; how long a pairing code works
         [holds]
         ttl_s = 600                  ; how long a shopper's hold lasts
         per_min = 10                 ; holds one address may make a minute
@@ -46,6 +51,7 @@
 
 #define SM_CONFIG_HOST_BYTES_MAX 255u
 #define SM_CONFIG_IPV4_BYTES_MAX 15u    /* a dotted quad */
+#define SM_CONFIG_PATH_BYTES_MAX 1023u  /* a file named in the configuration */
 
 typedef struct {
     char http_host[SM_CONFIG_HOST_BYTES_MAX + 1];
@@ -57,6 +63,12 @@ typedef struct {
     uint32_t headers_timeout_s;
     uint32_t body_timeout_s;
     uint32_t ws_queue_bytes_max;
+    char tls_host[SM_CONFIG_HOST_BYTES_MAX + 1];
+    uint16_t tls_port;         /* 0 = no HTTPS */
+    char tls_cert[SM_CONFIG_PATH_BYTES_MAX + 1];   /* "" = DIR/tls/cert.pem */
+    char tls_key[SM_CONFIG_PATH_BYTES_MAX + 1];
+    bool http_redirect;        /* plain HTTP -> HTTPS (needs tls) */
+    uint32_t pair_ttl_s;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     uint32_t hold_max_units;   /* [holds] limits: reserve.h */

@@ -10,19 +10,19 @@
     is acknowledged.
 
     After each commit the core calls `wake` (from the core thread) so the web
-    thread picks up the answers and the changed state.  Once a second it
-    releases this node's expired holds.
+    thread picks up the answers and the changed state.
 
-    The mesh (mesh.c, gossip.c) runs in the same loop: its sockets are
-    polled with the inproc socket; entries from peers are ingested as they
-    come (each run committed before it is relayed), and local entries are
-    pushed only after their commit.  A sale (never a hold) refused for
-    want of units here asks the peers for them and waits (bounded) for their
-    stock.move before it is answered.  A hold to forward to another stall
-    (sm_core_req.forward) is asked of that stall (HOLD_ASK) and answered
-    with its HOLD_DONE, or after SM_HOLD_FWD_WAIT_MS.  Until the node's own log is confirmed
-    whole (ledger.h, own-log recovery) local writes are refused with
-    SM_ERECOVERING.
+    What is appended when is decided by the write policy (policy.h), which
+    the core drives with the time: group commit, parking a sale (never a
+    hold) short of units while the peers are asked for them (bounded), a hold
+    forwarded to another stall (sm_core_req.forward: HOLD_ASK, answered
+    with its HOLD_DONE or after SM_HOLD_FWD_WAIT_MS), the expired-hold sweep
+    once a second, rebalancing, and the own-log gate: until the node's own
+    log is confirmed whole (ledger.h, own-log recovery) local writes are
+    refused with SM_ERECOVERING.  The mesh (mesh.c, gossip.c) runs in the
+    same loop: its sockets are polled with the inproc socket, and the peers'
+    entries are applied by the policy in its own batches, each committed
+    before anything it caused is sent.
 
     This is the only module, with the mesh transport, that includes zmq.h.   */
 #ifndef SM_CORE_H

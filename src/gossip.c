@@ -70,6 +70,7 @@ _Static_assert(SM_PEERS_MAX <= 64, "asks keep one answered bit a peer slot");
 #define S_MSG_FIXED_MAX  1024u   /* encoded HELLO, WANT, UNITS_* never exceed this */
 #define S_HELLO_ANSWER_MIN_MS 1000u  /* a peer's new session is answered at most this often */
 #define S_RELAYS_PER_PEER_MAX (SM_UNITS_ASKS_MAX / 8u)  /* asks forwarded for one peer at once */
+#define S_REFUSAL_LOG_MS 10000u  /* a peer's refused runs are logged once this often */
 
 /* Why WANTs of an origin to a peer wait for its next HEADS. */
 enum { S_STALL_NONE = 0, S_STALL_REFUSED = 1, S_STALL_NOT_MEMBER = 2 };
@@ -121,6 +122,8 @@ typedef struct {
     s_msg *qhead, *qtail;
     s_msg *rank_head[S_DROP_RANKS], *rank_tail[S_DROP_RANKS];  /* by rank, oldest first */
     size_t qbytes;
+    uint64_t refusal_log_ms;   /* a refusal of its runs is logged again from then */
+    uint32_t refusals_quiet;   /* refusals not logged since */
     uint64_t hold_window_ms;   /* the minute its HOLD_ASKs are counted in began */
     uint32_t hold_asks;        /* HOLD_ASKs served in that minute (kept across sessions) */
 } s_peer;
@@ -606,7 +609,11 @@ s_send(sm_gossip *self, s_peer *p, const sm_wire_msg *msg, size_t cap, int rank)
 typedef struct {
     sm_gossip *self;
     uint32_t count;
+    const sm_id *to;           /* the peer it goes to: told its own true head */
 } s_heads_ctx;
+
+static int s_link_cb(const sm_signed *e, uint64_t seq, void *arg);
+static uint64_t s_serve_limit(sm_gossip *self, const sm_id *origin, uint64_t head);
 
 static int
 s_heads_collect(const sm_head *h, void *arg)
@@ -616,17 +623,26 @@ s_heads_collect(const sm_head *h, void *arg)
         return 0;
     if (ctx->count >= SM_MEMBERS_MAX)
         return 1;
-    sm_wire_head *w = &ctx->self->heads_buf[ctx->count++];
-    w->origin = h->origin;
-    w->seq = h->seq;
-    w->link = h->link;
+    sm_wire_head w = { h->origin, h->seq, h->link };
+    uint64_t limit = s_serve_limit(ctx->self, &h->origin, h->seq);
+    /* An origin is told how much of its own log this node holds, damaged
+       or not: a node fetching its own log back before it appends must not
+       take this node's damage for the end of its log (a fork). */
+    if (limit < h->seq && !(ctx->to && s_id_eq(ctx->to, &h->origin))) {
+        /* Damaged above `limit`: tell peers only what this node serves. */
+        if (limit == 0 || sm_ledger_read(ctx->self->ledger, &h->origin, limit, 1, s_link_cb,
+                                         &w.link) != 0)
+            return 0;
+        w.seq = limit;
+    }
+    ctx->self->heads_buf[ctx->count++] = w;
     return 0;
 }
 
 static void
 s_send_heads(sm_gossip *self, s_peer *p)
 {
-    s_heads_ctx ctx = { self, 0 };
+    s_heads_ctx ctx = { self, 0, &p->pub.node };
     if (sm_ledger_heads(self->ledger, s_heads_collect, &ctx) != 0)
         return;
     sm_wire_msg msg;
@@ -635,6 +651,25 @@ s_send_heads(sm_gossip *self, s_peer *p)
     msg.u.heads.count = ctx.count;
     msg.u.heads.heads = self->heads_buf;
     sm_wire_sort(&msg);   /* the ledger lists them in key order already */
+    s_send(self, p, &msg, 16 + (size_t) ctx.count * (SM_KEY_BYTES + SM_HASH_BYTES + 16),
+           S_DROP_HEADS);
+}
+
+/*  HEADS as this node serves them, also to an origin about its own log: the
+    answer to a WANT it cannot serve (below damage), so the asker clears it
+    and asks another peer.                                                    */
+static void
+s_send_heads_served(sm_gossip *self, s_peer *p)
+{
+    s_heads_ctx ctx = { self, 0, NULL };
+    if (sm_ledger_heads(self->ledger, s_heads_collect, &ctx) != 0)
+        return;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_HEADS;
+    msg.u.heads.count = ctx.count;
+    msg.u.heads.heads = self->heads_buf;
+    sm_wire_sort(&msg);
     s_send(self, p, &msg, 16 + (size_t) ctx.count * (SM_KEY_BYTES + SM_HASH_BYTES + 16),
            S_DROP_HEADS);
 }
@@ -732,6 +767,97 @@ s_run_cb(const sm_signed *e, uint64_t seq, void *arg)
     return self->run_count >= SM_WIRE_RUN_MAX;
 }
 
+/* ---- serving only what verifies --------------------------------------
+
+    A stored entry can rot on disk after the node checked its store at open.
+    Before a run is served it is checked as its receiver will check it
+    (decode, origin and seq, links from the entry before, the newest
+    signature); a run that fails is cut before its first bad entry, the
+    origin is marked damaged in the ledger (served only below it from then
+    on, and reported by the API), and the node says so once.  A bad entry
+    therefore stops only its own origin, and is never sent again and again
+    to peers that refuse it.  Cost: a decode and a hash an entry served and
+    one signature a run.                                                      */
+
+static int
+s_link_cb(const sm_signed *e, uint64_t seq, void *arg)
+{
+    (void) seq;
+    sm_entry_link(e->bytes, e->len, e->sig, arg);
+    return 1;
+}
+
+/*  The first seq of the run just read (self->run, origin oi, from `from`)
+    that does not verify, or 0 if it all does.                                */
+static uint64_t
+s_run_verify(sm_gossip *self, uint32_t oi, uint64_t from)
+{
+    const sm_id *origin = &self->origins[oi];
+    sm_hash prev;
+    memset(prev.b, 0, sizeof prev.b);
+    if (from > 1 && sm_ledger_read(self->ledger, origin, from - 1, 1, s_link_cb, &prev) != 0)
+        return 0;                      /* cannot tell: the receiver checks */
+    for (uint32_t i = 0; i < self->run_count; i++) {
+        const sm_signed *e = &self->run[i];
+        if (sm_entry_decode(e->bytes, e->len, &self->entry) != 0
+            || !s_id_eq(&self->entry.origin, origin) || self->entry.seq != from + i)
+            return from + i;
+        if (memcmp(self->entry.prev.b, prev.b, SM_HASH_BYTES) != 0) {
+            /* This entry or the one before was altered: its signature says which. */
+            if (i > 0 && sm_entry_verify(self->run[i - 1].bytes, self->run[i - 1].len,
+                                         self->run[i - 1].sig, origin) != 0)
+                return from + i - 1;
+            return from + i;
+        }
+        sm_entry_link(e->bytes, e->len, e->sig, &prev);
+    }
+    const sm_signed *last = &self->run[self->run_count - 1];
+    if (self->run_count && sm_entry_verify(last->bytes, last->len, last->sig, origin) != 0) {
+        for (uint32_t i = 0; i < self->run_count; i++)
+            if (sm_entry_verify(self->run[i].bytes, self->run[i].len, self->run[i].sig,
+                                origin) != 0)
+                return from + i;
+    }
+    return 0;
+}
+
+/*  Mark origin oi damaged from `seq` (if not already lower) and say so.    */
+static void
+s_damage_found(sm_gossip *self, uint32_t oi, uint64_t seq)
+{
+    uint64_t known = sm_ledger_damage(self->ledger, &self->origins[oi]);
+    if (known && known <= seq)
+        return;
+#if SM_SIM_BUG == 6                    /* planted for sim-selftest: serve damaged entries */
+    if (seq)
+        return;
+#endif
+    sm_damage d = { self->origins[oi], seq, SM_ESIG };
+    sm_ledger_set_damaged(self->ledger, &d);
+    self->stats.damaged_origins++;
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&self->origins[oi], hex);
+    sm_log_warn("store: origin %s entry %llu does not verify: degraded, this node serves "
+                "that origin only up to entry %llu; run 'stallmesh repair' to fetch it "
+                "back from peers", hex, (unsigned long long) seq,
+                (unsigned long long) seq - 1);
+}
+
+/*  The highest seq of origin oi this node serves: its head, or just below
+    a damaged entry.                                                          */
+static uint64_t
+s_serve_limit(sm_gossip *self, const sm_id *origin, uint64_t head)
+{
+#if SM_SIM_BUG == 6                    /* planted for sim-selftest: serve damaged entries */
+    (void) self;
+    (void) origin;
+    return head;
+#else
+    uint64_t bad = sm_ledger_damage(self->ledger, origin);
+    return bad && bad <= head ? bad - 1 : head;
+#endif
+}
+
 /*  Read origin's entries from..from+count-1 (bounded by SM_WIRE_RUN_MAX and
     SM_WIRE_RUN_BYTES_SOFT) into an encoded ENTRIES message.  NULL if none
     stored from `from` (or on failure); *last gets the last seq included,
@@ -744,12 +870,26 @@ s_entries_build(sm_gossip *self, uint32_t oi, uint64_t from, uint64_t count,
     self->run_count = 0;
     self->run_last = 0;
     size_t max = (size_t) s_min64(count, SM_WIRE_RUN_MAX);
+    uint64_t limit = s_serve_limit(self, &self->origins[oi], UINT64_MAX);
+    if (from > limit)
+        return NULL;
+    max = (size_t) s_min64(max, limit - from + 1);
     if (sm_ledger_read(self->ledger, &self->origins[oi], from, max, s_run_cb, self) != 0
         || self->run_count == 0)
         return NULL;
     /* The log is contiguous: the run is from..run_last. */
     if (self->run_last != from + self->run_count - 1)
         return NULL;
+    uint64_t bad = s_run_verify(self, oi, from);
+    if (bad) {
+        s_damage_found(self, oi, bad);
+#if SM_SIM_BUG != 6
+        if (bad <= from)
+            return NULL;
+        self->run_count = (uint32_t) (bad - from);
+        self->run_last = bad - 1;
+#endif
+    }
     sm_wire_msg msg;
     memset(&msg, 0, sizeof msg);
     msg.type = SM_MSG_ENTRIES;
@@ -776,7 +916,10 @@ static void
 s_push_origin(sm_gossip *self, uint32_t oi)
 {
     sm_head h;
-    if (sm_ledger_head(self->ledger, &self->origins[oi], &h) != 0 || h.seq == 0)
+    if (sm_ledger_head(self->ledger, &self->origins[oi], &h) != 0)
+        return;
+    h.seq = s_serve_limit(self, &self->origins[oi], h.seq);
+    if (h.seq == 0)
         return;
     s_msg *built = NULL;
     uint64_t built_from = 0, built_last = 0;
@@ -1279,8 +1422,8 @@ s_on_want(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
         answer = s_entries_build(self, (uint32_t) oi, m->u.want.from, m->u.want.count,
                                  S_DROP_ANSWER, &last, &n);
     if (!answer) {
-        /* Nothing from there: say what this node has instead. */
-        s_send_heads(self, p);
+        /* Nothing from there: say what this node has (serves) instead. */
+        s_send_heads_served(self, p);
         return 0;
     }
     s_queue_push(self, p, answer);
@@ -1375,7 +1518,18 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
             }
     } else {
         sm_ingest_result res;
-        rc = sm_ledger_ingest(self->ledger, run, n, now_ms, &res);
+        memset(&res, 0, sizeof res);
+        /* This node's copy of a damaged origin differs from the good one
+           at the damage: entries it stores are not compared (they would
+           look like a fork of an honest origin), only those past its head
+           are taken.  `stallmesh repair` fetches the good ones back. */
+        if (sm_ledger_damage(self->ledger, origin) && first <= before.seq) {
+            uint64_t skip = s_min64(n, before.seq + 1 - first);
+            run += skip;
+            n -= (uint32_t) skip;
+            first += skip;
+        }
+        rc = n ? sm_ledger_ingest(self->ledger, run, n, now_ms, &res) : 0;
         if (s_fatal(rc))
             return rc;
         p->pub.entries_received += res.accepted;
@@ -1385,8 +1539,26 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
             p->pub.refused++;
             p->stalled[oi] = res.err == SM_ENOTMEMBER ? S_STALL_NOT_MEMBER
                                                       : S_STALL_REFUSED;
-            sm_log_debug("mesh: run of %u refused at seq %llu: %s", n,
-                         (unsigned long long) res.err_seq, sm_strerror(res.err));
+            p->pub.run_refusal = res.err;
+            p->pub.run_refusal_origin = *origin;
+            p->pub.run_refusal_seq = res.err_seq;
+            if (res.err == SM_ENOTMEMBER || res.err == SM_EFORK) {
+                sm_log_debug("mesh: run of %u refused at seq %llu: %s", n,
+                             (unsigned long long) res.err_seq, sm_strerror(res.err));
+            } else if (now_ms >= p->refusal_log_ms) {
+                /* Throttled: a peer serving a bad entry would fill the log. */
+                char phex[SM_ID_HEX_BYTES + 1], ohex[SM_ID_HEX_BYTES + 1];
+                sm_id_format(&p->pub.node, phex);
+                sm_id_format(origin, ohex);
+                sm_log_warn("mesh: refused a run of origin %.16s from peer %.16s at seq "
+                            "%llu: %s (%u more like this)", ohex, phex,
+                            (unsigned long long) res.err_seq, sm_strerror(res.err),
+                            p->refusals_quiet);
+                p->refusal_log_ms = now_ms + S_REFUSAL_LOG_MS;
+                p->refusals_quiet = 0;
+            } else {
+                p->refusals_quiet++;
+            }
             if (res.err == SM_EFORK && res.err_seq >= first && res.err_seq <= last
                 && (rc = s_fork_detected(self, p, (uint32_t) oi, res.err_seq,
                                          &run[res.err_seq - first], now_ms)) != 0)

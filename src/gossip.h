@@ -116,6 +116,9 @@ typedef struct {
     uint64_t refused;          /* messages or entries refused from it */
     int refusal;               /* 0, or why its HELLO was refused (SM_EMARKET,
                                   SM_EVERSION, SM_EINVAL): ignored until it reconnects */
+    int run_refusal;           /* 0, or why the ledger last refused a run from it */
+    sm_id run_refusal_origin;  /* ... of which origin */
+    uint64_t run_refusal_seq;  /* ... at which seq */
     uint32_t wants_in_flight;  /* WANTs sent to it and not yet answered */
     size_t queued_bytes;       /* messages to it not yet taken by the transport */
 } sm_gossip_peer;
@@ -133,6 +136,7 @@ typedef struct {
     uint64_t runs_early;         /* runs that began past the log's head: dropped */
     uint64_t wants_sent, wants_expired;
     uint64_t forks;              /* fork evidence learned (detected or received) */
+    uint64_t damaged_origins;    /* origins found damaged while serving them */
 } sm_gossip_counters;
 
 typedef struct sm_gossip sm_gossip;

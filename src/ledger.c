@@ -29,6 +29,8 @@
 #include "stallmesh/ledger.h"
 
 #include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +56,8 @@ struct sm_ledger {
     uint64_t hlc;              /* last HLC issued or merged */
     sm_entry *scratch;         /* SM_RUN_ENTRIES_MAX decoded entries for ingest */
     sm_hash *links;            /* their link hashes */
+    sm_damage damaged[SM_CHECK_DAMAGED_MAX]; /* origins served only below damage */
+    size_t damaged_count;      /* set before threads start, read-only after */
 };
 
 sm_store *
@@ -1353,15 +1357,334 @@ sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg)
 
 /* ---- reindex, verify ---------------------------------------- */
 
+/* ---- verify, check, reindex -----------------------------------------
+
+    Integrity (what `verify`, `run` at open and `reindex` rely on):
+    - chains: per origin, entries 1..head contiguous, each decoding to its
+      own origin and seq, of this market, linking to the one before, and
+      the last linking to the head's recorded link hash.  Because a link
+      covers the signature, checking the links and the newest entry's
+      signature authenticates the whole chain (DESIGN §3): what the open
+      check does.  `verify` and `reindex` check every signature as well.
+    - state: every derived database (all but meta, log, logidx, forks) is
+      recomputed from the log inside a write transaction that is then
+      abandoned, and compared record for record with what is stored.
+      Costs a reindex (about 1.6 s a million entries) and writes nothing;
+      skipped (state_checked false) when the map or disk has no room for
+      the recomputed copy.                                                */
+
+typedef struct {
+    sm_txn *txn;
+    const sm_market *market;
+    bool every_sig;
+    bool head_bad;             /* a head record disagrees with its log */
+    sm_check_report *r;
+} s_verify_ctx;
+
+static void
+s_report(sm_check_report *r, int err, const sm_id *origin, uint64_t seq,
+         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+s_report(sm_check_report *r, int err, const sm_id *origin, uint64_t seq,
+         const char *fmt, ...)
+{
+    r->err = err;
+    if (origin)
+        r->origin = *origin;
+    r->seq = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->what, sizeof r->what, fmt, ap);
+    va_end(ap);
+}
+
+static int
+s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
+                const uint8_t head_link[SM_HASH_BYTES])
+{
+    sm_entry *e = malloc(sizeof *e);
+    if (!e)
+        return SM_ENOMEM;
+    int rc = 0;
+    const char *why = "";
+    sm_cursor *cur = s_log_cursor(ctx->txn, origin, 1, &rc);
+    sm_hash prev;
+    memset(prev.b, 0, sizeof prev.b);
+    uint64_t expect = 1, bad = 0;
+    while (cur) {
+        sm_signed s;
+        uint64_t seq = 0;
+        int nrc = s_log_next(ctx->txn, cur, &seq, &s);
+        if (nrc == SM_ENOTFOUND)
+            break;
+        bad = seq ? seq : expect;
+        if (nrc != 0) {
+            rc = nrc;
+            why = "its log record cannot be read";
+            break;
+        }
+        sm_hash computed;
+        if (seq != expect) {
+            rc = seq > expect ? SM_EGAP : SM_ECORRUPT;
+            why = "the log index is out of sequence";
+            break;
+        }
+        if ((rc = sm_entry_decode(s.bytes, s.len, e)) != 0) {
+            why = "the entry does not decode";
+            break;
+        }
+        sm_entry_link(s.bytes, s.len, s.sig, &computed);
+        if (memcmp(e->origin.b, origin->b, SM_KEY_BYTES) != 0 || e->seq != seq) {
+            rc = SM_ECORRUPT;
+            why = "the entry names another origin or seq than its index";
+            break;
+        }
+        if (memcmp(e->market.b, ctx->market->market.b, SM_KEY_BYTES) != 0) {
+            rc = SM_EMARKET;
+            why = "the entry names another market";
+            break;
+        }
+        if (memcmp(e->prev.b, prev.b, SM_HASH_BYTES) != 0) {
+            rc = SM_ELINK;
+            why = seq > 1 ? "the entry does not link to the one before: this entry "
+                            "or the one before was altered" : "the first entry has a link";
+            bad = seq > 1 ? seq - 1 : seq;
+            break;
+        }
+        if ((ctx->every_sig || seq == head_seq)
+            && (rc = sm_entry_verify(s.bytes, s.len, s.sig, origin)) != 0) {
+            why = "the signature does not verify";
+            break;
+        }
+        prev = computed;
+        ctx->r->checked++;
+        expect++;
+    }
+    if (rc == 0 && (expect - 1 != head_seq
+                    || (head_seq && memcmp(prev.b, head_link, SM_HASH_BYTES) != 0))) {
+        bad = expect - 1 != head_seq ? expect : head_seq;
+        rc = SM_ECORRUPT;              /* the head disagrees with the log */
+        ctx->head_bad = true;          /* refused, never served degraded */
+        why = expect - 1 != head_seq ? "the head record disagrees with the log's length"
+                                     : "the newest entry does not match the head's link: "
+                                       "the entry or the head record was altered";
+    }
+    if (rc != 0 && rc != SM_ENOMEM)
+        s_report(ctx->r, rc, origin, bad, "%s (%s)", why, sm_strerror(rc));
+    sm_cursor_close(&cur);
+    free(e);
+    return rc;
+}
+
+/*  Every origin's chain, in one transaction.                                */
+static int
+s_check_chains(sm_txn *txn, bool every_sig, bool all, sm_check_report *r)
+{
+    uint64_t first_seq = 0;
+    char first_what[sizeof r->what];
+    sm_market m;
+    s_verify_ctx ctx = { txn, &m, every_sig, false, r };
+    int rc = s_market_get(txn, &m);
+    if (rc == SM_ENOMARKET)
+        return 0;                      /* nothing stored yet */
+    if (rc != 0) {
+        s_report(r, rc, NULL, 0, "the market record cannot be read (%s)", sm_strerror(rc));
+        return rc;
+    }
+    sm_cursor *cur = sm_cursor_open(txn, SM_DB_HEADS, NULL, 0, NULL, 0, &rc);
+    if (!cur)
+        return rc;
+    sm_val k, v;
+    while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+        sm__head_rec h;
+        sm_id origin;
+        if (k.len != SM_KEY_BYTES || v.len != sizeof h) {
+            rc = SM_ECORRUPT;
+            s_report(r, rc, NULL, 0, "a head record has the wrong size");
+            break;
+        }
+        memcpy(origin.b, k.data, SM_KEY_BYTES);
+        memcpy(&h, v.data, sizeof h);
+        if (h.applied > h.seq || (h.fork_seq && h.fork_seq > h.seq + 1)) {
+            rc = SM_ECORRUPT;
+            s_report(r, rc, &origin, h.seq ? h.seq : 1, "its head record is inconsistent "
+                     "(applied %llu, fork %llu, head %llu)", (unsigned long long) h.applied,
+                     (unsigned long long) h.fork_seq, (unsigned long long) h.seq);
+            break;
+        }
+        if ((rc = s_verify_origin(&ctx, &origin, h.seq, h.link)) != 0) {
+            if (!all || r->seq == 0 || ctx.head_bad || rc == SM_ENOMEM
+                || (s_fatal(rc) && rc != SM_ECORRUPT))
+                break;
+            /* An entry is at fault: list it, go on with the other origins. */
+            if (r->damaged_count == SM_CHECK_DAMAGED_MAX)
+                break;
+            sm_damage *d = &r->damaged[r->damaged_count++];
+            d->origin = origin;
+            d->seq = r->seq;
+            d->err = rc;
+            if (r->damaged_count == 1) {
+                first_seq = r->seq;
+                memcpy(first_what, r->what, sizeof first_what);
+            }
+            rc = 0;
+        }
+    }
+    sm_cursor_close(&cur);
+    if (rc == SM_ENOTFOUND)
+        rc = 0;
+    if (rc == 0 && r->damaged_count) {
+        /* Report the first damage as the failure. */
+        r->origin = r->damaged[0].origin;
+        r->seq = first_seq;
+        memcpy(r->what, first_what, sizeof r->what);
+        r->err = rc = SM_EDEGRADED;
+    }
+    return rc;
+}
+
+/*  The databases the state is derived into (what reindex rebuilds).         */
+static bool
+s_derived(sm_db db)
+{
+    return db != SM_DB_META && db != SM_DB_LOG && db != SM_DB_LOGIDX
+        && db != SM_DB_FORKS;
+}
+
+static const char *const s_db_label[SM_DB_COUNT] = {
+    [SM_DB_META] = "meta", [SM_DB_ORIGINS] = "roster", [SM_DB_LOG] = "log",
+    [SM_DB_LOGIDX] = "log index", [SM_DB_HEADS] = "heads", [SM_DB_ITEMS] = "catalog",
+    [SM_DB_STOCK] = "stock", [SM_DB_SALES] = "sales", [SM_DB_HOLDS] = "holds",
+    [SM_DB_FORKS] = "fork evidence", [SM_DB_EXTIDS] = "external ids",
+    [SM_DB_REP_SLOT] = "report totals", [SM_DB_REP_ITEM] = "report item totals",
+};
+
+static void
+s_hash_len(sm_hasher *hs, size_t len)
+{
+    uint8_t b[8];
+    sm__le64_put(b, len);
+    sm_hasher_update(hs, b, sizeof b);
+}
+
+static int
+s_db_hash(sm_txn *txn, sm_db db, sm_hash *out, uint64_t *records)
+{
+    int rc = 0;
+    sm_hasher hs;
+    sm_hasher_init(&hs);
+    *records = 0;
+    sm_cursor *cur = sm_cursor_open(txn, db, NULL, 0, NULL, 0, &rc);
+    if (!cur)
+        return rc;
+    sm_val k, v;
+    while ((rc = sm_cursor_next(cur, &k, &v)) == 0) {
+        s_hash_len(&hs, k.len);
+        sm_hasher_update(&hs, k.data, k.len);
+        s_hash_len(&hs, v.len);
+        sm_hasher_update(&hs, v.data, v.len);
+        (*records)++;
+    }
+    sm_cursor_close(&cur);
+    if (rc != SM_ENOTFOUND)
+        return rc;
+    sm_hasher_final(&hs, out);
+    return 0;
+}
+
+/*  Recompute the state in an abandoned write transaction and compare.      */
+static int
+s_check_state(sm_ledger *self, sm_check_report *r)
+{
+    int rc = 0;
+    sm_txn *txn = sm_txn_begin(self->store, true, &rc);
+    if (!txn)
+        return rc;
+    sm_hash before[SM_DB_COUNT], after;
+    uint64_t n_before[SM_DB_COUNT], n_after;
+    sm_market m;
+    size_t applied = 0;
+    for (int i = 0; i < SM_DB_COUNT && rc == 0; i++)
+        if (s_derived((sm_db) i))
+            rc = s_db_hash(txn, (sm_db) i, &before[i], &n_before[i]);
+    if (rc == 0) {
+        rc = s_market_get(txn, &m);
+        if (rc == SM_ENOMARKET) {
+            sm_txn_abort(&txn);
+            return 0;
+        }
+    }
+    if (rc == 0 && (rc = s_rebuild(txn, &m.market, &applied)) != 0)
+        s_report(r, rc, NULL, 0, "the state cannot be recomputed from the log (%s)",
+                 sm_strerror(rc));
+    for (int i = 0; i < SM_DB_COUNT && rc == 0; i++) {
+        if (!s_derived((sm_db) i))
+            continue;
+        if ((rc = s_db_hash(txn, (sm_db) i, &after, &n_after)) != 0)
+            break;
+        if (memcmp(after.b, before[i].b, sizeof after.b) != 0) {
+            rc = SM_ESTATEDIFF;
+            s_report(r, rc, NULL, 0, "the %s records (%llu stored, %llu from the log) "
+                     "do not match what the log gives",
+                     s_db_label[i] ? s_db_label[i] : "derived",
+                     (unsigned long long) n_before[i], (unsigned long long) n_after);
+        }
+    }
+    sm_txn_abort(&txn);
+    if (rc == 0)
+        r->state_checked = true;
+    if (rc == SM_ENOSPC) {
+        /* A full map or disk leaves no room to recompute beside the state:
+           not damage (the node must still start to be emptied); unchecked. */
+        memset(r->what, 0, sizeof r->what);
+        r->err = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+int
+sm_ledger_check(sm_ledger *self, unsigned flags, sm_check_report *r)
+{
+    assert(self && r);
+    memset(r, 0, sizeof *r);
+    int rc = 0;
+    if (flags & SM_CHECK_PAGES) {
+        if ((rc = sm_store_check_tree(self->store, r->what, sizeof r->what)) != 0) {
+            r->err = rc;
+            return rc;
+        }
+    }
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn) {
+        s_report(r, rc, NULL, 0, "cannot read the store (%s)", sm_strerror(rc));
+        return rc;
+    }
+    rc = s_check_chains(txn, (flags & SM_CHECK_EVERY_SIG) != 0,
+                        (flags & SM_CHECK_ALL_ORIGINS) != 0, r);
+    sm_txn_abort(&txn);
+    if (rc == 0 && (flags & SM_CHECK_STATE))
+        rc = s_check_state(self, r);
+    if (rc != 0 && r->err == 0)
+        s_report(r, rc, NULL, 0, "%s", sm_strerror(rc));
+    return rc;
+}
+
 int
 sm_ledger_reindex(sm_ledger *self)
 {
     assert(self);
     if (self->batch)
         return SM_ESTATE;
+    /* Replay only what verifies: a forged or altered entry never becomes state. */
+    sm_check_report r;
+    int rc = sm_ledger_check(self, SM_CHECK_EVERY_SIG, &r);
+    if (rc != 0)
+        return rc;
     sm_txn *txn;
     bool own;
-    int rc = s_wbegin(self, &txn, &own);
+    rc = s_wbegin(self, &txn, &own);
     if (rc != 0)
         return rc;
     sm_market m;
@@ -1372,109 +1695,94 @@ sm_ledger_reindex(sm_ledger *self)
     return s_wend(self, &txn, own, rc, false);
 }
 
-typedef struct {
-    sm_ledger *self;
-    sm_txn *txn;
-    const sm_market *market;
-    sm_id *bad_origin;
-    uint64_t *bad_seq;
-    uint64_t checked;
-    int rc;
-} s_verify_ctx;
-
-static int
-s_verify_origin(s_verify_ctx *ctx, const sm_id *origin, uint64_t head_seq,
-                const uint8_t head_link[SM_HASH_BYTES])
-{
-    sm_entry *e = malloc(sizeof *e);
-    if (!e)
-        return SM_ENOMEM;
-    int rc = 0;
-    sm_cursor *cur = s_log_cursor(ctx->txn, origin, 1, &rc);
-    sm_hash prev;
-    memset(prev.b, 0, sizeof prev.b);
-    uint64_t expect = 1;
-    while (cur) {
-        sm_signed s;
-        uint64_t seq = 0;
-        int nrc = s_log_next(ctx->txn, cur, &seq, &s);
-        if (nrc == SM_ENOTFOUND)
-            break;
-        *ctx->bad_seq = seq ? seq : expect;
-        if (nrc != 0) {
-            rc = nrc;
-            break;
-        }
-        sm_hash computed;
-        if (seq != expect) {
-            rc = seq > expect ? SM_EGAP : SM_ECORRUPT;
-            break;
-        }
-        if ((rc = sm_entry_decode(s.bytes, s.len, e)) != 0)
-            break;
-        sm_entry_link(s.bytes, s.len, s.sig, &computed);
-        if (memcmp(e->origin.b, origin->b, SM_KEY_BYTES) != 0 || e->seq != seq) {
-            rc = SM_ECORRUPT;
-            break;
-        }
-        if (memcmp(e->market.b, ctx->market->market.b, SM_KEY_BYTES) != 0) {
-            rc = SM_EMARKET;
-            break;
-        }
-        if (memcmp(e->prev.b, prev.b, SM_HASH_BYTES) != 0) {
-            rc = SM_ELINK;
-            break;
-        }
-        if ((rc = sm_entry_verify(s.bytes, s.len, s.sig, origin)) != 0)
-            break;
-        prev = computed;
-        ctx->checked++;
-        expect++;
-    }
-    if (rc == 0 && (expect - 1 != head_seq
-                    || (head_seq && memcmp(prev.b, head_link, SM_HASH_BYTES) != 0))) {
-        *ctx->bad_seq = expect;
-        rc = SM_ECORRUPT;              /* the head disagrees with the log */
-    }
-    sm_cursor_close(&cur);
-    free(e);
-    return rc;
-}
-
-static int
-s_verify_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
-{
-    (void) txn;
-    s_verify_ctx *ctx = arg;
-    sm__head_rec h;
-    if (k->len != SM_KEY_BYTES || v->len != sizeof h)
-        return SM_ECORRUPT;
-    memcpy(ctx->bad_origin->b, k->data, SM_KEY_BYTES);
-    memcpy(&h, v->data, sizeof h);
-    return s_verify_origin(ctx, ctx->bad_origin, h.seq, h.link);
-}
-
 int
 sm_ledger_verify(sm_ledger *self, sm_id *bad_origin, uint64_t *bad_seq,
                  uint64_t *checked)
 {
     assert(self && bad_origin && bad_seq);
-    int rc = 0;
-    sm_txn *txn = sm__ledger_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    sm_market m;
-    s_verify_ctx ctx = { self, txn, &m, bad_origin, bad_seq, 0, 0 };
-    memset(bad_origin, 0, sizeof *bad_origin);
-    *bad_seq = 0;
-    if ((rc = s_market_get(txn, &m)) == 0
-        && (rc = sm__ledger_scan(txn, SM_DB_HEADS, NULL, 0, NULL, 0, s_verify_each,
-                                 &ctx)) == 0) {
-        memset(bad_origin, 0, sizeof *bad_origin);
-        *bad_seq = 0;
-    }
-    sm_txn_abort(&txn);
+    sm_check_report r;
+    int rc = sm_ledger_check(self, SM_CHECK_EVERY_SIG, &r);
+    *bad_origin = r.origin;
+    *bad_seq = r.seq;
     if (checked)
-        *checked = ctx.checked;
+        *checked = r.checked;
     return rc;
+}
+
+int
+sm_ledger_copy_market(sm_ledger *dst, sm_ledger *src)
+{
+    assert(dst && src);
+    static const char *const keys[] = { s_meta_market, s_meta_join, s_meta_hlc };
+    int rc = 0;
+    sm_txn *from = sm__ledger_rbegin(src, &rc);
+    if (!from)
+        return rc;
+    sm_txn *to;
+    bool own;
+    if ((rc = s_wbegin(dst, &to, &own)) != 0) {
+        sm_txn_abort(&from);
+        return rc;
+    }
+    sm_market m;
+    if ((rc = s_market_get(to, &m)) == 0)
+        rc = SM_EEXIST;
+    else if (rc == SM_ENOMARKET)
+        rc = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && rc == 0; i++) {
+        sm_val v;
+        rc = sm_kv_get(from, SM_DB_META, keys[i], strlen(keys[i]), &v);
+        if (rc == SM_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc == 0 && keys[i] == s_meta_market && v.len != sizeof m)
+            rc = SM_ECORRUPT;
+        if (rc == 0)
+            rc = sm_kv_put(to, SM_DB_META, keys[i], strlen(keys[i]), v.data, v.len);
+    }
+    sm_txn_abort(&from);
+    return s_wend(dst, &to, own, rc, false);
+}
+
+int
+sm_ledger_set_damaged(sm_ledger *self, const sm_damage *damage)
+{
+    assert(self && damage && damage->seq > 0);
+    for (size_t i = 0; i < self->damaged_count; i++) {
+        if (memcmp(self->damaged[i].origin.b, damage->origin.b, SM_KEY_BYTES) == 0) {
+            if (damage->seq < self->damaged[i].seq)
+                __atomic_store_n(&self->damaged[i].seq, damage->seq, __ATOMIC_RELAXED);
+            return 0;
+        }
+    }
+    size_t n = __atomic_load_n(&self->damaged_count, __ATOMIC_ACQUIRE);
+    if (n == SM_CHECK_DAMAGED_MAX)
+        return SM_ETOOBIG;
+    self->damaged[n] = *damage;
+    /* Readers on other threads see the record before they count it. */
+    __atomic_store_n(&self->damaged_count, n + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+uint64_t
+sm_ledger_damage(const sm_ledger *self, const sm_id *origin)
+{
+    assert(self && origin);
+    size_t n = __atomic_load_n(&self->damaged_count, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(self->damaged[i].origin.b, origin->b, SM_KEY_BYTES) == 0)
+            return __atomic_load_n(&self->damaged[i].seq, __ATOMIC_RELAXED);
+    return 0;
+}
+
+size_t
+sm_ledger_damage_each(const sm_ledger *self, sm_damage *out, size_t max)
+{
+    assert(self && (out || max == 0));
+    size_t count = __atomic_load_n(&self->damaged_count, __ATOMIC_ACQUIRE);
+    size_t n = count < max ? count : max;
+    if (n)
+        memcpy(out, self->damaged, n * sizeof *out);
+    return count;
 }

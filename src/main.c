@@ -54,12 +54,18 @@ static const char s_help[] =
 "      Print the digest of the state: equal on nodes that applied the same\n"
 "      entries.\n"
 "  verify [--json]\n"
-"      Re-check the links and signatures of every stored entry.\n"
+"      Check the store: its pages, the links and signatures of every stored\n"
+"      entry and (when no node runs on it) the state against the log.\n"
 "  reindex [--json]\n"
-"      Rebuild the state from the log; prints the digest after.\n"
+"      Rebuild the state from the log (refused if an entry does not verify);\n"
+"      prints the digest after.\n"
+"  repair [--json]\n"
+"      Rebuild a damaged store from what still verifies in it (the damaged\n"
+"      copy is kept aside); the node's next run fetches the rest from its\n"
+"      peers, its own entries first.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
-"  run [--http HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
+"  run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
 "      [--advertise tcp://HOST:PORT|none] [--peer NODE_ID@tcp://HOST:PORT]...\n"
 "      [--discover] [--allow-fresh] [--config FILE] [--log-level LEVEL] [--check]\n"
 "      Run the node: the stock page (/), the till (/till), the JSON API\n"
@@ -68,6 +74,8 @@ static const char s_help[] =
 "      (listening on tcp://0.0.0.0:7400 by default; --peer repeats).\n"
 "      --discover finds the market's nodes on the LAN by signed UDP\n"
 "      beacons (port 7401; [mesh] discover_port, discover_addr).\n"
+"      --https also serves them over TLS on HOST:PORT (a self-signed\n"
+"      certificate made in DIR/tls/ on first use; its fingerprint printed).\n"
 "      --allow-fresh appends even when this store may lack the node's own\n"
 "      entries (use only on the newest copy).  The config file (default\n"
 "      DIR/stallmesh.conf) is INI; the command line overrides it.  --check\n"
@@ -127,6 +135,13 @@ static const char s_help[] =
 "      A CSV export (default: today), streamed to stdout, or to FILE\n"
 "      (written whole, then renamed into place).  --wide: the inventory\n"
 "      with a column a stall.\n"
+"  pair [--scope till|stock|admin] [--name NAME] [--json]\n"
+"      A one-time code and QR code of https://HOST:PORT/pair#CODE that pairs\n"
+"      a device with this node (valid 10 minutes; the node needs --https).\n"
+"  devices [--json]\n"
+"      The paired devices: id, scope, created, last used, name.\n"
+"  devices revoke ID [--json]\n"
+"      Revoke a device: its token fails from its next request.\n"
 "\n"
 "Run 'stallmesh COMMAND --help' for a command's usage line.\n"
 "Exit status: 0 success, 1 failure (the message says what to do),\n"
@@ -148,6 +163,7 @@ static const s_command s_commands[] = {
     { "digest", sm__cmd_digest },
     { "verify", sm__cmd_verify },
     { "reindex", sm__cmd_reindex },
+    { "repair", sm__cmd_repair },
     { "log", sm__cmd_log },
     { "id", sm__cmd_id },
     { "run", sm__cmd_run },
@@ -162,6 +178,8 @@ static const s_command s_commands[] = {
     { "peers", sm__cmd_peers },
     { "report", sm__cmd_report },
     { "export", sm__cmd_export },
+    { "pair", sm__cmd_pair },
+    { "devices", sm__cmd_devices },
 };
 
 /*  Fill cli->dir from --dir, $STALLMESH_DIR or $HOME.  False (with an error

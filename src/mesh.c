@@ -37,7 +37,6 @@
     a message refused at the mark is dropped and repaired by anti-entropy. */
 #define SM__SNDHWM            256
 #define SM__RECV_BURST_MAX    4096u   /* messages read per socket per call */
-#define SM__ROUND_MSGS_MAX    16u     /* messages a batch commits at most */
 #define SM__REDIAL_MIN_MS     1000u   /* a refused handshake is tried again after */
 #define SM__REDIAL_MAX_MS     30000u  /* ... doubling up to this */
 
@@ -72,13 +71,8 @@ struct sm_mesh {
     bool recycle_router;
     bool relisten;             /* the listener was closed and must come back */
     uint32_t relisten_tries;
-    bool batched;              /* a round's ledger batch is open */
-    uint32_t round_msgs;       /* messages delivered in it */
     sm_discover *discover;     /* NULL unless opts.discover.enabled */
 };
-
-static void s_round_begin(sm_mesh *self);
-static void s_round_end(sm_mesh *self, uint64_t now_ms);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -406,21 +400,25 @@ s_flush(sm_mesh *self)
 
 /* ---- receiving -------------------------------------------------------- */
 
+/*  Hand a message to the owner (opts.deliver), which applies it in its
+    write batch; send what it produced only when the owner says it is
+    durable.  Without an owner the engine takes it directly (each run
+    commits on its own) and what it queued may go at once.                  */
 static void
 s_deliver(sm_mesh *self, s_peer *p, const uint8_t *data, size_t len, uint64_t now_ms)
 {
+    if (self->opts.deliver) {
+        if (self->opts.deliver(self->opts.deliver_arg, &p->node, data, len, now_ms))
+            s_flush(self);
+        return;
+    }
     int rc = sm_gossip_receive(self->gossip, &p->node, data, len, now_ms);
     if (rc != 0) {
         char hex[SM_ID_HEX_BYTES + 1];
         sm_id_format(&p->node, hex);
         sm_log_debug("mesh: message from %.12s refused: %s", hex, sm_strerror(rc));
     }
-    /* A round's batch is bounded, so a burst of runs neither grows one
-       transaction without limit nor keeps the till's sales waiting long. */
-    if (self->batched && ++self->round_msgs >= SM__ROUND_MSGS_MAX) {
-        s_round_end(self, now_ms);
-        s_round_begin(self);
-    }
+    s_flush(self);
 }
 
 static void
@@ -581,55 +579,6 @@ sm_mesh_sockets(sm_mesh *self, void **socks, size_t cap)
     return n;
 }
 
-/*  A round's batch did not commit (disk full, I/O error): nothing it wrote
-    happened.  What the engine queued in the round may speak of it (a run it
-    ingested and relays, a stock.move it appended for a UNITS_GIVE): drop
-    it all, and start every session again, so that what the engine believes
-    of each peer is learnt afresh from the store as it is.                    */
-static void
-s_round_failed(sm_mesh *self, int rc, uint64_t now_ms)
-{
-    sm_log_error("mesh: what this round received could not be stored: %s; "
-                 "sessions start again", sm_strerror(rc));
-    sm_id to;
-    const uint8_t *msg;
-    size_t len;
-    while (sm_gossip_next(self->gossip, &to, &msg, &len))
-        ;
-    for (size_t i = 0; i < SM_PEERS_MAX; i++) {
-        s_peer *p = &self->peers[i];
-        if (p->used && p->up)
-            sm_gossip_peer_up(self->gossip, &p->node, p->endpoint[0] ? p->endpoint : NULL,
-                              now_ms);
-    }
-}
-
-/*  Open the round's batch.  Everything a round ingests commits once,
-    before anything it caused is sent (the engine's durability rule,
-    gossip.h): a catch-up of many runs pays one durable commit a round, not
-    one a run.  The engine reads its own writes through the batch
-    (ledger.h).  Without a batch each call commits on its own.               */
-static void
-s_round_begin(sm_mesh *self)
-{
-    int rc = sm_ledger_begin(self->opts.ledger);
-    self->batched = rc == 0;
-    self->round_msgs = 0;
-    if (!self->batched)
-        sm_log_warn("mesh: cannot open a batch (%s); each run commits alone", sm_strerror(rc));
-}
-
-/*  Commit the round's batch, then send what it caused.                     */
-static void
-s_round_end(sm_mesh *self, uint64_t now_ms)
-{
-    int rc;
-    if (self->batched && (rc = sm_ledger_commit(self->opts.ledger)) != 0)
-        s_round_failed(self, rc, now_ms);
-    self->batched = false;
-    s_flush(self);
-}
-
 int
 sm_mesh_fd(sm_mesh *self)
 {
@@ -638,7 +587,12 @@ sm_mesh_fd(sm_mesh *self)
 }
 
 /*  A beacon accepted (discover.h): the node becomes a peer to dial, as with
-    --peer NODE@ENDPOINT; sm_mesh_tick connects it.                          */
+    --peer NODE@ENDPOINT; sm_mesh_tick connects it.  A known node whose
+    beacon names another endpoint (it restarted on another address or
+    port) is dialled there from then on: once our connection to the old one
+    is down, its dealer is closed and the next tick opens one to the new
+    endpoint.  While the old connection still works it is kept (a node seen
+    on two interfaces does not flap), and the next beacon tries again.     */
 static void
 s_discovered(const sm_id *node, const char *endpoint, void *arg)
 {
@@ -649,10 +603,21 @@ s_discovered(const sm_id *node, const char *endpoint, void *arg)
     char hex[SM_ID_HEX_BYTES + 1];
     sm_id_format(node, hex);
     int rc = sm_gossip_add_peer(self->gossip, node, endpoint);
-    if (rc != 0)
+    if (rc != 0) {
         sm_log_warn("discover: cannot add %.12s at %s: %s", hex, endpoint, sm_strerror(rc));
-    else if (!p || !p->endpoint[0])
+        return;
+    }
+    if (!p || !p->endpoint[0]) {
         sm_log_info("discover: found %.12s at %s", hex, endpoint);
+        return;
+    }
+    if (p->dealer_up)
+        return;
+    sm_log_info("discover: %.12s moved from %s to %s", hex, p->endpoint, endpoint);
+    snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
+    s_dealer_close(p);
+    p->redial_ms = 0;
+    p->redial_backoff_ms = 0;
 }
 
 void
@@ -661,7 +626,6 @@ sm_mesh_process(sm_mesh *self, uint64_t now_ms)
     assert(self);
     if (self->discover)
         sm_discover_read(self->discover, now_ms, s_discovered, self);
-    s_round_begin(self);
     for (int i = 0; i < 16; i++) {
         int events = 0;
         size_t len = sizeof events;
@@ -685,14 +649,12 @@ sm_mesh_process(sm_mesh *self, uint64_t now_ms)
     }
     if (self->router)
         s_router_read(self, now_ms);
-    s_round_end(self, now_ms);
 }
 
 void
-sm_mesh_local(sm_mesh *self, uint64_t now_ms)
+sm_mesh_flush(sm_mesh *self)
 {
     assert(self);
-    sm_gossip_local(self->gossip, now_ms);
     s_flush(self);
 }
 

@@ -18,6 +18,13 @@
     reads the others' in sm_mesh_process, and adds each accepted beacon's
     node and endpoint as a peer, as --peer NODE@ENDPOINT would.
 
+    Transport only: the mesh opens no write transaction.  Each message a
+    peer sends goes to the owner's deliver hook (the core hands it to the
+    write policy, policy.h, which applies it inside its batch), and what
+    the engine queued is sent only when the owner says it is durable (the
+    hook's answer, or sm_mesh_flush after the owner committed): commit
+    before relay is the policy's rule, stated in policy.c.
+
     All of it runs on the core thread, which owns the ledger's writes.      */
 #ifndef SM_MESH_H
 #define SM_MESH_H
@@ -36,6 +43,12 @@ typedef struct {
     char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
 } sm_mesh_peer_cfg;
 
+/*  A peer's message for the engine, from the transport to its owner, which
+    applies it (sm_policy_receive).  True: what the engine queued is durable
+    and may be sent now.                                                     */
+typedef bool (*sm_mesh_deliver_fn)(void *arg, const sm_id *from, const uint8_t *msg,
+                                   size_t len, uint64_t now_ms);
+
 typedef struct {
     sm_ledger *ledger;          /* borrowed */
     sm_identity identity;       /* copied: the CURVE keys come from it */
@@ -49,6 +62,9 @@ typedef struct {
     uint32_t peer_count;
     sm_mesh_peer_cfg peers[SM_PEERS_MAX];
     sm_discover_opts discover; /* LAN beacon (--discover); off unless enabled */
+    sm_mesh_deliver_fn deliver; /* NULL: the engine takes messages directly,
+                                   each run committed on its own */
+    void *deliver_arg;
 } sm_mesh_opts;
 
 typedef struct sm_mesh sm_mesh;
@@ -65,11 +81,13 @@ size_t sm_mesh_sockets(sm_mesh *self, void **socks, size_t cap);
     socket), or -1 when there is none.                                       */
 int sm_mesh_fd(sm_mesh *self);
 
-/*  Read everything waiting on the sockets, hand it to the engine, send what
-    the engine produced.                                                      */
+/*  Read everything waiting on the sockets and hand each message over
+    (opts.deliver).  With a deliver hook, what the engine queued is sent
+    only as the hook allows: the owner commits its round, then calls
+    sm_mesh_flush.                                                            */
 void sm_mesh_process(sm_mesh *self, uint64_t now_ms);
-/*  Local entries were committed: push them.                                */
-void sm_mesh_local(sm_mesh *self, uint64_t now_ms);
+/*  Send what the engine queued (everything it speaks of is durable).      */
+void sm_mesh_flush(sm_mesh *self);
 /*  Periodic work: heads, peers to connect, revocations, liveness.          */
 void sm_mesh_tick(sm_mesh *self, uint64_t now_ms);
 

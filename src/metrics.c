@@ -104,6 +104,10 @@ static const s_family s_gauges[SM_GAUGE_COUNT] = {
     [SM_GAUGE_FORKS] = {"stallmesh_forks",
                         "Fork evidence records (origin, seq) held; above 0 an origin "
                         "equivocated and is quarantined (set when /metrics is read)."},
+    [SM_GAUGE_DAMAGED_ORIGINS] = {"stallmesh_damaged_origins",
+                                  "Origins with a stored entry that does not verify: "
+                                  "served only below it; above 0 run 'stallmesh repair' "
+                                  "(set when /metrics is read)."},
 };
 
 /* Upper bounds in nanoseconds and as rendered; the last is +Inf. */

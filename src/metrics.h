@@ -36,6 +36,7 @@ typedef enum {
     SM_GAUGE_STATE_VERSION,      /* the stock snapshot's version */
     SM_GAUGE_PEERS_CONNECTED,    /* mesh peers connected now */
     SM_GAUGE_FORKS,              /* fork evidence records held */
+    SM_GAUGE_DAMAGED_ORIGINS,    /* origins whose stored log has a bad entry */
     SM_GAUGE_COUNT
 } sm_gauge;
 

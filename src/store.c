@@ -10,11 +10,16 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <stdarg.h>
+#include <unistd.h>
 
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
@@ -46,6 +51,16 @@ struct sm_cursor {
     uint8_t prefix[SM__CURSOR_KEY_MAX];    /* copies: callers may pass stack keys */
     uint8_t start_key[SM__CURSOR_KEY_MAX];
 };
+
+/*  Set by repair's salvaging child only: open a store that fails the file
+    checks, to copy out what can still be read (a fault kills the child).   */
+static bool s_salvage;
+
+void
+sm__store_salvage_mode(bool on)
+{
+    s_salvage = on;
+}
 
 static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_META] = "meta",       [SM_DB_ORIGINS] = "origins",
@@ -108,6 +123,8 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
     mdb_env_set_maxreaders(self->env, SM_STORE_READERS_MAX);
     if ((rc = s_err(mdb_env_set_mapsize(self->env,
                      map_bytes ? map_bytes : SM_MAP_BYTES_DEFAULT))) != 0)
+        goto fail;
+    if (!s_salvage && (rc = sm__store_file_check(dir, NULL, 0)) != 0)
         goto fail;
     unsigned flags = MDB_NOTLS | (read_only ? MDB_RDONLY : 0)
                    | (no_sync ? MDB_NOSYNC : 0);
@@ -416,4 +433,307 @@ sm_store_stat(sm_store *store, sm_db db, uint64_t *entries, uint64_t *file_bytes
     }
     mdb_txn_abort(txn);
     return s_err(rc);
+}
+
+/* ---- integrity ------------------------------------------------------
+
+    LMDB keeps no checksums and maps its file: a file shorter than its last
+    page faults (SIGBUS) on the first read past the end, and a damaged page
+    can send a reader anywhere.  The checks below run before the file is
+    mapped (sm__store_file_check, with pread only) and, on an open store,
+    over every page a reader can reach (sm_store_check_tree).  They rely on
+    LMDB 0.9's file format, which LMDB itself fixes by MDB_DATA_VERSION:
+
+      page header (16 bytes): pgno u64, pad u16, flags u16, lower u16, upper u16
+      meta (pages 0 and 1, after the header):
+        magic u32 = 0xBEEFC0DE, version u32 = 1, address u64, mapsize u64,
+        two database records (free, main), 48 bytes each:
+          pad u32 (in the free record: the page size), flags u16, depth u16,
+          branch_pages u64, leaf_pages u64, overflow_pages u64, entries u64,
+          root u64 (all ones: empty)
+        last_pgno u64, txnid u64
+
+    A commit writes the meta page numbered txnid % 2, so the two metas hold
+    consecutive transaction ids (both 0 in a store never written).          */
+
+#define S_META_MAGIC      0xBEEFC0DEu
+#define S_META_VERSION    1u
+#define S_PAGE_HDR_BYTES  16u
+#define S_META_BYTES      (8u + 8u + 8u + 2u * 48u + 8u + 8u)
+#define S_P_META          0x08u
+#define S_P_INVALID       UINT64_MAX
+
+typedef struct {
+    uint32_t magic, version, psize;
+    uint16_t flags;
+    uint64_t root[2], depth[2];
+    uint64_t last_pgno, txnid;
+} s_meta;
+
+static uint64_t
+s_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);          /* every supported target is little-endian */
+    return v;
+}
+
+static void
+s_meta_parse(const uint8_t *page, s_meta *m)
+{
+    const uint8_t *p = page + S_PAGE_HDR_BYTES;
+    memcpy(&m->magic, p, 4);
+    memcpy(&m->version, p + 4, 4);
+    for (int i = 0; i < 2; i++) {
+        const uint8_t *db = p + 24 + 48 * i;
+        uint16_t depth;
+        if (i == 0) {
+            memcpy(&m->psize, db, 4);
+            memcpy(&m->flags, db + 4, 2);
+        }
+        memcpy(&depth, db + 6, 2);
+        m->depth[i] = depth;
+        m->root[i] = s_le64(db + 40);
+    }
+    m->last_pgno = s_le64(p + 24 + 96);
+    m->txnid = s_le64(p + 24 + 96 + 8);
+}
+
+static void
+s_say(char *what, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+s_say(char *what, size_t cap, const char *fmt, ...)
+{
+    if (!what || !cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, cap, fmt, ap);
+    va_end(ap);
+}
+
+/*  One meta page's own sanity: magic, version, a page size LMDB can have,
+    roots inside the file's pages.                                          */
+static bool
+s_meta_sane(const s_meta *m)
+{
+    if (m->magic != S_META_MAGIC || m->version != S_META_VERSION)
+        return false;
+    if (m->psize < 512 || m->psize > 65536 || (m->psize & (m->psize - 1)))
+        return false;
+    if (m->last_pgno < 1)
+        return false;
+    for (int i = 0; i < 2; i++) {
+        if (m->root[i] == S_P_INVALID)
+            continue;
+        if (m->root[i] < 2 || m->root[i] > m->last_pgno || m->depth[i] == 0
+            || m->depth[i] > 64)
+            return false;
+    }
+    return true;
+}
+
+int
+sm__store_file_check(const char *dir, char *what, size_t cap)
+{
+    assert(dir);
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int) sizeof path)
+        return SM_EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : 0;   /* no file yet: LMDB creates it */
+    int rc = 0;
+    struct stat st;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0) {
+        rc = SM_EIO;
+        goto done;
+    }
+    /* The first page tells the page size; read the largest possible pair. */
+    size_t want = 2u * 65536u;
+    buf = calloc(1, want);
+    if (!buf) {
+        rc = SM_ENOMEM;
+        goto done;
+    }
+    ssize_t got = pread(fd, buf, want, 0);
+    if (got < 0) {
+        rc = SM_EIO;
+        goto done;
+    }
+    s_meta m[2];
+    memset(m, 0, sizeof m);
+    if ((size_t) got < S_PAGE_HDR_BYTES + S_META_BYTES) {
+        s_say(what, cap, "%s is %lld bytes, shorter than its header", path,
+              (long long) st.st_size);
+        rc = SM_ETRUNCATED;
+        goto done;
+    }
+    s_meta_parse(buf, &m[0]);
+    uint32_t psize = m[0].psize;
+    if (m[0].magic != S_META_MAGIC || m[0].version != S_META_VERSION || psize < 512
+        || psize > 65536 || (psize & (psize - 1))) {
+        s_say(what, cap, "%s: meta page 0 is damaged (magic %08x, version %u, page "
+              "size %u)", path, m[0].magic, m[0].version, psize);
+        rc = SM_EMETA;
+        goto done;
+    }
+    if ((size_t) got < psize + S_PAGE_HDR_BYTES + S_META_BYTES) {
+        s_say(what, cap, "%s is %lld bytes, shorter than its two meta pages", path,
+              (long long) st.st_size);
+        rc = SM_ETRUNCATED;
+        goto done;
+    }
+    s_meta_parse(buf + psize, &m[1]);
+    uint16_t pflags[2];
+    memcpy(&pflags[0], buf + 10, 2);
+    memcpy(&pflags[1], buf + psize + 10, 2);
+    for (int i = 0; i < 2; i++) {
+        if (!(pflags[i] & S_P_META) || s_le64(buf + (size_t) i * psize) != (uint64_t) i
+            || !s_meta_sane(&m[i])) {
+            s_say(what, cap, "%s: meta page %d is damaged", path, i);
+            rc = SM_EMETA;
+            goto done;
+        }
+    }
+    if (m[1].psize != psize || m[1].flags != m[0].flags) {
+        s_say(what, cap, "%s: the meta pages disagree on the page size or flags", path);
+        rc = SM_EMETA;
+        goto done;
+    }
+    int newest = m[1].txnid > m[0].txnid ? 1 : 0;
+    const s_meta *n = &m[newest], *o = &m[1 - newest];
+    bool fresh = m[0].txnid == 0 && m[1].txnid == 0;
+    if (!fresh && (n->txnid - o->txnid != 1 || (n->txnid & 1u) != (uint64_t) newest
+                   || o->last_pgno > n->last_pgno)) {
+        s_say(what, cap, "%s: the meta pages disagree (transactions %llu and %llu, last "
+              "pages %llu and %llu)", path, (unsigned long long) m[0].txnid,
+              (unsigned long long) m[1].txnid, (unsigned long long) m[0].last_pgno,
+              (unsigned long long) m[1].last_pgno);
+        rc = SM_EMETA;
+        goto done;
+    }
+    uint64_t need = (n->last_pgno + 1) * (uint64_t) psize;
+    if ((uint64_t) st.st_size < need) {
+        s_say(what, cap, "%s is %lld bytes but its last page ends at byte %llu", path,
+              (long long) st.st_size, (unsigned long long) need);
+        rc = SM_ETRUNCATED;
+        goto done;
+    }
+done:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/*  Walk one database with a cursor: keys strictly ascending, each found
+    again by a lookup that lands on the same record (a damaged branch page
+    misroutes lookups though a walk reads every leaf).  Adds the database's
+    pages to *pages.                                */
+static int
+s_tree_walk(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *pages,
+            char *what, size_t cap)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, dbi, &st);
+    if (rc != 0) {
+        s_say(what, cap, "database %s: %s", name, mdb_strerror(rc));
+        return SM_EDAMAGED;
+    }
+    *pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+        s_say(what, cap, "database %s: %s", name, mdb_strerror(rc));
+        return SM_EDAMAGED;
+    }
+    MDB_val k, v, prev = { 0, NULL };
+    size_t n = 0;
+    int op = MDB_FIRST;
+    while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+        op = MDB_NEXT;
+        n++;
+        if (prev.mv_data && mdb_cmp(txn, dbi, &prev, &k) >= 0) {
+            s_say(what, cap, "database %s: keys out of order at record %zu", name, n);
+            rc = -1;
+            break;
+        }
+        MDB_val fk = k, fv;
+        if (dbi != 0 && (mdb_get(txn, dbi, &fk, &fv) != 0 || fv.mv_data != v.mv_data)) {
+            s_say(what, cap, "database %s: record %zu cannot be found by its key", name, n);
+            rc = -1;
+            break;
+        }
+        prev = k;
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND && n != st.ms_entries) {
+        s_say(what, cap, "database %s: %zu records, its header says %zu", name, n,
+              (size_t) st.ms_entries);
+        return SM_EDAMAGED;
+    }
+    if (rc != MDB_NOTFOUND) {
+        if (rc != -1)
+            s_say(what, cap, "database %s: %s", name, mdb_strerror(rc));
+        return SM_EDAMAGED;
+    }
+    return 0;
+}
+
+int
+sm_store_check_tree(sm_store *store, char *what, size_t cap)
+{
+    assert(store);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return s_err(rc);
+    MDB_envinfo info;
+    MDB_stat est;
+    mdb_env_info(store->env, &info);
+    mdb_env_stat(store->env, &est);
+    uint64_t pages = 0, free_pages = 0;
+    int out = s_tree_walk(txn, 1, "main", &pages, what, cap);
+    for (int i = 0; i < SM_DB_COUNT && out == 0; i++)
+        out = s_tree_walk(txn, store->dbi[i], s_db_names[i], &pages, what, cap);
+    if (out == 0)
+        out = s_tree_walk(txn, 0, "free", &pages, what, cap);
+    if (out == 0) {
+        /* The free list: each value is a list of page numbers, count first. */
+        MDB_cursor *cur;
+        MDB_val k, v;
+        if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
+            while (out == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+                uint64_t count;
+                if (v.mv_size < 8 || (memcpy(&count, v.mv_data, 8), 0)
+                    || (count + 1) * 8 != v.mv_size) {
+                    s_say(what, cap, "the free page list is damaged");
+                    out = SM_EDAMAGED;
+                    break;
+                }
+                const uint8_t *ids = (const uint8_t *) v.mv_data + 8;
+                for (uint64_t j = 0; j < count; j++) {
+                    if (s_le64(ids + 8 * j) < 2 || s_le64(ids + 8 * j) > info.me_last_pgno) {
+                        s_say(what, cap, "the free page list names page %llu, beyond "
+                              "the file", (unsigned long long) s_le64(ids + 8 * j));
+                        out = SM_EDAMAGED;
+                        break;
+                    }
+                }
+                free_pages += count;
+            }
+            mdb_cursor_close(cur);
+        }
+    }
+    /* Every page is a meta page, in one database or free: no more, no less
+       (a damaged page pointer shows as pages counted twice or never). */
+    if (out == 0 && pages + free_pages + 2 != (uint64_t) info.me_last_pgno + 1) {
+        s_say(what, cap, "page accounting: %llu in use + %llu free + 2 meta != %llu pages",
+              (unsigned long long) pages, (unsigned long long) free_pages,
+              (unsigned long long) info.me_last_pgno + 1);
+        out = SM_EDAMAGED;
+    }
+    mdb_txn_abort(txn);
+    return out;
 }

@@ -92,4 +92,23 @@ void sm_cursor_close(sm_cursor **cur_p);
 int sm_store_stat(sm_store *store, sm_db db, uint64_t *entries,
                   uint64_t *file_bytes);
 
+/*  Integrity (store.c documents the file format it reads).
+
+    Check the data file in `dir` before it is mapped, with reads only: both
+    meta pages well formed and consecutive, the file as long as its last
+    page.  0 if it passes or does not exist yet; SM_ETRUNCATED or SM_EMETA
+    with a sentence in what[cap] (may be NULL) naming what is wrong.
+    sm_store_open runs it first.                                              */
+int sm__store_file_check(const char *dir, char *what, size_t cap);
+/*  Repair's salvaging child only (a process that may die): let later opens
+    skip the file checks, to copy out what can still be read.               */
+void sm__store_salvage_mode(bool on);
+
+/*  Read every page a reader can reach: every database's records in key
+    order and found again by lookup, the free page list, and the page
+    count (meta + used + free = the file's pages).  A page damaged badly
+    enough may still fault the reader: run this in a process that can die
+    (integrity.c does).  0, or SM_EDAMAGED with what[cap] set.                */
+int sm_store_check_tree(sm_store *store, char *what, size_t cap);
+
 #endif

@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <ev.h>
 #include <libwebsockets.h>
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -65,6 +67,9 @@ typedef struct {
     char if_none_match[80];
     bool has_if_none_match;
     bool authorized;
+    sm_scope scope;            /* of the bearer token, if authorized */
+    bool secure;               /* TLS, or from loopback */
+    const char *csp;           /* a page's Content-Security-Policy; static */
     bool expect_body;
     char *body;
     size_t body_len, body_cap;
@@ -121,7 +126,7 @@ struct sm_web {
     s_msg *snapshot;           /* the current snapshot message */
     lws_sorted_usec_list_t refresh_sul; /* a deferred snapshot rebuild */
     int port;
-    char token_header[8 + 2 * 64 + 1];   /* "Bearer <hex>" */
+    int tls_port;              /* the HTTPS port bound; 0 = none */
     s_addr_slot addrs[SM__ADDR_SLOTS];
     s_fdrec *fdrecs;           /* one per possible descriptor */
     size_t fdrecs_len;
@@ -165,19 +170,6 @@ s_msg_unref(s_msg **m_p)
     *m_p = NULL;
 }
 
-/* Constant-time comparison of the Authorization header with the token. */
-static bool
-s_token_ok(const sm_web *self, const char *given)
-{
-    size_t n = strlen(self->token_header);
-    if (strlen(given) != n || n == 7)
-        return false;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char) (given[i] ^ self->token_header[i]);
-    return diff == 0;
-}
-
 /* Per-address connection counts: a small open-addressing table. */
 static s_addr_slot *
 s_addr_slot_for(sm_web *self, const char *addr, bool create)
@@ -199,6 +191,143 @@ s_addr_slot_for(sm_web *self, const char *addr, bool create)
         return NULL;
     snprintf(free_slot->addr, sizeof free_slot->addr, "%s", addr);
     return free_slot;
+}
+
+/* ---- TLS, authentication and the pages' security headers ------------ */
+
+static void s_http_free(s_conn *conn);
+
+/*  From this machine: loopback, IPv4 (also as mapped IPv6) or IPv6.        */
+static bool
+s_is_loopback(const char *client)
+{
+    return strncmp(client, "127.", 4) == 0 || strcmp(client, "::1") == 0
+           || strncmp(client, "::ffff:127.", 11) == 0;
+}
+
+/*  Read the bearer token (if any) through auth.c into the request's
+    authorized/scope, and whether the connection is secure.  True when the
+    address is over its failed authentications: h->resp is then the 429.
+    The token is wiped from the stack once checked and never logged.        */
+static bool
+s_authenticate(sm_web *self, s_conn *conn)
+{
+    s_http *h = conn->http;
+    h->secure = lws_is_ssl(conn->wsi) || s_is_loopback(conn->client);
+    char auth[256];
+    int n = lws_hdr_copy(conn->wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 0 || !self->opts.auth)
+        return false;
+    const char *token = strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : auth;
+    sm_scope scope = SM_SCOPE_NONE;
+    int rc = sm_auth_check(self->opts.auth, token, conn->client, s_now_ms(), &scope, NULL);
+    explicit_bzero(auth, sizeof auth);
+    if (rc == 0) {
+        h->authorized = true;
+        h->scope = scope;
+        return false;
+    }
+    if (rc != SM_EAUTHLIMIT)
+        return false;          /* a wrong token: as if none was sent (public routes work) */
+    int wait_s = sm_auth_limited(self->opts.auth, conn->client, s_now_ms());
+    sm_api_error(&h->resp, 429, "too_many_failures",
+                 "too many failed authentications from this address: wait and retry");
+    h->resp.retry_after_s = wait_s > 0 ? wait_s : 1;
+    return true;
+}
+
+/*  [http] redirect: a plain-HTTP request is sent to the same path on the
+    HTTPS port (308 keeps the method).  True if it was.                     */
+static bool
+s_redirect_to_https(sm_web *self, s_conn *conn)
+{
+    if (!self->opts.config->http_redirect || !self->tls_port || lws_is_ssl(conn->wsi))
+        return false;
+    char host[300] = "";
+    if (lws_hdr_copy(conn->wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+        snprintf(host, sizeof host, "%s", self->opts.config->tls_host);
+    /* The host without its port; only name and address characters, so
+       nothing can be smuggled into the Location header. */
+    char *end = host[0] == '[' ? strchr(host, ']') : strrchr(host, ':');
+    if (host[0] == '[' && end)
+        end[1] = 0;
+    else if (end)
+        *end = 0;
+    for (const char *c = host; *c; c++)
+        if (!(isalnum((unsigned char) *c) || strchr(".-:[]", *c)))
+            return false;
+    if (!host[0] || strcmp(host, "0.0.0.0") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    char loc[SM_HTTP_URI_BYTES_MAX * 2 + 400];
+    int len = snprintf(loc, sizeof loc, "https://%s:%d%s%s%s", host, self->tls_port,
+                       conn->http->path, conn->http->query[0] ? "?" : "",
+                       conn->http->query);
+    if (len < 0 || (size_t) len >= sizeof loc)
+        return false;
+    unsigned char buf[LWS_PRE + sizeof loc + 512];
+    unsigned char *p = buf + LWS_PRE, *e = buf + sizeof buf - 1;
+    if (self->opts.metrics)
+        sm_metrics_http(self->opts.metrics, 308);
+    if (lws_http_redirect(conn->wsi, 308, (const unsigned char *) loc, len, &p, e) < 0)
+        sm_log_debug("web: the redirect to HTTPS could not be written");
+    s_http_free(conn);
+    return true;
+}
+
+static int
+s_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+         unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *) name,
+                                       (const unsigned char *) value,
+                                       (int) strlen(value), p, end);
+}
+
+/*  On every answer: no Referer leaves a page; on pages: their
+    Content-Security-Policy (only their own inline script and style, by
+    hash, made by deploy/embed.sh; no framing).                             */
+static int
+s_security_headers(struct lws *wsi, const s_http *h, unsigned char **p, unsigned char *end)
+{
+    if (s_header(wsi, "referrer-policy:", "no-referrer", p, end))
+        return -1;
+    if (h->csp && (s_header(wsi, "content-security-policy:", h->csp, p, end)
+                   || s_header(wsi, "x-frame-options:", "DENY", p, end)))
+        return -1;
+    return 0;
+}
+
+/*  The second listener, for HTTPS: the same protocol and callback as the
+    plain one, with the certificate's files.  0 or -1 (logged).              */
+static int
+s_tls_vhost(sm_web *self, const struct lws_context_creation_info *plain)
+{
+    const sm_config *cfg = self->opts.config;
+    struct lws_context_creation_info info = *plain;
+    info.vhost_name = "tls";
+    info.port = cfg->tls_port;
+    info.iface = strcmp(cfg->tls_host, "0.0.0.0") == 0 || cfg->tls_host[0] == 0
+                 ? NULL : cfg->tls_host;
+    /* lws turns TLS on for a vhost only when its own options say so; the
+       rest (the event loop's) as the plain one has them. */
+    info.options = (plain->options & ~(uint64_t) LWS_SERVER_OPTION_DISABLE_IPV6)
+                   | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
+                   | LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL
+                                                      && strchr(info.iface, ':') == NULL);
+    /* HTTP/1.1 only: the answers are written the HTTP/1 way (whole header
+       blocks, then the body); a browser offered h2 would pick it. */
+    info.alpn = "http/1.1";
+    info.ssl_cert_filepath = self->opts.tls_cert;
+    info.ssl_private_key_filepath = self->opts.tls_key;
+    struct lws_vhost *vh = lws_create_vhost(self->ctx, &info);
+    if (!vh) {
+        sm_log_error("web: cannot serve HTTPS on %s:%u (port in use, address not on "
+                     "this host, or the certificate was refused)", cfg->tls_host,
+                     (unsigned) cfg->tls_port);
+        return -1;
+    }
+    self->tls_port = lws_get_vhost_listen_port(vh);
+    return 0;
 }
 
 /* ---- slow clients: connection accounting ------------------------------ */
@@ -623,6 +752,7 @@ s_serve_asset(s_http *h, const sm_asset *a)
         return;
     }
     resp->status = 200;
+    h->csp = a->csp;
     resp->content_type = a->content_type;
     resp->body = (char *) a->data;
     resp->body_len = a->len;
@@ -644,7 +774,8 @@ s_dispatch(sm_web *self, s_conn *conn)
     }
     sm_http_req req = {
         .method = h->method, .path = h->path, .query = h->query,
-        .authorized = h->authorized, .client = conn->client,
+        .authorized = h->authorized, .scope = h->scope, .secure = h->secure,
+        .client = conn->client,
         .if_none_match = h->has_if_none_match ? h->if_none_match : NULL,
         .body = h->body ? h->body : "", .body_len = h->body_len,
     };
@@ -671,11 +802,12 @@ s_dispatch(sm_web *self, s_conn *conn)
 static int
 s_send_headers(struct lws *wsi, s_http *h)
 {
-    unsigned char buf[LWS_PRE + 1024];
+    unsigned char buf[LWS_PRE + 2048];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
     sm_http_resp *r = &h->resp;
     char num[32];
-    if (lws_add_http_header_status(wsi, (unsigned) r->status, &p, end))
+    if (lws_add_http_header_status(wsi, (unsigned) r->status, &p, end)
+        || s_security_headers(wsi, h, &p, end) != 0)
         return -1;
     if (r->content_type
         && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
@@ -856,9 +988,16 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
     if (lws_hdr_copy(conn->wsi, h->if_none_match, sizeof h->if_none_match,
                      WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0)
         h->has_if_none_match = true;
-    char auth[256];
-    if (lws_hdr_copy(conn->wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
-        h->authorized = s_token_ok(self, auth);
+    if (s_redirect_to_https(self, conn)) {
+        s_conn_request_done(self, conn->wsi);
+        s_conn_next_request(self, conn->wsi);
+        return lws_http_transaction_completed(conn->wsi) ? -1 : 0;
+    }
+    if (s_authenticate(self, conn)) {
+        s_conn_request_done(self, conn->wsi);
+        s_respond(self, conn);             /* 429: too many failures */
+        return 0;
+    }
     uint32_t body_max = self->opts.config->body_bytes_max;
     char clen[32];
     if (lws_hdr_copy(conn->wsi, clen, sizeof clen, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
@@ -1209,20 +1348,20 @@ s_core_peers(void *core, sm_gossip_peer *out, size_t cap)
 sm_web *
 sm_web_new(const sm_web_opts *opts, int *err)
 {
-    assert(opts && opts->config && opts->ledger && opts->core && opts->api_token && err);
+    assert(opts && opts->config && opts->ledger && opts->core && opts->auth && err);
     sm_web *self = calloc(1, sizeof *self);
     if (!self) {
         *err = SM_ENOMEM;
         return NULL;
     }
     self->opts = *opts;
-    snprintf(self->token_header, sizeof self->token_header, "Bearer %s", opts->api_token);
     sm_api_opts aopts = {
         .ledger = opts->ledger, .node = opts->node, .metrics = opts->metrics,
         .peers = s_core_peers, .peers_arg = opts->core,
         .hold_ttl_s = opts->config->hold_ttl_s, .holds_per_min = opts->config->holds_per_min,
         .hold_limits = { opts->config->hold_max_units, opts->config->hold_max_per_sku,
                          opts->config->hold_per_device, opts->config->hold_per_address },
+        .auth = opts->auth, .pair_url = opts->pair_url,
         .report_tz = opts->config->report_tz,
     };
     if (!(self->api = sm_api_new(&aopts, err)))
@@ -1264,6 +1403,8 @@ sm_web_new(const sm_web_opts *opts, int *err)
     info.timeout_secs_ah_idle = opts->config->headers_timeout_s + 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL
                    && strchr(info.iface, ':') == NULL);
+    if (opts->tls_cert)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     /* libev on epoll: lws's own loop polls every connection on each pass,
        which with thousands of slow clients open costs more than serving
        the few that are ready.  Without the libev plugin, lws's loop. */
@@ -1292,6 +1433,10 @@ sm_web_new(const sm_web_opts *opts, int *err)
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(self->ctx, "default");
     self->port = vh ? lws_get_vhost_listen_port(vh) : opts->config->http_port;
+    if (opts->tls_cert && s_tls_vhost(self, &info) != 0) {
+        *err = SM_EIO;
+        goto fail;
+    }
     lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
                      (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
     s_guard_init(self);
@@ -1318,6 +1463,13 @@ s_service(sm_web *self)
         return 0;
     }
     return lws_service(self->ctx, 0);
+}
+
+int
+sm_web_tls_port(sm_web *self)
+{
+    assert(self);
+    return self->tls_port;
 }
 
 int

@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 #include "api.h"
+#include "auth.h"
 #include "config.h"
 #include "core.h"
 #include "metrics.h"
@@ -26,7 +27,12 @@ typedef struct {
     sm_core *core;             /* borrowed: writes */
     sm_metrics *metrics;       /* borrowed; may be NULL */
     sm_id node;
-    const char *api_token;     /* borrowed: the bearer token writes need */
+    sm_auth *auth;             /* borrowed: tokens, devices, scopes (the
+                                  web thread's alone while running) */
+    const char *tls_cert;      /* borrowed: PEM files of the HTTPS listener */
+    const char *tls_key;       /*   ([http] tls); NULL = no HTTPS */
+    const char *pair_url;      /* borrowed: "https://HOST:PORT" for pairing
+                                  links; NULL = none */
 } sm_web_opts;
 
 typedef struct sm_web sm_web;
@@ -43,6 +49,8 @@ void sm_web_stop(sm_web *self);
 void sm_web_wake(void *self);
 /*  The port actually bound (useful with port 0).                           */
 int sm_web_port(sm_web *self);
+/*  The HTTPS port bound, or 0 without HTTPS.                               */
+int sm_web_tls_port(sm_web *self);
 /*  Free; safe with NULL and twice.  Not while sm_web_run runs.             */
 void sm_web_destroy(sm_web **self_p);
 

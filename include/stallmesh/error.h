@@ -49,12 +49,24 @@
     X(SM_ERECOVERING, -43, "recovering",     "this node is checking its own log with its peers (fetching it back if they hold more of it) and appends when it has; start it with --allow-fresh only if this store is the newest copy") \
     X(SM_EUNREACHABLE,-44, "stall_unreachable", "that stall is not reachable now: try again in a moment or hold at this stall") \
     X(SM_ETIMEOUT,    -45, "stall_timeout",  "the stall did not answer in time; the hold may exist there") \
+    X(SM_ELOCKED,     -60, "store_locked",   "another stallmesh process is using this data directory: stop it first (its pid is in DIR/run.lock)") \
+    X(SM_ETRUNCATED,  -61, "store_truncated", "the store file is shorter than its last page (truncated): run 'stallmesh repair' to rebuild it from its peers, or restore the data directory from a backup") \
+    X(SM_EMETA,       -62, "store_meta_damaged", "the store's two meta pages disagree (its header is damaged): run 'stallmesh repair', or restore the data directory from a backup") \
+    X(SM_ESTATEDIFF,  -63, "state_mismatch", "the stored state does not match the log: run 'stallmesh reindex' to rebuild it from the log") \
+    X(SM_EDAMAGED,    -64, "store_damaged",  "the store's pages are damaged and cannot be read safely: run 'stallmesh repair', or restore the data directory from a backup") \
+    X(SM_EDEGRADED,   -65, "degraded",       "a stored entry does not verify: this node serves that origin only up to the damage; run 'stallmesh repair' to fetch it back from peers") \
     X(SM_EWSUNMASKED, -80, "ws_unmasked",    "a websocket client sent an unmasked frame (RFC 6455 5.1)") \
     X(SM_EWSTOOBIG,   -81, "ws_too_large",   "a websocket message is longer than the node accepts") \
     X(SM_EWSUTF8,     -82, "ws_bad_utf8",    "a websocket text message is not valid UTF-8") \
     X(SM_ETZ,         -50, "bad_timezone",   "unknown time zone: give an IANA name such as Europe/London (install tzdata)") \
     X(SM_EORGONLY,    -51, "organiser_only", "a stall's node reports only its own stall: ask the organiser's node for the market") \
     X(SM_ERANGE,      -52, "bad_range",      "the report's range is empty or too long") \
+    X(SM_EAUTH,       -100, "unauthorized",  "the bearer token is wrong, revoked or missing") \
+    X(SM_EAUTHLIMIT,  -101, "too_many_failures", "too many failed authentications from this address: wait and retry") \
+    X(SM_EPAIRCODE,   -102, "bad_pair_code", "the pairing code is unknown, used or expired: run 'stallmesh pair' for a new one") \
+    X(SM_ESCOPE,      -103, "forbidden_scope", "this device's scope does not allow that") \
+    X(SM_ENODEVICE,   -104, "unknown_device", "no paired device with that id") \
+    X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first") \
     X(SM_EHOLDLIMIT,  -90, "hold_limit",     "a reservation limit was reached: reserve fewer units, or wait until a reservation ends") \
     X(SM_EHOLDSOLD,   -91, "hold_sold",      "that reservation was already sold") \
     X(SM_EHOLDEXPIRED,-92, "hold_expired",   "that reservation has expired: its units are free again") \

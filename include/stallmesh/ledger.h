@@ -193,8 +193,61 @@ int sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *
     that applied the same entries, in any order.                              */
 int sm_ledger_digest(sm_ledger *self, sm_hash *out);
 
-/*  Rebuild the state from the log (drops and re-applies everything).        */
+/*  Rebuild the state from the log (drops and re-applies everything), after
+    checking every chain and signature: a store holding an entry that does
+    not verify is refused (that check's error) and left as it was.           */
 int sm_ledger_reindex(sm_ledger *self);
+
+/*  Integrity checks (ledger.c describes them), combined by flags:
+    SM_CHECK_PAGES every page a reader can reach (may fault on a badly
+    damaged file: integrity.c runs it in a child process); the chains of
+    every origin always, with SM_CHECK_EVERY_SIG each signature (else the
+    newest of each origin, which with the links authenticates the rest);
+    SM_CHECK_STATE the state recomputed from the log (needs a writable
+    store; writes nothing).  Returns 0 or the first failure, described in
+    *report (origin and seq when an entry is at fault, 0 otherwise).          */
+#define SM_CHECK_PAGES     1u
+#define SM_CHECK_EVERY_SIG 2u
+#define SM_CHECK_STATE     4u
+/*  SM_CHECK_ALL_ORIGINS: a chain that fails does not stop the check: every
+    origin's first bad entry is listed in damaged[] (the state is then not
+    checked: it cannot be recomputed past the damage) and the check returns
+    SM_EDEGRADED if nothing else failed.  What the node does at open.        */
+#define SM_CHECK_ALL_ORIGINS 8u
+#define SM_CHECK_DAMAGED_MAX 16u
+typedef struct {
+    sm_id origin;
+    uint64_t seq;              /* its first entry that may be damaged */
+    int err;
+} sm_damage;
+typedef struct {
+    int err;                   /* 0 or the first failure */
+    sm_id origin;              /* the entry at fault, if one is (seq > 0) */
+    uint64_t seq;
+    uint64_t checked;          /* entries whose chain was checked */
+    bool state_checked;
+    uint32_t damaged_count;    /* SM_CHECK_ALL_ORIGINS: origins with damage */
+    sm_damage damaged[SM_CHECK_DAMAGED_MAX];
+    char what[320];            /* a sentence naming what is wrong */
+} sm_check_report;
+int sm_ledger_check(sm_ledger *self, unsigned flags, sm_check_report *report);
+
+/*  Degraded origins (DESIGN: a bad entry stops only its own origin).  The
+    node marks each origin whose stored log fails its check at open, and
+    the mesh one whose entry fails as it is served (the writer thread; other
+    threads may read the marks meanwhile); the mesh then serves that origin
+    only below the damage, and the API reports it.  At most SM_CHECK_DAMAGED_MAX origins
+    (more: SM_ETOOBIG).  sm_ledger_damage returns the first damaged seq of
+    origin (0 if none); sm_ledger_damage_each lists them.                    */
+int sm_ledger_set_damaged(sm_ledger *self, const sm_damage *damage);
+uint64_t sm_ledger_damage(const sm_ledger *self, const sm_id *origin);
+size_t sm_ledger_damage_each(const sm_ledger *self, sm_damage *out, size_t max);
+
+/*  Repair: copy `src`'s market membership (the market record, the
+    organiser's admit of this node from its join token, the clock) into
+    `dst`, which must have no market yet (SM_EEXIST).  The logs are copied
+    by ingesting them, which checks them as a peer's would.                  */
+int sm_ledger_copy_market(sm_ledger *dst, sm_ledger *src);
 
 /*  Re-check every stored chain and every signature.  Returns 0, or the first
     failure with *bad_origin / *bad_seq naming the entry.                     */

@@ -116,4 +116,13 @@
 #define SM_DISCOVER_VERIFIES_PER_S 64u      /* beacon signatures checked a second; more are dropped */
 #define SM_DISCOVER_NODES_MAX     SM_MEMBERS_MAX /* nodes whose last beacon time is kept */
 
+/* HTTPS, paired devices and failed authentications (src/auth.c). */
+#define SM_DEVICES_MAX            256u      /* paired devices a node keeps */
+#define SM_PAIR_CODES_MAX         32u       /* pairing codes open at once */
+#define SM_PAIR_TTL_S_DEFAULT     600u      /* a pairing code lasts this long ([http] pair_ttl_s) */
+#define SM_DEVICE_NAME_BYTES_MAX  64u       /* a device's name */
+#define SM_AUTH_FAILS_MAX         20u       /* failed authentications an address may make a window; then 429 */
+#define SM_AUTH_FAIL_WINDOW_MS    600000u   /* ... the window: 10 minutes */
+#define SM_AUTH_ADDRS_MAX         1024u     /* addresses whose failures are counted (least recent evicted) */
+
 #endif

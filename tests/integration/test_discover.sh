@@ -20,7 +20,9 @@
 #     --discover, is never added as a peer by A;
 #   - forged datagrams (garbage, A's real beacon with another endpoint and so
 #     a bad signature, A's real beacon replayed, one too big) change no
-#     node's view of A's endpoint, and the nodes keep serving and syncing.
+#     node's view of A's endpoint, and the nodes keep serving and syncing;
+#   - A restarted on another port is dialled there by O and B, which are not
+#     restarted (their logs say where they connect), and all connect again.
 #
 # Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed,
 # M failed"; the exit status is non-zero if any failed.  Every wait is
@@ -257,6 +259,23 @@ d[78:78 + n] = new[:n]; print(d.hex())")
     check "no node dials the forged endpoint ($fake)" '! grep -qF "$fake" "$TMP"/O.log "$TMP"/B.log "$TMP"/X.log' \
         "$(grep -hF "$fake" "$TMP"/*.log | head -3)"
 fi
+# ---- a node that comes back on another port -----------------------------------
+# A stops and starts again listening on a new port; O and B, not restarted,
+# learn the new endpoint from its beacon and dial it there (their log says
+# where they connect), and the mesh is whole again.
+old_mp=${MP[A]}
+kill -TERM "${PID[A]}" 2>/dev/null; wait "${PID[A]}" 2>/dev/null; PID[A]=
+start A 127.0.0.1 || nok "A starts again" "$(tail -n 3 "$TMP/A.log")"
+a_short=${ID[A]:0:12}
+dialled_new() { grep -q "connecting to $a_short at tcp://127.0.0.1:${MP[A]}" "$TMP/$1.log"; }
+check "A is back on another port (${old_mp} -> ${MP[A]})" '[ "${MP[A]}" != "$old_mp" ]'
+check "O and B dial A at its new endpoint without a restart" \
+    'until_true 20 dialled_new O && until_true 20 dialled_new B' \
+    "$(grep -h "connecting to $a_short\|moved" "$TMP"/O.log "$TMP"/B.log | tail -5)"
+check "O and B have A at its new endpoint, connected" \
+    'until_true 20 full_mesh O A B && [ "$(endpoint_of O "${ID[A]}")" = "tcp://127.0.0.1:${MP[A]}" ]' \
+    "$(get O /api/peers | jq -c '.peers[]' 2>/dev/null | head -3)"
+
 req B POST /api/sales '{"lines":[{"sku":"jam","qty":1}],"source":"in_person","payment":"card"}'
 b_sale=$code
 check "after the forgeries the nodes still serve and sync (a sale at B, all digests equal)" \

@@ -1320,6 +1320,50 @@ test_state_quarantined(void **state)
     sm_metrics_destroy(&metrics);
 }
 
+/*  Scopes: a till token sells but may not add stock or items (403
+    forbidden_scope), a stock token may, neither reaches the admin's
+    routes; the node's own token (authorized, no scope) is admin; without
+    devices the pairing routes answer 404.                                  */
+static void
+test_scopes(void **state)
+{
+    fx *f = *state;
+    struct { sm_scope scope; const char *method_path; const char *body; int status; } cases[] = {
+        { SM_SCOPE_TILL,  "/api/stock/add", "{\"sku\":\"mug\",\"qty\":1}", 403 },
+        { SM_SCOPE_TILL,  "/api/items", "{\"sku\":\"x\",\"name\":\"X\",\"price\":1}", 403 },
+        { SM_SCOPE_STOCK, "/api/pair/codes", "{\"scope\":\"till\"}", 403 },
+        { SM_SCOPE_STOCK, "/api/items", "{\"sku\":\"x\",\"name\":\"X\",\"price\":1}", 201 },
+        { SM_SCOPE_STOCK, "/api/stock/add", "{\"sku\":\"x\",\"qty\":3}", 200 },
+        { SM_SCOPE_NONE,  "/api/pair/codes", "{\"scope\":\"till\"}", 404 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sm_http_resp_clear(&f->resp);
+        sm_http_req req = {
+            .method = SM_HTTP_POST, .path = cases[i].method_path, .query = "",
+            .authorized = true, .scope = cases[i].scope, .client = "10.0.0.5",
+            .body = cases[i].body, .body_len = strlen(cases[i].body),
+        };
+        sm_core_req *w = NULL;
+        if (sm_api_handle(f->api, &req, 1000, &f->resp, &w) == SM_API_WRITE) {
+            execute(f, w, 1000);
+            sm_api_finish(f->api, w, 1000, &f->resp);
+        }
+        parse_resp(f);
+        if (f->resp.status != cases[i].status && !(cases[i].status == 200 && f->resp.status == 201))
+            fail_msg("case %zu (%s): %d, want %d: %.*s", i, cases[i].method_path,
+                     f->resp.status, cases[i].status, (int) f->resp.body_len, f->resp.body);
+        if (cases[i].status == 403)
+            expect_error(f, 403, "forbidden_scope");
+    }
+    /* GET /api/sales: a till token may read this stall's sales. */
+    sm_http_resp_clear(&f->resp);
+    sm_http_req get = { .method = SM_HTTP_GET, .path = "/api/sales", .query = "",
+                        .authorized = true, .scope = SM_SCOPE_TILL, .client = "c" };
+    sm_core_req *w = NULL;
+    assert_int_equal(sm_api_handle(f->api, &get, 1000, &f->resp, &w), SM_API_DONE);
+    assert_int_equal(f->resp.status, 200);
+}
+
 int
 main(void)
 {
@@ -1346,6 +1390,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stock_move_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_quarantined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scopes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

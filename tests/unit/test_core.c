@@ -2,19 +2,22 @@
     real inproc ZeroMQ) and of the ledger's reads for the API
     (ledger_view.c): answers after commit, refusals isolated within a batch,
     idempotent sales, expired holds released, everything submitted before
-    stop committed, members, sales pages, holds, versions.                   */
+    stop committed, the write policy's own-log gate and hold forwarding
+    wired through a core with a mesh, members, sales pages, holds, versions.                   */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core.h"
 #include "stallmesh/error.h"
+#include "stallmesh/limits.h"
 #include "stallmesh/ledger.h"
 #include "testutil.h"
 
@@ -134,6 +137,9 @@ test_core_answers_after_commit(void **state)
     }
     assert_int_equal(seen, (1ull << N) - 1);
     assert_int_equal(s_units(f, "mug"), 2 * N);
+    /* The wake follows the answers (on the core thread): wait for it. */
+    for (int i = 0; i < 2000 && atomic_load(&f->wakes) == 0; i++)
+        s_sleep_ms(1);
     assert_true(atomic_load(&f->wakes) > 0);
 }
 
@@ -258,6 +264,66 @@ s_on_member(const sm_member *m, void *arg)
 }
 
 /* The API's reads: sales pages from a seq, members, versions. */
+/* With a mesh and a peer configured, the core checks its own log through
+   the write policy first: writes answer SM_ERECOVERING until the check
+   ends (here: no peer answers within SM_OWN_CHECK_MS), then append; a hold
+   forwarded to a stall not in session is answered SM_EUNREACHABLE. */
+static void
+test_core_mesh_gate_and_forward(void **state)
+{
+    fx *f = *state;
+    sm_core_client_destroy(&f->client);
+    sm_core_destroy(&f->core);
+    sm_identity peer;
+    tu_identity(&peer, 9);
+    sm_mesh_opts mesh;
+    memset(&mesh, 0, sizeof mesh);
+    mesh.ledger = f->ledger;
+    mesh.identity = f->id;
+    mesh.peer_count = 1;
+    mesh.peers[0].node = peer.pub;
+    snprintf(mesh.peers[0].endpoint, sizeof mesh.peers[0].endpoint, "tcp://127.0.0.1:9");
+    sm_core_opts opts = { .ledger = f->ledger, .node = f->id.pub, .wake = s_wake,
+                          .wake_arg = f, .mesh = &mesh };
+    int err = 0;
+    f->core = sm_core_new(&opts, &err);
+    assert_non_null(f->core);
+    f->client = sm_core_client_new(f->core, &err);
+    assert_non_null(f->client);
+    uint64_t start = s_now_ms();
+    sm_core_req r;
+    memset(&r, 0, sizeof r);
+    r.body = tu_add("mug", 2);
+    assert_int_equal(sm_core_submit(f->client, &r), 0);
+    sm_core_req *done[1];
+    assert_int_equal(s_collect(f, done, 1), 1);
+    assert_int_equal(r.rc, SM_ERECOVERING);
+    /* Once SM_OWN_CHECK_MS passed with no answer, writes go on. */
+    bool appended = false;
+    for (int i = 0; i < 100 && !appended; i++) {
+        memset(&r, 0, sizeof r);
+        r.body = tu_add("mug", 2);
+        assert_int_equal(sm_core_submit(f->client, &r), 0);
+        assert_int_equal(s_collect(f, done, 1), 1);
+        appended = r.rc == 0;
+        if (!appended) {
+            assert_int_equal(r.rc, SM_ERECOVERING);
+            s_sleep_ms(100);
+        }
+    }
+    assert_true(appended);
+    assert_true(s_now_ms() - start >= SM_OWN_CHECK_MS - 50);
+    assert_int_equal(s_units(f, "mug"), 2);
+    memset(&r, 0, sizeof r);
+    r.body = tu_hold("mug", 1, 0);
+    r.forward = true;
+    r.at = peer.pub;
+    assert_int_equal(sm_core_submit(f->client, &r), 0);
+    assert_int_equal(s_collect(f, done, 1), 1);
+    assert_int_equal(r.rc, SM_EUNREACHABLE);
+    assert_int_equal(s_units(f, "mug"), 2);
+}
+
 static void
 test_ledger_views(void **state)
 {
@@ -308,6 +374,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_core_repeated_external_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_releases_expired_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_stop_commits_everything_submitted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_mesh_gate_and_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ledger_views, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,8 @@
 #include <time.h>
 
 #include "gossip.h"
+#include "state.h"
+#include "store.h"
 #include "stallmesh/error.h"
 #include "stallmesh/ledger.h"
 #include "testutil.h"
@@ -2548,6 +2550,123 @@ test_clock_steps_back(void **state)
     assert_converged(f);
 }
 
+/* ---- damaged stores ----------------------------------------------------- */
+
+/*  Overwrite one byte of node i's stored entry (origin, seq), as a rotting
+    disk would, through the store's own API.                                */
+static void
+damage_entry(net *f, int i, const sm_id *origin, uint64_t seq, size_t at)
+{
+    sm_store *st = sm__ledger_store(f->l[i]);
+    int err = 0;
+    sm_txn *txn = sm_txn_begin(st, true, &err);
+    assert_non_null(txn);
+    uint8_t key[SM_KEY_BYTES + 8];
+    memcpy(key, origin->b, SM_KEY_BYTES);
+    for (int k = 0; k < 8; k++)
+        key[SM_KEY_BYTES + k] = (uint8_t) (seq >> (56 - 8 * k));
+    sm_val pos, v;
+    assert_int_equal(sm_kv_get(txn, SM_DB_LOGIDX, key, sizeof key, &pos), 0);
+    uint8_t posb[8];
+    memcpy(posb, pos.data, 8);
+    assert_int_equal(sm_kv_get(txn, SM_DB_LOG, posb, 8, &v), 0);
+    uint8_t *copy = malloc(v.len);
+    memcpy(copy, v.data, v.len);
+    copy[at] ^= 0x01;
+    assert_int_equal(sm_kv_put(txn, SM_DB_LOG, posb, 8, copy, v.len), 0);
+    free(copy);
+    assert_int_equal(sm_txn_commit(&txn), 0);
+}
+
+/* A node that finds one of its stored entries damaged as it serves it
+   sends only what precedes it, marks the origin damaged (and says so in
+   its counters), never sends the bad entry; the new node refuses nothing,
+   and gets the rest of that origin from another peer, and every other
+   origin in full. */
+static void
+test_damaged_entry_not_served(void **state)
+{
+    net *f = net_new(3, 7);
+    *state = f;
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Mug", 900)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 100)), 0);
+    for (int k = 0; k < 30; k++)
+        assert_int_equal(write_at(f, 0, tu_sale("mug", 1, 900, NULL)), 0);
+    assert_int_equal(write_at(f, 1, tu_item("tee", "Tee", 1500)), 0);
+    net_connect(f, 0, 1);
+    pump(f);
+    settle(f, 2);
+    uint64_t head = head_seq(f->l[0], &f->id[0].pub);
+    assert_int_equal(head_seq(f->l[1], &f->id[0].pub), head);
+    /* Node 0's copy of its own entry head-10 rots (its signature). */
+    uint64_t bad = head - 10;
+    damage_entry(f, 0, &f->id[0].pub, bad, 5);
+    net_cut(f, 0, 1);
+    net_connect(f, 0, 2);
+    pump(f);
+    settle(f, 3);
+    assert_int_equal(sm_ledger_damage(f->l[0], &f->id[0].pub), bad);
+    assert_int_equal(stats(f->g[0]).damaged_origins, 1);
+    assert_int_equal(head_seq(f->l[2], &f->id[0].pub), bad - 1);
+    assert_int_equal(stats(f->g[2]).entries_refused, 0);
+    assert_int_equal(peer_info(f->g[2], &f->id[0].pub).run_refusal, 0);
+    /* Nothing sent again and again: a few more rounds send no entries. */
+    uint64_t sent = stats(f->g[0]).entries_sent;
+    settle(f, 5);
+    assert_int_equal(stats(f->g[0]).entries_sent, sent);
+    /* Another peer serves the rest. */
+    net_connect(f, 1, 2);
+    pump(f);
+    settle(f, 3);
+    assert_int_equal(head_seq(f->l[2], &f->id[0].pub), head);
+    assert_int_equal(head_seq(f->l[2], &f->id[1].pub), head_seq(f->l[1], &f->id[1].pub));
+    sm_hash d1 = digest(f->l[1]), d2 = digest(f->l[2]);
+    assert_memory_equal(d1.b, d2.b, SM_HASH_BYTES);
+}
+
+/* A run refused by the ledger is recorded on the peer that sent it: why,
+   which origin, which seq (what /api/peers shows). */
+static void
+test_refused_run_reported(void **state)
+{
+    net *f = net_new(3, 8);
+    *state = f;
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(write_at(f, 0, tu_item("mug", "Mug", 900 + k)), 0);
+    net_connect(f, 1, 2);
+    pump(f);
+    settle(f, 1);
+    /* Node 1 sends node 2 a run of node 0's entries with one altered. */
+    uint64_t from = head_seq(f->l[2], &f->id[0].pub) + 1;
+    tu_copy c[8];
+    size_t n = tu_read(f->l[0], &f->id[0].pub, from, 8, c);
+    assert_true(n >= 2);
+    c[n - 1].sig[0] ^= 1;
+    sm_signed run[8];
+    for (size_t k = 0; k < n; k++) {
+        run[k].bytes = c[k].bytes;
+        run[k].len = c[k].len;
+        memcpy(run[k].sig, c[k].sig, SM_SIG_BYTES);
+    }
+    sm_wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = SM_MSG_ENTRIES;
+    m.u.entries.origin = f->id[0].pub;
+    m.u.entries.first_seq = from;
+    m.u.entries.count = (uint32_t) n;
+    m.u.entries.entries = run;
+    static uint8_t buf[SM_WIRE_BYTES_MAX];
+    size_t len = 0;
+    assert_int_equal(sm_wire_encode(&m, buf, sizeof buf, &len), 0);
+    sm_gossip_receive(f->g[2], &f->id[1].pub, buf, len, f->now);
+    tu_free(c, n);
+    sm_gossip_peer p = peer_info(f->g[2], &f->id[1].pub);
+    assert_int_equal(p.run_refusal, SM_ESIG);
+    assert_memory_equal(p.run_refusal_origin.b, f->id[0].pub.b, SM_KEY_BYTES);
+    assert_true(p.run_refusal_seq >= from);
+    assert_true(p.refused > 0);
+}
+
 int
 main(void)
 {
@@ -2591,6 +2710,8 @@ main(void)
         cmocka_unit_test_teardown(test_clock_steps_back, teardown),
         cmocka_unit_test_teardown(test_restart_unnoticed, teardown),
         cmocka_unit_test_teardown(test_restart_twice_answered_after_floor, teardown),
+        cmocka_unit_test_teardown(test_damaged_entry_not_served, teardown),
+        cmocka_unit_test_teardown(test_refused_run_reported, teardown),
     };
     return cmocka_run_group_tests_name("gossip", tests, NULL, NULL);
 }

@@ -208,6 +208,7 @@ static const char *const s_gauge_names[SM_GAUGE_COUNT] = {
     [SM_GAUGE_STATE_VERSION] = "stallmesh_state_version",
     [SM_GAUGE_PEERS_CONNECTED] = "stallmesh_peers_connected",
     [SM_GAUGE_FORKS] = "stallmesh_forks",
+    [SM_GAUGE_DAMAGED_ORIGINS] = "stallmesh_damaged_origins",
 };
 
 static const char *const s_le[] = {
