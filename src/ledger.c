@@ -1558,6 +1558,7 @@ static const char *const s_db_label[SM_DB_COUNT] = {
     [SM_DB_STOCK] = "stock", [SM_DB_SALES] = "sales", [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "fork evidence", [SM_DB_EXTIDS] = "external ids",
     [SM_DB_REP_SLOT] = "report totals", [SM_DB_REP_ITEM] = "report item totals",
+    [SM_DB_HOLDENDS] = "hold ends",
 };
 
 static void
