@@ -73,7 +73,8 @@
     X(SM_EHOLDCODE,   -93, "hold_code_taken","that pickup code is in use by another open reservation here") \
     X(SM_EHOLDGONE,   -94, "hold_cancelled", "that reservation was cancelled") \
     X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
-    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged")
+    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged") \
+    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
