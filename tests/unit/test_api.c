@@ -1322,7 +1322,8 @@ test_state_quarantined(void **state)
 
 /*  A mirror's API (sm_api_opts.mirror) refuses every write route with 403
     read_only, token or not, serves the reads, and forwards a viewer's hold
-    to the stall holding the units, also when the hold names the mirror.    */
+    to the stall holding the units, also when the hold names the mirror; a
+    reservation of several lines it refuses (a forwarded hold has one).    */
 static void
 test_mirror_read_only(void **state)
 {
@@ -1369,6 +1370,11 @@ test_mirror_read_only(void **state)
     /* No stall has any of it: 409, nothing forwarded. */
     assert_int_equal(post(f, "/api/holds", "{\"sku\":\"tea\",\"qty\":1}"), 409);
     expect_error(f, 409, "insufficient_stock");
+    /* A reservation of several lines is not forwarded: 400 naming "at". */
+    assert_int_equal(post(f, "/api/holds",
+                          "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"tea\",\"qty\":1}]}"),
+                     400);
+    expect_error(f, 400, "bad_value");
     sm_http_resp_clear(&f->resp);
     f->api = plain;
     sm_api_destroy(&mirror);
