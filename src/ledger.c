@@ -554,7 +554,8 @@ static int
 s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
 {
     static const sm_db state_dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS };
+                                       SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS,
+                                       SM_DB_HOLDENDS };
     int rc = 0;
     for (size_t i = 0; i < sizeof state_dbs / sizeof state_dbs[0]; i++)
         if ((rc = sm_kv_clear(txn, state_dbs[i])) != 0)
@@ -1581,6 +1582,7 @@ static const char *const s_db_label[SM_DB_COUNT] = {
     [SM_DB_STOCK] = "stock", [SM_DB_SALES] = "sales", [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "fork evidence", [SM_DB_EXTIDS] = "external ids",
     [SM_DB_REP_SLOT] = "report totals", [SM_DB_REP_ITEM] = "report item totals",
+    [SM_DB_HOLDENDS] = "hold ends",
 };
 
 static void

@@ -79,6 +79,7 @@ static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_SALES] = "sales",     [SM_DB_HOLDS] = "holds",
     [SM_DB_FORKS] = "forks",     [SM_DB_EXTIDS] = "extids",
     [SM_DB_REP_SLOT] = "rep_slot", [SM_DB_REP_ITEM] = "rep_item",
+    [SM_DB_HOLDENDS] = "holdends",
 };
 
 /*  Databases added after the first release: a store written by an older
