@@ -16,6 +16,11 @@
     origin, retried after every batch.  An entry that can never apply (a
     hostile or broken origin) stalls its origin, identically on every node.
 
+    Store formats (store.c lists them): a writer's open migrates a store of
+    an older format in one transaction, s_migrate: every change so far was
+    of derived state (format 2 added the report aggregates), so the state
+    is rebuilt from the log, as reindex does, and the new format recorded.
+
     Caps: entries of a revoked origin above the revoke's upto_seq, and of a
     forked origin from the fork on, are void.  When a cap falls below what
     was applied, the state is rebuilt from the log (rare; O(log)).
@@ -35,6 +40,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "logger.h"
 #include "report.h"
 #include "stallmesh/error.h"
 #include "state.h"
@@ -132,6 +138,8 @@ s_fatal(int rc)
         || rc == SM_ECORRUPT || rc == SM_EBUSY;
 }
 
+static int s_migrate(sm_ledger *self);
+
 sm_ledger *
 sm_ledger_open(const char *dir, const sm_ledger_opts *opts, int *err)
 {
@@ -148,6 +156,11 @@ sm_ledger_open(const char *dir, const sm_ledger_opts *opts, int *err)
                                 opts->no_sync, err);
     if (!self->store) {
         free(self);
+        return NULL;
+    }
+    if (!opts->read_only && sm_store_format(self->store) < SM_STORE_FORMAT
+        && (*err = s_migrate(self)) != 0) {
+        sm_ledger_destroy(&self);
         return NULL;
     }
     return self;
@@ -610,6 +623,39 @@ s_rebuild(const sm_ledger *self, sm_txn *txn, const sm_id *market, size_t *appli
     }
     free(c.origins);
     return rc ? rc : s_advance_all(self, txn, market, applied);
+}
+
+/*  Bring a store of an older format (sm_store_format) to SM_STORE_FORMAT in
+    one write transaction: the state, the report aggregates among it, is
+    rebuilt from the log (the step from format 1, which had no aggregates)
+    and the format recorded.  Says so in one line.  A store with no market
+    has no state yet: it is only marked.                                     */
+static int
+s_migrate(sm_ledger *self)
+{
+    uint32_t from = sm_store_format(self->store);
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    assert(own);
+    sm_market m;
+    size_t applied = 0;
+    bool rebuilt = false;
+    rc = s_market_get(txn, &m);
+    if (rc == SM_ENOMARKET)
+        rc = 0;
+    else if (rc == 0 && (rc = s_rebuild(self, txn, &m.market, &applied)) == 0)
+        rebuilt = true;
+    if (rc == 0)
+        rc = sm_store_format_mark(txn);
+    rc = s_wend(self, &txn, own, rc, false);
+    if (rc == 0 && rebuilt)
+        sm_log_info("store: migrated from format %u to format %u: the state and the "
+                    "report totals rebuilt from the log (%zu entries)", (unsigned) from,
+                    (unsigned) SM_STORE_FORMAT, applied);
+    return rc;
 }
 
 static int s_append(sm_ledger *self, sm_txn *txn, const sm_body *body,
