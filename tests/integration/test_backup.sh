@@ -48,14 +48,7 @@ trap 'exit 130' INT TERM
 unset STALLMESH_DIR NOTIFY_SOCKET JOURNAL_STREAM
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port, until_true
 sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
 # start NODE [RUN ARGS...]: HTTP and mesh on free loopback ports; waits up
 # to 10 s for /readyz.
@@ -89,12 +82,6 @@ sell() {
         -H "Authorization: Bearer $(cat "$TMP/$1/api-token")" -H 'Content-Type: application/json' \
         --data-binary "{\"lines\":[{\"sku\":\"jam\",\"qty\":1}],\"source\":\"in_person\",\"payment\":\"cash\",\"external_id\":\"$2\"}" \
         "http://127.0.0.1:${HP[$1]}/api/sales"
-}
-until_true() {
-    local tries=$(($1 * 10))
-    shift
-    for _ in $(seq 1 $tries); do "$@" && return 0; sleep 0.1; done
-    return 1
 }
 head_of() { get "$1" /api/state | jq -r --arg o "$2" '.heads[$o].seq // 0'; }
 # own_sale_seqs DIR ORIGIN: the seqs of ORIGIN's sales in DIR's log, one a line.
