@@ -463,6 +463,25 @@ s_digest_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
     return 0;
 }
 
+static int
+s_any(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn, (void) k, (void) v;
+    *(bool *) arg = true;
+    return 1;                  /* stop at the first record */
+}
+
+/*  Whether database `db` is empty; *rc set on a read error.               */
+static bool
+s_db_empty(sm_txn *txn, sm_db db, int *rc)
+{
+    bool any = false;
+    int r = sm__ledger_scan(txn, db, NULL, 0, NULL, 0, s_any, &any);
+    if (r < 0)
+        *rc = r;
+    return !any;
+}
+
 int
 sm_ledger_digest(sm_ledger *self, sm_hash *out)
 {
@@ -477,6 +496,11 @@ sm_ledger_digest(sm_ledger *self, sm_hash *out)
     s_digest d;
     sm_hasher_init(&d.hs);
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
+        /* A database added since format 1 counts only once it holds
+           something, so that a store's digest is the same before and after
+           an upgrade that adds it (nodes compare digests across versions). */
+        if (dbs[i] == SM_DB_HOLDENDS && s_db_empty(txn, dbs[i], &rc))
+            continue;
         uint8_t tag = (uint8_t) dbs[i];
         sm_hasher_update(&d.hs, &tag, 1);
         d.heads = dbs[i] == SM_DB_HEADS;

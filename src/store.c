@@ -97,7 +97,7 @@ static const char *const s_db_names[SM_DB_COUNT] = {
 static bool
 s_db_optional(int db)
 {
-    return db == SM_DB_REP_SLOT || db == SM_DB_REP_ITEM;
+    return db == SM_DB_REP_SLOT || db == SM_DB_REP_ITEM || db == SM_DB_HOLDENDS;
 }
 
 static int
