@@ -17,9 +17,10 @@
 
     Tills before phones: an answer from the core is written before the
     snapshot is rebuilt (the rebuild waits for the next loop pass), and a
-    delta reaches the phones in slices of SM__FANOUT_SLICE clients, one
-    slice a loop pass, so a till's answer waits for at most one slice of
-    websocket writes, not for every phone (section "fan-out").  The last
+    delta reaches the phones in slices of clients, one slice a loop pass:
+    SM__FANOUT_SLICE, or SM__FANOUT_SLICE_BUSY while a write waits in the
+    core, so a till's answer waits for at most a small slice of websocket
+    writes, not for every phone (section "fan-out").  The last
     SM__FANOUT_RING deltas are kept and each client owes the next one it
     should get (bcast_next), so a delta arriving mid-walk never overtakes an
     older one on any client; a client further behind than the ring gets the
@@ -64,7 +65,8 @@
 #define SM__FDS_TRACKED_MAX     (1u << 20) /* descriptors the accounting table covers */
 #define SM__TICK_MS             250u     /* deadlines checked, log counts flushed, this often */
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
-#define SM__FANOUT_SLICE        64u      /* websocket clients handed a delta per loop pass */
+#define SM__FANOUT_SLICE        256u     /* websocket clients handed a delta per loop pass */
+#define SM__FANOUT_SLICE_BUSY   16u      /* ... while a till waits for a write's answer */
 #define SM__FANOUT_RING         32u      /* deltas kept for clients the walk has not reached */
 
 typedef struct {
@@ -1279,15 +1281,15 @@ s_refresh_soon(sm_web *self)
         lws_sul_schedule(self->ctx, 0, &self->refresh_sul, s_refresh_later, 1);
 }
 
-/*  One slice of the walk: up to SM__FANOUT_SLICE clients handed what they
-    are owed; the rest in the next loop pass, after whatever else is ready
-    (a till's answer among it).  A delta that came during the walk sends
+/*  One slice of the walk: a slice of clients handed what they are owed
+    (a small one while a till waits for an answer); the rest in the next
+    loop pass, after whatever else is ready (that answer among it).  A delta that came during the walk sends
     the walk round again for the clients it had passed.                     */
 static void
 s_fanout_step(sm_web *self)
 {
-    size_t n = 0;
-    while (n < SM__FANOUT_SLICE) {
+    size_t n = 0, slice = self->pending ? SM__FANOUT_SLICE_BUSY : SM__FANOUT_SLICE;
+    while (n < slice) {
         if (!self->fan_cursor) {
             if (self->fan_walk_seq == self->bcast_next || !self->ws_head) {
                 self->fan_active = false;
