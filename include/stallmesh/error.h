@@ -68,7 +68,8 @@
     X(SM_ENODEVICE,   -104, "unknown_device", "no paired device with that id") \
     X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first") \
     X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
-    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged")
+    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged") \
+    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,
