@@ -144,7 +144,8 @@ struct sm_web {
     size_t pending;            /* writes in the core */
     s_msg *snapshot;           /* the current snapshot message */
     lws_sorted_usec_list_t refresh_sul; /* a deferred snapshot rebuild */
-    bool refresh_due;          /* refresh_sul is scheduled */
+    bool refresh_due;          /* a rebuild is owed (refresh_sul scheduled, or
+                                  waiting for a reader or the walk's end) */
     s_msg *bcast[SM__FANOUT_RING]; /* the last deltas, delta seq % ring */
     uint64_t bcast_next;       /* seq of the next delta */
     s_conn *fan_cursor;        /* the fan-out walk's next client; NULL: at the end */
@@ -1355,8 +1356,9 @@ s_refresh_soon(sm_web *self)
 
 /*  One slice of the walk: a slice of clients handed what they are owed
     (a small one while a till waits for an answer); the rest in the next
-    loop pass, after whatever else is ready (that answer among it).  A delta that came during the walk sends
-    the walk round again for the clients it had passed.                     */
+    loop pass, after whatever else is ready (that answer among it).  A
+    delta that came during the walk sends the walk round again for the
+    clients it had passed.                                                   */
 static void
 s_fanout_step(sm_web *self)
 {
