@@ -23,8 +23,9 @@
     writes, not for every phone (section "fan-out").  The last
     SM__FANOUT_RING deltas are kept and each client owes the next one it
     should get (bcast_next), so a delta arriving mid-walk never overtakes an
-    older one on any client; a client further behind than the ring gets the
-    current snapshot instead.
+    older one on any client; a client further behind than the ring is
+    dropped, as one whose queue is full always was (the ring holds as many
+    deltas as a client's queue), and reconnects for a snapshot.
 
     Slow and abusive clients: every connection is counted against its
     address from accept, with deadlines for a request's headers and body
@@ -67,7 +68,7 @@
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
 #define SM__FANOUT_SLICE        256u     /* websocket clients handed a delta per loop pass */
 #define SM__FANOUT_SLICE_BUSY   16u      /* ... while a till waits for a write's answer */
-#define SM__FANOUT_RING         32u      /* deltas kept for clients the walk has not reached */
+#define SM__FANOUT_RING         SM__WS_QUEUE_MSGS_MAX /* deltas kept for clients not yet reached */
 
 typedef struct {
     atomic_int refs;
@@ -1318,17 +1319,16 @@ s_ws_receive(sm_web *self, s_conn *conn, const void *in, size_t len)
 
 /* ---- fan-out ---------------------------------------------------------- */
 
-/*  Queue to `c` every delta it is owed, in order (or the snapshot if it
-    fell behind the ring).  True if anything was queued.                     */
+/*  Queue to `c` every delta it is owed, in order; drop it if it fell
+    behind the ring (its queue would have been full).  True if anything was
+    done.                                                                    */
 static bool
 s_ws_catch_up(sm_web *self, s_conn *c)
 {
     if (c->dropping || c->bcast_next == self->bcast_next)
         return false;
     if (self->bcast_next - c->bcast_next > SM__FANOUT_RING) {
-        if (self->snapshot)
-            s_ws_enqueue(self, c, self->snapshot);
-        c->bcast_next = self->bcast_next;
+        s_ws_drop(self, c, "too slow (send queue full)");
         return true;
     }
     for (; c->bcast_next < self->bcast_next; c->bcast_next++)
