@@ -53,7 +53,7 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools \
+.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools test-systemd \
         fuzz install uninstall clean sim sim-check sim-selftest cross-arm64 test-arm64
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
@@ -93,7 +93,7 @@ SIM_SRCS := $(wildcard sim/*.c) tests/unit/support/mpw.c
 SIM_HDRS := $(wildcard sim/*.h)
 # The modules the simulator runs: what a selftest build plants bugs in.
 SIM_LIB_SRCS := $(addprefix src/,codec.c entry.c error.c gossip.c identity.c integrity.c \
-                ledger.c ledger_view.c logger.c state.c store.c text.c report.c tz.c policy.c \
+                ledger.c ledger_view.c logger.c state.c store.c text.c report.c tz.c policy.c reserve.c \
                 metrics.c)
 SIM_CFLAGS := $(ALL_CFLAGS) -Isim -Itests/unit
 SIM_SEEDS_CHECK ?= 1..240
@@ -106,8 +106,8 @@ $(BUILD)/stallmesh-sim: $(SIM_SRCS) $(SIM_HDRS) $(BUILD)/libstallmesh.a
 #   1 skip the units check (state.c)     2 apply a duplicate twice (ledger.c)
 #   3 ignore a signature (ledger.c)      4 drop relays (gossip.c)
 #   5 count a return twice (report.c)   6 serve a damaged entry (gossip.c)
-#   7 forward a hold twice (policy.c)
-SIM_BUGS := 1 2 3 4 5 6 7
+#   7 forward a hold twice (policy.c)     9 a sold hold stays open (state.c)
+SIM_BUGS := 1 2 3 4 5 6 7 9
 define SIM_BUG_RULES
 $(BUILD)/simbug-$(1)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h)
 	@mkdir -p $$(dir $$@)
@@ -224,6 +224,11 @@ cross-arm64:
 	@$(MAKE) --no-print-directory $(ARM64_PC)/libwebsockets.pc
 	+@$(ARM64_MAKE) $(ARM64_BUILD)/stallmesh
 	@file $(ARM64_BUILD)/stallmesh | grep -q 'ARM aarch64' && echo "cross-arm64: $(ARM64_BUILD)/stallmesh is an arm64 binary"
+# deploy/install.sh in a booted Debian 12 container (systemd-nspawn; root;
+# the first run downloads the system).  Not part of make test.
+test-systemd:
+	@bash tests/deploy/systemd_container.sh
+
 test-arm64: cross-arm64
 	+@$(ARM64_MAKE) $(ARM64_UNITS:%=$(ARM64_BUILD)/tests/%)
 	@set -e; for t in $(ARM64_UNITS); do echo "== $(ARM64_BUILD)/tests/$$t (qemu arm64)"; \

@@ -179,9 +179,11 @@ typedef struct {
 typedef struct {
     sm_id origin;
     uint64_t seq;
-    char sku[SM_SKU_BYTES_MAX + 1];
-    uint32_t qty;
+    uint32_t nlines;           /* a reservation: held whole, ended whole */
+    char sku[SM_HOLD_LINES_MAX][SM_SKU_BYTES_MAX + 1];
+    uint32_t qty[SM_HOLD_LINES_MAX];
     bool open;
+    uint32_t sales;            /* sales that consumed it: at most one */
 } s_mhold;
 
 typedef struct {
@@ -320,10 +322,22 @@ s_model_apply(s_model *m, const sm_entry *e)
             s_model_fail(m, why);
             return;
         }
-        int hold_line = -1;
-        for (uint32_t i = 0; h && i < b->u.sale.line_count; i++)
-            if (strcmp(b->u.sale.lines[i].sku, h->sku) == 0)
-                hold_line = (int) i;
+        /* Each line of the hold is in the sale (never half sold). */
+        int64_t held[SM_SALE_LINES_MAX] = { 0 };
+        for (uint32_t k = 0; h && k < h->nlines; k++) {
+            int at = -1;
+            for (uint32_t i = 0; i < b->u.sale.line_count; i++)
+                if (strcmp(b->u.sale.lines[i].sku, h->sku[k]) == 0)
+                    at = (int) i;
+            if (at < 0) {
+                snprintf(why, sizeof why, "sale %llu applied with hold %llu but without its line %s",
+                         (unsigned long long) e->seq, (unsigned long long) b->u.sale.hold_seq,
+                         h->sku[k]);
+                s_model_fail(m, why);
+                return;
+            }
+            held[at] = h->qty[k];
+        }
         m->sales = s_grow(m->sales, &m->capsales, m->nsales, sizeof *m->sales);
         s_msale *s = &m->sales[m->nsales++];
         memset(s, 0, sizeof *s);
@@ -334,13 +348,18 @@ s_model_apply(s_model *m, const sm_entry *e)
             const sm_line *l = &b->u.sale.lines[i];
             s_mstock *r = s_mstock_at(m, l->sku, o);
             r->sold += l->qty;
-            if ((int) i == hold_line)
-                r->held -= h->qty;
+            r->held -= held[i];
             snprintf(s->sku[i], sizeof s->sku[i], "%s", l->sku);
             s->qty[i] = l->qty;
         }
-        if (h)
+        if (h) {
             h->open = false;
+            if (++h->sales > 1) {
+                snprintf(why, sizeof why, "hold %llu sold twice", (unsigned long long) h->seq);
+                s_model_fail(m, why);
+                return;
+            }
+        }
         break;
     }
     case SM_KIND_RETURN: {
@@ -363,14 +382,18 @@ s_model_apply(s_model *m, const sm_entry *e)
         break;
     }
     case SM_KIND_HOLD: {
-        s_mstock_at(m, b->u.hold.sku, o)->held += b->u.hold.qty;
         m->holds = s_grow(m->holds, &m->capholds, m->nholds, sizeof *m->holds);
         s_mhold *h = &m->holds[m->nholds++];
         memset(h, 0, sizeof *h);
         h->origin = *o;
         h->seq = e->seq;
-        snprintf(h->sku, sizeof h->sku, "%s", b->u.hold.sku);
-        h->qty = b->u.hold.qty;
+        h->nlines = sm_hold_body_lines(b);
+        for (uint32_t k = 0; k < h->nlines; k++) {
+            const char *sku;
+            sm_hold_body_line(b, k, &sku, &h->qty[k]);
+            snprintf(h->sku[k], sizeof h->sku[k], "%s", sku);
+            s_mstock_at(m, sku, o)->held += h->qty[k];
+        }
         h->open = true;
         break;
     }
@@ -382,7 +405,8 @@ s_model_apply(s_model *m, const sm_entry *e)
             s_model_fail(m, why);
             return;
         }
-        s_mstock_at(m, h->sku, o)->held -= h->qty;
+        for (uint32_t k = 0; k < h->nlines; k++)
+            s_mstock_at(m, h->sku[k], o)->held -= h->qty[k];
         h->open = false;
         break;
     }
@@ -463,7 +487,10 @@ s_cmp_hold(const sm_hold *hold, void *arg)
     s_hold_ctx *c = arg;
     s_mhold *h = s_mhold_at(c->m, &hold->origin, hold->seq);
     c->count++;
-    if (!h || !h->open || h->qty != hold->qty || strcmp(h->sku, hold->sku) != 0) {
+    bool same = h && h->open && h->nlines == hold->line_count;
+    for (uint32_t k = 0; same && k < h->nlines; k++)
+        same = h->qty[k] == hold->lines[k].qty && strcmp(h->sku[k], hold->lines[k].sku) == 0;
+    if (!same) {
         char why[128];
         snprintf(why, sizeof why, "hold %llu is open in the ledger, not in its log",
                  (unsigned long long) hold->seq);
@@ -754,8 +781,11 @@ s_stuck_set(sim_world *w, sim_node *nd, bool out[SIM_NODES_MAX])
                     snprintf(c->skus[c->nskus++], sizeof c->skus[0], "%s", b->u.sale.lines[k].sku);
                 }
             } else if (b->kind == SM_KIND_HOLD) {
-                sku = b->u.hold.sku;
-                one = b->u.hold.qty;
+                for (uint32_t k = 0; k < sm_hold_body_lines(b); k++) {
+                    const char *hs;
+                    sm_hold_body_line(b, k, &hs, &need[c->nskus]);
+                    snprintf(c->skus[c->nskus++], sizeof c->skus[0], "%s", hs);
+                }
             } else if (b->kind == SM_KIND_STOCK_MOVE) {
                 sku = b->u.stock_move.sku;
                 one = b->u.stock_move.qty;

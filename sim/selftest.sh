@@ -42,4 +42,5 @@ try 4 "drop a relay" "--faults none --ticks 30"
 try 5 "count a return twice" "--faults none --ticks 60"
 try 6 "serve a damaged entry" "--faults damage --ticks 120"
 try 7 "forward a hold twice" "--faults none --ticks 90"
+try 9 "a sold hold stays open" "--faults none --ticks 120"
 exit $status

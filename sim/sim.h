@@ -114,7 +114,7 @@ typedef enum {
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
     SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING,
     SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_DAMAGED, SIM_C_REPAIRED,
-    SIM_C_COUNT
+    SIM_C_RESELLS_REFUSED, SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -195,6 +195,9 @@ typedef struct sim_node {
     sm_body last_sale;         /* for a till's retry */
     bool has_last_sale;
     uint64_t last_sale_seq;    /* what it was acknowledged as (0: not yet) */
+    sm_body sold_hold_sale;    /* the last sale of a hold acknowledged: a till
+                                  selling it again must be refused */
+    bool has_sold_hold;
     /* the organiser's admit of this node, for joining again after a wipe */
     uint8_t admit[SM_ENTRY_BYTES_MAX];
     size_t admit_len;
@@ -299,7 +302,7 @@ typedef enum { SIM_PHASE_SETUP = 0, SIM_PHASE_CHAOS, SIM_PHASE_HEAL,
 typedef enum {
     SIM_OP_ITEM = 0, SIM_OP_RESTOCK, SIM_OP_MOVE, SIM_OP_SALE, SIM_OP_RETRY,
     SIM_OP_HOLD, SIM_OP_HOLD_SALE, SIM_OP_RELEASE, SIM_OP_RETURN, SIM_OP_ADJUST,
-    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_HOLD_FWD, SIM_OP_COUNT
+    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_HOLD_FWD, SIM_OP_HOLD_RESELL, SIM_OP_COUNT
 } sim_op;
 
 extern const char *const sim_skus[SIM_SKUS];
@@ -362,6 +365,10 @@ int sim_node_receive(sim_world *w, sim_node *nd, int from, const uint8_t *msg, s
                      bool original);
 /* While nd's own log is unconfirmed after a wipe: it appended nothing. */
 void sim_node_check_recovering(sim_world *w, sim_node *nd);
+/*  Record every own entry of nd that another store holds, by seq: what
+    sim_node_check_recovering accepts while nd fetches its own log back
+    (after a wipe, or a repair that cut its own log).                      */
+void sim_node_remember_own(sim_world *w, sim_node *nd);
 /* The link hash of origin's entry at seq in ledger l; SM_ENOTFOUND if none. */
 int sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out);
 

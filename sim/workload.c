@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "reserve.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 
@@ -176,7 +177,31 @@ sim_workload_client(sim_world *w, sim_node *nd)
             op = SIM_OP_HOLD_FWD;        /* the units are at another stall */
             at = s_other(w, nd->index);
             b.u.hold.expires_ms = 0;     /* that stall sets it */
+        } else if (sim_chance(&w->rng, 500)) {
+            /* A reservation as a phone makes it: a few lines, held whole
+               or not at all, with a pickup code from the seeded generator. */
+            uint32_t more = (uint32_t) sim_range(&w->rng, 1, 3);
+            for (uint32_t k = 0; k < more; k++) {
+                const char *sku = s_sku(w);
+                bool dup = strcmp(sku, b.u.hold.sku) == 0;
+                for (uint32_t j = 0; j < b.u.hold.more_count && !dup; j++)
+                    dup = strcmp(sku, b.u.hold.more[j].sku) == 0;
+                if (dup)
+                    continue;
+                sm_line *l = &b.u.hold.more[b.u.hold.more_count++];
+                s_set(l->sku, sizeof l->sku, sku);
+                l->qty = (uint32_t) sim_range(&w->rng, 1, 2);
+            }
+            uint8_t rnd[SM_RESERVE_CODE_RAND_BYTES];
+            for (size_t i = 0; i < sizeof rnd; i++)
+                rnd[i] = (uint8_t) sim_below(&w->rng, 256);
+            sm_reserve_code(rnd, b.u.hold.code);
         }
+    } else if (pick < 70) {
+        if (!nd->has_sold_hold)
+            return;
+        op = SIM_OP_HOLD_RESELL;         /* a till taps Sell twice */
+        b = nd->sold_hold_sale;
     } else if (pick < 78) {
         s_prune_holds(nd);
         if (nd->nholds == 0)
@@ -186,8 +211,14 @@ sim_workload_client(sim_world *w, sim_node *nd)
         if (sm_ledger_hold(nd->ledger, &nd->id.pub, h->seq, &open) != 0)
             return;
         if (sim_chance(&w->rng, 600)) {
-            op = SIM_OP_HOLD_SALE;       /* the shopper pays for what was held */
-            b = s_sale(w, open.sku, open.qty + (uint32_t) sim_below(&w->rng, 2));
+            op = SIM_OP_HOLD_SALE;       /* the till sells the reservation by its id */
+            b = s_sale(w, open.lines[0].sku, open.lines[0].qty + (uint32_t) sim_below(&w->rng, 2));
+            for (uint32_t k = 1; k < open.line_count && k < SM_SALE_LINES_MAX; k++) {
+                sm_line *l = &b.u.sale.lines[b.u.sale.line_count++];
+                s_set(l->sku, sizeof l->sku, open.lines[k].sku);
+                l->qty = open.lines[k].qty;
+                l->price = 250;
+            }
             b.u.sale.hold_seq = h->seq;
         } else {
             op = SIM_OP_RELEASE;         /* ... or cancels it */
@@ -271,8 +302,20 @@ sim_workload_answer(sim_world *w, sim_node *nd, const sim_req *req, int rc, uint
         if (rc == 0 || rc == SM_EEXIST)
             nd->last_sale_seq = seq;
     }
+    /* A hold is sold at most once: a second sale of one is never made
+       (unless this store was restored or wiped to before the first). */
+    if (req->op == SIM_OP_HOLD_RESELL && rc == 0 && !nd->restored)
+        sim_fail(w, "node %d: hold %llu was sold a second time", nd->index,
+                 (unsigned long long) b->u.sale.hold_seq);
+    if (req->op == SIM_OP_HOLD_RESELL)
+        w->counters[SIM_C_RESELLS_REFUSED] += rc == SM_EHOLDSOLD;
     if (rc != 0)
         return;
+    if (req->op == SIM_OP_HOLD_SALE) {
+        nd->sold_hold_sale = *b;
+        nd->sold_hold_sale.u.sale.external_id[0] = '\0';
+        nd->has_sold_hold = true;
+    }
     switch (b->kind) {
     case SM_KIND_SALE:
         if (w->nacks < SIM_ACKS_MAX) {

@@ -81,11 +81,13 @@ static const s_route s_routes[] = {
     { "/api/stock/adjust", NULL,                sm__api_post_stock_adjust, NULL,                M_POST,          0 },
     { "/api/stock/move",  NULL,                 sm__api_post_stock_move,   NULL,                M_POST,          0 },
     { "/api/returns",     NULL,                 sm__api_post_return,       NULL,                M_POST,          0 },
-    /* Holds: a shopper's page may hold and cancel its own without the token
-       (rate-limited per address; see api_write.c).  A mirror forwards a
-       hold to the stall with the units; a cancel goes to that stall. */
-    { "/api/holds",       NULL,                 sm__api_post_hold,         NULL,                0,               M_POST },
-    { SM__API_HOLD_PATH,  NULL,                 NULL,                      sm__api_delete_hold, 0,               0 },
+    /* Holds: a shopper's page may hold, check and cancel its own without the
+       token (rate-limited per address; see api_write.c); the till lists them.
+       A mirror forwards a hold to the stall with the units; a cancel goes to
+       that stall. */
+    { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET,           M_POST },
+    { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0,               0 },
+    { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0,               0 },
     /* The organiser's report and exports (api_report.c). */
     { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET,           0 },
     { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET,           0 },
@@ -274,6 +276,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->peers_arg = opts->peers_arg;
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
+    self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
     self->mirror = opts->mirror;
     self->report_tz = opts->report_tz;
     self->auth = opts->auth;
@@ -486,7 +489,8 @@ s_status_of(int rc, bool release)
         return release ? 404 : 409;
     case SM_ENOSTOCK: case SM_EOVERRETURN: case SM_EDROP: case SM_EEXIST:
     case SM_EREVOKED: case SM_EFORK: case SM_ENOTORG: case SM_ENOTMEMBER:
-    case SM_ETOOBIG:
+    case SM_ETOOBIG: case SM_EHOLDLIMIT: case SM_EHOLDSOLD: case SM_EHOLDEXPIRED:
+    case SM_EHOLDGONE:
         return 409;
     case SM_EREADONLY:
         return 403;
@@ -494,6 +498,7 @@ s_status_of(int rc, bool release)
         return 400;
     case SM_ENOSPC: case SM_EIO: case SM_ENOMEM: case SM_EBUSY: case SM_ESTATE:
     case SM_ENOMARKET: case SM_ENOIDENT: case SM_ERECOVERING: case SM_EUNREACHABLE:
+    case SM_EHOLDCODE:
         return 503;
     case SM_ETIMEOUT:
         return 504;

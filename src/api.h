@@ -108,6 +108,7 @@ typedef struct {
     void *peers_arg;
     uint32_t hold_ttl_s;       /* 0 = SM_HOLD_TTL_S_DEFAULT */
     uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */
+    sm_reserve_limits hold_limits; /* [holds] limits; 0 = each default */
     bool mirror;               /* a read-only mirror: writes answer 403
                                   read_only but for the viewer's routes,
                                   which are forwarded to a stall */

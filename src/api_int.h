@@ -44,6 +44,7 @@ struct sm_api {
     void *peers_arg;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
+    sm_reserve_limits hold_limits;  /* defaults filled in */
     bool mirror;                    /* read-only: sm_api_opts.mirror */
     const char *report_tz;          /* borrowed: reports' default zone (api_report.c) */
     sm_snapshot *snap;
@@ -171,6 +172,18 @@ int sm__api_post_sale(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, s
 int sm__api_post_return(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_post_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_delete_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+
+/*  A hold as the API shows it: {"id","state","code"?,"lines":[{"sku","qty",
+    "name"?}],"expires","expires_ms","left_s","at","sale"?}, state one of
+    open, sold, expired, cancelled; "code" only when `with_code` (the till
+    and the phone that made it).  _members writes them into an open object. */
+void sm__api_hold_json(sm_api *self, sm_json_buf *b, const sm_hold *h,
+                       bool with_code, uint64_t now_ms);
+void sm__api_hold_members(sm_api *self, sm_json_buf *b, const sm_hold *h,
+                          bool with_code, uint64_t now_ms);
+int sm__api_get_holds(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_get_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_get_qr(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */

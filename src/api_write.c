@@ -19,6 +19,7 @@
     without the token is rate-limited) and which address made each recent
     hold, so a shopper's page can cancel its own hold without the token.    */
 #include <assert.h>
+#include <sys/random.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,8 @@ struct s_write {
     uint32_t magic;                 /* S_WRITE_MAGIC while alive */
     const s_kind *kind;
     char client[SM__API_CLIENT_BYTES];
+    bool authorized;                /* the request carried the token */
+    uint64_t now_ms;                /* when it was read */
 };
 
 /* ====================================================================== */
@@ -68,6 +71,7 @@ s_write_new(const sm_http_req *req, const s_kind *kind)
     w->magic = S_WRITE_MAGIC;
     w->kind = kind;
     snprintf(w->client, sizeof w->client, "%s", req->client ? req->client : "");
+    w->authorized = req->authorized;
     w->req.body.kind = kind->body_kind;
     return w;
 }
@@ -92,6 +96,8 @@ s_post(sm_api *self, const s_kind *kind, const sm_http_req *req, uint64_t now_ms
     if (!sm__api_parse_body(req, r, &doc))
         return SM_API_DONE;
     s_write *w = s_write_new(req, kind);
+    if (w)
+        w->now_ms = now_ms;
     bool ok = w && kind->in(self, sm_json_root(doc), r, now_ms, w);
     sm_json_doc_free(&doc);
     if (!w) {
@@ -573,16 +579,67 @@ s_lines_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, bool sale,
     return true;
 }
 
+/*  A sale of a hold without "lines": every line of the hold at its catalog
+    price.  A hold that is not open answers why (hold_sold, hold_expired,
+    hold_cancelled: 409; unknown_hold: 404).                                */
+static bool
+s_sale_hold_lines(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b)
+{
+    sm_hold h;
+    int rc = sm_ledger_hold_find(self->ledger, &self->node, b->u.sale.hold_seq, &h);
+    if (rc == SM_ENOTFOUND) {
+        sm__api_error(r, 404, "unknown_hold", "no reservation with that id at this stall",
+                      "hold");
+        return false;
+    }
+    if (rc == 0 && h.ended == SM_HOLD_OPEN && now_ms >= h.expires_ms)
+        rc = SM_EHOLDEXPIRED;
+    else if (rc == 0 && h.ended != SM_HOLD_OPEN)
+        rc = h.ended == SM_HOLD_SOLD ? SM_EHOLDSOLD
+             : h.ended == SM_HOLD_EXPIRED ? SM_EHOLDEXPIRED : SM_EHOLDGONE;
+    if (rc != 0) {
+        sm__api_ledger_error(r, rc, false);
+        return false;
+    }
+    for (uint32_t i = 0; i < h.line_count; i++) {
+        sm_item it;
+        if (!sm__api_need_item(self, r, h.lines[i].sku, &it))
+            return false;
+        sm_line *l = &b->u.sale.lines[i];
+        snprintf(l->sku, sizeof l->sku, "%s", h.lines[i].sku);
+        l->qty = h.lines[i].qty;
+        l->price = it.price;
+        if (i == 0) {
+            memcpy(b->u.sale.currency, it.currency, 4);
+        } else if (strcmp(b->u.sale.currency, it.currency) != 0) {
+            sm__api_bad(r, "bad_money", "hold",
+                        "the reservation's items are priced in two currencies: "
+                        "sell them with 'lines'");
+            return false;
+        }
+    }
+    b->u.sale.line_count = h.line_count;
+    return true;
+}
+
 static bool
 s_sale_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
           s_write *w)
 {
-    (void) now_ms;
     sm_body *b = &w->req.body;
     char source[SM_NAME_BYTES_MAX + 1], payment[SM_NAME_BYTES_MAX + 1];
-    if (!sm__api_only(r, o, "", s_sale_keys)
-        || !s_lines_in(self, o, r, true, b->u.sale.lines, &b->u.sale.line_count,
-                       b->u.sale.currency)
+    if (!sm__api_only(r, o, "", s_sale_keys))
+        return false;
+    bool by_hold = !sm_json_get(o, "lines") && sm_json_get(o, "hold");
+    if (by_hold) {
+        if (sm__api_get_own_id(self, r, o, "hold", true, "unknown_hold",
+                               &b->u.sale.hold_seq) != SM__API_OK
+            || !s_sale_hold_lines(self, r, now_ms, b))
+            return false;
+    }
+    if ((!by_hold
+         && !s_lines_in(self, o, r, true, b->u.sale.lines, &b->u.sale.line_count,
+                        b->u.sale.currency))
         || sm__api_get_str(r, o, "", "source", true, 1, sizeof source - 1, source,
                            sizeof source) == SM__API_ANSWERED
         || sm__api_get_str(r, o, "", "payment", true, 1, sizeof payment - 1, payment,
@@ -605,23 +662,28 @@ s_sale_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
                         b->u.sale.external_id,
                         sizeof b->u.sale.external_id) == SM__API_ANSWERED)
         return false;
+    if (by_hold)
+        return true;
     if (sm__api_get_own_id(self, r, o, "hold", false, "unknown_hold",
                            &b->u.sale.hold_seq) == SM__API_ANSWERED)
         return false;
     if (b->u.sale.hold_seq) {
-        /* The hold must be for one of the lines' skus; a hold that is gone
+        /* Every line of the hold must be in the sale; a hold that is gone
            is the ledger's to refuse (it may expire before the commit).      */
         sm_hold h;
         if (sm_ledger_hold(self->ledger, &self->node, b->u.sale.hold_seq, &h) == 0) {
-            bool found = false;
-            for (uint32_t i = 0; i < b->u.sale.line_count; i++)
-                if (strcmp(b->u.sale.lines[i].sku, h.sku) == 0)
-                    found = true;
-            if (!found) {
-                sm__api_bad(r, "bad_value", "hold",
-                            "the hold is for sku '%s': the sale needs a line for it",
-                            h.sku);
-                return false;
+            for (uint32_t k = 0; k < h.line_count; k++) {
+                bool found = false;
+                for (uint32_t i = 0; i < b->u.sale.line_count; i++)
+                    if (strcmp(b->u.sale.lines[i].sku, h.lines[k].sku) == 0)
+                        found = true;
+                if (!found) {
+                    sm__api_bad(r, "bad_value", "hold",
+                                "the hold has sku '%s': the sale needs a line for it "
+                                "(or leave 'lines' out to sell the hold as it is)",
+                                h.lines[k].sku);
+                    return false;
+                }
             }
         }
     }
@@ -721,8 +783,9 @@ s_sale_no_stock(sm_api *self, const s_write *w, sm_http_resp *r)
         int64_t h, t;
         if ((rc = s_units_now(self, b->u.sale.lines[i].sku, &h, &t)) != 0)
             break;
-        if (hold.qty && strcmp(hold.sku, b->u.sale.lines[i].sku) == 0)
-            h += hold.qty;
+        for (uint32_t k = 0; k < hold.line_count && k < SM_HOLD_LINES_MAX; k++)
+            if (strcmp(hold.lines[k].sku, b->u.sale.lines[i].sku) == 0)
+                h += hold.lines[k].qty;
         if (h < (int64_t) b->u.sale.lines[i].qty) {
             sku = b->u.sale.lines[i].sku;
             need = b->u.sale.lines[i].qty;
@@ -855,12 +918,119 @@ s_owner_add(sm_api *self, uint64_t seq, const char *client)
 }
 
 /* ====================================================================== */
-/* POST /api/holds {"sku","qty","at"?}: expires hold_ttl_s from now.  With
-   "at" (another member stall's node id) the hold is forwarded to that
-   stall, which appends it on its own log (the units are held there) and
-   sets its expiry.                                                         */
+/* POST /api/holds {"sku","qty","at"?} or {"lines":[{"sku","qty"}],"device"?}:
+   a reservation of one or more lines, held whole or not at all, with a
+   pickup code; expires hold_ttl_s from now.  With "at" (another member
+   stall's node id) a one-line hold is forwarded to that stall, which
+   appends it on its own log (the units are held there) and sets its
+   expiry.  Without the token the [holds] limits apply (reserve.h).         */
 
-static const char *const s_hold_keys[] = { "sku", "qty", "at", NULL };
+static const char *const s_hold_keys[] = { "sku", "qty", "at", "lines", "device", NULL };
+static const char *const s_hold_line_keys[] = { "sku", "qty", NULL };
+
+/*  The "lines" of a reservation into the hold body: 1..SM_HOLD_LINES_MAX,
+    skus distinct and in the catalog, qty >= 1.                              */
+static bool
+s_hold_lines_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, sm_body *b)
+{
+    const sm_json_val *arr = sm_json_get(o, "lines");
+    if (!sm_json_is_array(arr)) {
+        sm__api_bad(r, "wrong_type", "lines", "'lines' must be an array of {\"sku\",\"qty\"}");
+        return false;
+    }
+    size_t n = sm_json_size(arr);
+    if (n < 1 || n > SM_HOLD_LINES_MAX) {
+        sm__api_bad(r, "bad_value", "lines", "'lines' must hold 1 to %u lines",
+                    SM_HOLD_LINES_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const sm_json_val *line = sm_json_at(arr, i);
+        char prefix[24], field[40];
+        snprintf(prefix, sizeof prefix, "lines[%zu].", i);
+        if (!sm_json_is_object(line)) {
+            snprintf(field, sizeof field, "lines[%zu]", i);
+            sm__api_bad(r, "wrong_type", field, "'%s' must be an object", field);
+            return false;
+        }
+        char *sku = i == 0 ? b->u.hold.sku : b->u.hold.more[i - 1].sku;
+        int64_t qty;
+        if (!sm__api_only(r, line, prefix, s_hold_line_keys)
+            || sm__api_get_str(r, line, prefix, "sku", true, 1, SM_SKU_BYTES_MAX, sku,
+                               SM_SKU_BYTES_MAX + 1) != SM__API_OK
+            || sm__api_get_int(r, line, prefix, "qty", true, 1, SM_QTY_MAX,
+                               "bad_quantity", &qty) != SM__API_OK)
+            return false;
+        for (size_t j = 0; j < i; j++) {
+            const char *other = j == 0 ? b->u.hold.sku : b->u.hold.more[j - 1].sku;
+            if (strcmp(other, sku) == 0) {
+                snprintf(field, sizeof field, "%ssku", prefix);
+                sm__api_bad(r, "duplicate_sku", field,
+                            "sku '%s' appears on two lines: put its units on one line", sku);
+                return false;
+            }
+        }
+        if (i == 0)
+            b->u.hold.qty = (uint32_t) qty;
+        else
+            b->u.hold.more[i - 1].qty = (uint32_t) qty;
+    }
+    b->u.hold.more_count = (uint32_t) n - 1;
+    for (size_t i = 0; i < n; i++) {
+        sm_item it;
+        if (!sm__api_need_item(self, r, i == 0 ? b->u.hold.sku : b->u.hold.more[i - 1].sku,
+                               &it))
+            return false;
+    }
+    return true;
+}
+
+/*  409 hold_limit naming the limit a reservation broke.                     */
+static void
+s_hold_limit(sm_http_resp *r, const sm_reserve_refusal *why)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail,
+             "reservation limit '%s' is %u units: this one would make %llu; "
+             "reserve fewer, or wait until a reservation ends", why->limit, why->max,
+             (unsigned long long) why->wanted);
+    sm_json_buf o = { 0 };
+    sm__api_error_begin(&o, "hold_limit", detail);
+    sm_json_kstr(&o, "limit", why->limit);
+    sm_json_kuint(&o, "max", why->max);
+    sm_json_kuint(&o, "wanted", why->wanted);
+    sm__api_error_end(r, 409, &o);
+}
+
+/*  A fresh pickup code none of this stall's open holds has.                */
+static bool
+s_hold_code(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b,
+            uint64_t *device_units, uint64_t *client_units)
+{
+    enum { S_DRAWS = 4, S_TAKEN_MAX = 4096 };
+    char (*taken)[SM_HOLD_CODE_BYTES_MAX + 1] = calloc(S_TAKEN_MAX, sizeof *taken);
+    if (!taken) {
+        sm__api_nomem(r);
+        return false;
+    }
+    size_t ntaken = 0;
+    int rc = sm_reserve_usage(self->ledger, &self->node, b, now_ms, device_units,
+                              client_units, taken, S_TAKEN_MAX, &ntaken);
+    uint8_t rnd[S_DRAWS * SM_RESERVE_CODE_RAND_BYTES];
+    if (rc == 0 && getrandom(rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)
+        rc = SM_EIO;
+    if (rc == 0)
+        rc = sm_reserve_code_pick(rnd, S_DRAWS, (const char (*)[SM_HOLD_CODE_BYTES_MAX + 1]) taken,
+                                  ntaken, b->u.hold.code);
+    free(taken);
+    if (rc == SM_EHOLDCODE)
+        rc = SM_EBUSY;              /* astronomically unlikely: try again */
+    if (rc != 0) {
+        sm__api_ledger_error(r, rc, false);
+        return false;
+    }
+    return true;
+}
 
 /*  A mirror's choice of stall for a hold that names none (or names the
     mirror, which holds nothing): the current member with the most units of
@@ -934,23 +1104,54 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
 {
     sm_core_req *req = &w->req;
     sm_body *b = &req->body;
-    int64_t qty;
     bool has_at;
-    sm_item it;
-    if (!s_sku_qty_in(r, o, s_hold_keys, b->u.hold.sku, sizeof b->u.hold.sku, 1,
-                      &qty)
-        || !s_get_node_id(r, o, "at", false, &has_at, &req->at,
-                          "'at' must be a stall's node id: the 64 hex digits "
-                          "'stallmesh peers' or GET /api/stock's locations show"))
+    if (!sm__api_only(r, o, "", s_hold_keys))
+        return false;
+    bool has_lines = sm_json_get(o, "lines") != NULL;
+    if (has_lines && (sm_json_get(o, "sku") || sm_json_get(o, "qty"))) {
+        sm__api_bad(r, "bad_value", "lines",
+                    "give either 'lines' or 'sku' and 'qty', not both");
+        return false;
+    }
+    if (has_lines) {
+        if (!s_hold_lines_in(self, o, r, b))
+            return false;
+    } else {
+        int64_t qty;
+        sm_item it;
+        if (sm__api_get_str(r, o, "", "sku", true, 1, SM_SKU_BYTES_MAX, b->u.hold.sku,
+                            sizeof b->u.hold.sku) != SM__API_OK
+            || sm__api_get_int(r, o, "", "qty", true, 1, SM_QTY_MAX, "bad_quantity",
+                               &qty) != SM__API_OK)
+            return false;
+        b->u.hold.qty = (uint32_t) qty;
+        /* The catalog check comes after "at": as before, in that order. */
+        (void) it;
+    }
+    char device[SM_HOLD_DEVICE_BYTES_MAX + 1];
+    int got = sm__api_get_str(r, o, "", "device", false, 1, SM_HOLD_DEVICE_BYTES_MAX,
+                              device, sizeof device);
+    if (got == SM__API_ANSWERED)
+        return false;
+    if (!s_get_node_id(r, o, "at", false, &has_at, &req->at,
+                       "'at' must be a stall's node id: the 64 hex digits "
+                       "'stallmesh peers' or GET /api/stock's locations show"))
         return false;
     /* "at" this stall: an ordinary hold.  A mirror holds nothing: it
        forwards every hold, to the stall with the most units unless told. */
     req->forward = has_at && memcmp(req->at.b, self->node.b, SM_KEY_BYTES) != 0;
-    if (self->mirror && !req->forward) {
-        if (!sm__api_need_item(self, r, b->u.hold.sku, &it)
+    if (self->mirror && !req->forward && !b->u.hold.more_count) {
+        sm_item item;
+        if (!sm__api_need_item(self, r, b->u.hold.sku, &item)
             || !s_mirror_pick(self, r, b->u.hold.sku, &req->at))
             return false;
         req->forward = true;
+    }
+    if ((req->forward || self->mirror) && b->u.hold.more_count) {
+        sm__api_bad(r, "bad_value", "at",
+                    "a hold forwarded to another stall has one line (a mirror forwards "
+                    "every hold): reserve several things at the stall that holds them");
+        return false;
     }
     if (req->forward
         && !s_need_member(self, r, &req->at, "at", "unknown_stall",
@@ -958,11 +1159,88 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
                           "no stall of this market has that id: check it with 'stallmesh peers' "
                           "or GET /api/stock's locations"))
         return false;
-    if (!sm__api_need_item(self, r, b->u.hold.sku, &it))
+    sm_item it;
+    if (!has_lines && !sm__api_need_item(self, r, b->u.hold.sku, &it))
         return false;
-    b->u.hold.qty = (uint32_t) qty;
     b->u.hold.expires_ms = now_ms + (uint64_t) self->hold_ttl_s * 1000;
+    /* Tags: who holds what, so the limits can count it (reserve.h). */
+    sm_market m;
+    int rc = sm_ledger_market(self->ledger, &m);
+    if (rc != 0) {
+        sm__api_ledger_error(r, rc, false);
+        return false;
+    }
+    if (got == SM__API_OK) {
+        sm_reserve_tag("device", &m.market, device, b->u.hold.device);
+        b->u.hold.has_device = true;
+    }
+    if (w->client[0]) {
+        sm_reserve_tag("client", &m.market, w->client, b->u.hold.client);
+        b->u.hold.has_client = true;
+    }
+    if (req->forward) {
+        /* A code drawn here: the stall it goes to checks it is free there
+           (and its limits and budget, per shopper) and refuses it if not. */
+        uint8_t rnd[SM_RESERVE_CODE_RAND_BYTES];
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd) {
+            sm__api_ledger_error(r, SM_EIO, false);
+            return false;
+        }
+        sm_reserve_code(rnd, b->u.hold.code);
+        return true;
+    }
+    uint64_t dev = 0, cli = 0;
+    if (!s_hold_code(self, r, now_ms, b, &dev, &cli))
+        return false;
+    sm_reserve_refusal why;
+    if (!w->authorized && sm_reserve_check(&self->hold_limits, b, dev, cli, &why) != 0) {
+        s_hold_limit(r, &why);
+        return false;
+    }
     return true;
+}
+
+void
+sm__api_hold_json(sm_api *self, sm_json_buf *b, const sm_hold *h, bool with_code,
+                  uint64_t now_ms)
+{
+    sm_json_obj_open(b);
+    sm__api_hold_members(self, b, h, with_code, now_ms);
+    sm_json_obj_close(b);
+}
+
+void
+sm__api_hold_members(sm_api *self, sm_json_buf *b, const sm_hold *h, bool with_code,
+                     uint64_t now_ms)
+{
+    static const char *const states[] = { "open", "sold", "expired", "cancelled" };
+    int ended = h->ended >= 0 && h->ended <= 3 ? h->ended : 0;
+    const char *state = states[ended];
+    if (ended == SM_HOLD_OPEN && now_ms >= h->expires_ms)
+        state = "expired";          /* the sweep releases it within a second */
+    sm_json_kentry_id(b, "id", &h->origin, h->seq);
+    sm_json_kstr(b, "state", state);
+    if (with_code && h->code[0])
+        sm_json_kstr(b, "code", h->code);
+    sm_json_key(b, "lines");
+    sm_json_arr_open(b);
+    for (uint32_t i = 0; i < h->line_count && i < SM_HOLD_LINES_MAX; i++) {
+        sm_json_obj_open(b);
+        sm_json_kstr(b, "sku", h->lines[i].sku);
+        sm_json_kuint(b, "qty", h->lines[i].qty);
+        sm_item it;
+        if (sm_ledger_item(self->ledger, h->lines[i].sku, &it) == 0)
+            sm_json_kstr(b, "name", it.name);
+        sm_json_obj_close(b);
+    }
+    sm_json_arr_close(b);
+    sm_json_ktime(b, "expires", h->expires_ms);
+    sm_json_kuint(b, "expires_ms", h->expires_ms);
+    sm_json_kuint(b, "left_s", ended == SM_HOLD_OPEN && h->expires_ms > now_ms
+                                   ? (h->expires_ms - now_ms + 999) / 1000 : 0);
+    sm_json_kid(b, "at", &h->origin);
+    if (h->ended == SM_HOLD_SOLD)
+        sm_json_kentry_id(b, "sale", &h->origin, h->end_seq);
 }
 
 static void
@@ -972,13 +1250,25 @@ s_hold_ok(sm_api *self, s_write *w, sm_http_resp *r)
     const sm_id *at = w->req.forward ? &w->req.at : &self->node;
     if (!w->req.forward)
         s_owner_add(self, w->req.seq, w->client);
+    sm_hold h;
+    memset(&h, 0, sizeof h);
+    h.origin = *at;
+    h.seq = w->req.seq;
+    h.expires_ms = body->u.hold.expires_ms;
+    snprintf(h.code, sizeof h.code, "%s", body->u.hold.code);
+    h.line_count = sm_hold_body_lines(body);
+    for (uint32_t i = 0; i < h.line_count; i++) {
+        const char *sku;
+        sm_hold_body_line(body, i, &sku, &h.lines[i].qty);
+        snprintf(h.lines[i].sku, sizeof h.lines[i].sku, "%s", sku);
+    }
     sm_json_buf b = { 0 };
     sm_json_obj_open(&b);
-    sm_json_kentry_id(&b, "id", at, w->req.seq);
+    sm__api_hold_members(self, &b, &h, true, w->now_ms);
+    /* The one-line form's members, as before reservations had lines. */
     sm_json_kstr(&b, "sku", body->u.hold.sku);
     sm_json_kuint(&b, "qty", body->u.hold.qty);
     sm_json_ktime(&b, "expires_at", body->u.hold.expires_ms);
-    sm_json_kid(&b, "at", at);
     sm_json_obj_close(&b);
     sm__api_take(r, 201, &b);
 }
@@ -1067,6 +1357,39 @@ static const s_kind s_release = {
     SM_KIND_RELEASE, NULL, s_release_ok, NULL, NULL, true
 };
 
+/*  The "device" of a request's query (DELETE /api/holds/<id>?device=...):
+    1 and its tag in tag[] when given, 0 when not, -1 when it is longer than
+    SM_HOLD_DEVICE_BYTES_MAX (answered 400).                                */
+static int
+s_query_device(sm_api *self, const sm_http_req *req, sm_http_resp *r,
+               uint8_t tag[SM_HOLD_TAG_BYTES])
+{
+    const char *q = req->query ? req->query : "";
+    for (size_t guard = 0; *q && guard < 64; guard++) {
+        size_t n = strcspn(q, "&");
+        if (n > 7 && memcmp(q, "device=", 7) == 0) {
+            char dev[SM_HOLD_DEVICE_BYTES_MAX + 1];
+            size_t len = n - 7;
+            if (len > SM_HOLD_DEVICE_BYTES_MAX) {
+                sm__api_bad(r, "bad_value", "device", "'device' is at most %u bytes",
+                            SM_HOLD_DEVICE_BYTES_MAX);
+                return -1;
+            }
+            memcpy(dev, q + 7, len);
+            dev[len] = '\0';
+            sm_market m;
+            if (sm_ledger_market(self->ledger, &m) != 0)
+                return 0;
+            sm_reserve_tag("device", &m.market, dev, tag);
+            return 1;
+        }
+        q += n;
+        if (*q == '&')
+            q++;
+    }
+    return 0;
+}
+
 int
 sm__api_delete_hold(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                     sm_http_resp *r, sm_core_req **write)
@@ -1083,10 +1406,19 @@ sm__api_delete_hold(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     bool mine = memcmp(origin.b, self->node.b, SM_KEY_BYTES) == 0;
     if (!req->authorized) {
         const sm__api_owner *o = s_owner_find(self, seq);
-        if (!mine || !o || strncmp(o->client, req->client ? req->client : "",
-                                   SM__API_CLIENT_BYTES - 1) != 0) {
+        bool allowed = mine && o && strncmp(o->client, req->client ? req->client : "",
+                                            SM__API_CLIENT_BYTES - 1) == 0;
+        uint8_t tag[SM_HOLD_TAG_BYTES];
+        int dev = s_query_device(self, req, r, tag);
+        if (dev < 0)
+            return SM_API_DONE;
+        sm_hold h;
+        if (!allowed && mine && dev == 1
+            && sm_ledger_hold(self->ledger, &self->node, seq, &h) == 0)
+            allowed = h.has_device && memcmp(h.device, tag, SM_HOLD_TAG_BYTES) == 0;
+        if (!allowed) {
             sm__api_error(r, 401, "unauthorized",
-                          "cancel a hold from the device that made it, "
+                          "cancel a hold from the device that made it (?device=), "
                           "or send 'Authorization: Bearer <api-token>'", NULL);
             return SM_API_DONE;
         }

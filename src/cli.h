@@ -68,6 +68,7 @@ int sm__cmd_stock(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sell(sm__cli *cli, int argc, char **argv);
 int sm__cmd_return(sm__cli *cli, int argc, char **argv);
 int sm__cmd_hold(sm__cli *cli, int argc, char **argv);
+int sm__cmd_holds(sm__cli *cli, int argc, char **argv);
 int sm__cmd_sales(sm__cli *cli, int argc, char **argv);
 int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);

@@ -1,6 +1,6 @@
 /*  The commands that talk to a running node through its JSON API (README
     "HTTP API"): item add, stock (list, add, adjust, move), sell, return,
-    hold, sales, status and peers.
+    hold, holds, sales, status and peers.
 
     They never open the store: the running node is its only writer, and
     these commands are its clients, as the till and the phones are.  Each
@@ -42,12 +42,15 @@ static const char s_stock_adjust_usage[] =
 static const char s_stock_move_usage[] = "stock move SKU QTY --to NODE_ID [--json]";
 static const char s_sell_usage[] =
     "sell SKU[:QTY[:PRICE]]... [--source SOURCE] [--payment PAYMENT]\n"
-    "       [--external-id ID] [--hold HOLD_ID] [--json]";
+    "       [--external-id ID] [--hold HOLD_ID] [--json]\n"
+    "       stallmesh sell --hold HOLD_ID [--source SOURCE] [--payment PAYMENT] [--json]";
 static const char s_return_usage[] =
     "return SALE_ID SKU[:QTY]... --reason TEXT [--json]";
 static const char s_hold_usage[] =
     "hold SKU [QTY] [--at NODE_ID] [--json]\n"
+    "       stallmesh hold SKU[:QTY]... [--device ID] [--json]\n"
     "       stallmesh hold --release HOLD_ID [--json]";
+static const char s_holds_usage[] = "holds [--code CODE] [--json]";
 static const char s_sales_usage[] = "sales [--since SEQ] [--limit N] [--json]";
 static const char s_status_usage[] = "status [--json]";
 static const char s_peers_usage[] = "peers [--json]";
@@ -57,7 +60,7 @@ enum {
     OPT_NODE = 0x200, OPT_NAME, OPT_PRICE, OPT_CURRENCY, OPT_REASON, OPT_SOURCE,
     OPT_PAYMENT, OPT_EXTERNAL_ID, OPT_HOLD, OPT_RELEASE, OPT_SINCE, OPT_LIMIT,
     OPT_TO,
-    OPT_AT,
+    OPT_AT, OPT_DEVICE, OPT_CODE,
 };
 #define S_OPT_NODE { "node", required_argument, NULL, OPT_NODE }
 #define S_OPT_END  { NULL, 0, NULL, 0 }
@@ -76,6 +79,8 @@ typedef struct {
     const char *release;
     const char *to;            /* a node id, 64 hex digits */
     const char *at;            /* the same, for a hold at another stall */
+    const char *device;        /* a reservation's device id */
+    const char *code;          /* a pickup code to find */
     int64_t price;             /* -1 = not given */
     int64_t since;             /* -1 = not given */
     int64_t limit;             /* -1 = not given */
@@ -284,6 +289,19 @@ s_opt(int opt, const char *arg, void *ctx)
         if (!s_parse_int(arg, 1, SM_SALES_PAGE_MAX, &o->limit))
             return sm__cli_usage_error(o->usage, "invalid --limit '%s': give 1 to %u",
                                        arg, SM_SALES_PAGE_MAX);
+        break;
+    case OPT_DEVICE:
+        if (!sm__cli_text_ok(arg, SM_HOLD_DEVICE_BYTES_MAX))
+            return sm__cli_usage_error(o->usage, "invalid --device: give 1 to %u bytes "
+                                       "of text", SM_HOLD_DEVICE_BYTES_MAX);
+        o->device = arg;
+        break;
+    case OPT_CODE:
+        if (strlen(arg) < 1 || strlen(arg) > 16 || strspn(arg, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                             "abcdefghijklmnopqrstuvwxyz") != strlen(arg))
+            return sm__cli_usage_error(o->usage, "invalid --code '%.20s': give the 6 "
+                                       "letters and digits the shopper's phone shows", arg);
+        o->code = arg;
         break;
     case OPT_TO:
     case OPT_AT: {
@@ -1277,15 +1295,20 @@ sm__cmd_sell(sm__cli *cli, int argc, char **argv)
 
     if (!s_parse(&c, cli, argc, argv, s_sell_usage, opts, &status))
         goto done;
-    status = s_lines(&c, c.first, true, &lines);
-    if (status != 0)
-        goto done;
+    /* With --hold and no lines: the hold's own lines (a reservation sold
+       as it is, at catalog prices). */
+    if (!(c.o.hold != NULL && c.argc == c.first)) {
+        status = s_lines(&c, c.first, true, &lines);
+        if (status != 0)
+            goto done;
+    }
     status = s_connect(&c, true);
     if (status != SM__EXIT_OK)
         goto done;
 
     sm__json *body = sm__json_object();
-    sm__json_set(body, "lines", lines);
+    if (lines != NULL)
+        sm__json_set(body, "lines", lines);
     lines = NULL;
     sm__json_set_str(body, "source", c.o.source != NULL ? c.o.source : "in_person");
     sm__json_set_str(body, "payment", c.o.payment != NULL ? c.o.payment : "card");
@@ -1376,7 +1399,73 @@ done:
     return status;
 }
 
-/* ---- hold -------------------------------------------------------------- */
+/* ---- hold, holds ------------------------------------------------------- */
+
+/*  A hold's lines as " 2 x jam, 1 x tea".                                  */
+static void
+s_hold_lines(const sm__json *lines)
+{
+    for (size_t i = 0; i < sm__json_size(lines); i++) {
+        const sm__json *l = sm__json_at(lines, i);
+        int64_t qty = 0;
+        const char *sku = sm__json_get_str(l, "sku");
+        sm__json_get_int(l, "qty", &qty);
+        printf("%s %" PRId64 " x ", i ? "," : "", qty);
+        s_put_text(stdout, sku != NULL ? sku : "?");
+    }
+}
+
+/*  `holds`: this stall's open holds (GET /api/holds?open=1, the token),
+    one a line: code, id, time left and lines; --code finds one.            */
+int
+sm__cmd_holds(sm__cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        S_OPT_NODE,
+        { "code", required_argument, NULL, OPT_CODE },
+        S_OPT_END,
+    };
+    s_cmd c;
+    int status;
+    sm__json *answer = NULL;
+    char path[128];
+
+    if (!s_parse(&c, cli, argc, argv, s_holds_usage, opts, &status))
+        goto done;
+    if (c.argc > c.first) {
+        status = sm__cli_usage_error(s_holds_usage, "unexpected argument '%s'",
+                                     c.argv[c.first]);
+        goto done;
+    }
+    status = s_connect(&c, true);
+    if (status != SM__EXIT_OK)
+        goto done;
+    snprintf(path, sizeof path, "/api/holds?open=1%s%s", c.o.code ? "&code=" : "",
+             c.o.code ? c.o.code : "");
+    status = s_call(&c, SM__HTTP_GET, path, NULL, &answer, NULL);
+    if (status != SM__EXIT_OK || answer == NULL || c.json)
+        goto done;
+    const sm__json *holds = sm__json_get(answer, "holds");
+    if (sm__json_size(holds) == 0)
+        puts("no open holds");
+    for (size_t i = 0; i < sm__json_size(holds); i++) {
+        const sm__json *h = sm__json_at(holds, i);
+        const char *code = sm__json_get_str(h, "code");
+        const char *id = sm__json_get_str(h, "id");
+        int64_t left = 0;
+        sm__json_get_int(h, "left_s", &left);
+        s_put_text(stdout, code != NULL ? code : "------");
+        fputc(' ', stdout);
+        s_put_text(stdout, id != NULL ? id : "?");
+        printf(" %" PRId64 ":%02" PRId64 " left:", left / 60, left % 60);
+        s_hold_lines(sm__json_get(h, "lines"));
+        fputc('\n', stdout);
+    }
+done:
+    sm__json_destroy(&answer);
+    s_cmd_end(&c);
+    return status;
+}
 
 int
 sm__cmd_hold(sm__cli *cli, int argc, char **argv)
@@ -1385,6 +1474,7 @@ sm__cmd_hold(sm__cli *cli, int argc, char **argv)
         S_OPT_NODE,
         { "release", required_argument, NULL, OPT_RELEASE },
         { "at", required_argument, NULL, OPT_AT },
+        { "device", required_argument, NULL, OPT_DEVICE },
         S_OPT_END,
     };
     s_cmd c;
@@ -1425,34 +1515,64 @@ sm__cmd_hold(sm__cli *cli, int argc, char **argv)
         status = sm__cli_usage_error(s_hold_usage, "give the SKU to hold");
         goto done;
     }
-    if (nargs > 2) {
-        status = sm__cli_usage_error(s_hold_usage, "unexpected argument '%s'",
-                                     c.argv[c.first + 2]);
+    /* "hold SKU QTY" (one line, as before lines existed), or SKU[:QTY]... */
+    bool one = nargs == 1 || (nargs == 2 && s_all_digits(c.argv[c.first + 1])
+                              && !strchr(c.argv[c.first], ':'));
+    sm__json *lines = NULL;
+    const char *sku = c.argv[c.first];
+    status = 0;
+    if (one) {
+        status = s_check_sku(s_hold_usage, sku);
+        if (status == 0 && nargs == 2)
+            status = s_parse_qty(s_hold_usage, c.argv[c.first + 1], false, &qty);
+        if (status == 0 && strchr(sku, ':') != NULL) {
+            char line_sku[SM_SKU_BYTES_MAX + 1];
+            int64_t price;
+            status = s_parse_line(s_hold_usage, sku, false, line_sku, &qty, &price);
+            one = false;
+        }
+    }
+    if (status == 0 && !one)
+        status = s_lines(&c, c.first, false, &lines);
+    if (status == 0 && !one && c.o.at != NULL) {
+        status = sm__cli_usage_error(s_hold_usage, "--at holds one line: reserve several "
+                                     "things at the stall that holds them");
+    }
+    if (status != 0) {
+        sm__json_destroy(&lines);
         goto done;
     }
-    const char *sku = c.argv[c.first];
-    status = s_check_sku(s_hold_usage, sku);
-    if (status == 0 && nargs == 2)
-        status = s_parse_qty(s_hold_usage, c.argv[c.first + 1], false, &qty);
-    if (status != 0)
-        goto done;
     status = s_connect(&c, false);
-    if (status != SM__EXIT_OK)
+    if (status != SM__EXIT_OK) {
+        sm__json_destroy(&lines);
         goto done;
+    }
 
     sm__json *body = sm__json_object();
-    sm__json_set_str(body, "sku", sku);
-    sm__json_set_int(body, "qty", qty);
+    if (one) {
+        sm__json_set_str(body, "sku", sku);
+        sm__json_set_int(body, "qty", qty);
+    } else {
+        sm__json_set(body, "lines", lines);
+    }
     if (c.o.at != NULL)
         sm__json_set_str(body, "at", c.o.at);
+    if (c.o.device != NULL)
+        sm__json_set_str(body, "device", c.o.device);
     status = s_call(&c, SM__HTTP_POST, "/api/holds", body, &answer, NULL);
     if (status != SM__EXIT_OK || answer == NULL)
         goto done;
     const char *id = sm__json_get_str(answer, "id");
+    const char *code = sm__json_get_str(answer, "code");
     const char *expires = sm__json_get_str(answer, "expires_at");
     fputs("hold ", stdout);
     s_put_text(stdout, id != NULL ? id : "?");
-    printf(": %" PRId64 " of %s", qty, sku);
+    if (code != NULL) {
+        fputs(" code ", stdout);
+        s_put_text(stdout, code);
+    }
+    fputs(":", stdout);
+    s_hold_lines(sm__json_get(answer, "lines"));
     if (expires != NULL) {
         fputs(" until ", stdout);
         s_put_text(stdout, expires);

@@ -329,6 +329,8 @@ s_mesh_opts(const sm_config *cfg, const sm_market *market, const sm_identity *id
     m->units_floor = cfg->units_floor;
     m->units_per_min = cfg->units_per_min;
     m->hold_ttl_s = cfg->hold_ttl_s;
+    m->hold_limits = (sm_reserve_limits) { cfg->hold_max_units, cfg->hold_max_per_sku,
+                                           cfg->hold_per_device, cfg->hold_per_address };
     snprintf(m->listen, sizeof m->listen, "%s", cfg->mesh_listen);
     /* Given (an endpoint, or none: tell peers nothing), else the listen
        endpoint when it names an address. */

@@ -285,6 +285,16 @@ s_pack_bin(msgpack_packer *pk, const uint8_t *b, size_t n)
     return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, b, n);
 }
 
+/*  True when a hold needs the long form [sku, qty, expires_ms, code, more,
+    device, client]: the short form [sku, qty, expires_ms] is canonical for
+    a hold with none of those.                                              */
+static bool
+s_hold_long(const sm_body *b)
+{
+    return b->u.hold.code[0] || b->u.hold.more_count || b->u.hold.has_device
+           || b->u.hold.has_client;
+}
+
 /*  Pack the body array of b's kind (section 4 of proto/log.md); the body
     was checked by sm_entry_check.  Non-zero if the writer ran out of room. */
 static int
@@ -339,12 +349,26 @@ s_pack_body(msgpack_packer *pk, const sm_body *b)
         }
         bad |= s_pack_str(pk, b->u.ret.reason);
         break;
-    case SM_KIND_HOLD:
-        bad |= msgpack_pack_array(pk, 3);
+    case SM_KIND_HOLD: {
+        /* The short form unless the hold has a code, more lines or tags. */
+        bool longer = s_hold_long(b);
+        bad |= msgpack_pack_array(pk, longer ? 7 : 3);
         bad |= s_pack_str(pk, b->u.hold.sku);
         bad |= msgpack_pack_uint64(pk, b->u.hold.qty);
         bad |= msgpack_pack_uint64(pk, b->u.hold.expires_ms);
+        if (!longer)
+            break;
+        bad |= s_pack_str(pk, b->u.hold.code);
+        bad |= msgpack_pack_array(pk, b->u.hold.more_count);
+        for (uint32_t i = 0; i < b->u.hold.more_count; i++) {
+            bad |= msgpack_pack_array(pk, 2);
+            bad |= s_pack_str(pk, b->u.hold.more[i].sku);
+            bad |= msgpack_pack_uint64(pk, b->u.hold.more[i].qty);
+        }
+        bad |= s_pack_bin(pk, b->u.hold.device, b->u.hold.has_device ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_bin(pk, b->u.hold.client, b->u.hold.has_client ? SM_HOLD_TAG_BYTES : 0);
         break;
+    }
     case SM_KIND_RELEASE:
         bad |= msgpack_pack_array(pk, 1);
         bad |= msgpack_pack_uint64(pk, b->u.release.hold_seq);
@@ -524,6 +548,19 @@ s_array(const msgpack_object *o, uint32_t n, const msgpack_object **el)
     return 0;
 }
 
+/*  A hold's tag: a bin of 0 (none) or SM_HOLD_TAG_BYTES bytes.            */
+static int
+s_tag(const msgpack_object *o, uint8_t *dst, bool *present)
+{
+    if (o->type != MSGPACK_OBJECT_BIN
+        || (o->via.bin.size != 0 && o->via.bin.size != SM_HOLD_TAG_BYTES))
+        return SM_EMALFORMED;
+    *present = o->via.bin.size != 0;
+    if (*present)
+        memcpy(dst, o->via.bin.ptr, SM_HOLD_TAG_BYTES);
+    return 0;
+}
+
 /*  Sale lines [[sku, qty, price]...] or return lines [[sku, qty]...].      */
 static int
 s_lines(const msgpack_object *o, sm_line *lines, uint32_t *count, bool priced)
@@ -594,10 +631,32 @@ s_body_from_object(const msgpack_object *o, sm_body *b)
         S_TRY(s_str(&f[2], b->u.ret.reason, SM_REASON_BYTES_MAX, SM_EBODY));
         return 0;
     case SM_KIND_HOLD:
-        S_TRY(s_array(o, 3, &f));
+        /* The short form leaves the long form's fields empty. */
+        b->u.hold.code[0] = '\0';
+        b->u.hold.more_count = 0;
+        b->u.hold.has_device = b->u.hold.has_client = false;
+        memset(b->u.hold.device, 0, sizeof b->u.hold.device);
+        memset(b->u.hold.client, 0, sizeof b->u.hold.client);
+        if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 7)
+            S_TRY(s_array(o, 7, &f));
+        else
+            S_TRY(s_array(o, 3, &f));
         S_TRY(s_str(&f[0], b->u.hold.sku, SM_SKU_BYTES_MAX, SM_EBODY));
         S_TRY(s_qty(&f[1], &b->u.hold.qty));
         S_TRY(s_uint(&f[2], &b->u.hold.expires_ms, SM_EMALFORMED));
+        if (o->via.array.size == 3)
+            return 0;
+        S_TRY(s_str(&f[3], b->u.hold.code, SM_HOLD_CODE_BYTES_MAX, SM_EBODY));
+        if (f[4].type != MSGPACK_OBJECT_ARRAY)
+            return SM_EMALFORMED;
+        if (f[4].via.array.size > SM_HOLD_LINES_MAX - 1)
+            return SM_EBODY;
+        S_TRY(s_lines(&f[4], b->u.hold.more, &b->u.hold.more_count, false));
+        S_TRY(s_tag(&f[5], b->u.hold.device, &b->u.hold.has_device));
+        S_TRY(s_tag(&f[6], b->u.hold.client, &b->u.hold.has_client));
+        /* The long form of a hold the short form holds is not canonical. */
+        if (!s_hold_long(b))
+            return SM_ENONCANON;
         return 0;
     case SM_KIND_RELEASE:
         S_TRY(s_array(o, 1, &f));
@@ -833,7 +892,7 @@ sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
 
 /*  Elements of each type's array, the type included (index: the type).    */
 static const uint32_t s_wire_fields[SM_MSG_TYPE_MAX + 1] = {
-    0, 5, 2, 4, 4, 2, 6, 5, 5, 4, 5
+    0, 5, 2, 4, 4, 2, 6, 5, 5, 7, 5
 };
 
 static const char *const s_wire_names[SM_MSG_TYPE_MAX + 1] = {
@@ -966,7 +1025,8 @@ s_wire_valid(const sm_wire_msg *m)
             return rc;
         if (m->u.hold_ask.qty == 0 || m->u.hold_ask.qty > SM_QTY_MAX)
             return SM_EMALFORMED;
-        return 0;
+        return s_wire_text(m->u.hold_ask.code, sizeof m->u.hold_ask.code, 0,
+                           SM_HOLD_CODE_BYTES_MAX);
     case SM_MSG_HOLD_DONE:
         if (m->u.hold_done.code == 0)
             return s_wire_seq(m->u.hold_done.seq) && m->u.hold_done.expires_ms >= 1
@@ -1057,6 +1117,11 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
         bad |= msgpack_pack_uint64(pk, m->u.hold_ask.req_id);
         bad |= s_pack_str(pk, m->u.hold_ask.sku);
         bad |= msgpack_pack_uint64(pk, m->u.hold_ask.qty);
+        bad |= s_pack_str(pk, m->u.hold_ask.code);
+        bad |= s_pack_bin(pk, m->u.hold_ask.device,
+                          m->u.hold_ask.has_device ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_bin(pk, m->u.hold_ask.client,
+                          m->u.hold_ask.has_client ? SM_HOLD_TAG_BYTES : 0);
         break;
     case SM_MSG_HOLD_DONE:
         bad |= msgpack_pack_uint64(pk, m->u.hold_done.req_id);
@@ -1270,6 +1335,23 @@ s_rd_text(s_reader *r, char *dst, size_t min, size_t max)
     return 0;
 }
 
+/*  A shopper's tag: a bin of 0 (none) or SM_HOLD_TAG_BYTES bytes.         */
+static int
+s_rd_tag(s_reader *r, uint8_t *dst, bool *present)
+{
+    const uint8_t *b;
+    size_t n;
+    int rc = s_rd_bytes(r, false, &b, &n);
+    if (rc != 0)
+        return rc;
+    if (n != 0 && n != SM_HOLD_TAG_BYTES)
+        return SM_EMALFORMED;
+    *present = n != 0;
+    if (n)
+        memcpy(dst, b, n);
+    return 0;
+}
+
 /*  [entry bin, sig bin64]; the entry's bytes are borrowed from the input. */
 static int
 s_rd_signed(s_reader *r, sm_signed *out)
@@ -1407,6 +1489,9 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         if (v == 0 || v > SM_QTY_MAX)
             return SM_EMALFORMED;
         m->u.hold_ask.qty = (uint32_t)v;
+        S_TRY(s_rd_text(r, m->u.hold_ask.code, 0, SM_HOLD_CODE_BYTES_MAX));
+        S_TRY(s_rd_tag(r, m->u.hold_ask.device, &m->u.hold_ask.has_device));
+        S_TRY(s_rd_tag(r, m->u.hold_ask.client, &m->u.hold_ask.has_client));
         return 0;
     case SM_MSG_HOLD_DONE:
         S_TRY(s_rd_uint(r, &m->u.hold_done.req_id));

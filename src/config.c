@@ -83,6 +83,10 @@ static const s_key s_keys[] = {
      1, (uint32_t)(SM_HOLD_TTL_MS_MAX / 1000)},
     {"holds", "per_min", S_U32, offsetof(sm_config, holds_per_min),
      1, SM_HOLDS_PER_MIN_MAX},
+    {"holds", "max_units", S_U32, offsetof(sm_config, hold_max_units), 1, SM_HOLD_LIMIT_MAX},
+    {"holds", "max_per_sku", S_U32, offsetof(sm_config, hold_max_per_sku), 1, SM_HOLD_LIMIT_MAX},
+    {"holds", "per_device", S_U32, offsetof(sm_config, hold_per_device), 1, SM_HOLD_LIMIT_MAX},
+    {"holds", "per_address", S_U32, offsetof(sm_config, hold_per_address), 1, SM_HOLD_LIMIT_MAX},
     {"log", "level", S_LEVEL, 0, 0, 0},
     {"mesh", "listen", S_ENDPOINT, offsetof(sm_config, mesh_listen), 0, 0},
     {"mesh", "advertise", S_ENDPOINT, offsetof(sm_config, mesh_advertise), 0, 0},
@@ -576,6 +580,10 @@ sm_config_defaults(sm_config *cfg)
     cfg->ws_queue_bytes_max = SM_WS_QUEUE_BYTES_MAX;
     cfg->hold_ttl_s = SM_HOLD_TTL_S_DEFAULT;
     cfg->holds_per_min = SM_HOLDS_PER_MIN_MAX;
+    cfg->hold_max_units = SM_HOLD_MAX_UNITS_DEFAULT;
+    cfg->hold_max_per_sku = SM_HOLD_MAX_PER_SKU_DEFAULT;
+    cfg->hold_per_device = SM_HOLD_PER_DEVICE_DEFAULT;
+    cfg->hold_per_address = SM_HOLD_PER_ADDRESS_DEFAULT;
     cfg->units_per_min = SM_UNITS_PER_MIN_DEFAULT;
     cfg->log_level = SM_LOG_INFO;
     snprintf(cfg->mesh_listen, sizeof cfg->mesh_listen, "tcp://0.0.0.0:7400");
@@ -792,6 +800,10 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "[holds]\n"
                     "ttl_s = %u\n"
                     "per_min = %u\n"
+                    "max_units = %u\n"
+                    "max_per_sku = %u\n"
+                    "per_device = %u\n"
+                    "per_address = %u\n"
                     "[log]\n"
                     "level = %s\n"
                     "[mesh]\n"
@@ -811,7 +823,9 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->body_bytes_max, cfg->clients_per_addr_max,
                     cfg->requests_per_addr_max, cfg->headers_timeout_s, cfg->body_timeout_s,
                     cfg->ws_queue_bytes_max, proxies,
-                    cfg->hold_ttl_s, cfg->holds_per_min, levels[cfg->log_level],
+                    cfg->hold_ttl_s, cfg->holds_per_min, cfg->hold_max_units,
+                    cfg->hold_max_per_sku, cfg->hold_per_device, cfg->hold_per_address,
+                    levels[cfg->log_level],
                     cfg->mesh_listen[0] ? cfg->mesh_listen : "none",
                     /* Unset stays unset: a comment, so the text loads back the same. */
                     cfg->mesh_advertise_set ? "advertise = " : "; advertise (unset)",

@@ -22,6 +22,10 @@
         [holds]
         ttl_s = 600                  ; how long a shopper's hold lasts
         per_min = 10                 ; holds one address may make a minute
+        max_units = 5                ; units in one reservation
+        max_per_sku = 2              ; units of one sku in one reservation
+        per_device = 10              ; units one phone holds at once
+        per_address = 10             ; units one address holds at once
         [log]
         level = info                 ; error, warn, info or debug
         [mesh]
@@ -83,6 +87,10 @@ typedef struct {
     uint32_t pair_ttl_s;
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
+    uint32_t hold_max_units;   /* [holds] limits: reserve.h */
+    uint32_t hold_max_per_sku;
+    uint32_t hold_per_device;
+    uint32_t hold_per_address;
     int log_level;             /* sm_log_level */
     /* [mesh] */
     char mesh_listen[SM_ENDPOINT_BYTES_MAX + 1];    /* "" = no listener */

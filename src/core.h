@@ -13,8 +13,8 @@
     thread picks up the answers and the changed state.
 
     What is appended when is decided by the write policy (policy.h), which
-    the core drives with the time: group commit, parking a sale or hold
-    short of units while the peers are asked for them (bounded), a hold
+    the core drives with the time: group commit, parking a sale (never a
+    hold) short of units while the peers are asked for them (bounded), a hold
     forwarded to another stall (sm_core_req.forward: HOLD_ASK, answered
     with its HOLD_DONE or after SM_HOLD_FWD_WAIT_MS), the expired-hold sweep
     once a second, rebalancing, and the own-log gate: until the node's own

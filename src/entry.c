@@ -232,6 +232,20 @@ s_body(const sm_entry *e)
         S_TRY(s_sku(b->u.hold.sku));
         S_TRY(s_qty(b->u.hold.qty));
         S_TRY(s_unix_ms(b->u.hold.expires_ms));
+        S_TRY(s_text(b->u.hold.code, sizeof b->u.hold.code, 0,
+                     SM_HOLD_CODE_BYTES_MAX, SM_EBODY));
+        if (b->u.hold.more_count > SM_HOLD_LINES_MAX - 1)
+            return SM_EBODY;
+        for (uint32_t i = 0; i < b->u.hold.more_count; i++) {
+            const sm_line *l = &b->u.hold.more[i];
+            S_TRY(s_sku(l->sku));
+            S_TRY(s_qty(l->qty));
+            if (l->price != 0 || strcmp(l->sku, b->u.hold.sku) == 0)
+                return SM_EBODY;
+            for (uint32_t j = 0; j < i; j++)
+                if (strcmp(l->sku, b->u.hold.more[j].sku) == 0)
+                    return SM_EBODY;
+        }
         return 0;
     case SM_KIND_RELEASE:
         S_TRY(s_seq(b->u.release.hold_seq, 1));
@@ -341,6 +355,27 @@ s_parse(const char *const *names, size_t count, const char *name)
 }
 
 /*  The name/parse pairs of entry.h: names as the JSON API prints them.     */
+uint32_t
+sm_hold_body_lines(const sm_body *b)
+{
+    assert(b && b->kind == SM_KIND_HOLD);
+    return 1 + b->u.hold.more_count;
+}
+
+void
+sm_hold_body_line(const sm_body *b, uint32_t i, const char **sku, uint32_t *qty)
+{
+    assert(b && b->kind == SM_KIND_HOLD && sku && qty);
+    assert(i <= b->u.hold.more_count && b->u.hold.more_count < SM_HOLD_LINES_MAX);
+    if (i == 0) {
+        *sku = b->u.hold.sku;
+        *qty = b->u.hold.qty;
+    } else {
+        *sku = b->u.hold.more[i - 1].sku;
+        *qty = b->u.hold.more[i - 1].qty;
+    }
+}
+
 const char *
 sm_kind_name(sm_kind kind)
 {

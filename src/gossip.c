@@ -56,6 +56,7 @@
 #include "gossip.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,27 @@ typedef struct {
     uint32_t hold_asks;        /* HOLD_ASKs served in that minute (kept across sessions) */
 } s_peer;
 
+/*  The budget of one shopper's forwarded holds (HOLD_ASK): counted per
+    shopper tag, not per peer, so many shoppers at one stall do not use up
+    what the next one may ask (proto/mesh.md 4.8).                          */
+typedef struct {
+    uint8_t tag[SM_HOLD_TAG_BYTES + 1]; /* client or device tag; [0] 'c', 'd' or 'p' (peer) */
+    bool used;
+    uint64_t window_ms;        /* the minute its asks are counted in began */
+    uint32_t asks;
+} s_shopper;
+
+/*  A HOLD_ASK this node answered: a second delivery of it (the same asker
+    and wire id, e.g. sent again after a reconnect) gets the same answer and
+    appends nothing.                                                         */
+typedef struct {
+    bool used;
+    sm_id asker;
+    uint64_t req_id;           /* the asker's wire id */
+    int code;                  /* the HOLD_DONE sent: 0 or the refusal */
+    uint64_t seq, expires_ms;
+} s_hold_answer;
+
 typedef struct {
     bool used;
     bool recorded;             /* the ledger holds it (or stops the origin earlier) */
@@ -192,6 +214,10 @@ struct sm_gossip {
     uint32_t units_per_min;    /* a member's budget of units given on its asks */
     uint64_t heads_interval_ms;
     uint64_t hold_ttl_ms;      /* a hold asked by a peer expires this long after */
+    sm_reserve_limits hold_limits; /* what a forwarded hold may take */
+    s_shopper *shoppers;       /* [SM_HOLD_ASK_SHOPPERS_MAX] forwarded holds' budgets */
+    s_hold_answer *hold_answers; /* [SM_HOLD_ASK_ANSWERS_MAX] a ring, oldest overwritten */
+    uint32_t hold_answer_next;
 
     sm_id origins[SM_MEMBERS_MAX];
     uint32_t origin_count;
@@ -1922,14 +1948,143 @@ s_hold_done_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t
     s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
 }
 
-/*  HOLD_ASK [req_id, sku, qty] from p: hold the units here, on this node's
-    own log, for p's shopper (who picks them up here), and answer HOLD_DONE
-    with the hold's seq and expiry, or the refusal.  The hold entry is
-    pushed before the answer, on the same connection; both leave only after
-    the round's commit (the durability rule).  Bounded: a peer whose queue
-    is full gets nothing (as UNITS_ASK); past SM_HOLD_ASKS_PER_MIN asks of
-    one peer in a minute the answer is SM_EBUSY, nothing appended.  The
-    engine keeps no state for an ask it answered, so none is ever open.   */
+/*  Take one forwarded hold from the budget of the shopper `m` carries (its
+    client tag, else its device tag, else the asking peer): true if within
+    SM_HOLD_ASKS_PER_SHOPPER_MIN this minute.  The table is bounded; the
+    shopper least recently counted makes room (a minute idle, it had a
+    fresh budget anyway).                                                   */
+static bool
+s_shopper_take(sm_gossip *self, const s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    uint8_t key[SM_HOLD_TAG_BYTES + 1];
+    if (m->u.hold_ask.has_client) {
+        key[0] = 'c';
+        memcpy(key + 1, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
+    } else if (m->u.hold_ask.has_device) {
+        key[0] = 'd';
+        memcpy(key + 1, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
+    } else {
+        key[0] = 'p';
+        memcpy(key + 1, p->pub.node.b, SM_HOLD_TAG_BYTES);
+    }
+    s_shopper *slot = NULL, *oldest = NULL;
+    for (uint32_t i = 0; i < SM_HOLD_ASK_SHOPPERS_MAX && !slot; i++) {
+        s_shopper *s = &self->shoppers[i];
+        if (s->used && memcmp(s->tag, key, sizeof key) == 0)
+            slot = s;
+        else if (!oldest || !s->used || (oldest->used && s->window_ms < oldest->window_ms))
+            oldest = s;
+    }
+    if (!slot) {
+        slot = oldest;
+        memcpy(slot->tag, key, sizeof key);
+        slot->used = true;
+        slot->window_ms = now_ms;
+        slot->asks = 0;
+    }
+    if (now_ms < slot->window_ms || now_ms - slot->window_ms >= 60000u) {
+        slot->window_ms = now_ms;
+        slot->asks = 0;
+    }
+    if (slot->asks >= SM_HOLD_ASKS_PER_SHOPPER_MIN)
+        return false;
+    slot->asks++;
+    return true;
+}
+
+/*  The answer this node gave to `asker`'s HOLD_ASK `req_id`, or NULL.      */
+static s_hold_answer *
+s_hold_answer_find(sm_gossip *self, const sm_id *asker, uint64_t req_id)
+{
+    for (uint32_t i = 0; i < SM_HOLD_ASK_ANSWERS_MAX; i++) {
+        s_hold_answer *a = &self->hold_answers[i];
+        if (a->used && a->req_id == req_id && s_id_eq(&a->asker, asker))
+            return a;
+    }
+    return NULL;
+}
+
+/*  Answer p's HOLD_ASK `req_id` and remember the answer (the oldest
+    remembered makes room).                                                 */
+static void
+s_hold_answer_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t seq,
+              uint64_t expires_ms)
+{
+    s_hold_answer *a = &self->hold_answers[self->hold_answer_next];
+    self->hold_answer_next = (self->hold_answer_next + 1) % SM_HOLD_ASK_ANSWERS_MAX;
+    a->used = true;
+    a->asker = p->pub.node;
+    a->req_id = req_id;
+    a->code = code;
+    a->seq = seq;
+    a->expires_ms = expires_ms;
+    s_hold_done_send(self, p, req_id, code, seq, expires_ms);
+}
+
+typedef struct {
+    const sm_wire_msg *m;
+    bool found;
+    uint64_t seq, expires_ms;
+} s_same_hold;
+
+static int
+s_same_hold_each(const sm_hold *h, void *arg)
+{
+    s_same_hold *x = arg;
+    const sm_wire_msg *m = x->m;
+    if (strcmp(h->code, m->u.hold_ask.code) != 0)
+        return 0;
+    /* The code is unique among open holds: this one or none. */
+    if (h->line_count == 1 && strcmp(h->sku, m->u.hold_ask.sku) == 0
+        && h->qty == m->u.hold_ask.qty
+        && h->has_device == m->u.hold_ask.has_device
+        && h->has_client == m->u.hold_ask.has_client
+        && (!h->has_device || memcmp(h->device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES) == 0)
+        && (!h->has_client || memcmp(h->client, m->u.hold_ask.client, SM_HOLD_TAG_BYTES) == 0)) {
+        x->found = true;
+        x->seq = h->seq;
+        x->expires_ms = h->expires_ms;
+    }
+    return 1;
+}
+
+/*  The open hold on this node's log that `m` (a HOLD_ASK with a pickup
+    code) already made: the same code, line and shopper.  A HOLD_ASK sent
+    again after this node forgot its answer (a restart) finds it here.
+    0 (*found says whether), or a store error.                              */
+static int
+s_same_hold_find(sm_gossip *self, const sm_wire_msg *m, bool *found, uint64_t *seq,
+                 uint64_t *expires_ms)
+{
+    s_same_hold x = { .m = m };
+    *found = false;
+    if (!m->u.hold_ask.code[0])
+        return 0;
+    int rc = sm_ledger_holds_each(self->ledger, &self->self, s_same_hold_each, &x);
+    if (rc < 0)
+        return rc;
+    *found = x.found;
+    *seq = x.seq;
+    *expires_ms = x.expires_ms;
+    return 0;
+}
+
+/*  HOLD_ASK [req_id, sku, qty, code, device, client] from p: hold the units
+    here, on this node's own log, for p's shopper (who picks them up here),
+    with the code the asker drew and the shopper's tags, and answer
+    HOLD_DONE with the hold's seq and expiry, or the refusal.  The hold
+    entry is pushed before the answer, on the same connection; both leave
+    only after the round's commit (the durability rule).  Bounded: a peer
+    whose queue is full gets nothing (as UNITS_ASK); past
+    SM_HOLD_ASKS_PER_SHOPPER_MIN asks for one shopper in a minute, or
+    SM_HOLD_ASKS_PER_MIN of one peer (a flood guard), the answer is
+    SM_EBUSY, nothing appended; the [holds] limits apply as to a phone
+    here (SM_EHOLDLIMIT).  A hold never asks other stalls for units.
+    Idempotent: an ask delivered again (the same asker and req_id, e.g.
+    after a reconnect) is answered as the first time, from the answers
+    remembered (SM_HOLD_ASK_ANSWERS_MAX) or, for an ask with a pickup code,
+    from the open hold it made (after a restart); it appends nothing and
+    takes no budget.  No ask is ever left open.                             */
 static int
 s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
@@ -1939,14 +2094,31 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     }
     self->stats.messages_received++;
     const uint64_t req_id = m->u.hold_ask.req_id;
+    const s_hold_answer *again = s_hold_answer_find(self, &p->pub.node, req_id);
+    if (again) {
+        sm_log_debug("mesh: hold ask delivered again: the first answer stands");
+        s_hold_done_send(self, p, req_id, again->code, again->seq, again->expires_ms);
+        return 0;
+    }
+    bool made;
+    uint64_t made_seq = 0, made_expires_ms = 0;
+    int frc = s_same_hold_find(self, m, &made, &made_seq, &made_expires_ms);
+    if (s_fatal(frc))
+        return frc;
+    if (frc == 0 && made) {
+        sm_log_debug("mesh: hold ask delivered again: its hold %llu stands",
+                     (unsigned long long) made_seq);
+        s_hold_answer_send(self, p, req_id, 0, made_seq, made_expires_ms);
+        return 0;
+    }
     if (now_ms < p->hold_window_ms || now_ms - p->hold_window_ms >= 60000u) {
         p->hold_window_ms = now_ms;
         p->hold_asks = 0;
     }
-    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN) {
-        sm_log_debug("mesh: hold ask refused: over %u a minute from one peer",
-                     SM_HOLD_ASKS_PER_MIN);
-        s_hold_done_send(self, p, req_id, SM_EBUSY, 0, 0);
+    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN || !s_shopper_take(self, p, m, now_ms)) {
+        sm_log_debug("mesh: hold ask refused: over %u a minute for one shopper (or %u from one peer)",
+                     SM_HOLD_ASKS_PER_SHOPPER_MIN, SM_HOLD_ASKS_PER_MIN);
+        s_hold_answer_send(self, p, req_id, SM_EBUSY, 0, 0);
         return 0;
     }
     p->hold_asks++;
@@ -1960,7 +2132,18 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         memcpy(hold.u.hold.sku, m->u.hold_ask.sku, sizeof hold.u.hold.sku);
         hold.u.hold.qty = m->u.hold_ask.qty;
         hold.u.hold.expires_ms = expires_ms;
-        rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
+        memcpy(hold.u.hold.code, m->u.hold_ask.code, sizeof hold.u.hold.code);
+        hold.u.hold.has_device = m->u.hold_ask.has_device;
+        hold.u.hold.has_client = m->u.hold_ask.has_client;
+        memcpy(hold.u.hold.device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
+        memcpy(hold.u.hold.client, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
+        sm_reserve_refusal why;
+        rc = sm_reserve_admit(self->ledger, &self->self, &self->hold_limits, &hold,
+                              now_ms, &why);
+        if (rc == SM_EHOLDLIMIT)
+            sm_log_debug("mesh: forwarded hold over the '%s' limit (%u)", why.limit, why.max);
+        if (rc == 0)
+            rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
     }
     if (s_fatal(rc))
         return rc;
@@ -1968,7 +2151,7 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         s_push_origin(self, self->self_oi);
     else
         sm_log_debug("mesh: hold ask not served: %s", sm_strerror(rc));
-    s_hold_done_send(self, p, req_id, rc, seq, expires_ms);
+    s_hold_answer_send(self, p, req_id, rc, seq, expires_ms);
     return 0;
 }
 
@@ -2051,7 +2234,9 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
         goto fail;
     }
     self->run_bytes = malloc(SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX);
-    if (!self->run_bytes) {
+    self->shoppers = calloc(SM_HOLD_ASK_SHOPPERS_MAX, sizeof *self->shoppers);
+    self->hold_answers = calloc(SM_HOLD_ASK_ANSWERS_MAX, sizeof *self->hold_answers);
+    if (!self->run_bytes || !self->shoppers || !self->hold_answers) {
         rc = SM_ENOMEM;
         goto fail;
     }
@@ -2064,6 +2249,7 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
                                               : SM_UNITS_PER_MIN_DEFAULT;
     self->hold_ttl_ms = (uint64_t) (opts->hold_ttl_s ? opts->hold_ttl_s
                                                      : SM_HOLD_TTL_S_DEFAULT) * 1000u;
+    self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
     self->heads_interval_ms = opts->heads_interval_ms ? opts->heads_interval_ms
                                                       : SM_HEADS_INTERVAL_MS;
     self->self_oi = (uint32_t) s_origin(self, &self->self, true);
@@ -2082,6 +2268,8 @@ fail:
         for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
             s_fork_free(&self->forks[i]);
         free(self->run_bytes);
+        free(self->shoppers);
+        free(self->hold_answers);
         free(self);
     }
     if (err)
@@ -2108,6 +2296,8 @@ sm_gossip_destroy(sm_gossip **self_p)
     for (uint32_t i = 0; i < SM_FORK_EVIDENCE_MAX; i++)
         s_fork_free(&self->forks[i]);
     free(self->run_bytes);
+    free(self->shoppers);
+    free(self->hold_answers);
     free(self);
     *self_p = NULL;
 }
@@ -2426,6 +2616,25 @@ sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at, const char
                    uint32_t qty, uint64_t now_ms)
 {
     assert(self && at && sku);
+    sm_body hold;
+    memset(&hold, 0, sizeof hold);
+    hold.kind = SM_KIND_HOLD;
+    if (strnlen(sku, SM_SKU_BYTES_MAX + 1) > SM_SKU_BYTES_MAX)
+        return SM_EINVAL;
+    snprintf(hold.u.hold.sku, sizeof hold.u.hold.sku, "%s", sku);
+    hold.u.hold.qty = qty;
+    return sm_gossip_ask_hold_for(self, req_id, at, &hold, now_ms);
+}
+
+int
+sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                       const sm_body *hold, uint64_t now_ms)
+{
+    assert(self && at && hold && hold->kind == SM_KIND_HOLD);
+    const char *sku = hold->u.hold.sku;
+    uint32_t qty = hold->u.hold.qty;
+    if (hold->u.hold.more_count)
+        return SM_EINVAL;           /* a forwarded hold has one line */
     s_enter(self);
     size_t sku_len = strnlen(sku, SM_SKU_BYTES_MAX + 1);
     if (sku_len == 0 || sku_len > SM_SKU_BYTES_MAX || qty == 0 || qty > SM_QTY_MAX
@@ -2449,6 +2658,11 @@ sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at, const char
     msg.u.hold_ask.req_id = wire_id;
     memcpy(msg.u.hold_ask.sku, sku, sku_len);
     msg.u.hold_ask.qty = qty;
+    snprintf(msg.u.hold_ask.code, sizeof msg.u.hold_ask.code, "%s", hold->u.hold.code);
+    msg.u.hold_ask.has_device = hold->u.hold.has_device;
+    msg.u.hold_ask.has_client = hold->u.hold.has_client;
+    memcpy(msg.u.hold_ask.device, hold->u.hold.device, SM_HOLD_TAG_BYTES);
+    memcpy(msg.u.hold_ask.client, hold->u.hold.client, SM_HOLD_TAG_BYTES);
     s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
     self->wire_id_last = wire_id;
     memset(h, 0, sizeof *h);

@@ -90,6 +90,7 @@
 #include <stdint.h>
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
+#include "reserve.h"
 #include "wire.h"
 
 typedef struct {
@@ -102,6 +103,7 @@ typedef struct {
     uint64_t heads_interval_ms; /* 0 = SM_HEADS_INTERVAL_MS */
     uint32_t hold_ttl_s;       /* a hold a peer asks for (HOLD_ASK) lasts this
                                   long; 0 = SM_HOLD_TTL_S_DEFAULT */
+    sm_reserve_limits hold_limits; /* what a forwarded hold may take (reserve.h) */
 } sm_gossip_opts;
 
 typedef struct {
@@ -212,6 +214,10 @@ void sm_gossip_ask_done(sm_gossip *self, uint64_t req_id);
     exist at `at`, and expires there).                                       */
 int sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at,
                        const char *sku, uint32_t qty, uint64_t now_ms);
+/*  As sm_gossip_ask_hold for a one-line hold body, carrying its pickup code
+    and its shopper's tags (the answerer budgets and limits per shopper).   */
+int sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                           const sm_body *hold, uint64_t now_ms);
 bool sm_gossip_hold_result(sm_gossip *self, uint64_t req_id, int *code,
                            uint64_t *seq, uint64_t *expires_ms);
 void sm_gossip_hold_forget(sm_gossip *self, uint64_t req_id);

@@ -328,6 +328,18 @@ s_hold_export(const sm_id *origin, uint64_t seq, const sm__hold_rec *r,
     sm__strfill(out->sku, sizeof out->sku, r->sku);
     out->qty = (uint32_t) r->qty;
     out->expires_ms = r->expires_ms;
+    sm__strfill(out->code, sizeof out->code, r->code);
+    out->line_count = 1 + r->more_count;
+    sm__strfill(out->lines[0].sku, sizeof out->lines[0].sku, r->sku);
+    out->lines[0].qty = (uint32_t) r->qty;
+    for (uint32_t i = 0; i < r->more_count; i++) {
+        sm__strfill(out->lines[i + 1].sku, sizeof out->lines[i + 1].sku, r->more[i].sku);
+        out->lines[i + 1].qty = (uint32_t) r->more[i].qty;
+    }
+    out->has_device = (r->tags & SM__HOLD_TAG_DEVICE) != 0;
+    out->has_client = (r->tags & SM__HOLD_TAG_CLIENT) != 0;
+    memcpy(out->device, r->device, SM_HOLD_TAG_BYTES);
+    memcpy(out->client, r->client, SM_HOLD_TAG_BYTES);
 }
 
 int
@@ -347,6 +359,35 @@ sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_hold *out)
     return rc;
 }
 
+int
+sm_ledger_hold_find(sm_ledger *self, const sm_id *origin, uint64_t seq,
+                    sm_hold *out)
+{
+    assert(self && origin && out);
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm__hold_rec r;
+    sm__holdend_rec end;
+    if ((rc = sm__hold_get(txn, origin, seq, &r)) == 0) {
+        s_hold_export(origin, seq, &r, out);
+        out->ended = SM_HOLD_OPEN;
+    } else if (rc == SM_ENOHOLD) {
+        rc = sm__holdend_get(txn, origin, seq, &end);
+        if (rc == 0) {
+            memset(out, 0, sizeof *out);
+            out->origin = *origin;
+            out->seq = seq;
+            out->expires_ms = end.expires_ms;
+            out->ended = (int) end.how;
+            out->end_seq = end.end_seq;
+        }
+    }
+    sm_txn_abort(&txn);
+    return rc;
+}
+
 typedef struct {
     sm_hold_fn cb;
     void *arg;
@@ -358,9 +399,8 @@ s_holds_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
     (void) txn;
     s_holds *it = arg;
     sm__hold_rec r;
-    if (k->len != SM__OSKEY_BYTES || v->len != sizeof r)
+    if (k->len != SM__OSKEY_BYTES || sm__hold_read(v->data, v->len, &r) != 0)
         return SM_ECORRUPT;
-    memcpy(&r, v->data, sizeof r);
     sm_id origin;
     memcpy(origin.b, k->data, SM_KEY_BYTES);
     sm_hold h;
@@ -428,7 +468,8 @@ sm_ledger_digest(sm_ledger *self, sm_hash *out)
 {
     assert(self && out);
     static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS };
+                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
+                                 SM_DB_HOLDENDS };
     int rc = 0;
     sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)

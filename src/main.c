@@ -119,13 +119,21 @@ static const char s_help[] =
 "      in_person (default), livestream, online, preview. PAYMENT: card\n"
 "      (default), cash, qr, offline_card, other. A repeated --external-id\n"
 "      returns the first sale instead of selling twice.\n"
+"  sell --hold HOLD_ID [--source SOURCE] [--payment PAYMENT] [--json]\n"
+"      Sell every line of a hold, once (a second sale: hold_sold).\n"
 "  return SALE_ID SKU[:QTY]... --reason TEXT [--json]\n"
 "      Return units of a sale (QTY 1 unless given).\n"
 "  hold SKU [QTY] [--at NODE_ID] [--json]\n"
-"      Hold QTY (default 1) units for a while; prints the hold id.  --at: the\n"
-"      units another stall holds, held there (its till sells with the id).\n"
+"      Hold QTY (default 1) units for a while; prints the hold id and its\n"
+"      pickup code.  --at: the units another stall holds, held there (its\n"
+"      till sells with the id).\n"
+"  hold SKU[:QTY]... [--device ID] [--json]\n"
+"      Reserve several lines at once, all held or none (QTY 1 unless given).\n"
+"      --device: the phone's id, which may then cancel it.\n"
 "  hold --release HOLD_ID [--json]\n"
 "      Release a hold.\n"
+"  holds [--code CODE] [--json]\n"
+"      This stall's open holds: code, id, time left, lines; --code finds one.\n"
 "  sales [--since SEQ] [--limit N] [--json]\n"
 "      This stall's sales, oldest first: after seq SEQ, at most N (100).\n"
 "  status [--json]\n"
@@ -186,6 +194,7 @@ static const s_command s_commands[] = {
     { "sell", sm__cmd_sell },
     { "return", sm__cmd_return },
     { "hold", sm__cmd_hold },
+    { "holds", sm__cmd_holds },
     { "sales", sm__cmd_sales },
     { "status", sm__cmd_status },
     { "peers", sm__cmd_peers },

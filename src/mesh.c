@@ -508,7 +508,8 @@ sm_mesh_new(void *zctx, const sm_mesh_opts *opts, uint64_t now_ms, int *err)
     sm_gossip_opts gopts = { .ledger = opts->ledger, .self = opts->identity.pub,
                              .units_floor = opts->units_floor,
                              .units_per_min = opts->units_per_min,
-                             .hold_ttl_s = opts->hold_ttl_s };
+                             .hold_ttl_s = opts->hold_ttl_s,
+                             .hold_limits = opts->hold_limits };
     snprintf(gopts.endpoint, sizeof gopts.endpoint, "%s", opts->advertise);
     if (!(self->gossip = sm_gossip_new(&gopts, err)))
         goto fail;

@@ -58,6 +58,7 @@ typedef struct {
     uint32_t units_floor;
     uint32_t units_per_min;     /* a member's units by asking a minute; 0 = default */
     uint32_t hold_ttl_s;        /* holds peers forward here last this long; 0 = default */
+    sm_reserve_limits hold_limits; /* [holds] limits for holds peers forward here */
     uint32_t peer_count;
     sm_mesh_peer_cfg peers[SM_PEERS_MAX];
     sm_discover_opts discover; /* LAN beacon (--discover); off unless enabled */

@@ -3,7 +3,8 @@
     Every write transaction of the node is opened and committed here:
     s_begin opens one, s_commit is the only place one is committed, and it
     states the durability rule once (below).  The parked table holds the
-    writes that wait: a sale or hold short of units (its asks' ids are
+    writes that wait: a sale short of units (a hold never waits for units;
+    its asks' ids are
     first_ask .. first_ask+asks-1) and a forwarded hold (first_ask is its
     HOLD_ASK's id).  Ask ids come from one counter (next_ask), shared with
     rebalancing.                                                              */
@@ -102,11 +103,15 @@ s_lines(const sm_body *b, const char **skus, uint32_t *qtys)
     return n;
 }
 
+/*  Only a till's sale short of units asks the peers for them.  A hold never
+    does: a shopper's reservation must not pull other stalls' units here
+    (two anonymous requests could otherwise gather a whole market's stock
+    at one stall); units another stall holds are reserved there, by
+    forwarding the hold (s_forward).                                        */
 static bool
 s_wants_units(const sm_policy_write *w)
 {
-    return w->rc == SM_ENOSTOCK
-           && (w->body.kind == SM_KIND_SALE || w->body.kind == SM_KIND_HOLD);
+    return w->rc == SM_ENOSTOCK && w->body.kind == SM_KIND_SALE;
 }
 
 /*  Ask the peers for what `w` lacks; true if it was parked.                */
@@ -156,8 +161,10 @@ s_forward(sm_policy *self, sm_policy_write *w, uint64_t now_ms, uint64_t mono_ms
         w->rc = SM_EBUSY;
         return false;
     }
-    int rc = sm_gossip_ask_hold(self->opts.gossip, self->next_ask, &w->at,
-                                w->body.u.hold.sku, w->body.u.hold.qty, now_ms);
+    /* With the hold's pickup code and its shopper's tags: the stall that
+       holds the units budgets and limits per shopper (proto/mesh.md 7.9). */
+    int rc = sm_gossip_ask_hold_for(self->opts.gossip, self->next_ask, &w->at, &w->body,
+                                    now_ms);
     if (rc != 0) {
         w->rc = rc == SM_ENOTFOUND ? SM_EUNREACHABLE : rc;
         return false;

@@ -10,7 +10,7 @@
       and committed once (group commit); each is answered (opts.answer) only
       after the commit, or with its refusal; a failed commit fails every
       write of the batch that had succeeded;
-    - parking: a sale or hold refused for want of units here (SM_ENOSTOCK)
+    - parking: a sale (never a hold) refused for want of units here (SM_ENOSTOCK)
       asks the peers for what it lacks (sm_gossip_ask_units) and waits,
       up to opts.units_wait_ms, for their stock.move; it is retried when the
       units have arrived or the wait is over, and answered then;

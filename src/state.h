@@ -74,11 +74,35 @@ size_t sm__sale_pack(const sm__sale_rec *rec, uint8_t *buf);
 /*  0, or SM_ECORRUPT if buf is not a packed sale.                            */
 int sm__sale_unpack(const uint8_t *buf, size_t len, sm__sale_rec *out);
 
+/*  An open hold.  Its first 88 bytes are the layout of the one-line hold
+    record of earlier stores, which still read (the rest zero).             */
 typedef struct {
-    char sku[SM_SKU_BYTES_MAX + 1 + 7];
+    char sku[SM_SKU_BYTES_MAX + 1 + 7];   /* the first line */
     uint64_t qty;
     uint64_t expires_ms;
+    char code[16];                        /* pickup code, "" = none */
+    uint32_t more_count;                  /* lines after the first */
+    uint32_t tags;                        /* SM__HOLD_TAG_* present */
+    uint8_t device[SM_HOLD_TAG_BYTES];
+    uint8_t client[SM_HOLD_TAG_BYTES];
+    struct { char sku[SM_SKU_BYTES_MAX + 1 + 7]; uint64_t qty; } more[SM_HOLD_LINES_MAX - 1];
 } sm__hold_rec;
+#define SM__HOLD_REC_V1_BYTES 88u
+#define SM__HOLD_TAG_DEVICE 1u
+#define SM__HOLD_TAG_CLIENT 2u
+
+/*  How a hold ended (SM_DB_HOLDENDS): sold, released after its expiry, or
+    released before it (cancelled).  Kept so that a second sale of a hold is
+    told apart from an unknown one (hold_sold, hold_expired).               */
+#define SM__HOLD_SOLD      1u
+#define SM__HOLD_EXPIRED   2u
+#define SM__HOLD_CANCELLED 3u
+typedef struct {
+    uint64_t end_seq;                     /* the sale or release that ended it */
+    uint64_t expires_ms;
+    uint32_t how;                         /* SM__HOLD_* */
+    uint32_t reserved;
+} sm__holdend_rec;
 
 /* Keys. */
 #define SM__OSKEY_BYTES (SM_KEY_BYTES + 8)
@@ -136,5 +160,11 @@ int sm__ledger_scan(sm_txn *txn, sm_db db, const void *prefix, size_t plen,
 int sm__ledger_each(sm_ledger *self, sm_db db, const void *prefix, size_t plen,
                     const void *start, size_t slen, sm__kv_fn each, void *arg);
 int sm__hold_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__hold_rec *out);
+/*  A stored hold record (open) of `len` bytes into *out: 0 or SM_ECORRUPT. */
+int sm__hold_read(const void *data, size_t len, sm__hold_rec *out);
+/*  How an ended hold ended: 0, SM_ENOTFOUND (open or never made), or a
+    store error.                                                              */
+int sm__holdend_get(sm_txn *txn, const sm_id *origin, uint64_t seq,
+                    sm__holdend_rec *out);
 
 #endif

@@ -1582,6 +1582,8 @@ sm_web_new(const sm_web_opts *opts, int *err)
         .ledger = opts->ledger, .node = opts->node, .metrics = opts->metrics,
         .peers = s_core_peers, .peers_arg = opts->core,
         .hold_ttl_s = opts->config->hold_ttl_s, .holds_per_min = opts->config->holds_per_min,
+        .hold_limits = { opts->config->hold_max_units, opts->config->hold_max_per_sku,
+                         opts->config->hold_per_device, opts->config->hold_per_address },
         .mirror = opts->config->mirror,
         .auth = opts->auth, .pair_url = opts->pair_url,
         .report_tz = opts->config->report_tz,

@@ -18,7 +18,7 @@
       UNITS_ASK [6, req_id u, sku str, qty u, asker b32, hops u]
       UNITS_GIVE[7, req_id u, sku str, qty u, asker b32]   qty 0 = none to give
       FORK      [8, origin b32, seq u, [entry bin, sig bin], [entry bin, sig bin]]
-      HOLD_ASK  [9, req_id u, sku str, qty u]
+      HOLD_ASK  [9, req_id u, sku str, qty u, code str, device bin, client bin]
       HOLD_DONE [10, req_id u, refusal u, seq u, expires_ms u]
 
     Rules (both directions; proto/mesh.md section 5 has them all): HELLO
@@ -31,7 +31,9 @@
     every seq 1..SM_SEQ_MAX and every run's last seq too; sku 1..
     SM_SKU_BYTES_MAX bytes; qty <= SM_QTY_MAX (>= 1 in UNITS_ASK); UNITS_ASK
     hops 1..SM_UNITS_HOPS_MAX (UNITS_GIVE has none: hops is 0); FORK's
-    two entries differ; HOLD_ASK qty 1..SM_QTY_MAX; HOLD_DONE refusal 0
+    two entries differ; HOLD_ASK qty 1..SM_QTY_MAX, code 0..
+    SM_HOLD_CODE_BYTES_MAX bytes of text, device and client bins of 0 or
+    SM_HOLD_TAG_BYTES bytes; HOLD_DONE refusal 0
     (held: seq 1..SM_SEQ_MAX of the answerer's log, expires_ms >= 1) or
     1..SM_WIRE_REFUSAL_MAX, an SM_E* code negated (seq and expires_ms 0);
     in sm_wire_msg the refusal is the SM_E* code itself (0 or negative).
@@ -50,7 +52,8 @@
 #include "stallmesh/entry.h"
 #include "stallmesh/limits.h"
 
-#define SM_WIRE_VERSION 2u   /* 2: UNITS_ASK and UNITS_GIVE carry the asker (multi-hop) */
+#define SM_WIRE_VERSION 3u   /* 2: UNITS_ASK and UNITS_GIVE carry the asker (multi-hop);
+                                3: HOLD_ASK carries the shopper (code, device, client) */
 
 typedef enum {
     SM_MSG_HELLO = 1, SM_MSG_HEADS = 2, SM_MSG_WANT = 3, SM_MSG_ENTRIES = 4,
@@ -89,7 +92,11 @@ typedef struct {
                                              this one included; GIVE: 0 */
         struct { sm_id origin; uint64_t seq; sm_signed a, b; } fork;
         struct { uint64_t req_id; char sku[SM_SKU_BYTES_MAX + 1];
-                 uint32_t qty; } hold_ask;
+                 uint32_t qty;
+                 char code[SM_HOLD_CODE_BYTES_MAX + 1]; /* "" = the answerer has none */
+                 bool has_device, has_client;  /* the shopper's tags (reserve.h) */
+                 uint8_t device[SM_HOLD_TAG_BYTES];
+                 uint8_t client[SM_HOLD_TAG_BYTES]; } hold_ask;
         struct { uint64_t req_id;
                  int code;        /* 0 (held) or the refusal, an SM_E* code */
                  uint64_t seq;    /* the hold's seq on the answerer's log */

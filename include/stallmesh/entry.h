@@ -17,6 +17,7 @@
 #ifndef STALLMESH_ENTRY_H
 #define STALLMESH_ENTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "stallmesh/limits.h"
@@ -81,8 +82,17 @@ typedef struct {
         struct { uint64_t sale_seq; /* a sale of the same origin */
                  uint32_t line_count; sm_line lines[SM_SALE_LINES_MAX];
                  char reason[SM_REASON_BYTES_MAX + 1]; } ret;
-        struct { char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty;
-                 uint64_t expires_ms; /* unix ms */ } hold;
+        struct { char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty; /* the first line */
+                 uint64_t expires_ms; /* unix ms */
+                 /* A reservation's further fields; all empty = the short,
+                    one-line form (proto/log.md, hold). */
+                 char code[SM_HOLD_CODE_BYTES_MAX + 1]; /* pickup code, "" = none */
+                 uint32_t more_count;  /* lines after the first: 0..SM_HOLD_LINES_MAX-1 */
+                 sm_line more[SM_HOLD_LINES_MAX - 1]; /* price 0 */
+                 bool has_device, has_client;
+                 uint8_t device[SM_HOLD_TAG_BYTES]; /* hashed device id (reserve.h) */
+                 uint8_t client[SM_HOLD_TAG_BYTES]; /* hashed client address */
+               } hold;
         struct { uint64_t hold_seq; } release;
         struct { char sku[SM_SKU_BYTES_MAX + 1]; int64_t delta; /* non-zero */
                  char reason[SM_REASON_BYTES_MAX + 1]; } adjust;
@@ -128,6 +138,11 @@ int sm_entry_encode(const sm_entry *e, uint8_t *buf, size_t cap, size_t *len);
     shape or types, trailing bytes), SM_ENONCANON, SM_EVERSION, SM_EKIND and
     the body codes of sm_entry_check.                                         */
 int sm_entry_decode(const uint8_t *buf, size_t len, sm_entry *out);
+
+/*  The lines of a hold body: how many (1 + more_count), and line i's sku
+    and qty (i < that count).                                                */
+uint32_t sm_hold_body_lines(const sm_body *b);
+void sm_hold_body_line(const sm_body *b, uint32_t i, const char **sku, uint32_t *qty);
 
 /* Names as printed in JSON ("stock.add"); NULL / 0 when unknown. */
 const char *sm_kind_name(sm_kind kind);

@@ -67,6 +67,11 @@
     X(SM_ESCOPE,      -103, "forbidden_scope", "this device's scope does not allow that") \
     X(SM_ENODEVICE,   -104, "unknown_device", "no paired device with that id") \
     X(SM_EDEVICES,    -105, "too_many_devices", "too many paired devices or open pairing codes: revoke some first") \
+    X(SM_EHOLDLIMIT,  -90, "hold_limit",     "a reservation limit was reached: reserve fewer units, or wait until a reservation ends") \
+    X(SM_EHOLDSOLD,   -91, "hold_sold",      "that reservation was already sold") \
+    X(SM_EHOLDEXPIRED,-92, "hold_expired",   "that reservation has expired: its units are free again") \
+    X(SM_EHOLDCODE,   -93, "hold_code_taken","that pickup code is in use by another open reservation here") \
+    X(SM_EHOLDGONE,   -94, "hold_cancelled", "that reservation was cancelled") \
     X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
     X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged") \
     X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node")

@@ -312,17 +312,39 @@ int sm_ledger_sales_each(sm_ledger *self, const sm_id *origin, uint64_t from,
                          size_t max, sm_sale_fn cb, void *arg);
 
 typedef struct {
-    sm_id origin;
-    uint64_t seq;
     char sku[SM_SKU_BYTES_MAX + 1];
     uint32_t qty;
+} sm_hold_line;
+
+#define SM_HOLD_OPEN      0    /* sm_hold.ended */
+#define SM_HOLD_SOLD      1
+#define SM_HOLD_EXPIRED   2    /* released at or after its expiry */
+#define SM_HOLD_CANCELLED 3    /* released before it */
+
+typedef struct {
+    sm_id origin;
+    uint64_t seq;
+    char sku[SM_SKU_BYTES_MAX + 1];   /* the first line (lines[0]) */
+    uint32_t qty;
     uint64_t expires_ms;
+    char code[SM_HOLD_CODE_BYTES_MAX + 1];  /* pickup code, "" = none */
+    uint32_t line_count;              /* 1..SM_HOLD_LINES_MAX */
+    sm_hold_line lines[SM_HOLD_LINES_MAX];
+    bool has_device, has_client;
+    uint8_t device[SM_HOLD_TAG_BYTES];    /* hashed device id */
+    uint8_t client[SM_HOLD_TAG_BYTES];    /* hashed client address */
+    int ended;                        /* SM_HOLD_*; sm_ledger_hold_find only */
+    uint64_t end_seq;                 /* the sale or release that ended it */
 } sm_hold;
 
 /*  One open hold (SM_ENOTFOUND if none: never made, released or sold), and
     all of an origin's open holds in seq order.                               */
 int sm_ledger_hold(sm_ledger *self, const sm_id *origin, uint64_t seq,
                    sm_hold *out);
+/*  A hold open or ended: `ended` says which (SM_ENOTFOUND if never made).
+    An ended hold has no lines (line_count 0), only its expiry and end.      */
+int sm_ledger_hold_find(sm_ledger *self, const sm_id *origin, uint64_t seq,
+                        sm_hold *out);
 typedef int (*sm_hold_fn)(const sm_hold *hold, void *arg);
 int sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
                          void *arg);

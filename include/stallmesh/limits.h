@@ -19,6 +19,9 @@
 #define SM_SEQ_MAX                ((1ULL << 53) - 1) /* fits a JSON number exactly */
 #define SM_FUTURE_SKEW_MS         (24ULL * 3600 * 1000) /* entries further ahead are refused */
 #define SM_HOLD_TTL_MS_MAX        (24ULL * 3600 * 1000)
+#define SM_HOLD_LINES_MAX         8u        /* lines of one hold (a reservation) */
+#define SM_HOLD_CODE_BYTES_MAX    8u        /* a hold's pickup code in the log */
+#define SM_HOLD_TAG_BYTES         8u        /* a hold's hashed device or address */
 
 /* Runs and batches. */
 #define SM_RUN_ENTRIES_MAX        4096u     /* entries in one ingested run */
@@ -48,6 +51,14 @@
 #define SM_HOLD_TTL_S_DEFAULT     600u      /* a shopper's hold: 10 minutes */
 #define SM_HOLD_RATE_CLIENTS_MAX  1024u     /* client addresses whose hold rate is tracked */
 #define SM_HOLD_OWNERS_MAX        4096u     /* recent holds their maker may cancel without the token */
+#define SM_HOLD_CODE_CHARS        6u        /* a pickup code as the phone shows it */
+#define SM_HOLD_DEVICE_BYTES_MAX  64u       /* a phone's device id (POST /api/holds "device") */
+#define SM_HOLD_MAX_UNITS_DEFAULT 5u        /* [holds] max_units: units in one reservation */
+#define SM_HOLD_MAX_PER_SKU_DEFAULT 2u      /* [holds] max_per_sku: units of one sku in one */
+#define SM_HOLD_PER_DEVICE_DEFAULT 10u      /* [holds] per_device: units one device holds at once */
+#define SM_HOLD_PER_ADDRESS_DEFAULT 10u     /* [holds] per_address: units one address holds at once */
+#define SM_HOLD_LIMIT_MAX         1000u     /* the largest value any [holds] limit accepts */
+#define SM_HOLDS_OPEN_SCAN_MAX    100000u   /* open holds read to check codes and limits */
 #define SM_SALES_PAGE_MAX         1000u     /* sales in one GET /api/sales answer */
 #define SM_CORE_BATCH_MAX         256u      /* writes grouped into one commit */
 #define SM_CORE_QUEUE_MAX         4096u     /* writes waiting for the core */
@@ -89,7 +100,10 @@
 #define SM_UNITS_SEEN_MAX         1024u     /* asks a node remembers having served (one give each) */
 #define SM_HOLD_FWD_WAIT_MS       1000u     /* a hold forwarded to another stall waits this long for its answer */
 #define SM_HOLD_FWDS_MAX          64u       /* holds forwarded to other stalls and not yet answered */
-#define SM_HOLD_ASKS_PER_MIN      60u       /* holds one peer may ask this node for a minute */
+#define SM_HOLD_ASKS_PER_MIN      600u      /* holds one peer may ask this node for a minute (a flood guard) */
+#define SM_HOLD_ASKS_PER_SHOPPER_MIN 10u    /* forwarded holds of one shopper a minute (as per_min) */
+#define SM_HOLD_ASK_SHOPPERS_MAX  1024u     /* shoppers whose forwarded holds are counted */
+#define SM_HOLD_ASK_ANSWERS_MAX   256u      /* forwarded holds a node remembers answering (a redelivery gets the same answer) */
 #define SM_UNITS_PER_MIN_DEFAULT  600u      /* units one member may get from a stall by asking, a minute ([mesh] units_per_min) */
 #define SM_PEERS_RESEND_MS        30000u    /* PEERS again to every peer (a PEERS may be lost) */
 #define SM_FORK_EVIDENCE_MAX      64u       /* origins whose fork evidence the mesh engine passes on */

@@ -94,15 +94,18 @@ test('the stock page lists items with prices, units and flags, and updates live 
   assert.deepEqual(page.errors, []);
 });
 
-test('a shopper reserves one unit, sees the countdown, and cancels it', { timeout: TEST_MS }, async (t) => {
+test('a shopper adds one unit to the basket, reserves it, sees the code and countdown, and cancels it', { timeout: TEST_MS }, async (t) => {
   const node = await stall(t);
   const page = await open(t, `${node.url}/`);
   const honey = row(page, 'honey-340g');
   await until('the honey row', UI_MS, async () => /10 here/.test(await text(honey)));
 
-  await honey.getByRole('button', { name: 'Reserve one Wildflower honey 340g' }).click();
+  await honey.getByRole('button', { name: 'Add one Wildflower honey 340g to the basket' }).click();
+  await page.getByRole('button', { name: 'Reserve 1 item' }).click();
   const hold = page.locator('#hold-list li');
-  await until('the reservation', UI_MS, async () => /Wildflower honey 340g — \d+:\d\d left/.test(await text(hold)));
+  await until('the reservation', UI_MS, async () => /\d+:\d\d left.*Wildflower honey 340g/.test(await text(hold)));
+  const code = await text(hold.locator('.code'));
+  assert.match(code, /^[2-9A-HJKMNP-Z]{6}$/);
   const first = await text(hold.locator('.count'));
   const m = /^(\d+):(\d\d) left$/.exec(first);
   assert.ok(m, first);
@@ -114,7 +117,7 @@ test('a shopper reserves one unit, sees the countdown, and cancels it', { timeou
   const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('stallmesh.holds.v1')));
   assert.equal(kept.length, 1);
 
-  await hold.getByRole('button', { name: 'Cancel reservation for Wildflower honey 340g' }).click();
+  await hold.getByRole('button', { name: `Cancel reservation ${code}` }).click();
   await until('the reservation gone', UI_MS, async () => (await hold.count()) === 0);
   await until('10 honey here again', UI_MS, async () => /10 here/.test(await text(honey)));
   assert.equal((await node.stockItem('honey-340g')).here, 10);
@@ -307,10 +310,11 @@ test('an item sold out here but held at another stall is reserved there, shown "
 
   await btn.click();
   await until('the message', UI_MS, async () =>
-    (await text(page.locator('#msg'))) === `Reserved one Damson jam at ${orgName}. Pick it up there.`);
+    (await text(page.locator('#msg'))) === `Reserved Damson jam at ${orgName}. Pick it up there.`);
   const hold = page.locator('#hold-list li');
   assert.equal(await hold.count(), 1);
-  assert.match(await text(hold.locator('span').first()), new RegExp(`^Damson jam at ${orgName} — \\d+:\\d\\d left$`));
+  assert.match(await text(hold.locator('span').first()), new RegExp(`^At ${orgName} — \\d+:\\d\\d left$`));
+  assert.equal(await text(hold.locator('.lines')), 'Damson jam');
   assert.equal(await text(hold.locator('.note')), 'cancel at the stall');
   const first = await text(hold.locator('.count'));
   const m = /^(\d+):(\d\d) left$/.exec(first);

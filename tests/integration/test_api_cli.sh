@@ -284,7 +284,7 @@ run hold tee
 check "holding a sku with nothing here: exit 1, insufficient_stock" \
     '[ $rc -eq 1 ] && has "$err" "insufficient_stock"'
 run hold mug 2
-HOLD=$(printf '%s\n' "$out" | sed -n 's/^hold \(.*\): 2 of mug.*/\1/p')
+HOLD=$(printf '%s\n' "$out" | sed -n 's/^hold \([^ ]*\) code [2-9A-Z]*: 2 x mug.*/\1/p')
 check "hold prints the hold id and when it expires" \
     '[ $rc -eq 0 ] && [ -n "$HOLD" ] && has "$out" " until "'
 run stock

@@ -284,8 +284,9 @@ test_insufficient_stock(void **state)
     assert_int_equal(jint(f->json, "total"), 17);
     assert_int_equal(units_here(f, "tea"), 5);    /* nothing of it was sold */
 
+    /* The stall's own hold (the token: no reservation limits). */
     call_full(f, SM_HTTP_POST, "/api/holds", NULL, "{\"sku\":\"tea\",\"qty\":6}",
-              false, PHONE, NULL, NOW);
+              true, TILL, NULL, NOW);
     expect_error(f, 409, "insufficient_stock");
     assert_string_equal(jstr(f->json, "sku"), "tea");
     assert_int_equal(jint(f->json, "here"), 5);
@@ -399,7 +400,7 @@ test_holds(void **state)
     assert_string_equal(jstr(f->json, "hold"), hold);
     assert_int_equal(units_here(f, "jam"), 8);
     post(f, "/api/sales", body);                     /* the hold is used up */
-    expect_error(f, 409, "unknown_hold");
+    expect_error(f, 409, "hold_sold");
 }
 
 /*  A hold "at" another stall: the write goes to the core marked to be
@@ -674,8 +675,10 @@ test_auth_routes_methods(void **state)
     expect_error(f, 405, "method_not_allowed");
     assert_string_equal(f->resp.allow, "GET, HEAD, POST");
     get(f, "/api/holds/abc:1", NULL);
+    expect_error(f, 400, "bad_value");              /* a phone reads its hold */
+    call_full(f, SM_HTTP_PUT, "/api/holds/abc:1", NULL, "{}", true, TILL, NULL, NOW);
     expect_error(f, 405, "method_not_allowed");
-    assert_string_equal(f->resp.allow, "DELETE");
+    assert_string_equal(f->resp.allow, "GET, HEAD, DELETE");
     /* 405 comes before 401. */
     call_full(f, SM_HTTP_GET, "/api/returns", NULL, NULL, false, PHONE, NULL, NOW);
     expect_error(f, 405, "method_not_allowed");
@@ -1319,7 +1322,8 @@ test_state_quarantined(void **state)
 
 /*  A mirror's API (sm_api_opts.mirror) refuses every write route with 403
     read_only, token or not, serves the reads, and forwards a viewer's hold
-    to the stall holding the units, also when the hold names the mirror.    */
+    to the stall holding the units, also when the hold names the mirror; a
+    reservation of several lines it refuses (a forwarded hold has one).    */
 static void
 test_mirror_read_only(void **state)
 {
@@ -1366,6 +1370,11 @@ test_mirror_read_only(void **state)
     /* No stall has any of it: 409, nothing forwarded. */
     assert_int_equal(post(f, "/api/holds", "{\"sku\":\"tea\",\"qty\":1}"), 409);
     expect_error(f, 409, "insufficient_stock");
+    /* A reservation of several lines is not forwarded: 400 naming "at". */
+    assert_int_equal(post(f, "/api/holds",
+                          "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"tea\",\"qty\":1}]}"),
+                     400);
+    expect_error(f, 400, "bad_value");
     sm_http_resp_clear(&f->resp);
     f->api = plain;
     sm_api_destroy(&mirror);

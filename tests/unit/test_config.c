@@ -424,7 +424,8 @@ test_set_errors(void **state)
     assert_int_equal(sm_config_set(&cfg, "gossip", "peers", "x", err, sizeof err), SM_EINVAL);
     assert_string_equal(err, "unknown section [gossip]; the sections are [http], [holds], [log], [mesh], [report], [backup] and [node]");
     assert_int_equal(sm_config_set(&cfg, "holds", "ttl", "60", err, sizeof err), SM_EINVAL);
-    assert_string_equal(err, "unknown key 'ttl' in [holds]; its keys are ttl_s, per_min");
+    assert_string_equal(err, "unknown key 'ttl' in [holds]; its keys are ttl_s, per_min, "
+                        "max_units, max_per_sku, per_device, per_address");
     assert_int_equal(sm_config_set(&cfg, "http", "listen", "::1:80", err, sizeof err), SM_EINVAL);
     assert_non_null(strstr(err, "an IPv6 address goes in brackets"));
     assert_int_equal(sm_config_set(&cfg, "log", "level", NULL, err, sizeof err), SM_EINVAL);

@@ -87,6 +87,11 @@ node_of(net *f, const sm_id *id)
     return -1;
 }
 
+/*  The [holds] limits the nets' engines apply to HOLD_ASKs: high, so the
+    forwarding tests see the stock rules; test_hold_ask_per_shopper sets
+    the defaults (all 0).                                                   */
+static sm_reserve_limits s_hold_limits = { 1000, 1000, 1000, 1000 };
+
 static sm_gossip *
 gossip_for(net *f, int i, uint32_t floor)
 {
@@ -96,6 +101,7 @@ gossip_for(net *f, int i, uint32_t floor)
     o.self = f->id[i].pub;
     snprintf(o.endpoint, sizeof o.endpoint, "tcp://127.0.0.1:%d", 7400 + i);
     o.units_floor = floor;
+    o.hold_limits = s_hold_limits;
     int err = 0;
     sm_gossip *g = sm_gossip_new(&o, &err);
     assert_non_null(g);
@@ -2028,6 +2034,232 @@ test_hold_forward(void **state)
     assert_converged(f);
 }
 
+/* Forwarded holds are budgeted per shopper, not per peer: eight shoppers
+   (client tags) asking ten holds each through one peer are all served, the
+   eleventh of one shopper is SM_EBUSY, and a new shopper is still served;
+   untagged asks share the asking peer's budget; the [holds] limits apply
+   to a forwarded hold as to a phone here (max_per_sku, per_address), and a
+   refused ask appends nothing.  The hold carries the code and tags. */
+static void
+test_hold_ask_per_shopper(void **state)
+{
+    sm_reserve_limits keep = s_hold_limits;
+    memset(&s_hold_limits, 0, sizeof s_hold_limits);     /* the defaults */
+    net *f = net_new(2, 31);
+    s_hold_limits = keep;
+    *state = f;
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 1000)), 0);
+    pump(f);
+    sm_gossip *g = f->g[0];
+    const sm_id *b_id = &f->id[1].pub;
+    const sm_id *a = &f->id[0].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_HOLD_ASK;
+    snprintf(w.u.hold_ask.sku, sizeof w.u.hold_ask.sku, "mug");
+    w.u.hold_ask.qty = 1;
+    w.u.hold_ask.has_client = true;
+    snprintf(w.u.hold_ask.code, sizeof w.u.hold_ask.code, "7K2M9Q");
+    uint8_t buf[256];
+    size_t len;
+    uint64_t head = head_seq(f->l[0], a), req = 1;
+    /* 8 shoppers x 10 holds of one unit: each shopper at per_address (10). */
+    for (uint8_t shopper = 1; shopper <= 8; shopper++) {
+        memset(w.u.hold_ask.client, shopper, sizeof w.u.hold_ask.client);
+        for (int k = 0; k < 10; k++) {
+            w.u.hold_ask.req_id = req++;
+            w.u.hold_ask.code[0] = '\0';     /* codes are unique among open holds */
+            assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+            assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+        }
+    }
+    assert_int_equal(head_seq(f->l[0], a), head + 80);
+    /* The 11th of shopper 8: over its budget, nothing appended. */
+    w.u.hold_ask.req_id = req++;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 80);
+    /* A new shopper through the same peer: served, with its code and tag. */
+    memset(w.u.hold_ask.client, 0x42, sizeof w.u.hold_ask.client);
+    snprintf(w.u.hold_ask.code, sizeof w.u.hold_ask.code, "7K2M9Q");
+    w.u.hold_ask.req_id = req++;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 81);
+    sm_hold h;
+    assert_int_equal(sm_ledger_hold(f->l[0], a, head + 81, &h), 0);
+    assert_string_equal(h.code, "7K2M9Q");
+    assert_true(h.has_client);
+    assert_int_equal(h.client[0], 0x42);
+    /* Limits: 3 of one sku is over max_per_sku; shopper 0x42 again with 10
+       more units is over per_address.  Refused: nothing appended. */
+    w.u.hold_ask.code[0] = '\0';
+    w.u.hold_ask.qty = 3;
+    w.u.hold_ask.req_id = req++;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 81);
+    w.u.hold_ask.qty = 2;
+    for (int k = 0; k < 5; k++) {          /* 1 + 2 * 4 = 9 held, the 5th would be 11 */
+        w.u.hold_ask.req_id = req++;
+        assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    }
+    assert_int_equal(head_seq(f->l[0], a), head + 85);
+    /* The answers: every refusal is busy or hold_limit, never a hold. */
+    const uint8_t *msg;
+    sm_id to;
+    uint32_t held = 0, busy = 0, limited = 0;
+    sm_wire_msg m;
+    while (sm_gossip_next(g, &to, &msg, &len)) {
+        if (sm_wire_decode(msg, len, &f->space, &m) != 0 || m.type != SM_MSG_HOLD_DONE)
+            continue;
+        if (m.u.hold_done.code == 0)
+            held++;
+        else if (m.u.hold_done.code == SM_EBUSY)
+            busy++;
+        else if (m.u.hold_done.code == SM_EHOLDLIMIT)
+            limited++;
+    }
+    assert_int_equal(held, 85);
+    assert_int_equal(busy, 1);
+    assert_int_equal(limited, 2);
+    /* Untagged asks share the asking peer's budget. */
+    w.u.hold_ask.has_client = false;
+    w.u.hold_ask.qty = 1;
+    for (int k = 0; k < 12; k++) {
+        w.u.hold_ask.req_id = req++;
+        assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+        assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
+    }
+    assert_int_equal(head_seq(f->l[0], a), head + 85 + SM_HOLD_ASKS_PER_SHOPPER_MIN);
+    settle(f, 2);     /* the pushes taken by hand above come by anti-entropy */
+    assert_converged(f);
+}
+
+/* Count the HOLD_DONEs g has queued (taking them): *held of them code 0 with
+   seq `seq` and expiry `expires` (when those are non-zero), *refused the
+   others with code `refusal`. */
+static void
+hold_dones(net *f, sm_gossip *g, uint64_t seq, uint64_t expires, int refusal,
+           uint32_t *held, uint32_t *refused)
+{
+    const uint8_t *msg;
+    size_t len;
+    sm_id to;
+    sm_wire_msg m;
+    *held = *refused = 0;
+    while (sm_gossip_next(g, &to, &msg, &len)) {
+        if (sm_wire_decode(msg, len, &f->space, &m) != 0 || m.type != SM_MSG_HOLD_DONE)
+            continue;
+        if (m.u.hold_done.code == 0) {
+            if (seq)
+                assert_int_equal(m.u.hold_done.seq, seq);
+            if (expires)
+                assert_int_equal(m.u.hold_done.expires_ms, expires);
+            (*held)++;
+        } else {
+            assert_int_equal(m.u.hold_done.code, refusal);
+            (*refused)++;
+        }
+    }
+}
+
+/* A HOLD_ASK delivered twice (sent again after a reconnect) makes one hold:
+   the second delivery is answered with the first answer (the same seq and
+   expiry, or the same refusal, even once stock would now allow it) and
+   appends nothing; after the holder restarts (its remembered answers gone)
+   an ask with a pickup code finds the open hold it made by code, line and
+   shopper; the same code for another shopper is refused as taken. */
+static void
+test_hold_ask_replayed(void **state)
+{
+    net *f = net_new(2, 37);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    pump(f);
+    const sm_id *b_id = &f->id[1].pub;
+    const sm_id *a = &f->id[0].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_HOLD_ASK;
+    w.u.hold_ask.req_id = 7001;
+    snprintf(w.u.hold_ask.sku, sizeof w.u.hold_ask.sku, "mug");
+    w.u.hold_ask.qty = 2;
+    snprintf(w.u.hold_ask.code, sizeof w.u.hold_ask.code, "7K2M9Q");
+    w.u.hold_ask.has_client = true;
+    memset(w.u.hold_ask.client, 0x51, sizeof w.u.hold_ask.client);
+    uint8_t buf[256];
+    size_t len;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint64_t head = head_seq(f->l[0], a);
+    uint32_t held, refused;
+
+    /* Twice, the same ask: one hold, two equal answers. */
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    sm_hold h;
+    assert_int_equal(sm_ledger_hold(f->l[0], a, head + 1, &h), 0);
+    f->now += 50;
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    hold_dones(f, f->g[0], head + 1, h.expires_ms, 0, &held, &refused);
+    assert_int_equal(held, 2);
+    assert_int_equal(refused, 0);
+    assert_int_equal(units_at(f->l[0], "mug", a), 3);
+
+    /* An ask without a code, refused (4 > 3 left), then stock comes: its
+       second delivery is still the first answer, nothing held. */
+    w.u.hold_ask.req_id = 7002;
+    w.u.hold_ask.qty = 4;
+    w.u.hold_ask.code[0] = '\0';
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    uint64_t head2 = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head2);
+    hold_dones(f, f->g[0], 0, 0, SM_ENOSTOCK, &held, &refused);
+    assert_int_equal(held, 0);
+    assert_int_equal(refused, 2);
+
+    /* The holder restarts: the first ask once more is answered from its
+       open hold, found by code; nothing appended. */
+    net_cut(f, 0, 1);
+    sm_gossip_destroy(&f->g[0]);
+    f->g[0] = gossip_for(f, 0, 0);
+    net_connect(f, 0, 1);
+    pump(f);
+    head2 = head_seq(f->l[0], a);
+    w.u.hold_ask.req_id = 7001;
+    w.u.hold_ask.qty = 2;
+    snprintf(w.u.hold_ask.code, sizeof w.u.hold_ask.code, "7K2M9Q");
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head2);
+    hold_dones(f, f->g[0], head + 1, h.expires_ms, 0, &held, &refused);
+    assert_int_equal(held, 1);
+    assert_int_equal(refused, 0);
+
+    /* The same code for another shopper: not the same hold, refused. */
+    w.u.hold_ask.req_id = 7003;
+    memset(w.u.hold_ask.client, 0x52, sizeof w.u.hold_ask.client);
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head2);
+    hold_dones(f, f->g[0], 0, 0, SM_EHOLDCODE, &held, &refused);
+    assert_int_equal(held, 0);
+    assert_int_equal(refused, 1);
+    settle(f, 2);
+    assert_converged(f);
+}
+
 /* HOLD_ASKs from a peer, by hand: over SM_HOLD_ASKS_PER_MIN a minute the
    answer is SM_EBUSY and nothing is appended (the next minute serves
    again); a HOLD_DONE nobody asked for, or from another peer, records
@@ -2054,8 +2286,11 @@ test_hold_ask_limits(void **state)
     uint8_t buf[256];
     size_t len;
     uint64_t head = head_seq(f->l[0], a);
+    /* Each ask for another shopper: the peer's flood guard is what stops them. */
+    w.u.hold_ask.has_client = true;
     for (uint32_t k = 0; k < SM_HOLD_ASKS_PER_MIN + 5; k++) {
         w.u.hold_ask.req_id = k + 1;
+        memcpy(w.u.hold_ask.client, &k, sizeof k);
         assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
         assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), 0);
     }
@@ -2118,8 +2353,9 @@ test_hold_ask_limits(void **state)
     w.u.hold_ask.qty = 0;
     assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), SM_EINVAL);
     w.u.hold_ask.qty = 1;
+    w.u.hold_ask.has_client = false;
     assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
-    buf[len - 1] = 0;                          /* the last byte is qty */
+    buf[len - 6] = 0;                          /* qty, then "", c4 00, c4 00 */
     head = head_seq(f->l[0], a);
     assert_int_equal(sm_gossip_receive(g, b_id, buf, len, f->now), SM_EMALFORMED);
     assert_int_equal(peer_info(g, b_id).refused, refused + 1);
@@ -2580,6 +2816,8 @@ main(void)
         cmocka_unit_test_teardown(test_fork_below_known_fork, teardown),
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_hold_forward, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_per_shopper, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_replayed, teardown),
         cmocka_unit_test_teardown(test_hold_ask_limits, teardown),
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),

@@ -192,6 +192,21 @@ static void b_hold2(sm_body *b)
     b->u.hold.qty = 1;
     b->u.hold.expires_ms = S_T0_MS + 20 * 60 * 1000;
 }
+/*  A reservation: the hold body's long form (two lines, a pickup code, a
+    device tag, no client tag).                                             */
+static void b_hold_reservation(sm_body *b)
+{
+    b->kind = SM_KIND_HOLD;
+    s_sku(b->u.hold.sku, "TEE-BLK-M");
+    b->u.hold.qty = 1;
+    b->u.hold.expires_ms = S_T0_MS + 10 * 60 * 1000;
+    strcpy(b->u.hold.code, "7K2M9Q");
+    b->u.hold.more_count = 1;
+    s_sku(b->u.hold.more[0].sku, "K\xc3\x84SE-200G");
+    b->u.hold.more[0].qty = 2;
+    b->u.hold.has_device = true;
+    memset(b->u.hold.device, 0xde, sizeof b->u.hold.device);
+}
 static void b_release(sm_body *b)
 {
     b->kind = SM_KIND_RELEASE;
@@ -247,6 +262,7 @@ static const s_vector s_vectors[] = {
     { "stall-13-sale-cash",         S_STALL, 0, b_sale_cash },
     { "stall-14-stock.add-max",     S_STALL, 0, b_stock_add_big },
     { "stall-15-adjust-big-down",   S_STALL, 0, b_adjust_big_down },
+    { "stall-16-hold-reservation",  S_STALL, 0, b_hold_reservation },
 };
 #define S_NVECTORS (sizeof s_vectors / sizeof s_vectors[0])
 
@@ -572,6 +588,35 @@ s_build_bad(s_bad *bad, size_t max, const s_built *good)
     w = S_NEW("release-hold-seq-0", SM_EBODY);
     s_head(w, 8, 1, 2, SM_KIND_RELEASE);
     mpw_arr(w, 1); mpw_uint(w, 0);
+    w = S_NEW("hold-long-form-empty", SM_ENONCANON);   /* the short form holds it */
+    s_head(w, 8, 1, 2, SM_KIND_HOLD);
+    mpw_arr(w, 7); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000);
+    mpw_str(w, ""); mpw_arr(w, 0); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-lines-duplicate-sku", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_HOLD);
+    mpw_arr(w, 7); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000);
+    mpw_str(w, "7K2M9Q"); mpw_arr(w, 1); mpw_arr(w, 2); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-8-lines-more", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_HOLD);
+    mpw_arr(w, 7); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000);
+    mpw_str(w, ""); mpw_arr(w, 8);
+    for (int i = 0; i < 8; i++) {
+        char sku[2] = { (char) ('B' + i), 0 };
+        mpw_arr(w, 2); mpw_str(w, sku); mpw_uint(w, 1);
+    }
+    mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-device-7-bytes", SM_EMALFORMED);
+    s_head(w, 8, 1, 2, SM_KIND_HOLD);
+    mpw_arr(w, 7); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000);
+    mpw_str(w, "7K2M9Q"); mpw_arr(w, 0); mpw_bin(w, "1234567", 7); mpw_bin(w, "", 0);
+    w = S_NEW("hold-code-9-bytes", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_HOLD);
+    mpw_arr(w, 7); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000);
+    mpw_str(w, "ABCDEFGHJ"); mpw_arr(w, 0); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-of-4-fields", SM_EMALFORMED);
+    s_head(w, 8, 1, 2, SM_KIND_HOLD);
+    mpw_arr(w, 4); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000); mpw_str(w, "");
 #undef S_NEW
     if (n > max)
         abort();
@@ -631,8 +676,18 @@ s_describe(FILE *f, const sm_entry *e)
         fprintf(f, "] reason=\"%s\"\n", b->u.ret.reason);
         break;
     case SM_KIND_HOLD:
-        fprintf(f, "sku=\"%s\" qty=%u expires_ms=%llu\n", b->u.hold.sku, b->u.hold.qty,
+        fprintf(f, "sku=\"%s\" qty=%u expires_ms=%llu", b->u.hold.sku, b->u.hold.qty,
                 (unsigned long long)b->u.hold.expires_ms);
+        if (b->u.hold.code[0] || b->u.hold.more_count || b->u.hold.has_device
+            || b->u.hold.has_client) {
+            fprintf(f, " code=\"%s\" more=[", b->u.hold.code);
+            for (uint32_t i = 0; i < b->u.hold.more_count; i++)
+                fprintf(f, "%s(sku=\"%s\" qty=%u)", i ? " " : "", b->u.hold.more[i].sku,
+                        b->u.hold.more[i].qty);
+            fprintf(f, "] device=%s client=%s", b->u.hold.has_device ? "8 bytes" : "none",
+                    b->u.hold.has_client ? "8 bytes" : "none");
+        }
+        fputc('\n', f);
         break;
     case SM_KIND_RELEASE:
         fprintf(f, "hold_seq=%llu\n", (unsigned long long)b->u.release.hold_seq);

@@ -343,6 +343,9 @@ v_hold_ask(sm_wire_msg *m)
     m->u.hold_ask.req_id = 42;
     strcpy(m->u.hold_ask.sku, "TEE-BLK-M");
     m->u.hold_ask.qty = 2;
+    strcpy(m->u.hold_ask.code, "7K2M9Q");
+    m->u.hold_ask.has_client = true;
+    memset(m->u.hold_ask.client, 0xc1, sizeof m->u.hold_ask.client);
 }
 static void
 v_hold_ask_max(sm_wire_msg *m)
@@ -351,6 +354,19 @@ v_hold_ask_max(sm_wire_msg *m)
     m->u.hold_ask.req_id = UINT64_MAX;
     strcpy(m->u.hold_ask.sku, "K\xc3\x84SE-200G");
     m->u.hold_ask.qty = SM_QTY_MAX;
+    strcpy(m->u.hold_ask.code, "ZZZZZZZZ");
+    m->u.hold_ask.has_device = true;
+    memset(m->u.hold_ask.device, 0xde, sizeof m->u.hold_ask.device);
+    m->u.hold_ask.has_client = true;
+    memset(m->u.hold_ask.client, 0xc1, sizeof m->u.hold_ask.client);
+}
+static void
+v_hold_ask_anonymous(sm_wire_msg *m)
+{
+    m->type = SM_MSG_HOLD_ASK;
+    m->u.hold_ask.req_id = 7;
+    strcpy(m->u.hold_ask.sku, "TEE-BLK-M");
+    m->u.hold_ask.qty = 1;
 }
 static void
 v_hold_done(sm_wire_msg *m)
@@ -405,6 +421,7 @@ static const s_good s_goods[] = {
     { "fork",                 v_fork },
     { "hold-ask",             v_hold_ask },
     { "hold-ask-max",         v_hold_ask_max },
+    { "hold-ask-anonymous",   v_hold_ask_anonymous },
     { "hold-done",            v_hold_done },
     { "hold-done-refused",    v_hold_done_refused },
 };
@@ -478,8 +495,11 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         s_mpw_signed(w, &m->u.fork.a); s_mpw_signed(w, &m->u.fork.b);
         break;
     case SM_MSG_HOLD_ASK:
-        mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
+        mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
         mpw_str(w, m->u.hold_ask.sku); mpw_uint(w, m->u.hold_ask.qty);
+        mpw_str(w, m->u.hold_ask.code);
+        mpw_bin(w, m->u.hold_ask.device, m->u.hold_ask.has_device ? 8 : 0);
+        mpw_bin(w, m->u.hold_ask.client, m->u.hold_ask.has_client ? 8 : 0);
         break;
     case SM_MSG_HOLD_DONE:
         mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, m->u.hold_done.req_id);
@@ -550,7 +570,12 @@ s_msg_equal(const sm_wire_msg *a, const sm_wire_msg *b)
     case SM_MSG_HOLD_ASK:
         return a->u.hold_ask.req_id == b->u.hold_ask.req_id &&
                strcmp(a->u.hold_ask.sku, b->u.hold_ask.sku) == 0 &&
-               a->u.hold_ask.qty == b->u.hold_ask.qty;
+               a->u.hold_ask.qty == b->u.hold_ask.qty &&
+               strcmp(a->u.hold_ask.code, b->u.hold_ask.code) == 0 &&
+               a->u.hold_ask.has_device == b->u.hold_ask.has_device &&
+               a->u.hold_ask.has_client == b->u.hold_ask.has_client &&
+               (!a->u.hold_ask.has_device || memcmp(a->u.hold_ask.device, b->u.hold_ask.device, 8) == 0) &&
+               (!a->u.hold_ask.has_client || memcmp(a->u.hold_ask.client, b->u.hold_ask.client, 8) == 0);
     case SM_MSG_HOLD_DONE:
         return a->u.hold_done.req_id == b->u.hold_done.req_id &&
                a->u.hold_done.code == b->u.hold_done.code &&
@@ -702,12 +727,14 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 3); mpw_uint(w, 3); s_key32(w, 1); mpw_uint(w, 1);
 
     /* HELLO */
+    w = S_NEW("hello-version-2", SM_EVERSION);   /* before shoppers in HOLD_ASK */
+    s_hello_head(w, 5, 2); mpw_str(w, "");
     w = S_NEW("hello-version-1", SM_EVERSION);   /* before multi-hop units asks */
     s_hello_head(w, 5, 1); mpw_str(w, "tcp://192.168.1.17:7400");
     w = S_NEW("hello-version-0", SM_EVERSION);
     s_hello_head(w, 5, 0); mpw_str(w, "");
-    w = S_NEW("hello-version-3-other-shape", SM_EVERSION);
-    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 3); mpw_arr(w, 0);
+    w = S_NEW("hello-version-4-other-shape", SM_EVERSION);
+    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 4); mpw_arr(w, 0);
     w = S_NEW("hello-version-negative", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 1); mpw_int(w, -1);
     s_key32(w, 1); s_key32(w, 2); mpw_str(w, "");
@@ -907,18 +934,29 @@ s_build_bad(s_bad *bad, size_t max)
 
     /* HOLD_ASK, HOLD_DONE */
     w = S_NEW("hold-ask-qty-0", SM_EMALFORMED);
-    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
     w = S_NEW("hold-ask-qty-over-limit", SM_EMALFORMED);
-    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
-    mpw_uint(w, SM_QTY_MAX + 1);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
+    mpw_uint(w, SM_QTY_MAX + 1); mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
     w = S_NEW("hold-ask-sku-empty", SM_EMALFORMED);
-    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
     w = S_NEW("hold-ask-sku-65-bytes", SM_ETOOBIG);
-    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1);
     mpw_strn(w, long_text, SM_SKU_BYTES_MAX + 1); mpw_uint(w, 1);
-    w = S_NEW("hold-ask-of-5-fields", SM_EMALFORMED);
-    mpw_arr(w, 5); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    s_key32(w, 0x20);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-ask-of-4-fields", SM_EMALFORMED);   /* version 2's HOLD_ASK */
+    mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    w = S_NEW("hold-ask-code-9-bytes", SM_ETOOBIG);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, "ABCDEFGHJ"); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-ask-device-7-bytes", SM_EMALFORMED);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "1234567", 7); mpw_bin(w, "", 0);
+    w = S_NEW("hold-ask-client-a-str", SM_EMALFORMED);
+    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_str(w, "12345678");
     w = S_NEW("hold-done-held-seq-0", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 0);
     mpw_uint(w, 1000);
@@ -1027,9 +1065,11 @@ s_describe(FILE *f, const sm_wire_msg *m)
                 (unsigned long long)m->u.fork.seq, m->u.fork.a.len, m->u.fork.b.len);
         break;
     case SM_MSG_HOLD_ASK:
-        fprintf(f, " req_id=%llu sku=\"%s\" qty=%u\n",
+        fprintf(f, " req_id=%llu sku=\"%s\" qty=%u code=\"%s\" device=%s client=%s\n",
                 (unsigned long long)m->u.hold_ask.req_id, m->u.hold_ask.sku,
-                m->u.hold_ask.qty);
+                m->u.hold_ask.qty, m->u.hold_ask.code,
+                m->u.hold_ask.has_device ? "8 bytes" : "none",
+                m->u.hold_ask.has_client ? "8 bytes" : "none");
         break;
     case SM_MSG_HOLD_DONE:
         fprintf(f, " req_id=%llu refusal=%d (%s) seq=%llu expires_ms=%llu\n",
@@ -1726,9 +1766,9 @@ test_types_and_versions(void **state)
     assert_string_equal(out.u.hello.endpoint, "tcp://10.0.0.9:7400");
 
     mpw_init(&w);
-    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 3); mpw_str(&w, "new"); mpw_arr(&w, 0);
+    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 4); mpw_str(&w, "new"); mpw_arr(&w, 0);
     assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EVERSION);
-    assert_int_equal(out.u.hello.version, 3);
+    assert_int_equal(out.u.hello.version, 4);
     assert_string_equal(out.u.hello.endpoint, "");
     uint8_t zero[32] = { 0 };
     assert_memory_equal(out.u.hello.node.b, zero, 32);

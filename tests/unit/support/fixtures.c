@@ -136,10 +136,23 @@ fx_encode(const sm_entry *e, mpw *w)
         s_lines(w, b->u.ret.lines, b->u.ret.line_count, 0);
         mpw_str(w, b->u.ret.reason);
         break;
-    case SM_KIND_HOLD:
-        mpw_arr(w, 3); mpw_str(w, b->u.hold.sku); mpw_uint(w, b->u.hold.qty);
+    case SM_KIND_HOLD: {
+        /* proto/log.md: the long form only for a code, more lines or a tag. */
+        bool longer = b->u.hold.code[0] || b->u.hold.more_count || b->u.hold.has_device
+                      || b->u.hold.has_client;
+        mpw_arr(w, longer ? 7 : 3); mpw_str(w, b->u.hold.sku); mpw_uint(w, b->u.hold.qty);
         mpw_uint(w, b->u.hold.expires_ms);
+        if (!longer)
+            break;
+        mpw_str(w, b->u.hold.code);
+        mpw_arr(w, b->u.hold.more_count);
+        for (uint32_t i = 0; i < b->u.hold.more_count; i++) {
+            mpw_arr(w, 2); mpw_str(w, b->u.hold.more[i].sku); mpw_uint(w, b->u.hold.more[i].qty);
+        }
+        mpw_bin(w, b->u.hold.device, b->u.hold.has_device ? 8 : 0);
+        mpw_bin(w, b->u.hold.client, b->u.hold.has_client ? 8 : 0);
         break;
+    }
     case SM_KIND_RELEASE:
         mpw_arr(w, 1); mpw_uint(w, b->u.release.hold_seq);
         break;
