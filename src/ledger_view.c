@@ -469,7 +469,7 @@ sm_ledger_digest(sm_ledger *self, sm_hash *out)
     assert(self && out);
     static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
                                  SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
-                                 SM_DB_HOLDENDS };
+                                 SM_DB_HOLDENDS, SM_DB_DROPS, SM_DB_RAFFLE };
     int rc = 0;
     sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
