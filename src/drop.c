@@ -195,6 +195,66 @@ sm_drop_entered(sm_ledger *l, const sm_drop *d, const uint8_t device[SM_HOLD_TAG
     return rc;
 }
 
+typedef struct {
+    const sm_drop *d;
+    const sm_entry *draw;          /* NULL: not drawn */
+    bool entered, counted;
+} s_counted;
+
+static int
+s_counted_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
+    s_counted *c = arg;
+    if (k->len != SM__RAFFLE_KEY_BYTES || v->len != 8)
+        return SM_ECORRUPT;
+    const uint8_t *who = (const uint8_t *) k->data + SM__OSKEY_BYTES + 1 + SM_HOLD_TAG_BYTES;
+    uint64_t seq = sm__be64_get(who + SM_KEY_BYTES), hlc;
+    memcpy(&hlc, v->data, 8);
+    c->entered = true;
+    uint64_t ms = SM_HLC_MS(hlc);
+    if (ms < c->d->starts_ms || ms > c->d->closes_ms)
+        return 0;
+    if (!c->draw) {
+        c->counted = true;
+        return 0;
+    }
+    const __typeof__(c->draw->body.u.raffle_draw) *dr = &c->draw->body.u.raffle_draw;
+    for (uint32_t i = 0; i < dr->head_count; i++)
+        if (memcmp(dr->heads[i].origin.b, who, SM_KEY_BYTES) == 0 && seq <= dr->heads[i].seq)
+            c->counted = true;
+    return 0;
+}
+
+static int s_read_one_entry(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_entry *e);
+
+int
+sm_drop_device_counted(sm_ledger *l, const sm_drop *d, const uint8_t device[SM_HOLD_TAG_BYTES],
+                       bool *entered, bool *counted)
+{
+    sm_entry *draw = NULL;
+    int rc = 0;
+    if (d->draw_seq) {
+        draw = malloc(sizeof *draw);
+        if (!draw)
+            return SM_ENOMEM;
+        rc = s_read_one_entry(l, &d->origin, d->draw_seq, draw);
+    }
+    s_counted c = { d, draw, false, false };
+    if (rc == 0) {
+        uint8_t prefix[SM__OSKEY_BYTES + 1 + SM_HOLD_TAG_BYTES];
+        sm__oskey(prefix, &d->origin, d->seq);
+        prefix[SM__OSKEY_BYTES] = 'd';
+        memcpy(prefix + SM__OSKEY_BYTES + 1, device, SM_HOLD_TAG_BYTES);
+        rc = sm__ledger_each(l, SM_DB_RAFFLE, prefix, sizeof prefix, NULL, 0,
+                             s_counted_each, &c);
+    }
+    free(draw);
+    *entered = c.entered;
+    *counted = c.counted;
+    return rc;
+}
+
 /* ---- the draw, from the log ------------------------------------------- */
 
 void
@@ -416,6 +476,19 @@ s_read_one(sm_ledger *l, const sm_id *origin, uint64_t seq, s_one *o)
     if (rc != 0)
         return rc;
     return o->found ? 0 : SM_ENOTFOUND;
+}
+
+static int
+s_read_one_entry(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_entry *e)
+{
+    s_one *o = malloc(sizeof *o);
+    if (!o)
+        return SM_ENOMEM;
+    int rc = s_read_one(l, origin, seq, o);
+    if (rc == 0)
+        *e = o->e;
+    free(o);
+    return rc;
 }
 
 static int

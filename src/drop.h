@@ -69,6 +69,14 @@ int sm_drop_entries(sm_ledger *l, const sm_drop *d, uint64_t *devices,
 int sm_drop_entered(sm_ledger *l, const sm_drop *d, const uint8_t device[SM_HOLD_TAG_BYTES],
                     bool *entered, sm_id *by, uint64_t *seq, uint64_t *hlc);
 
+/*  Whether `device` entered d (any node's entry this node holds) and, for
+    a drawn raffle, whether one of its entries was counted (within the
+    draw's heads and the raffle's times); before the draw, whether one is
+    within the times.                                                        */
+int sm_drop_device_counted(sm_ledger *l, const sm_drop *d,
+                           const uint8_t device[SM_HOLD_TAG_BYTES], bool *entered,
+                           bool *counted);
+
 /*  One counted entry of a draw.                                            */
 typedef struct {
     sm_hash hash;              /* BLAKE2b-256 of the entry's bytes */
