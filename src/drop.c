@@ -269,7 +269,8 @@ sm_drop_result_free(sm_drop_result *res)
 typedef struct {
     const sm_drop *d;
     const sm_id *origin;
-    uint64_t upto;             /* the head: entries 1..upto */
+    uint64_t upto;             /* the head: entries 1..upto count */
+    uint64_t read_to;          /* entries 1..read_to are read (>= upto) */
     uint64_t next;             /* the seq expected next */
     sm_hash link;              /* of the last entry read */
     bool check;
@@ -299,7 +300,7 @@ s_collect_each(const sm_signed *s, uint64_t seq, void *arg)
         if (rc == 0 && memcmp(c->e.prev.b, c->link.b, SM_HASH_BYTES) != 0)
             rc = SM_ELINK;
         /* The newest entry read is signed: with the links, the whole run. */
-        if (rc == 0 && seq == c->upto)
+        if (rc == 0 && seq == c->read_to)
             rc = sm_entry_verify(s->bytes, s->len, s->sig, c->origin);
         if (rc != 0) {
             c->err = rc;
@@ -317,13 +318,15 @@ s_collect_each(const sm_signed *s, uint64_t seq, void *arg)
     }
     c->next++;
     const sm_entry *e = &c->e;
+    if (seq > c->upto)
+        return seq >= c->read_to;
     if (e->body.kind != SM_KIND_RAFFLE_ENTRY
         || e->body.u.raffle_entry.drop_seq != c->d->seq
         || memcmp(e->body.u.raffle_entry.drop_origin.b, c->d->origin.b, SM_KEY_BYTES) != 0)
-        return seq >= c->upto;
+        return seq >= c->read_to;
     uint64_t ms = SM_HLC_MS(e->hlc);
     if (ms < c->d->starts_ms || ms > c->d->closes_ms)
-        return seq >= c->upto;
+        return seq >= c->read_to;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;
         sm_drop_ticket *t = realloc(c->t, cap * sizeof *t);
@@ -343,7 +346,7 @@ s_collect_each(const sm_signed *s, uint64_t seq, void *arg)
     memcpy(t->device, e->body.u.raffle_entry.device, SM_HOLD_TAG_BYTES);
     t->has_client = e->body.u.raffle_entry.has_client;
     memcpy(t->client, e->body.u.raffle_entry.client, SM_HOLD_TAG_BYTES);
-    return seq >= c->upto;
+    return seq >= c->read_to;
 }
 
 /*  Per device the earliest by (hlc, origin, seq).                          */
@@ -376,10 +379,43 @@ s_by_rank(const void *a, const void *b)
     return c ? c : memcmp(x->hash.b, y->hash.b, SM_HASH_BYTES);
 }
 
+/*  Rank the counted entries with the secret and sort them by rank.        */
+static void
+s_rank(sm_drop_result *out, const sm_hash *secret)
+{
+    for (size_t i = 0; i < out->counted; i++) {
+        uint8_t msg[3 * SM_HASH_BYTES];
+        memcpy(msg, secret->b, SM_HASH_BYTES);
+        memcpy(msg + SM_HASH_BYTES, out->r.b, SM_HASH_BYTES);
+        memcpy(msg + 2 * SM_HASH_BYTES, out->tickets[i].hash.b, SM_HASH_BYTES);
+        sm_hash_bytes(msg, sizeof msg, &out->tickets[i].rank);
+    }
+    if (out->counted)
+        qsort(out->tickets, out->counted, sizeof *out->tickets, s_by_rank);
+    out->ranked = true;
+}
+
+/*  sm_drop_compute, also reading (and with check_chains authenticating)
+    `extend`'s log up to extend_to, past its head if need be (the stall's
+    draw and holds, for verify).                                            */
+static int
+s_compute(sm_ledger *l, const sm_drop *d, const sm_drop_head *heads, size_t nheads,
+          const sm_hash *secret, bool check_chains, sm_drop_result *out,
+          sm_id *bad_origin, uint64_t *bad_seq, const sm_id *extend, uint64_t extend_to);
+
 int
 sm_drop_compute(sm_ledger *l, const sm_drop *d, const sm_drop_head *heads, size_t nheads,
                 const sm_hash *secret, bool check_chains, sm_drop_result *out,
                 sm_id *bad_origin, uint64_t *bad_seq)
+{
+    return s_compute(l, d, heads, nheads, secret, check_chains, out, bad_origin, bad_seq,
+                     NULL, 0);
+}
+
+static int
+s_compute(sm_ledger *l, const sm_drop *d, const sm_drop_head *heads, size_t nheads,
+          const sm_hash *secret, bool check_chains, sm_drop_result *out,
+          sm_id *bad_origin, uint64_t *bad_seq, const sm_id *extend, uint64_t extend_to)
 {
     assert(l && d && (heads || nheads == 0) && out);
     memset(out, 0, sizeof *out);
@@ -389,16 +425,30 @@ sm_drop_compute(sm_ledger *l, const sm_drop *d, const sm_drop_head *heads, size_
     c->d = d;
     c->check = check_chains;
     int rc = 0;
-    for (size_t i = 0; i < nheads && rc == 0; i++) {
-        c->origin = &heads[i].origin;
-        c->upto = heads[i].seq;
+    bool extended = false;
+    for (size_t i = 0; i <= nheads && rc == 0; i++) {
+        if (i == nheads) {         /* the extended origin, if no head named it */
+            if (!extend || extended)
+                break;
+            c->origin = extend;
+            c->upto = 0;
+            c->read_to = extend_to;
+        } else {
+            c->origin = &heads[i].origin;
+            c->upto = c->read_to = heads[i].seq;
+            if (extend && memcmp(extend->b, c->origin->b, SM_KEY_BYTES) == 0) {
+                extended = true;
+                if (extend_to > c->read_to)
+                    c->read_to = extend_to;
+            }
+        }
         c->next = 1;
         memset(&c->link, 0, sizeof c->link);
         c->err = 0;
-        if (c->upto == 0)
+        if (c->read_to == 0)
             continue;
-        rc = sm_ledger_read(l, c->origin, 1, (size_t) c->upto, s_collect_each, c);
-        if (rc == 0 && c->err == 0 && c->next != c->upto + 1) {
+        rc = sm_ledger_read(l, c->origin, 1, (size_t) c->read_to, s_collect_each, c);
+        if (rc == 0 && c->err == 0 && c->next != c->read_to + 1) {
             c->err = SM_EGAP;      /* this node holds less than the head */
             c->bad_seq = c->next;
         }
@@ -434,18 +484,8 @@ sm_drop_compute(sm_ledger *l, const sm_drop *d, const sm_drop_head *heads, size_
     uint64_t most = d->per_shopper ? d->qty / d->per_shopper : 0;
     out->winners = n < most ? n : (size_t) most;
     free(c);
-    if (secret) {
-        for (size_t i = 0; i < n; i++) {
-            uint8_t msg[3 * SM_HASH_BYTES];
-            memcpy(msg, secret->b, SM_HASH_BYTES);
-            memcpy(msg + SM_HASH_BYTES, out->r.b, SM_HASH_BYTES);
-            memcpy(msg + 2 * SM_HASH_BYTES, out->tickets[i].hash.b, SM_HASH_BYTES);
-            sm_hash_bytes(msg, sizeof msg, &out->tickets[i].rank);
-        }
-        if (n)
-            qsort(out->tickets, n, sizeof *out->tickets, s_by_rank);
-        out->ranked = true;
-    }
+    if (secret)
+        s_rank(out, secret);
     return 0;
 }
 
@@ -566,9 +606,7 @@ sm_drop_draw(sm_ledger *l, const sm_id *self, uint64_t drop_seq, uint64_t now_ms
     sm_hash secret = one->e.body.u.raffle_draw.secret;
     uint64_t draw_ms = SM_HLC_MS(one->e.hlc);
     free(one);
-    sm_drop_result_free(&res);
-    if ((rc = sm_drop_compute(l, &d, heads, nheads, &secret, false, &res, NULL, NULL)) != 0)
-        return rc;
+    s_rank(&res, &secret);
     for (size_t i = 0; i < res.winners && rc == 0; i++) {
         const sm_drop_ticket *t = &res.tickets[i];
         sm_body h;
@@ -715,7 +753,15 @@ sm_drop_verify(sm_ledger *l, const sm_id *origin, uint64_t seq, char *why, size_
     }
     sm_id bad_origin;
     uint64_t bad_seq = 0;
-    rc = sm_drop_compute(l, &d, heads, nheads, &dr->secret, true, &res, &bad_origin, &bad_seq);
+    rc = s_compute(l, &d, heads, nheads, &dr->secret, true, &res, &bad_origin, &bad_seq,
+                   origin, f->draw_seq + dr->winners);
+    if (rc != 0 && rc == SM_EGAP && memcmp(bad_origin.b, origin->b, SM_KEY_BYTES) == 0
+        && bad_seq > f->draw_seq) {
+        rc = s_why(why, cap, "this node holds the stall's log only below entry %llu: the "
+                   "draw's holds are missing; let it sync, then check again",
+                   (unsigned long long) bad_seq);
+        goto done;
+    }
     if (rc != 0) {
         sm_id_format(&bad_origin, oid);
         if (rc == SM_EGAP)
@@ -730,20 +776,6 @@ sm_drop_verify(sm_ledger *l, const sm_id *origin, uint64_t seq, char *why, size_
     if (res.winners != dr->winners) {
         rc = s_why(why, cap, "the draw names %u winners; its %zu counted entries give %zu",
                    dr->winners, res.counted, res.winners);
-        goto done;
-    }
-    /* The draw and its holds, authenticated as one run of the stall's log. */
-    sm_drop_head own = { *origin, f->draw_seq + dr->winners };
-    sm_drop_result ignored;
-    rc = sm_drop_compute(l, &d, &own, 1, NULL, true, &ignored, &bad_origin, &bad_seq);
-    sm_drop_result_free(&ignored);
-    if (rc != 0) {
-        sm_id_format(origin, oid);
-        rc = rc == SM_EGAP
-           ? s_why(why, cap, "this node holds the stall's log only below entry %llu: the draw's "
-                   "holds are missing; let it sync, then check again", (unsigned long long) bad_seq)
-           : s_why(why, cap, "entry %llu of the stall's log (the drop, its draw or a hold) does "
-                   "not verify (%s)", (unsigned long long) bad_seq, sm_strerror(rc));
         goto done;
     }
     uint64_t expires = SM_HLC_MS(f->draw.hlc) + (uint64_t) d.pickup_minutes * 60000;
