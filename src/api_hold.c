@@ -166,8 +166,15 @@ sm__api_get_qr(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                     "'code' must be a pickup code: 6 letters and digits");
         return SM_API_DONE;
     }
+    sm_qr qr;
+    int rc = sm_qr_encode(code, 1, &qr);     /* level M, as printed codes */
+    if (rc != 0) {
+        sm__api_nomem(r);
+        return SM_API_DONE;
+    }
     size_t len;
-    char *svg = sm_qr_svg(code, &len);
+    char *svg = sm_qr_svg(&qr, "pickup code", code, &len);
+    sm_qr_clear(&qr);
     if (!svg) {
         sm__api_nomem(r);
         return SM_API_DONE;

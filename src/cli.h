@@ -38,6 +38,7 @@
 #define SM__API_TOKEN_FILE "api-token"
 #define SM__NAME_FILE      "name"
 #define SM__HTTP_FILE      "http"      /* the running node's API address */
+#define SM__STOCK_URL_FILE "stock-url" /* the stock page for shoppers (cli_url.c) */
 #define SM__NODE_ENV       "STALLMESH_NODE"
 #define SM__NODE_DEFAULT   "http://127.0.0.1:8080"
 #define SM__STORE_DIR      "store"
@@ -73,6 +74,20 @@ int sm__cmd_status(sm__cli *cli, int argc, char **argv);
 int sm__cmd_peers(sm__cli *cli, int argc, char **argv);
 int sm__cmd_pair(sm__cli *cli, int argc, char **argv);      /* cli_pair.c */
 int sm__cmd_devices(sm__cli *cli, int argc, char **argv);   /* cli_pair.c */
+int sm__cmd_url(sm__cli *cli, int argc, char **argv);
+int sm__cmd_backup(sm__cli *cli, int argc, char **argv);
+int sm__cmd_restore(sm__cli *cli, int argc, char **argv);
+int sm__cmd_identity(sm__cli *cli, int argc, char **argv);
+
+/* ---- cli_url.c ------------------------------------------------------- */
+
+/*  The stock page's URL for shoppers into out[cap], for a node serving on
+    `host` (as configured) and `port`: on "0.0.0.0" or "::" this machine's
+    LAN IPv4 address.  False if phones cannot reach it (loopback, or no LAN
+    address yet); the URL is still written.                                  */
+bool sm__cli_stock_url(const char *host, int port, char *out, size_t cap);
+/*  The node's display name from DIR/name (init --name), "" if none.        */
+void sm__cli_node_name(const sm__cli *cli, char out[SM_NAME_BYTES_MAX + 1]);
 
 int sm__cmd_report(sm__cli *cli, int argc, char **argv);
 int sm__cmd_export(sm__cli *cli, int argc, char **argv);
@@ -135,6 +150,10 @@ int sm__cli_open_ledger_beside(const sm__cli *cli, const sm_identity *id,
     Returns SM__EXIT_OK or SM__EXIT_FAIL.                                     */
 int sm__cli_lock_dir(const sm__cli *cli);
 
+/*  Say that the store in `path` is of `format`, newer than this binary reads
+    (not damage): both versions named, and what to do.                       */
+void sm__cli_newer_store(const char *path, uint32_t format);
+
 /*  Check the store with sm_integrity_check (a child process), printing
     what is wrong and what to do on failure (report filled either way).
     With SM_CHECK_ALL_ORIGINS, damaged entries alone (SM_EDEGRADED, listed
@@ -155,6 +174,23 @@ uint64_t sm__cli_now_ms(void);
 bool sm__cli_text_ok(const char *s, size_t max);
 bool sm__cli_currency_ok(const char *s);
 bool sm__cli_endpoint_ok(const char *s);
+
+/* ---- cli_backup.c ----------------------------------------------------- */
+
+/*  Write a backup of the store of `ledger` (open, read-only or not) to
+    `path` (never replaced: fails if it exists), with the node's id, name
+    and, if `sealed` is not NULL, its sealed identity.  0 with
+    *store_bytes set, or -1 with why[0..whylen) saying what went wrong.     */
+int sm__backup_write(sm_ledger *ledger, const sm_id *node, const char *name,
+                     const uint8_t *sealed, const char *path, uint64_t now_ms,
+                     uint64_t *store_bytes, char *why, size_t whylen);
+/*  A scheduled backup (no identity) into `dir` (created 0700 if missing),
+    named as `backup` names them, then delete all but this node's newest
+    `keep` there.  0 with the file's path in file[0..file_cap), or -1 with
+    why.                                                                      */
+int sm__backup_scheduled(sm_ledger *ledger, const sm_id *node, const char *name,
+                         const char *dir, uint32_t keep, uint64_t now_ms,
+                         char *file, size_t file_cap, char *why, size_t whylen);
 
 /* ---- cli_json.c: the only user of jansson --------------------------- */
 

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "store.h"
 #include "integrity.h"
 #include "stallmesh/error.h"
 
@@ -140,6 +141,11 @@ sm__cmd_verify(sm__cli *cli, int argc, char **argv)
                (unsigned long long)r.seq, r.what);
     } else {
         printf("damaged: %s\n", r.what);
+    }
+    uint32_t format = 0;
+    if (rc == SM_ESTORENEWER && sm_store_format_of(path, &format) == 0) {
+        sm__cli_newer_store(path, format);
+        return SM__EXIT_FAIL;
     }
     if (rc != 0) {
         if (rc == SM_ESTATEDIFF)

@@ -1,5 +1,5 @@
-/*  Join tokens as QR codes in a terminal: the only file that includes
-    qrencode.h (STYLE 3).
+/*  Join tokens as QR codes in a terminal (the encoding itself is src/qr.c,
+    the only file that includes qrencode.h: STYLE 3).
 
     The token is encoded in 8-bit mode (base64url has lowercase letters, so
     alphanumeric mode does not apply) with error correction level L: a token
@@ -16,9 +16,8 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include <qrencode.h>
-
 #include "cli.h"
+#include "qr.h"
 #include "stallmesh/error.h"
 
 #define SM__QR_QUIET_MODULES 4
@@ -26,24 +25,25 @@
 /*  True if the module at (x, y) of the padded square is light: outside the
     symbol (quiet zone) or a light module of it.                              */
 static bool
-s_light(const QRcode *qr, int x, int y)
+s_light(const sm_qr *qr, int x, int y)
 {
     int w = qr->width;
     x -= SM__QR_QUIET_MODULES;
     y -= SM__QR_QUIET_MODULES;
     if (x < 0 || y < 0 || x >= w || y >= w)
         return true;
-    return (qr->data[y * w + x] & 1) == 0;
+    return qr->dark[y * w + x] == 0;
 }
 
 int
 sm__qr_print(const char *text, FILE *out)
 {
     assert(text != NULL && out != NULL);
-    errno = 0;
-    QRcode *qr = QRcode_encodeString(text, 0, QR_ECLEVEL_L, QR_MODE_8, 1);
-    if (qr == NULL)
-        return errno == ERANGE ? SM_ETOOBIG : SM_ENOMEM;
+    sm_qr code;
+    int rc = sm_qr_encode(text, 0, &code);
+    if (rc != 0)
+        return rc;
+    const sm_qr *qr = &code;
 
     int size = qr->width + 2 * SM__QR_QUIET_MODULES;
     for (int y = 0; y < size; y += 2) {
@@ -54,6 +54,6 @@ sm__qr_print(const char *text, FILE *out)
         }
         fputc('\n', out);
     }
-    QRcode_free(qr);
+    sm_qr_clear(&code);
     return 0;
 }

@@ -14,7 +14,13 @@
     validates it and exits.
 
     Files written: DIR/http, the URL of the API for the CLI commands that
-    talk to the node (loopback when listening on every address).              */
+    talk to the node (loopback when listening on every address).
+
+    Under a service manager (notify.h): READY=1 once the store is open, the
+    core runs and the HTTP and mesh listeners are bound and the web loop
+    turns (so /readyz answers 200); WATCHDOG=1 every half WATCHDOG_USEC,
+    only while the web loop keeps turning (a stuck node is restarted);
+    STOPPING=1 when SIGTERM or SIGINT arrives.                                */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,6 +36,7 @@
 #include "core.h"
 #include "logger.h"
 #include "metrics.h"
+#include "notify.h"
 #include "stallmesh/error.h"
 #include "auth.h"
 #include "tls.h"
@@ -224,6 +232,86 @@ s_tls_setup(const sm__cli *cli, const sm_config *cfg, sm_tls_cert *tls, char *pa
     return 0;
 }
 
+/*  Scheduled backups ([backup] dir): what the main thread needs.          */
+typedef struct {
+    const sm_config *cfg;
+    sm_ledger *ledger;
+    const sm_id *node;
+    const char *name;
+    uint64_t next_ms;          /* 0: none scheduled */
+} s_backups;
+
+static void
+s_backup_now(s_backups *b, uint64_t now_ms)
+{
+    char file[PATH_MAX + 128], why[PATH_MAX + 200];
+    if (sm__backup_scheduled(b->ledger, b->node, b->name, b->cfg->backup_dir,
+                             b->cfg->backup_keep, now_ms, file, sizeof file,
+                             why, sizeof why) == 0)
+        sm_log_info("run: scheduled backup %s (keeping the newest %u)", file,
+                    (unsigned) b->cfg->backup_keep);
+    else
+        sm_log_error("run: scheduled backup failed: %s", why);
+    b->next_ms = now_ms + (uint64_t) b->cfg->backup_every_s * 1000u;
+}
+
+/*  Wait for SIGTERM or SIGINT (returned), ignoring SIGHUP.  Meanwhile:
+    with a service watchdog, every interval WATCHDOG=1 if the web loop
+    turned since the last one (woken each time, so an idle loop turns too),
+    else nothing and an error, and the manager restarts the node when its
+    WatchdogSec passes; and the scheduled backups, when due.  A backup runs
+    on this thread (a read transaction: the node goes on serving).          */
+static int
+s_wait_signal(const sigset_t *sigs, sm_web *web, sm_notify *notify, s_backups *backups)
+{
+    uint64_t every_ms = sm_notify_watchdog_ms(notify);
+    uint64_t turns = sm_web_turns(web);
+    uint64_t next_ping = every_ms ? sm__cli_now_ms() + every_ms : 0;
+    bool warned = false;
+    sm_web_wake(web);
+    for (;;) {
+        uint64_t now = sm__cli_now_ms();
+        if (backups->next_ms && now >= backups->next_ms) {
+            s_backup_now(backups, now);
+            now = sm__cli_now_ms();
+        }
+        if (next_ping && now >= next_ping) {
+            uint64_t seen = sm_web_turns(web);
+            if (seen != turns) {
+                sm_notify_send(notify, "WATCHDOG=1");
+                warned = false;
+            } else if (!warned) {
+                sm_log_error("run: the web loop has not turned for %llu ms: no "
+                             "watchdog ping", (unsigned long long) every_ms);
+                warned = true;
+            }
+            turns = seen;
+            sm_web_wake(web);
+            next_ping = now + every_ms;
+        }
+        uint64_t wait_ms = UINT64_MAX;
+        if (next_ping)
+            wait_ms = next_ping > now ? next_ping - now : 0;
+        if (backups->next_ms) {
+            uint64_t b = backups->next_ms > now ? backups->next_ms - now : 0;
+            wait_ms = b < wait_ms ? b : wait_ms;
+        }
+        int sig;
+        if (wait_ms == UINT64_MAX) {
+            if (sigwait(sigs, &sig) != 0)
+                return SIGTERM;
+        } else {
+            struct timespec ts = { (time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L };
+            sig = sigtimedwait(sigs, NULL, &ts);
+            if (sig < 0)
+                continue;              /* EAGAIN: a timer is due; EINTR */
+        }
+        if (sig != SIGHUP)
+            return sig;
+        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    }
+}
+
 /*  The mesh's options: the config's, plus the organiser's endpoints from
     the join token.                                                           */
 static void
@@ -325,8 +413,16 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm_core *core = NULL;
     sm_web *web = NULL;
     sm_auth *auth = NULL;
+    sm_notify *notify = NULL;
     int rc = 0;
     status = SM__EXIT_FAIL;
+    char why[256];
+    if (!(notify = sm_notify_new(why, sizeof why))) {
+        sm__cli_error("out of memory");
+        goto done;
+    }
+    if (why[0])
+        sm_log_warn("run: %s", why);
     /* One process a directory; a store that fails its checks is refused
        before it is served (pages, chains with each origin's newest
        signature, and the state recomputed from the log). */
@@ -415,13 +511,29 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     char token_path[PATH_MAX];
     sm__cli_path(cli, SM__API_TOKEN_FILE, token_path);
     const char *shown = strcmp(cfg.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg.http_host;
+    char stock_url[512], url_path[PATH_MAX];
+    bool reachable = sm__cli_stock_url(cfg.http_host, port, stock_url, sizeof stock_url);
+    if (sm__cli_path(cli, SM__STOCK_URL_FILE, url_path)) {
+        char line[520];
+        snprintf(line, sizeof line, "%s\n", stock_url);
+        if (sm__cli_write_file(url_path, line, 0644) != 0)
+            sm_log_warn("run: cannot write %s: %s", url_path, strerror(errno));
+    }
+    char stall_name[SM_NAME_BYTES_MAX + 1];
+    sm__cli_node_name(cli, stall_name);
+    if ((rc = sm_web_set_poster(web, stall_name[0] ? stall_name : market.name, stock_url)) != 0)
+        sm_log_warn("run: no poster at /poster: %s", sm_strerror(rc));
     sm_log_info("run: serving market \"%s\" on %s:%d", market.name, cfg.http_host, port);
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"
            "  market      http://%s:%d/market (the organiser's view; the same token)\n"
-           "  API         http://%s:%d/api/stock\n",
+           "  API         http://%s:%d/api/stock\n"
+           "  phones      %s%s\n"
+           "  poster      http://%s:%d/poster   (print it for the stall)\n",
            SM__VERSION, market.name, shown, port, shown, port, token_path, shown, port,
+           shown, port,
+           stock_url, reachable ? "" : "   (no LAN address: phones cannot reach this)",
            shown, port);
     if (cfg.tls_port) {
         sm_log_info("run: HTTPS on %s:%d, certificate SHA-256 %s", cfg.tls_host,
@@ -435,6 +547,9 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
                tls.fingerprint, tls.spki_sha256);
     }
     printf("Stop with Ctrl-C.\n");
+    /* A QR code of the shoppers' URL for a terminal (not for a log). */
+    if (isatty(STDOUT_FILENO) && reachable)
+        sm__qr_print(stock_url, stdout);
     fflush(stdout);
 
     pthread_t web_thread;
@@ -442,10 +557,17 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm__cli_error("cannot start the web thread");
         goto done;
     }
-    int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        sm_log_info("run: SIGHUP ignored (restart to apply a new configuration)");
+    char ready[160];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=serving market \"%.80s\" on port %d",
+             market.name, port);
+    if (sm_notify_send(notify, ready) != 0)
+        sm_log_warn("run: cannot tell the service manager that the node is ready");
+    s_backups backups = { .cfg = &cfg, .ledger = ledger, .node = &id.pub,
+                          .name = stall_name,
+                          .next_ms = cfg.backup_dir[0] ? sm__cli_now_ms() : 0 };
+    int sig = s_wait_signal(&sigs, web, notify, &backups);
     sm_log_info("run: %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sm_notify_send(notify, "STOPPING=1\nSTATUS=stopping");
     sm_web_stop(web);
     pthread_join(web_thread, NULL);
     status = SM__EXIT_OK;
@@ -460,6 +582,7 @@ done:
     sm_metrics_destroy(&metrics);
     sm_identity_wipe(&id);
     sm_identity_wipe(&mopts.identity);
+    sm_notify_destroy(&notify);
     if (status == SM__EXIT_OK)
         sm_log_info("run: stopped cleanly");
     return status;

@@ -272,6 +272,16 @@ sm__cli_lock_dir(const sm__cli *cli)
     return SM__EXIT_FAIL;
 }
 
+/*  A store written by a newer binary: not damage, named with both versions. */
+void
+sm__cli_newer_store(const char *path, uint32_t format)
+{
+    sm__cli_error("the store in %s is format %u, written by a newer stallmesh; this "
+                  "stallmesh (%s) reads formats up to %u: run the newer one (a store "
+                  "is never downgraded)", path, (unsigned) format, SM__VERSION,
+                  (unsigned) SM_STORE_FORMAT);
+}
+
 int
 sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
                     sm_check_report *report)
@@ -282,6 +292,11 @@ sm__cli_check_store(const sm__cli *cli, unsigned flags, bool writable,
     int rc = sm_integrity_check(path, flags, writable, report);
     if (rc == 0 || (rc == SM_EDEGRADED && (flags & SM_CHECK_ALL_ORIGINS)))
         return SM__EXIT_OK;
+    uint32_t format = 0;
+    if (rc == SM_ESTORENEWER && sm_store_format_of(path, &format) == 0) {
+        sm__cli_newer_store(path, format);
+        return SM__EXIT_FAIL;
+    }
     char where[SM_ID_HEX_BYTES + 48] = "";
     if (report->seq > 0) {
         char hex[SM_ID_HEX_BYTES + 1];
@@ -316,6 +331,7 @@ sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
     int err = 0;
     sm_ledger *ledger = sm_ledger_open(path, &opts, &err);
     if (ledger == NULL) {
+        uint32_t format = 0;
         if (err == SM_ENOTFOUND)
             sm__cli_error("no store in %s: run 'stallmesh init' first, or use --dir "
                           "or STALLMESH_DIR to pick another data directory", path);
@@ -324,7 +340,9 @@ sm__cli_open_ledger(const sm__cli *cli, const sm_identity *id, bool read_only,
             sm__store_file_check(path, what, sizeof what);
             sm__cli_error("cannot open the store: %s: %s", what[0] ? what : path,
                           sm_strerror(err));
-        } else
+        } else if (err == SM_ESTORENEWER && sm_store_format_of(path, &format) == 0)
+            sm__cli_newer_store(path, format);
+        else
             sm__cli_error("cannot open the store in %s: %s", path, sm_strerror(err));
         return SM__EXIT_FAIL;
     }

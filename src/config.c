@@ -49,7 +49,7 @@
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
 typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_TZ, S_TLS,
-               S_PATH } s_type;
+               S_PATH, S_DIR } s_type;
 
 typedef struct {
     const char *section;
@@ -97,10 +97,13 @@ static const s_key s_keys[] = {
     {"mesh", "discover_port", S_U32, offsetof(sm_config, discover_port), 1, 65535},
     {"mesh", "discover_addr", S_IPV4, offsetof(sm_config, discover_addr), 0, 0},
     {"report", "timezone", S_TZ, offsetof(sm_config, report_tz), 0, 0},
+    {"backup", "dir", S_DIR, offsetof(sm_config, backup_dir), 0, 0},
+    {"backup", "every_s", S_U32, offsetof(sm_config, backup_every_s), 10, 604800},
+    {"backup", "keep", S_U32, offsetof(sm_config, backup_keep), 1, 1000},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
-static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report"};
+static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report", "backup"};
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 /*  snprintf into err[0..errlen) when there is room for anything.           */
@@ -478,6 +481,24 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
               "characters", k->section, k->key, SM_CONFIG_PATH_BYTES_MAX);
         return SM_EINVAL;
     }
+    case S_DIR: {
+        size_t len = strlen(text);
+        bool ctrl = false;
+        for (const char *c = text; *c; c++)
+            ctrl |= (unsigned char) *c < 0x20 || *c == 0x7f;
+        if (len == 0 || strcmp(text, "none") == 0) {
+            ((char *)cfg + k->offset)[0] = 0;
+            return 0;
+        }
+        if (text[0] == '/' && len <= SM_CONFIG_PATH_BYTES_MAX && !ctrl) {
+            snprintf((char *)cfg + k->offset, SM_CONFIG_PATH_BYTES_MAX + 1, "%s", text);
+            return 0;
+        }
+        s_msg(why, whylen, "%s.%s = '%.*s': must be an absolute directory path of at most "
+              "%u bytes, or none", k->section, k->key, SM__CONFIG_VALUE_SHOWN, text,
+              SM_CONFIG_PATH_BYTES_MAX);
+        return SM_EINVAL;
+    }
     case S_TZ: {
         int terr = 0;
         sm_tz *tz = sm_tz_name_ok(text) ? sm_tz_open(text, &terr) : NULL;
@@ -532,6 +553,8 @@ sm_config_defaults(sm_config *cfg)
     snprintf(cfg->mesh_listen, sizeof cfg->mesh_listen, "tcp://0.0.0.0:7400");
     cfg->discover_port = SM_DISCOVER_PORT_DEFAULT;
     snprintf(cfg->discover_addr, sizeof cfg->discover_addr, "255.255.255.255");
+    cfg->backup_every_s = 3600;
+    cfg->backup_keep = 24;
 }
 
 /*  Set section.key from text as a file line would; the message in err has
@@ -774,7 +797,10 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
     }
     if (n >= 0) {
         size_t at = (size_t)n < cap ? (size_t)n : cap;
-        int m = snprintf(buf ? buf + at : NULL, cap - at, "\n");
+        int m = snprintf(buf ? buf + at : NULL, cap - at,
+                         "\n[backup]\ndir = %s\nevery_s = %u\nkeep = %u\n",
+                         cfg->backup_dir[0] ? cfg->backup_dir : "none",
+                         cfg->backup_every_s, cfg->backup_keep);
         n = m < 0 ? m : n + m;
     }
     if (n >= 0) {

@@ -39,7 +39,12 @@
         discover = false             ; LAN discovery beacon (--discover)
         discover_port = 7401         ; UDP port of the beacons
         discover_addr = 255.255.255.255 ; where beacons are sent (IPv4
-                                     ; broadcast address of the LAN)       */
+                                     ; broadcast address of the LAN)
+        [backup]
+        dir = /media/usb/stallmesh   ; scheduled backups go here (absolute;
+                                     ; unset: none)
+        every_s = 3600               ; the first at start, then this often
+        keep = 24                    ; this node's newest backups kept     */
 #ifndef SM_CONFIG_H
 #define SM_CONFIG_H
 
@@ -87,6 +92,10 @@ typedef struct {
     bool discover;             /* send and hear LAN beacons (issue #4) */
     uint32_t discover_port;
     char discover_addr[SM_CONFIG_IPV4_BYTES_MAX + 1];
+    /* [backup]: scheduled backups by the running node (src/cli_backup.c) */
+    char backup_dir[SM_CONFIG_PATH_BYTES_MAX + 1];  /* "" = none */
+    uint32_t backup_every_s;   /* the first at start, then this often */
+    uint32_t backup_keep;      /* this node's newest backups kept in the dir */
     char report_tz[64 + 1];    /* [report] timezone; "" = the system's zone */
     uint32_t peer_count;
     struct {

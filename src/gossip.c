@@ -138,6 +138,17 @@ typedef struct {
     uint32_t asks;
 } s_shopper;
 
+/*  A HOLD_ASK this node answered: a second delivery of it (the same asker
+    and wire id, e.g. sent again after a reconnect) gets the same answer and
+    appends nothing.                                                         */
+typedef struct {
+    bool used;
+    sm_id asker;
+    uint64_t req_id;           /* the asker's wire id */
+    int code;                  /* the HOLD_DONE sent: 0 or the refusal */
+    uint64_t seq, expires_ms;
+} s_hold_answer;
+
 typedef struct {
     bool used;
     bool recorded;             /* the ledger holds it (or stops the origin earlier) */
@@ -205,6 +216,8 @@ struct sm_gossip {
     uint64_t hold_ttl_ms;      /* a hold asked by a peer expires this long after */
     sm_reserve_limits hold_limits; /* what a forwarded hold may take */
     s_shopper *shoppers;       /* [SM_HOLD_ASK_SHOPPERS_MAX] forwarded holds' budgets */
+    s_hold_answer *hold_answers; /* [SM_HOLD_ASK_ANSWERS_MAX] a ring, oldest overwritten */
+    uint32_t hold_answer_next;
 
     sm_id origins[SM_MEMBERS_MAX];
     uint32_t origin_count;
@@ -1979,6 +1992,83 @@ s_shopper_take(sm_gossip *self, const s_peer *p, const sm_wire_msg *m, uint64_t 
     return true;
 }
 
+/*  The answer this node gave to `asker`'s HOLD_ASK `req_id`, or NULL.      */
+static s_hold_answer *
+s_hold_answer_find(sm_gossip *self, const sm_id *asker, uint64_t req_id)
+{
+    for (uint32_t i = 0; i < SM_HOLD_ASK_ANSWERS_MAX; i++) {
+        s_hold_answer *a = &self->hold_answers[i];
+        if (a->used && a->req_id == req_id && s_id_eq(&a->asker, asker))
+            return a;
+    }
+    return NULL;
+}
+
+/*  Answer p's HOLD_ASK `req_id` and remember the answer (the oldest
+    remembered makes room).                                                 */
+static void
+s_hold_answer_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t seq,
+              uint64_t expires_ms)
+{
+    s_hold_answer *a = &self->hold_answers[self->hold_answer_next];
+    self->hold_answer_next = (self->hold_answer_next + 1) % SM_HOLD_ASK_ANSWERS_MAX;
+    a->used = true;
+    a->asker = p->pub.node;
+    a->req_id = req_id;
+    a->code = code;
+    a->seq = seq;
+    a->expires_ms = expires_ms;
+    s_hold_done_send(self, p, req_id, code, seq, expires_ms);
+}
+
+typedef struct {
+    const sm_wire_msg *m;
+    bool found;
+    uint64_t seq, expires_ms;
+} s_same_hold;
+
+static int
+s_same_hold_each(const sm_hold *h, void *arg)
+{
+    s_same_hold *x = arg;
+    const sm_wire_msg *m = x->m;
+    if (strcmp(h->code, m->u.hold_ask.code) != 0)
+        return 0;
+    /* The code is unique among open holds: this one or none. */
+    if (h->line_count == 1 && strcmp(h->sku, m->u.hold_ask.sku) == 0
+        && h->qty == m->u.hold_ask.qty
+        && h->has_device == m->u.hold_ask.has_device
+        && h->has_client == m->u.hold_ask.has_client
+        && (!h->has_device || memcmp(h->device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES) == 0)
+        && (!h->has_client || memcmp(h->client, m->u.hold_ask.client, SM_HOLD_TAG_BYTES) == 0)) {
+        x->found = true;
+        x->seq = h->seq;
+        x->expires_ms = h->expires_ms;
+    }
+    return 1;
+}
+
+/*  The open hold on this node's log that `m` (a HOLD_ASK with a pickup
+    code) already made: the same code, line and shopper.  A HOLD_ASK sent
+    again after this node forgot its answer (a restart) finds it here.
+    0 (*found says whether), or a store error.                              */
+static int
+s_same_hold_find(sm_gossip *self, const sm_wire_msg *m, bool *found, uint64_t *seq,
+                 uint64_t *expires_ms)
+{
+    s_same_hold x = { .m = m };
+    *found = false;
+    if (!m->u.hold_ask.code[0])
+        return 0;
+    int rc = sm_ledger_holds_each(self->ledger, &self->self, s_same_hold_each, &x);
+    if (rc < 0)
+        return rc;
+    *found = x.found;
+    *seq = x.seq;
+    *expires_ms = x.expires_ms;
+    return 0;
+}
+
 /*  HOLD_ASK [req_id, sku, qty, code, device, client] from p: hold the units
     here, on this node's own log, for p's shopper (who picks them up here),
     with the code the asker drew and the shopper's tags, and answer
@@ -1989,8 +2079,12 @@ s_shopper_take(sm_gossip *self, const s_peer *p, const sm_wire_msg *m, uint64_t 
     SM_HOLD_ASKS_PER_SHOPPER_MIN asks for one shopper in a minute, or
     SM_HOLD_ASKS_PER_MIN of one peer (a flood guard), the answer is
     SM_EBUSY, nothing appended; the [holds] limits apply as to a phone
-    here (SM_EHOLDLIMIT).  A hold never asks other stalls for units.  The
-    engine keeps no state for an ask it answered, so none is ever open.    */
+    here (SM_EHOLDLIMIT).  A hold never asks other stalls for units.
+    Idempotent: an ask delivered again (the same asker and req_id, e.g.
+    after a reconnect) is answered as the first time, from the answers
+    remembered (SM_HOLD_ASK_ANSWERS_MAX) or, for an ask with a pickup code,
+    from the open hold it made (after a restart); it appends nothing and
+    takes no budget.  No ask is ever left open.                             */
 static int
 s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
@@ -2000,6 +2094,23 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     }
     self->stats.messages_received++;
     const uint64_t req_id = m->u.hold_ask.req_id;
+    const s_hold_answer *again = s_hold_answer_find(self, &p->pub.node, req_id);
+    if (again) {
+        sm_log_debug("mesh: hold ask delivered again: the first answer stands");
+        s_hold_done_send(self, p, req_id, again->code, again->seq, again->expires_ms);
+        return 0;
+    }
+    bool made;
+    uint64_t made_seq = 0, made_expires_ms = 0;
+    int frc = s_same_hold_find(self, m, &made, &made_seq, &made_expires_ms);
+    if (s_fatal(frc))
+        return frc;
+    if (frc == 0 && made) {
+        sm_log_debug("mesh: hold ask delivered again: its hold %llu stands",
+                     (unsigned long long) made_seq);
+        s_hold_answer_send(self, p, req_id, 0, made_seq, made_expires_ms);
+        return 0;
+    }
     if (now_ms < p->hold_window_ms || now_ms - p->hold_window_ms >= 60000u) {
         p->hold_window_ms = now_ms;
         p->hold_asks = 0;
@@ -2007,7 +2118,7 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN || !s_shopper_take(self, p, m, now_ms)) {
         sm_log_debug("mesh: hold ask refused: over %u a minute for one shopper (or %u from one peer)",
                      SM_HOLD_ASKS_PER_SHOPPER_MIN, SM_HOLD_ASKS_PER_MIN);
-        s_hold_done_send(self, p, req_id, SM_EBUSY, 0, 0);
+        s_hold_answer_send(self, p, req_id, SM_EBUSY, 0, 0);
         return 0;
     }
     p->hold_asks++;
@@ -2040,7 +2151,7 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         s_push_origin(self, self->self_oi);
     else
         sm_log_debug("mesh: hold ask not served: %s", sm_strerror(rc));
-    s_hold_done_send(self, p, req_id, rc, seq, expires_ms);
+    s_hold_answer_send(self, p, req_id, rc, seq, expires_ms);
     return 0;
 }
 
@@ -2124,7 +2235,8 @@ sm_gossip_new(const sm_gossip_opts *opts, int *err)
     }
     self->run_bytes = malloc(SM_WIRE_RUN_BYTES_SOFT + SM_ENTRY_BYTES_MAX);
     self->shoppers = calloc(SM_HOLD_ASK_SHOPPERS_MAX, sizeof *self->shoppers);
-    if (!self->run_bytes || !self->shoppers) {
+    self->hold_answers = calloc(SM_HOLD_ASK_ANSWERS_MAX, sizeof *self->hold_answers);
+    if (!self->run_bytes || !self->shoppers || !self->hold_answers) {
         rc = SM_ENOMEM;
         goto fail;
     }
@@ -2157,6 +2269,7 @@ fail:
             s_fork_free(&self->forks[i]);
         free(self->run_bytes);
         free(self->shoppers);
+        free(self->hold_answers);
         free(self);
     }
     if (err)
@@ -2184,6 +2297,7 @@ sm_gossip_destroy(sm_gossip **self_p)
         s_fork_free(&self->forks[i]);
     free(self->run_bytes);
     free(self->shoppers);
+    free(self->hold_answers);
     free(self);
     *self_p = NULL;
 }

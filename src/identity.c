@@ -19,7 +19,25 @@
     others could read may already have leaked, and silently carrying on would
     hide that from the operator.  Such a file is refused with SM_ECORRUPT
     (the file is not a usable secret); the CLI stats it again to tell the
-    operator exactly why and which chmod to run.                              */
+    operator exactly why and which chmod to run.
+
+    Sealed identity (sm_identity_seal, a backup's or a paper copy's secret),
+    SM_SEALED_ID_BYTES = 131 bytes, integers big-endian:
+
+        0    1  version, 1
+        1    1  algorithm, 1: Argon2id v1.3 key, XChaCha20-Poly1305
+                secretstream
+        2    4  Argon2id passes (opslimit), 1..SM_SEAL_OPSLIMIT_MAX
+        6    4  Argon2id memory in KiB, up to SM_SEAL_MEMLIMIT_MAX
+        10  16  salt (random)
+        26  32  the node id (its public key)
+        58  24  secretstream header
+        82  49  the 32-byte seed encrypted as one TAG_FINAL message, whose
+                additional data is bytes 0..58: a changed header, salt or
+                node id fails to decrypt like a wrong passphrase does
+
+    A sealed file chooses its own Argon2id cost, but never more than the
+    maxima above, so a crafted one cannot make a Pi allocate gigabytes.     */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -404,4 +422,170 @@ sm_id_format(const sm_id *id, char out[SM_ID_HEX_BYTES + 1])
 {
     assert(id != NULL && out != NULL);
     sm_hex_encode(id->b, sizeof id->b, out);
+}
+
+/* ---- sealed identities ----------------------------------------------- */
+
+#define SM__SEAL_VERSION    1u
+#define SM__SEAL_ALG        1u
+#define SM__SEAL_AD_BYTES   58u
+_Static_assert(SM__SEAL_AD_BYTES + crypto_secretstream_xchacha20poly1305_HEADERBYTES
+               + SM__SEED_BYTES + crypto_secretstream_xchacha20poly1305_ABYTES
+               == SM_SEALED_ID_BYTES, "sealed identity layout");
+_Static_assert(crypto_pwhash_SALTBYTES == 16, "Argon2id salt size");
+_Static_assert(crypto_secretstream_xchacha20poly1305_KEYBYTES == 32, "secretstream key size");
+
+static void
+s_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);  p[3] = (uint8_t)v;
+}
+
+static uint32_t
+s_be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*  Check the header of a sealed identity; its Argon2id limits out.          */
+static int
+s_sealed_check(const uint8_t *in, uint32_t *ops, uint32_t *mem_kib)
+{
+    if (in[0] != SM__SEAL_VERSION || in[1] != SM__SEAL_ALG)
+        return SM_EVERSION;
+    *ops = s_be32_get(in + 2);
+    *mem_kib = s_be32_get(in + 6);
+    if (*ops < crypto_pwhash_argon2id_OPSLIMIT_MIN || *ops > SM_SEAL_OPSLIMIT_MAX
+        || (uint64_t)*mem_kib * 1024u < crypto_pwhash_argon2id_MEMLIMIT_MIN
+        || (uint64_t)*mem_kib * 1024u > SM_SEAL_MEMLIMIT_MAX)
+        return SM_EMALFORMED;
+    return 0;
+}
+
+static int
+s_seal_key(uint8_t key[32], const char *pass, size_t len, const uint8_t *salt,
+           uint32_t ops, uint32_t mem_kib)
+{
+    if (crypto_pwhash(key, 32, pass, len, salt, ops, (size_t)mem_kib * 1024u,
+                      crypto_pwhash_ALG_ARGON2ID13) != 0)
+        return SM_ENOMEM;      /* the only documented failure: no memory */
+    return 0;
+}
+
+int
+sm_identity_seal(const sm_identity *id, const char *pass, size_t len,
+                 uint8_t out[SM_SEALED_ID_BYTES])
+{
+    assert(id && pass && out);
+    if (len == 0)
+        return SM_EINVAL;
+    if (sm_crypto_init() != 0)
+        return SM_EIO;
+    uint8_t key[32];
+    crypto_secretstream_xchacha20poly1305_state st;
+    out[0] = SM__SEAL_VERSION;
+    out[1] = SM__SEAL_ALG;
+    s_be32_put(out + 2, SM_SEAL_OPSLIMIT);
+    s_be32_put(out + 6, SM_SEAL_MEMLIMIT_BYTES / 1024u);
+    randombytes_buf(out + 10, 16);
+    memcpy(out + 26, id->pub.b, SM_KEY_BYTES);
+    int rc = s_seal_key(key, pass, len, out + 10, SM_SEAL_OPSLIMIT,
+                        SM_SEAL_MEMLIMIT_BYTES / 1024u);
+    if (rc == 0) {
+        crypto_secretstream_xchacha20poly1305_init_push(&st, out + SM__SEAL_AD_BYTES, key);
+        /* libsodium's secret key starts with the seed. */
+        crypto_secretstream_xchacha20poly1305_push(
+            &st, out + SM__SEAL_AD_BYTES + crypto_secretstream_xchacha20poly1305_HEADERBYTES,
+            NULL, id->secret, SM__SEED_BYTES, out, SM__SEAL_AD_BYTES,
+            crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+    }
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(&st, sizeof st);
+    return rc;
+}
+
+int
+sm_sealed_id_node(const uint8_t in[SM_SEALED_ID_BYTES], sm_id *node)
+{
+    assert(in && node);
+    uint32_t ops, mem;
+    int rc = s_sealed_check(in, &ops, &mem);
+    if (rc == 0)
+        memcpy(node->b, in + 26, SM_KEY_BYTES);
+    return rc;
+}
+
+int
+sm_identity_unseal(const uint8_t in[SM_SEALED_ID_BYTES], const char *pass,
+                   size_t len, sm_identity *out)
+{
+    assert(in && pass && out);
+    uint32_t ops, mem;
+    int rc = s_sealed_check(in, &ops, &mem);
+    if (rc != 0)
+        return rc;
+    if (sm_crypto_init() != 0)
+        return SM_EIO;
+    uint8_t key[32], seed[SM__SEED_BYTES];
+    unsigned char tag = 0;
+    crypto_secretstream_xchacha20poly1305_state st;
+    if ((rc = s_seal_key(key, pass, len, in + 10, ops, mem)) != 0)
+        goto done;
+    rc = SM_EPASSPHRASE;
+    if (crypto_secretstream_xchacha20poly1305_init_pull(&st, in + SM__SEAL_AD_BYTES, key) != 0)
+        goto done;
+    if (crypto_secretstream_xchacha20poly1305_pull(
+            &st, seed, NULL, &tag,
+            in + SM__SEAL_AD_BYTES + crypto_secretstream_xchacha20poly1305_HEADERBYTES,
+            SM__SEED_BYTES + crypto_secretstream_xchacha20poly1305_ABYTES,
+            in, SM__SEAL_AD_BYTES) != 0
+        || tag != crypto_secretstream_xchacha20poly1305_TAG_FINAL)
+        goto done;
+    sm_identity_from_seed(out, seed);
+    /* Authenticated with the seed, so only a bug could make these differ. */
+    rc = memcmp(out->pub.b, in + 26, SM_KEY_BYTES) == 0 ? 0 : SM_EPASSPHRASE;
+    if (rc != 0)
+        sm_identity_wipe(out);
+done:
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(seed, sizeof seed);
+    sodium_memzero(&st, sizeof st);
+    return rc;
+}
+
+void
+sm_sealed_to_text(const uint8_t in[SM_SEALED_ID_BYTES], char out[SM_SEALED_TEXT_BYTES + 1])
+{
+    assert(in && out);
+    _Static_assert(sodium_base64_ENCODED_LEN(SM_SEALED_ID_BYTES,
+                       sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 175u + 1u,
+                   "sealed text length");
+    memcpy(out, SM_SEALED_TEXT_PREFIX, 5);
+    sodium_bin2base64(out + 5, 176, in, SM_SEALED_ID_BYTES,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int
+sm_sealed_from_text(const char *text, uint8_t out[SM_SEALED_ID_BYTES])
+{
+    assert(text && out);
+    char compact[SM_SEALED_TEXT_BYTES + 1];
+    size_t n = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+            continue;
+        if (n == SM_SEALED_TEXT_BYTES)
+            return SM_EMALFORMED;
+        compact[n++] = *p;
+    }
+    compact[n] = 0;
+    if (n != SM_SEALED_TEXT_BYTES || memcmp(compact, SM_SEALED_TEXT_PREFIX, 5) != 0)
+        return SM_EMALFORMED;
+    size_t got = 0;
+    if (sodium_base642bin(out, SM_SEALED_ID_BYTES, compact + 5, n - 5, NULL, &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0
+        || got != SM_SEALED_ID_BYTES)
+        return SM_EMALFORMED;
+    return 0;
 }

@@ -17,6 +17,11 @@
     bytes in a message (a sku or a header a phone sent may hold a newline)
     are written as '?', so one call is always exactly one line.
 
+    Under systemd (stderr is the stream named by $JOURNAL_STREAM, as
+    "DEVICE:INODE") each line starts with a syslog priority prefix, "<3>"
+    error, "<4>" warn, "<6>" info, "<7>" debug, which journald strips and
+    records as the line's priority, so `journalctl -p warning` filters.
+
     This module reads the wall clock; it is not part of the deterministic
     core, which never logs.                                                   */
 #include "logger.h"
@@ -28,9 +33,12 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +46,34 @@
 #define SM__LOG_WRITE_TRIES_MAX 8      /* EINTR or short writes before giving up */
 
 static atomic_int s_level = SM_LOG_INFO;
+static atomic_int s_journal = -1;      /* stderr is journald's: -1 not yet known */
+
+/* syslog(3) priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const char *const s_level_prefixes[] = {
+    [SM_LOG_ERROR] = "<3>", [SM_LOG_WARN] = "<4>",
+    [SM_LOG_INFO] = "<6>",  [SM_LOG_DEBUG] = "<7>",
+};
+
+/*  True if stderr is the journal stream systemd connected
+    ($JOURNAL_STREAM=DEVICE:INODE of that stream, sd_journal_stream_fd(3)):
+    a shell that inherited the variable but redirected stderr gets none.
+    Decided once; the race of two first lines is harmless (same answer).    */
+static bool
+s_to_journal(void)
+{
+    int known = atomic_load_explicit(&s_journal, memory_order_relaxed);
+    if (known >= 0)
+        return known == 1;
+    const char *env = getenv("JOURNAL_STREAM");
+    unsigned long long dev = 0, ino = 0;
+    struct stat st;
+    bool yes = env && sscanf(env, "%llu:%llu", &dev, &ino) == 2
+               && fstat(STDERR_FILENO, &st) == 0
+               && (unsigned long long) st.st_dev == dev
+               && (unsigned long long) st.st_ino == ino;
+    atomic_store_explicit(&s_journal, yes ? 1 : 0, memory_order_relaxed);
+    return yes;
+}
 
 static const char *const s_level_names[] = {
     [SM_LOG_ERROR] = "error", [SM_LOG_WARN] = "warn",
@@ -103,7 +139,12 @@ s_vlog(int level, const char *suffix, const char *fmt, va_list ap)
         memset(&tm, 0, sizeof tm);
         ts.tv_nsec = 0;
     }
-    size_t len = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    size_t len = 0;
+    if (s_to_journal()) {
+        memcpy(line, s_level_prefixes[level], 3);
+        len = 3;
+    }
+    len += strftime(line + len, sizeof line - len, "%Y-%m-%dT%H:%M:%S", &tm);
     int head = snprintf(line + len, sizeof line - len, ".%03ldZ %-5s ",
                         (long)(ts.tv_nsec / 1000000), s_level_names[level]);
     assert(head > 0 && (size_t)head < sizeof line - len);

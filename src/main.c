@@ -65,6 +65,20 @@ static const char s_help[] =
 "      peers, its own entries first.\n"
 "  log [--origin NODE_ID]\n"
 "      Print the log as JSON lines: every origin's entries, or one's.\n"
+"  backup [-o FILE] [--with-identity] [--passphrase-file FILE] [--json]\n"
+"      A consistent, compacted copy of the store, taken while the node runs,\n"
+"      in one checksummed file (default stallmesh-ID-TIME.smbackup here);\n"
+"      --with-identity adds the node's key sealed with a passphrase (asked\n"
+"      twice on the terminal, or the first line of FILE).\n"
+"  restore FILE [--dir DIR] [--passphrase-file FILE] [--json]\n"
+"      Put a backup into DIR, which must be new or empty; a damaged or\n"
+"      altered file or a wrong passphrase changes nothing.  The restored\n"
+"      node fetches what it sold after the copy from its peers at start.\n"
+"  identity export [--qr] [--passphrase-file FILE] [--json]\n"
+"      Print the node's key sealed with a passphrase, as text (and a QR\n"
+"      code), for a paper copy.\n"
+"  identity import TEXT|- [--passphrase-file FILE] [--json]\n"
+"      Put a sealed key back into a data directory that has none.\n"
 "  run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none]\n"
 "      [--advertise tcp://HOST:PORT|none] [--peer NODE_ID@tcp://HOST:PORT]...\n"
 "      [--discover] [--allow-fresh] [--config FILE] [--log-level LEVEL] [--check]\n"
@@ -123,6 +137,10 @@ static const char s_help[] =
 "  peers [--json]\n"
 "      The mesh peers as a table: node, name, endpoint, connected, last\n"
 "      seen, entries behind.\n"
+"  url [--qr] [--json]\n"
+"      The stock page's address for shoppers' phones (this machine's LAN\n"
+"      address when the node serves on every address), as the running\n"
+"      node wrote it to DIR/stock-url; --qr also draws it as a QR code.\n"
 "  report [--from DATE|TIME] [--to DATE|TIME] [--by LIST] [--tz ZONE]\n"
 "         [--stall NODE_ID] [--json]\n"
 "      The sales report (default: today, by stall): the totals, then a\n"
@@ -188,6 +206,10 @@ static const s_command s_commands[] = {
     { "sales", sm__cmd_sales },
     { "status", sm__cmd_status },
     { "peers", sm__cmd_peers },
+    { "url", sm__cmd_url },
+    { "backup", sm__cmd_backup },
+    { "restore", sm__cmd_restore },
+    { "identity", sm__cmd_identity },
     { "report", sm__cmd_report },
     { "export", sm__cmd_export },
     { "drop", sm__cmd_drop },

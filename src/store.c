@@ -5,7 +5,16 @@
     caller as SM_ENOSPC with the transaction aborted and nothing written.
 
     The environment is opened with MDB_NOTLS so that read transactions can
-    be used from any thread (the web thread reads while the core writes).    */
+    be used from any thread (the web thread reads while the core writes).
+
+    Format version (SM_STORE_FORMAT): meta "format" holds the version of
+    the layout of keys and values the ledger writes, as ASCII decimal.  At
+    open, s_format_check compares it with this binary's: newer is refused
+    (SM_ESTORENEWER; sm_store_format_of names it), older is migrated in the
+    open transaction, one step a version (s_migrations; none yet: format 1
+    is the first), and a new store is marked.  A store with data but no
+    marker predates the marker and is format 1; opening it for writing adds
+    the marker.  tests/fixtures/store-v1.dump is a store of format 1.        */
 #include "store.h"
 
 #include <assert.h>
@@ -102,6 +111,113 @@ s_err(int rc)
     }
 }
 
+/* ---- format version ---------------------------------------------------- */
+
+static int s_err_write(sm_store *store, int raw);
+
+static const char s_format_key[] = "format";
+
+/*  The version in meta, 0 if there is none; SM_ECORRUPT if it is no
+    number.                                                                   */
+static int
+s_format_read(MDB_txn *txn, MDB_dbi meta, uint32_t *format)
+{
+    MDB_val k = { sizeof s_format_key - 1, (void *) s_format_key }, v;
+    int rc = mdb_get(txn, meta, &k, &v);
+    *format = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return s_err(rc);
+    const char *p = v.mv_data;
+    if (v.mv_size == 0 || v.mv_size > 9)
+        return SM_ECORRUPT;
+    for (size_t i = 0; i < v.mv_size; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return SM_ECORRUPT;
+        *format = *format * 10 + (uint32_t)(p[i] - '0');
+    }
+    return *format == 0 ? SM_ECORRUPT : 0;
+}
+
+static int
+s_format_write(MDB_txn *txn, MDB_dbi meta, uint32_t format)
+{
+    char text[16];
+    int n = snprintf(text, sizeof text, "%u", (unsigned) format);
+    MDB_val k = { sizeof s_format_key - 1, (void *) s_format_key }, v = { (size_t) n, text };
+    return s_err(mdb_put(txn, meta, &k, &v, 0));
+}
+
+/*  Migration from format i + 1 to i + 2 at index i, in the open write
+    transaction.  Empty while SM_STORE_FORMAT is 1; a format change adds
+    its step here, a fixture of the old format in tests/fixtures/ and a
+    test that opens it.                                                       */
+typedef int (*s_migration_fn)(sm_store *self, MDB_txn *txn);
+static const s_migration_fn s_migrations[SM_STORE_FORMAT] = { NULL };
+
+/*  Check (and for a writer, set or migrate) the format version.            */
+static int
+s_format_check(sm_store *self, MDB_txn *txn)
+{
+    uint32_t format;
+    int rc = s_format_read(txn, self->dbi[SM_DB_META], &format);
+    if (rc != 0)
+        return rc;
+    if (format > SM_STORE_FORMAT)
+        return SM_ESTORENEWER;
+    if (format == 0)
+        format = 1;            /* new, or made before the marker: format 1 */
+    if (self->read_only)
+        return format == SM_STORE_FORMAT ? 0 : SM_ESTATE;
+    for (; format < SM_STORE_FORMAT; format++) {
+        assert(s_migrations[format - 1] != NULL);
+        if ((rc = s_migrations[format - 1](self, txn)) != 0)
+            return rc;
+    }
+    uint32_t marked;
+    if ((rc = s_format_read(txn, self->dbi[SM_DB_META], &marked)) != 0)
+        return rc;
+    return marked == SM_STORE_FORMAT ? 0 : s_format_write(txn, self->dbi[SM_DB_META],
+                                                          SM_STORE_FORMAT);
+}
+
+int
+sm_store_format_of(const char *dir, uint32_t *format)
+{
+    assert(dir && format);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    int rc = s_err(mdb_env_create(&env));
+    if (rc == 0) {
+        mdb_env_set_maxdbs(env, SM_DB_COUNT + 2);
+        int orc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600);
+        rc = orc == ENOENT ? SM_ENOTFOUND : s_err(orc);
+    }
+    if (rc == 0)
+        rc = s_err(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn));
+    if (rc == 0) {
+        int drc = mdb_dbi_open(txn, s_db_names[SM_DB_META], 0, &meta);
+        rc = drc == MDB_NOTFOUND ? SM_ENOTFOUND : s_err(drc);
+    }
+    if (rc == 0)
+        rc = s_format_read(txn, meta, format);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (env)
+        mdb_env_close(env);
+    return rc;
+}
+
+int
+sm_store_copy(sm_store *store, int fd, bool compact)
+{
+    assert(store && fd >= 0);
+    int rc = mdb_env_copyfd2(store->env, fd, compact ? MDB_CP_COMPACT : 0);
+    return rc == 0 ? 0 : s_err_write(store, rc);
+}
+
 sm_store *
 sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
               bool no_sync, int *err)
@@ -150,6 +266,8 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
             goto fail;
         }
     }
+    if ((rc = s_format_check(self, txn)) != 0)
+        goto fail;
     if ((rc = s_err(mdb_txn_commit(txn))) != 0) {
         txn = NULL;
         goto fail;

@@ -41,6 +41,13 @@ typedef struct {
     size_t len;
 } sm_val;
 
+/*  The store's format version, recorded in meta under "format" (ASCII
+    decimal).  A store of an older format is migrated when opened for
+    writing (format 1 is also a store made before the marker existed: the
+    marker is added); a newer one is refused with SM_ESTORENEWER, read-only
+    or not.                                                                    */
+#define SM_STORE_FORMAT 1u
+
 /*  Open the environment in directory `dir` (created 0700 if missing).
     Returns NULL and sets *err on failure.                                    */
 sm_store *sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
@@ -89,6 +96,16 @@ sm_cursor *sm_cursor_open(sm_txn *txn, sm_db db, const void *prefix,
                           int *err);
 int sm_cursor_next(sm_cursor *cur, sm_val *key, sm_val *val);
 void sm_cursor_close(sm_cursor **cur_p);
+
+/*  The format version recorded in the store in `dir`, without opening it
+    for use (to name it when sm_store_open refused it): 0 if it has no
+    marker.  0, SM_ENOTFOUND (no store) or an I/O error.                      */
+int sm_store_format_of(const char *dir, uint32_t *format);
+
+/*  Write a consistent copy of the store's data file to `fd` from its
+    current offset (a read transaction: writers go on meanwhile), compacted
+    (free pages left out) if `compact`.  0 or an error.                      */
+int sm_store_copy(sm_store *store, int fd, bool compact);
 
 /*  Bytes the environment's data file takes on disk, and entries in a db.    */
 int sm_store_stat(sm_store *store, sm_db db, uint64_t *entries,

@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "assets.h"
+#include "qr.h"
 #include "logger.h"
 #include "wsframe.h"
 #include "stallmesh/error.h"
@@ -120,6 +121,9 @@ struct sm_web {
     sm_api *api;
     sm_core_client *core;
     atomic_bool stop;
+    atomic_uint_fast64_t turns;   /* event loop iterations: the watchdog's proof of life */
+    sm_asset poster_svg;          /* /poster.svg once sm_web_set_poster ran; data owned */
+    char poster_etag[24];
     s_conn *ws_head;           /* websocket clients */
     size_t ws_count;
     size_t pending;            /* writes in the core */
@@ -767,7 +771,9 @@ s_dispatch(sm_web *self, s_conn *conn)
     const sm_asset *asset = NULL;
     s_conn_request_done(self, conn->wsi);
     if ((h->method == SM_HTTP_GET || h->method == SM_HTTP_HEAD)
-        && (asset = sm_asset_find(h->path)) != NULL) {
+        && ((asset = sm_asset_find(strcmp(h->path, "/poster") == 0 ? "/poster.html" : h->path))
+            != NULL
+            || (strcmp(h->path, "/poster.svg") == 0 && (asset = &self->poster_svg)->data))) {
         s_serve_asset(h, asset);
         s_respond(self, conn);
         return;
@@ -1477,6 +1483,7 @@ sm_web_run(sm_web *self)
 {
     assert(self);
     while (!atomic_load(&self->stop)) {
+        atomic_fetch_add(&self->turns, 1);
         if (s_service(self) < 0)
             break;
     }
@@ -1488,6 +1495,39 @@ sm_web_run(sm_web *self)
             break;
     }
     return 0;
+}
+
+int
+sm_web_set_poster(sm_web *self, const char *stall_name, const char *stock_url)
+{
+    assert(self && stall_name && stock_url);
+    sm_qr qr;
+    int rc = sm_qr_encode(stock_url, 1, &qr);     /* level M: a poster gets creased */
+    if (rc != 0)
+        return rc;
+    size_t len = 0;
+    char *svg = sm_qr_svg(&qr, stall_name, stock_url, &len);
+    sm_qr_clear(&qr);
+    if (!svg)
+        return SM_ENOMEM;
+    sm_hash h;
+    sm_hash_bytes((const uint8_t *) svg, len, &h);
+    char hex[17];
+    sm_hex_encode(h.b, 8, hex);
+    snprintf(self->poster_etag, sizeof self->poster_etag, "\"%s\"", hex);
+    free((void *) self->poster_svg.data);
+    self->poster_svg = (sm_asset) {
+        .path = "/poster.svg", .content_type = "image/svg+xml",
+        .data = (const unsigned char *) svg, .len = len, .etag = self->poster_etag,
+    };
+    return 0;
+}
+
+uint64_t
+sm_web_turns(sm_web *self)
+{
+    assert(self);
+    return atomic_load(&self->turns);
 }
 
 void
@@ -1542,6 +1582,7 @@ sm_web_destroy(sm_web **self_p)
         }
     }
     s_msg_unref(&self->snapshot);
+    free((void *) self->poster_svg.data);
     free(self->fdrecs);
     sm_core_client_destroy(&self->core);
     sm_api_destroy(&self->api);

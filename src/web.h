@@ -51,6 +51,16 @@ void sm_web_wake(void *self);
 int sm_web_port(sm_web *self);
 /*  The HTTPS port bound, or 0 without HTTPS.                               */
 int sm_web_tls_port(sm_web *self);
+/*  The poster (/poster, www/poster.html): the stall's name and a QR code of
+    the stock page's URL for phones, served as SVG at /poster.svg (its
+    <title> the name, its <desc> the URL).  Call before sm_web_run; both
+    copied.  0, SM_ETOOBIG (a URL too long for a QR code) or SM_ENOMEM; until
+    it succeeds /poster.svg is 404.                                          */
+int sm_web_set_poster(sm_web *self, const char *stall_name, const char *stock_url);
+/*  From any thread: how many times the event loop has turned.  A count
+    that stays still across a sm_web_wake is a loop that is stuck (the
+    service watchdog asks).                                                   */
+uint64_t sm_web_turns(sm_web *self);
 /*  Free; safe with NULL and twice.  Not while sm_web_run runs.             */
 void sm_web_destroy(sm_web **self_p);
 

@@ -72,6 +72,8 @@
     X(SM_EHOLDEXPIRED,-92, "hold_expired",   "that reservation has expired: its units are free again") \
     X(SM_EHOLDCODE,   -93, "hold_code_taken","that pickup code is in use by another open reservation here") \
     X(SM_EHOLDGONE,   -94, "hold_cancelled", "that reservation was cancelled") \
+    X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
+    X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged") \
     X(SM_ENODROP,     -130, "unknown_drop",  "no drop with that id: 'stallmesh drop list' or GET /api/drops shows them") \
     X(SM_EDROPLIMIT,  -131, "drop_limit",    "this drop allows fewer units per shopper (device or address)") \
     X(SM_EDROPCLOSED, -132, "drop_closed",   "the raffle's entries are closed (or it was drawn)") \

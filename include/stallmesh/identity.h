@@ -67,6 +67,41 @@ void sm_hasher_init(sm_hasher *h);
 void sm_hasher_update(sm_hasher *h, const uint8_t *buf, size_t len);
 void sm_hasher_final(sm_hasher *h, sm_hash *out);
 
+/*  A sealed identity: the node's secret encrypted with a passphrase, for a
+    backup or a paper copy (src/identity.c documents the bytes).  The key
+    comes from the passphrase by Argon2id (SM_SEAL_OPSLIMIT passes over
+    SM_SEAL_MEMLIMIT_BYTES), the seed is encrypted and authenticated with
+    XChaCha20-Poly1305 (libsodium's secretstream), and the header fields
+    and the node id are authenticated with it: any change to any byte, or
+    a wrong passphrase, fails to unseal.                                      */
+#define SM_SEALED_ID_BYTES      131u
+#define SM_SEAL_OPSLIMIT        3u
+#define SM_SEAL_MEMLIMIT_BYTES  (64u << 20)
+#define SM_SEAL_MEMLIMIT_MAX    (256u << 20)  /* a sealed file may ask no more */
+#define SM_SEAL_OPSLIMIT_MAX    16u
+#define SM_SEALED_TEXT_PREFIX   "smk1."
+#define SM_SEALED_TEXT_BYTES    (5u + 175u)  /* prefix + base64url, no NUL */
+
+/*  Seal `id` with passphrase pass[0..len) into out.  0, SM_EINVAL (empty
+    passphrase) or SM_ENOMEM (Argon2id could not get its memory).          */
+int sm_identity_seal(const sm_identity *id, const char *pass, size_t len,
+                     uint8_t out[SM_SEALED_ID_BYTES]);
+/*  The node id a sealed identity names (not yet proven: unseal proves it).
+    0, or SM_EVERSION / SM_EMALFORMED for bytes that are no sealed identity. */
+int sm_sealed_id_node(const uint8_t in[SM_SEALED_ID_BYTES], sm_id *node);
+/*  Unseal: the identity, checked to match the id it names.  0,
+    SM_EPASSPHRASE (wrong passphrase or any byte changed), SM_EVERSION,
+    SM_EMALFORMED (limits out of range) or SM_ENOMEM.                       */
+int sm_identity_unseal(const uint8_t in[SM_SEALED_ID_BYTES], const char *pass,
+                       size_t len, sm_identity *out);
+/*  The text form for a paper copy: "smk1." and URL-safe base64 without
+    padding, NUL-terminated in out[SM_SEALED_TEXT_BYTES + 1].  Parsing
+    skips spaces and newlines (a copy typed back in lines); 0 or
+    SM_EMALFORMED.                                                            */
+void sm_sealed_to_text(const uint8_t in[SM_SEALED_ID_BYTES],
+                       char out[SM_SEALED_TEXT_BYTES + 1]);
+int sm_sealed_from_text(const char *text, uint8_t out[SM_SEALED_ID_BYTES]);
+
 /*  Lowercase hex.  `out` must hold 2*n+1 bytes; it is NUL-terminated.        */
 void sm_hex_encode(const uint8_t *buf, size_t n, char *out);
 /*  Parse exactly 2*n hex digits (either case) into buf.  0 or SM_EINVAL.     */

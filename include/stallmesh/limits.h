@@ -105,6 +105,7 @@
 #define SM_HOLD_ASKS_PER_MIN      600u      /* holds one peer may ask this node for a minute (a flood guard) */
 #define SM_HOLD_ASKS_PER_SHOPPER_MIN 10u    /* forwarded holds of one shopper a minute (as per_min) */
 #define SM_HOLD_ASK_SHOPPERS_MAX  1024u     /* shoppers whose forwarded holds are counted */
+#define SM_HOLD_ASK_ANSWERS_MAX   256u      /* forwarded holds a node remembers answering (a redelivery gets the same answer) */
 #define SM_UNITS_PER_MIN_DEFAULT  600u      /* units one member may get from a stall by asking, a minute ([mesh] units_per_min) */
 #define SM_PEERS_RESEND_MS        30000u    /* PEERS again to every peer (a PEERS may be lost) */
 #define SM_FORK_EVIDENCE_MAX      64u       /* origins whose fork evidence the mesh engine passes on */

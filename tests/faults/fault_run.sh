@@ -179,7 +179,13 @@ done
 added=0
 for i in $(seq 1 $((N - 1))); do
     for s in "${SKUS[@]}"; do
-        code=$(post "$i" /api/stock/add "{\"sku\":\"$s\",\"qty\":$UNITS_PER_SKU}")
+        # A stall checks its own log with its peers first (503 recovering
+        # for a few seconds after it starts): retried, bounded.
+        for _ in $(seq 1 50); do
+            code=$(post "$i" /api/stock/add "{\"sku\":\"$s\",\"qty\":$UNITS_PER_SKU}")
+            [ "$code" = 503 ] || break
+            sleep 0.2
+        done
         [ "$code" = 201 ] && added=$((added + UNITS_PER_SKU))
     done
 done

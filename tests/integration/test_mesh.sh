@@ -349,7 +349,13 @@ check "LA and LC each connect to LB" \
     'until_true 20 connected LA "${ID[LB]}" && until_true 20 connected LC "${ID[LB]}"'
 req LB POST /api/items '{"sku":"mug","name":"Blue mug","price":1250}'
 until_true 20 has_sku LA mug
-req LA POST /api/stock/add '{"sku":"mug","qty":10}'
+# LA checks its own log with LB first (503 recovering while it gathers
+# peers' HEADS, up to a few seconds): the restock is retried, bounded.
+for _ in $(seq 1 50); do
+    req LA POST /api/stock/add '{"sku":"mug","qty":10}'
+    [ "$code" = 503 ] || break
+    sleep 0.2
+done
 la_add=$code
 sale LA mug 3
 la_sale=$code

@@ -103,7 +103,14 @@ req() {
     local args=(-s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$method" --max-time 20
                 -H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
     [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    code=$(curl "${args[@]}" "$(url "$n")$path")
+    # A stall started beside its peers checks its own log with them first
+    # (503 recovering for a few seconds): a write is retried, bounded.
+    for _ in $(seq 1 50); do
+        code=$(curl "${args[@]}" "$(url "$n")$path")
+        [ "$code" = 503 ] && [ "$method" != GET ] && grep -q recovering "$TMP/body" 2>/dev/null \
+            || break
+        sleep 0.2
+    done
     body=$(cat "$TMP/body" 2>/dev/null)
     headers=$(cat "$TMP/headers" 2>/dev/null)
 }

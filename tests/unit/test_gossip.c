@@ -2140,6 +2140,126 @@ test_hold_ask_per_shopper(void **state)
     assert_converged(f);
 }
 
+/* Count the HOLD_DONEs g has queued (taking them): *held of them code 0 with
+   seq `seq` and expiry `expires` (when those are non-zero), *refused the
+   others with code `refusal`. */
+static void
+hold_dones(net *f, sm_gossip *g, uint64_t seq, uint64_t expires, int refusal,
+           uint32_t *held, uint32_t *refused)
+{
+    const uint8_t *msg;
+    size_t len;
+    sm_id to;
+    sm_wire_msg m;
+    *held = *refused = 0;
+    while (sm_gossip_next(g, &to, &msg, &len)) {
+        if (sm_wire_decode(msg, len, &f->space, &m) != 0 || m.type != SM_MSG_HOLD_DONE)
+            continue;
+        if (m.u.hold_done.code == 0) {
+            if (seq)
+                assert_int_equal(m.u.hold_done.seq, seq);
+            if (expires)
+                assert_int_equal(m.u.hold_done.expires_ms, expires);
+            (*held)++;
+        } else {
+            assert_int_equal(m.u.hold_done.code, refusal);
+            (*refused)++;
+        }
+    }
+}
+
+/* A HOLD_ASK delivered twice (sent again after a reconnect) makes one hold:
+   the second delivery is answered with the first answer (the same seq and
+   expiry, or the same refusal, even once stock would now allow it) and
+   appends nothing; after the holder restarts (its remembered answers gone)
+   an ask with a pickup code finds the open hold it made by code, line and
+   shopper; the same code for another shopper is refused as taken. */
+static void
+test_hold_ask_replayed(void **state)
+{
+    net *f = net_new(2, 37);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    pump(f);
+    const sm_id *b_id = &f->id[1].pub;
+    const sm_id *a = &f->id[0].pub;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_HOLD_ASK;
+    w.u.hold_ask.req_id = 7001;
+    snprintf(w.u.hold_ask.sku, sizeof w.u.hold_ask.sku, "mug");
+    w.u.hold_ask.qty = 2;
+    snprintf(w.u.hold_ask.code, sizeof w.u.hold_ask.code, "7K2M9Q");
+    w.u.hold_ask.has_client = true;
+    memset(w.u.hold_ask.client, 0x51, sizeof w.u.hold_ask.client);
+    uint8_t buf[256];
+    size_t len;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint64_t head = head_seq(f->l[0], a);
+    uint32_t held, refused;
+
+    /* Twice, the same ask: one hold, two equal answers. */
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    sm_hold h;
+    assert_int_equal(sm_ledger_hold(f->l[0], a, head + 1, &h), 0);
+    f->now += 50;
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    hold_dones(f, f->g[0], head + 1, h.expires_ms, 0, &held, &refused);
+    assert_int_equal(held, 2);
+    assert_int_equal(refused, 0);
+    assert_int_equal(units_at(f->l[0], "mug", a), 3);
+
+    /* An ask without a code, refused (4 > 3 left), then stock comes: its
+       second delivery is still the first answer, nothing held. */
+    w.u.hold_ask.req_id = 7002;
+    w.u.hold_ask.qty = 4;
+    w.u.hold_ask.code[0] = '\0';
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    uint64_t head2 = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head2);
+    hold_dones(f, f->g[0], 0, 0, SM_ENOSTOCK, &held, &refused);
+    assert_int_equal(held, 0);
+    assert_int_equal(refused, 2);
+
+    /* The holder restarts: the first ask once more is answered from its
+       open hold, found by code; nothing appended. */
+    net_cut(f, 0, 1);
+    sm_gossip_destroy(&f->g[0]);
+    f->g[0] = gossip_for(f, 0, 0);
+    net_connect(f, 0, 1);
+    pump(f);
+    head2 = head_seq(f->l[0], a);
+    w.u.hold_ask.req_id = 7001;
+    w.u.hold_ask.qty = 2;
+    snprintf(w.u.hold_ask.code, sizeof w.u.hold_ask.code, "7K2M9Q");
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head2);
+    hold_dones(f, f->g[0], head + 1, h.expires_ms, 0, &held, &refused);
+    assert_int_equal(held, 1);
+    assert_int_equal(refused, 0);
+
+    /* The same code for another shopper: not the same hold, refused. */
+    w.u.hold_ask.req_id = 7003;
+    memset(w.u.hold_ask.client, 0x52, sizeof w.u.hold_ask.client);
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head2);
+    hold_dones(f, f->g[0], 0, 0, SM_EHOLDCODE, &held, &refused);
+    assert_int_equal(held, 0);
+    assert_int_equal(refused, 1);
+    settle(f, 2);
+    assert_converged(f);
+}
+
 /* HOLD_ASKs from a peer, by hand: over SM_HOLD_ASKS_PER_MIN a minute the
    answer is SM_EBUSY and nothing is appended (the next minute serves
    again); a HOLD_DONE nobody asked for, or from another peer, records
@@ -2697,6 +2817,7 @@ main(void)
         cmocka_unit_test_teardown(test_units_ask_give, teardown),
         cmocka_unit_test_teardown(test_hold_forward, teardown),
         cmocka_unit_test_teardown(test_hold_ask_per_shopper, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_replayed, teardown),
         cmocka_unit_test_teardown(test_hold_ask_limits, teardown),
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
