@@ -593,6 +593,8 @@ sm_drop_draw(sm_ledger *l, const sm_id *self, uint64_t drop_seq, uint64_t now_ms
     uint64_t seq = 0;
     if ((rc = sm_ledger_append(l, &b, now_ms, &seq)) != 0)
         goto done;
+    if (draw_seq)
+        *draw_seq = seq;           /* from here a failure leaves half a draw in the batch */
     /* The secret the ledger revealed, and the draw's time. */
     s_one *one = malloc(sizeof *one);
     if (!one) {
@@ -630,13 +632,14 @@ sm_drop_draw(sm_ledger *l, const sm_id *self, uint64_t drop_seq, uint64_t now_ms
             msg[SM_HASH_BYTES + 3] = (uint8_t) attempt;
             sm_ledger_derive(l, "stallmesh raffle pickup code", msg, sizeof msg, rnd);
             sm_reserve_code(rnd, h.u.hold.code);
-            rc = sm_ledger_append(l, &h, now_ms, NULL);
+            /* At the draw's time, not before it: the draw opened the gate
+               at its own hlc, which is ahead of this clock when a peer's
+               clock was ahead (the hlc took it up). */
+            rc = sm_ledger_append(l, &h, now_ms > draw_ms ? now_ms : draw_ms, NULL);
             if (rc != SM_EHOLDCODE)
                 break;
         }
     }
-    if (rc == 0 && draw_seq)
-        *draw_seq = seq;
 done:
     sm_drop_result_free(&res);
     return rc;

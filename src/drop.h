@@ -111,7 +111,9 @@ int sm_drop_compute(sm_ledger *l, const sm_drop *d, const sm_drop_head *heads,
 
 /*  Append the draw of this node's raffle drop `drop_seq` and its winners'
     holds, inside the ledger batch the caller holds open.  *draw_seq gets the
-    draw's seq.  SM_ENODROP, SM_ENOTRAFFLE, SM_EDRAWN, SM_EDRAWEARLY (now_ms
+    draw's seq as soon as the draw is appended: a failure with *draw_seq set
+    (a hold refused: a bug, or the disk) left half a draw in the batch, which
+    the caller must abort.  SM_ENODROP, SM_ENOTRAFFLE, SM_EDRAWN, SM_EDRAWEARLY (now_ms
     not after closes), SM_ETOOBIG (more than SM_DRAW_HEADS_MAX nodes took
     entries), SM_ENOSTOCK, or the ledger's refusal.                          */
 int sm_drop_draw(sm_ledger *l, const sm_id *self, uint64_t drop_seq, uint64_t now_ms,
