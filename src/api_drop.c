@@ -909,83 +909,33 @@ sm__api_drop_free(sm_core_req *write)
 
 /* ---- first-come caps, for holds -------------------------------------------- */
 
-typedef struct {
-    const sm_id *node;
-    const char *sku;
-    uint64_t now_ms;
-    sm_drop best;
-    bool found;
-} s_live;
-
-static int
-s_live_each(const sm_drop *d, void *arg)
-{
-    s_live *l = arg;
-    if (memcmp(d->origin.b, l->node->b, SM_KEY_BYTES) != 0 || strcmp(d->sku, l->sku) != 0
-        || d->mode != SM_DROP_FIRST_COME || d->starts_ms > l->now_ms)
-        return 0;
-    if (!l->found || d->starts_ms > l->best.starts_ms) {
-        l->best = *d;
-        l->found = true;
-    }
-    return 0;
-}
-
 bool
 sm__api_drop_caps(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms)
 {
-    for (uint32_t i = 0; i < sm_hold_body_lines(hold); i++) {
-        const char *sku;
-        uint32_t qty;
-        sm_hold_body_line(hold, i, &sku, &qty);
-        s_live l;
-        memset(&l, 0, sizeof l);
-        l.node = &self->node;
-        l.sku = sku;
-        l.now_ms = now_ms;
-        int rc = sm_drop_each(self->ledger, s_live_each, &l);
-        if (rc == 0 && !l.found)
-            continue;
-        uint64_t taken = 0, dev = 0, cli = 0;
-        if (rc == 0)
-            rc = sm_drop_ledger(self->ledger, &l.best,
-                                hold->u.hold.has_device ? hold->u.hold.device : NULL,
-                                hold->u.hold.has_client ? hold->u.hold.client : NULL,
-                                NULL, NULL, &taken, &dev, &cli);
-        if (rc != 0) {
-            sm__api_ledger_error(r, rc, false);
-            return false;
-        }
-        const char *which = NULL;
-        uint64_t wanted = 0;
-        if (hold->u.hold.has_device && dev + qty > l.best.per_shopper) {
-            which = "device";
-            wanted = dev + qty;
-        } else if (hold->u.hold.has_client && cli + qty > l.best.per_shopper) {
-            which = "address";
-            wanted = cli + qty;
-        }
-        if (which) {
-            char detail[200];
-            snprintf(detail, sizeof detail, "the drop of %s allows %u per shopper: this %s "
-                     "would have %" PRIu64, sku, l.best.per_shopper, which, wanted);
-            sm_json_buf o = { 0 };
-            sm__api_error_begin(&o, "drop_limit", detail);
-            sm_json_kentry_id(&o, "drop", &l.best.origin, l.best.seq);
-            sm_json_kstr(&o, "limit", which);
-            sm_json_kuint(&o, "max", l.best.per_shopper);
-            sm_json_kuint(&o, "wanted", wanted);
-            sm__api_error_end(r, 409, &o);
-            return false;
-        }
-        if (taken + qty > l.best.qty) {
-            sm_json_buf o = { 0 };
-            sm__api_error_begin(&o, "sold_out", "the drop's units are all taken");
-            sm_json_kentry_id(&o, "drop", &l.best.origin, l.best.seq);
-            sm_json_kstr(&o, "sku", sku);
-            sm__api_error_end(r, 409, &o);
-            return false;
-        }
+    sm_drop_refusal why;
+    int rc = sm_drop_caps(self->ledger, &self->node, hold, now_ms, &why);
+    if (rc == 0)
+        return true;
+    if (rc != SM_EDROPLIMIT && rc != SM_ENOSTOCK) {
+        sm__api_ledger_error(r, rc, false);
+        return false;
     }
-    return true;
+    char detail[200];
+    if (rc == SM_EDROPLIMIT)
+        snprintf(detail, sizeof detail, "the drop of %s allows %u per shopper: this %s would "
+                 "have %" PRIu64, why.sku, why.max, why.limit, why.wanted);
+    else
+        snprintf(detail, sizeof detail, "the drop of %s is sold out: its %u units are taken",
+                 why.sku, why.max);
+    sm_json_buf o = { 0 };
+    sm__api_error_begin(&o, rc == SM_EDROPLIMIT ? "drop_limit" : "sold_out", detail);
+    sm_json_kentry_id(&o, "drop", &why.drop.origin, why.drop.seq);
+    sm_json_kstr(&o, "sku", why.sku);
+    if (rc == SM_EDROPLIMIT) {
+        sm_json_kstr(&o, "limit", why.limit);
+        sm_json_kuint(&o, "max", why.max);
+        sm_json_kuint(&o, "wanted", why.wanted);
+    }
+    sm__api_error_end(r, 409, &o);
+    return false;
 }

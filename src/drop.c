@@ -966,6 +966,77 @@ sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device, const uint
     return rc;
 }
 
+typedef struct {
+    const sm_id *node;
+    const char *sku;
+    uint64_t now_ms;
+    sm_drop best;
+    bool found;
+} s_live;
+
+static int
+s_live_each(const sm_drop *d, void *arg)
+{
+    s_live *l = arg;
+    if (memcmp(d->origin.b, l->node->b, SM_KEY_BYTES) != 0 || strcmp(d->sku, l->sku) != 0
+        || d->mode != SM_DROP_FIRST_COME || d->starts_ms > l->now_ms)
+        return 0;
+    if (!l->found || d->starts_ms > l->best.starts_ms) {
+        l->best = *d;
+        l->found = true;
+    }
+    return 0;
+}
+
+int
+sm_drop_caps(sm_ledger *l, const sm_id *stall, const sm_body *hold, uint64_t now_ms,
+             sm_drop_refusal *why)
+{
+    assert(hold->kind == SM_KIND_HOLD);
+    memset(why, 0, sizeof *why);
+    for (uint32_t i = 0; i < sm_hold_body_lines(hold); i++) {
+        const char *sku;
+        uint32_t qty;
+        sm_hold_body_line(hold, i, &sku, &qty);
+        s_live lv;
+        memset(&lv, 0, sizeof lv);
+        lv.node = stall;
+        lv.sku = sku;
+        lv.now_ms = now_ms;
+        int rc = sm_drop_each(l, s_live_each, &lv);
+        if (rc != 0)
+            return rc;
+        if (!lv.found)
+            continue;
+        uint64_t taken = 0, dev = 0, cli = 0;
+        rc = sm_drop_ledger(l, &lv.best, hold->u.hold.has_device ? hold->u.hold.device : NULL,
+                            hold->u.hold.has_client ? hold->u.hold.client : NULL, NULL, NULL,
+                            &taken, &dev, &cli);
+        if (rc != 0)
+            return rc;
+        why->drop = lv.best;
+        why->max = lv.best.per_shopper;
+        sm__strfill(why->sku, sizeof why->sku, sku);
+        if (hold->u.hold.has_device && dev + qty > lv.best.per_shopper) {
+            why->limit = "device";
+            why->wanted = dev + qty;
+            return SM_EDROPLIMIT;
+        }
+        if (hold->u.hold.has_client && cli + qty > lv.best.per_shopper) {
+            why->limit = "address";
+            why->wanted = cli + qty;
+            return SM_EDROPLIMIT;
+        }
+        if (taken + qty > lv.best.qty) {
+            why->limit = "qty";
+            why->max = lv.best.qty;
+            why->wanted = taken + qty;
+            return SM_ENOSTOCK;
+        }
+    }
+    return 0;
+}
+
 const char *
 sm_drop_phase(const sm_drop *d, uint64_t now_ms, uint64_t units_left)
 {

@@ -152,6 +152,22 @@ int sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device,
                    const uint8_t *client, sm_drop_take_fn cb, void *arg,
                    uint64_t *taken, uint64_t *device_units, uint64_t *client_units);
 
+/*  The first-come caps of a live drop of `stall` for a hold there: per
+    device and per address (per_shopper, counted over the holds against the
+    drop not released), and the drop's qty.  0, SM_EDROPLIMIT (why->limit
+    "device" or "address"), SM_ENOSTOCK (why->limit "qty": sold out), or a
+    store error; why->drop names the drop.  A hold with no line of a live
+    first-come drop's sku passes.                                           */
+typedef struct {
+    sm_drop drop;
+    const char *limit;         /* "device", "address" or "qty" */
+    uint32_t max;
+    uint64_t wanted;
+    char sku[SM_SKU_BYTES_MAX + 1];
+} sm_drop_refusal;
+int sm_drop_caps(sm_ledger *l, const sm_id *stall, const sm_body *hold, uint64_t now_ms,
+                 sm_drop_refusal *why);
+
 /*  "live" / "upcoming" / "closed" (first-come: sold out; raffle: drawn or
     past its close) / "drawing" (raffle closed, not drawn).                  */
 const char *sm_drop_phase(const sm_drop *d, uint64_t now_ms, uint64_t units_left);

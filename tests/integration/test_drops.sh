@@ -180,6 +180,9 @@ check "another device from d1's address: 409 drop_limit naming address" \
     '[ "$status" = 409 ] && [ "$(js .error)" = drop_limit ] && [ "$(js .limit)" = address ]'
 call A POST /api/holds '{"lines":[{"sku":"mug","qty":2}],"device":"d2"}' 127.0.0.4
 check "d2 from its own address: 2 units, 201" '[ "$status" = 201 ]'
+call B POST /api/holds "{\"sku\":\"mug\",\"qty\":1,\"at\":\"$A_ID\",\"device\":\"d1\"}" 127.0.0.5
+check "d1 forwarding a hold to A through B: the same cap at A, 409 hold_limit (the wire's code)" \
+    '[ "$status" = 409 ] && [ "$(js .error)" = hold_limit ]'
 call A GET "/api/drops/$FC/ledger"
 check "the ledger lists the two holds with time and entry hash, none before the start, none past the cap" \
     '[ "$status" = 200 ] && [ "$(js "[.entries[] | select(.kind == \"hold\")] | length")" = 2 ] && [ "$(js "[.entries[] | select((.hash | length) == 64)] | length")" = 2 ] && [ "$(js .taken)" = 4 ]'
