@@ -171,7 +171,8 @@ test: deps
 
 # The library's benchmarks, then a real node on loopback (bench_node.sh),
 # then the mesh (bench_mesh.sh: propagation, catch-up, wire bytes, idle
-# cost; tests/bench/fill_store.c writes its big log and is no benchmark).
+# cost; tests/bench/fill_store.c writes its big log and is no benchmark),
+# then a livestream set-up (bench_mirror.sh: nginx in front of a mirror).
 bench: deps
 	@$(MAKE) --no-print-directory all tools $(BENCHES) $(BUILD)/bench/fill_store
 	@set -e; for b in $(BENCHES); do $$b; echo; done
@@ -180,6 +181,8 @@ bench: deps
 	@sh tests/bench/bench_https.sh $(BUILD)
 	@echo
 	@bash tests/bench/bench_mesh.sh $(BUILD)
+	@echo
+	@bash tests/bench/bench_mirror.sh $(BUILD)
 
 # One target a decoder that reads bytes from outside: fuzz_entry (entries,
 # token bodies; seeds in tests/fuzz/corpus) and fuzz_wire (mesh messages;

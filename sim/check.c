@@ -20,9 +20,9 @@
     The model check recomputes a node's whole state from its log alone —
     every origin's entries up to what the ledger says it applied, each
     applied once, by a second and much simpler implementation of the CRDTs
-    (DESIGN §4) — and compares every stock counter, open hold, sale line and
-    catalog register with the ledger's.  So market units = added - removed,
-    and nothing was applied twice or skipped.
+    (README: log and state) — and compares every stock counter, open hold,
+    sale line and catalog register with the ledger's.  So market units =
+    added - removed, and nothing was applied twice or skipped.
 
     After healing (liveness: every honest node's digest equal within
     SIM_HEAL_MS_MAX), the final checks:
@@ -319,8 +319,8 @@ s_gate_check(s_model *m, const sm_entry *e, const char *sku)
     }
 }
 
-/*  Apply one entry to the model: the CRDT rules of DESIGN §4, written again
-    as plainly as they can be.                                              */
+/*  Apply one entry to the model: the CRDT rules (README: log and state),
+    written again as plainly as they can be. */
 static void
 s_model_apply(s_model *m, const sm_entry *e)
 {
@@ -812,7 +812,7 @@ s_first_cb(const sm_signed *s, uint64_t seq, void *arg)
     log), or one of an origin stuck the same way (the cascade), or one no
     store holds any more (after a restore or a wipe: then x is short of the
     units at its location).  Such an
-    entry never applies: DESIGN §3 stops a forked origin at the fork, moves
+    entry never applies: proto/log.md stops a forked origin at the fork, moves
     included, and the bounded counter will not take x below zero.  The
     stall's acknowledged sales after it are then never in the market's
     state, and x can append nothing more (its own entries no longer all

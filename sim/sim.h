@@ -1,4 +1,4 @@
-/*  The deterministic simulator (DESIGN §7, STYLE 9): one process runs a
+/*  The deterministic simulator (README: architecture): one process runs a
     whole market — N nodes, each a real sm_ledger (LMDB in a temporary
     directory) and a real sm_gossip engine under a small local core that does
     what src/core.c does (group commit, the own-log gate, units asks for

@@ -58,45 +58,53 @@ typedef struct {
     const char *path;
     sm__api_handler get, post, del;  /* GET also answers HEAD */
     unsigned auth;                  /* M_* bits that need the token */
+    unsigned mirror;                /* M_* bits of writes a mirror serves */
 } s_route;
 
 /*  Every route of the API, first match wins.  A new route is a line here
-    (handlers declared in api_int.h); proto/api.md and README document it. */
+    (handlers declared in api_int.h); proto/api.md and README document it.
+    The last column is the read-only rule of a mirror (run --mirror): its
+    writes answer 403 read_only, but for those a livestream viewer needs,
+    which it forwards to the stall holding the units (a drop's raffle entry
+    is a line here with M_POST when drops exist).                            */
 static const s_route s_routes[] = {
-    /* path               GET                   POST                       DELETE               token */
-    { "/api/stock",       sm__api_get_stock,    NULL,                      NULL,                0 },
-    { "/api/sales",       sm__api_get_sales,    sm__api_post_sale,         NULL,                M_GET | M_POST },
-    { "/api/state",       sm__api_get_state,    NULL,                      NULL,                0 },
-    { "/api/peers",       sm__api_get_peers,    NULL,                      NULL,                0 },
-    { "/livez",           sm__api_get_livez,    NULL,                      NULL,                0 },
-    { "/readyz",          sm__api_get_readyz,   NULL,                      NULL,                0 },
-    { "/metrics",         sm__api_get_metrics,  NULL,                      NULL,                0 },
-    { "/api/items",       NULL,                 sm__api_post_item,         NULL,                M_POST },
-    { "/api/stock/add",   NULL,                 sm__api_post_stock_add,    NULL,                M_POST },
-    { "/api/stock/adjust", NULL,                sm__api_post_stock_adjust, NULL,                M_POST },
-    { "/api/stock/move",  NULL,                 sm__api_post_stock_move,   NULL,                M_POST },
-    { "/api/returns",     NULL,                 sm__api_post_return,       NULL,                M_POST },
+    /* path               GET                   POST                       DELETE               token            mirror */
+    { "/api/stock",       sm__api_get_stock,    NULL,                      NULL,                0,               0 },
+    { "/api/sales",       sm__api_get_sales,    sm__api_post_sale,         NULL,                M_GET | M_POST,  0 },
+    { "/api/state",       sm__api_get_state,    NULL,                      NULL,                0,               0 },
+    { "/api/peers",       sm__api_get_peers,    NULL,                      NULL,                0,               0 },
+    { "/livez",           sm__api_get_livez,    NULL,                      NULL,                0,               0 },
+    { "/readyz",          sm__api_get_readyz,   NULL,                      NULL,                0,               0 },
+    { "/metrics",         sm__api_get_metrics,  NULL,                      NULL,                0,               0 },
+    { "/api/items",       NULL,                 sm__api_post_item,         NULL,                M_POST,          0 },
+    { "/api/stock/add",   NULL,                 sm__api_post_stock_add,    NULL,                M_POST,          0 },
+    { "/api/stock/adjust", NULL,                sm__api_post_stock_adjust, NULL,                M_POST,          0 },
+    { "/api/stock/move",  NULL,                 sm__api_post_stock_move,   NULL,                M_POST,          0 },
+    { "/api/returns",     NULL,                 sm__api_post_return,       NULL,                M_POST,          0 },
     /* Holds: a shopper's page may hold, check and cancel its own without the
-       token (rate-limited per address; see api_write.c); the till lists them. */
-    { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET },
-    { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0 },
-    { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0 },
+       token (rate-limited per address; see api_write.c); the till lists them.
+       A mirror forwards a hold to the stall with the units; a cancel goes to
+       that stall. */
+    { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET,           M_POST },
+    { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0,               0 },
+    { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0,               0 },
     /* Drops: public reads and raffle entries; creating (token) here, drawing
-       (token, checked by its handler: the prefix route's POST is public). */
-    { "/api/drops",       sm__api_get_drops,    sm__api_post_drops,        NULL,                M_POST },
-    { SM__API_DROP_PATH,  sm__api_get_drop,     sm__api_post_drop,         NULL,                0 },
+       (token, checked by its handler: the prefix route's POST is public).  A
+       mirror (no log of its own) refuses their writes. */
+    { "/api/drops",       sm__api_get_drops,    sm__api_post_drops,        NULL,                M_POST,          0 },
+    { SM__API_DROP_PATH,  sm__api_get_drop,     sm__api_post_drop,         NULL,                0,               0 },
     /* The organiser's report and exports (api_report.c). */
-    { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET },
-    { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
-    { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET },
-    { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET },
-    { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET },
+    { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET,           0 },
+    { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET,           0 },
+    { "/api/export/returns.csv", sm__api_get_report, NULL,                 NULL,                M_GET,           0 },
+    { "/api/export/items.csv", sm__api_get_report, NULL,                   NULL,                M_GET,           0 },
+    { "/api/export/inventory.csv", sm__api_get_report, NULL,               NULL,                M_GET,           0 },
     /* Pairing: a device sends its one-time code without a token (failures
        counted per address, auth.c); the rest is the admin's. */
-    { "/api/pair",        NULL,                 sm__api_post_pair,         NULL,                0 },
-    { "/api/pair/codes",  NULL,                 sm__api_post_pair_code,    NULL,                M_POST },
-    { "/api/devices",     sm__api_get_devices,  NULL,                      NULL,                M_GET },
-    { SM__API_DEVICE_PATH, NULL,                NULL,                      sm__api_delete_device, M_DELETE },
+    { "/api/pair",        NULL,                 sm__api_post_pair,         NULL,                0,               0 },
+    { "/api/pair/codes",  NULL,                 sm__api_post_pair_code,    NULL,                M_POST,          0 },
+    { "/api/devices",     sm__api_get_devices,  NULL,                      NULL,                M_GET,           0 },
+    { SM__API_DEVICE_PATH, NULL,                NULL,                      sm__api_delete_device, M_DELETE,        0 },
 };
 
 /*  The scope column: the least scope (auth.h: till < stock < admin) a
@@ -211,6 +219,11 @@ sm_api_handle(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         resp->allow = allow;
         return SM_API_DONE;
     }
+    if (self->mirror && bit != M_GET && !(rt->mirror & bit)) {
+        sm__api_error(resp, 403, sm_errname(SM_EREADONLY), sm_strerror(SM_EREADONLY),
+                      NULL);
+        return SM_API_DONE;
+    }
     if ((rt->auth & bit) && !req->authorized) {
         sm__api_error(resp, 401, "unauthorized",
                       "send 'Authorization: Bearer <api-token>' "
@@ -270,6 +283,7 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->hold_ttl_s = ttl_s;
     self->holds_per_min = per_min;
     self->hold_limits = sm_reserve_limits_or_default(&opts->hold_limits);
+    self->mirror = opts->mirror;
     self->report_tz = opts->report_tz;
     self->auth = opts->auth;
     if (opts->pair_url)
@@ -488,6 +502,8 @@ s_status_of(int rc, bool release)
         return 409;
     case SM_ENODROP:
         return 404;
+    case SM_EREADONLY:
+        return 403;
     case SM_EQTY: case SM_EMONEY: case SM_EBODY: case SM_EINVAL:
         return 400;
     case SM_ENOSPC: case SM_EIO: case SM_ENOMEM: case SM_EBUSY: case SM_ESTATE:

@@ -12,9 +12,9 @@
     (sm_api_opts.peers), which the node points at the core's peers table.
 
     The stock snapshot (GET /api/stock, the first websocket message) is
-    serialized once per state version (DESIGN §8): sm_api_refresh rebuilds
-    it when the version moved and returns the delta for websocket clients.
-    Its ETag is the version.
+    serialized once per state version (README: architecture): sm_api_refresh
+    rebuilds it when the version moved and returns the delta for websocket
+    clients. Its ETag is the version.
 
     Errors are JSON {"error": "<code>", "detail": "<what to fix>"}.
 
@@ -109,6 +109,9 @@ typedef struct {
     uint32_t hold_ttl_s;       /* 0 = SM_HOLD_TTL_S_DEFAULT */
     uint32_t holds_per_min;    /* per client address; 0 = SM_HOLDS_PER_MIN_MAX */
     sm_reserve_limits hold_limits; /* [holds] limits; 0 = each default */
+    bool mirror;               /* a read-only mirror: writes answer 403
+                                  read_only but for the viewer's routes,
+                                  which are forwarded to a stall */
     const char *report_tz;     /* borrowed: reports' default zone; NULL or "" = the system's */
     sm_auth *auth;             /* borrowed: devices and pairing; NULL = the
                                   pairing and device routes answer 404 */

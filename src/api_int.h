@@ -45,6 +45,7 @@ struct sm_api {
     uint32_t hold_ttl_s;
     uint32_t holds_per_min;
     sm_reserve_limits hold_limits;  /* defaults filled in */
+    bool mirror;                    /* read-only: sm_api_opts.mirror */
     const char *report_tz;          /* borrowed: reports' default zone (api_report.c) */
     sm_snapshot *snap;
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];

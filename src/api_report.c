@@ -84,6 +84,20 @@ s_puts(s_buf *b, const char *s)
     s_put(b, s, strlen(s));
 }
 
+/*  v in decimal: the exports write millions of numbers, printf's
+    machinery is most of a row's cost.                                      */
+static void
+s_put_u64(s_buf *b, uint64_t v)
+{
+    char t[20];
+    size_t i = sizeof t;
+    do {
+        t[--i] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    s_put(b, t + i, sizeof t - i);
+}
+
 static void __attribute__((format(printf, 2, 3)))
 s_printf(s_buf *b, const char *fmt, ...)
 {
@@ -433,37 +447,43 @@ typedef struct {
     size_t count, cap;
 } s_members;
 
+/*  Room for one more of count elements of elem bytes at *p (first: the
+    first capacity); false when out of memory (*p is then unchanged).     */
+static bool
+s_room(void **p, size_t *cap, size_t count, size_t elem, size_t first)
+{
+    if (count < *cap)
+        return true;
+    size_t n = *cap ? *cap * 2 : first;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = n;
+    return true;
+}
+
 static int
 s_member_cb(const sm_member *m, void *arg)
 {
     s_members *ms = arg;
-    if (ms->count == ms->cap) {
-        size_t cap = ms->cap ? ms->cap * 2 : 32;
-        sm_member *p = realloc(ms->members, cap * sizeof *p);
-        if (!p)
-            return SM_ENOMEM;
-        ms->members = p;
-        ms->cap = cap;
-    }
+    if (!s_room((void **) &ms->members, &ms->cap, ms->count, sizeof *m, 32))
+        return SM_ENOMEM;
     ms->members[ms->count++] = *m;
     return 0;
+}
+
+static int
+s_member_cmp(const void *key, const void *elem)
+{
+    return memcmp(((const sm_id *) key)->b, ((const sm_member *) elem)->node.b, SM_KEY_BYTES);
 }
 
 static const sm_member *
 s_member_find(const s_members *ms, const sm_id *id)
 {
-    size_t lo = 0, hi = ms->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = memcmp(ms->members[mid].node.b, id->b, SM_KEY_BYTES);
-        if (c == 0)
-            return &ms->members[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return ms->count ? bsearch(id, ms->members, ms->count, sizeof *ms->members, s_member_cmp)
+                     : NULL;
 }
 
 static const char *
@@ -487,35 +507,24 @@ static int
 s_item_cb(const sm_item *it, void *arg)
 {
     s_catalog *c = arg;
-    if (c->count == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        s_name *p = realloc(c->items, cap * sizeof *p);
-        if (!p)
-            return SM_ENOMEM;
-        c->items = p;
-        c->cap = cap;
-    }
+    if (!s_room((void **) &c->items, &c->cap, c->count, sizeof *c->items, 64))
+        return SM_ENOMEM;
     memcpy(c->items[c->count].sku, it->sku, sizeof it->sku);
     memcpy(c->items[c->count].name, it->name, sizeof it->name);
     c->count++;
     return 0;
 }
 
+static int
+s_item_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const s_name *) elem)->sku);
+}
+
 static const s_name *
 s_item_find(const s_catalog *c, const char *sku)
 {
-    size_t lo = 0, hi = c->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int cmp = strcmp(c->items[mid].sku, sku);
-        if (cmp == 0)
-            return &c->items[mid];
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return c->count ? bsearch(sku, c->items, c->count, sizeof *c->items, s_item_cmp) : NULL;
 }
 
 static bool
@@ -798,14 +807,20 @@ s_exponent(const char *currency)
 static void
 s_money(s_buf *b, int64_t minor, int exp)
 {
+    uint64_t a = minor < 0 ? (uint64_t) -(minor + 1) + 1 : (uint64_t) minor;
+    if (minor < 0)
+        s_put(b, "-", 1);
     if (exp == 0) {
-        s_printf(b, "%" PRId64, minor);
+        s_put_u64(b, a);
         return;
     }
-    int64_t div = exp == 3 ? 1000 : 100;
-    uint64_t a = minor < 0 ? (uint64_t) -(minor + 1) + 1 : (uint64_t) minor;
-    s_printf(b, "%s%" PRIu64 ".%0*" PRIu64, minor < 0 ? "-" : "", a / (uint64_t) div, exp,
-             a % (uint64_t) div);
+    uint64_t div = exp == 3 ? 1000 : 100;
+    s_put_u64(b, a / div);
+    char frac[4] = { '.', 0, 0, 0 };
+    uint64_t f = a % div;
+    for (int i = exp; i >= 1; i--, f /= 10)
+        frac[i] = (char) ('0' + f % 10);
+    s_put(b, frac, (size_t) exp + 1);
 }
 
 /*  One text cell: quoted when it holds a comma, quote, CR or LF; a leading
@@ -816,17 +831,23 @@ s_cell(s_buf *b, const char *s)
     bool inject = s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t'
                   || s[0] == '\r';
     bool quote = inject || strpbrk(s, ",\"\r\n") != NULL;
-    if (quote)
-        s_put(b, "\"", 1);
+    if (!quote) {
+        s_puts(b, s);
+        return;
+    }
+    s_put(b, "\"", 1);
     if (inject)
         s_put(b, "'", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"')
-            s_put(b, "\"", 1);
-        s_put(b, p, 1);
+    for (const char *p = s; *p;) {
+        size_t run = strcspn(p, "\"");
+        s_put(b, p, run);
+        p += run;
+        if (*p == '"') {
+            s_put(b, "\"\"", 2);
+            p++;
+        }
     }
-    if (quote)
-        s_put(b, "\"", 1);
+    s_put(b, "\"", 1);
 }
 
 static void
@@ -835,22 +856,10 @@ s_cell_id(s_buf *b, const sm_id *id, uint64_t seq)
     char hex[SM_ID_HEX_BYTES + 1];
     sm_id_format(id, hex);
     s_put(b, hex, SM_ID_HEX_BYTES);
-    if (seq)
-        s_printf(b, ":%" PRIu64, seq);
-}
-
-static void
-s_csv_when(s_buf *b, const sm_tz *tz, uint64_t hlc)
-{
-    int64_t t = (int64_t) (SM_HLC_MS(hlc) / 1000);
-    char text[40];
-    s_rfc3339(text, t, sm_tz_offset(tz, t));
-    /* date,time,offset */
-    s_put(b, text, 10);
-    s_put(b, ",", 1);
-    s_put(b, text + 11, 8);
-    s_put(b, ",", 1);
-    s_put(b, text + 19, 6);
+    if (seq) {
+        s_put(b, ":", 1);
+        s_put_u64(b, seq);
+    }
 }
 
 static void
@@ -881,6 +890,13 @@ typedef struct {
     s_buf line;                /* the row being written */
     size_t line_at;            /* bytes of it already sent */
     bool header_done, eof;
+    /* Text of the last row's stall and second, reused by the rows that
+       share them (most do: a day's rows come in time order). */
+    sm_id hex_of;
+    char hex[SM_ID_HEX_BYTES + 1];
+    bool hex_ok, when_ok;
+    int64_t when_t;
+    char when[40];
 } s_rows_stream;
 
 static void
@@ -895,46 +911,84 @@ s_rows_destroy(sm_http_stream *base)
     free(s);
 }
 
+/*  The stall's id, then ":seq" when seq is not 0.                         */
+static void
+s_row_id(s_rows_stream *s, uint64_t seq)
+{
+    s_put(&s->line, s->hex, SM_ID_HEX_BYTES);
+    if (seq) {
+        s_put(&s->line, ":", 1);
+        s_put_u64(&s->line, seq);
+    }
+}
+
 static void
 s_row_line(s_rows_stream *s, const sm_rep_row *row)
 {
     s_buf *b = &s->line;
-    s_csv_when(b, s->tz, row->hlc);
+    int64_t t = (int64_t) (SM_HLC_MS(row->hlc) / 1000);
+    if (!s->when_ok || t != s->when_t) {
+        char text[40];                      /* date,time,offset */
+        s_rfc3339(text, t, sm_tz_offset(s->tz, t));
+        memcpy(s->when, text, 10);
+        s->when[10] = ',';
+        memcpy(s->when + 11, text + 11, 8);
+        s->when[19] = ',';
+        memcpy(s->when + 20, text + 19, 6);
+        s->when_t = t;
+        s->when_ok = true;
+    }
+    s_put(b, s->when, 26);
+    if (!s->hex_ok || memcmp(s->hex_of.b, row->stall.b, SM_KEY_BYTES) != 0) {
+        sm_id_format(&row->stall, s->hex);
+        s->hex_of = row->stall;
+        s->hex_ok = true;
+    }
     s_put(b, ",", 1);
     s_cell(b, s_member_name(&s->ms, &row->stall));
     s_put(b, ",", 1);
-    s_cell_id(b, &row->stall, 0);
+    s_row_id(s, 0);
     s_put(b, ",", 1);
-    s_cell_id(b, &row->stall, row->seq);
+    s_row_id(s, row->seq);
     s_put(b, ",", 1);
     if (s->kind == SM_REP_ROWS_RETURNS) {
-        s_cell_id(b, &row->stall, row->sale_seq);
+        s_row_id(s, row->sale_seq);
         s_put(b, ",", 1);
     }
     s_cell(b, row->sku);
     s_put(b, ",", 1);
     s_cell(b, s_item_name(&s->cat, row->sku));
-    s_printf(b, ",%" PRIu32 ",", row->qty);
+    s_put(b, ",", 1);
+    s_put_u64(b, row->qty);
+    s_put(b, ",", 1);
     s_money(b, row->price, s->exp);
     s_put(b, ",", 1);
     if (s->kind == SM_REP_ROWS_SALES) {
         int64_t gross = (int64_t) row->qty * row->price;
         int64_t returns = (int64_t) row->returned * row->price;
         s_money(b, gross, s->exp);
-        s_printf(b, ",%" PRIu32 ",", row->returned);
+        s_put(b, ",", 1);
+        s_put_u64(b, row->returned);
+        s_put(b, ",", 1);
         s_money(b, returns, s->exp);
         s_put(b, ",", 1);
         s_money(b, gross - returns, s->exp);
     } else {
         s_money(b, (int64_t) row->qty * row->price, s->exp);
     }
-    s_printf(b, ",%s,%s,%s,", row->currency, sm_source_name(row->source) ? sm_source_name(row->source) : "",
-             sm_payment_name(row->payment) ? sm_payment_name(row->payment) : "");
+    const char *source = sm_source_name(row->source), *payment = sm_payment_name(row->payment);
+    s_put(b, ",", 1);
+    s_puts(b, row->currency);
+    s_put(b, ",", 1);
+    s_puts(b, source ? source : "");
+    s_put(b, ",", 1);
+    s_puts(b, payment ? payment : "");
+    s_put(b, ",", 1);
     if (s->kind == SM_REP_ROWS_SALES) {
         s_cell(b, row->external_id);
         s_put(b, ",", 1);
         if (row->hold_seq)
-            s_cell_id(b, &row->stall, row->hold_seq);
+            s_row_id(s, row->hold_seq);
     } else {
         s_cell(b, row->reason);
     }

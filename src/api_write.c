@@ -1032,6 +1032,72 @@ s_hold_code(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b,
     return true;
 }
 
+/*  A mirror's choice of stall for a hold that names none (or names the
+    mirror, which holds nothing): the current member with the most units of
+    the sku, preferring one the mirror is in session with (a forward to any
+    other could only answer stall_unreachable).                              */
+typedef struct {
+    sm_api *api;
+    const char *sku;
+    sm_gossip_peer *peers;
+    size_t npeers;
+    bool found, found_up;
+    int64_t best_units;
+    sm_id best;
+} s_pick;
+
+static int
+s_pick_one(const char *sku, const sm_id *location, const sm_units *units, void *arg)
+{
+    s_pick *p = arg;
+    int cmp = strcmp(sku, p->sku);
+    if (cmp < 0)
+        return 0;
+    if (cmp > 0)
+        return 1;                   /* key order: past this sku's records */
+    sm_member m;
+    if (units->units <= 0 || memcmp(location->b, p->api->node.b, SM_KEY_BYTES) == 0
+        || sm_ledger_member(p->api->ledger, location, &m) != 0 || m.revoked)
+        return 0;
+    bool up = false;
+    for (size_t i = 0; i < p->npeers && !up; i++)
+        up = p->peers[i].up && memcmp(p->peers[i].node.b, location->b, SM_KEY_BYTES) == 0;
+    if (!p->found || (up && !p->found_up)
+        || (up == p->found_up && units->units > p->best_units)) {
+        p->found = true;
+        p->found_up = up;
+        p->best_units = units->units;
+        p->best = *location;
+    }
+    return 0;
+}
+
+/*  Into *at the stall a mirror forwards a hold of `sku` to: true, or answer
+    409 insufficient_stock (no stall has any) or the store's error.         */
+static bool
+s_mirror_pick(sm_api *self, sm_http_resp *r, const char *sku, sm_id *at)
+{
+    static sm_gossip_peer peers[SM_PEERS_MAX];  /* web thread only */
+    s_pick p = { .api = self, .sku = sku, .peers = peers };
+    p.npeers = sm__api_peers(self, peers);
+    int rc = sm_ledger_stock_each(self->ledger, s_pick_one, &p);
+    if (rc < 0) {
+        sm__api_ledger_error(r, rc, false);
+        return false;
+    }
+    if (!p.found) {
+        sm_json_buf o = { 0 };
+        sm__api_error_begin(&o, "insufficient_stock",
+                            "no stall of the market has units of that sku free now");
+        sm_json_kstr(&o, "sku", sku);
+        sm_json_kint(&o, "total", 0);
+        sm__api_error_end(r, 409, &o);
+        return false;
+    }
+    *at = p.best;
+    return true;
+}
+
 static bool
 s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
           s_write *w)
@@ -1071,12 +1137,20 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
                        "'at' must be a stall's node id: the 64 hex digits "
                        "'stallmesh peers' or GET /api/stock's locations show"))
         return false;
-    /* "at" this stall: an ordinary hold. */
+    /* "at" this stall: an ordinary hold.  A mirror holds nothing: it
+       forwards every hold, to the stall with the most units unless told. */
     req->forward = has_at && memcmp(req->at.b, self->node.b, SM_KEY_BYTES) != 0;
-    if (req->forward && b->u.hold.more_count) {
+    if (self->mirror && !req->forward && !b->u.hold.more_count) {
+        sm_item item;
+        if (!sm__api_need_item(self, r, b->u.hold.sku, &item)
+            || !s_mirror_pick(self, r, b->u.hold.sku, &req->at))
+            return false;
+        req->forward = true;
+    }
+    if ((req->forward || self->mirror) && b->u.hold.more_count) {
         sm__api_bad(r, "bad_value", "at",
-                    "a hold forwarded to another stall has one line: reserve several "
-                    "things at the stall that holds them");
+                    "a hold forwarded to another stall has one line (a mirror forwards "
+                    "every hold): reserve several things at the stall that holds them");
         return false;
     }
     if (req->forward

@@ -8,7 +8,7 @@
     same client).  cli_util.c holds the data directory, file and
     validation helpers and the error printer; cli_json.c is the only file
     that includes jansson.h, cli_qr.c the only one that includes qrencode.h
-    and cli_http.c the only one that includes curl/curl.h (STYLE 3).
+    and cli_http.c the only one that includes curl/curl.h.
 
     Exit status: SM__EXIT_OK, SM__EXIT_FAIL for an operating error (the
     message says what was wrong and what to do), SM__EXIT_USAGE for a

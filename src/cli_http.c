@@ -1,5 +1,5 @@
 /*  HTTP requests from the CLI to its node's JSON API: the only file that
-    includes curl/curl.h (STYLE 3).
+    includes curl/curl.h.
 
     One blocking request at a time, each on a fresh easy handle: the CLI
     makes one to three requests a run, so connection reuse buys nothing.
@@ -108,15 +108,76 @@ s_describe(sm__http_resp *resp, CURLcode code, const char *detail)
         snprintf(resp->error, sizeof resp->error, "%.100s", what);
 }
 
+/*  The request's headers: the fixed ones given (NULL-ended), then the
+    bearer token when there is one (wiped from the stack after the copy).
+    0, or SM_ENOMEM with *out holding what was built (the caller frees). */
+static int
+s_headers(const char *const *fixed, const char *token, struct curl_slist **out)
+{
+    struct curl_slist *more;
+    for (; *fixed != NULL; fixed++) {
+        more = curl_slist_append(*out, *fixed);
+        if (more == NULL)
+            return SM_ENOMEM;
+        *out = more;
+    }
+    if (token == NULL)
+        return 0;
+    char auth[128];
+    int n = snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    assert(n > 0 && (size_t)n < sizeof auth);
+    (void)n;
+    more = curl_slist_append(*out, auth);
+    explicit_bzero(auth, sizeof auth);
+    if (more == NULL)
+        return SM_ENOMEM;
+    *out = more;
+    return 0;
+}
+
+/*  The options every call of the CLI shares: the address, http(s) only, no
+    redirects, no proxy, no signals, the connect timeout, the user agent,
+    the headers and the error buffer.                                     */
+static bool
+s_common_opts(CURL *curl, const char *url, struct curl_slist *headers, char *curl_error)
+{
+    return curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_PROXY, "") == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                            (long)SM_CLI_CONNECT_TIMEOUT_MS) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_USERAGENT, "stallmesh/" SM__VERSION) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers) == CURLE_OK
+        && curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error) == CURLE_OK;
+}
+
+/*  A finished call's status and body (the sink's buffer, or "" for an empty
+    body) into resp; 0 or SM_ENOMEM.                                        */
+static int
+s_finish(CURL *curl, s_sink *sink, sm__http_resp *resp)
+{
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
+    if (sink->buf == NULL) {
+        sink->buf = calloc(1, 1);
+        if (sink->buf == NULL)
+            return SM_ENOMEM;
+    }
+    resp->body = sink->buf;
+    resp->body_len = sink->len;
+    sink->buf = NULL;
+    return 0;
+}
+
 int
 sm__http_request(sm__http_method method, const char *url, const char *token,
                  const char *body, sm__http_resp *resp)
 {
     assert(url != NULL && resp != NULL);
     assert(method == SM__HTTP_POST || body == NULL);
-    char auth[128];
     char curl_error[CURL_ERROR_SIZE];
-    struct curl_slist *headers = NULL, *more;
+    struct curl_slist *headers = NULL;
     s_sink sink = { 0 };
     CURL *curl = NULL;
     int rc = SM_ENOMEM;
@@ -133,42 +194,18 @@ sm__http_request(sm__http_method method, const char *url, const char *token,
 
     /* "Expect:" turns off 100-continue: bodies are small and the node
        answers a request whole. */
-    static const char *const fixed[] = {
-        "Accept: application/json", "Content-Type: application/json", "Expect:",
+    static const char *const with_body[] = {
+        "Accept: application/json", "Content-Type: application/json", "Expect:", NULL,
     };
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
-        if (i == 1 && body == NULL)
-            continue;
-        more = curl_slist_append(headers, fixed[i]);
-        if (more == NULL)
-            goto fail;
-        headers = more;
-    }
-    if (token != NULL) {
-        int n = snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        assert(n > 0 && (size_t)n < sizeof auth);
-        (void)n;
-        more = curl_slist_append(headers, auth);
-        memset(auth, 0, sizeof auth);
-        if (more == NULL)
-            goto fail;
-        headers = more;
-    }
+    static const char *const without_body[] = { "Accept: application/json", "Expect:", NULL };
+    if (s_headers(body != NULL ? with_body : without_body, token, &headers) != 0)
+        goto fail;
 
-    bool ok = curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_PROXY, "") == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                            (long)SM_CLI_CONNECT_TIMEOUT_MS) == CURLE_OK
+    bool ok = s_common_opts(curl, url, headers, curl_error)
         && curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                             (long)SM_CLI_REQUEST_TIMEOUT_MS) == CURLE_OK
         && curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
                             (curl_off_t)SM_CLI_RESPONSE_BYTES_MAX) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_USERAGENT, "stallmesh/" SM__VERSION) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error) == CURLE_OK
         && curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_write) == CURLE_OK
         && curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink) == CURLE_OK;
     if (ok && method == SM__HTTP_POST)
@@ -198,15 +235,8 @@ sm__http_request(sm__http_method method, const char *url, const char *token,
         rc = SM_EIO;
         goto fail;
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
-    if (sink.buf == NULL) {
-        /* An empty body: still a string. */
-        sink.buf = calloc(1, 1);
-        if (sink.buf == NULL)
-            goto fail;
-    }
-    resp->body = sink.buf;
-    resp->body_len = sink.len;
+    if (s_finish(curl, &sink, resp) != 0)
+        goto fail;
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     return 0;
@@ -268,9 +298,8 @@ sm__http_download(const char *url, const char *token, FILE *out,
                   sm__http_resp *resp, uint64_t *written)
 {
     assert(url != NULL && out != NULL && resp != NULL && written != NULL);
-    char auth[128];
     char curl_error[CURL_ERROR_SIZE];
-    struct curl_slist *headers = NULL, *more;
+    struct curl_slist *headers = NULL;
     s_stream st = { 0 };
     CURL *curl = NULL;
     int rc = SM_ENOMEM;
@@ -287,35 +316,15 @@ sm__http_download(const char *url, const char *token, FILE *out,
         goto fail;
     st.curl = curl;
     st.out = out;
-    more = curl_slist_append(headers, "Expect:");
-    if (more == NULL)
+    static const char *const fixed[] = { "Expect:", NULL };
+    if (s_headers(fixed, token, &headers) != 0)
         goto fail;
-    headers = more;
-    if (token != NULL) {
-        int n = snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        assert(n > 0 && (size_t)n < sizeof auth);
-        (void)n;
-        more = curl_slist_append(headers, auth);
-        memset(auth, 0, sizeof auth);
-        if (more == NULL)
-            goto fail;
-        headers = more;
-    }
     /* No total timeout: a long export takes as long as it takes, but one
        that stops sending for SM_CLI_DOWNLOAD_STALL_S is cut. */
-    bool ok = curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_PROXY, "") == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                            (long)SM_CLI_CONNECT_TIMEOUT_MS) == CURLE_OK
+    bool ok = s_common_opts(curl, url, headers, curl_error)
         && curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L) == CURLE_OK
         && curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
                             (long)SM_CLI_DOWNLOAD_STALL_S) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_USERAGENT, "stallmesh/" SM__VERSION) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers) == CURLE_OK
-        && curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error) == CURLE_OK
         && curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_stream_write) == CURLE_OK
         && curl_easy_setopt(curl, CURLOPT_WRITEDATA, &st) == CURLE_OK;
     if (!ok) {
@@ -346,14 +355,8 @@ sm__http_download(const char *url, const char *token, FILE *out,
         rc = SM_EIO;
         goto fail;
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
-    if (st.error_body.buf == NULL) {
-        st.error_body.buf = calloc(1, 1);
-        if (st.error_body.buf == NULL)
-            goto fail;
-    }
-    resp->body = st.error_body.buf;
-    resp->body_len = st.error_body.len;
+    if (s_finish(curl, &st.error_body, resp) != 0)
+        goto fail;
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     return 0;

@@ -1,4 +1,4 @@
-/*  JSON output of the CLI: the only file that includes jansson.h (STYLE 3).
+/*  JSON output of the CLI: the only file that includes jansson.h.
 
     An sm__json is a jansson json_t in disguise, so the rest of the CLI
     builds documents without knowing the library.  Failures (no memory, or

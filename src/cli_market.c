@@ -1,5 +1,5 @@
-/*  Market membership from the command line (DESIGN §2): `market create`,
-    `admit`, `join` and `revoke`.
+/*  Market membership from the command line (README: security): `market
+    create`, `admit`, `join` and `revoke`.
 
     The organiser's node is the market (market id = its key); it admits a
     node by appending a roster.admit entry to its own log and handing the

@@ -1,5 +1,5 @@
 /*  Join tokens as QR codes in a terminal (the encoding itself is src/qr.c,
-    the only file that includes qrencode.h: STYLE 3).
+    the only file that includes qrencode.h: one module per dependency).
 
     The token is encoded in 8-bit mode (base64url has lowercase letters, so
     alphanumeric mode does not apply) with error correction level L: a token

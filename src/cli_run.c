@@ -1,4 +1,4 @@
-/*  `stallmesh run`: the long-running node (DESIGN §7).
+/*  `stallmesh run`: the long-running node (README: architecture).
 
     Threads: this (main) thread reads the configuration, opens the store,
     starts the core thread (the only writer) and the web thread (the HTTP
@@ -49,7 +49,7 @@
 static const char s_usage[] =
     "run [--http HOST:PORT] [--https HOST:PORT] [--listen tcp://HOST:PORT|none] [--advertise tcp://HOST:PORT|none]\n"
     "      [--peer NODE_ID@tcp://HOST:PORT]... [--discover] [--allow-fresh] [--config FILE]\n"
-    "      [--log-level LEVEL] [--check]";
+    "      [--mirror] [--log-level LEVEL] [--check]";
 
 typedef struct {
     const char *http;
@@ -63,6 +63,7 @@ typedef struct {
     bool too_many_peers;
     bool allow_fresh;
     bool discover;
+    bool mirror;
     bool check;
 } s_opts;
 
@@ -80,6 +81,7 @@ s_on_opt(int opt, const char *arg, void *ctx)
     case 'A': o->advertise = arg; return 0;
     case 'F': o->allow_fresh = true; return 0;
     case 'D': o->discover = true; return 0;
+    case 'M': o->mirror = true; return 0;
     case 'P':
         if (o->peer_count == SM_PEERS_MAX)
             o->too_many_peers = true;
@@ -178,6 +180,8 @@ s_load_config(const sm__cli *cli, const s_opts *o, sm_config *cfg)
     }
     if (o->discover)
         cfg->discover = true;
+    if (o->mirror)
+        cfg->mirror = true;
     if (o->too_many_peers) {
         sm__cli_error("--peer: at most %u peers", SM_PEERS_MAX);
         return SM__EXIT_USAGE;
@@ -364,6 +368,36 @@ s_mesh_opts(const sm_config *cfg, const sm_market *market, const sm_identity *id
     }
 }
 
+/*  A mirror (--mirror, [node] mirror) must be admitted with the relay role:
+    the roster says which members hold units, and a mirror never does.     */
+static int
+s_mirror_check(const sm_identity *id, sm_ledger *ledger)
+{
+    sm_member m;
+    int rc = sm_ledger_member(ledger, &id->pub, &m);
+    if (rc == SM_ENOTFOUND) {
+        /* Joined, the organiser's roster not synced yet: the token's word. */
+        memset(&m, 0, sizeof m);
+        rc = sm_ledger_join_role(ledger, &m.role);
+    }
+    char hex[SM_ID_HEX_BYTES + 1];
+    sm_id_format(&id->pub, hex);
+    if (rc == 0 && !m.revoked && m.role == SM_ROLE_RELAY)
+        return SM__EXIT_OK;
+    if (rc != 0 && rc != SM_ENOTFOUND) {
+        sm__cli_error("--mirror: cannot read this node's roster entry: %s", sm_strerror(rc));
+        return SM__EXIT_FAIL;
+    }
+    sm__cli_error("--mirror: this node is %s; a mirror must be admitted with the relay "
+                  "role: the organiser runs 'stallmesh admit %s --name NAME --role relay' "
+                  "and this node joins with that token",
+                  rc == SM_ENOTFOUND ? "not in the market's roster"
+                  : m.revoked ? "revoked from the market"
+                  : m.role == SM_ROLE_STALL ? "a stall (role stall)" : "the organiser",
+                  hex);
+    return SM__EXIT_FAIL;
+}
+
 int
 sm__cmd_run(sm__cli *cli, int argc, char **argv)
 {
@@ -378,6 +412,7 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         { "peer", required_argument, NULL, 'P' },
         { "allow-fresh", no_argument, NULL, 'F' },
         { "discover", no_argument, NULL, 'D' },
+        { "mirror", no_argument, NULL, 'M' },
         { NULL, 0, NULL, 0 },
     };
     s_opts o = { 0 };
@@ -397,11 +432,11 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
             snprintf(disc, sizeof disc, "discover on (UDP %s:%u)", cfg.discover_addr,
                      (unsigned) cfg.discover_port);
         printf("config ok: listen %s:%u, hold %us, %u holds/min per client, "
-               "body max %u bytes, mesh %s, %u peers, %s\n", cfg.http_host,
+               "body max %u bytes, mesh %s, %u peers, %s%s\n", cfg.http_host,
                (unsigned) cfg.http_port, (unsigned) cfg.hold_ttl_s,
                (unsigned) cfg.holds_per_min, (unsigned) cfg.body_bytes_max,
                cfg.mesh_listen[0] ? cfg.mesh_listen : "not listening",
-               (unsigned) cfg.peer_count, disc);
+               (unsigned) cfg.peer_count, disc, cfg.mirror ? ", read-only mirror" : "");
         return SM__EXIT_OK;
     }
 
@@ -456,6 +491,8 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
                       "--name NAME' (organiser) or 'stallmesh join TOKEN' first");
         goto done;
     }
+    if (cfg.mirror && s_mirror_check(&id, ledger) != SM__EXIT_OK)
+        goto done;
     /* Every thread inherits this mask; this thread takes the signals. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -475,7 +512,7 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm_log_info("run: no mesh listener and no peers: this node works alone");
     sm_core_opts copts = { .ledger = ledger, .node = id.pub, .metrics = metrics,
                            .wake = s_wake, .mesh = &mopts, .allow_fresh = o.allow_fresh,
-                           .rebalance_floor = cfg.rebalance_floor };
+                           .rebalance_floor = cfg.rebalance_floor, .mirror = cfg.mirror };
     if (!(core = sm_core_new(&copts, &rc))) {
         sm__cli_error("cannot start the core: %s", sm_strerror(rc));
         goto done;
@@ -523,7 +560,8 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
     sm__cli_node_name(cli, stall_name);
     if ((rc = sm_web_set_poster(web, stall_name[0] ? stall_name : market.name, stock_url)) != 0)
         sm_log_warn("run: no poster at /poster: %s", sm_strerror(rc));
-    sm_log_info("run: serving market \"%s\" on %s:%d", market.name, cfg.http_host, port);
+    sm_log_info("run: serving market \"%s\" on %s:%d%s", market.name, cfg.http_host, port,
+                cfg.mirror ? " as a read-only mirror" : "");
     printf("stallmesh %s: market \"%s\"\n"
            "  stock page  http://%s:%d/\n"
            "  till        http://%s:%d/till   (token: %s)\n"

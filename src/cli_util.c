@@ -3,8 +3,8 @@
     opening the ledger with messages that say what to do, the clock, and the
     validators for names, currencies and endpoints typed on a command line.
 
-    Data directory layout (DESIGN §2: secrets never leave it, files holding
-    them are mode 0600):
+    Data directory layout (README: security; secrets never leave it, files
+    holding them are mode 0600):
 
         DIR/            0700, created by `init` with any missing parents
         DIR/identity    0600, the node's secret seed (src/identity.c)

@@ -1,6 +1,6 @@
 /*  The codec: log entries and join-token bodies to and from msgpack bytes.
 
-    This is the only file that includes msgpack.h (STYLE 3).  Everything that
+    This is the only file that includes msgpack.h.  Everything that
     arrives from outside goes through three gates, in this order:
 
     1.  sm__msgpack_scan walks the raw bytes and checks every declared length

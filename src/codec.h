@@ -1,4 +1,4 @@
-/*  The codec: the only module that includes msgpack.h (STYLE 3).
+/*  The codec: the only module that includes msgpack.h.
 
     It implements sm_entry_encode / sm_entry_decode (entry.h), the mesh
     messages (sm_wire_encode / sm_wire_decode, wire.h) and the token layout

@@ -49,7 +49,7 @@
 #define SM__WS_QUEUE_BYTES_MIN 65536u  /* a snapshot of a few hundred items */
 
 typedef enum { S_LISTEN, S_U32, S_LEVEL, S_ENDPOINT, S_PEERS, S_BOOL, S_IPV4, S_TZ, S_TLS,
-               S_PATH, S_DIR } s_type;
+               S_PATH, S_DIR, S_PROXIES } s_type;
 
 typedef struct {
     const char *section;
@@ -73,6 +73,7 @@ static const s_key s_keys[] = {
     {"http", "body_timeout_s", S_U32, offsetof(sm_config, body_timeout_s), 1, 600},
     {"http", "ws_queue_bytes_max", S_U32, offsetof(sm_config, ws_queue_bytes_max),
      SM__WS_QUEUE_BYTES_MIN, SM_WS_QUEUE_BYTES_MAX},
+    {"http", "trusted_proxies", S_PROXIES, 0, 0, 0},
     {"http", "tls", S_TLS, 0, 0, 0},
     {"http", "tls_cert", S_PATH, offsetof(sm_config, tls_cert), 0, 0},
     {"http", "tls_key", S_PATH, offsetof(sm_config, tls_key), 0, 0},
@@ -100,10 +101,11 @@ static const s_key s_keys[] = {
     {"backup", "dir", S_DIR, offsetof(sm_config, backup_dir), 0, 0},
     {"backup", "every_s", S_U32, offsetof(sm_config, backup_every_s), 10, 604800},
     {"backup", "keep", S_U32, offsetof(sm_config, backup_keep), 1, 1000},
+    {"node", "mirror", S_BOOL, offsetof(sm_config, mirror), 0, 0},
 };
 #define S_KEY_COUNT (sizeof s_keys / sizeof s_keys[0])
 
-static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report", "backup"};
+static const char *const s_sections[] = {"http", "holds", "log", "mesh", "report", "backup", "node"};
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 /*  snprintf into err[0..errlen) when there is room for anything.           */
@@ -155,7 +157,7 @@ s_find(const char *section, const char *key, char *why, size_t whylen)
     }
     if (!s_section_known(section)) {
         s_msg(why, whylen, "unknown section [%.*s]; the sections are [http], [holds], "
-              "[log] and [mesh]", SM__CONFIG_VALUE_SHOWN, section);
+              "[log], [mesh], [report], [backup] and [node]", SM__CONFIG_VALUE_SHOWN, section);
         return -1;
     }
     for (size_t i = 0; i < S_KEY_COUNT; i++)
@@ -428,6 +430,40 @@ s_apply(sm_config *cfg, const s_key *k, const char *text, char *why, size_t whyl
         }
         return 0;
     }
+    case S_PROXIES: {
+        /* "ADDR, ADDR, ...": numeric IPv4 or IPv6 addresses, no names (a
+           name could resolve to anyone), at most SM_CONFIG_PROXIES_MAX.   */
+        cfg->trusted_proxy_count = 0;
+        const char *p = text;
+        while (*p) {
+            while (*p == ' ' || *p == '\t')
+                p++;
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            size_t end = len;
+            while (end && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+                end--;
+            char one[SM_CONFIG_ADDR_BYTES_MAX + 1];
+            unsigned char bin[16];
+            bool ok = end > 0 && end <= SM_CONFIG_ADDR_BYTES_MAX;
+            if (ok) {
+                memcpy(one, p, end);
+                one[end] = 0;
+                ok = inet_pton(AF_INET, one, bin) == 1 || inet_pton(AF_INET6, one, bin) == 1;
+            }
+            if (!ok || cfg->trusted_proxy_count == SM_CONFIG_PROXIES_MAX) {
+                s_msg(why, whylen, "%s.%s: '%.*s': %s", k->section, k->key,
+                      (int)(len < SM__CONFIG_VALUE_SHOWN ? len : SM__CONFIG_VALUE_SHOWN), p,
+                      ok ? "too many addresses (at most 8)"
+                         : "not an IPv4 or IPv6 address; write e.g. 127.0.0.1, ::1");
+                return SM_EINVAL;
+            }
+            snprintf(cfg->trusted_proxies[cfg->trusted_proxy_count++],
+                     SM_CONFIG_ADDR_BYTES_MAX + 1, "%s", one);
+            p += len + (comma != NULL);
+        }
+        return 0;
+    }
     case S_BOOL: {
         bool v;
         if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 || strcmp(text, "on") == 0)
@@ -625,7 +661,7 @@ s_check_header(s_load *ld, const char *line)
     name[len] = '\0';
     if (!s_section_known(name))
         s_fail(ld, ld->line, "unknown section [%s]; the sections are [http], [holds], "
-               "[log] and [mesh]", name);
+               "[log], [mesh], [report], [backup] and [node]", name);
 }
 
 /*  inih's line reader (fgets-like): one line of the file into str[0..num),
@@ -744,6 +780,13 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     assert(cfg->log_level >= SM_LOG_ERROR && cfg->log_level <= SM_LOG_DEBUG);
     bool v6 = strchr(cfg->http_host, ':') != NULL;
+    char proxies[SM_CONFIG_PROXIES_MAX * (SM_CONFIG_ADDR_BYTES_MAX + 2) + 1] = "";
+    for (uint32_t i = 0, at = 0; i < cfg->trusted_proxy_count; i++) {
+        int m = snprintf(proxies + at, sizeof proxies - at, "%s%s", i ? ", " : "",
+                         cfg->trusted_proxies[i]);
+        if (m > 0)
+            at += (uint32_t)m;
+    }
     int n = snprintf(buf, cap,
                     "[http]\n"
                     "listen = %s%s%s:%u\n"
@@ -753,6 +796,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "headers_timeout_s = %u\n"
                     "body_timeout_s = %u\n"
                     "ws_queue_bytes_max = %u\n"
+                    "trusted_proxies = %s\n"
                     "[holds]\n"
                     "ttl_s = %u\n"
                     "per_min = %u\n"
@@ -771,11 +815,14 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     "discover = %s\n"
                     "discover_port = %u\n"
                     "discover_addr = %s\n"
+                    "[node]\n"
+                    "mirror = %s\n"
+                    "[mesh]\n"
                     "peers = ",
                     v6 ? "[" : "", cfg->http_host, v6 ? "]" : "", (unsigned)cfg->http_port,
                     cfg->body_bytes_max, cfg->clients_per_addr_max,
                     cfg->requests_per_addr_max, cfg->headers_timeout_s, cfg->body_timeout_s,
-                    cfg->ws_queue_bytes_max,
+                    cfg->ws_queue_bytes_max, proxies,
                     cfg->hold_ttl_s, cfg->holds_per_min, cfg->hold_max_units,
                     cfg->hold_max_per_sku, cfg->hold_per_device, cfg->hold_per_address,
                     levels[cfg->log_level],
@@ -786,7 +833,7 @@ sm_config_format(const sm_config *cfg, char *buf, size_t cap)
                     cfg->mesh_advertise_set && !cfg->mesh_advertise[0] ? "none" : "",
                     cfg->units_floor, cfg->units_per_min, cfg->rebalance_floor,
                     cfg->discover ? "true" : "false", (unsigned)cfg->discover_port,
-                    cfg->discover_addr);
+                    cfg->discover_addr, cfg->mirror ? "true" : "false");
     for (uint32_t i = 0; i < cfg->peer_count && n >= 0; i++) {
         char hex[SM_ID_HEX_BYTES + 1];
         sm_id_format(&cfg->peers[i].node, hex);

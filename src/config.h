@@ -12,6 +12,8 @@
         headers_timeout_s = 10       ; a request's headers must arrive by then
         body_timeout_s = 20          ; and its body this long after them
         ws_queue_bytes_max = 1048576 ; a phone further behind is dropped
+        trusted_proxies = 127.0.0.1, ::1 ; reverse proxies (nginx) whose
+                                     ; X-Forwarded-For names the client
         tls = 0.0.0.0:8443           ; HOST:PORT of HTTPS; "none" (default): none
         tls_cert = /path/cert.pem    ; PEM certificate (chain) and its key; by
         tls_key = /path/key.pem      ; default DIR/tls/, made on first use
@@ -40,6 +42,9 @@
         discover_port = 7401         ; UDP port of the beacons
         discover_addr = 255.255.255.255 ; where beacons are sent (IPv4
                                      ; broadcast address of the LAN)
+        [node]
+        mirror = false               ; a read-only mirror (run --mirror):
+                                     ; needs the relay role in the roster
         [backup]
         dir = /media/usb/stallmesh   ; scheduled backups go here (absolute;
                                      ; unset: none)
@@ -56,6 +61,8 @@
 
 #define SM_CONFIG_HOST_BYTES_MAX 255u
 #define SM_CONFIG_IPV4_BYTES_MAX 15u    /* a dotted quad */
+#define SM_CONFIG_ADDR_BYTES_MAX 45u    /* an IPv6 address as text */
+#define SM_CONFIG_PROXIES_MAX 8u        /* http.trusted_proxies */
 #define SM_CONFIG_PATH_BYTES_MAX 1023u  /* a file named in the configuration */
 
 typedef struct {
@@ -68,6 +75,10 @@ typedef struct {
     uint32_t headers_timeout_s;
     uint32_t body_timeout_s;
     uint32_t ws_queue_bytes_max;
+    uint32_t trusted_proxy_count;
+    char trusted_proxies[SM_CONFIG_PROXIES_MAX][SM_CONFIG_ADDR_BYTES_MAX + 1];
+                               /* addresses as given: their X-Forwarded-For
+                                  names the client for per-address limits */
     char tls_host[SM_CONFIG_HOST_BYTES_MAX + 1];
     uint16_t tls_port;         /* 0 = no HTTPS */
     char tls_cert[SM_CONFIG_PATH_BYTES_MAX + 1];   /* "" = DIR/tls/cert.pem */
@@ -102,6 +113,8 @@ typedef struct {
         sm_id node;
         char endpoint[SM_ENDPOINT_BYTES_MAX + 1];
     } peers[SM_PEERS_MAX];
+    /* [node] */
+    bool mirror;               /* read-only mirror: syncs, holds no units */
 } sm_config;
 
 /*  The defaults (listen 0.0.0.0:8080, limits from limits.h, level info).   */

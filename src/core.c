@@ -1,4 +1,5 @@
-/*  The core thread: the node's only writer (DESIGN §7).  See core.h.
+/*  The core thread: the node's only writer (README: architecture). See
+    core.h.
 
     Transport: the core binds a ROUTER on a private inproc endpoint; each
     submitter connects a DEALER.  A message is one frame holding a pointer
@@ -264,6 +265,7 @@ s_thread_start(sm_core *self, void **router_out)
         .units_wait_ms = self->opts.units_wait_ms,
         .rebalance_floor = self->opts.rebalance_floor,
         .allow_fresh = self->opts.allow_fresh,
+        .mirror = self->opts.mirror,
     };
     if (!(self->policy = sm_policy_new(&popts, s_mono_ms(), &rc)))
         return rc;

@@ -1,4 +1,4 @@
-/*  The core thread: the node's only writer (DESIGN §7).
+/*  The core thread: the node's only writer (README: architecture).
 
     The core owns the ledger's write transactions.  Other threads (the web
     thread) hand it writes as sm_core_req over an inproc ZeroMQ pair and get
@@ -53,6 +53,11 @@ typedef struct {
                                   peers to move some here; 0 = SM_UNITS_WAIT_MS */
     uint32_t rebalance_floor;  /* keep at least this many units of each sku
                                   here, asking peers that have more; 0 = off */
+    bool mirror;               /* a read-only mirror (run --mirror): never
+                                  appends to its own log (local writes are
+                                  refused SM_EREADONLY but forwarded holds
+                                  go on; the engine never answers UNITS_ASK
+                                  or HOLD_ASK with its own entries) */
 } sm_core_opts;
 
 typedef struct sm_core sm_core;

@@ -1,5 +1,5 @@
 /*  Log entries: the format's rules, names, hashes, signatures and the
-    hybrid logical clock (DESIGN §3, proto/log.md).
+    hybrid logical clock (proto/log.md).
 
     The bytes themselves are the codec's business (codec.c); this file holds
     what is true of an entry whatever its encoding: the rules every entry
@@ -14,7 +14,7 @@
     Signing the 32-byte hash rather than the entry keeps the signed message
     small and fixed, and lets a run be checked by hashing each entry once.
 
-    The clock functions take time as an argument (STYLE 9): they never read
+    The clock functions take time as an argument: they never read
     it.  libsodium is initialised on first use (sodium_init is idempotent but
     takes a lock, so a flag keeps it off the hot path).                      */
 #include <assert.h>

@@ -1,4 +1,4 @@
-/*  The mesh protocol engine, sans I/O (DESIGN §6-§7, proto/mesh.md).
+/*  The mesh protocol engine, sans I/O (proto/mesh.md; README: architecture).
 
     The engine knows peers by node id, not by socket.  It takes events —
     a peer became reachable or unreachable, a message arrived from a peer,

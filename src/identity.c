@@ -1,8 +1,9 @@
-/*  A node's identity and the small crypto toolkit around it (DESIGN §2).
+/*  A node's identity and the small crypto toolkit around it.
 
-    This file and the log code are the only ones that include sodium.h
-    (STYLE 3): everything else signs, verifies, hashes and draws random bytes
-    through the functions below, in the project's own types.
+    This file and the log code are the only ones that include sodium.h (one
+    module per dependency): everything else signs, verifies, hashes and
+    draws random bytes through the functions below, in the project's own
+    types.
 
     Secret file format (the only place a node's secret key lives):
 

@@ -748,6 +748,30 @@ sm_ledger_join(sm_ledger *self, const sm_market *market, const sm_signed *admit)
     return s_wend(self, &txn, own, rc, false);
 }
 
+int
+sm_ledger_join_role(sm_ledger *self, int *role)
+{
+    assert(self && role);
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_val v;
+    rc = sm_kv_get(txn, SM_DB_META, s_meta_join, strlen(s_meta_join), &v);
+    if (rc == 0 && v.len <= SM_SIG_BYTES)
+        rc = SM_ESTATE;
+    sm_entry e;
+    if (rc == 0)                    /* decoded inside the read transaction */
+        rc = sm_entry_decode((const uint8_t *) v.data + SM_SIG_BYTES,
+                             v.len - SM_SIG_BYTES, &e);
+    if (rc == 0 && e.body.kind != SM_KIND_ROSTER_ADMIT)
+        rc = SM_ESTATE;
+    if (rc == 0)
+        *role = e.body.u.admit.role;
+    sm_txn_abort(&txn);
+    return rc;
+}
+
 /* ---- append --------------------------------------------------------- */
 
 static int
@@ -1384,7 +1408,7 @@ sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg)
       own origin and seq, of this market, linking to the one before, and
       the last linking to the head's recorded link hash.  Because a link
       covers the signature, checking the links and the newest entry's
-      signature authenticates the whole chain (DESIGN §3): what the open
+      signature authenticates the whole chain (proto/log.md): what the open
       check does.  `verify` and `reindex` check every signature as well.
     - state: every derived database (all but meta, log, logidx, forks) is
       recomputed from the log inside a write transaction that is then

@@ -1,4 +1,4 @@
-/*  The mesh transport: ZeroMQ sockets under the protocol engine (DESIGN §6,
+/*  The mesh transport: ZeroMQ sockets under the protocol engine (proto/mesh.md,
     proto/mesh.md).
 
     A ROUTER bound on the listen endpoint takes peers' connections; a DEALER

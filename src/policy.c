@@ -289,6 +289,8 @@ sm_policy_batch(sm_policy *self, sm_policy_write *w, size_t n, uint64_t now_ms,
             w[i].rc = SM_ESTATE;       /* not appended here: forwarded below */
         else if (rc != 0)
             w[i].rc = rc;
+        else if (self->opts.mirror)
+            w[i].rc = SM_EREADONLY;    /* a mirror holds no units: no own log */
         else if (!self->own_ok)
             w[i].rc = SM_ERECOVERING;
         else if (w[i].body.kind == SM_KIND_RAFFLE_DRAW) {   /* the draw and its holds */
@@ -466,7 +468,7 @@ sm_policy_tick(sm_policy *self, uint64_t now_ms, uint64_t mono_ms)
     if (!self->own_ok)
         return false;
     bool released = s_sweep_holds(self, now_ms);
-    if (self->opts.gossip && self->opts.rebalance_floor
+    if (self->opts.gossip && self->opts.rebalance_floor && !self->opts.mirror
         && ++self->ticks % SM_POLICY_REBALANCE_TICKS == 0)
         s_rebalance_round(self, now_ms);
     return released;
@@ -481,7 +483,7 @@ s_own_enable(sm_policy *self)
     self->own_ok = true;
     self->own_checking = false;
     if (self->opts.gossip)
-        sm_gossip_set_writable(self->opts.gossip, true);
+        sm_gossip_set_writable(self->opts.gossip, !self->opts.mirror);
 }
 
 /*  Own-log recovery and the start check.  A store without a confirmed copy
@@ -704,7 +706,7 @@ sm_policy_new(const sm_policy_opts *opts, uint64_t mono_ms, int *err)
             sm_log_info("policy: checking this node's own log with its peers before "
                         "appending (up to %u ms if none answers)", SM_OWN_CHECK_MS);
         }
-        sm_gossip_set_writable(opts->gossip, self->own_ok);
+        sm_gossip_set_writable(opts->gossip, self->own_ok && !opts->mirror);
     }
     *err = 0;
     return self;

@@ -1,4 +1,4 @@
-/*  The write policy: what this node appends, when (DESIGN §10, README
+/*  The write policy: what this node appends, when (README,
     "Architecture").
 
     One module decides every write the node makes and owns every write
@@ -23,6 +23,10 @@
       stall holds fewer than opts.rebalance_floor of while other stalls hold
       some, the peers are asked for the difference (they keep their own
       units_floor, so none goes below it);
+    - a mirror (opts.mirror, run --mirror): local writes are refused with
+      SM_EREADONLY (forwarded holds go on), the engine is never made
+      writable (it answers no UNITS_ASK or HOLD_ASK with entries of its
+      own) and there is no rebalancing;
     - the own-log gate (own-log recovery): until this node's own log is
       confirmed whole, local writes are refused with SM_ERECOVERING and the
       engine appends nothing for peers (sm_gossip_set_writable).  A store
@@ -103,6 +107,11 @@ typedef struct {
                                   confirmed (--allow-fresh) */
     bool peers_known;          /* there are peers to check a confirmed own log
                                   with (else it appends at once) */
+    bool mirror;               /* a read-only mirror (run --mirror): never
+                                  appends to its own log: local writes are
+                                  refused SM_EREADONLY (forwarded holds go
+                                  on), the engine is never made writable and
+                                  there is no rebalancing */
 } sm_policy_opts;
 
 /*  What the policy did (for the simulator's counters and tests).           */

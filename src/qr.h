@@ -1,4 +1,4 @@
-/*  QR codes: the only module that includes qrencode.h (STYLE 3).  The CLI
+/*  QR codes: the only module that includes qrencode.h.  The CLI
     draws them in a terminal (cli_qr.c), the web server serves the stock
     page's as SVG for /poster.                                               */
 #ifndef SM_QR_H

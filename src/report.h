@@ -1,5 +1,5 @@
 /*  Reports: sales aggregates kept in the store as entries apply, and the
-    queries the organiser's view and the exports answer from them (DESIGN
+    queries the organiser's view and the exports answer from them (README
     §10: reports are kept, not computed).
 
     The model (normative in proto/api.md, "Reports"): a sale line gives

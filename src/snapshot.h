@@ -1,5 +1,5 @@
 /*  The stock snapshot: the stock page's JSON, serialized once per state
-    version (DESIGN §8), and the websocket delta between two builds.
+    version (README: architecture), and the websocket delta between two builds.
 
     GET /api/stock answers with the snapshot's body itself, shared by
     reference count (sm_snapshot_body / sm_snapshot_body_unref): a rebuild

@@ -1,4 +1,4 @@
-/*  The materialized state: applying log entries to CRDTs (DESIGN §4).
+/*  The materialized state: applying log entries to CRDTs.
 
     - Catalog: a last-writer-wins register per sku, ordered by (hlc, origin).
     - Stock: a bounded counter per (sku, location), location = node.  Units =

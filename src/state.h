@@ -1,4 +1,4 @@
-/*  The materialized state: CRDTs derived from the logs (DESIGN §4).
+/*  The materialized state: CRDTs derived from the logs.
 
     Records live in the store's state databases (items, stock, sales, holds,
     origins, extids).  Their layouts are fixed-width structs below, zeroed

@@ -1,10 +1,11 @@
-/*  The store: the only module that includes lmdb.h (STYLE 3).
+/*  The store: the only module that includes lmdb.h.
 
     A thin key-value layer over one LMDB environment with a fixed set of
     named databases.  Values returned by get and by cursors are borrowed
-    from LMDB and valid only until the transaction ends or the next write
-    in it; copy them out first (STYLE 7).  Errors map to SM_E* codes:
-    MDB_MAP_FULL and ENOSPC become SM_ENOSPC, a missing key SM_ENOTFOUND.     */
+    from LMDB and valid only until the transaction ends or the next write in
+    it; copy them out first (LMDB pointers die with the transaction).
+    Errors map to SM_E* codes: MDB_MAP_FULL and ENOSPC become SM_ENOSPC, a
+    missing key SM_ENOTFOUND. */
 #ifndef SM_STORE_H
 #define SM_STORE_H
 

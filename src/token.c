@@ -1,4 +1,4 @@
-/*  Join tokens (DESIGN §2, include/stallmesh/token.h): how a stall joins a
+/*  Join tokens (include/stallmesh/token.h, proto/token.md): how a stall joins a
     market offline, from a line of text or a QR code.
 
     Text form:
@@ -27,8 +27,9 @@
         or market is not the token's market, whose signature does not verify,
         or (when the caller says who it is) that admits another node.
 
-    Tokens are part of the identity code for STYLE 3, so this file includes
-    sodium.h for its base64 codec (everything else goes through identity.h). */
+    Tokens are part of the identity code (one module per dependency), so
+    this file includes sodium.h for its base64 codec (everything else goes
+    through identity.h). */
 #include <assert.h>
 #include <stdbool.h>
 #include <string.h>

@@ -385,6 +385,75 @@ s_addr_key(const struct sockaddr_storage *sa, char *out, size_t cap)
     }
 }
 
+/* ---- clients behind a trusted reverse proxy --------------------------- */
+
+/*  Whether address `sa` is one of http.trusted_proxies (an IPv4-mapped IPv6
+    peer compares as its IPv4 address).                                      */
+static bool
+s_proxy_trusted_sa(const sm_web *self, const struct sockaddr_storage *sa)
+{
+    const sm_config *cfg = self->opts.config;
+    unsigned char peer[16];
+    int fam = sa->ss_family;
+    if (fam == AF_INET) {
+        memcpy(peer, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+    } else if (fam == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            fam = AF_INET;
+            memcpy(peer, &a->s6_addr[12], 4);
+        } else {
+            memcpy(peer, a, 16);
+        }
+    } else {
+        return false;
+    }
+    for (uint32_t i = 0; i < cfg->trusted_proxy_count; i++) {
+        unsigned char want[16];
+        if (inet_pton(fam, cfg->trusted_proxies[i], want) == 1
+            && memcmp(want, peer, fam == AF_INET ? 4 : 16) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*  The client address a request's limits key on, into out[cap]: the
+    peer's own, or, when the peer is a trusted proxy (http.trusted_proxies),
+    the last address of its X-Forwarded-For: the one the proxy appended
+    itself (nginx's $proxy_add_x_forwarded_for).  Addresses before it are
+    the client's own word and are never used; a header that does not end in
+    an address (or none) leaves the proxy's.                                  */
+static void
+s_client_addr(sm_web *self, struct lws *wsi, char *out, size_t cap)
+{
+    lws_get_peer_simple(wsi, out, cap);
+    if (self->opts.config->trusted_proxy_count == 0)
+        return;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *) &sa, &len) != 0
+        || !s_proxy_trusted_sa(self, &sa))
+        return;
+    char xff[256];
+    if (lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) <= 0)
+        return;
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ' || *last == '\t')
+        last++;
+    char addr[INET6_ADDRSTRLEN];
+    size_t n = strcspn(last, " \t");
+    unsigned char bin[16];
+    if (n == 0 || n >= sizeof addr)
+        return;
+    memcpy(addr, last, n);
+    addr[n] = '\0';
+    if (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1)
+        return;
+    snprintf(out, cap, "%s", addr);
+}
+
 /*  Count a refusal and say so, once per address every SM_LOG_THROTTLE_MS. */
 static void
 s_conn_refuse_log(sm_web *self, const char *addr, sm_metric m, const char *why)
@@ -445,13 +514,16 @@ s_conn_filter(sm_web *self, const struct lws_filter_network_conn_args *filt)
                           "connections from too many addresses at once");
         return -1;
     }
-    if (slot->count >= cfg->clients_per_addr_max) {
+    /* A trusted proxy carries many viewers' connections: it is held to the
+       node's total only (and limits its own clients, deploy/nginx). */
+    bool proxy = s_proxy_trusted_sa(self, &filt->cli_addr);
+    if (!proxy && slot->count >= cfg->clients_per_addr_max) {
         snprintf(why, sizeof why, "%u connections open from it (http.clients_per_addr_max)",
                  slot->count);
         s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_ADDR, why);
         return -1;
     }
-    if (slot->requests >= cfg->requests_per_addr_max) {
+    if (!proxy && slot->requests >= cfg->requests_per_addr_max) {
         snprintf(why, sizeof why, "%u requests from it still unfinished "
                  "(http.requests_per_addr_max)", slot->requests);
         s_conn_refuse_log(self, addr, SM_METRIC_HTTP_REFUSED_REQUESTS, why);
@@ -975,7 +1047,7 @@ s_http_start(sm_web *self, s_conn *conn, const char *uri)
     if (!h)
         return -1;
     conn->http = h;
-    lws_get_peer_simple(conn->wsi, conn->client, sizeof conn->client);
+    s_client_addr(self, conn->wsi, conn->client, sizeof conn->client);
     h->method = s_method(conn->wsi);
     snprintf(h->path, sizeof h->path, "%s", uri ? uri : "/");
     /* Query arguments arrive decoded, one fragment each: join them. */
@@ -1098,7 +1170,7 @@ s_ws_established(sm_web *self, s_conn *conn)
     if (lws_hdr_copy(conn->wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) < 0
         || strcmp(uri, "/ws") != 0)
         return -1;
-    lws_get_peer_simple(conn->wsi, conn->client, sizeof conn->client);
+    s_client_addr(self, conn->wsi, conn->client, sizeof conn->client);
     /* Counted against its address since accept, like every connection. */
     s_conn_request_done(self, conn->wsi);
     s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), true);
@@ -1367,6 +1439,7 @@ sm_web_new(const sm_web_opts *opts, int *err)
         .hold_ttl_s = opts->config->hold_ttl_s, .holds_per_min = opts->config->holds_per_min,
         .hold_limits = { opts->config->hold_max_units, opts->config->hold_max_per_sku,
                          opts->config->hold_per_device, opts->config->hold_per_address },
+        .mirror = opts->config->mirror,
         .auth = opts->auth, .pair_url = opts->pair_url,
         .report_tz = opts->config->report_tz,
     };

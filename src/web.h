@@ -1,5 +1,5 @@
 /*  The web thread: HTTP, the pages and websockets over libwebsockets
-    (DESIGN §7-§8).
+    (README: architecture).
 
     One libwebsockets service loop on one thread.  It answers reads from
     LMDB read transactions (through api.c), hands writes to the core thread

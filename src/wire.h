@@ -1,4 +1,4 @@
-/*  Mesh messages (DESIGN §6; normative spec: proto/mesh.md, vectors in
+/*  Mesh messages (normative spec: proto/mesh.md, vectors in
     proto/vectors/mesh.txt).
 
     Every message is one ZeroMQ frame holding one canonical msgpack array

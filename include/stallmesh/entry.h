@@ -1,4 +1,4 @@
-/*  Log entries: the unit of replication (DESIGN §3, proto/log.md).
+/*  Log entries: the unit of replication (proto/log.md).
 
     An entry is the canonical msgpack array
 
@@ -189,7 +189,7 @@ void sm_entry_sign(const uint8_t *bytes, size_t len,
 int sm_entry_verify(const uint8_t *bytes, size_t len,
                     const uint8_t sig[SM_SIG_BYTES], const sm_id *origin);
 
-/*  Hybrid logical clock (DESIGN §3).  A value is unix ms << 16 | counter.    */
+/*  Hybrid logical clock (proto/log.md): unix ms << 16 | counter.           */
 #define SM_HLC_MS(h)      ((h) >> 16)
 #define SM_HLC_MAKE(ms, c) (((uint64_t)(ms) << 16) | ((uint64_t)(c) & 0xffffu))
 /*  The next local timestamp after `last`, given the wall clock.             */

@@ -74,6 +74,7 @@
     X(SM_EHOLDGONE,   -94, "hold_cancelled", "that reservation was cancelled") \
     X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
     X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged") \
+    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node") \
     X(SM_ENODROP,     -130, "unknown_drop",  "no drop with that id: 'stallmesh drop list' or GET /api/drops shows them") \
     X(SM_EDROPLIMIT,  -131, "drop_limit",    "this drop allows fewer units per shopper (device or address)") \
     X(SM_EDROPCLOSED, -132, "drop_closed",   "the raffle's entries are closed (or it was drawn)") \

@@ -1,4 +1,4 @@
-/*  A node's identity: one Ed25519 key pair (DESIGN §2).
+/*  A node's identity: one Ed25519 key pair (README: security).
 
     The public key is the node id (printed as 64 lowercase hex digits) and,
     converted, its CurveZMQ key.  The secret stays in the data directory in a
@@ -43,7 +43,7 @@ void sm_identity_sign(const sm_identity *id, const uint8_t *msg, size_t len,
 int sm_sig_verify(const sm_id *pub, const uint8_t *msg, size_t len,
                   const uint8_t sig[SM_SIG_BYTES]);   /* 0 or SM_ESIG */
 
-/*  CurveZMQ keys of a node (DESIGN §2: one identity): its Ed25519 key
+/*  CurveZMQ keys of a node (README: security: one identity): its Ed25519 key
     converted to Curve25519.  SM_EINVAL if `pub` is not a valid Ed25519
     point (no node can have it).                                              */
 int sm_id_to_curve(const sm_id *pub, uint8_t curve_pub[32]);

@@ -1,5 +1,5 @@
 /*  The ledger: a node's signed operation logs and the state derived from
-    them, in one LMDB environment (DESIGN §3-§5).
+    them, in one LMDB environment (proto/log.md, README: log and state).
 
     Appending an entry (local) or ingesting a run (from a peer) writes the log
     and updates the materialized state in the same write transaction.  A
@@ -12,7 +12,7 @@
     The ledger is deterministic: it reads no clock and draws no randomness.
     Time comes in as `now_ms` (unix milliseconds).
 
-    State rules (DESIGN §4), enforced here:
+    State rules (README: log and state), enforced here:
     - stock is a bounded counter per (sku, location); a node decrements or
       moves out only units it holds, so a local append that would take a
       location below zero is refused with SM_ENOSTOCK;
@@ -91,7 +91,7 @@ void sm_ledger_set_identity(sm_ledger *self, const sm_identity *id);
 /*  The market this node belongs to; SM_ENOMARKET if none yet.                */
 int sm_ledger_market(sm_ledger *self, sm_market *out);
 
-/*  Own-log recovery (DESIGN §3).  A store is "confirmed" when it is known
+/*  Own-log recovery (proto/log.md).  A store is "confirmed" when it is known
     to hold this node's whole own log: it was created with a new identity
     (init), a peer has shown that nothing of ours is missing, or the
     operator said so (--allow-fresh).  A store recreated for an existing
@@ -114,6 +114,10 @@ int sm_ledger_create_market_as(sm_ledger *self, const char *name, const char *se
     organiser's log arrives).  SM_EEXIST if already in a market.              */
 int sm_ledger_join(sm_ledger *self, const sm_market *market,
                    const sm_signed *admit);
+/*  The role (sm_role) the join token's admit entry gave this node, for a
+    node that joined and has not yet synced the organiser's roster:
+    SM_ENOTFOUND if it joined by no token (an organiser).                    */
+int sm_ledger_join_role(sm_ledger *self, int *role);
 
 /*  Group commit.  A batch belongs to the thread that began it.  SM_ESTATE
     if one is open already (begin) or none is (commit).                       */
@@ -237,7 +241,7 @@ typedef struct {
 } sm_check_report;
 int sm_ledger_check(sm_ledger *self, unsigned flags, sm_check_report *report);
 
-/*  Degraded origins (DESIGN: a bad entry stops only its own origin).  The
+/*  Degraded origins (a bad entry stops only its own origin).  The
     node marks each origin whose stored log fails its check at open, and
     the mesh one whose entry fails as it is served (the writer thread; other
     threads may read the marks meanwhile); the mesh then serves that origin

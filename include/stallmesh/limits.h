@@ -1,4 +1,4 @@
-/*  Every limit of stallmesh, in one place (STYLE 8).
+/*  Every limit of stallmesh, in one place.
 
     Anything that arrives from outside (a peer, a phone, a file) is checked
     against these before it is decoded or stored.  Names carry units last.   */
@@ -82,7 +82,7 @@
 #define SM_CLI_REQUEST_TIMEOUT_MS 15000u    /* the whole request, connect included */
 #define SM_CLI_DOWNLOAD_STALL_S   30u       /* an export that sends nothing this long is cut */
 
-/* The mesh (DESIGN §6, proto/mesh.md). */
+/* The mesh (proto/mesh.md). */
 #define SM_WIRE_BYTES_MAX         (8u << 20) /* one message; larger is refused before decoding */
 #define SM_WIRE_RUN_MAX           1024u     /* entries in one ENTRIES message */
 #define SM_WIRE_RUN_BYTES_SOFT    (1u << 20) /* a sender stops filling ENTRIES past this */

@@ -1,4 +1,4 @@
-/*  Join tokens (DESIGN §2): how a stall joins a market offline.
+/*  Join tokens (README: security): how a stall joins a market offline.
 
     The organiser signs a roster.admit entry for the stall's key and hands
     the stall a token holding that signed entry, the market's name and

@@ -266,6 +266,14 @@ check "a formula-like item name is prefixed with ' and quoted" \
     'grep -q "\"'"'"'=HYPERLINK(\"\"x\"\")\"" "$TMP/sales.csv"'
 check "a reason starting with - is prefixed with '" 'grep -q "\"'"'"'-broken, sorry\"" "$TMP/returns.csv"'
 check "lines end in CRLF (RFC 4180)" '[ "$(head -c 2000 "$TMP/sales.csv" | grep -c $'"'"'\r$'"'"')" -gt 2 ]'
+check "sales.csv: every row's date, time and tz columns are a day, a time and a signed offset" \
+    'python3 -c "
+import csv, re, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline=\"\", encoding=\"utf-8\")))
+ok = rows and all(re.fullmatch(r\"\\d{4}-\\d\\d-\\d\\d\", r[\"date\"]) and re.fullmatch(r\"\\d\\d:\\d\\d:\\d\\d\", r[\"time\"])
+                  and re.fullmatch(r\"[+-]\\d\\d:\\d\\d\", r[\"tz\"]) for r in rows)
+sys.exit(0 if ok else 1)
+" "$TMP/sales.csv"' "$(sed -n 2p "$TMP/sales.csv")"
 # Inventory against /api/stock at every node.
 inv_matches() {
     local n=$1

@@ -1320,6 +1320,66 @@ test_state_quarantined(void **state)
     sm_metrics_destroy(&metrics);
 }
 
+/*  A mirror's API (sm_api_opts.mirror) refuses every write route with 403
+    read_only, token or not, serves the reads, and forwards a viewer's hold
+    to the stall holding the units, also when the hold names the mirror; a
+    reservation of several lines it refuses (a forwarded hold has one).    */
+static void
+test_mirror_read_only(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    tu_sync(f->a, f->b, NOW);
+    sm_body add = tu_add("jam", 20);
+    assert_int_equal(sm_ledger_append(f->b, &add, NOW, NULL), 0);
+    tu_sync(f->b, f->a, NOW);
+
+    sm_api_opts o = { .ledger = f->a, .node = f->ida.pub, .hold_ttl_s = 600,
+                      .holds_per_min = 3, .mirror = true };
+    sm_api *mirror = sm_api_new(&o, NULL);
+    assert_non_null(mirror);
+    sm_api *plain = f->api;
+    f->api = mirror;
+    static const char *const posts[] = { "/api/items", "/api/stock/add", "/api/stock/adjust",
+                                         "/api/stock/move", "/api/sales", "/api/returns" };
+    for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++) {
+        assert_int_equal(post(f, posts[i], "{\"sku\":\"jam\",\"qty\":1}"), 403);
+        expect_error(f, 403, "read_only");
+    }
+    char path[160];
+    snprintf(path, sizeof path, "/api/holds/%s:1", f->b_hex);
+    call_full(f, SM_HTTP_DELETE, path, NULL, NULL, true, TILL, NULL, NOW);
+    expect_error(f, 403, "read_only");
+    assert_int_equal(get(f, "/api/stock", NULL), 200);
+    assert_int_equal(units_here(f, "jam"), 10);     /* nothing was written */
+
+    const char *bodies[2] = { "{\"sku\":\"jam\",\"qty\":2}", NULL };
+    char named[200];
+    snprintf(named, sizeof named, "{\"sku\":\"jam\",\"qty\":2,\"at\":\"%s\"}", f->a_hex);
+    bodies[1] = named;
+    for (size_t k = 0; k < 2; k++) {
+        sm_http_resp_clear(&f->resp);
+        sm_http_req req = { .method = SM_HTTP_POST, .path = "/api/holds", .query = "",
+                            .client = PHONE, .body = bodies[k], .body_len = strlen(bodies[k]) };
+        sm_core_req *w = NULL;
+        assert_int_equal(sm_api_handle(f->api, &req, NOW, &f->resp, &w), SM_API_WRITE);
+        assert_true(w->forward);
+        assert_memory_equal(w->at.b, f->idb.pub.b, SM_KEY_BYTES);
+        sm_api_cancel(f->api, w);
+    }
+    /* No stall has any of it: 409, nothing forwarded. */
+    assert_int_equal(post(f, "/api/holds", "{\"sku\":\"tea\",\"qty\":1}"), 409);
+    expect_error(f, 409, "insufficient_stock");
+    /* A reservation of several lines is not forwarded: 400 naming "at". */
+    assert_int_equal(post(f, "/api/holds",
+                          "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"tea\",\"qty\":1}]}"),
+                     400);
+    expect_error(f, 400, "bad_value");
+    sm_http_resp_clear(&f->resp);
+    f->api = plain;
+    sm_api_destroy(&mirror);
+}
+
 /*  Scopes: a till token sells but may not add stock or items (403
     forbidden_scope), a stock token may, neither reaches the admin's
     routes; the node's own token (authorized, no scope) is admin; without
@@ -1374,6 +1434,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_external_id_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_at_other_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),

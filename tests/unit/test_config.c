@@ -422,7 +422,7 @@ test_set_errors(void **state)
     char err[S_ERR_BYTES];
     sm_config_defaults(&cfg);
     assert_int_equal(sm_config_set(&cfg, "gossip", "peers", "x", err, sizeof err), SM_EINVAL);
-    assert_string_equal(err, "unknown section [gossip]; the sections are [http], [holds], [log] and [mesh]");
+    assert_string_equal(err, "unknown section [gossip]; the sections are [http], [holds], [log], [mesh], [report], [backup] and [node]");
     assert_int_equal(sm_config_set(&cfg, "holds", "ttl", "60", err, sizeof err), SM_EINVAL);
     assert_string_equal(err, "unknown key 'ttl' in [holds]; its keys are ttl_s, per_min, "
                         "max_units, max_per_sku, per_device, per_address");
@@ -599,11 +599,44 @@ test_log_level_names(void **state)
     assert_int_equal(sm_log_level_parse(NULL), -1);
 }
 
+/*  [http] trusted_proxies takes numeric IPv4 and IPv6 addresses only (at
+    most 8), [node] mirror a boolean; both load back from the format.       */
+static void
+test_proxies_and_mirror(void **state)
+{
+    (void)state;
+    s_file f;
+    assert_int_equal(s_load(&f, ""), 0);
+    assert_int_equal(f.cfg.trusted_proxy_count, 0);
+    assert_false(f.cfg.mirror);
+    assert_int_equal(s_load(&f, "[http]\ntrusted_proxies = 127.0.0.1, ::1 ,10.0.0.2\n"
+                                "[node]\nmirror = true\n"), 0);
+    assert_int_equal(f.cfg.trusted_proxy_count, 3);
+    assert_string_equal(f.cfg.trusted_proxies[0], "127.0.0.1");
+    assert_string_equal(f.cfg.trusted_proxies[1], "::1");
+    assert_string_equal(f.cfg.trusted_proxies[2], "10.0.0.2");
+    assert_true(f.cfg.mirror);
+    char text[2048];
+    sm_config cfg = f.cfg;
+    assert_true(sm_config_format(&cfg, text, sizeof text) < (int)sizeof text);
+    assert_int_equal(s_load(&f, text), 0);
+    assert_memory_equal(&f.cfg, &cfg, sizeof cfg);
+    assert_int_equal(s_load(&f, "[http]\ntrusted_proxies = proxy.example\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "not an IPv4 or IPv6 address");
+    assert_int_equal(s_load(&f, "[http]\ntrusted_proxies = 1.1.1.1,,2.2.2.2\n"), SM_EINVAL);
+    assert_int_equal(s_load(&f, "[http]\ntrusted_proxies = 1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,"
+                                "1.1.1.5,1.1.1.6,1.1.1.7,1.1.1.8,1.1.1.9\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "too many");
+    assert_int_equal(s_load(&f, "[node]\nmirror = perhaps\n"), SM_EINVAL);
+    s_assert_err(&f, 2, "must be true or false");
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_proxies_and_mirror),
         cmocka_unit_test(test_report_timezone),
         cmocka_unit_test(test_units_per_min_key),
         cmocka_unit_test(test_load_every_key),

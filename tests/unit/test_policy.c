@@ -39,6 +39,7 @@ typedef struct {
     bool up[N_MAX][N_MAX];
     uint32_t floor[N_MAX];
     uint32_t rebalance[N_MAX];
+    bool mirror[N_MAX];
     /* answers, in order */
     sm_policy_write answers[ANSWERS_MAX];
     int answered_by[ANSWERS_MAX];
@@ -86,7 +87,7 @@ start(net *f, int i, bool allow_fresh)
     sm_policy_opts po = { .ledger = f->l[i], .node = f->id[i].pub, .gossip = f->g[i],
                           .answer = s_answer, .answer_arg = &s_who[i],
                           .rebalance_floor = f->rebalance[i], .allow_fresh = allow_fresh,
-                          .peers_known = true };
+                          .peers_known = true, .mirror = f->mirror[i] };
     f->p[i] = sm_policy_new(&po, f->mono, &err);
     assert_non_null(f->p[i]);
     assert_int_equal(err, 0);
@@ -431,6 +432,49 @@ test_policy_rebalances_to_floor(void **state)
     assert_int_equal(units_at(f->l[0], "zine", &f->id[0].pub), 3);
 }
 
+/* A mirror's policy refuses local writes with SM_EREADONLY while a hold
+   forwarded to a stall goes on, appends nothing to its own log, and does
+   not rebalance even below its floor. */
+static void
+test_policy_mirror_read_only(void **state)
+{
+    net *f = net_new(2);
+    *state = f;
+    f->mirror[1] = true;
+    f->rebalance[1] = 5;
+    start(f, 0, false);
+    start(f, 1, false);
+    sm_policy_own_enable(f->p[0]);
+    sm_policy_own_enable(f->p[1]);
+    sm_policy_write w[2] = { wr(tu_item("zine", "Zine", 500)), wr(tu_add("zine", 6)) };
+    assert_true(sm_policy_batch(f->p[0], w, 2, f->now, f->mono));
+    link_up(f, 0, 1);
+    pump(f);
+    size_t before = f->nanswers;
+    sm_policy_write local[2] = { wr(tu_add("zine", 1)), wr(tu_sale("zine", 1, 500, NULL)) };
+    assert_false(sm_policy_batch(f->p[1], local, 2, f->now, f->mono));
+    assert_int_equal(f->nanswers, before + 2);
+    assert_int_equal(f->answers[before].rc, SM_EREADONLY);
+    assert_int_equal(f->answers[before + 1].rc, SM_EREADONLY);
+    sm_policy_write h = wr(tu_hold("zine", 2, 0));
+    h.forward = true;
+    h.at = f->id[0].pub;
+    assert_false(sm_policy_batch(f->p[1], &h, 1, f->now, f->mono));
+    pump(f);
+    sm_policy_step(f->p[1], f->now, f->mono);
+    assert_int_equal(f->nanswers, before + 3);
+    assert_int_equal(f->answers[before + 2].rc, 0);
+    assert_int_equal(units_at(f->l[0], "zine", &f->id[0].pub), 4);
+    for (uint32_t t = 0; t < 2 * SM_POLICY_REBALANCE_TICKS; t++)
+        sm_policy_tick(f->p[1], f->now, f->mono);
+    pump(f);
+    sm_policy_counters c;
+    sm_policy_stats(f->p[1], &c);
+    assert_int_equal(c.rebalance_asks, 0);
+    assert_int_equal(units_at(f->l[1], "zine", &f->id[1].pub), 0);
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);           /* nothing appended */
+}
+
 /* The sweep releases this node's expired holds, one release each. */
 static void
 test_policy_sweeps_expired_holds(void **state)
@@ -463,6 +507,7 @@ main(void)
         cmocka_unit_test_teardown(test_policy_forwards_hold, teardown),
         cmocka_unit_test_teardown(test_policy_rebalances_to_floor, teardown),
         cmocka_unit_test_teardown(test_policy_sweeps_expired_holds, teardown),
+        cmocka_unit_test_teardown(test_policy_mirror_read_only, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/*  Property tests of the ledger (DESIGN §4): random workloads from several
+/*  Property tests of the ledger: random workloads from several
     origins, replayed into fresh replicas as random permutations of random
     runs with duplicates, must give identical digests with no location ever
     below zero; reindex must give the same digest; and nothing may be left
