@@ -272,23 +272,40 @@ s_by_start(const void *a, const void *b)
     return x->hlc < y->hlc ? -1 : x->hlc > y->hlc;
 }
 
-int
-sm__api_get_drops(sm_api *self, const sm_http_req *req, uint64_t now_ms,
-                  sm_http_resp *r, sm_core_req **write)
+/*  GET /api/drops is what every phone polls.  The list is computed again
+    only when the ledger changed (at most every S_LIST_FRESH_MS) or it is a
+    second old (phases and countdowns move with time); "now" is fresh in
+    every answer.  One cache: the API runs on the web thread alone.         */
+#define S_LIST_FRESH_MS 250u
+#define S_LIST_STALE_MS 1000u
+static struct {
+    const sm_api *api;
+    const sm_ledger *ledger;
+    uint64_t version, at_ms;
+    char *json;                /* the "drops" array */
+    size_t len;
+} s_list_cache;
+
+static int
+s_list_json(sm_api *self, uint64_t now_ms)
 {
-    (void) req; (void) write;
+    uint64_t version = 0;
+    int rc = sm_ledger_version(self->ledger, &version);
+    if (rc != 0)
+        return rc;
+    bool same = s_list_cache.json && s_list_cache.api == self
+                && s_list_cache.ledger == self->ledger && now_ms >= s_list_cache.at_ms;
+    uint64_t age = same ? now_ms - s_list_cache.at_ms : 0;
+    if (same && age < S_LIST_STALE_MS
+        && (version == s_list_cache.version || age < S_LIST_FRESH_MS))
+        return 0;
     s_list l = { calloc(S_DROPS_LIST_MAX, sizeof (sm_drop)), 0 };
-    if (!l.all) {
-        sm__api_nomem(r);
-        return SM_API_DONE;
-    }
-    int rc = sm_drop_each(self->ledger, s_list_each, &l);
+    if (!l.all)
+        return SM_ENOMEM;
+    rc = sm_drop_each(self->ledger, s_list_each, &l);
     if (rc == 0)
         qsort(l.all, l.n, sizeof *l.all, s_by_start);
     sm_json_buf b = { 0 };
-    sm_json_obj_open(&b);
-    s_now_members(&b, now_ms);
-    sm_json_key(&b, "drops");
     sm_json_arr_open(&b);
     for (size_t i = 0; i < l.n && rc == 0; i++) {
         sm_json_obj_open(&b);
@@ -296,13 +313,40 @@ sm__api_get_drops(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         sm_json_obj_close(&b);
     }
     sm_json_arr_close(&b);
-    sm_json_obj_close(&b);
     free(l.all);
+    size_t len = 0;
+    char *json = rc == 0 ? sm_json_take(&b, &len) : NULL;
+    sm_json_buf_free(&b);
+    if (rc == 0 && !json)
+        rc = SM_ENOMEM;
+    if (rc != 0)
+        return rc;
+    free(s_list_cache.json);
+    s_list_cache.api = self;
+    s_list_cache.ledger = self->ledger;
+    s_list_cache.version = version;
+    s_list_cache.at_ms = now_ms;
+    s_list_cache.json = json;
+    s_list_cache.len = len;
+    return 0;
+}
+
+int
+sm__api_get_drops(sm_api *self, const sm_http_req *req, uint64_t now_ms,
+                  sm_http_resp *r, sm_core_req **write)
+{
+    (void) req; (void) write;
+    int rc = s_list_json(self, now_ms);
     if (rc != 0) {
-        sm_json_buf_free(&b);
         sm__api_ledger_error(r, rc, false);
         return SM_API_DONE;
     }
+    sm_json_buf b = { 0 };
+    sm_json_obj_open(&b);
+    s_now_members(&b, now_ms);
+    sm_json_key(&b, "drops");
+    sm_json_raw(&b, s_list_cache.json, s_list_cache.len);
+    sm_json_obj_close(&b);
     sm__api_take(r, 200, &b);
     return SM_API_DONE;
 }
