@@ -182,6 +182,8 @@ bench: deps
 	@echo
 	@bash tests/bench/bench_mesh.sh $(BUILD)
 	@echo
+	@bash tests/bench/bench_drop_rush.sh $(BUILD)
+	@echo
 	@bash tests/bench/bench_mirror.sh $(BUILD)
 
 # One target a decoder that reads bytes from outside: fuzz_entry (entries,
