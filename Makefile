@@ -53,7 +53,7 @@ BENCHES   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools \
+.PHONY: all deps run demo test unit unit-san integration browser faults soak bench tools test-systemd \
         fuzz install uninstall clean sim sim-check sim-selftest cross-arm64 test-arm64
 all: $(BUILD)/stallmesh $(BUILD)/libstallmesh.a
 
@@ -227,6 +227,11 @@ cross-arm64:
 	@$(MAKE) --no-print-directory $(ARM64_PC)/libwebsockets.pc
 	+@$(ARM64_MAKE) $(ARM64_BUILD)/stallmesh
 	@file $(ARM64_BUILD)/stallmesh | grep -q 'ARM aarch64' && echo "cross-arm64: $(ARM64_BUILD)/stallmesh is an arm64 binary"
+# deploy/install.sh in a booted Debian 12 container (systemd-nspawn; root;
+# the first run downloads the system).  Not part of make test.
+test-systemd:
+	@bash tests/deploy/systemd_container.sh
+
 test-arm64: cross-arm64
 	+@$(ARM64_MAKE) $(ARM64_UNITS:%=$(ARM64_BUILD)/tests/%)
 	@set -e; for t in $(ARM64_UNITS); do echo "== $(ARM64_BUILD)/tests/$$t (qemu arm64)"; \

@@ -15,7 +15,7 @@ set -eu
 PKGS="build-essential pkg-config libzmq3-dev liblmdb-dev libsodium-dev libmsgpack-dev
 libwebsockets-dev libjansson-dev libcmocka-dev libinih-dev libqrencode-dev
 libcurl4-openssl-dev libev-dev libwebsockets-evlib-ev libssl-dev openssl curl jq tzdata systemd man-db groff-base
-python3 lmdb-utils zbar-tools nginx-light"
+python3 lmdb-utils zbar-tools nginx-light strace"
 ARM64_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 libzmq3-dev:arm64 liblmdb-dev:arm64 libsodium-dev:arm64 libmsgpack-dev:arm64
 libwebsockets17:arm64 libcap-dev:arm64 libjansson-dev:arm64 libinih-dev:arm64 libqrencode-dev:arm64

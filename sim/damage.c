@@ -85,8 +85,8 @@ sim_damage_free(sim_world *w)
 }
 
 typedef struct {
-    uint8_t sig[SM_SIG_BYTES];
-    size_t len;
+    uint8_t value[SM_SIG_BYTES + SM_ENTRY_BYTES_MAX];   /* sig || entry, as stored */
+    size_t len;                /* of the entry */
     bool found;
 } s_one;
 
@@ -95,14 +95,17 @@ s_one_cb(const sm_signed *e, uint64_t seq, void *arg)
 {
     (void) seq;
     s_one *o = arg;
-    memcpy(o->sig, e->sig, SM_SIG_BYTES);
+    if (e->len > SM_ENTRY_BYTES_MAX)
+        return 1;
+    memcpy(o->value, e->sig, SM_SIG_BYTES);
+    memcpy(o->value + SM_SIG_BYTES, e->bytes, e->len);
     o->len = e->len;
     o->found = true;
     return 1;
 }
 
-/*  Flip one byte of the stored entry whose signature is `sig` in the data
-    file of `dir`.  0, or -1 if it is not found.                              */
+/*  Flip one byte of the stored entry `o` (its value, sig || entry) in the
+    data file of `dir`.  0, or -1 if it is not found.                        */
 static int
 s_flip(sim_world *w, const char *dir, const s_one *o)
 {
@@ -117,18 +120,23 @@ s_flip(sim_world *w, const char *dir, const s_one *o)
     if (fstat(fd, &st) != 0 || !(buf = malloc((size_t) st.st_size))
         || pread(fd, buf, (size_t) st.st_size, 0) != st.st_size)
         goto done;
-    /* The stored value is sig || entry: flip inside either.  LMDB copies
-       pages on write, so stale copies may sit in free pages: every copy is
-       flipped alike, the live one among them. */
-    size_t rel = (size_t) sim_below(&w->rng, SM_SIG_BYTES + o->len);
+    /* Flip inside the value, the signature or the entry.  LMDB copies pages
+       on write, so stale copies may sit in free pages: every whole copy is
+       flipped alike, the live one among them.  Only whole copies: LMDB
+       reuses page buffers without clearing the gap between a page's
+       pointers and its nodes, so a stale signature can sit in a live page
+       of another table (the meta table, a branch page) with live bytes of
+       that page right after it.  Flipping there would be damage of the
+       store's structure, not of an entry: another fault (pages that fail
+       `stallmesh verify`'s page check), not the one this file models. */
+    size_t vlen = SM_SIG_BYTES + o->len;
+    size_t rel = (size_t) sim_below(&w->rng, vlen);
     uint8_t bit = (uint8_t) (1u << sim_below(&w->rng, 8));
     size_t size = (size_t) st.st_size, from = 0;
     const uint8_t *at;
-    while (from < size && (at = memmem(buf + from, size - from, o->sig, SM_SIG_BYTES))) {
+    while (from < size && (at = memmem(buf + from, size - from, o->value, vlen))) {
         size_t off = (size_t) (at - buf) + rel;
-        from = (size_t) (at - buf) + SM_SIG_BYTES;
-        if (off >= size)
-            continue;
+        from = (size_t) (at - buf) + vlen;
         uint8_t b = (uint8_t) (buf[off] ^ bit);
         if (pwrite(fd, &b, 1, (off_t) off) != 1) {
             rc = -1;
@@ -168,13 +176,20 @@ sim_damage_fault(sim_world *w)
     if (sim_entry_link(nd->ledger, origin, seq, &good) != 0)
         return;
     /* Another node holds it, and all this node holds after it (what repair
-       drops is then in the market: no acknowledged sale is lost). */
+       drops is then in the market: no acknowledged sale is lost).  Not a
+       node that runs degraded on this origin below the top: it serves the
+       origin only below its own damage, and its repair drops the rest, so
+       its copy cannot be given back (two damages in one stretch of a log
+       at its only two holders lose that stretch: README, "Damaged
+       stores"). */
     sm_hash top;
     if (sim_entry_link(nd->ledger, origin, h.seq, &top) != 0)
         return;
     bool elsewhere = false;
     for (int k = 0; k < w->n && !elsewhere; k++)
         elsewhere = k != i && k != w->hostile && w->node[k].running
+                    && (sm_ledger_damage(w->node[k].ledger, origin) == 0
+                        || sm_ledger_damage(w->node[k].ledger, origin) > h.seq)
                     && sim_entry_link(w->node[k].ledger, origin, seq, &other) == 0
                     && memcmp(other.b, good.b, SM_HASH_BYTES) == 0
                     && sim_entry_link(w->node[k].ledger, origin, h.seq, &other) == 0
@@ -234,6 +249,7 @@ s_repair(sim_world *w, sim_node *nd)
            cannot prevent (README, "Damaged stores"). */
         nd->restored = true;
         w->restores_done++;
+        sim_node_remember_own(w, nd);  /* what it may fetch back, as after a wipe */
     }
     char path[420];
     snprintf(path, sizeof path, "%s/data.mdb", aside);

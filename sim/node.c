@@ -271,8 +271,8 @@ s_forget_lost_sales(sim_world *w)
 }
 
 /*  At a wipe: every own entry of nd that any store holds, by seq.        */
-static void
-s_remember_own(sim_world *w, sim_node *nd)
+void
+sim_node_remember_own(sim_world *w, sim_node *nd)
 {
     free(nd->wiped_links);
     nd->wiped_links = NULL;
@@ -366,7 +366,7 @@ sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
     }
     s_forget_lost_sales(w);
     if (wipe)
-        s_remember_own(w, nd);
+        sim_node_remember_own(w, nd);
     nd->restored = true;
     w->restores_done++;
     /* What it wrote since is gone from its memory too. */

@@ -367,6 +367,10 @@ int sim_node_receive(sim_world *w, sim_node *nd, int from, const uint8_t *msg, s
                      bool original);
 /* While nd's own log is unconfirmed after a wipe: it appended nothing. */
 void sim_node_check_recovering(sim_world *w, sim_node *nd);
+/*  Record every own entry of nd that another store holds, by seq: what
+    sim_node_check_recovering accepts while nd fetches its own log back
+    (after a wipe, or a repair that cut its own log).                      */
+void sim_node_remember_own(sim_world *w, sim_node *nd);
 /* The link hash of origin's entry at seq in ledger l; SM_ENOTFOUND if none. */
 int sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out);
 

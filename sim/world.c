@@ -970,12 +970,7 @@ s_pick_faults(sim_world *w)
         if (sim_chance(&w->rng, odds))
             mask |= 1u << f;
     }
-    /* The disk-damage fault is drawn (so every seed's mix and randomness
-       stay as they were) but not yet run in random mixes: with the write
-       policy it fails 4 of seeds 1..240 (21, 101, 137, 151: an ingest
-       commit failing, a sale missing, a repair faulting, a store refused
-       after damage).  `--faults damage` and the selftest still run it. */
-    return mask & ~(1u << SIM_F_DAMAGE);
+    return mask;
 }
 
 /*  The relay probe: honest nodes in a line, timers paused, one sale at an

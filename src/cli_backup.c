@@ -17,7 +17,8 @@
         0    8  magic "SMBACKUP"
         8    2  backup format, 1
         10   2  flags: bit 0 = a sealed identity follows the name; others 0
-        12   4  the store's format (SM_STORE_FORMAT of the writer)
+        12   4  the format of the store copied (SM_STORE_FORMAT, or an older
+                one not migrated yet: a read-only open leaves it as it is)
         16   8  when the copy began, unix milliseconds
         24  32  the node id
         56   1  n, the length of the node's name (DIR/name), 0..128
@@ -370,7 +371,7 @@ sm__backup_write(sm_ledger *ledger, const sm_id *node, const char *name,
     memcpy(head, SM__BACKUP_MAGIC, 8);
     s_be_put(head + 8, SM__BACKUP_FORMAT, 2);
     s_be_put(head + 10, sealed ? SM__BACKUP_FLAG_ID : 0, 2);
-    s_be_put(head + 12, SM_STORE_FORMAT, 4);
+    s_be_put(head + 12, sm_store_format(sm__ledger_store(ledger)), 4);
     s_be_put(head + 16, now_ms, 8);
     memcpy(head + 24, node->b, SM_KEY_BYTES);
     head[56] = (uint8_t) name_len;

@@ -16,6 +16,11 @@
     origin, retried after every batch.  An entry that can never apply (a
     hostile or broken origin) stalls its origin, identically on every node.
 
+    Store formats (store.c lists them): a writer's open migrates a store of
+    an older format in one transaction, s_migrate: every change so far was
+    of derived state (format 2 added the report aggregates), so the state
+    is rebuilt from the log, as reindex does, and the new format recorded.
+
     Caps: entries of a revoked origin above the revoke's upto_seq, and of a
     forked origin from the fork on, are void.  When a cap falls below what
     was applied, the state is rebuilt from the log (rare; O(log)).
@@ -36,6 +41,7 @@
 
 #include "bytes.h"
 #include "drop.h"
+#include "logger.h"
 #include "report.h"
 #include "stallmesh/error.h"
 #include "state.h"
@@ -133,6 +139,8 @@ s_fatal(int rc)
         || rc == SM_ECORRUPT || rc == SM_EBUSY;
 }
 
+static int s_migrate(sm_ledger *self);
+
 sm_ledger *
 sm_ledger_open(const char *dir, const sm_ledger_opts *opts, int *err)
 {
@@ -149,6 +157,11 @@ sm_ledger_open(const char *dir, const sm_ledger_opts *opts, int *err)
                                 opts->no_sync, err);
     if (!self->store) {
         free(self);
+        return NULL;
+    }
+    if (!opts->read_only && sm_store_format(self->store) < SM_STORE_FORMAT
+        && (*err = s_migrate(self)) != 0) {
+        sm_ledger_destroy(&self);
         return NULL;
     }
     return self;
@@ -518,7 +531,7 @@ s_origin_collect(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 /*  Advance every origin until no more entries apply.  Termination: each
     round that continues applied at least one entry, and entries are finite. */
 static int
-s_advance_all(sm_txn *txn, const sm_id *market, size_t *applied)
+s_advance_all(const sm_ledger *self, sm_txn *txn, const sm_id *market, size_t *applied)
 {
     s_origins c = { malloc(SM_MEMBERS_MAX * sizeof *c.origins), 0, true };
     if (!c.origins)
@@ -536,6 +549,13 @@ s_advance_all(sm_txn *txn, const sm_id *market, size_t *applied)
             if ((rc = s_head_get(txn, &c.origins[i], &h)) != 0
                 || (rc = s_cap(txn, &c.origins[i], &h, &cap)) != 0)
                 break;
+            /* A damaged entry (set by sm_ledger_set_damaged) is not its
+               origin's entry: nothing applies from there until the store
+               is repaired.  Reading it would find bytes that may not even
+               decode, and call that corruption of the whole transaction. */
+            uint64_t damage = sm_ledger_damage(self, &c.origins[i]);
+            if (damage && damage - 1 < cap)
+                cap = damage - 1;
             was = h.applied;
             int64_t stalled = h.stalled;
             rc = s_advance_origin(txn, market, &c.origins[i], &h, cap, applied);
@@ -552,7 +572,7 @@ s_advance_all(sm_txn *txn, const sm_id *market, size_t *applied)
 /*  Rebuild the whole state from the log inside `txn`: roster first (from
     the organiser's stored log), then every origin up to its cap.            */
 static int
-s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
+s_rebuild(const sm_ledger *self, sm_txn *txn, const sm_id *market, size_t *applied)
 {
     static const sm_db state_dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
                                        SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS,
@@ -604,7 +624,40 @@ s_rebuild(sm_txn *txn, const sm_id *market, size_t *applied)
         rc = s_head_put(txn, &c.origins[i], &h);
     }
     free(c.origins);
-    return rc ? rc : s_advance_all(txn, market, applied);
+    return rc ? rc : s_advance_all(self, txn, market, applied);
+}
+
+/*  Bring a store of an older format (sm_store_format) to SM_STORE_FORMAT in
+    one write transaction: the state, the report aggregates among it, is
+    rebuilt from the log (the step from format 1, which had no aggregates)
+    and the format recorded.  Says so in one line.  A store with no market
+    has no state yet: it is only marked.                                     */
+static int
+s_migrate(sm_ledger *self)
+{
+    uint32_t from = sm_store_format(self->store);
+    sm_txn *txn;
+    bool own;
+    int rc = s_wbegin(self, &txn, &own);
+    if (rc != 0)
+        return rc;
+    assert(own);
+    sm_market m;
+    size_t applied = 0;
+    bool rebuilt = false;
+    rc = s_market_get(txn, &m);
+    if (rc == SM_ENOMARKET)
+        rc = 0;
+    else if (rc == 0 && (rc = s_rebuild(self, txn, &m.market, &applied)) == 0)
+        rebuilt = true;
+    if (rc == 0)
+        rc = sm_store_format_mark(txn);
+    rc = s_wend(self, &txn, own, rc, false);
+    if (rc == 0 && rebuilt)
+        sm_log_info("store: migrated from format %u to format %u: the state and the "
+                    "report totals rebuilt from the log (%zu entries)", (unsigned) from,
+                    (unsigned) SM_STORE_FORMAT, applied);
+    return rc;
 }
 
 static int s_append(sm_ledger *self, sm_txn *txn, const sm_body *body,
@@ -872,13 +925,13 @@ s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
     if ((rc = s_hlc_store(self, txn)) != 0)
         goto done;
     if (rebuild)
-        rc = s_rebuild(txn, &m.market, &applied);
+        rc = s_rebuild(self, txn, &m.market, &applied);
     else if (body->kind == SM_KIND_STOCK_MOVE)
         /* Units moved to another location may be what one of its origin's
            entries waits for: it applies now, as it would if the move had
            come by ingest (else it waits for the next ingest of anything,
            and this node's state differs from its peers' until then). */
-        rc = s_advance_all(txn, &m.market, &applied);
+        rc = s_advance_all(self, txn, &m.market, &applied);
     if (rc == 0 && seq_out)
         *seq_out = e->seq;
 done:
@@ -1195,9 +1248,9 @@ s_ingest_end(s_ingest *in)
     if (in->res->accepted && (rc = s_hlc_store(in->self, in->txn)) != 0)
         return rc;
     if (in->rebuild)
-        return s_rebuild(in->txn, &in->m.market, &in->res->applied);
+        return s_rebuild(in->self, in->txn, &in->m.market, &in->res->applied);
     if (in->res->applied || in->h.seq > in->first_seq)
-        return s_advance_all(in->txn, &in->m.market, &in->res->applied);
+        return s_advance_all(in->self, in->txn, &in->m.market, &in->res->applied);
     return 0;
 }
 
@@ -1661,7 +1714,7 @@ s_check_state(sm_ledger *self, sm_check_report *r)
             return 0;
         }
     }
-    if (rc == 0 && (rc = s_rebuild(txn, &m.market, &applied)) != 0)
+    if (rc == 0 && (rc = s_rebuild(self, txn, &m.market, &applied)) != 0)
         s_report(r, rc, NULL, 0, "the state cannot be recomputed from the log (%s)",
                  sm_strerror(rc));
     for (int i = 0; i < SM_DB_COUNT && rc == 0; i++) {
@@ -1737,7 +1790,7 @@ sm_ledger_reindex(sm_ledger *self)
     size_t applied = 0;
     rc = s_market_get(txn, &m);
     if (rc == 0)
-        rc = s_rebuild(txn, &m.market, &applied);
+        rc = s_rebuild(self, txn, &m.market, &applied);
     return s_wend(self, &txn, own, rc, false);
 }
 

@@ -438,6 +438,9 @@ s_hash_len(sm_hasher *hs, size_t len)
 typedef struct {
     sm_hasher hs;
     bool heads;                /* hashing the heads: only what was applied */
+    int tag;                   /* >= 0: the database's tag, hashed before its
+                                  first record (empty: nothing, so a store
+                                  without drops keeps its digest) */
 } s_digest;
 
 static int
@@ -445,6 +448,11 @@ s_digest_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 {
     (void) txn;
     s_digest *d = arg;
+    if (d->tag >= 0) {
+        uint8_t tag = (uint8_t) d->tag;
+        sm_hasher_update(&d->hs, &tag, 1);
+        d->tag = -1;
+    }
     s_hash_len(&d->hs, k->len);
     sm_hasher_update(&d->hs, k->data, k->len);
     if (d->heads) {
@@ -478,7 +486,10 @@ sm_ledger_digest(sm_ledger *self, sm_hash *out)
     sm_hasher_init(&d.hs);
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
         uint8_t tag = (uint8_t) dbs[i];
-        sm_hasher_update(&d.hs, &tag, 1);
+        bool later = dbs[i] == SM_DB_DROPS || dbs[i] == SM_DB_RAFFLE;   /* added with drops */
+        d.tag = later ? tag : -1;
+        if (!later)
+            sm_hasher_update(&d.hs, &tag, 1);
         d.heads = dbs[i] == SM_DB_HEADS;
         rc = sm__ledger_scan(txn, dbs[i], NULL, 0, NULL, 0, s_digest_each, &d);
     }

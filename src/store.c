@@ -10,11 +10,19 @@
     Format version (SM_STORE_FORMAT): meta "format" holds the version of
     the layout of keys and values the ledger writes, as ASCII decimal.  At
     open, s_format_check compares it with this binary's: newer is refused
-    (SM_ESTORENEWER; sm_store_format_of names it), older is migrated in the
-    open transaction, one step a version (s_migrations; none yet: format 1
-    is the first), and a new store is marked.  A store with data but no
-    marker predates the marker and is format 1; opening it for writing adds
-    the marker.  tests/fixtures/store-v1.dump is a store of format 1.        */
+    (SM_ESTORENEWER; sm_store_format_of names it); older opens as it is
+    (its logs read the same) and sm_store_format says which it is.  A
+    store with data but no marker predates the marker and is format 1.
+    Versions:
+      1  the logs, the state and the fork evidence;
+      2  and the report aggregates (rep_slot, rep_item), kept with the
+         state.
+    Every change so far is of derived state, so the step from an older
+    format is the ledger's: a writer's sm_ledger_open rebuilds the state
+    from the log and marks the store (sm_store_format_mark) in one
+    transaction.  A format change that moves the log itself would add its
+    step here, before that.  tests/fixtures/store-v1 is a store of format
+    1; tests/integration/test_backup.sh opens and migrates it.             */
 #include "store.h"
 
 #include <assert.h>
@@ -40,6 +48,7 @@ struct sm_store {
     MDB_dbi dbi[SM_DB_COUNT];
     bool absent[SM_DB_COUNT];  /* an optional database missing (read-only) */
     bool read_only;
+    uint32_t format;           /* as found at open, until sm_store_format_mark */
 };
 
 struct sm_txn {
@@ -149,14 +158,8 @@ s_format_write(MDB_txn *txn, MDB_dbi meta, uint32_t format)
     return s_err(mdb_put(txn, meta, &k, &v, 0));
 }
 
-/*  Migration from format i + 1 to i + 2 at index i, in the open write
-    transaction.  Empty while SM_STORE_FORMAT is 1; a format change adds
-    its step here, a fixture of the old format in tests/fixtures/ and a
-    test that opens it.                                                       */
-typedef int (*s_migration_fn)(sm_store *self, MDB_txn *txn);
-static const s_migration_fn s_migrations[SM_STORE_FORMAT] = { NULL };
-
-/*  Check (and for a writer, set or migrate) the format version.            */
+/*  Check the format version; a writer marks a store of this format that
+    lacks the marker (an older one is marked by the ledger's migration).    */
 static int
 s_format_check(sm_store *self, MDB_txn *txn)
 {
@@ -166,20 +169,37 @@ s_format_check(sm_store *self, MDB_txn *txn)
         return rc;
     if (format > SM_STORE_FORMAT)
         return SM_ESTORENEWER;
-    if (format == 0)
-        format = 1;            /* new, or made before the marker: format 1 */
-    if (self->read_only)
-        return format == SM_STORE_FORMAT ? 0 : SM_ESTATE;
-    for (; format < SM_STORE_FORMAT; format++) {
-        assert(s_migrations[format - 1] != NULL);
-        if ((rc = s_migrations[format - 1](self, txn)) != 0)
+    if (format == 0) {
+        /* New (its format is this binary's: nothing to migrate), or made
+           before the marker (format 1): a store with no log is new. */
+        MDB_stat st;
+        if ((rc = s_err(mdb_stat(txn, self->dbi[SM_DB_LOG], &st))) != 0)
             return rc;
+        format = st.ms_entries == 0 ? SM_STORE_FORMAT : 1;
+        self->format = format;
+        if (self->read_only || format < SM_STORE_FORMAT)
+            return 0;
+        return s_format_write(txn, self->dbi[SM_DB_META], format);
     }
-    uint32_t marked;
-    if ((rc = s_format_read(txn, self->dbi[SM_DB_META], &marked)) != 0)
-        return rc;
-    return marked == SM_STORE_FORMAT ? 0 : s_format_write(txn, self->dbi[SM_DB_META],
-                                                          SM_STORE_FORMAT);
+    self->format = format;
+    return 0;
+}
+
+uint32_t
+sm_store_format(const sm_store *store)
+{
+    assert(store);
+    return store->format;
+}
+
+int
+sm_store_format_mark(sm_txn *txn)
+{
+    assert(txn && txn->write && !txn->borrowed);
+    int rc = s_format_write(txn->txn, txn->store->dbi[SM_DB_META], SM_STORE_FORMAT);
+    if (rc == 0)
+        txn->store->format = SM_STORE_FORMAT;
+    return rc;
 }
 
 int

@@ -43,11 +43,11 @@ typedef struct {
 } sm_val;
 
 /*  The store's format version, recorded in meta under "format" (ASCII
-    decimal).  A store of an older format is migrated when opened for
-    writing (format 1 is also a store made before the marker existed: the
-    marker is added); a newer one is refused with SM_ESTORENEWER, read-only
-    or not.                                                                    */
-#define SM_STORE_FORMAT 1u
+    decimal; store.c lists the versions).  A store of an older format opens
+    as it is (format 1 is also a store made before the marker existed), and
+    a writer's sm_ledger_open migrates it; a newer one is refused with
+    SM_ESTORENEWER, read-only or not.                                          */
+#define SM_STORE_FORMAT 2u
 
 /*  Open the environment in directory `dir` (created 0700 if missing).
     Returns NULL and sets *err on failure.                                    */
@@ -102,6 +102,13 @@ void sm_cursor_close(sm_cursor **cur_p);
     for use (to name it when sm_store_open refused it): 0 if it has no
     marker.  0, SM_ENOTFOUND (no store) or an I/O error.                      */
 int sm_store_format_of(const char *dir, uint32_t *format);
+/*  The format of the open store: as found at open (older than
+    SM_STORE_FORMAT until migrated), SM_STORE_FORMAT after
+    sm_store_format_mark.                                                     */
+uint32_t sm_store_format(const sm_store *store);
+/*  Record SM_STORE_FORMAT in the write transaction `txn` (not borrowed): the
+    last step of a migration, committed with it.                              */
+int sm_store_format_mark(sm_txn *txn);
 
 /*  Write a consistent copy of the store's data file to `fd` from its
     current offset (a read transaction: writers go on meanwhile), compacted

@@ -15,10 +15,12 @@
 #   non-empty directory refuses and changes nothing;
 # - identity export/import round-trips the key (text and QR) and refuses a
 #   wrong passphrase, a damaged text and a directory that has a node;
-# - the format: tests/fixtures/store-v1 (format 1) opens with its digest,
-#   a store without the marker is migrated (marked) when opened for
-#   writing, and a store marked newer is refused naming both versions and
-#   left as it was.
+# - the format: tests/fixtures/store-v1 (format 1, before the report
+#   totals) reads with its digest, and its first open for writing (run,
+#   verify) migrates it to format 2: the totals rebuilt from the log, one
+#   line logged; it then verifies and its report serves its sale.  A store
+#   without the marker is migrated the same way, and a store marked newer
+#   is refused naming both versions and left as it was.
 # Each check prints "ok - ..." or "not ok - ..."; the last line is
 # "N passed, M failed"; the exit status is non-zero if any failed.  Every
 # wait is bounded; only processes this script started are stopped, by PID.
@@ -46,14 +48,7 @@ trap 'exit 130' INT TERM
 unset STALLMESH_DIR NOTIFY_SOCKET JOURNAL_STREAM
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port, until_true
 sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
 # start NODE [RUN ARGS...]: HTTP and mesh on free loopback ports; waits up
 # to 10 s for /readyz.
@@ -87,12 +82,6 @@ sell() {
         -H "Authorization: Bearer $(cat "$TMP/$1/api-token")" -H 'Content-Type: application/json' \
         --data-binary "{\"lines\":[{\"sku\":\"jam\",\"qty\":1}],\"source\":\"in_person\",\"payment\":\"cash\",\"external_id\":\"$2\"}" \
         "http://127.0.0.1:${HP[$1]}/api/sales"
-}
-until_true() {
-    local tries=$(($1 * 10))
-    shift
-    for _ in $(seq 1 $tries); do "$@" && return 0; sleep 0.1; done
-    return 1
 }
 head_of() { get "$1" /api/state | jq -r --arg o "$2" '.heads[$o].seq // 0'; }
 # own_sale_seqs DIR ORIGIN: the seqs of ORIGIN's sales in DIR's log, one a line.
@@ -297,35 +286,50 @@ if command -v mdb_load >/dev/null 2>&1; then
     load F1 "$FIX/store.dump"
     exp_verify=$(sed -n 's/^verify //p' "$FIX/expected")
     exp_digest=$(sed -n 's/^digest //p' "$FIX/expected")
-    # The fixture predates the report totals (kept with the state since):
-    # verify says they do not match its log and names the one-time step,
-    # reindex, after which it verifies as when it was made.
-    sm F1 verify >"$TMP/f1.verify" 2>&1
-    check "the fixture store (format 1, before the report totals) is refused by verify, naming reindex" \
-        '[ $? = 1 ] && grep -q "report totals" "$TMP/f1.verify" && grep -q "reindex" "$TMP/f1.verify"' \
-        "$TMP/f1.verify"
-    check "its digest is the one recorded" '[ "$(sm F1 digest)" = "$exp_digest" ]'
-    check "reindex (a writer) keeps the digest and the format marker 1" \
-        '[ "$(sm F1 reindex)" = "$exp_digest" ] && [ "$(format_of F1)" = 1 ]'
-    check "after reindex it verifies as when it was made ($exp_verify)" \
-        '[ "$(sm F1 verify | head -1)" = "$exp_verify" ]'
+    check "its digest is the one recorded, read-only, and reading leaves it format 1" \
+        '[ "$(sm F1 digest)" = "$exp_digest" ] && [ "$(format_of F1)" = 1 ]'
+    # The fixture predates the report totals (format 2 keeps them with the
+    # state): the first open for writing rebuilds them from the log,
+    # records format 2 and says so once.  verify opens a store for writing
+    # when no node runs (it recomputes the state in a transaction it
+    # abandons): it migrates.
+    load F1V "$FIX/store.dump"
+    sm F1V verify >"$TMP/f1v.verify" 2>"$TMP/f1v.err"
+    check "verify migrates a format-1 store (one line) and finds it as when it was made ($exp_verify)" \
+        '[ $? = 0 ] && [ "$(head -1 "$TMP/f1v.verify")" = "$exp_verify" ] && [ "$(format_of F1V)" = 2 ] && [ "$(grep -c "migrated from format 1" "$TMP/f1v.err")" = 1 ]' \
+        "$TMP/f1v.err"
+    check "the migration kept the digest" '[ "$(sm F1V digest)" = "$exp_digest" ]'
+    # And run, whose store check is the first to open it here.
     HP[F1]=$(free_port)
     "$BIN" --dir "$TMP/F1" run --http "127.0.0.1:${HP[F1]}" --listen none >/dev/null 2>"$TMP/F1.log" &
     PID[F1]=$!
     check "a node runs on it and serves its stock (jam and tee)" \
         'until_true 10 eval "[ \"\$(get F1 /api/stock | jq -r \"[.items[].sku] | sort | join(\\\",\\\")\")\" = jam,tee ]"' \
         "$TMP/F1.log"
+    check "run migrated it to format 2 and said so in one line" \
+        '[ "$(format_of F1)" = 2 ] && [ "$(grep -c "migrated from format 1 to format 2" "$TMP/F1.log")" = 1 ]' \
+        "$TMP/F1.log"
+    # The fixture's sale: 3 jam at 450 and 1 tee at 2000, 1 jam returned.
+    curl -s --max-time 5 -H "Authorization: Bearer $(cat "$TMP/F1/api-token")" \
+        "http://127.0.0.1:${HP[F1]}/api/report?from=2025-01-01&to=2035-01-01&by=item" > "$TMP/f1.report"
+    check "its report serves the fixture's sale and return from the rebuilt totals" \
+        '[ "$(jq -c "[.totals.sales, .totals.units, .totals.gross, .totals.returns, .totals.net]" "$TMP/f1.report")" = "[1,4,3350,450,2900]" ] && [ "$(jq -r "[.by.item[].sku] | join(\",\")" "$TMP/f1.report")" = jam,tee ]' \
+        "$TMP/f1.report"
     stop F1
+    # (The node swept the fixture's expired hold: one entry more.)
+    sm F1 verify >"$TMP/f1.verify" 2>"$TMP/f1.verify.err"
+    check "after the migration and the run it verifies, with no word of a migration again" \
+        '[ $? = 0 ] && grep -q "state: matches the log" "$TMP/f1.verify" && ! grep -q migrated "$TMP/f1.verify.err"' \
+        "$TMP/f1.verify.err"
     # Before the marker existed: the same store without it.
     awk -v k=$FORMAT_HEX 'skip { skip = 0; next } $1 == k { skip = 1; next } { print }' \
         "$FIX/store.dump" > "$TMP/unmarked.dump"
     load F0 "$TMP/unmarked.dump"
-    # (digest opens the store read-only; verify recomputes the state in a
-    # write transaction it abandons, and a writer's open adds the marker.)
+    # (digest opens the store read-only; a writer's open migrates it.)
     check "a store without the marker (made before it) reads as format 1 and is not written read-only" \
         '[ -z "$(format_of F0)" ] && [ "$(sm F0 digest)" = "$exp_digest" ] && [ -z "$(format_of F0)" ]'
-    check "opening it for writing migrates it: the marker 1 is added, the digest kept" \
-        '[ "$(sm F0 reindex)" = "$exp_digest" ] && [ "$(format_of F0)" = 1 ]'
+    check "opening it for writing migrates it: format 2 is recorded, the digest kept" \
+        '[ "$(sm F0 reindex 2>"$TMP/err")" = "$exp_digest" ] && [ "$(format_of F0)" = 2 ]' "$TMP/err"
     # Written by a newer stallmesh.
     awk -v k=$FORMAT_HEX 'p { print " 3939"; p = 0; next } $1 == k { p = 1 } { print }' \
         "$FIX/store.dump" > "$TMP/newer.dump"
@@ -333,7 +337,7 @@ if command -v mdb_load >/dev/null 2>&1; then
     mdb_dump -a "$TMP/F9/store" > "$TMP/newer.before"
     sm F9 verify >/dev/null 2>"$TMP/err"
     check "a store marked format 99 is refused read-only, naming both versions" \
-        '[ $? = 1 ] && grep -q "format 99" "$TMP/err" && grep -q "up to 1" "$TMP/err"' "$TMP/err"
+        '[ $? = 1 ] && grep -q "format 99" "$TMP/err" && grep -q "up to 2" "$TMP/err"' "$TMP/err"
     sm F9 reindex >/dev/null 2>"$TMP/err"
     check "and for writing" '[ $? = 1 ] && grep -q "format 99" "$TMP/err"' "$TMP/err"
     "$BIN" --dir "$TMP/F9" run --http "127.0.0.1:$(free_port)" --listen none >/dev/null 2>"$TMP/err"
@@ -341,7 +345,7 @@ if command -v mdb_load >/dev/null 2>&1; then
     check "the newer store is left exactly as it was" \
         'mdb_dump -a "$TMP/F9/store" | cmp -s - "$TMP/newer.before"'
     # A backup of the fixture, restored, is the same store.
-    sm F1 backup -o "$TMP/f1.smbackup" >/dev/null 2>&1
+    sm F1V backup -o "$TMP/f1.smbackup" >/dev/null 2>&1
     sm X restore "$TMP/f1.smbackup" --dir "$TMP/F1R" >/dev/null 2>&1
     cp "$FIX/identity" "$TMP/F1R/identity" 2>/dev/null && chmod 600 "$TMP/F1R/identity"
     check "the fixture backed up and restored keeps its digest" '[ "$(sm F1R digest)" = "$exp_digest" ]'

@@ -58,14 +58,7 @@ unset STALLMESH_DIR STALLMESH_NODE
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 12000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port
 sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
 node_id() { sm "$1" id --json | jq -r .node; }
 # start NODE [RUN ARGS...]: run NODE; waits up to 15 s for /readyz.  Returns

@@ -296,4 +296,86 @@ else
 fi
 kill -TERM "$NODE_PID"; wait "$NODE_PID" 2>/dev/null; NODE_PID=
 
+# ---- the unit's system call filter lets a real node run ----------------------
+# systemd kills or fails what the filter refuses (EPERM here), and libzmq
+# aborts on it: its I/O threads call pthread_setschedparam at start, which
+# the @resources group denies.  Work out the set the unit allows (its
+# SystemCallFilter lines in order: names added, ~names taken away, groups
+# expanded by systemd-analyze), run a node under strace through a start, a
+# catalog item, a sale and SIGTERM, and check every call it made is allowed.
+expand_calls() {   # NAME...: the calls, groups expanded (a work list, no recursion)
+    local todo=("$@") n sub
+    while [ ${#todo[@]} -gt 0 ]; do
+        n=${todo[0]}
+        todo=("${todo[@]:1}")
+        case $n in
+        @*) mapfile -t sub < <(systemd-analyze syscall-filter --no-pager "$n" 2>/dev/null </dev/null \
+                | sed -n 's/^    \([@a-z0-9_-]*\)$/\1/p')
+            todo+=("${sub[@]}") ;;
+        *) echo "$n" ;;
+        esac
+    done
+}
+if command -v strace >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1; then
+    : > "$TMP/allowed"
+    while read -r line; do
+        set -f
+        # shellcheck disable=SC2086
+        set -- ${line#SystemCallFilter=}
+        set +f
+        if [ "${1#\~}" != "$1" ]; then
+            first=${1#\~}; shift
+            expand_calls "$first" "$@" | sort -u > "$TMP/deny"
+            sort -u "$TMP/allowed" | comm -23 - "$TMP/deny" > "$TMP/allowed.new"
+        else
+            { cat "$TMP/allowed"; expand_calls "$@"; } | sort -u > "$TMP/allowed.new"
+        fi
+        mv "$TMP/allowed.new" "$TMP/allowed"
+    done < <(grep '^SystemCallFilter=' "$ROOT/deploy/stallmesh.service")
+    check "the unit's filter allows the basic calls and denies @privileged ones (reboot)" \
+        'grep -qx read "$TMP/allowed" && grep -qx epoll_wait "$TMP/allowed" && ! grep -qx reboot "$TMP/allowed"'
+    SDIR=$TMP/straced
+    "$BIN" --dir "$SDIR" init --name "Filter stall" >/dev/null \
+        && "$BIN" --dir "$SDIR" market create --name "Filter market" --currency GBP >/dev/null \
+        || nok "init and market create for the filter check"
+    SPORT=
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 20000))
+        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { SPORT=$p; break; }
+    done
+    strace -f -qq -c -o "$TMP/strace.txt" "$BIN" --dir "$SDIR" run --http "127.0.0.1:$SPORT" --listen none \
+        >"$TMP/straced.out" 2>"$TMP/straced.err" &
+    SPID=$!
+    for _ in $(seq 1 200); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SPORT/readyz")" = 200 ] && break
+        sleep 0.1
+    done
+    stok=$(cat "$SDIR/api-token" 2>/dev/null)
+    for _ in $(seq 1 40); do
+        c=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $stok" -H 'Content-Type: application/json' \
+            -d '{"sku":"jar","name":"Jar","price":500,"currency":"GBP"}' "http://127.0.0.1:$SPORT/api/items")
+        [ "$c" = 503 ] || break
+        sleep 0.25
+    done
+    curl -s -o /dev/null -H "Authorization: Bearer $stok" -H 'Content-Type: application/json' \
+        -d '{"sku":"jar","qty":5}' "http://127.0.0.1:$SPORT/api/stock/add"
+    sale=$(curl -s -o "$TMP/sale.json" -w '%{http_code}' -H "Authorization: Bearer $stok" -H 'Content-Type: application/json' \
+        -d '{"lines":[{"sku":"jar","qty":1}],"source":"in_person","payment":"cash"}' "http://127.0.0.1:$SPORT/api/sales")
+    # strace's pid is $!: TERM the node itself (strace's child), then wait for strace.
+    npid=$(pgrep -P "$SPID" -f "run --http 127.0.0.1:$SPORT" | head -n 1)
+    [ -n "$npid" ] && kill -TERM "$npid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$SPID" 2>/dev/null && kill -KILL "$SPID" 2>/dev/null
+    wait "$SPID" 2>/dev/null
+    awk 'NF >= 5 && $NF ~ /^[a-z_0-9]+$/ && $NF != "total" && $NF != "syscall" { print $NF }' "$TMP/strace.txt" \
+        | sort -u > "$TMP/used"
+    denied=$(comm -23 "$TMP/used" "$TMP/allowed" | tr '\n' ' ')
+    check "a node under strace started, sold (201) and stopped ($(wc -l < "$TMP/used") distinct calls)" \
+        '[ "$sale" = 201 ] && [ "$(wc -l < "$TMP/used")" -gt 20 ]' "sale $sale $(cat "$TMP/sale.json"); $(tail -n 3 "$TMP/straced.err")"
+    check "every system call the node made is one the unit's filter allows${denied:+ (denied: $denied)}" \
+        '[ -z "$denied" ]' "$denied"
+else
+    nok "strace and systemd-analyze are installed (make deps)"
+fi
+
 finish

@@ -64,16 +64,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 unset STALLMESH_DIR STALLMESH_NODE
 
-# free_port tcp|udp: a port nobody uses (50 tries).
-free_port() {
-    local p flag=-Htan
-    [ "$1" = udp ] && flag=-Huan
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss $flag "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port [udp], until_true
 DPORT=$(free_port udp) || { nok "a free UDP port"; finish; }
 BCAST=127.255.255.255
 
@@ -112,15 +103,6 @@ req() {
     body=$(cat "$TMP/body" 2>/dev/null)
 }
 get() { curl -s --max-time 5 "$(url "$1")$2"; }
-until_true() {
-    local tries=$(($1 * 10))
-    shift
-    for _ in $(seq 1 $tries); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 connected() {
     [ "$(get "$1" /api/peers | jq -r --arg p "$2" '[.peers[] | select(.node == $p and .connected)] | length')" = 1 ]
 }

@@ -55,15 +55,7 @@ check "a 2 MiB tmpfs is mounted for the data directory" '[ -n "$MOUNTED" ]'
     && "$BIN" --dir "$DIR" market create --name "Disk market" --currency GBP >/dev/null \
     || { nok "init and market create on the small disk"; finish; }
 TOKEN=$(cat "$DIR/api-token")
-# free_port: a loopback TCP port below the ephemeral range that nothing uses.
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 12000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port
 PORT=
 start_node() {
     for _ in 1 2 3 4 5; do

@@ -83,15 +83,7 @@ T0=$(date +%s)
 
 # ---- helpers -----------------------------------------------------------------
 
-# free_port: a loopback TCP port nobody listens on (50 tries).
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port, until_true
 # sm NODE ARGS...: the CLI on NODE's data directory.
 sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
 node_id() { sm "$1" id --json | jq -r .node; }
@@ -154,16 +146,6 @@ same_digest() {
         d=$(digest "$n")
         [ "$d" = "$first" ] || return 1
     done
-}
-# until_true SECONDS COMMAND...: poll every 100 ms until COMMAND succeeds.
-until_true() {
-    local tries=$(($1 * 10))
-    shift
-    for _ in $(seq 1 $tries); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
 }
 # units NODE SKU FIELD: an item's field (total, here, held) in NODE's stock.
 units() { get "$1" /api/stock | jq -r --arg s "$2" ".items[] | select(.sku == \$s) | .$3"; }

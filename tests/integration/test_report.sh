@@ -60,14 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 unset STALLMESH_DIR STALLMESH_NODE
 
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
+. "$(dirname "$0")/lib.sh"     # free_port, until_true
 sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
 node_id() { sm "$1" id --json | jq -r .node; }
 start() {
@@ -121,12 +114,6 @@ same_digest() {
     first=$(digest "$1")
     [ -n "$first" ] || return 1
     for n in "${@:2}"; do d=$(digest "$n"); [ "$d" = "$first" ] || return 1; done
-}
-until_true() {
-    local tries=$(($1 * 10))
-    shift
-    for _ in $(seq 1 $tries); do "$@" && return 0; sleep 0.1; done
-    return 1
 }
 connected() {
     [ "$(get "$1" /api/peers | jq -r --arg p "$2" '[.peers[] | select(.node == $p and .connected)] | length')" = 1 ]

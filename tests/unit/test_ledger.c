@@ -14,6 +14,7 @@
 
 #include "stallmesh/error.h"
 #include "stallmesh/ledger.h"
+#include "state.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -287,6 +288,84 @@ ingest_copies(sm_ledger *to, tu_copy *cp, size_t n, sm_ingest_result *res)
         memcpy(run[i].sig, cp[i].sig, SM_SIG_BYTES);
     }
     return sm_ledger_ingest(to, run, n, NOW, res);
+}
+
+/* Overwrite byte `at` of the stored log value (sig || entry) of (origin,
+   seq) in l's store, as a disk that rots would. */
+static void
+damage_stored(sm_ledger *l, const sm_id *origin, uint64_t seq, size_t at)
+{
+    int err = 0;
+    sm_txn *txn = sm_txn_begin(sm__ledger_store(l), true, &err);
+    assert_non_null(txn);
+    uint8_t key[SM_KEY_BYTES + 8];
+    memcpy(key, origin->b, SM_KEY_BYTES);
+    for (int i = 0; i < 8; i++)
+        key[SM_KEY_BYTES + i] = (uint8_t) (seq >> (56 - 8 * i));
+    sm_val pos, v;
+    assert_int_equal(sm_kv_get(txn, SM_DB_LOGIDX, key, sizeof key, &pos), 0);
+    uint8_t posb[8];
+    memcpy(posb, pos.data, 8);
+    assert_int_equal(sm_kv_get(txn, SM_DB_LOG, posb, 8, &v), 0);
+    uint8_t *copy = malloc(v.len);
+    memcpy(copy, v.data, v.len);
+    assert_true(at < v.len);
+    copy[at] ^= 0xff;
+    assert_int_equal(sm_kv_put(txn, SM_DB_LOG, posb, 8, copy, v.len), 0);
+    free(copy);
+    assert_int_equal(sm_txn_commit(&txn), 0);
+}
+
+/* A node running degraded (an origin's stored entry damaged, marked with
+   sm_ledger_set_damaged) whose damaged entry was stored but still waiting
+   for units keeps ingesting: applying stops below the damage instead of
+   reading the damaged bytes and failing every batch as corrupt (the
+   simulator's seed 21 with disk damage). */
+static void
+test_damaged_waiting_entry_fault(void **state)
+{
+    fx *f = *state;
+    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
+    append_ok(f->b, tu_add("mug", 4), NULL);
+    append_ok(f->b, tu_move("mug", 3, &f->idc.pub), NULL);
+    tu_sync(f->b, f->c, NOW);
+    append_ok(f->c, tu_sale("mug", 3, 1200, NULL), NULL);
+    sm_head hc;
+    assert_int_equal(sm_ledger_head(f->c, &f->idc.pub, &hc), 0);
+
+    /* a has c's sale, waiting for b's move, which it does not have yet. */
+    tu_copy cp[8];
+    size_t n = tu_read(f->c, &f->idc.pub, 1, 8, cp);
+    sm_ingest_result res;
+    assert_int_equal(ingest_copies(f->a, cp, n, &res), 0);
+    tu_free(cp, n);
+    sm_head ha;
+    assert_int_equal(sm_ledger_head(f->a, &f->idc.pub, &ha), 0);
+    assert_int_equal(ha.seq, hc.seq);
+    assert_int_equal(ha.applied, hc.seq - 1);
+
+    /* The waiting sale rots on a's disk (its entry no longer decodes) and
+       the check at start marks it, as run does. */
+    damage_stored(f->a, &f->idc.pub, hc.seq, SM_SIG_BYTES);
+    sm_check_report r;
+    assert_int_equal(sm_ledger_check(f->a, SM_CHECK_ALL_ORIGINS, &r), SM_EDEGRADED);
+    assert_int_equal(r.damaged_count, 1);
+    assert_int_equal(r.damaged[0].seq, hc.seq);
+    assert_int_equal(sm_ledger_set_damaged(f->a, &r.damaged[0]), 0);
+
+    /* b's move arrives in a batch, as the write policy ingests: it commits,
+       and applies; c's damaged sale does not. */
+    assert_int_equal(sm_ledger_begin(f->a), 0);
+    assert_true(tu_sync(f->b, f->a, NOW) > 0);
+    assert_int_equal(sm_ledger_commit(f->a), 0);
+    assert_int_equal(units(f->a, "mug", &f->idc.pub), 3);
+    assert_int_equal(sm_ledger_head(f->a, &f->idc.pub, &ha), 0);
+    assert_int_equal(ha.applied, hc.seq - 1);
+    assert_int_equal(tu_negative_units(f->a), 0);
+    /* Outside a batch too. */
+    append_ok(f->b, tu_add("mug", 1), NULL);
+    assert_int_equal(tu_sync(f->b, f->a, NOW), 1);
+    assert_int_equal(units(f->a, "mug", &f->idb.pub), 2);
 }
 
 /* An entry waiting for units applies as soon as this node itself moves
@@ -850,6 +929,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_roster_organiser_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_move_and_waiting_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_move_applies_waiting_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_waiting_entry_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicates_noop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stored_run_recognised_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "stallmesh/error.h"
+#include "stallmesh/ledger.h"
+#include "state.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -256,6 +258,76 @@ test_damaged_file(void **state)
     }
 }
 
+/*  A store of format 1 (no report totals: made before them) opens
+    read-only as it is, and a writer's open migrates it in one transaction:
+    the totals rebuilt from the log so that the state check passes, format
+    2 recorded, the digest unchanged.                                       */
+static void
+test_migrate_format_1(void **state)
+{
+    (void) state;
+    char *dir = tu_tempdir();
+    char *path = s_path(dir, "l");
+    sm_identity id;
+    tu_identity(&id, 4);
+    sm_ledger *l = tu_open(dir, "l");
+    sm_ledger_set_identity(l, &id);
+    assert_int_equal(sm_ledger_create_market(l, "Market", "GBP", 1767225600000ULL), 0);
+    sm_body b = tu_item("jam", "Jam", 450);
+    assert_int_equal(sm_ledger_append(l, &b, 1767225600001ULL, NULL), 0);
+    b = tu_add("jam", 10);
+    assert_int_equal(sm_ledger_append(l, &b, 1767225600002ULL, NULL), 0);
+    b = tu_sale("jam", 3, 450, NULL);
+    assert_int_equal(sm_ledger_append(l, &b, 1767225600003ULL, NULL), 0);
+    sm_hash before, after;
+    assert_int_equal(sm_ledger_digest(l, &before), 0);
+    sm_ledger_destroy(&l);
+
+    /* Back to format 1: no totals, the marker 1. */
+    sm_store *st = s_open(path, 0);
+    int err = 0;
+    uint64_t slots = 0;
+    assert_int_equal(sm_store_stat(st, SM_DB_REP_SLOT, &slots, NULL), 0);
+    assert_true(slots > 0);
+    sm_txn *txn = sm_txn_begin(st, true, &err);
+    assert_non_null(txn);
+    assert_int_equal(sm_kv_clear(txn, SM_DB_REP_SLOT), 0);
+    assert_int_equal(sm_kv_clear(txn, SM_DB_REP_ITEM), 0);
+    assert_int_equal(sm_kv_put(txn, SM_DB_META, "format", 6, "1", 1), 0);
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    sm_store_destroy(&st);
+    uint32_t format = 0;
+    assert_int_equal(sm_store_format_of(path, &format), 0);
+    assert_int_equal(format, 1);
+
+    /* Read-only: read as it is, left as it is. */
+    sm_ledger_opts ro = { .read_only = true };
+    l = sm_ledger_open(path, &ro, &err);
+    assert_non_null(l);
+    assert_int_equal(sm_store_format(sm__ledger_store(l)), 1);
+    assert_int_equal(sm_ledger_digest(l, &after), 0);
+    assert_memory_equal(before.b, after.b, SM_HASH_BYTES);
+    sm_ledger_destroy(&l);
+    assert_int_equal(sm_store_format_of(path, &format), 0);
+    assert_int_equal(format, 1);
+
+    /* A writer migrates it. */
+    l = tu_open(dir, "l");
+    assert_int_equal(sm_store_format(sm__ledger_store(l)), SM_STORE_FORMAT);
+    assert_int_equal(sm_store_stat(sm__ledger_store(l), SM_DB_REP_SLOT, &slots, NULL), 0);
+    assert_true(slots > 0);
+    sm_check_report r;
+    assert_int_equal(sm_ledger_check(l, SM_CHECK_STATE | SM_CHECK_EVERY_SIG, &r), 0);
+    assert_int_equal(sm_ledger_digest(l, &after), 0);
+    assert_memory_equal(before.b, after.b, SM_HASH_BYTES);
+    sm_ledger_destroy(&l);
+    assert_int_equal(sm_store_format_of(path, &format), 0);
+    assert_int_equal(format, SM_STORE_FORMAT);
+    tu_rmrf(dir);
+    free(path);
+    free(dir);
+}
+
 int
 main(void)
 {
@@ -264,6 +336,7 @@ main(void)
         cmocka_unit_test(test_map_full),
         cmocka_unit_test(test_read_only_dir),
         cmocka_unit_test(test_damaged_file),
+        cmocka_unit_test(test_migrate_format_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
