@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drop.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 
@@ -216,6 +217,12 @@ typedef struct {
     size_t nitems;
     sm_head heads[SIM_NODES_MAX + 8];
     size_t nheads;
+    /* Drops: each (origin, sku)'s gate, as its stall's state keeps it: the
+       latest start, a raffle's shut until its draw (proto/log.md 4.1). */
+    struct { sm_id origin; char sku[SM_SKU_BYTES_MAX + 1]; uint64_t gate_ms; } gates[64];
+    size_t ngates;
+    struct { sm_id origin; uint64_t seq; char sku[SM_SKU_BYTES_MAX + 1]; } raffles[64];
+    size_t nraffles;
     sm_entry e;
     bool bad;
 } s_model;
@@ -274,6 +281,44 @@ s_model_fail(s_model *m, const char *what)
     m->bad = true;
 }
 
+#define S_UNTIL_DRAWN ((1ULL << 48) - 1)
+
+static uint64_t *
+s_gate_at(s_model *m, const sm_id *o, const char *sku)
+{
+    for (size_t i = 0; i < m->ngates; i++)
+        if (memcmp(m->gates[i].origin.b, o->b, SM_KEY_BYTES) == 0
+            && strcmp(m->gates[i].sku, sku) == 0)
+            return &m->gates[i].gate_ms;
+    if (m->ngates == sizeof m->gates / sizeof m->gates[0])
+        return NULL;
+    m->gates[m->ngates].origin = *o;
+    snprintf(m->gates[m->ngates].sku, sizeof m->gates[m->ngates].sku, "%s", sku);
+    m->gates[m->ngates].gate_ms = 0;
+    return &m->gates[m->ngates++].gate_ms;
+}
+
+/*  Invariant: nothing of a drop's sku is sold, held, moved or written off
+    by its stall before the drop starts (a raffle's: before its draw), by
+    the stall's clock: an honest stall's decrement has hlc ms >= the gate. */
+static void
+s_gate_check(s_model *m, const sm_entry *e, const char *sku)
+{
+    for (int i = 0; i < m->w->n; i++)
+        if (memcmp(m->w->node[i].id.pub.b, e->origin.b, SM_KEY_BYTES) == 0
+            && m->w->node[i].hostile)
+            return;                    /* the hostile member writes what it likes */
+    uint64_t *g = s_gate_at(m, &e->origin, sku);
+    if (g && SM_HLC_MS(e->hlc) < *g) {
+        char why[200], who[64];
+        snprintf(why, sizeof why, "%s took %s at entry %llu before its drop %s (entry at %llu ms, "
+                 "gate %llu ms)", s_name(m->w, &e->origin, who, sizeof who), sku,
+                 (unsigned long long) e->seq, *g == S_UNTIL_DRAWN ? "was drawn" : "started",
+                 (unsigned long long) SM_HLC_MS(e->hlc), (unsigned long long) *g);
+        s_model_fail(m, why);
+    }
+}
+
 /*  Apply one entry to the model: the CRDT rules (README: log and state),
     written again as plainly as they can be. */
 static void
@@ -307,10 +352,34 @@ s_model_apply(s_model *m, const sm_entry *e)
     case SM_KIND_STOCK_ADD:
         s_mstock_at(m, b->u.stock_add.sku, o)->added += b->u.stock_add.qty;
         break;
-    case SM_KIND_DROP:
-        s_mstock_at(m, b->u.drop.sku, o)->added += b->u.drop.qty;
+    case SM_KIND_DROP: {
+        if (!b->u.drop.mode)           /* the short form adds its units */
+            s_mstock_at(m, b->u.drop.sku, o)->added += b->u.drop.qty;
+        uint64_t *g = s_gate_at(m, o, b->u.drop.sku);
+        uint64_t gate = b->u.drop.mode == SM_DROP_RAFFLE ? S_UNTIL_DRAWN : b->u.drop.starts_ms;
+        if (g && gate > *g)
+            *g = gate;
+        if (b->u.drop.mode == SM_DROP_RAFFLE
+            && m->nraffles < sizeof m->raffles / sizeof m->raffles[0]) {
+            m->raffles[m->nraffles].origin = *o;
+            m->raffles[m->nraffles].seq = e->seq;
+            snprintf(m->raffles[m->nraffles].sku, sizeof m->raffles[m->nraffles].sku, "%s",
+                     b->u.drop.sku);
+            m->nraffles++;
+        }
+        break;
+    }
+    case SM_KIND_RAFFLE_DRAW:
+        for (size_t i = 0; i < m->nraffles; i++)
+            if (memcmp(m->raffles[i].origin.b, o->b, SM_KEY_BYTES) == 0
+                && m->raffles[i].seq == b->u.raffle_draw.drop_seq) {
+                uint64_t *g = s_gate_at(m, o, m->raffles[i].sku);
+                if (g && *g == S_UNTIL_DRAWN)
+                    *g = SM_HLC_MS(e->hlc);
+            }
         break;
     case SM_KIND_STOCK_MOVE:
+        s_gate_check(m, e, b->u.stock_move.sku);
         s_mstock_at(m, b->u.stock_move.sku, o)->moved_out += b->u.stock_move.qty;
         s_mstock_at(m, b->u.stock_move.sku, &b->u.stock_move.to)->moved_in += b->u.stock_move.qty;
         break;
@@ -338,6 +407,8 @@ s_model_apply(s_model *m, const sm_entry *e)
             }
             held[at] = h->qty[k];
         }
+        for (uint32_t i = 0; i < b->u.sale.line_count; i++)
+            s_gate_check(m, e, b->u.sale.lines[i].sku);
         m->sales = s_grow(m->sales, &m->capsales, m->nsales, sizeof *m->sales);
         s_msale *s = &m->sales[m->nsales++];
         memset(s, 0, sizeof *s);
@@ -391,6 +462,7 @@ s_model_apply(s_model *m, const sm_entry *e)
         for (uint32_t k = 0; k < h->nlines; k++) {
             const char *sku;
             sm_hold_body_line(b, k, &sku, &h->qty[k]);
+            s_gate_check(m, e, sku);
             snprintf(h->sku[k], sizeof h->sku[k], "%s", sku);
             s_mstock_at(m, sku, o)->held += h->qty[k];
         }
@@ -413,8 +485,10 @@ s_model_apply(s_model *m, const sm_entry *e)
     case SM_KIND_ADJUST:
         if (b->u.adjust.delta > 0)
             s_mstock_at(m, b->u.adjust.sku, o)->added += b->u.adjust.delta;
-        else
+        else {
+            s_gate_check(m, e, b->u.adjust.sku);
             s_mstock_at(m, b->u.adjust.sku, o)->written_off += -b->u.adjust.delta;
+        }
         break;
     default:
         break;                         /* roster entries act on membership only */
@@ -946,6 +1020,70 @@ s_expiry_cb(const sm_hold *hold, void *arg)
     return 0;
 }
 
+/*  Every drawn raffle verifies on every honest node, with the same counted
+    entries and the same winners in the same order (drop.c): a node does
+    not trust the draw, it recomputes it.                                  */
+typedef struct {
+    sim_world *w;
+    int ref;                   /* the node whose drops are listed */
+} s_draws_ctx;
+
+static int
+s_draws_cb(const sm_drop *d, void *arg)
+{
+    s_draws_ctx *c = arg;
+    sim_world *w = c->w;
+    if (d->mode != SM_DROP_RAFFLE || !d->draw_seq)
+        return 0;
+    for (int i = 0; i < w->n; i++)
+        if (memcmp(w->node[i].id.pub.b, d->origin.b, SM_KEY_BYTES) == 0
+            && (w->node[i].hostile || w->node[i].restored))
+            return 0;                  /* a forked or hostile stall's draw: not judged here */
+    sm_drop_result ref;
+    char why[320];
+    bool have = false;
+    for (int i = 0; i < w->n && !w->failed; i++) {
+        if (!s_honest(w, i))
+            continue;
+        sm_drop_result r;
+        int rc = sm_drop_verify(w->node[i].ledger, &d->origin, d->seq, why, sizeof why, &r);
+        if (rc != 0) {
+            sim_fail(w, "node %d: the draw of raffle %llu of node %d does not verify: %s", i,
+                     (unsigned long long) d->seq, c->ref, why[0] ? why : sm_strerror(rc));
+            break;
+        }
+        w->counters[SIM_C_DRAWS_VERIFIED]++;
+        if (!have) {
+            ref = r;
+            have = true;
+            continue;
+        }
+        bool same = r.counted == ref.counted && r.winners == ref.winners
+                    && memcmp(r.r.b, ref.r.b, SM_HASH_BYTES) == 0;
+        for (size_t k = 0; same && k < r.winners; k++)
+            same = memcmp(r.tickets[k].hash.b, ref.tickets[k].hash.b, SM_HASH_BYTES) == 0;
+        sm_drop_result_free(&r);
+        if (!same)
+            sim_fail(w, "node %d computes other winners of raffle %llu than another node", i,
+                     (unsigned long long) d->seq);
+    }
+    if (have)
+        sm_drop_result_free(&ref);
+    return w->failed;
+}
+
+static void
+s_check_draws(sim_world *w)
+{
+    for (int i = 0; i < w->n && !w->failed; i++) {
+        if (!s_honest(w, i))
+            continue;
+        s_draws_ctx c = { w, i };
+        sm_drop_each(w->node[i].ledger, s_draws_cb, &c);
+        break;                         /* healed: every honest node holds the same drops */
+    }
+}
+
 void
 sim_check_final(sim_world *w)
 {
@@ -993,6 +1131,9 @@ sim_check_final(sim_world *w)
         s_forks_ctx c = { w, &w->node[i], false };
         sm_ledger_forks_each(w->node[i].ledger, s_forks_cb, &c);
     }
+    if (w->failed)
+        return;
+    s_check_draws(w);
     if (w->failed)
         return;
     /* Every acknowledged sale everywhere, unless lost or voided by a fork. */

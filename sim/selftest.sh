@@ -43,4 +43,5 @@ try 5 "count a return twice" "--faults none --ticks 60"
 try 6 "serve a damaged entry" "--faults damage --ticks 120"
 try 7 "forward a hold twice" "--faults none --ticks 90"
 try 9 "a sold hold stays open" "--faults none --ticks 120"
+try 10 "sell before a drop starts" "--faults none --ticks 90"
 exit $status

@@ -114,7 +114,7 @@ typedef enum {
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
     SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING,
     SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_DAMAGED, SIM_C_REPAIRED,
-    SIM_C_RESELLS_REFUSED, SIM_C_COUNT
+    SIM_C_RESELLS_REFUSED, SIM_C_DRAWS_VERIFIED, SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -198,6 +198,7 @@ typedef struct sim_node {
     sm_body sold_hold_sale;    /* the last sale of a hold acknowledged: a till
                                   selling it again must be refused */
     bool has_sold_hold;
+    uint64_t raffle_seq;       /* its raffle drop waiting for a draw (0: none) */
     /* the organiser's admit of this node, for joining again after a wipe */
     uint8_t admit[SM_ENTRY_BYTES_MAX];
     size_t admit_len;
@@ -302,7 +303,8 @@ typedef enum { SIM_PHASE_SETUP = 0, SIM_PHASE_CHAOS, SIM_PHASE_HEAL,
 typedef enum {
     SIM_OP_ITEM = 0, SIM_OP_RESTOCK, SIM_OP_MOVE, SIM_OP_SALE, SIM_OP_RETRY,
     SIM_OP_HOLD, SIM_OP_HOLD_SALE, SIM_OP_RELEASE, SIM_OP_RETURN, SIM_OP_ADJUST,
-    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_HOLD_FWD, SIM_OP_HOLD_RESELL, SIM_OP_COUNT
+    SIM_OP_DROP, SIM_OP_DROP_SALE, SIM_OP_HOLD_FWD, SIM_OP_HOLD_RESELL,
+    SIM_OP_RAFFLE, SIM_OP_DRAW, SIM_OP_COUNT
 } sim_op;
 
 extern const char *const sim_skus[SIM_SKUS];

@@ -253,8 +253,14 @@ sim_workload_client(sim_world *w, sim_node *nd)
     s_submit_at(w, nd, op, &b, at);
 }
 
-/*  A drop: stage 0, every honest stall releases a few units from 20 s on
-    (its own clock); stage 1, 20 s later, its shoppers rush.              */
+/*  A drop: stage 0, every honest stall releases a few units from 10 s on
+    (its own clock): the short form (units added), or units it stocks just
+    before, first-come or by a raffle whose entries close 8 s after the
+    start; a till tries to sell one at once (before the start: refused).
+    Stage 1, 10 s later: its shoppers rush (sales, reservations), and phones
+    enter the raffles at random stalls.  Stages 2 and 3 (12 s and 30 s
+    after): each stall draws its raffle (early by a skewed clock: refused,
+    then again).                                                          */
 void
 sim_workload_drop(sim_world *w, uint64_t stage)
 {
@@ -264,21 +270,61 @@ sim_workload_drop(sim_world *w, uint64_t stage)
         if (!nd->running)
             continue;
         if (stage == 0) {
+            uint32_t qty = (uint32_t) sim_range(&w->rng, 1, 4);
+            uint64_t form = sim_below(&w->rng, 3);     /* short, first-come, raffle */
             sm_body b = s_body(SM_KIND_DROP);
             s_set(b.u.drop.sku, sizeof b.u.drop.sku, sim_skus[S_DROP_SKU]);
-            b.u.drop.qty = (uint32_t) sim_range(&w->rng, 1, 4);
-            b.u.drop.starts_ms = sim_node_now(w, nd) + 20000;
+            b.u.drop.qty = qty;
+            b.u.drop.starts_ms = sim_node_now(w, nd) + 10000;
+            if (form > 0) {
+                sm_body add = s_body(SM_KIND_STOCK_ADD);
+                s_set(add.u.stock_add.sku, sizeof add.u.stock_add.sku, sim_skus[S_DROP_SKU]);
+                add.u.stock_add.qty = qty;
+                s_submit(w, nd, SIM_OP_RESTOCK, &add);
+                b.u.drop.mode = form == 1 ? SM_DROP_FIRST_COME : SM_DROP_RAFFLE;
+                b.u.drop.per_shopper = form == 1 ? (uint32_t) sim_range(&w->rng, 1, qty) : 1;
+                b.u.drop.closes_ms = form == 2 ? b.u.drop.starts_ms + 8000 : 0;
+                b.u.drop.pickup_minutes = 5;
+            }
             s_submit(w, nd, SIM_OP_DROP, &b);
-        } else {
+            sm_body early = s_sale(w, sim_skus[S_DROP_SKU], 1);
+            s_submit(w, nd, SIM_OP_DROP_SALE, &early);
+        } else if (stage == 1) {
             uint32_t shoppers = (uint32_t) sim_range(&w->rng, 2, 6);
             for (uint32_t k = 0; k < shoppers; k++) {
                 sm_body b = s_sale(w, sim_skus[S_DROP_SKU], (uint32_t) sim_range(&w->rng, 1, 2));
                 s_submit(w, nd, SIM_OP_DROP_SALE, &b);
             }
+            if (!nd->raffle_seq)
+                continue;
+            /* Phones enter this stall's raffle through any stall. */
+            uint32_t phones = (uint32_t) sim_range(&w->rng, 2, 8);
+            for (uint32_t k = 0; k < phones; k++) {
+                sim_node *at = &w->node[sim_below(&w->rng, (uint64_t) honest)];
+                if (!at->running)
+                    continue;
+                sm_body b = s_body(SM_KIND_RAFFLE_ENTRY);
+                b.u.raffle_entry.drop_origin = nd->id.pub;
+                b.u.raffle_entry.drop_seq = nd->raffle_seq;
+                for (size_t j = 0; j < SM_HOLD_TAG_BYTES; j++) {
+                    b.u.raffle_entry.device[j] = (uint8_t) sim_below(&w->rng, 256);
+                    b.u.raffle_entry.client[j] = (uint8_t) sim_below(&w->rng, 256);
+                }
+                b.u.raffle_entry.has_client = true;
+                s_submit(w, at, SIM_OP_RAFFLE, &b);
+            }
+        } else if (nd->raffle_seq) {
+            sm_body b = s_body(SM_KIND_RAFFLE_DRAW);
+            b.u.raffle_draw.drop_seq = nd->raffle_seq;
+            s_submit(w, nd, SIM_OP_DRAW, &b);
         }
     }
     if (stage == 0)
-        sim_schedule(w, w->now + 20000, SIM_EV_DROP, 0, 0, 0, 1, NULL, 0);
+        sim_schedule(w, w->now + 10000, SIM_EV_DROP, 0, 0, 0, 1, NULL, 0);
+    else if (stage == 1)
+        sim_schedule(w, w->now + 12000, SIM_EV_DROP, 0, 0, 0, 2, NULL, 0);
+    else if (stage == 2)
+        sim_schedule(w, w->now + 30000, SIM_EV_DROP, 0, 0, 0, 3, NULL, 0);
 }
 
 void
@@ -291,6 +337,11 @@ sim_workload_answer(sim_world *w, sim_node *nd, const sim_req *req, int rc, uint
     if (rc != 0 && rc != SM_EEXIST)
         w->counters[SIM_C_WRITES_REFUSED]++;
     const sm_body *b = &req->body;
+    /* A raffle waits for its stall's draw; drawn (or found drawn), it is done. */
+    if (req->op == SIM_OP_DROP && rc == 0 && b->u.drop.mode == SM_DROP_RAFFLE)
+        nd->raffle_seq = seq;
+    if (req->op == SIM_OP_DRAW && (rc == 0 || rc == SM_EDRAWN || rc == SM_ENODROP))
+        nd->raffle_seq = 0;
     bool extid = b->kind == SM_KIND_SALE && b->u.sale.external_id[0];
     if (extid && nd->has_last_sale
         && strcmp(b->u.sale.external_id, nd->last_sale.u.sale.external_id) == 0) {

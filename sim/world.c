@@ -55,7 +55,7 @@ static const char *const s_counter_names[SIM_C_COUNT] = {
     "restores", "wipes", "clock_jumps", "hostile_msgs", "forks_seen",
     "delivered", "sales_acked", "writes", "writes_refused", "parked",
     "holds_expired", "sales_stuck", "recovering_for_good", "holds_forwarded",
-    "rebalance_asks", "damaged", "repaired", "hold_resales_refused",
+    "rebalance_asks", "damaged", "repaired", "hold_resales_refused", "draws_verified",
 };
 
 const char *

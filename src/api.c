@@ -88,6 +88,11 @@ static const s_route s_routes[] = {
     { "/api/holds",       sm__api_get_holds,    sm__api_post_hold,         NULL,                M_GET,           M_POST },
     { SM__API_HOLD_PATH,  sm__api_get_hold,     NULL,                      sm__api_delete_hold, 0,               0 },
     { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0,               0 },
+    /* Drops: public reads and raffle entries; creating (token) here, drawing
+       (token, checked by its handler: the prefix route's POST is public).  A
+       mirror (no log of its own) refuses their writes. */
+    { "/api/drops",       sm__api_get_drops,    sm__api_post_drops,        NULL,                M_POST,          0 },
+    { SM__API_DROP_PATH,  sm__api_get_drop,     sm__api_post_drop,         NULL,                0,               0 },
     /* The organiser's report and exports (api_report.c). */
     { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET,           0 },
     { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET,           0 },
@@ -117,6 +122,7 @@ static const struct {
     { "/api/stock/add",    SM_SCOPE_STOCK },
     { "/api/stock/adjust", SM_SCOPE_STOCK },
     { "/api/stock/move",   SM_SCOPE_STOCK },
+    { "/api/drops",        SM_SCOPE_STOCK },
     /* A till's "Today": its own stall's report only (s_own_report_only);
        the market's report and the exports stay the admin's. */
     { "/api/report",       SM_SCOPE_TILL },
@@ -490,8 +496,12 @@ s_status_of(int rc, bool release)
     case SM_ENOSTOCK: case SM_EOVERRETURN: case SM_EDROP: case SM_EEXIST:
     case SM_EREVOKED: case SM_EFORK: case SM_ENOTORG: case SM_ENOTMEMBER:
     case SM_ETOOBIG: case SM_EHOLDLIMIT: case SM_EHOLDSOLD: case SM_EHOLDEXPIRED:
-    case SM_EHOLDGONE:
+    case SM_EHOLDGONE: case SM_EDROPLIMIT: case SM_EDROPCLOSED: case SM_EENTERED:
+    case SM_EDRAWEARLY: case SM_EDRAWN: case SM_EDROPBUSY: case SM_ENOTRAFFLE:
+    case SM_EDRAWBAD:
         return 409;
+    case SM_ENODROP:
+        return 404;
     case SM_EREADONLY:
         return 403;
     case SM_EQTY: case SM_EMONEY: case SM_EBODY: case SM_EINVAL:

@@ -185,6 +185,30 @@ int sm__api_get_holds(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, s
 int sm__api_get_hold(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 int sm__api_get_qr(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
 
+/* ---------------------------------------------------------------------- */
+/* Drops (api_drop.c)                                                      */
+
+int sm__api_get_drops(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_post_drops(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_get_drop(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+int sm__api_post_drop(sm_api *, const sm_http_req *, uint64_t, sm_http_resp *, sm_core_req **);
+#define SM__API_DROP_PATH "/api/drops/"   /* + a drop's id [+ /ledger, /result, /entries, /draw] */
+/*  A drop's write carries this magic right after its sm_core_req, where
+    api_write.c's writes carry theirs: sm_api_finish and sm_api_cancel
+    hand it to api_drop.c.                                                   */
+#define SM__API_DROP_MAGIC 0x44524f50u  /* "DROP" */
+typedef struct {
+    sm_core_req req;
+    uint32_t magic;
+} sm__api_write_head;
+void sm__api_drop_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
+                         sm_http_resp *resp);
+void sm__api_drop_free(sm_core_req *write);
+/*  The first-come caps of a live drop of this stall for a shopper's hold:
+    per device and per address (per_shopper), and the drop's qty.  Answers
+    409 drop_limit or sold_out and returns false.                            */
+bool sm__api_drop_caps(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms);
+
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */
 void sm__api_sale_json(sm_json_buf *b, const sm_sale *sale,

@@ -1197,6 +1197,9 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
         s_hold_limit(r, &why);
         return false;
     }
+    /* A live first-come drop's caps per device and address (api_drop.c). */
+    if (!w->authorized && !sm__api_drop_caps(self, r, b, now_ms))
+        return false;
     return true;
 }
 
@@ -1447,6 +1450,10 @@ sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
 {
     assert(self && write && resp);
     (void) now_ms;
+    if (((sm__api_write_head *) write)->magic == SM__API_DROP_MAGIC) {
+        sm__api_drop_finish(self, write, now_ms, resp);   /* api_drop.c */
+        return;
+    }
     s_write *w = (s_write *) write;
     assert(w->magic == S_WRITE_MAGIC);
     memset(resp, 0, sizeof *resp);
@@ -1470,6 +1477,8 @@ sm_api_cancel(sm_api *self, sm_core_req *write)
 {
     assert(self);
     (void) self;
-    if (write)
+    if (write && ((sm__api_write_head *) write)->magic == SM__API_DROP_MAGIC)
+        sm__api_drop_free(write);
+    else if (write)
         s_write_free((s_write *) write);
 }

@@ -91,6 +91,7 @@ void sm__cli_node_name(const sm__cli *cli, char out[SM_NAME_BYTES_MAX + 1]);
 
 int sm__cmd_report(sm__cli *cli, int argc, char **argv);
 int sm__cmd_export(sm__cli *cli, int argc, char **argv);
+int sm__cmd_drop(sm__cli *cli, int argc, char **argv);      /* cli_drop.c */
 
 /* ---- cli_util.c ------------------------------------------------------ */
 
@@ -292,6 +293,8 @@ const char *sm__node_base(const sm__node *node);
     *resp filled (the caller clears it); else the reason printed (the node's
     error and detail for a refusal) and SM__EXIT_FAIL, nothing to clear.   */
 int sm__node_get(sm__node *node, const char *path, sm__http_resp *resp);
+/*  POST `body` (taken; NULL = {}) to `path`, as sm__node_get answers.     */
+int sm__node_post(sm__node *node, const char *path, sm__json *body, sm__http_resp *resp);
 /*  GET `path` streaming a 2xx body into `out` (sm__http_download);
     *written counts its bytes.  A refusal or a failure is printed and is
     SM__EXIT_FAIL; a refusal writes nothing to `out`, a transfer that

@@ -865,6 +865,15 @@ sm__node_get(sm__node *node, const char *path, sm__http_resp *resp)
 }
 
 int
+sm__node_post(sm__node *node, const char *path, sm__json *body, sm__http_resp *resp)
+{
+    char url[S_URL_BYTES_MAX];
+    s_url(&node->c, path, url);
+    return s_request(&node->c, SM__HTTP_POST, url, body ? body : sm__json_object(), false,
+                     resp);
+}
+
+int
 sm__node_download(sm__node *node, const char *path, FILE *out, uint64_t *written)
 {
     char url[S_URL_BYTES_MAX];

@@ -371,7 +371,37 @@ s_body_json(const sm_body *b)
         sm__json_set_str(o, "sku", b->u.drop.sku);
         sm__json_set_int(o, "qty", b->u.drop.qty);
         sm__json_set_int(o, "starts_ms", (int64_t)b->u.drop.starts_ms);
+        if (!b->u.drop.mode)
+            break;
+        s_set_enum(o, "mode", b->u.drop.mode == SM_DROP_RAFFLE ? "raffle" : "first_come",
+                   b->u.drop.mode);
+        sm__json_set_int(o, "per_shopper", b->u.drop.per_shopper);
+        sm__json_set_int(o, "closes_ms", (int64_t)b->u.drop.closes_ms);
+        sm__json_set_int(o, "pickup_minutes", b->u.drop.pickup_minutes);
+        if (b->u.drop.has_commitment)
+            sm__json_set_hex(o, "commitment", b->u.drop.commitment.b, SM_HASH_BYTES);
         break;
+    case SM_KIND_RAFFLE_ENTRY:
+        sm__json_set_hex(o, "drop_origin", b->u.raffle_entry.drop_origin.b, SM_KEY_BYTES);
+        sm__json_set_int(o, "drop_seq", (int64_t)b->u.raffle_entry.drop_seq);
+        sm__json_set_hex(o, "device", b->u.raffle_entry.device, SM_HOLD_TAG_BYTES);
+        if (b->u.raffle_entry.has_client)
+            sm__json_set_hex(o, "client", b->u.raffle_entry.client, SM_HOLD_TAG_BYTES);
+        break;
+    case SM_KIND_RAFFLE_DRAW: {
+        sm__json_set_int(o, "drop_seq", (int64_t)b->u.raffle_draw.drop_seq);
+        sm__json_set_hex(o, "secret", b->u.raffle_draw.secret.b, SM_HASH_BYTES);
+        sm__json *heads = sm__json_array();
+        for (uint32_t i = 0; i < b->u.raffle_draw.head_count; i++) {
+            sm__json *h = sm__json_object();
+            sm__json_set_hex(h, "origin", b->u.raffle_draw.heads[i].origin.b, SM_KEY_BYTES);
+            sm__json_set_int(h, "seq", (int64_t)b->u.raffle_draw.heads[i].seq);
+            sm__json_append(heads, h);
+        }
+        sm__json_set(o, "heads", heads);
+        sm__json_set_int(o, "winners", b->u.raffle_draw.winners);
+        break;
+    }
     case SM_KIND_ROSTER_ADMIT:
         sm__json_set_hex(o, "node", b->u.admit.node.b, SM_KEY_BYTES);
         sm__json_set_str(o, "name", b->u.admit.name);

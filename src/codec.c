@@ -380,10 +380,38 @@ s_pack_body(msgpack_packer *pk, const sm_body *b)
         bad |= s_pack_str(pk, b->u.adjust.reason);
         break;
     case SM_KIND_DROP:
-        bad |= msgpack_pack_array(pk, 3);
+        bad |= msgpack_pack_array(pk, b->u.drop.mode ? 8 : 3);
         bad |= s_pack_str(pk, b->u.drop.sku);
         bad |= msgpack_pack_uint64(pk, b->u.drop.qty);
         bad |= msgpack_pack_uint64(pk, b->u.drop.starts_ms);
+        if (!b->u.drop.mode)
+            break;
+        bad |= msgpack_pack_uint64(pk, b->u.drop.mode);
+        bad |= msgpack_pack_uint64(pk, b->u.drop.per_shopper);
+        bad |= msgpack_pack_uint64(pk, b->u.drop.closes_ms);
+        bad |= msgpack_pack_uint64(pk, b->u.drop.pickup_minutes);
+        bad |= s_pack_bin(pk, b->u.drop.commitment.b,
+                          b->u.drop.has_commitment ? SM_HASH_BYTES : 0);
+        break;
+    case SM_KIND_RAFFLE_ENTRY:
+        bad |= msgpack_pack_array(pk, 4);
+        bad |= s_pack_bin(pk, b->u.raffle_entry.drop_origin.b, SM_KEY_BYTES);
+        bad |= msgpack_pack_uint64(pk, b->u.raffle_entry.drop_seq);
+        bad |= s_pack_bin(pk, b->u.raffle_entry.device, SM_HOLD_TAG_BYTES);
+        bad |= s_pack_bin(pk, b->u.raffle_entry.client,
+                          b->u.raffle_entry.has_client ? SM_HOLD_TAG_BYTES : 0);
+        break;
+    case SM_KIND_RAFFLE_DRAW:
+        bad |= msgpack_pack_array(pk, 4);
+        bad |= msgpack_pack_uint64(pk, b->u.raffle_draw.drop_seq);
+        bad |= s_pack_bin(pk, b->u.raffle_draw.secret.b, SM_HASH_BYTES);
+        bad |= msgpack_pack_array(pk, b->u.raffle_draw.head_count);
+        for (uint32_t i = 0; i < b->u.raffle_draw.head_count; i++) {
+            bad |= msgpack_pack_array(pk, 2);
+            bad |= s_pack_bin(pk, b->u.raffle_draw.heads[i].origin.b, SM_KEY_BYTES);
+            bad |= msgpack_pack_uint64(pk, b->u.raffle_draw.heads[i].seq);
+        }
+        bad |= msgpack_pack_uint64(pk, b->u.raffle_draw.winners);
         break;
     case SM_KIND_ROSTER_ADMIT:
         bad |= msgpack_pack_array(pk, 3);
@@ -668,12 +696,70 @@ s_body_from_object(const msgpack_object *o, sm_body *b)
         S_TRY(s_delta(&f[1], &b->u.adjust.delta));
         S_TRY(s_str(&f[2], b->u.adjust.reason, SM_REASON_BYTES_MAX, SM_EBODY));
         return 0;
-    case SM_KIND_DROP:
-        S_TRY(s_array(o, 3, &f));
+    case SM_KIND_DROP: {
+        uint64_t mode, per, pickup;
+        b->u.drop.mode = 0;
+        b->u.drop.per_shopper = b->u.drop.pickup_minutes = 0;
+        b->u.drop.closes_ms = 0;
+        b->u.drop.has_commitment = false;
+        memset(&b->u.drop.commitment, 0, sizeof b->u.drop.commitment);
+        if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 8)
+            S_TRY(s_array(o, 8, &f));
+        else
+            S_TRY(s_array(o, 3, &f));
         S_TRY(s_str(&f[0], b->u.drop.sku, SM_SKU_BYTES_MAX, SM_EBODY));
         S_TRY(s_qty(&f[1], &b->u.drop.qty));
         S_TRY(s_uint(&f[2], &b->u.drop.starts_ms, SM_EMALFORMED));
+        if (o->via.array.size == 3)
+            return 0;
+        S_TRY(s_uint(&f[3], &mode, SM_EMALFORMED));
+        S_TRY(s_uint(&f[4], &per, SM_EMALFORMED));
+        S_TRY(s_uint(&f[5], &b->u.drop.closes_ms, SM_EMALFORMED));
+        S_TRY(s_uint(&f[6], &pickup, SM_EMALFORMED));
+        /* Out of range values are the rules' (sm_entry_check): kept in range
+           of their fields so that they are refused, not wrapped. */
+        if (mode < 1 || mode > 255 || per > SM_QTY_MAX || pickup > SM_DROP_PICKUP_MIN_MAX)
+            return SM_EBODY;
+        b->u.drop.mode = (uint8_t) mode;
+        b->u.drop.per_shopper = (uint32_t) per;
+        b->u.drop.pickup_minutes = (uint32_t) pickup;
+        if (f[7].type != MSGPACK_OBJECT_BIN
+            || (f[7].via.bin.size != 0 && f[7].via.bin.size != SM_HASH_BYTES))
+            return SM_EMALFORMED;
+        b->u.drop.has_commitment = f[7].via.bin.size != 0;
+        if (b->u.drop.has_commitment)
+            memcpy(b->u.drop.commitment.b, f[7].via.bin.ptr, SM_HASH_BYTES);
         return 0;
+    }
+    case SM_KIND_RAFFLE_ENTRY:
+        S_TRY(s_array(o, 4, &f));
+        S_TRY(s_bin(&f[0], b->u.raffle_entry.drop_origin.b, SM_KEY_BYTES));
+        S_TRY(s_uint(&f[1], &b->u.raffle_entry.drop_seq, SM_EMALFORMED));
+        S_TRY(s_bin(&f[2], b->u.raffle_entry.device, SM_HOLD_TAG_BYTES));
+        S_TRY(s_tag(&f[3], b->u.raffle_entry.client, &b->u.raffle_entry.has_client));
+        return 0;
+    case SM_KIND_RAFFLE_DRAW: {
+        uint64_t winners;
+        S_TRY(s_array(o, 4, &f));
+        S_TRY(s_uint(&f[0], &b->u.raffle_draw.drop_seq, SM_EMALFORMED));
+        S_TRY(s_bin(&f[1], b->u.raffle_draw.secret.b, SM_HASH_BYTES));
+        if (f[2].type != MSGPACK_OBJECT_ARRAY)
+            return SM_EMALFORMED;
+        if (f[2].via.array.size > SM_DRAW_HEADS_MAX)
+            return SM_EBODY;
+        b->u.raffle_draw.head_count = f[2].via.array.size;
+        for (uint32_t i = 0; i < f[2].via.array.size; i++) {
+            const msgpack_object *h;
+            S_TRY(s_array(&f[2].via.array.ptr[i], 2, &h));
+            S_TRY(s_bin(&h[0], b->u.raffle_draw.heads[i].origin.b, SM_KEY_BYTES));
+            S_TRY(s_uint(&h[1], &b->u.raffle_draw.heads[i].seq, SM_EMALFORMED));
+        }
+        S_TRY(s_uint(&f[3], &winners, SM_EMALFORMED));
+        if (winners > SM_QTY_MAX)
+            return SM_EBODY;
+        b->u.raffle_draw.winners = (uint32_t) winners;
+        return 0;
+    }
     case SM_KIND_ROSTER_ADMIT:
         S_TRY(s_array(o, 3, &f));
         S_TRY(s_bin(&f[0], b->u.admit.node.b, SM_KEY_BYTES));

@@ -262,6 +262,36 @@ s_body(const sm_entry *e)
         S_TRY(s_sku(b->u.drop.sku));
         S_TRY(s_qty(b->u.drop.qty));
         S_TRY(s_unix_ms(b->u.drop.starts_ms));
+        S_TRY(s_unix_ms(b->u.drop.closes_ms));
+        if (b->u.drop.mode == 0)       /* the short form: nothing more */
+            return b->u.drop.per_shopper || b->u.drop.closes_ms
+                   || b->u.drop.pickup_minutes || b->u.drop.has_commitment
+                   ? SM_EBODY : 0;
+        if (b->u.drop.mode > SM_DROP_RAFFLE
+            || b->u.drop.per_shopper < 1 || b->u.drop.per_shopper > b->u.drop.qty
+            || b->u.drop.pickup_minutes < 1
+            || b->u.drop.pickup_minutes > SM_DROP_PICKUP_MIN_MAX)
+            return SM_EBODY;
+        if (b->u.drop.mode == SM_DROP_RAFFLE)
+            return b->u.drop.closes_ms > b->u.drop.starts_ms && b->u.drop.has_commitment
+                   ? 0 : SM_EBODY;
+        return b->u.drop.closes_ms == 0 && !b->u.drop.has_commitment ? 0 : SM_EBODY;
+    case SM_KIND_RAFFLE_ENTRY:
+        S_TRY(s_seq(b->u.raffle_entry.drop_seq, 1));
+        return 0;
+    case SM_KIND_RAFFLE_DRAW:
+        S_TRY(s_seq(b->u.raffle_draw.drop_seq, 1));
+        if (b->u.raffle_draw.drop_seq >= e->seq
+            || b->u.raffle_draw.head_count > SM_DRAW_HEADS_MAX
+            || b->u.raffle_draw.winners > SM_QTY_MAX)
+            return SM_EBODY;
+        /* Heads in ascending origin order, each origin once. */
+        for (uint32_t i = 0; i < b->u.raffle_draw.head_count; i++) {
+            S_TRY(s_seq(b->u.raffle_draw.heads[i].seq, 1));
+            if (i > 0 && memcmp(b->u.raffle_draw.heads[i - 1].origin.b,
+                                b->u.raffle_draw.heads[i].origin.b, SM_KEY_BYTES) >= 0)
+                return SM_EBODY;
+        }
         return 0;
     case SM_KIND_ROSTER_ADMIT:
         S_TRY(s_text(b->u.admit.name, sizeof b->u.admit.name, 1,
@@ -311,6 +341,8 @@ static const char *const s_kind_names[] = {
     [SM_KIND_DROP] = "drop",
     [SM_KIND_ROSTER_ADMIT] = "roster.admit",
     [SM_KIND_ROSTER_REVOKE] = "roster.revoke",
+    [SM_KIND_RAFFLE_ENTRY] = "raffle.entry",
+    [SM_KIND_RAFFLE_DRAW] = "raffle.draw",
 };
 
 static const char *const s_source_names[] = {

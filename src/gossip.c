@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drop.h"
 #include "logger.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
@@ -2142,6 +2143,16 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
                               now_ms, &why);
         if (rc == SM_EHOLDLIMIT)
             sm_log_debug("mesh: forwarded hold over the '%s' limit (%u)", why.limit, why.max);
+        /* A live first-come drop's caps, as for a phone here (drop.h). */
+        sm_drop_refusal dwhy;
+        if (rc == 0)
+            rc = sm_drop_caps(self->ledger, &self->self, &hold, now_ms, &dwhy);
+        if (rc == SM_EDROPLIMIT) {
+            /* HOLD_DONE's refusals stop at 127 (proto/mesh.md): a limit it is. */
+            sm_log_debug("mesh: forwarded hold over drop %llu's %s cap (%u)",
+                         (unsigned long long) dwhy.drop.seq, dwhy.limit, dwhy.max);
+            rc = SM_EHOLDLIMIT;
+        }
         if (rc == 0)
             rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
     }

@@ -312,6 +312,22 @@ sm_random_bytes(uint8_t *buf, size_t n)
 
 /*  BLAKE2b-256 of buf[0..len), unkeyed.                                      */
 void
+sm_identity_derive(const sm_identity *id, const char *purpose,
+                   const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    assert(id && purpose && (msg || len == 0) && out);
+    crypto_generichash_state st;
+    int rc = crypto_generichash_init(&st, id->secret, sizeof id->secret, 32);
+    rc |= crypto_generichash_update(&st, (const uint8_t *) purpose, strlen(purpose) + 1);
+    if (len)
+        rc |= crypto_generichash_update(&st, msg, len);
+    rc |= crypto_generichash_final(&st, out, 32);
+    assert(rc == 0);
+    (void) rc;
+    sodium_memzero(&st, sizeof st);
+}
+
+void
 sm_hash_bytes(const uint8_t *buf, size_t len, sm_hash *out)
 {
     assert((buf != NULL || len == 0) && out != NULL);

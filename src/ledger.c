@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "drop.h"
 #include "logger.h"
 #include "report.h"
 #include "stallmesh/error.h"
@@ -575,7 +576,7 @@ s_rebuild(const sm_ledger *self, sm_txn *txn, const sm_id *market, size_t *appli
 {
     static const sm_db state_dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
                                        SM_DB_SALES, SM_DB_HOLDS, SM_DB_EXTIDS,
-                                       SM_DB_HOLDENDS };
+                                       SM_DB_HOLDENDS, SM_DB_DROPS, SM_DB_RAFFLE };
     int rc = 0;
     for (size_t i = 0; i < sizeof state_dbs / sizeof state_dbs[0]; i++)
         if ((rc = sm_kv_clear(txn, state_dbs[i])) != 0)
@@ -885,6 +886,17 @@ s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
     uint64_t hlc = sm_hlc_next(self->hlc, now_ms);
     e->hlc = hlc;
     e->body = *body;
+    /* A raffle's secret is derived from this node's key and the drop's seq
+       (drop.h): its drop commits to it, its draw reveals it. */
+    if (body->kind == SM_KIND_DROP && body->u.drop.mode == SM_DROP_RAFFLE) {
+        sm_hash secret;
+        sm_drop_secret(&self->id, &m.market, e->seq, &secret);
+        sm_hash_bytes(secret.b, sizeof secret.b, &e->body.u.drop.commitment);
+        e->body.u.drop.has_commitment = true;
+    } else if (body->kind == SM_KIND_RAFFLE_DRAW) {
+        sm_drop_secret(&self->id, &m.market, body->u.raffle_draw.drop_seq,
+                       &e->body.u.raffle_draw.secret);
+    }
 
     uint8_t bytes[SM_ENTRY_BYTES_MAX], sig[SM_SIG_BYTES];
     size_t len = 0;
@@ -925,6 +937,14 @@ s_append(sm_ledger *self, sm_txn *txn, const sm_body *body, uint64_t now_ms,
 done:
     free(e);
     return rc;
+}
+
+void
+sm_ledger_derive(sm_ledger *self, const char *purpose, const uint8_t *msg, size_t len,
+                 uint8_t out[32])
+{
+    assert(self && self->has_id);
+    sm_identity_derive(&self->id, purpose, msg, len, out);
 }
 
 int
@@ -1636,6 +1656,7 @@ static const char *const s_db_label[SM_DB_COUNT] = {
     [SM_DB_FORKS] = "fork evidence", [SM_DB_EXTIDS] = "external ids",
     [SM_DB_REP_SLOT] = "report totals", [SM_DB_REP_ITEM] = "report item totals",
     [SM_DB_HOLDENDS] = "hold ends",
+    [SM_DB_DROPS] = "drops", [SM_DB_RAFFLE] = "raffle entries",
 };
 
 static void

@@ -438,6 +438,9 @@ s_hash_len(sm_hasher *hs, size_t len)
 typedef struct {
     sm_hasher hs;
     bool heads;                /* hashing the heads: only what was applied */
+    int tag;                   /* >= 0: the database's tag, hashed before its
+                                  first record (empty: nothing, so a store
+                                  without drops keeps its digest) */
 } s_digest;
 
 static int
@@ -445,6 +448,11 @@ s_digest_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
 {
     (void) txn;
     s_digest *d = arg;
+    if (d->tag >= 0) {
+        uint8_t tag = (uint8_t) d->tag;
+        sm_hasher_update(&d->hs, &tag, 1);
+        d->tag = -1;
+    }
     s_hash_len(&d->hs, k->len);
     sm_hasher_update(&d->hs, k->data, k->len);
     if (d->heads) {
@@ -463,32 +471,13 @@ s_digest_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
     return 0;
 }
 
-static int
-s_any(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
-{
-    (void) txn, (void) k, (void) v;
-    *(bool *) arg = true;
-    return 1;                  /* stop at the first record */
-}
-
-/*  Whether database `db` is empty; *rc set on a read error.               */
-static bool
-s_db_empty(sm_txn *txn, sm_db db, int *rc)
-{
-    bool any = false;
-    int r = sm__ledger_scan(txn, db, NULL, 0, NULL, 0, s_any, &any);
-    if (r < 0)
-        *rc = r;
-    return !any;
-}
-
 int
 sm_ledger_digest(sm_ledger *self, sm_hash *out)
 {
     assert(self && out);
     static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
                                  SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
-                                 SM_DB_HOLDENDS };
+                                 SM_DB_HOLDENDS, SM_DB_DROPS, SM_DB_RAFFLE };
     int rc = 0;
     sm_txn *txn = sm__ledger_rbegin(self, &rc);
     if (!txn)
@@ -496,13 +485,14 @@ sm_ledger_digest(sm_ledger *self, sm_hash *out)
     s_digest d;
     sm_hasher_init(&d.hs);
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
-        /* A database added since format 1 counts only once it holds
-           something, so that a store's digest is the same before and after
-           an upgrade that adds it (nodes compare digests across versions). */
-        if (dbs[i] == SM_DB_HOLDENDS && s_db_empty(txn, dbs[i], &rc))
-            continue;
+        /* A database added since format 1 (hold ends, drops, raffles)
+           counts only once it holds something, so that a store's digest is
+           the same before and after an upgrade that adds it. */
         uint8_t tag = (uint8_t) dbs[i];
-        sm_hasher_update(&d.hs, &tag, 1);
+        bool later = dbs[i] == SM_DB_HOLDENDS || dbs[i] == SM_DB_DROPS || dbs[i] == SM_DB_RAFFLE;
+        d.tag = later ? tag : -1;
+        if (!later)
+            sm_hasher_update(&d.hs, &tag, 1);
         d.heads = dbs[i] == SM_DB_HEADS;
         rc = sm__ledger_scan(txn, dbs[i], NULL, 0, NULL, 0, s_digest_each, &d);
     }

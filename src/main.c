@@ -157,6 +157,18 @@ static const char s_help[] =
 "      A CSV export (default: today), streamed to stdout, or to FILE\n"
 "      (written whole, then renamed into place).  --wide: the inventory\n"
 "      with a column a stall.\n"
+"  drop create SKU QTY --starts TIME [--mode first_come|raffle]\n"
+"       [--per-shopper N] [--closes TIME] [--pickup-minutes N] [--json]\n"
+"      Drop QTY units this stall holds from TIME (RFC 3339): first-come, or\n"
+"      a raffle whose entries close at --closes (a raffle when --closes is\n"
+"      given).  Nothing of the sku here sells before then.\n"
+"  drop list|show ID [--json]\n"
+"      The market's drops (phase, units left, entries), or one.\n"
+"  drop draw ID [--json]\n"
+"      Draw a raffle of this stall after it closes; winners get holds.\n"
+"  drop verify ID [--json]\n"
+"      Recompute a raffle's draw from this node's store: exit 0 if it\n"
+"      matches, 1 naming what does not.\n"
 "  pair [--scope till|stock|admin] [--name NAME] [--json]\n"
 "      A one-time code and QR code of https://HOST:PORT/pair#CODE that pairs\n"
 "      a device with this node (valid 10 minutes; the node needs --https).\n"
@@ -204,6 +216,7 @@ static const s_command s_commands[] = {
     { "identity", sm__cmd_identity },
     { "report", sm__cmd_report },
     { "export", sm__cmd_export },
+    { "drop", sm__cmd_drop },
     { "pair", sm__cmd_pair },
     { "devices", sm__cmd_devices },
 };

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drop.h"
 #include "logger.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
@@ -292,6 +293,12 @@ sm_policy_batch(sm_policy *self, sm_policy_write *w, size_t n, uint64_t now_ms,
             w[i].rc = SM_EREADONLY;    /* a mirror holds no units: no own log */
         else if (!self->own_ok)
             w[i].rc = SM_ERECOVERING;
+        else if (w[i].body.kind == SM_KIND_RAFFLE_DRAW) {   /* the draw and its holds */
+            w[i].rc = sm_drop_draw(ledger, &self->opts.node, w[i].body.u.raffle_draw.drop_seq,
+                                   now_ms, &w[i].seq);
+            if (w[i].rc != 0 && w[i].seq != 0)
+                rc = w[i].rc;          /* half a draw: the whole batch is abandoned */
+        }
         else
             w[i].rc = sm_ledger_append(ledger, &w[i].body, now_ms, &w[i].seq);
         ok += w[i].rc == 0;

@@ -167,4 +167,46 @@ int sm__hold_read(const void *data, size_t len, sm__hold_rec *out);
 int sm__holdend_get(sm_txn *txn, const sm_id *origin, uint64_t seq,
                     sm__holdend_rec *out);
 
+/* ---- drops and raffles (state_drop.c) ------------------------------------ */
+
+/*  A raffle drop's gate at its stall: closed until its draw (unix ms beyond
+    any clock), so nothing of its sku there is sold, held, moved or written
+    off before the draw's holds are made.                                   */
+#define SM__DROP_UNTIL_DRAWN ((1ULL << 48) - 1)
+
+/*  A drop of the long form (SM_DB_DROPS, key origin || seq).               */
+typedef struct {
+    char sku[SM_SKU_BYTES_MAX + 1 + 7];
+    uint64_t hlc;                         /* of the drop entry */
+    uint64_t starts_ms, closes_ms;
+    uint32_t qty, per_shopper, pickup_minutes, mode;
+    uint8_t commitment[SM_HASH_BYTES];    /* raffle: BLAKE2b-256(secret) */
+    uint64_t draw_seq;                    /* raffle: its draw, 0 = not drawn */
+    uint64_t draw_hlc;
+    uint32_t winners;                     /* holds after the draw, one a winner */
+    uint32_t reserved;
+} sm__drop_rec;
+
+/*  SM_DB_RAFFLE keys: the drop (origin || seq), then 'd' || device tag or
+    'c' || client tag, then the entry's origin || seq; the value is the
+    entry's hlc (u64, host order).  The 'd' records of a drop sort by
+    device, so "one per device" is a walk of neighbours.                    */
+#define SM__RAFFLE_KEY_BYTES (SM__OSKEY_BYTES + 1 + SM_HOLD_TAG_BYTES + SM__OSKEY_BYTES)
+
+int sm__drop_get(sm_txn *txn, const sm_id *origin, uint64_t seq, sm__drop_rec *out);
+/*  Apply a drop (either form), a raffle entry or a draw.  Local appends are
+    checked against the clock: a drop of units here (SM_ENOSTOCK) of a sku
+    whose earlier drop here has not opened (SM_EDROPBUSY); an entry between
+    the drop's start and close (SM_EDROP, SM_EDROPCLOSED), once per device
+    and per client address at this node (SM_EENTERED); a draw after the
+    close (SM_EDRAWEARLY), once (SM_EDRAWN), of a raffle (SM_ENOTRAFFLE).    */
+int sm__drop_apply(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms);
+int sm__raffle_entry_apply(sm_txn *txn, const sm_entry *e, unsigned flags,
+                           uint64_t now_ms);
+int sm__raffle_draw_apply(sm_txn *txn, const sm_entry *e, unsigned flags,
+                          uint64_t now_ms);
+/*  Write a stock record (asserting its invariant).                          */
+int sm__stock_put(sm_txn *txn, const char *sku, const sm_id *loc,
+                  const sm__stock_rec *r);
+
 #endif

@@ -89,6 +89,7 @@ static const char *const s_db_names[SM_DB_COUNT] = {
     [SM_DB_FORKS] = "forks",     [SM_DB_EXTIDS] = "extids",
     [SM_DB_REP_SLOT] = "rep_slot", [SM_DB_REP_ITEM] = "rep_item",
     [SM_DB_HOLDENDS] = "holdends",
+    [SM_DB_DROPS] = "drops",     [SM_DB_RAFFLE] = "raffle",
 };
 
 /*  Databases added after the first release: a store written by an older
@@ -97,7 +98,8 @@ static const char *const s_db_names[SM_DB_COUNT] = {
 static bool
 s_db_optional(int db)
 {
-    return db == SM_DB_REP_SLOT || db == SM_DB_REP_ITEM || db == SM_DB_HOLDENDS;
+    return db == SM_DB_REP_SLOT || db == SM_DB_REP_ITEM || db == SM_DB_HOLDENDS
+        || db == SM_DB_DROPS || db == SM_DB_RAFFLE;
 }
 
 static int

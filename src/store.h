@@ -28,6 +28,8 @@ typedef enum {
     SM_DB_REP_SLOT,  /* report aggregates: slot(be64) || origin(32) -> totals (report.h) */
     SM_DB_REP_ITEM,  /* slot(be64) || origin(32) || sku -> totals */
     SM_DB_HOLDENDS,  /* origin(32) || seq(be64) -> how a hold ended (sold, released) */
+    SM_DB_DROPS,     /* origin(32) || seq(be64) -> drop record (state.h) */
+    SM_DB_RAFFLE,    /* drop origin(32) || seq(be64) || 'd'|'c' || tag(8) || origin || seq -> hlc */
     SM_DB_COUNT
 } sm_db;
 

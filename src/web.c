@@ -15,6 +15,18 @@
     Websocket messages are shared, reference-counted buffers (the snapshot
     and each delta are built once and queued to every client).
 
+    Tills before phones: an answer from the core is written before the
+    snapshot is rebuilt (the rebuild waits for the next loop pass), and a
+    delta reaches the phones in slices of clients, one slice a loop pass:
+    SM__FANOUT_SLICE, or SM__FANOUT_SLICE_BUSY while a write waits in the
+    core, so a till's answer waits for at most a small slice of websocket
+    writes, not for every phone (section "fan-out").  The last
+    SM__FANOUT_RING deltas are kept and each client owes the next one it
+    should get (bcast_next), so a delta arriving mid-walk never overtakes an
+    older one on any client; a client further behind than the ring is
+    dropped, as one whose queue is full always was (the ring holds as many
+    deltas as a client's queue), and reconnects for a snapshot.
+
     Slow and abusive clients: every connection is counted against its
     address from accept, with deadlines for a request's headers and body
     (section "slow clients" below); websocket frame headers are checked as
@@ -54,6 +66,9 @@
 #define SM__FDS_TRACKED_MAX     (1u << 20) /* descriptors the accounting table covers */
 #define SM__TICK_MS             250u     /* deadlines checked, log counts flushed, this often */
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
+#define SM__FANOUT_SLICE        256u     /* websocket clients handed a delta per loop pass */
+#define SM__FANOUT_SLICE_BUSY   16u      /* ... while a till waits for a write's answer */
+#define SM__FANOUT_RING         SM__WS_QUEUE_MSGS_MAX /* deltas kept for clients not yet reached */
 
 typedef struct {
     atomic_int refs;
@@ -94,6 +109,7 @@ typedef struct s_conn {
     size_t rx_bytes;           /* of the message being received */
     sm_utf8 utf8;              /* of the text message being received */
     bool dropping;
+    uint64_t bcast_next;       /* the next delta (sm_web.bcast seq) it is owed */
 } s_conn;
 
 typedef struct {
@@ -129,6 +145,14 @@ struct sm_web {
     size_t pending;            /* writes in the core */
     s_msg *snapshot;           /* the current snapshot message */
     lws_sorted_usec_list_t refresh_sul; /* a deferred snapshot rebuild */
+    bool refresh_due;          /* a rebuild is owed (refresh_sul scheduled, or
+                                  waiting for a reader or the walk's end) */
+    s_msg *bcast[SM__FANOUT_RING]; /* the last deltas, delta seq % ring */
+    uint64_t bcast_next;       /* seq of the next delta */
+    s_conn *fan_cursor;        /* the fan-out walk's next client; NULL: at the end */
+    uint64_t fan_walk_seq;     /* bcast_next when the walk started */
+    bool fan_active;           /* a walk is under way (fan_sul scheduled) */
+    lws_sorted_usec_list_t fan_sul;
     int port;
     int tls_port;              /* the HTTPS port bound; 0 = none */
     s_addr_slot addrs[SM__ADDR_SLOTS];
@@ -142,6 +166,7 @@ struct sm_web {
 };
 
 static void s_guard_watch(sm_web *self, int fd, bool on);
+static void s_refresh(sm_web *self);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -850,6 +875,10 @@ s_dispatch(sm_web *self, s_conn *conn)
         s_respond(self, conn);
         return;
     }
+    /* A rebuild owed since the last commit: before anything reads it. */
+    if (self->refresh_due && (h->method == SM_HTTP_GET || h->method == SM_HTTP_HEAD)
+        && (strncmp(h->path, "/api/stock", 10) == 0 || strcmp(h->path, "/metrics") == 0))
+        s_refresh(self);               /* /metrics shows the snapshot's version */
     sm_http_req req = {
         .method = h->method, .path = h->path, .query = h->query,
         .authorized = h->authorized, .scope = h->scope, .secure = h->secure,
@@ -976,6 +1005,39 @@ s_http_stream(struct lws *wsi, sm_http_resp *r)
     return more == 1 ? 1 : 0;
 }
 
+/*  The response is sent: ready the connection for its next request.      */
+static int
+s_http_done(sm_web *self, s_conn *conn)
+{
+    struct lws *wsi = conn->wsi;
+    s_http_free(conn);
+    s_conn_next_request(self, wsi);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/*  One chunk of a body held in memory; the last one completes the
+    response.                                                                */
+static int
+s_http_body_step(sm_web *self, s_conn *conn)
+{
+    s_http *h = conn->http;
+    struct lws *wsi = conn->wsi;
+    size_t left = h->resp.body_len - h->sent;
+    size_t n = left < SM__HTTP_CHUNK_BYTES ? left : SM__HTTP_CHUNK_BYTES;
+    unsigned char buf[LWS_PRE + SM__HTTP_CHUNK_BYTES];
+    memcpy(buf + LWS_PRE, h->resp.body + h->sent, n);
+    bool last = n == left;
+    if (lws_write(wsi, buf + LWS_PRE, n,
+                  last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int) n)
+        return -1;
+    h->sent += n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    return s_http_done(self, conn);
+}
+
 /*  One step of sending the response; -1 closes the connection.            */
 static int
 s_http_writeable(sm_web *self, s_conn *conn)
@@ -990,36 +1052,27 @@ s_http_writeable(sm_web *self, s_conn *conn)
         h->headers_sent = true;
         bool no_body = h->resp.status == 304 || h->method == SM_HTTP_HEAD
                        || (h->resp.body_len == 0 && !h->resp.stream);
-        if (!no_body) {
+        if (no_body)
+            return s_http_done(self, conn);
+        /* Over plain HTTP/1.1 a body in memory follows its headers in the
+           same pass when the socket takes more: a till's answer is written
+           in one loop pass, not two. */
+        if (h->resp.stream || lws_is_ssl(wsi) || lws_send_pipe_choked(wsi)) {
             lws_callback_on_writable(wsi);
             return 0;
         }
-    } else if (h->resp.stream) {
-        int done = s_http_stream(wsi, &h->resp);
-        if (done < 0)
-            return -1;
-        if (!done) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
-    } else {
-        size_t left = h->resp.body_len - h->sent;
-        size_t n = left < SM__HTTP_CHUNK_BYTES ? left : SM__HTTP_CHUNK_BYTES;
-        unsigned char buf[LWS_PRE + SM__HTTP_CHUNK_BYTES];
-        memcpy(buf + LWS_PRE, h->resp.body + h->sent, n);
-        bool last = n == left;
-        if (lws_write(wsi, buf + LWS_PRE, n,
-                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int) n)
-            return -1;
-        h->sent += n;
-        if (!last) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
+        return s_http_body_step(self, conn);
     }
-    s_http_free(conn);
-    s_conn_next_request(self, wsi);
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    if (!h->resp.stream)
+        return s_http_body_step(self, conn);
+    int done = s_http_stream(wsi, &h->resp);
+    if (done < 0)
+        return -1;
+    if (!done) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    return s_http_done(self, conn);
 }
 
 static sm_http_method
@@ -1171,6 +1224,8 @@ s_ws_established(sm_web *self, s_conn *conn)
         || strcmp(uri, "/ws") != 0)
         return -1;
     s_client_addr(self, conn->wsi, conn->client, sizeof conn->client);
+    if (self->refresh_due)
+        s_refresh(self);           /* its snapshot is the state as it is now */
     /* Counted against its address since accept, like every connection. */
     s_conn_request_done(self, conn->wsi);
     s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), true);
@@ -1184,6 +1239,7 @@ s_ws_established(sm_web *self, s_conn *conn)
         sm_metrics_set(self->opts.metrics, SM_GAUGE_WS_CLIENTS, (int64_t) self->ws_count);
     if (self->snapshot)
         s_ws_enqueue(self, conn, self->snapshot);
+    conn->bcast_next = self->bcast_next;   /* the snapshot covers every delta so far */
     return 0;
 }
 
@@ -1193,6 +1249,8 @@ s_ws_closed(sm_web *self, s_conn *conn)
     if (!conn->is_ws)
         return;
     s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), false);
+    if (self->fan_cursor == conn)
+        self->fan_cursor = conn->next;
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -1259,11 +1317,102 @@ s_ws_receive(sm_web *self, s_conn *conn, const void *in, size_t len)
     return 0;
 }
 
+/* ---- fan-out ---------------------------------------------------------- */
+
+/*  Queue to `c` every delta it is owed, in order; drop it if it fell
+    behind the ring (its queue would have been full).  True if anything was
+    done.                                                                    */
+static bool
+s_ws_catch_up(sm_web *self, s_conn *c)
+{
+    if (c->dropping || c->bcast_next == self->bcast_next)
+        return false;
+    if (self->bcast_next - c->bcast_next > SM__FANOUT_RING) {
+        s_ws_drop(self, c, "too slow (send queue full)");
+        return true;
+    }
+    for (; c->bcast_next < self->bcast_next; c->bcast_next++)
+        s_ws_enqueue(self, c, self->bcast[c->bcast_next % SM__FANOUT_RING]);
+    return true;
+}
+
+static void s_fanout_later(lws_sorted_usec_list_t *sul);
+static void s_refresh_later(lws_sorted_usec_list_t *sul);
+
+/*  A rebuild in the next loop pass, or when the walk under way ends: one
+    walk at a time, and the delta after it carries every change made during
+    it (deltas hold whole items, so one covers several commits).  With no
+    phone connected nobody waits for a delta: the rebuild waits for the
+    next reader (a GET of the stock, a phone connecting).                   */
+static void
+s_refresh_soon(sm_web *self)
+{
+    if (self->refresh_due)
+        return;
+    self->refresh_due = true;
+    if (!self->fan_active && self->ws_count > 0)
+        lws_sul_schedule(self->ctx, 0, &self->refresh_sul, s_refresh_later, 1);
+}
+
+/*  One slice of the walk: a slice of clients handed what they are owed
+    (a small one while a till waits for an answer); the rest in the next
+    loop pass, after whatever else is ready (that answer among it).  A
+    delta that came during the walk sends the walk round again for the
+    clients it had passed.                                                   */
+static void
+s_fanout_step(sm_web *self)
+{
+    size_t n = 0, slice = self->pending ? SM__FANOUT_SLICE_BUSY : SM__FANOUT_SLICE;
+    while (n < slice) {
+        if (!self->fan_cursor) {
+            if (self->fan_walk_seq == self->bcast_next || !self->ws_head) {
+                self->fan_active = false;
+                if (self->refresh_due)      /* held back by the walk */
+                    lws_sul_schedule(self->ctx, 0, &self->refresh_sul, s_refresh_later, 1);
+                return;
+            }
+            self->fan_walk_seq = self->bcast_next;
+            self->fan_cursor = self->ws_head;
+        }
+        s_conn *c = self->fan_cursor;
+        self->fan_cursor = c->next;
+        n += s_ws_catch_up(self, c);
+    }
+    lws_sul_schedule(self->ctx, 0, &self->fan_sul, s_fanout_later, 1);
+}
+
+static void
+s_fanout_later(lws_sorted_usec_list_t *sul)
+{
+    sm_web *self = lws_container_of(sul, sm_web, fan_sul);
+    s_fanout_step(self);
+}
+
+/*  A new delta for every client: kept in the ring and walked out.          */
+static void
+s_broadcast(sm_web *self, s_msg *m)
+{
+    s_msg **slot = &self->bcast[self->bcast_next % SM__FANOUT_RING];
+    s_msg_unref(slot);
+    *slot = m;                 /* takes the caller's reference */
+    self->bcast_next++;
+    if (self->fan_active)
+        return;                /* the walk under way goes round again */
+    self->fan_active = true;
+    self->fan_walk_seq = self->bcast_next;
+    self->fan_cursor = self->ws_head;
+    s_fanout_step(self);
+}
+
 /* ---- wake-ups from the core ------------------------------------------ */
 
 static void
 s_refresh(sm_web *self)
 {
+    if (self->refresh_due) {
+        lws_sul_cancel(&self->refresh_sul);   /* harmless if not scheduled */
+        self->refresh_due = false;
+    }
     char *delta = NULL;
     size_t delta_len = 0;
     int rc = sm_api_refresh(self->api, s_now_ms(), &delta, &delta_len);
@@ -1285,11 +1434,8 @@ s_refresh(sm_web *self)
     if (delta) {
         s_msg *m = s_msg_new(delta, delta_len);
         free(delta);
-        if (m) {
-            for (s_conn *c = self->ws_head; c; c = c->next)
-                s_ws_enqueue(self, c, m);
-            s_msg_unref(&m);
-        }
+        if (m)
+            s_broadcast(self, m);
     }
 }
 
@@ -1320,6 +1466,7 @@ static void
 s_refresh_later(lws_sorted_usec_list_t *sul)
 {
     sm_web *self = lws_container_of(sul, sm_web, refresh_sul);
+    self->refresh_due = false;
     s_refresh(self);
 }
 
@@ -1392,13 +1539,11 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         s_http_free(conn);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        /* Tills first: with answers to send and phones to update, the
-           rebuild and fan-out wait for the next loop pass, so an answer is
-           not written after thousands of websocket messages. */
-        if (s_collect_answers(self) > 0 && self->ws_count > 0)
-            lws_sul_schedule(ctx, 0, &self->refresh_sul, s_refresh_later, 1000);
-        else
-            s_refresh(self);
+        /* Tills first: the answers are queued now and written in the next
+           loop pass; the rebuild runs in that pass too, after them (a GET
+           of the stock that comes first rebuilds it itself: s_dispatch). */
+        s_collect_answers(self);
+        s_refresh_soon(self);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -1628,6 +1773,7 @@ sm_web_destroy(sm_web **self_p)
         return;
     if (self->ctx) {
         lws_sul_cancel(&self->refresh_sul);
+        lws_sul_cancel(&self->fan_sul);
         lws_sul_cancel(&self->tick_sul);
         lws_context_destroy(self->ctx);
     }
@@ -1655,6 +1801,8 @@ sm_web_destroy(sm_web **self_p)
         }
     }
     s_msg_unref(&self->snapshot);
+    for (size_t i = 0; i < SM__FANOUT_RING; i++)
+        s_msg_unref(&self->bcast[i]);
     free((void *) self->poster_svg.data);
     free(self->fdrecs);
     sm_core_client_destroy(&self->core);

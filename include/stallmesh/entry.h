@@ -43,10 +43,15 @@ typedef enum {
     SM_KIND_ADJUST = 8,        /* stock-take correction, signed delta */
     SM_KIND_DROP = 9,          /* a limited release: units sellable from a time */
     SM_KIND_ROSTER_ADMIT = 10, /* organiser only */
-    SM_KIND_ROSTER_REVOKE = 11 /* organiser only */
+    SM_KIND_ROSTER_REVOKE = 11, /* organiser only */
+    SM_KIND_RAFFLE_ENTRY = 12, /* a shopper's entry in a raffle drop (any node) */
+    SM_KIND_RAFFLE_DRAW = 13   /* a raffle's draw, by the drop's own stall */
 } sm_kind;
 #define SM_KIND_MIN SM_KIND_ITEM
-#define SM_KIND_MAX SM_KIND_ROSTER_REVOKE
+#define SM_KIND_MAX SM_KIND_RAFFLE_DRAW
+
+/* A drop's mode (the drop body's long form); 0 = the short form. */
+typedef enum { SM_DROP_FIRST_COME = 1, SM_DROP_RAFFLE = 2 } sm_drop_mode;
 
 typedef enum {
     SM_SOURCE_IN_PERSON = 1, SM_SOURCE_LIVESTREAM = 2,
@@ -97,7 +102,26 @@ typedef struct {
         struct { char sku[SM_SKU_BYTES_MAX + 1]; int64_t delta; /* non-zero */
                  char reason[SM_REASON_BYTES_MAX + 1]; } adjust;
         struct { char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty;
-                 uint64_t starts_ms; /* unix ms */ } drop;
+                 uint64_t starts_ms; /* unix ms */
+                 /* The long form (proto/log.md, drop): mode 0 = the short
+                    form (units added, sellable from starts_ms). */
+                 uint8_t mode;          /* sm_drop_mode, or 0 */
+                 uint32_t per_shopper;  /* units one device or address may get */
+                 uint64_t closes_ms;    /* raffle: entries until then; else 0 */
+                 uint32_t pickup_minutes; /* a winner's or holder's pickup window */
+                 bool has_commitment;   /* raffle: BLAKE2b-256(secret) */
+                 sm_hash commitment; } drop;
+        struct { sm_id drop_origin; uint64_t drop_seq; /* the drop entered */
+                 uint8_t device[SM_HOLD_TAG_BYTES];     /* hashed device id */
+                 bool has_client;
+                 uint8_t client[SM_HOLD_TAG_BYTES];     /* hashed client address */
+               } raffle_entry;
+        struct { uint64_t drop_seq;    /* a raffle drop of the same origin */
+                 sm_hash secret;       /* revealed: BLAKE2b-256(secret) = commitment */
+                 uint32_t head_count;  /* the log heads drawn from */
+                 struct { sm_id origin; uint64_t seq; } heads[SM_DRAW_HEADS_MAX];
+                 uint32_t winners;     /* holds that follow, one a winner */
+               } raffle_draw;
         struct { sm_id node; char name[SM_NAME_BYTES_MAX + 1]; uint8_t role; } admit;
         struct { sm_id node; uint64_t upto_seq; /* its entries above this are void */ } revoke;
     } u;

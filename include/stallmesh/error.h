@@ -74,7 +74,16 @@
     X(SM_EHOLDGONE,   -94, "hold_cancelled", "that reservation was cancelled") \
     X(SM_ESTORENEWER, -70, "store_too_new",  "the store was written by a newer stallmesh: run that version or a later one") \
     X(SM_EPASSPHRASE, -71, "bad_passphrase", "wrong passphrase, or the sealed identity is damaged") \
-    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node")
+    X(SM_EREADONLY,   -110, "read_only",     "this node is a read-only mirror: write at a stall's own node") \
+    X(SM_ENODROP,     -130, "unknown_drop",  "no drop with that id: 'stallmesh drop list' or GET /api/drops shows them") \
+    X(SM_EDROPLIMIT,  -131, "drop_limit",    "this drop allows fewer units per shopper (device or address)") \
+    X(SM_EDROPCLOSED, -132, "drop_closed",   "the raffle's entries are closed (or it was drawn)") \
+    X(SM_EENTERED,    -133, "already_entered", "this device or address has already entered this raffle") \
+    X(SM_EDRAWEARLY,  -134, "draw_too_early", "a raffle is drawn only after it closes") \
+    X(SM_EDRAWN,      -135, "already_drawn", "this raffle was drawn already") \
+    X(SM_EDROPBUSY,   -136, "drop_pending",  "a drop of this sku at this stall has not opened yet: wait for it, or drop another sku") \
+    X(SM_EDRAWBAD,    -137, "draw_mismatch", "the draw does not match what its log gives") \
+    X(SM_ENOTRAFFLE,  -138, "not_a_raffle",  "that drop is first-come, not a raffle")
 
 enum {
 #define SM__ERR_ENUM(sym, val, name, text) sym = val,

@@ -49,6 +49,13 @@ int sm_sig_verify(const sm_id *pub, const uint8_t *msg, size_t len,
 int sm_id_to_curve(const sm_id *pub, uint8_t curve_pub[32]);
 void sm_identity_curve_secret(const sm_identity *id, uint8_t curve_secret[32]);
 
+/*  A 32-byte value only this identity can compute: BLAKE2b-256 of
+    purpose || 0 || msg keyed by the secret key (a raffle's secret, a
+    winner's pickup code).  Deterministic: it survives a restart and a
+    restore of the data directory.                                           */
+void sm_identity_derive(const sm_identity *id, const char *purpose,
+                        const uint8_t *msg, size_t len, uint8_t out[32]);
+
 /*  `n` random bytes from the system (for keys and API tokens only; the
     deterministic core never calls this).                                     */
 void sm_random_bytes(uint8_t *buf, size_t n);

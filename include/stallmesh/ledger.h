@@ -134,6 +134,11 @@ void sm_ledger_abort(sm_ledger *self);
 int sm_ledger_append(sm_ledger *self, const sm_body *body, uint64_t now_ms,
                      uint64_t *seq_out);
 
+/*  A value only this node can compute (sm_identity_derive with the ledger's
+    identity, which must be set).                                            */
+void sm_ledger_derive(sm_ledger *self, const char *purpose, const uint8_t *msg,
+                      size_t len, uint8_t out[32]);
+
 /*  Ingest a contiguous run of one origin's entries, oldest first (from a
     peer).  Checks market, membership, links, gaps and the newest entry's
     signature once; duplicates are no-ops; a different entry at a stored seq

@@ -22,6 +22,8 @@
 #define SM_HOLD_LINES_MAX         8u        /* lines of one hold (a reservation) */
 #define SM_HOLD_CODE_BYTES_MAX    8u        /* a hold's pickup code in the log */
 #define SM_HOLD_TAG_BYTES         8u        /* a hold's hashed device or address */
+#define SM_DRAW_HEADS_MAX         64u       /* log heads a raffle draw names (nodes that took entries) */
+#define SM_DROP_PICKUP_MIN_MAX    1440u     /* a drop's pickup window, minutes (a hold's longest) */
 
 /* Runs and batches. */
 #define SM_RUN_ENTRIES_MAX        4096u     /* entries in one ingested run */

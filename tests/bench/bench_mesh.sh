@@ -17,7 +17,11 @@
 #       (build/bench/fill_store appends them to its store before it starts),
 #       a fresh stall started with it as its only peer: entries per second
 #       from the stall's start until its head of the organiser's log matches
-#       (GET /api/state every 100 ms).  Target >= 150,000 entries/s.
+#       (GET /api/state every 100 ms).  Target >= 150,000 entries/s.  The
+#       stall's and the organiser's peak RSS meanwhile, sampled with each
+#       poll and split as /proc/PID/status does: RssAnon (heap, queues,
+#       batches: target <= 64 MiB) and RssFile (pages of LMDB's map, which the
+#       kernel reclaims at will).
 #   (c) bytes on the wire per sale on the line of (a): the TCP payload of
 #       every mesh connection, both ways (ss -tin bytes_sent, both ends of
 #       each connection), over 200 sales at A, less the idle rate measured
@@ -29,7 +33,8 @@
 #
 # Every process started here is stopped by its PID (TERM, then KILL after
 # 5 s); every wait is bounded.  Knobs (environment): BENCH_MESH_SALES,
-# BENCH_CATCHUP_ENTRIES, BENCH_IDLE_PEERS, BENCH_IDLE_SECONDS.  Exits 1 if a
+# BENCH_CATCHUP_ENTRIES, BENCH_IDLE_PEERS, BENCH_IDLE_SECONDS, BENCH_MESH_PARTS
+# (default "a b c": (a) with the wire bytes of (c), (b), the idle part of (c)).  Exits 1 if a
 # node could not be started or a measurement failed; a missed target is
 # printed, not an exit status.
 
@@ -44,6 +49,8 @@ SALES=${BENCH_MESH_SALES:-200}
 CATCHUP=${BENCH_CATCHUP_ENTRIES:-1000000}
 PEERS=${BENCH_IDLE_PEERS:-10}
 IDLE_S=${BENCH_IDLE_SECONDS:-30}
+PARTS=${BENCH_MESH_PARTS:-a b c}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 for f in "$BIN" "$MESHLAT" "$ZMQPING" "$LOAD" "$FILL" "$LEDGER"; do
     if [ ! -x "$f" ]; then
@@ -83,9 +90,10 @@ die() { say "bench_mesh: $*" >&2; exit 1; }
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 verdict() {
     awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
-        ok = (op == "lt") ? (v + 0 < l + 0) : (v + 0 >= l + 0)
+        ok = (op == "lt") ? (v + 0 < l + 0) : (op == "le") ? (v + 0 <= l + 0) : (v + 0 >= l + 0)
         print ok ? "met" : "MISSED" }'
 }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 free_port() {
     local p
     for _ in $(seq 1 50); do
@@ -156,6 +164,7 @@ say "on the machine shows in every figure), $(uname -sr); every node on 127.0.0.
 say ""
 
 # --- (a) propagation on a line A - B - C ------------------------------------------
+if part a; then
 for n in A B C; do new_node $n || die "init $n"; done
 sm B market create --name "Bench line" --currency GBP >/dev/null || die "market create"
 join A B && join C B || die "join"
@@ -226,8 +235,10 @@ else
 fi
 for n in A B C; do stop $n; done
 say ""
+fi
 
 # --- (b) catch-up of a fresh stall -----------------------------------------------
+if part b; then
 say "(b) catch-up: an organiser with $CATCHUP sales in its own log (fill_store, before it"
 say "    starts); a fresh stall started with it as its only peer, timed from its start"
 say "    until its head of the organiser's log matches (GET /api/state every 100 ms)"
@@ -243,7 +254,18 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 co_ticks=$(ticks "${PID[CO]}")
 t0=$(now_ms)
 start CS --peer "${ID[CO]}@tcp://127.0.0.1:${MP[CO]}" || die "the stall did not start"
+# rss_peak NODE: keep the peaks of RssAnon and RssFile (kB) in ANON[NODE], FILE[NODE].
+declare -A ANON FILE
+rss_peak() {
+    local a f
+    read -r a f < <(awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print a + 0, f + 0 }' \
+                    "/proc/${PID[$1]}/status" 2>/dev/null)
+    [ "${a:-0}" -gt "${ANON[$1]:-0}" ] && ANON[$1]=$a
+    [ "${f:-0}" -gt "${FILE[$1]:-0}" ] && FILE[$1]=$f
+    return 0
+}
 caught_up() {
+    rss_peak CS; rss_peak CO
     [ "$(get CS /api/state | jq -r --arg o "${ID[CO]}" '.heads[$o].seq // 0')" = "$target" ]
 }
 if until_true 600 caught_up; then
@@ -257,6 +279,11 @@ if until_true 600 caught_up; then
     same=$( [ "$(get CS /api/state | jq -r .digest)" = "$(get CO /api/state | jq -r .digest)" ] && echo yes || echo NO)
     row "" "CPU meanwhile: stall $cs_cpu s ($(awk -v n="$target" -v c="$cs_cpu" 'BEGIN { printf "%.0f", n / c }') entries per CPU-second), organiser $co_cpu s"
     row "" "(digests equal after: $same; the stall's RSS $(awk '/VmRSS/ { printf "%.1f MiB", $2 / 1024 }' /proc/${PID[CS]}/status), LMDB pages included)"
+    for n in CS CO; do
+        who=stall; [ $n = CO ] && who=organiser
+        row "$who: peak RSS during the catch-up" \
+            "anonymous $(mib "${ANON[$n]:-0}") MiB (target <= 64 MiB: $(verdict "${ANON[$n]:-0}" le 65536)), file-backed (LMDB map) $(mib "${FILE[$n]:-0}") MiB"
+    done
 else
     row "catch-up" "FAILED: not caught up in 600 s ($(get CS /api/state | jq -c .heads))"
     failed=1
@@ -264,8 +291,10 @@ fi
 stop CS; stop CO
 rm -rf "$TMP/CS" "$TMP/CO"
 say ""
+fi
 
 # --- (c, continued) idle CPU and RSS with 10 peers --------------------------------
+if part c; then
 say "(c) idle: $((PEERS + 1)) nodes (an organiser and $PEERS stalls whose tokens name it; they"
 say "    find each other through PEERS), all connected, then ${IDLE_S} s idle: CPU from"
 say "    /proc/PID/stat (utime+stime over the ${IDLE_S} s), RSS from /proc/PID/status"
@@ -303,4 +332,5 @@ else
                  "all " n " nodes", sum / n, max, rss / n / 1024, rmax / 1024 }'
 fi
 for n in $NODES; do stop "$n"; done
+fi
 exit $failed

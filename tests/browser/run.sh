@@ -24,4 +24,4 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
-exec node --test --test-concurrency=1 pages.test.js market.test.js https.test.js reserve.test.js
+exec node --test --test-concurrency=1 pages.test.js market.test.js https.test.js reserve.test.js drops.test.js

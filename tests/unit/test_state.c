@@ -383,10 +383,10 @@ test_hold_release_consume(void **state)
 
 /* ---- drops ------------------------------------------------------------ */
 
-/* A drop adds units that a local sale or hold may take only from its start
-   (SM_EDROP before, accepted at the start exactly); moves are not sales;
-   a peer's sale is applied whenever it comes (the peer checked its clock);
-   a later start of a second drop wins. */
+/* A drop adds units that a local sale, hold, move or write-off may take
+   only from its start (SM_EDROP before, accepted at the start exactly);
+   adding units is not gated; a peer's sale is applied whenever it comes
+   (the peer checked its clock); a later start of a second drop wins. */
 static void
 test_drop_start(void **state)
 {
@@ -400,14 +400,18 @@ test_drop_start(void **state)
     assert_refused(f, SM_EDROP, s_apply(f, &f->a, tu_sale("jam", 1, 450, NULL), LOCAL, start - 1));
     assert_refused(f, SM_EDROP, s_apply(f, &f->a, tu_hold("jam", 1, start + 60000), LOCAL,
                                         start - 1));
-    assert_int_equal(s_apply(f, &f->a, tu_move("jam", 1, &f->b.pub), LOCAL, start - 1), 0);
+    assert_refused(f, SM_EDROP, s_apply(f, &f->a, tu_move("jam", 1, &f->b.pub), LOCAL,
+                                        start - 1));
+    assert_refused(f, SM_EDROP, s_apply(f, &f->a, tu_adjust("jam", -1), LOCAL, start - 1));
+    assert_int_equal(s_apply(f, &f->a, tu_adjust("jam", 1), LOCAL, start - 1), 0);
+    assert_int_equal(s_apply(f, &f->a, tu_move("jam", 1, &f->b.pub), LOCAL, start), 0);
     assert_int_equal(s_apply(f, &f->a, tu_sale("jam", 1, 450, NULL), LOCAL, start), 0);
     assert_int_equal(s_apply(f, &f->a, tu_sale("jam", 1, 450, NULL), 0, NOW), 0);
     assert_int_equal(s_apply(f, &f->a, tu_drop("jam", 1, start + 10), LOCAL, NOW), 0);
     assert_int_equal(s_apply(f, &f->a, tu_drop("jam", 1, start - 10), LOCAL, NOW), 0);
     r = s_stock(f, "jam", &f->a);
     assert_int_equal(r.drop_starts_ms, start + 10);
-    assert_int_equal(sm__stock_units(&r), 3);
+    assert_int_equal(sm__stock_units(&r), 4);
 }
 
 /* ---- roster ----------------------------------------------------------- */

@@ -241,6 +241,55 @@ static void b_drop(sm_body *b)
     b->u.drop.starts_ms = S_T0_MS + 2 * 3600 * 1000;
 }
 
+/*  Drops of the long form, a raffle entry and a draw (proto/log.md).     */
+static void b_drop_first_come(sm_body *b)
+{
+    b->kind = SM_KIND_DROP;
+    s_sku(b->u.drop.sku, "TEE-BLK-M");
+    b->u.drop.qty = 30;
+    b->u.drop.starts_ms = S_T0_MS + 3600 * 1000;
+    b->u.drop.mode = SM_DROP_FIRST_COME;
+    b->u.drop.per_shopper = 2;
+    b->u.drop.pickup_minutes = 30;
+}
+static void b_drop_raffle(sm_body *b)
+{
+    b->kind = SM_KIND_DROP;
+    s_sku(b->u.drop.sku, "K\xc3\x84SE-200G");
+    b->u.drop.qty = 10;
+    b->u.drop.starts_ms = S_T0_MS + 3600 * 1000;
+    b->u.drop.mode = SM_DROP_RAFFLE;
+    b->u.drop.per_shopper = 1;
+    b->u.drop.closes_ms = S_T0_MS + 2 * 3600 * 1000;
+    b->u.drop.pickup_minutes = 60;
+    b->u.drop.has_commitment = true;
+    /* BLAKE2b-256 of the secret of stall-20-raffle.draw (32 bytes 0x5e) */
+    sm_hash_bytes((const uint8_t *) "^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^", 32, &b->u.drop.commitment);
+}
+static void b_raffle_entry(sm_body *b)
+{
+    b->kind = SM_KIND_RAFFLE_ENTRY;
+    memcpy(b->u.raffle_entry.drop_origin.b, s_keys[S_STALL].pk, 32);
+    b->u.raffle_entry.drop_seq = 18;
+    memset(b->u.raffle_entry.device, 0xd1, SM_HOLD_TAG_BYTES);
+    b->u.raffle_entry.has_client = true;
+    memset(b->u.raffle_entry.client, 0xc1, SM_HOLD_TAG_BYTES);
+}
+static void b_raffle_draw(sm_body *b)
+{
+    b->kind = SM_KIND_RAFFLE_DRAW;
+    b->u.raffle_draw.drop_seq = 18;
+    memset(b->u.raffle_draw.secret.b, 0x5e, SM_HASH_BYTES);
+    b->u.raffle_draw.head_count = 2;
+    /* ascending by origin: the organiser's key sorts before the stall's */
+    int lo = memcmp(s_keys[S_ORGANISER].pk, s_keys[S_STALL].pk, 32) < 0 ? S_ORGANISER : S_STALL;
+    memcpy(b->u.raffle_draw.heads[0].origin.b, s_keys[lo].pk, 32);
+    b->u.raffle_draw.heads[0].seq = 4;
+    memcpy(b->u.raffle_draw.heads[1].origin.b, s_keys[lo == S_STALL ? S_ORGANISER : S_STALL].pk, 32);
+    b->u.raffle_draw.heads[1].seq = 19;
+    b->u.raffle_draw.winners = 1;
+}
+
 /*  The logs, in order per author: seq is the position in its author's log. */
 static const s_vector s_vectors[] = {
     { "org-01-roster.admit-self",   S_ORGANISER, 0, b_admit_self },
@@ -263,6 +312,10 @@ static const s_vector s_vectors[] = {
     { "stall-14-stock.add-max",     S_STALL, 0, b_stock_add_big },
     { "stall-15-adjust-big-down",   S_STALL, 0, b_adjust_big_down },
     { "stall-16-hold-reservation",  S_STALL, 0, b_hold_reservation },
+    { "stall-17-drop-first-come",   S_STALL, 0, b_drop_first_come },
+    { "stall-18-drop-raffle",       S_STALL, 0, b_drop_raffle },
+    { "stall-19-raffle.entry",      S_STALL, 0, b_raffle_entry },
+    { "stall-20-raffle.draw",       S_STALL, 0, b_raffle_draw },
 };
 #define S_NVECTORS (sizeof s_vectors / sizeof s_vectors[0])
 
@@ -493,8 +546,8 @@ s_build_bad(s_bad *bad, size_t max, const s_built *good)
     w = S_NEW("bad-version-0", SM_EVERSION);
     s_head(w, 8, 0, 2, SM_KIND_STOCK_ADD);
     s_add_body(w, "TEE-BLK-M", 9, 40);
-    w = S_NEW("unknown-kind-12", SM_EKIND);
-    s_head(w, 8, 1, 2, 12);
+    w = S_NEW("unknown-kind-14", SM_EKIND);
+    s_head(w, 8, 1, 2, 14);
     s_add_body(w, "TEE-BLK-M", 9, 40);
     w = S_NEW("unknown-kind-0", SM_EKIND);
     s_head(w, 8, 1, 2, 0);
@@ -614,6 +667,67 @@ s_build_bad(s_bad *bad, size_t max, const s_built *good)
     s_head(w, 8, 1, 2, SM_KIND_HOLD);
     mpw_arr(w, 7); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000);
     mpw_str(w, "ABCDEFGHJ"); mpw_arr(w, 0); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    /* Drops of the long form, raffle entries and draws (proto/log.md). */
+    static const uint8_t zero32[32], key32[32] = { 1 };
+#define S_DROP(w, mode, per, closes, pickup, commit_len) do { \
+        mpw_arr(w, 8); mpw_str(w, "A"); mpw_uint(w, 10); mpw_uint(w, 1000); \
+        mpw_uint(w, mode); mpw_uint(w, per); mpw_uint(w, closes); mpw_uint(w, pickup); \
+        mpw_bin(w, zero32, commit_len); } while (0)
+    w = S_NEW("drop-mode-3", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 3, 1, 0, 10, 0);
+    w = S_NEW("drop-per-shopper-0", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 1, 0, 0, 10, 0);
+    w = S_NEW("drop-per-shopper-over-qty", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 1, 11, 0, 10, 0);
+    w = S_NEW("drop-pickup-0", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 1, 1, 0, 0, 0);
+    w = S_NEW("drop-first-come-closes", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 1, 1, 2000, 10, 0);
+    w = S_NEW("drop-raffle-no-commitment", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 2, 1, 2000, 10, 0);
+    w = S_NEW("drop-raffle-closes-before-start", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 2, 1, 1000, 10, 32);
+    w = S_NEW("drop-commitment-31-bytes", SM_EMALFORMED);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    S_DROP(w, 2, 1, 2000, 10, 31);
+    w = S_NEW("drop-of-5-fields", SM_EMALFORMED);
+    s_head(w, 8, 1, 2, SM_KIND_DROP);
+    mpw_arr(w, 5); mpw_str(w, "A"); mpw_uint(w, 10); mpw_uint(w, 1000); mpw_uint(w, 1);
+    mpw_uint(w, 1);
+#undef S_DROP
+    w = S_NEW("raffle-entry-device-7-bytes", SM_EMALFORMED);
+    s_head(w, 8, 1, 2, SM_KIND_RAFFLE_ENTRY);
+    mpw_arr(w, 4); mpw_bin(w, key32, 32); mpw_uint(w, 1); mpw_bin(w, key32, 7);
+    mpw_bin(w, "", 0);
+    w = S_NEW("raffle-entry-drop-seq-0", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_RAFFLE_ENTRY);
+    mpw_arr(w, 4); mpw_bin(w, key32, 32); mpw_uint(w, 0); mpw_bin(w, key32, 8);
+    mpw_bin(w, "", 0);
+    w = S_NEW("raffle-draw-of-its-own-seq", SM_EBODY);
+    s_head(w, 8, 1, 2, SM_KIND_RAFFLE_DRAW);
+    mpw_arr(w, 4); mpw_uint(w, 2); mpw_bin(w, key32, 32); mpw_arr(w, 0); mpw_uint(w, 0);
+    w = S_NEW("raffle-draw-heads-unsorted", SM_EBODY);
+    s_head(w, 8, 1, 3, SM_KIND_RAFFLE_DRAW);
+    mpw_arr(w, 4); mpw_uint(w, 2); mpw_bin(w, key32, 32); mpw_arr(w, 2);
+    mpw_arr(w, 2); mpw_bin(w, key32, 32); mpw_uint(w, 1);
+    mpw_arr(w, 2); mpw_bin(w, zero32, 32); mpw_uint(w, 1);
+    mpw_uint(w, 0);
+    w = S_NEW("raffle-draw-65-heads", SM_EBODY);
+    s_head(w, 8, 1, 3, SM_KIND_RAFFLE_DRAW);
+    mpw_arr(w, 4); mpw_uint(w, 2); mpw_bin(w, key32, 32); mpw_arr(w, 65);
+    for (int i = 0; i < 65; i++) {
+        uint8_t k[32] = { 0 };
+        k[0] = (uint8_t) i;
+        mpw_arr(w, 2); mpw_bin(w, k, 32); mpw_uint(w, 1);
+    }
+    mpw_uint(w, 0);
     w = S_NEW("hold-of-4-fields", SM_EMALFORMED);
     s_head(w, 8, 1, 2, SM_KIND_HOLD);
     mpw_arr(w, 4); mpw_str(w, "A"); mpw_uint(w, 1); mpw_uint(w, 1000); mpw_str(w, "");
@@ -697,8 +811,24 @@ s_describe(FILE *f, const sm_entry *e)
                 (long long)b->u.adjust.delta, b->u.adjust.reason);
         break;
     case SM_KIND_DROP:
-        fprintf(f, "sku=\"%s\" qty=%u starts_ms=%llu\n", b->u.drop.sku, b->u.drop.qty,
+        fprintf(f, "sku=\"%s\" qty=%u starts_ms=%llu", b->u.drop.sku, b->u.drop.qty,
                 (unsigned long long)b->u.drop.starts_ms);
+        if (b->u.drop.mode)
+            fprintf(f, " mode=%u per_shopper=%u closes_ms=%llu pickup_minutes=%u commitment=%s",
+                    b->u.drop.mode, b->u.drop.per_shopper,
+                    (unsigned long long)b->u.drop.closes_ms, b->u.drop.pickup_minutes,
+                    b->u.drop.has_commitment ? "32 bytes" : "none");
+        fputc('\n', f);
+        break;
+    case SM_KIND_RAFFLE_ENTRY:
+        fprintf(f, "drop_seq=%llu device=8 bytes client=%s\n",
+                (unsigned long long)b->u.raffle_entry.drop_seq,
+                b->u.raffle_entry.has_client ? "8 bytes" : "none");
+        break;
+    case SM_KIND_RAFFLE_DRAW:
+        fprintf(f, "drop_seq=%llu secret=32 bytes heads=%u winners=%u\n",
+                (unsigned long long)b->u.raffle_draw.drop_seq, b->u.raffle_draw.head_count,
+                b->u.raffle_draw.winners);
         break;
     case SM_KIND_ROSTER_ADMIT: {
         char hex[65];
@@ -730,7 +860,7 @@ static int
 s_generate(void)
 {
     static s_built good[S_NVECTORS];
-    static s_bad bad[96];
+    static s_bad bad[128];
     static char hex[2 * MPW_CAP + 1];
     char path[256];
     FILE *f;
@@ -973,7 +1103,7 @@ static void
 test_bad_vectors(void **state)
 {
     static s_built good[S_NVECTORS];
-    static s_bad bad[96];
+    static s_bad bad[128];
     static uint8_t bytes[MPW_CAP];
     char *line = NULL;
     size_t cap = 0, lines = 0;

@@ -83,6 +83,19 @@ fx_entry(sm_kind kind, sm_entry *e)
         s_fill(b->u.revoke.node.b, SM_KEY_BYTES, 0xa0);
         b->u.revoke.upto_seq = 17;
         break;
+    case SM_KIND_RAFFLE_ENTRY:
+        s_fill(b->u.raffle_entry.drop_origin.b, SM_KEY_BYTES, 0x40);
+        b->u.raffle_entry.drop_seq = 2;
+        s_fill(b->u.raffle_entry.device, SM_HOLD_TAG_BYTES, 0xd0);
+        break;
+    case SM_KIND_RAFFLE_DRAW:
+        b->u.raffle_draw.drop_seq = 2;
+        s_fill(b->u.raffle_draw.secret.b, SM_HASH_BYTES, 0x5e);
+        b->u.raffle_draw.head_count = 1;
+        s_fill(b->u.raffle_draw.heads[0].origin.b, SM_KEY_BYTES, 0x40);
+        b->u.raffle_draw.heads[0].seq = 2;
+        b->u.raffle_draw.winners = 0;
+        break;
     }
 }
 
@@ -161,8 +174,28 @@ fx_encode(const sm_entry *e, mpw *w)
         mpw_str(w, b->u.adjust.reason);
         break;
     case SM_KIND_DROP:
-        mpw_arr(w, 3); mpw_str(w, b->u.drop.sku); mpw_uint(w, b->u.drop.qty);
-        mpw_uint(w, b->u.drop.starts_ms);
+        mpw_arr(w, b->u.drop.mode ? 8 : 3); mpw_str(w, b->u.drop.sku);
+        mpw_uint(w, b->u.drop.qty); mpw_uint(w, b->u.drop.starts_ms);
+        if (!b->u.drop.mode)
+            break;
+        mpw_uint(w, b->u.drop.mode); mpw_uint(w, b->u.drop.per_shopper);
+        mpw_uint(w, b->u.drop.closes_ms); mpw_uint(w, b->u.drop.pickup_minutes);
+        mpw_bin(w, b->u.drop.commitment.b, b->u.drop.has_commitment ? 32 : 0);
+        break;
+    case SM_KIND_RAFFLE_ENTRY:
+        mpw_arr(w, 4); mpw_bin(w, b->u.raffle_entry.drop_origin.b, SM_KEY_BYTES);
+        mpw_uint(w, b->u.raffle_entry.drop_seq); mpw_bin(w, b->u.raffle_entry.device, 8);
+        mpw_bin(w, b->u.raffle_entry.client, b->u.raffle_entry.has_client ? 8 : 0);
+        break;
+    case SM_KIND_RAFFLE_DRAW:
+        mpw_arr(w, 4); mpw_uint(w, b->u.raffle_draw.drop_seq);
+        mpw_bin(w, b->u.raffle_draw.secret.b, 32);
+        mpw_arr(w, b->u.raffle_draw.head_count);
+        for (uint32_t i = 0; i < b->u.raffle_draw.head_count; i++) {
+            mpw_arr(w, 2); mpw_bin(w, b->u.raffle_draw.heads[i].origin.b, SM_KEY_BYTES);
+            mpw_uint(w, b->u.raffle_draw.heads[i].seq);
+        }
+        mpw_uint(w, b->u.raffle_draw.winners);
         break;
     case SM_KIND_ROSTER_ADMIT:
         mpw_arr(w, 3); mpw_bin(w, b->u.admit.node.b, SM_KEY_BYTES);

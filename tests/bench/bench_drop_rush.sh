@@ -1,0 +1,93 @@
+#!/bin/bash
+# The first-come drop's rush on a real node (make bench runs it):
+#
+#   bash tests/bench/bench_drop_rush.sh [BUILD]        (from the repo root; BUILD=build)
+#
+# A node (init, market create, run on a free 127.0.0.1 port) with a
+# first-come drop of 100 mugs (per_shopper 2) starting a few seconds ahead.
+# PHONES (default 5000) websocket clients connect to /ws (build/tools/wsprobe
+# --fanout, paced, 200 a source address); once all have their snapshot the
+# rush begins at the start: REQUESTS (default 2000) reservations of one mug
+# each, spread over the first second, from 200 loopback source addresses
+# (127.0.1.x) with a device id each (tests/bench/drop_rush.py).  Printed,
+# with the targets of the drops issue:
+#   - every request answered (201, or 409 limit / sold out), p99 <= 250 ms;
+#   - 0 oversold: the drop's ledger takes at most 100 units, the stall's
+#     units never below 0;
+#   - the phones' fan-out: per phone, the time from the rush's start to its
+#     first delta (wsprobe), and when the last unit went (last 201).
+# Every process started here is stopped by its PID; every wait is bounded.
+# Figures on a loaded machine are indicative only.  Exits 1 if a target
+# is missed or a measurement failed.  Knobs: BENCH_DROP_PHONES,
+# BENCH_DROP_REQUESTS.
+BUILD=${1:-build}
+BIN=$BUILD/stallmesh
+PROBE=$BUILD/tools/wsprobe
+PHONES=${BENCH_DROP_PHONES:-5000}
+REQUESTS=${BENCH_DROP_REQUESTS:-2000}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-rush.XXXXXX") || exit 1
+NODE_PID=
+cleanup() {
+    [ -n "$NODE_PID" ] && kill -TERM "$NODE_PID" 2>/dev/null
+    for _ in $(seq 1 50); do [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.1; done
+    [ -n "$NODE_PID" ] && kill -KILL "$NODE_PID" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+die() { echo "bench_drop_rush: $*" >&2; exit 1; }
+[ -x "$BIN" ] && [ -x "$PROBE" ] || die "build first (make all tools)"
+command -v python3 >/dev/null || die "python3 is needed"
+PORT=
+for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 30000))
+    [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { PORT=$p; break; }
+done
+[ -n "$PORT" ] || die "no free port"
+BASE=http://127.0.0.1:$PORT
+"$BIN" --dir "$TMP/n" init --name "Rush stall" >/dev/null || die "init"
+"$BIN" --dir "$TMP/n" market create --name "Rush market" --currency GBP >/dev/null || die "market"
+"$BIN" --dir "$TMP/n" run --http "127.0.0.1:$PORT" --listen none >"$TMP/node.log" 2>&1 &
+NODE_PID=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null --max-time 1 "$BASE/readyz" && break; sleep 0.1; done
+TOKEN=$(cat "$TMP/n/api-token")
+post() { curl -s --max-time 10 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$2" "$BASE$1"; }
+post /api/items '{"sku":"mug","name":"Speckled mug","price":2800}' >/dev/null
+post /api/stock/add '{"sku":"mug","qty":100}' >/dev/null
+START=$(( $(date +%s) + 15 ))
+DROP=$(post /api/drops "{\"sku\":\"mug\",\"qty\":100,\"starts\":\"$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ)\",\"mode\":\"first_come\",\"per_shopper\":2}" \
+       | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+[ -n "$DROP" ] || die "the drop was not created"
+SOURCES=$(( (PHONES + 199) / 200 )); [ $SOURCES -gt 254 ] && SOURCES=254
+echo "first-come drop rush: 100 mugs, per_shopper 2; $PHONES phones on /ws, $REQUESTS reservations"
+echo "in the first second from 200 addresses; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# The rush waits for the start (the phones connect meanwhile), then runs.
+RUSH="t0=\$(date +%s%N); while [ \$(date +%s) -lt $START ]; do sleep 0.05; done; echo \$(( (\$(date +%s%N) - t0) / 1000000 )) > $TMP/slept; python3 $HERE/drop_rush.py $PORT $REQUESTS 200 mug 1.0 > $TMP/rush.out"
+out=$(timeout 300 "$PROBE" "ws://127.0.0.1:$PORT/ws" --fanout --clients "$PHONES" --sources $SOURCES \
+      --rounds 1 --pid $NODE_PID --timeout-ms 60000 --trigger "$RUSH" 2>"$TMP/probe.err")
+ws=$(printf '%s\n' "$out" | grep '^wsprobe: ')
+[ -s "$TMP/rush.out" ] || { [ "$(date +%s)" -lt "$START" ] && die "the phones took past the start to connect: $(tail -2 "$TMP/probe.err")"; 
+                            sh -c "$RUSH"; }
+rush=$(cat "$TMP/rush.out")
+echo "  $rush"
+if [ -n "$ws" ] && [ -s "$TMP/slept" ]; then
+    slept=$(cat "$TMP/slept")
+    p99=$(printf '%s\n' "$ws" | sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p')
+    mx=$(printf '%s\n' "$ws" | sed -n 's/.* max_ms=\([^ ]*\).*/\1/p')
+    echo "  phones: $PHONES connected through the rush; from the start to each phone's first delta:"
+    echo "    p99 $(awk -v a="$p99" -v b="$slept" 'BEGIN { printf "%.0f", a - b }') ms, max $(awk -v a="$mx" -v b="$slept" 'BEGIN { printf "%.0f", a - b }') ms (wsprobe, less the wait for the start)"
+else
+    echo "  phones: wsprobe failed: $(tail -2 "$TMP/probe.err")"
+fi
+taken=$(curl -s --max-time 10 "$BASE/api/drops/$DROP/ledger" | sed -n 's/.*"taken":\([0-9]*\).*/\1/p')
+here=$(curl -s --max-time 10 "$BASE/api/stock" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([l["units"] for i in d["items"] if i["sku"]=="mug" for l in i["locations"]][0])')
+echo "  units taken by the drop's ledger: $taken (of 100), mugs left here: $here"
+field() { printf '%s\n' "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+ok=1
+[ "$(field "$rush" answered)" = "$REQUESTS" ] || { echo "  MISSED: not every request was answered"; ok=0; }
+[ "$(field "$rush" other)" = 0 ] || echo "  note: answers other than 201/409 (see codes): 429 is the per-address rate"
+p99=$(field "$rush" p99_ms)
+awk -v p="$p99" 'BEGIN { exit !(p <= 250) }' || { echo "  MISSED: p99 $p99 ms > 250 ms"; ok=0; }
+[ -n "$taken" ] && [ "$taken" -le 100 ] && [ "${here:-0}" -ge 0 ] || { echo "  MISSED: oversold"; ok=0; }
+[ $ok = 1 ] && echo "  targets met (answered, p99 <= 250 ms, 0 oversold)"
+[ $ok = 1 ]

@@ -1,0 +1,125 @@
+// Browser tests of drops: a phone (/) and the stall's till (/till) against
+// one real node (build/stallmesh run on 127.0.0.1), in Debian's Chromium
+// driven by playwright-core.  Run with `make browser`.  Each test starts its
+// own node and stops it (by PID) when it ends; each has a time limit.  With
+// SHOTS=DIR set, screenshots of both pages at 390 px and desktop width are
+// written there (outside the repo).
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { Node, launchBrowser, until } = require('./harness');
+
+const TEST_MS = 90000;
+const UI_MS = 15000;
+const SHOTS = process.env.SHOTS || '';
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { if (browser) await browser.close(); });
+
+async function stall(t) {
+  const node = await Node.create('Pottery Stall');
+  t.after(async () => {
+    try { await node.stop(); } finally { node.remove(); }
+  });
+  await node.start();
+  await node.addItem('mug', 'Speckled mug', 2800, 10);
+  await node.addItem('vase', 'Tall vase', 6500, 3);
+  return node;
+}
+
+async function open(t, url, width = 1280) {
+  const ctx = await browser.newContext({ locale: 'en-GB', timezoneId: 'Europe/London',
+                                         viewport: { width, height: 900 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(UI_MS);
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  await page.goto(url);
+  return page;
+}
+
+const text = async (loc) => (await loc.textContent()).replace(/\s+/g, ' ').trim();
+const iso = (ms) => new Date(ms).toISOString();
+
+async function shoot(page, name) {
+  if (!SHOTS) return;
+  for (const width of [390, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: path.join(SHOTS, `${name}-${width}.png`), fullPage: false });
+  }
+}
+
+// The countdown reaches zero and Reserve opens without a reload; the
+// phone's clock is 2 minutes fast (left unset) and the countdown still follows
+// the node's: uncorrected, Reserve would be open from the first.
+test('a first-come drop: the countdown reaches zero and Reserve opens', { timeout: TEST_MS }, async (t) => {
+  const node = await stall(t);
+  const starts = Date.now() + 6000;
+  await node.must('POST', '/api/drops', { sku: 'mug', qty: 4, starts: iso(starts), mode: 'first_come',
+                                          per_shopper: 2 });
+  const page = await open(t, node.url + '/', 390);
+  // A phone whose clock is 2 minutes ahead: the page must count by the node's.
+  await page.addInitScript(() => {
+    const skew = 120000, real = Date.now.bind(Date);
+    Date.now = () => real() + skew;
+  });
+  await page.reload();
+  const drop = page.locator('#drop-list li').first();
+  await until('the drop with its countdown', UI_MS, async () => /Opens in 0:0\d/.test(await text(drop.locator('.count'))));
+  const reserve = drop.getByRole('button', { name: 'Reserve' });
+  assert.equal(await reserve.isDisabled(), true, 'Reserve is shut before the start');
+  await shoot(page, 'drop-upcoming');
+  await until('Reserve to open at the start', 12000, async () => !(await reserve.isDisabled()));
+  assert.ok(Date.now() >= starts - 1500, 'Reserve opened by the node\'s clock, not 2 minutes early');
+  await reserve.click();
+  const hold = page.locator('#hold-list li');
+  await until('the reservation with its code', UI_MS, async () => (await hold.locator('.code').count()) === 1);
+  assert.match(await text(hold.locator('.code')), /^[2-9A-HJKMNP-Z]{6}$/);
+  await until('units left to fall', UI_MS, async () => /Live: 3 left/.test(await text(drop.locator('.count'))));
+  assert.deepEqual(page.errors, []);
+});
+
+// A phone enters a raffle, the stall's till draws it, the phone shows its
+// result and (the only entrant wins) its pickup code.
+test('a raffle: the phone enters, the till draws, the phone shows it won with its code', { timeout: TEST_MS }, async (t) => {
+  const node = await stall(t);
+  const now = Date.now();
+  await node.must('POST', '/api/drops', { sku: 'vase', qty: 1, starts: iso(now + 2000), closes: iso(now + 9000),
+                                          mode: 'raffle', per_shopper: 1, pickup_minutes: 20 });
+  const phone = await open(t, node.url + '/', 390);
+  const drop = phone.locator('#drop-list li').first();
+  const enter = drop.getByRole('button', { name: 'Enter' });
+  await until('Enter to open', UI_MS, async () => (await enter.count()) === 1 && !(await enter.isDisabled()));
+  await enter.click();
+  await until('the phone to say it entered', UI_MS, async () => /^Entered\. Entries close in/.test(await text(drop.locator('.count'))));
+  await shoot(phone, 'drop-entered');
+
+  const till = await open(t, node.url + '/till', 1280);
+  await till.fill('#token', node.token);
+  await till.getByRole('button', { name: 'Save token' }).click();
+  const tdrop = till.locator('#drop-list li').first();
+  await until('the till to show the raffle with 1 entry', UI_MS, async () => /1 entries/.test(await text(tdrop)));
+  const draw = tdrop.getByRole('button', { name: 'Draw' });
+  await until('Draw after the close', 20000, async () => (await draw.count()) === 1);
+  await draw.click();
+  await until('the till to show the draw', UI_MS, async () => /drawn: 1 winners of 1 entries/.test(await text(tdrop)));
+  if (SHOTS) {
+    await till.locator('#drops').scrollIntoViewIfNeeded();
+    await till.locator('#drops').screenshot({ path: path.join(SHOTS, 'till-drops-1280.png') });
+    await till.setViewportSize({ width: 390, height: 900 });
+    await till.locator('#drops').screenshot({ path: path.join(SHOTS, 'till-drops-390.png') });
+  }
+
+  await until('the phone to show it won', 20000, async () => /^You won! Code [2-9A-HJKMNP-Z]{6}, pick up by \d\d:\d\d$/.test(await text(drop.locator('.count'))));
+  const code = (await text(drop.locator('.count'))).match(/Code (\w{6})/)[1];
+  const hold = phone.locator('#hold-list li');
+  await until('the win among the reservations', UI_MS, async () => (await hold.locator('.code').count()) === 1);
+  assert.equal(await text(hold.locator('.code')), code);
+  await shoot(phone, 'drop-won');
+  assert.deepEqual(phone.errors, []);
+  assert.deepEqual(till.errors, []);
+});
