@@ -5,7 +5,10 @@
     the entry's signature, as a disk that rots would.  Only an entry some
     other running honest node holds identically is damaged, so the market
     can always give it back (an entry only the damaged node held would be
-    lost, which no design can prevent).
+    lost, which no design can prevent).  Other faults go on meanwhile: a
+    restore or wipe of that holder before the damaged node is repaired can
+    leave the repair dropping the last copy of what lies past the damage;
+    the sales acknowledged there are then counted lost, as after a restore.
 
     When the node restarts it does what `stallmesh run` does: it checks
     every chain (sm_ledger_check with SM_CHECK_ALL_ORIGINS).  Then, as an
@@ -250,6 +253,10 @@ s_repair(sim_world *w, sim_node *nd)
         nd->restored = true;
         w->restores_done++;
         sim_node_remember_own(w, nd);  /* what it may fetch back, as after a wipe */
+        /* What it wrote past the damage may be gone, as after a restore. */
+        nd->nsales = 0;
+        nd->nholds = 0;
+        nd->has_last_sale = false;
     }
     char path[420];
     snprintf(path, sizeof path, "%s/data.mdb", aside);
@@ -259,6 +266,12 @@ s_repair(sim_world *w, sim_node *nd)
     snprintf(path, sizeof path, "%s/run.lock", aside);
     unlink(path);
     rmdir(aside);
+    /* Repair keeps each log only up to its damage: an acknowledged sale
+       past it that no other store holds any more (the market held it when
+       the byte was flipped, but a restore or wipe since took it from the
+       last node that did) is lost with the store moved aside.  What repair
+       cannot recover: README, "Damaged stores".                           */
+    sim_node_forget_lost_sales(w);
     w->counters[SIM_C_REPAIRED]++;
     for (uint32_t k = 0; k < w->damage->n; k++)
         if (w->damage->d[k].node == nd->index)

@@ -233,11 +233,13 @@ sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out)
     return rc;
 }
 
-/*  After a store went back in time: an acknowledged sale that no store
-    holds any more (that very entry) is lost for good; the checks expect it
-    missing.  Stores of processes that are down are opened for the look.  */
-static void
-s_forget_lost_sales(sim_world *w)
+/*  After a store went back in time (restored, wiped, or repaired: repair
+    keeps each log only up to its damage): an acknowledged sale that no
+    store holds any more (that very entry) is lost for good; the checks
+    expect it missing.  Stores of processes that are down are opened for
+    the look.                                                              */
+void
+sim_node_forget_lost_sales(sim_world *w)
 {
     sm_ledger *l[SIM_NODES_MAX];
     bool opened[SIM_NODES_MAX];
@@ -364,7 +366,7 @@ sim_node_restore(sim_world *w, sim_node *nd, bool wipe)
         sim_fail(w, "node %d: cannot restore its old copy", nd->index);
         return;
     }
-    s_forget_lost_sales(w);
+    sim_node_forget_lost_sales(w);
     if (wipe)
         sim_node_remember_own(w, nd);
     nd->restored = true;

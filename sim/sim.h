@@ -371,6 +371,9 @@ void sim_node_check_recovering(sim_world *w, sim_node *nd);
     sim_node_check_recovering accepts while nd fetches its own log back
     (after a wipe, or a repair that cut its own log).                      */
 void sim_node_remember_own(sim_world *w, sim_node *nd);
+/*  Mark lost every acknowledged sale whose entry no store holds any more
+    (after a restore, a wipe or a repair).                                 */
+void sim_node_forget_lost_sales(sim_world *w);
 /* The link hash of origin's entry at seq in ledger l; SM_ENOTFOUND if none. */
 int sim_entry_link(sm_ledger *l, const sm_id *origin, uint64_t seq, sm_hash *out);
 
