@@ -42,6 +42,7 @@ typedef struct {
     uint8_t routing[SM__CORE_ROUTING_MAX];
     size_t routing_len;
     sm_core_req *req;
+    uint64_t tag;              /* answered: sent once commit `tag` is durable */
 } s_pending;
 
 struct sm_core {
@@ -61,6 +62,11 @@ struct sm_core {
     s_pending *slots;          /* [SM_CORE_QUEUE_MAX]: requests being handled */
     s_pending **free_slots;
     size_t nfree;
+    s_pending **held;          /* [SM_CORE_QUEUE_MAX] ring: answered, waiting
+                                  for their commit to be durable (in order) */
+    size_t held_head, nheld;
+    bool put_off;              /* the sync was put off for queued work */
+    uint64_t put_off_at;       /* the durable mark then */
     uint64_t version;          /* last state version the web was woken for */
     bool answered;             /* answers sent since the last wake */
     /* copied under the lock for other threads */
@@ -162,8 +168,59 @@ s_slot_give(sm_core *self, s_pending *p)
     self->free_slots[self->nfree++] = p;
 }
 
+/* ---- durability: answers and sends wait for the sync ------------------ */
+
+/*  Send the held answers whose commit is durable, oldest first.            */
+static void
+s_release(sm_core *self)
+{
+    uint64_t durable = 0;
+    sm_ledger_durable(self->opts.ledger, NULL, &durable);
+    while (self->nheld) {
+        s_pending *p = self->held[self->held_head];
+        if (p->tag > durable)
+            break;
+        self->held_head = (self->held_head + 1) % SM_CORE_QUEUE_MAX;
+        self->nheld--;
+        p->req->commit_ns = s_mono_ns();
+        s_answer(self, self->router, p);
+        s_slot_give(self, p);
+    }
+}
+
+/*  Make every commit durable and send the answers held for it.  If the
+    sync fails, what was committed may not be on disk: the held writes are
+    answered with the error (none was acknowledged) and the engine's queue
+    stays unsent until a later sync succeeds.  0 or that error.             */
+static int
+s_durable(sm_core *self)
+{
+    int rc = sm_ledger_sync(self->opts.ledger);
+    if (rc != 0) {
+        sm_log_error("core: sync failed: %s; %zu writes refused", sm_strerror(rc), self->nheld);
+        for (size_t i = 0; i < self->nheld; i++) {
+            s_pending *p = self->held[(self->held_head + i) % SM_CORE_QUEUE_MAX];
+            if (p->req->rc == 0 || p->req->rc == SM_EEXIST)
+                p->req->rc = rc;
+            p->tag = 0;
+        }
+    }
+    s_release(self);
+    return rc;
+}
+
+/*  Send what the engine queued, if every commit is durable (else a later
+    s_settle will).                                                           */
+static void
+s_flush_if_durable(sm_core *self)
+{
+    if (self->mesh && sm_ledger_durable(self->opts.ledger, NULL, NULL))
+        sm_mesh_flush(self->mesh);
+}
+
 /*  The policy is done with a write: copy its outcome into the request and
-    send the request back to its submitter.                                 */
+    hold it until what was committed before the answer is durable; then it
+    goes back to its submitter (s_release).                                  */
 static void
 s_policy_answer(void *arg, sm_policy_write *w)
 {
@@ -174,9 +231,10 @@ s_policy_answer(void *arg, sm_policy_write *w)
     req->seq = w->seq;
     if (req->forward && w->rc == 0)
         req->body.u.hold.expires_ms = w->body.u.hold.expires_ms;
-    req->commit_ns = s_mono_ns();
-    s_answer(self, self->router, p);
-    s_slot_give(self, p);
+    sm_ledger_durable(self->opts.ledger, &p->tag, NULL);
+    assert(self->nheld < SM_CORE_QUEUE_MAX);
+    self->held[(self->held_head + self->nheld++) % SM_CORE_QUEUE_MAX] = p;
+    s_release(self);
 }
 
 /*  A peer's message, from the mesh transport: the policy applies it in its
@@ -187,7 +245,9 @@ s_mesh_deliver(void *arg, const sm_id *from, const uint8_t *msg, size_t len, uin
     sm_core *self = arg;
     bool durable = false;
     sm_policy_receive(self->policy, from, msg, len, now_ms, &durable);
-    return durable;
+    /* The round was committed on the way: the transport sends what the
+       engine queued as soon as this returns true, so make it durable. */
+    return durable && s_durable(self) == 0;
 }
 
 static int
@@ -206,7 +266,7 @@ s_tick(sm_core *self, uint64_t now_ms)
     sm_policy_tick(self->policy, now_ms, s_mono_ms());
     if (!self->mesh)
         return;
-    sm_mesh_flush(self->mesh);
+    s_flush_if_durable(self);
     pthread_mutex_lock(&self->peers_lock);
     self->npeers = 0;
     sm_gossip_peers_each(sm_mesh_gossip(self->mesh), s_peer_copy, self);
@@ -247,11 +307,14 @@ s_thread_start(sm_core *self, void **router_out)
     self->router = router;
     self->slots = calloc(SM_CORE_QUEUE_MAX, sizeof *self->slots);
     self->free_slots = calloc(SM_CORE_QUEUE_MAX, sizeof *self->free_slots);
-    if (!self->slots || !self->free_slots)
+    self->held = calloc(SM_CORE_QUEUE_MAX, sizeof *self->held);
+    if (!self->slots || !self->free_slots || !self->held)
         return SM_ENOMEM;
     for (size_t i = 0; i < SM_CORE_QUEUE_MAX; i++)
         s_slot_give(self, &self->slots[SM_CORE_QUEUE_MAX - 1 - i]);
     int rc;
+    if ((rc = sm_ledger_defer_sync(self->opts.ledger, true)) != 0)
+        return rc;
     if (self->opts.mesh) {
         self->mesh_opts.deliver = s_mesh_deliver;
         self->mesh_opts.deliver_arg = self;
@@ -271,6 +334,83 @@ s_thread_start(sm_core *self, void **router_out)
         return rc;
     sm_ledger_version(self->opts.ledger, &self->version);
     return 0;
+}
+
+/*  Make everything durable, answer what waited for it, send what the
+    engine queued, wake the web thread.                                      */
+static void
+s_settle(sm_core *self)
+{
+    self->put_off = false;
+    if (s_durable(self) == 0 && self->mesh)
+        sm_mesh_flush(self->mesh);
+    s_wake_if_changed(self);
+}
+
+/*  Before the loop waits or goes on to queued work (`ready`): settle, or
+    put the sync off so the next commit's own fdatasync makes this one
+    durable (store.h) and one sync serves two commits.  It is put off once;
+    again only while the durable mark moves with each commit and no peer
+    waits for what the engine queued (it is sent only when all is durable).
+    True if put off: go on with the queued work.                             */
+static bool
+s_put_off(sm_core *self, bool ready)
+{
+    uint64_t durable = 0;
+    if (sm_ledger_durable(self->opts.ledger, NULL, &durable)) {
+        self->put_off = false;
+        return false;
+    }
+    bool again = !self->mesh || self->npeers == 0;
+    if (ready && (!self->put_off || (again && durable > self->put_off_at))) {
+        self->put_off = true;
+        self->put_off_at = durable;
+        return true;
+    }
+    s_settle(self);
+    return false;
+}
+
+/*  Take up to batch_max queued requests into `batch`; their count.          */
+static size_t
+s_take(sm_core *self, void *router, sm_policy_write *batch, size_t batch_max, bool *stop)
+{
+    size_t n = 0;
+    int rc = 0;
+    s_pending *slot;
+    while (n < batch_max && (slot = s_slot_take(self)) != NULL) {
+        if ((rc = s_recv(router, slot, stop)) != 1 || !slot->req) {
+            s_slot_give(self, slot);
+            if (rc != 1)
+                break;
+            continue;
+        }
+        batch[n].body = slot->req->body;
+        batch[n].forward = slot->req->forward;
+        batch[n].at = slot->req->at;
+        batch[n].tag = slot;
+        n++;
+    }
+    if (rc < 0)
+        sm_log_warn("core: bad request message: %s", sm_strerror(rc));
+    return n;
+}
+
+/*  The sockets and descriptors to wait on; their count.                     */
+static size_t
+s_poll_items(sm_core *self, void *router, zmq_pollitem_t *items, size_t cap)
+{
+    void *socks[4 + 2 * SM_PEERS_MAX];
+    size_t ns = 0;
+    socks[ns++] = router;
+    if (self->mesh)
+        ns += sm_mesh_sockets(self->mesh, socks + ns, cap - ns - 1);
+    for (size_t i = 0; i < ns; i++)
+        items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
+    int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
+    if (fd >= 0 && ns < cap)   /* the discovery beacon's UDP socket */
+        items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
+    return ns;
 }
 
 static void *
@@ -294,35 +434,16 @@ s_thread(void *arg)
     uint64_t next_mesh_ms = s_mono_ms() + SM__MESH_TICK_MS;
     enum { ITEMS_MAX = 4 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
-    void *socks[ITEMS_MAX];
     while (true) {
-        size_t n = 0;
-        rc = 0;
-        s_pending *slot;
-        while (n < batch_max && (slot = s_slot_take(self)) != NULL) {
-            if ((rc = s_recv(router, slot, &stop)) != 1 || !slot->req) {
-                s_slot_give(self, slot);
-                if (rc != 1)
-                    break;
-                continue;
-            }
-            batch[n].body = slot->req->body;
-            batch[n].forward = slot->req->forward;
-            batch[n].at = slot->req->at;
-            batch[n].tag = slot;
-            n++;
-        }
-        if (rc < 0)
-            sm_log_warn("core: bad request message: %s", sm_strerror(rc));
+        size_t n = s_take(self, router, batch, batch_max, &stop);
         uint64_t now_ms = s_now_ms();
         if (n > 0) {
             uint64_t start_ns = s_mono_ns();
             sm_policy_batch(self->policy, batch, n, now_ms, s_mono_ms());
             if (self->opts.metrics)
                 sm_metrics_commit_ns(self->opts.metrics, s_mono_ns() - start_ns);
-            if (self->mesh)
-                sm_mesh_flush(self->mesh);     /* push what was committed at once */
-            s_wake_if_changed(self);           /* the answers are out: collect them */
+            s_flush_if_durable(self);          /* push what is durable at once */
+            s_wake_if_changed(self);           /* answers out: collect them */
         }
         if (self->mesh) {
             sm_mesh_process(self->mesh, now_ms);
@@ -338,22 +459,18 @@ s_thread(void *arg)
             next_tick_ms = mono_ms + SM__CORE_SWEEP_MS;
         }
         sm_policy_step(self->policy, now_ms, mono_ms);
-        if (self->mesh)
-            sm_mesh_flush(self->mesh);     /* all the policy committed, and only that */
+        s_flush_if_durable(self);  /* all the policy committed, and only that */
         s_wake_if_changed(self);
-        if (n == batch_max)
+        if (n == batch_max) {
+            s_put_off(self, true);
             continue;              /* more may be queued */
+        }
         if (stop && sm_policy_pending(self->policy) == 0)
             break;
-        size_t ns = 0;
-        socks[ns++] = router;
-        if (self->mesh)
-            ns += sm_mesh_sockets(self->mesh, socks + ns, ITEMS_MAX - ns);
-        for (size_t i = 0; i < ns; i++)
-            items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
-        int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
-        if (fd >= 0 && ns < ITEMS_MAX)   /* the discovery beacon's UDP socket */
-            items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
+        size_t ns = s_poll_items(self, router, items, ITEMS_MAX);
+        if (!sm_ledger_durable(self->opts.ledger, NULL, NULL)
+            && s_put_off(self, zmq_poll(items, (int) ns, 0) > 0))
+            continue;
         uint64_t wake_ms = next_tick_ms;
         if (self->mesh && next_mesh_ms < wake_ms)
             wake_ms = next_mesh_ms;
@@ -368,6 +485,9 @@ s_thread(void *arg)
             break;
         }
     }
+    s_settle(self);
+    if ((rc = sm_ledger_defer_sync(self->opts.ledger, false)) != 0)
+        sm_log_error("core: final sync failed: %s", sm_strerror(rc));
     sm_policy_destroy(&self->policy);
     sm_mesh_destroy(&self->mesh);
     free(batch);
@@ -459,6 +579,7 @@ sm_core_destroy(sm_core **self_p)
     pthread_mutex_destroy(&self->peers_lock);
     free(self->slots);
     free(self->free_slots);
+    free(self->held);
     sm_identity_wipe(&self->mesh_opts.identity);
     free(self);
     *self_p = NULL;
