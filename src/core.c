@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "logger.h"
@@ -65,8 +67,17 @@ struct sm_core {
     s_pending **held;          /* [SM_CORE_QUEUE_MAX] ring: answered, waiting
                                   for their commit to be durable (in order) */
     size_t held_head, nheld;
-    bool put_off;              /* the sync was put off for queued work */
-    uint64_t put_off_at;       /* the durable mark then */
+    /* the sync thread (s_syncer): makes commits durable while the core
+       takes and commits the next batch */
+    pthread_t syncer;
+    bool syncer_started;
+    int sync_fd;               /* eventfd: a sync is done (polled by the core) */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    bool sync_want, sync_done, sync_quit;   /* under sync_lock */
+    int sync_rc;               /* under sync_lock */
+    bool sync_busy;            /* core thread: a sync asked for, not collected */
+    uint64_t sync_upto;        /* core thread: the last commit it covers */
     uint64_t version;          /* last state version the web was woken for */
     bool answered;             /* answers sent since the last wake */
     /* copied under the lock for other threads */
@@ -74,6 +85,9 @@ struct sm_core {
     sm_gossip_peer peers[SM_PEERS_MAX];
     size_t npeers;
 };
+
+static int s_syncer_start(sm_core *self);
+static void s_syncer_stop(sm_core *self);
 
 struct sm_core_client {
     sm_core *core;
@@ -188,23 +202,34 @@ s_release(sm_core *self)
     }
 }
 
-/*  Make every commit durable and send the answers held for it.  If the
-    sync fails, what was committed may not be on disk: the held writes are
-    answered with the error (none was acknowledged) and the engine's queue
-    stays unsent until a later sync succeeds.  0 or that error.             */
+/*  A sync failed: what was committed up to `upto` may not be on disk.  The
+    writes held for it are answered with the error (none was acknowledged);
+    what the engine queued stays unsent until a later sync succeeds.        */
+static void
+s_sync_failed(sm_core *self, int rc, uint64_t upto)
+{
+    sm_log_error("core: sync failed: %s; the writes waiting for it refused", sm_strerror(rc));
+    for (size_t i = 0; i < self->nheld; i++) {
+        s_pending *p = self->held[(self->held_head + i) % SM_CORE_QUEUE_MAX];
+        if (p->tag > upto)
+            break;
+        if (p->req->rc == 0 || p->req->rc == SM_EEXIST)
+            p->req->rc = rc;
+        p->tag = 0;
+    }
+    s_release(self);
+}
+
+/*  Make every commit durable now, on this thread, and send the answers
+    held for it.  0 or the sync's error.                                     */
 static int
 s_durable(sm_core *self)
 {
+    uint64_t upto = 0;
+    sm_ledger_durable(self->opts.ledger, &upto, NULL);
     int rc = sm_ledger_sync(self->opts.ledger);
-    if (rc != 0) {
-        sm_log_error("core: sync failed: %s; %zu writes refused", sm_strerror(rc), self->nheld);
-        for (size_t i = 0; i < self->nheld; i++) {
-            s_pending *p = self->held[(self->held_head + i) % SM_CORE_QUEUE_MAX];
-            if (p->req->rc == 0 || p->req->rc == SM_EEXIST)
-                p->req->rc = rc;
-            p->tag = 0;
-        }
-    }
+    if (rc != 0)
+        s_sync_failed(self, rc, upto);
     s_release(self);
     return rc;
 }
@@ -313,7 +338,8 @@ s_thread_start(sm_core *self, void **router_out)
     for (size_t i = 0; i < SM_CORE_QUEUE_MAX; i++)
         s_slot_give(self, &self->slots[SM_CORE_QUEUE_MAX - 1 - i]);
     int rc;
-    if ((rc = sm_ledger_defer_sync(self->opts.ledger, true)) != 0)
+    if ((rc = sm_ledger_defer_sync(self->opts.ledger, true)) != 0
+        || (rc = s_syncer_start(self)) != 0)
         return rc;
     if (self->opts.mesh) {
         self->mesh_opts.deliver = s_mesh_deliver;
@@ -341,34 +367,116 @@ s_thread_start(sm_core *self, void **router_out)
 static void
 s_settle(sm_core *self)
 {
-    self->put_off = false;
     if (s_durable(self) == 0 && self->mesh)
         sm_mesh_flush(self->mesh);
     s_wake_if_changed(self);
 }
 
-/*  Before the loop waits or goes on to queued work (`ready`): settle, or
-    put the sync off so the next commit's own fdatasync makes this one
-    durable (store.h) and one sync serves two commits.  It is put off once;
-    again only while the durable mark moves with each commit and no peer
-    waits for what the engine queued (it is sent only when all is durable).
-    True if put off: go on with the queued work.                             */
-static bool
-s_put_off(sm_core *self, bool ready)
+/*  The sync thread: one fdatasync each time it is asked (sync_want).  The
+    core asks when something committed is not durable and no sync is under
+    way, then goes on taking and committing the next batch: that commit's
+    own fdatasync runs beside this one.                                      */
+static void *
+s_syncer(void *arg)
 {
-    uint64_t durable = 0;
-    if (sm_ledger_durable(self->opts.ledger, NULL, &durable)) {
-        self->put_off = false;
-        return false;
+    sm_core *self = arg;
+    pthread_mutex_lock(&self->sync_lock);
+    while (true) {
+        while (!self->sync_want && !self->sync_quit)
+            pthread_cond_wait(&self->sync_cond, &self->sync_lock);
+        if (self->sync_quit)
+            break;
+        self->sync_want = false;
+        pthread_mutex_unlock(&self->sync_lock);
+        int rc = sm_ledger_sync_file(self->opts.ledger);
+        pthread_mutex_lock(&self->sync_lock);
+        self->sync_rc = rc;
+        self->sync_done = true;
+        uint64_t one = 1;
+        if (write(self->sync_fd, &one, sizeof one) != (ssize_t) sizeof one)
+            sm_log_warn("core: cannot signal a sync's end");
     }
-    bool again = !self->mesh || self->npeers == 0;
-    if (ready && (!self->put_off || (again && durable > self->put_off_at))) {
-        self->put_off = true;
-        self->put_off_at = durable;
-        return true;
+    pthread_mutex_unlock(&self->sync_lock);
+    return NULL;
+}
+
+/*  Make every commit so far durable, unless all is or a sync is under
+    way: at once on this thread when nothing else waits (`ready` false: one
+    sale at a time pays no hand-over), else by the sync thread, while this
+    one takes and commits what is queued.                                    */
+static void
+s_sync_start(sm_core *self, bool ready)
+{
+    uint64_t committed = 0;
+    if (self->sync_busy || sm_ledger_durable(self->opts.ledger, &committed, NULL))
+        return;
+    if (!ready || !self->syncer_started) {
+        s_settle(self);
+        return;
     }
-    s_settle(self);
-    return false;
+    self->sync_busy = true;
+    self->sync_upto = committed;           /* every meta written before the ask */
+    pthread_mutex_lock(&self->sync_lock);
+    self->sync_want = true;
+    pthread_cond_signal(&self->sync_cond);
+    pthread_mutex_unlock(&self->sync_lock);
+}
+
+/*  The sync thread is done: record what it made durable, answer what waited
+    for it, send what the engine queued if all is durable.  While the mesh
+    has peers and commits went on meanwhile, the engine's queue would wait
+    for a later sync again: settle here, so it waits for one at most.        */
+static void
+s_sync_collect(sm_core *self)
+{
+    uint64_t n;
+    if (read(self->sync_fd, &n, sizeof n) != (ssize_t) sizeof n || !self->sync_busy)
+        return;
+    pthread_mutex_lock(&self->sync_lock);
+    bool done = self->sync_done;
+    int rc = self->sync_rc;
+    self->sync_done = false;
+    pthread_mutex_unlock(&self->sync_lock);
+    if (!done)
+        return;
+    self->sync_busy = false;
+    if (rc == 0)
+        sm_ledger_mark_durable(self->opts.ledger, self->sync_upto);
+    else
+        s_sync_failed(self, rc, self->sync_upto);
+    s_release(self);
+    if (self->mesh && self->npeers > 0 && !sm_ledger_durable(self->opts.ledger, NULL, NULL))
+        s_settle(self);
+    s_flush_if_durable(self);
+    s_wake_if_changed(self);
+}
+
+static int
+s_syncer_start(sm_core *self)
+{
+    self->sync_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->sync_fd < 0)
+        return SM_EIO;
+    if (pthread_create(&self->syncer, NULL, s_syncer, self) != 0)
+        return SM_ENOMEM;
+    self->syncer_started = true;
+    return 0;
+}
+
+static void
+s_syncer_stop(sm_core *self)
+{
+    if (self->syncer_started) {
+        pthread_mutex_lock(&self->sync_lock);
+        self->sync_quit = true;
+        pthread_cond_signal(&self->sync_cond);
+        pthread_mutex_unlock(&self->sync_lock);
+        pthread_join(self->syncer, NULL);
+        self->syncer_started = false;
+    }
+    if (self->sync_fd >= 0)
+        close(self->sync_fd);
+    self->sync_fd = -1;
 }
 
 /*  Take up to batch_max queued requests into `batch`; their count.          */
@@ -400,7 +508,7 @@ s_take(sm_core *self, void *router, sm_policy_write *batch, size_t batch_max, bo
 static size_t
 s_poll_items(sm_core *self, void *router, zmq_pollitem_t *items, size_t cap)
 {
-    void *socks[4 + 2 * SM_PEERS_MAX];
+    void *socks[5 + 2 * SM_PEERS_MAX];
     size_t ns = 0;
     socks[ns++] = router;
     if (self->mesh)
@@ -410,6 +518,8 @@ s_poll_items(sm_core *self, void *router, zmq_pollitem_t *items, size_t cap)
     int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
     if (fd >= 0 && ns < cap)   /* the discovery beacon's UDP socket */
         items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
+    if (self->sync_fd >= 0 && ns < cap)   /* a sync is done */
+        items[ns++] = (zmq_pollitem_t) { NULL, self->sync_fd, ZMQ_POLLIN, 0 };
     return ns;
 }
 
@@ -422,6 +532,8 @@ s_thread(void *arg)
     atomic_store(&self->start_err, rc);
     atomic_store(&self->bound, true);
     if (rc != 0) {
+        s_syncer_stop(self);
+        sm_ledger_defer_sync(self->opts.ledger, false);
         if (router)
             zmq_close(router);
         return NULL;
@@ -432,7 +544,7 @@ s_thread(void *arg)
     bool stop = false;
     uint64_t next_tick_ms = s_mono_ms() + SM__CORE_SWEEP_MS;   /* monotonic */
     uint64_t next_mesh_ms = s_mono_ms() + SM__MESH_TICK_MS;
-    enum { ITEMS_MAX = 4 + 2 * SM_PEERS_MAX };
+    enum { ITEMS_MAX = 5 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
     while (true) {
         size_t n = s_take(self, router, batch, batch_max, &stop);
@@ -461,16 +573,16 @@ s_thread(void *arg)
         sm_policy_step(self->policy, now_ms, mono_ms);
         s_flush_if_durable(self);  /* all the policy committed, and only that */
         s_wake_if_changed(self);
+        s_sync_collect(self);
         if (n == batch_max) {
-            s_put_off(self, true);
+            s_sync_start(self, true);
             continue;              /* more may be queued */
         }
         if (stop && sm_policy_pending(self->policy) == 0)
             break;
         size_t ns = s_poll_items(self, router, items, ITEMS_MAX);
-        if (!sm_ledger_durable(self->opts.ledger, NULL, NULL)
-            && s_put_off(self, zmq_poll(items, (int) ns, 0) > 0))
-            continue;
+        if (!self->sync_busy && !sm_ledger_durable(self->opts.ledger, NULL, NULL))
+            s_sync_start(self, zmq_poll(items, (int) ns, 0) > 0);
         uint64_t wake_ms = next_tick_ms;
         if (self->mesh && next_mesh_ms < wake_ms)
             wake_ms = next_mesh_ms;
@@ -484,7 +596,9 @@ s_thread(void *arg)
             sm_log_error("core: poll failed: %s", zmq_strerror(errno));
             break;
         }
+        s_sync_collect(self);
     }
+    s_syncer_stop(self);
     s_settle(self);
     if ((rc = sm_ledger_defer_sync(self->opts.ledger, false)) != 0)
         sm_log_error("core: final sync failed: %s", sm_strerror(rc));
@@ -518,7 +632,10 @@ sm_core_new(const sm_core_opts *opts, int *err)
         return NULL;
     }
     self->opts = *opts;
+    self->sync_fd = -1;
     pthread_mutex_init(&self->peers_lock, NULL);
+    pthread_mutex_init(&self->sync_lock, NULL);
+    pthread_cond_init(&self->sync_cond, NULL);
     if (opts->mesh) {
         self->mesh_opts = *opts->mesh;
         self->opts.mesh = &self->mesh_opts;
@@ -577,6 +694,8 @@ sm_core_destroy(sm_core **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     pthread_mutex_destroy(&self->peers_lock);
+    pthread_mutex_destroy(&self->sync_lock);
+    pthread_cond_destroy(&self->sync_cond);
     free(self->slots);
     free(self->free_slots);
     free(self->held);

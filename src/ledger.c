@@ -290,6 +290,20 @@ sm_ledger_sync(sm_ledger *self)
     return sm_store_sync(self->store);
 }
 
+int
+sm_ledger_sync_file(sm_ledger *self)
+{
+    assert(self);
+    return sm_store_sync_file(self->store);
+}
+
+void
+sm_ledger_mark_durable(sm_ledger *self, uint64_t upto)
+{
+    assert(self);
+    sm_store_mark_durable(self->store, upto);
+}
+
 bool
 sm_ledger_durable(sm_ledger *self, uint64_t *committed, uint64_t *durable)
 {

@@ -458,6 +458,21 @@ sm_store_sync(sm_store *store)
     return rc;
 }
 
+int
+sm_store_sync_file(sm_store *store)
+{
+    assert(store);
+    return s_err_write(store, mdb_env_sync(store->env, 1));
+}
+
+void
+sm_store_mark_durable(sm_store *store, uint64_t upto)
+{
+    assert(store && upto <= store->committed);
+    if (upto > store->durable)
+        store->durable = upto;
+}
+
 void
 sm_store_marks(const sm_store *store, uint64_t *committed, uint64_t *durable)
 {

@@ -79,6 +79,11 @@ int sm_store_defer_sync(sm_store *store, bool on);
 /*  Make every commit so far durable (fdatasync); 0 at once if they are.     */
 int sm_store_sync(sm_store *store);
 void sm_store_marks(const sm_store *store, uint64_t *committed, uint64_t *durable);
+/*  The fdatasync alone, from any thread (it reads no mark): what was
+    committed when it was called is durable when it returns 0; the writer's
+    thread then says so with sm_store_mark_durable(that commit's id).        */
+int sm_store_sync_file(sm_store *store);
+void sm_store_mark_durable(sm_store *store, uint64_t upto);
 /*  Abandon and free; safe with NULL and twice.  A borrowed handle is only
     freed: its transaction goes on.                                           */
 void sm_txn_abort(sm_txn **txn_p);

@@ -138,6 +138,12 @@ int sm_ledger_sync(sm_ledger *self);
 /*  True if every commit so far is durable.  *committed and *durable (may be
     NULL) get the last commit's id and the last durable one's.              */
 bool sm_ledger_durable(sm_ledger *self, uint64_t *committed, uint64_t *durable);
+/*  The sync alone, for a thread of its own (any thread; it reads no mark):
+    every commit made before the call is durable when it returns 0; the
+    writer's thread then records it (sm_ledger_mark_durable with the last
+    commit's id read before the call).                                       */
+int sm_ledger_sync_file(sm_ledger *self);
+void sm_ledger_mark_durable(sm_ledger *self, uint64_t upto);
 
 /*  Append a local entry with `body`: assigns seq, prev and hlc, signs it,
     checks it against the state (SM_ENOSTOCK, SM_ENOSKU, SM_ENOSALE,
