@@ -15,7 +15,15 @@
     by the mesh transport, to the policy's ingest round and commit it; run
     the timers (the mesh's, the policy's tick, its parked writes); only then
     send what the engine queued (sm_mesh_flush); call wake.  The core takes
-    no decision of its own about what to write: that is the policy's.     */
+    no decision of its own about what to write: that is the policy's.
+
+    Durability: commits leave their meta page unsynced
+    (sm_ledger_defer_sync); the policy's answers are held (s_policy_answer)
+    and the engine's queue unsent until the commit before them is durable
+    (policy.c, s_commit, states the rule).  Before waiting, the core makes
+    everything durable itself when nothing else is queued, or asks the sync
+    thread (s_syncer) and goes on with the queued work, whose commit's own
+    fdatasync also covers the previous one (store.h).                         */
 #include "core.h"
 
 #include <assert.h>
