@@ -334,6 +334,13 @@ sm_api_refresh(sm_api *self, uint64_t now_ms, char **delta, size_t *delta_len)
     return rc;
 }
 
+bool
+sm_api_clock_due(sm_api *self, uint64_t now_ms)
+{
+    assert(self);
+    return sm_snapshot_clock_due(self->snap, now_ms);
+}
+
 /*  Build the snapshot if none was built yet: 0 or an error.                */
 static int
 s_snap_ensure(sm_api *self, uint64_t now_ms)

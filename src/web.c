@@ -699,12 +699,16 @@ s_conns_init(sm_web *self)
 
 /*  Every SM__TICK_MS: close connections past their deadline, write the
     counts of throttled log lines that are due.                              */
+static void s_refresh_soon(sm_web *self);
+
 static void
 s_tick(lws_sorted_usec_list_t *sul)
 {
     sm_web *self = lws_container_of(sul, sm_web, tick_sul);
     s_conn_sweep(self);
     sm_log_throttle_flush();
+    if (self->ws_count > 0 && sm_api_clock_due(self->api, s_now_ms()))
+        s_refresh_soon(self);          /* a drop opened or closed by the clock */
     lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
                      (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
 }
