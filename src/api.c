@@ -365,6 +365,18 @@ sm_api_snapshot_message(sm_api *self, const char **msg, size_t *len)
     return 0;
 }
 
+int
+sm_api_snapshot_restamp(sm_api *self, uint64_t now_ms, const char **msg, size_t *len)
+{
+    assert(self && msg && len);
+    int rc = s_snap_ensure(self, now_ms);
+    if (rc == 0)
+        rc = sm_snapshot_restamp(self->snap, now_ms);
+    if (rc == 0)
+        *msg = sm_snapshot_message(self->snap, len);
+    return rc;
+}
+
 /*  GET /api/stock: the snapshot's body, shared by reference (no copy): a
     refresh while the answer is still being sent does not free it.          */
 int

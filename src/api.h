@@ -145,6 +145,9 @@ void sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
 /*  Free a write that was never submitted.                                  */
 void sm_api_cancel(sm_api *self, sm_core_req *write);
 
+/*  The websocket snapshot message (as sm_api_snapshot_message) with the
+    node's clock "now_ms" set to now_ms.                                     */
+int sm_api_snapshot_restamp(sm_api *self, uint64_t now_ms, const char **msg, size_t *len);
 /*  Whether the clock moved a drop's phase since the last rebuild, so that
     sm_api_refresh would rebuild (the web thread asks on its tick).         */
 bool sm_api_clock_due(sm_api *self, uint64_t now_ms);

@@ -60,7 +60,7 @@ typedef struct {
 /*  One build.                                                               */
 typedef struct {
     bool built;
-    uint64_t version;
+    uint64_t version, as_of_ms;
     s_run items;                    /* in sku order */
     s_run drops;                    /* listed by start; refs in id order */
     uint64_t clock_ms;              /* the next phase change by the clock; 0 none */
@@ -309,14 +309,14 @@ s_item_json(const sm_snapshot *self, const s_collect *c, const sm_item *it,
     "as_of":..,"node":..,"items":[...]}; with `drops` (the websocket
     snapshot) also "now_ms" and "drops":[...].                               */
 static void
-s_document(const sm_snapshot *self, sm_json_buf *b, const char *type,
-           uint64_t version, uint64_t now_ms, const s_run *items, const s_run *drops)
+s_document(const sm_snapshot *self, sm_json_buf *b, const char *type, uint64_t version,
+           uint64_t as_of_ms, uint64_t now_ms, const s_run *items, const s_run *drops)
 {
     sm_json_obj_open(b);
     if (type)
         sm_json_kstr(b, "type", type);
     sm_json_kuint(b, "version", version);
-    sm_json_ktime(b, "as_of", now_ms);
+    sm_json_ktime(b, "as_of", as_of_ms);
     sm_json_kid(b, "node", &self->node);
     sm_json_key(b, "items");
     sm_json_arr_open(b);
@@ -425,8 +425,8 @@ s_build_new(const sm_snapshot *self, uint64_t now_ms, s_build *out)
     if (rc == 0)
         rc = s_drops_new(self, now_ms, &out->drops, &out->clock_ms);
     if (rc == 0) {
-        s_document(self, &body, NULL, version, now_ms, &out->items, NULL);
-        s_document(self, &msg, "snapshot", version, now_ms, &out->items, &out->drops);
+        s_document(self, &body, NULL, version, now_ms, now_ms, &out->items, NULL);
+        s_document(self, &msg, "snapshot", version, now_ms, now_ms, &out->items, &out->drops);
         if (body.failed || msg.failed)
             rc = SM_ENOMEM;
     }
@@ -440,6 +440,7 @@ s_build_new(const sm_snapshot *self, uint64_t now_ms, s_build *out)
     }
     out->built = true;
     out->version = version;
+    out->as_of_ms = now_ms;
     out->msg = msg.p;
     out->msg_len = msg.len;
     return 0;
@@ -518,6 +519,23 @@ sm_snapshot_ensure(sm_snapshot *self, uint64_t now_ms)
     /* Nothing borrowed can exist yet, so this frees nothing a caller holds. */
     int rc = s_build_new(self, now_ms, &self->cur);
     return rc == 0 ? 1 : rc;
+}
+
+int
+sm_snapshot_restamp(sm_snapshot *self, uint64_t now_ms)
+{
+    assert(self->cur.built);
+    s_build *c = &self->cur;
+    sm_json_buf msg = { 0 };
+    s_document(self, &msg, "snapshot", c->version, c->as_of_ms, now_ms, &c->items, &c->drops);
+    size_t len;
+    char *text = sm_json_take(&msg, &len);
+    if (!text)
+        return SM_ENOMEM;
+    free(c->msg);
+    c->msg = text;
+    c->msg_len = len;
+    return 0;
 }
 
 bool

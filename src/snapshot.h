@@ -46,6 +46,11 @@ bool sm_snapshot_clock_due(const sm_snapshot *self, uint64_t now_ms);
 int sm_snapshot_refresh(sm_snapshot *self, uint64_t now_ms, char **delta,
                         size_t *delta_len);
 
+/*  Write the websocket snapshot message again with "now_ms" now_ms, the
+    rest as built (a phone sets its clock by it: a message built a minute
+    ago would say the node's clock is a minute behind).  Only once built;
+    0 or SM_ENOMEM (the message stays).                                      */
+int sm_snapshot_restamp(sm_snapshot *self, uint64_t now_ms);
 /*  The built snapshot's state version (its ETag).  Only once built.        */
 uint64_t sm_snapshot_version(const sm_snapshot *self);
 /*  The websocket snapshot message (borrowed until the next rebuild).  Only

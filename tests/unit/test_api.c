@@ -875,9 +875,9 @@ only_drop(json_t *m)
 }
 
 /*  The websocket carries the drops: the snapshot lists them with the node's
-    clock; a delta names a drop whose units left moved (a hold), and one at
-    its start though the state did not move (the clock opened it); a delta
-    that changed no drop has no "drops" at all.                              */
+    clock (as sent, not as built); a delta names a drop whose units left
+    moved (a hold), and one at its start though the state did not move (the
+    clock opened it); a delta that changed no drop has no "drops" at all.   */
 static void
 test_delta_drops(void **state)
 {
@@ -897,6 +897,13 @@ test_delta_drops(void **state)
     assert_string_equal(jstr(only_drop(m), "phase"), "upcoming");
     assert_int_equal(jint(only_drop(m), "units_left"), 2);
     int64_t version = jint(m, "version");
+    json_decref(m);
+    /* Sent later, the snapshot says the node's clock then, as built else. */
+    assert_int_equal(sm_api_snapshot_restamp(f->api, NOW + 5000, &msg, &len), 0);
+    m = json_loadb(msg, len, 0, NULL);
+    assert_int_equal(jint(m, "now_ms"), (int64_t) NOW + 5000);
+    assert_string_equal(jstr(m, "as_of"), "2023-11-14T22:13:20.000Z");
+    assert_int_equal(json_array_size(json_object_get(m, "drops")), 1);
     json_decref(m);
 
     /* Nothing moved: no delta, and the clock is not due before the start. */
