@@ -1231,7 +1231,7 @@ s_ws_established(sm_web *self, s_conn *conn)
         || strcmp(uri, "/ws") != 0)
         return -1;
     s_client_addr(self, conn->wsi, conn->client, sizeof conn->client);
-    if (self->refresh_due)
+    if (self->refresh_due || sm_api_clock_due(self->api, s_now_ms()))
         s_refresh(self);           /* its snapshot is the state as it is now */
     s_snapshot_clock(self);
     /* Counted against its address since accept, like every connection. */
