@@ -218,6 +218,15 @@ int sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at,
     and its shopper's tags (the answerer budgets and limits per shopper).   */
 int sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
                            const sm_body *hold, uint64_t now_ms);
+/*  Forward a raffle entry (a body of kind SM_KIND_RAFFLE_ENTRY: the drop
+    and the entrant's tags) to peer `at`, which appends it on its own log
+    (ENTRY_ASK, proto/mesh.md 7.10).  Returns and lifetime as
+    sm_gossip_ask_hold; sm_gossip_hold_result then gives the entry's *seq
+    on at's log (*expires_ms 0) or the refusal (SM_EENTERED,
+    SM_EDROPCLOSED, SM_EDROP, SM_ENODROP, SM_EBUSY, ...), and
+    sm_gossip_hold_forget forgets it.  Holds and entries share req_ids.   */
+int sm_gossip_ask_entry(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                        const sm_body *entry, uint64_t now_ms);
 bool sm_gossip_hold_result(sm_gossip *self, uint64_t req_id, int *code,
                            uint64_t *seq, uint64_t *expires_ms);
 void sm_gossip_hold_forget(sm_gossip *self, uint64_t req_id);
