@@ -385,6 +385,40 @@ v_hold_done_refused(sm_wire_msg *m)
     m->u.hold_done.code = SM_ENOSTOCK;
 }
 static void
+v_entry_ask(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_ASK;
+    m->u.entry_ask.req_id = 44;
+    s_id(&m->u.entry_ask.drop_origin, S_STALL);
+    m->u.entry_ask.drop_seq = 9;
+    memset(m->u.entry_ask.device, 0xde, sizeof m->u.entry_ask.device);
+    m->u.entry_ask.has_client = true;
+    memset(m->u.entry_ask.client, 0xc1, sizeof m->u.entry_ask.client);
+}
+static void
+v_entry_ask_no_client(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_ASK;
+    m->u.entry_ask.req_id = UINT64_MAX;
+    s_id(&m->u.entry_ask.drop_origin, S_STALL);
+    m->u.entry_ask.drop_seq = SM_SEQ_MAX;
+    memset(m->u.entry_ask.device, 0xde, sizeof m->u.entry_ask.device);
+}
+static void
+v_entry_done(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_DONE;
+    m->u.entry_done.req_id = 44;
+    m->u.entry_done.seq = 18;
+}
+static void
+v_entry_done_refused(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_DONE;
+    m->u.entry_done.req_id = 45;
+    m->u.entry_done.code = SM_EENTERED;
+}
+static void
 v_fork(sm_wire_msg *m)
 {
     s_make_forged();
@@ -424,6 +458,10 @@ static const s_good s_goods[] = {
     { "hold-ask-anonymous",   v_hold_ask_anonymous },
     { "hold-done",            v_hold_done },
     { "hold-done-refused",    v_hold_done_refused },
+    { "entry-ask",            v_entry_ask },
+    { "entry-ask-no-client",  v_entry_ask_no_client },
+    { "entry-done",           v_entry_done },
+    { "entry-done-refused",   v_entry_done_refused },
 };
 #define S_NGOODS (sizeof s_goods / sizeof s_goods[0])
 
@@ -506,6 +544,16 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         mpw_uint(w, (uint64_t)-m->u.hold_done.code); mpw_uint(w, m->u.hold_done.seq);
         mpw_uint(w, m->u.hold_done.expires_ms);
         break;
+    case SM_MSG_ENTRY_ASK:
+        mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, m->u.entry_ask.req_id);
+        mpw_bin(w, m->u.entry_ask.drop_origin.b, 32); mpw_uint(w, m->u.entry_ask.drop_seq);
+        mpw_bin(w, m->u.entry_ask.device, 8);
+        mpw_bin(w, m->u.entry_ask.client, m->u.entry_ask.has_client ? 8 : 0);
+        break;
+    case SM_MSG_ENTRY_DONE:
+        mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, m->u.entry_done.req_id);
+        mpw_uint(w, (uint64_t)-m->u.entry_done.code); mpw_uint(w, m->u.entry_done.seq);
+        break;
     }
 }
 
@@ -581,6 +629,17 @@ s_msg_equal(const sm_wire_msg *a, const sm_wire_msg *b)
                a->u.hold_done.code == b->u.hold_done.code &&
                a->u.hold_done.seq == b->u.hold_done.seq &&
                a->u.hold_done.expires_ms == b->u.hold_done.expires_ms;
+    case SM_MSG_ENTRY_ASK:
+        return a->u.entry_ask.req_id == b->u.entry_ask.req_id &&
+               memcmp(a->u.entry_ask.drop_origin.b, b->u.entry_ask.drop_origin.b, 32) == 0 &&
+               a->u.entry_ask.drop_seq == b->u.entry_ask.drop_seq &&
+               memcmp(a->u.entry_ask.device, b->u.entry_ask.device, 8) == 0 &&
+               a->u.entry_ask.has_client == b->u.entry_ask.has_client &&
+               (!a->u.entry_ask.has_client || memcmp(a->u.entry_ask.client, b->u.entry_ask.client, 8) == 0);
+    case SM_MSG_ENTRY_DONE:
+        return a->u.entry_done.req_id == b->u.entry_done.req_id &&
+               a->u.entry_done.code == b->u.entry_done.code &&
+               a->u.entry_done.seq == b->u.entry_done.seq;
     }
     return false;
 }
@@ -717,8 +776,8 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 2); mpw_str(w, "HEADS"); mpw_arr(w, 0);
     w = S_NEW("unknown-type-0", SM_EKIND);
     mpw_arr(w, 2); mpw_uint(w, 0); mpw_arr(w, 0);
-    w = S_NEW("unknown-type-11", SM_EKIND);
-    mpw_arr(w, 2); mpw_uint(w, 11); mpw_arr(w, 0);
+    w = S_NEW("unknown-type-13", SM_EKIND);
+    mpw_arr(w, 2); mpw_uint(w, 13); mpw_arr(w, 0);
     w = S_NEW("unknown-type-200", SM_EKIND);
     mpw_arr(w, 1); mpw_uint(w, 200);
     w = S_NEW("heads-of-3-fields", SM_EMALFORMED);
@@ -727,14 +786,16 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 3); mpw_uint(w, 3); s_key32(w, 1); mpw_uint(w, 1);
 
     /* HELLO */
+    w = S_NEW("hello-version-3", SM_EVERSION);   /* before ENTRY_ASK */
+    s_hello_head(w, 5, 3); mpw_str(w, "");
     w = S_NEW("hello-version-2", SM_EVERSION);   /* before shoppers in HOLD_ASK */
     s_hello_head(w, 5, 2); mpw_str(w, "");
     w = S_NEW("hello-version-1", SM_EVERSION);   /* before multi-hop units asks */
     s_hello_head(w, 5, 1); mpw_str(w, "tcp://192.168.1.17:7400");
     w = S_NEW("hello-version-0", SM_EVERSION);
     s_hello_head(w, 5, 0); mpw_str(w, "");
-    w = S_NEW("hello-version-4-other-shape", SM_EVERSION);
-    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 4); mpw_arr(w, 0);
+    w = S_NEW("hello-version-5-other-shape", SM_EVERSION);
+    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 5); mpw_arr(w, 0);
     w = S_NEW("hello-version-negative", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 1); mpw_int(w, -1);
     s_key32(w, 1); s_key32(w, 2); mpw_str(w, "");
@@ -975,6 +1036,30 @@ s_build_bad(s_bad *bad, size_t max)
     w = S_NEW("hold-done-of-4-fields", SM_EMALFORMED);
     mpw_arr(w, 4); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 3);
 
+    /* ENTRY_ASK, ENTRY_DONE */
+    w = S_NEW("entry-ask-drop-seq-0", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); s_key32(w, 1); mpw_uint(w, 0);
+    mpw_bin(w, "12345678", 8); mpw_bin(w, "", 0);
+    w = S_NEW("entry-ask-no-device", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); s_key32(w, 1); mpw_uint(w, 1);
+    mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("entry-ask-client-7-bytes", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); s_key32(w, 1); mpw_uint(w, 1);
+    mpw_bin(w, "12345678", 8); mpw_bin(w, "1234567", 7);
+    w = S_NEW("entry-ask-drop-origin-31-bytes", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); mpw_bin(w, s_keys[S_STALL].pk, 31);
+    mpw_uint(w, 1); mpw_bin(w, "12345678", 8); mpw_bin(w, "", 0);
+    w = S_NEW("entry-done-entered-seq-0", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 0);
+    w = S_NEW("entry-done-refused-with-seq", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, 133); mpw_uint(w, 3);
+    w = S_NEW("entry-done-refusal-over-limit", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_ENTRY_REFUSAL_MAX + 1);
+    mpw_uint(w, 0);
+    w = S_NEW("entry-done-of-5-fields", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 3);
+    mpw_uint(w, 1);
+
     /* FORK */
     w = S_NEW("fork-same-entry-twice", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 8); s_key32(w, 1); mpw_uint(w, 2);
@@ -1077,6 +1162,19 @@ s_describe(FILE *f, const sm_wire_msg *m)
                 m->u.hold_done.code ? sm_errname(m->u.hold_done.code) : "held",
                 (unsigned long long)m->u.hold_done.seq,
                 (unsigned long long)m->u.hold_done.expires_ms);
+        break;
+    case SM_MSG_ENTRY_ASK:
+        fprintf(f, " req_id=%llu", (unsigned long long)m->u.entry_ask.req_id);
+        s_hexline(f, " drop_origin=", m->u.entry_ask.drop_origin.b, 32);
+        fprintf(f, " drop_seq=%llu device=8 bytes client=%s\n",
+                (unsigned long long)m->u.entry_ask.drop_seq,
+                m->u.entry_ask.has_client ? "8 bytes" : "none");
+        break;
+    case SM_MSG_ENTRY_DONE:
+        fprintf(f, " req_id=%llu refusal=%d (%s) seq=%llu\n",
+                (unsigned long long)m->u.entry_done.req_id, -m->u.entry_done.code,
+                m->u.entry_done.code ? sm_errname(m->u.entry_done.code) : "entered",
+                (unsigned long long)m->u.entry_done.seq);
         break;
     }
 }
@@ -1751,7 +1849,7 @@ test_types_and_versions(void **state)
     sm_wire_msg out;
     (void)state;
     s_load_log();
-    for (uint64_t t = 11; t < 300; t += 7) {
+    for (uint64_t t = 13; t < 300; t += 7) {
         mpw_init(&w);
         mpw_arr(&w, 3); mpw_uint(&w, t); mpw_str(&w, "x"); mpw_nil(&w);
         assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EKIND);
@@ -1766,9 +1864,9 @@ test_types_and_versions(void **state)
     assert_string_equal(out.u.hello.endpoint, "tcp://10.0.0.9:7400");
 
     mpw_init(&w);
-    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 4); mpw_str(&w, "new"); mpw_arr(&w, 0);
+    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 5); mpw_str(&w, "new"); mpw_arr(&w, 0);
     assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EVERSION);
-    assert_int_equal(out.u.hello.version, 4);
+    assert_int_equal(out.u.hello.version, 5);
     assert_string_equal(out.u.hello.endpoint, "");
     uint8_t zero[32] = { 0 };
     assert_memory_equal(out.u.hello.node.b, zero, 32);
@@ -1779,7 +1877,9 @@ test_types_and_versions(void **state)
     assert_string_equal(sm_wire_type_name(0), "?");
     assert_string_equal(sm_wire_type_name(SM_MSG_HOLD_ASK), "HOLD_ASK");
     assert_string_equal(sm_wire_type_name(SM_MSG_HOLD_DONE), "HOLD_DONE");
-    assert_string_equal(sm_wire_type_name(11), "?");
+    assert_string_equal(sm_wire_type_name(SM_MSG_ENTRY_ASK), "ENTRY_ASK");
+    assert_string_equal(sm_wire_type_name(SM_MSG_ENTRY_DONE), "ENTRY_DONE");
+    assert_string_equal(sm_wire_type_name(13), "?");
     assert_string_equal(sm_wire_type_name(-1), "?");
 }
 
