@@ -17,6 +17,12 @@
 #   - a hold made through nginx at the mirror lands on the stall's log, and
 #     holds are rate-limited per viewer address (curl bound to 127.0.0.2 and
 #     127.0.0.3: nginx passes each in X-Forwarded-For, the mirror trusts it);
+#   - a raffle entry made through nginx at the mirror is forwarded to the
+#     drop's stall (ENTRY_ASK), lands on its log as a raffle.entry and is
+#     counted by its draw; the same device again, or another from the same
+#     address, is 409 already_entered; the mirror rate-limits entries per
+#     address (429), refuses a draw (403 read_only), and answers 503
+#     stall_unreachable while the stall is down;
 #   - the mirror refuses every write route with 403 read_only, holds no
 #     units, and converges with the market after being stopped while the
 #     stall sold;
@@ -182,20 +188,6 @@ check "the stall restocks (201)" '[ "$code" = 201 ]' "$code $body"
 check "the stall's stock reaches the mirror" \
     'until_true 20 has_sku M jam && until_true 20 same_digest A M'
 
-# A raffle at the stall, entered below by viewers through nginx and the mirror.
-iso() { date -u -d "@$(( $(date +%s) + $1 ))" +%Y-%m-%dT%H:%M:%SZ; }
-wait_until() {
-    local t; t=$(date -u -d "$1" +%s)
-    for _ in $(seq 1 300); do [ "$(date +%s)" -gt "$t" ] && return 0; sleep 0.1; done
-    return 1
-}
-req O POST /api/items '{"sku":"tea","name":"Tea caddy","price":900}'
-req A POST /api/stock/add '{"sku":"tea","qty":2}'
-R_START=$(iso 4); R_CLOSE=$(iso 10)
-req A POST /api/drops "{\"sku\":\"tea\",\"qty\":2,\"starts\":\"$R_START\",\"closes\":\"$R_CLOSE\",\"mode\":\"raffle\",\"per_shopper\":1}"
-RF=$(printf '%s' "$body" | jq -r '.id // empty')
-check "the stall creates a raffle (201)" '[ "$code" = 201 ] && [ -n "$RF" ]' "$code $body"
-
 # ---- nginx with the repository's configuration ---------------------------------
 NGP=$(free_port)
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
@@ -233,60 +225,6 @@ NGINX_PID=$!
 NG="http://127.0.0.1:$NGP"
 until_true 10 curl -s -o /dev/null --max-time 1 "$NG/api/stock" \
     || { nok "nginx starts" "$(cat "$TMP/nginx/logs/error.log")"; finish; }
-
-# ---- a raffle entered through nginx and the mirror ------------------------------
-# enter ADDRESS DEVICE [BASE]: a viewer's raffle entry from ADDRESS (through
-# nginx unless BASE is given); sets $code and $body.
-enter() {
-    code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface "$1" \
-        -H 'Content-Type: application/json' --data-binary "{\"device\":\"$2\"}" \
-        "${3:-$NG}/api/drops/$RF/entries")
-    body=$(cat "$TMP/body")
-}
-drop_at() { get "$1" "/api/drops/$RF" | jq -r "$2"; }
-has_drop() { [ "$(drop_at M .drop.id)" = "$RF" ]; }
-until_true 20 has_drop || nok "the raffle reaches the mirror"
-wait_until "$R_START" || nok "waiting for the raffle's start"
-enter 127.0.0.5 viewer-1
-entry_id=$(printf '%s' "$body" | jq -r '.id // empty')
-check "a raffle entry through nginx and the mirror is 201, appended by the stall" \
-    '[ "$code" = 201 ] && [ "${entry_id%%:*}" = "${ID[A]}" ]' "$code $body"
-entry_kind() { sm A log --origin "${ID[A]}" 2>/dev/null | grep -c "raffle.entry"; }
-check "the stall's log holds it as a raffle.entry" '[ "$(entry_kind)" = 1 ]' \
-    "$(sm A log --origin "${ID[A]}" 2>&1 | tail -n 3)"
-check "the stall counts one entrant" '[ "$(drop_at A .drop.entries)" = 1 ]' "$(get A "/api/drops/$RF")"
-enter 127.0.0.6 viewer-1
-check "the same device again (from another address) is refused: 409 already_entered" \
-    '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = already_entered ]' "$code $body"
-enter 127.0.0.5 viewer-2
-check "another device from the same address is refused: 409 already_entered (one per address)" \
-    '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = already_entered ]' "$code $body"
-codes=""
-for i in $(seq 1 11); do enter 127.0.0.9 "flood-$i" "$(url M)"; codes="$codes $code"; done
-check "the mirror rate-limits a viewer's entries (10 a minute an address: then 429 rate_limited)" \
-    '[ "$code" = 429 ] && [ "$(printf "%s" "$body" | jq -r .error)" = rate_limited ]' "$codes: $body"
-req M POST "/api/drops/$RF/draw" ''
-check "the mirror refuses a draw with 403 read_only" \
-    '[ "$code" = 403 ] && [ "$(printf "%s" "$body" | jq -r .error)" = read_only ]' "$code $body"
-stop A
-disconnected() { ! connected "$@"; }
-until_true 20 disconnected M "${ID[A]}"
-enter 127.0.0.7 viewer-3
-check "with the stall down, an entry through the mirror is 503 stall_unreachable" \
-    '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' "$code $body"
-start A || { nok "stall A restarts" "$(tail -n 5 "$TMP/A.log")"; finish; }
-until_true 20 connected M "${ID[A]}" || nok "the mirror reconnects to the stall"
-wait_until "$R_CLOSE" || nok "waiting for the raffle's close"
-sleep 1
-req A POST "/api/drops/$RF/draw" ''
-check "the stall's draw counts the entry made through the mirror" \
-    '[ "$code" = 200 ] && [ "$(printf "%s" "$body" | jq -r .counted)" = 2 ]' "$code $body"
-drawn_at_m() { [ "$(get M "/api/drops/$RF/result?device=viewer-1" | jq -r .drawn)" = true ]; }
-until_true 10 drawn_at_m
-res=$(get M "/api/drops/$RF/result?device=viewer-1")
-check "the viewer's result through the mirror: drawn, counted, won (2 units, 2 entrants)" \
-    '[ "$(printf "%s" "$res" | jq -r ".counted and .won")" = true ]' "$res"
-until_true 20 same_digest A M || nok "the mirror converges with the stall after the draw"
 
 # ---- ETag and 304 through nginx ------------------------------------------------
 etag=$(curl -s -D - -o /dev/null --max-time 5 "$NG/api/stock" | tr -d '\r' | awk -F': ' 'tolower($1) == "etag" { print $2 }')
@@ -345,6 +283,73 @@ code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface 127.0.
     --data-binary '{"sku":"jam","qty":1}' "$(url M)/api/holds")
 check "X-Forwarded-For from a peer that is not a trusted proxy is ignored" \
     '[ "$code" = 201 ]' "$code $(cat "$TMP/body")"
+
+# ---- a raffle entered through nginx and the mirror ------------------------------
+# A raffle at the stall, entered below by viewers through nginx and the mirror.
+iso() { date -u -d "@$(( $(date +%s) + $1 ))" +%Y-%m-%dT%H:%M:%SZ; }
+wait_until() {
+    local t; t=$(date -u -d "$1" +%s)
+    for _ in $(seq 1 300); do [ "$(date +%s)" -gt "$t" ] && return 0; sleep 0.1; done
+    return 1
+}
+req O POST /api/items '{"sku":"tea","name":"Tea caddy","price":900}'
+req A POST /api/stock/add '{"sku":"tea","qty":2}'
+R_START=$(iso 3); R_CLOSE=$(iso 25)
+req A POST /api/drops "{\"sku\":\"tea\",\"qty\":2,\"starts\":\"$R_START\",\"closes\":\"$R_CLOSE\",\"mode\":\"raffle\",\"per_shopper\":1}"
+RF=$(printf '%s' "$body" | jq -r '.id // empty')
+check "the stall creates a raffle (201)" '[ "$code" = 201 ] && [ -n "$RF" ]' "$code $body"
+
+# enter ADDRESS DEVICE [BASE]: a viewer's raffle entry from ADDRESS (through
+# nginx unless BASE is given); sets $code and $body.
+enter() {
+    code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface "$1" \
+        -H 'Content-Type: application/json' --data-binary "{\"device\":\"$2\"}" \
+        "${3:-$NG}/api/drops/$RF/entries")
+    body=$(cat "$TMP/body")
+}
+drop_at() { get "$1" "/api/drops/$RF" | jq -r "$2"; }
+has_drop() { [ "$(drop_at M .drop.id)" = "$RF" ]; }
+until_true 20 has_drop || nok "the raffle reaches the mirror"
+wait_until "$R_START" || nok "waiting for the raffle's start"
+enter 127.0.0.5 viewer-1
+entry_id=$(printf '%s' "$body" | jq -r '.id // empty')
+check "a raffle entry through nginx and the mirror is 201, appended by the stall" \
+    '[ "$code" = 201 ] && [ "${entry_id%%:*}" = "${ID[A]}" ]' "$code $body"
+entry_kind() { sm A log --origin "${ID[A]}" 2>/dev/null | grep -c "raffle.entry"; }
+check "the stall's log holds it as a raffle.entry" '[ "$(entry_kind)" = 1 ]' \
+    "$(sm A log --origin "${ID[A]}" 2>&1 | tail -n 3)"
+check "the stall counts one entrant" '[ "$(drop_at A .drop.entries)" = 1 ]' "$(get A "/api/drops/$RF")"
+enter 127.0.0.6 viewer-1
+check "the same device again (from another address) is refused: 409 already_entered" \
+    '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = already_entered ]' "$code $body"
+enter 127.0.0.5 viewer-2
+check "another device from the same address is refused: 409 already_entered (one per address)" \
+    '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = already_entered ]' "$code $body"
+codes=""
+for i in $(seq 1 11); do enter 127.0.0.9 "flood-$i" "$(url M)"; codes="$codes $code"; done
+check "the mirror rate-limits a viewer's entries (10 a minute an address: then 429 rate_limited)" \
+    '[ "$code" = 429 ] && [ "$(printf "%s" "$body" | jq -r .error)" = rate_limited ]' "$codes: $body"
+req M POST "/api/drops/$RF/draw" ''
+check "the mirror refuses a draw with 403 read_only" \
+    '[ "$code" = 403 ] && [ "$(printf "%s" "$body" | jq -r .error)" = read_only ]' "$code $body"
+stop A
+disconnected() { ! connected "$@"; }
+until_true 20 disconnected M "${ID[A]}"
+enter 127.0.0.7 viewer-3
+check "with the stall down, an entry through the mirror is 503 stall_unreachable" \
+    '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' "$code $body"
+start A || { nok "stall A restarts" "$(tail -n 5 "$TMP/A.log")"; finish; }
+until_true 20 connected M "${ID[A]}" || nok "the mirror reconnects to the stall"
+wait_until "$R_CLOSE" || nok "waiting for the raffle's close"
+sleep 1
+req A POST "/api/drops/$RF/draw" ''
+check "the stall's draw counts the entry made through the mirror" \
+    '[ "$code" = 200 ] && [ "$(printf "%s" "$body" | jq -r .counted)" = 2 ]' "$code $body"
+drawn_at_m() { [ "$(get M "/api/drops/$RF/result?device=viewer-1" | jq -r .drawn)" = true ]; }
+until_true 10 drawn_at_m
+res=$(get M "/api/drops/$RF/result?device=viewer-1")
+check "the viewer's result through the mirror: drawn, counted, won (2 units, 2 entrants)" \
+    '[ "$(printf "%s" "$res" | jq -r ".counted and .won")" = true ]' "$res"
 
 # ---- the mirror is read-only and holds no units ---------------------------------
 codes=""
