@@ -2069,8 +2069,14 @@ s_same_hold_each(const sm_hold *h, void *arg)
     if (strcmp(h->code, m->u.hold_ask.code) != 0)
         return 0;
     /* The code is unique among open holds: this one or none. */
-    if (h->line_count == 1 && strcmp(h->sku, m->u.hold_ask.sku) == 0
-        && h->qty == m->u.hold_ask.qty
+    bool same = h->line_count == m->u.hold_ask.more_count + 1
+                && h->line_count <= SM_HOLD_LINES_MAX;
+    for (uint32_t i = 0; same && i < h->line_count; i++) {
+        const char *sku = i ? m->u.hold_ask.more[i - 1].sku : m->u.hold_ask.sku;
+        uint32_t qty = i ? m->u.hold_ask.more[i - 1].qty : m->u.hold_ask.qty;
+        same = strcmp(h->lines[i].sku, sku) == 0 && h->lines[i].qty == qty;
+    }
+    if (same
         && h->has_device == m->u.hold_ask.has_device
         && h->has_client == m->u.hold_ask.has_client
         && (!h->has_device || memcmp(h->device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES) == 0)
@@ -2174,6 +2180,12 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         hold.u.hold.has_client = m->u.hold_ask.has_client;
         memcpy(hold.u.hold.device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
         memcpy(hold.u.hold.client, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
+        hold.u.hold.more_count = m->u.hold_ask.more_count;
+        for (uint32_t i = 0; i < m->u.hold_ask.more_count; i++) {
+            memcpy(hold.u.hold.more[i].sku, m->u.hold_ask.more[i].sku,
+                   sizeof hold.u.hold.more[i].sku);
+            hold.u.hold.more[i].qty = m->u.hold_ask.more[i].qty;
+        }
         sm_reserve_refusal why;
         rc = sm_reserve_admit(self->ledger, &self->self, &self->hold_limits, &hold,
                               now_ms, &why);
@@ -2799,8 +2811,8 @@ sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
     assert(self && at && hold && hold->kind == SM_KIND_HOLD);
     const char *sku = hold->u.hold.sku;
     uint32_t qty = hold->u.hold.qty;
-    if (hold->u.hold.more_count)
-        return SM_EINVAL;           /* a forwarded hold has one line */
+    if (hold->u.hold.more_count > SM_HOLD_LINES_MAX - 1)
+        return SM_EINVAL;
     s_enter(self);
     size_t sku_len = strnlen(sku, SM_SKU_BYTES_MAX + 1);
     if (sku_len == 0 || sku_len > SM_SKU_BYTES_MAX || qty == 0 || qty > SM_QTY_MAX
@@ -2816,6 +2828,15 @@ sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
     msg.u.hold_ask.has_client = hold->u.hold.has_client;
     memcpy(msg.u.hold_ask.device, hold->u.hold.device, SM_HOLD_TAG_BYTES);
     memcpy(msg.u.hold_ask.client, hold->u.hold.client, SM_HOLD_TAG_BYTES);
+    msg.u.hold_ask.more_count = hold->u.hold.more_count;
+    for (uint32_t i = 0; i < hold->u.hold.more_count; i++) {
+        size_t n = strnlen(hold->u.hold.more[i].sku, SM_SKU_BYTES_MAX + 1);
+        if (n == 0 || n > SM_SKU_BYTES_MAX || hold->u.hold.more[i].qty == 0
+            || hold->u.hold.more[i].qty > SM_QTY_MAX)
+            return SM_EINVAL;
+        memcpy(msg.u.hold_ask.more[i].sku, hold->u.hold.more[i].sku, n);
+        msg.u.hold_ask.more[i].qty = hold->u.hold.more[i].qty;
+    }
     return s_fwd_send(self, req_id, at, &msg, &msg.u.hold_ask.req_id, now_ms);
 }
 

@@ -214,8 +214,9 @@ void sm_gossip_ask_done(sm_gossip *self, uint64_t req_id);
     exist at `at`, and expires there).                                       */
 int sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at,
                        const char *sku, uint32_t qty, uint64_t now_ms);
-/*  As sm_gossip_ask_hold for a one-line hold body, carrying its pickup code
-    and its shopper's tags (the answerer budgets and limits per shopper).   */
+/*  As sm_gossip_ask_hold for a hold body of one or more lines (held whole
+    or not at all there), carrying its pickup code and its shopper's tags
+    (the answerer budgets and limits per shopper).                          */
 int sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
                            const sm_body *hold, uint64_t now_ms);
 /*  Forward a raffle entry (a body of kind SM_KIND_RAFFLE_ENTRY: the drop

@@ -369,6 +369,17 @@ v_hold_ask_anonymous(sm_wire_msg *m)
     m->u.hold_ask.qty = 1;
 }
 static void
+v_hold_ask_lines(sm_wire_msg *m)
+{
+    v_hold_ask(m);
+    m->u.hold_ask.req_id = 46;
+    m->u.hold_ask.more_count = 2;
+    strcpy(m->u.hold_ask.more[0].sku, "MUG-BLU");
+    m->u.hold_ask.more[0].qty = 1;
+    strcpy(m->u.hold_ask.more[1].sku, "CAP");
+    m->u.hold_ask.more[1].qty = 3;
+}
+static void
 v_hold_done(sm_wire_msg *m)
 {
     m->type = SM_MSG_HOLD_DONE;
@@ -456,6 +467,7 @@ static const s_good s_goods[] = {
     { "hold-ask",             v_hold_ask },
     { "hold-ask-max",         v_hold_ask_max },
     { "hold-ask-anonymous",   v_hold_ask_anonymous },
+    { "hold-ask-lines",       v_hold_ask_lines },
     { "hold-done",            v_hold_done },
     { "hold-done-refused",    v_hold_done_refused },
     { "entry-ask",            v_entry_ask },
@@ -533,11 +545,16 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         s_mpw_signed(w, &m->u.fork.a); s_mpw_signed(w, &m->u.fork.b);
         break;
     case SM_MSG_HOLD_ASK:
-        mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
+        mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
         mpw_str(w, m->u.hold_ask.sku); mpw_uint(w, m->u.hold_ask.qty);
         mpw_str(w, m->u.hold_ask.code);
         mpw_bin(w, m->u.hold_ask.device, m->u.hold_ask.has_device ? 8 : 0);
         mpw_bin(w, m->u.hold_ask.client, m->u.hold_ask.has_client ? 8 : 0);
+        mpw_arr(w, m->u.hold_ask.more_count);
+        for (uint32_t i = 0; i < m->u.hold_ask.more_count; i++) {
+            mpw_arr(w, 2); mpw_str(w, m->u.hold_ask.more[i].sku);
+            mpw_uint(w, m->u.hold_ask.more[i].qty);
+        }
         break;
     case SM_MSG_HOLD_DONE:
         mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, m->u.hold_done.req_id);
@@ -555,6 +572,18 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         mpw_uint(w, (uint64_t)-m->u.entry_done.code); mpw_uint(w, m->u.entry_done.seq);
         break;
     }
+}
+
+static bool
+s_more_equal(const sm_wire_msg *a, const sm_wire_msg *b)
+{
+    if (a->u.hold_ask.more_count != b->u.hold_ask.more_count)
+        return false;
+    for (uint32_t i = 0; i < a->u.hold_ask.more_count; i++)
+        if (strcmp(a->u.hold_ask.more[i].sku, b->u.hold_ask.more[i].sku) != 0
+            || a->u.hold_ask.more[i].qty != b->u.hold_ask.more[i].qty)
+            return false;
+    return true;
 }
 
 /*  Field by field equality of two messages (entries by their bytes).       */
@@ -623,7 +652,8 @@ s_msg_equal(const sm_wire_msg *a, const sm_wire_msg *b)
                a->u.hold_ask.has_device == b->u.hold_ask.has_device &&
                a->u.hold_ask.has_client == b->u.hold_ask.has_client &&
                (!a->u.hold_ask.has_device || memcmp(a->u.hold_ask.device, b->u.hold_ask.device, 8) == 0) &&
-               (!a->u.hold_ask.has_client || memcmp(a->u.hold_ask.client, b->u.hold_ask.client, 8) == 0);
+               (!a->u.hold_ask.has_client || memcmp(a->u.hold_ask.client, b->u.hold_ask.client, 8) == 0) &&
+               s_more_equal(a, b);
     case SM_MSG_HOLD_DONE:
         return a->u.hold_done.req_id == b->u.hold_done.req_id &&
                a->u.hold_done.code == b->u.hold_done.code &&
@@ -995,29 +1025,50 @@ s_build_bad(s_bad *bad, size_t max)
 
     /* HOLD_ASK, HOLD_DONE */
     w = S_NEW("hold-ask-qty-0", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-qty-over-limit", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
-    mpw_uint(w, SM_QTY_MAX + 1); mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
+    mpw_uint(w, SM_QTY_MAX + 1); mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-sku-empty", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-sku-65-bytes", SM_ETOOBIG);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1);
     mpw_strn(w, long_text, SM_SKU_BYTES_MAX + 1); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-of-4-fields", SM_EMALFORMED);   /* version 2's HOLD_ASK */
     mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
     w = S_NEW("hold-ask-code-9-bytes", SM_ETOOBIG);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    mpw_str(w, "ABCDEFGHJ"); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, "ABCDEFGHJ"); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-device-7-bytes", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "1234567", 7); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "1234567", 7); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-client-a-str", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_str(w, "12345678"); mpw_arr(w, 0);
+    w = S_NEW("hold-ask-of-7-fields", SM_EMALFORMED);   /* version 3's HOLD_ASK */
     mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_str(w, "12345678");
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-ask-8-more-lines", SM_ETOOBIG);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, SM_HOLD_LINES_MAX);
+    for (uint32_t i = 0; i < SM_HOLD_LINES_MAX; i++) {
+        char sku[4] = { 'B', (char) ('a' + i), 0, 0 };
+        mpw_arr(w, 2); mpw_str(w, sku); mpw_uint(w, 1);
+    }
+    w = S_NEW("hold-ask-line-qty-0", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 1); mpw_arr(w, 2); mpw_str(w, "B"); mpw_uint(w, 0);
+    w = S_NEW("hold-ask-line-sku-twice", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 1); mpw_arr(w, 2); mpw_str(w, "A"); mpw_uint(w, 2);
+    w = S_NEW("hold-ask-line-as-str", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 1); mpw_str(w, "B");
     w = S_NEW("hold-done-held-seq-0", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 0);
     mpw_uint(w, 1000);
@@ -1081,7 +1132,7 @@ s_build_bad(s_bad *bad, size_t max)
     return n;
 }
 
-#define S_BAD_MAX 128u
+#define S_BAD_MAX 160u
 
 /* ------------------------------------------------------------------------ */
 /* Generation                                                                */
