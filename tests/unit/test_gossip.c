@@ -2260,6 +2260,62 @@ test_hold_ask_replayed(void **state)
     assert_converged(f);
 }
 
+/* A reservation of two lines forwarded as one HOLD_ASK: held whole at the
+   stall that holds the units (one hold of both lines), or not at all when
+   one line is short. */
+static void
+test_hold_ask_lines(void **state)
+{
+    net *f = net_new(2, 43);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    const sm_id *a = &f->id[0].pub;
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_item("cap", "Cap", 900)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("cap", 2)), 0);
+    pump(f);
+    sm_body h;
+    memset(&h, 0, sizeof h);
+    h.kind = SM_KIND_HOLD;
+    snprintf(h.u.hold.sku, sizeof h.u.hold.sku, "mug");
+    h.u.hold.qty = 2;
+    h.u.hold.more_count = 1;
+    snprintf(h.u.hold.more[0].sku, sizeof h.u.hold.more[0].sku, "cap");
+    h.u.hold.more[0].qty = 2;
+    snprintf(h.u.hold.code, sizeof h.u.hold.code, "4K7M2Q");
+    h.u.hold.has_device = true;
+    memset(h.u.hold.device, 0x33, SM_HOLD_TAG_BYTES);
+    assert_int_equal(sm_gossip_ask_hold_for(f->g[1], 9, a, &h, f->now), 0);
+    pump(f);
+    int code = 1;
+    uint64_t seq = 0, expires = 0;
+    assert_true(sm_gossip_hold_result(f->g[1], 9, &code, &seq, &expires));
+    assert_int_equal(code, 0);
+    sm_hold got;
+    assert_int_equal(sm_ledger_hold(f->l[0], a, seq, &got), 0);
+    assert_int_equal(got.line_count, 2);
+    assert_string_equal(got.lines[1].sku, "cap");
+    assert_int_equal(got.lines[1].qty, 2);
+    assert_int_equal(units_at(f->l[0], "mug", a), 3);
+    assert_int_equal(units_at(f->l[0], "cap", a), 0);
+    sm_gossip_hold_forget(f->g[1], 9);
+
+    /* One line short (no cap left): nothing held, the mugs stay free. */
+    snprintf(h.u.hold.code, sizeof h.u.hold.code, "5N8P3R");
+    h.u.hold.more[0].qty = 1;
+    uint64_t head = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_ask_hold_for(f->g[1], 10, a, &h, f->now), 0);
+    pump(f);
+    assert_true(sm_gossip_hold_result(f->g[1], 10, &code, &seq, &expires));
+    assert_int_equal(code, SM_ENOSTOCK);
+    assert_int_equal(head_seq(f->l[0], a), head);
+    assert_int_equal(units_at(f->l[0], "mug", a), 3);
+    settle(f, 2);
+    assert_converged(f);
+}
+
 /* ENTRY_DONEs g queued: entered (with `seq`, if given) and refused (with
    `refusal`). */
 static void
@@ -2937,6 +2993,7 @@ main(void)
         cmocka_unit_test_teardown(test_hold_ask_per_shopper, teardown),
         cmocka_unit_test_teardown(test_hold_ask_replayed, teardown),
         cmocka_unit_test_teardown(test_entry_ask, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_lines, teardown),
         cmocka_unit_test_teardown(test_hold_ask_limits, teardown),
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
