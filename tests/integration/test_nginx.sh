@@ -307,7 +307,7 @@ wait_until() {
 }
 req O POST /api/items '{"sku":"tea","name":"Tea caddy","price":900}'
 req A POST /api/stock/add '{"sku":"tea","qty":2}'
-R_START=$(iso 3); R_CLOSE=$(iso 25)
+R_START=$(iso 5); R_CLOSE=$(iso 25)
 req A POST /api/drops "{\"sku\":\"tea\",\"qty\":2,\"starts\":\"$R_START\",\"closes\":\"$R_CLOSE\",\"mode\":\"raffle\",\"per_shopper\":1}"
 RF=$(printf '%s' "$body" | jq -r '.id // empty')
 check "the stall creates a raffle (201)" '[ "$code" = 201 ] && [ -n "$RF" ]' "$code $body"
@@ -323,6 +323,11 @@ enter() {
 drop_at() { get "$1" "/api/drops/$RF" | jq -r "$2"; }
 has_drop() { [ "$(drop_at M .drop.id)" = "$RF" ]; }
 until_true 20 has_drop || nok "the raffle reaches the mirror"
+enter 127.0.0.10 early-1
+if [ "$(date +%s)" -lt "$(date -u -d "$R_START" +%s)" ]; then
+    check "an entry before the start, judged by the stall's clock: 409 drop_not_started" \
+        '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = drop_not_started ]' "$code $body"
+fi
 wait_until "$R_START" || nok "waiting for the raffle's start"
 enter 127.0.0.5 viewer-1
 entry_id=$(printf '%s' "$body" | jq -r '.id // empty')
