@@ -35,6 +35,10 @@
       a hold entry appended on this node's own log, pushed, and answered
       HOLD_DONE with its seq and expiry or the refusal (proto/mesh.md 7.9);
       sm_gossip_ask_hold sends one and sm_gossip_hold_result reads the answer.
+    - ENTRY_ASK (a viewer at a mirror enters this stall's raffle): a
+      raffle.entry appended on this node's own log, pushed, and answered
+      ENTRY_DONE with its seq or the refusal (proto/mesh.md 7.10);
+      sm_gossip_ask_entry sends one, read as a hold's answer.
 
     Durability rule: nothing the engine queued may be sent before what it
     ingested or appended on the way is committed (a local entry must never
