@@ -107,8 +107,8 @@ $(BUILD)/stallmesh-sim: $(SIM_SRCS) $(SIM_HDRS) $(BUILD)/libstallmesh.a
 #   3 ignore a signature (ledger.c)      4 drop relays (gossip.c)
 #   5 count a return twice (report.c)   6 serve a damaged entry (gossip.c)
 #   7 forward a hold twice (policy.c)     9 a sold hold stays open (state.c)
-#  10 sell before a drop starts (state.c)
-SIM_BUGS := 1 2 3 4 5 6 7 9 10
+#  10 sell before a drop starts (state.c)  12 a raffle entry asked of every peer (gossip.c)
+SIM_BUGS := 1 2 3 4 5 6 7 9 10 12
 define SIM_BUG_RULES
 $(BUILD)/simbug-$(1)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h)
 	@mkdir -p $$(dir $$@)
@@ -174,6 +174,7 @@ test: deps
 # cost; tests/bench/fill_store.c writes its big log and is no benchmark),
 # then a livestream set-up (bench_mirror.sh: nginx in front of a mirror).
 bench: deps
+	@sh deploy/deps.sh bench
 	@$(MAKE) --no-print-directory all tools $(BENCHES) $(BUILD)/bench/fill_store
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)

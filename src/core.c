@@ -262,7 +262,7 @@ s_policy_answer(void *arg, sm_policy_write *w)
     sm_core_req *req = p->req;
     req->rc = w->rc;
     req->seq = w->seq;
-    if (req->forward && w->rc == 0)
+    if (req->forward && w->rc == 0 && req->body.kind == SM_KIND_HOLD)
         req->body.u.hold.expires_ms = w->body.u.hold.expires_ms;
     sm_ledger_durable(self->opts.ledger, &p->tag, NULL);
     assert(self->nheld < SM_CORE_QUEUE_MAX);

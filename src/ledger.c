@@ -629,6 +629,10 @@ s_rebuild(const sm_ledger *self, sm_txn *txn, const sm_id *market, size_t *appli
     if ((rc = s_head_get(txn, market, &oh)) != 0)
         return rc;
     uint64_t org_end = oh.fork_seq ? oh.fork_seq - 1 : oh.seq;
+    /* As in s_advance_all: nothing of the roster past a damaged entry. */
+    uint64_t damage = sm_ledger_damage(self, market);
+    if (damage && damage - 1 < org_end)
+        org_end = damage - 1;
     sm_entry *e = malloc(sizeof *e);
     if (!e)
         return SM_ENOMEM;
@@ -1425,6 +1429,37 @@ sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from, size_t max,
         sm_cursor_close(&cur);
     }
     sm_txn_abort(&txn);
+    return rc;
+}
+
+typedef struct {
+    sm_entry_copy *out;
+    uint64_t seq;
+    bool found;
+} s_read_one_ctx;
+
+static int
+s_read_one_cb(const sm_signed *e, uint64_t seq, void *arg)
+{
+    s_read_one_ctx *c = arg;
+    if (seq == c->seq && e->len <= sizeof c->out->bytes) {
+        memcpy(c->out->bytes, e->bytes, e->len);
+        c->out->s.bytes = c->out->bytes;
+        c->out->s.len = e->len;
+        memcpy(c->out->s.sig, e->sig, SM_SIG_BYTES);
+        c->found = true;
+    }
+    return 1;
+}
+
+int
+sm_ledger_read_one(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_entry_copy *out)
+{
+    assert(out);
+    s_read_one_ctx c = { out, seq, false };
+    int rc = sm_ledger_read(self, origin, seq, 1, s_read_one_cb, &c);
+    if (rc == 0 && !c.found)
+        rc = SM_ENOTFOUND;
     return rc;
 }
 
