@@ -570,7 +570,8 @@ s_thread(void *arg)
             sm_policy_round_end(self->policy, now_ms);
         }
         uint64_t mono_ms = s_mono_ms();
-        if (self->mesh && mono_ms >= next_mesh_ms) {
+        /* The mesh's tick sends what the engine queued: durable first. */
+        if (self->mesh && mono_ms >= next_mesh_ms && s_durable(self) == 0) {
             sm_mesh_tick(self->mesh, now_ms);
             next_mesh_ms = mono_ms + SM__MESH_TICK_MS;
         }
