@@ -10,10 +10,10 @@
 
     Writes go to the core as the other writes do (api_write.c), in a write
     of their own (magic SM__API_DROP_MAGIC) that sm_api_finish hands back
-    here.  The HTTP layer checks shape, the drop's phase as this node sees
-    it, and the first-come caps per device and address
-    (sm__api_drop_caps, called for holds); the rules themselves are the
-    ledger's (state_drop.c, drop.c).                                         */
+    here.  The HTTP layer checks shape and the drop's phase as this node
+    sees it; the first-come caps per device and address are the policy's,
+    at append (sm__api_drop_refused answers its refusal); the rules
+    themselves are the ledger's (state_drop.c, drop.c).                                         */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -953,33 +953,28 @@ sm__api_drop_free(sm_core_req *write)
 
 /* ---- first-come caps, for holds -------------------------------------------- */
 
-bool
-sm__api_drop_caps(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms)
+void
+sm__api_drop_refused(sm_http_resp *r, int rc, const sm_drop_refusal *why)
 {
-    sm_drop_refusal why;
-    int rc = sm_drop_caps(self->ledger, &self->node, hold, now_ms, &why);
-    if (rc == 0)
-        return true;
     if (rc != SM_EDROPLIMIT && rc != SM_ENOSTOCK) {
         sm__api_ledger_error(r, rc, false);
-        return false;
+        return;
     }
     char detail[200];
     if (rc == SM_EDROPLIMIT)
         snprintf(detail, sizeof detail, "the drop of %s allows %u per shopper: this %s would "
-                 "have %" PRIu64, why.sku, why.max, why.limit, why.wanted);
+                 "have %" PRIu64, why->sku, why->max, why->limit, why->wanted);
     else
         snprintf(detail, sizeof detail, "the drop of %s is sold out: its %u units are taken",
-                 why.sku, why.max);
+                 why->sku, why->max);
     sm_json_buf o = { 0 };
     sm__api_error_begin(&o, rc == SM_EDROPLIMIT ? "drop_limit" : "sold_out", detail);
-    sm_json_kentry_id(&o, "drop", &why.drop.origin, why.drop.seq);
-    sm_json_kstr(&o, "sku", why.sku);
+    sm_json_kentry_id(&o, "drop", &why->drop.origin, why->drop.seq);
+    sm_json_kstr(&o, "sku", why->sku);
     if (rc == SM_EDROPLIMIT) {
-        sm_json_kstr(&o, "limit", why.limit);
-        sm_json_kuint(&o, "max", why.max);
-        sm_json_kuint(&o, "wanted", why.wanted);
+        sm_json_kstr(&o, "limit", why->limit);
+        sm_json_kuint(&o, "max", why->max);
+        sm_json_kuint(&o, "wanted", why->wanted);
     }
     sm__api_error_end(r, 409, &o);
-    return false;
 }

@@ -204,10 +204,11 @@ typedef struct {
 void sm__api_drop_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
                          sm_http_resp *resp);
 void sm__api_drop_free(sm_core_req *write);
-/*  The first-come caps of a live drop of this stall for a shopper's hold:
-    per device and per address (per_shopper), and the drop's qty.  Answers
-    409 drop_limit or sold_out and returns false.                            */
-bool sm__api_drop_caps(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms);
+/*  A shopper's hold the policy refused by a live first-come drop's caps
+    (per device and per address, per_shopper; the drop's qty): 409
+    drop_limit or sold_out, naming the drop and the cap.  Another rc: its
+    usual answer.                                                            */
+void sm__api_drop_refused(sm_http_resp *r, int rc, const sm_drop_refusal *why);
 
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */

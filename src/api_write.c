@@ -72,6 +72,7 @@ s_write_new(const sm_http_req *req, const s_kind *kind)
     w->kind = kind;
     snprintf(w->client, sizeof w->client, "%s", req->client ? req->client : "");
     w->authorized = req->authorized;
+    w->req.uncapped = req->authorized;  /* staff holds: no drop caps (policy.h) */
     w->req.body.kind = kind->body_kind;
     return w;
 }
@@ -1197,9 +1198,8 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
         s_hold_limit(r, &why);
         return false;
     }
-    /* A live first-come drop's caps per device and address (api_drop.c). */
-    if (!w->authorized && !sm__api_drop_caps(self, r, b, now_ms))
-        return false;
+    /* A live first-come drop's caps (per device, per address, its qty) are
+       checked at append, by the policy, against every hold before it. */
     return true;
 }
 
@@ -1459,7 +1459,9 @@ sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
     memset(resp, 0, sizeof *resp);
     const s_kind *k = w->kind;
     int rc = w->req.rc;
-    if (rc == 0)
+    if (rc != 0 && w->req.drop_why.limit)
+        sm__api_drop_refused(resp, rc, &w->req.drop_why);   /* api_drop.c */
+    else if (rc == 0)
         k->ok(self, w, resp);
     else if (rc == SM_EEXIST && k->again)
         k->again(self, w, resp);
