@@ -428,6 +428,8 @@ s_answer(void *arg, sm_policy_write *pw)
     req.forward = pw->forward;
     if (pw->forward && nd->in_batch)
         w->fwd_sent[nd->index]--;        /* refused before any HOLD_ASK left */
+    if (pw->rc == 0 && !pw->forward)
+        sim_check_drop_write(w, nd, &pw->body, pw->seq);
     sim_workload_answer(w, nd, &req, pw->rc, pw->seq);
 }
 
