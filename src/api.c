@@ -309,6 +309,7 @@ sm_api_destroy(sm_api **self_p)
         return;
     sm_api *self = *self_p;
     sm_snapshot_destroy(&self->snap);
+    free(self->codes);
     free(self);
     *self_p = NULL;
 }

@@ -46,6 +46,10 @@ struct sm_api {
     uint32_t holds_per_min;
     sm_reserve_limits hold_limits;  /* defaults filled in */
     bool mirror;                    /* read-only: sm_api_opts.mirror */
+    /* The open holds' pickup codes, gathered for each new hold's code
+       (api_write.c): allocated once, not per request (the web thread's
+       arena grew and shrank for each one in a drop's rush). */
+    char (*codes)[SM_HOLD_CODE_BYTES_MAX + 1];
     const char *report_tz;          /* borrowed: reports' default zone (api_report.c) */
     sm_snapshot *snap;
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];

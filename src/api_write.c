@@ -1009,11 +1009,11 @@ s_hold_code(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b,
             uint64_t *device_units, uint64_t *client_units)
 {
     enum { S_DRAWS = 4, S_TAKEN_MAX = 4096 };
-    char (*taken)[SM_HOLD_CODE_BYTES_MAX + 1] = calloc(S_TAKEN_MAX, sizeof *taken);
-    if (!taken) {
+    if (!self->codes && !(self->codes = calloc(S_TAKEN_MAX, sizeof *self->codes))) {
         sm__api_nomem(r);
         return false;
     }
+    char (*taken)[SM_HOLD_CODE_BYTES_MAX + 1] = self->codes;
     size_t ntaken = 0;
     int rc = sm_reserve_usage(self->ledger, &self->node, b, now_ms, device_units,
                               client_units, taken, S_TAKEN_MAX, &ntaken);
@@ -1023,7 +1023,6 @@ s_hold_code(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b,
     if (rc == 0)
         rc = sm_reserve_code_pick(rnd, S_DRAWS, (const char (*)[SM_HOLD_CODE_BYTES_MAX + 1]) taken,
                                   ntaken, b->u.hold.code);
-    free(taken);
     if (rc == SM_EHOLDCODE)
         rc = SM_EBUSY;              /* astronomically unlikely: try again */
     if (rc != 0) {

@@ -65,7 +65,9 @@ echo "first-come drop rush: 100 mugs, per_shopper 2; $PHONES phones on /ws, $REQ
 echo "in the first second from 200 addresses; $(nproc) CPUs, open files $(ulimit -n); the machine is shared:"
 echo "  before: $(uptime)"
 # The rush waits for the start (the phones connect meanwhile), then runs.
-RUSH="while [ \$(date +%s) -lt $START ]; do sleep 0.05; done; python3 $HERE/drop_rush.py $PORT $REQUESTS 200 mug 1.0 $TMP/last201 > $TMP/rush.out"
+# The node's CPU time (utime + stime, clock ticks) is read around the rush.
+CPU="awk '{ print \$14 + \$15 }' /proc/$NODE_PID/stat"
+RUSH="while [ \$(date +%s) -lt $START ]; do sleep 0.05; done; c0=\$($CPU); t0=\$(date +%s%N); python3 $HERE/drop_rush.py $PORT $REQUESTS 200 mug 1.0 $TMP/last201 > $TMP/rush.out; echo \$(( \$($CPU) - c0 )) \$(( (\$(date +%s%N) - t0) / 1000000 )) > $TMP/cpu"
 out=$(timeout 300 "$PROBE" "ws://127.0.0.1:$PORT/ws" --fanout --clients "$PHONES" --sources $SOURCES \
       --rounds 1 --pid $NODE_PID --timeout-ms 60000 --trigger "$RUSH" \
       --until '"total":0' --ref-file "$TMP/last201" 2>"$TMP/probe.err")
@@ -75,6 +77,11 @@ ws=$(printf '%s\n' "$out" | grep '^wsprobe: ')
                             sh -c "$RUSH"; }
 rush=$(cat "$TMP/rush.out")
 echo "  $rush"
+if [ -s "$TMP/cpu" ]; then
+    read -r ticks wall < "$TMP/cpu"
+    echo "  the node's CPU time during the rush: $(( ticks * 1000 / $(getconf CLK_TCK) )) ms in $wall ms of wall time"
+    echo "    (the rest of a request's latency is waiting: for a CPU on this shared machine, and for the load generator)"
+fi
 sold_p99= sold_max=
 if [ -n "$ws" ]; then
     sold_p99=$(printf '%s\n' "$ws" | sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p')
