@@ -175,6 +175,7 @@ test: deps
 # cost; tests/bench/fill_store.c writes its big log and is no benchmark),
 # then a livestream set-up (bench_mirror.sh: nginx in front of a mirror).
 bench: deps
+	@sh deploy/deps.sh bench
 	@$(MAKE) --no-print-directory all tools $(BENCHES) $(BUILD)/bench/fill_store
 	@set -e; for b in $(BENCHES); do $$b; echo; done
 	@sh tests/bench/bench_node.sh $(BUILD)

@@ -3,6 +3,9 @@
 # As root it runs apt-get; otherwise it prints the exact line to run.
 #
 #   sh deploy/deps.sh          what `make run` and `make test` need
+#   sh deploy/deps.sh bench    also the load generator `make bench` uses
+#                              (wrk: GET /api/stock through nginx, which
+#                              outruns tests/tools/httpload)
 #   sh deploy/deps.sh arm64    also the arm64 cross toolchain, the :arm64
 #                              development packages (multiarch) and qemu,
 #                              for `make cross-arm64` and `make test-arm64`.
@@ -20,8 +23,10 @@ ARM64_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 libzmq3-dev:arm64 liblmdb-dev:arm64 libsodium-dev:arm64 libmsgpack-dev:arm64
 libwebsockets17:arm64 libcap-dev:arm64 libjansson-dev:arm64 libinih-dev:arm64 libqrencode-dev:arm64
 libcurl4-openssl-dev:arm64 libcmocka-dev:arm64 libssl-dev:arm64"
+BENCH_PKGS="wrk"
 arm64=no
 [ "${1:-}" = arm64 ] && arm64=yes && PKGS="$PKGS $ARM64_PKGS"
+[ "${1:-}" = bench ] && PKGS="$PKGS $BENCH_PKGS"
 [ -n "${STALLMESH_EXTRA_PKGS:-}" ] && PKGS="$PKGS $STALLMESH_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

@@ -111,25 +111,6 @@ s_add(const char *sku, uint32_t qty)
     return b;
 }
 
-typedef struct {
-    uint8_t bytes[SM_ENTRY_BYTES_MAX];
-    sm_signed s;
-    bool found;
-} s_one;
-
-static int
-s_one_cb(const sm_signed *e, uint64_t seq, void *arg)
-{
-    (void) seq;
-    s_one *o = arg;
-    memcpy(o->bytes, e->bytes, e->len);
-    o->s.bytes = o->bytes;
-    o->s.len = e->len;
-    memcpy(o->s.sig, e->sig, SM_SIG_BYTES);
-    o->found = true;
-    return 1;
-}
-
 /*  An honest node j connected to the hostile one; -1 if none.              */
 static int
 s_target(sim_world *w)
@@ -183,12 +164,11 @@ sim_hostile_act(sim_world *w)
         if (sm_ledger_head(h->ledger, &x->id.pub, &head) != 0 || head.seq == 0)
             return;
         uint64_t seq = 1 + sim_below(&w->rng, head.seq);
-        s_one *one = malloc(sizeof *one);
+        sm_entry_copy *one = malloc(sizeof *one);
         if (!one)
             return;
-        one->found = false;
         sm_entry e;
-        if (sm_ledger_read(h->ledger, &x->id.pub, seq, 1, s_one_cb, one) == 0 && one->found
+        if (sm_ledger_read_one(h->ledger, &x->id.pub, seq, one) == 0
             && sm_entry_decode(one->s.bytes, one->s.len, &e) == 0) {
             e.body = s_add(sim_skus[0], 999);
             size_t len = 0;
@@ -378,12 +358,11 @@ sim_hostile_act(sim_world *w)
         const sim_node *x = &w->node[sim_below(&w->rng, (uint64_t) w->n - 1)];
         if (sm_ledger_head(h->ledger, &x->id.pub, &head) != 0 || head.seq == 0)
             return;
-        s_one *one = malloc(sizeof *one);
+        sm_entry_copy *one = malloc(sizeof *one);
         if (!one)
             return;
-        one->found = false;
         sm_entry e;
-        if (sm_ledger_read(h->ledger, &x->id.pub, head.seq, 1, s_one_cb, one) == 0 && one->found
+        if (sm_ledger_read_one(h->ledger, &x->id.pub, head.seq, one) == 0
             && sm_entry_decode(one->s.bytes, one->s.len, &e) == 0) {
             sm_body b = s_add(sim_skus[3], 77);
             sm_signed other = { bytes[1], 0, { 0 } };

@@ -335,6 +335,13 @@ sm_api_refresh(sm_api *self, uint64_t now_ms, char **delta, size_t *delta_len)
     return rc;
 }
 
+bool
+sm_api_clock_due(sm_api *self, uint64_t now_ms)
+{
+    assert(self);
+    return sm_snapshot_clock_due(self->snap, now_ms);
+}
+
 /*  Build the snapshot if none was built yet: 0 or an error.                */
 static int
 s_snap_ensure(sm_api *self, uint64_t now_ms)
@@ -357,6 +364,18 @@ sm_api_snapshot_message(sm_api *self, const char **msg, size_t *len)
         return rc;
     *msg = sm_snapshot_message(self->snap, len);
     return 0;
+}
+
+int
+sm_api_snapshot_restamp(sm_api *self, uint64_t now_ms, const char **msg, size_t *len)
+{
+    assert(self && msg && len);
+    int rc = s_snap_ensure(self, now_ms);
+    if (rc == 0)
+        rc = sm_snapshot_restamp(self->snap, now_ms);
+    if (rc == 0)
+        *msg = sm_snapshot_message(self->snap, len);
+    return rc;
 }
 
 /*  GET /api/stock: the snapshot's body, shared by reference (no copy): a

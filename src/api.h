@@ -145,8 +145,14 @@ void sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
 /*  Free a write that was never submitted.                                  */
 void sm_api_cancel(sm_api *self, sm_core_req *write);
 
+/*  The websocket snapshot message (as sm_api_snapshot_message) with the
+    node's clock "now_ms" set to now_ms.                                     */
+int sm_api_snapshot_restamp(sm_api *self, uint64_t now_ms, const char **msg, size_t *len);
+/*  Whether the clock moved a drop's phase since the last rebuild, so that
+    sm_api_refresh would rebuild (the web thread asks on its tick).         */
+bool sm_api_clock_due(sm_api *self, uint64_t now_ms);
 /*  Rebuild the stock snapshot if the state's version moved since the last
-    call.  Returns 1 and sets *delta (malloc'd, caller frees) to the
+    call, or the clock moved a drop's phase.  Returns 1 and sets *delta (malloc'd, caller frees) to the
     websocket delta message when it did, 0 when nothing changed, or an
     error.                                                                    */
 int sm_api_refresh(sm_api *self, uint64_t now_ms, char **delta, size_t *delta_len);

@@ -22,6 +22,7 @@
 
 #include "api_int.h"
 #include "drop.h"
+#include "drop_view.h"
 #include "reserve.h"
 #include "stallmesh/error.h"
 #include "stallmesh/identity.h"
@@ -29,7 +30,6 @@
 
 #define S_ENTRIES_PER_MIN   10u    /* raffle entries one address may send a minute */
 #define S_RATE_CLIENTS      1024u
-#define S_DROPS_LIST_MAX    256u   /* drops GET /api/drops lists (the newest) */
 
 typedef enum { S_CREATE, S_ENTER, S_DRAW } s_what;
 
@@ -155,79 +155,10 @@ s_need_drop(sm_api *self, sm_http_resp *r, const sm_id *origin, uint64_t seq, sm
 
 /* ---- the drop as JSON ------------------------------------------------------ */
 
-/*  Units of the drop still to be had: first-come: qty less what holds and
-    sales took since the start (never more than the stall holds); raffle:
-    qty until the draw, then what the winners did not take.                 */
-static int
-s_units_left(sm_api *self, const sm_drop *d, uint64_t *left, uint64_t *taken_out)
-{
-    uint64_t taken = 0;
-    int rc = 0;
-    if (d->mode == SM_DROP_FIRST_COME || d->draw_seq)
-        rc = sm_drop_ledger(self->ledger, d, NULL, NULL, NULL, NULL, &taken, NULL, NULL);
-    if (rc != 0)
-        return rc;
-    uint64_t l = taken >= d->qty ? 0 : d->qty - taken;
-    sm_units u;
-    rc = sm_ledger_units(self->ledger, d->sku, &d->origin, &u);
-    if (rc == SM_ENOTFOUND) {
-        u.units = 0;
-        rc = 0;
-    }
-    if (rc != 0)
-        return rc;
-    if (d->mode == SM_DROP_FIRST_COME && (int64_t) l > u.units)
-        l = u.units > 0 ? (uint64_t) u.units : 0;
-    *left = l;
-    if (taken_out)
-        *taken_out = taken;
-    return 0;
-}
-
 static int
 s_drop_members(sm_api *self, sm_json_buf *b, const sm_drop *d, uint64_t now_ms)
 {
-    uint64_t left = 0, devices = 0;
-    int rc = s_units_left(self, d, &left, NULL);
-    if (rc == 0 && d->mode == SM_DROP_RAFFLE)
-        rc = sm_drop_entries(self->ledger, d, &devices, NULL, 0, NULL);
-    if (rc != 0)
-        return rc;
-    sm_json_kentry_id(b, "id", &d->origin, d->seq);
-    sm_json_kid(b, "stall", &d->origin);
-    sm_member m;
-    if (sm_ledger_member(self->ledger, &d->origin, &m) == 0)
-        sm_json_kstr(b, "stall_name", m.name);
-    sm_json_kbool(b, "here", memcmp(d->origin.b, self->node.b, SM_KEY_BYTES) == 0);
-    sm_json_kstr(b, "sku", d->sku);
-    sm_item it;
-    if (sm_ledger_item(self->ledger, d->sku, &it) == 0) {
-        sm_json_kstr(b, "name", it.name);
-        sm_json_kint(b, "price", it.price);
-        sm_json_kstr(b, "currency", it.currency);
-    }
-    sm_json_kuint(b, "qty", d->qty);
-    sm_json_kstr(b, "mode", d->mode == SM_DROP_RAFFLE ? "raffle" : "first_come");
-    sm_json_kuint(b, "per_shopper", d->per_shopper);
-    sm_json_ktime(b, "starts", d->starts_ms);
-    sm_json_kuint(b, "starts_ms", d->starts_ms);
-    if (d->mode == SM_DROP_RAFFLE) {
-        sm_json_ktime(b, "closes", d->closes_ms);
-        sm_json_kuint(b, "closes_ms", d->closes_ms);
-        char hex[2 * SM_HASH_BYTES + 1];
-        sm_hex_encode(d->commitment.b, SM_HASH_BYTES, hex);
-        sm_json_kstr(b, "commitment", hex);
-        sm_json_kuint(b, "entries", devices);
-        sm_json_kbool(b, "drawn", d->draw_seq != 0);
-        if (d->draw_seq) {
-            sm_json_kentry_id(b, "draw", &d->origin, d->draw_seq);
-            sm_json_kuint(b, "winners", d->winners);
-        }
-    }
-    sm_json_kuint(b, "pickup_minutes", d->pickup_minutes);
-    sm_json_kstr(b, "phase", sm_drop_phase(d, now_ms, left));
-    sm_json_kuint(b, "units_left", left);
-    return 0;
+    return sm_drop_view_members(self->ledger, &self->node, d, now_ms, b);
 }
 
 /*  The node's clock with every answer, so a phone counts down by it.       */
@@ -245,34 +176,8 @@ typedef struct {
     size_t n;
 } s_list;
 
-static int
-s_list_each(const sm_drop *d, void *arg)
-{
-    s_list *l = arg;
-    if (l->n < S_DROPS_LIST_MAX)
-        l->all[l->n++] = *d;
-    else {
-        /* Keep the newest: replace the oldest kept. */
-        size_t old = 0;
-        for (size_t i = 1; i < l->n; i++)
-            if (l->all[i].hlc < l->all[old].hlc)
-                old = i;
-        if (d->hlc > l->all[old].hlc)
-            l->all[old] = *d;
-    }
-    return 0;
-}
-
-static int
-s_by_start(const void *a, const void *b)
-{
-    const sm_drop *x = a, *y = b;
-    if (x->starts_ms != y->starts_ms)
-        return x->starts_ms < y->starts_ms ? -1 : 1;
-    return x->hlc < y->hlc ? -1 : x->hlc > y->hlc;
-}
-
-/*  GET /api/drops is what every phone polls.  The list is computed again
+/*  GET /api/drops is what a phone without the websocket polls (the
+    websocket carries the drops: snapshot.c).  The list is computed again
     only when the ledger changed (at most every S_LIST_FRESH_MS) or it is a
     second old (phases and countdowns move with time); "now" is fresh in
     every answer.  One cache: the API runs on the web thread alone.         */
@@ -299,12 +204,9 @@ s_list_json(sm_api *self, uint64_t now_ms)
     if (same && age < S_LIST_STALE_MS
         && (version == s_list_cache.version || age < S_LIST_FRESH_MS))
         return 0;
-    s_list l = { calloc(S_DROPS_LIST_MAX, sizeof (sm_drop)), 0 };
-    if (!l.all)
-        return SM_ENOMEM;
-    rc = sm_drop_each(self->ledger, s_list_each, &l);
-    if (rc == 0)
-        qsort(l.all, l.n, sizeof *l.all, s_by_start);
+    s_list l;
+    if ((rc = sm_drop_view_list(self->ledger, &l.all, &l.n)) != 0)
+        return rc;
     sm_json_buf b = { 0 };
     sm_json_arr_open(&b);
     for (size_t i = 0; i < l.n && rc == 0; i++) {

@@ -1190,27 +1190,6 @@ s_fork_learn(sm_gossip *self, uint32_t oi, uint64_t seq, const sm_signed *a,
     return rc != 0 ? rc : 1;
 }
 
-typedef struct {
-    uint8_t bytes[SM_ENTRY_BYTES_MAX];
-    sm_signed s;
-    bool found;
-} s_one;
-
-static int
-s_one_cb(const sm_signed *e, uint64_t seq, void *arg)
-{
-    (void) seq;
-    s_one *one = arg;
-    if (e->len <= sizeof one->bytes) {
-        memcpy(one->bytes, e->bytes, e->len);
-        one->s.bytes = one->bytes;
-        one->s.len = e->len;
-        memcpy(one->s.sig, e->sig, SM_SIG_BYTES);
-        one->found = true;
-    }
-    return 1;
-}
-
 /*  Two logs of origin oi differ at or below seq `below`: WANT from p the
     run just before it, whose ingest stops at the first entry that differs
     from this node's (an earlier fork point, recorded and passed on in its
@@ -1231,12 +1210,13 @@ static int
 s_fork_detected(sm_gossip *self, s_peer *p, uint32_t oi, uint64_t seq,
                 const sm_signed *theirs, uint64_t now_ms)
 {
-    s_one *ours = malloc(sizeof *ours);
+    sm_entry_copy *ours = malloc(sizeof *ours);
     if (!ours)
         return SM_ENOMEM;
-    ours->found = false;
-    int rc = sm_ledger_read(self->ledger, &self->origins[oi], seq, 1, s_one_cb, ours);
-    if (rc == 0 && ours->found
+    int rc = sm_ledger_read_one(self->ledger, &self->origins[oi], seq, ours);
+    if (rc == SM_ENOTFOUND)
+        rc = 0;
+    else if (rc == 0
         && !(ours->s.len == theirs->len
              && memcmp(ours->s.bytes, theirs->bytes, theirs->len) == 0
              && memcmp(ours->s.sig, theirs->sig, SM_SIG_BYTES) == 0)
@@ -1338,13 +1318,10 @@ s_session_open(sm_gossip *self, s_peer *p, uint64_t now_ms)
 static int
 s_link_at(sm_gossip *self, uint32_t oi, uint64_t seq, sm_hash *out)
 {
-    s_one *one = malloc(sizeof *one);
+    sm_entry_copy *one = malloc(sizeof *one);
     if (!one)
         return SM_ENOMEM;
-    one->found = false;
-    int rc = sm_ledger_read(self->ledger, &self->origins[oi], seq, 1, s_one_cb, one);
-    if (rc == 0 && !one->found)
-        rc = SM_ENOTFOUND;
+    int rc = sm_ledger_read_one(self->ledger, &self->origins[oi], seq, one);
     if (rc == 0)
         sm_entry_link(one->s.bytes, one->s.len, one->s.sig, out);
     free(one);

@@ -1388,6 +1388,37 @@ sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from, size_t max,
 }
 
 typedef struct {
+    sm_entry_copy *out;
+    uint64_t seq;
+    bool found;
+} s_read_one_ctx;
+
+static int
+s_read_one_cb(const sm_signed *e, uint64_t seq, void *arg)
+{
+    s_read_one_ctx *c = arg;
+    if (seq == c->seq && e->len <= sizeof c->out->bytes) {
+        memcpy(c->out->bytes, e->bytes, e->len);
+        c->out->s.bytes = c->out->bytes;
+        c->out->s.len = e->len;
+        memcpy(c->out->s.sig, e->sig, SM_SIG_BYTES);
+        c->found = true;
+    }
+    return 1;
+}
+
+int
+sm_ledger_read_one(sm_ledger *self, const sm_id *origin, uint64_t seq, sm_entry_copy *out)
+{
+    assert(out);
+    s_read_one_ctx c = { out, seq, false };
+    int rc = sm_ledger_read(self, origin, seq, 1, s_read_one_cb, &c);
+    if (rc == 0 && !c.found)
+        rc = SM_ENOTFOUND;
+    return rc;
+}
+
+typedef struct {
     sm_fork_fn cb;
     sm_fork_evidence_fn evidence_cb;
     void *arg;

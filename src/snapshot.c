@@ -9,15 +9,24 @@
     two builds comparing bytes: an item whose bytes are the same did not
     change.
 
+    The websocket messages also carry the market's drops (drop_view.h), a
+    second run of objects remembered by id the same way, so the delta names
+    the drops whose bytes changed.  A drop's phase moves with the clock at
+    its start (a raffle's close too): a build notes the first such time
+    ahead, and a refresh past it rebuilds though the state did not move.
+
     The body lives in a reference-counted blob: the snapshot holds one
     reference and every GET answer being sent holds one.                     */
 #include "snapshot.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "drop_view.h"
 #include "json.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
@@ -30,19 +39,31 @@ typedef struct {
     char data[];
 } s_blob;
 
+/*  A key: an item's sku, or a drop's id ("<64 hex>:<seq>").                */
+#define S_KEY_BYTES 96u
+_Static_assert(S_KEY_BYTES > SM_SKU_BYTES_MAX && S_KEY_BYTES > SM_ID_HEX_BYTES + 21,
+               "a sku and a drop id fit a key");
+
 typedef struct {
-    char sku[SM_SKU_BYTES_MAX + 1];
-    size_t at, len;                 /* its object within s_build.items */
+    char key[S_KEY_BYTES];
+    size_t at, len;                 /* its object within s_run.text */
 } s_ref;
+
+/*  A run of objects, comma-separated, each remembered by key.              */
+typedef struct {
+    char *text;
+    size_t len;
+    s_ref *refs;                    /* one per object, in key order */
+    size_t count;
+} s_run;
 
 /*  One build.                                                               */
 typedef struct {
     bool built;
-    uint64_t version;
-    char *items;                    /* the item objects, comma-separated */
-    size_t items_len;
-    s_ref *refs;                    /* one per item, in sku order */
-    size_t count;
+    uint64_t version, as_of_ms;
+    s_run items;                    /* in sku order */
+    s_run drops;                    /* listed by start; refs in id order */
+    uint64_t clock_ms;              /* the next phase change by the clock; 0 none */
     s_blob *body;                   /* GET /api/stock, shared with answers */
     char *msg;                      /* the websocket snapshot message */
     size_t msg_len;
@@ -80,10 +101,18 @@ sm_snapshot_body_unref(void **owner)
 }
 
 static void
+s_run_free(s_run *r)
+{
+    free(r->text);
+    free(r->refs);
+    memset(r, 0, sizeof *r);
+}
+
+static void
 s_build_free(s_build *s)
 {
-    free(s->items);
-    free(s->refs);
+    s_run_free(&s->items);
+    s_run_free(&s->drops);
     void *body = s->body;
     sm_snapshot_body_unref(&body);
     free(s->msg);
@@ -277,89 +306,196 @@ s_item_json(const sm_snapshot *self, const s_collect *c, const sm_item *it,
 }
 
 /*  The stock document into b: {"type":type (if not NULL),"version":..,
-    "as_of":..,"node":..,"items":[...]}.                                     */
+    "as_of":..,"node":..,"items":[...]}; with `drops` (the websocket
+    snapshot) also "now_ms" and "drops":[...].                               */
 static void
-s_document(const sm_snapshot *self, sm_json_buf *b, const char *type,
-           uint64_t version, uint64_t now_ms, const char *items, size_t items_len)
+s_document(const sm_snapshot *self, sm_json_buf *b, const char *type, uint64_t version,
+           uint64_t as_of_ms, uint64_t now_ms, const s_run *items, const s_run *drops)
 {
     sm_json_obj_open(b);
     if (type)
         sm_json_kstr(b, "type", type);
     sm_json_kuint(b, "version", version);
-    sm_json_ktime(b, "as_of", now_ms);
+    sm_json_ktime(b, "as_of", as_of_ms);
     sm_json_kid(b, "node", &self->node);
     sm_json_key(b, "items");
     sm_json_arr_open(b);
-    sm_json_raw(b, items, items_len);
+    sm_json_raw(b, items->text, items->len);
     sm_json_arr_close(b);
+    if (drops) {
+        sm_json_kuint(b, "now_ms", now_ms);
+        sm_json_key(b, "drops");
+        sm_json_arr_open(b);
+        sm_json_raw(b, drops->text, drops->len);
+        sm_json_arr_close(b);
+    }
     sm_json_obj_close(b);
 }
 
-/*  Read the stock view and serialize it into *out (fresh).                 */
+/*  Read the items and their stock (one read transaction) into out->items. */
 static int
-s_build_new(const sm_snapshot *self, uint64_t now_ms, s_build *out)
+s_items_new(const sm_snapshot *self, s_run *out, uint64_t *version)
 {
     s_collect c;
     memset(&c, 0, sizeof c);
-    memset(out, 0, sizeof *out);
-    sm_json_buf items = { 0 }, body = { 0 }, msg = { 0 };
-    uint64_t version = 0;
+    sm_json_buf items = { 0 };
     int rc = sm_ledger_stock_view(self->ledger, s_collect_item, s_collect_stock,
-                                  s_collect_member, &c, &version);
+                                  s_collect_member, &c, version);
     if (rc == 0 && c.err)
         rc = c.err;
-    if (rc != 0)
-        goto fail;
     /* The view lists stock in (sku, location) order; sorting by item index
        keeps that order and makes each item's locations one run.            */
-    if (c.n_locs)
+    if (rc == 0 && c.n_locs)
         qsort(c.locs, c.n_locs, sizeof *c.locs, s_loc_cmp);
-    out->refs = c.n_items ? calloc(c.n_items, sizeof *out->refs) : NULL;
-    if (c.n_items && !out->refs) {
+    out->refs = rc == 0 && c.n_items ? calloc(c.n_items, sizeof *out->refs) : NULL;
+    if (rc == 0 && c.n_items && !out->refs)
         rc = SM_ENOMEM;
-        goto fail;
-    }
     size_t at = 0;
-    for (size_t i = 0; i < c.n_items; i++) {
+    for (size_t i = 0; rc == 0 && i < c.n_items; i++) {
         size_t first = at;
         while (at < c.n_locs && c.locs[at].item == i)
             at++;
         s_ref *ref = &out->refs[i];
-        memcpy(ref->sku, c.items[i].sku, sizeof ref->sku);
+        memcpy(ref->key, c.items[i].sku, sizeof c.items[i].sku);
         ref->at = items.len + (i ? 1 : 0);      /* after the comma */
         s_item_json(self, &c, &c.items[i], c.locs + first, at - first, &items);
         ref->len = items.len - ref->at;
     }
     out->count = c.n_items;
-    s_document(self, &body, NULL, version, now_ms, items.p, items.len);
-    s_document(self, &msg, "snapshot", version, now_ms, items.p, items.len);
-    if (items.failed || body.failed || msg.failed) {
-        rc = SM_ENOMEM;
-        goto fail;
-    }
-    if (!(out->body = s_blob_new(body.p, body.len))) {
-        rc = SM_ENOMEM;
-        goto fail;
-    }
-    sm_json_buf_free(&body);
-    out->built = true;
-    out->version = version;
-    out->items = items.p;
-    out->items_len = items.len;
-    out->msg = msg.p;
-    out->msg_len = msg.len;
     s_collect_free(&c);
-    return 0;
-fail:
-    s_collect_free(&c);
-    sm_json_buf_free(&items);
-    sm_json_buf_free(&body);
-    sm_json_buf_free(&msg);
-    s_build_free(out);
+    if (rc == 0 && items.failed)
+        rc = SM_ENOMEM;
+    out->text = items.p;
+    out->len = items.len;
     return rc;
 }
 
-/*  The delta from `old` to `cur` as a websocket message into b.            */
+static int
+s_ref_cmp(const void *a, const void *b)
+{
+    return strcmp(((const s_ref *) a)->key, ((const s_ref *) b)->key);
+}
+
+/*  The market's drops as the websocket shows them into out (refs sorted by
+    id), and the next time one's phase moves with the clock in *clock_ms.  */
+static int
+s_drops_new(const sm_snapshot *self, uint64_t now_ms, s_run *out, uint64_t *clock_ms)
+{
+    sm_drop *all = NULL;
+    size_t n = 0;
+    sm_json_buf drops = { 0 };
+    *clock_ms = 0;
+    int rc = sm_drop_view_list(self->ledger, &all, &n);
+    out->refs = rc == 0 && n ? calloc(n, sizeof *out->refs) : NULL;
+    if (rc == 0 && n && !out->refs)
+        rc = SM_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        s_ref *ref = &out->refs[i];
+        sm_id_format(&all[i].origin, ref->key);
+        snprintf(ref->key + SM_ID_HEX_BYTES, sizeof ref->key - SM_ID_HEX_BYTES,
+                 ":%" PRIu64, all[i].seq);
+        ref->at = drops.len + (i ? 1 : 0);
+        sm_json_obj_open(&drops);
+        rc = sm_drop_view_members(self->ledger, &self->node, &all[i], now_ms, &drops);
+        sm_json_obj_close(&drops);
+        ref->len = drops.len - ref->at;
+        uint64_t t = sm_drop_view_next_change(&all[i], now_ms);
+        if (t && (!*clock_ms || t < *clock_ms))
+            *clock_ms = t;
+    }
+    free(all);
+    if (rc == 0 && drops.failed)
+        rc = SM_ENOMEM;
+    out->count = rc == 0 ? n : 0;
+    if (out->count)
+        qsort(out->refs, out->count, sizeof *out->refs, s_ref_cmp);
+    out->text = drops.p;
+    out->len = drops.len;
+    return rc;
+}
+
+/*  Read the stock view and the drops and serialize them into *out (fresh). */
+static int
+s_build_new(const sm_snapshot *self, uint64_t now_ms, s_build *out)
+{
+    memset(out, 0, sizeof *out);
+    sm_json_buf body = { 0 }, msg = { 0 };
+    uint64_t version = 0;
+    int rc = s_items_new(self, &out->items, &version);
+    if (rc == 0)
+        rc = s_drops_new(self, now_ms, &out->drops, &out->clock_ms);
+    if (rc == 0) {
+        s_document(self, &body, NULL, version, now_ms, now_ms, &out->items, NULL);
+        s_document(self, &msg, "snapshot", version, now_ms, now_ms, &out->items, &out->drops);
+        if (body.failed || msg.failed)
+            rc = SM_ENOMEM;
+    }
+    if (rc == 0 && !(out->body = s_blob_new(body.p, body.len)))
+        rc = SM_ENOMEM;
+    sm_json_buf_free(&body);
+    if (rc != 0) {
+        sm_json_buf_free(&msg);
+        s_build_free(out);
+        return rc;
+    }
+    out->built = true;
+    out->version = version;
+    out->as_of_ms = now_ms;
+    out->msg = msg.p;
+    out->msg_len = msg.len;
+    return 0;
+}
+
+/*  One merge pass over two runs (both in key order): the objects of `cur`
+    that differ from `old` (changed or new) into the open array `changed`,
+    the keys of `old` that `cur` lacks into `removed`; either buffer may be
+    NULL (not written).  Returns how many objects differ or went.           */
+static size_t
+s_merge(const s_run *old, const s_run *cur, sm_json_buf *changed, sm_json_buf *removed)
+{
+    size_t i = 0, j = 0, n = 0;
+    while (i < old->count || j < cur->count) {
+        int cmp = i == old->count ? 1 : j == cur->count ? -1
+                  : strcmp(old->refs[i].key, cur->refs[j].key);
+        if (cmp < 0) {
+            if (removed)
+                sm_json_str(removed, old->refs[i].key);
+            n++;
+            i++;
+            continue;
+        }
+        const s_ref *r = &cur->refs[j];
+        bool same = cmp == 0 && old->refs[i].len == r->len
+                    && memcmp(old->text + old->refs[i].at, cur->text + r->at, r->len) == 0;
+        if (!same) {
+            if (changed)
+                sm_json_raw(changed, cur->text + r->at, r->len);
+            n++;
+        }
+        i += cmp == 0;
+        j++;
+    }
+    return n;
+}
+
+/*  The objects of one run that changed under key `key`, and those gone
+    under `gone`, as members of the open object b.                           */
+static void
+s_delta_run(const s_run *old, const s_run *cur, const char *key, const char *gone,
+            sm_json_buf *b)
+{
+    sm_json_key(b, key);
+    sm_json_arr_open(b);
+    s_merge(old, cur, b, NULL);
+    sm_json_arr_close(b);
+    sm_json_key(b, gone);
+    sm_json_arr_open(b);
+    s_merge(old, cur, NULL, b);
+    sm_json_arr_close(b);
+}
+
+/*  The delta from `old` to `cur` as a websocket message into b: the items
+    always, the drops only when one changed.                                */
 static void
 s_delta(const s_build *old, const s_build *cur, uint64_t now_ms, sm_json_buf *b)
 {
@@ -367,42 +503,10 @@ s_delta(const s_build *old, const s_build *cur, uint64_t now_ms, sm_json_buf *b)
     sm_json_kstr(b, "type", "delta");
     sm_json_kuint(b, "version", cur->version);
     sm_json_ktime(b, "as_of", now_ms);
-    sm_json_key(b, "items");
-    sm_json_arr_open(b);
-    size_t i = 0, j = 0;
-    /* Both ref lists are in sku order: one merge pass. */
-    while (j < cur->count) {
-        int cmp = i < old->count ? strcmp(old->refs[i].sku, cur->refs[j].sku) : 1;
-        if (cmp < 0) {
-            i++;                    /* removed: listed below */
-            continue;
-        }
-        const s_ref *n = &cur->refs[j];
-        bool same = cmp == 0 && old->refs[i].len == n->len
-                    && memcmp(old->items + old->refs[i].at, cur->items + n->at,
-                              n->len) == 0;
-        if (!same)
-            sm_json_raw(b, cur->items + n->at, n->len);
-        if (cmp == 0)
-            i++;
-        j++;
-    }
-    sm_json_arr_close(b);
-    sm_json_key(b, "removed");
-    sm_json_arr_open(b);
-    i = 0, j = 0;
-    while (i < old->count) {
-        int cmp = j < cur->count ? strcmp(old->refs[i].sku, cur->refs[j].sku) : -1;
-        if (cmp < 0) {
-            sm_json_str(b, old->refs[i].sku);
-            i++;
-        } else {
-            if (cmp == 0)
-                i++;
-            j++;
-        }
-    }
-    sm_json_arr_close(b);
+    s_delta_run(&old->items, &cur->items, "items", "removed", b);
+    sm_json_kuint(b, "now_ms", now_ms);
+    if (s_merge(&old->drops, &cur->drops, NULL, NULL))
+        s_delta_run(&old->drops, &cur->drops, "drops", "drops_removed", b);
     sm_json_obj_close(b);
 }
 
@@ -418,6 +522,29 @@ sm_snapshot_ensure(sm_snapshot *self, uint64_t now_ms)
 }
 
 int
+sm_snapshot_restamp(sm_snapshot *self, uint64_t now_ms)
+{
+    assert(self->cur.built);
+    s_build *c = &self->cur;
+    sm_json_buf msg = { 0 };
+    s_document(self, &msg, "snapshot", c->version, c->as_of_ms, now_ms, &c->items, &c->drops);
+    size_t len;
+    char *text = sm_json_take(&msg, &len);
+    if (!text)
+        return SM_ENOMEM;
+    free(c->msg);
+    c->msg = text;
+    c->msg_len = len;
+    return 0;
+}
+
+bool
+sm_snapshot_clock_due(const sm_snapshot *self, uint64_t now_ms)
+{
+    return self->cur.built && self->cur.clock_ms && now_ms >= self->cur.clock_ms;
+}
+
+int
 sm_snapshot_refresh(sm_snapshot *self, uint64_t now_ms, char **delta,
                     size_t *delta_len)
 {
@@ -428,7 +555,8 @@ sm_snapshot_refresh(sm_snapshot *self, uint64_t now_ms, char **delta,
     int rc = sm_ledger_version(self->ledger, &version);
     if (rc != 0)
         return rc;
-    if (self->cur.built && version == self->cur.version)
+    if (self->cur.built && version == self->cur.version
+        && !sm_snapshot_clock_due(self, now_ms))
         return 0;
     s_build next;
     if ((rc = s_build_new(self, now_ms, &next)) != 0)

@@ -6,14 +6,16 @@
     while an answer is still being sent never frees that answer's bytes, and
     a thousand phones cost a thousand memcpys by the web server, no copy
     here.  The websocket's first message is the same document with
-    "type":"snapshot"; later messages are deltas: the items whose bytes
-    changed (and new ones) in full, vanished skus by name.  proto/api.md
+    "type":"snapshot", the node's clock and the market's drops (drop_view.h);
+    later messages are deltas: the items and drops whose bytes changed (and
+    new ones) in full, vanished ones by key.  proto/api.md
     ("GET /api/stock", "Websocket") is the reference of both documents.
 
     One thread only (the web thread); nothing here locks.                    */
 #ifndef SM_SNAPSHOT_H
 #define SM_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "stallmesh/entry.h"
@@ -32,13 +34,23 @@ void sm_snapshot_destroy(sm_snapshot **self_p);
     ms).  1 if it built it, 0 if one was built already, or the ledger's
     error (or SM_ENOMEM).                                                     */
 int sm_snapshot_ensure(sm_snapshot *self, uint64_t now_ms);
-/*  Rebuild if the state's version moved since the last build.  Returns 1
+/*  Whether a drop's phase moved with the clock since the last build (its
+    start or a raffle's close passed): a refresh then rebuilds though the
+    state's version did not move.                                           */
+bool sm_snapshot_clock_due(const sm_snapshot *self, uint64_t now_ms);
+/*  Rebuild if the state's version moved since the last build, or the
+    clock moved a drop's phase.  Returns 1
     and sets *delta (malloc'd, caller frees) to the websocket delta from
     the previous build (from nothing, if none), 0 when nothing changed, or
     an error (the previous build stays).                                     */
 int sm_snapshot_refresh(sm_snapshot *self, uint64_t now_ms, char **delta,
                         size_t *delta_len);
 
+/*  Write the websocket snapshot message again with "now_ms" now_ms, the
+    rest as built (a phone sets its clock by it: a message built a minute
+    ago would say the node's clock is a minute behind).  Only once built;
+    0 or SM_ENOMEM (the message stays).                                      */
+int sm_snapshot_restamp(sm_snapshot *self, uint64_t now_ms);
 /*  The built snapshot's state version (its ETag).  Only once built.        */
 uint64_t sm_snapshot_version(const sm_snapshot *self);
 /*  The websocket snapshot message (borrowed until the next rebuild).  Only

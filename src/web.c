@@ -68,6 +68,7 @@
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
 #define SM__FANOUT_SLICE        256u     /* websocket clients handed a delta per loop pass */
 #define SM__FANOUT_SLICE_BUSY   16u      /* ... while a till waits for a write's answer */
+#define SM__SNAPSHOT_CLOCK_MS   250u     /* the snapshot's clock is at most this old when sent */
 #define SM__FANOUT_RING         SM__WS_QUEUE_MSGS_MAX /* deltas kept for clients not yet reached */
 
 typedef struct {
@@ -144,6 +145,7 @@ struct sm_web {
     size_t ws_count;
     size_t pending;            /* writes in the core */
     s_msg *snapshot;           /* the current snapshot message */
+    uint64_t snapshot_ms;      /* when its "now_ms" was written */
     lws_sorted_usec_list_t refresh_sul; /* a deferred snapshot rebuild */
     bool refresh_due;          /* a rebuild is owed (refresh_sul scheduled, or
                                   waiting for a reader or the walk's end) */
@@ -167,6 +169,7 @@ struct sm_web {
 
 static void s_guard_watch(sm_web *self, int fd, bool on);
 static void s_refresh(sm_web *self);
+static void s_snapshot_clock(sm_web *self);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -699,12 +702,16 @@ s_conns_init(sm_web *self)
 
 /*  Every SM__TICK_MS: close connections past their deadline, write the
     counts of throttled log lines that are due.                              */
+static void s_refresh_soon(sm_web *self);
+
 static void
 s_tick(lws_sorted_usec_list_t *sul)
 {
     sm_web *self = lws_container_of(sul, sm_web, tick_sul);
     s_conn_sweep(self);
     sm_log_throttle_flush();
+    if (self->ws_count > 0 && sm_api_clock_due(self->api, s_now_ms()))
+        s_refresh_soon(self);          /* a drop opened or closed by the clock */
     lws_sul_schedule(self->ctx, 0, &self->tick_sul, s_tick,
                      (lws_usec_t) SM__TICK_MS * LWS_US_PER_MS);
 }
@@ -1224,8 +1231,9 @@ s_ws_established(sm_web *self, s_conn *conn)
         || strcmp(uri, "/ws") != 0)
         return -1;
     s_client_addr(self, conn->wsi, conn->client, sizeof conn->client);
-    if (self->refresh_due)
+    if (self->refresh_due || sm_api_clock_due(self->api, s_now_ms()))
         s_refresh(self);           /* its snapshot is the state as it is now */
+    s_snapshot_clock(self);
     /* Counted against its address since accept, like every connection. */
     s_conn_request_done(self, conn->wsi);
     s_guard_watch(self, (int) lws_get_socket_fd(conn->wsi), true);
@@ -1407,6 +1415,30 @@ s_broadcast(sm_web *self, s_msg *m)
 /* ---- wake-ups from the core ------------------------------------------ */
 
 static void
+s_snapshot_set(sm_web *self, const char *snap, size_t len)
+{
+    s_msg *m = s_msg_new(snap, len);
+    if (m) {
+        s_msg_unref(&self->snapshot);
+        self->snapshot = m;
+        self->snapshot_ms = s_now_ms();
+    }
+}
+
+/*  A phone sets its clock by the snapshot's "now_ms": one written more than
+    SM__SNAPSHOT_CLOCK_MS ago is written again (at most that often).        */
+static void
+s_snapshot_clock(sm_web *self)
+{
+    uint64_t now = s_now_ms();
+    const char *snap = NULL;
+    size_t len = 0;
+    if (self->snapshot && now - self->snapshot_ms >= SM__SNAPSHOT_CLOCK_MS
+        && sm_api_snapshot_restamp(self->api, now, &snap, &len) == 0)
+        s_snapshot_set(self, snap, len);
+}
+
+static void
 s_refresh(sm_web *self)
 {
     if (self->refresh_due) {
@@ -1424,13 +1456,8 @@ s_refresh(sm_web *self)
         return;
     const char *snap = NULL;
     size_t snap_len = 0;
-    if (sm_api_snapshot_message(self->api, &snap, &snap_len) == 0) {
-        s_msg *m = s_msg_new(snap, snap_len);
-        if (m) {
-            s_msg_unref(&self->snapshot);
-            self->snapshot = m;
-        }
-    }
+    if (sm_api_snapshot_message(self->api, &snap, &snap_len) == 0)
+        s_snapshot_set(self, snap, snap_len);
     if (delta) {
         s_msg *m = s_msg_new(delta, delta_len);
         free(delta);

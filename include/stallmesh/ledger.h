@@ -161,6 +161,17 @@ typedef int (*sm_entry_fn)(const sm_signed *entry, uint64_t seq, void *arg);
 int sm_ledger_read(sm_ledger *self, const sm_id *origin, uint64_t from,
                    size_t max, sm_entry_fn cb, void *arg);
 
+/*  One entry of an origin's log, copied: `s.bytes` points into `bytes`.     */
+typedef struct {
+    uint8_t bytes[SM_ENTRY_BYTES_MAX];
+    sm_signed s;
+} sm_entry_copy;
+
+/*  Entry `seq` of `origin` into *out (about 2 KiB: callers on small stacks
+    allocate it): 0, or SM_ENOTFOUND if this store does not hold that seq.    */
+int sm_ledger_read_one(sm_ledger *self, const sm_id *origin, uint64_t seq,
+                       sm_entry_copy *out);
+
 /*  Units of sku at one location.  SM_ENOTFOUND if never stocked there.       */
 int sm_ledger_units(sm_ledger *self, const char *sku, const sm_id *location,
                     sm_units *out);

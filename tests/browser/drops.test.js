@@ -123,3 +123,48 @@ test('a raffle: the phone enters, the till draws, the phone shows it won with it
   assert.deepEqual(phone.errors, []);
   assert.deepEqual(till.errors, []);
 });
+
+// Drops over the websocket: two phones see a first-come drop open at its
+// start, its units left fall and "Sold out" within a second of each hold,
+// with no GET /api/drops at all (the page polls it only while its
+// websocket is down).  The holds are the stall's own (its token), so the
+// per-shopper cap does not stop the second.
+test('a first-come drop over /ws: units left and sold out reach every phone within a second, no polling', { timeout: TEST_MS }, async (t) => {
+  const node = await stall(t);
+  const phones = [await open(t, node.url + '/', 390), await open(t, node.url + '/', 1280)];
+  const polled = [];
+  for (const p of phones) p.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/api/drops')) polled.push(r.url()); });
+  // The request listener came after the first load: load again under it.
+  for (const p of phones) await p.reload();
+  const count = (p) => p.locator('#drop-list li .count').first();
+  for (const p of phones) await until('the stock over the websocket', UI_MS, async () => /^Live/.test(await text(p.locator('#status'))));
+  // Created while the phones watch: it reaches them in a delta.
+  await node.must('POST', '/api/drops', { sku: 'mug', qty: 2, starts: iso(Date.now() + 5000), mode: 'first_come',
+                                          per_shopper: 1 });
+  for (const p of phones) {
+    await until('the drop counting down', UI_MS, async () => /^Opens in 0:0\d$/.test(await text(count(p))));
+  }
+  await shoot(phones[0], 'drop-ws-upcoming');
+  for (const p of phones) {
+    await until('the drop to open at its start', UI_MS, async () => /^Live: 2 left$/.test(await text(count(p))));
+  }
+  // Each phone's page shows `want` within a second of the hold's answer.
+  const within = async (want) => {
+    const seen = phones.map((p) => p.waitForFunction((w) => {
+      const c = document.querySelector('#drop-list li .count');
+      return c && c.textContent.trim() === w;
+    }, want, { timeout: 5000, polling: 'raf' }).then(() => Date.now()));
+    const held = await node.must('POST', '/api/holds', { sku: 'mug', qty: 1 });
+    const answered = Date.now();
+    assert.ok(held.code, 'the hold was made');
+    const at = await Promise.all(seen);
+    for (const ms of at) assert.ok(ms - answered <= 1000, `"${want}" ${ms - answered} ms after the hold`);
+  };
+  await within('Live: 1 left');
+  await within('Sold out');
+  await shoot(phones[0], 'drop-ws-sold-out');
+  // Sold out is shown, with no Reserve button, on both phones.
+  for (const p of phones) assert.equal(await p.locator('#drop-list li').first().getByRole('button').count(), 0);
+  assert.deepEqual(polled, [], 'no GET /api/drops while the websocket is up');
+  for (const p of phones) assert.deepEqual(p.errors, []);
+});

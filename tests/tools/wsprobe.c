@@ -30,7 +30,10 @@
     the time CMD itself took, and the VmRSS of process PID (the node) before
     the clients connected and with them connected.  The last line is
     machine-readable: "wsprobe: clients=N rounds=K p50_ms=... p99_ms=...
-    max_ms=... all_p50_ms=... all_max_ms=... rss_before_kb=... rss_kb=...".
+    max_ms=... all_p50_ms=... all_max_ms=... rss_before_kb=... rss_kb=...
+    rounds_ms=... self_cpu_ms=... pid_cpu_ms=..." (the last three: the
+    rounds' wall time, and the CPU this process and PID used during them,
+    so a figure limited by the generator itself shows as such).
     With --until TEXT a client's receipt is its first delta whose first
     256 bytes contain TEXT (the drop rush: '"total":0', its sku sold out);
     with --ref-file PATH the times are taken from the CLOCK_MONOTONIC ns
@@ -137,6 +140,10 @@ typedef struct {
     double *all_ms;            /* per round: until the last client */
     double *cmd_ms;            /* per round: the trigger command */
     long rss_before_kb;
+    /* CPU during the rounds (from each trigger to its last receipt): this
+       process's own, and pid's, so a figure limited by the generator shows. */
+    double round_cpu0_ms, pid_cpu0_ms, round_wall0_ms;
+    double rounds_cpu_ms, pid_rounds_cpu_ms, rounds_wall_ms;
 } s_probe;
 
 enum { P_CONNECT, P_ROUND, P_GAP };
@@ -476,6 +483,34 @@ s_quantile(const double *v, size_t n, double q)
     return v[k - 1];
 }
 
+/*  CPU time of this process, in ms.                                        */
+static double
+s_self_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
+}
+
+/*  CPU time (user + system) of process `pid` in ms, or 0 if unreadable.    */
+static double
+s_pid_cpu_ms(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');      /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double) (ut + st) * 1e3 / (double) sysconf(_SC_CLK_TCK);
+}
+
 /*  Start round s_run.round: clear the clients' receipts, run the trigger.      */
 static void
 s_round_start(void)
@@ -490,6 +525,8 @@ s_round_start(void)
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     char *argv[] = { "sh", "-c", (char *) s_run.trigger, NULL };
     s_run.phase = P_ROUND;
+    s_run.round_cpu0_ms = s_self_cpu_ms();
+    s_run.pid_cpu0_ms = s_pid_cpu_ms(s_run.pid);
     s_run.t0_ns = s_now_ns();
     int err = posix_spawn(&s_run.child, "/bin/sh", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -524,6 +561,9 @@ s_round_end(void)
             last = ms;
     }
     s_run.all_ms[s_run.round] = last;
+    s_run.rounds_wall_ms += (double) (s_now_ns() - s_run.t0_ns) / 1e6;
+    s_run.rounds_cpu_ms += s_self_cpu_ms() - s_run.round_cpu0_ms;
+    s_run.pid_rounds_cpu_ms += s_pid_cpu_ms(s_run.pid) - s_run.pid_cpu0_ms;
     s_run.cmd_ms[s_run.round] = (double) (s_run.child_ns - s_run.t0_ns) / 1e6;
     s_run.round++;
     s_run.phase = P_GAP;
@@ -613,13 +653,20 @@ s_report(void)
     printf("  trigger -> last client has it    p50 %8.2f ms  max %8.2f ms\n", all50, allmax);
     printf("  the trigger command itself       p50 %8.2f ms  max %8.2f ms\n",
            s_quantile(cmd, s_run.rounds, 0.50), cmd[s_run.rounds - 1]);
+    printf("  CPU during the rounds (%.0f ms)  this process %.0f ms", s_run.rounds_wall_ms,
+           s_run.rounds_cpu_ms);
+    if (s_run.pid > 0)
+        printf(", pid %ld %.0f ms", s_run.pid, s_run.pid_rounds_cpu_ms);
+    printf("\n");
     if (s_run.pid > 0)
         printf("  VmRSS of pid %ld                 %ld kB before connecting, %ld kB with %u clients\n",
                s_run.pid, s_run.rss_before_kb, rss, s_run.clients);
     printf("wsprobe: clients=%u rounds=%u p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
-           "all_p50_ms=%.2f all_max_ms=%.2f cmd_p50_ms=%.2f rss_before_kb=%ld rss_kb=%ld\n",
+           "all_p50_ms=%.2f all_max_ms=%.2f cmd_p50_ms=%.2f rss_before_kb=%ld rss_kb=%ld "
+           "rounds_ms=%.0f self_cpu_ms=%.0f pid_cpu_ms=%.0f\n",
            s_run.clients, s_run.rounds, p50, p99, max, all50, allmax,
-           s_quantile(cmd, s_run.rounds, 0.50), s_run.rss_before_kb, rss);
+           s_quantile(cmd, s_run.rounds, 0.50), s_run.rss_before_kb, rss,
+           s_run.rounds_wall_ms, s_run.rounds_cpu_ms, s_run.pid_rounds_cpu_ms);
     fflush(stdout);
 }
 

@@ -865,6 +865,86 @@ test_delta(void **state)
     json_decref(d);
 }
 
+/*  The drop's object in a websocket message: its only entry of "drops".    */
+static json_t *
+only_drop(json_t *m)
+{
+    json_t *drops = json_object_get(m, "drops");
+    assert_int_equal(json_array_size(drops), 1);
+    return json_array_get(drops, 0);
+}
+
+/*  The websocket carries the drops: the snapshot lists them with the node's
+    clock (as sent, not as built); a delta names a drop whose units left
+    moved (a hold), and one at its start though the state did not move (the
+    clock opened it); a delta that changed no drop has no "drops" at all.   */
+static void
+test_delta_drops(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    assert_int_equal(post(f, "/api/drops", "{\"sku\":\"jam\",\"qty\":2,\"mode\":\"first_come\","
+                                           "\"starts\":\"2023-11-14T22:14:20Z\"}"), 201);
+    char *delta = NULL;
+    size_t len = 0;
+    assert_int_equal(sm_api_refresh(f->api, NOW, &delta, &len), 1);
+    free(delta);
+    const char *msg;
+    assert_int_equal(sm_api_snapshot_message(f->api, &msg, &len), 0);
+    json_t *m = json_loadb(msg, len, 0, NULL);
+    assert_non_null(m);
+    assert_int_equal(jint(m, "now_ms"), (int64_t) NOW);
+    assert_string_equal(jstr(only_drop(m), "phase"), "upcoming");
+    assert_int_equal(jint(only_drop(m), "units_left"), 2);
+    int64_t version = jint(m, "version");
+    json_decref(m);
+    /* Sent later, the snapshot says the node's clock then, as built else. */
+    assert_int_equal(sm_api_snapshot_restamp(f->api, NOW + 5000, &msg, &len), 0);
+    m = json_loadb(msg, len, 0, NULL);
+    assert_int_equal(jint(m, "now_ms"), (int64_t) NOW + 5000);
+    assert_string_equal(jstr(m, "as_of"), "2023-11-14T22:13:20.000Z");
+    assert_int_equal(json_array_size(json_object_get(m, "drops")), 1);
+    json_decref(m);
+
+    /* Nothing moved: no delta, and the clock is not due before the start. */
+    assert_false(sm_api_clock_due(f->api, NOW + 59999));
+    assert_int_equal(sm_api_refresh(f->api, NOW + 59999, &delta, &len), 0);
+    /* The start: the same version, no item, the drop live. */
+    assert_true(sm_api_clock_due(f->api, NOW + 60000));
+    assert_int_equal(sm_api_refresh(f->api, NOW + 60000, &delta, &len), 1);
+    m = json_loadb(delta, len, 0, NULL);
+    free(delta);
+    assert_int_equal(jint(m, "version"), version);
+    assert_int_equal(json_array_size(json_object_get(m, "items")), 0);
+    assert_string_equal(jstr(only_drop(m), "phase"), "live");
+    assert_int_equal(json_array_size(json_object_get(m, "drops_removed")), 0);
+    json_decref(m);
+    assert_false(sm_api_clock_due(f->api, NOW + 3600000));
+
+    /* Two holds take the last units: the drop closes in the delta. */
+    for (int i = 0; i < 2; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":1,\"device\":\"%032d\"}", i);
+        assert_int_equal(call_full(f, SM_HTTP_POST, "/api/holds", NULL, body, false,
+                                   i ? "10.0.0.1" : "10.0.0.2", NULL, NOW + 61000), 201);
+    }
+    assert_int_equal(sm_api_refresh(f->api, NOW + 61000, &delta, &len), 1);
+    m = json_loadb(delta, len, 0, NULL);
+    free(delta);
+    assert_int_equal(jint(only_drop(m), "units_left"), 0);
+    assert_string_equal(jstr(only_drop(m), "phase"), "closed");
+    json_decref(m);
+
+    /* A change of another item only: no "drops" in its delta. */
+    assert_int_equal(post(f, "/api/stock/add", "{\"sku\":\"tea\",\"qty\":1}"), 201);
+    assert_int_equal(sm_api_refresh(f->api, NOW + 62000, &delta, &len), 1);
+    m = json_loadb(delta, len, 0, NULL);
+    free(delta);
+    assert_null(json_object_get(m, "drops"));
+    assert_int_equal(json_array_size(json_object_get(m, "items")), 1);
+    json_decref(m);
+}
+
 /*  GET /api/sales pages by seq; GET /api/state has digest, heads, forks;
     /livez, /readyz answer; /metrics is 404 without metrics, else the
     Prometheus text with the snapshot's version.                             */
@@ -1444,6 +1524,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stock_etag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_body_outlives_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delta_drops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_move, setup, teardown),
