@@ -240,9 +240,11 @@ s_local_sellable(sm_txn *txn, const char *sku, const sm_id *loc, const sm__stock
 }
 
 /*  A stock.add, or a drop of the short form (drop_starts_ms non-zero).  A
-    local short form while another drop of the sku here has not opened is
-    SM_EDROPBUSY, as a long form's is: one drop of a sku pending at a stall
-    at a time, so the units held back are known (sm__drop_held_back).     */
+    local short form while a drop of the long form of the sku here has not
+    opened is SM_EDROPBUSY, as a long form is while any drop is pending:
+    pending drops of a sku at a stall are one long form or only short forms
+    (which shut the whole sku), so the units held back are known
+    (sm__drop_held_back).                                                    */
 static int
 s_apply_add(sm_txn *txn, const sm_entry *e, const char *sku, uint32_t qty,
             uint64_t drop_starts_ms, unsigned flags, uint64_t now_ms)
@@ -253,8 +255,14 @@ s_apply_add(sm_txn *txn, const sm_entry *e, const char *sku, uint32_t qty,
         return rc;
     if ((flags & SM__APPLY_LOCAL) && (rc = s_item_exists(txn, sku)) != 0)
         return rc == SM_ENOTFOUND ? SM_ENOSKU : rc;
-    if ((flags & SM__APPLY_LOCAL) && drop_starts_ms && r.drop_starts_ms > now_ms)
-        return SM_EDROPBUSY;
+    if ((flags & SM__APPLY_LOCAL) && drop_starts_ms && r.drop_starts_ms > now_ms) {
+        uint64_t held = 0;
+        if ((rc = sm__drop_held_back(txn, sku, &e->origin, r.drop_starts_ms, now_ms,
+                                     &held)) != 0)
+            return rc;
+        if (held != UINT64_MAX)
+            return SM_EDROPBUSY;       /* a long form is pending here */
+    }
     r.added += qty;
     if (drop_starts_ms > r.drop_starts_ms)
         r.drop_starts_ms = drop_starts_ms;
