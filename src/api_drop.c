@@ -855,6 +855,60 @@ sm__api_drop_free(sm_core_req *write)
 
 /* ---- first-come caps, for holds -------------------------------------------- */
 
+typedef struct {
+    const sm_id *node;
+    const char *sku;
+    uint64_t now_ms;
+    sm_drop best;
+    bool found;
+} s_live;
+
+static int
+s_live_each(const sm_drop *d, void *arg)
+{
+    s_live *l = arg;
+    if (memcmp(d->origin.b, l->node->b, SM_KEY_BYTES) != 0 || strcmp(d->sku, l->sku) != 0
+        || d->mode != SM_DROP_FIRST_COME || d->starts_ms > l->now_ms)
+        return 0;
+    if (!l->found || d->starts_ms > l->best.starts_ms) {
+        l->best = *d;
+        l->found = true;
+    }
+    return 0;
+}
+
+bool
+sm__api_drop_sold_out(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms)
+{
+    for (uint32_t i = 0; i < sm_hold_body_lines(hold); i++) {
+        const char *sku;
+        uint32_t qty;
+        sm_hold_body_line(hold, i, &sku, &qty);
+        sm_units u;
+        int rc = sm_ledger_units(self->ledger, sku, &self->node, &u);
+        if (rc == SM_ENOTFOUND)
+            u.units = 0;
+        else if (rc != 0 || u.units >= (int64_t) qty)
+            continue;
+        s_live lv;
+        memset(&lv, 0, sizeof lv);
+        lv.node = &self->node;
+        lv.sku = sku;
+        lv.now_ms = now_ms;
+        if (sm_drop_each(self->ledger, s_live_each, &lv) != 0 || !lv.found)
+            continue;
+        sm_drop_refusal why;
+        memset(&why, 0, sizeof why);
+        why.drop = lv.best;
+        why.limit = "qty";
+        why.max = lv.best.qty;
+        snprintf(why.sku, sizeof why.sku, "%s", sku);
+        sm__api_drop_refused(r, SM_ENOSTOCK, &why);
+        return true;
+    }
+    return false;
+}
+
 void
 sm__api_drop_refused(sm_http_resp *r, int rc, const sm_drop_refusal *why)
 {

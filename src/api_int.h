@@ -213,6 +213,14 @@ void sm__api_drop_free(sm_core_req *write);
     drop_limit or sold_out, naming the drop and the cap.  Another rc: its
     usual answer.                                                            */
 void sm__api_drop_refused(sm_http_resp *r, int rc, const sm_drop_refusal *why);
+/*  A shopper's hold of a live first-come drop's sku of which this stall
+    holds fewer units than it asks: answered here, 409 sold_out, without
+    the core's round trip (the policy could only refuse it).  In a rush
+    most requests come after the last unit went, and each one the core
+    still has to answer keeps the phones' deltas to their small slice
+    (web.c).  True if it answered.                                          */
+bool sm__api_drop_sold_out(sm_api *self, sm_http_resp *r, const sm_body *hold,
+                           uint64_t now_ms);
 
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */

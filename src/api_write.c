@@ -1198,7 +1198,10 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
         return false;
     }
     /* A live first-come drop's caps (per device, per address, its qty) are
-       checked at append, by the policy, against every hold before it. */
+       checked at append, by the policy, against every hold before it; a
+       drop whose units are all gone is answered here (api_drop.c). */
+    if (!w->authorized && sm__api_drop_sold_out(self, r, b, now_ms))
+        return false;
     return true;
 }
 

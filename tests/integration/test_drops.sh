@@ -199,6 +199,13 @@ check "GET /api/drops: the drop live with 2 units left" \
     '[ "$status" = 200 ] && [ "$(js ".drops[] | select(.id == \"$FC\") | .phase")" = live ] && [ "$(js ".drops[] | select(.id == \"$FC\") | .units_left")" = 2 ]'
 call A POST /api/sales '{"lines":[{"sku":"mug","qty":1}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
 check "from the start the till sells a mug" '[ "$status" = 201 ]'
+call A POST /api/holds '{"lines":[{"sku":"mug","qty":2}],"device":"d3"}' 127.0.0.6
+check "2 more when 1 is left: 409 sold_out naming the drop" \
+    '[ "$status" = 409 ] && [ "$(js .error)" = sold_out ] && [ "$(js .drop)" = "$FC" ]'
+call A POST /api/holds '{"lines":[{"sku":"mug","qty":1}],"device":"d3"}' 127.0.0.6
+check "the last unit: 201" '[ "$status" = 201 ]'
+call A POST /api/holds '{"lines":[{"sku":"mug","qty":1}],"device":"d4"}' 127.0.0.7
+check "after the last unit: 409 sold_out" '[ "$status" = 409 ] && [ "$(js .error)" = sold_out ]'
 
 # ---- a raffle ------------------------------------------------------------------------------
 R_START=$(iso 5); R_CLOSE=$(iso 12)
