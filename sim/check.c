@@ -1329,6 +1329,39 @@ typedef struct {
     bool original;
 } s_asked_ctx;
 
+/*  A raffle entry a stall appended for an asker's ENTRY_ASK (a mirror's
+    viewer): appended at most once, and one per device per drop, wherever
+    it was asked: never more entries for an asker's asks than entries it
+    forwarded, and no (drop, device) twice among them.                    */
+static void
+s_entry_asked(s_asked_ctx *c, const sm_entry *e, uint64_t seq)
+{
+    sim_world *w = c->w;
+    const __typeof__(e->body.u.raffle_entry) *re = &e->body.u.raffle_entry;
+    if (++w->ent_appended[c->from] > w->ent_sent[c->from])
+        sim_fail(w, "node %d appended raffle entry %llu for node %d: %llu entries for its "
+                 "ENTRY_ASKs, but it forwarded %llu", c->nd->index, (unsigned long long) seq,
+                 c->from, (unsigned long long) w->ent_appended[c->from],
+                 (unsigned long long) w->ent_sent[c->from]);
+    for (uint32_t i = 0; i < w->nfwd_entries; i++) {
+        const struct sim_fwd_entry *f = &w->fwd_entries[i];
+        if (f->drop_seq == re->drop_seq
+            && memcmp(f->drop_origin.b, re->drop_origin.b, SM_KEY_BYTES) == 0
+            && memcmp(f->device, re->device, SM_HOLD_TAG_BYTES) == 0) {
+            sim_fail(w, "node %d appended raffle entry %llu for node %d: that device "
+                     "already has a forwarded entry for drop %llu", c->nd->index,
+                     (unsigned long long) seq, c->from, (unsigned long long) re->drop_seq);
+            return;
+        }
+    }
+    if (w->nfwd_entries < SIM_FWD_ENTRIES_MAX) {
+        struct sim_fwd_entry *f = &w->fwd_entries[w->nfwd_entries++];
+        f->drop_origin = re->drop_origin;
+        f->drop_seq = re->drop_seq;
+        memcpy(f->device, re->device, SM_HOLD_TAG_BYTES);
+    }
+}
+
 static int
 s_asked_cb(const sm_signed *s, uint64_t seq, void *arg)
 {
@@ -1345,6 +1378,9 @@ s_asked_cb(const sm_signed *s, uint64_t seq, void *arg)
                      "HOLD_ASKs, but it forwarded %llu", c->nd->index, (unsigned long long) seq,
                      c->from, (unsigned long long) c->w->fwd_appended[c->from],
                      (unsigned long long) c->w->fwd_sent[c->from]);
+    } else if (e.body.kind == SM_KIND_RAFFLE_ENTRY && c->type == SM_MSG_ENTRY_ASK
+               && c->original && s_honest(c->w, c->from)) {
+        s_entry_asked(c, &e, seq);
     } else if (e.body.kind == SM_KIND_STOCK_MOVE && c->type == SM_MSG_UNITS_ASK) {
         /* Units asks (a short sale's, rebalancing's) never take the giver
            below its floor. */

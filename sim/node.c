@@ -426,8 +426,12 @@ s_answer(void *arg, sm_policy_write *pw)
     req.body = pw->body;
     req.op = (int) (intptr_t) pw->tag;
     req.forward = pw->forward;
-    if (pw->forward && nd->in_batch)
-        w->fwd_sent[nd->index]--;        /* refused before any HOLD_ASK left */
+    if (pw->forward && nd->in_batch) {   /* refused before any ask left */
+        if (pw->body.kind == SM_KIND_RAFFLE_ENTRY)
+            w->ent_sent[nd->index]--;
+        else
+            w->fwd_sent[nd->index]--;
+    }
     if (pw->rc == 0 && !pw->forward)
         sim_check_drop_write(w, nd, &pw->body, pw->seq);
     sim_workload_answer(w, nd, &req, pw->rc, pw->seq);
@@ -460,7 +464,10 @@ sim_node_wake(sim_world *w, sim_node *nd)
         batch[i].forward = r->forward;
         if (r->forward) {
             batch[i].at = w->node[r->at].id.pub;
-            w->fwd_sent[nd->index]++;
+            if (r->body.kind == SM_KIND_RAFFLE_ENTRY)
+                w->ent_sent[nd->index]++;
+            else
+                w->fwd_sent[nd->index]++;
         }
         batch[i].tag = (void *) (intptr_t) r->op;
     }
@@ -519,7 +526,8 @@ sim_node_receive(sim_world *w, sim_node *nd, int from, const uint8_t *msg, size_
     uint64_t now = sim_node_now(w, nd);
     int type = len >= 2 ? msg[1] : -1;
     sm_head before;
-    bool asked = (type == SM_MSG_HOLD_ASK || type == SM_MSG_UNITS_ASK)
+    bool asked = (type == SM_MSG_HOLD_ASK || type == SM_MSG_UNITS_ASK
+                  || type == SM_MSG_ENTRY_ASK)
                  && sm_ledger_head(nd->ledger, &nd->id.pub, &before) == 0;
     bool durable = false;
     int rc = sm_policy_receive(nd->policy, &w->node[from].id.pub, msg, len, now, &durable);

@@ -44,6 +44,7 @@
 #define SIM_REBALANCE_FLOOR  4u         /* rebalancing floor of the nodes that rebalance */
 #define SIM_SKUS             6u
 #define SIM_ACKS_MAX         200000u    /* acknowledged sales tracked per run */
+#define SIM_FWD_ENTRIES_MAX  4096u      /* forwarded raffle entries tracked per run */
 #define SIM_HEAL_MS_MAX      (240u * 1000u) /* liveness: converged this long after healing */
 #define SIM_HEAP_BYTES_MAX   (768ULL << 20) /* memory bound of the whole process */
 #define SIM_REPLAY_RING      32u        /* messages a link remembers for replays */
@@ -279,6 +280,16 @@ struct sim_world {
        before asking), and holds its stalls appended for its HOLD_ASKs */
     uint64_t fwd_sent[SIM_NODES_MAX];
     uint64_t fwd_appended[SIM_NODES_MAX];
+    /* forwarded raffle entries (ENTRY_ASK), counted as the holds are, and
+       the (drop, device) of each entry appended for one: each at most once */
+    uint64_t ent_sent[SIM_NODES_MAX];
+    uint64_t ent_appended[SIM_NODES_MAX];
+    struct sim_fwd_entry {
+        sm_id drop_origin;
+        uint64_t drop_seq;
+        uint8_t device[SM_HOLD_TAG_BYTES];
+    } fwd_entries[SIM_FWD_ENTRIES_MAX];
+    uint32_t nfwd_entries;
     uint64_t checks_run;
     uint32_t restores_done;    /* stores restored or wiped so far */
     uint64_t delivered_by_type[SM_MSG_TYPE_MAX + 1];
@@ -398,7 +409,7 @@ bool sim_check_converged(sim_world *w, char *why, size_t cap);
 /* The lowest seq node nd holds fork evidence against `origin` at; 0 if none. */
 uint64_t sim_fork_at(sim_node *nd, const sm_id *origin);
 void sim_check_final(sim_world *w);
-/*  Node nd was handed an ask (a HOLD_ASK or UNITS_ASK) from node `from`
+/*  Node nd was handed an ask (a HOLD_ASK, ENTRY_ASK or UNITS_ASK) from node `from`
     when its own head was `before`: check what it appended for it.         */
 void sim_check_asked(sim_world *w, sim_node *nd, int from, int type, bool original,
                      uint64_t before);

@@ -311,7 +311,9 @@ sim_workload_drop(sim_world *w, uint64_t stage)
             }
             if (!nd->raffle_seq)
                 continue;
-            /* Phones enter this stall's raffle through any stall. */
+            /* Phones enter this stall's raffle through any stall; at
+               another stall, half of them as through a mirror: the entry
+               is forwarded to this stall (ENTRY_ASK), which appends it. */
             uint32_t phones = (uint32_t) sim_range(&w->rng, 2, 8);
             for (uint32_t k = 0; k < phones; k++) {
                 sim_node *at = &w->node[sim_below(&w->rng, (uint64_t) honest)];
@@ -325,7 +327,8 @@ sim_workload_drop(sim_world *w, uint64_t stage)
                     b.u.raffle_entry.client[j] = (uint8_t) sim_below(&w->rng, 256);
                 }
                 b.u.raffle_entry.has_client = true;
-                s_submit(w, at, SIM_OP_RAFFLE, &b);
+                bool fwd = at != nd && sim_chance(&w->rng, 500);
+                s_submit_at(w, at, SIM_OP_RAFFLE, &b, fwd ? nd->index : -1);
             }
         } else if (nd->raffle_seq) {
             sm_body b = s_body(SM_KIND_RAFFLE_DRAW);

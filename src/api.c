@@ -65,8 +65,8 @@ typedef struct {
     (handlers declared in api_int.h); proto/api.md and README document it.
     The last column is the read-only rule of a mirror (run --mirror): its
     writes answer 403 read_only, but for those a livestream viewer needs,
-    which it forwards to the stall holding the units (a drop's raffle entry
-    is a line here with M_POST when drops exist).                            */
+    which it forwards to the stall holding the units (a hold; a raffle
+    entry, whose handler refuses a mirror's draw itself).                    */
 static const s_route s_routes[] = {
     /* path               GET                   POST                       DELETE               token            mirror */
     { "/api/stock",       sm__api_get_stock,    NULL,                      NULL,                0,               0 },
@@ -90,9 +90,11 @@ static const s_route s_routes[] = {
     { "/api/qr",          sm__api_get_qr,       NULL,                      NULL,                0,               0 },
     /* Drops: public reads and raffle entries; creating (token) here, drawing
        (token, checked by its handler: the prefix route's POST is public).  A
-       mirror (no log of its own) refuses their writes. */
+       mirror (no log of its own) refuses their writes, but forwards a
+       viewer's raffle entry to the drop's stall (its handler says 403 to a
+       draw). */
     { "/api/drops",       sm__api_get_drops,    sm__api_post_drops,        NULL,                M_POST,          0 },
-    { SM__API_DROP_PATH,  sm__api_get_drop,     sm__api_post_drop,         NULL,                0,               0 },
+    { SM__API_DROP_PATH,  sm__api_get_drop,     sm__api_post_drop,         NULL,                0,               M_POST },
     /* The organiser's report and exports (api_report.c). */
     { "/api/report",      sm__api_get_report,   NULL,                      NULL,                M_GET,           0 },
     { "/api/export/sales.csv", sm__api_get_report, NULL,                   NULL,                M_GET,           0 },

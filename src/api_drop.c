@@ -661,11 +661,13 @@ s_post_entry(sm_api *self, const sm_http_req *req, uint64_t now_ms, sm_http_resp
                       "id");
         return SM_API_DONE;
     }
-    if (now_ms < d->starts_ms) {
+    /* The node that appends judges the times by its clock: at a mirror,
+       the drop's stall (a drawn raffle is closed whatever the clock). */
+    if (now_ms < d->starts_ms && !self->mirror) {
         sm__api_ledger_error(r, SM_EDROP, false);
         return SM_API_DONE;
     }
-    if (now_ms > d->closes_ms || d->draw_seq) {
+    if ((now_ms > d->closes_ms && !self->mirror) || d->draw_seq) {
         sm__api_ledger_error(r, SM_EDROPCLOSED, false);
         return SM_API_DONE;
     }
@@ -712,6 +714,10 @@ s_post_entry(sm_api *self, const sm_http_req *req, uint64_t now_ms, sm_http_resp
         sm_reserve_tag("client", &m.market, req->client, b->u.raffle_entry.client);
         b->u.raffle_entry.has_client = true;
     }
+    /* A mirror has no log to append to: the drop's stall appends the entry
+       (ENTRY_ASK, proto/mesh.md 7.10) and the viewer gets its answer. */
+    w->req.forward = self->mirror;
+    w->req.at = d->origin;
     *write = &w->req;
     return SM_API_WRITE;
 }
@@ -729,6 +735,10 @@ sm__api_post_drop(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     if (strcmp(rest, "entries") != 0 && strcmp(rest, "draw") != 0) {
         sm__api_error(r, 404, "not_found", "POST a drop's /entries or /draw: see proto/api.md",
                       NULL);
+        return SM_API_DONE;
+    }
+    if (strcmp(rest, "draw") == 0 && self->mirror) {
+        sm__api_error(r, 403, sm_errname(SM_EREADONLY), sm_strerror(SM_EREADONLY), NULL);
         return SM_API_DONE;
     }
     if (strcmp(rest, "draw") == 0 && !s_need_stock_scope(req, r))
@@ -831,7 +841,7 @@ sm__api_drop_finish(sm_api *self, sm_core_req *write, uint64_t now_ms, sm_http_r
     } else if (w->what == S_ENTER) {
         sm_json_buf b = { 0 };
         sm_json_obj_open(&b);
-        sm_json_kentry_id(&b, "id", &self->node, w->req.seq);
+        sm_json_kentry_id(&b, "id", w->req.forward ? &w->req.at : &self->node, w->req.seq);
         sm_json_kentry_id(&b, "drop", &w->drop_origin, w->drop_seq);
         sm_json_kbool(&b, "entered", true);
         s_now_members(&b, now_ms);

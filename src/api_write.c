@@ -922,7 +922,7 @@ s_owner_add(sm_api *self, uint64_t seq, const char *client)
 /* POST /api/holds {"sku","qty","at"?} or {"lines":[{"sku","qty"}],"device"?}:
    a reservation of one or more lines, held whole or not at all, with a
    pickup code; expires hold_ttl_s from now.  With "at" (another member
-   stall's node id) a one-line hold is forwarded to that stall, which
+   stall's node id) the hold (all its lines) is forwarded to that stall, which
    appends it on its own log (the units are held there) and sets its
    expiry.  Without the token the [holds] limits apply (reserve.h).         */
 
@@ -1138,20 +1138,15 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
                        "'stallmesh peers' or GET /api/stock's locations show"))
         return false;
     /* "at" this stall: an ordinary hold.  A mirror holds nothing: it
-       forwards every hold, to the stall with the most units unless told. */
+       forwards every hold, to the stall with the most units of its first
+       line's sku unless told (a reservation's lines are held at one stall). */
     req->forward = has_at && memcmp(req->at.b, self->node.b, SM_KEY_BYTES) != 0;
-    if (self->mirror && !req->forward && !b->u.hold.more_count) {
+    if (self->mirror && !req->forward) {
         sm_item item;
         if (!sm__api_need_item(self, r, b->u.hold.sku, &item)
             || !s_mirror_pick(self, r, b->u.hold.sku, &req->at))
             return false;
         req->forward = true;
-    }
-    if ((req->forward || self->mirror) && b->u.hold.more_count) {
-        sm__api_bad(r, "bad_value", "at",
-                    "a hold forwarded to another stall has one line (a mirror forwards "
-                    "every hold): reserve several things at the stall that holds them");
-        return false;
     }
     if (req->forward
         && !s_need_member(self, r, &req->at, "at", "unknown_stall",

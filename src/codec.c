@@ -56,8 +56,10 @@
         UNITS_ASK  [6, req_id, sku str, qty, asker bin32, hops]
         UNITS_GIVE [7, req_id, sku str, qty, asker bin32]
         FORK       [8, origin bin32, seq, [entry bin, sig bin64], [entry bin, sig bin64]]
-        HOLD_ASK   [9, req_id, sku str, qty]
-        HOLD_DONE  [10, req_id, refusal, seq, expires_ms]   refusal = -SM_E* code */
+        HOLD_ASK   [9, req_id, sku str, qty, code str, device bin, client bin, [[sku, qty]...]]
+        HOLD_DONE  [10, req_id, refusal, seq, expires_ms]   refusal = -SM_E* code
+        ENTRY_ASK  [11, req_id, drop_origin bin32, drop_seq, device bin, client bin]
+        ENTRY_DONE [12, req_id, refusal, seq]                refusal = -SM_E* code */
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -978,12 +980,12 @@ sm__token_unpack(const uint8_t *buf, size_t len, sm_token *out,
 
 /*  Elements of each type's array, the type included (index: the type).    */
 static const uint32_t s_wire_fields[SM_MSG_TYPE_MAX + 1] = {
-    0, 5, 2, 4, 4, 2, 6, 5, 5, 7, 5
+    0, 5, 2, 4, 4, 2, 6, 5, 5, 8, 5, 6, 4
 };
 
 static const char *const s_wire_names[SM_MSG_TYPE_MAX + 1] = {
     "?", "HELLO", "HEADS", "WANT", "ENTRIES", "PEERS", "UNITS_ASK",
-    "UNITS_GIVE", "FORK", "HOLD_ASK", "HOLD_DONE"
+    "UNITS_GIVE", "FORK", "HOLD_ASK", "HOLD_DONE", "ENTRY_ASK", "ENTRY_DONE"
 };
 
 /*  See wire.h.                                                               */
@@ -1111,6 +1113,20 @@ s_wire_valid(const sm_wire_msg *m)
             return rc;
         if (m->u.hold_ask.qty == 0 || m->u.hold_ask.qty > SM_QTY_MAX)
             return SM_EMALFORMED;
+        if (m->u.hold_ask.more_count > SM_HOLD_LINES_MAX - 1)
+            return SM_ETOOBIG;
+        for (uint32_t i = 0; i < m->u.hold_ask.more_count; i++) {
+            const char *sku = m->u.hold_ask.more[i].sku;
+            rc = s_wire_text(sku, sizeof m->u.hold_ask.more[i].sku, 1, SM_SKU_BYTES_MAX);
+            if (rc != 0)
+                return rc;
+            if (m->u.hold_ask.more[i].qty == 0 || m->u.hold_ask.more[i].qty > SM_QTY_MAX
+                || strcmp(sku, m->u.hold_ask.sku) == 0)
+                return SM_EMALFORMED;
+            for (uint32_t j = 0; j < i; j++)
+                if (strcmp(sku, m->u.hold_ask.more[j].sku) == 0)
+                    return SM_EMALFORMED;       /* one line a sku */
+        }
         return s_wire_text(m->u.hold_ask.code, sizeof m->u.hold_ask.code, 0,
                            SM_HOLD_CODE_BYTES_MAX);
     case SM_MSG_HOLD_DONE:
@@ -1119,6 +1135,16 @@ s_wire_valid(const sm_wire_msg *m)
                    ? 0 : SM_EMALFORMED;
         if (m->u.hold_done.code > 0 || m->u.hold_done.code < -(int)SM_WIRE_REFUSAL_MAX
             || m->u.hold_done.seq != 0 || m->u.hold_done.expires_ms != 0)
+            return SM_EMALFORMED;
+        return 0;
+    case SM_MSG_ENTRY_ASK:
+        return s_wire_seq(m->u.entry_ask.drop_seq) ? 0 : SM_EMALFORMED;
+    case SM_MSG_ENTRY_DONE:
+        if (m->u.entry_done.code == 0)
+            return s_wire_seq(m->u.entry_done.seq) ? 0 : SM_EMALFORMED;
+        if (m->u.entry_done.code > 0
+            || m->u.entry_done.code < -(int)SM_WIRE_ENTRY_REFUSAL_MAX
+            || m->u.entry_done.seq != 0)
             return SM_EMALFORMED;
         return 0;
     case SM_MSG_FORK:
@@ -1208,12 +1234,31 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
                           m->u.hold_ask.has_device ? SM_HOLD_TAG_BYTES : 0);
         bad |= s_pack_bin(pk, m->u.hold_ask.client,
                           m->u.hold_ask.has_client ? SM_HOLD_TAG_BYTES : 0);
+        bad |= msgpack_pack_array(pk, m->u.hold_ask.more_count);
+        for (uint32_t i = 0; i < m->u.hold_ask.more_count && !bad; i++) {
+            bad |= msgpack_pack_array(pk, 2);
+            bad |= s_pack_str(pk, m->u.hold_ask.more[i].sku);
+            bad |= msgpack_pack_uint64(pk, m->u.hold_ask.more[i].qty);
+        }
         break;
     case SM_MSG_HOLD_DONE:
         bad |= msgpack_pack_uint64(pk, m->u.hold_done.req_id);
         bad |= msgpack_pack_uint64(pk, (uint64_t)(-(int64_t)m->u.hold_done.code));
         bad |= msgpack_pack_uint64(pk, m->u.hold_done.seq);
         bad |= msgpack_pack_uint64(pk, m->u.hold_done.expires_ms);
+        break;
+    case SM_MSG_ENTRY_ASK:
+        bad |= msgpack_pack_uint64(pk, m->u.entry_ask.req_id);
+        bad |= s_pack_bin(pk, m->u.entry_ask.drop_origin.b, SM_KEY_BYTES);
+        bad |= msgpack_pack_uint64(pk, m->u.entry_ask.drop_seq);
+        bad |= s_pack_bin(pk, m->u.entry_ask.device, SM_HOLD_TAG_BYTES);
+        bad |= s_pack_bin(pk, m->u.entry_ask.client,
+                          m->u.entry_ask.has_client ? SM_HOLD_TAG_BYTES : 0);
+        break;
+    case SM_MSG_ENTRY_DONE:
+        bad |= msgpack_pack_uint64(pk, m->u.entry_done.req_id);
+        bad |= msgpack_pack_uint64(pk, (uint64_t)(-(int64_t)m->u.entry_done.code));
+        bad |= msgpack_pack_uint64(pk, m->u.entry_done.seq);
         break;
     case SM_MSG_FORK:
         bad |= s_pack_bin(pk, m->u.fork.origin.b, SM_KEY_BYTES);
@@ -1578,6 +1623,16 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         S_TRY(s_rd_text(r, m->u.hold_ask.code, 0, SM_HOLD_CODE_BYTES_MAX));
         S_TRY(s_rd_tag(r, m->u.hold_ask.device, &m->u.hold_ask.has_device));
         S_TRY(s_rd_tag(r, m->u.hold_ask.client, &m->u.hold_ask.has_client));
+        S_TRY(s_rd_count(r, SM_HOLD_LINES_MAX - 1, &n));
+        for (uint32_t i = 0; i < n; i++) {
+            S_TRY(s_rd_tuple(r, 2));
+            S_TRY(s_rd_text(r, m->u.hold_ask.more[i].sku, 1, SM_SKU_BYTES_MAX));
+            S_TRY(s_rd_uint(r, &v));
+            if (v == 0 || v > SM_QTY_MAX)
+                return SM_EMALFORMED;
+            m->u.hold_ask.more[i].qty = (uint32_t)v;
+        }
+        m->u.hold_ask.more_count = n;
         return 0;
     case SM_MSG_HOLD_DONE:
         S_TRY(s_rd_uint(r, &m->u.hold_done.req_id));
@@ -1587,6 +1642,24 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         m->u.hold_done.code = -(int)v;
         S_TRY(s_rd_uint(r, &m->u.hold_done.seq));
         S_TRY(s_rd_uint(r, &m->u.hold_done.expires_ms));
+        return 0;
+    case SM_MSG_ENTRY_ASK: {
+        bool has_device;
+        S_TRY(s_rd_uint(r, &m->u.entry_ask.req_id));
+        S_TRY(s_rd_fixed(r, m->u.entry_ask.drop_origin.b, SM_KEY_BYTES));
+        S_TRY(s_rd_uint(r, &m->u.entry_ask.drop_seq));
+        S_TRY(s_rd_tag(r, m->u.entry_ask.device, &has_device));
+        if (!has_device)
+            return SM_EMALFORMED;       /* an entry always names its device */
+        return s_rd_tag(r, m->u.entry_ask.client, &m->u.entry_ask.has_client);
+    }
+    case SM_MSG_ENTRY_DONE:
+        S_TRY(s_rd_uint(r, &m->u.entry_done.req_id));
+        S_TRY(s_rd_uint(r, &v));
+        if (v > SM_WIRE_ENTRY_REFUSAL_MAX)
+            return SM_EMALFORMED;
+        m->u.entry_done.code = -(int)v;
+        S_TRY(s_rd_uint(r, &m->u.entry_done.seq));
         return 0;
     case SM_MSG_FORK:
         S_TRY(s_rd_fixed(r, m->u.fork.origin.b, SM_KEY_BYTES));

@@ -173,7 +173,7 @@ s_policy_answer(void *arg, sm_policy_write *w)
     req->rc = w->rc;
     req->seq = w->seq;
     req->drop_why = w->drop_why;
-    if (req->forward && w->rc == 0)
+    if (req->forward && w->rc == 0 && req->body.kind == SM_KIND_HOLD)
         req->body.u.hold.expires_ms = w->body.u.hold.expires_ms;
     req->commit_ns = s_mono_ns();
     s_answer(self, self->router, p);

@@ -15,8 +15,9 @@
     What is appended when is decided by the write policy (policy.h), which
     the core drives with the time: group commit, parking a sale (never a
     hold) short of units while the peers are asked for them (bounded), a hold
-    forwarded to another stall (sm_core_req.forward: HOLD_ASK, answered
-    with its HOLD_DONE or after SM_HOLD_FWD_WAIT_MS), the expired-hold sweep
+    (or a mirror's raffle entry) forwarded to another stall
+    (sm_core_req.forward: HOLD_ASK or ENTRY_ASK, answered with its HOLD_DONE
+    or ENTRY_DONE or after SM_HOLD_FWD_WAIT_MS), the expired-hold sweep
     once a second, rebalancing, and the own-log gate: until the node's own
     log is confirmed whole (ledger.h, own-log recovery) local writes are
     refused with SM_ERECOVERING.  The mesh (mesh.c, gossip.c) runs in the

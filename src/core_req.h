@@ -21,10 +21,11 @@ typedef struct {
     uint64_t submit_ns;        /* set by sm_core_submit (monotonic clock) */
     uint64_t commit_ns;        /* set by the core: when it was durable */
     void *tag;                 /* the submitter's; the core never touches it */
-    bool forward;              /* a hold (only) to forward to stall `at`, which
-                                  appends it on its own log: `seq` is then of
-                                  at's log and body.u.hold.expires_ms is set
-                                  from its answer.  SM_EUNREACHABLE: `at` is
+    bool forward;              /* a hold or raffle entry (only) to forward to
+                                  stall `at`, which appends it on its own log:
+                                  `seq` is then of at's log (and a hold's
+                                  body.u.hold.expires_ms is set from its
+                                  answer).  SM_EUNREACHABLE: `at` is
                                   not in session; SM_ETIMEOUT: no answer within
                                   SM_HOLD_FWD_WAIT_MS (the hold may exist there) */
     sm_id at;

@@ -138,14 +138,15 @@ typedef struct {
     uint32_t asks;
 } s_shopper;
 
-/*  A HOLD_ASK this node answered: a second delivery of it (the same asker
-    and wire id, e.g. sent again after a reconnect) gets the same answer and
-    appends nothing.                                                         */
+/*  A HOLD_ASK or ENTRY_ASK this node answered: a second delivery of it
+    (the same asker, type and wire id, e.g. sent again after a reconnect)
+    gets the same answer and appends nothing.                                */
 typedef struct {
     bool used;
+    uint8_t type;              /* SM_MSG_HOLD_ASK or SM_MSG_ENTRY_ASK */
     sm_id asker;
     uint64_t req_id;           /* the asker's wire id */
-    int code;                  /* the HOLD_DONE sent: 0 or the refusal */
+    int code;                  /* the HOLD_DONE (ENTRY_DONE) sent: 0 or the refusal */
     uint64_t seq, expires_ms;
 } s_hold_answer;
 
@@ -180,14 +181,16 @@ typedef struct {
     uint64_t made_ms;
 } s_seen;
 
-/*  A hold this node forwarded to a peer (HOLD_ASK) for its caller.        */
+/*  A hold (HOLD_ASK) or raffle entry (ENTRY_ASK) this node forwarded to a
+    peer for its caller.                                                     */
 typedef struct {
     bool used;
     bool answered;
+    uint8_t type;              /* the ask's: SM_MSG_HOLD_ASK or SM_MSG_ENTRY_ASK */
     uint64_t req_id;           /* the caller's */
     uint64_t wire_id;          /* on the wire (as an ask's) */
     sm_id at;                  /* the peer asked */
-    int code;                  /* its HOLD_DONE: 0 or the refusal */
+    int code;                  /* its HOLD_DONE (ENTRY_DONE): 0 or the refusal */
     uint64_t seq, expires_ms;
     uint64_t made_ms;
 } s_hold_fwd;
@@ -1927,21 +1930,23 @@ s_hold_done_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t
     s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
 }
 
-/*  Take one forwarded hold from the budget of the shopper `m` carries (its
-    client tag, else its device tag, else the asking peer): true if within
+/*  Take one forwarded hold or entry from the budget of the shopper whose
+    tags are given (its client tag, else its device tag, else the asking
+    peer; NULL: no such tag): true if within
     SM_HOLD_ASKS_PER_SHOPPER_MIN this minute.  The table is bounded; the
     shopper least recently counted makes room (a minute idle, it had a
     fresh budget anyway).                                                   */
 static bool
-s_shopper_take(sm_gossip *self, const s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+s_shopper_take(sm_gossip *self, const s_peer *p, const uint8_t *client,
+               const uint8_t *device, uint64_t now_ms)
 {
     uint8_t key[SM_HOLD_TAG_BYTES + 1];
-    if (m->u.hold_ask.has_client) {
+    if (client) {
         key[0] = 'c';
-        memcpy(key + 1, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
-    } else if (m->u.hold_ask.has_device) {
+        memcpy(key + 1, client, SM_HOLD_TAG_BYTES);
+    } else if (device) {
         key[0] = 'd';
-        memcpy(key + 1, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
+        memcpy(key + 1, device, SM_HOLD_TAG_BYTES);
     } else {
         key[0] = 'p';
         memcpy(key + 1, p->pub.node.b, SM_HOLD_TAG_BYTES);
@@ -1971,33 +1976,61 @@ s_shopper_take(sm_gossip *self, const s_peer *p, const sm_wire_msg *m, uint64_t 
     return true;
 }
 
-/*  The answer this node gave to `asker`'s HOLD_ASK `req_id`, or NULL.      */
+/*  The answer this node gave to `asker`'s ask `req_id` of `type`, or NULL. */
 static s_hold_answer *
-s_hold_answer_find(sm_gossip *self, const sm_id *asker, uint64_t req_id)
+s_hold_answer_find(sm_gossip *self, int type, const sm_id *asker, uint64_t req_id)
 {
     for (uint32_t i = 0; i < SM_HOLD_ASK_ANSWERS_MAX; i++) {
         s_hold_answer *a = &self->hold_answers[i];
-        if (a->used && a->req_id == req_id && s_id_eq(&a->asker, asker))
+        if (a->used && a->type == type && a->req_id == req_id && s_id_eq(&a->asker, asker))
             return a;
     }
     return NULL;
 }
 
-/*  Answer p's HOLD_ASK `req_id` and remember the answer (the oldest
-    remembered makes room).                                                 */
+/*  ENTRY_DONE [req_id, refusal, seq] to p.                                 */
 static void
-s_hold_answer_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t seq,
-              uint64_t expires_ms)
+s_entry_done_send(sm_gossip *self, s_peer *p, uint64_t req_id, int code, uint64_t seq)
+{
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_ENTRY_DONE;
+    msg.u.entry_done.req_id = req_id;
+    if (code < -(int) SM_WIRE_ENTRY_REFUSAL_MAX)
+        code = SM_EINVAL;
+    msg.u.entry_done.code = code;
+    msg.u.entry_done.seq = code == 0 ? seq : 0;
+    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
+}
+
+/*  The answer to p's ask `req_id` of `type`: HOLD_DONE for a HOLD_ASK,
+    ENTRY_DONE for an ENTRY_ASK.                                             */
+static void
+s_ask_answer(sm_gossip *self, s_peer *p, int type, uint64_t req_id, int code, uint64_t seq,
+             uint64_t expires_ms)
+{
+    if (type == SM_MSG_ENTRY_ASK)
+        s_entry_done_send(self, p, req_id, code, seq);
+    else
+        s_hold_done_send(self, p, req_id, code, seq, expires_ms);
+}
+
+/*  Answer p's ask and remember the answer (the oldest remembered makes
+    room).                                                                   */
+static void
+s_hold_answer_send(sm_gossip *self, s_peer *p, int type, uint64_t req_id, int code,
+                   uint64_t seq, uint64_t expires_ms)
 {
     s_hold_answer *a = &self->hold_answers[self->hold_answer_next];
     self->hold_answer_next = (self->hold_answer_next + 1) % SM_HOLD_ASK_ANSWERS_MAX;
     a->used = true;
+    a->type = (uint8_t) type;
     a->asker = p->pub.node;
     a->req_id = req_id;
     a->code = code;
     a->seq = seq;
     a->expires_ms = expires_ms;
-    s_hold_done_send(self, p, req_id, code, seq, expires_ms);
+    s_ask_answer(self, p, type, req_id, code, seq, expires_ms);
 }
 
 typedef struct {
@@ -2014,8 +2047,14 @@ s_same_hold_each(const sm_hold *h, void *arg)
     if (strcmp(h->code, m->u.hold_ask.code) != 0)
         return 0;
     /* The code is unique among open holds: this one or none. */
-    if (h->line_count == 1 && strcmp(h->sku, m->u.hold_ask.sku) == 0
-        && h->qty == m->u.hold_ask.qty
+    bool same = h->line_count == m->u.hold_ask.more_count + 1
+                && h->line_count <= SM_HOLD_LINES_MAX;
+    for (uint32_t i = 0; same && i < h->line_count; i++) {
+        const char *sku = i ? m->u.hold_ask.more[i - 1].sku : m->u.hold_ask.sku;
+        uint32_t qty = i ? m->u.hold_ask.more[i - 1].qty : m->u.hold_ask.qty;
+        same = strcmp(h->lines[i].sku, sku) == 0 && h->lines[i].qty == qty;
+    }
+    if (same
         && h->has_device == m->u.hold_ask.has_device
         && h->has_client == m->u.hold_ask.has_client
         && (!h->has_device || memcmp(h->device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES) == 0)
@@ -2073,7 +2112,8 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     }
     self->stats.messages_received++;
     const uint64_t req_id = m->u.hold_ask.req_id;
-    const s_hold_answer *again = s_hold_answer_find(self, &p->pub.node, req_id);
+    const s_hold_answer *again = s_hold_answer_find(self, SM_MSG_HOLD_ASK, &p->pub.node,
+                                                    req_id);
     if (again) {
         sm_log_debug("mesh: hold ask delivered again: the first answer stands");
         s_hold_done_send(self, p, req_id, again->code, again->seq, again->expires_ms);
@@ -2087,17 +2127,19 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
     if (frc == 0 && made) {
         sm_log_debug("mesh: hold ask delivered again: its hold %llu stands",
                      (unsigned long long) made_seq);
-        s_hold_answer_send(self, p, req_id, 0, made_seq, made_expires_ms);
+        s_hold_answer_send(self, p, SM_MSG_HOLD_ASK, req_id, 0, made_seq, made_expires_ms);
         return 0;
     }
     if (now_ms < p->hold_window_ms || now_ms - p->hold_window_ms >= 60000u) {
         p->hold_window_ms = now_ms;
         p->hold_asks = 0;
     }
-    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN || !s_shopper_take(self, p, m, now_ms)) {
+    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN
+        || !s_shopper_take(self, p, m->u.hold_ask.has_client ? m->u.hold_ask.client : NULL,
+                           m->u.hold_ask.has_device ? m->u.hold_ask.device : NULL, now_ms)) {
         sm_log_debug("mesh: hold ask refused: over %u a minute for one shopper (or %u from one peer)",
                      SM_HOLD_ASKS_PER_SHOPPER_MIN, SM_HOLD_ASKS_PER_MIN);
-        s_hold_answer_send(self, p, req_id, SM_EBUSY, 0, 0);
+        s_hold_answer_send(self, p, SM_MSG_HOLD_ASK, req_id, SM_EBUSY, 0, 0);
         return 0;
     }
     p->hold_asks++;
@@ -2116,6 +2158,12 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         hold.u.hold.has_client = m->u.hold_ask.has_client;
         memcpy(hold.u.hold.device, m->u.hold_ask.device, SM_HOLD_TAG_BYTES);
         memcpy(hold.u.hold.client, m->u.hold_ask.client, SM_HOLD_TAG_BYTES);
+        hold.u.hold.more_count = m->u.hold_ask.more_count;
+        for (uint32_t i = 0; i < m->u.hold_ask.more_count; i++) {
+            memcpy(hold.u.hold.more[i].sku, m->u.hold_ask.more[i].sku,
+                   sizeof hold.u.hold.more[i].sku);
+            hold.u.hold.more[i].qty = m->u.hold_ask.more[i].qty;
+        }
         sm_reserve_refusal why;
         rc = sm_reserve_admit(self->ledger, &self->self, &self->hold_limits, &hold,
                               now_ms, &why);
@@ -2135,7 +2183,7 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
         s_push_origin(self, self->self_oi);
     else
         sm_log_debug("mesh: hold ask not served: %s", sm_strerror(rc));
-    s_hold_answer_send(self, p, req_id, rc, seq, expires_ms);
+    s_hold_answer_send(self, p, SM_MSG_HOLD_ASK, req_id, rc, seq, expires_ms);
     return 0;
 }
 
@@ -2147,13 +2195,92 @@ s_on_hold_done(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
     self->stats.messages_received++;
     for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX; i++) {
         s_hold_fwd *h = &self->holds[i];
-        if (!h->used || h->answered || h->wire_id != m->u.hold_done.req_id
-            || !s_id_eq(&h->at, &p->pub.node))
+        if (!h->used || h->answered || h->type != SM_MSG_HOLD_ASK
+            || h->wire_id != m->u.hold_done.req_id || !s_id_eq(&h->at, &p->pub.node))
             continue;
         h->answered = true;
         h->code = m->u.hold_done.code;
         h->seq = m->u.hold_done.seq;
         h->expires_ms = m->u.hold_done.expires_ms;
+        break;
+    }
+    return 0;
+}
+
+/*  ENTRY_ASK [req_id, drop_origin, drop_seq, device, client] from p: append
+    a raffle.entry for the entrant p forwarded (a mirror's viewer) on this
+    node's own log, judged by this node's clock and state as an entry of
+    its own phone (proto/log.md 4.1: drop_not_started, drop_closed,
+    already_entered), and answer ENTRY_DONE with its seq or the refusal.
+    Bounded and idempotent as HOLD_ASK is (s_on_hold_ask): a full queue
+    gets nothing; the flood guard per peer and the budget per entrant are
+    the forwarded holds' (SM_EBUSY); an ask delivered again is answered
+    from the answers remembered and appends nothing.  (Past those, the
+    ledger's one entry per device makes a second append impossible.)      */
+static int
+s_on_entry_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
+{
+    if (p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX) {
+        self->stats.messages_dropped++;
+        return 0;
+    }
+    self->stats.messages_received++;
+    const uint64_t req_id = m->u.entry_ask.req_id;
+    const s_hold_answer *again = s_hold_answer_find(self, SM_MSG_ENTRY_ASK, &p->pub.node,
+                                                    req_id);
+    if (again) {
+        sm_log_debug("mesh: entry ask delivered again: the first answer stands");
+        s_entry_done_send(self, p, req_id, again->code, again->seq);
+        return 0;
+    }
+    if (now_ms < p->hold_window_ms || now_ms - p->hold_window_ms >= 60000u) {
+        p->hold_window_ms = now_ms;
+        p->hold_asks = 0;
+    }
+    if (p->hold_asks >= SM_HOLD_ASKS_PER_MIN
+        || !s_shopper_take(self, p, m->u.entry_ask.has_client ? m->u.entry_ask.client : NULL,
+                           m->u.entry_ask.device, now_ms)) {
+        s_hold_answer_send(self, p, SM_MSG_ENTRY_ASK, req_id, SM_EBUSY, 0, 0);
+        return 0;
+    }
+    p->hold_asks++;
+    int rc = self->writable ? 0 : SM_ERECOVERING;
+    uint64_t seq = 0;
+    if (rc == 0) {
+        sm_body e;
+        memset(&e, 0, sizeof e);
+        e.kind = SM_KIND_RAFFLE_ENTRY;
+        e.u.raffle_entry.drop_origin = m->u.entry_ask.drop_origin;
+        e.u.raffle_entry.drop_seq = m->u.entry_ask.drop_seq;
+        memcpy(e.u.raffle_entry.device, m->u.entry_ask.device, SM_HOLD_TAG_BYTES);
+        e.u.raffle_entry.has_client = m->u.entry_ask.has_client;
+        memcpy(e.u.raffle_entry.client, m->u.entry_ask.client, SM_HOLD_TAG_BYTES);
+        rc = sm_ledger_append(self->ledger, &e, now_ms, &seq);
+    }
+    if (s_fatal(rc))
+        return rc;
+    if (rc == 0)
+        s_push_origin(self, self->self_oi);
+    else
+        sm_log_debug("mesh: entry ask not served: %s", sm_strerror(rc));
+    s_hold_answer_send(self, p, SM_MSG_ENTRY_ASK, req_id, rc, seq, 0);
+    return 0;
+}
+
+/*  ENTRY_DONE from p: the answer to an entry this node forwarded to p.  A
+    late, repeated or foreign one records nothing.                          */
+static int
+s_on_entry_done(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
+{
+    self->stats.messages_received++;
+    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX; i++) {
+        s_hold_fwd *h = &self->holds[i];
+        if (!h->used || h->answered || h->type != SM_MSG_ENTRY_ASK
+            || h->wire_id != m->u.entry_done.req_id || !s_id_eq(&h->at, &p->pub.node))
+            continue;
+        h->answered = true;
+        h->code = m->u.entry_done.code;
+        h->seq = m->u.entry_done.seq;
         break;
     }
     return 0;
@@ -2357,6 +2484,8 @@ sm_gossip_receive(sm_gossip *self, const sm_id *from, const uint8_t *msg,
         case SM_MSG_FORK:       rc = s_on_fork(self, p, &m, now_ms); break;
         case SM_MSG_HOLD_ASK:   rc = s_on_hold_ask(self, p, &m, now_ms); break;
         case SM_MSG_HOLD_DONE:  rc = s_on_hold_done(self, p, &m); break;
+        case SM_MSG_ENTRY_ASK:  rc = s_on_entry_ask(self, p, &m, now_ms); break;
+        case SM_MSG_ENTRY_DONE: rc = s_on_entry_done(self, p, &m); break;
         default:                rc = SM_EKIND; break;
         }
         if (rc == 0 || s_fatal(rc)) {
@@ -2595,6 +2724,44 @@ s_hold_find(sm_gossip *self, uint64_t req_id)
     return NULL;
 }
 
+/*  Send `msg` (a HOLD_ASK or ENTRY_ASK) to `at` under a fresh wire id
+    (written to *wire_field) and remember it as the caller's `req_id`.     */
+static int
+s_fwd_send(sm_gossip *self, uint64_t req_id, const sm_id *at, sm_wire_msg *msg,
+           uint64_t *wire_field, uint64_t now_ms)
+{
+    if (s_hold_find(self, req_id))
+        return SM_EEXIST;
+    s_peer *p = s_peer_find(self, at);
+    if (!p || !s_ready(p) || p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX)
+        return SM_ENOTFOUND;
+    s_hold_fwd *h = NULL;
+    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX && !h; i++)
+        if (!self->holds[i].used)
+            h = &self->holds[i];
+    if (!h)
+        return SM_EBUSY;
+    uint64_t wire_id = s_max64(self->wire_id_last + 1, now_ms << 10);
+    *wire_field = wire_id;
+    s_send(self, p, msg, S_MSG_FIXED_MAX, S_KEEP);
+#if defined(SM_SIM_BUG) && SM_SIM_BUG == 12
+    /* planted: a raffle entry is asked of every writer in session, not of
+       `at` only: two of them may each append one for the same device */
+    for (uint32_t i = 0; i < SM_PEERS_MAX && msg->type == SM_MSG_ENTRY_ASK; i++)
+        if (&self->peers[i] != p && self->peers[i].used && s_ready(&self->peers[i]))
+            s_send(self, &self->peers[i], msg, S_MSG_FIXED_MAX, S_KEEP);
+#endif
+    self->wire_id_last = wire_id;
+    memset(h, 0, sizeof *h);
+    h->used = true;
+    h->type = (uint8_t) msg->type;
+    h->req_id = req_id;
+    h->wire_id = wire_id;
+    h->at = *at;
+    h->made_ms = now_ms;
+    return 0;
+}
+
 int
 sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at, const char *sku,
                    uint32_t qty, uint64_t now_ms)
@@ -2617,29 +2784,16 @@ sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
     assert(self && at && hold && hold->kind == SM_KIND_HOLD);
     const char *sku = hold->u.hold.sku;
     uint32_t qty = hold->u.hold.qty;
-    if (hold->u.hold.more_count)
-        return SM_EINVAL;           /* a forwarded hold has one line */
+    if (hold->u.hold.more_count > SM_HOLD_LINES_MAX - 1)
+        return SM_EINVAL;
     s_enter(self);
     size_t sku_len = strnlen(sku, SM_SKU_BYTES_MAX + 1);
     if (sku_len == 0 || sku_len > SM_SKU_BYTES_MAX || qty == 0 || qty > SM_QTY_MAX
         || s_id_eq(at, &self->self))
         return SM_EINVAL;
-    if (s_hold_find(self, req_id))
-        return SM_EEXIST;
-    s_peer *p = s_peer_find(self, at);
-    if (!p || !s_ready(p) || p->qbytes + S_MSG_FIXED_MAX > SM_MESH_QUEUE_BYTES_MAX)
-        return SM_ENOTFOUND;
-    s_hold_fwd *h = NULL;
-    for (uint32_t i = 0; i < SM_HOLD_FWDS_MAX && !h; i++)
-        if (!self->holds[i].used)
-            h = &self->holds[i];
-    if (!h)
-        return SM_EBUSY;
-    uint64_t wire_id = s_max64(self->wire_id_last + 1, now_ms << 10);
     sm_wire_msg msg;
     memset(&msg, 0, sizeof msg);
     msg.type = SM_MSG_HOLD_ASK;
-    msg.u.hold_ask.req_id = wire_id;
     memcpy(msg.u.hold_ask.sku, sku, sku_len);
     msg.u.hold_ask.qty = qty;
     snprintf(msg.u.hold_ask.code, sizeof msg.u.hold_ask.code, "%s", hold->u.hold.code);
@@ -2647,15 +2801,36 @@ sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
     msg.u.hold_ask.has_client = hold->u.hold.has_client;
     memcpy(msg.u.hold_ask.device, hold->u.hold.device, SM_HOLD_TAG_BYTES);
     memcpy(msg.u.hold_ask.client, hold->u.hold.client, SM_HOLD_TAG_BYTES);
-    s_send(self, p, &msg, S_MSG_FIXED_MAX, S_KEEP);
-    self->wire_id_last = wire_id;
-    memset(h, 0, sizeof *h);
-    h->used = true;
-    h->req_id = req_id;
-    h->wire_id = wire_id;
-    h->at = *at;
-    h->made_ms = now_ms;
-    return 0;
+    msg.u.hold_ask.more_count = hold->u.hold.more_count;
+    for (uint32_t i = 0; i < hold->u.hold.more_count; i++) {
+        size_t n = strnlen(hold->u.hold.more[i].sku, SM_SKU_BYTES_MAX + 1);
+        if (n == 0 || n > SM_SKU_BYTES_MAX || hold->u.hold.more[i].qty == 0
+            || hold->u.hold.more[i].qty > SM_QTY_MAX)
+            return SM_EINVAL;
+        memcpy(msg.u.hold_ask.more[i].sku, hold->u.hold.more[i].sku, n);
+        msg.u.hold_ask.more[i].qty = hold->u.hold.more[i].qty;
+    }
+    return s_fwd_send(self, req_id, at, &msg, &msg.u.hold_ask.req_id, now_ms);
+}
+
+int
+sm_gossip_ask_entry(sm_gossip *self, uint64_t req_id, const sm_id *at, const sm_body *entry,
+                    uint64_t now_ms)
+{
+    assert(self && at && entry && entry->kind == SM_KIND_RAFFLE_ENTRY);
+    s_enter(self);
+    if (s_id_eq(at, &self->self) || entry->u.raffle_entry.drop_seq == 0
+        || entry->u.raffle_entry.drop_seq > SM_SEQ_MAX)
+        return SM_EINVAL;
+    sm_wire_msg msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = SM_MSG_ENTRY_ASK;
+    msg.u.entry_ask.drop_origin = entry->u.raffle_entry.drop_origin;
+    msg.u.entry_ask.drop_seq = entry->u.raffle_entry.drop_seq;
+    memcpy(msg.u.entry_ask.device, entry->u.raffle_entry.device, SM_HOLD_TAG_BYTES);
+    msg.u.entry_ask.has_client = entry->u.raffle_entry.has_client;
+    memcpy(msg.u.entry_ask.client, entry->u.raffle_entry.client, SM_HOLD_TAG_BYTES);
+    return s_fwd_send(self, req_id, at, &msg, &msg.u.entry_ask.req_id, now_ms);
 }
 
 bool

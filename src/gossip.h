@@ -35,6 +35,10 @@
       a hold entry appended on this node's own log, pushed, and answered
       HOLD_DONE with its seq and expiry or the refusal (proto/mesh.md 7.9);
       sm_gossip_ask_hold sends one and sm_gossip_hold_result reads the answer.
+    - ENTRY_ASK (a viewer at a mirror enters this stall's raffle): a
+      raffle.entry appended on this node's own log, pushed, and answered
+      ENTRY_DONE with its seq or the refusal (proto/mesh.md 7.10);
+      sm_gossip_ask_entry sends one, read as a hold's answer.
 
     Durability rule: nothing the engine queued may be sent before what it
     ingested or appended on the way is committed (a local entry must never
@@ -214,10 +218,20 @@ void sm_gossip_ask_done(sm_gossip *self, uint64_t req_id);
     exist at `at`, and expires there).                                       */
 int sm_gossip_ask_hold(sm_gossip *self, uint64_t req_id, const sm_id *at,
                        const char *sku, uint32_t qty, uint64_t now_ms);
-/*  As sm_gossip_ask_hold for a one-line hold body, carrying its pickup code
-    and its shopper's tags (the answerer budgets and limits per shopper).   */
+/*  As sm_gossip_ask_hold for a hold body of one or more lines (held whole
+    or not at all there), carrying its pickup code and its shopper's tags
+    (the answerer budgets and limits per shopper).                          */
 int sm_gossip_ask_hold_for(sm_gossip *self, uint64_t req_id, const sm_id *at,
                            const sm_body *hold, uint64_t now_ms);
+/*  Forward a raffle entry (a body of kind SM_KIND_RAFFLE_ENTRY: the drop
+    and the entrant's tags) to peer `at`, which appends it on its own log
+    (ENTRY_ASK, proto/mesh.md 7.10).  Returns and lifetime as
+    sm_gossip_ask_hold; sm_gossip_hold_result then gives the entry's *seq
+    on at's log (*expires_ms 0) or the refusal (SM_EENTERED,
+    SM_EDROPCLOSED, SM_EDROP, SM_ENODROP, SM_EBUSY, ...), and
+    sm_gossip_hold_forget forgets it.  Holds and entries share req_ids.   */
+int sm_gossip_ask_entry(sm_gossip *self, uint64_t req_id, const sm_id *at,
+                        const sm_body *entry, uint64_t now_ms);
 bool sm_gossip_hold_result(sm_gossip *self, uint64_t req_id, int *code,
                            uint64_t *seq, uint64_t *expires_ms);
 void sm_gossip_hold_forget(sm_gossip *self, uint64_t req_id);

@@ -588,6 +588,10 @@ s_rebuild(const sm_ledger *self, sm_txn *txn, const sm_id *market, size_t *appli
     if ((rc = s_head_get(txn, market, &oh)) != 0)
         return rc;
     uint64_t org_end = oh.fork_seq ? oh.fork_seq - 1 : oh.seq;
+    /* As in s_advance_all: nothing of the roster past a damaged entry. */
+    uint64_t damage = sm_ledger_damage(self, market);
+    if (damage && damage - 1 < org_end)
+        org_end = damage - 1;
     sm_entry *e = malloc(sizeof *e);
     if (!e)
         return SM_ENOMEM;

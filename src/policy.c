@@ -201,8 +201,9 @@ s_park(sm_policy *self, const sm_policy_write *w, uint64_t now_ms, uint64_t mono
     return true;
 }
 
-/*  Forward the hold `w` to its stall (HOLD_ASK); true if it was parked to
-    wait for the answer, else w->rc says why not.                           */
+/*  Forward the hold `w` to its stall (HOLD_ASK), or the raffle entry `w` to
+    a stall that writes (ENTRY_ASK); true if it was parked to wait for the
+    answer, else w->rc says why not.                                        */
 static bool
 s_forward(sm_policy *self, sm_policy_write *w, uint64_t now_ms, uint64_t mono_ms)
 {
@@ -216,16 +217,20 @@ s_forward(sm_policy *self, sm_policy_write *w, uint64_t now_ms, uint64_t mono_ms
     }
     /* With the hold's pickup code and its shopper's tags: the stall that
        holds the units budgets and limits per shopper (proto/mesh.md 7.9). */
-    int rc = sm_gossip_ask_hold_for(self->opts.gossip, self->next_ask, &w->at, &w->body,
-                                    now_ms);
+    bool entry = w->body.kind == SM_KIND_RAFFLE_ENTRY;
+    int rc = entry ? sm_gossip_ask_entry(self->opts.gossip, self->next_ask, &w->at, &w->body,
+                                         now_ms)
+                   : sm_gossip_ask_hold_for(self->opts.gossip, self->next_ask, &w->at,
+                                            &w->body, now_ms);
     if (rc != 0) {
         w->rc = rc == SM_ENOTFOUND ? SM_EUNREACHABLE : rc;
         return false;
     }
 #if defined(SM_SIM_BUG) && SM_SIM_BUG == 7
     /* planted: the hold is asked for twice (a resend under another id) */
-    sm_gossip_ask_hold(self->opts.gossip, self->next_ask + 1, &w->at, w->body.u.hold.sku,
-                       w->body.u.hold.qty, now_ms);
+    if (!entry)
+        sm_gossip_ask_hold(self->opts.gossip, self->next_ask + 1, &w->at, w->body.u.hold.sku,
+                           w->body.u.hold.qty, now_ms);
 #endif
     s_parked *k = &self->parked[self->nparked++];
     k->w = *w;
@@ -260,9 +265,9 @@ s_forward_done(sm_policy *self, s_parked *k, uint64_t mono_ms)
         return false;
     k->w.rc = got ? code : SM_ETIMEOUT;
     k->w.seq = got && code == 0 ? seq : 0;
-    if (k->w.rc == 0)
+    if (k->w.rc == 0 && k->w.body.kind == SM_KIND_HOLD)
         k->w.body.u.hold.expires_ms = expires_ms;
-    sm_log_debug("policy: forwarded hold answered: %s",
+    sm_log_debug("policy: forwarded write answered: %s",
                  k->w.rc ? sm_strerror(k->w.rc) : "held there");
     sm_gossip_hold_forget(g, k->first_ask);
     return true;

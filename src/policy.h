@@ -19,8 +19,9 @@
       asks the peers for what it lacks (sm_gossip_ask_units) and waits,
       up to opts.units_wait_ms, for their stock.move; it is retried when the
       units have arrived or the wait is over, and answered then;
-    - hold forwarding: a hold to append at another stall (write.forward) is
-      asked of that stall (HOLD_ASK) and answered with its HOLD_DONE, or
+    - forwarding: a hold (or, at a mirror, a raffle entry) to append at
+      another stall (write.forward) is asked of that stall (HOLD_ASK,
+      ENTRY_ASK) and answered with its HOLD_DONE (ENTRY_DONE), or
       SM_ETIMEOUT after SM_HOLD_FWD_WAIT_MS; nothing is appended here;
     - the hold sweep: each tick, this node's expired holds are released (a
       release entry each, one commit);
@@ -29,9 +30,9 @@
       some, the peers are asked for the difference (they keep their own
       units_floor, so none goes below it);
     - a mirror (opts.mirror, run --mirror): local writes are refused with
-      SM_EREADONLY (forwarded holds go on), the engine is never made
-      writable (it answers no UNITS_ASK or HOLD_ASK with entries of its
-      own) and there is no rebalancing;
+      SM_EREADONLY (forwarded holds and entries go on), the engine is never
+      made writable (it answers no UNITS_ASK, HOLD_ASK or ENTRY_ASK with
+      entries of its own) and there is no rebalancing;
     - the own-log gate (own-log recovery): until this node's own log is
       confirmed whole, local writes are refused with SM_ERECOVERING and the
       engine appends nothing for peers (sm_gossip_set_writable).  A store
@@ -86,8 +87,8 @@
 typedef struct {
     sm_body body;              /* the entry; a forwarded hold's expires_ms is
                                   set from the stall's answer */
-    bool forward;              /* a hold (only) for stall `at` to append on its
-                                  own log: seq is then of at's log.
+    bool forward;              /* a hold or raffle entry (only) for stall `at`
+                                  to append on its own log: seq is then of at's log.
                                   SM_EUNREACHABLE: `at` is not in session;
                                   SM_ETIMEOUT: no answer in SM_HOLD_FWD_WAIT_MS */
     sm_id at;
@@ -120,15 +121,15 @@ typedef struct {
                                   with (else it appends at once) */
     bool mirror;               /* a read-only mirror (run --mirror): never
                                   appends to its own log: local writes are
-                                  refused SM_EREADONLY (forwarded holds go
-                                  on), the engine is never made writable and
+                                  refused SM_EREADONLY (forwarded holds and
+                                  entries go on), the engine is never made writable and
                                   there is no rebalancing */
 } sm_policy_opts;
 
 /*  What the policy did (for the simulator's counters and tests).           */
 typedef struct {
     uint64_t parked;           /* writes parked to wait for units */
-    uint64_t forwarded;        /* holds forwarded to another stall */
+    uint64_t forwarded;        /* holds and entries forwarded to another stall */
     uint64_t holds_expired;    /* holds released by the sweep */
     uint64_t rebalance_asks;   /* units asked for by rebalancing */
     uint64_t rounds_failed;    /* ingest rounds whose commit failed */

@@ -18,8 +18,11 @@
       UNITS_ASK [6, req_id u, sku str, qty u, asker b32, hops u]
       UNITS_GIVE[7, req_id u, sku str, qty u, asker b32]   qty 0 = none to give
       FORK      [8, origin b32, seq u, [entry bin, sig bin], [entry bin, sig bin]]
-      HOLD_ASK  [9, req_id u, sku str, qty u, code str, device bin, client bin]
+      HOLD_ASK  [9, req_id u, sku str, qty u, code str, device bin, client bin,
+                 [[sku str, qty u], ...]]   the lines after the first (version 4)
       HOLD_DONE [10, req_id u, refusal u, seq u, expires_ms u]
+      ENTRY_ASK [11, req_id u, drop_origin b32, drop_seq u, device bin(8), client bin]
+      ENTRY_DONE[12, req_id u, refusal u, seq u]
 
     Rules (both directions; proto/mesh.md section 5 has them all): HELLO
     endpoint 0..SM_ENDPOINT_BYTES_MAX bytes ("" = none); HEADS at most
@@ -33,10 +36,14 @@
     hops 1..SM_UNITS_HOPS_MAX (UNITS_GIVE has none: hops is 0); FORK's
     two entries differ; HOLD_ASK qty 1..SM_QTY_MAX, code 0..
     SM_HOLD_CODE_BYTES_MAX bytes of text, device and client bins of 0 or
-    SM_HOLD_TAG_BYTES bytes; HOLD_DONE refusal 0
+    SM_HOLD_TAG_BYTES bytes, 0..SM_HOLD_LINES_MAX-1 more lines (each sku
+    as above, qty 1..SM_QTY_MAX, every sku of the ask distinct); HOLD_DONE refusal 0
     (held: seq 1..SM_SEQ_MAX of the answerer's log, expires_ms >= 1) or
     1..SM_WIRE_REFUSAL_MAX, an SM_E* code negated (seq and expires_ms 0);
-    in sm_wire_msg the refusal is the SM_E* code itself (0 or negative).
+    in sm_wire_msg the refusal is the SM_E* code itself (0 or negative);
+    ENTRY_ASK drop_seq 1..SM_SEQ_MAX, device a bin of SM_HOLD_TAG_BYTES,
+    client of 0 or SM_HOLD_TAG_BYTES; ENTRY_DONE refusal 0 (seq 1..
+    SM_SEQ_MAX) or 1..SM_WIRE_ENTRY_REFUSAL_MAX (seq 0).
     Strings are text as sm__text_valid (text.h) says.
     sm_wire_sort puts HEADS and PEERS in the required order.
 
@@ -52,16 +59,20 @@
 #include "stallmesh/entry.h"
 #include "stallmesh/limits.h"
 
-#define SM_WIRE_VERSION 3u   /* 2: UNITS_ASK and UNITS_GIVE carry the asker (multi-hop);
-                                3: HOLD_ASK carries the shopper (code, device, client) */
+#define SM_WIRE_VERSION 4u   /* 2: UNITS_ASK and UNITS_GIVE carry the asker (multi-hop);
+                                3: HOLD_ASK carries the shopper (code, device, client);
+                                4: ENTRY_ASK and ENTRY_DONE (a forwarded raffle entry),
+                                   HOLD_ASK carries a reservation's lines */
 
 typedef enum {
     SM_MSG_HELLO = 1, SM_MSG_HEADS = 2, SM_MSG_WANT = 3, SM_MSG_ENTRIES = 4,
     SM_MSG_PEERS = 5, SM_MSG_UNITS_ASK = 6, SM_MSG_UNITS_GIVE = 7,
-    SM_MSG_FORK = 8, SM_MSG_HOLD_ASK = 9, SM_MSG_HOLD_DONE = 10
+    SM_MSG_FORK = 8, SM_MSG_HOLD_ASK = 9, SM_MSG_HOLD_DONE = 10,
+    SM_MSG_ENTRY_ASK = 11, SM_MSG_ENTRY_DONE = 12
 } sm_msg_type;
-#define SM_MSG_TYPE_MAX SM_MSG_HOLD_DONE
+#define SM_MSG_TYPE_MAX SM_MSG_ENTRY_DONE
 #define SM_WIRE_REFUSAL_MAX 127u  /* HOLD_DONE's refusal: -127..-1 as SM_E* */
+#define SM_WIRE_ENTRY_REFUSAL_MAX 255u  /* ENTRY_DONE's: -255..-1 (the drops' codes fit) */
 
 typedef struct {
     sm_id origin;
@@ -96,11 +107,22 @@ typedef struct {
                  char code[SM_HOLD_CODE_BYTES_MAX + 1]; /* "" = the answerer has none */
                  bool has_device, has_client;  /* the shopper's tags (reserve.h) */
                  uint8_t device[SM_HOLD_TAG_BYTES];
-                 uint8_t client[SM_HOLD_TAG_BYTES]; } hold_ask;
+                 uint8_t client[SM_HOLD_TAG_BYTES];
+                 uint32_t more_count;          /* lines after sku/qty */
+                 struct { char sku[SM_SKU_BYTES_MAX + 1]; uint32_t qty; }
+                     more[SM_HOLD_LINES_MAX - 1]; } hold_ask;
         struct { uint64_t req_id;
                  int code;        /* 0 (held) or the refusal, an SM_E* code */
                  uint64_t seq;    /* the hold's seq on the answerer's log */
                  uint64_t expires_ms; } hold_done;
+        struct { uint64_t req_id;
+                 sm_id drop_origin; uint64_t drop_seq;  /* the raffle's drop */
+                 uint8_t device[SM_HOLD_TAG_BYTES];     /* the entrant's tags (reserve.h) */
+                 bool has_client;
+                 uint8_t client[SM_HOLD_TAG_BYTES]; } entry_ask;
+        struct { uint64_t req_id;
+                 int code;        /* 0 (entered) or the refusal, an SM_E* code */
+                 uint64_t seq; } entry_done;   /* the raffle.entry's seq on the answerer's log */
     } u;
 } sm_wire_msg;
 

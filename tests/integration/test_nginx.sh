@@ -17,6 +17,14 @@
 #   - a hold made through nginx at the mirror lands on the stall's log, and
 #     holds are rate-limited per viewer address (curl bound to 127.0.0.2 and
 #     127.0.0.3: nginx passes each in X-Forwarded-For, the mirror trusts it);
+#   - a reservation of several lines through nginx and the mirror is held
+#     whole at the stall (HOLD_ASK carries its lines);
+#   - a raffle entry made through nginx at the mirror is forwarded to the
+#     drop's stall (ENTRY_ASK), lands on its log as a raffle.entry and is
+#     counted by its draw; the same device again, or another from the same
+#     address, is 409 already_entered; the mirror rate-limits entries per
+#     address (429), refuses a draw (403 read_only), and answers 503
+#     stall_unreachable while the stall is down;
 #   - the mirror refuses every write route with 403 read_only, holds no
 #     units, and converges with the market after being stopped while the
 #     stall sold;
@@ -178,6 +186,8 @@ check "the mirror connects to the stall over the mesh" 'until_true 20 connected 
 
 req O POST /api/items '{"sku":"jam","name":"Plum jam","price":450}'
 req A POST /api/stock/add '{"sku":"jam","qty":40}'
+req O POST /api/items '{"sku":"honey","name":"Heather honey","price":800}'
+req A POST /api/stock/add '{"sku":"honey","qty":5}'
 check "the stall restocks (201)" '[ "$code" = 201 ]' "$code $body"
 check "the stall's stock reaches the mirror" \
     'until_true 20 has_sku M jam && until_true 20 same_digest A M'
@@ -270,6 +280,15 @@ check "the viewer at 127.0.0.2 is rate-limited by the mirror (3 holds a minute: 
 hold 127.0.0.3
 check "another viewer (127.0.0.3) still holds (limits are per viewer, from X-Forwarded-For)" \
     '[ "$code" = 201 ]' "$code $body"
+code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface 127.0.0.8 \
+    -H 'Content-Type: application/json' \
+    --data-binary '{"lines":[{"sku":"jam","qty":1},{"sku":"honey","qty":2}],"device":"v8"}' "$NG/api/holds")
+body=$(cat "$TMP/body")
+lines_id=$(printf '%s' "$body" | jq -r '.id // empty')
+check "a reservation of two lines through nginx and the mirror is 201, held whole at the stall" \
+    '[ "$code" = 201 ] && [ "${lines_id%%:*}" = "${ID[A]}" ] && [ "$(printf "%s" "$body" | jq -r "[.lines[].qty] | add")" = 3 ] && [ -n "$(printf "%s" "$body" | jq -r ".code // empty")" ]' "$code $body"
+honey_held() { [ "$(units A honey held)" = 2 ] 2>/dev/null; }
+check "the stall's stock shows both lines held" 'until_true 10 honey_held' "$(get A /api/stock | head -c 400)"
 # A direct client of the mirror (127.0.0.4, not a trusted proxy) claiming to
 # be the limited viewer: its header is ignored, its own address is keyed.
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface 127.0.0.4 \
@@ -277,6 +296,78 @@ code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface 127.0.
     --data-binary '{"sku":"jam","qty":1}' "$(url M)/api/holds")
 check "X-Forwarded-For from a peer that is not a trusted proxy is ignored" \
     '[ "$code" = 201 ]' "$code $(cat "$TMP/body")"
+
+# ---- a raffle entered through nginx and the mirror ------------------------------
+# A raffle at the stall, entered below by viewers through nginx and the mirror.
+iso() { date -u -d "@$(( $(date +%s) + $1 ))" +%Y-%m-%dT%H:%M:%SZ; }
+wait_until() {
+    local t; t=$(date -u -d "$1" +%s)
+    for _ in $(seq 1 300); do [ "$(date +%s)" -gt "$t" ] && return 0; sleep 0.1; done
+    return 1
+}
+req O POST /api/items '{"sku":"tea","name":"Tea caddy","price":900}'
+req A POST /api/stock/add '{"sku":"tea","qty":2}'
+R_START=$(iso 5); R_CLOSE=$(iso 25)
+req A POST /api/drops "{\"sku\":\"tea\",\"qty\":2,\"starts\":\"$R_START\",\"closes\":\"$R_CLOSE\",\"mode\":\"raffle\",\"per_shopper\":1}"
+RF=$(printf '%s' "$body" | jq -r '.id // empty')
+check "the stall creates a raffle (201)" '[ "$code" = 201 ] && [ -n "$RF" ]' "$code $body"
+
+# enter ADDRESS DEVICE [BASE]: a viewer's raffle entry from ADDRESS (through
+# nginx unless BASE is given); sets $code and $body.
+enter() {
+    code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface "$1" \
+        -H 'Content-Type: application/json' --data-binary "{\"device\":\"$2\"}" \
+        "${3:-$NG}/api/drops/$RF/entries")
+    body=$(cat "$TMP/body")
+}
+drop_at() { get "$1" "/api/drops/$RF" | jq -r "$2"; }
+has_drop() { [ "$(drop_at M .drop.id)" = "$RF" ]; }
+until_true 20 has_drop || nok "the raffle reaches the mirror"
+enter 127.0.0.10 early-1
+if [ "$(date +%s)" -lt "$(date -u -d "$R_START" +%s)" ]; then
+    check "an entry before the start, judged by the stall's clock: 409 drop_not_started" \
+        '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = drop_not_started ]' "$code $body"
+fi
+wait_until "$R_START" || nok "waiting for the raffle's start"
+enter 127.0.0.5 viewer-1
+entry_id=$(printf '%s' "$body" | jq -r '.id // empty')
+check "a raffle entry through nginx and the mirror is 201, appended by the stall" \
+    '[ "$code" = 201 ] && [ "${entry_id%%:*}" = "${ID[A]}" ]' "$code $body"
+entry_kind() { sm A log --origin "${ID[A]}" 2>/dev/null | grep -c "raffle.entry"; }
+check "the stall's log holds it as a raffle.entry" '[ "$(entry_kind)" = 1 ]' \
+    "$(sm A log --origin "${ID[A]}" 2>&1 | tail -n 3)"
+check "the stall counts one entrant" '[ "$(drop_at A .drop.entries)" = 1 ]' "$(get A "/api/drops/$RF")"
+enter 127.0.0.6 viewer-1
+check "the same device again (from another address) is refused: 409 already_entered" \
+    '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = already_entered ]' "$code $body"
+enter 127.0.0.5 viewer-2
+check "another device from the same address is refused: 409 already_entered (one per address)" \
+    '[ "$code" = 409 ] && [ "$(printf "%s" "$body" | jq -r .error)" = already_entered ]' "$code $body"
+codes=""
+for i in $(seq 1 11); do enter 127.0.0.9 "flood-$i" "$(url M)"; codes="$codes $code"; done
+check "the mirror rate-limits a viewer's entries (10 a minute an address: then 429 rate_limited)" \
+    '[ "$code" = 429 ] && [ "$(printf "%s" "$body" | jq -r .error)" = rate_limited ]' "$codes: $body"
+req M POST "/api/drops/$RF/draw" ''
+check "the mirror refuses a draw with 403 read_only" \
+    '[ "$code" = 403 ] && [ "$(printf "%s" "$body" | jq -r .error)" = read_only ]' "$code $body"
+stop A
+disconnected() { ! connected "$@"; }
+until_true 20 disconnected M "${ID[A]}"
+enter 127.0.0.7 viewer-3
+check "with the stall down, an entry through the mirror is 503 stall_unreachable" \
+    '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' "$code $body"
+start A || { nok "stall A restarts" "$(tail -n 5 "$TMP/A.log")"; finish; }
+until_true 20 connected M "${ID[A]}" || nok "the mirror reconnects to the stall"
+wait_until "$R_CLOSE" || nok "waiting for the raffle's close"
+sleep 1
+req A POST "/api/drops/$RF/draw" ''
+check "the stall's draw counts the entry made through the mirror" \
+    '[ "$code" = 200 ] && [ "$(printf "%s" "$body" | jq -r .counted)" = 2 ]' "$code $body"
+drawn_at_m() { [ "$(get M "/api/drops/$RF/result?device=viewer-1" | jq -r .drawn)" = true ]; }
+until_true 10 drawn_at_m
+res=$(get M "/api/drops/$RF/result?device=viewer-1")
+check "the viewer's result through the mirror: drawn, counted, won (2 units, 2 entrants)" \
+    '[ "$(printf "%s" "$res" | jq -r ".counted and .won")" = true ]' "$res"
 
 # ---- the mirror is read-only and holds no units ---------------------------------
 codes=""
@@ -300,7 +391,7 @@ for _ in 1 2 3; do sale A jam 1; done
 check "the stall sells while the mirror is down" '[ "$code" = 201 ]' "$code $body"
 start M || { nok "the mirror restarts" "$(tail -n 5 "$TMP/M.log")"; finish; }
 check "the mirror converges with the stall after the partition" 'until_true 20 same_digest A M'
-ng_total() { [ "$(curl -s --max-time 2 "$NG/api/stock" | jq -r '.items[0].total')" = "$(units A jam total)" ]; }
+ng_total() { [ "$(curl -s --max-time 2 "$NG/api/stock" | jq -r '.items[] | select(.sku == "jam") | .total')" = "$(units A jam total)" ]; }
 check "and the stock through nginx shows the stall's units within 3 s" 'until_true 3 ng_total' \
     "$(curl -s --max-time 2 "$NG/api/stock" | head -c 300)"
 

@@ -1450,11 +1450,19 @@ test_mirror_read_only(void **state)
     /* No stall has any of it: 409, nothing forwarded. */
     assert_int_equal(post(f, "/api/holds", "{\"sku\":\"tea\",\"qty\":1}"), 409);
     expect_error(f, 409, "insufficient_stock");
-    /* A reservation of several lines is not forwarded: 400 naming "at". */
-    assert_int_equal(post(f, "/api/holds",
-                          "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"tea\",\"qty\":1}]}"),
-                     400);
-    expect_error(f, 400, "bad_value");
+    /* A reservation of several lines is forwarded whole, to the stall with
+       the most units of its first line's sku. */
+    sm_http_resp_clear(&f->resp);
+    const char *lines = "{\"lines\":[{\"sku\":\"jam\",\"qty\":1},{\"sku\":\"tea\",\"qty\":1}]}";
+    sm_http_req lreq = { .method = SM_HTTP_POST, .path = "/api/holds", .query = "",
+                         .client = PHONE, .body = lines, .body_len = strlen(lines) };
+    sm_core_req *lw = NULL;
+    assert_int_equal(sm_api_handle(f->api, &lreq, NOW, &f->resp, &lw), SM_API_WRITE);
+    assert_true(lw->forward);
+    assert_memory_equal(lw->at.b, f->idb.pub.b, SM_KEY_BYTES);
+    assert_int_equal(lw->body.u.hold.more_count, 1);
+    assert_string_equal(lw->body.u.hold.more[0].sku, "tea");
+    sm_api_cancel(f->api, lw);
     sm_http_resp_clear(&f->resp);
     f->api = plain;
     sm_api_destroy(&mirror);

@@ -2260,6 +2260,180 @@ test_hold_ask_replayed(void **state)
     assert_converged(f);
 }
 
+/* A reservation of two lines forwarded as one HOLD_ASK: held whole at the
+   stall that holds the units (one hold of both lines), or not at all when
+   one line is short. */
+static void
+test_hold_ask_lines(void **state)
+{
+    net *f = net_new(2, 43);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    const sm_id *a = &f->id[0].pub;
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_item("cap", "Cap", 900)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("cap", 2)), 0);
+    pump(f);
+    sm_body h;
+    memset(&h, 0, sizeof h);
+    h.kind = SM_KIND_HOLD;
+    snprintf(h.u.hold.sku, sizeof h.u.hold.sku, "mug");
+    h.u.hold.qty = 2;
+    h.u.hold.more_count = 1;
+    snprintf(h.u.hold.more[0].sku, sizeof h.u.hold.more[0].sku, "cap");
+    h.u.hold.more[0].qty = 2;
+    snprintf(h.u.hold.code, sizeof h.u.hold.code, "4K7M2Q");
+    h.u.hold.has_device = true;
+    memset(h.u.hold.device, 0x33, SM_HOLD_TAG_BYTES);
+    assert_int_equal(sm_gossip_ask_hold_for(f->g[1], 9, a, &h, f->now), 0);
+    pump(f);
+    int code = 1;
+    uint64_t seq = 0, expires = 0;
+    assert_true(sm_gossip_hold_result(f->g[1], 9, &code, &seq, &expires));
+    assert_int_equal(code, 0);
+    sm_hold got;
+    assert_int_equal(sm_ledger_hold(f->l[0], a, seq, &got), 0);
+    assert_int_equal(got.line_count, 2);
+    assert_string_equal(got.lines[1].sku, "cap");
+    assert_int_equal(got.lines[1].qty, 2);
+    assert_int_equal(units_at(f->l[0], "mug", a), 3);
+    assert_int_equal(units_at(f->l[0], "cap", a), 0);
+    sm_gossip_hold_forget(f->g[1], 9);
+
+    /* One line short (no cap left): nothing held, the mugs stay free. */
+    snprintf(h.u.hold.code, sizeof h.u.hold.code, "5N8P3R");
+    h.u.hold.more[0].qty = 1;
+    uint64_t head = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_ask_hold_for(f->g[1], 10, a, &h, f->now), 0);
+    pump(f);
+    assert_true(sm_gossip_hold_result(f->g[1], 10, &code, &seq, &expires));
+    assert_int_equal(code, SM_ENOSTOCK);
+    assert_int_equal(head_seq(f->l[0], a), head);
+    assert_int_equal(units_at(f->l[0], "mug", a), 3);
+    settle(f, 2);
+    assert_converged(f);
+}
+
+/* ENTRY_DONEs g queued: entered (with `seq`, if given) and refused (with
+   `refusal`). */
+static void
+entry_dones(net *f, sm_gossip *g, uint64_t seq, int refusal, uint32_t *entered,
+            uint32_t *refused)
+{
+    const uint8_t *msg;
+    size_t len;
+    sm_id to;
+    sm_wire_msg m;
+    *entered = *refused = 0;
+    while (sm_gossip_next(g, &to, &msg, &len)) {
+        if (sm_wire_decode(msg, len, &f->space, &m) != 0 || m.type != SM_MSG_ENTRY_DONE)
+            continue;
+        if (m.u.entry_done.code == 0) {
+            if (seq)
+                assert_int_equal(m.u.entry_done.seq, seq);
+            (*entered)++;
+        } else {
+            assert_int_equal(m.u.entry_done.code, refusal);
+            (*refused)++;
+        }
+    }
+}
+
+/* A raffle entry forwarded by a node that may not append (a mirror) as
+   ENTRY_ASK: the stall appends one raffle.entry and answers its seq; the
+   same ask delivered again gets the same answer and appends nothing; the
+   same device under another ask is refused (already entered), as is an
+   entry before the drop's start by the stall's clock; a HOLD_DONE for it
+   records nothing, its ENTRY_DONE does. */
+static void
+test_entry_ask(void **state)
+{
+    net *f = net_new(2, 41);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    const sm_id *a = &f->id[0].pub;
+    const sm_id *b_id = &f->id[1].pub;
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    sm_body d = tu_drop("mug", 2, f->now + 1000);
+    d.u.drop.mode = SM_DROP_RAFFLE;
+    d.u.drop.per_shopper = 1;
+    d.u.drop.pickup_minutes = 30;
+    d.u.drop.closes_ms = f->now + 600000;
+    uint64_t drop_seq = 0;
+    assert_int_equal(sm_ledger_append(f->l[0], &d, f->now, &drop_seq), 0);
+    sm_gossip_local(f->g[0], f->now);
+    pump(f);
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_ENTRY_ASK;
+    w.u.entry_ask.req_id = 8001;
+    w.u.entry_ask.drop_origin = *a;
+    w.u.entry_ask.drop_seq = drop_seq;
+    memset(w.u.entry_ask.device, 0x61, sizeof w.u.entry_ask.device);
+    w.u.entry_ask.has_client = true;
+    memset(w.u.entry_ask.client, 0x71, sizeof w.u.entry_ask.client);
+    uint8_t buf[256];
+    size_t len;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint32_t entered, refused;
+
+    /* Before the start, by the stall's clock: refused, nothing appended. */
+    uint64_t head = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    entry_dones(f, f->g[0], 0, SM_EDROP, &entered, &refused);
+    assert_int_equal(refused, 1);
+    assert_int_equal(head_seq(f->l[0], a), head);
+
+    /* From the start: one entry, then the same ask again: the same answer. */
+    f->now += 2000;
+    w.u.entry_ask.req_id = 8002;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    f->now += 50;
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    entry_dones(f, f->g[0], head + 1, 0, &entered, &refused);
+    assert_int_equal(entered, 2);
+    assert_int_equal(refused, 0);
+
+    /* The same device under another ask: already entered. */
+    w.u.entry_ask.req_id = 8003;
+    memset(w.u.entry_ask.client, 0x72, sizeof w.u.entry_ask.client);
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    entry_dones(f, f->g[0], 0, SM_EENTERED, &entered, &refused);
+    assert_int_equal(refused, 1);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+
+    /* The forwarder's side: its ask, answered by ENTRY_DONE only. */
+    sm_body e;
+    memset(&e, 0, sizeof e);
+    e.kind = SM_KIND_RAFFLE_ENTRY;
+    e.u.raffle_entry.drop_origin = *a;
+    e.u.raffle_entry.drop_seq = drop_seq;
+    memset(e.u.raffle_entry.device, 0x62, SM_HOLD_TAG_BYTES);
+    assert_int_equal(sm_gossip_ask_entry(f->g[1], 5, a, &e, f->now), 0);
+    assert_int_equal(sm_gossip_ask_entry(f->g[1], 5, a, &e, f->now), SM_EEXIST);
+    assert_int_equal(sm_gossip_ask_entry(f->g[1], 6, b_id, &e, f->now), SM_EINVAL);
+    int code = 1;
+    uint64_t seq = 0, expires = 1;
+    assert_false(sm_gossip_hold_result(f->g[1], 5, &code, &seq, &expires));
+    pump(f);
+    assert_true(sm_gossip_hold_result(f->g[1], 5, &code, &seq, &expires));
+    assert_int_equal(code, 0);
+    assert_int_equal(seq, head + 2);
+    assert_int_equal(expires, 0);
+    sm_gossip_hold_forget(f->g[1], 5);
+    assert_false(sm_gossip_hold_result(f->g[1], 5, &code, &seq, &expires));
+    settle(f, 2);
+    assert_converged(f);
+}
+
 /* HOLD_ASKs from a peer, by hand: over SM_HOLD_ASKS_PER_MIN a minute the
    answer is SM_EBUSY and nothing is appended (the next minute serves
    again); a HOLD_DONE nobody asked for, or from another peer, records
@@ -2818,6 +2992,8 @@ main(void)
         cmocka_unit_test_teardown(test_hold_forward, teardown),
         cmocka_unit_test_teardown(test_hold_ask_per_shopper, teardown),
         cmocka_unit_test_teardown(test_hold_ask_replayed, teardown),
+        cmocka_unit_test_teardown(test_entry_ask, teardown),
+        cmocka_unit_test_teardown(test_hold_ask_lines, teardown),
         cmocka_unit_test_teardown(test_hold_ask_limits, teardown),
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),

@@ -654,6 +654,46 @@ test_equivocation(void **state)
     assert_int_equal(sm_ledger_ingest(f->a, &s3, 1, NOW, &res), SM_EFORK);
 }
 
+/* A fork rebuilds the state from the log, roster first.  On a node running
+   degraded with an entry of the organiser's log damaged, the rebuild reads
+   the roster only below the damage, as applying does, instead of failing
+   the batch that brought the fork as corrupt (the simulator's seed 1092). */
+static void
+test_fork_rebuild_below_roster_damage(void **state)
+{
+    fx *f = *state;
+    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
+    append_ok(f->b, tu_add("mug", 4), NULL);
+    tu_sync(f->b, f->c, NOW);
+    sm_head ha;
+    assert_int_equal(sm_ledger_head(f->c, &f->ida.pub, &ha), 0);
+    assert_true(ha.seq >= 2);
+
+    /* The organiser's last entry rots on c's disk; the check marks it. */
+    damage_stored(f->c, &f->ida.pub, ha.seq, SM_SIG_BYTES);
+    sm_check_report r;
+    assert_int_equal(sm_ledger_check(f->c, SM_CHECK_ALL_ORIGINS, &r), SM_EDEGRADED);
+    assert_int_equal(r.damaged_count, 1);
+    assert_int_equal(sm_ledger_set_damaged(f->c, &r.damaged[0]), 0);
+
+    /* b equivocates: c learns the fork and rebuilds, in a batch. */
+    sm_entry e1 = next_entry(f, tu_add("mug", 1));
+    sm_entry e2 = next_entry(f, tu_add("mug", 2));
+    uint8_t b1[SM_ENTRY_BYTES_MAX], b2[SM_ENTRY_BYTES_MAX];
+    sm_signed s1 = { b1, 0, { 0 } }, s2 = { b2, 0, { 0 } };
+    s1.len = tu_sign(&e1, &f->idb, b1, s1.sig);
+    s2.len = tu_sign(&e2, &f->idb, b2, s2.sig);
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_begin(f->c), 0);
+    assert_int_equal(sm_ledger_ingest(f->c, &s1, 1, NOW, &res), 0);
+    assert_int_equal(sm_ledger_ingest(f->c, &s2, 1, NOW, &res), SM_EFORK);
+    assert_int_equal(sm_ledger_commit(f->c), 0);
+    sm_head hb;
+    assert_int_equal(sm_ledger_head(f->c, &f->idb.pub, &hb), 0);
+    assert_int_equal(hb.cap, e1.seq - 1);
+    assert_int_equal(units(f->c, "mug", &f->idb.pub), 4);
+}
+
 static int
 count_forks(const sm_id *origin, uint64_t seq, void *arg)
 {
@@ -935,6 +975,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_equivocation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_evidence_listed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_rebuild_below_roster_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reindex_same_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_detects_tampering, setup, teardown),

@@ -369,6 +369,17 @@ v_hold_ask_anonymous(sm_wire_msg *m)
     m->u.hold_ask.qty = 1;
 }
 static void
+v_hold_ask_lines(sm_wire_msg *m)
+{
+    v_hold_ask(m);
+    m->u.hold_ask.req_id = 46;
+    m->u.hold_ask.more_count = 2;
+    strcpy(m->u.hold_ask.more[0].sku, "MUG-BLU");
+    m->u.hold_ask.more[0].qty = 1;
+    strcpy(m->u.hold_ask.more[1].sku, "CAP");
+    m->u.hold_ask.more[1].qty = 3;
+}
+static void
 v_hold_done(sm_wire_msg *m)
 {
     m->type = SM_MSG_HOLD_DONE;
@@ -383,6 +394,40 @@ v_hold_done_refused(sm_wire_msg *m)
     m->type = SM_MSG_HOLD_DONE;
     m->u.hold_done.req_id = 43;
     m->u.hold_done.code = SM_ENOSTOCK;
+}
+static void
+v_entry_ask(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_ASK;
+    m->u.entry_ask.req_id = 44;
+    s_id(&m->u.entry_ask.drop_origin, S_STALL);
+    m->u.entry_ask.drop_seq = 9;
+    memset(m->u.entry_ask.device, 0xde, sizeof m->u.entry_ask.device);
+    m->u.entry_ask.has_client = true;
+    memset(m->u.entry_ask.client, 0xc1, sizeof m->u.entry_ask.client);
+}
+static void
+v_entry_ask_no_client(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_ASK;
+    m->u.entry_ask.req_id = UINT64_MAX;
+    s_id(&m->u.entry_ask.drop_origin, S_STALL);
+    m->u.entry_ask.drop_seq = SM_SEQ_MAX;
+    memset(m->u.entry_ask.device, 0xde, sizeof m->u.entry_ask.device);
+}
+static void
+v_entry_done(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_DONE;
+    m->u.entry_done.req_id = 44;
+    m->u.entry_done.seq = 18;
+}
+static void
+v_entry_done_refused(sm_wire_msg *m)
+{
+    m->type = SM_MSG_ENTRY_DONE;
+    m->u.entry_done.req_id = 45;
+    m->u.entry_done.code = SM_EENTERED;
 }
 static void
 v_fork(sm_wire_msg *m)
@@ -422,8 +467,13 @@ static const s_good s_goods[] = {
     { "hold-ask",             v_hold_ask },
     { "hold-ask-max",         v_hold_ask_max },
     { "hold-ask-anonymous",   v_hold_ask_anonymous },
+    { "hold-ask-lines",       v_hold_ask_lines },
     { "hold-done",            v_hold_done },
     { "hold-done-refused",    v_hold_done_refused },
+    { "entry-ask",            v_entry_ask },
+    { "entry-ask-no-client",  v_entry_ask_no_client },
+    { "entry-done",           v_entry_done },
+    { "entry-done-refused",   v_entry_done_refused },
 };
 #define S_NGOODS (sizeof s_goods / sizeof s_goods[0])
 
@@ -495,18 +545,45 @@ s_mpw_msg(mpw *w, const sm_wire_msg *m)
         s_mpw_signed(w, &m->u.fork.a); s_mpw_signed(w, &m->u.fork.b);
         break;
     case SM_MSG_HOLD_ASK:
-        mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
+        mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, m->u.hold_ask.req_id);
         mpw_str(w, m->u.hold_ask.sku); mpw_uint(w, m->u.hold_ask.qty);
         mpw_str(w, m->u.hold_ask.code);
         mpw_bin(w, m->u.hold_ask.device, m->u.hold_ask.has_device ? 8 : 0);
         mpw_bin(w, m->u.hold_ask.client, m->u.hold_ask.has_client ? 8 : 0);
+        mpw_arr(w, m->u.hold_ask.more_count);
+        for (uint32_t i = 0; i < m->u.hold_ask.more_count; i++) {
+            mpw_arr(w, 2); mpw_str(w, m->u.hold_ask.more[i].sku);
+            mpw_uint(w, m->u.hold_ask.more[i].qty);
+        }
         break;
     case SM_MSG_HOLD_DONE:
         mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, m->u.hold_done.req_id);
         mpw_uint(w, (uint64_t)-m->u.hold_done.code); mpw_uint(w, m->u.hold_done.seq);
         mpw_uint(w, m->u.hold_done.expires_ms);
         break;
+    case SM_MSG_ENTRY_ASK:
+        mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, m->u.entry_ask.req_id);
+        mpw_bin(w, m->u.entry_ask.drop_origin.b, 32); mpw_uint(w, m->u.entry_ask.drop_seq);
+        mpw_bin(w, m->u.entry_ask.device, 8);
+        mpw_bin(w, m->u.entry_ask.client, m->u.entry_ask.has_client ? 8 : 0);
+        break;
+    case SM_MSG_ENTRY_DONE:
+        mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, m->u.entry_done.req_id);
+        mpw_uint(w, (uint64_t)-m->u.entry_done.code); mpw_uint(w, m->u.entry_done.seq);
+        break;
     }
+}
+
+static bool
+s_more_equal(const sm_wire_msg *a, const sm_wire_msg *b)
+{
+    if (a->u.hold_ask.more_count != b->u.hold_ask.more_count)
+        return false;
+    for (uint32_t i = 0; i < a->u.hold_ask.more_count; i++)
+        if (strcmp(a->u.hold_ask.more[i].sku, b->u.hold_ask.more[i].sku) != 0
+            || a->u.hold_ask.more[i].qty != b->u.hold_ask.more[i].qty)
+            return false;
+    return true;
 }
 
 /*  Field by field equality of two messages (entries by their bytes).       */
@@ -575,12 +652,24 @@ s_msg_equal(const sm_wire_msg *a, const sm_wire_msg *b)
                a->u.hold_ask.has_device == b->u.hold_ask.has_device &&
                a->u.hold_ask.has_client == b->u.hold_ask.has_client &&
                (!a->u.hold_ask.has_device || memcmp(a->u.hold_ask.device, b->u.hold_ask.device, 8) == 0) &&
-               (!a->u.hold_ask.has_client || memcmp(a->u.hold_ask.client, b->u.hold_ask.client, 8) == 0);
+               (!a->u.hold_ask.has_client || memcmp(a->u.hold_ask.client, b->u.hold_ask.client, 8) == 0) &&
+               s_more_equal(a, b);
     case SM_MSG_HOLD_DONE:
         return a->u.hold_done.req_id == b->u.hold_done.req_id &&
                a->u.hold_done.code == b->u.hold_done.code &&
                a->u.hold_done.seq == b->u.hold_done.seq &&
                a->u.hold_done.expires_ms == b->u.hold_done.expires_ms;
+    case SM_MSG_ENTRY_ASK:
+        return a->u.entry_ask.req_id == b->u.entry_ask.req_id &&
+               memcmp(a->u.entry_ask.drop_origin.b, b->u.entry_ask.drop_origin.b, 32) == 0 &&
+               a->u.entry_ask.drop_seq == b->u.entry_ask.drop_seq &&
+               memcmp(a->u.entry_ask.device, b->u.entry_ask.device, 8) == 0 &&
+               a->u.entry_ask.has_client == b->u.entry_ask.has_client &&
+               (!a->u.entry_ask.has_client || memcmp(a->u.entry_ask.client, b->u.entry_ask.client, 8) == 0);
+    case SM_MSG_ENTRY_DONE:
+        return a->u.entry_done.req_id == b->u.entry_done.req_id &&
+               a->u.entry_done.code == b->u.entry_done.code &&
+               a->u.entry_done.seq == b->u.entry_done.seq;
     }
     return false;
 }
@@ -717,8 +806,8 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 2); mpw_str(w, "HEADS"); mpw_arr(w, 0);
     w = S_NEW("unknown-type-0", SM_EKIND);
     mpw_arr(w, 2); mpw_uint(w, 0); mpw_arr(w, 0);
-    w = S_NEW("unknown-type-11", SM_EKIND);
-    mpw_arr(w, 2); mpw_uint(w, 11); mpw_arr(w, 0);
+    w = S_NEW("unknown-type-13", SM_EKIND);
+    mpw_arr(w, 2); mpw_uint(w, 13); mpw_arr(w, 0);
     w = S_NEW("unknown-type-200", SM_EKIND);
     mpw_arr(w, 1); mpw_uint(w, 200);
     w = S_NEW("heads-of-3-fields", SM_EMALFORMED);
@@ -727,14 +816,16 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_arr(w, 3); mpw_uint(w, 3); s_key32(w, 1); mpw_uint(w, 1);
 
     /* HELLO */
+    w = S_NEW("hello-version-3", SM_EVERSION);   /* before ENTRY_ASK */
+    s_hello_head(w, 5, 3); mpw_str(w, "");
     w = S_NEW("hello-version-2", SM_EVERSION);   /* before shoppers in HOLD_ASK */
     s_hello_head(w, 5, 2); mpw_str(w, "");
     w = S_NEW("hello-version-1", SM_EVERSION);   /* before multi-hop units asks */
     s_hello_head(w, 5, 1); mpw_str(w, "tcp://192.168.1.17:7400");
     w = S_NEW("hello-version-0", SM_EVERSION);
     s_hello_head(w, 5, 0); mpw_str(w, "");
-    w = S_NEW("hello-version-4-other-shape", SM_EVERSION);
-    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 4); mpw_arr(w, 0);
+    w = S_NEW("hello-version-5-other-shape", SM_EVERSION);
+    mpw_arr(w, 3); mpw_uint(w, 1); mpw_uint(w, 5); mpw_arr(w, 0);
     w = S_NEW("hello-version-negative", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 1); mpw_int(w, -1);
     s_key32(w, 1); s_key32(w, 2); mpw_str(w, "");
@@ -934,29 +1025,50 @@ s_build_bad(s_bad *bad, size_t max)
 
     /* HOLD_ASK, HOLD_DONE */
     w = S_NEW("hold-ask-qty-0", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 0);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-qty-over-limit", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
-    mpw_uint(w, SM_QTY_MAX + 1); mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A");
+    mpw_uint(w, SM_QTY_MAX + 1); mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-sku-empty", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, ""); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-sku-65-bytes", SM_ETOOBIG);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1);
     mpw_strn(w, long_text, SM_SKU_BYTES_MAX + 1); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-of-4-fields", SM_EMALFORMED);   /* version 2's HOLD_ASK */
     mpw_arr(w, 4); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
     w = S_NEW("hold-ask-code-9-bytes", SM_ETOOBIG);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    mpw_str(w, "ABCDEFGHJ"); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, "ABCDEFGHJ"); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-device-7-bytes", SM_EMALFORMED);
-    mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "1234567", 7); mpw_bin(w, "", 0);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "1234567", 7); mpw_bin(w, "", 0); mpw_arr(w, 0);
     w = S_NEW("hold-ask-client-a-str", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_str(w, "12345678"); mpw_arr(w, 0);
+    w = S_NEW("hold-ask-of-7-fields", SM_EMALFORMED);   /* version 3's HOLD_ASK */
     mpw_arr(w, 7); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
-    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_str(w, "12345678");
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("hold-ask-8-more-lines", SM_ETOOBIG);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, SM_HOLD_LINES_MAX);
+    for (uint32_t i = 0; i < SM_HOLD_LINES_MAX; i++) {
+        char sku[4] = { 'B', (char) ('a' + i), 0, 0 };
+        mpw_arr(w, 2); mpw_str(w, sku); mpw_uint(w, 1);
+    }
+    w = S_NEW("hold-ask-line-qty-0", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 1); mpw_arr(w, 2); mpw_str(w, "B"); mpw_uint(w, 0);
+    w = S_NEW("hold-ask-line-sku-twice", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    mpw_arr(w, 1); mpw_arr(w, 2); mpw_str(w, "A"); mpw_uint(w, 2);
+    w = S_NEW("hold-ask-line-as-str", SM_EMALFORMED);
+    mpw_arr(w, 8); mpw_uint(w, 9); mpw_uint(w, 1); mpw_str(w, "A"); mpw_uint(w, 1);
+    mpw_str(w, ""); mpw_bin(w, "", 0); mpw_bin(w, "", 0); mpw_arr(w, 1); mpw_str(w, "B");
     w = S_NEW("hold-done-held-seq-0", SM_EMALFORMED);
     mpw_arr(w, 5); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 0);
     mpw_uint(w, 1000);
@@ -974,6 +1086,30 @@ s_build_bad(s_bad *bad, size_t max)
     mpw_uint(w, 0); mpw_uint(w, 0);
     w = S_NEW("hold-done-of-4-fields", SM_EMALFORMED);
     mpw_arr(w, 4); mpw_uint(w, 10); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 3);
+
+    /* ENTRY_ASK, ENTRY_DONE */
+    w = S_NEW("entry-ask-drop-seq-0", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); s_key32(w, 1); mpw_uint(w, 0);
+    mpw_bin(w, "12345678", 8); mpw_bin(w, "", 0);
+    w = S_NEW("entry-ask-no-device", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); s_key32(w, 1); mpw_uint(w, 1);
+    mpw_bin(w, "", 0); mpw_bin(w, "", 0);
+    w = S_NEW("entry-ask-client-7-bytes", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); s_key32(w, 1); mpw_uint(w, 1);
+    mpw_bin(w, "12345678", 8); mpw_bin(w, "1234567", 7);
+    w = S_NEW("entry-ask-drop-origin-31-bytes", SM_EMALFORMED);
+    mpw_arr(w, 6); mpw_uint(w, 11); mpw_uint(w, 1); mpw_bin(w, s_keys[S_STALL].pk, 31);
+    mpw_uint(w, 1); mpw_bin(w, "12345678", 8); mpw_bin(w, "", 0);
+    w = S_NEW("entry-done-entered-seq-0", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 0);
+    w = S_NEW("entry-done-refused-with-seq", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, 133); mpw_uint(w, 3);
+    w = S_NEW("entry-done-refusal-over-limit", SM_EMALFORMED);
+    mpw_arr(w, 4); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, SM_WIRE_ENTRY_REFUSAL_MAX + 1);
+    mpw_uint(w, 0);
+    w = S_NEW("entry-done-of-5-fields", SM_EMALFORMED);
+    mpw_arr(w, 5); mpw_uint(w, 12); mpw_uint(w, 1); mpw_uint(w, 0); mpw_uint(w, 3);
+    mpw_uint(w, 1);
 
     /* FORK */
     w = S_NEW("fork-same-entry-twice", SM_EMALFORMED);
@@ -996,7 +1132,7 @@ s_build_bad(s_bad *bad, size_t max)
     return n;
 }
 
-#define S_BAD_MAX 128u
+#define S_BAD_MAX 160u
 
 /* ------------------------------------------------------------------------ */
 /* Generation                                                                */
@@ -1077,6 +1213,19 @@ s_describe(FILE *f, const sm_wire_msg *m)
                 m->u.hold_done.code ? sm_errname(m->u.hold_done.code) : "held",
                 (unsigned long long)m->u.hold_done.seq,
                 (unsigned long long)m->u.hold_done.expires_ms);
+        break;
+    case SM_MSG_ENTRY_ASK:
+        fprintf(f, " req_id=%llu", (unsigned long long)m->u.entry_ask.req_id);
+        s_hexline(f, " drop_origin=", m->u.entry_ask.drop_origin.b, 32);
+        fprintf(f, " drop_seq=%llu device=8 bytes client=%s\n",
+                (unsigned long long)m->u.entry_ask.drop_seq,
+                m->u.entry_ask.has_client ? "8 bytes" : "none");
+        break;
+    case SM_MSG_ENTRY_DONE:
+        fprintf(f, " req_id=%llu refusal=%d (%s) seq=%llu\n",
+                (unsigned long long)m->u.entry_done.req_id, -m->u.entry_done.code,
+                m->u.entry_done.code ? sm_errname(m->u.entry_done.code) : "entered",
+                (unsigned long long)m->u.entry_done.seq);
         break;
     }
 }
@@ -1751,7 +1900,7 @@ test_types_and_versions(void **state)
     sm_wire_msg out;
     (void)state;
     s_load_log();
-    for (uint64_t t = 11; t < 300; t += 7) {
+    for (uint64_t t = 13; t < 300; t += 7) {
         mpw_init(&w);
         mpw_arr(&w, 3); mpw_uint(&w, t); mpw_str(&w, "x"); mpw_nil(&w);
         assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EKIND);
@@ -1766,9 +1915,9 @@ test_types_and_versions(void **state)
     assert_string_equal(out.u.hello.endpoint, "tcp://10.0.0.9:7400");
 
     mpw_init(&w);
-    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 4); mpw_str(&w, "new"); mpw_arr(&w, 0);
+    mpw_arr(&w, 4); mpw_uint(&w, 1); mpw_uint(&w, 5); mpw_str(&w, "new"); mpw_arr(&w, 0);
     assert_int_equal(sm_wire_decode(w.b, w.len, &s_space, &out), SM_EVERSION);
-    assert_int_equal(out.u.hello.version, 4);
+    assert_int_equal(out.u.hello.version, 5);
     assert_string_equal(out.u.hello.endpoint, "");
     uint8_t zero[32] = { 0 };
     assert_memory_equal(out.u.hello.node.b, zero, 32);
@@ -1779,7 +1928,9 @@ test_types_and_versions(void **state)
     assert_string_equal(sm_wire_type_name(0), "?");
     assert_string_equal(sm_wire_type_name(SM_MSG_HOLD_ASK), "HOLD_ASK");
     assert_string_equal(sm_wire_type_name(SM_MSG_HOLD_DONE), "HOLD_DONE");
-    assert_string_equal(sm_wire_type_name(11), "?");
+    assert_string_equal(sm_wire_type_name(SM_MSG_ENTRY_ASK), "ENTRY_ASK");
+    assert_string_equal(sm_wire_type_name(SM_MSG_ENTRY_DONE), "ENTRY_DONE");
+    assert_string_equal(sm_wire_type_name(13), "?");
     assert_string_equal(sm_wire_type_name(-1), "?");
 }
 
