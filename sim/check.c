@@ -298,9 +298,10 @@ s_gate_at(s_model *m, const sm_id *o, const char *sku)
     return &m->gates[m->ngates++].gate_ms;
 }
 
-/*  Invariant: nothing of a drop's sku is sold, held, moved or written off
-    by its stall before the drop starts (a raffle's: before its draw), by
-    the stall's clock: an honest stall's decrement has hlc ms >= the gate. */
+/*  Invariant: nothing of a short-form drop's sku is sold, held, moved or
+    written off by its stall before the drop starts, by the stall's clock:
+    an honest stall's decrement has hlc ms >= the gate.  (A long form's:
+    sim_check_drop_write.)                                                 */
 static void
 s_gate_check(s_model *m, const sm_entry *e, const char *sku)
 {
@@ -353,12 +354,14 @@ s_model_apply(s_model *m, const sm_entry *e)
         s_mstock_at(m, b->u.stock_add.sku, o)->added += b->u.stock_add.qty;
         break;
     case SM_KIND_DROP: {
-        if (!b->u.drop.mode)           /* the short form adds its units */
+        /* The short form adds its units and shuts the sku there until its
+           start; a long form holds back only its qty (sim_check_drop_write). */
+        if (!b->u.drop.mode) {
             s_mstock_at(m, b->u.drop.sku, o)->added += b->u.drop.qty;
-        uint64_t *g = s_gate_at(m, o, b->u.drop.sku);
-        uint64_t gate = b->u.drop.mode == SM_DROP_RAFFLE ? S_UNTIL_DRAWN : b->u.drop.starts_ms;
-        if (g && gate > *g)
-            *g = gate;
+            uint64_t *g = s_gate_at(m, o, b->u.drop.sku);
+            if (g && b->u.drop.starts_ms > *g)
+                *g = b->u.drop.starts_ms;
+        }
         if (b->u.drop.mode == SM_DROP_RAFFLE
             && m->nraffles < sizeof m->raffles / sizeof m->raffles[0]) {
             m->raffles[m->nraffles].origin = *o;
@@ -492,6 +495,100 @@ s_model_apply(s_model *m, const sm_entry *e)
         break;
     default:
         break;                         /* roster entries act on membership only */
+    }
+}
+
+/* ---- drops: at each answered write ------------------------------------------ */
+
+typedef struct {
+    const sm_id *stall;
+    const char *sku;
+    uint64_t now_ms;
+    uint64_t held;             /* qty of the long-form drops not open yet */
+    sm_drop live;              /* the first-come drop started latest */
+    bool has_live;
+} s_drops_at;
+
+static int
+s_drops_at_cb(const sm_drop *d, void *arg)
+{
+    s_drops_at *a = arg;
+    if (memcmp(d->origin.b, a->stall->b, SM_KEY_BYTES) != 0 || strcmp(d->sku, a->sku) != 0)
+        return 0;
+    bool open = d->mode == SM_DROP_RAFFLE ? d->draw_seq != 0 : d->starts_ms <= a->now_ms;
+    if (!open)
+        a->held += d->qty;
+    else if (d->mode == SM_DROP_FIRST_COME
+             && (!a->has_live || d->starts_ms > a->live.starts_ms)) {
+        a->live = *d;
+        a->has_live = true;
+    }
+    return 0;
+}
+
+typedef struct { uint64_t seq; } s_upto;
+
+static int
+s_upto_cb(const sm_drop_take *t, void *arg)
+{
+    return t->seq >= ((s_upto *) arg)->seq;    /* counted up to this hold: stop */
+}
+
+/*  Invariants at each write a stall's policy answered with success:
+    - a long-form drop's units stay at its stall until it opens (first-come:
+      its start; raffle: its draw), by the stall's clock: after a decrement
+      the stall holds at least the qty of its drops not open yet (the units
+      beyond them sell);
+    - a shopper's hold against a live first-come drop keeps within its caps:
+      counted over the drop's ledger up to and including the hold (an
+      independent walk of the log, not the policy's tallies), no device and
+      no address holds more than per_shopper, and the drop has given no more
+      than its qty.                                                         */
+void
+sim_check_drop_write(sim_world *w, sim_node *nd, const sm_body *b, uint64_t seq)
+{
+    const char *skus[SM_SALE_LINES_MAX];
+    uint32_t n = 0;
+    if (b->kind == SM_KIND_SALE)
+        for (uint32_t i = 0; i < b->u.sale.line_count; i++)
+            skus[n++] = b->u.sale.lines[i].sku;
+    else if (b->kind == SM_KIND_HOLD)
+        for (uint32_t i = 0; i < sm_hold_body_lines(b); i++) {
+            uint32_t qty;
+            sm_hold_body_line(b, i, &skus[n++], &qty);
+        }
+    else if (b->kind == SM_KIND_STOCK_MOVE)
+        skus[n++] = b->u.stock_move.sku;
+    else if (b->kind == SM_KIND_ADJUST && b->u.adjust.delta < 0)
+        skus[n++] = b->u.adjust.sku;
+    for (uint32_t i = 0; i < n; i++) {
+        s_drops_at a;
+        memset(&a, 0, sizeof a);
+        a.stall = &nd->id.pub;
+        a.sku = skus[i];
+        a.now_ms = sim_node_now(w, nd);
+        if (sm_drop_each(nd->ledger, s_drops_at_cb, &a) != 0)
+            return;
+        sm_units u;
+        if (a.held && sm_ledger_units(nd->ledger, skus[i], &nd->id.pub, &u) == 0
+            && u.units < (int64_t) a.held)
+            sim_fail(w, "node %d: %s took a drop's units of %s before it opened (%lld left, "
+                     "%llu held back)", nd->index, b->kind == SM_KIND_SALE ? "a sale" : "a write",
+                     skus[i], (long long) u.units, (unsigned long long) a.held);
+        if (b->kind != SM_KIND_HOLD || !a.has_live)
+            continue;
+        uint64_t taken = 0, dev = 0, cli = 0;
+        s_upto up = { seq };
+        if (sm_drop_ledger(nd->ledger, &a.live, b->u.hold.has_device ? b->u.hold.device : NULL,
+                           b->u.hold.has_client ? b->u.hold.client : NULL, s_upto_cb, &up,
+                           &taken, &dev, &cli) != 0)
+            continue;
+        if (dev > a.live.per_shopper || cli > a.live.per_shopper || taken > a.live.qty)
+            sim_fail(w, "node %d: hold %llu against drop %llu of %s past its caps: a device "
+                     "holds %llu, an address %llu (per_shopper %u); %llu taken of %u",
+                     nd->index, (unsigned long long) seq, (unsigned long long) a.live.seq,
+                     skus[i], (unsigned long long) dev, (unsigned long long) cli,
+                     a.live.per_shopper, (unsigned long long) taken, a.live.qty);
     }
 }
 

@@ -432,6 +432,8 @@ s_answer(void *arg, sm_policy_write *pw)
         else
             w->fwd_sent[nd->index]--;
     }
+    if (pw->rc == 0 && !pw->forward)
+        sim_check_drop_write(w, nd, &pw->body, pw->seq);
     sim_workload_answer(w, nd, &req, pw->rc, pw->seq);
 }
 

@@ -413,6 +413,9 @@ void sim_check_final(sim_world *w);
     when its own head was `before`: check what it appended for it.         */
 void sim_check_asked(sim_world *w, sim_node *nd, int from, int type, bool original,
                      uint64_t before);
+/*  Node nd's policy answered write `b` (its seq) with success, at the
+    node's clock: check the drops' invariants on its own log (check.c).   */
+void sim_check_drop_write(sim_world *w, sim_node *nd, const sm_body *b, uint64_t seq);
 void sim_sales_hash(const sm_line *lines, uint32_t n, sm_hash *out);
 /* report_check.c: after healing, the organiser's report equals its sales. */
 void sim_check_report(sim_world *w);

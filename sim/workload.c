@@ -295,6 +295,20 @@ sim_workload_drop(sim_world *w, uint64_t stage)
                 sm_body b = s_sale(w, sim_skus[S_DROP_SKU], (uint32_t) sim_range(&w->rng, 1, 2));
                 s_submit(w, nd, SIM_OP_DROP_SALE, &b);
             }
+            /* Phones rush to reserve, all at once (one batch): three
+               devices behind two addresses, so the caps are met within it. */
+            uint32_t rush = (uint32_t) sim_range(&w->rng, 3, 8);
+            for (uint32_t k = 0; k < rush; k++) {
+                sm_body b = s_body(SM_KIND_HOLD);
+                s_set(b.u.hold.sku, sizeof b.u.hold.sku, sim_skus[S_DROP_SKU]);
+                b.u.hold.qty = (uint32_t) sim_range(&w->rng, 1, 2);
+                b.u.hold.expires_ms = sim_node_now(w, nd) + sim_range(&w->rng, 5000, 60000);
+                b.u.hold.has_device = b.u.hold.has_client = true;
+                memset(b.u.hold.device, (int) (1 + sim_below(&w->rng, 3)), SM_HOLD_TAG_BYTES);
+                memset(b.u.hold.client, (int) (1 + sim_below(&w->rng, 2)), SM_HOLD_TAG_BYTES);
+                b.u.hold.device[0] = b.u.hold.client[0] = (uint8_t) i;
+                s_submit(w, nd, SIM_OP_HOLD, &b);
+            }
             if (!nd->raffle_seq)
                 continue;
             /* Phones enter this stall's raffle through any stall; at

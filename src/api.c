@@ -311,6 +311,7 @@ sm_api_destroy(sm_api **self_p)
         return;
     sm_api *self = *self_p;
     sm_snapshot_destroy(&self->snap);
+    free(self->codes);
     free(self);
     *self_p = NULL;
 }

@@ -10,10 +10,10 @@
 
     Writes go to the core as the other writes do (api_write.c), in a write
     of their own (magic SM__API_DROP_MAGIC) that sm_api_finish hands back
-    here.  The HTTP layer checks shape, the drop's phase as this node sees
-    it, and the first-come caps per device and address
-    (sm__api_drop_caps, called for holds); the rules themselves are the
-    ledger's (state_drop.c, drop.c).                                         */
+    here.  The HTTP layer checks shape and the drop's phase as this node
+    sees it; the first-come caps per device and address are the policy's,
+    at append (sm__api_drop_refused answers its refusal); the rules
+    themselves are the ledger's (state_drop.c, drop.c).                                         */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -865,33 +865,82 @@ sm__api_drop_free(sm_core_req *write)
 
 /* ---- first-come caps, for holds -------------------------------------------- */
 
-bool
-sm__api_drop_caps(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms)
+typedef struct {
+    const sm_id *node;
+    const char *sku;
+    uint64_t now_ms;
+    sm_drop best;
+    bool found;
+} s_live;
+
+static int
+s_live_each(const sm_drop *d, void *arg)
 {
-    sm_drop_refusal why;
-    int rc = sm_drop_caps(self->ledger, &self->node, hold, now_ms, &why);
-    if (rc == 0)
+    s_live *l = arg;
+    if (memcmp(d->origin.b, l->node->b, SM_KEY_BYTES) != 0 || strcmp(d->sku, l->sku) != 0
+        || d->mode != SM_DROP_FIRST_COME || d->starts_ms > l->now_ms)
+        return 0;
+    if (!l->found || d->starts_ms > l->best.starts_ms) {
+        l->best = *d;
+        l->found = true;
+    }
+    return 0;
+}
+
+bool
+sm__api_drop_sold_out(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms)
+{
+    for (uint32_t i = 0; i < sm_hold_body_lines(hold); i++) {
+        const char *sku;
+        uint32_t qty;
+        sm_hold_body_line(hold, i, &sku, &qty);
+        sm_units u;
+        int rc = sm_ledger_units(self->ledger, sku, &self->node, &u);
+        if (rc == SM_ENOTFOUND)
+            u.units = 0;
+        else if (rc != 0 || u.units >= (int64_t) qty)
+            continue;
+        s_live lv;
+        memset(&lv, 0, sizeof lv);
+        lv.node = &self->node;
+        lv.sku = sku;
+        lv.now_ms = now_ms;
+        if (sm_drop_each(self->ledger, s_live_each, &lv) != 0 || !lv.found)
+            continue;
+        sm_drop_refusal why;
+        memset(&why, 0, sizeof why);
+        why.drop = lv.best;
+        why.limit = "qty";
+        why.max = lv.best.qty;
+        snprintf(why.sku, sizeof why.sku, "%s", sku);
+        sm__api_drop_refused(r, SM_ENOSTOCK, &why);
         return true;
+    }
+    return false;
+}
+
+void
+sm__api_drop_refused(sm_http_resp *r, int rc, const sm_drop_refusal *why)
+{
     if (rc != SM_EDROPLIMIT && rc != SM_ENOSTOCK) {
         sm__api_ledger_error(r, rc, false);
-        return false;
+        return;
     }
     char detail[200];
     if (rc == SM_EDROPLIMIT)
         snprintf(detail, sizeof detail, "the drop of %s allows %u per shopper: this %s would "
-                 "have %" PRIu64, why.sku, why.max, why.limit, why.wanted);
+                 "have %" PRIu64, why->sku, why->max, why->limit, why->wanted);
     else
         snprintf(detail, sizeof detail, "the drop of %s is sold out: its %u units are taken",
-                 why.sku, why.max);
+                 why->sku, why->max);
     sm_json_buf o = { 0 };
     sm__api_error_begin(&o, rc == SM_EDROPLIMIT ? "drop_limit" : "sold_out", detail);
-    sm_json_kentry_id(&o, "drop", &why.drop.origin, why.drop.seq);
-    sm_json_kstr(&o, "sku", why.sku);
+    sm_json_kentry_id(&o, "drop", &why->drop.origin, why->drop.seq);
+    sm_json_kstr(&o, "sku", why->sku);
     if (rc == SM_EDROPLIMIT) {
-        sm_json_kstr(&o, "limit", why.limit);
-        sm_json_kuint(&o, "max", why.max);
-        sm_json_kuint(&o, "wanted", why.wanted);
+        sm_json_kstr(&o, "limit", why->limit);
+        sm_json_kuint(&o, "max", why->max);
+        sm_json_kuint(&o, "wanted", why->wanted);
     }
     sm__api_error_end(r, 409, &o);
-    return false;
 }

@@ -46,6 +46,10 @@ struct sm_api {
     uint32_t holds_per_min;
     sm_reserve_limits hold_limits;  /* defaults filled in */
     bool mirror;                    /* read-only: sm_api_opts.mirror */
+    /* The open holds' pickup codes, gathered for each new hold's code
+       (api_write.c): allocated once, not per request (the web thread's
+       arena grew and shrank for each one in a drop's rush). */
+    char (*codes)[SM_HOLD_CODE_BYTES_MAX + 1];
     const char *report_tz;          /* borrowed: reports' default zone (api_report.c) */
     sm_snapshot *snap;
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
@@ -204,10 +208,19 @@ typedef struct {
 void sm__api_drop_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
                          sm_http_resp *resp);
 void sm__api_drop_free(sm_core_req *write);
-/*  The first-come caps of a live drop of this stall for a shopper's hold:
-    per device and per address (per_shopper), and the drop's qty.  Answers
-    409 drop_limit or sold_out and returns false.                            */
-bool sm__api_drop_caps(sm_api *self, sm_http_resp *r, const sm_body *hold, uint64_t now_ms);
+/*  A shopper's hold the policy refused by a live first-come drop's caps
+    (per device and per address, per_shopper; the drop's qty): 409
+    drop_limit or sold_out, naming the drop and the cap.  Another rc: its
+    usual answer.                                                            */
+void sm__api_drop_refused(sm_http_resp *r, int rc, const sm_drop_refusal *why);
+/*  A shopper's hold of a live first-come drop's sku of which this stall
+    holds fewer units than it asks: answered here, 409 sold_out, without
+    the core's round trip (the policy could only refuse it).  In a rush
+    most requests come after the last unit went, and each one the core
+    still has to answer keeps the phones' deltas to their small slice
+    (web.c).  True if it answered.                                          */
+bool sm__api_drop_sold_out(sm_api *self, sm_http_resp *r, const sm_body *hold,
+                           uint64_t now_ms);
 
 /*  A sale as the API shows it (POST /api/sales, GET /api/sales), with
     "external_id" when given and not "".                                     */

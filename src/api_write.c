@@ -72,6 +72,7 @@ s_write_new(const sm_http_req *req, const s_kind *kind)
     w->kind = kind;
     snprintf(w->client, sizeof w->client, "%s", req->client ? req->client : "");
     w->authorized = req->authorized;
+    w->req.uncapped = req->authorized;  /* staff holds: no drop caps (policy.h) */
     w->req.body.kind = kind->body_kind;
     return w;
 }
@@ -1008,11 +1009,11 @@ s_hold_code(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b,
             uint64_t *device_units, uint64_t *client_units)
 {
     enum { S_DRAWS = 4, S_TAKEN_MAX = 4096 };
-    char (*taken)[SM_HOLD_CODE_BYTES_MAX + 1] = calloc(S_TAKEN_MAX, sizeof *taken);
-    if (!taken) {
+    if (!self->codes && !(self->codes = calloc(S_TAKEN_MAX, sizeof *self->codes))) {
         sm__api_nomem(r);
         return false;
     }
+    char (*taken)[SM_HOLD_CODE_BYTES_MAX + 1] = self->codes;
     size_t ntaken = 0;
     int rc = sm_reserve_usage(self->ledger, &self->node, b, now_ms, device_units,
                               client_units, taken, S_TAKEN_MAX, &ntaken);
@@ -1022,7 +1023,6 @@ s_hold_code(sm_api *self, sm_http_resp *r, uint64_t now_ms, sm_body *b,
     if (rc == 0)
         rc = sm_reserve_code_pick(rnd, S_DRAWS, (const char (*)[SM_HOLD_CODE_BYTES_MAX + 1]) taken,
                                   ntaken, b->u.hold.code);
-    free(taken);
     if (rc == SM_EHOLDCODE)
         rc = SM_EBUSY;              /* astronomically unlikely: try again */
     if (rc != 0) {
@@ -1192,8 +1192,10 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
         s_hold_limit(r, &why);
         return false;
     }
-    /* A live first-come drop's caps per device and address (api_drop.c). */
-    if (!w->authorized && !sm__api_drop_caps(self, r, b, now_ms))
+    /* A live first-come drop's caps (per device, per address, its qty) are
+       checked at append, by the policy, against every hold before it; a
+       drop whose units are all gone is answered here (api_drop.c). */
+    if (!w->authorized && sm__api_drop_sold_out(self, r, b, now_ms))
         return false;
     return true;
 }
@@ -1454,7 +1456,9 @@ sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
     memset(resp, 0, sizeof *resp);
     const s_kind *k = w->kind;
     int rc = w->req.rc;
-    if (rc == 0)
+    if (rc != 0 && w->req.drop_why.limit)
+        sm__api_drop_refused(resp, rc, &w->req.drop_why);   /* api_drop.c */
+    else if (rc == 0)
         k->ok(self, w, resp);
     else if (rc == SM_EEXIST && k->again)
         k->again(self, w, resp);

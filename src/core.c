@@ -262,6 +262,7 @@ s_policy_answer(void *arg, sm_policy_write *w)
     sm_core_req *req = p->req;
     req->rc = w->rc;
     req->seq = w->seq;
+    req->drop_why = w->drop_why;
     if (req->forward && w->rc == 0 && req->body.kind == SM_KIND_HOLD)
         req->body.u.hold.expires_ms = w->body.u.hold.expires_ms;
     sm_ledger_durable(self->opts.ledger, &p->tag, NULL);
@@ -504,6 +505,7 @@ s_take(sm_core *self, void *router, sm_policy_write *batch, size_t batch_max, bo
         batch[n].body = slot->req->body;
         batch[n].forward = slot->req->forward;
         batch[n].at = slot->req->at;
+        batch[n].uncapped = slot->req->uncapped;
         batch[n].tag = slot;
         n++;
     }

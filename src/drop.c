@@ -849,86 +849,100 @@ s_hold_find(const s_walk *w, uint64_t seq)
     return lo < w->nholds && w->holds[lo].seq == seq ? lo : SIZE_MAX;
 }
 
+bool
+sm_drop_take_of(const sm_drop *d, const sm_entry *e, uint64_t seq, sm_drop_take *t)
+{
+    const sm_body *b = &e->body;
+    memset(t, 0, sizeof *t);
+    t->kind = b->kind;
+    t->seq = seq;
+    t->hlc = e->hlc;
+    if (b->kind == SM_KIND_RELEASE) {
+        t->hold_seq = b->u.release.hold_seq;
+        return true;
+    }
+    if ((b->kind != SM_KIND_HOLD && b->kind != SM_KIND_SALE) || SM_HLC_MS(e->hlc) < d->starts_ms)
+        return false;
+    if (b->kind == SM_KIND_SALE) {
+        for (uint32_t i = 0; i < b->u.sale.line_count; i++)
+            if (strcmp(b->u.sale.lines[i].sku, d->sku) == 0)
+                t->qty = b->u.sale.lines[i].qty;
+        t->hold_seq = b->u.sale.hold_seq;
+        return t->qty > 0;
+    }
+    for (uint32_t i = 0; i < sm_hold_body_lines(b); i++) {
+        const char *sku;
+        uint32_t qty;
+        sm_hold_body_line(b, i, &sku, &qty);
+        if (strcmp(sku, d->sku) == 0)
+            t->qty = qty;
+    }
+    t->has_device = b->u.hold.has_device;
+    t->has_client = b->u.hold.has_client;
+    memcpy(t->device, b->u.hold.device, SM_HOLD_TAG_BYTES);
+    memcpy(t->client, b->u.hold.client, SM_HOLD_TAG_BYTES);
+    sm__strfill(t->code, sizeof t->code, b->u.hold.code);
+    t->expires_ms = b->u.hold.expires_ms;
+    return t->qty > 0;
+}
+
+static int
+s_walk_hold(s_walk *w, const sm_drop_take *t)
+{
+    uint8_t who = 0;
+    if (w->device && t->has_device && memcmp(t->device, w->device, SM_HOLD_TAG_BYTES) == 0)
+        who |= S_WHO_DEVICE;
+    if (w->client && t->has_client && memcmp(t->client, w->client, SM_HOLD_TAG_BYTES) == 0)
+        who |= S_WHO_CLIENT;
+    if (w->nholds == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 256;
+        void *p = realloc(w->holds, cap * sizeof *w->holds);
+        if (!p) {
+            w->err = SM_ENOMEM;
+            return 1;
+        }
+        w->holds = p;
+        w->cap = cap;
+    }
+    w->holds[w->nholds].seq = t->seq;
+    w->holds[w->nholds].qty = t->qty;
+    w->holds[w->nholds].who = who;
+    w->nholds++;
+    w->taken += t->qty;
+    if (who & S_WHO_DEVICE)
+        w->device_units += t->qty;
+    if (who & S_WHO_CLIENT)
+        w->client_units += t->qty;
+    return 0;
+}
+
 static int
 s_walk_each(const sm_signed *s, uint64_t seq, void *arg)
 {
     s_walk *w = arg;
     if (sm_entry_decode(s->bytes, s->len, &w->e) != 0)
         return 0;
-    const sm_body *b = &w->e.body;
     sm_drop_take t;
-    memset(&t, 0, sizeof t);
-    t.kind = b->kind;
-    t.seq = seq;
-    t.hlc = w->e.hlc;
-    if (b->kind == SM_KIND_HOLD) {
-        if (SM_HLC_MS(w->e.hlc) < w->from_ms)
-            return 0;
-        for (uint32_t i = 0; i < sm_hold_body_lines(b); i++) {
-            const char *sku;
-            uint32_t qty;
-            sm_hold_body_line(b, i, &sku, &qty);
-            if (strcmp(sku, w->d->sku) == 0)
-                t.qty = qty;
-        }
-        if (!t.qty)
-            return 0;
-        t.has_device = b->u.hold.has_device;
-        t.has_client = b->u.hold.has_client;
-        memcpy(t.device, b->u.hold.device, SM_HOLD_TAG_BYTES);
-        memcpy(t.client, b->u.hold.client, SM_HOLD_TAG_BYTES);
-        sm__strfill(t.code, sizeof t.code, b->u.hold.code);
-        t.expires_ms = b->u.hold.expires_ms;
-        uint8_t who = 0;
-        if (w->device && t.has_device && memcmp(t.device, w->device, SM_HOLD_TAG_BYTES) == 0)
-            who |= S_WHO_DEVICE;
-        if (w->client && t.has_client && memcmp(t.client, w->client, SM_HOLD_TAG_BYTES) == 0)
-            who |= S_WHO_CLIENT;
-        if (w->nholds == w->cap) {
-            size_t cap = w->cap ? w->cap * 2 : 256;
-            void *p = realloc(w->holds, cap * sizeof *w->holds);
-            if (!p) {
-                w->err = SM_ENOMEM;
-                return 1;
-            }
-            w->holds = p;
-            w->cap = cap;
-        }
-        w->holds[w->nholds].seq = seq;
-        w->holds[w->nholds].qty = t.qty;
-        w->holds[w->nholds].who = who;
-        w->nholds++;
-        w->taken += t.qty;
-        if (who & S_WHO_DEVICE)
-            w->device_units += t.qty;
-        if (who & S_WHO_CLIENT)
-            w->client_units += t.qty;
-    } else if (b->kind == SM_KIND_RELEASE) {
-        size_t at = s_hold_find(w, b->u.release.hold_seq);
+    if (!sm_drop_take_of(w->d, &w->e, seq, &t))
+        return 0;
+    if (t.kind == SM_KIND_HOLD) {
+        if (s_walk_hold(w, &t) != 0)
+            return 1;
+    } else if (t.kind == SM_KIND_RELEASE) {
+        size_t at = s_hold_find(w, t.hold_seq);
         if (at == SIZE_MAX)
             return 0;
         t.qty = w->holds[at].qty;
-        t.hold_seq = b->u.release.hold_seq;
         w->taken -= t.qty;
         if (w->holds[at].who & S_WHO_DEVICE)
             w->device_units -= t.qty;
         if (w->holds[at].who & S_WHO_CLIENT)
             w->client_units -= t.qty;
-    } else if (b->kind == SM_KIND_SALE) {
-        if (SM_HLC_MS(w->e.hlc) < w->from_ms)
-            return 0;
-        for (uint32_t i = 0; i < b->u.sale.line_count; i++)
-            if (strcmp(b->u.sale.lines[i].sku, w->d->sku) == 0)
-                t.qty = b->u.sale.lines[i].qty;
-        if (!t.qty)
-            return 0;
-        t.hold_seq = b->u.sale.hold_seq;
+    } else {
         size_t at = t.hold_seq ? s_hold_find(w, t.hold_seq) : SIZE_MAX;
         uint32_t held = at == SIZE_MAX ? 0 : w->holds[at].qty;
         if (t.qty > held)
             w->taken += t.qty - held;
-    } else {
-        return 0;
     }
     sm_entry_hash(s->bytes, s->len, &t.hash);
     if (++w->count > SM_DROP_LEDGER_MAX)
@@ -964,77 +978,6 @@ sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device, const uint
     free(w->holds);
     free(w);
     return rc;
-}
-
-typedef struct {
-    const sm_id *node;
-    const char *sku;
-    uint64_t now_ms;
-    sm_drop best;
-    bool found;
-} s_live;
-
-static int
-s_live_each(const sm_drop *d, void *arg)
-{
-    s_live *l = arg;
-    if (memcmp(d->origin.b, l->node->b, SM_KEY_BYTES) != 0 || strcmp(d->sku, l->sku) != 0
-        || d->mode != SM_DROP_FIRST_COME || d->starts_ms > l->now_ms)
-        return 0;
-    if (!l->found || d->starts_ms > l->best.starts_ms) {
-        l->best = *d;
-        l->found = true;
-    }
-    return 0;
-}
-
-int
-sm_drop_caps(sm_ledger *l, const sm_id *stall, const sm_body *hold, uint64_t now_ms,
-             sm_drop_refusal *why)
-{
-    assert(hold->kind == SM_KIND_HOLD);
-    memset(why, 0, sizeof *why);
-    for (uint32_t i = 0; i < sm_hold_body_lines(hold); i++) {
-        const char *sku;
-        uint32_t qty;
-        sm_hold_body_line(hold, i, &sku, &qty);
-        s_live lv;
-        memset(&lv, 0, sizeof lv);
-        lv.node = stall;
-        lv.sku = sku;
-        lv.now_ms = now_ms;
-        int rc = sm_drop_each(l, s_live_each, &lv);
-        if (rc != 0)
-            return rc;
-        if (!lv.found)
-            continue;
-        uint64_t taken = 0, dev = 0, cli = 0;
-        rc = sm_drop_ledger(l, &lv.best, hold->u.hold.has_device ? hold->u.hold.device : NULL,
-                            hold->u.hold.has_client ? hold->u.hold.client : NULL, NULL, NULL,
-                            &taken, &dev, &cli);
-        if (rc != 0)
-            return rc;
-        why->drop = lv.best;
-        why->max = lv.best.per_shopper;
-        sm__strfill(why->sku, sizeof why->sku, sku);
-        if (hold->u.hold.has_device && dev + qty > lv.best.per_shopper) {
-            why->limit = "device";
-            why->wanted = dev + qty;
-            return SM_EDROPLIMIT;
-        }
-        if (hold->u.hold.has_client && cli + qty > lv.best.per_shopper) {
-            why->limit = "address";
-            why->wanted = cli + qty;
-            return SM_EDROPLIMIT;
-        }
-        if (taken + qty > lv.best.qty) {
-            why->limit = "qty";
-            why->max = lv.best.qty;
-            why->wanted = taken + qty;
-            return SM_ENOSTOCK;
-        }
-    }
-    return 0;
 }
 
 const char *

@@ -23,9 +23,10 @@
       authenticated by their chains, the secret against the commitment, the
       counted entries and winners recomputed, the holds that follow.
 
-    The first-come caps and a drop's ledger come from the drop stall's log
-    after the drop (sm_drop_ledger): every hold and sale of its sku there
-    from the start.  No clock: time comes in as arguments.                   */
+    A drop's ledger comes from the drop stall's log after the drop
+    (sm_drop_ledger): every hold and sale of its sku there from the start;
+    the first-come caps are checked at append from tallies kept of the
+    same entries (tally.h).  No clock: time comes in as arguments.                   */
 #ifndef SM_DROP_H
 #define SM_DROP_H
 
@@ -152,21 +153,20 @@ int sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device,
                    const uint8_t *client, sm_drop_take_fn cb, void *arg,
                    uint64_t *taken, uint64_t *device_units, uint64_t *client_units);
 
-/*  The first-come caps of a live drop of `stall` for a hold there: per
-    device and per address (per_shopper, counted over the holds against the
-    drop not released), and the drop's qty.  0, SM_EDROPLIMIT (why->limit
-    "device" or "address"), SM_ENOSTOCK (why->limit "qty": sold out), or a
-    store error; why->drop names the drop.  A hold with no line of a live
-    first-come drop's sku passes.                                           */
+/*  Whether entry e (seq `seq` of the drop stall's log) is one of d's: a
+    hold or sale with a line of its sku at or after its start (t->qty that
+    line's units), or a release (t->hold_seq; t->qty 0: only the caller
+    knows whether the hold was one of d's).  t->hash is not set.            */
+bool sm_drop_take_of(const sm_drop *d, const sm_entry *e, uint64_t seq, sm_drop_take *t);
+
+/*  Why a hold was refused by a live first-come drop's caps (tally.h).     */
 typedef struct {
     sm_drop drop;
-    const char *limit;         /* "device", "address" or "qty" */
+    const char *limit;         /* "device", "address" or "qty"; NULL: none */
     uint32_t max;
     uint64_t wanted;
     char sku[SM_SKU_BYTES_MAX + 1];
 } sm_drop_refusal;
-int sm_drop_caps(sm_ledger *l, const sm_id *stall, const sm_body *hold, uint64_t now_ms,
-                 sm_drop_refusal *why);
 
 /*  "live" / "upcoming" / "closed" (first-come: sold out; raffle: drawn or
     past its close) / "drawing" (raffle closed, not drawn).                  */

@@ -60,7 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drop.h"
 #include "logger.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
@@ -249,6 +248,8 @@ struct sm_gossip {
 
     bool heads_any;            /* some peer's HEADS arrived (ever) */
     bool writable;             /* the caller lets it append (sm_gossip_set_writable) */
+    sm_gossip_hold_check_fn hold_check;    /* sm_gossip_set_hold_check */
+    void *hold_check_arg;
     bool recovered;            /* own log caught up with what peers reported */
     uint64_t own_reported;     /* the highest seq of this node's log a peer reported */
 
@@ -2168,16 +2169,11 @@ s_on_hold_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
                               now_ms, &why);
         if (rc == SM_EHOLDLIMIT)
             sm_log_debug("mesh: forwarded hold over the '%s' limit (%u)", why.limit, why.max);
-        /* A live first-come drop's caps, as for a phone here (drop.h). */
-        sm_drop_refusal dwhy;
-        if (rc == 0)
-            rc = sm_drop_caps(self->ledger, &self->self, &hold, now_ms, &dwhy);
-        if (rc == SM_EDROPLIMIT) {
-            /* HOLD_DONE's refusals stop at 127 (proto/mesh.md): a limit it is. */
-            sm_log_debug("mesh: forwarded hold over drop %llu's %s cap (%u)",
-                         (unsigned long long) dwhy.drop.seq, dwhy.limit, dwhy.max);
-            rc = SM_EHOLDLIMIT;
-        }
+        /* A live first-come drop's caps, as for a phone here (the policy's). */
+        if (rc == 0 && self->hold_check)
+            rc = self->hold_check(self->hold_check_arg, &hold, now_ms);
+        if (rc == SM_EDROPLIMIT)
+            rc = SM_EHOLDLIMIT;    /* HOLD_DONE's refusals stop at 127 (proto/mesh.md) */
         if (rc == 0)
             rc = sm_ledger_append(self->ledger, &hold, now_ms, &seq);
     }
@@ -2911,6 +2907,14 @@ sm_gossip_own_recovered(sm_gossip *self)
         return false;
     self->recovered = h.seq >= self->own_reported;
     return self->recovered;
+}
+
+void
+sm_gossip_set_hold_check(sm_gossip *self, sm_gossip_hold_check_fn fn, void *arg)
+{
+    assert(self);
+    self->hold_check = fn;
+    self->hold_check_arg = arg;
 }
 
 void

@@ -265,4 +265,11 @@ bool sm_gossip_heads_heard(sm_gossip *self);
     back, a restored one checking it with peers), says it may.               */
 void sm_gossip_set_writable(sm_gossip *self, bool writable);
 
+/*  A check of a hold the engine is about to append for another node
+    (HOLD_ASK), after the shopper limits: 0, or the refusal (SM_EDROPLIMIT
+    is answered as SM_EHOLDLIMIT).  The write policy sets it (a live
+    first-come drop's caps); none is set: no such check.                    */
+typedef int (*sm_gossip_hold_check_fn)(void *arg, const sm_body *hold, uint64_t now_ms);
+void sm_gossip_set_hold_check(sm_gossip *self, sm_gossip_hold_check_fn fn, void *arg);
+
 #endif

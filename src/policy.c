@@ -19,6 +19,7 @@
 #include "logger.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
+#include "tally.h"
 
 typedef struct {
     sm_policy_write w;
@@ -42,6 +43,7 @@ struct sm_policy {
     size_t nparked;
     uint64_t next_ask;
     uint64_t ticks;
+    sm_tally *tally;           /* the first-come drops' tallies of this stall */
     sm_policy_counters stats;
 };
 
@@ -90,7 +92,57 @@ s_commit(sm_policy *self, bool local, uint64_t now_ms)
     int rc = sm_ledger_commit(self->opts.ledger);
     if (rc == 0 && local && self->opts.gossip)
         sm_gossip_local(self->opts.gossip, now_ms);
+    if (rc != 0)
+        sm_tally_reset(self->tally);   /* it may have counted what was lost */
     return rc;
+}
+
+static void
+s_abort(sm_policy *self)
+{
+    sm_ledger_abort(self->opts.ledger);
+    sm_tally_reset(self->tally);
+}
+
+/* ---- first-come caps ----------------------------------------------------- */
+
+/*  A hold against a live first-come drop's caps, counting every entry
+    appended before it (tally.h).                                           */
+static int
+s_drop_caps(sm_policy *self, const sm_body *hold, uint64_t now_ms, sm_drop_refusal *why)
+{
+#if SM_SIM_BUG == 11                   /* planted for sim-selftest: skip the drop's caps */
+    (void) self; (void) hold; (void) now_ms;
+    memset(why, 0, sizeof *why);
+    return 0;
+#else
+    int rc = sm_tally_check(self->tally, hold, now_ms, why);
+    if (rc == SM_EDROPLIMIT || (rc == SM_ENOSTOCK && why->limit))
+        sm_log_debug("policy: hold over drop %llu's %s cap (%u)",
+                     (unsigned long long) why->drop.seq, why->limit, why->max);
+    return rc;
+#endif
+}
+
+/*  The engine's check of a hold it appends for another node (HOLD_ASK).   */
+static int
+s_engine_hold_check(void *arg, const sm_body *hold, uint64_t now_ms)
+{
+    sm_drop_refusal why;
+    return s_drop_caps(arg, hold, now_ms, &why);
+}
+
+/*  Append one local write (not a draw) in the open batch.                  */
+static int
+s_append(sm_policy *self, sm_policy_write *w, uint64_t now_ms)
+{
+    memset(&w->drop_why, 0, sizeof w->drop_why);
+    if (w->body.kind == SM_KIND_HOLD && !w->uncapped) {
+        int rc = s_drop_caps(self, &w->body, now_ms, &w->drop_why);
+        if (rc != 0)
+            return rc;
+    }
+    return sm_ledger_append(self->opts.ledger, &w->body, now_ms, &w->seq);
 }
 
 /* ---- units from peers ------------------------------------------------- */
@@ -263,7 +315,7 @@ s_retry_parked(sm_policy *self, uint64_t now_ms, uint64_t mono_ms)
             /* One write, one batch of its own. */
             int rc = s_begin(self);
             if (rc == 0) {
-                k->w.rc = sm_ledger_append(self->opts.ledger, &k->w.body, now_ms, &k->w.seq);
+                k->w.rc = s_append(self, &k->w, now_ms);
                 rc = s_commit(self, k->w.rc == 0, now_ms);
                 if (rc != 0)
                     k->w.rc = rc;
@@ -320,14 +372,14 @@ sm_policy_batch(sm_policy *self, sm_policy_write *w, size_t n, uint64_t now_ms,
                 rc = w[i].rc;          /* half a draw: the whole batch is abandoned */
         }
         else
-            w[i].rc = sm_ledger_append(ledger, &w[i].body, now_ms, &w[i].seq);
+            w[i].rc = s_append(self, &w[i], now_ms);
         ok += w[i].rc == 0;
     }
     if (rc == 0) {
         rc = s_commit(self, ok > 0, now_ms);
         s_metric(self, SM_METRIC_COMMITS, rc == 0);
     } else {
-        sm_ledger_abort(ledger);
+        s_abort(self);
     }
     size_t sales = 0;
     for (size_t i = 0; i < n; i++) {
@@ -696,9 +748,15 @@ sm_policy_new(const sm_policy_opts *opts, uint64_t mono_ms, int *err)
         return NULL;
     }
     self->opts = *opts;
+    self->tally = sm_tally_new(opts->ledger, &opts->node);
+    if (!self->tally) {
+        free(self);
+        *err = SM_ENOMEM;
+        return NULL;
+    }
     bool confirmed = false;
     if ((*err = sm_ledger_own_confirmed(opts->ledger, &confirmed)) != 0) {
-        free(self);
+        sm_policy_destroy(&self);
         return NULL;
     }
     self->own_ok = confirmed;
@@ -706,7 +764,7 @@ sm_policy_new(const sm_policy_opts *opts, uint64_t mono_ms, int *err)
         sm_log_warn("policy: --allow-fresh: appending without confirming this node's own "
                     "log; if an older copy of this store was used, peers will report a fork");
         if ((*err = sm_ledger_confirm_own(opts->ledger)) != 0) {
-            free(self);
+            sm_policy_destroy(&self);
             return NULL;
         }
         self->own_ok = true;
@@ -727,6 +785,7 @@ sm_policy_new(const sm_policy_opts *opts, uint64_t mono_ms, int *err)
                         "appending (up to %u ms if none answers)", SM_OWN_CHECK_MS);
         }
         sm_gossip_set_writable(opts->gossip, self->own_ok && !opts->mirror);
+        sm_gossip_set_hold_check(opts->gossip, s_engine_hold_check, self);
     }
     *err = 0;
     return self;
@@ -741,6 +800,7 @@ sm_policy_destroy(sm_policy **self_p)
         return;
     if (self->round_open)
         sm_ledger_abort(self->opts.ledger);
+    sm_tally_free(&self->tally);
     free(self);
     *self_p = NULL;
 }

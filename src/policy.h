@@ -6,6 +6,11 @@
     comes in as arguments), so the node's core thread (core.c) and the
     simulator's nodes (sim/node.c) drive the same code:
 
+    - first-come caps: a hold (not uncapped) with a line of a live
+      first-come drop's sku at this stall is checked, just before it is
+      appended, against the drop's tallies (tally.h), which count every
+      entry appended before it, the same batch's too; so is a hold the
+      engine appends for another node (HOLD_ASK);
     - batching and answering: local writes are appended in one ledger batch
       and committed once (group commit); each is answered (opts.answer) only
       after the commit, or with its refusal; a failed commit fails every
@@ -63,6 +68,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "drop.h"
 #include "gossip.h"
 #include "metrics.h"
 #include "stallmesh/entry.h"
@@ -86,8 +92,13 @@ typedef struct {
                                   SM_EUNREACHABLE: `at` is not in session;
                                   SM_ETIMEOUT: no answer in SM_HOLD_FWD_WAIT_MS */
     sm_id at;
+    bool uncapped;             /* a hold by the stall's own staff (a token):
+                                  not held to a first-come drop's caps */
     int rc;                    /* 0, SM_EEXIST (a repeated external id: seq is
                                   the first sale's), or the refusal */
+    sm_drop_refusal drop_why;  /* a hold refused by a first-come drop's caps
+                                  (SM_EDROPLIMIT, or SM_ENOSTOCK: sold out):
+                                  which drop and cap; else limit NULL */
     uint64_t seq;
     void *tag;                 /* the caller's; never touched */
 } sm_policy_write;

@@ -211,12 +211,14 @@ s_apply_item(sm_txn *txn, const sm_entry *e)
 }
 
 /*  Checks shared by every decrement made by a local append: the sku must be
-    in the catalog and any drop at this location must have started (judged
-    by this stall's clock): nothing of a drop's sku here is sold, held, moved
-    away or written off before then (a raffle's: before its draw).           */
+    in the catalog, and before a drop at this location opens (judged by this
+    stall's clock) a decrement of `take` units out of `avail` must leave the
+    units the drops not yet open hold back (a short form's: all of them):
+    else nothing of a drop's units is sold, held, moved away or written off
+    before then (a raffle's: before its draw).  take 0: not a decrement.    */
 static int
-s_local_sellable(sm_txn *txn, const char *sku, const sm__stock_rec *r,
-                 unsigned flags, uint64_t now_ms, bool gated)
+s_local_sellable(sm_txn *txn, const char *sku, const sm_id *loc, const sm__stock_rec *r,
+                 unsigned flags, uint64_t now_ms, int64_t take, int64_t avail)
 {
     if (!(flags & SM__APPLY_LOCAL))
         return 0;
@@ -224,17 +226,28 @@ s_local_sellable(sm_txn *txn, const char *sku, const sm__stock_rec *r,
     if (rc != 0)
         return rc == SM_ENOTFOUND ? SM_ENOSKU : rc;
 #if SM_SIM_BUG != 10                   /* planted for sim-selftest: sell before a drop starts */
-    if (gated && r->drop_starts_ms > now_ms)
-        return SM_EDROP;
+    if (take > 0 && r->drop_starts_ms > now_ms) {
+        uint64_t held = 0;
+        if ((rc = sm__drop_held_back(txn, sku, loc, r->drop_starts_ms, now_ms, &held)) != 0)
+            return rc;
+        if (avail < take || (uint64_t) (avail - take) < held)
+            return SM_EDROP;
+    }
 #else
-    (void) r; (void) now_ms; (void) gated;
+    (void) loc; (void) r; (void) now_ms; (void) take; (void) avail;
 #endif
     return 0;
 }
 
+/*  A stock.add, or a drop of the short form (drop_starts_ms non-zero).  A
+    local short form while a drop of the long form of the sku here has not
+    opened is SM_EDROPBUSY, as a long form is while any drop is pending:
+    pending drops of a sku at a stall are one long form or only short forms
+    (which shut the whole sku), so the units held back are known
+    (sm__drop_held_back).                                                    */
 static int
 s_apply_add(sm_txn *txn, const sm_entry *e, const char *sku, uint32_t qty,
-            uint64_t drop_starts_ms, unsigned flags)
+            uint64_t drop_starts_ms, unsigned flags, uint64_t now_ms)
 {
     sm__stock_rec r;
     int rc = s_stock_load(txn, sku, &e->origin, &r);
@@ -242,6 +255,14 @@ s_apply_add(sm_txn *txn, const sm_entry *e, const char *sku, uint32_t qty,
         return rc;
     if ((flags & SM__APPLY_LOCAL) && (rc = s_item_exists(txn, sku)) != 0)
         return rc == SM_ENOTFOUND ? SM_ENOSKU : rc;
+    if ((flags & SM__APPLY_LOCAL) && drop_starts_ms && r.drop_starts_ms > now_ms) {
+        uint64_t held = 0;
+        if ((rc = sm__drop_held_back(txn, sku, &e->origin, r.drop_starts_ms, now_ms,
+                                     &held)) != 0)
+            return rc;
+        if (held != UINT64_MAX)
+            return SM_EDROPBUSY;       /* a long form is pending here */
+    }
     r.added += qty;
     if (drop_starts_ms > r.drop_starts_ms)
         r.drop_starts_ms = drop_starts_ms;
@@ -258,7 +279,8 @@ s_apply_move(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     int rc = s_stock_load(txn, sku, &e->origin, &from_r);
     if (rc != 0)
         return rc;
-    if ((rc = s_local_sellable(txn, sku, &from_r, flags, now_ms, true)) != 0)
+    if ((rc = s_local_sellable(txn, sku, &e->origin, &from_r, flags, now_ms, qty,
+                               sm__stock_units(&from_r))) != 0)
         return rc;
     if (flags & SM__APPLY_LOCAL) {
         sm__origin_rec o;
@@ -473,9 +495,10 @@ s_apply_sale(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
         const sm_line *l = &s->lines[i];
         if ((rc = s_stock_load(txn, l->sku, &e->origin, &recs[i])) != 0)
             return rc;
-        if ((rc = s_local_sellable(txn, l->sku, &recs[i], flags, now_ms, true)) != 0)
-            return rc;
         int64_t avail = sm__stock_units(&recs[i]) + held[i];
+        if ((rc = s_local_sellable(txn, l->sku, &e->origin, &recs[i], flags, now_ms, l->qty,
+                                   avail)) != 0)
+            return rc;
 #if SM_SIM_BUG == 1                    /* planted for sim-selftest: skip the units check */
         (void) avail;
 #else
@@ -623,7 +646,8 @@ s_apply_hold(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
         sm_hold_body_line(b, i, &sku, &qty);
         if ((rc = s_stock_load(txn, sku, &e->origin, &recs[i])) != 0)
             return rc;
-        if ((rc = s_local_sellable(txn, sku, &recs[i], flags, now_ms, true)) != 0)
+        if ((rc = s_local_sellable(txn, sku, &e->origin, &recs[i], flags, now_ms, qty,
+                                   sm__stock_units(&recs[i]))) != 0)
             return rc;
         if (sm__stock_units(&recs[i]) < (int64_t) qty)
             return SM_ENOSTOCK;
@@ -702,7 +726,8 @@ s_apply_adjust(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     int rc = s_stock_load(txn, sku, &e->origin, &r);
     if (rc != 0)
         return rc;
-    if ((rc = s_local_sellable(txn, sku, &r, flags, now_ms, delta < 0)) != 0)
+    if ((rc = s_local_sellable(txn, sku, &e->origin, &r, flags, now_ms,
+                               delta < 0 ? -delta : 0, sm__stock_units(&r))) != 0)
         return rc;
     if (delta > 0) {
         r.added += delta;          /* adding units is never gated by a drop */
@@ -769,12 +794,12 @@ sm__state_apply(sm_txn *txn, const sm_id *market, const sm_entry *e,
     case SM_KIND_ITEM:
         return s_apply_item(txn, e);
     case SM_KIND_STOCK_ADD:
-        return s_apply_add(txn, e, b->u.stock_add.sku, b->u.stock_add.qty, 0, flags);
+        return s_apply_add(txn, e, b->u.stock_add.sku, b->u.stock_add.qty, 0, flags, now_ms);
     case SM_KIND_DROP:
         if (b->u.drop.mode)            /* the long form: state_drop.c */
             return sm__drop_apply(txn, e, flags, now_ms);
         return s_apply_add(txn, e, b->u.drop.sku, b->u.drop.qty,
-                           b->u.drop.starts_ms, flags);
+                           b->u.drop.starts_ms, flags, now_ms);
     case SM_KIND_RAFFLE_ENTRY:
         return sm__raffle_entry_apply(txn, e, flags, now_ms);
     case SM_KIND_RAFFLE_DRAW:

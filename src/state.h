@@ -205,6 +205,12 @@ int sm__raffle_entry_apply(sm_txn *txn, const sm_entry *e, unsigned flags,
                            uint64_t now_ms);
 int sm__raffle_draw_apply(sm_txn *txn, const sm_entry *e, unsigned flags,
                           uint64_t now_ms);
+/*  The units of `sku` at `stall` held back at now_ms by drops that have
+    not opened (first-come: before starts_ms; raffle: not drawn), given
+    the stock record's gate: UINT64_MAX (all of them) when the gate is a
+    short form's, later than every such drop.                               */
+int sm__drop_held_back(sm_txn *txn, const char *sku, const sm_id *stall, uint64_t gate_ms,
+                       uint64_t now_ms, uint64_t *held);
 /*  Write a stock record (asserting its invariant).                          */
 int sm__stock_put(sm_txn *txn, const char *sku, const sm_id *loc,
                   const sm__stock_rec *r);

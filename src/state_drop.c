@@ -105,6 +105,50 @@ sm__drop_apply(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
     return s_drop_put(txn, &e->origin, e->seq, &rec);
 }
 
+typedef struct {
+    const char *sku;
+    uint64_t now_ms;
+    uint64_t held;             /* units of the drops not open yet */
+    uint64_t latest;           /* the latest gate among them */
+} s_held;
+
+static int
+s_held_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn; (void) k;
+    s_held *h = arg;
+    sm__drop_rec r;
+    if (v->len != sizeof r)
+        return SM_ECORRUPT;
+    memcpy(&r, v->data, sizeof r);
+    if (!s_drop_ok(&r))
+        return SM_ECORRUPT;
+    if (strcmp(r.sku, h->sku) != 0)
+        return 0;
+    uint64_t gate = r.mode == SM_DROP_RAFFLE ? (r.draw_seq ? 0 : SM__DROP_UNTIL_DRAWN)
+                                             : r.starts_ms;
+    if (gate <= h->now_ms)
+        return 0;
+    h->held += r.qty;
+    if (gate > h->latest)
+        h->latest = gate;
+    return 0;
+}
+
+int
+sm__drop_held_back(sm_txn *txn, const char *sku, const sm_id *stall, uint64_t gate_ms,
+                   uint64_t now_ms, uint64_t *held)
+{
+    s_held h = { sku, now_ms, 0, 0 };
+    int rc = sm__ledger_scan(txn, SM_DB_DROPS, stall->b, SM_KEY_BYTES, NULL, 0, s_held_each, &h);
+    if (rc != 0)
+        return rc;
+    /* A gate later than every drop of the long form here: a short form's,
+       whose units are not told apart from the others: all of them. */
+    *held = gate_ms > h.latest ? UINT64_MAX : h.held;
+    return 0;
+}
+
 static size_t
 s_raffle_key(uint8_t *key, const sm_id *drop_origin, uint64_t drop_seq, char what,
              const uint8_t tag[SM_HOLD_TAG_BYTES], const sm_id *origin, uint64_t seq)

@@ -1650,6 +1650,18 @@ sm_web_new(const sm_web_opts *opts, int *err)
     info.max_http_header_pool = SM_HTTP_HEADER_POOL;
     info.count_threads = 1;
     info.timeout_secs = 20;
+    /* No lws validity timers (its idle PING and hangup): each connection
+       would keep one in lws's sorted timer list, which every insert walks,
+       so with thousands of phones on /ws each request's timers cost a walk
+       of thousands (the drop rush, README "Drops").  Dead peers are found
+       by the kernel's TCP keepalive instead, and a phone that cannot keep
+       up with the deltas is dropped as before. */
+    static const lws_retry_bo_t no_validity = { .secs_since_valid_ping = 0,
+                                                .secs_since_valid_hangup = 0 };
+    info.retry_and_idle_policy = &no_validity;
+    info.ka_time = 300;
+    info.ka_probes = 4;
+    info.ka_interval = 15;
     /* lws's own header-table timeout, behind our deadline (s_conn_sweep). */
     info.timeout_secs_ah_idle = opts->config->headers_timeout_s + 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL

@@ -5,12 +5,15 @@ ADDRS loopback source addresses (127.0.1.x, 127.0.2.x ...), each with its
 own device id, against POST /api/holds of the node at PORT.  Prints one
 line: "rush: requests=N answered=A p50_ms=.. p99_ms=.. max_ms=.. s201=..
 s409=.. other=.. last_201_ms=.." (last_201_ms: when, from the start, the
-last unit went) and exits 0 when every request was answered."""
+last unit went) and exits 0 when every request was answered.  With a
+sixth argument PATH, the CLOCK_MONOTONIC ns of the last 201 is written
+there at the end (wsprobe --ref-file: the phones' sold-out times)."""
 import asyncio, json, sys, time
 
 port, requests, addrs, sku = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spread_s = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
-lat, codes, last201 = [], {}, [0.0]
+ref_path = sys.argv[6] if len(sys.argv) > 6 else None
+lat, codes, last201, last201_ns = [], {}, [0.0], [0]
 
 async def one(i, t0):
     await asyncio.sleep(spread_s * i / requests)
@@ -34,6 +37,7 @@ async def one(i, t0):
     codes[status] = codes.get(status, 0) + 1
     if status == 201:
         last201[0] = max(last201[0], (end - t0) * 1000)
+        last201_ns[0] = max(last201_ns[0], time.monotonic_ns())
 
 async def main():
     t0 = time.monotonic()
@@ -47,4 +51,7 @@ other = answered - codes.get(201, 0) - codes.get(409, 0)
 print("rush: requests=%d answered=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f s201=%d s409=%d other=%d "
       "codes=%s last_201_ms=%.0f" % (requests, answered, q(0.5), q(0.99), lat[-1], codes.get(201, 0),
                                      codes.get(409, 0), other, json.dumps(codes), last201[0]))
+if ref_path:
+    with open(ref_path, "w") as f:
+        f.write("%d\n" % last201_ns[0])
 sys.exit(0 if answered == requests else 1)

@@ -10,7 +10,7 @@
 # closes, qty above the units here, an unknown mode: 400); before the
 # start, the drop's units cannot be sold, held, moved, written off or asked
 # for from another stall (409 drop_not_started at A; B's sale gets the
-# usual 409 and moves nothing); from the start, a first-come drop caps
+# usual 409 and moves nothing), while the units beyond its qty sell; from the start, a first-come drop caps
 # holds per device and per address (409 drop_limit), and its ledger lists
 # every hold with time and entry hash, none before the start; a raffle end
 # to end: entries at A and at B (one per device and per address, 409
@@ -145,13 +145,17 @@ call A POST /api/drops "{\"sku\":\"mug\",\"qty\":2,\"starts\":\"$(iso 60)\",\"mo
 check "creating a drop needs the token: 401" '[ "$status" = 401 ]'
 
 # ---- first-come: nothing before the start ------------------------------------------------
-FC_START=$(iso 6)
+FC_START=$(iso 12)   # time for the checks before the start on a loaded machine
 call A POST /api/drops "{\"sku\":\"mug\",\"qty\":6,\"starts\":\"$FC_START\",\"mode\":\"first_come\",\"per_shopper\":2,\"pickup_minutes\":20}" 127.0.0.1 yes
 FC=$(js .id)
 check "a first-come drop of 6 mugs: 201 with its id, upcoming" \
     '[ "$status" = 201 ] && [[ "$FC" == "$A_ID":* ]] && [ "$(js .phase)" = upcoming ] && [ "$(js .units_left)" = 6 ]'
+call A POST /api/sales '{"lines":[{"sku":"mug","qty":5}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
+check "a sale at A before the start needing one of the drop's 6: 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
+call A POST /api/sales '{"lines":[{"sku":"mug","qty":4}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
+check "a sale of the 4 mugs beyond the drop before the start: 201 (only the drop's qty is held back)" '[ "$status" = 201 ] && [ "$(units A mug "$A_ID")" = 6 ]'
 call A POST /api/sales '{"lines":[{"sku":"mug","qty":1}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
-check "a sale at A before the start: 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
+check "then a sale of 1 (a drop unit) before the start: 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
 call A POST /api/holds '{"lines":[{"sku":"mug","qty":1}],"device":"early"}' 127.0.0.9
 check "a hold before the start: 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
 call A POST /api/stock/move "{\"sku\":\"mug\",\"qty\":2,\"to\":\"$B_ID\"}" 127.0.0.1 yes
@@ -166,7 +170,7 @@ check "B lists A's drop (public, whole market)" '[ "$status" = 200 ] && [ "$(js 
 call B POST /api/sales '{"lines":[{"sku":"mug","qty":1}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
 bstatus=$status; berr=$(js .error)
 check "a sale at B needing A's drop units (a units ask): the usual 409, no unit moved" \
-    '[ "$bstatus" = 409 ] && [ "$berr" = insufficient_stock ] && [ "$(units A mug "$A_ID")" = 10 ] && [ "$(units A mug "$B_ID")" = 0 ]'
+    '[ "$bstatus" = 409 ] && [ "$berr" = insufficient_stock ] && [ "$(units A mug "$A_ID")" = 6 ] && [ "$(units A mug "$B_ID")" = 0 ]'
 
 # ---- first-come: caps from the start -----------------------------------------------------
 wait_until "$FC_START" || nok "waiting for the start"
@@ -195,6 +199,13 @@ check "GET /api/drops: the drop live with 2 units left" \
     '[ "$status" = 200 ] && [ "$(js ".drops[] | select(.id == \"$FC\") | .phase")" = live ] && [ "$(js ".drops[] | select(.id == \"$FC\") | .units_left")" = 2 ]'
 call A POST /api/sales '{"lines":[{"sku":"mug","qty":1}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
 check "from the start the till sells a mug" '[ "$status" = 201 ]'
+call A POST /api/holds '{"lines":[{"sku":"mug","qty":2}],"device":"d3"}' 127.0.0.6
+check "2 more when 1 is left: 409 sold_out naming the drop" \
+    '[ "$status" = 409 ] && [ "$(js .error)" = sold_out ] && [ "$(js .drop)" = "$FC" ]'
+call A POST /api/holds '{"lines":[{"sku":"mug","qty":1}],"device":"d3"}' 127.0.0.6
+check "the last unit: 201" '[ "$status" = 201 ]'
+call A POST /api/holds '{"lines":[{"sku":"mug","qty":1}],"device":"d4"}' 127.0.0.7
+check "after the last unit: 409 sold_out" '[ "$status" = 409 ] && [ "$(js .error)" = sold_out ]'
 
 # ---- a raffle ------------------------------------------------------------------------------
 R_START=$(iso 5); R_CLOSE=$(iso 12)
@@ -204,8 +215,8 @@ check "a raffle of 2 teas: 201 with a commitment" '[ "$status" = 201 ] && [ "$(j
 for _ in $(seq 1 100); do call B GET "/api/drops/$RF"; [ "$status" = 200 ] && break; sleep 0.1; done
 call B POST "/api/drops/$RF/entries" '{"device":"e4"}' 127.0.0.14
 check "an entry before the start: 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
-call A POST /api/sales '{"lines":[{"sku":"tea","qty":1}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
-check "a raffle's sku does not sell before the draw: 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
+call A POST /api/sales '{"lines":[{"sku":"tea","qty":9}],"payment":"cash","source":"in_person"}' 127.0.0.1 yes
+check "a raffle's units do not sell before the draw (9 of 10 teas, 2 the raffle's): 409 drop_not_started" '[ "$status" = 409 ] && [ "$(js .error)" = drop_not_started ]'
 wait_until "$R_START" || nok "waiting for the raffle's start"
 for i in 1 2 3; do
     call A POST "/api/drops/$RF/entries" "{\"device\":\"e$i\"}" "127.0.0.1$i"

@@ -17,7 +17,7 @@
 
         wsprobe URL --fanout --clients N --trigger CMD [--rounds K]
                     [--batch B] [--sources S] [--pid PID] [--timeout-ms T]
-                    [--gap-ms G] [--poll]
+                    [--gap-ms G] [--poll] [--until TEXT] [--ref-file PATH]
 
     opens N connections, never more than B still waiting for their snapshot
     (paced batches), client i bound to source address 127.0.0.(1 + i % S) so
@@ -34,6 +34,11 @@
     rounds_ms=... self_cpu_ms=... pid_cpu_ms=..." (the last three: the
     rounds' wall time, and the CPU this process and PID used during them,
     so a figure limited by the generator itself shows as such).
+    With --until TEXT a client's receipt is its first delta whose first
+    256 bytes contain TEXT (the drop rush: '"total":0', its sku sold out);
+    with --ref-file PATH the times are taken from the CLOCK_MONOTONIC ns
+    the trigger wrote to PATH (the rush: when the last unit's 201 came)
+    rather than from the trigger's start, and may be negative.
     Exit 0 when every round reached every client; 1 when a client failed to
     connect, closed, or missed a delta within T ms (default 10000 a round,
     and 60000 for connecting); 2 for usage errors.
@@ -106,6 +111,8 @@ typedef struct {
     unsigned sources;
     unsigned gap_ms;
     const char *trigger;
+    const char *until;         /* a delta counts only if its head has this */
+    const char *ref_file;      /* times from the monotonic ns written here */
     long pid;
 
     /* run */
@@ -280,7 +287,9 @@ s_message(s_client *c, uint64_t at_ns)
         s_run.ready++;
         s_run.connecting--;
     } else if (strcmp(type, "delta") == 0 && s_run.phase == P_ROUND
-               && c->state == C_READY && c->delta_ns == 0) {
+               && c->state == C_READY && c->delta_ns == 0
+               && (!s_run.until || memmem(c->head, c->head_len, s_run.until,
+                                          strlen(s_run.until)))) {
         c->delta_ns = at_ns;
         s_run.received++;
     }
@@ -531,9 +540,22 @@ s_round_start(void)
 static void
 s_round_end(void)
 {
-    double last = 0;
+    double last = -1e12;
+    uint64_t ref_ns = s_run.t0_ns;
+    if (s_run.ref_file) {
+        FILE *f = fopen(s_run.ref_file, "r");
+        unsigned long long v = 0;
+        if (!f || fscanf(f, "%llu", &v) != 1 || v == 0) {
+            if (f)
+                fclose(f);
+            s_finish(1, "round %u: no time in %s", s_run.round + 1, s_run.ref_file);
+            return;
+        }
+        fclose(f);
+        ref_ns = (uint64_t) v;
+    }
     for (unsigned i = 0; i < s_run.clients; i++) {
-        double ms = (double) (s_run.c[i].delta_ns - s_run.t0_ns) / 1e6;
+        double ms = ((double) s_run.c[i].delta_ns - (double) ref_ns) / 1e6;
         s_run.lat_ms[s_run.lat_n++] = ms;
         if (ms > last)
             last = ms;
@@ -656,6 +678,7 @@ s_usage(FILE *to)
         "                   [--expect-close]\n"
         "       wsprobe URL --fanout --clients N --trigger CMD [--rounds K] [--batch B]\n"
         "                   [--sources S] [--pid PID] [--timeout-ms T] [--gap-ms G] [--poll]\n"
+        "                   [--until TEXT] [--ref-file PATH]\n"
         "URL is ws://HOST:PORT/PATH.  See the comment atop tests/tools/wsprobe.c.\n");
 }
 
@@ -697,7 +720,8 @@ int
 main(int argc, char **argv)
 {
     enum { O_COUNT = 256, O_TIMEOUT, O_SEND, O_SEND_BYTES, O_EXPECT_CLOSE, O_FANOUT,
-           O_CLIENTS, O_ROUNDS, O_BATCH, O_SOURCES, O_PID, O_TRIGGER, O_GAP, O_VERBOSE, O_POLL };
+           O_CLIENTS, O_ROUNDS, O_BATCH, O_SOURCES, O_PID, O_TRIGGER, O_GAP, O_VERBOSE, O_POLL,
+           O_UNTIL, O_REF_FILE };
     static const struct option opts[] = {
         { "count", required_argument, NULL, O_COUNT },
         { "timeout-ms", required_argument, NULL, O_TIMEOUT },
@@ -714,6 +738,8 @@ main(int argc, char **argv)
         { "gap-ms", required_argument, NULL, O_GAP },
         { "verbose", no_argument, NULL, O_VERBOSE },
         { "poll", no_argument, NULL, O_POLL },
+        { "until", required_argument, NULL, O_UNTIL },
+        { "ref-file", required_argument, NULL, O_REF_FILE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -747,6 +773,8 @@ main(int argc, char **argv)
         case O_GAP: s_run.gap_ms = (unsigned) s_num("--gap-ms", optarg, 0, 60000); break;
         case O_VERBOSE: verbose = 1; break;
         case O_POLL: use_poll = 1; break;
+        case O_UNTIL: s_run.until = optarg; break;
+        case O_REF_FILE: s_run.ref_file = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }

@@ -122,11 +122,11 @@ units(sm_ledger *l, const sm_id *at)
     return u.units;
 }
 
-/* Before a first-come drop's start nothing of its sku at its stall is sold,
-   held, moved or written off (drop_not_started); from the start it is; a
-   drop of more units than the stall holds, or a second drop of the sku
-   before the first opens, is refused; the drop designates units, adding
-   none. */
+/* Before a first-come drop's start only the units beyond its qty at its
+   stall are sold, held, moved or written off: what would take the drop's
+   units is refused (drop_not_started); from the start they are; a drop of
+   more units than the stall holds, or a second drop of the sku before the
+   first opens, is refused; the drop designates units, adding none. */
 static void
 test_first_come_gate(void **state)
 {
@@ -139,6 +139,19 @@ test_first_come_gate(void **state)
     assert_int_equal(units(f->s, &f->ids.pub), 10);
     assert_int_equal(sm_ledger_append(f->s, &d, NOW, NULL), SM_EDROPBUSY);
 
+    /* 10 here, 6 of them the drop's: 5 would take one of its units. */
+    sm_body sale5 = tu_sale("mug", 5, 3000, NULL);
+    sm_body hold5 = tu_hold("mug", 5, START + 60000);
+    sm_body move5 = tu_move("mug", 5, &f->idb.pub);
+    sm_body off5 = tu_adjust("mug", -5);
+    assert_int_equal(sm_ledger_append(f->s, &sale5, START - 1, NULL), SM_EDROP);
+    assert_int_equal(sm_ledger_append(f->s, &hold5, START - 1, NULL), SM_EDROP);
+    assert_int_equal(sm_ledger_append(f->s, &move5, START - 1, NULL), SM_EDROP);
+    assert_int_equal(sm_ledger_append(f->s, &off5, START - 1, NULL), SM_EDROP);
+    sm_body sale4 = tu_sale("mug", 4, 3000, NULL);
+    assert_int_equal(sm_ledger_append(f->s, &sale4, START - 1, NULL), 0);
+    assert_int_equal(units(f->s, &f->ids.pub), 6);
+
     sm_body sale = tu_sale("mug", 1, 3000, NULL);
     sm_body hold = tu_hold("mug", 1, START + 60000);
     sm_body move = tu_move("mug", 1, &f->idb.pub);
@@ -147,11 +160,11 @@ test_first_come_gate(void **state)
     assert_int_equal(sm_ledger_append(f->s, &hold, START - 1, NULL), SM_EDROP);
     assert_int_equal(sm_ledger_append(f->s, &move, START - 1, NULL), SM_EDROP);
     assert_int_equal(sm_ledger_append(f->s, &off, START - 1, NULL), SM_EDROP);
-    assert_int_equal(units(f->s, &f->ids.pub), 10);
+    assert_int_equal(units(f->s, &f->ids.pub), 6);
     assert_int_equal(sm_ledger_append(f->s, &sale, START, NULL), 0);
     assert_int_equal(sm_ledger_append(f->s, &hold, START, NULL), 0);
     assert_int_equal(sm_ledger_append(f->s, &move, START, NULL), 0);
-    assert_int_equal(units(f->s, &f->ids.pub), 7);
+    assert_int_equal(units(f->s, &f->ids.pub), 3);
 
     sm_drop dr;
     assert_int_equal(sm_drop_get(f->s, &f->ids.pub, seq, &dr), 0);
@@ -194,7 +207,7 @@ raffle_setup(fx *f)
 
 /* A raffle end to end: entries before the start, after the close, twice
    from a device or twice from an address at one node are refused; the
-   gate holds the sku until the draw; a draw before the close is refused;
+   gate holds the raffle's units back until the draw; a draw before the close is refused;
    the draw names 3 winners among 9 devices (the duplicate not counted),
    makes their holds, and verifies at S and at B; a second draw is refused. */
 static void
@@ -209,7 +222,7 @@ test_raffle_draw_and_verify(void **state)
     assert_int_equal(sm_ledger_append(f->s, &again, START + 50, NULL), SM_EENTERED);
     sm_body same_addr = entry_of(f, seq, 43, 0x81);     /* device 1's address */
     assert_int_equal(sm_ledger_append(f->s, &same_addr, START + 50, NULL), SM_EENTERED);
-    sm_body sale = tu_sale("mug", 1, 3000, NULL);
+    sm_body sale = tu_sale("mug", 8, 3000, NULL);     /* 10 here: 1 of the raffle's 3 */
     assert_int_equal(sm_ledger_append(f->s, &sale, CLOSES + 1, NULL), SM_EDROP);
 
     tu_sync(f->b, f->s, CLOSES);
@@ -223,7 +236,8 @@ test_raffle_draw_and_verify(void **state)
     assert_int_equal(d.winners, 3);
     assert_int_equal(units(f->s, &f->ids.pub), 7);   /* 3 held for the winners */
     /* The rest is on sale now. */
-    assert_int_equal(sm_ledger_append(f->s, &sale, CLOSES + 3000, NULL), 0);
+    sm_body rest = tu_sale("mug", 7, 3000, NULL);
+    assert_int_equal(sm_ledger_append(f->s, &rest, CLOSES + 3000, NULL), 0);
 
     char why[320];
     sm_drop_result rs, rb;

@@ -496,6 +496,75 @@ test_policy_sweeps_expired_holds(void **state)
     assert_int_equal(c.holds_expired, 1);
 }
 
+/* A shopper's hold with a device tag (and a client tag when client != 0). */
+static sm_policy_write
+shopper_hold(uint32_t qty, uint64_t expires_ms, uint8_t device, uint8_t client)
+{
+    sm_policy_write w = wr(tu_hold("mug", qty, expires_ms));
+    w.body.u.hold.has_device = true;
+    memset(w.body.u.hold.device, device, SM_HOLD_TAG_BYTES);
+    w.body.u.hold.has_client = client != 0;
+    memset(w.body.u.hold.client, client, SM_HOLD_TAG_BYTES);
+    return w;
+}
+
+/* A live first-come drop's caps hold within one batch: holds appended in
+   the same batch count against the device, the address and the drop's
+   qty; a staff hold (uncapped) is not held to them; a release gives a
+   device its units back. */
+static void
+test_policy_drop_caps_in_one_batch(void **state)
+{
+    net *f = net_new(1);
+    *state = f;
+    start(f, 0, true);
+    uint64_t starts = f->now + 1000;
+    sm_body drop = tu_drop("mug", 3, starts);
+    drop.u.drop.mode = SM_DROP_FIRST_COME;
+    drop.u.drop.per_shopper = 1;
+    drop.u.drop.pickup_minutes = 30;
+    sm_policy_write setup[3] = { wr(tu_item("mug", "Mug", 1200)), wr(tu_add("mug", 10)),
+                                 wr(drop) };
+    sm_policy_batch(f->p[0], setup, 3, f->now, f->mono);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(setup[i].rc, 0);
+    f->now = starts;
+    uint64_t exp = f->now + 60000;
+    /* Device 1 twice; device 2 and 3 from one address; device 4: the qty. */
+    sm_policy_write w[5] = { shopper_hold(1, exp, 1, 0), shopper_hold(1, exp, 1, 0),
+                             shopper_hold(1, exp, 2, 9), shopper_hold(1, exp, 3, 9),
+                             shopper_hold(1, exp, 4, 0) };
+    f->nanswers = 0;
+    assert_true(sm_policy_batch(f->p[0], w, 5, f->now, f->mono));
+    assert_int_equal(w[0].rc, 0);
+    assert_int_equal(w[1].rc, SM_EDROPLIMIT);
+    assert_string_equal(w[1].drop_why.limit, "device");
+    assert_int_equal(w[1].drop_why.max, 1);
+    assert_int_equal(w[1].drop_why.wanted, 2);
+    assert_int_equal(w[1].drop_why.drop.seq, setup[2].seq);
+    assert_int_equal(w[2].rc, 0);
+    assert_int_equal(w[3].rc, SM_EDROPLIMIT);
+    assert_string_equal(w[3].drop_why.limit, "address");
+    assert_int_equal(w[4].rc, 0);
+    /* Sold out: 3 taken. */
+    sm_policy_write more[2] = { shopper_hold(1, exp, 5, 0), wr(tu_hold("mug", 1, exp)) };
+    more[1].uncapped = true;
+    sm_policy_batch(f->p[0], more, 2, f->now, f->mono);
+    assert_int_equal(more[0].rc, SM_ENOSTOCK);
+    assert_string_equal(more[0].drop_why.limit, "qty");
+    assert_int_equal(more[0].drop_why.max, 3);
+    assert_int_equal(more[1].rc, 0);              /* staff: not capped */
+    assert_null(more[1].drop_why.limit);
+    /* Device 1 cancels: its unit is back for it (the staff hold counts in
+       the qty, so 3 taken again afterwards). */
+    sm_policy_write rel[3] = { wr(tu_release(w[0].seq)), shopper_hold(1, exp, 1, 0),
+                               shopper_hold(1, exp, 6, 0) };
+    sm_policy_batch(f->p[0], rel, 3, f->now, f->mono);
+    assert_int_equal(rel[0].rc, 0);
+    assert_int_equal(rel[1].rc, SM_ENOSTOCK);     /* 2 shoppers + staff = 3 */
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 7);
+}
+
 int
 main(void)
 {
@@ -508,6 +577,7 @@ main(void)
         cmocka_unit_test_teardown(test_policy_rebalances_to_floor, teardown),
         cmocka_unit_test_teardown(test_policy_sweeps_expired_holds, teardown),
         cmocka_unit_test_teardown(test_policy_mirror_read_only, teardown),
+        cmocka_unit_test_teardown(test_policy_drop_caps_in_one_batch, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,444 @@
+/*  The first-come drops' tallies of one stall.  See tally.h.
+
+    Each drop keeps its holds (seq ascending, as the log appends them: a
+    release or a sale of a hold finds its hold by binary search) and two
+    open-addressing tables, device tag -> units and client tag -> units.   */
+#include "tally.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "stallmesh/error.h"
+
+typedef struct {
+    uint8_t tag[SM_HOLD_TAG_BYTES];
+    uint32_t units;
+    bool used;
+} s_slot;
+
+typedef struct {
+    s_slot *slots;
+    size_t cap, n;             /* cap a power of two, or 0 */
+} s_tags;
+
+typedef struct {
+    uint64_t seq;
+    uint32_t qty;
+    bool has_device, has_client;
+    uint8_t device[SM_HOLD_TAG_BYTES], client[SM_HOLD_TAG_BYTES];
+} s_hold;
+
+typedef struct {
+    sm_drop d;
+    bool built;                /* its tallies cover the log up to `upto` */
+    uint64_t taken;
+    s_hold *holds;
+    size_t nholds, cap;
+    s_tags devices, clients;
+} s_drop;
+
+struct sm_tally {
+    sm_ledger *l;
+    sm_id stall;
+    bool loaded;               /* drops listed, upto set */
+    uint64_t upto;             /* own log read up to this seq */
+    s_drop *drops;
+    size_t ndrops, cap;
+    sm_entry e;                /* scratch for decoding */
+    int err;
+};
+
+/* ---- tag tables ------------------------------------------------------------ */
+
+static size_t
+s_tag_hash(const uint8_t tag[SM_HOLD_TAG_BYTES])
+{
+    /* Tags are keyed BLAKE2b outputs (reserve.h): their bytes are uniform. */
+    uint64_t h;
+    memcpy(&h, tag, sizeof h);
+    return (size_t) (h ^ (h >> 29));
+}
+
+static s_slot *
+s_tag_find(s_tags *t, const uint8_t tag[SM_HOLD_TAG_BYTES])
+{
+    if (!t->cap)
+        return NULL;
+    for (size_t i = s_tag_hash(tag) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (!t->slots[i].used || memcmp(t->slots[i].tag, tag, SM_HOLD_TAG_BYTES) == 0)
+            return &t->slots[i];
+    }
+}
+
+static int
+s_tag_grow(s_tags *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    s_slot *old = t->slots;
+    size_t ocap = t->cap;
+    t->slots = calloc(cap, sizeof *t->slots);
+    if (!t->slots) {
+        t->slots = old;
+        return SM_ENOMEM;
+    }
+    t->cap = cap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].used)
+            *s_tag_find(t, old[i].tag) = old[i];
+    free(old);
+    return 0;
+}
+
+static uint32_t
+s_tag_units(s_tags *t, const uint8_t tag[SM_HOLD_TAG_BYTES])
+{
+    s_slot *s = s_tag_find(t, tag);
+    return s && s->used ? s->units : 0;
+}
+
+/*  Add (or, negative, take back) units of a tag.                            */
+static int
+s_tag_add(s_tags *t, const uint8_t tag[SM_HOLD_TAG_BYTES], int64_t units)
+{
+    if ((t->n + 1) * 2 > t->cap) {
+        int rc = s_tag_grow(t);
+        if (rc != 0)
+            return rc;
+    }
+    s_slot *s = s_tag_find(t, tag);
+    if (!s->used) {
+        memcpy(s->tag, tag, SM_HOLD_TAG_BYTES);
+        s->used = true;
+        t->n++;
+    }
+    s->units = (uint32_t) ((int64_t) s->units + units);
+    return 0;
+}
+
+/* ---- one drop's tallies ----------------------------------------------------- */
+
+static void
+s_drop_clear(s_drop *d)
+{
+    free(d->holds);
+    free(d->devices.slots);
+    free(d->clients.slots);
+    d->holds = NULL;
+    d->devices = (s_tags) { 0 };
+    d->clients = (s_tags) { 0 };
+    d->nholds = d->cap = 0;
+    d->taken = 0;
+    d->built = false;
+}
+
+static s_hold *
+s_hold_of(s_drop *d, uint64_t seq)
+{
+    size_t lo = 0, hi = d->nholds;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (d->holds[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < d->nholds && d->holds[lo].seq == seq ? &d->holds[lo] : NULL;
+}
+
+/*  A hold's units taken (sign 1) or given back (sign -1).                  */
+static int
+s_hold_count(s_drop *d, const s_hold *h, int sign)
+{
+    int rc = 0;
+    d->taken = (uint64_t) ((int64_t) d->taken + sign * (int64_t) h->qty);
+    if (h->has_device)
+        rc = s_tag_add(&d->devices, h->device, sign * (int64_t) h->qty);
+    if (rc == 0 && h->has_client)
+        rc = s_tag_add(&d->clients, h->client, sign * (int64_t) h->qty);
+    return rc;
+}
+
+/*  One entry of the stall's log, for drop d: as sm_drop_ledger counts it. */
+static int
+s_drop_fold(s_drop *d, const sm_entry *e, uint64_t seq)
+{
+    sm_drop_take t;
+    if (!sm_drop_take_of(&d->d, e, seq, &t))
+        return 0;
+    if (t.kind == SM_KIND_RELEASE) {
+        s_hold *h = s_hold_of(d, t.hold_seq);
+        return h ? s_hold_count(d, h, -1) : 0;
+    }
+    if (t.kind == SM_KIND_SALE) {
+        s_hold *h = t.hold_seq ? s_hold_of(d, t.hold_seq) : NULL;
+        uint32_t held = h ? h->qty : 0;
+        if (t.qty > held)
+            d->taken += t.qty - held;
+        return 0;
+    }
+    if (d->nholds == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        void *p = realloc(d->holds, cap * sizeof *d->holds);
+        if (!p)
+            return SM_ENOMEM;
+        d->holds = p;
+        d->cap = cap;
+    }
+    s_hold *h = &d->holds[d->nholds++];
+    h->seq = seq;
+    h->qty = t.qty;
+    h->has_device = t.has_device;
+    h->has_client = t.has_client;
+    memcpy(h->device, t.device, SM_HOLD_TAG_BYTES);
+    memcpy(h->client, t.client, SM_HOLD_TAG_BYTES);
+    return s_hold_count(d, h, 1);
+}
+
+/* ---- the stall's drops ------------------------------------------------------ */
+
+static int
+s_add_drop(sm_tally *self, const sm_drop *d, bool built)
+{
+    if (self->ndrops == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 8;
+        void *p = realloc(self->drops, cap * sizeof *self->drops);
+        if (!p)
+            return SM_ENOMEM;
+        self->drops = p;
+        self->cap = cap;
+    }
+    s_drop *x = &self->drops[self->ndrops++];
+    memset(x, 0, sizeof *x);
+    x->d = *d;
+    x->built = built;
+    return 0;
+}
+
+static int
+s_list_each(const sm_drop *d, void *arg)
+{
+    sm_tally *self = arg;
+    if (d->mode != SM_DROP_FIRST_COME
+        || memcmp(d->origin.b, self->stall.b, SM_KEY_BYTES) != 0)
+        return 0;
+    self->err = s_add_drop(self, d, false);
+    return self->err != 0;
+}
+
+/*  A drop entry read from the own log: a new first-come drop, empty.     */
+static int
+s_new_drop(sm_tally *self, uint64_t seq)
+{
+    const __typeof__(self->e.body.u.drop) *b = &self->e.body.u.drop;
+    if (b->mode != SM_DROP_FIRST_COME)
+        return 0;
+    sm_drop d;
+    memset(&d, 0, sizeof d);
+    d.origin = self->stall;
+    d.seq = seq;
+    sm__strfill(d.sku, sizeof d.sku, b->sku);
+    d.qty = b->qty;
+    d.per_shopper = b->per_shopper;
+    d.pickup_minutes = b->pickup_minutes;
+    d.mode = b->mode;
+    d.starts_ms = b->starts_ms;
+    d.hlc = self->e.hlc;
+    return s_add_drop(self, &d, true);
+}
+
+static int
+s_read_each(const sm_signed *s, uint64_t seq, void *arg)
+{
+    sm_tally *self = arg;
+    self->upto = seq;
+    if (sm_entry_decode(s->bytes, s->len, &self->e) != 0)
+        return 0;
+    if (self->e.body.kind == SM_KIND_DROP) {
+        self->err = s_new_drop(self, seq);
+        return self->err != 0;
+    }
+    for (size_t i = 0; i < self->ndrops && self->err == 0; i++)
+        if (self->drops[i].built)
+            self->err = s_drop_fold(&self->drops[i], &self->e, seq);
+    return self->err != 0;
+}
+
+/*  Read the own log from upto+1 to its head (listing the drops first, once). */
+static int
+s_catch_up(sm_tally *self)
+{
+    sm_head head;
+    int rc = sm_ledger_head(self->l, &self->stall, &head);
+    if (rc != 0)
+        return rc;
+    if (self->loaded && head.seq < self->upto)
+        sm_tally_reset(self);      /* the log went back: never here, but safe */
+    if (!self->loaded) {
+        self->err = 0;
+        rc = sm_drop_each(self->l, s_list_each, self);
+        if (rc == 0)
+            rc = self->err;
+        if (rc != 0) {
+            sm_tally_reset(self);
+            return rc;
+        }
+        self->upto = head.seq;
+        self->loaded = true;
+    }
+    if (head.seq <= self->upto)
+        return 0;
+    self->err = 0;
+    rc = sm_ledger_read(self->l, &self->stall, self->upto + 1, head.seq - self->upto,
+                        s_read_each, self);
+    if (rc == 0)
+        rc = self->err;
+    if (rc != 0)
+        sm_tally_reset(self);
+    return rc;
+}
+
+typedef struct {
+    sm_tally *self;
+    s_drop *d;
+    int err;
+} s_builder;
+
+static int
+s_build_each(const sm_signed *s, uint64_t seq, void *arg)
+{
+    s_builder *b = arg;
+    if (sm_entry_decode(s->bytes, s->len, &b->self->e) != 0)
+        return 0;
+    b->err = s_drop_fold(b->d, &b->self->e, seq);
+    return b->err != 0;
+}
+
+/*  A drop listed at load: its tallies from one walk of its ledger.        */
+static int
+s_build(sm_tally *self, s_drop *d)
+{
+    if (d->built)
+        return 0;
+    s_builder b = { self, d, 0 };
+    int rc = 0;
+    if (self->upto > d->d.seq)
+        rc = sm_ledger_read(self->l, &self->stall, d->d.seq + 1, self->upto - d->d.seq,
+                            s_build_each, &b);
+    if (rc == 0)
+        rc = b.err;
+    if (rc != 0) {
+        s_drop_clear(d);
+        return rc;
+    }
+    d->built = true;
+    return 0;
+}
+
+/*  The stall's first-come drop of sku started latest by now_ms, or NULL.  */
+static s_drop *
+s_live(sm_tally *self, const char *sku, uint64_t now_ms)
+{
+    s_drop *best = NULL;
+    for (size_t i = 0; i < self->ndrops; i++) {
+        s_drop *d = &self->drops[i];
+        if (strcmp(d->d.sku, sku) != 0 || d->d.starts_ms > now_ms)
+            continue;
+        if (!best || d->d.starts_ms > best->d.starts_ms)
+            best = d;
+    }
+    return best;
+}
+
+/* ---- the API ------------------------------------------------------------------ */
+
+sm_tally *
+sm_tally_new(sm_ledger *l, const sm_id *stall)
+{
+    assert(l && stall);
+    sm_tally *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->l = l;
+    self->stall = *stall;
+    return self;
+}
+
+void
+sm_tally_reset(sm_tally *self)
+{
+    assert(self);
+    for (size_t i = 0; i < self->ndrops; i++)
+        s_drop_clear(&self->drops[i]);
+    free(self->drops);
+    self->drops = NULL;
+    self->ndrops = self->cap = 0;
+    self->loaded = false;
+    self->upto = 0;
+}
+
+void
+sm_tally_free(sm_tally **self_p)
+{
+    assert(self_p);
+    if (!*self_p)
+        return;
+    sm_tally_reset(*self_p);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+/*  One line against drop d's caps.                                         */
+static int
+s_check_line(s_drop *d, const sm_body *hold, const char *sku, uint32_t qty,
+             sm_drop_refusal *why)
+{
+    uint64_t dev = hold->u.hold.has_device ? s_tag_units(&d->devices, hold->u.hold.device) : 0;
+    uint64_t cli = hold->u.hold.has_client ? s_tag_units(&d->clients, hold->u.hold.client) : 0;
+    why->drop = d->d;
+    why->max = d->d.per_shopper;
+    sm__strfill(why->sku, sizeof why->sku, sku);
+    if (hold->u.hold.has_device && dev + qty > d->d.per_shopper) {
+        why->limit = "device";
+        why->wanted = dev + qty;
+        return SM_EDROPLIMIT;
+    }
+    if (hold->u.hold.has_client && cli + qty > d->d.per_shopper) {
+        why->limit = "address";
+        why->wanted = cli + qty;
+        return SM_EDROPLIMIT;
+    }
+    if (d->taken + qty > d->d.qty) {
+        why->limit = "qty";
+        why->max = d->d.qty;
+        why->wanted = d->taken + qty;
+        return SM_ENOSTOCK;
+    }
+    return 0;
+}
+
+int
+sm_tally_check(sm_tally *self, const sm_body *hold, uint64_t now_ms, sm_drop_refusal *why)
+{
+    assert(self && hold && hold->kind == SM_KIND_HOLD && why);
+    memset(why, 0, sizeof *why);
+    int rc = s_catch_up(self);
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = 0; i < sm_hold_body_lines(hold); i++) {
+        const char *sku;
+        uint32_t qty;
+        sm_hold_body_line(hold, i, &sku, &qty);
+        s_drop *d = s_live(self, sku, now_ms);
+        if (!d)
+            continue;
+        if ((rc = s_build(self, d)) != 0)
+            return rc;
+        if ((rc = s_check_line(d, hold, sku, qty, why)) != 0)
+            return rc;
+    }
+    memset(why, 0, sizeof *why);
+    return 0;
+}
