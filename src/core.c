@@ -15,7 +15,15 @@
     by the mesh transport, to the policy's ingest round and commit it; run
     the timers (the mesh's, the policy's tick, its parked writes); only then
     send what the engine queued (sm_mesh_flush); call wake.  The core takes
-    no decision of its own about what to write: that is the policy's.     */
+    no decision of its own about what to write: that is the policy's.
+
+    Durability: commits leave their meta page unsynced
+    (sm_ledger_defer_sync); the policy's answers are held (s_policy_answer)
+    and the engine's queue unsent until the commit before them is durable
+    (policy.c, s_commit, states the rule).  Before waiting, the core makes
+    everything durable itself when nothing else is queued, or asks the sync
+    thread (s_syncer) and goes on with the queued work, whose commit's own
+    fdatasync also covers the previous one (store.h).                         */
 #include "core.h"
 
 #include <assert.h>
@@ -26,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "logger.h"
@@ -42,6 +52,7 @@ typedef struct {
     uint8_t routing[SM__CORE_ROUTING_MAX];
     size_t routing_len;
     sm_core_req *req;
+    uint64_t tag;              /* answered: sent once commit `tag` is durable */
 } s_pending;
 
 struct sm_core {
@@ -61,6 +72,20 @@ struct sm_core {
     s_pending *slots;          /* [SM_CORE_QUEUE_MAX]: requests being handled */
     s_pending **free_slots;
     size_t nfree;
+    s_pending **held;          /* [SM_CORE_QUEUE_MAX] ring: answered, waiting
+                                  for their commit to be durable (in order) */
+    size_t held_head, nheld;
+    /* the sync thread (s_syncer): makes commits durable while the core
+       takes and commits the next batch */
+    pthread_t syncer;
+    bool syncer_started;
+    int sync_fd;               /* eventfd: a sync is done (polled by the core) */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    bool sync_want, sync_done, sync_quit;   /* under sync_lock */
+    int sync_rc;               /* under sync_lock */
+    bool sync_busy;            /* core thread: a sync asked for, not collected */
+    uint64_t sync_upto;        /* core thread: the last commit it covers */
     uint64_t version;          /* last state version the web was woken for */
     bool answered;             /* answers sent since the last wake */
     /* copied under the lock for other threads */
@@ -68,6 +93,9 @@ struct sm_core {
     sm_gossip_peer peers[SM_PEERS_MAX];
     size_t npeers;
 };
+
+static int s_syncer_start(sm_core *self);
+static void s_syncer_stop(sm_core *self);
 
 struct sm_core_client {
     sm_core *core;
@@ -162,8 +190,70 @@ s_slot_give(sm_core *self, s_pending *p)
     self->free_slots[self->nfree++] = p;
 }
 
+/* ---- durability: answers and sends wait for the sync ------------------ */
+
+/*  Send the held answers whose commit is durable, oldest first.            */
+static void
+s_release(sm_core *self)
+{
+    uint64_t durable = 0;
+    sm_ledger_durable(self->opts.ledger, NULL, &durable);
+    while (self->nheld) {
+        s_pending *p = self->held[self->held_head];
+        if (p->tag > durable)
+            break;
+        self->held_head = (self->held_head + 1) % SM_CORE_QUEUE_MAX;
+        self->nheld--;
+        p->req->commit_ns = s_mono_ns();
+        s_answer(self, self->router, p);
+        s_slot_give(self, p);
+    }
+}
+
+/*  A sync failed: what was committed up to `upto` may not be on disk.  The
+    writes held for it are answered with the error (none was acknowledged);
+    what the engine queued stays unsent until a later sync succeeds.        */
+static void
+s_sync_failed(sm_core *self, int rc, uint64_t upto)
+{
+    sm_log_error("core: sync failed: %s; the writes waiting for it refused", sm_strerror(rc));
+    for (size_t i = 0; i < self->nheld; i++) {
+        s_pending *p = self->held[(self->held_head + i) % SM_CORE_QUEUE_MAX];
+        if (p->tag > upto)
+            break;
+        if (p->req->rc == 0 || p->req->rc == SM_EEXIST)
+            p->req->rc = rc;
+        p->tag = 0;
+    }
+    s_release(self);
+}
+
+/*  Make every commit durable now, on this thread, and send the answers
+    held for it.  0 or the sync's error.                                     */
+static int
+s_durable(sm_core *self)
+{
+    uint64_t upto = 0;
+    sm_ledger_durable(self->opts.ledger, &upto, NULL);
+    int rc = sm_ledger_sync(self->opts.ledger);
+    if (rc != 0)
+        s_sync_failed(self, rc, upto);
+    s_release(self);
+    return rc;
+}
+
+/*  Send what the engine queued, if every commit is durable (else a later
+    s_settle will).                                                           */
+static void
+s_flush_if_durable(sm_core *self)
+{
+    if (self->mesh && sm_ledger_durable(self->opts.ledger, NULL, NULL))
+        sm_mesh_flush(self->mesh);
+}
+
 /*  The policy is done with a write: copy its outcome into the request and
-    send the request back to its submitter.                                 */
+    hold it until what was committed before the answer is durable; then it
+    goes back to its submitter (s_release).                                  */
 static void
 s_policy_answer(void *arg, sm_policy_write *w)
 {
@@ -175,9 +265,10 @@ s_policy_answer(void *arg, sm_policy_write *w)
     req->drop_why = w->drop_why;
     if (req->forward && w->rc == 0 && req->body.kind == SM_KIND_HOLD)
         req->body.u.hold.expires_ms = w->body.u.hold.expires_ms;
-    req->commit_ns = s_mono_ns();
-    s_answer(self, self->router, p);
-    s_slot_give(self, p);
+    sm_ledger_durable(self->opts.ledger, &p->tag, NULL);
+    assert(self->nheld < SM_CORE_QUEUE_MAX);
+    self->held[(self->held_head + self->nheld++) % SM_CORE_QUEUE_MAX] = p;
+    s_release(self);
 }
 
 /*  A peer's message, from the mesh transport: the policy applies it in its
@@ -188,7 +279,9 @@ s_mesh_deliver(void *arg, const sm_id *from, const uint8_t *msg, size_t len, uin
     sm_core *self = arg;
     bool durable = false;
     sm_policy_receive(self->policy, from, msg, len, now_ms, &durable);
-    return durable;
+    /* The round was committed on the way: the transport sends what the
+       engine queued as soon as this returns true, so make it durable. */
+    return durable && s_durable(self) == 0;
 }
 
 static int
@@ -207,7 +300,7 @@ s_tick(sm_core *self, uint64_t now_ms)
     sm_policy_tick(self->policy, now_ms, s_mono_ms());
     if (!self->mesh)
         return;
-    sm_mesh_flush(self->mesh);
+    s_flush_if_durable(self);
     pthread_mutex_lock(&self->peers_lock);
     self->npeers = 0;
     sm_gossip_peers_each(sm_mesh_gossip(self->mesh), s_peer_copy, self);
@@ -248,11 +341,15 @@ s_thread_start(sm_core *self, void **router_out)
     self->router = router;
     self->slots = calloc(SM_CORE_QUEUE_MAX, sizeof *self->slots);
     self->free_slots = calloc(SM_CORE_QUEUE_MAX, sizeof *self->free_slots);
-    if (!self->slots || !self->free_slots)
+    self->held = calloc(SM_CORE_QUEUE_MAX, sizeof *self->held);
+    if (!self->slots || !self->free_slots || !self->held)
         return SM_ENOMEM;
     for (size_t i = 0; i < SM_CORE_QUEUE_MAX; i++)
         s_slot_give(self, &self->slots[SM_CORE_QUEUE_MAX - 1 - i]);
     int rc;
+    if ((rc = sm_ledger_defer_sync(self->opts.ledger, true)) != 0
+        || (rc = s_syncer_start(self)) != 0)
+        return rc;
     if (self->opts.mesh) {
         self->mesh_opts.deliver = s_mesh_deliver;
         self->mesh_opts.deliver_arg = self;
@@ -274,6 +371,168 @@ s_thread_start(sm_core *self, void **router_out)
     return 0;
 }
 
+/*  Make everything durable, answer what waited for it, send what the
+    engine queued, wake the web thread.                                      */
+static void
+s_settle(sm_core *self)
+{
+    if (s_durable(self) == 0 && self->mesh)
+        sm_mesh_flush(self->mesh);
+    s_wake_if_changed(self);
+}
+
+/*  The sync thread: one fdatasync each time it is asked (sync_want).  The
+    core asks when something committed is not durable and no sync is under
+    way, then goes on taking and committing the next batch: that commit's
+    own fdatasync runs beside this one.                                      */
+static void *
+s_syncer(void *arg)
+{
+    sm_core *self = arg;
+    pthread_mutex_lock(&self->sync_lock);
+    while (true) {
+        while (!self->sync_want && !self->sync_quit)
+            pthread_cond_wait(&self->sync_cond, &self->sync_lock);
+        if (self->sync_quit)
+            break;
+        self->sync_want = false;
+        pthread_mutex_unlock(&self->sync_lock);
+        int rc = sm_ledger_sync_file(self->opts.ledger);
+        pthread_mutex_lock(&self->sync_lock);
+        self->sync_rc = rc;
+        self->sync_done = true;
+        uint64_t one = 1;
+        if (write(self->sync_fd, &one, sizeof one) != (ssize_t) sizeof one)
+            sm_log_warn("core: cannot signal a sync's end");
+    }
+    pthread_mutex_unlock(&self->sync_lock);
+    return NULL;
+}
+
+/*  Make every commit so far durable, unless all is or a sync is under
+    way: at once on this thread when nothing else waits (`ready` false: one
+    sale at a time pays no hand-over), else by the sync thread, while this
+    one takes and commits what is queued.                                    */
+static void
+s_sync_start(sm_core *self, bool ready)
+{
+    uint64_t committed = 0;
+    if (self->sync_busy || sm_ledger_durable(self->opts.ledger, &committed, NULL))
+        return;
+    if (!ready || !self->syncer_started) {
+        s_settle(self);
+        return;
+    }
+    self->sync_busy = true;
+    self->sync_upto = committed;           /* every meta written before the ask */
+    pthread_mutex_lock(&self->sync_lock);
+    self->sync_want = true;
+    pthread_cond_signal(&self->sync_cond);
+    pthread_mutex_unlock(&self->sync_lock);
+}
+
+/*  The sync thread is done: record what it made durable, answer what waited
+    for it, send what the engine queued if all is durable.  While the mesh
+    has peers and commits went on meanwhile, the engine's queue would wait
+    for a later sync again: settle here, so it waits for one at most.        */
+static void
+s_sync_collect(sm_core *self)
+{
+    uint64_t n;
+    if (read(self->sync_fd, &n, sizeof n) != (ssize_t) sizeof n || !self->sync_busy)
+        return;
+    pthread_mutex_lock(&self->sync_lock);
+    bool done = self->sync_done;
+    int rc = self->sync_rc;
+    self->sync_done = false;
+    pthread_mutex_unlock(&self->sync_lock);
+    if (!done)
+        return;
+    self->sync_busy = false;
+    if (rc == 0)
+        sm_ledger_mark_durable(self->opts.ledger, self->sync_upto);
+    else
+        s_sync_failed(self, rc, self->sync_upto);
+    s_release(self);
+    if (self->mesh && self->npeers > 0 && !sm_ledger_durable(self->opts.ledger, NULL, NULL))
+        s_settle(self);
+    s_flush_if_durable(self);
+    s_wake_if_changed(self);
+}
+
+static int
+s_syncer_start(sm_core *self)
+{
+    self->sync_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->sync_fd < 0)
+        return SM_EIO;
+    if (pthread_create(&self->syncer, NULL, s_syncer, self) != 0)
+        return SM_ENOMEM;
+    self->syncer_started = true;
+    return 0;
+}
+
+static void
+s_syncer_stop(sm_core *self)
+{
+    if (self->syncer_started) {
+        pthread_mutex_lock(&self->sync_lock);
+        self->sync_quit = true;
+        pthread_cond_signal(&self->sync_cond);
+        pthread_mutex_unlock(&self->sync_lock);
+        pthread_join(self->syncer, NULL);
+        self->syncer_started = false;
+    }
+    if (self->sync_fd >= 0)
+        close(self->sync_fd);
+    self->sync_fd = -1;
+}
+
+/*  Take up to batch_max queued requests into `batch`; their count.          */
+static size_t
+s_take(sm_core *self, void *router, sm_policy_write *batch, size_t batch_max, bool *stop)
+{
+    size_t n = 0;
+    int rc = 0;
+    s_pending *slot;
+    while (n < batch_max && (slot = s_slot_take(self)) != NULL) {
+        if ((rc = s_recv(router, slot, stop)) != 1 || !slot->req) {
+            s_slot_give(self, slot);
+            if (rc != 1)
+                break;
+            continue;
+        }
+        batch[n].body = slot->req->body;
+        batch[n].forward = slot->req->forward;
+        batch[n].at = slot->req->at;
+        batch[n].uncapped = slot->req->uncapped;
+        batch[n].tag = slot;
+        n++;
+    }
+    if (rc < 0)
+        sm_log_warn("core: bad request message: %s", sm_strerror(rc));
+    return n;
+}
+
+/*  The sockets and descriptors to wait on; their count.                     */
+static size_t
+s_poll_items(sm_core *self, void *router, zmq_pollitem_t *items, size_t cap)
+{
+    void *socks[5 + 2 * SM_PEERS_MAX];
+    size_t ns = 0;
+    socks[ns++] = router;
+    if (self->mesh)
+        ns += sm_mesh_sockets(self->mesh, socks + ns, cap - ns - 1);
+    for (size_t i = 0; i < ns; i++)
+        items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
+    int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
+    if (fd >= 0 && ns < cap)   /* the discovery beacon's UDP socket */
+        items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
+    if (self->sync_fd >= 0 && ns < cap)   /* a sync is done */
+        items[ns++] = (zmq_pollitem_t) { NULL, self->sync_fd, ZMQ_POLLIN, 0 };
+    return ns;
+}
+
 static void *
 s_thread(void *arg)
 {
@@ -283,6 +542,8 @@ s_thread(void *arg)
     atomic_store(&self->start_err, rc);
     atomic_store(&self->bound, true);
     if (rc != 0) {
+        s_syncer_stop(self);
+        sm_ledger_defer_sync(self->opts.ledger, false);
         if (router)
             zmq_close(router);
         return NULL;
@@ -293,45 +554,26 @@ s_thread(void *arg)
     bool stop = false;
     uint64_t next_tick_ms = s_mono_ms() + SM__CORE_SWEEP_MS;   /* monotonic */
     uint64_t next_mesh_ms = s_mono_ms() + SM__MESH_TICK_MS;
-    enum { ITEMS_MAX = 4 + 2 * SM_PEERS_MAX };
+    enum { ITEMS_MAX = 5 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
-    void *socks[ITEMS_MAX];
     while (true) {
-        size_t n = 0;
-        rc = 0;
-        s_pending *slot;
-        while (n < batch_max && (slot = s_slot_take(self)) != NULL) {
-            if ((rc = s_recv(router, slot, &stop)) != 1 || !slot->req) {
-                s_slot_give(self, slot);
-                if (rc != 1)
-                    break;
-                continue;
-            }
-            batch[n].body = slot->req->body;
-            batch[n].forward = slot->req->forward;
-            batch[n].at = slot->req->at;
-            batch[n].uncapped = slot->req->uncapped;
-            batch[n].tag = slot;
-            n++;
-        }
-        if (rc < 0)
-            sm_log_warn("core: bad request message: %s", sm_strerror(rc));
+        size_t n = s_take(self, router, batch, batch_max, &stop);
         uint64_t now_ms = s_now_ms();
         if (n > 0) {
             uint64_t start_ns = s_mono_ns();
             sm_policy_batch(self->policy, batch, n, now_ms, s_mono_ms());
             if (self->opts.metrics)
                 sm_metrics_commit_ns(self->opts.metrics, s_mono_ns() - start_ns);
-            if (self->mesh)
-                sm_mesh_flush(self->mesh);     /* push what was committed at once */
-            s_wake_if_changed(self);           /* the answers are out: collect them */
+            s_flush_if_durable(self);          /* push what is durable at once */
+            s_wake_if_changed(self);           /* answers out: collect them */
         }
         if (self->mesh) {
             sm_mesh_process(self->mesh, now_ms);
             sm_policy_round_end(self->policy, now_ms);
         }
         uint64_t mono_ms = s_mono_ms();
-        if (self->mesh && mono_ms >= next_mesh_ms) {
+        /* The mesh's tick sends what the engine queued: durable first. */
+        if (self->mesh && mono_ms >= next_mesh_ms && s_durable(self) == 0) {
             sm_mesh_tick(self->mesh, now_ms);
             next_mesh_ms = mono_ms + SM__MESH_TICK_MS;
         }
@@ -340,22 +582,18 @@ s_thread(void *arg)
             next_tick_ms = mono_ms + SM__CORE_SWEEP_MS;
         }
         sm_policy_step(self->policy, now_ms, mono_ms);
-        if (self->mesh)
-            sm_mesh_flush(self->mesh);     /* all the policy committed, and only that */
+        s_flush_if_durable(self);  /* all the policy committed, and only that */
         s_wake_if_changed(self);
-        if (n == batch_max)
+        s_sync_collect(self);
+        if (n == batch_max) {
+            s_sync_start(self, true);
             continue;              /* more may be queued */
+        }
         if (stop && sm_policy_pending(self->policy) == 0)
             break;
-        size_t ns = 0;
-        socks[ns++] = router;
-        if (self->mesh)
-            ns += sm_mesh_sockets(self->mesh, socks + ns, ITEMS_MAX - ns);
-        for (size_t i = 0; i < ns; i++)
-            items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
-        int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
-        if (fd >= 0 && ns < ITEMS_MAX)   /* the discovery beacon's UDP socket */
-            items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
+        size_t ns = s_poll_items(self, router, items, ITEMS_MAX);
+        if (!self->sync_busy && !sm_ledger_durable(self->opts.ledger, NULL, NULL))
+            s_sync_start(self, zmq_poll(items, (int) ns, 0) > 0);
         uint64_t wake_ms = next_tick_ms;
         if (self->mesh && next_mesh_ms < wake_ms)
             wake_ms = next_mesh_ms;
@@ -369,7 +607,12 @@ s_thread(void *arg)
             sm_log_error("core: poll failed: %s", zmq_strerror(errno));
             break;
         }
+        s_sync_collect(self);
     }
+    s_syncer_stop(self);
+    s_settle(self);
+    if ((rc = sm_ledger_defer_sync(self->opts.ledger, false)) != 0)
+        sm_log_error("core: final sync failed: %s", sm_strerror(rc));
     sm_policy_destroy(&self->policy);
     sm_mesh_destroy(&self->mesh);
     free(batch);
@@ -400,7 +643,10 @@ sm_core_new(const sm_core_opts *opts, int *err)
         return NULL;
     }
     self->opts = *opts;
+    self->sync_fd = -1;
     pthread_mutex_init(&self->peers_lock, NULL);
+    pthread_mutex_init(&self->sync_lock, NULL);
+    pthread_cond_init(&self->sync_cond, NULL);
     if (opts->mesh) {
         self->mesh_opts = *opts->mesh;
         self->opts.mesh = &self->mesh_opts;
@@ -459,8 +705,11 @@ sm_core_destroy(sm_core **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     pthread_mutex_destroy(&self->peers_lock);
+    pthread_mutex_destroy(&self->sync_lock);
+    pthread_cond_destroy(&self->sync_cond);
     free(self->slots);
     free(self->free_slots);
+    free(self->held);
     sm_identity_wipe(&self->mesh_opts.identity);
     free(self);
     *self_p = NULL;

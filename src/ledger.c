@@ -276,6 +276,47 @@ sm_ledger_commit(sm_ledger *self)
     return sm_txn_commit(&self->batch);
 }
 
+int
+sm_ledger_defer_sync(sm_ledger *self, bool on)
+{
+    assert(self && !self->batch);
+    return sm_store_defer_sync(self->store, on);
+}
+
+int
+sm_ledger_sync(sm_ledger *self)
+{
+    assert(self);
+    return sm_store_sync(self->store);
+}
+
+int
+sm_ledger_sync_file(sm_ledger *self)
+{
+    assert(self);
+    return sm_store_sync_file(self->store);
+}
+
+void
+sm_ledger_mark_durable(sm_ledger *self, uint64_t upto)
+{
+    assert(self);
+    sm_store_mark_durable(self->store, upto);
+}
+
+bool
+sm_ledger_durable(sm_ledger *self, uint64_t *committed, uint64_t *durable)
+{
+    assert(self);
+    uint64_t c = 0, d = 0;
+    sm_store_marks(self->store, &c, &d);
+    if (committed)
+        *committed = c;
+    if (durable)
+        *durable = d;
+    return d >= c;
+}
+
 void
 sm_ledger_abort(sm_ledger *self)
 {

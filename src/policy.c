@@ -64,13 +64,28 @@ s_begin(sm_policy *self)
 
 /*  Commit the open batch.  Commit before relay: the engine learns of local
     entries (sm_gossip_local, which queues their push) only once they are
-    durable, and a failed commit discards whatever the engine queued while
+    committed, and a failed commit discards whatever the engine queued while
     the batch was open (it may speak of entries that never happened) and
     starts every session again, so what the engine believes of each peer is
     learnt afresh from the store as it is (s_round_failed).  The caller
     drains the engine only after the call into this module that committed
     returns.  A local batch calls no engine function while it is open, so
-    its failure leaves nothing queued to discard.                           */
+    its failure leaves nothing queued to discard.
+
+    Durable before acknowledged.  The node's writer (core.c) defers the
+    sync of each commit's meta page (sm_ledger_defer_sync, LMDB's
+    MDB_NOMETASYNC), so a commit may return before it is durable: its data
+    pages are fdatasync'd, its meta page written but not synced.  A power
+    cut then keeps the store whole (the previous meta page and every page
+    it reaches are untouched) and may undo only commits not yet durable.
+    So the caller holds back, until sm_ledger_durable covers the commit
+    that preceded them, both the answers this module hands it (opts.answer:
+    a `201` is a durable sale) and what the engine queued (relay and pushes:
+    a peer never holds an entry this node could lose and reissue).  The
+    next commit's own fdatasync makes the previous one durable, so under
+    load one sync serves two commits; when idle the caller syncs
+    (sm_ledger_sync).  The simulator's ledgers commit without syncing and
+    count every commit durable.                                               */
 static int
 s_commit(sm_policy *self, bool local, uint64_t now_ms)
 {

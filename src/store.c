@@ -48,7 +48,12 @@ struct sm_store {
     MDB_dbi dbi[SM_DB_COUNT];
     bool absent[SM_DB_COUNT];  /* an optional database missing (read-only) */
     bool read_only;
+    bool no_sync;
     uint32_t format;           /* as found at open, until sm_store_format_mark */
+    /* The writer's thread only (sm_store_defer_sync): */
+    bool deferred;             /* commits leave their meta page unsynced */
+    uint64_t committed;        /* the last committed write transaction's id */
+    uint64_t durable;          /* the last one known to be on disk */
 };
 
 struct sm_txn {
@@ -238,6 +243,13 @@ sm_store_copy(sm_store *store, int fd, bool compact)
     return rc == 0 ? 0 : s_err_write(store, rc);
 }
 
+static uint64_t
+s_last_txnid(sm_store *store)
+{
+    MDB_envinfo info;
+    return mdb_env_info(store->env, &info) == 0 ? (uint64_t) info.me_last_txnid : 0;
+}
+
 sm_store *
 sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
               bool no_sync, int *err)
@@ -251,6 +263,7 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
         return NULL;
     }
     self->read_only = read_only;
+    self->no_sync = no_sync;
     if (!read_only && mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = errno == ENOSPC ? SM_ENOSPC : SM_EIO;
         goto fail;
@@ -292,6 +305,11 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
         txn = NULL;
         goto fail;
     }
+    /* What a process killed with its last meta page unsynced left in the
+       page cache is made durable before anything is read from it and sent. */
+    if (!read_only && !no_sync && (rc = s_err(mdb_env_sync(self->env, 1))) != 0)
+        goto fail;
+    self->committed = self->durable = s_last_txnid(self);
     return self;
 fail:
     if (txn)
@@ -371,15 +389,98 @@ s_err_write(sm_store *store, int raw)
     return rc;
 }
 
+/*  Durability marks.  A write transaction that changed anything commits
+    in three steps (LMDB's mdb_txn_commit): its data pages are written,
+    fdatasync'd, and only then its meta page is written, on the next of the
+    two meta slots.  Deferred (MDB_NOMETASYNC), that meta write is not
+    synced: the commit is visible and whole but a power cut may undo it, and
+    only it (the previous meta is intact on disk and every page it reaches
+    is untouched: LMDB reuses only pages freed before the previous commit).
+    It becomes durable at the next fdatasync of the file: the next changing
+    commit's own, which runs after this meta was written, or sm_store_sync.
+    So after commit N (the meta's id advanced to N) every commit up to N-1 is
+    durable; after a sync, every commit before it.  A commit that changed
+    nothing writes no meta and syncs nothing, and moves no mark.            */
+static void
+s_marks_after_commit(sm_store *store, uint64_t id)
+{
+    uint64_t last = s_last_txnid(store);
+    if (last < id)
+        return;                        /* nothing written */
+    store->committed = last;
+    if (!store->deferred || store->no_sync)
+        store->durable = last;
+    else if (id - 1 > store->durable)
+        store->durable = id - 1;
+}
+
 int
 sm_txn_commit(sm_txn **txn_p)
 {
     assert(txn_p && *txn_p && !(*txn_p)->borrowed);
     sm_txn *self = *txn_p;
+    uint64_t id = self->write ? (uint64_t) mdb_txn_id(self->txn) : 0;
     int rc = s_err_write(self->store, mdb_txn_commit(self->txn));
+    if (rc == 0 && self->write)
+        s_marks_after_commit(self->store, id);
     free(self);
     *txn_p = NULL;
     return rc;
+}
+
+int
+sm_store_defer_sync(sm_store *store, bool on)
+{
+    assert(store && !store->read_only);
+    if (store->no_sync)
+        return 0;
+    if (!on) {
+        int rc = sm_store_sync(store);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = s_err(mdb_env_set_flags(store->env, MDB_NOMETASYNC, on ? 1 : 0));
+    if (rc == 0)
+        store->deferred = on;
+    return rc;
+}
+
+int
+sm_store_sync(sm_store *store)
+{
+    assert(store);
+    if (store->durable >= store->committed)
+        return 0;
+    uint64_t upto = store->committed;  /* every meta written so far */
+    int rc = s_err_write(store, mdb_env_sync(store->env, 1));
+    if (rc == 0)
+        store->durable = upto;
+    return rc;
+}
+
+int
+sm_store_sync_file(sm_store *store)
+{
+    assert(store);
+    return s_err_write(store, mdb_env_sync(store->env, 1));
+}
+
+void
+sm_store_mark_durable(sm_store *store, uint64_t upto)
+{
+    assert(store && upto <= store->committed);
+    if (upto > store->durable)
+        store->durable = upto;
+}
+
+void
+sm_store_marks(const sm_store *store, uint64_t *committed, uint64_t *durable)
+{
+    assert(store);
+    if (committed)
+        *committed = store->committed;
+    if (durable)
+        *durable = store->durable;
 }
 
 void

@@ -63,8 +63,27 @@ sm_txn *sm_txn_begin(sm_store *store, bool write, int *err);
     see parent's writes.  Ending it (sm_txn_abort) frees the handle only;
     it cannot be committed.  Returns NULL and sets *err on failure.          */
 sm_txn *sm_txn_borrow(sm_txn *parent, int *err);
-/*  Commit (durably, unless the store was opened no_sync) and free.           */
+/*  Commit (durably, unless the store was opened no_sync or its sync is
+    deferred) and free.                                                       */
 int sm_txn_commit(sm_txn **txn_p);
+
+/*  Deferred sync (the node's writer turns it on): a commit returns once its
+    data pages are on disk and its meta page written but not synced (LMDB's
+    MDB_NOMETASYNC), so a power cut keeps the store whole but may undo the
+    last commit.  A commit is durable once sm_store_marks says so: after the
+    next commit that changes anything (whose fdatasync covers the previous
+    meta page) or sm_store_sync.  Turning it off syncs first.  The marks are
+    transaction ids (sm_txn_id); they belong to the writer's thread.  A
+    no_sync store counts every commit as durable, as before.                 */
+int sm_store_defer_sync(sm_store *store, bool on);
+/*  Make every commit so far durable (fdatasync); 0 at once if they are.     */
+int sm_store_sync(sm_store *store);
+void sm_store_marks(const sm_store *store, uint64_t *committed, uint64_t *durable);
+/*  The fdatasync alone, from any thread (it reads no mark): what was
+    committed when it was called is durable when it returns 0; the writer's
+    thread then says so with sm_store_mark_durable(that commit's id).        */
+int sm_store_sync_file(sm_store *store);
+void sm_store_mark_durable(sm_store *store, uint64_t upto);
 /*  Abandon and free; safe with NULL and twice.  A borrowed handle is only
     freed: its transaction goes on.                                           */
 void sm_txn_abort(sm_txn **txn_p);

@@ -122,8 +122,28 @@ int sm_ledger_join_role(sm_ledger *self, int *role);
 /*  Group commit.  A batch belongs to the thread that began it.  SM_ESTATE
     if one is open already (begin) or none is (commit).                       */
 int sm_ledger_begin(sm_ledger *self);
-int sm_ledger_commit(sm_ledger *self);      /* durable on return 0 */
+int sm_ledger_commit(sm_ledger *self);      /* durable on return 0, unless deferred */
 void sm_ledger_abort(sm_ledger *self);
+
+/*  Deferred sync, for the node's writer (core.c): with it on, a commit
+    returns before its meta page is synced (whole after a power cut, but
+    the last commit may be undone) and is durable once
+    sm_ledger_durable says so: after the next commit that changes anything,
+    or sm_ledger_sync.  Turning it off syncs first.  What a commit changed
+    must not be acknowledged (answered, sent to a peer) before then.  The
+    marks are transaction ids (as sm_ledger_version); the writer's thread
+    only.  A no_sync ledger counts every commit durable.                    */
+int sm_ledger_defer_sync(sm_ledger *self, bool on);
+int sm_ledger_sync(sm_ledger *self);
+/*  True if every commit so far is durable.  *committed and *durable (may be
+    NULL) get the last commit's id and the last durable one's.              */
+bool sm_ledger_durable(sm_ledger *self, uint64_t *committed, uint64_t *durable);
+/*  The sync alone, for a thread of its own (any thread; it reads no mark):
+    every commit made before the call is durable when it returns 0; the
+    writer's thread then records it (sm_ledger_mark_durable with the last
+    commit's id read before the call).                                       */
+int sm_ledger_sync_file(sm_ledger *self);
+void sm_ledger_mark_durable(sm_ledger *self, uint64_t upto);
 
 /*  Append a local entry with `body`: assigns seq, prev and hlc, signs it,
     checks it against the state (SM_ENOSTOCK, SM_ENOSKU, SM_ENOSALE,

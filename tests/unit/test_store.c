@@ -328,6 +328,65 @@ test_migrate_format_1(void **state)
     free(dir);
 }
 
+static void
+s_marks(sm_store *s, uint64_t *committed, uint64_t *durable)
+{
+    sm_store_marks(s, committed, durable);
+}
+
+/* Deferred sync (a store with real syncs): a commit is not counted durable
+   until the next commit that changes anything, or a sync; a commit that
+   changes nothing moves no mark; turning it off syncs; with it off every
+   commit is durable at once.  A no_sync store counts every commit durable. */
+static void
+test_deferred_sync(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    char *dir = s_path(tmp, "node");
+    int err = 0;
+    sm_store *s = sm_store_open(dir, 0, false, false, &err);
+    assert_non_null(s);
+    uint64_t c0, d0, c, d;
+    s_marks(s, &c0, &d0);
+    assert_int_equal(c0, d0);                  /* all on disk at open */
+    assert_int_equal(sm_store_defer_sync(s, true), 0);
+    s_put(s, "a", "1");
+    s_marks(s, &c, &d);
+    assert_int_equal(c, c0 + 1);
+    assert_int_equal(d, d0);                   /* its meta page is not synced */
+    sm_txn *txn = sm_txn_begin(s, true, &err); /* changes nothing */
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    s_marks(s, &c, &d);
+    assert_int_equal(c, c0 + 1);
+    assert_int_equal(d, d0);
+    s_put(s, "b", "2");                        /* its fdatasync covers "a" */
+    s_marks(s, &c, &d);
+    assert_int_equal(c, c0 + 2);
+    assert_int_equal(d, c0 + 1);
+    assert_int_equal(sm_store_sync(s), 0);
+    s_marks(s, &c, &d);
+    assert_int_equal(d, c);
+    s_put(s, "c", "3");
+    assert_int_equal(sm_store_defer_sync(s, false), 0);   /* syncs */
+    s_marks(s, &c, &d);
+    assert_int_equal(d, c);
+    s_put(s, "d", "4");
+    s_marks(s, &c, &d);
+    assert_int_equal(d, c);
+    sm_store_destroy(&s);
+    s = s_open(dir, 0);                        /* no_sync */
+    s_expect(s, "c", "3");
+    assert_int_equal(sm_store_defer_sync(s, true), 0);
+    s_put(s, "e", "5");
+    s_marks(s, &c, &d);
+    assert_int_equal(d, c);
+    sm_store_destroy(&s);
+    tu_rmrf(tmp);
+    free(dir);
+    free(tmp);
+}
+
 int
 main(void)
 {
@@ -337,6 +396,7 @@ main(void)
         cmocka_unit_test(test_read_only_dir),
         cmocka_unit_test(test_damaged_file),
         cmocka_unit_test(test_migrate_format_1),
+        cmocka_unit_test(test_deferred_sync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
