@@ -22,7 +22,7 @@ python3 lmdb-utils zbar-tools nginx-light strace"
 ARM64_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 libzmq3-dev:arm64 liblmdb-dev:arm64 libsodium-dev:arm64 libmsgpack-dev:arm64
 libwebsockets17:arm64 libcap-dev:arm64 libjansson-dev:arm64 libinih-dev:arm64 libqrencode-dev:arm64
-libcurl4-openssl-dev:arm64 libcmocka-dev:arm64 libssl-dev:arm64"
+libcurl4-openssl-dev:arm64 libcmocka-dev:arm64 libssl-dev:arm64 libev-dev:arm64"
 BENCH_PKGS="wrk"
 arm64=no
 [ "${1:-}" = arm64 ] && arm64=yes && PKGS="$PKGS $ARM64_PKGS"
