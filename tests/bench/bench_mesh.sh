@@ -124,12 +124,18 @@ start() {
     done
     return 1
 }
-# api NODE METHOD PATH BODY: with NODE's token; sets $code and $body.
+# api NODE METHOD PATH BODY: with NODE's token; sets $code and $body. A node
+# that has just started answers its first writes 503 recovering while it checks
+# its own log with its peers (about 1.5 s): such a write is retried, for up to 10 s.
 api() {
-    code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$2" --max-time 10 \
-        -H "Authorization: Bearer $(cat "$TMP/$1/api-token")" \
-        -H 'Content-Type: application/json' --data-binary "$4" "$(url "$1")$3")
-    body=$(cat "$TMP/body")
+    for _ in $(seq 1 100); do
+        code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$2" --max-time 10 \
+            -H "Authorization: Bearer $(cat "$TMP/$1/api-token")" \
+            -H 'Content-Type: application/json' --data-binary "$4" "$(url "$1")$3")
+        body=$(cat "$TMP/body")
+        [ "$code" = 503 ] && [ "$(jq -r .error "$TMP/body" 2>/dev/null)" = recovering ] || return 0
+        sleep 0.1
+    done
 }
 # until_true SECONDS COMMAND...: poll every 100 ms.
 until_true() {
