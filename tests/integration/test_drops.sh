@@ -14,7 +14,8 @@
 # holds per device and per address (409 drop_limit), and its ledger lists
 # every hold with time and entry hash, none before the start; a raffle end
 # to end: entries at A and at B (one per device and per address, 409
-# already_entered; before the start 409 drop_not_started; after the close
+# already_entered, but the same device from the same address again is its
+# first entry, 201 with its id; before the start 409 drop_not_started; after the close
 # 409 drop_closed), a draw before the close 409 draw_too_early, the draw at
 # A names the winners, who see "won" and a pickup code, and `drop verify`
 # passes on C and fails (exit 1, naming it) on a copy of C's store with one
@@ -221,14 +222,18 @@ wait_until "$R_START" || nok "waiting for the raffle's start"
 for i in 1 2 3; do
     call A POST "/api/drops/$RF/entries" "{\"device\":\"e$i\"}" "127.0.0.1$i"
     [ "$status" = 201 ] || nok "entry e$i at A: $status"
+    [ $i = 1 ] && E1_ID=$(js .id)
 done
 for i in 4 5; do
     call B POST "/api/drops/$RF/entries" "{\"device\":\"e$i\"}" "127.0.0.1$i"
     [ "$status" = 201 ] || nok "entry e$i at B: $status"
 done
 check "five entries, three at A and two at B: 201" '[ "$status" = 201 ]'
+call A POST "/api/drops/$RF/entries" '{"device":"e1"}' 127.0.0.11
+check "the same device from the same address again (a retry): 201 with its first entry's id" \
+    '[ "$status" = 201 ] && [ -n "$E1_ID" ] && [ "$(js .id)" = "$E1_ID" ] && [ "$(js .entered)" = true ]'
 call A POST "/api/drops/$RF/entries" '{"device":"e1"}' 127.0.0.19
-check "the same device again: 409 already_entered" '[ "$status" = 409 ] && [ "$(js .error)" = already_entered ]'
+check "the same device from another address: 409 already_entered" '[ "$status" = 409 ] && [ "$(js .error)" = already_entered ]'
 call A POST "/api/drops/$RF/entries" '{"device":"e9"}' 127.0.0.11
 check "the same address with another device: 409 already_entered" '[ "$status" = 409 ] && [ "$(js .error)" = already_entered ]'
 call A POST "/api/drops/$RF/draw" '' 127.0.0.1 yes
