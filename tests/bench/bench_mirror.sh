@@ -27,7 +27,11 @@
 # Knobs: BENCH_MIRROR_CLIENTS, BENCH_MIRROR_ROUNDS, BENCH_MIRROR_REQUESTS,
 # BENCH_MIRROR_SECONDS; BENCH_MIRROR_SKIP_WS=1 runs (b) alone,
 # BENCH_MIRROR_SKIP_GET=1 (a) alone; BENCH_MIRROR_PROBE_ARGS adds options to
-# wsprobe (--lws: the viewers on libwebsockets, as before, for comparison).
+# wsprobe (--lws: the viewers on libwebsockets, as before, for comparison);
+# BENCH_MIRROR_NGINX_CONF another nginx configuration in place of
+# deploy/nginx/stallmesh.conf (to compare one), BENCH_MIRROR_WRK_ARGS options
+# to wrk (-H 'Accept-Encoding: gzip': what a browser asks, compressed anew
+# by nginx on each hit).
 # Exits 1 if the set-up could not be started or a measurement failed; a
 # missed target is printed, not an exit status.
 
@@ -123,7 +127,7 @@ mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
 # descriptors in nginx, and one process may have too few (ulimit -Hn).
 sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" -e "s|listen 80;|listen 127.0.0.1:$NGP reuseport;|" \
     -e "s|/var/cache/nginx/stallmesh|$TMP/nginx/cache|" \
-    "$REPO/deploy/nginx/stallmesh.conf" >"$TMP/nginx/conf/stallmesh.conf"
+    "${BENCH_MIRROR_NGINX_CONF:-$REPO/deploy/nginx/stallmesh.conf}" >"$TMP/nginx/conf/stallmesh.conf"
 NGUSER=""; [ "$(id -u)" = 0 ] && NGUSER="user root;"
 cat >"$TMP/nginx/conf/nginx.conf" <<NGINX
 $NGUSER
@@ -206,7 +210,8 @@ for target in nginx node; do
     u="$NG/api/stock"; [ $target = node ] && u="$(url M)/api/stock"
     r0=$(requests_total); c0=$(cpu_ticks "${PID[M]}"); n0=$(tree_ticks "$NGINX_PID"); t0=$(date +%s%N)
     if [ -n "$WRK" ]; then
-        "$WRK" -t2 -c64 -d"${DURATION}s" "$u" >"$TMP/load.$target" 2>&1 &
+        # shellcheck disable=SC2086
+        "$WRK" -t2 -c64 -d"${DURATION}s" ${BENCH_MIRROR_WRK_ARGS:-} "$u" >"$TMP/load.$target" 2>&1 &
     else
         "$LOAD" "$u" --requests "$REQUESTS" --parallel 16 >"$TMP/load.$target" 2>&1 &
     fi
