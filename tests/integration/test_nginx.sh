@@ -22,7 +22,8 @@
 #   - a raffle entry made through nginx at the mirror is forwarded to the
 #     drop's stall (ENTRY_ASK), lands on its log as a raffle.entry and is
 #     counted by its draw; the same device again, or another from the same
-#     address, is 409 already_entered; the mirror rate-limits entries per
+#     address, is 409 already_entered (the same device and address again, also
+#     after the stall restarts, is 201 with its first entry); the mirror rate-limits entries per
 #     address (429), refuses a draw (403 read_only), and answers 503
 #     stall_unreachable while the stall is down;
 #   - the mirror refuses every write route with 403 read_only, holds no
@@ -358,6 +359,16 @@ check "with the stall down, an entry through the mirror is 503 stall_unreachable
     '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' "$code $body"
 start A || { nok "stall A restarts" "$(tail -n 5 "$TMP/A.log")"; finish; }
 until_true 20 connected M "${ID[A]}" || nok "the mirror reconnects to the stall"
+# The same viewer enters again (its answer lost, say): the restarted stall no
+# longer remembers its answer, and answers with the entry it made.  A stall
+# just started appends nothing for about 1.5 s (503 recovering): bounded retry.
+for _ in 1 2 3 4 5 6; do
+    enter 127.0.0.5 viewer-1
+    [ "$code" = 503 ] || break
+    sleep 0.5
+done
+check "after the stall restarted, the same device and address through the mirror again: 201 with the first entry's id" \
+    '[ "$code" = 201 ] && [ "$(printf "%s" "$body" | jq -r .id)" = "$entry_id" ]' "$code $body (first: $entry_id)"
 wait_until "$R_CLOSE" || nok "waiting for the raffle's close"
 sleep 1
 req A POST "/api/drops/$RF/draw" ''
