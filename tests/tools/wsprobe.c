@@ -803,8 +803,16 @@ s_raw_setup(void)
         fprintf(stderr, "wsprobe: cannot resolve %s: %s\n", s_run.host, gai_strerror(g));
         return -1;
     }
-    memcpy(&s_run.addr, ai->ai_addr, ai->ai_addrlen);
-    s_run.addr_len = ai->ai_addrlen;
+    /* IPv4 first ("localhost" may list ::1 first; the node listens on
+       127.0.0.1 in the tests and benchmarks). */
+    const struct addrinfo *use = ai;
+    for (const struct addrinfo *a = ai; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            use = a;
+            break;
+        }
+    memcpy(&s_run.addr, use->ai_addr, use->ai_addrlen);
+    s_run.addr_len = use->ai_addrlen;
     freeaddrinfo(ai);
     s_run.src = calloc(s_run.sources, sizeof *s_run.src);
     if (!s_run.src) {
