@@ -688,7 +688,7 @@ s_raw_answer(s_client *c, size_t *body_at)
     char *m = c->msg;
     char *end = memmem(m, c->msg_len, "\r\n\r\n", 4);
     if (!end) {
-        if (c->msg_len >= S_RAW_HTTP_MAX) {
+        if (c->msg_len + 1 >= S_RAW_HTTP_MAX) {      /* no room left for more */
             s_gone(c, true, "the handshake's answer has no end");
             return -1;
         }
