@@ -29,9 +29,9 @@
 # BENCH_MIRROR_SKIP_GET=1 (a) alone; BENCH_MIRROR_PROBE_ARGS adds options to
 # wsprobe (--lws: the viewers on libwebsockets, as before, for comparison);
 # BENCH_MIRROR_NGINX_CONF another nginx configuration in place of
-# deploy/nginx/stallmesh.conf (to compare one), BENCH_MIRROR_WRK_ARGS options
-# to wrk (-H 'Accept-Encoding: gzip': what a browser asks, compressed anew
-# by nginx on each hit).
+# deploy/nginx/stallmesh.conf (to compare one); BENCH_MIRROR_GZIP=1 has wrk
+# ask as a browser does (Accept-Encoding: gzip), which nginx compresses
+# anew on each hit (wrk asks for no compression by default).
 # Exits 1 if the set-up could not be started or a measurement failed; a
 # missed target is printed, not an exit status.
 
@@ -122,10 +122,12 @@ for _ in $(seq 1 200); do
 done
 
 NGP=$(free_port)
+NGI=$(free_port)        # the configuration's internal compressing server
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
 # Two workers, the listening socket shared by SO_REUSEPORT: each viewer is two
 # descriptors in nginx, and one process may have too few (ulimit -Hn).
 sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" -e "s|listen 80;|listen 127.0.0.1:$NGP reuseport;|" \
+    -e "s|127.0.0.1:8079|127.0.0.1:$NGI|g" \
     -e "s|/var/cache/nginx/stallmesh|$TMP/nginx/cache|" \
     "${BENCH_MIRROR_NGINX_CONF:-$REPO/deploy/nginx/stallmesh.conf}" >"$TMP/nginx/conf/stallmesh.conf"
 NGUSER=""; [ "$(id -u)" = 0 ] && NGUSER="user root;"
@@ -210,8 +212,11 @@ for target in nginx node; do
     u="$NG/api/stock"; [ $target = node ] && u="$(url M)/api/stock"
     r0=$(requests_total); c0=$(cpu_ticks "${PID[M]}"); n0=$(tree_ticks "$NGINX_PID"); t0=$(date +%s%N)
     if [ -n "$WRK" ]; then
-        # shellcheck disable=SC2086
-        "$WRK" -t2 -c64 -d"${DURATION}s" ${BENCH_MIRROR_WRK_ARGS:-} "$u" >"$TMP/load.$target" 2>&1 &
+        if [ "${BENCH_MIRROR_GZIP:-0}" = 1 ]; then
+            "$WRK" -t2 -c64 -d"${DURATION}s" -H 'Accept-Encoding: gzip' "$u" >"$TMP/load.$target" 2>&1 &
+        else
+            "$WRK" -t2 -c64 -d"${DURATION}s" "$u" >"$TMP/load.$target" 2>&1 &
+        fi
     else
         "$LOAD" "$u" --requests "$REQUESTS" --parallel 16 >"$TMP/load.$target" 2>&1 &
     fi

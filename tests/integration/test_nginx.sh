@@ -195,9 +195,11 @@ check "the stall's stock reaches the mirror" \
 
 # ---- nginx with the repository's configuration ---------------------------------
 NGP=$(free_port)
+NGI=$(free_port)        # the configuration's internal compressing server
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
 sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" \
     -e "s|listen 80;|listen 127.0.0.1:$NGP;|" \
+    -e "s|127.0.0.1:8079|127.0.0.1:$NGI|g" \
     -e "s|/var/cache/nginx/stallmesh|$TMP/nginx/cache|" \
     "$REPO/deploy/nginx/stallmesh.conf" >"$TMP/nginx/conf/stallmesh.conf"
 # A stock nginx.conf's essentials, non-daemon, with this directory as prefix.
