@@ -40,14 +40,10 @@
 BIN=${1:-build/stallmesh}
 case $BIN in /*) ;; *) BIN=$(pwd)/$BIN ;; esac
 TOOLS=$(dirname "$BIN")/tools
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.sh"     # checks, free_port, until_true
 
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-nok() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | head -n 20 | sed 's/^/#   /'; }
-check() { if eval "$2"; then ok "$1"; else nok "$1" "${3:-}"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
 for tool in curl jq ss python3 strace mdb_stat; do
     command -v $tool >/dev/null 2>&1 || { nok "$tool is installed (make deps)"; finish; }
