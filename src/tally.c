@@ -1,8 +1,8 @@
 /*  The first-come drops' tallies of one stall.  See tally.h.
 
-    Each drop keeps its holds (seq ascending, as the log appends them: a
-    release or a sale of a hold finds its hold by binary search) and two
-    open-addressing tables, device tag -> units and client tag -> units.   */
+    Each drop keeps its ledger's fold (drop.h: the units taken and its
+    holds, the rule sm_drop_ledger counts by) and two open-addressing
+    tables, device tag -> units and client tag -> units.                    */
 #include "tally.h"
 
 #include <assert.h>
@@ -25,18 +25,9 @@ typedef struct {
 } s_tags;
 
 typedef struct {
-    uint64_t seq;
-    uint32_t qty;
-    bool has_device, has_client;
-    uint8_t device[SM_HOLD_TAG_BYTES], client[SM_HOLD_TAG_BYTES];
-} s_hold;
-
-typedef struct {
     sm_drop d;
     bool built;                /* its tallies cover the log up to `upto` */
-    uint64_t taken;
-    s_hold *holds;
-    size_t nholds, cap;
+    sm_drop_fold fold;
     s_tags devices, clients;
 } s_drop;
 
@@ -123,78 +114,33 @@ s_tag_add(s_tags *t, const uint8_t tag[SM_HOLD_TAG_BYTES], int64_t units)
 static void
 s_drop_clear(s_drop *d)
 {
-    free(d->holds);
+    sm_drop_fold_free(&d->fold);
     free(d->devices.slots);
     free(d->clients.slots);
-    d->holds = NULL;
     d->devices = (s_tags) { 0 };
     d->clients = (s_tags) { 0 };
-    d->nholds = d->cap = 0;
-    d->taken = 0;
     d->built = false;
 }
 
-static s_hold *
-s_hold_of(s_drop *d, uint64_t seq)
-{
-    size_t lo = 0, hi = d->nholds;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (d->holds[mid].seq < seq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < d->nholds && d->holds[lo].seq == seq ? &d->holds[lo] : NULL;
-}
-
-/*  A hold's units taken (sign 1) or given back (sign -1).                  */
-static int
-s_hold_count(s_drop *d, const s_hold *h, int sign)
-{
-    int rc = 0;
-    d->taken = (uint64_t) ((int64_t) d->taken + sign * (int64_t) h->qty);
-    if (h->has_device)
-        rc = s_tag_add(&d->devices, h->device, sign * (int64_t) h->qty);
-    if (rc == 0 && h->has_client)
-        rc = s_tag_add(&d->clients, h->client, sign * (int64_t) h->qty);
-    return rc;
-}
-
-/*  One entry of the stall's log, for drop d: as sm_drop_ledger counts it. */
+/*  One entry of the stall's log, for drop d, as sm_drop_ledger counts it;
+    the units its hold's shopper holds (or got back) by tag.               */
 static int
 s_drop_fold(s_drop *d, const sm_entry *e, uint64_t seq)
 {
     sm_drop_take t;
-    if (!sm_drop_take_of(&d->d, e, seq, &t))
-        return 0;
-    if (t.kind == SM_KIND_RELEASE) {
-        s_hold *h = s_hold_of(d, t.hold_seq);
-        return h ? s_hold_count(d, h, -1) : 0;
-    }
-    if (t.kind == SM_KIND_SALE) {
-        s_hold *h = t.hold_seq ? s_hold_of(d, t.hold_seq) : NULL;
-        uint32_t held = h ? h->qty : 0;
-        if (t.qty > held)
-            d->taken += t.qty - held;
-        return 0;
-    }
-    if (d->nholds == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 64;
-        void *p = realloc(d->holds, cap * sizeof *d->holds);
-        if (!p)
-            return SM_ENOMEM;
-        d->holds = p;
-        d->cap = cap;
-    }
-    s_hold *h = &d->holds[d->nholds++];
-    h->seq = seq;
-    h->qty = t.qty;
-    h->has_device = t.has_device;
-    h->has_client = t.has_client;
-    memcpy(h->device, t.device, SM_HOLD_TAG_BYTES);
-    memcpy(h->client, t.client, SM_HOLD_TAG_BYTES);
-    return s_hold_count(d, h, 1);
+    const sm_held *h;
+    int rc = sm_drop_fold_entry(&d->fold, &d->d, e, seq, &t, &h);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 || !h)
+        return 0;               /* none of d's, or a sale: no shopper's units move */
+    int64_t units = t.kind == SM_KIND_HOLD ? (int64_t) h->qty : -(int64_t) h->qty;
+    rc = 0;
+    if (h->has_device)
+        rc = s_tag_add(&d->devices, h->device, units);
+    if (rc == 0 && h->has_client)
+        rc = s_tag_add(&d->clients, h->client, units);
+    return rc;
 }
 
 /* ---- the stall's drops ------------------------------------------------------ */
@@ -410,10 +356,10 @@ s_check_line(s_drop *d, const sm_body *hold, const char *sku, uint32_t qty,
         why->wanted = cli + qty;
         return SM_EDROPLIMIT;
     }
-    if (d->taken + qty > d->d.qty) {
+    if (d->fold.taken + qty > d->d.qty) {
         why->limit = "qty";
         why->max = d->d.qty;
-        why->wanted = d->taken + qty;
+        why->wanted = d->fold.taken + qty;
         return SM_ENOSTOCK;
     }
     return 0;
