@@ -158,8 +158,6 @@ s_engine_hold_check(void *arg, const sm_body *hold, uint64_t now_ms)
 static int
 s_append(sm_policy *self, sm_policy_write *w, uint64_t now_ms)
 {
-    memset(&w->hold_why, 0, sizeof w->hold_why);
-    memset(&w->drop_why, 0, sizeof w->drop_why);
     if (w->body.kind == SM_KIND_HOLD && !w->uncapped) {
         int rc = s_shopper_limits(self, &w->body, now_ms, &w->hold_why);
         if (rc == 0)
@@ -381,7 +379,11 @@ sm_policy_batch(sm_policy *self, sm_policy_write *w, size_t n, uint64_t now_ms,
     int rc = s_begin(self);
     size_t ok = 0;
     for (size_t i = 0; i < n; i++) {
+        /* The caller's array may be reused from batch to batch (core.c):
+           no refusal of an earlier write may stay on a forwarded one. */
         w[i].seq = 0;
+        memset(&w[i].hold_why, 0, sizeof w[i].hold_why);
+        memset(&w[i].drop_why, 0, sizeof w[i].drop_why);
         if (w[i].forward)
             w[i].rc = SM_ESTATE;       /* not appended here: forwarded below */
         else if (rc != 0)

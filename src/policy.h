@@ -90,7 +90,8 @@
                                               after the first */
 
 /*  One write.  The caller fills body (and forward, at, tag); the policy
-    fills rc and seq before it hands the write back to opts.answer.          */
+    fills rc, seq and the refusals (hold_why, drop_why) before it hands the
+    write back to opts.answer.                                               */
 typedef struct {
     sm_body body;              /* the entry; a forwarded hold's expires_ms is
                                   set from the stall's answer */

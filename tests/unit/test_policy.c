@@ -618,6 +618,13 @@ test_policy_shopper_limits_in_one_batch(void **state)
     assert_over_limit(&w[5], "per_device", 3, 4);
     assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 24);   /* 3 holds of 2 */
     assert_int_equal(units_at(f->l[0], "cup", &f->id[0].pub), 30);
+    /* The refused write's struct reused for a hold forwarded to a stall out
+       of reach (the core reuses its batch array): no refusal stays on it. */
+    w[1].forward = true;
+    memset(w[1].at.b, 0x77, SM_KEY_BYTES);
+    sm_policy_batch(f->p[0], &w[1], 1, f->now, f->mono);
+    assert_int_equal(w[1].rc, SM_EUNREACHABLE);
+    assert_null(w[1].hold_why.limit);
     /* Staff hold for device 1 (uncapped: 4 held), then device 1 cancels
        its own: 2 held, so 1 more passes and a second 1 does not. */
     sm_policy_write staff = shopper_hold(2, exp, 1, 0);
