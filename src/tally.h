@@ -21,9 +21,10 @@
     Not an LMDB table because the tallies are derived from the log alone,
     are needed only by the one thread that appends, and would otherwise add
     a database to the store's format, the digest and every reindex; the
-    cost is one walk per live drop after a restart.  A batch that failed to
-    commit may have been folded: the policy calls sm_tally_reset after any
-    abort or failed commit, and everything is read again from the log.
+    cost is one walk per live drop and one listing of the stall's open
+    holds after a restart.  A batch that failed to commit may have been
+    folded: the policy calls sm_tally_reset after any abort or failed
+    commit, and everything is read again from the log.
 
     Single-threaded: the thread that owns the ledger's writes.             */
 #ifndef SM_TALLY_H
