@@ -6,7 +6,8 @@
 # A market of two stalls, A (the organiser) and B, started with mesh
 # listeners on 127.0.0.1 and driven through their JSON APIs with curl, from
 # several loopback source addresses (127.0.0.x) as different phones.  It
-# checks: each [holds] limit refused with 409 hold_limit naming it; a hold
+# checks: each [holds] limit refused with 409 hold_limit naming it (one
+# device's holds sent at once as well: the write policy's); a hold
 # of several lines sold from the till by its id sells exactly its lines,
 # once (a second sale is 409 hold_sold); an expired hold's sale is 409
 # hold_expired; holds at A, refused or not, of any size, never change B's
@@ -107,7 +108,7 @@ rush_pids=()
 for i in $(seq 0 7); do
     curl -s -o "$TMP/rush.$i" -w '%{http_code}' --max-time 10 --interface "127.0.0.$((30 + i))" \
         -H 'Content-Type: application/json' --data '{"lines":[{"sku":"hat","qty":2}],"device":"rush"}' \
-        "http://127.0.0.1:${HP[A]}/api/holds" >"$TMP/rush.$i.status" &
+        "$(url A)/api/holds" >"$TMP/rush.$i.status" &
     rush_pids+=($!)
 done
 wait "${rush_pids[@]}"
