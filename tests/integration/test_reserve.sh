@@ -6,7 +6,8 @@
 # A market of two stalls, A (the organiser) and B, started with mesh
 # listeners on 127.0.0.1 and driven through their JSON APIs with curl, from
 # several loopback source addresses (127.0.0.x) as different phones.  It
-# checks: each [holds] limit refused with 409 hold_limit naming it; a hold
+# checks: each [holds] limit refused with 409 hold_limit naming it (one
+# device's holds sent at once as well: the write policy's); a hold
 # of several lines sold from the till by its id sells exactly its lines,
 # once (a second sale is 409 hold_sold); an expired hold's sale is 409
 # hold_expired; holds at A, refused or not, of any size, never change B's
@@ -98,6 +99,30 @@ check "one address holding 9 with two devices asks 2 more with a third: 409 nami
 call A POST /api/holds '{"lines":[{"sku":"tea","qty":5}]}' 127.0.0.1 yes
 check "the stall's own token is not limited" '[ "$status" = 201 ]'
 call A DELETE "/api/holds/$(js .id)" "" 127.0.0.1 yes
+# Eight holds of 2 from one device at once, from eight addresses: holds
+# submitted together share a batch, where the write policy (not the check
+# before it) refuses what passes the limit, with the same answer.
+call A POST /api/items '{"sku":"hat","name":"hat","price":900}' 127.0.0.1 yes
+call A POST /api/stock/add '{"sku":"hat","qty":30}' 127.0.0.1 yes
+rush_pids=()
+for i in $(seq 0 7); do
+    curl -s -o "$TMP/rush.$i" -w '%{http_code}' --max-time 10 --interface "127.0.0.$((30 + i))" \
+        -H 'Content-Type: application/json' --data '{"lines":[{"sku":"hat","qty":2}],"device":"rush"}' \
+        "$(url A)/api/holds" >"$TMP/rush.$i.status" &
+    rush_pids+=($!)
+done
+wait "${rush_pids[@]}"
+rush_ok=0 rush_409=0
+for i in $(seq 0 7); do
+    case "$(cat "$TMP/rush.$i.status")" in
+    201) rush_ok=$((rush_ok + 1)) ;;
+    409) [ "$(jq -r '"\(.error) \(.limit) \(.max) \(.wanted)"' "$TMP/rush.$i")" = "hold_limit per_device 10 12" ] \
+             && rush_409=$((rush_409 + 1)) ;;
+    esac
+done
+body="201: $rush_ok, 409 per_device: $rush_409"
+check "one device's 8 holds of 2 at once: 5 held, 3 refused 409 hold_limit per_device (10, 12 wanted)" \
+    '[ "$rush_ok" = 5 ] && [ "$rush_409" = 3 ] && [ "$(units A hat "$A_ID")" = 20 ]'
 
 # ---- a hold sold by its id ---------------------------------------------------------
 call A POST /api/holds '{"lines":[{"sku":"pen","qty":2},{"sku":"jam","qty":1}],"device":"s1"}' 127.0.0.6
