@@ -14,6 +14,9 @@
     - units asks, a short sale's or rebalancing's, never take the giver
       below its floor: after the stock.move it appends, it holds at least
       its units_floor of that sku.
+    At every write a node's policy answered with success: the drops'
+    invariants (sim_check_drop_write) and the shoppers' limits
+    (sim_check_hold_limits).
     Units are conserved: moved out = moved in (above) and the model check's
     market units = added - removed.
 
@@ -53,6 +56,7 @@
 #include <string.h>
 
 #include "drop.h"
+#include "reserve.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 
@@ -590,6 +594,30 @@ sim_check_drop_write(sim_world *w, sim_node *nd, const sm_body *b, uint64_t seq)
                      skus[i], (unsigned long long) dev, (unsigned long long) cli,
                      a.live.per_shopper, (unsigned long long) taken, a.live.qty);
     }
+}
+
+/*  Invariant at each hold a stall's policy appended with success: no
+    device and no address holds more than the stall's [holds] per_device
+    and per_address (SIM_HOLD_PER_DEVICE, SIM_HOLD_PER_ADDRESS) by its open
+    holds not expired by the stall's clock, this one's lines included:
+    counted by a walk of the open holds in its store (sm_reserve_usage, as
+    the web thread counts before the batch), not the policy's tallies.  A
+    whole batch is appended before any of it is answered, so the holds
+    after this one in its batch count too, and they were checked as well. */
+void
+sim_check_hold_limits(sim_world *w, sim_node *nd, const sm_body *b, uint64_t seq)
+{
+    if (b->kind != SM_KIND_HOLD || (!b->u.hold.has_device && !b->u.hold.has_client))
+        return;
+    uint64_t dev = 0, cli = 0;
+    if (sm_reserve_usage(nd->ledger, &nd->id.pub, b, sim_node_now(w, nd), &dev, &cli, NULL, 0,
+                         NULL) != 0)
+        return;
+    if (dev > SIM_HOLD_PER_DEVICE || cli > SIM_HOLD_PER_ADDRESS)
+        sim_fail(w, "node %d: hold %llu past a shopper's limits: its device holds %llu "
+                 "(per_device %u), its address %llu (per_address %u)", nd->index,
+                 (unsigned long long) seq, (unsigned long long) dev, SIM_HOLD_PER_DEVICE,
+                 (unsigned long long) cli, SIM_HOLD_PER_ADDRESS);
 }
 
 static int

@@ -80,7 +80,9 @@ s_engine(sim_world *w, sim_node *nd)
        peers: they are always known). */
     sm_policy_opts po = { .ledger = nd->ledger, .node = nd->id.pub, .gossip = nd->gossip,
                           .answer = s_answer, .answer_arg = nd,
-                          .rebalance_floor = nd->rebalance_floor, .peers_known = true };
+                          .rebalance_floor = nd->rebalance_floor, .peers_known = true,
+                          .hold_limits = { .per_device = SIM_HOLD_PER_DEVICE,
+                                           .per_address = SIM_HOLD_PER_ADDRESS } };
     if (!(nd->policy = sm_policy_new(&po, w->now, &err))) {
         sim_fail(w, "node %d: cannot start its write policy: %s", nd->index, sm_strerror(err));
         return err;
@@ -432,8 +434,10 @@ s_answer(void *arg, sm_policy_write *pw)
         else
             w->fwd_sent[nd->index]--;
     }
-    if (pw->rc == 0 && !pw->forward)
+    if (pw->rc == 0 && !pw->forward) {
         sim_check_drop_write(w, nd, &pw->body, pw->seq);
+        sim_check_hold_limits(w, nd, &pw->body, pw->seq);
+    }
     sim_workload_answer(w, nd, &req, pw->rc, pw->seq);
 }
 

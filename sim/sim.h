@@ -42,6 +42,8 @@
 #define SIM_QUEUE_MAX        64u        /* client writes waiting for one core */
 #define SIM_BATCH_MAX        16u        /* writes a core groups into one commit */
 #define SIM_REBALANCE_FLOOR  4u         /* rebalancing floor of the nodes that rebalance */
+#define SIM_HOLD_PER_DEVICE  6u         /* [holds] per_device of every node's policy */
+#define SIM_HOLD_PER_ADDRESS 9u         /* [holds] per_address */
 #define SIM_SKUS             6u
 #define SIM_ACKS_MAX         200000u    /* acknowledged sales tracked per run */
 #define SIM_FWD_ENTRIES_MAX  4096u      /* forwarded raffle entries tracked per run */
@@ -416,6 +418,9 @@ void sim_check_asked(sim_world *w, sim_node *nd, int from, int type, bool origin
 /*  Node nd's policy answered write `b` (its seq) with success, at the
     node's clock: check the drops' invariants on its own log (check.c).   */
 void sim_check_drop_write(sim_world *w, sim_node *nd, const sm_body *b, uint64_t seq);
+/*  Node nd's policy appended hold `b` (its seq) on its own log: check the
+    shoppers' limits over its open holds (check.c).                        */
+void sim_check_hold_limits(sim_world *w, sim_node *nd, const sm_body *b, uint64_t seq);
 void sim_sales_hash(const sm_line *lines, uint32_t n, sm_hash *out);
 /* report_check.c: after healing, the organiser's report equals its sales. */
 void sim_check_report(sim_world *w);

@@ -101,6 +101,16 @@ s_submit(sim_world *w, sim_node *nd, int op, const sm_body *body)
     s_submit_at(w, nd, op, body, -1);
 }
 
+/*  A pickup code from the seeded generator.                               */
+static void
+s_hold_code(sim_world *w, sm_body *b)
+{
+    uint8_t rnd[SM_RESERVE_CODE_RAND_BYTES];
+    for (size_t i = 0; i < sizeof rnd; i++)
+        rnd[i] = (uint8_t) sim_below(&w->rng, 256);
+    sm_reserve_code(rnd, b->u.hold.code);
+}
+
 /*  Forget holds this node's store no longer has open (sold, released).  */
 static void
 s_prune_holds(sim_node *nd)
@@ -192,10 +202,20 @@ sim_workload_client(sim_world *w, sim_node *nd)
                 s_set(l->sku, sizeof l->sku, sku);
                 l->qty = (uint32_t) sim_range(&w->rng, 1, 2);
             }
-            uint8_t rnd[SM_RESERVE_CODE_RAND_BYTES];
-            for (size_t i = 0; i < sizeof rnd; i++)
-                rnd[i] = (uint8_t) sim_below(&w->rng, 256);
-            sm_reserve_code(rnd, b.u.hold.code);
+            s_hold_code(w, &b);
+            /* From one of two phones behind one address, reserving again
+               before the last ran out, or tapping Reserve twice (both in
+               one batch): the stall's limits per device and per address
+               (SIM_HOLD_PER_DEVICE, _ADDRESS) are met, within a batch too. */
+            b.u.hold.has_device = b.u.hold.has_client = true;
+            memset(b.u.hold.device, 0x40 + (int) sim_below(&w->rng, 2), SM_HOLD_TAG_BYTES);
+            memset(b.u.hold.client, 0x40, SM_HOLD_TAG_BYTES);
+            b.u.hold.device[0] = b.u.hold.client[0] = (uint8_t) nd->index;
+            if (sim_chance(&w->rng, 300)) {
+                sm_body again = b;
+                s_hold_code(w, &again);
+                s_submit(w, nd, SIM_OP_HOLD, &again);
+            }
         }
     } else if (pick < 70) {
         if (!nd->has_sold_hold)

@@ -1187,6 +1187,10 @@ s_hold_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, uint64_t now_ms,
     uint64_t dev = 0, cli = 0;
     if (!s_hold_code(self, r, now_ms, b, &dev, &cli))
         return false;
+    /* Its size, and what its device and address hold already: refused here
+       at once.  The write policy checks per_device and per_address again at
+       append (tally.h), counting the holds of the same batch this read of
+       the store cannot see. */
     sm_reserve_refusal why;
     if (!w->authorized && sm_reserve_check(&self->hold_limits, b, dev, cli, &why) != 0) {
         s_hold_limit(r, &why);
@@ -1456,7 +1460,9 @@ sm_api_finish(sm_api *self, sm_core_req *write, uint64_t now_ms,
     memset(resp, 0, sizeof *resp);
     const s_kind *k = w->kind;
     int rc = w->req.rc;
-    if (rc != 0 && w->req.drop_why.limit)
+    if (rc == SM_EHOLDLIMIT && w->req.hold_why.limit)
+        s_hold_limit(resp, &w->req.hold_why);   /* as the check before the core */
+    else if (rc != 0 && w->req.drop_why.limit)
         sm__api_drop_refused(resp, rc, &w->req.drop_why);   /* api_drop.c */
     else if (rc == 0)
         k->ok(self, w, resp);

@@ -512,7 +512,8 @@ sm__cmd_run(sm__cli *cli, int argc, char **argv)
         sm_log_info("run: no mesh listener and no peers: this node works alone");
     sm_core_opts copts = { .ledger = ledger, .node = id.pub, .metrics = metrics,
                            .wake = s_wake, .mesh = &mopts, .allow_fresh = o.allow_fresh,
-                           .rebalance_floor = cfg.rebalance_floor, .mirror = cfg.mirror };
+                           .rebalance_floor = cfg.rebalance_floor, .mirror = cfg.mirror,
+                           .hold_limits = mopts.hold_limits };
     if (!(core = sm_core_new(&copts, &rc))) {
         sm__cli_error("cannot start the core: %s", sm_strerror(rc));
         goto done;

@@ -287,6 +287,14 @@ s_pack_bin(msgpack_packer *pk, const uint8_t *b, size_t n)
     return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, b, n);
 }
 
+/*  A shopper's tag: its SM_HOLD_TAG_BYTES, or an empty bin when absent (a
+    hold's and a raffle entry's, in the log and on the wire alike).        */
+static int
+s_pack_tag(msgpack_packer *pk, const uint8_t tag[SM_HOLD_TAG_BYTES], bool present)
+{
+    return s_pack_bin(pk, tag, present ? SM_HOLD_TAG_BYTES : 0);
+}
+
 /*  True when a hold needs the long form [sku, qty, expires_ms, code, more,
     device, client]: the short form [sku, qty, expires_ms] is canonical for
     a hold with none of those.                                              */
@@ -367,8 +375,8 @@ s_pack_body(msgpack_packer *pk, const sm_body *b)
             bad |= s_pack_str(pk, b->u.hold.more[i].sku);
             bad |= msgpack_pack_uint64(pk, b->u.hold.more[i].qty);
         }
-        bad |= s_pack_bin(pk, b->u.hold.device, b->u.hold.has_device ? SM_HOLD_TAG_BYTES : 0);
-        bad |= s_pack_bin(pk, b->u.hold.client, b->u.hold.has_client ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_tag(pk, b->u.hold.device, b->u.hold.has_device);
+        bad |= s_pack_tag(pk, b->u.hold.client, b->u.hold.has_client);
         break;
     }
     case SM_KIND_RELEASE:
@@ -399,9 +407,8 @@ s_pack_body(msgpack_packer *pk, const sm_body *b)
         bad |= msgpack_pack_array(pk, 4);
         bad |= s_pack_bin(pk, b->u.raffle_entry.drop_origin.b, SM_KEY_BYTES);
         bad |= msgpack_pack_uint64(pk, b->u.raffle_entry.drop_seq);
-        bad |= s_pack_bin(pk, b->u.raffle_entry.device, SM_HOLD_TAG_BYTES);
-        bad |= s_pack_bin(pk, b->u.raffle_entry.client,
-                          b->u.raffle_entry.has_client ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_tag(pk, b->u.raffle_entry.device, true);
+        bad |= s_pack_tag(pk, b->u.raffle_entry.client, b->u.raffle_entry.has_client);
         break;
     case SM_KIND_RAFFLE_DRAW:
         bad |= msgpack_pack_array(pk, 4);
@@ -1023,6 +1030,16 @@ s_wire_run(uint64_t first, uint64_t count)
     return s_wire_seq(first) && count - 1 <= SM_SEQ_MAX - first;
 }
 
+/*  The answer of a HOLD_DONE or an ENTRY_DONE: done (code 0) with a seq, or
+    a refusal of at most `max` (as -code) with none.                        */
+static bool
+s_wire_done(int code, uint64_t seq, uint32_t max)
+{
+    if (code == 0)
+        return s_wire_seq(seq);
+    return code < 0 && code >= -(int)max && seq == 0;
+}
+
 /*  An entry as it travels: 1..SM_ENTRY_BYTES_MAX bytes (the signature is a
     fixed array).  SM_ETOOBIG or SM_EMALFORMED.                              */
 static int
@@ -1130,23 +1147,16 @@ s_wire_valid(const sm_wire_msg *m)
         return s_wire_text(m->u.hold_ask.code, sizeof m->u.hold_ask.code, 0,
                            SM_HOLD_CODE_BYTES_MAX);
     case SM_MSG_HOLD_DONE:
-        if (m->u.hold_done.code == 0)
-            return s_wire_seq(m->u.hold_done.seq) && m->u.hold_done.expires_ms >= 1
-                   ? 0 : SM_EMALFORMED;
-        if (m->u.hold_done.code > 0 || m->u.hold_done.code < -(int)SM_WIRE_REFUSAL_MAX
-            || m->u.hold_done.seq != 0 || m->u.hold_done.expires_ms != 0)
-            return SM_EMALFORMED;
-        return 0;
+        /* held: its expiry with its seq; refused: neither */
+        return s_wire_done(m->u.hold_done.code, m->u.hold_done.seq, SM_WIRE_REFUSAL_MAX)
+               && (m->u.hold_done.code == 0 ? m->u.hold_done.expires_ms >= 1
+                                            : m->u.hold_done.expires_ms == 0)
+               ? 0 : SM_EMALFORMED;
     case SM_MSG_ENTRY_ASK:
         return s_wire_seq(m->u.entry_ask.drop_seq) ? 0 : SM_EMALFORMED;
     case SM_MSG_ENTRY_DONE:
-        if (m->u.entry_done.code == 0)
-            return s_wire_seq(m->u.entry_done.seq) ? 0 : SM_EMALFORMED;
-        if (m->u.entry_done.code > 0
-            || m->u.entry_done.code < -(int)SM_WIRE_ENTRY_REFUSAL_MAX
-            || m->u.entry_done.seq != 0)
-            return SM_EMALFORMED;
-        return 0;
+        return s_wire_done(m->u.entry_done.code, m->u.entry_done.seq,
+                           SM_WIRE_ENTRY_REFUSAL_MAX) ? 0 : SM_EMALFORMED;
     case SM_MSG_FORK:
         if (!s_wire_seq(m->u.fork.seq))
             return SM_EMALFORMED;
@@ -1168,6 +1178,17 @@ s_pack_signed(msgpack_packer *pk, const sm_signed *s)
 {
     return msgpack_pack_array(pk, 2) | s_pack_bin(pk, s->bytes, s->len) |
            s_pack_bin(pk, s->sig, SM_SIG_BYTES);
+}
+
+/*  Pack the answer to a HOLD_ASK or an ENTRY_ASK up to its seq: req_id,
+    the refusal (-code, 0 = done) and the seq.                              */
+static int
+s_pack_done(msgpack_packer *pk, uint64_t req_id, int code, uint64_t seq)
+{
+    int bad = msgpack_pack_uint64(pk, req_id);
+    bad |= msgpack_pack_uint64(pk, (uint64_t)(-(int64_t)code));
+    bad |= msgpack_pack_uint64(pk, seq);
+    return bad;
 }
 
 /*  Pack a message that s_wire_valid accepted.  Non-zero if the writer
@@ -1230,10 +1251,8 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
         bad |= s_pack_str(pk, m->u.hold_ask.sku);
         bad |= msgpack_pack_uint64(pk, m->u.hold_ask.qty);
         bad |= s_pack_str(pk, m->u.hold_ask.code);
-        bad |= s_pack_bin(pk, m->u.hold_ask.device,
-                          m->u.hold_ask.has_device ? SM_HOLD_TAG_BYTES : 0);
-        bad |= s_pack_bin(pk, m->u.hold_ask.client,
-                          m->u.hold_ask.has_client ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_tag(pk, m->u.hold_ask.device, m->u.hold_ask.has_device);
+        bad |= s_pack_tag(pk, m->u.hold_ask.client, m->u.hold_ask.has_client);
         bad |= msgpack_pack_array(pk, m->u.hold_ask.more_count);
         for (uint32_t i = 0; i < m->u.hold_ask.more_count && !bad; i++) {
             bad |= msgpack_pack_array(pk, 2);
@@ -1242,23 +1261,19 @@ s_wire_pack(msgpack_packer *pk, const sm_wire_msg *m)
         }
         break;
     case SM_MSG_HOLD_DONE:
-        bad |= msgpack_pack_uint64(pk, m->u.hold_done.req_id);
-        bad |= msgpack_pack_uint64(pk, (uint64_t)(-(int64_t)m->u.hold_done.code));
-        bad |= msgpack_pack_uint64(pk, m->u.hold_done.seq);
+        bad |= s_pack_done(pk, m->u.hold_done.req_id, m->u.hold_done.code, m->u.hold_done.seq);
         bad |= msgpack_pack_uint64(pk, m->u.hold_done.expires_ms);
         break;
     case SM_MSG_ENTRY_ASK:
         bad |= msgpack_pack_uint64(pk, m->u.entry_ask.req_id);
         bad |= s_pack_bin(pk, m->u.entry_ask.drop_origin.b, SM_KEY_BYTES);
         bad |= msgpack_pack_uint64(pk, m->u.entry_ask.drop_seq);
-        bad |= s_pack_bin(pk, m->u.entry_ask.device, SM_HOLD_TAG_BYTES);
-        bad |= s_pack_bin(pk, m->u.entry_ask.client,
-                          m->u.entry_ask.has_client ? SM_HOLD_TAG_BYTES : 0);
+        bad |= s_pack_tag(pk, m->u.entry_ask.device, true);
+        bad |= s_pack_tag(pk, m->u.entry_ask.client, m->u.entry_ask.has_client);
         break;
     case SM_MSG_ENTRY_DONE:
-        bad |= msgpack_pack_uint64(pk, m->u.entry_done.req_id);
-        bad |= msgpack_pack_uint64(pk, (uint64_t)(-(int64_t)m->u.entry_done.code));
-        bad |= msgpack_pack_uint64(pk, m->u.entry_done.seq);
+        bad |= s_pack_done(pk, m->u.entry_done.req_id, m->u.entry_done.code,
+                           m->u.entry_done.seq);
         break;
     case SM_MSG_FORK:
         bad |= s_pack_bin(pk, m->u.fork.origin.b, SM_KEY_BYTES);
@@ -1483,6 +1498,21 @@ s_rd_tag(s_reader *r, uint8_t *dst, bool *present)
     return 0;
 }
 
+/*  The answer of a HOLD_DONE or an ENTRY_DONE up to its seq: req_id, a
+    refusal of at most `max` (kept as -code) and the seq.                   */
+static int
+s_rd_done(s_reader *r, uint64_t max, uint64_t *req_id, int *code, uint64_t *seq)
+{
+    uint64_t v;
+    int rc;
+    if ((rc = s_rd_uint(r, req_id)) != 0 || (rc = s_rd_uint(r, &v)) != 0)
+        return rc;
+    if (v > max)
+        return SM_EMALFORMED;
+    *code = -(int)v;
+    return s_rd_uint(r, seq);
+}
+
 /*  [entry bin, sig bin64]; the entry's bytes are borrowed from the input. */
 static int
 s_rd_signed(s_reader *r, sm_signed *out)
@@ -1635,14 +1665,9 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         m->u.hold_ask.more_count = n;
         return 0;
     case SM_MSG_HOLD_DONE:
-        S_TRY(s_rd_uint(r, &m->u.hold_done.req_id));
-        S_TRY(s_rd_uint(r, &v));
-        if (v > SM_WIRE_REFUSAL_MAX)
-            return SM_EMALFORMED;
-        m->u.hold_done.code = -(int)v;
-        S_TRY(s_rd_uint(r, &m->u.hold_done.seq));
-        S_TRY(s_rd_uint(r, &m->u.hold_done.expires_ms));
-        return 0;
+        S_TRY(s_rd_done(r, SM_WIRE_REFUSAL_MAX, &m->u.hold_done.req_id, &m->u.hold_done.code,
+                        &m->u.hold_done.seq));
+        return s_rd_uint(r, &m->u.hold_done.expires_ms);
     case SM_MSG_ENTRY_ASK: {
         bool has_device;
         S_TRY(s_rd_uint(r, &m->u.entry_ask.req_id));
@@ -1654,13 +1679,8 @@ s_rd_body(s_reader *r, sm_wire_space *space, sm_wire_msg *m)
         return s_rd_tag(r, m->u.entry_ask.client, &m->u.entry_ask.has_client);
     }
     case SM_MSG_ENTRY_DONE:
-        S_TRY(s_rd_uint(r, &m->u.entry_done.req_id));
-        S_TRY(s_rd_uint(r, &v));
-        if (v > SM_WIRE_ENTRY_REFUSAL_MAX)
-            return SM_EMALFORMED;
-        m->u.entry_done.code = -(int)v;
-        S_TRY(s_rd_uint(r, &m->u.entry_done.seq));
-        return 0;
+        return s_rd_done(r, SM_WIRE_ENTRY_REFUSAL_MAX, &m->u.entry_done.req_id,
+                         &m->u.entry_done.code, &m->u.entry_done.seq);
     case SM_MSG_FORK:
         S_TRY(s_rd_fixed(r, m->u.fork.origin.b, SM_KEY_BYTES));
         S_TRY(s_rd_uint(r, &m->u.fork.seq));

@@ -262,6 +262,7 @@ s_policy_answer(void *arg, sm_policy_write *w)
     sm_core_req *req = p->req;
     req->rc = w->rc;
     req->seq = w->seq;
+    req->hold_why = w->hold_why;
     req->drop_why = w->drop_why;
     if (req->forward && w->rc == 0 && req->body.kind == SM_KIND_HOLD)
         req->body.u.hold.expires_ms = w->body.u.hold.expires_ms;
@@ -362,6 +363,7 @@ s_thread_start(sm_core *self, void **router_out)
         .metrics = self->opts.metrics, .answer = s_policy_answer, .answer_arg = self,
         .units_wait_ms = self->opts.units_wait_ms,
         .rebalance_floor = self->opts.rebalance_floor,
+        .hold_limits = self->opts.hold_limits,
         .allow_fresh = self->opts.allow_fresh,
         .mirror = self->opts.mirror,
     };

@@ -54,6 +54,8 @@ typedef struct {
                                   peers to move some here; 0 = SM_UNITS_WAIT_MS */
     uint32_t rebalance_floor;  /* keep at least this many units of each sku
                                   here, asking peers that have more; 0 = off */
+    sm_reserve_limits hold_limits; /* [holds]: the shopper's limits the write
+                                  policy checks at append; 0 = each default */
     bool mirror;               /* a read-only mirror (run --mirror): never
                                   appends to its own log (local writes are
                                   refused SM_EREADONLY but forwarded holds

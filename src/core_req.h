@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "drop.h"
+#include "reserve.h"
 #include "stallmesh/entry.h"
 
 /*  One write.  The submitter fills `body` (and its own fields); the core
@@ -29,8 +30,10 @@ typedef struct {
                                   not in session; SM_ETIMEOUT: no answer within
                                   SM_HOLD_FWD_WAIT_MS (the hold may exist there) */
     sm_id at;
-    bool uncapped;             /* a hold by the stall's staff: no first-come
-                                  drop caps (policy.h) */
+    bool uncapped;             /* a hold by the stall's staff: no shopper's
+                                  limits, no first-come drop caps (policy.h) */
+    sm_reserve_refusal hold_why;   /* set by the core: a hold refused by a
+                                  shopper's limits (limit non-NULL) */
     sm_drop_refusal drop_why;  /* set by the core: a hold refused by a
                                   first-come drop's caps (limit non-NULL) */
 } sm_core_req;

@@ -817,36 +817,41 @@ done:
 
 /* ---- a drop's ledger --------------------------------------------------- */
 
-typedef struct {
-    const sm_drop *d;
-    const uint8_t *device, *client;
-    sm_drop_take_fn cb;
-    void *arg;
-    uint64_t from_ms;
-    sm_entry e;
-    uint64_t taken, device_units, client_units;
-    /* Holds seen (seq ascending): their units of the sku, and whose. */
-    struct { uint64_t seq; uint32_t qty; uint8_t who; } *holds;
-    size_t nholds, cap;
-    size_t count;
-    int err;
-} s_walk;
-
-#define S_WHO_DEVICE 1u
-#define S_WHO_CLIENT 2u
-
-static size_t
-s_hold_find(const s_walk *w, uint64_t seq)
+int
+sm_held_push(sm_held_list *l, const sm_held *h)
 {
-    size_t lo = 0, hi = w->nholds;
+    assert(l && h && (l->n == 0 || l->v[l->n - 1].seq < h->seq));
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->v, cap * sizeof *l->v);
+        if (!p)
+            return SM_ENOMEM;
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *h;
+    return 0;
+}
+
+sm_held *
+sm_held_find(const sm_held_list *l, uint64_t seq)
+{
+    size_t lo = 0, hi = l->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (w->holds[mid].seq < seq)
+        if (l->v[mid].seq < seq)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < w->nholds && w->holds[lo].seq == seq ? lo : SIZE_MAX;
+    return lo < l->n && l->v[lo].seq == seq ? &l->v[lo] : NULL;
+}
+
+void
+sm_held_free(sm_held_list *l)
+{
+    free(l->v);
+    *l = (sm_held_list) { 0 };
 }
 
 bool
@@ -886,35 +891,59 @@ sm_drop_take_of(const sm_drop *d, const sm_entry *e, uint64_t seq, sm_drop_take 
     return t->qty > 0;
 }
 
-static int
-s_walk_hold(s_walk *w, const sm_drop_take *t)
+int
+sm_drop_fold_entry(sm_drop_fold *f, const sm_drop *d, const sm_entry *e, uint64_t seq,
+                   sm_drop_take *t, const sm_held **held)
 {
-    uint8_t who = 0;
-    if (w->device && t->has_device && memcmp(t->device, w->device, SM_HOLD_TAG_BYTES) == 0)
-        who |= S_WHO_DEVICE;
-    if (w->client && t->has_client && memcmp(t->client, w->client, SM_HOLD_TAG_BYTES) == 0)
-        who |= S_WHO_CLIENT;
-    if (w->nholds == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 256;
-        void *p = realloc(w->holds, cap * sizeof *w->holds);
-        if (!p) {
-            w->err = SM_ENOMEM;
-            return 1;
-        }
-        w->holds = p;
-        w->cap = cap;
+    assert(f && d && e && t && held);
+    *held = NULL;
+    if (!sm_drop_take_of(d, e, seq, t))
+        return 0;
+    if (t->kind == SM_KIND_HOLD) {
+        sm_held h = { .seq = seq, .qty = t->qty, .expires_ms = t->expires_ms,
+                      .has_device = t->has_device, .has_client = t->has_client };
+        memcpy(h.device, t->device, SM_HOLD_TAG_BYTES);
+        memcpy(h.client, t->client, SM_HOLD_TAG_BYTES);
+        int rc = sm_held_push(&f->holds, &h);
+        if (rc != 0)
+            return rc;
+        f->taken += t->qty;
+        *held = &f->holds.v[f->holds.n - 1];
+        return 1;
     }
-    w->holds[w->nholds].seq = t->seq;
-    w->holds[w->nholds].qty = t->qty;
-    w->holds[w->nholds].who = who;
-    w->nholds++;
-    w->taken += t->qty;
-    if (who & S_WHO_DEVICE)
-        w->device_units += t->qty;
-    if (who & S_WHO_CLIENT)
-        w->client_units += t->qty;
-    return 0;
+    const sm_held *h = t->hold_seq ? sm_held_find(&f->holds, t->hold_seq) : NULL;
+    if (t->kind == SM_KIND_RELEASE) {
+        if (!h)
+            return 0;               /* not one of d's holds */
+        t->qty = h->qty;
+        f->taken -= h->qty;
+        *held = h;
+        return 1;
+    }
+    uint32_t was_held = h ? h->qty : 0;
+    if (t->qty > was_held)
+        f->taken += t->qty - was_held;
+    return 1;
 }
+
+void
+sm_drop_fold_free(sm_drop_fold *f)
+{
+    sm_held_free(&f->holds);
+    f->taken = 0;
+}
+
+typedef struct {
+    const sm_drop *d;
+    const uint8_t *device, *client;
+    sm_drop_take_fn cb;
+    void *arg;
+    sm_entry e;
+    sm_drop_fold fold;
+    uint64_t device_units, client_units;
+    size_t count;
+    int err;
+} s_walk;
 
 static int
 s_walk_each(const sm_signed *s, uint64_t seq, void *arg)
@@ -923,26 +952,28 @@ s_walk_each(const sm_signed *s, uint64_t seq, void *arg)
     if (sm_entry_decode(s->bytes, s->len, &w->e) != 0)
         return 0;
     sm_drop_take t;
-    if (!sm_drop_take_of(w->d, &w->e, seq, &t))
+    const sm_held *h;
+    int rc = sm_drop_fold_entry(&w->fold, w->d, &w->e, seq, &t, &h);
+    if (rc < 0) {
+        w->err = rc;
+        return 1;
+    }
+    if (rc == 0)
         return 0;
-    if (t.kind == SM_KIND_HOLD) {
-        if (s_walk_hold(w, &t) != 0)
-            return 1;
-    } else if (t.kind == SM_KIND_RELEASE) {
-        size_t at = s_hold_find(w, t.hold_seq);
-        if (at == SIZE_MAX)
-            return 0;
-        t.qty = w->holds[at].qty;
-        w->taken -= t.qty;
-        if (w->holds[at].who & S_WHO_DEVICE)
-            w->device_units -= t.qty;
-        if (w->holds[at].who & S_WHO_CLIENT)
-            w->client_units -= t.qty;
-    } else {
-        size_t at = t.hold_seq ? s_hold_find(w, t.hold_seq) : SIZE_MAX;
-        uint32_t held = at == SIZE_MAX ? 0 : w->holds[at].qty;
-        if (t.qty > held)
-            w->taken += t.qty - held;
+    if (h) {
+        /* Units the device and the address asked about now hold (a hold)
+           or got back (a release). */
+        bool dev = w->device && h->has_device
+                   && memcmp(h->device, w->device, SM_HOLD_TAG_BYTES) == 0;
+        bool cli = w->client && h->has_client
+                   && memcmp(h->client, w->client, SM_HOLD_TAG_BYTES) == 0;
+        if (t.kind == SM_KIND_HOLD) {
+            w->device_units += dev ? h->qty : 0;
+            w->client_units += cli ? h->qty : 0;
+        } else {
+            w->device_units -= dev ? h->qty : 0;
+            w->client_units -= cli ? h->qty : 0;
+        }
     }
     sm_entry_hash(s->bytes, s->len, &t.hash);
     if (++w->count > SM_DROP_LEDGER_MAX)
@@ -965,17 +996,16 @@ sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device, const uint
     w->client = client;
     w->cb = cb;
     w->arg = arg;
-    w->from_ms = d->starts_ms;
     int rc = sm_ledger_read(l, &d->origin, d->seq + 1, SIZE_MAX, s_walk_each, w);
     if (rc == 0)
         rc = w->err;
     if (taken)
-        *taken = w->taken;
+        *taken = w->fold.taken;
     if (device_units)
         *device_units = w->device_units;
     if (client_units)
         *client_units = w->client_units;
-    free(w->holds);
+    sm_drop_fold_free(&w->fold);
     free(w);
     return rc;
 }

@@ -159,6 +159,48 @@ int sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device,
     knows whether the hold was one of d's).  t->hash is not set.            */
 bool sm_drop_take_of(const sm_drop *d, const sm_entry *e, uint64_t seq, sm_drop_take *t);
 
+/*  A hold as a fold of a stall's log remembers it: its units (of the drop's
+    sku, or of all its lines), expiry and shopper tags.                     */
+typedef struct {
+    uint64_t seq;
+    uint32_t qty;
+    uint64_t expires_ms;
+    bool has_device, has_client;
+    uint8_t device[SM_HOLD_TAG_BYTES], client[SM_HOLD_TAG_BYTES];
+} sm_held;
+
+/*  Holds in seq order, as the log appends them: a release or a sale finds
+    its hold by binary search.                                              */
+typedef struct {
+    sm_held *v;
+    size_t n, cap;
+} sm_held_list;
+
+/*  Append h (its seq above every other's): 0 or SM_ENOMEM.                 */
+int sm_held_push(sm_held_list *l, const sm_held *h);
+/*  The hold `seq`, or NULL.  Valid until the next push.                    */
+sm_held *sm_held_find(const sm_held_list *l, uint64_t seq);
+void sm_held_free(sm_held_list *l);
+
+/*  A drop's ledger folded one entry at a time: the one rule of what its
+    holds, releases and sales take, which sm_drop_ledger and the first-come
+    tallies (tally.h) both count by.  A hold takes its units of the sku; a
+    release gives its hold's back; a sale takes what its hold (if any) did
+    not already.                                                            */
+typedef struct {
+    uint64_t taken;            /* held or sold, released holds given back */
+    sm_held_list holds;        /* the drop's holds seen */
+} sm_drop_fold;
+
+/*  Fold entry e (seq `seq` of d's stall's log) into f.  1 when it is one of
+    d's, with *t its take (a release's qty: its hold's units) and *held the
+    hold whose units its shopper now holds (a hold) or gives back (a
+    release), NULL for a sale; 0 when it is none of d's (nor a release of
+    one of d's holds); or SM_ENOMEM.  t->hash is not set.                   */
+int sm_drop_fold_entry(sm_drop_fold *f, const sm_drop *d, const sm_entry *e, uint64_t seq,
+                       sm_drop_take *t, const sm_held **held);
+void sm_drop_fold_free(sm_drop_fold *f);
+
 /*  Why a hold was refused by a live first-come drop's caps (tally.h).     */
 typedef struct {
     sm_drop drop;

@@ -2216,7 +2216,10 @@ s_on_hold_done(sm_gossip *self, s_peer *p, const sm_wire_msg *m)
     gets nothing; the flood guard per peer and the budget per entrant are
     the forwarded holds' (SM_EBUSY); an ask delivered again is answered
     from the answers remembered and appends nothing.  (Past those, the
-    ledger's one entry per device makes a second append impossible.)      */
+    ledger's one entry per device makes a second append impossible.)  After
+    a restart, when the answers remembered are gone, an ask whose device
+    and address match an entry this node made is answered with that entry
+    (sm_ledger_raffle_entry_find), as a repeat on the direct route is.      */
 static int
 s_on_entry_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms)
 {
@@ -2246,6 +2249,7 @@ s_on_entry_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
     p->hold_asks++;
     int rc = self->writable ? 0 : SM_ERECOVERING;
     uint64_t seq = 0;
+    bool appended = false;
     if (rc == 0) {
         sm_body e;
         memset(&e, 0, sizeof e);
@@ -2256,10 +2260,27 @@ s_on_entry_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
         e.u.raffle_entry.has_client = m->u.entry_ask.has_client;
         memcpy(e.u.raffle_entry.client, m->u.entry_ask.client, SM_HOLD_TAG_BYTES);
         rc = sm_ledger_append(self->ledger, &e, now_ms, &seq);
+        appended = rc == 0;
+        /* The same device and address already entered through this node
+           (an ask answered before a restart, its answer lost on the way):
+           that entry is the answer, as on the direct route (api_drop.c);
+           another address for the device stays already_entered. */
+        if (rc == SM_EENTERED) {
+            uint64_t was;
+            int frc = sm_ledger_raffle_entry_find(self->ledger, &self->self, &e, &was);
+            if (frc == 0) {
+                sm_log_debug("mesh: entry ask for an entry made already: its entry %llu stands",
+                             (unsigned long long) was);
+                rc = 0;
+                seq = was;
+            } else if (frc != SM_ENOTFOUND) {
+                rc = frc;
+            }
+        }
     }
     if (s_fatal(rc))
         return rc;
-    if (rc == 0)
+    if (appended)
         s_push_origin(self, self->self_oi);
     else
         sm_log_debug("mesh: entry ask not served: %s", sm_strerror(rc));

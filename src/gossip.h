@@ -267,8 +267,9 @@ void sm_gossip_set_writable(sm_gossip *self, bool writable);
 
 /*  A check of a hold the engine is about to append for another node
     (HOLD_ASK), after the shopper limits: 0, or the refusal (SM_EDROPLIMIT
-    is answered as SM_EHOLDLIMIT).  The write policy sets it (a live
-    first-come drop's caps); none is set: no such check.                    */
+    is answered as SM_EHOLDLIMIT).  The write policy sets it (a shopper's
+    per_device and per_address limits over the holds appended before it, a
+    live first-come drop's caps); none is set: no such check.               */
 typedef int (*sm_gossip_hold_check_fn)(void *arg, const sm_body *hold, uint64_t now_ms);
 void sm_gossip_set_hold_check(sm_gossip *self, sm_gossip_hold_check_fn fn, void *arg);
 

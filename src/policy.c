@@ -104,7 +104,27 @@ s_abort(sm_policy *self)
     sm_tally_reset(self->tally);
 }
 
-/* ---- first-come caps ----------------------------------------------------- */
+/* ---- a shopper's limits and first-come caps ------------------------------- */
+
+/*  A hold against the [holds] per_device and per_address limits, counting
+    every hold appended before it (tally.h): the web thread's check
+    (api_write.c) reads the store before the batch, so two holds of one
+    phone in one batch would both pass it; this one is the authority.       */
+static int
+s_shopper_limits(sm_policy *self, const sm_body *hold, uint64_t now_ms,
+                 sm_reserve_refusal *why)
+{
+#if SM_SIM_BUG == 13                   /* planted for sim-selftest: skip a shopper's limits */
+    (void) self; (void) hold; (void) now_ms;
+    memset(why, 0, sizeof *why);
+    return 0;
+#else
+    int rc = sm_tally_check_shopper(self->tally, &self->opts.hold_limits, hold, now_ms, why);
+    if (rc == SM_EHOLDLIMIT)
+        sm_log_debug("policy: hold over the '%s' limit (%u)", why->limit, why->max);
+    return rc;
+#endif
+}
 
 /*  A hold against a live first-come drop's caps, counting every entry
     appended before it (tally.h).                                           */
@@ -128,17 +148,20 @@ s_drop_caps(sm_policy *self, const sm_body *hold, uint64_t now_ms, sm_drop_refus
 static int
 s_engine_hold_check(void *arg, const sm_body *hold, uint64_t now_ms)
 {
+    sm_reserve_refusal limit;
     sm_drop_refusal why;
-    return s_drop_caps(arg, hold, now_ms, &why);
+    int rc = s_shopper_limits(arg, hold, now_ms, &limit);
+    return rc != 0 ? rc : s_drop_caps(arg, hold, now_ms, &why);
 }
 
 /*  Append one local write (not a draw) in the open batch.                  */
 static int
 s_append(sm_policy *self, sm_policy_write *w, uint64_t now_ms)
 {
-    memset(&w->drop_why, 0, sizeof w->drop_why);
     if (w->body.kind == SM_KIND_HOLD && !w->uncapped) {
-        int rc = s_drop_caps(self, &w->body, now_ms, &w->drop_why);
+        int rc = s_shopper_limits(self, &w->body, now_ms, &w->hold_why);
+        if (rc == 0)
+            rc = s_drop_caps(self, &w->body, now_ms, &w->drop_why);
         if (rc != 0)
             return rc;
     }
@@ -356,7 +379,11 @@ sm_policy_batch(sm_policy *self, sm_policy_write *w, size_t n, uint64_t now_ms,
     int rc = s_begin(self);
     size_t ok = 0;
     for (size_t i = 0; i < n; i++) {
+        /* The caller's array may be reused from batch to batch (core.c):
+           no refusal of an earlier write may stay on a forwarded one. */
         w[i].seq = 0;
+        memset(&w[i].hold_why, 0, sizeof w[i].hold_why);
+        memset(&w[i].drop_why, 0, sizeof w[i].drop_why);
         if (w[i].forward)
             w[i].rc = SM_ESTATE;       /* not appended here: forwarded below */
         else if (rc != 0)

@@ -6,6 +6,12 @@
     comes in as arguments), so the node's core thread (core.c) and the
     simulator's nodes (sim/node.c) drive the same code:
 
+    - a shopper's limits: a hold (not uncapped) with a device or client
+      tag is checked, just before it is appended, against the [holds]
+      per_device and per_address limits (opts.hold_limits) over this
+      stall's open holds (tally.h), the same batch's too; the web thread's
+      earlier check cannot see those.  So is a hold the engine appends for
+      another node;
     - first-come caps: a hold (not uncapped) with a line of a live
       first-come drop's sku at this stall is checked, just before it is
       appended, against the drop's tallies (tally.h), which count every
@@ -71,6 +77,7 @@
 #include "drop.h"
 #include "gossip.h"
 #include "metrics.h"
+#include "reserve.h"
 #include "stallmesh/entry.h"
 #include "stallmesh/ledger.h"
 
@@ -83,7 +90,8 @@
                                               after the first */
 
 /*  One write.  The caller fills body (and forward, at, tag); the policy
-    fills rc and seq before it hands the write back to opts.answer.          */
+    fills rc, seq and the refusals (hold_why, drop_why) before it hands the
+    write back to opts.answer.                                               */
 typedef struct {
     sm_body body;              /* the entry; a forwarded hold's expires_ms is
                                   set from the stall's answer */
@@ -93,9 +101,12 @@ typedef struct {
                                   SM_ETIMEOUT: no answer in SM_HOLD_FWD_WAIT_MS */
     sm_id at;
     bool uncapped;             /* a hold by the stall's own staff (a token):
-                                  not held to a first-come drop's caps */
+                                  not held to a shopper's limits nor to a
+                                  first-come drop's caps */
     int rc;                    /* 0, SM_EEXIST (a repeated external id: seq is
                                   the first sale's), or the refusal */
+    sm_reserve_refusal hold_why;   /* a hold refused by a shopper's limits
+                                  (SM_EHOLDLIMIT): which; else limit NULL */
     sm_drop_refusal drop_why;  /* a hold refused by a first-come drop's caps
                                   (SM_EDROPLIMIT, or SM_ENOSTOCK: sold out):
                                   which drop and cap; else limit NULL */
@@ -115,6 +126,8 @@ typedef struct {
     void *answer_arg;
     uint32_t units_wait_ms;    /* 0 = SM_UNITS_WAIT_MS */
     uint32_t rebalance_floor;  /* 0 = no rebalancing */
+    sm_reserve_limits hold_limits; /* [holds]: per_device and per_address are
+                                  checked at append; 0 = each default */
     bool allow_fresh;          /* append at once even if the own log is not
                                   confirmed (--allow-fresh) */
     bool peers_known;          /* there are peers to check a confirmed own log

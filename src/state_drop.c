@@ -196,6 +196,64 @@ s_tag_entered(sm_txn *txn, const sm_entry *e, char what, const uint8_t *tag,
     return rc;
 }
 
+typedef struct {
+    const sm_id *origin;
+    const sm_body *entry;
+    bool found;
+    uint64_t seq;
+} s_same_entry;
+
+/*  A 'd' record of the device: by f->origin, and (when the request has an
+    address) with the 'c' record of that address for the same entry.       */
+static int
+s_same_entry_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) v;
+    s_same_entry *f = arg;
+    const __typeof__(f->entry->u.raffle_entry) *re = &f->entry->u.raffle_entry;
+    if (k->len != SM__RAFFLE_KEY_BYTES)
+        return SM_ECORRUPT;
+    const uint8_t *who = (const uint8_t *) k->data + SM__OSKEY_BYTES + 1 + SM_HOLD_TAG_BYTES;
+    if (memcmp(who, f->origin->b, SM_KEY_BYTES) != 0)
+        return 0;
+    uint64_t seq = sm__be64_get(who + SM_KEY_BYTES);
+    if (re->has_client) {
+        uint8_t key[SM__RAFFLE_KEY_BYTES];
+        size_t klen = s_raffle_key(key, &re->drop_origin, re->drop_seq, 'c', re->client,
+                                   f->origin, seq);
+        sm_val got;
+        int rc = sm_kv_get(txn, SM_DB_RAFFLE, key, klen, &got);
+        if (rc == SM_ENOTFOUND)
+            return 0;              /* the device's entry, from another address */
+        if (rc != 0)
+            return rc;
+    }
+    f->found = true;
+    f->seq = seq;
+    return 1;
+}
+
+int
+sm_ledger_raffle_entry_find(sm_ledger *self, const sm_id *origin, const sm_body *entry,
+                            uint64_t *seq)
+{
+    assert(self && origin && entry && seq);
+    if (entry->kind != SM_KIND_RAFFLE_ENTRY)
+        return SM_EINVAL;
+    const __typeof__(entry->u.raffle_entry) *re = &entry->u.raffle_entry;
+    uint8_t prefix[SM__RAFFLE_KEY_BYTES];
+    size_t plen = s_raffle_key(prefix, &re->drop_origin, re->drop_seq, 'd', re->device,
+                               NULL, 0);
+    s_same_entry f = { origin, entry, false, 0 };
+    int rc = sm__ledger_each(self, SM_DB_RAFFLE, prefix, plen, NULL, 0, s_same_entry_each, &f);
+    if (rc != 0)
+        return rc;
+    if (!f.found)
+        return SM_ENOTFOUND;
+    *seq = f.seq;
+    return 0;
+}
+
 int
 sm__raffle_entry_apply(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t now_ms)
 {

@@ -1,8 +1,10 @@
 /*  The first-come drops' tallies of one stall.  See tally.h.
 
-    Each drop keeps its holds (seq ascending, as the log appends them: a
-    release or a sale of a hold finds its hold by binary search) and two
-    open-addressing tables, device tag -> units and client tag -> units.   */
+    Each drop keeps its ledger's fold (drop.h: the units taken and its
+    holds, the rule sm_drop_ledger counts by) and two open-addressing
+    tables, device tag -> units and client tag -> units.  The stall's
+    shoppers keep its open holds that carry a tag (seq ascending) and the
+    same two tables over all their lines' units.                            */
 #include "tally.h"
 
 #include <assert.h>
@@ -25,20 +27,21 @@ typedef struct {
 } s_tags;
 
 typedef struct {
-    uint64_t seq;
-    uint32_t qty;
-    bool has_device, has_client;
-    uint8_t device[SM_HOLD_TAG_BYTES], client[SM_HOLD_TAG_BYTES];
-} s_hold;
-
-typedef struct {
     sm_drop d;
     bool built;                /* its tallies cover the log up to `upto` */
-    uint64_t taken;
-    s_hold *holds;
-    size_t nholds, cap;
+    sm_drop_fold fold;
     s_tags devices, clients;
 } s_drop;
+
+/*  The stall's open holds that name a shopper, for the [holds] per_device
+    and per_address limits: every line's units count, a hold stops counting
+    when a release or a sale ends it.                                       */
+typedef struct {
+    bool built;                /* listed from the state, kept up to `upto` */
+    sm_held_list holds;        /* qty: the units of all its lines; 0: ended */
+    size_t nended;
+    s_tags devices, clients;
+} s_shoppers;
 
 struct sm_tally {
     sm_ledger *l;
@@ -47,6 +50,7 @@ struct sm_tally {
     uint64_t upto;             /* own log read up to this seq */
     s_drop *drops;
     size_t ndrops, cap;
+    s_shoppers shoppers;
     sm_entry e;                /* scratch for decoding */
     int err;
 };
@@ -123,78 +127,164 @@ s_tag_add(s_tags *t, const uint8_t tag[SM_HOLD_TAG_BYTES], int64_t units)
 static void
 s_drop_clear(s_drop *d)
 {
-    free(d->holds);
+    sm_drop_fold_free(&d->fold);
     free(d->devices.slots);
     free(d->clients.slots);
-    d->holds = NULL;
     d->devices = (s_tags) { 0 };
     d->clients = (s_tags) { 0 };
-    d->nholds = d->cap = 0;
-    d->taken = 0;
     d->built = false;
 }
 
-static s_hold *
-s_hold_of(s_drop *d, uint64_t seq)
-{
-    size_t lo = 0, hi = d->nholds;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (d->holds[mid].seq < seq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < d->nholds && d->holds[lo].seq == seq ? &d->holds[lo] : NULL;
-}
-
-/*  A hold's units taken (sign 1) or given back (sign -1).                  */
-static int
-s_hold_count(s_drop *d, const s_hold *h, int sign)
-{
-    int rc = 0;
-    d->taken = (uint64_t) ((int64_t) d->taken + sign * (int64_t) h->qty);
-    if (h->has_device)
-        rc = s_tag_add(&d->devices, h->device, sign * (int64_t) h->qty);
-    if (rc == 0 && h->has_client)
-        rc = s_tag_add(&d->clients, h->client, sign * (int64_t) h->qty);
-    return rc;
-}
-
-/*  One entry of the stall's log, for drop d: as sm_drop_ledger counts it. */
+/*  One entry of the stall's log, for drop d, as sm_drop_ledger counts it;
+    the units its hold's shopper holds (or got back) by tag.               */
 static int
 s_drop_fold(s_drop *d, const sm_entry *e, uint64_t seq)
 {
     sm_drop_take t;
-    if (!sm_drop_take_of(&d->d, e, seq, &t))
+    const sm_held *h;
+    int rc = sm_drop_fold_entry(&d->fold, &d->d, e, seq, &t, &h);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 || !h)
+        return 0;               /* none of d's, or a sale: no shopper's units move */
+    int64_t units = t.kind == SM_KIND_HOLD ? (int64_t) h->qty : -(int64_t) h->qty;
+    rc = 0;
+    if (h->has_device)
+        rc = s_tag_add(&d->devices, h->device, units);
+    if (rc == 0 && h->has_client)
+        rc = s_tag_add(&d->clients, h->client, units);
+    return rc;
+}
+
+/* ---- the stall's shoppers --------------------------------------------------- */
+
+static void
+s_shoppers_clear(s_shoppers *sh)
+{
+    sm_held_free(&sh->holds);
+    free(sh->devices.slots);
+    free(sh->clients.slots);
+    *sh = (s_shoppers) { 0 };
+}
+
+/*  A hold's units held by its device and its address (sign 1), or given
+    back (sign -1).                                                         */
+static int
+s_shopper_count(s_shoppers *sh, const sm_held *h, int sign)
+{
+    int rc = 0;
+    if (h->has_device)
+        rc = s_tag_add(&sh->devices, h->device, sign * (int64_t) h->qty);
+    if (rc == 0 && h->has_client)
+        rc = s_tag_add(&sh->clients, h->client, sign * (int64_t) h->qty);
+    return rc;
+}
+
+static int
+s_shopper_add(s_shoppers *sh, const sm_held *h)
+{
+    if (!h->has_device && !h->has_client)
+        return 0;                   /* nobody's to count */
+    int rc = sm_held_push(&sh->holds, h);
+    return rc != 0 ? rc : s_shopper_count(sh, h, 1);
+}
+
+/*  Drop the ended holds from the list once they are most of it.           */
+static void
+s_shoppers_compact(s_shoppers *sh)
+{
+    if (sh->nended < 64 || sh->nended * 2 < sh->holds.n)
+        return;
+    size_t at = 0;
+    for (size_t i = 0; i < sh->holds.n; i++)
+        if (sh->holds.v[i].qty)
+            sh->holds.v[at++] = sh->holds.v[i];
+    sh->holds.n = at;
+    sh->nended = 0;
+}
+
+/*  One entry of the stall's log: a hold with a tag counts; a release or a
+    sale of a counted hold ends it.                                         */
+static int
+s_shoppers_fold(s_shoppers *sh, const sm_entry *e, uint64_t seq)
+{
+    const sm_body *b = &e->body;
+    if (b->kind == SM_KIND_HOLD) {
+        sm_held h = { .seq = seq, .expires_ms = b->u.hold.expires_ms,
+                      .has_device = b->u.hold.has_device,
+                      .has_client = b->u.hold.has_client };
+        for (uint32_t i = 0; i < sm_hold_body_lines(b); i++) {
+            const char *sku;
+            uint32_t qty;
+            sm_hold_body_line(b, i, &sku, &qty);
+            h.qty += qty;
+        }
+        memcpy(h.device, b->u.hold.device, SM_HOLD_TAG_BYTES);
+        memcpy(h.client, b->u.hold.client, SM_HOLD_TAG_BYTES);
+        return s_shopper_add(sh, &h);
+    }
+    uint64_t hold_seq = b->kind == SM_KIND_RELEASE ? b->u.release.hold_seq
+                      : b->kind == SM_KIND_SALE    ? b->u.sale.hold_seq : 0;
+    sm_held *h = hold_seq ? sm_held_find(&sh->holds, hold_seq) : NULL;
+    if (!h || !h->qty)
         return 0;
-    if (t.kind == SM_KIND_RELEASE) {
-        s_hold *h = s_hold_of(d, t.hold_seq);
-        return h ? s_hold_count(d, h, -1) : 0;
-    }
-    if (t.kind == SM_KIND_SALE) {
-        s_hold *h = t.hold_seq ? s_hold_of(d, t.hold_seq) : NULL;
-        uint32_t held = h ? h->qty : 0;
-        if (t.qty > held)
-            d->taken += t.qty - held;
+    int rc = s_shopper_count(sh, h, -1);
+    h->qty = 0;
+    sh->nended++;
+    s_shoppers_compact(sh);
+    return rc;
+}
+
+static int
+s_shoppers_list_each(const sm_hold *hold, void *arg)
+{
+    sm_tally *self = arg;
+    sm_held h = { .seq = hold->seq, .expires_ms = hold->expires_ms,
+                  .has_device = hold->has_device, .has_client = hold->has_client };
+    for (uint32_t i = 0; i < hold->line_count && i < SM_HOLD_LINES_MAX; i++)
+        h.qty += hold->lines[i].qty;
+    memcpy(h.device, hold->device, SM_HOLD_TAG_BYTES);
+    memcpy(h.client, hold->client, SM_HOLD_TAG_BYTES);
+    self->err = s_shopper_add(&self->shoppers, &h);
+    return self->err != 0;
+}
+
+/*  The stall's open holds, listed from the state once the log is read up
+    to its head (the state then says the same as the log up to `upto`).    */
+static int
+s_shoppers_build(sm_tally *self)
+{
+    if (self->shoppers.built)
         return 0;
+    self->err = 0;
+    int rc = sm_ledger_holds_each(self->l, &self->stall, s_shoppers_list_each, self);
+    if (rc == 0)
+        rc = self->err;
+    if (rc != 0) {
+        s_shoppers_clear(&self->shoppers);
+        return rc;
     }
-    if (d->nholds == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 64;
-        void *p = realloc(d->holds, cap * sizeof *d->holds);
-        if (!p)
-            return SM_ENOMEM;
-        d->holds = p;
-        d->cap = cap;
+    self->shoppers.built = true;
+    return 0;
+}
+
+/*  Units of the open holds of `tag` (a device's, or an address's) not
+    expired at now_ms: what sm_reserve_usage counts, the holds the sweep is
+    about to release left out.                                              */
+static uint64_t
+s_shopper_open_units(const s_shoppers *sh, bool device, const uint8_t tag[SM_HOLD_TAG_BYTES],
+                     uint64_t now_ms)
+{
+    uint64_t units = 0;
+    for (size_t i = 0; i < sh->holds.n; i++) {
+        const sm_held *h = &sh->holds.v[i];
+        if (!h->qty || h->expires_ms <= now_ms)
+            continue;
+        if (device ? h->has_device && memcmp(h->device, tag, SM_HOLD_TAG_BYTES) == 0
+                   : h->has_client && memcmp(h->client, tag, SM_HOLD_TAG_BYTES) == 0)
+            units += h->qty;
     }
-    s_hold *h = &d->holds[d->nholds++];
-    h->seq = seq;
-    h->qty = t.qty;
-    h->has_device = t.has_device;
-    h->has_client = t.has_client;
-    memcpy(h->device, t.device, SM_HOLD_TAG_BYTES);
-    memcpy(h->client, t.client, SM_HOLD_TAG_BYTES);
-    return s_hold_count(d, h, 1);
+    return units;
 }
 
 /* ---- the stall's drops ------------------------------------------------------ */
@@ -260,6 +350,8 @@ s_read_each(const sm_signed *s, uint64_t seq, void *arg)
         self->err = s_new_drop(self, seq);
         return self->err != 0;
     }
+    if (self->shoppers.built)
+        self->err = s_shoppers_fold(&self->shoppers, &self->e, seq);
     for (size_t i = 0; i < self->ndrops && self->err == 0; i++)
         if (self->drops[i].built)
             self->err = s_drop_fold(&self->drops[i], &self->e, seq);
@@ -375,6 +467,7 @@ sm_tally_reset(sm_tally *self)
     free(self->drops);
     self->drops = NULL;
     self->ndrops = self->cap = 0;
+    s_shoppers_clear(&self->shoppers);
     self->loaded = false;
     self->upto = 0;
 }
@@ -410,10 +503,10 @@ s_check_line(s_drop *d, const sm_body *hold, const char *sku, uint32_t qty,
         why->wanted = cli + qty;
         return SM_EDROPLIMIT;
     }
-    if (d->taken + qty > d->d.qty) {
+    if (d->fold.taken + qty > d->d.qty) {
         why->limit = "qty";
         why->max = d->d.qty;
-        why->wanted = d->taken + qty;
+        why->wanted = d->fold.taken + qty;
         return SM_ENOSTOCK;
     }
     return 0;
@@ -441,4 +534,37 @@ sm_tally_check(sm_tally *self, const sm_body *hold, uint64_t now_ms, sm_drop_ref
     }
     memset(why, 0, sizeof *why);
     return 0;
+}
+
+int
+sm_tally_check_shopper(sm_tally *self, const sm_reserve_limits *lim_in, const sm_body *hold,
+                       uint64_t now_ms, sm_reserve_refusal *why)
+{
+    assert(self && hold && hold->kind == SM_KIND_HOLD && why);
+    memset(why, 0, sizeof *why);
+    const __typeof__(hold->u.hold) *b = &hold->u.hold;
+    if (!b->has_device && !b->has_client)
+        return 0;
+    int rc = s_catch_up(self);
+    if (rc == 0)
+        rc = s_shoppers_build(self);
+    if (rc != 0)
+        return rc;
+    /* Only what others hold is counted here; a reservation's own size
+       (max_units, max_per_sku) is the web thread's check. */
+    sm_reserve_limits lim = sm_reserve_limits_or_default(lim_in);
+    lim.max_units = lim.max_per_sku = UINT32_MAX;
+    s_shoppers *sh = &self->shoppers;
+    uint64_t dev = b->has_device ? s_tag_units(&sh->devices, b->device) : 0;
+    uint64_t cli = b->has_client ? s_tag_units(&sh->clients, b->client) : 0;
+    if (sm_reserve_check(&lim, hold, dev, cli, why) == 0)
+        return 0;
+    /* Over by the tallies, which still count the expired holds the sweep
+       has not released yet: count as the web thread does. */
+    dev = b->has_device ? s_shopper_open_units(sh, true, b->device, now_ms) : 0;
+    cli = b->has_client ? s_shopper_open_units(sh, false, b->client, now_ms) : 0;
+    rc = sm_reserve_check(&lim, hold, dev, cli, why);
+    if (rc == 0)
+        memset(why, 0, sizeof *why);
+    return rc;
 }

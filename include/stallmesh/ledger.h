@@ -385,4 +385,13 @@ typedef int (*sm_hold_fn)(const sm_hold *hold, void *arg);
 int sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
                          void *arg);
 
+/*  The raffle entry `origin` appended that answers the same request as
+    `entry` (a raffle.entry body): the same drop and device and, when
+    `entry` has a client (address) tag, that same tag.  Its seq into *seq:
+    0, or SM_ENOTFOUND when origin holds no such entry.  A request that
+    matches is answered with that entry, not refused already_entered
+    (README "Drops": a repeated entry).                                      */
+int sm_ledger_raffle_entry_find(sm_ledger *self, const sm_id *origin,
+                                const sm_body *entry, uint64_t *seq);
+
 #endif

@@ -25,7 +25,13 @@
 # On a machine shared with other work the figures are indicative only.
 # Every process started here is stopped by its PID; every wait is bounded.
 # Knobs: BENCH_MIRROR_CLIENTS, BENCH_MIRROR_ROUNDS, BENCH_MIRROR_REQUESTS,
-# BENCH_MIRROR_SECONDS; BENCH_MIRROR_SKIP_WS=1 runs (b) alone.
+# BENCH_MIRROR_SECONDS; BENCH_MIRROR_SKIP_WS=1 runs (b) alone,
+# BENCH_MIRROR_SKIP_GET=1 (a) alone; BENCH_MIRROR_PROBE_ARGS adds options to
+# wsprobe (--lws: the viewers on libwebsockets, as before, for comparison);
+# BENCH_MIRROR_NGINX_CONF another nginx configuration in place of
+# deploy/nginx/stallmesh.conf (to compare one); BENCH_MIRROR_GZIP=1 has wrk
+# ask as a browser does (Accept-Encoding: gzip), which nginx compresses
+# anew on each hit (wrk asks for no compression by default).
 # Exits 1 if the set-up could not be started or a measurement failed; a
 # missed target is printed, not an exit status.
 
@@ -116,12 +122,14 @@ for _ in $(seq 1 200); do
 done
 
 NGP=$(free_port)
+NGI=$(free_port)        # the configuration's internal compressing server
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
 # Two workers, the listening socket shared by SO_REUSEPORT: each viewer is two
 # descriptors in nginx, and one process may have too few (ulimit -Hn).
 sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" -e "s|listen 80;|listen 127.0.0.1:$NGP reuseport;|" \
+    -e "s|127.0.0.1:8079|127.0.0.1:$NGI|g" \
     -e "s|/var/cache/nginx/stallmesh|$TMP/nginx/cache|" \
-    "$REPO/deploy/nginx/stallmesh.conf" >"$TMP/nginx/conf/stallmesh.conf"
+    "${BENCH_MIRROR_NGINX_CONF:-$REPO/deploy/nginx/stallmesh.conf}" >"$TMP/nginx/conf/stallmesh.conf"
 NGUSER=""; [ "$(id -u)" = 0 ] && NGUSER="user root;"
 cat >"$TMP/nginx/conf/nginx.conf" <<NGINX
 $NGUSER
@@ -160,9 +168,11 @@ tree_ticks() {      # CPU ticks of pid $1 and its children (nginx's workers)
 if [ "${BENCH_MIRROR_SKIP_WS:-0}" != 1 ]; then
 echo "(a) $CLIENTS websocket viewers through nginx -> mirror; a sale at the stall each round"
 c0=$(cpu_ticks "${PID[M]}"); n0=$(tree_ticks "$NGINX_PID"); t0=$(date +%s%N)
+workers=""; for p in $(pgrep -P "$NGINX_PID"); do workers="$workers --cpu-pid $p"; done
+# shellcheck disable=SC2086
 "$PROBE" "ws://127.0.0.1:$NGP/ws" --fanout --clients "$CLIENTS" --sources 200 --batch 200 \
     --trigger "sh $TMP/sell.sh" --rounds "$ROUNDS" --pid "${PID[M]}" --timeout-ms 30000 \
-    >"$TMP/fan.out" 2>&1 &
+    $workers ${BENCH_MIRROR_PROBE_ARGS:-} >"$TMP/fan.out" 2>&1 &
 gen=$!; g=0
 while kill -0 $gen 2>/dev/null; do     # the generator's own CPU, sampled to its end
     g=$(cpu_ticks $gen 2>/dev/null || echo "$g"); sleep 0.2
@@ -176,11 +186,15 @@ p99=$(sed -n 's/^wsprobe:.* p99_ms=\([0-9.]*\).*/\1/p' "$TMP/fan.out")
 awk -v p="$p99" 'BEGIN { printf "    delta p99 %.1f ms (target <= 250 ms): %s\n", p, (p <= 250 ? "met" : "MISSED") }'
 field() { sed -n "s/^wsprobe:.* $1=\([0-9.]*\).*/\1/p" "$TMP/fan.out"; }
 echo "    CPU during the rounds ($(field rounds_ms) ms of wall time, 2 cores): the generator (wsprobe)" \
-     "$(field self_cpu_ms) ms, the mirror $(field pid_cpu_ms) ms"
+     "$(field self_cpu_ms) ms, the mirror $(field pid_cpu_ms) ms, nginx (its workers and cache processes) $(field cpu_pids_ms) ms"
+awk -v g="$(field self_cpu_ms)" -v m="$(field pid_cpu_ms)" -v n="$(field cpu_pids_ms)" \
+    -v d="$((CLIENTS * ROUNDS))" 'BEGIN { if (d > 0) printf "    CPU a delta received: the generator %.1f us, the mirror %.1f us, nginx %.1f us\n", g * 1000 / d, m * 1000 / d, n * 1000 / d }'
 echo "    CPU over the whole $(( (t1 - t0) / 1000000 )) ms run (connecting included): mirror $(( (c1 - c0) * 10 )) ms," \
      "nginx $(( (n1 - n0) * 10 )) ms, the generator $(( g * 10 )) ms"
 echo "    uptime: $(uptime)"
 fi
+
+[ "${BENCH_MIRROR_SKIP_GET:-0}" = 1 ] && exit 0
 
 # ---- (b) GET /api/stock through nginx vs the mirror alone -------------------------
 # wrk (Debian's, deploy/deps.sh bench) when installed: one event loop a thread
@@ -198,7 +212,11 @@ for target in nginx node; do
     u="$NG/api/stock"; [ $target = node ] && u="$(url M)/api/stock"
     r0=$(requests_total); c0=$(cpu_ticks "${PID[M]}"); n0=$(tree_ticks "$NGINX_PID"); t0=$(date +%s%N)
     if [ -n "$WRK" ]; then
-        "$WRK" -t2 -c64 -d"${DURATION}s" "$u" >"$TMP/load.$target" 2>&1 &
+        if [ "${BENCH_MIRROR_GZIP:-0}" = 1 ]; then
+            "$WRK" -t2 -c64 -d"${DURATION}s" -H 'Accept-Encoding: gzip' "$u" >"$TMP/load.$target" 2>&1 &
+        else
+            "$WRK" -t2 -c64 -d"${DURATION}s" "$u" >"$TMP/load.$target" 2>&1 &
+        fi
     else
         "$LOAD" "$u" --requests "$REQUESTS" --parallel 16 >"$TMP/load.$target" 2>&1 &
     fi

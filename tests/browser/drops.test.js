@@ -6,43 +6,18 @@
 // written there (outside the repo).
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { Node, launchBrowser, until } = require('./harness');
+const { until, browserPages, stallFor, textOf: text } = require('./harness');
 
 const TEST_MS = 90000;
 const UI_MS = 15000;
 const SHOTS = process.env.SHOTS || '';
 
-let browser;
-before(async () => { browser = await launchBrowser(); });
-after(async () => { if (browser) await browser.close(); });
-
-async function stall(t) {
-  const node = await Node.create('Pottery Stall');
-  t.after(async () => {
-    try { await node.stop(); } finally { node.remove(); }
-  });
-  await node.start();
-  await node.addItem('mug', 'Speckled mug', 2800, 10);
-  await node.addItem('vase', 'Tall vase', 6500, 3);
-  return node;
-}
-
-async function open(t, url, width = 1280) {
-  const ctx = await browser.newContext({ locale: 'en-GB', timezoneId: 'Europe/London',
-                                         viewport: { width, height: 900 } });
-  t.after(() => ctx.close());
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(UI_MS);
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
-  await page.goto(url);
-  return page;
-}
-
-const text = async (loc) => (await loc.textContent()).replace(/\s+/g, ' ').trim();
+const { open } = browserPages(UI_MS);
+const stall = (t) => stallFor(t, 'Pottery Stall', [['mug', 'Speckled mug', 2800, 10],
+                                                   ['vase', 'Tall vase', 6500, 3]]);
 const iso = (ms) => new Date(ms).toISOString();
 
 async function shoot(page, name) {

@@ -229,4 +229,45 @@ async function launchBrowser() {
   });
 }
 
-module.exports = { Node, launchBrowser, until, sleep, freePort, BIN };
+// For a test file whose tests open pages in one browser: registers (with
+// node:test's before and after) a Chromium launched before the file's first
+// test and closed after its last, and returns open(t, url, width): a page
+// in a new context (en-GB, Europe/London, width x 900) that test t closes
+// when it ends, waiting at most uiMs by default, with the page's uncaught
+// errors in page.errors.
+function browserPages(uiMs) {
+  const { before, after } = require('node:test');
+  let browser;
+  before(async () => { browser = await launchBrowser(); });
+  after(async () => { if (browser) await browser.close(); });
+  async function open(t, url, width = 1280) {
+    const ctx = await browser.newContext({ locale: 'en-GB', timezoneId: 'Europe/London',
+                                           viewport: { width, height: 900 } });
+    t.after(() => ctx.close());
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(uiMs);
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    await page.goto(url);
+    return page;
+  }
+  return { open };
+}
+
+// A node named `name` for test t, started, with `items` ([sku, name,
+// price, units]...) in its catalog and stock; stopped and removed when t
+// ends.
+async function stallFor(t, name, items) {
+  const node = await Node.create(name);
+  t.after(async () => {
+    try { await node.stop(); } finally { node.remove(); }
+  });
+  await node.start();
+  for (const [sku, itemName, price, qty] of items) await node.addItem(sku, itemName, price, qty);
+  return node;
+}
+
+// A locator's text with runs of white space made one space, trimmed.
+const textOf = async (loc) => (await loc.textContent()).replace(/\s+/g, ' ').trim();
+
+module.exports = { Node, launchBrowser, until, sleep, freePort, BIN, browserPages, stallFor, textOf };

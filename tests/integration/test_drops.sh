@@ -14,7 +14,8 @@
 # holds per device and per address (409 drop_limit), and its ledger lists
 # every hold with time and entry hash, none before the start; a raffle end
 # to end: entries at A and at B (one per device and per address, 409
-# already_entered; before the start 409 drop_not_started; after the close
+# already_entered, but the same device from the same address again is its
+# first entry, 201 with its id; before the start 409 drop_not_started; after the close
 # 409 drop_closed), a draw before the close 409 draw_too_early, the draw at
 # A names the winners, who see "won" and a pickup code, and `drop verify`
 # passes on C and fails (exit 1, naming it) on a copy of C's store with one
@@ -25,16 +26,10 @@
 
 BIN=${1:-build/stallmesh}
 case $BIN in /*) ;; *) BIN=$(pwd)/$BIN ;; esac
+. "$(dirname "$0")/lib.sh"     # checks, free_port, the nodes: start, stop, call
 
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-nok() {
-    fail=$((fail + 1)); echo "not ok - $1"
-    [ -n "${body:-}" ] && printf '#   status=%s body=%s\n' "${status:-}" "$body" | head -c 600 && echo
-}
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
 for tool in curl jq ss python3; do
     command -v $tool >/dev/null 2>&1 || { nok "$tool is installed (make deps)"; finish; }
@@ -42,10 +37,9 @@ done
 [ -x "$BIN" ] || { nok "$BIN is an executable (make)"; finish; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-drops.XXXXXX") || exit 1
-declare -A PID HP MP
+declare -A PID HP MP ARGS
 cleanup() {
-    for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null; done
-    for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && wait "${PID[$n]}" 2>/dev/null; done
+    stop_nodes
     [ -n "${KEEP_TMP:-}" ] && { echo "# kept $TMP"; return; }
     rm -rf "$TMP"
 }
@@ -53,74 +47,23 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 unset STALLMESH_DIR STALLMESH_NODE
 
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
-# start NODE [RUN ARGS...]: run it on its ports with a mesh listener; waits
-# up to 10 s for /readyz.
-start() {
-    local n=$1; shift
-    [ -z "${HP[$n]}" ] && { HP[$n]=$(free_port); MP[$n]=$(free_port); }
-    "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" --listen "tcp://127.0.0.1:${MP[$n]}" \
-        "$@" >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
-    PID[$n]=$!
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
-        kill -0 "${PID[$n]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    return 1
-}
-stop() {
-    local n=$1 p=${PID[$1]}
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; PID[$n]=
-}
-# call NODE METHOD PATH [BODY] [FROM] [TOKEN yes|no]: sets $status and $body.
-call() {
-    local n=$1 m=$2 p=$3 data=${4:-} from=${5:-127.0.0.1} tok=${6:-no}
-    local args=(-s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface "$from" -X "$m")
-    [ "$tok" = yes ] && args+=(-H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
-    [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data "$data")
-    status=$(curl "${args[@]}" "http://127.0.0.1:${HP[$n]}$p")
-    body=$(cat "$TMP/body")
-}
-js() { printf '%s' "$body" | jq -r "$1" 2>/dev/null; }
 # units NODE SKU AT: units of SKU at node AT as NODE's GET /api/stock shows them.
 units() {
-    curl -s --max-time 5 "http://127.0.0.1:${HP[$1]}/api/stock" \
-        | jq -r --arg s "$2" --arg at "$3" '[.items[] | select(.sku == $s) | .locations[] | select(.node == $at) | .units] | add // 0'
-}
-
-# iso SECONDS_FROM_NOW: an RFC 3339 UTC time.
-iso() { date -u -d "@$(( $(date +%s) + $1 ))" +%Y-%m-%dT%H:%M:%SZ; }
-# wait_until ISO: sleep until that time has passed (bounded: 30 s).
-wait_until() {
-    local t; t=$(date -u -d "$1" +%s)
-    for _ in $(seq 1 300); do [ "$(date +%s)" -gt "$t" ] && return 0; sleep 0.1; done
-    return 1
+    get "$1" /api/stock | jq -r --arg s "$2" --arg at "$3" '[.items[] | select(.sku == $s) | .locations[] | select(.node == $at) | .units] | add // 0'
 }
 
 # ---- the market: A organises and drops, B and C join ---------------------------
 sm A init --name "Stall A" >/dev/null && sm A market create --name "Drop market" --currency GBP >/dev/null \
     || { nok "market create"; finish; }
-A_ID=$(sm A id --json | jq -r .node)
+A_ID=$(node_id A)
 HP[A]=$(free_port); MP[A]=$(free_port)
 for n in B C; do
     sm $n init --name "Stall $n" >/dev/null || { nok "init $n"; finish; }
-    id=$(sm $n id --json | jq -r .node)
+    id=$(node_id $n)
     sm $n join "$(sm A admit "$id" --name "Stall $n" --endpoint "tcp://127.0.0.1:${MP[A]}")" >/dev/null \
         || { nok "$n joins"; finish; }
 done
-B_ID=$(sm B id --json | jq -r .node)
+B_ID=$(node_id B)
 start A || { nok "A starts"; finish; }
 start B || { nok "B starts"; finish; }
 start C || { nok "C starts"; finish; }
@@ -221,14 +164,18 @@ wait_until "$R_START" || nok "waiting for the raffle's start"
 for i in 1 2 3; do
     call A POST "/api/drops/$RF/entries" "{\"device\":\"e$i\"}" "127.0.0.1$i"
     [ "$status" = 201 ] || nok "entry e$i at A: $status"
+    [ $i = 1 ] && E1_ID=$(js .id)
 done
 for i in 4 5; do
     call B POST "/api/drops/$RF/entries" "{\"device\":\"e$i\"}" "127.0.0.1$i"
     [ "$status" = 201 ] || nok "entry e$i at B: $status"
 done
 check "five entries, three at A and two at B: 201" '[ "$status" = 201 ]'
+call A POST "/api/drops/$RF/entries" '{"device":"e1"}' 127.0.0.11
+check "the same device from the same address again (a retry): 201 with its first entry's id" \
+    '[ "$status" = 201 ] && [ -n "$E1_ID" ] && [ "$(js .id)" = "$E1_ID" ] && [ "$(js .entered)" = true ]'
 call A POST "/api/drops/$RF/entries" '{"device":"e1"}' 127.0.0.19
-check "the same device again: 409 already_entered" '[ "$status" = 409 ] && [ "$(js .error)" = already_entered ]'
+check "the same device from another address: 409 already_entered" '[ "$status" = 409 ] && [ "$(js .error)" = already_entered ]'
 call A POST "/api/drops/$RF/entries" '{"device":"e9"}' 127.0.0.11
 check "the same address with another device: 409 already_entered" '[ "$status" = 409 ] && [ "$(js .error)" = already_entered ]'
 call A POST "/api/drops/$RF/draw" '' 127.0.0.1 yes

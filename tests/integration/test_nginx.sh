@@ -22,7 +22,8 @@
 #   - a raffle entry made through nginx at the mirror is forwarded to the
 #     drop's stall (ENTRY_ASK), lands on its log as a raffle.entry and is
 #     counted by its draw; the same device again, or another from the same
-#     address, is 409 already_entered; the mirror rate-limits entries per
+#     address, is 409 already_entered (the same device and address again, also
+#     after the stall restarts, is 201 with its first entry); the mirror rate-limits entries per
 #     address (429), refuses a draw (403 read_only), and answers 503
 #     stall_unreachable while the stall is down;
 #   - the mirror refuses every write route with 403 read_only, holds no
@@ -39,17 +40,10 @@ case $BIN in /*) ;; *) BIN=$(pwd)/$BIN ;; esac
 case $WSPROBE in /*) ;; *) WSPROBE=$(pwd)/$WSPROBE ;; esac
 TOOLS=$(dirname "$WSPROBE")
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"     # checks, free_port, until_true, the nodes: start, stop, req
 
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-nok() { fail=$((fail + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2" | head -n 20; }
-check() { if eval "$2"; then ok "$1"; else nok "$1" "${3:-}"; fi; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit $?
-}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { nok "nginx is installed (deploy/deps.sh: nginx-light)"; finish; }
 for tool in curl jq ss; do
@@ -63,12 +57,7 @@ declare -A PID HP MP ARGS
 NGINX_PID=
 cleanup() {
     [ -n "$NGINX_PID" ] && kill -TERM "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
-    done
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && wait "${PID[$n]}" 2>/dev/null
-    done
+    stop_nodes
     [ -n "${KEEP_TMP:-}" ] && { echo "# kept $TMP"; return; }
     rm -rf "$TMP"
 }
@@ -76,70 +65,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 unset STALLMESH_DIR STALLMESH_NODE
 
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo $p; return 0; }
-    done
-    return 1
-}
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
-node_id() { sm "$1" id --json | jq -r .node; }
-# start NODE [RUN ARGS...]: as test_mesh.sh: waits up to 10 s for /readyz.
-start() {
-    local n=$1 fixed=${HP[$1]:+yes}
-    shift
-    [ $# -gt 0 ] && ARGS[$n]="$*"
-    for _ in 1 2 3 4 5; do
-        if [ -z "${HP[$n]}" ]; then HP[$n]=$(free_port); MP[$n]=$(free_port); fi
-        # shellcheck disable=SC2086
-        "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" \
-            --listen "tcp://127.0.0.1:${MP[$n]}" ${ARGS[$n]} \
-            >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
-        PID[$n]=$!
-        for _ in $(seq 1 100); do
-            curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
-            kill -0 "${PID[$n]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; PID[$n]=
-        [ -n "$fixed" ] && return 1
-        HP[$n]=
-    done
-    return 1
-}
-stop() {
-    local n=$1 p=${PID[$1]}
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    PID[$n]=
-}
-url() { echo "http://127.0.0.1:${HP[$1]}"; }
-# req NODE METHOD PATH [BODY]: with NODE's token; sets $code and $body.
-req() {
-    local n=$1 method=$2 path=$3 data=${4:-}
-    local args=(-s -o "$TMP/body" -w '%{http_code}' -X "$method" --max-time 10
-                -H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
-    [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    code=$(curl "${args[@]}" "$(url "$n")$path")
-    body=$(cat "$TMP/body" 2>/dev/null)
-}
-get() { curl -s --max-time 5 "$(url "$1")$2"; }
 digest() { get "$1" /api/state | jq -r '.digest // empty'; }
 same_digest() { local a; a=$(digest "$1"); [ -n "$a" ] && [ "$a" = "$(digest "$2")" ]; }
-until_true() {
-    local tries=$(($1 * 10))
-    shift
-    for _ in $(seq 1 $tries); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 units() { get "$1" /api/stock | jq -r --arg s "$2" ".items[] | select(.sku == \$s) | .$3"; }
 has_sku() { [ -n "$(units "$1" "$2" total)" ]; }
 connected() {
@@ -194,9 +121,11 @@ check "the stall's stock reaches the mirror" \
 
 # ---- nginx with the repository's configuration ---------------------------------
 NGP=$(free_port)
+NGI=$(free_port)        # the configuration's internal compressing server
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/cache" "$TMP/nginx/conf"
 sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:${HP[M]};|" \
     -e "s|listen 80;|listen 127.0.0.1:$NGP;|" \
+    -e "s|127.0.0.1:8079|127.0.0.1:$NGI|g" \
     -e "s|/var/cache/nginx/stallmesh|$TMP/nginx/cache|" \
     "$REPO/deploy/nginx/stallmesh.conf" >"$TMP/nginx/conf/stallmesh.conf"
 # A stock nginx.conf's essentials, non-daemon, with this directory as prefix.
@@ -299,12 +228,6 @@ check "X-Forwarded-For from a peer that is not a trusted proxy is ignored" \
 
 # ---- a raffle entered through nginx and the mirror ------------------------------
 # A raffle at the stall, entered below by viewers through nginx and the mirror.
-iso() { date -u -d "@$(( $(date +%s) + $1 ))" +%Y-%m-%dT%H:%M:%SZ; }
-wait_until() {
-    local t; t=$(date -u -d "$1" +%s)
-    for _ in $(seq 1 300); do [ "$(date +%s)" -gt "$t" ] && return 0; sleep 0.1; done
-    return 1
-}
 req O POST /api/items '{"sku":"tea","name":"Tea caddy","price":900}'
 req A POST /api/stock/add '{"sku":"tea","qty":2}'
 R_START=$(iso 5); R_CLOSE=$(iso 25)
@@ -358,6 +281,16 @@ check "with the stall down, an entry through the mirror is 503 stall_unreachable
     '[ "$code" = 503 ] && [ "$(printf "%s" "$body" | jq -r .error)" = stall_unreachable ]' "$code $body"
 start A || { nok "stall A restarts" "$(tail -n 5 "$TMP/A.log")"; finish; }
 until_true 20 connected M "${ID[A]}" || nok "the mirror reconnects to the stall"
+# The same viewer enters again (its answer lost, say): the restarted stall no
+# longer remembers its answer, and answers with the entry it made.  A stall
+# just started appends nothing for about 1.5 s (503 recovering): bounded retry.
+for _ in 1 2 3 4 5 6; do
+    enter 127.0.0.5 viewer-1
+    [ "$code" = 503 ] || break
+    sleep 0.5
+done
+check "after the stall restarted, the same device and address through the mirror again: 201 with the first entry's id" \
+    '[ "$code" = 201 ] && [ "$(printf "%s" "$body" | jq -r .id)" = "$entry_id" ]' "$code $body (first: $entry_id)"
 wait_until "$R_CLOSE" || nok "waiting for the raffle's close"
 sleep 1
 req A POST "/api/drops/$RF/draw" ''

@@ -125,7 +125,7 @@ last=$(printf '%s\n' "$out" | tail -n 1)
 check "fan-out: 180 samples, one per client and round" \
     'printf "%s" "$out" | grep -q "(180 samples)"'
 check "fan-out: the machine-readable line has every figure" \
-    'printf "%s" "$last" | grep -Eq "^wsprobe: clients=60 rounds=3 p50_ms=[0-9.]+ p99_ms=[0-9.]+ max_ms=[0-9.]+ all_p50_ms=[0-9.]+ all_max_ms=[0-9.]+ cmd_p50_ms=[0-9.]+ rss_before_kb=[0-9]+ rss_kb=[0-9]+ rounds_ms=[0-9]+ self_cpu_ms=[0-9]+ pid_cpu_ms=[0-9]+$"'
+    'printf "%s" "$last" | grep -Eq "^wsprobe: clients=60 rounds=3 p50_ms=[0-9.]+ p99_ms=[0-9.]+ max_ms=[0-9.]+ all_p50_ms=[0-9.]+ all_max_ms=[0-9.]+ cmd_p50_ms=[0-9.]+ rss_before_kb=[0-9]+ rss_kb=[0-9]+ rounds_ms=[0-9]+ self_cpu_ms=[0-9]+ pid_cpu_ms=[0-9]+ cpu_pids_ms=[0-9]+$"'
 rss=$(printf "%s" "$last" | sed -n "s/.* rss_kb=\([0-9]*\) .*/\1/p")
 check "fan-out: the feed's RSS is read (> 1000 kB)" '[ "${rss:-0}" -gt 1000 ]'
 

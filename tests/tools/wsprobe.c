@@ -17,7 +17,8 @@
 
         wsprobe URL --fanout --clients N --trigger CMD [--rounds K]
                     [--batch B] [--sources S] [--pid PID] [--timeout-ms T]
-                    [--gap-ms G] [--poll] [--until TEXT] [--ref-file PATH]
+                    [--gap-ms G] [--until TEXT] [--ref-file PATH]
+                    [--cpu-pid PID]... [--lws [--poll]]
 
     opens N connections, never more than B still waiting for their snapshot
     (paced batches), client i bound to source address 127.0.0.(1 + i % S) so
@@ -31,9 +32,10 @@
     the clients connected and with them connected.  The last line is
     machine-readable: "wsprobe: clients=N rounds=K p50_ms=... p99_ms=...
     max_ms=... all_p50_ms=... all_max_ms=... rss_before_kb=... rss_kb=...
-    rounds_ms=... self_cpu_ms=... pid_cpu_ms=..." (the last three: the
-    rounds' wall time, and the CPU this process and PID used during them,
-    so a figure limited by the generator itself shows as such).
+    rounds_ms=... self_cpu_ms=... pid_cpu_ms=... cpu_pids_ms=..." (the
+    last four: the rounds' wall time, and the CPU this process, PID and
+    the --cpu-pid processes used during them, so a figure limited by the
+    generator itself shows as such).
     With --until TEXT a client's receipt is its first delta whose first
     256 bytes contain TEXT (the drop rush: '"total":0', its sku sold out);
     with --ref-file PATH the times are taken from the CLOCK_MONOTONIC ns
@@ -44,10 +46,25 @@
     and 60000 for connecting); 2 for usage errors.
 
     Times are CLOCK_MONOTONIC.  The receipt time of a client is when this
-    process has read the whole message, so it includes the time this single
+    process has read the whole message (the clock is read after each read
+    of a socket that returned bytes), so it includes the time this single
     thread spent on the clients served before it: the figure is an upper
-    bound of what a phone would see.  The loop is libev on epoll (--poll:
-    lws's own poll loop, for comparison).  Only ws:// URLs (no TLS).          */
+    bound of what a phone would see.
+
+    The fan-out's clients are cheap, so that on one machine the generator
+    is not what the figure measures: a plain epoll loop (level-triggered,
+    up to 1024 events a wait) without libwebsockets, one recv of up to
+    256 KiB a ready socket, the websocket frames parsed in place (their
+    headers, and the first 256 bytes of each text message kept to
+    recognise a snapshot or a delta: no JSON parse, no allocation a
+    frame).  The handshake is checked (101 and the Sec-WebSocket-Accept
+    of the key sent), pings are answered, a close ends the client.
+    --lws runs the fan-out's clients on libwebsockets instead (libev on
+    epoll; --poll: lws's own poll loop), for comparison: lws walks its own
+    lists for each event, about 20 us of CPU a delta at 10,000 clients.
+    --cpu-pid PID (repeatable, up to 16) adds the CPU those processes used
+    during the rounds (nginx's workers) as cpu_pids_ms.  Probe mode always
+    uses libwebsockets.  Only ws:// URLs (no TLS).                            */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -61,7 +78,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +102,14 @@ extern char **environ;
 #define S_HOST_BYTES       256u
 #define S_PATH_BYTES       2048u
 #define S_SEND_BYTES_MAX   (16u << 20)
+#define S_CPU_PIDS_MAX     16u
+#define S_RAW_READ_BYTES   (256u << 10)  /* one recv in the fan-out's own loop */
+#define S_RAW_EVENTS       1024          /* events an epoll_wait */
+#define S_RAW_HTTP_MAX     8192u         /* the handshake's answer, headers */
+/* The handshake's key and the accept it must be answered with (RFC 6455
+   section 1.3's example: every client may send the same key). */
+#define S_WS_KEY           "dGhlIHNhbXBsZSBub25jZQ=="
+#define S_WS_ACCEPT        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 enum { C_IDLE, C_CONNECTING, C_OPEN, C_READY, C_CLOSED };
 
@@ -91,6 +122,18 @@ typedef struct {
     size_t head_len;
     uint64_t delta_ns;         /* receipt of this round's delta; 0 = not yet */
     bool sent;                 /* probe mode: --send done */
+    /* The fan-out's own loop (not --lws): the socket and the frame being read. */
+    int fd;                    /* -1: none */
+    bool upgraded;             /* the 101 came: frames follow */
+    bool in_msg;               /* a text or binary message is being read */
+    bool msg_text;
+    uint8_t fh[14];            /* the frame header so far */
+    uint8_t fh_len, fh_need;   /* fh_need 0: reading the payload */
+    uint8_t op;                /* the frame's opcode */
+    bool fin;
+    uint64_t left;             /* payload bytes of the frame still to come */
+    uint8_t ctl[125];          /* a control frame's payload */
+    uint8_t ctl_len;
 } s_client;
 
 typedef struct {
@@ -114,6 +157,9 @@ typedef struct {
     const char *until;         /* a delta counts only if its head has this */
     const char *ref_file;      /* times from the monotonic ns written here */
     long pid;
+    long cpu_pids[S_CPU_PIDS_MAX];  /* --cpu-pid: their CPU during the rounds */
+    unsigned ncpu_pids;
+    bool raw;                  /* fan-out on the own epoll loop (not --lws) */
 
     /* run */
     struct lws_context *ctx;
@@ -142,8 +188,16 @@ typedef struct {
     long rss_before_kb;
     /* CPU during the rounds (from each trigger to its last receipt): this
        process's own, and pid's, so a figure limited by the generator shows. */
-    double round_cpu0_ms, pid_cpu0_ms, round_wall0_ms;
-    double rounds_cpu_ms, pid_rounds_cpu_ms, rounds_wall_ms;
+    double round_cpu0_ms, pid_cpu0_ms, round_wall0_ms, cpu_pids0_ms;
+    double rounds_cpu_ms, pid_rounds_cpu_ms, rounds_wall_ms, cpu_pids_rounds_ms;
+
+    /* the own loop */
+    int epfd;
+    struct sockaddr_storage addr;   /* the server's */
+    socklen_t addr_len;
+    struct sockaddr_in *src;        /* source address of each of `sources` */
+    char request[S_PATH_BYTES + 2 * S_HOST_BYTES + 256];
+    size_t request_len;
 } s_probe;
 
 enum { P_CONNECT, P_ROUND, P_GAP };
@@ -307,6 +361,13 @@ s_gone(s_client *c, bool failed, const char *why)
         s_run.ready--;
     c->state = C_CLOSED;
     c->wsi = NULL;
+    if (c->fd >= 0) {
+        close(c->fd);           /* and out of the epoll set */
+        c->fd = -1;
+    }
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
     if (failed)
         s_run.failed++;
     else
@@ -462,6 +523,325 @@ s_launch(unsigned i)
         s_gone(c, true, "lws_client_connect_via_info refused");
 }
 
+/* ---- the fan-out's own loop: plain sockets, frames parsed in place ---------- */
+
+/*  Start connecting client i: a non-blocking connect from its source
+    address; the handshake is sent once it is writable.                     */
+static void
+s_raw_launch(unsigned i)
+{
+    s_client *c = &s_run.c[i];
+    c->state = C_CONNECTING;
+    s_run.connecting++;
+    s_run.launched++;
+    int fd = socket(s_run.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        s_gone(c, true, strerror(errno));
+        return;
+    }
+    c->fd = fd;
+    if (s_run.sources > 1) {
+        int one = 1;    /* the port is chosen at connect, per destination */
+        (void) setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        const struct sockaddr_in *src = &s_run.src[i % s_run.sources];
+        if (bind(fd, (const struct sockaddr *) src, sizeof *src) != 0) {
+            s_gone(c, true, strerror(errno));
+            return;
+        }
+    }
+    if (connect(fd, (const struct sockaddr *) &s_run.addr, s_run.addr_len) != 0
+        && errno != EINPROGRESS) {
+        s_gone(c, true, strerror(errno));
+        return;
+    }
+    struct epoll_event ev = { .events = EPOLLOUT, .data.u32 = i };
+    if (epoll_ctl(s_run.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        s_gone(c, true, strerror(errno));
+}
+
+/*  Send a frame (a pong) to the server, masked as a client must (with a
+    zero mask: the payload goes as is).  Best effort: a control frame of
+    at most 125 bytes into a socket whose buffer is near empty.            */
+static void
+s_raw_send_frame(s_client *c, uint8_t op, const uint8_t *p, size_t n)
+{
+    uint8_t f[2 + 4 + 125];
+    f[0] = (uint8_t) (0x80 | op);
+    f[1] = (uint8_t) (0x80 | n);
+    memset(f + 2, 0, 4);
+    memcpy(f + 6, p, n);
+    (void) send(c->fd, f, 6 + n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*  The end of a frame on client c, its last byte read at `at`: 0, or -1
+    when the client is gone.                                                */
+static int
+s_raw_frame_end(s_client *c, uint64_t at)
+{
+    c->fh_len = 0;
+    c->fh_need = 2;
+    if (c->op >= 8) {
+        if (c->op == 0x8) {             /* close */
+            if (c->ctl_len >= 2)
+                s_run.close_code = c->ctl[0] << 8 | c->ctl[1];
+            s_gone(c, false, NULL);
+            return -1;
+        }
+        if (c->op == 0x9)               /* ping: pong with its payload */
+            s_raw_send_frame(c, 0xA, c->ctl, c->ctl_len);
+        return 0;
+    }
+    if (!c->fin)
+        return 0;
+    c->in_msg = false;
+    if (c->msg_text)
+        s_message(c, at);
+    else
+        fprintf(stderr, "wsprobe: ignored a binary message\n");
+    return 0;
+}
+
+/*  Bytes p[0..n) of client c's websocket stream, read at `at`: frame
+    headers parsed a byte at a time, payloads skipped but for the first
+    S_HEAD_BYTES of each text message.  0, or -1 when the client is gone.   */
+static int
+s_raw_frames(s_client *c, const uint8_t *p, size_t n, uint64_t at)
+{
+    while (n > 0) {
+        if (c->fh_need) {
+            c->fh[c->fh_len++] = *p++;
+            n--;
+            if (c->fh_len == 2) {
+                uint8_t len7 = c->fh[1] & 0x7f;
+                if (c->fh[1] & 0x80) {
+                    s_gone(c, true, "a masked frame from the server");
+                    return -1;
+                }
+                if (c->fh[0] & 0x70) {
+                    s_gone(c, true, "a frame with RSV bits (no extension was offered)");
+                    return -1;
+                }
+                c->fh_need = (uint8_t) (2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0));
+            }
+            if (c->fh_len < c->fh_need)
+                continue;
+            /* The header is whole. */
+            uint64_t len = c->fh[1] & 0x7f;
+            if (len == 126)
+                len = (uint64_t) c->fh[2] << 8 | c->fh[3];
+            else if (len == 127) {
+                len = 0;
+                for (int i = 2; i < 10; i++)
+                    len = len << 8 | c->fh[i];
+            }
+            c->op = c->fh[0] & 0x0f;
+            c->fin = (c->fh[0] & 0x80) != 0;
+            c->fh_need = 0;
+            c->left = len;
+            if (c->op >= 8) {
+                if (len > 125 || !c->fin || (c->op != 0x8 && c->op != 0x9 && c->op != 0xA)) {
+                    s_gone(c, true, "a malformed control frame");
+                    return -1;
+                }
+                c->ctl_len = 0;
+            } else if (c->op == 0x1 || c->op == 0x2) {
+                if (c->in_msg) {
+                    s_gone(c, true, "a new message inside a fragmented one");
+                    return -1;
+                }
+                c->in_msg = true;
+                c->msg_text = c->op == 0x1;
+                c->head_len = 0;
+            } else if (c->op != 0x0 || !c->in_msg) {
+                s_gone(c, true, "an unknown opcode or a stray continuation frame");
+                return -1;
+            }
+            if (len == 0 && s_raw_frame_end(c, at) != 0)
+                return -1;
+            continue;
+        }
+        size_t take = c->left < n ? (size_t) c->left : n;
+        if (c->op >= 8) {
+            memcpy(c->ctl + c->ctl_len, p, take);
+            c->ctl_len = (uint8_t) (c->ctl_len + take);
+        } else if (c->msg_text && c->head_len < S_HEAD_BYTES) {
+            size_t room = S_HEAD_BYTES - c->head_len;
+            size_t keep = take < room ? take : room;
+            memcpy(c->head + c->head_len, p, keep);
+            c->head_len += keep;
+        }
+        p += take;
+        n -= take;
+        c->left -= take;
+        if (c->left == 0 && s_raw_frame_end(c, at) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*  The handshake's answer so far in c->msg: 1 when whole and a 101 with
+    the right accept (*body_at: where the frames begin), 0 when more is
+    needed, -1 when refused (the client is gone).                            */
+static int
+s_raw_answer(s_client *c, size_t *body_at)
+{
+    char *m = c->msg;
+    char *end = memmem(m, c->msg_len, "\r\n\r\n", 4);
+    if (!end) {
+        if (c->msg_len + 1 >= S_RAW_HTTP_MAX) {      /* no room left for more */
+            s_gone(c, true, "the handshake's answer has no end");
+            return -1;
+        }
+        return 0;
+    }
+    *end = '\0';                        /* the headers as one string */
+    *body_at = (size_t) (end - m) + 4;
+    if (strncmp(m, "HTTP/1.1 101", 12) != 0) {
+        char why[96];
+        snprintf(why, sizeof why, "the handshake was answered '%.*s'",
+                 (int) (strcspn(m, "\r\n") < 60 ? strcspn(m, "\r\n") : 60), m);
+        s_gone(c, true, why);
+        return -1;
+    }
+    const char *h = strcasestr(m, "\r\nSec-WebSocket-Accept:");
+    if (h) {
+        h += 23;
+        while (*h == ' ' || *h == '\t')
+            h++;
+    }
+    if (!h || strncmp(h, S_WS_ACCEPT, strlen(S_WS_ACCEPT)) != 0) {
+        s_gone(c, true, "the handshake's Sec-WebSocket-Accept is missing or wrong");
+        return -1;
+    }
+    return 1;
+}
+
+/*  Client i's socket is ready (events ev).                                 */
+static void
+s_raw_ready(unsigned i, uint32_t ev)
+{
+    static uint8_t buf[S_RAW_READ_BYTES];
+    s_client *c = &s_run.c[i];
+    if (c->fd < 0)
+        return;
+    if (c->state == C_CONNECTING && !c->msg) {
+        /* Connected (or not): send the handshake, then read. */
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+            err = errno;
+        if (err == 0 && !(ev & (EPOLLERR | EPOLLHUP)) && !(ev & EPOLLOUT))
+            return;
+        if (err == 0 && (ev & (EPOLLERR | EPOLLHUP)))
+            err = ECONNRESET;
+        if (err) {
+            s_gone(c, true, strerror(err));
+            return;
+        }
+        ssize_t w = send(c->fd, s_run.request, s_run.request_len, MSG_NOSIGNAL);
+        if (w != (ssize_t) s_run.request_len) {
+            s_gone(c, true, w < 0 ? strerror(errno) : "the handshake went out short");
+            return;
+        }
+        c->msg = malloc(S_RAW_HTTP_MAX);
+        c->msg_cap = S_RAW_HTTP_MAX;
+        c->msg_len = 0;
+        struct epoll_event e = { .events = EPOLLIN, .data.u32 = i };
+        if (!c->msg || epoll_ctl(s_run.epfd, EPOLL_CTL_MOD, c->fd, &e) != 0)
+            s_gone(c, true, c->msg ? strerror(errno) : "out of memory");
+        return;
+    }
+    ssize_t n;
+    if (!c->upgraded)
+        n = recv(c->fd, c->msg + c->msg_len, c->msg_cap - 1 - c->msg_len, 0);
+    else
+        n = recv(c->fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        s_gone(c, !c->upgraded || n < 0, n < 0 ? strerror(errno) : "closed before the 101");
+        return;
+    }
+    uint64_t at = s_now_ns();           /* this read's bytes are here now */
+    if (c->upgraded) {
+        (void) s_raw_frames(c, buf, (size_t) n, at);
+        return;
+    }
+    c->msg_len += (size_t) n;
+    c->msg[c->msg_len] = '\0';
+    size_t body_at = 0;
+    int r = s_raw_answer(c, &body_at);
+    if (r <= 0)
+        return;
+    c->upgraded = true;
+    c->state = C_OPEN;
+    c->fh_len = 0;
+    c->fh_need = 2;
+    /* Frames that came with the answer. */
+    memcpy(buf, c->msg + body_at, c->msg_len - body_at);
+    size_t rest = c->msg_len - body_at;
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    if (rest)
+        (void) s_raw_frames(c, buf, rest, at);
+}
+
+/*  The server's address, the clients' source addresses and the handshake
+    request: 0, or -1 with a message.                                       */
+static int
+s_raw_setup(void)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = s_run.sources > 1 ? AF_INET : AF_UNSPEC;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s_run.port);
+    int g = getaddrinfo(s_run.host, port, &hints, &ai);
+    if (g != 0 || !ai) {
+        fprintf(stderr, "wsprobe: cannot resolve %s: %s\n", s_run.host, gai_strerror(g));
+        return -1;
+    }
+    /* IPv4 first ("localhost" may list ::1 first; the node listens on
+       127.0.0.1 in the tests and benchmarks). */
+    const struct addrinfo *use = ai;
+    for (const struct addrinfo *a = ai; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            use = a;
+            break;
+        }
+    memcpy(&s_run.addr, use->ai_addr, use->ai_addrlen);
+    s_run.addr_len = use->ai_addrlen;
+    freeaddrinfo(ai);
+    s_run.src = calloc(s_run.sources, sizeof *s_run.src);
+    if (!s_run.src) {
+        fprintf(stderr, "wsprobe: out of memory\n");
+        return -1;
+    }
+    for (unsigned i = 0; i < s_run.sources; i++) {
+        s_run.src[i].sin_family = AF_INET;
+        s_run.src[i].sin_port = 0;
+        inet_pton(AF_INET, s_run.iface[i], &s_run.src[i].sin_addr);
+    }
+    int n = snprintf(s_run.request, sizeof s_run.request,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nOrigin: http://%s:%d\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: " S_WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     s_run.path, s_run.host, s_run.port, s_run.host, s_run.port);
+    if (n < 0 || (size_t) n >= sizeof s_run.request) {
+        fprintf(stderr, "wsprobe: the URL is too long\n");
+        return -1;
+    }
+    s_run.request_len = (size_t) n;
+    s_run.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s_run.epfd < 0) {
+        fprintf(stderr, "wsprobe: epoll_create1: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_cmp_double(const void *a, const void *b)
 {
@@ -511,6 +891,16 @@ s_pid_cpu_ms(long pid)
     return (double) (ut + st) * 1e3 / (double) sysconf(_SC_CLK_TCK);
 }
 
+/*  CPU time of the --cpu-pid processes together, in ms.                    */
+static double
+s_cpu_pids_ms(void)
+{
+    double t = 0;
+    for (unsigned i = 0; i < s_run.ncpu_pids; i++)
+        t += s_pid_cpu_ms(s_run.cpu_pids[i]);
+    return t;
+}
+
 /*  Start round s_run.round: clear the clients' receipts, run the trigger.      */
 static void
 s_round_start(void)
@@ -527,6 +917,7 @@ s_round_start(void)
     s_run.phase = P_ROUND;
     s_run.round_cpu0_ms = s_self_cpu_ms();
     s_run.pid_cpu0_ms = s_pid_cpu_ms(s_run.pid);
+    s_run.cpu_pids0_ms = s_cpu_pids_ms();
     s_run.t0_ns = s_now_ns();
     int err = posix_spawn(&s_run.child, "/bin/sh", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -564,17 +955,17 @@ s_round_end(void)
     s_run.rounds_wall_ms += (double) (s_now_ns() - s_run.t0_ns) / 1e6;
     s_run.rounds_cpu_ms += s_self_cpu_ms() - s_run.round_cpu0_ms;
     s_run.pid_rounds_cpu_ms += s_pid_cpu_ms(s_run.pid) - s_run.pid_cpu0_ms;
+    s_run.cpu_pids_rounds_ms += s_cpu_pids_ms() - s_run.cpu_pids0_ms;
     s_run.cmd_ms[s_run.round] = (double) (s_run.child_ns - s_run.t0_ns) / 1e6;
     s_run.round++;
     s_run.phase = P_GAP;
     s_run.gap_until_ns = s_now_ns() + (uint64_t) s_run.gap_ms * 1000000ull;
 }
 
-/*  The periodic timer: pacing, deadlines, rounds.                          */
+/*  Every S_TICK_US: pacing, deadlines, rounds.                             */
 static void
-s_tick(lws_sorted_usec_list_t *sul)
+s_step(void)
 {
-    (void) sul;
     uint64_t now = s_now_ns();
     if (s_run.done)
         return;
@@ -587,18 +978,22 @@ s_tick(lws_sorted_usec_list_t *sul)
                 s_finish(1, "timeout after %u ms: %u of %u messages", s_run.timeout_ms,
                          s_run.received, s_run.count);
         }
-        goto again;
+        return;
     }
     if (s_run.phase == P_CONNECT) {
-        while (s_run.launched < s_run.clients && s_run.connecting < s_run.batch && !s_run.done)
-            s_launch(s_run.launched);
+        while (s_run.launched < s_run.clients && s_run.connecting < s_run.batch && !s_run.done) {
+            if (s_run.raw)
+                s_raw_launch(s_run.launched);
+            else
+                s_launch(s_run.launched);
+        }
         if (s_run.ready == s_run.clients) {
             s_round_start();
         } else if (now >= s_run.deadline_ns) {
             s_finish(1, "connect timeout: %u of %u clients had their snapshot after %u ms",
                      s_run.ready, s_run.clients, s_run.connect_ms);
         }
-        goto again;
+        return;
     }
     if (s_run.phase == P_ROUND) {
         if (s_run.child && !s_run.child_ns) {
@@ -610,7 +1005,7 @@ s_tick(lws_sorted_usec_list_t *sul)
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                     s_finish(1, "the trigger failed (status %d) in round %u",
                              WIFEXITED(status) ? WEXITSTATUS(status) : -1, s_run.round + 1);
-                    goto again;
+                    return;
                 }
             }
         }
@@ -620,7 +1015,7 @@ s_tick(lws_sorted_usec_list_t *sul)
             s_finish(1, "round %u: %u of %u clients had the delta after %u ms%s",
                      s_run.round + 1, s_run.received, s_run.clients, s_run.timeout_ms,
                      s_run.child_ns ? "" : " (the trigger is still running)");
-        goto again;
+        return;
     }
     if (s_run.phase == P_GAP && now >= s_run.gap_until_ns) {
         if (s_run.round == s_run.rounds)
@@ -628,9 +1023,41 @@ s_tick(lws_sorted_usec_list_t *sul)
         else
             s_round_start();
     }
-again:
+}
+
+/*  The lws loop's periodic timer.                                          */
+static void
+s_tick(lws_sorted_usec_list_t *sul)
+{
+    (void) sul;
+    s_step();
     if (!s_run.done)
         lws_sul_schedule(s_run.ctx, 0, &s_run.tick, s_tick, S_TICK_US);
+}
+
+/*  The fan-out's own loop, to the end of the run (bounded: the step ends
+    it at its deadlines).                                                   */
+static void
+s_raw_loop(void)
+{
+    static struct epoll_event ev[S_RAW_EVENTS];
+    uint64_t next = s_now_ns();
+    while (!s_run.done) {
+        uint64_t now = s_now_ns();
+        if (now >= next) {
+            s_step();
+            next = now + S_TICK_US * 1000ull;
+            continue;
+        }
+        int wait_ms = (int) ((next - now + 999999) / 1000000);
+        int n = epoll_wait(s_run.epfd, ev, S_RAW_EVENTS, wait_ms);
+        if (n < 0 && errno != EINTR) {
+            s_finish(1, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int k = 0; k < n && !s_run.done; k++)
+            s_raw_ready(ev[k].data.u32, ev[k].events);
+    }
 }
 
 static void
@@ -657,16 +1084,19 @@ s_report(void)
            s_run.rounds_cpu_ms);
     if (s_run.pid > 0)
         printf(", pid %ld %.0f ms", s_run.pid, s_run.pid_rounds_cpu_ms);
+    if (s_run.ncpu_pids)
+        printf(", the %u --cpu-pid processes %.0f ms", s_run.ncpu_pids, s_run.cpu_pids_rounds_ms);
     printf("\n");
     if (s_run.pid > 0)
         printf("  VmRSS of pid %ld                 %ld kB before connecting, %ld kB with %u clients\n",
                s_run.pid, s_run.rss_before_kb, rss, s_run.clients);
     printf("wsprobe: clients=%u rounds=%u p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
            "all_p50_ms=%.2f all_max_ms=%.2f cmd_p50_ms=%.2f rss_before_kb=%ld rss_kb=%ld "
-           "rounds_ms=%.0f self_cpu_ms=%.0f pid_cpu_ms=%.0f\n",
+           "rounds_ms=%.0f self_cpu_ms=%.0f pid_cpu_ms=%.0f cpu_pids_ms=%.0f\n",
            s_run.clients, s_run.rounds, p50, p99, max, all50, allmax,
            s_quantile(cmd, s_run.rounds, 0.50), s_run.rss_before_kb, rss,
-           s_run.rounds_wall_ms, s_run.rounds_cpu_ms, s_run.pid_rounds_cpu_ms);
+           s_run.rounds_wall_ms, s_run.rounds_cpu_ms, s_run.pid_rounds_cpu_ms,
+           s_run.cpu_pids_rounds_ms);
     fflush(stdout);
 }
 
@@ -677,8 +1107,8 @@ s_usage(FILE *to)
         "usage: wsprobe URL [--count N] [--timeout-ms T] [--send TEXT] [--send-bytes B]\n"
         "                   [--expect-close]\n"
         "       wsprobe URL --fanout --clients N --trigger CMD [--rounds K] [--batch B]\n"
-        "                   [--sources S] [--pid PID] [--timeout-ms T] [--gap-ms G] [--poll]\n"
-        "                   [--until TEXT] [--ref-file PATH]\n"
+        "                   [--sources S] [--pid PID] [--timeout-ms T] [--gap-ms G]\n"
+        "                   [--until TEXT] [--ref-file PATH] [--cpu-pid PID]... [--lws]\n"
         "URL is ws://HOST:PORT/PATH.  See the comment atop tests/tools/wsprobe.c.\n");
 }
 
@@ -721,7 +1151,7 @@ main(int argc, char **argv)
 {
     enum { O_COUNT = 256, O_TIMEOUT, O_SEND, O_SEND_BYTES, O_EXPECT_CLOSE, O_FANOUT,
            O_CLIENTS, O_ROUNDS, O_BATCH, O_SOURCES, O_PID, O_TRIGGER, O_GAP, O_VERBOSE, O_POLL,
-           O_UNTIL, O_REF_FILE };
+           O_UNTIL, O_REF_FILE, O_CPU_PID, O_LWS };
     static const struct option opts[] = {
         { "count", required_argument, NULL, O_COUNT },
         { "timeout-ms", required_argument, NULL, O_TIMEOUT },
@@ -740,10 +1170,12 @@ main(int argc, char **argv)
         { "poll", no_argument, NULL, O_POLL },
         { "until", required_argument, NULL, O_UNTIL },
         { "ref-file", required_argument, NULL, O_REF_FILE },
+        { "cpu-pid", required_argument, NULL, O_CPU_PID },
+        { "lws", no_argument, NULL, O_LWS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
-    int rc = 1, verbose = 0, use_poll = 0;
+    int rc = 1, verbose = 0, use_poll = 0, use_lws = 0;
     struct ev_loop *loop = NULL;
     s_run.count = 1;
     s_run.timeout_ms = 10000;
@@ -775,6 +1207,14 @@ main(int argc, char **argv)
         case O_POLL: use_poll = 1; break;
         case O_UNTIL: s_run.until = optarg; break;
         case O_REF_FILE: s_run.ref_file = optarg; break;
+        case O_CPU_PID:
+            if (s_run.ncpu_pids == S_CPU_PIDS_MAX) {
+                fprintf(stderr, "wsprobe: at most %u --cpu-pid\n", S_CPU_PIDS_MAX);
+                return 2;
+            }
+            s_run.cpu_pids[s_run.ncpu_pids++] = (long) s_num("--cpu-pid", optarg, 1, INT_MAX);
+            break;
+        case O_LWS: use_lws = 1; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -817,6 +1257,22 @@ main(int argc, char **argv)
     }
     for (unsigned i = 0; i < s_run.sources; i++)
         snprintf(s_run.iface[i], sizeof s_run.iface[i], "127.0.0.%u", 1 + i);
+    for (unsigned i = 0; i < s_run.clients; i++)
+        s_run.c[i].fd = -1;
+    s_run.epfd = -1;
+    s_run.raw = s_run.fanout && !use_lws && !use_poll;
+    if (s_run.raw) {
+        if (s_raw_setup() != 0)
+            goto fail;
+        if (s_run.pid > 0)
+            s_run.rss_before_kb = s_rss_kb(s_run.pid);
+        s_run.start_ns = s_now_ns();
+        s_run.connect_ms = s_run.timeout_set ? s_run.timeout_ms * 6 : 60000;
+        s_run.deadline_ns = s_run.start_ns + (uint64_t) s_run.connect_ms * 1000000ull;
+        s_run.phase = P_CONNECT;
+        s_raw_loop();
+        goto ran;
+    }
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -863,6 +1319,7 @@ main(int argc, char **argv)
             ;
     if (!s_run.done)
         s_finish(1, "the libwebsockets service loop failed");
+ran:
     rc = s_run.rc;
     if (rc == 0 && s_run.fanout)
         s_report();
@@ -883,8 +1340,14 @@ fail:
             ev_run(loop, EVRUN_NOWAIT);
         ev_loop_destroy(loop);
     }
-    for (unsigned i = 0; s_run.c && i < s_run.clients; i++)
+    for (unsigned i = 0; s_run.c && i < s_run.clients; i++) {
         free(s_run.c[i].msg);
+        if (s_run.c[i].fd >= 0)
+            close(s_run.c[i].fd);
+    }
+    if (s_run.epfd >= 0)
+        close(s_run.epfd);
+    free(s_run.src);
     free(s_run.c);
     free(s_run.iface);
     free(s_run.lat_ms);

@@ -2434,6 +2434,103 @@ test_entry_ask(void **state)
     assert_converged(f);
 }
 
+/* A forwarded raffle entry replayed after the stall restarts (its
+   remembered answers gone, e.g. the first ENTRY_DONE lost with the
+   connection): the same device and address get the first answer, the
+   entry's seq, and nothing is appended, under the first ask's id or a new
+   one; the same device from another address is still already_entered. */
+static void
+test_entry_ask_after_restart(void **state)
+{
+    net *f = net_new(2, 43);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    const sm_id *a = &f->id[0].pub;
+    const sm_id *b_id = &f->id[1].pub;
+    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
+    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
+    sm_body d = tu_drop("mug", 2, f->now + 1000);
+    d.u.drop.mode = SM_DROP_RAFFLE;
+    d.u.drop.per_shopper = 1;
+    d.u.drop.pickup_minutes = 30;
+    d.u.drop.closes_ms = f->now + 600000;
+    uint64_t drop_seq = 0;
+    assert_int_equal(sm_ledger_append(f->l[0], &d, f->now, &drop_seq), 0);
+    sm_gossip_local(f->g[0], f->now);
+    pump(f);
+    f->now += 2000;
+    sm_wire_msg w;
+    memset(&w, 0, sizeof w);
+    w.type = SM_MSG_ENTRY_ASK;
+    w.u.entry_ask.req_id = 9001;
+    w.u.entry_ask.drop_origin = *a;
+    w.u.entry_ask.drop_seq = drop_seq;
+    memset(w.u.entry_ask.device, 0x61, sizeof w.u.entry_ask.device);
+    w.u.entry_ask.has_client = true;
+    memset(w.u.entry_ask.client, 0x71, sizeof w.u.entry_ask.client);
+    uint8_t buf[256];
+    size_t len;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    uint32_t entered, refused;
+    uint64_t head = head_seq(f->l[0], a);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    entry_dones(f, f->g[0], head + 1, 0, &entered, &refused);
+    assert_int_equal(entered, 1);
+
+    /* The stall restarts; the mirror sends its ask again. */
+    net_cut(f, 0, 1);
+    sm_gossip_destroy(&f->g[0]);
+    f->g[0] = gossip_for(f, 0, 0);
+    net_connect(f, 0, 1);
+    pump(f);
+    f->now += 50;
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    entry_dones(f, f->g[0], head + 1, 0, &entered, &refused);
+    assert_int_equal(entered, 1);
+    assert_int_equal(refused, 0);
+
+    /* The same viewer through a new ask: the same entry. */
+    w.u.entry_ask.req_id = 9002;
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+    entry_dones(f, f->g[0], head + 1, 0, &entered, &refused);
+    assert_int_equal(entered, 1);
+    assert_int_equal(refused, 0);
+
+    /* The same device from another address: a different request, refused. */
+    w.u.entry_ask.req_id = 9003;
+    memset(w.u.entry_ask.client, 0x72, sizeof w.u.entry_ask.client);
+    assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
+    assert_int_equal(sm_gossip_receive(f->g[0], b_id, buf, len, f->now), 0);
+    entry_dones(f, f->g[0], 0, SM_EENTERED, &entered, &refused);
+    assert_int_equal(entered, 0);
+    assert_int_equal(refused, 1);
+    assert_int_equal(head_seq(f->l[0], a), head + 1);
+
+    /* The ledger's lookup: this node's entry by device and address. */
+    sm_body e;
+    memset(&e, 0, sizeof e);
+    e.kind = SM_KIND_RAFFLE_ENTRY;
+    e.u.raffle_entry.drop_origin = *a;
+    e.u.raffle_entry.drop_seq = drop_seq;
+    memset(e.u.raffle_entry.device, 0x61, SM_HOLD_TAG_BYTES);
+    uint64_t seq = 0;
+    assert_int_equal(sm_ledger_raffle_entry_find(f->l[0], a, &e, &seq), 0);
+    assert_int_equal(seq, head + 1);
+    assert_int_equal(sm_ledger_raffle_entry_find(f->l[0], b_id, &e, &seq), SM_ENOTFOUND);
+    e.u.raffle_entry.has_client = true;
+    memset(e.u.raffle_entry.client, 0x72, SM_HOLD_TAG_BYTES);
+    assert_int_equal(sm_ledger_raffle_entry_find(f->l[0], a, &e, &seq), SM_ENOTFOUND);
+    memset(e.u.raffle_entry.device, 0x63, SM_HOLD_TAG_BYTES);
+    assert_int_equal(sm_ledger_raffle_entry_find(f->l[0], a, &e, &seq), SM_ENOTFOUND);
+    settle(f, 2);
+    assert_converged(f);
+}
+
 /* HOLD_ASKs from a peer, by hand: over SM_HOLD_ASKS_PER_MIN a minute the
    answer is SM_EBUSY and nothing is appended (the next minute serves
    again); a HOLD_DONE nobody asked for, or from another peer, records
@@ -2993,6 +3090,7 @@ main(void)
         cmocka_unit_test_teardown(test_hold_ask_per_shopper, teardown),
         cmocka_unit_test_teardown(test_hold_ask_replayed, teardown),
         cmocka_unit_test_teardown(test_entry_ask, teardown),
+        cmocka_unit_test_teardown(test_entry_ask_after_restart, teardown),
         cmocka_unit_test_teardown(test_hold_ask_lines, teardown),
         cmocka_unit_test_teardown(test_hold_ask_limits, teardown),
         cmocka_unit_test_teardown(test_hold_ask_unread, teardown),

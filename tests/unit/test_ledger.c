@@ -508,15 +508,43 @@ next_entry(fx *f, sm_body body)
     return e;
 }
 
+/* b's catalog gets a mug and 4 units of it; `to` gets b's log. */
+static void
+stock_b(fx *f, sm_ledger *to)
+{
+    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
+    append_ok(f->b, tu_add("mug", 4), NULL);
+    tu_sync(f->b, to, NOW);
+}
+
+/* b equivocates: two validly signed entries at its next seq, stock.add 1
+   (e1, s1) and stock.add 2 (e2, s2).  s1 and s2 point into the pair: keep
+   it where it was made. */
+typedef struct {
+    sm_entry e1, e2;
+    uint8_t b1[SM_ENTRY_BYTES_MAX], b2[SM_ENTRY_BYTES_MAX];
+    sm_signed s1, s2;
+} fork_pair;
+
+static void
+fork_b(fx *f, fork_pair *p)
+{
+    memset(p, 0, sizeof *p);
+    p->e1 = next_entry(f, tu_add("mug", 1));
+    p->e2 = next_entry(f, tu_add("mug", 2));
+    p->s1.bytes = p->b1;
+    p->s2.bytes = p->b2;
+    p->s1.len = tu_sign(&p->e1, &f->idb, p->b1, p->s1.sig);
+    p->s2.len = tu_sign(&p->e2, &f->idb, p->b2, p->s2.sig);
+}
+
 /* Every kind of bad input is refused with its own code and leaves the
    receiving store unchanged. */
 static void
 test_bad_input_refused(void **state)
 {
     fx *f = *state;
-    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
-    append_ok(f->b, tu_add("mug", 4), NULL);
-    tu_sync(f->b, f->a, NOW);
+    stock_b(f, f->a);
     snap before = take(f->a, &f->idb.pub);
     uint8_t bytes[SM_ENTRY_BYTES_MAX + 16];
     sm_signed s;
@@ -617,37 +645,31 @@ static void
 test_equivocation(void **state)
 {
     fx *f = *state;
-    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
-    append_ok(f->b, tu_add("mug", 4), NULL);
-    tu_sync(f->b, f->a, NOW);
-    sm_entry e1 = next_entry(f, tu_add("mug", 1));
-    sm_entry e2 = next_entry(f, tu_add("mug", 2));
-    uint8_t b1[SM_ENTRY_BYTES_MAX], b2[SM_ENTRY_BYTES_MAX];
-    sm_signed s1 = { b1, 0, { 0 } }, s2 = { b2, 0, { 0 } };
-    s1.len = tu_sign(&e1, &f->idb, b1, s1.sig);
-    s2.len = tu_sign(&e2, &f->idb, b2, s2.sig);
+    stock_b(f, f->a);
+    fork_pair p;
+    fork_b(f, &p);
     sm_ingest_result res;
-    assert_int_equal(sm_ledger_ingest(f->a, &s1, 1, NOW, &res), 0);
+    assert_int_equal(sm_ledger_ingest(f->a, &p.s1, 1, NOW, &res), 0);
     assert_int_equal(units(f->a, "mug", &f->idb.pub), 5);
-    assert_int_equal(sm_ledger_ingest(f->a, &s2, 1, NOW, &res), SM_EFORK);
+    assert_int_equal(sm_ledger_ingest(f->a, &p.s2, 1, NOW, &res), SM_EFORK);
     sm_head h;
     assert_int_equal(sm_ledger_head(f->a, &f->idb.pub, &h), 0);
-    assert_int_equal(h.cap, e1.seq - 1);
-    assert_int_equal(h.applied, e1.seq - 1);
+    assert_int_equal(h.cap, p.e1.seq - 1);
+    assert_int_equal(h.applied, p.e1.seq - 1);
     assert_int_equal(units(f->a, "mug", &f->idb.pub), 4);
     /* c sees the other branch first, then the first: same state as a. */
     tu_sync(f->b, f->c, NOW);
-    assert_int_equal(sm_ledger_ingest(f->c, &s2, 1, NOW, &res), 0);
-    assert_int_equal(sm_ledger_ingest(f->c, &s1, 1, NOW, &res), SM_EFORK);
+    assert_int_equal(sm_ledger_ingest(f->c, &p.s2, 1, NOW, &res), 0);
+    assert_int_equal(sm_ledger_ingest(f->c, &p.s1, 1, NOW, &res), SM_EFORK);
     sm_hash da = digest(f->a), dc;
     tu_sync(f->a, f->c, NOW);
     dc = digest(f->c);
     da = digest(f->a);
     assert_memory_equal(da.b, dc.b, SM_HASH_BYTES);
     /* further entries past the fork are refused */
-    sm_entry e3 = e1;
+    sm_entry e3 = p.e1;
     e3.seq++;
-    sm_entry_link(b1, s1.len, s1.sig, &e3.prev);
+    sm_entry_link(p.b1, p.s1.len, p.s1.sig, &e3.prev);
     uint8_t b3[SM_ENTRY_BYTES_MAX];
     sm_signed s3 = { b3, 0, { 0 } };
     s3.len = tu_sign(&e3, &f->idb, b3, s3.sig);
@@ -662,9 +684,7 @@ static void
 test_fork_rebuild_below_roster_damage(void **state)
 {
     fx *f = *state;
-    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
-    append_ok(f->b, tu_add("mug", 4), NULL);
-    tu_sync(f->b, f->c, NOW);
+    stock_b(f, f->c);
     sm_head ha;
     assert_int_equal(sm_ledger_head(f->c, &f->ida.pub, &ha), 0);
     assert_true(ha.seq >= 2);
@@ -677,20 +697,16 @@ test_fork_rebuild_below_roster_damage(void **state)
     assert_int_equal(sm_ledger_set_damaged(f->c, &r.damaged[0]), 0);
 
     /* b equivocates: c learns the fork and rebuilds, in a batch. */
-    sm_entry e1 = next_entry(f, tu_add("mug", 1));
-    sm_entry e2 = next_entry(f, tu_add("mug", 2));
-    uint8_t b1[SM_ENTRY_BYTES_MAX], b2[SM_ENTRY_BYTES_MAX];
-    sm_signed s1 = { b1, 0, { 0 } }, s2 = { b2, 0, { 0 } };
-    s1.len = tu_sign(&e1, &f->idb, b1, s1.sig);
-    s2.len = tu_sign(&e2, &f->idb, b2, s2.sig);
+    fork_pair p;
+    fork_b(f, &p);
     sm_ingest_result res;
     assert_int_equal(sm_ledger_begin(f->c), 0);
-    assert_int_equal(sm_ledger_ingest(f->c, &s1, 1, NOW, &res), 0);
-    assert_int_equal(sm_ledger_ingest(f->c, &s2, 1, NOW, &res), SM_EFORK);
+    assert_int_equal(sm_ledger_ingest(f->c, &p.s1, 1, NOW, &res), 0);
+    assert_int_equal(sm_ledger_ingest(f->c, &p.s2, 1, NOW, &res), SM_EFORK);
     assert_int_equal(sm_ledger_commit(f->c), 0);
     sm_head hb;
     assert_int_equal(sm_ledger_head(f->c, &f->idb.pub, &hb), 0);
-    assert_int_equal(hb.cap, e1.seq - 1);
+    assert_int_equal(hb.cap, p.e1.seq - 1);
     assert_int_equal(units(f->c, "mug", &f->idb.pub), 4);
 }
 
@@ -750,9 +766,7 @@ static void
 test_revoke(void **state)
 {
     fx *f = *state;
-    append_ok(f->b, tu_item("mug", "Blue mug", 1200), NULL);
-    append_ok(f->b, tu_add("mug", 4), NULL);
-    tu_sync(f->b, f->a, NOW);
+    stock_b(f, f->a);
     sm_head hb;
     assert_int_equal(sm_ledger_head(f->a, &f->idb.pub, &hb), 0);
     append_ok(f->b, tu_add("mug", 10), NULL);   /* after the revoke point */

@@ -5,8 +5,9 @@
     do.  Time is the test's own: nothing reads a clock.  Group commit and
     answers after it, a refusal isolated, the gate refusing writes, a sale
     parked until a peer's units arrive, a hold forwarded and answered,
-    rebalancing leaving the giver at its floor, the hold sweep, and the
-    own-log gate that does not open on the first peer that answers.        */
+    rebalancing leaving the giver at its floor, the hold sweep, the
+    own-log gate that does not open on the first peer that answers, and a
+    first-come drop's caps and a shopper's limits within one batch.        */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +41,7 @@ typedef struct {
     uint32_t floor[N_MAX];
     uint32_t rebalance[N_MAX];
     bool mirror[N_MAX];
+    sm_reserve_limits hold_limits[N_MAX];
     /* answers, in order */
     sm_policy_write answers[ANSWERS_MAX];
     int answered_by[ANSWERS_MAX];
@@ -87,7 +89,8 @@ start(net *f, int i, bool allow_fresh)
     sm_policy_opts po = { .ledger = f->l[i], .node = f->id[i].pub, .gossip = f->g[i],
                           .answer = s_answer, .answer_arg = &s_who[i],
                           .rebalance_floor = f->rebalance[i], .allow_fresh = allow_fresh,
-                          .peers_known = true, .mirror = f->mirror[i] };
+                          .peers_known = true, .mirror = f->mirror[i],
+                          .hold_limits = f->hold_limits[i] };
     f->p[i] = sm_policy_new(&po, f->mono, &err);
     assert_non_null(f->p[i]);
     assert_int_equal(err, 0);
@@ -565,6 +568,93 @@ test_policy_drop_caps_in_one_batch(void **state)
     assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 7);
 }
 
+/* w was refused by the shopper's limit `limit` (max, wanted), as the web
+   thread names it; not by a drop's cap. */
+static void
+assert_over_limit(const sm_policy_write *w, const char *limit, uint32_t max, uint64_t wanted)
+{
+    assert_int_equal(w->rc, SM_EHOLDLIMIT);
+    assert_non_null(w->hold_why.limit);
+    assert_string_equal(w->hold_why.limit, limit);
+    assert_int_equal(w->hold_why.max, max);
+    assert_int_equal(w->hold_why.wanted, wanted);
+    assert_null(w->drop_why.limit);
+}
+
+/* The [holds] per_device and per_address limits hold within one batch:
+   the second hold of one device (of one address) in the same batch, over
+   the limit, is refused SM_EHOLDLIMIT naming the limit as the web thread
+   does; every line counts; a staff hold is not held to them but counts; a
+   release gives the units back; a hold past its expiry that the sweep has
+   not released yet no longer counts. */
+static void
+test_policy_shopper_limits_in_one_batch(void **state)
+{
+    net *f = net_new(1);
+    *state = f;
+    f->hold_limits[0] = (sm_reserve_limits) { .per_device = 3, .per_address = 4 };
+    start(f, 0, true);
+    sm_policy_write setup[4] = { wr(tu_item("mug", "Mug", 1200)), wr(tu_add("mug", 30)),
+                                 wr(tu_item("cup", "Cup", 800)), wr(tu_add("cup", 30)) };
+    sm_policy_batch(f->p[0], setup, 4, f->now, f->mono);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(setup[i].rc, 0);
+    uint64_t exp = f->now + 60000;
+    /* Device 1 twice (2 + 2 > 3); devices 2, 3 and 4 from address 9
+       (2 + 2 + 1 > 4); device 5 with two lines (2 + 2 > 3). */
+    sm_policy_write w[6] = { shopper_hold(2, exp, 1, 0), shopper_hold(2, exp, 1, 0),
+                             shopper_hold(2, exp, 2, 9), shopper_hold(2, exp, 3, 9),
+                             shopper_hold(1, exp, 4, 9), shopper_hold(2, exp, 5, 0) };
+    w[5].body.u.hold.more_count = 1;
+    snprintf(w[5].body.u.hold.more[0].sku, sizeof w[5].body.u.hold.more[0].sku, "cup");
+    w[5].body.u.hold.more[0].qty = 2;
+    assert_true(sm_policy_batch(f->p[0], w, 6, f->now, f->mono));
+    assert_int_equal(w[0].rc, 0);
+    assert_over_limit(&w[1], "per_device", 3, 4);
+    assert_int_equal(w[2].rc, 0);
+    assert_null(w[2].hold_why.limit);
+    assert_int_equal(w[3].rc, 0);
+    assert_over_limit(&w[4], "per_address", 4, 5);
+    assert_over_limit(&w[5], "per_device", 3, 4);
+    assert_int_equal(units_at(f->l[0], "mug", &f->id[0].pub), 24);   /* 3 holds of 2 */
+    assert_int_equal(units_at(f->l[0], "cup", &f->id[0].pub), 30);
+    /* The refused write's struct reused for a hold forwarded to a stall out
+       of reach (the core reuses its batch array): no refusal stays on it. */
+    w[1].forward = true;
+    memset(w[1].at.b, 0x77, SM_KEY_BYTES);
+    sm_policy_batch(f->p[0], &w[1], 1, f->now, f->mono);
+    assert_int_equal(w[1].rc, SM_EUNREACHABLE);
+    assert_null(w[1].hold_why.limit);
+    /* Staff hold for device 1 (uncapped: 4 held), then device 1 cancels
+       its own: 2 held, so 1 more passes and a second 1 does not. */
+    sm_policy_write staff = shopper_hold(2, exp, 1, 0);
+    staff.uncapped = true;
+    sm_policy_batch(f->p[0], &staff, 1, f->now, f->mono);
+    assert_int_equal(staff.rc, 0);
+    sm_policy_write rel[3] = { wr(tu_release(w[0].seq)), shopper_hold(1, exp, 1, 0),
+                               shopper_hold(1, exp, 1, 0) };
+    sm_policy_batch(f->p[0], rel, 3, f->now, f->mono);
+    assert_int_equal(rel[0].rc, 0);
+    assert_int_equal(rel[1].rc, 0);
+    assert_over_limit(&rel[2], "per_device", 3, 4);
+    /* Device 6's hold runs out; before the sweep releases it, it no longer
+       counts (as the web thread's check); a sold hold no longer counts. */
+    sm_policy_write soon = shopper_hold(3, f->now + 1000, 6, 0);
+    sm_policy_batch(f->p[0], &soon, 1, f->now, f->mono);
+    assert_int_equal(soon.rc, 0);
+    f->now += 1000;
+    sm_policy_write late[2] = { shopper_hold(3, exp, 6, 0), shopper_hold(1, exp, 6, 0) };
+    sm_policy_batch(f->p[0], late, 2, f->now, f->mono);
+    assert_int_equal(late[0].rc, 0);
+    assert_over_limit(&late[1], "per_device", 3, 4);
+    sm_body sale = tu_sale("mug", 3, 1200, NULL);
+    sale.u.sale.hold_seq = late[0].seq;
+    sm_policy_write sold[2] = { wr(sale), shopper_hold(3, exp, 6, 0) };
+    sm_policy_batch(f->p[0], sold, 2, f->now, f->mono);
+    assert_int_equal(sold[0].rc, 0);
+    assert_int_equal(sold[1].rc, 0);
+}
+
 int
 main(void)
 {
@@ -578,6 +668,7 @@ main(void)
         cmocka_unit_test_teardown(test_policy_sweeps_expired_holds, teardown),
         cmocka_unit_test_teardown(test_policy_mirror_read_only, teardown),
         cmocka_unit_test_teardown(test_policy_drop_caps_in_one_batch, teardown),
+        cmocka_unit_test_teardown(test_policy_shopper_limits_in_one_batch, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
