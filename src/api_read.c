@@ -156,6 +156,27 @@ s_damaged_json(sm_api *self, sm_json_buf *b)
     sm_json_arr_close(b);
 }
 
+/*  The state's digest into self->digest, and the version it was read at:
+    the one kept, if the store has not moved since (a public route must not
+    hash a million sales for each request of an idle node); else computed,
+    and kept if no write committed while it was (the version before and
+    after are the same, so it is the digest of that version).               */
+static int
+s_state_digest(sm_api *self, uint64_t *version)
+{
+    uint64_t after = 0;
+    int rc = sm_ledger_version(self->ledger, version);
+    if (rc != 0 || (self->digest_ok && self->digest_version == *version))
+        return rc;
+    self->digest_ok = false;
+    if ((rc = sm_ledger_digest(self->ledger, &self->digest)) != 0
+        || (rc = sm_ledger_version(self->ledger, &after)) != 0)
+        return rc;
+    self->digest_ok = after == *version;
+    self->digest_version = *version;
+    return 0;
+}
+
 int
 sm__api_get_state(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                   sm_http_resp *r, sm_core_req **write)
@@ -163,17 +184,14 @@ sm__api_get_state(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     (void) req;
     (void) now_ms;
     (void) write;
-    sm_hash digest;
     uint64_t version;
-    int rc = sm_ledger_version(self->ledger, &version);
-    if (rc == 0)
-        rc = sm_ledger_digest(self->ledger, &digest);
+    int rc = s_state_digest(self, &version);
     if (rc != 0) {
         sm__api_ledger_error(r, rc, false);
         return SM_API_DONE;
     }
     char hex[2 * SM_HASH_BYTES + 1];
-    sm_hex_encode(digest.b, SM_HASH_BYTES, hex);
+    sm_hex_encode(self->digest.b, SM_HASH_BYTES, hex);
     sm_json_buf b = { 0 };
     sm_json_obj_open(&b);
     sm_json_kid(&b, "node", &self->node);

@@ -39,6 +39,7 @@ struct sm_policy {
     uint64_t own_check_moved_ms;
     bool round_open;           /* an ingest round's batch is open */
     uint32_t round_msgs;
+    uint64_t ingested;         /* the engine's entries_accepted, counted so far */
     s_parked parked[SM_POLICY_PARKED_MAX];
     size_t nparked;
     uint64_t next_ask;
@@ -721,6 +722,13 @@ sm_policy_round_end(sm_policy *self, uint64_t now_ms)
         return;
     self->round_open = false;
     int rc = s_commit(self, false, now_ms);
+    /* The peers' entries the round stored, for /metrics (a failed round's
+       were never stored). */
+    sm_gossip_counters c;
+    sm_gossip_stats(self->opts.gossip, &c);
+    if (rc == 0 && c.entries_accepted > self->ingested)
+        s_metric(self, SM_METRIC_ENTRIES_INGESTED, c.entries_accepted - self->ingested);
+    self->ingested = c.entries_accepted;
     if (rc != 0)
         s_round_failed(self, rc, now_ms);
 }

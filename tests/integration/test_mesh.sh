@@ -216,6 +216,9 @@ req O POST /api/items '{"sku":"jam","name":"Plum jam","price":450}'
 req O POST /api/items '{"sku":"tea","name":"Green tea","price":300}'
 check "the organiser's items reach every stall" \
     'until_true 20 has_sku A jam && until_true 20 has_sku B jam && until_true 20 has_sku C tea'
+ingested() { get "$1" /metrics | awk '$1 == "stallmesh_entries_ingested_total" { print $2 }'; }
+check "a stall's /metrics counts the peers' entries it stored" '[ "$(ingested C)" -ge 2 ]' \
+    "$(ingested C)"
 req A POST /api/stock/add '{"sku":"jam","qty":20}'; [ "$code" = 201 ] && added=$((added + 20))
 req B POST /api/stock/add '{"sku":"jam","qty":15}'; [ "$code" = 201 ] && added=$((added + 15))
 check "stalls A and B restock (201 each)" '[ "$added" = 35 ]' "$code $body"

@@ -991,6 +991,21 @@ test_reads(void **state)
     assert_int_equal(json_array_size(json_object_get(f->json, "forks")), 0);
     assert_true(json_is_array(json_object_get(f->json, "quarantined")));
     assert_int_equal(json_array_size(json_object_get(f->json, "quarantined")), 0);
+    /* The digest is kept while the store stays at a version, and read
+       again once a write moves it: asked twice, then after a sale. */
+    int64_t state_version = jint(f->json, "version");
+    assert_int_equal(get(f, "/api/state", NULL), 200);
+    assert_string_equal(jstr(f->json, "digest"), hex);
+    assert_int_equal(jint(f->json, "version"), state_version);
+    assert_int_equal(post(f, "/api/sales", "{\"lines\":[{\"sku\":\"tea\",\"qty\":1}],"
+                                           "\"source\":\"in_person\",\"payment\":\"cash\"}"), 201);
+    assert_int_equal(get(f, "/api/state", NULL), 200);
+    assert_true(jint(f->json, "version") > state_version);
+    char moved[2 * SM_HASH_BYTES + 1];
+    assert_int_equal(sm_ledger_digest(f->a, &digest), 0);
+    sm_hex_encode(digest.b, SM_HASH_BYTES, moved);
+    assert_string_not_equal(moved, hex);
+    assert_string_equal(jstr(f->json, "digest"), moved);
 
     assert_int_equal(get(f, "/livez", NULL), 200);
     assert_string_equal(jstr(f->json, "status"), "ok");
