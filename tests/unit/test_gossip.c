@@ -2341,21 +2341,13 @@ entry_dones(net *f, sm_gossip *g, uint64_t seq, int refusal, uint32_t *entered,
     }
 }
 
-/* A raffle entry forwarded by a node that may not append (a mirror) as
-   ENTRY_ASK: the stall appends one raffle.entry and answers its seq; the
-   same ask delivered again gets the same answer and appends nothing; the
-   same device under another ask is refused (already entered), as is an
-   entry before the drop's start by the stall's clock; a HOLD_DONE for it
-   records nothing, its ENTRY_DONE does. */
-static void
-test_entry_ask(void **state)
+/* A raffle of 2 mugs at node 0 (of 5 there), 1 a shopper, starting 1 s
+   from now and closing in 10 minutes, known to node 1; its seq.           */
+static uint64_t
+raffle_at_a(net *f)
 {
-    net *f = net_new(2, 41);
-    *state = f;
     connect_all(f);
     pump(f);
-    const sm_id *a = &f->id[0].pub;
-    const sm_id *b_id = &f->id[1].pub;
     assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
     assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
     sm_body d = tu_drop("mug", 2, f->now + 1000);
@@ -2367,15 +2359,41 @@ test_entry_ask(void **state)
     assert_int_equal(sm_ledger_append(f->l[0], &d, f->now, &drop_seq), 0);
     sm_gossip_local(f->g[0], f->now);
     pump(f);
+    return drop_seq;
+}
+
+/* A mirror's ENTRY_ASK for the raffle (drop_origin, drop_seq): device
+   0x61..., address 0x71....                                                 */
+static sm_wire_msg
+entry_ask_of(const sm_id *drop_origin, uint64_t drop_seq, uint64_t req_id)
+{
     sm_wire_msg w;
     memset(&w, 0, sizeof w);
     w.type = SM_MSG_ENTRY_ASK;
-    w.u.entry_ask.req_id = 8001;
-    w.u.entry_ask.drop_origin = *a;
+    w.u.entry_ask.req_id = req_id;
+    w.u.entry_ask.drop_origin = *drop_origin;
     w.u.entry_ask.drop_seq = drop_seq;
     memset(w.u.entry_ask.device, 0x61, sizeof w.u.entry_ask.device);
     w.u.entry_ask.has_client = true;
     memset(w.u.entry_ask.client, 0x71, sizeof w.u.entry_ask.client);
+    return w;
+}
+
+/* A raffle entry forwarded by a node that may not append (a mirror) as
+   ENTRY_ASK: the stall appends one raffle.entry and answers its seq; the
+   same ask delivered again gets the same answer and appends nothing; the
+   same device under another ask is refused (already entered), as is an
+   entry before the drop's start by the stall's clock; a HOLD_DONE for it
+   records nothing, its ENTRY_DONE does. */
+static void
+test_entry_ask(void **state)
+{
+    net *f = net_new(2, 41);
+    *state = f;
+    uint64_t drop_seq = raffle_at_a(f);
+    const sm_id *a = &f->id[0].pub;
+    const sm_id *b_id = &f->id[1].pub;
+    sm_wire_msg w = entry_ask_of(a, drop_seq, 8001);
     uint8_t buf[256];
     size_t len;
     assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
@@ -2444,31 +2462,11 @@ test_entry_ask_after_restart(void **state)
 {
     net *f = net_new(2, 43);
     *state = f;
-    connect_all(f);
-    pump(f);
+    uint64_t drop_seq = raffle_at_a(f);
     const sm_id *a = &f->id[0].pub;
     const sm_id *b_id = &f->id[1].pub;
-    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
-    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
-    sm_body d = tu_drop("mug", 2, f->now + 1000);
-    d.u.drop.mode = SM_DROP_RAFFLE;
-    d.u.drop.per_shopper = 1;
-    d.u.drop.pickup_minutes = 30;
-    d.u.drop.closes_ms = f->now + 600000;
-    uint64_t drop_seq = 0;
-    assert_int_equal(sm_ledger_append(f->l[0], &d, f->now, &drop_seq), 0);
-    sm_gossip_local(f->g[0], f->now);
-    pump(f);
     f->now += 2000;
-    sm_wire_msg w;
-    memset(&w, 0, sizeof w);
-    w.type = SM_MSG_ENTRY_ASK;
-    w.u.entry_ask.req_id = 9001;
-    w.u.entry_ask.drop_origin = *a;
-    w.u.entry_ask.drop_seq = drop_seq;
-    memset(w.u.entry_ask.device, 0x61, sizeof w.u.entry_ask.device);
-    w.u.entry_ask.has_client = true;
-    memset(w.u.entry_ask.client, 0x71, sizeof w.u.entry_ask.client);
+    sm_wire_msg w = entry_ask_of(a, drop_seq, 9001);
     uint8_t buf[256];
     size_t len;
     assert_int_equal(sm_wire_encode(&w, buf, sizeof buf, &len), 0);
