@@ -30,21 +30,39 @@
 #                   ports yet gets free ones, and others if it does not come
 #                   up (5 tries); one whose ports were set (its mesh port is
 #                   in tokens already given, or it ran before) keeps them
-#                   and has one try.  ARGS replace those kept for NODE.
+#                   and has one try.  ARGS replace those kept for NODE.  If
+#                   it fails, $start_rc is the last try's exit status (137:
+#                   it never got ready and was killed).
 # stop NODE         SIGTERM by PID, SIGKILL after 5 s
 # stop_nodes        SIGKILL every node started, by PID (for a cleanup trap)
 # url NODE / get NODE PATH   its base URL / a GET of PATH (body on stdout)
 # call NODE METHOD PATH [BODY] [FROM] [TOKEN yes|no]
 #                   the JSON API from source address FROM (default
 #                   127.0.0.1), with NODE's token if TOKEN is yes (default
-#                   no); sets $status (and $code, the same) and $body.  A
-#                   node answers writes 503 recovering for about 1.5 s after
-#                   its start (it checks its own log with its peers): such an
-#                   answer is retried every 0.1 s, for up to 10 s.
+#                   no); sets $status (and $code, the same), $body and
+#                   $headers (the response's).  A node answers writes 503
+#                   recovering for about 1.5 s after its start (it checks its
+#                   own log with its peers): such an answer is retried every
+#                   0.1 s, for up to 10 s.
 # req NODE METHOD PATH [BODY]   call with NODE's token, from 127.0.0.1
 # js JQ             jq -r JQ on $body
 # iso SECONDS       an RFC 3339 UTC time SECONDS from now (may be negative)
 # wait_until ISO    sleep until that time has passed (at most 30 s)
+#
+# Variables a script may set for these (before it starts its nodes; a
+# prefix on one call, `MESH_HOST=0.0.0.0 start B`, sets one for that call):
+#
+# NODE_ARGS         run arguments every node gets before its own (say
+#                   `--log-level warn`); none by default
+# MESH_HOST         the mesh listener's host (default 127.0.0.1)
+# START_TRIES       tries of a node with no ports yet (default 5; 1 for a
+#                   script whose nodes are meant to fail: a failure is not
+#                   taken for a port clash and retried)
+# START_WAIT        seconds start waits for /readyz (default 10)
+# CALL_TIMEOUT      seconds a call may take (curl --max-time, default 10)
+# RECOVERING_WAIT   seconds call retries a 503 recovering (default 10; 0
+#                   returns the first answer, for a script that checks the
+#                   recovering answers themselves)
 #
 # Scripts with other needs (a node started with no mesh listener, its log
 # elsewhere) keep their own start, stop and req, defined after sourcing.
@@ -88,19 +106,20 @@ start() {
     local n=$1 fixed=${HP[$1]:+yes}
     shift
     [ $# -gt 0 ] && ARGS[$n]="$*"
-    for _ in 1 2 3 4 5; do
+    start_rc=
+    for _ in $(seq 1 "${START_TRIES:-5}"); do
         if [ -z "${HP[$n]}" ]; then HP[$n]=$(free_port); MP[$n]=$(free_port); fi
         # shellcheck disable=SC2086
         "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" \
-            --listen "tcp://127.0.0.1:${MP[$n]}" ${ARGS[$n]} \
+            --listen "tcp://${MESH_HOST:-127.0.0.1}:${MP[$n]}" ${NODE_ARGS:-} ${ARGS[$n]} \
             >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
         PID[$n]=$!
-        for _ in $(seq 1 100); do
+        for _ in $(seq 1 $((${START_WAIT:-10} * 10))); do
             curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
             kill -0 "${PID[$n]}" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; PID[$n]=
+        kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; start_rc=$?; PID[$n]=
         [ -n "$fixed" ] && return 1
         HP[$n]=
     done
@@ -128,14 +147,17 @@ url() { echo "http://127.0.0.1:${HP[$1]}"; }
 get() { curl -s --max-time 5 "$(url "$1")$2"; }
 
 call() {
-    local n=$1 m=$2 p=$3 data=${4:-} from=${5:-127.0.0.1} tok=${6:-no}
-    local args=(-s -o "$TMP/body" -w '%{http_code}' --max-time 10 --interface "$from" -X "$m")
+    local n=$1 m=$2 p=$3 data=${4:-} from=${5:-127.0.0.1} tok=${6:-no} i
+    local tries=$((${RECOVERING_WAIT:-10} * 10))
+    local args=(-s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' --max-time "${CALL_TIMEOUT:-10}"
+                --interface "$from" -X "$m")
     [ "$tok" = yes ] && args+=(-H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
     [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    for _ in $(seq 1 100); do
+    for ((i = 1; ; i++)); do
         status=$(curl "${args[@]}" "$(url "$n")$p")
         body=$(cat "$TMP/body" 2>/dev/null)
-        [ "$status" = 503 ] && [ "$(js .error)" = recovering ] || break
+        headers=$(cat "$TMP/headers" 2>/dev/null)
+        [ "$i" -lt "$tries" ] && [ "$status" = 503 ] && [ "$(js .error)" = recovering ] || break
         sleep 0.1
     done
     code=$status
