@@ -67,12 +67,7 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-mesh.XXXXXX") || exit 1
 declare -A PID HP MP ARGS
 cleanup() {
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
-    done
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && wait "${PID[$n]}" 2>/dev/null
-    done
+    stop_nodes
     [ -n "${KEEP_TMP:-}" ] && { echo "# kept $TMP"; return; }
     rm -rf "$TMP"
 }
@@ -83,58 +78,10 @@ T0=$(date +%s)
 
 # ---- helpers -----------------------------------------------------------------
 
-. "$(dirname "$0")/lib.sh"     # free_port, until_true
-# sm NODE ARGS...: the CLI on NODE's data directory.
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
-node_id() { sm "$1" id --json | jq -r .node; }
-
-# start NODE [RUN ARGS...]: run NODE on its ports (picked on first start,
-# retried on a clash; kept for restarts) with its mesh listener on
-# 127.0.0.1; waits up to 10 s for /readyz.  The arguments are kept for
-# restarts without arguments (`start NODE`).
-start() {
-    local n=$1 fixed=${HP[$1]:+yes}
-    shift
-    [ $# -gt 0 ] && ARGS[$n]="$*"
-    for _ in 1 2 3 4 5; do
-        if [ -z "${HP[$n]}" ]; then HP[$n]=$(free_port); MP[$n]=$(free_port); fi
-        # shellcheck disable=SC2086
-        "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" \
-            --listen "tcp://127.0.0.1:${MP[$n]}" --log-level "${MESH_LOG_LEVEL:-info}" ${ARGS[$n]} \
-            >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
-        PID[$n]=$!
-        for _ in $(seq 1 100); do
-            curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
-            kill -0 "${PID[$n]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; PID[$n]=
-        [ -n "$fixed" ] && return 1
-        HP[$n]=
-    done
-    return 1
-}
-# stop NODE [SIGNAL]: TERM (or SIGNAL), up to 5 s, then KILL; reaps it.
-stop() {
-    local n=$1 p=${PID[$1]}
-    [ -n "$p" ] || return 0
-    kill -"${2:-TERM}" "$p" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    PID[$n]=
-}
-url() { echo "http://127.0.0.1:${HP[$1]}"; }
-# req NODE METHOD PATH [BODY]: with NODE's token; sets $code and $body.
-req() {
-    local n=$1 method=$2 path=$3 data=${4:-}
-    local args=(-s -o "$TMP/body" -w '%{http_code}' -X "$method" --max-time 10
-                -H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
-    [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    code=$(curl "${args[@]}" "$(url "$n")$path")
-    body=$(cat "$TMP/body" 2>/dev/null)
-}
-get() { curl -s --max-time 5 "$(url "$1")$2"; }
+# sm, node_id, start, stop, url, get and req; every node logs at
+# MESH_LOG_LEVEL.
+. "$(dirname "$0")/lib.sh"
+NODE_ARGS="--log-level ${MESH_LOG_LEVEL:-info}"
 digest() { get "$1" /api/state | jq -r '.digest // empty'; }
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$(url "$1")/readyz")" = 200 ]; }
 # same_digest NODE...: true if every node answers and all digests are equal.
@@ -524,6 +471,9 @@ stop B
 echo "# security done at $(elapsed) s"
 
 # ---- recovery ------------------------------------------------------------------
+# From here req returns a node's first answer: these checks look at the 503
+# recovering answers themselves (before, req retried them for up to 10 s).
+RECOVERING_WAIT=0
 # A's disk dies: its store is moved away, the identity kept; A joins again
 # with its token (a new, empty store) and restarts.
 # Its peers are down at first: a wiped store waits for them, however long.
