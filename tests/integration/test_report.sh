@@ -45,14 +45,9 @@ done
 [ -x "$BIN" ] || { nok "$BIN is an executable (make)"; finish; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-report.XXXXXX") || exit 1
-declare -A PID HP MP
+declare -A PID HP MP ARGS
 cleanup() {
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
-    done
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && wait "${PID[$n]}" 2>/dev/null
-    done
+    stop_nodes
     [ -n "${KEEP_TMP:-}" ] && { echo "# kept $TMP"; return; }
     rm -rf "$TMP"
 }
@@ -60,54 +55,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 unset STALLMESH_DIR STALLMESH_NODE
 
-. "$(dirname "$0")/lib.sh"     # free_port, until_true
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
-node_id() { sm "$1" id --json | jq -r .node; }
-start() {
-    local n=$1
-    for _ in 1 2 3 4 5; do
-        HP[$n]=$(free_port); MP[$n]=$(free_port)
-        "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" \
-            --listen "tcp://127.0.0.1:${MP[$n]}" --log-level warn \
-            >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
-        PID[$n]=$!
-        for _ in $(seq 1 100); do
-            curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
-            kill -0 "${PID[$n]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; PID[$n]=
-    done
-    return 1
-}
-stop() {
-    local n=$1 p=${PID[$1]}
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    PID[$n]=
-}
-url() { echo "http://127.0.0.1:${HP[$1]}"; }
-# req NODE METHOD PATH [BODY]: with NODE's token; sets $code, $body, $headers.
-req() {
-    local n=$1 method=$2 path=$3 data=${4:-}
-    local args=(-s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$method" --max-time 20
-                -H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
-    [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    # A stall started beside its peers checks its own log with them first
-    # (503 recovering for a few seconds): a write is retried, bounded.
-    for _ in $(seq 1 50); do
-        code=$(curl "${args[@]}" "$(url "$n")$path")
-        [ "$code" = 503 ] && [ "$method" != GET ] && grep -q recovering "$TMP/body" 2>/dev/null \
-            || break
-        sleep 0.2
-    done
-    body=$(cat "$TMP/body" 2>/dev/null)
-    headers=$(cat "$TMP/headers" 2>/dev/null)
-}
-get() { curl -s --max-time 5 "$(url "$1")$2"; }
+# sm, node_id, start, stop, url, get and req (which retries a 503
+# recovering: a stall started beside its peers checks its own log with them
+# first; it sets $headers, which the exports' checks read).  A request may
+# take up to 20 s (the reports over the whole log).
+. "$(dirname "$0")/lib.sh"
+NODE_ARGS="--log-level warn"
+CALL_TIMEOUT=20
 digest() { get "$1" /api/state | jq -r '.digest // empty'; }
 same_digest() {
     local first d
