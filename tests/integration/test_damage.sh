@@ -41,14 +41,9 @@ for x in "$BIN" "$MAP" "$FILL"; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-damage.XXXXXX") || exit 1
-declare -A PID HP MP
+declare -A PID HP MP ARGS
 cleanup() {
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
-    done
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && wait "${PID[$n]}" 2>/dev/null
-    done
+    stop_nodes
     [ -n "${KEEP_TMP:-}" ] && { echo "# kept $TMP"; return; }
     rm -rf "$TMP"
 }
@@ -58,39 +53,13 @@ unset STALLMESH_DIR STALLMESH_NODE
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 
-. "$(dirname "$0")/lib.sh"     # free_port
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
-node_id() { sm "$1" id --json | jq -r .node; }
-# start NODE [RUN ARGS...]: run NODE; waits up to 15 s for /readyz.  Returns
-# 1 if the node exits first (its status in $start_rc) or never gets ready.
-start() {
-    local n=$1
-    shift
-    [ -z "${HP[$n]}" ] && { HP[$n]=$(free_port); MP[$n]=$(free_port); }
-    "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" \
-        --listen "tcp://127.0.0.1:${MP[$n]}" "$@" >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
-    PID[$n]=$!
-    start_rc=
-    for _ in $(seq 1 150); do
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
-        if ! kill -0 "${PID[$n]}" 2>/dev/null; then
-            wait "${PID[$n]}"; start_rc=$?; PID[$n]=
-            return 1
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-stop() {
-    local n=$1 p=${PID[$1]}
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    PID[$n]=
-}
-get() { curl -s --max-time 5 "http://127.0.0.1:${HP[$1]}$2"; }
+# sm, node_id, start (a failed start's exit status in $start_rc), stop and
+# get.  Its nodes are meant to fail on damaged stores: one try each, not
+# retried as if on a port clash; a node checks its store at open, so up to
+# 15 s for /readyz.
+. "$(dirname "$0")/lib.sh"
+START_TRIES=1
+START_WAIT=15
 # flip FILE OFFSET: xor the byte at OFFSET with a bit chosen by the offset.
 flip() {
     local b x
