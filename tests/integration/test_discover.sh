@@ -49,14 +49,9 @@ done
 [ -x "$BIN" ] || { nok "$BIN is an executable (make)"; finish; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-discover.XXXXXX") || exit 1
-declare -A PID HP MP
+declare -A PID HP MP ARGS
 cleanup() {
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && kill -KILL "${PID[$n]}" 2>/dev/null
-    done
-    for n in "${!PID[@]}"; do
-        [ -n "${PID[$n]}" ] && wait "${PID[$n]}" 2>/dev/null
-    done
+    stop_nodes
     [ -n "${KEEP_TMP:-}" ] && { echo "# kept $TMP"; return; }
     rm -rf "$TMP"
 }
@@ -68,41 +63,16 @@ unset STALLMESH_DIR STALLMESH_NODE
 DPORT=$(free_port udp) || { nok "a free UDP port"; finish; }
 BCAST=127.255.255.255
 
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
-node_id() { sm "$1" id --json | jq -r .node; }
-
-# start NODE LISTEN_HOST [RUN ARGS...]: run NODE with --discover, its
-# beacons on $BCAST:$DPORT (its stallmesh.conf), its mesh listener on
-# LISTEN_HOST and no --peer; waits up to 10 s for /readyz.
-start() {
-    local n=$1 host=$2
-    shift 2
-    printf '[mesh]\ndiscover_port = %s\ndiscover_addr = %s\n' "$DPORT" "$BCAST" >"$TMP/$n/stallmesh.conf"
-    for _ in 1 2 3 4 5; do
-        HP[$n]=$(free_port tcp); MP[$n]=$(free_port tcp)
-        "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" --discover \
-            --listen "tcp://$host:${MP[$n]}" --log-level debug "$@" \
-            >>"$TMP/$n.out" 2>>"$TMP/$n.log" &
-        PID[$n]=$!
-        for _ in $(seq 1 100); do
-            curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${HP[$n]}/readyz" && return 0
-            kill -0 "${PID[$n]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; PID[$n]=
-    done
-    return 1
+# beacon_start NODE LISTEN_HOST: lib.sh's start with --discover, its beacons on
+# $BCAST:$DPORT (its stallmesh.conf), its mesh listener on LISTEN_HOST and
+# no --peer, on new ports each time (a node restarted moves); sm, node_id,
+# stop, url, get and req are lib.sh's.
+NODE_ARGS="--discover --log-level debug"
+beacon_start() {
+    printf '[mesh]\ndiscover_port = %s\ndiscover_addr = %s\n' "$DPORT" "$BCAST" >"$TMP/$1/stallmesh.conf"
+    HP[$1]=
+    MESH_HOST=$2 start "$1"
 }
-url() { echo "http://127.0.0.1:${HP[$1]}"; }
-req() {
-    local n=$1 method=$2 path=$3 data=${4:-}
-    local args=(-s -o "$TMP/body" -w '%{http_code}' -X "$method" --max-time 10
-                -H "Authorization: Bearer $(cat "$TMP/$n/api-token")")
-    [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    code=$(curl "${args[@]}" "$(url "$n")$path")
-    body=$(cat "$TMP/body" 2>/dev/null)
-}
-get() { curl -s --max-time 5 "$(url "$1")$2"; }
 connected() {
     [ "$(get "$1" /api/peers | jq -r --arg p "$2" '[.peers[] | select(.node == $p and .connected)] | length')" = 1 ]
 }
@@ -173,10 +143,10 @@ done
 sm O revoke "${ID[R]}" >/dev/null || nok "O revokes R"
 
 up=yes
-start O 127.0.0.1 || up=no
-start A 127.0.0.1 || up=no
-start B 0.0.0.0 || up=no          # advertises nothing: its beacon says host "*"
-start X 127.0.0.1 || up=no
+beacon_start O 127.0.0.1 || up=no
+beacon_start A 127.0.0.1 || up=no
+beacon_start B 0.0.0.0 || up=no          # advertises nothing: its beacon says host "*"
+beacon_start X 127.0.0.1 || up=no
 check "O, A, B (market M) and X (another market) start with --discover and no --peer" \
     '[ "$up" = yes ]' "$(tail -n 3 "$TMP"/*.log)"
 check "O, A and B find each other by their beacons and all connect" \
@@ -195,7 +165,7 @@ check "a restock and a sale at A (201, 201) reach B" \
     '[ "$a_add" = 201 ] && [ "$a_sale" = 201 ] && until_true 20 b_sees' "$a_add $a_sale; B: $(units B jam total)"
 
 # ---- another market and a revoked stall ----------------------------------------
-start R 127.0.0.1 || nok "the revoked stall R starts" "$(tail -n 3 "$TMP/R.log")"
+beacon_start R 127.0.0.1 || nok "the revoked stall R starts" "$(tail -n 3 "$TMP/R.log")"
 x_heard() { [ "${ID[X]}" ] && [ "$(metric X stallmesh_beacons_refused_total)" -gt 0 ] 2>/dev/null; }
 check "X hears market M's beacons and refuses them" 'until_true 20 x_heard' "$(metric X stallmesh_beacons_refused_total)"
 strangers=no
@@ -246,8 +216,8 @@ fi
 # learn the new endpoint from its beacon and dial it there (their log says
 # where they connect), and the mesh is whole again.
 old_mp=${MP[A]}
-kill -TERM "${PID[A]}" 2>/dev/null; wait "${PID[A]}" 2>/dev/null; PID[A]=
-start A 127.0.0.1 || nok "A starts again" "$(tail -n 3 "$TMP/A.log")"
+stop A
+beacon_start A 127.0.0.1 || nok "A starts again" "$(tail -n 3 "$TMP/A.log")"
 a_short=${ID[A]:0:12}
 dialled_new() { grep -q "connecting to $a_short at tcp://127.0.0.1:${MP[A]}" "$TMP/$1.log"; }
 check "A is back on another port (${old_mp} -> ${MP[A]})" '[ "${MP[A]}" != "$old_mp" ]'
