@@ -24,6 +24,25 @@
 #include "state.h"
 
 void
+sm_drop_of_entry(sm_drop *d, const sm_id *origin, uint64_t seq, const sm_entry *e)
+{
+    assert(d && origin && e && e->body.kind == SM_KIND_DROP);
+    const __typeof__(e->body.u.drop) *b = &e->body.u.drop;
+    memset(d, 0, sizeof *d);
+    d->origin = *origin;
+    d->seq = seq;
+    sm__strfill(d->sku, sizeof d->sku, b->sku);
+    d->qty = b->qty;
+    d->per_shopper = b->per_shopper;
+    d->pickup_minutes = b->pickup_minutes;
+    d->mode = b->mode;
+    d->starts_ms = b->starts_ms;
+    d->closes_ms = b->closes_ms;
+    d->commitment = b->commitment;
+    d->hlc = e->hlc;
+}
+
+void
 sm_drop_secret(const sm_identity *id, const sm_id *market, uint64_t drop_seq, sm_hash *out)
 {
     uint8_t msg[SM_KEY_BYTES * 2 + 8];
@@ -713,17 +732,7 @@ sm_drop_verify(sm_ledger *l, const sm_id *origin, uint64_t seq, char *why, size_
         goto done;
     }
     sm_drop d;
-    memset(&d, 0, sizeof d);
-    d.origin = *origin;
-    d.seq = seq;
-    sm__strfill(d.sku, sizeof d.sku, b->sku);
-    d.qty = b->qty;
-    d.per_shopper = b->per_shopper;
-    d.pickup_minutes = b->pickup_minutes;
-    d.mode = b->mode;
-    d.starts_ms = b->starts_ms;
-    d.closes_ms = b->closes_ms;
-    d.commitment = b->commitment;
+    sm_drop_of_entry(&d, origin, seq, &one->e);
     /* Its draw: the first raffle.draw naming it in the stall's log. */
     memset(f, 0, sizeof *f);
     f->d = &d;

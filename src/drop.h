@@ -51,6 +51,10 @@ typedef struct {
     uint32_t winners;
 } sm_drop;
 
+/*  *d from drop entry `seq` of origin's log (e->body is a drop): its
+    fields, not yet drawn.                                                   */
+void sm_drop_of_entry(sm_drop *d, const sm_id *origin, uint64_t seq, const sm_entry *e);
+
 /*  The raffle's secret of drop `drop_seq` of the identity's log.          */
 void sm_drop_secret(const sm_identity *id, const sm_id *market, uint64_t drop_seq,
                     sm_hash *out);

@@ -326,16 +326,7 @@ s_new_drop(sm_tally *self, uint64_t seq)
     if (b->mode != SM_DROP_FIRST_COME)
         return 0;
     sm_drop d;
-    memset(&d, 0, sizeof d);
-    d.origin = self->stall;
-    d.seq = seq;
-    sm__strfill(d.sku, sizeof d.sku, b->sku);
-    d.qty = b->qty;
-    d.per_shopper = b->per_shopper;
-    d.pickup_minutes = b->pickup_minutes;
-    d.mode = b->mode;
-    d.starts_ms = b->starts_ms;
-    d.hlc = self->e.hlc;
+    sm_drop_of_entry(&d, &self->stall, seq, &self->e);
     return s_add_drop(self, &d, true);
 }
 
