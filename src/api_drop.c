@@ -818,20 +818,12 @@ sm__api_drop_finish(sm_api *self, sm_core_req *write, uint64_t now_ms, sm_http_r
     assert(w->magic == SM__API_DROP_MAGIC);
     memset(resp, 0, sizeof *resp);
     int rc = w->req.rc;
-    if (rc == SM_EENTERED && w->what == S_ENTER && !w->req.forward) {
-        /* The same device from the same address entered here already (a
-           retry whose first 201 was lost): that entry is the answer, as
-           for a forwarded entry at its stall (gossip.c); the device from
-           another address, or another device from this one, stays 409. */
-        uint64_t was;
-        int frc = sm_ledger_raffle_entry_find(self->ledger, &self->node, &w->req.body, &was);
-        if (frc == 0) {
-            rc = 0;
-            w->req.seq = was;
-        } else if (frc != SM_ENOTFOUND) {
-            rc = frc;
-        }
-    }
+    /* The same device from the same address entered here already (a retry
+       whose first 201 was lost): that entry is the answer; the device from
+       another address, or another device from this one, stays 409. */
+    if (w->what == S_ENTER && !w->req.forward)
+        rc = sm_ledger_raffle_entry_repeat(self->ledger, &self->node, &w->req.body, rc,
+                                           &w->req.seq);
     if (rc != 0) {
         if (rc == SM_ENOSTOCK && w->what == S_CREATE)
             sm__api_bad(resp, "bad_quantity", "qty", "a stall drops units it holds: fewer "

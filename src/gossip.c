@@ -2261,22 +2261,9 @@ s_on_entry_ask(sm_gossip *self, s_peer *p, const sm_wire_msg *m, uint64_t now_ms
         memcpy(e.u.raffle_entry.client, m->u.entry_ask.client, SM_HOLD_TAG_BYTES);
         rc = sm_ledger_append(self->ledger, &e, now_ms, &seq);
         appended = rc == 0;
-        /* The same device and address already entered through this node
-           (an ask answered before a restart, its answer lost on the way):
-           that entry is the answer, as on the direct route (api_drop.c);
-           another address for the device stays already_entered. */
-        if (rc == SM_EENTERED) {
-            uint64_t was;
-            int frc = sm_ledger_raffle_entry_find(self->ledger, &self->self, &e, &was);
-            if (frc == 0) {
-                sm_log_debug("mesh: entry ask for an entry made already: its entry %llu stands",
-                             (unsigned long long) was);
-                rc = 0;
-                seq = was;
-            } else if (frc != SM_ENOTFOUND) {
-                rc = frc;
-            }
-        }
+        /* An ask answered before a restart, its answer lost on the way:
+           the entry made then is the answer. */
+        rc = sm_ledger_raffle_entry_repeat(self->ledger, &self->self, &e, rc, &seq);
     }
     if (s_fatal(rc))
         return rc;

@@ -325,3 +325,18 @@ sm__raffle_draw_apply(sm_txn *txn, const sm_entry *e, unsigned flags, uint64_t n
     }
     return s_drop_put(txn, &e->origin, dr->drop_seq, &d);
 }
+
+int
+sm_ledger_raffle_entry_repeat(sm_ledger *self, const sm_id *origin, const sm_body *entry,
+                              int rc, uint64_t *seq)
+{
+    if (rc != SM_EENTERED)
+        return rc;
+    uint64_t was;
+    int frc = sm_ledger_raffle_entry_find(self, origin, entry, &was);
+    if (frc == SM_ENOTFOUND)
+        return rc;
+    if (frc == 0)
+        *seq = was;
+    return frc;
+}

@@ -393,5 +393,11 @@ int sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
     (README "Drops": a repeated entry).                                      */
 int sm_ledger_raffle_entry_find(sm_ledger *self, const sm_id *origin,
                                 const sm_body *entry, uint64_t *seq);
+/*  An append of raffle entry `entry` at origin that ended with `rc`: an
+    SM_EENTERED whose request origin answered already (raffle_entry_find)
+    becomes 0 with that entry's seq in *seq; any other rc comes back as is.
+    The direct route and a forwarded ENTRY_ASK both answer a repeat so.     */
+int sm_ledger_raffle_entry_repeat(sm_ledger *self, const sm_id *origin,
+                                  const sm_body *entry, int rc, uint64_t *seq);
 
 #endif
