@@ -1,12 +1,15 @@
 /*  The core thread: the node's only writer (README: architecture). See
     core.h.
 
-    Transport: the core binds a ROUTER on a private inproc endpoint; each
-    submitter connects a DEALER.  A message is one frame holding a pointer
-    to an sm_core_req (all threads share the address space, so the request
-    itself never crosses a copy); the ROUTER's identity frame routes the
-    answer back to the submitter that sent it.  A NULL pointer from the
-    destroying thread asks the loop to finish.
+    Transport: a queue under a mutex, and an eventfd the core polls beside
+    the mesh's sockets.  A submitter pushes a pointer to its sm_core_req
+    (all threads share the address space, so the request itself never
+    crosses a copy) with its client, and writes the eventfd only if the
+    core has not been told since it last looked (in_told); the core drains
+    the queue and answers into the client's own list, under the client's
+    mutex (sm_core_done pops it).  No system call a request beyond that one
+    wake-up, where ZeroMQ's inproc sockets made several each way.  A NULL
+    pointer from the destroying thread asks the loop to finish.
 
     Loop: wait (zmq_poll) for requests, peers' messages or the next timer;
     drain up to batch_max requests and hand them to the write policy
@@ -48,11 +51,8 @@
 
 #define SM__CORE_SWEEP_MS    1000u   /* how often expired holds are released */
 #define SM__MESH_TICK_MS     200u    /* how often the mesh's timers run (gossip.h: a few hundred ms) */
-#define SM__CORE_ROUTING_MAX 256u    /* bytes of a ROUTER identity frame */
-
 typedef struct {
-    uint8_t routing[SM__CORE_ROUTING_MAX];
-    size_t routing_len;
+    sm_core_client *client;    /* who takes the answer */
     sm_core_req *req;
     uint64_t tag;              /* answered: sent once commit `tag` is durable */
 } s_pending;
@@ -61,16 +61,20 @@ struct sm_core {
     sm_core_opts opts;
     sm_mesh_opts mesh_opts;    /* copied from opts.mesh */
     void *zctx;                /* owned */
-    char endpoint[64];
     pthread_t thread;
     bool started;
-    atomic_bool bound;         /* the thread has bound its ROUTER */
+    atomic_bool bound;         /* the thread is ready (or failed) */
     atomic_int start_err;      /* set by the thread before `bound` */
     atomic_uint queued;        /* submitted, not yet answered */
+    /* the submitters' queue (any thread, under in_lock) */
+    pthread_mutex_t in_lock;
+    s_pending in[SM_CORE_QUEUE_MAX + 1];   /* ring: req, client; + the stop */
+    size_t in_head, in_len;
+    int in_fd;                 /* eventfd: something was queued */
+    atomic_bool in_told;       /* in_fd written since the core last read it */
     /* core thread only */
     sm_mesh *mesh;
     sm_policy *policy;         /* what to append when: every write goes through it */
-    void *router;              /* the submitters' ROUTER */
     s_pending *slots;          /* [SM_CORE_QUEUE_MAX]: requests being handled */
     s_pending **free_slots;
     size_t nfree;
@@ -103,7 +107,11 @@ static void s_syncer_stop(sm_core *self);
 
 struct sm_core_client {
     sm_core *core;
-    void *sock;                /* DEALER */
+    pthread_mutex_t lock;
+    sm_core_req *done[SM_CORE_QUEUE_MAX];  /* ring: answered, not yet taken */
+    size_t head, len;
+    bool closed;               /* its owner is gone: answers are dropped */
+    atomic_int refs;           /* its owner's, and one a request in flight */
 };
 
 static uint64_t
@@ -133,47 +141,53 @@ s_mono_ms(void)
     return s_mono_ns() / 1000000u;
 }
 
-static int
-s_zerr(void)
-{
-    return errno == EAGAIN ? SM_EBUSY : errno == ENOMEM ? SM_ENOMEM : SM_EIO;
-}
-
 /* ---- the loop --------------------------------------------------------- */
 
-/*  Receive one [routing][pointer] message without waiting.  1 if one was
-    read, 0 if none is queued, or an error.                                  */
-static int
-s_recv(void *router, s_pending *out, bool *stop)
+static void
+s_client_unref(sm_core_client *c)
 {
-    int n = zmq_recv(router, out->routing, sizeof out->routing, ZMQ_DONTWAIT);
-    if (n < 0)
-        return errno == EAGAIN ? 0 : s_zerr();
-    out->routing_len = (size_t) n < sizeof out->routing ? (size_t) n : sizeof out->routing;
-    sm_core_req *req = NULL;
-    int more = 0;
-    size_t more_len = sizeof more;
-    zmq_getsockopt(router, ZMQ_RCVMORE, &more, &more_len);
-    if (!more)
-        return SM_EMALFORMED;
-    n = zmq_recv(router, &req, sizeof req, 0);
-    if (n != (int) sizeof req)
-        return n < 0 ? s_zerr() : SM_EMALFORMED;
-    out->req = req;
-    if (!req)
-        *stop = true;
-    return 1;
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+    }
 }
 
+/*  Hand a request back to its submitter: into its client's list, unless
+    the client is gone (it no longer waits).                                 */
 static void
-s_answer(sm_core *self, void *router, s_pending *p)
+s_answer(sm_core *self, s_pending *p)
 {
-    if (zmq_send(router, p->routing, p->routing_len, ZMQ_SNDMORE) < 0
-        || zmq_send(router, &p->req, sizeof p->req, 0) < 0)
-        /* Only when the submitter's socket is gone: it no longer waits. */
-        sm_log_warn("core: an answer could not be delivered: %s", zmq_strerror(errno));
+    sm_core_client *c = p->client;
+    pthread_mutex_lock(&c->lock);
+    if (!c->closed) {
+        assert(c->len < SM_CORE_QUEUE_MAX);
+        c->done[(c->head + c->len++) % SM_CORE_QUEUE_MAX] = p->req;
+    }
+    pthread_mutex_unlock(&c->lock);
+    s_client_unref(c);
+    p->client = NULL;
     atomic_fetch_sub(&self->queued, 1);
     self->answered = true;
+}
+
+/*  Queue a request (NULL: stop) for the core and wake it if it was not
+    told already.  The ring has room: sm_core_submit bounds what is queued
+    to SM_CORE_QUEUE_MAX, and the stop comes once.                            */
+static int
+s_inbox_push(sm_core *self, sm_core_req *req, sm_core_client *client)
+{
+    pthread_mutex_lock(&self->in_lock);
+    assert(self->in_len < SM_CORE_QUEUE_MAX + 1);
+    s_pending *slot = &self->in[(self->in_head + self->in_len++) % (SM_CORE_QUEUE_MAX + 1)];
+    slot->req = req;
+    slot->client = client;
+    pthread_mutex_unlock(&self->in_lock);
+    if (!atomic_exchange(&self->in_told, true)) {
+        uint64_t one = 1;
+        if (write(self->in_fd, &one, sizeof one) != (ssize_t) sizeof one)
+            return SM_EIO;
+    }
+    return 0;
 }
 
 /* ---- the policy's answers -------------------------------------------- */
@@ -209,7 +223,7 @@ s_release(sm_core *self)
         self->held_head = (self->held_head + 1) % SM_CORE_QUEUE_MAX;
         self->nheld--;
         p->req->commit_ns = s_mono_ns();
-        s_answer(self, self->router, p);
+        s_answer(self, p);
         s_slot_give(self, p);
     }
 }
@@ -326,24 +340,8 @@ s_wake_if_changed(sm_core *self)
 }
 
 static int
-s_thread_start(sm_core *self, void **router_out)
+s_thread_start(sm_core *self)
 {
-    void *router = zmq_socket(self->zctx, ZMQ_ROUTER);
-    int zero = 0, linger = 0;
-    /* The queue is bounded by sm_core_submit, not by ZeroMQ's watermarks,
-       so an answer is never dropped on a full pipe. */
-    if (!router
-        || zmq_setsockopt(router, ZMQ_SNDHWM, &zero, sizeof zero) != 0
-        || zmq_setsockopt(router, ZMQ_RCVHWM, &zero, sizeof zero) != 0
-        || zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger) != 0
-        || zmq_bind(router, self->endpoint) != 0) {
-        sm_log_error("core: cannot bind %s: %s", self->endpoint, zmq_strerror(errno));
-        if (router)
-            zmq_close(router);
-        return SM_EIO;
-    }
-    *router_out = router;
-    self->router = router;
     self->slots = calloc(SM_CORE_QUEUE_MAX, sizeof *self->slots);
     self->free_slots = calloc(SM_CORE_QUEUE_MAX, sizeof *self->free_slots);
     self->held = calloc(SM_CORE_QUEUE_MAX, sizeof *self->held);
@@ -504,20 +502,33 @@ s_syncer_stop(sm_core *self)
     self->sync_fd = -1;
 }
 
-/*  Take up to batch_max queued requests into `batch`; their count.          */
+/*  Take up to batch_max queued requests into `batch`; their count.  The
+    eventfd is read (and in_told cleared) before the queue is, so a request
+    pushed after this drain always writes it again.                          */
 static size_t
-s_take(sm_core *self, void *router, sm_policy_write *batch, size_t batch_max, bool *stop)
+s_take(sm_core *self, sm_policy_write *batch, size_t batch_max, bool *stop)
 {
+    if (atomic_load(&self->in_told)) {
+        uint64_t count;
+        if (read(self->in_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+            sm_log_warn("core: cannot read the queue's eventfd: %s", strerror(errno));
+        atomic_store(&self->in_told, false);
+    }
     size_t n = 0;
-    int rc = 0;
-    s_pending *slot;
-    while (n < batch_max && (slot = s_slot_take(self)) != NULL) {
-        if ((rc = s_recv(router, slot, stop)) != 1 || !slot->req) {
-            s_slot_give(self, slot);
-            if (rc != 1)
-                break;
+    pthread_mutex_lock(&self->in_lock);
+    while (n < batch_max && self->in_len > 0) {
+        s_pending *in = &self->in[self->in_head];
+        s_pending *slot = NULL;
+        if (in->req && !(slot = s_slot_take(self)))
+            break;                     /* cannot happen: queued <= the slots */
+        if (!in->req)
+            *stop = true;
+        else
+            *slot = *in;
+        self->in_head = (self->in_head + 1) % (SM_CORE_QUEUE_MAX + 1);
+        self->in_len--;
+        if (!slot)
             continue;
-        }
         batch[n].body = slot->req->body;
         batch[n].forward = slot->req->forward;
         batch[n].at = slot->req->at;
@@ -525,22 +536,20 @@ s_take(sm_core *self, void *router, sm_policy_write *batch, size_t batch_max, bo
         batch[n].tag = slot;
         n++;
     }
-    if (rc < 0)
-        sm_log_warn("core: bad request message: %s", sm_strerror(rc));
+    pthread_mutex_unlock(&self->in_lock);
     return n;
 }
 
 /*  The sockets and descriptors to wait on; their count.                     */
 static size_t
-s_poll_items(sm_core *self, void *router, zmq_pollitem_t *items, size_t cap)
+s_poll_items(sm_core *self, zmq_pollitem_t *items, size_t cap)
 {
     void *socks[5 + 2 * SM_PEERS_MAX];
     size_t ns = 0;
-    socks[ns++] = router;
-    if (self->mesh)
-        ns += sm_mesh_sockets(self->mesh, socks + ns, cap - ns - 1);
-    for (size_t i = 0; i < ns; i++)
-        items[i] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
+    items[ns++] = (zmq_pollitem_t) { NULL, self->in_fd, ZMQ_POLLIN, 0 };   /* requests */
+    size_t nsock = self->mesh ? sm_mesh_sockets(self->mesh, socks, cap - ns - 1) : 0;
+    for (size_t i = 0; i < nsock; i++)
+        items[ns++] = (zmq_pollitem_t) { socks[i], 0, ZMQ_POLLIN, 0 };
     int fd = self->mesh ? sm_mesh_fd(self->mesh) : -1;
     if (fd >= 0 && ns < cap)   /* the discovery beacon's UDP socket */
         items[ns++] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
@@ -553,15 +562,12 @@ static void *
 s_thread(void *arg)
 {
     sm_core *self = arg;
-    void *router = NULL;
-    int rc = s_thread_start(self, &router);
+    int rc = s_thread_start(self);
     atomic_store(&self->start_err, rc);
     atomic_store(&self->bound, true);
     if (rc != 0) {
         s_syncer_stop(self);
         sm_ledger_defer_sync(self->opts.ledger, false);
-        if (router)
-            zmq_close(router);
         return NULL;
     }
     uint32_t batch_max = self->opts.batch_max ? self->opts.batch_max : SM_CORE_BATCH_MAX;
@@ -573,7 +579,7 @@ s_thread(void *arg)
     enum { ITEMS_MAX = 5 + 2 * SM_PEERS_MAX };
     zmq_pollitem_t items[ITEMS_MAX];
     while (true) {
-        size_t n = s_take(self, router, batch, batch_max, &stop);
+        size_t n = s_take(self, batch, batch_max, &stop);
         uint64_t now_ms = s_now_ms();
         if (n > 0) {
             uint64_t start_ns = s_mono_ns();
@@ -607,7 +613,7 @@ s_thread(void *arg)
         }
         if (stop && sm_policy_pending(self->policy) == 0)
             break;
-        size_t ns = s_poll_items(self, router, items, ITEMS_MAX);
+        size_t ns = s_poll_items(self, items, ITEMS_MAX);
         if (!self->sync_busy && !sm_ledger_durable(self->opts.ledger, NULL, NULL))
             s_sync_start(self, zmq_poll(items, (int) ns, 0) > 0);
         uint64_t wake_ms = next_tick_ms;
@@ -632,7 +638,6 @@ s_thread(void *arg)
     sm_policy_destroy(&self->policy);
     sm_mesh_destroy(&self->mesh);
     free(batch);
-    zmq_close(router);
     return NULL;
 }
 
@@ -660,6 +665,8 @@ sm_core_new(const sm_core_opts *opts, int *err)
     }
     self->opts = *opts;
     self->sync_fd = -1;
+    self->in_fd = -1;
+    pthread_mutex_init(&self->in_lock, NULL);
     pthread_mutex_init(&self->peers_lock, NULL);
     pthread_mutex_init(&self->sync_lock, NULL);
     pthread_cond_init(&self->sync_cond, NULL);
@@ -667,9 +674,12 @@ sm_core_new(const sm_core_opts *opts, int *err)
         self->mesh_opts = *opts->mesh;
         self->opts.mesh = &self->mesh_opts;
     }
-    snprintf(self->endpoint, sizeof self->endpoint, "inproc://stallmesh-core-%p",
-             (void *) self);
-    self->zctx = zmq_ctx_new();
+    self->in_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->in_fd < 0) {
+        *err = SM_EIO;
+        goto fail;
+    }
+    self->zctx = zmq_ctx_new();        /* the mesh's sockets */
     if (!self->zctx) {
         *err = SM_ENOMEM;
         goto fail;
@@ -679,7 +689,7 @@ sm_core_new(const sm_core_opts *opts, int *err)
         goto fail;
     }
     self->started = true;
-    /* Wait (bounded) for the thread to bind, so clients find it. */
+    /* Wait (bounded) for the thread to be ready (or to have failed). */
     for (int i = 0; i < 5000 && !atomic_load(&self->bound); i++) {
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
@@ -707,19 +717,18 @@ sm_core_destroy(sm_core **self_p)
     if (!self)
         return;
     if (self->started) {
-        int err = 0;
-        sm_core_client *ctl = sm_core_client_new(self, &err);
-        sm_core_req *stop = NULL;
-        if (ctl && zmq_send(ctl->sock, &stop, sizeof stop, 0) == (int) sizeof stop) {
-            pthread_join(self->thread, NULL);
-        } else {
+        /* After everything queued before it: those are answered first. */
+        if (s_inbox_push(self, NULL, NULL) != 0) {
             sm_log_error("core: cannot ask the core thread to stop");
             abort();
         }
-        sm_core_client_destroy(&ctl);
+        pthread_join(self->thread, NULL);
     }
     if (self->zctx)
         zmq_ctx_term(self->zctx);
+    if (self->in_fd >= 0)
+        close(self->in_fd);
+    pthread_mutex_destroy(&self->in_lock);
     pthread_mutex_destroy(&self->peers_lock);
     pthread_mutex_destroy(&self->sync_lock);
     pthread_cond_destroy(&self->sync_cond);
@@ -741,20 +750,13 @@ sm_core_client_new(sm_core *core, int *err)
         return NULL;
     }
     self->core = core;
-    self->sock = zmq_socket(core->zctx, ZMQ_DEALER);
-    int zero = 0, linger = 0;
-    if (!self->sock
-        || zmq_setsockopt(self->sock, ZMQ_SNDHWM, &zero, sizeof zero) != 0
-        || zmq_setsockopt(self->sock, ZMQ_RCVHWM, &zero, sizeof zero) != 0
-        || zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) != 0
-        || zmq_connect(self->sock, core->endpoint) != 0) {
-        *err = s_zerr();
-        sm_core_client_destroy(&self);
-        return NULL;
-    }
+    pthread_mutex_init(&self->lock, NULL);
+    atomic_init(&self->refs, 1);
     return self;
 }
 
+/*  The owner lets go: answers still to come are dropped by the core, which
+    frees the client with the last of them.                                  */
 void
 sm_core_client_destroy(sm_core_client **self_p)
 {
@@ -762,9 +764,11 @@ sm_core_client_destroy(sm_core_client **self_p)
     sm_core_client *self = *self_p;
     if (!self)
         return;
-    if (self->sock)
-        zmq_close(self->sock);
-    free(self);
+    pthread_mutex_lock(&self->lock);
+    self->closed = true;
+    self->len = 0;
+    pthread_mutex_unlock(&self->lock);
+    s_client_unref(self);
     *self_p = NULL;
 }
 
@@ -778,10 +782,11 @@ sm_core_submit(sm_core_client *self, sm_core_req *req)
     }
     req->submit_ns = s_mono_ns();
     req->rc = 0;
-    if (zmq_send(self->sock, &req, sizeof req, ZMQ_DONTWAIT) != (int) sizeof req) {
-        atomic_fetch_sub(&self->core->queued, 1);
-        return s_zerr();
-    }
+    atomic_fetch_add(&self->refs, 1);      /* until its answer */
+    /* Queued even if the wake-up's write fails: the core's next turn (its
+       timers wake it within a second) takes it. */
+    if (s_inbox_push(self->core, req, self) != 0)
+        sm_log_warn("core: cannot wake the core thread: %s", strerror(errno));
     return 0;
 }
 
@@ -790,8 +795,12 @@ sm_core_done(sm_core_client *self)
 {
     assert(self);
     sm_core_req *req = NULL;
-    int n = zmq_recv(self->sock, &req, sizeof req, ZMQ_DONTWAIT);
-    if (n != (int) sizeof req)
-        return NULL;
+    pthread_mutex_lock(&self->lock);
+    if (self->len) {
+        req = self->done[self->head];
+        self->head = (self->head + 1) % SM_CORE_QUEUE_MAX;
+        self->len--;
+    }
+    pthread_mutex_unlock(&self->lock);
     return req;
 }

@@ -1,7 +1,8 @@
 /*  The core thread: the node's only writer (README: architecture).
 
     The core owns the ledger's write transactions.  Other threads (the web
-    thread) hand it writes as sm_core_req over an inproc ZeroMQ pair and get
+    thread) hand it writes as sm_core_req through an in-memory queue (an
+    eventfd wakes the core; each client has its own list of answers) and get
     each back once it has been durably committed, or refused.  The core
     drains every queued write into one batch (group commit: up to
     SM_CORE_BATCH_MAX a commit), so many tills cost one fsync.  A refused
@@ -21,7 +22,7 @@
     once a second, rebalancing, and the own-log gate: until the node's own
     log is confirmed whole (ledger.h, own-log recovery) local writes are
     refused with SM_ERECOVERING.  The mesh (mesh.c, gossip.c) runs in the
-    same loop: its sockets are polled with the inproc socket, and the peers'
+    same loop: its sockets are polled with the queue's eventfd, and the peers'
     entries are applied by the policy in its own batches, each committed
     before anything it caused is sent.
 
