@@ -1485,6 +1485,29 @@ s_refresh(sm_web *self)
     }
 }
 
+/*  A write's answer, from the core's wake-up (the loop's thread, outside
+    any callback of the connection's): written at once when nothing of the
+    connection's is waiting, rather than in a writeable callback a loop pass
+    later (two epoll_ctl calls and that pass, on every sale).  What the
+    socket does not take lws keeps and finishes first; a body that does not
+    follow its headers at once (a stream, TLS, a full socket) still goes in
+    writeable callbacks.  A connection that cannot be written, or is not to
+    be kept alive after the answer, is closed from the loop.                  */
+static void
+s_respond_now(sm_web *self, s_conn *conn)
+{
+    struct lws *wsi = conn->wsi;
+    if (lws_partial_buffered(wsi)) {
+        s_respond(self, conn);
+        return;
+    }
+    if (self->opts.metrics)
+        sm_metrics_http(self->opts.metrics, conn->http->resp.status);
+    conn->http->has_resp = true;
+    if (s_http_writeable(self, conn) != 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 static size_t
 s_collect_answers(sm_web *self)
 {
@@ -1502,7 +1525,7 @@ s_collect_answers(sm_web *self)
         }
         conn->http->pending = NULL;
         sm_api_finish(self->api, write, s_now_ms(), &conn->http->resp);
-        s_respond(self, conn);
+        s_respond_now(self, conn);
         n++;
     }
     return n;
