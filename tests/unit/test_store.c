@@ -334,6 +334,18 @@ s_marks(sm_store *s, uint64_t *committed, uint64_t *durable)
     sm_store_marks(s, committed, durable);
 }
 
+/* A store that really syncs (unlike s_open's), in tmp/node (*dir: its path,
+   the caller's to free). */
+static sm_store *
+s_open_syncing(const char *tmp, char **dir)
+{
+    int err = 0;
+    *dir = s_path(tmp, "node");
+    sm_store *s = sm_store_open(*dir, 0, false, false, &err);
+    assert_non_null(s);
+    return s;
+}
+
 /* Deferred sync (a store with real syncs): a commit is not counted durable
    until the next commit that changes anything, or a sync; a commit that
    changes nothing moves no mark; turning it off syncs; with it off every
@@ -342,11 +354,9 @@ static void
 test_deferred_sync(void **state)
 {
     (void) state;
-    char *tmp = tu_tempdir();
-    char *dir = s_path(tmp, "node");
+    char *tmp = tu_tempdir(), *dir = NULL;
     int err = 0;
-    sm_store *s = sm_store_open(dir, 0, false, false, &err);
-    assert_non_null(s);
+    sm_store *s = s_open_syncing(tmp, &dir);
     uint64_t c0, d0, c, d;
     s_marks(s, &c0, &d0);
     assert_int_equal(c0, d0);                  /* all on disk at open */
@@ -408,11 +418,9 @@ static void
 test_room_ahead(void **state)
 {
     (void) state;
-    char *tmp = tu_tempdir();
-    char *dir = s_path(tmp, "node");
+    char *tmp = tu_tempdir(), *dir = NULL;
     int err = 0;
-    sm_store *s = sm_store_open(dir, 0, false, false, &err);
-    assert_non_null(s);
+    sm_store *s = s_open_syncing(tmp, &dir);
     assert_int_equal(sm_store_defer_sync(s, true), 0);
     uint64_t used = 0;
     s_put(s, "k0", "first");
