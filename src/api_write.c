@@ -495,6 +495,26 @@ static const char *const s_sale_keys[] = { "lines", "source", "payment",
 static const char *const s_sale_line_keys[] = { "sku", "qty", "price", NULL };
 static const char *const s_return_line_keys[] = { "sku", "qty", NULL };
 
+/*  "lines[i]." into prefix[24] (i < SM_SALE_LINES_MAX), the field path of
+    line i's members in errors; by hand, as every line of every sale needs
+    one.                                                                     */
+static void
+s_line_prefix(char prefix[24], size_t i)
+{
+    _Static_assert(SM_SALE_LINES_MAX <= 1000000000u, "a line's index fits prefix[24]");
+    assert(i < SM_SALE_LINES_MAX);
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char) ('0' + i % 10);
+        i /= 10;
+    } while (i);
+    memcpy(prefix, "lines[", 6);
+    for (size_t k = 0; k < n; k++)
+        prefix[6 + k] = digits[n - 1 - k];
+    memcpy(prefix + 6 + n, "].", 3);
+}
+
 /*  The "lines" array of a sale (priced) or a return into lines[]/count.
     Sale lines must name catalog items of one currency (*currency gets it);
     every sku at most once.                                                  */
@@ -521,7 +541,7 @@ s_lines_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, bool sale,
     for (size_t i = 0; i < n; i++) {
         const sm_json_val *line = sm_json_at(arr, i);
         char prefix[24];
-        snprintf(prefix, sizeof prefix, "lines[%zu].", i);
+        s_line_prefix(prefix, i);
         if (!sm_json_is_object(line)) {
             char field[24];
             snprintf(field, sizeof field, "lines[%zu]", i);
