@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -281,26 +280,73 @@ sm_json_entry_id(sm_json_buf *b, const sm_id *origin, uint64_t seq)
     sm_json_raw(b, t, SM_ID_HEX_BYTES + 3 + n);
 }
 
+/*  Two digits of v (0..99) at p.                                           */
+static void
+s_two(char *p, unsigned v)
+{
+    p[0] = (char) ('0' + v / 10);
+    p[1] = (char) ('0' + v % 10);
+}
+
+/*  Unix ms as RFC 3339 text into out[64], NUL-terminated; returns its
+    length.  By hand, without gmtime_r and snprintf: the answer to every
+    sale and hold carries times.  The civil date of a day count is Howard
+    Hinnant's civil_from_days (proleptic Gregorian, in eras of 400 years),
+    exact over every uint64 ms.  The year (from 1970) has four
+    digits until 9999 and more after, as "%04d" gave it.                     */
+static size_t
+s_time_text(uint64_t ms, char out[64])
+{
+    uint64_t secs = ms / 1000, days = secs / 86400;
+    unsigned sod = (unsigned) (secs % 86400);
+    uint64_t z = days + 719468;                 /* days since 0000-03-01 */
+    uint64_t era = z / 146097;
+    unsigned doe = (unsigned) (z - era * 146097);               /* [0, 146096] */
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);     /* [0, 365] */
+    unsigned mp = (5 * doy + 2) / 153;                          /* [0, 11] from March */
+    unsigned day = doy - (153 * mp + 2) / 5 + 1;
+    unsigned month = mp < 10 ? mp + 3 : mp - 9;
+    uint64_t year = era * 400 + yoe + (month <= 2);
+    char digits[24];
+    char *y = s_digits(year, digits + sizeof digits);
+    size_t n = (size_t) (digits + sizeof digits - y);
+    memcpy(out, y, n);
+    char *p = out + n;
+    p[0] = '-';
+    s_two(p + 1, month);
+    p[3] = '-';
+    s_two(p + 4, day);
+    p[6] = 'T';
+    s_two(p + 7, sod / 3600);
+    p[9] = ':';
+    s_two(p + 10, sod / 60 % 60);
+    p[12] = ':';
+    s_two(p + 13, sod % 60);
+    p[15] = '.';
+    unsigned milli = (unsigned) (ms % 1000);
+    p[16] = (char) ('0' + milli / 100);
+    s_two(p + 17, milli % 100);
+    p[19] = 'Z';
+    p[20] = '\0';
+    return (size_t) (p + 20 - out);
+}
+
 void
 sm_json_time_text(uint64_t ms, char out[64])
 {
-    time_t sec = (time_t) (ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&sec, &tm)) {
-        snprintf(out, 64, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (unsigned) (ms % 1000));
+    s_time_text(ms, out);
 }
 
 void
 sm_json_time(sm_json_buf *b, uint64_t ms)
 {
-    char t[64];
-    sm_json_time_text(ms, t);
-    sm_json_str(b, t);
+    /* The text is digits and "-T:.Z": nothing to escape. */
+    char t[66];
+    size_t n = s_time_text(ms, t + 1);
+    t[0] = '"';
+    t[n + 1] = '"';
+    sm_json_raw(b, t, n + 2);
 }
 
 void
