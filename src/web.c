@@ -132,6 +132,9 @@ typedef struct {
     bool closing;              /* past its deadline, being closed */
     uint64_t deadline_ms;      /* of the part it waits for (monotonic) */
     sm_wsframe frames;         /* a websocket client's frames, as read */
+    char peer[SM__ADDR_BYTES]; /* its peer's address as text once a request
+                                  asked for it ("" before): each request
+                                  would cost a getpeername and a format */
 } s_fdrec;
 
 struct sm_web {
@@ -448,6 +451,12 @@ s_proxy_trusted_sa(const sm_web *self, const struct sockaddr_storage *sa)
     return false;
 }
 
+static s_fdrec *
+s_conn_rec(struct lws *wsi)
+{
+    return lws_get_opaque_user_data(wsi);
+}
+
 /*  The client address a request's limits key on, into out[cap]: the
     peer's own, or, when the peer is a trusted proxy (http.trusted_proxies),
     the last address of its X-Forwarded-For: the one the proxy appended
@@ -457,7 +466,12 @@ s_proxy_trusted_sa(const sm_web *self, const struct sockaddr_storage *sa)
 static void
 s_client_addr(sm_web *self, struct lws *wsi, char *out, size_t cap)
 {
-    lws_get_peer_simple(wsi, out, cap);
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (rec && rec->peer[0] && cap == sizeof rec->peer) {
+        memcpy(out, rec->peer, sizeof rec->peer);
+    } else if (lws_get_peer_simple(wsi, out, cap) && rec && cap == sizeof rec->peer) {
+        memcpy(rec->peer, out, sizeof rec->peer);
+    }
     if (self->opts.config->trusted_proxy_count == 0)
         return;
     struct sockaddr_storage sa;
@@ -570,12 +584,6 @@ s_conn_filter(sm_web *self, const struct lws_filter_network_conn_args *filt)
     rec->deadline_ms = s_mono_ms() + (uint64_t) cfg->headers_timeout_s * 1000u;
     s_conn_gauge(self);
     return 0;
-}
-
-static s_fdrec *
-s_conn_rec(struct lws *wsi)
-{
-    return lws_get_opaque_user_data(wsi);
 }
 
 /*  LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: tie the record made at
