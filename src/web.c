@@ -61,6 +61,8 @@
 
 #define SM__WS_QUEUE_MSGS_MAX   64u      /* messages queued to one client */
 #define SM__HTTP_CHUNK_BYTES    65536u   /* body bytes a writeable callback sends */
+#define SM__HTTP_HEADERS_BYTES  2048u    /* an answer's headers */
+#define SM__HTTP_INLINE_BYTES   4096u    /* a body this small goes in its headers' write */
 #define SM__ADDR_BYTES          64u
 #define SM__ADDR_SLOTS          4096u    /* distinct client addresses with connections */
 #define SM__FD_RESERVE          256u     /* descriptors kept for the store, mesh and logs */
@@ -924,12 +926,33 @@ s_dispatch(sm_web *self, s_conn *conn)
     s_respond(self, conn);
 }
 
+/*  Content-Length by hand: lws_add_http_header_content_length also starts
+    lws's own count of the body, which a body sent inside the headers' write
+    never runs down.  The same bytes on the wire.                            */
 static int
-s_send_headers(struct lws *wsi, s_http *h)
+s_content_length(struct lws *wsi, size_t len, unsigned char **p, unsigned char *end)
 {
-    unsigned char buf[LWS_PRE + 2048];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    char digits[24];
+    char *d = digits + sizeof digits;
+    do {
+        *--d = (char) ('0' + len % 10);
+        len /= 10;
+    } while (len);
+    return lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                        (const unsigned char *) d,
+                                        (int) (digits + sizeof digits - d), p, end);
+}
+
+/*  The response's headers, and with `with_body` its body after them in the
+    same write (one send, one segment: a till's answer).  0 or -1.          */
+static int
+s_send_headers(struct lws *wsi, s_http *h, bool with_body)
+{
+    unsigned char buf[LWS_PRE + SM__HTTP_HEADERS_BYTES + SM__HTTP_INLINE_BYTES];
+    unsigned char *start = buf + LWS_PRE, *p = start;
+    unsigned char *end = start + SM__HTTP_HEADERS_BYTES - 1;
     sm_http_resp *r = &h->resp;
+    assert(!with_body || (!r->stream && r->body_len <= SM__HTTP_INLINE_BYTES));
     char num[32];
     if (lws_add_http_header_status(wsi, (unsigned) r->status, &p, end)
         || s_security_headers(wsi, h, &p, end) != 0)
@@ -978,6 +1001,12 @@ s_send_headers(struct lws *wsi, s_http *h)
                                          (int) sizeof chunked - 1, &p, end)
             || lws_finalize_http_header(wsi, &p, end))
             return -1;
+    } else if (with_body) {
+        if (s_content_length(wsi, r->body_len, &p, end)
+            || lws_finalize_http_header(wsi, &p, end))
+            return -1;
+        memcpy(p, r->body, r->body_len);
+        p += r->body_len;
     } else {
         size_t len = r->status == 304 ? 0 : r->body_len;
         if (lws_add_http_header_content_length(wsi, len, &p, end)
@@ -1065,12 +1094,19 @@ s_http_writeable(sm_web *self, s_conn *conn)
         return 0;
     struct lws *wsi = conn->wsi;
     if (!h->headers_sent) {
-        if (s_send_headers(wsi, h) != 0)
-            return -1;
-        h->headers_sent = true;
         bool no_body = h->resp.status == 304 || h->method == SM_HTTP_HEAD
                        || (h->resp.body_len == 0 && !h->resp.stream);
-        if (no_body)
+        /* A small body in memory over plain HTTP/1.1 goes out with its
+           headers in one write: one send, one segment.  Answers over TLS,
+           and an HTTP/2 stream (its body needs frames of its own), keep
+           the headers' write and the body's. */
+        bool with_body = !no_body && !h->resp.stream
+                         && h->resp.body_len <= SM__HTTP_INLINE_BYTES && !lws_is_ssl(wsi)
+                         && lws_get_network_wsi(wsi) == wsi;
+        if (s_send_headers(wsi, h, with_body) != 0)
+            return -1;
+        h->headers_sent = true;
+        if (no_body || with_body)
             return s_http_done(self, conn);
         /* Over plain HTTP/1.1 a body in memory follows its headers in the
            same pass when the socket takes more: a till's answer is written
