@@ -47,37 +47,79 @@ sm_json_take(sm_json_buf *b, size_t *len)
     return p;
 }
 
-/*  Append n bytes, growing by doubling; keeps the text NUL-terminated.     */
-static void
-s_put(sm_json_buf *b, const void *src, size_t n)
+/*  Room for n more bytes (n >= 1) past a full buffer or the limit: grow by
+    doubling; NULL (and failed) past bytes_max or out of memory.            */
+static char *
+s_room_slow(sm_json_buf *b, size_t n)
 {
-    if (b->failed || n == 0)
-        return;
+    if (b->failed)
+        return NULL;
     size_t max = b->bytes_max ? b->bytes_max : SIZE_MAX / 2;
     if (n > max - b->len) {
         b->failed = true;
-        return;
+        return NULL;
     }
     if (b->cap - b->len < n + 1) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n + 1) {
             if (cap > SIZE_MAX / 4) {
                 b->failed = true;
-                return;
+                return NULL;
             }
             cap *= 2;
         }
         char *p = realloc(b->p, cap);
         if (!p) {
             b->failed = true;
-            return;
+            return NULL;
         }
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, src, n);
+    return b->p + b->len;
+}
+
+/*  Where to write n more bytes (n >= 1), with room for the NUL after them;
+    NULL once the writer failed.  s_done then counts them.  Inline: a
+    document is written a few bytes at a time, and the room is nearly
+    always there.                                                            */
+static inline char *
+s_room(sm_json_buf *b, size_t n)
+{
+    if (b->cap - b->len > n && !b->failed
+        && (!b->bytes_max || n <= b->bytes_max - b->len))
+        return b->p + b->len;
+    return s_room_slow(b, n);
+}
+
+static inline void
+s_done(sm_json_buf *b, size_t n)
+{
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+/*  Append n bytes; keeps the text NUL-terminated.                          */
+static inline void
+s_put(sm_json_buf *b, const void *src, size_t n)
+{
+    if (n == 0)
+        return;
+    char *d = s_room(b, n);
+    if (!d)
+        return;
+    memcpy(d, src, n);
+    s_done(b, n);
+}
+
+static inline void
+s_put1(sm_json_buf *b, char c)
+{
+    char *d = s_room(b, 1);
+    if (!d)
+        return;
+    *d = c;
+    s_done(b, 1);
 }
 
 /* ====================================================================== */
@@ -95,7 +137,7 @@ s_value(sm_json_buf *b)
     }
     assert(!(b->objects & S_BIT(b->depth)) && "a value in an object needs a key");
     if (b->filled & S_BIT(b->depth))
-        s_put(b, ",", 1);
+        s_put1(b, ',');
     b->filled |= S_BIT(b->depth);
 }
 
@@ -109,7 +151,7 @@ s_open(sm_json_buf *b, bool object)
         b->failed = true;
         return;
     }
-    s_put(b, object ? "{" : "[", 1);
+    s_put1(b, object ? '{' : '[');
     b->depth++;
     b->filled &= ~S_BIT(b->depth);
     if (object)
@@ -126,7 +168,7 @@ s_close(sm_json_buf *b, bool object)
     assert(b->depth > 0 && "a close without an open");
     assert(!b->keyed && "a key without its value");
     assert(!!(b->objects & S_BIT(b->depth)) == object && "a close of the other kind");
-    s_put(b, object ? "}" : "]", 1);
+    s_put1(b, object ? '}' : ']');
     b->depth--;
 }
 
@@ -134,6 +176,14 @@ void sm_json_obj_open(sm_json_buf *b)  { s_open(b, true); }
 void sm_json_obj_close(sm_json_buf *b) { s_close(b, true); }
 void sm_json_arr_open(sm_json_buf *b)  { s_open(b, false); }
 void sm_json_arr_close(sm_json_buf *b) { s_close(b, false); }
+
+/*  Whether byte c is written as an escape (json.h says which).             */
+static inline bool
+s_needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&'
+           || c == 0x7f;
+}
 
 /*  A string body (without quotes) of s[0..n), escaped.                      */
 static void
@@ -143,8 +193,7 @@ s_escaped(sm_json_buf *b, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char) s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>'
-            && c != '&' && c != 0x7f)
+        if (!s_needs_escape(c))
             continue;
         s_put(b, s + run, i - run);
         run = i + 1;
@@ -166,13 +215,21 @@ sm_json_key(sm_json_buf *b, const char *key)
         return;
     assert((b->objects & S_BIT(b->depth)) && "a key outside an object");
     assert(!b->keyed && "two keys in a row");
-    if (b->filled & S_BIT(b->depth))
-        s_put(b, ",", 1);
+    bool comma = b->filled & S_BIT(b->depth);
     b->filled |= S_BIT(b->depth);
-    s_put(b, "\"", 1);
-    s_put(b, key, strlen(key));
-    s_put(b, "\":", 2);
     b->keyed = true;
+    /* In one piece: [,]"key": */
+    size_t k = strlen(key), n = k + 3 + comma;
+    char *d = s_room(b, n);
+    if (!d)
+        return;
+    if (comma)
+        *d++ = ',';
+    *d++ = '"';
+    memcpy(d, key, k);
+    d[k] = '"';
+    d[k + 1] = ':';
+    s_done(b, n);
 }
 
 /* ====================================================================== */
@@ -184,9 +241,23 @@ sm_json_strn(sm_json_buf *b, const char *s, size_t n)
     if (b->failed)
         return;
     s_value(b);
-    s_put(b, "\"", 1);
+    size_t clean = 0;
+    while (clean < n && !s_needs_escape((unsigned char) s[clean]))
+        clean++;
+    if (clean == n) {
+        /* Nothing to escape (the usual text): quotes and all in one piece. */
+        char *d = s_room(b, n + 2);
+        if (!d)
+            return;
+        d[0] = '"';
+        memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        s_done(b, n + 2);
+        return;
+    }
+    s_put1(b, '"');
     s_escaped(b, s, n);
-    s_put(b, "\"", 1);
+    s_put1(b, '"');
 }
 
 void
