@@ -21,9 +21,11 @@
     (sm_ledger_defer_sync); the policy's answers are held (s_policy_answer)
     and the engine's queue unsent until the commit before them is durable
     (policy.c, s_commit, states the rule).  Before waiting, the core makes
-    everything durable itself when nothing else is queued, or asks the sync
-    thread (s_syncer) and goes on with the queued work, whose commit's own
-    fdatasync also covers the previous one (store.h).                         */
+    everything durable itself when nothing else is queued.  Otherwise it
+    goes on with the queued work, whose commit's own fdatasync also covers
+    the previous one (store.h); while peers wait for the engine's queue it
+    asks the sync thread (s_syncer) as well, so that queue goes out after
+    one sync whatever follows (s_sync_start).                                 */
 #include "core.h"
 
 #include <assert.h>
@@ -86,6 +88,8 @@ struct sm_core {
     int sync_rc;               /* under sync_lock */
     bool sync_busy;            /* core thread: a sync asked for, not collected */
     uint64_t sync_upto;        /* core thread: the last commit it covers */
+    uint64_t skipped;          /* core thread: the commit whose sync was left
+                                  to the next commit (s_sync_start) */
     uint64_t version;          /* last state version the web was woken for */
     bool answered;             /* answers sent since the last wake */
     /* copied under the lock for other threads */
@@ -413,8 +417,8 @@ s_syncer(void *arg)
 
 /*  Make every commit so far durable, unless all is or a sync is under
     way: at once on this thread when nothing else waits (`ready` false: one
-    sale at a time pays no hand-over), else by the sync thread, while this
-    one takes and commits what is queued.                                    */
+    sale at a time pays no hand-over), else by the next commit's own sync
+    or the sync thread, while this one takes and commits what is queued.    */
 static void
 s_sync_start(sm_core *self, bool ready)
 {
@@ -423,6 +427,16 @@ s_sync_start(sm_core *self, bool ready)
         return;
     if (!ready || !self->syncer_started) {
         s_settle(self);
+        return;
+    }
+    /* More is queued and no peer waits for the engine's queue (which goes
+       out only when everything is durable): the next commit's own
+       fdatasync covers this one's meta, so leave it to that one rather
+       than start a second sync that would only queue beside it on the
+       disk.  Once per commit: if the next round commits nothing, the
+       round after it syncs. */
+    if ((!self->mesh || self->npeers == 0) && committed != self->skipped) {
+        self->skipped = committed;
         return;
     }
     self->sync_busy = true;

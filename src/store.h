@@ -134,7 +134,9 @@ int sm_store_format_mark(sm_txn *txn);
     (free pages left out) if `compact`.  0 or an error.                      */
 int sm_store_copy(sm_store *store, int fd, bool compact);
 
-/*  Bytes the environment's data file takes on disk, and entries in a db.    */
+/*  Bytes the environment's data file holds in pages (up to the last page
+    in use: the file itself runs on a little, written with zeros ahead of
+    LMDB, store.c's room ahead), and entries in a db.                        */
 int sm_store_stat(sm_store *store, sm_db db, uint64_t *entries,
                   uint64_t *file_bytes);
 
@@ -152,7 +154,7 @@ void sm__store_salvage_mode(bool on);
 
 /*  Read every page a reader can reach: every database's records in key
     order and found again by lookup, the free page list, and the page
-    count (meta + used + free = the file's pages).  A page damaged badly
+    count (meta + used + free = the pages up to the last in use).  A page damaged badly
     enough may still fault the reader: run this in a process that can die
     (integrity.c does).  0, or SM_EDAMAGED with what[cap] set.                */
 int sm_store_check_tree(sm_store *store, char *what, size_t cap);

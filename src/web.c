@@ -146,6 +146,7 @@ struct sm_web {
     sm_api *api;
     sm_core_client *core;
     atomic_bool stop;
+    atomic_bool woken;         /* the core woke the loop (sm_web_wake) */
     atomic_uint_fast64_t turns;   /* event loop iterations: the watchdog's proof of life */
     sm_asset poster_svg;          /* /poster.svg once sm_web_set_poster ran; data owned */
     char poster_etag[24];
@@ -161,8 +162,8 @@ struct sm_web {
     uint64_t bcast_next;       /* seq of the next delta */
     s_conn *fan_cursor;        /* the fan-out walk's next client; NULL: at the end */
     uint64_t fan_walk_seq;     /* bcast_next when the walk started */
-    bool fan_active;           /* a walk is under way (fan_sul scheduled) */
-    lws_sorted_usec_list_t fan_sul;
+    bool fan_active;           /* a walk is under way */
+    bool fan_more;             /* ... its next slice is due at the next wake-up */
     int port;
     int tls_port;              /* the HTTPS port bound; 0 = none */
     s_addr_slot addrs[SM__ADDR_SLOTS];
@@ -1379,6 +1380,27 @@ s_ws_receive(sm_web *self, s_conn *conn, const void *in, size_t len)
 
 /* ---- fan-out ---------------------------------------------------------- */
 
+/*  A delta for `c`, from the walk (the loop's thread, outside any callback
+    of c's): written at once when nothing of c's is waiting, queued behind
+    what is otherwise.  Asking for a writeable callback for each phone and
+    each delta costs two epoll_ctl calls and a loop pass a phone; written at
+    once, a delta costs the send alone.  A socket that takes only part of it
+    leaves the rest with lws, which finishes it before c's next writeable
+    callback (lws_partial_buffered says so meanwhile, and later deltas
+    queue): the phone is still the one that sets the pace.                  */
+static void
+s_ws_offer(sm_web *self, s_conn *c, s_msg *m)
+{
+    if (c->dropping)
+        return;
+    if (c->qlen || lws_partial_buffered(c->wsi)) {
+        s_ws_enqueue(self, c, m);
+        return;
+    }
+    if (lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT) < (int) m->len)
+        s_ws_drop(self, c, "send failed");
+}
+
 /*  Queue to `c` every delta it is owed, in order; drop it if it fell
     behind the ring (its queue would have been full).  True if anything was
     done.                                                                    */
@@ -1392,11 +1414,10 @@ s_ws_catch_up(sm_web *self, s_conn *c)
         return true;
     }
     for (; c->bcast_next < self->bcast_next; c->bcast_next++)
-        s_ws_enqueue(self, c, self->bcast[c->bcast_next % SM__FANOUT_RING]);
+        s_ws_offer(self, c, self->bcast[c->bcast_next % SM__FANOUT_RING]);
     return true;
 }
 
-static void s_fanout_later(lws_sorted_usec_list_t *sul);
 static void s_refresh_later(lws_sorted_usec_list_t *sul);
 
 /*  A rebuild in the next loop pass, or when the walk under way ends: one
@@ -1438,14 +1459,12 @@ s_fanout_step(sm_web *self)
         self->fan_cursor = c->next;
         n += s_ws_catch_up(self, c);
     }
-    lws_sul_schedule(self->ctx, 0, &self->fan_sul, s_fanout_later, 1);
-}
-
-static void
-s_fanout_later(lws_sorted_usec_list_t *sul)
-{
-    sm_web *self = lws_container_of(sul, sm_web, fan_sul);
-    s_fanout_step(self);
+    /* The next slice when the loop next wakes, which this makes at once,
+       after what is ready meanwhile (a till's answer).  Not a timer: with
+       the loop otherwise idle, lws (4.1, libev) runs a newly scheduled
+       timer only at its next wake-up for something else, tens of ms late. */
+    self->fan_more = true;
+    lws_cancel_service(self->ctx);
 }
 
 /*  A new delta for every client: kept in the ring and walked out.          */
@@ -1622,7 +1641,12 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
            loop pass; the rebuild runs in that pass too, after them (a GET
            of the stock that comes first rebuilds it itself: s_dispatch). */
         s_collect_answers(self);
-        s_refresh_soon(self);
+        if (atomic_exchange(&self->woken, false))
+            s_refresh_soon(self);
+        if (self->fan_more) {
+            self->fan_more = false;
+            s_fanout_step(self);
+        }
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -1851,8 +1875,10 @@ void
 sm_web_wake(void *arg)
 {
     sm_web *self = arg;
-    if (self && self->ctx)
+    if (self && self->ctx) {
+        atomic_store(&self->woken, true);
         lws_cancel_service(self->ctx);
+    }
 }
 
 void
@@ -1864,7 +1890,6 @@ sm_web_destroy(sm_web **self_p)
         return;
     if (self->ctx) {
         lws_sul_cancel(&self->refresh_sul);
-        lws_sul_cancel(&self->fan_sul);
         lws_sul_cancel(&self->tick_sul);
         lws_context_destroy(self->ctx);
     }

@@ -12,7 +12,7 @@
 #       asking every 250 us with If-None-Match), p50/p99.  Beside it a raw
 #       ZeroMQ CURVE round trip on loopback (build/tools/zmqping) and a
 #       durable LMDB commit (build/bench/bench_ledger --commit-only): every
-#       hop costs a commit before it relays.  Target C: p50 < 3 ms, p99 < 15 ms.
+#       hop costs a commit before it relays.  Target C: p50 <= 2 ms, p99 <= 10 ms (the speed issue's).
 #   (b) catch-up: an organiser with CATCHUP (1,000,000) sales in its log
 #       (build/bench/fill_store appends them to its store before it starts),
 #       a fresh stall started with it as its only peer: entries per second
@@ -206,7 +206,7 @@ for hop in B C; do
     p50=$(field "$line" visible_p50_ms); p99=$(field "$line" visible_p99_ms)
     if [ $hop = C ]; then
         row "sale at A -> visible at C (2 hops)" \
-            "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms  (target p50 < 3 ms: $(verdict "$p50" lt 3), p99 < 15 ms: $(verdict "$p99" lt 15))"
+            "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms  (target p50 <= 2 ms: $(verdict "$p50" lt 2.001), p99 <= 10 ms: $(verdict "$p99" lt 10.001))"
     else
         row "sale at A -> visible at B (1 hop)" "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms"
         row "the sale's POST at A -> 201" "p50 $(field "$line" post_p50_ms) ms, p99 $(field "$line" post_p99_ms) ms"

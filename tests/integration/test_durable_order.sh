@@ -284,6 +284,13 @@ for k in 'sb':
     print('%s answers=%d durable=%d strict=%d after_later_meta=%d'
           % ((k,) + tuple(stats[k])))
 print('b commits=%d largest=%d' % (len(batched), max(batched.values(), default=0)))
+# Syncs a commit while sales were queued: from the first to the last commit
+# of the 200, the fdatasyncs of data.mdb that began, over those commits.
+if batched:
+    lo, hi = min(batched), max(batched)
+    first, last_line = commits[lo]['meta']['leave'], commits[hi]['meta']['leave']
+    n_sync = sum(1 for s in syncs if first < s['enter'] <= last_line)
+    print('b syncs_per_commit_x100=%d' % (100 * n_sync // max(1, hi - lo)))
 for k in 'sb':
     for line in [x for x in bad if x.startswith(tag + k)][:5]:
         print('bad ' + line)
@@ -306,4 +313,9 @@ check "some of the 200 were committed together (a commit held several: group com
     '[ "$(sed -n "s/^b commits=[0-9]* largest=\([0-9]*\)/\1/p" "$TMP/order.out")" -ge 2 ]'
 check "each of the 200 was answered after an fdatasync of data.mdb that began after its commit's meta-page write" \
     '[ "$(field b durable)" = 200 ]' "$(grep "^bad ${TAG}b" "$TMP/order.out")"
+# While more is queued a commit's own fdatasync makes the one before it
+# durable (src/core.c, s_sync_start): no second sync a commit beside it.
+check "with sales queued, fewer than 1.8 fdatasyncs a commit (the next commit's sync covers the one before)" \
+    '[ "$(sed -n "s/^b syncs_per_commit_x100=\([0-9]*\)/\1/p" "$TMP/order.out")" -lt 180 ]' \
+    "$(grep '^b syncs_per_commit' "$TMP/order.out")"
 finish

@@ -14,7 +14,14 @@
     its entry's signature, so an entry is found by its signature).
     offsets in bytes from the start of the file (a value on overflow pages
     gives the offset of its bytes there).  Exits 0, or 1 if the file does not
-    parse (it is meant for undamaged copies).                                */
+    parse (it is meant for undamaged copies).
+
+        storemap --used DATA_MDB
+
+    Prints the bytes in use instead: up to the end of the newest meta's last
+    page (the node keeps the file written with zeros a little further:
+    store.c, room ahead).                                                    */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,13 +97,15 @@ s_walk(const char *db, uint64_t pgno, int depth, int main_db)
 int
 main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: storemap DATA_MDB\n");
+    bool used = argc == 3 && strcmp(argv[1], "--used") == 0;
+    if (argc != 2 && !used) {
+        fprintf(stderr, "usage: storemap [--used] DATA_MDB\n");
         return 2;
     }
-    FILE *f = fopen(argv[1], "rb");
+    const char *file = argv[argc - 1];
+    FILE *f = fopen(file, "rb");
     if (!f) {
-        perror(argv[1]);
+        perror(file);
         return 1;
     }
     fseek(f, 0, SEEK_END);
@@ -104,7 +113,7 @@ main(int argc, char **argv)
     fseek(f, 0, SEEK_SET);
     if (len < 8192 || !(s_file = malloc((size_t) len))
         || fread(s_file, 1, (size_t) len, f) != (size_t) len) {
-        fprintf(stderr, "storemap: cannot read %s\n", argv[1]);
+        fprintf(stderr, "storemap: cannot read %s\n", file);
         return 1;
     }
     fclose(f);
@@ -117,11 +126,16 @@ main(int argc, char **argv)
     /* meta: magic, version, address, mapsize, dbs[2] (48 bytes), last, txnid */
     size_t m0 = S_HDR, m1 = s_psize + S_HDR;
     size_t meta = s_u64(m1 + 24 + 96 + 8) > s_u64(m0 + 24 + 96 + 8) ? m1 : m0;
+    if (used) {
+        printf("%llu\n", (unsigned long long) ((s_u64(meta + 24 + 96) + 1) * s_psize));
+        free(s_file);
+        return 0;
+    }
     uint64_t main_root = s_u64(meta + 24 + 48 + 40);
     if (main_root == UINT64_MAX)
         return 0;
     if (s_walk("main", main_root, 0, 1) != 0) {
-        fprintf(stderr, "storemap: %s does not parse\n", argv[1]);
+        fprintf(stderr, "storemap: %s does not parse\n", file);
         return 1;
     }
     free(s_file);

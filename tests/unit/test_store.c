@@ -387,6 +387,91 @@ test_deferred_sync(void **state)
     free(tmp);
 }
 
+/* data.mdb's size now. */
+static uint64_t
+s_file_size(const char *dir)
+{
+    char *f = s_path(dir, "data.mdb");
+    struct stat st;
+    assert_int_equal(stat(f, &st), 0);
+    free(f);
+    return (uint64_t) st.st_size;
+}
+
+/* Room ahead: a syncing store keeps data.mdb written a little past its
+   last page, so a commit overwrites rather than grows the file (whose
+   fdatasync would then write the inode too).  The room is at least a
+   quarter MiB after a commit, a commit larger than the room still lands,
+   every value reads back after a reopen, and the page tree checks whole
+   (meta + used + free pages = the pages up to the last, not the file). */
+static void
+test_room_ahead(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    char *dir = s_path(tmp, "node");
+    int err = 0;
+    sm_store *s = sm_store_open(dir, 0, false, false, &err);
+    assert_non_null(s);
+    assert_int_equal(sm_store_defer_sync(s, true), 0);
+    uint64_t used = 0;
+    s_put(s, "k0", "first");
+    assert_int_equal(sm_store_stat(s, SM_DB_META, NULL, &used), 0);
+    assert_true(s_file_size(dir) >= used + (256u << 10));
+    /* 3 MiB in one transaction: past the room, LMDB grows the file itself. */
+    enum { BIG = 3000, VAL = 1024 };
+    static char val[VAL];
+    sm_txn *txn = sm_txn_begin(s, true, &err);
+    assert_non_null(txn);
+    for (int i = 0; i < BIG; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "big%05d", i);
+        memset(val, 'a' + i % 26, sizeof val);
+        assert_int_equal(sm_kv_put(txn, SM_DB_META, key, (size_t) n, val, sizeof val), 0);
+    }
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    /* Small commits after it: each starts with room again. */
+    for (int i = 1; i <= 40; i++) {
+        char key[16], v[16];
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        s_put(s, key, v);
+        assert_int_equal(sm_store_stat(s, SM_DB_META, NULL, &used), 0);
+        assert_true(s_file_size(dir) >= used + (256u << 10));
+    }
+    assert_int_equal(sm_store_defer_sync(s, false), 0);
+    sm_store_destroy(&s);
+    s = sm_store_open(dir, 0, false, false, &err);
+    assert_non_null(s);
+    char what[256] = "";
+    assert_int_equal(sm_store_check_tree(s, what, sizeof what), 0);
+    s_expect(s, "k0", "first");
+    s_expect(s, "k40", "v40");
+    txn = sm_txn_begin(s, false, &err);
+    assert_non_null(txn);
+    for (int i = 0; i < BIG; i += 499) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "big%05d", i);
+        sm_val v;
+        assert_int_equal(sm_kv_get(txn, SM_DB_META, key, (size_t) n, &v), 0);
+        assert_int_equal(v.len, VAL);
+        assert_int_equal(((const char *) v.data)[VAL - 1], 'a' + i % 26);
+    }
+    sm_txn_abort(&txn);
+    sm_store_destroy(&s);
+    /* A store that does not sync (tests, the simulator) writes no room. */
+    char *quick = s_path(tmp, "quick");
+    s = s_open(quick, 0);
+    s_put(s, "a", "1");
+    assert_int_equal(sm_store_stat(s, SM_DB_META, NULL, &used), 0);
+    assert_true(s_file_size(quick) < used + (256u << 10));
+    sm_store_destroy(&s);
+    tu_rmrf(tmp);
+    free(quick);
+    free(dir);
+    free(tmp);
+}
+
 int
 main(void)
 {
@@ -397,6 +482,7 @@ main(void)
         cmocka_unit_test(test_damaged_file),
         cmocka_unit_test(test_migrate_format_1),
         cmocka_unit_test(test_deferred_sync),
+        cmocka_unit_test(test_room_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
