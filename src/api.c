@@ -658,19 +658,28 @@ sm__api_only(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
     return false;
 }
 
-/*  Member `key` of obj into *v, its name as the errors give it into
-    field[80] ("lines[0].sku"): SM__API_OK, SM__API_ABSENT (not required),
+/*  The name of member `key` of obj as the errors give it ("lines[0].sku"),
+    into field[80].  Formatted only for an error: a sale reads five members
+    and every one of them is usually fine.                                   */
+static void
+s_field(char field[80], const char *prefix, const char *key)
+{
+    snprintf(field, 80, "%s%s", prefix, key);
+}
+
+/*  Member `key` of obj into *v: SM__API_OK, SM__API_ABSENT (not required),
     or SM__API_ANSWERED (400 missing_field).                                  */
 static int
 s_member(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
-         const char *key, bool required, char field[80], const sm_json_val **v)
+         const char *key, bool required, const sm_json_val **v)
 {
-    snprintf(field, 80, "%s%s", prefix, key);
     *v = sm_json_get(obj, key);
     if (*v)
         return SM__API_OK;
     if (!required)
         return SM__API_ABSENT;
+    char field[80];
+    s_field(field, prefix, key);
     sm__api_bad(r, "missing_field", field, "'%s' is required", field);
     return SM__API_ANSWERED;
 }
@@ -683,16 +692,18 @@ sm__api_get_str(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
     assert(cap > max);
     char field[80];
     const sm_json_val *v;
-    int got = s_member(r, obj, prefix, key, required, field, &v);
+    int got = s_member(r, obj, prefix, key, required, &v);
     if (got != SM__API_OK)
         return got;
     if (!sm_json_is_string(v)) {
+        s_field(field, prefix, key);
         sm__api_bad(r, "wrong_type", field, "'%s' must be a string", field);
         return SM__API_ANSWERED;
     }
     size_t n;
     const char *s = sm_json_string(v, &n);
     if (n < min || n > max || !sm__text_valid((const uint8_t *) s, n)) {
+        s_field(field, prefix, key);
         sm__api_bad(r, "bad_value", field,
                     "'%s' must be %zu to %zu bytes of UTF-8 text without control characters",
                     field, min, max);
@@ -710,15 +721,17 @@ sm__api_get_int(sm_http_resp *r, const sm_json_val *obj, const char *prefix,
 {
     char field[80];
     const sm_json_val *v;
-    int got = s_member(r, obj, prefix, key, required, field, &v);
+    int got = s_member(r, obj, prefix, key, required, &v);
     if (got != SM__API_OK)
         return got;
     if (!sm_json_is_integer(v)) {
+        s_field(field, prefix, key);
         sm__api_bad(r, "wrong_type", field, "'%s' must be a whole number", field);
         return SM__API_ANSWERED;
     }
     int64_t x = sm_json_integer(v);
     if (x < min || x > max) {
+        s_field(field, prefix, key);
         sm__api_bad(r, code, field, "'%s' must be from %" PRId64 " to %" PRId64,
                     field, min, max);
         return SM__API_ANSWERED;

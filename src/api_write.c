@@ -21,11 +21,13 @@
 #include <assert.h>
 #include <sys/random.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api_int.h"
+#include "bytes.h"
 #include "stallmesh/error.h"
 #include "stallmesh/identity.h"
 
@@ -62,15 +64,32 @@ struct s_write {
 /* ====================================================================== */
 /* Shared by the kinds                                                     */
 
+/*  A new write of `kind`, zeroed but for the lines of a sale or a return:
+    2.5 of its 3.3 KB, for a sale of one line or two.  Their reader fills
+    every field of each line it counts (line_count), and nothing reads a
+    line past line_count (the codec, the checks, the ledger and the policy
+    all stop there; copied skus stop at their NUL).                           */
 static s_write *
 s_write_new(const sm_http_req *req, const s_kind *kind)
 {
-    s_write *w = calloc(1, sizeof *w);
+    s_write *w = malloc(sizeof *w);
     if (!w)
         return NULL;
+    /* [from, to) is left as malloc gave it.  (One memset of the whole, in a
+       branch, and the compiler makes the malloc a calloc for every kind.) */
+    size_t from = sizeof *w, to = sizeof *w;
+    if (kind->body_kind == SM_KIND_SALE) {
+        from = offsetof(s_write, req.body.u.sale.lines);
+        to = from + sizeof w->req.body.u.sale.lines;
+    } else if (kind->body_kind == SM_KIND_RETURN) {
+        from = offsetof(s_write, req.body.u.ret.lines);
+        to = from + sizeof w->req.body.u.ret.lines;
+    }
+    memset(w, 0, from);
+    memset((char *) w + to, 0, sizeof *w - to);
     w->magic = S_WRITE_MAGIC;
     w->kind = kind;
-    snprintf(w->client, sizeof w->client, "%s", req->client ? req->client : "");
+    sm__strfill(w->client, sizeof w->client, req->client ? req->client : "");
     w->authorized = req->authorized;
     w->req.uncapped = req->authorized;  /* staff holds: no drop caps (policy.h) */
     w->req.body.kind = kind->body_kind;
@@ -495,6 +514,26 @@ static const char *const s_sale_keys[] = { "lines", "source", "payment",
 static const char *const s_sale_line_keys[] = { "sku", "qty", "price", NULL };
 static const char *const s_return_line_keys[] = { "sku", "qty", NULL };
 
+/*  "lines[i]." into prefix[24] (i < SM_SALE_LINES_MAX), the field path of
+    line i's members in errors; by hand, as every line of every sale needs
+    one.                                                                     */
+static void
+s_line_prefix(char prefix[24], size_t i)
+{
+    _Static_assert(SM_SALE_LINES_MAX <= 1000000000u, "a line's index fits prefix[24]");
+    assert(i < SM_SALE_LINES_MAX);
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char) ('0' + i % 10);
+        i /= 10;
+    } while (i);
+    memcpy(prefix, "lines[", 6);
+    for (size_t k = 0; k < n; k++)
+        prefix[6 + k] = digits[n - 1 - k];
+    memcpy(prefix + 6 + n, "].", 3);
+}
+
 /*  The "lines" array of a sale (priced) or a return into lines[]/count.
     Sale lines must name catalog items of one currency (*currency gets it);
     every sku at most once.                                                  */
@@ -521,7 +560,7 @@ s_lines_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, bool sale,
     for (size_t i = 0; i < n; i++) {
         const sm_json_val *line = sm_json_at(arr, i);
         char prefix[24];
-        snprintf(prefix, sizeof prefix, "lines[%zu].", i);
+        s_line_prefix(prefix, i);
         if (!sm_json_is_object(line)) {
             char field[24];
             snprintf(field, sizeof field, "lines[%zu]", i);
@@ -537,6 +576,7 @@ s_lines_in(sm_api *self, const sm_json_val *o, sm_http_resp *r, bool sale,
                                "bad_quantity", &qty) != SM__API_OK)
             return false;
         l->qty = (uint32_t) qty;
+        l->price = 0;                   /* a return's; a sale's is set below */
         for (size_t j = 0; j < i; j++) {
             if (strcmp(lines[j].sku, l->sku) == 0) {
                 char field[40];

@@ -69,6 +69,11 @@ struct sm_auth {
     size_t device_count;
     s_code codes[SM_PAIR_CODES_MAX];
     s_fails fails[SM_AUTH_ADDRS_MAX];
+    /* No address is refused from this time on: the latest end of the
+       window of any address that reached SM_AUTH_FAILS_MAX.  Every request
+       asks whether its address is refused; while none is (now past this),
+       the answer costs no walk of the table. */
+    uint64_t limits_end_ms;
 };
 
 /* ---- scopes ------------------------------------------------------------ */
@@ -275,6 +280,8 @@ int
 sm_auth_limited(sm_auth *self, const char *client, uint64_t now_ms)
 {
     assert(self);
+    if (now_ms >= self->limits_end_ms)
+        return 0;                      /* every address's window is over */
     s_fails *s = s_fails_for(self, client ? client : "", false, now_ms);
     if (!s || s->fails < SM_AUTH_FAILS_MAX)
         return 0;
@@ -298,9 +305,13 @@ sm_auth_fail(sm_auth *self, const char *client, uint64_t now_ms)
     s->last_ms = now_ms;
     if (s->fails < UINT32_MAX)
         s->fails++;
-    if (s->fails == SM_AUTH_FAILS_MAX)
+    if (s->fails == SM_AUTH_FAILS_MAX) {
+        uint64_t end = s->window_start_ms + SM_AUTH_FAIL_WINDOW_MS;
+        if (end > self->limits_end_ms)
+            self->limits_end_ms = end;
         sm_log_warn("auth: %u failed authentications from %s: refused for %u s",
                     SM_AUTH_FAILS_MAX, s->addr, SM_AUTH_FAIL_WINDOW_MS / 1000);
+    }
 }
 
 /* ---- tokens ------------------------------------------------------------ */

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -48,37 +47,79 @@ sm_json_take(sm_json_buf *b, size_t *len)
     return p;
 }
 
-/*  Append n bytes, growing by doubling; keeps the text NUL-terminated.     */
-static void
-s_put(sm_json_buf *b, const void *src, size_t n)
+/*  Room for n more bytes (n >= 1) past a full buffer or the limit: grow by
+    doubling; NULL (and failed) past bytes_max or out of memory.            */
+static char *
+s_room_slow(sm_json_buf *b, size_t n)
 {
-    if (b->failed || n == 0)
-        return;
+    if (b->failed)
+        return NULL;
     size_t max = b->bytes_max ? b->bytes_max : SIZE_MAX / 2;
     if (n > max - b->len) {
         b->failed = true;
-        return;
+        return NULL;
     }
     if (b->cap - b->len < n + 1) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n + 1) {
             if (cap > SIZE_MAX / 4) {
                 b->failed = true;
-                return;
+                return NULL;
             }
             cap *= 2;
         }
         char *p = realloc(b->p, cap);
         if (!p) {
             b->failed = true;
-            return;
+            return NULL;
         }
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, src, n);
+    return b->p + b->len;
+}
+
+/*  Where to write n more bytes (n >= 1), with room for the NUL after them;
+    NULL once the writer failed.  s_done then counts them.  Inline: a
+    document is written a few bytes at a time, and the room is nearly
+    always there.                                                            */
+static inline char *
+s_room(sm_json_buf *b, size_t n)
+{
+    if (b->cap - b->len > n && !b->failed
+        && (!b->bytes_max || n <= b->bytes_max - b->len))
+        return b->p + b->len;
+    return s_room_slow(b, n);
+}
+
+static inline void
+s_done(sm_json_buf *b, size_t n)
+{
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+/*  Append n bytes; keeps the text NUL-terminated.                          */
+static inline void
+s_put(sm_json_buf *b, const void *src, size_t n)
+{
+    if (n == 0)
+        return;
+    char *d = s_room(b, n);
+    if (!d)
+        return;
+    memcpy(d, src, n);
+    s_done(b, n);
+}
+
+static inline void
+s_put1(sm_json_buf *b, char c)
+{
+    char *d = s_room(b, 1);
+    if (!d)
+        return;
+    *d = c;
+    s_done(b, 1);
 }
 
 /* ====================================================================== */
@@ -96,7 +137,7 @@ s_value(sm_json_buf *b)
     }
     assert(!(b->objects & S_BIT(b->depth)) && "a value in an object needs a key");
     if (b->filled & S_BIT(b->depth))
-        s_put(b, ",", 1);
+        s_put1(b, ',');
     b->filled |= S_BIT(b->depth);
 }
 
@@ -110,7 +151,7 @@ s_open(sm_json_buf *b, bool object)
         b->failed = true;
         return;
     }
-    s_put(b, object ? "{" : "[", 1);
+    s_put1(b, object ? '{' : '[');
     b->depth++;
     b->filled &= ~S_BIT(b->depth);
     if (object)
@@ -127,7 +168,7 @@ s_close(sm_json_buf *b, bool object)
     assert(b->depth > 0 && "a close without an open");
     assert(!b->keyed && "a key without its value");
     assert(!!(b->objects & S_BIT(b->depth)) == object && "a close of the other kind");
-    s_put(b, object ? "}" : "]", 1);
+    s_put1(b, object ? '}' : ']');
     b->depth--;
 }
 
@@ -135,6 +176,14 @@ void sm_json_obj_open(sm_json_buf *b)  { s_open(b, true); }
 void sm_json_obj_close(sm_json_buf *b) { s_close(b, true); }
 void sm_json_arr_open(sm_json_buf *b)  { s_open(b, false); }
 void sm_json_arr_close(sm_json_buf *b) { s_close(b, false); }
+
+/*  Whether byte c is written as an escape (json.h says which).             */
+static inline bool
+s_needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&'
+           || c == 0x7f;
+}
 
 /*  A string body (without quotes) of s[0..n), escaped.                      */
 static void
@@ -144,8 +193,7 @@ s_escaped(sm_json_buf *b, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char) s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>'
-            && c != '&' && c != 0x7f)
+        if (!s_needs_escape(c))
             continue;
         s_put(b, s + run, i - run);
         run = i + 1;
@@ -167,13 +215,21 @@ sm_json_key(sm_json_buf *b, const char *key)
         return;
     assert((b->objects & S_BIT(b->depth)) && "a key outside an object");
     assert(!b->keyed && "two keys in a row");
-    if (b->filled & S_BIT(b->depth))
-        s_put(b, ",", 1);
+    bool comma = b->filled & S_BIT(b->depth);
     b->filled |= S_BIT(b->depth);
-    s_put(b, "\"", 1);
-    s_put(b, key, strlen(key));
-    s_put(b, "\":", 2);
     b->keyed = true;
+    /* In one piece: [,]"key": */
+    size_t k = strlen(key), n = k + 3 + comma;
+    char *d = s_room(b, n);
+    if (!d)
+        return;
+    if (comma)
+        *d++ = ',';
+    *d++ = '"';
+    memcpy(d, key, k);
+    d[k] = '"';
+    d[k + 1] = ':';
+    s_done(b, n);
 }
 
 /* ====================================================================== */
@@ -185,9 +241,23 @@ sm_json_strn(sm_json_buf *b, const char *s, size_t n)
     if (b->failed)
         return;
     s_value(b);
-    s_put(b, "\"", 1);
+    size_t clean = 0;
+    while (clean < n && !s_needs_escape((unsigned char) s[clean]))
+        clean++;
+    if (clean == n) {
+        /* Nothing to escape (the usual text): quotes and all in one piece. */
+        char *d = s_room(b, n + 2);
+        if (!d)
+            return;
+        d[0] = '"';
+        memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        s_done(b, n + 2);
+        return;
+    }
+    s_put1(b, '"');
     s_escaped(b, s, n);
-    s_put(b, "\"", 1);
+    s_put1(b, '"');
 }
 
 void
@@ -281,26 +351,73 @@ sm_json_entry_id(sm_json_buf *b, const sm_id *origin, uint64_t seq)
     sm_json_raw(b, t, SM_ID_HEX_BYTES + 3 + n);
 }
 
+/*  Two digits of v (0..99) at p.                                           */
+static void
+s_two(char *p, unsigned v)
+{
+    p[0] = (char) ('0' + v / 10);
+    p[1] = (char) ('0' + v % 10);
+}
+
+/*  Unix ms as RFC 3339 text into out[64], NUL-terminated; returns its
+    length.  By hand, without gmtime_r and snprintf: the answer to every
+    sale and hold carries times.  The civil date of a day count is Howard
+    Hinnant's civil_from_days (proleptic Gregorian, in eras of 400 years),
+    exact over every uint64 ms.  The year (from 1970) has four
+    digits until 9999 and more after, as "%04d" gave it.                     */
+static size_t
+s_time_text(uint64_t ms, char out[64])
+{
+    uint64_t secs = ms / 1000, days = secs / 86400;
+    unsigned sod = (unsigned) (secs % 86400);
+    uint64_t z = days + 719468;                 /* days since 0000-03-01 */
+    uint64_t era = z / 146097;
+    unsigned doe = (unsigned) (z - era * 146097);               /* [0, 146096] */
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);     /* [0, 365] */
+    unsigned mp = (5 * doy + 2) / 153;                          /* [0, 11] from March */
+    unsigned day = doy - (153 * mp + 2) / 5 + 1;
+    unsigned month = mp < 10 ? mp + 3 : mp - 9;
+    uint64_t year = era * 400 + yoe + (month <= 2);
+    char digits[24];
+    char *y = s_digits(year, digits + sizeof digits);
+    size_t n = (size_t) (digits + sizeof digits - y);
+    memcpy(out, y, n);
+    char *p = out + n;
+    p[0] = '-';
+    s_two(p + 1, month);
+    p[3] = '-';
+    s_two(p + 4, day);
+    p[6] = 'T';
+    s_two(p + 7, sod / 3600);
+    p[9] = ':';
+    s_two(p + 10, sod / 60 % 60);
+    p[12] = ':';
+    s_two(p + 13, sod % 60);
+    p[15] = '.';
+    unsigned milli = (unsigned) (ms % 1000);
+    p[16] = (char) ('0' + milli / 100);
+    s_two(p + 17, milli % 100);
+    p[19] = 'Z';
+    p[20] = '\0';
+    return (size_t) (p + 20 - out);
+}
+
 void
 sm_json_time_text(uint64_t ms, char out[64])
 {
-    time_t sec = (time_t) (ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&sec, &tm)) {
-        snprintf(out, 64, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (unsigned) (ms % 1000));
+    s_time_text(ms, out);
 }
 
 void
 sm_json_time(sm_json_buf *b, uint64_t ms)
 {
-    char t[64];
-    sm_json_time_text(ms, t);
-    sm_json_str(b, t);
+    /* The text is digits and "-T:.Z": nothing to escape. */
+    char t[66];
+    size_t n = s_time_text(ms, t + 1);
+    t[0] = '"';
+    t[n + 1] = '"';
+    sm_json_raw(b, t, n + 2);
 }
 
 void

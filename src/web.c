@@ -43,6 +43,7 @@
 #include <libwebsockets.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,8 @@
 
 #define SM__WS_QUEUE_MSGS_MAX   64u      /* messages queued to one client */
 #define SM__HTTP_CHUNK_BYTES    65536u   /* body bytes a writeable callback sends */
+#define SM__HTTP_HEADERS_BYTES  2048u    /* an answer's headers */
+#define SM__HTTP_INLINE_BYTES   4096u    /* a body this small goes in its headers' write */
 #define SM__ADDR_BYTES          64u
 #define SM__ADDR_SLOTS          4096u    /* distinct client addresses with connections */
 #define SM__FD_RESERVE          256u     /* descriptors kept for the store, mesh and logs */
@@ -79,8 +82,6 @@ typedef struct {
 
 typedef struct {
     sm_http_method method;
-    char path[SM_HTTP_URI_BYTES_MAX + 1];
-    char query[SM_HTTP_URI_BYTES_MAX + 1];
     char if_none_match[80];
     bool has_if_none_match;
     bool authorized;
@@ -95,6 +96,10 @@ typedef struct {
     bool headers_sent;
     size_t sent;               /* body bytes sent */
     sm_core_req *pending;      /* a write in the core */
+    /* Last, and left unzeroed when a request starts (4 KB of its 4.4):
+       each is set as a string before anything reads it. */
+    char path[SM_HTTP_URI_BYTES_MAX + 1];
+    char query[SM_HTTP_URI_BYTES_MAX + 1];
 } s_http;
 
 typedef struct s_conn {
@@ -129,6 +134,9 @@ typedef struct {
     bool closing;              /* past its deadline, being closed */
     uint64_t deadline_ms;      /* of the part it waits for (monotonic) */
     sm_wsframe frames;         /* a websocket client's frames, as read */
+    char peer[SM__ADDR_BYTES]; /* its peer's address as text once a request
+                                  asked for it ("" before): each request
+                                  would cost a getpeername and a format */
 } s_fdrec;
 
 struct sm_web {
@@ -446,6 +454,12 @@ s_proxy_trusted_sa(const sm_web *self, const struct sockaddr_storage *sa)
     return false;
 }
 
+static s_fdrec *
+s_conn_rec(struct lws *wsi)
+{
+    return lws_get_opaque_user_data(wsi);
+}
+
 /*  The client address a request's limits key on, into out[cap]: the
     peer's own, or, when the peer is a trusted proxy (http.trusted_proxies),
     the last address of its X-Forwarded-For: the one the proxy appended
@@ -455,7 +469,12 @@ s_proxy_trusted_sa(const sm_web *self, const struct sockaddr_storage *sa)
 static void
 s_client_addr(sm_web *self, struct lws *wsi, char *out, size_t cap)
 {
-    lws_get_peer_simple(wsi, out, cap);
+    s_fdrec *rec = s_conn_rec(wsi);
+    if (rec && rec->peer[0] && cap == sizeof rec->peer) {
+        memcpy(out, rec->peer, sizeof rec->peer);
+    } else if (lws_get_peer_simple(wsi, out, cap) && rec && cap == sizeof rec->peer) {
+        memcpy(rec->peer, out, sizeof rec->peer);
+    }
     if (self->opts.config->trusted_proxy_count == 0)
         return;
     struct sockaddr_storage sa;
@@ -568,12 +587,6 @@ s_conn_filter(sm_web *self, const struct lws_filter_network_conn_args *filt)
     rec->deadline_ms = s_mono_ms() + (uint64_t) cfg->headers_timeout_s * 1000u;
     s_conn_gauge(self);
     return 0;
-}
-
-static s_fdrec *
-s_conn_rec(struct lws *wsi)
-{
-    return lws_get_opaque_user_data(wsi);
 }
 
 /*  LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: tie the record made at
@@ -914,12 +927,33 @@ s_dispatch(sm_web *self, s_conn *conn)
     s_respond(self, conn);
 }
 
+/*  Content-Length by hand: lws_add_http_header_content_length also starts
+    lws's own count of the body, which a body sent inside the headers' write
+    never runs down.  The same bytes on the wire.                            */
 static int
-s_send_headers(struct lws *wsi, s_http *h)
+s_content_length(struct lws *wsi, size_t len, unsigned char **p, unsigned char *end)
 {
-    unsigned char buf[LWS_PRE + 2048];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    char digits[24];
+    char *d = digits + sizeof digits;
+    do {
+        *--d = (char) ('0' + len % 10);
+        len /= 10;
+    } while (len);
+    return lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                        (const unsigned char *) d,
+                                        (int) (digits + sizeof digits - d), p, end);
+}
+
+/*  The response's headers, and with `with_body` its body after them in the
+    same write (one send, one segment: a till's answer).  0 or -1.          */
+static int
+s_send_headers(struct lws *wsi, s_http *h, bool with_body)
+{
+    unsigned char buf[LWS_PRE + SM__HTTP_HEADERS_BYTES + SM__HTTP_INLINE_BYTES];
+    unsigned char *start = buf + LWS_PRE, *p = start;
+    unsigned char *end = start + SM__HTTP_HEADERS_BYTES - 1;
     sm_http_resp *r = &h->resp;
+    assert(!with_body || (!r->stream && r->body_len <= SM__HTTP_INLINE_BYTES));
     char num[32];
     if (lws_add_http_header_status(wsi, (unsigned) r->status, &p, end)
         || s_security_headers(wsi, h, &p, end) != 0)
@@ -968,6 +1002,12 @@ s_send_headers(struct lws *wsi, s_http *h)
                                          (int) sizeof chunked - 1, &p, end)
             || lws_finalize_http_header(wsi, &p, end))
             return -1;
+    } else if (with_body) {
+        if (s_content_length(wsi, r->body_len, &p, end)
+            || lws_finalize_http_header(wsi, &p, end))
+            return -1;
+        memcpy(p, r->body, r->body_len);
+        p += r->body_len;
     } else {
         size_t len = r->status == 304 ? 0 : r->body_len;
         if (lws_add_http_header_content_length(wsi, len, &p, end)
@@ -1055,12 +1095,19 @@ s_http_writeable(sm_web *self, s_conn *conn)
         return 0;
     struct lws *wsi = conn->wsi;
     if (!h->headers_sent) {
-        if (s_send_headers(wsi, h) != 0)
-            return -1;
-        h->headers_sent = true;
         bool no_body = h->resp.status == 304 || h->method == SM_HTTP_HEAD
                        || (h->resp.body_len == 0 && !h->resp.stream);
-        if (no_body)
+        /* A small body in memory over plain HTTP/1.1 goes out with its
+           headers in one write: one send, one segment.  Answers over TLS,
+           and an HTTP/2 stream (its body needs frames of its own), keep
+           the headers' write and the body's. */
+        bool with_body = !no_body && !h->resp.stream
+                         && h->resp.body_len <= SM__HTTP_INLINE_BYTES && !lws_is_ssl(wsi)
+                         && lws_get_network_wsi(wsi) == wsi;
+        if (s_send_headers(wsi, h, with_body) != 0)
+            return -1;
+        h->headers_sent = true;
+        if (no_body || with_body)
             return s_http_done(self, conn);
         /* Over plain HTTP/1.1 a body in memory follows its headers in the
            same pass when the socket takes more: a till's answer is written
@@ -1104,14 +1151,19 @@ static int
 s_http_start(sm_web *self, s_conn *conn, const char *uri)
 {
     s_http_free(conn);
-    s_http *h = calloc(1, sizeof *h);
+    s_http *h = malloc(sizeof *h);
     if (!h)
         return -1;
+    memset(h, 0, offsetof(s_http, path));
     conn->http = h;
     s_client_addr(self, conn->wsi, conn->client, sizeof conn->client);
     h->method = s_method(conn->wsi);
-    snprintf(h->path, sizeof h->path, "%s", uri ? uri : "/");
+    const char *path = uri ? uri : "/";
+    size_t path_len = strnlen(path, sizeof h->path - 1);
+    memcpy(h->path, path, path_len);
+    h->path[path_len] = '\0';
     /* Query arguments arrive decoded, one fragment each: join them. */
+    h->query[0] = '\0';
     size_t q = 0;
     for (int i = 0; i < 32; i++) {
         char frag[256];

@@ -589,6 +589,63 @@ test_bad_input(void **state)
     assert_string_equal(jstr(f->json, "name"), "cr\xc3\xa8me {{{{{{{{{{");
 }
 
+/*  The field path and detail of an error in a line past the tenth
+    ("lines[10].qty"), and of each kind of member error: the exact texts a
+    till shows.                                                               */
+static void
+test_field_paths(void **state)
+{
+    fx *f = *state;
+    char body[2048], item[128];
+    size_t n = 0;
+    n += (size_t) snprintf(body + n, sizeof body - n, "{\"lines\":[");
+    for (int i = 0; i <= 10; i++) {
+        snprintf(item, sizeof item, "{\"sku\":\"s%d\",\"name\":\"S\",\"price\":10}", i);
+        assert_int_equal(post(f, "/api/items", item), 201);
+        if (i < 10)
+            n += (size_t) snprintf(body + n, sizeof body - n, "{\"sku\":\"s%d\",\"qty\":1},", i);
+    }
+    static const struct {
+        const char *line, *code, *field, *detail;
+    } cases[] = {
+        { "{\"sku\":\"s10\",\"qty\":0}", "bad_quantity", "lines[10].qty",
+          "'lines[10].qty' must be from 1 to 1000000" },
+        { "{\"sku\":\"s10\",\"qty\":\"1\"}", "wrong_type", "lines[10].qty",
+          "'lines[10].qty' must be a whole number" },
+        { "{\"qty\":1}", "missing_field", "lines[10].sku", "'lines[10].sku' is required" },
+        { "{\"sku\":7,\"qty\":1}", "wrong_type", "lines[10].sku",
+          "'lines[10].sku' must be a string" },
+        { "{\"sku\":\"\",\"qty\":1}", "bad_value", "lines[10].sku",
+          "'lines[10].sku' must be 1 to 64 bytes of UTF-8 text without control characters" },
+        { "{\"sku\":\"s3\",\"qty\":1}", "duplicate_sku", "lines[10].sku",
+          "sku 's3' appears on two lines: put its units on one line" },
+        { "{\"sku\":\"s10\",\"qty\":1,\"price\":-5}", "bad_money", "lines[10].price",
+          "'lines[10].price' must be from 0 to 1000000000000" },
+        { "{\"sku\":\"s10\",\"qty\":1,\"tax\":5}", "unknown_field", "lines[10].tax",
+          "'lines[10].tax' is not a field of this request" },
+        { "4", "wrong_type", "lines[10]", "'lines[10]' must be an object" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char sale[2400];
+        snprintf(sale, sizeof sale, "%.*s%s],\"source\":\"online\",\"payment\":\"card\"}",
+                 (int) n, body, cases[i].line);
+        post(f, "/api/sales", sale);
+        expect_error(f, 400, cases[i].code);
+        assert_string_equal(jstr(f->json, "field"), cases[i].field);
+        assert_string_equal(jstr(f->json, "detail"), cases[i].detail);
+    }
+    post(f, "/api/sales", "{\"lines\":[{\"sku\":\"s10\",\"qty\":1}],\"source\":\"online\"}");
+    expect_error(f, 400, "missing_field");
+    assert_string_equal(jstr(f->json, "field"), "payment");
+    assert_string_equal(jstr(f->json, "detail"), "'payment' is required");
+    post(f, "/api/sales", "{\"lines\":[{\"sku\":\"s10\",\"qty\":1}],\"source\":\"online\","
+                          "\"payment\":\"card\",\"external_id\":\"\"}");
+    expect_error(f, 400, "bad_value");
+    assert_string_equal(jstr(f->json, "field"), "external_id");
+    assert_string_equal(jstr(f->json, "detail"), "'external_id' must be 1 to 64 bytes of "
+                                                 "UTF-8 text without control characters");
+}
+
 /*  An unknown sku is 404; an item priced in another currency than the
     market's is refused, and so is a sale mixing two currencies.             */
 static void
@@ -1541,6 +1598,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_field_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_sku_and_currency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_routes_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_snapshot, setup, teardown),

@@ -212,6 +212,54 @@ test_failure_limit(void **state)
                      SM_EAUTHLIMIT);
 }
 
+/*  Fail `n` times from `client` at time `at`.                              */
+static void
+s_fail_n(s_fix *f, const char *client, unsigned n, uint64_t at)
+{
+    for (unsigned i = 0; i < n; i++)
+        sm_auth_fail(f->auth, client, at);
+}
+
+/*  The check skips the table while no address is refused: each limit
+    still holds to the end of its own window, whichever address reached it
+    last (here the clock steps back in between, so the later limit ends
+    first), an address under the limit is never refused, and an address
+    refused again after its window is refused again.                         */
+static void
+test_failure_limit_windows(void **state)
+{
+    s_fix *f = *state;
+    sm_scope scope;
+    const uint64_t W = SM_AUTH_FAIL_WINDOW_MS;
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.1", T0), 0);
+    s_fail_n(f, "10.0.1.2", SM_AUTH_FAILS_MAX - 1, T0);
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.2", T0), 0);
+    s_fail_n(f, "10.0.1.1", SM_AUTH_FAILS_MAX, T0 + 5000);
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.1", T0 + 5000), (int) (W / 1000));
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.2", T0 + 5000), 0);
+    /* The clock stepped back 5 s: another address reaches the limit, its
+       window ends 5 s before the first one's. */
+    s_fail_n(f, "10.0.1.3", SM_AUTH_FAILS_MAX, T0);
+    assert_true(sm_auth_limited(f->auth, "10.0.1.3", T0 + 1000) > 0);
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.3", T0 + W), 0);
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.1", T0 + W), 5);
+    assert_int_equal(sm_auth_check(f->auth, s_admin, "10.0.1.1", T0 + W + 4000, &scope, NULL),
+                     SM_EAUTHLIMIT);
+    assert_int_equal(sm_auth_check(f->auth, s_admin, "10.0.1.3", T0 + W + 4000, &scope, NULL),
+                     0);
+    assert_int_equal(sm_auth_check(f->auth, s_admin, "10.0.1.1", T0 + W + 5000, &scope, NULL),
+                     0);
+    /* Past every window: a new run of failures is refused again. */
+    uint64_t t = T0 + 3 * W;
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.1", t), 0);
+    s_fail_n(f, "10.0.1.1", SM_AUTH_FAILS_MAX - 1, t);
+    assert_int_equal(sm_auth_limited(f->auth, "10.0.1.1", t), 0);
+    assert_int_equal(sm_auth_check(f->auth, "guess", "10.0.1.1", t, &scope, NULL), SM_EAUTH);
+    assert_int_equal(sm_auth_check(f->auth, s_admin, "10.0.1.1", t + 1, &scope, NULL),
+                     SM_EAUTHLIMIT);
+    assert_int_equal(sm_auth_check(f->auth, s_admin, "10.0.1.2", t + 1, &scope, NULL), 0);
+}
+
 /*  Scope names round-trip; anything else is no scope.                      */
 static void
 test_scope_names(void **state)
@@ -232,6 +280,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_device_scope_and_revoke, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_file_reload_and_damage, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failure_limit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_failure_limit_windows, s_setup, s_teardown),
         cmocka_unit_test(test_scope_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "json.h"
@@ -253,6 +254,66 @@ test_project_types(void **state)
     assert_string_equal(t, "1970-01-01T00:00:00.000Z");
 }
 
+/*  The time as gmtime_r and "%04d-%02d-..." give it: what the writer must
+    match byte for byte.                                                      */
+static void
+ref_time_text(uint64_t ms, char out[64])
+{
+    time_t sec = (time_t) (ms / 1000);
+    struct tm tm;
+    assert_non_null(gmtime_r(&sec, &tm));
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned) (ms % 1000));
+}
+
+/*  RFC 3339 times over the whole range: the ends of days, months and
+    years, leap days (2000 is one, 2100 is not), years past 9999, the
+    clock's 48 bits, UINT64_MAX, and a sweep of pseudo-random instants.     */
+static void
+test_time_text(void **state)
+{
+    (void) state;
+    static const uint64_t edges[] = {
+        0, 1, 999, 1000, 59999, 86399999, 86400000, 951782399999ULL /* 2000-02-28 end */,
+        951782400000ULL, 951868800000ULL, 4107542399999ULL /* 2100-02-28 end */,
+        4107542400000ULL, 4133894400000ULL, 253402300799999ULL /* 9999-12-31 end */,
+        253402300800000ULL, (1ULL << 48) - 1, 1ULL << 48, UINT64_MAX / 2, UINT64_MAX - 1,
+        UINT64_MAX,
+    };
+    char got[64], want[64];
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        sm_json_time_text(edges[i], got);
+        ref_time_text(edges[i], want);
+        assert_string_equal(got, want);
+    }
+    sm_json_time_text(951782400000ULL, got);
+    assert_string_equal(got, "2000-02-29T00:00:00.000Z");
+    sm_json_time_text(4107542400000ULL, got);
+    assert_string_equal(got, "2100-03-01T00:00:00.000Z");
+    sm_json_time_text(253402300800000ULL, got);
+    assert_string_equal(got, "10000-01-01T00:00:00.000Z");
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* Mostly within the clock's 48 bits, some over the whole range. */
+        uint64_t ms = i % 8 == 0 ? x : x >> 16;
+        sm_json_time_text(ms, got);
+        ref_time_text(ms, want);
+        if (strcmp(got, want) != 0)
+            fail_msg("%llu: %s, want %s", (unsigned long long) ms, got, want);
+    }
+    /* Written as a JSON string, quoted. */
+    sm_json_buf b = { 0 };
+    sm_json_arr_open(&b);
+    sm_json_time(&b, 0);
+    sm_json_time(&b, 253402300800001ULL);
+    sm_json_arr_close(&b);
+    expect_doc(&b, "[\"1970-01-01T00:00:00.000Z\",\"10000-01-01T00:00:00.001Z\"]");
+}
+
 /*  The depth pre-scan: exactly depth_max levels parse, one more is
     TOO_DEEP before the parser runs; brackets inside strings (escaped
     quotes included) do not count.                                           */
@@ -343,6 +404,7 @@ main(void)
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_growth_and_limit),
         cmocka_unit_test(test_project_types),
+        cmocka_unit_test(test_time_text),
         cmocka_unit_test(test_read_depth),
         cmocka_unit_test(test_read_errors_and_views),
     };
