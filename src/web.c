@@ -116,6 +116,7 @@ typedef struct s_conn {
     sm_utf8 utf8;              /* of the text message being received */
     bool dropping;
     uint64_t bcast_next;       /* the next delta (sm_web.bcast seq) it is owed */
+    bool close_after;          /* closed once its answer is out (pipelined) */
 } s_conn;
 
 typedef struct {
@@ -1059,6 +1060,8 @@ s_http_done(sm_web *self, s_conn *conn)
 {
     struct lws *wsi = conn->wsi;
     s_http_free(conn);
+    if (conn->close_after)
+        return -1;
     s_conn_next_request(self, wsi);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
@@ -1591,6 +1594,37 @@ s_refresh_later(lws_sorted_usec_list_t *sul)
     s_refresh(self);
 }
 
+/*  The body-completion callback again, for a request whose answer is not
+    out yet.  lws 4.1 calls it in a loop, without returning to the event
+    loop, while input is buffered behind the body (a request pipelined after
+    it); and once it has handled a body from that buffer, completing the
+    transaction sends it round a loop of its own.  Either way nothing else
+    would run again: no answer written, the node deaf to SIGTERM.  So the
+    answer is finished here (the core's answer waited for: a commit away,
+    and bounded) and written, and then the connection is closed, as HTTP
+    lets a server do after any answer: the client sends what it had
+    pipelined again on a new connection.  A write the core has not answered
+    within the bound is still committed; its client is not told.             */
+static int
+s_body_completion_again(sm_web *self, s_conn *conn)
+{
+    enum { WAIT_MS = 5000 };
+    conn->close_after = true;
+    uint64_t until = s_mono_ms() + WAIT_MS;
+    while (conn->http && conn->http->pending && s_mono_ms() < until) {
+        if (s_collect_answers(self) == 0) {
+            struct timespec ts = { 0, 50000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (conn->http && conn->http->pending)
+        sm_log_warn("web: %s: no answer from the core within %d ms behind a pipelined "
+                    "request: closing the connection", conn->client, (int) WAIT_MS);
+    else if (conn->http)
+        s_http_writeable(self, conn);
+    return -1;
+}
+
 /* ---- the protocol callback ------------------------------------------- */
 
 static int
@@ -1640,9 +1674,13 @@ s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP_BODY:
         return s_http_body(self, conn, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (conn->http && !conn->http->has_resp && !conn->http->pending)
+        if (!conn->http)
+            return 0;
+        if (!conn->http->has_resp && !conn->http->pending) {
             s_dispatch(self, conn);
-        return 0;
+            return 0;
+        }
+        return s_body_completion_again(self, conn);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return s_http_writeable(self, conn);
     case LWS_CALLBACK_CLOSED_HTTP:
