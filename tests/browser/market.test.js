@@ -100,12 +100,23 @@ test('/market shows the day\'s totals; a sale at another stall updates them live
   // The honey has two units, at the stall: low.
   assert.match(await text(page.locator('#low li[data-sku="honey"]')), /Wildflower honey 2 left — all at Corner Bakery/i);
 
-  // No polling while the socket is up: 3 s idle, no report read.
+  // No polling while the socket is up: 3 s with nothing changed at the
+  // node, no report read.  A window in which the organiser's state did move
+  // (the mesh still settling on a loaded machine sends a delta, and the
+  // page is right to read again) does not count: up to 5 windows.
   await page.evaluate(() => { window.stallmeshSameDocument = true; });
   const reads = () => page.urls.filter((u) => u.includes('/api/report')).length;
-  const idle = reads();
-  await sleep(3000);
-  assert.equal(reads(), idle, 'the page read the report while nothing changed');
+  const version = async () => (await org.must('GET', '/api/stock', undefined, [200])).version;
+  let quiet = false;
+  for (let i = 0; i < 5 && !quiet; i++) {
+    const v0 = await version();
+    const idle = reads();
+    await sleep(3000);
+    if (await version() !== v0) continue;
+    assert.equal(reads(), idle, 'the page read the report while nothing changed');
+    quiet = true;
+  }
+  assert.ok(quiet, 'the organiser\'s state kept changing for 15 s with nothing done');
 
   // A sale at the other stall: over the mesh to the organiser, then /ws.
   const t0 = Date.now();
