@@ -69,7 +69,7 @@
 #define SM__FDS_TRACKED_MAX     (1u << 20) /* descriptors the accounting table covers */
 #define SM__TICK_MS             250u     /* deadlines checked, log counts flushed, this often */
 #define SM__DRAIN_MS            3000u    /* at stop: time to answer writes in flight */
-#define SM__FANOUT_SLICE        256u     /* websocket clients handed a delta per loop pass */
+#define SM__FANOUT_SLICE        64u      /* websocket clients handed a delta per loop pass */
 #define SM__FANOUT_SLICE_BUSY   16u      /* ... while a till waits for a write's answer */
 #define SM__SNAPSHOT_CLOCK_MS   250u     /* the snapshot's clock is at most this old when sent */
 #define SM__FANOUT_RING         SM__WS_QUEUE_MSGS_MAX /* deltas kept for clients not yet reached */
