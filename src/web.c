@@ -1600,15 +1600,17 @@ s_refresh_later(lws_sorted_usec_list_t *sul)
     it); and once it has handled a body from that buffer, completing the
     transaction sends it round a loop of its own.  Either way nothing else
     would run again: no answer written, the node deaf to SIGTERM.  So the
-    answer is finished here (the core's answer waited for: a commit away,
-    and bounded) and written, and then the connection is closed, as HTTP
-    lets a server do after any answer: the client sends what it had
-    pipelined again on a new connection.  A write the core has not answered
-    within the bound is still committed; its client is not told.             */
+    answer is finished here (the core's answer waited for, a commit away)
+    and written, and then the connection is closed, as HTTP lets a server do
+    after any answer: the client sends what it had pipelined again on a new
+    connection.  The wait blocks the whole web thread, so it is short: a
+    write the core has not answered by then (one parked for units, a hold
+    forwarded to another stall) is still made, but its client is not told
+    and retries (with its external id, safely).                              */
 static int
 s_body_completion_again(sm_web *self, s_conn *conn)
 {
-    enum { WAIT_MS = 5000 };
+    enum { WAIT_MS = 100 };
     conn->close_after = true;
     uint64_t until = s_mono_ms() + WAIT_MS;
     while (conn->http && conn->http->pending && s_mono_ms() < until) {
