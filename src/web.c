@@ -854,12 +854,21 @@ s_http_free(s_conn *conn)
     conn->http = NULL;
 }
 
+/*  The response is complete: counted, and marked for s_http_writeable.     */
 static void
-s_respond(sm_web *self, s_conn *conn)
+s_resp_ready(sm_web *self, s_conn *conn)
 {
     if (self->opts.metrics)
         sm_metrics_http(self->opts.metrics, conn->http->resp.status);
     conn->http->has_resp = true;
+}
+
+/*  The response is ready: written in the connection's next writeable
+    callback (s_http_writeable).                                             */
+static void
+s_respond(sm_web *self, s_conn *conn)
+{
+    s_resp_ready(self, conn);
     lws_callback_on_writable(conn->wsi);
 }
 
@@ -1556,9 +1565,7 @@ s_respond_now(sm_web *self, s_conn *conn)
         s_respond(self, conn);
         return;
     }
-    if (self->opts.metrics)
-        sm_metrics_http(self->opts.metrics, conn->http->resp.status);
-    conn->http->has_resp = true;
+    s_resp_ready(self, conn);
     if (s_http_writeable(self, conn) != 0)
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
