@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <libwebsockets.h>
+#include <netdb.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,6 +52,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "assets.h"
 #include "qr.h"
@@ -337,6 +339,40 @@ s_security_headers(struct lws *wsi, const s_http *h, unsigned char **p, unsigned
                    || s_header(wsi, "x-frame-options:", "DENY", p, end)))
         return -1;
     return 0;
+}
+
+/*  Whether HOST:PORT can be bound now, as lws will bind it (SO_REUSEADDR):
+    0, or the errno of the first of its addresses that cannot be.  lws's own
+    failure to listen looks the same as a missing event-loop plugin, so the
+    node asks first and can say which it is.                                 */
+static int
+s_bind_probe(const char *host, unsigned port)
+{
+    if (port == 0)
+        return 0;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    char service[8];
+    snprintf(service, sizeof service, "%u", port);
+    const char *node = host[0] == 0 || strcmp(host, "0.0.0.0") == 0 ? NULL : host;
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(node, service, &hints, &res) != 0 || res == NULL)
+        return EADDRNOTAVAIL;
+    int rc = 0;
+    for (struct addrinfo *a = res; a && rc == 0; a = a->ai_next) {
+        if (node == NULL && a->ai_family != AF_INET)
+            continue;
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0)
+            rc = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return rc;
 }
 
 /*  The second listener, for HTTPS: the same protocol and callback as the
@@ -1823,6 +1859,17 @@ sm_web_new(const sm_web_opts *opts, int *err)
         foreign[0] = self->loop;
         info.foreign_loops = foreign;
         info.options |= LWS_SERVER_OPTION_LIBEV;
+    }
+    int bind_err = s_bind_probe(opts->config->http_host, opts->config->http_port);
+    if (bind_err != 0) {
+        sm_log_error("web: cannot listen on %s:%u: %s", opts->config->http_host,
+                     (unsigned) opts->config->http_port,
+                     bind_err == EADDRINUSE ? "the port is in use (another node, or another program)"
+                     : bind_err == EADDRNOTAVAIL ? "the address is not on this host"
+                     : bind_err == EACCES ? "a port below 1024 needs root or CAP_NET_BIND_SERVICE"
+                     : strerror(bind_err));
+        *err = bind_err == EADDRINUSE ? SM_EBUSY : SM_EIO;
+        goto fail;
     }
     self->ctx = lws_create_context(&info);
     if (!self->ctx && self->loop) {

@@ -105,7 +105,7 @@ else
         [ -n "${NS[$i]:-}" ] && ip netns del "${NS[$i]}" 2>/dev/null
     done
     ip link del "$BR" 2>/dev/null
-    base=$((20000 + RANDOM % 20000))
+    base=$((20000 + RANDOM % 12000))
     for i in $(seq 0 $((N - 1))); do
         HOST[$i]=127.0.0.1
         HTTP[$i]=$((base + 2 * i))

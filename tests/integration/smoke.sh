@@ -33,7 +33,7 @@ check "market create" '"${RUN[@]}" --dir "$DIR" market create --name "Smoke mark
     "$TMP/err"
 TOKEN=$(cat "$DIR/api-token" 2>/dev/null)
 for _ in $(seq 1 50); do
-    PORT=$((20000 + RANDOM % 20000))
+    PORT=$((20000 + RANDOM % 12000))
     [ -z "$(ss -Htan "sport = :$PORT" 2>/dev/null)" ] && break
 done
 "${RUN[@]}" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none >"$TMP/node.out" 2>"$TMP/node.err" &

@@ -109,7 +109,7 @@ STRANGER=$(printf '%064d' 7)
 # and then for the node itself.
 PORT=
 for _ in 1 2 3 4 5 6 7 8 9 10; do
-    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000))
     if ! curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$p/"; then PORT=$p; break; fi
 done
 [ -n "$PORT" ] || { nok "a free loopback port"; finish; }
@@ -180,7 +180,7 @@ for _ in 1 2 3; do
     kill -KILL "$NODE_PID" 2>/dev/null
     wait "$NODE_PID" 2>/dev/null
     NODE_PID=
-    PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+    PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000))
     URL=http://127.0.0.1:$PORT
 done
 if [ "$started" = no ]; then

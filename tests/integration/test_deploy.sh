@@ -142,7 +142,7 @@ run_notified() {
     shift 2
     PORT=
     for _ in $(seq 1 50); do
-        local p=$((20000 + RANDOM % 20000))
+        local p=$((20000 + RANDOM % 12000))
         [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { PORT=$p; break; }
     done
     python3 "$ROOT/tests/tools/notify_listen.py" "$sock" "$secs" "http://127.0.0.1:$PORT/readyz" \
@@ -214,7 +214,7 @@ check "no WATCHDOG=1 when WATCHDOG_PID names another process" \
     '! grep -q WATCHDOG=1 "$TMP/notify.out" && grep -q STOPPING=1 "$TMP/notify.out"' "$(cat "$TMP/notify.out")"
 
 # ---- journald priorities ----------------------------------------------------
-PORT=$((20000 + RANDOM % 20000))
+PORT=$((20000 + RANDOM % 12000))
 : > "$TMP/journal.err"
 stream=$(stat -c '%d:%i' "$TMP/journal.err")
 JOURNAL_STREAM=$stream "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none \
@@ -225,7 +225,7 @@ kill -TERM "$NODE_PID"; wait "$NODE_PID" 2>/dev/null; NODE_PID=
 check "with JOURNAL_STREAM naming stderr, every line starts with a <N> priority" \
     '[ -s "$TMP/journal.err" ] && ! grep -qv "^<[3467]>" "$TMP/journal.err" && grep -q "^<6>.*serving market" "$TMP/journal.err"' \
     "$(head -3 "$TMP/journal.err")"
-PORT=$((20000 + RANDOM % 20000))
+PORT=$((20000 + RANDOM % 12000))
 JOURNAL_STREAM=1:1 "$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none \
     >/dev/null 2>"$TMP/plain.err" &
 NODE_PID=$!
@@ -240,7 +240,7 @@ check "with JOURNAL_STREAM naming another stream, lines have no prefix" \
 # gets none.
 lan=$(ip -4 -o addr show up scope global 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $4; exit }')
 if [ -n "$lan" ] && command -v script >/dev/null 2>&1; then
-    PORT=$((20000 + RANDOM % 20000))
+    PORT=$((20000 + RANDOM % 12000))
     script -qfec "$BIN --dir $DIR run --http 0.0.0.0:$PORT --listen none" "$TMP/tty.out" \
         >/dev/null 2>&1 </dev/null &
     SCRIPT_PID=$!
@@ -263,7 +263,7 @@ fi
 PDIR=$TMP/poster
 "$BIN" --dir "$PDIR" init --name 'Honey & Hive <Bees>' >/dev/null \
     && "$BIN" --dir "$PDIR" market create --name "Poster market" >/dev/null || nok "poster node init"
-PORT=$((20000 + RANDOM % 20000))
+PORT=$((20000 + RANDOM % 12000))
 "$BIN" --dir "$PDIR" run --http "127.0.0.1:$PORT" --listen none >"$TMP/poster.out" 2>"$TMP/poster.err" &
 NODE_PID=$!
 wait_for "Stop with" "$TMP/poster.out"
@@ -340,7 +340,7 @@ if command -v strace >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>
         || nok "init and market create for the filter check"
     SPORT=
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12000))
         [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { SPORT=$p; break; }
     done
     strace -f -qq -c -o "$TMP/strace.txt" "$BIN" --dir "$SDIR" run --http "127.0.0.1:$SPORT" --listen none \

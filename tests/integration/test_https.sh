@@ -77,7 +77,7 @@ stop_node() {
 }
 started=no
 for _ in 1 2 3 4 5; do
-    PORT=$((20000 + RANDOM % 20000)); TPORT=$((PORT + 1))
+    PORT=$((20000 + RANDOM % 12000)); TPORT=$((PORT + 1))
     if start_node "$TMP/short.conf"; then started=yes; break; fi
     stop_node
 done

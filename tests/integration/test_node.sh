@@ -62,7 +62,7 @@ start_node() {
 }
 started=no
 for _ in 1 2 3 4 5; do
-    PORT=$((20000 + RANDOM % 20000))
+    PORT=$((20000 + RANDOM % 12000))
     if start_node; then started=yes; break; fi
     kill -KILL "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; NODE_PID=
 done
@@ -90,6 +90,20 @@ check "GET /readyz is 200 JSON" '[ "$code" = 200 ] && printf "%s" "$body" | jq -
 check "the node writes its URL to DIR/http" 'grep -qx "$URL" "$DIR/http"'
 check "the node prints the stock page and till URLs" \
     'grep -q "$URL/" "$TMP/node.out" && grep -q "$URL/till" "$TMP/node.out"'
+
+# ---- a second node on the same port ---------------------------------------
+# It must stop at once, saying the port is taken (not blaming a missing
+# event-loop plugin, which is what lws's own failure looks like).
+"$BIN" --dir "$TMP/second" init --name "Stall B" >/dev/null \
+    && "$BIN" --dir "$TMP/second" market create --name "Other market" >/dev/null
+timeout 10 "$BIN" --dir "$TMP/second" run --http "127.0.0.1:$PORT" --listen none \
+    >/dev/null 2>"$TMP/second.err"
+rc=$?
+check "a second node on the port exits 1 saying the port is in use" \
+    '[ $rc -eq 1 ] && grep -q "127.0.0.1:$PORT: the port is in use" "$TMP/second.err" \
+     && ! grep -q "event loop is not available" "$TMP/second.err"' "rc=$rc $(cat "$TMP/second.err")"
+req GET /livez "" noauth
+check "the first node still answers after it" '[ "$code" = 200 ]'
 
 # ---- the pages -------------------------------------------------------------
 req GET / "" noauth

@@ -86,11 +86,13 @@ has() { printf '%s\n' "$1" | grep -Fq -- "$2"; }
 # has_line TEXT ERE: some line of TEXT matches the extended regex ERE whole.
 has_line() { printf '%s\n' "$1" | grep -Eqx -- "$2"; }
 
-# A loopback port nothing answers on.
+# A loopback port no socket uses now, below Linux's ephemeral range
+# (32768 on), where a client connection could hold it by the time a node
+# binds it.
 free_port() {
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
-        if ! curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$p/"; then echo "$p"; return 0; fi
+    for _ in $(seq 1 50); do
+        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000))
+        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
     done
     return 1
 }
