@@ -11,8 +11,11 @@
     Usage: bench_ledger [ENTRIES] (default 1000000).  Works in a temporary
     directory under $TMPDIR (default /tmp) and removes it.
     bench_ledger --commit-only prints just the durable commit latency (mean,
-    p50, p99 of 200 one-entry commits): the floor under the node's sale
-    latency, which tests/bench/bench_node.sh prints beside it.              */
+    p50, p99 of 200 one-entry commits of a stock add), then the same for 200
+    one-line sales with external ids after 2,000 others (a sale writes more
+    pages: its sale, its external id's index, the report's totals): the
+    floors under the node's sale latency, which tests/bench/bench_node.sh
+    prints beside it.                                                       */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
