@@ -277,7 +277,51 @@ sim_node_forget_lost_sales(sim_world *w)
             sm_ledger_destroy(&l[j]);
 }
 
-/*  At a wipe: every own entry of nd that any store holds, by seq.        */
+/*  Note that nd's own entry `seq` exists with this link (two variants a
+    seq at most: a store restored from an old copy may have appended a
+    second).                                                                 */
+static void
+s_remember_link(sim_node *nd, uint64_t seq, const sm_hash *link, uint64_t *cap)
+{
+    if (seq > *cap) {
+        uint64_t ncap = seq + 256;
+        sm_hash *grown = realloc(nd->wiped_links, ncap * 2 * sizeof *grown);
+        if (!grown)
+            abort();
+        memset(grown + 2 * *cap, 0, (ncap - *cap) * 2 * sizeof *grown);
+        nd->wiped_links = grown;
+        *cap = ncap;
+    }
+    sm_hash *slot = &nd->wiped_links[2 * (seq - 1)];
+    if (s_is_zero(&slot[0]))
+        slot[0] = *link;
+    else if (memcmp(slot[0].b, link->b, SM_HASH_BYTES) != 0)
+        slot[1] = *link;
+    if (seq > nd->wiped_count)
+        nd->wiped_count = seq;
+}
+
+/*  nd's own entries (signed by it) that message `bytes` carries.           */
+static void
+s_remember_carried(sim_world *w, sim_node *nd, const uint8_t *bytes, size_t len, uint64_t *cap)
+{
+    if (!bytes || sm_wire_decode(bytes, len, w->space, &w->msg) != 0
+        || w->msg.type != SM_MSG_ENTRIES
+        || memcmp(w->msg.u.entries.origin.b, nd->id.pub.b, SM_KEY_BYTES) != 0)
+        return;
+    for (uint32_t k = 0; k < w->msg.u.entries.count; k++) {
+        const sm_signed *e = &w->msg.u.entries.entries[k];
+        if (sm_entry_verify(e->bytes, e->len, e->sig, &nd->id.pub) != 0)
+            continue;
+        sm_hash link;
+        sm_entry_link(e->bytes, e->len, e->sig, &link);
+        s_remember_link(nd, w->msg.u.entries.first_seq + k, &link, cap);
+    }
+}
+
+/*  At a wipe: every own entry of nd that any store holds, or the network
+    still carries (a message in flight, or one it may replay: a relay sent
+    before its sender's commit can outlive every copy stored), by seq.     */
 void
 sim_node_remember_own(sim_world *w, sim_node *nd)
 {
@@ -286,6 +330,13 @@ sim_node_remember_own(sim_world *w, sim_node *nd)
     nd->wiped_count = 0;
     nd->wiped_checked = 0;
     uint64_t cap = 0;
+    for (size_t k = 0; k < w->nheap; k++)
+        if (w->heap[k].kind == SIM_EV_DELIVER)
+            s_remember_carried(w, nd, w->heap[k].bytes, w->heap[k].len, &cap);
+    for (int i = 0; i < w->n; i++)
+        for (int j = 0; j < w->n; j++)
+            for (unsigned k = 0; k < SIM_REPLAY_RING; k++)
+                s_remember_carried(w, nd, w->link[i][j].ring[k], w->link[i][j].ring_len[k], &cap);
     for (int j = 0; j < w->n; j++) {
         sim_node *o = &w->node[j];
         sm_ledger *l = o->ledger;
@@ -303,23 +354,7 @@ sim_node_remember_own(sim_world *w, sim_node *nd)
             sm_hash link;
             if (sim_entry_link(l, &nd->id.pub, seq, &link) != 0)
                 break;
-            if (seq > cap) {
-                uint64_t ncap = seq + 256;
-                sm_hash *grown = realloc(nd->wiped_links, ncap * 2 * sizeof *grown);
-                if (!grown)
-                    abort();
-                memset(grown + 2 * cap, 0, (ncap - cap) * 2 * sizeof *grown);
-                nd->wiped_links = grown;
-                cap = ncap;
-            }
-            sm_hash *slot = &nd->wiped_links[2 * (seq - 1)];
-            bool zero0 = s_is_zero(&slot[0]);
-            if (zero0)
-                slot[0] = link;
-            else if (memcmp(slot[0].b, link.b, SM_HASH_BYTES) != 0)
-                slot[1] = link;
-            if (seq > nd->wiped_count)
-                nd->wiped_count = seq;
+            s_remember_link(nd, seq, &link, &cap);
         }
         if (opened)
             sm_ledger_destroy(&l);
