@@ -47,10 +47,11 @@
     sent them only once durable there, and this node never reissues them;
     losing its own copy costs only a refetch).  sm_gossip_next_relay hands
     those out before the commit, so an entry crosses a line of stalls
-    without waiting for each one's disk.  A caller may wrap a round of engine calls in one ledger batch on
-    its own thread (the engine then reads its writes through the batch,
-    ledger.h) if it drains sm_gossip_next only after the commit, and after a
-    failed commit discards what was queued and starts every session again
+    without waiting for each one's disk.  A caller may wrap a round of
+    engine calls in one ledger batch on its own thread (the engine then
+    reads its writes through the batch, ledger.h) if it drains
+    sm_gossip_next only after the commit, and after a failed commit
+    discards what was queued and starts every session again
     (sm_gossip_peer_up on each peer); mesh.c does, so a catch-up commits
     once a round, not once a run.  Without a batch each call commits on its
     own.  The core calls sm_gossip_local after committing its own batches.
