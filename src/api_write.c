@@ -788,10 +788,36 @@ s_sale_answer(sm_api *self, uint64_t seq, const char *external_id, int status,
     sm__api_take(r, status, &b);
 }
 
+/*  A new sale: answered from what the core appended (the body, its seq and
+    time), as the ledger stores it (state.c), without reading it back.      */
 static void
 s_sale_ok(sm_api *self, s_write *w, sm_http_resp *r)
 {
-    s_sale_answer(self, w->req.seq, w->req.body.u.sale.external_id, 201, r);
+    const sm_core_req *q = &w->req;
+    if (q->hlc == 0) {                 /* not appended by this node's core */
+        s_sale_answer(self, q->seq, q->body.u.sale.external_id, 201, r);
+        return;
+    }
+    sm_sale sale;
+    sale.origin = self->node;
+    sale.seq = q->seq;
+    sale.hlc = q->hlc;
+    sale.source = q->body.u.sale.source;
+    sale.payment = q->body.u.sale.payment;
+    memcpy(sale.currency, q->body.u.sale.currency, sizeof sale.currency);
+    sale.currency[sizeof sale.currency - 1] = 0;
+    sale.hold_seq = q->body.u.sale.hold_seq;
+    sale.line_count = q->body.u.sale.line_count;
+    for (uint32_t i = 0; i < sale.line_count && i < SM_SALE_LINES_MAX; i++) {
+        const sm_line *l = &q->body.u.sale.lines[i];
+        memcpy(sale.lines[i].sku, l->sku, sizeof sale.lines[i].sku);
+        sale.lines[i].qty = l->qty;
+        sale.lines[i].price = l->price;
+        sale.lines[i].returned = 0;
+    }
+    sm_json_buf b = { 0 };
+    sm__api_sale_json(&b, &sale, q->body.u.sale.external_id);
+    sm__api_take(r, 201, &b);
 }
 
 /*  A till's retry of a sale it already made (same external_id): 200 with

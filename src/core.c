@@ -282,6 +282,7 @@ s_policy_answer(void *arg, sm_policy_write *w)
     sm_core_req *req = p->req;
     req->rc = w->rc;
     req->seq = w->seq;
+    req->hlc = w->hlc;
     req->hold_why = w->hold_why;
     req->drop_why = w->drop_why;
     if (req->forward && w->rc == 0 && req->body.kind == SM_KIND_HOLD)

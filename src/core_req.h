@@ -19,6 +19,8 @@ typedef struct {
     int rc;                    /* 0; SM_EEXIST: a repeated external_id, seq is
                                   the first sale's; or the refusal */
     uint64_t seq;              /* the appended entry's seq */
+    uint64_t hlc;              /* set by the core: its hybrid time (0 if it was
+                                  not appended here: a forward, a refusal) */
     uint64_t submit_ns;        /* set by sm_core_submit (monotonic clock) */
     uint64_t commit_ns;        /* set by the core: when it was durable */
     void *tag;                 /* the submitter's; the core never touches it */

@@ -1024,6 +1024,13 @@ sm_ledger_derive(sm_ledger *self, const char *purpose, const uint8_t *msg, size_
     sm_identity_derive(&self->id, purpose, msg, len, out);
 }
 
+uint64_t
+sm_ledger_hlc(const sm_ledger *self)
+{
+    assert(self);
+    return self->hlc;
+}
+
 int
 sm_ledger_append(sm_ledger *self, const sm_body *body, uint64_t now_ms,
                  uint64_t *seq_out)

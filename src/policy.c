@@ -167,7 +167,9 @@ s_append(sm_policy *self, sm_policy_write *w, uint64_t now_ms)
         if (rc != 0)
             return rc;
     }
-    return sm_ledger_append(self->opts.ledger, &w->body, now_ms, &w->seq);
+    int rc = sm_ledger_append(self->opts.ledger, &w->body, now_ms, &w->seq);
+    w->hlc = rc == 0 ? sm_ledger_hlc(self->opts.ledger) : 0;
+    return rc;
 }
 
 /* ---- units from peers ------------------------------------------------- */
@@ -384,6 +386,7 @@ sm_policy_batch(sm_policy *self, sm_policy_write *w, size_t n, uint64_t now_ms,
         /* The caller's array may be reused from batch to batch (core.c):
            no refusal of an earlier write may stay on a forwarded one. */
         w[i].seq = 0;
+        w[i].hlc = 0;
         memset(&w[i].hold_why, 0, sizeof w[i].hold_why);
         memset(&w[i].drop_why, 0, sizeof w[i].drop_why);
         if (w[i].forward)

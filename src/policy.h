@@ -111,6 +111,9 @@ typedef struct {
                                   (SM_EDROPLIMIT, or SM_ENOSTOCK: sold out):
                                   which drop and cap; else limit NULL */
     uint64_t seq;
+    uint64_t hlc;              /* the appended entry's hybrid time (0: none
+                                  appended here), so its answer need not read
+                                  it back */
     void *tag;                 /* the caller's; never touched */
 } sm_policy_write;
 

@@ -153,6 +153,10 @@ void sm_ledger_mark_durable(sm_ledger *self, uint64_t upto);
     SM_EEXIST with *seq_out set to the first sale's seq.                      */
 int sm_ledger_append(sm_ledger *self, const sm_body *body, uint64_t now_ms,
                      uint64_t *seq_out);
+/*  The hybrid time this ledger last issued or merged: right after a
+    successful sm_ledger_append, the appended entry's.  The writer's thread
+    only.                                                                     */
+uint64_t sm_ledger_hlc(const sm_ledger *self);
 
 /*  A value only this node can compute (sm_identity_derive with the ledger's
     identity, which must be set).                                            */

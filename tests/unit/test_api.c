@@ -102,6 +102,7 @@ static void
 execute(fx *f, sm_core_req *w, uint64_t now_ms)
 {
     w->rc = sm_ledger_append(f->a, &w->body, now_ms, &w->seq);
+    w->hlc = w->rc == 0 ? sm_ledger_hlc(f->a) : 0;
 }
 
 /*  One request through the API; returns the status.                         */
@@ -314,6 +315,56 @@ test_external_id_idempotent(void **state)
     assert_int_equal(get(f, "/api/sales", ""), 200);
     count = json_array_size(json_object_get(f->json, "sales"));
     assert_int_equal(count, 1);
+}
+
+/*  A new sale's 201 is built from what the core appended, not read back:
+    it must be the sale as stored (GET /api/sales reads the store), for
+    sales of several lines, sources, payments, a hold and an external id.   */
+static void
+test_sale_answer_as_stored(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    assert_int_equal(call_full(f, SM_HTTP_POST, "/api/holds", NULL,
+                               "{\"sku\":\"jam\",\"qty\":2}", false, PHONE, NULL, NOW), 201);
+    char hold[S_ID_MAX_TEST], with_hold[512];
+    snprintf(hold, sizeof hold, "%s", jstr(f->json, "id"));
+    snprintf(with_hold, sizeof with_hold,
+             "{\"lines\":[{\"sku\":\"jam\",\"qty\":2},{\"sku\":\"tea\",\"qty\":1,\"price\":275}],"
+             "\"source\":\"online\",\"payment\":\"qr\",\"hold\":\"%s\",\"external_id\":\"web-77\"}",
+             hold);
+    const char *sales[] = {
+        "{\"lines\":[{\"sku\":\"jam\",\"qty\":3}],\"source\":\"in_person\",\"payment\":\"cash\"}",
+        "{\"lines\":[{\"sku\":\"tea\",\"qty\":2},{\"sku\":\"jam\",\"qty\":1,\"price\":400}],"
+        "\"source\":\"in_person\",\"payment\":\"card\",\"external_id\":\"till-9-1\"}",
+        with_hold,
+    };
+    json_t *answers[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(post(f, "/api/sales", sales[i]), 201);
+        answers[i] = json_incref(f->json);
+    }
+    assert_int_equal(get(f, "/api/sales", ""), 200);
+    json_t *stored = json_object_get(f->json, "sales");
+    assert_int_equal(json_array_size(stored), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *mine = json_deep_copy(answers[i]);
+        json_object_del(mine, "external_id");     /* the listing has none */
+        bool found = false;
+        for (size_t k = 0; k < json_array_size(stored); k++) {
+            json_t *s = json_array_get(stored, k);
+            if (strcmp(jstr(s, "id"), jstr(answers[i], "id")) == 0) {
+                char *a = json_dumps(mine, JSON_SORT_KEYS), *b = json_dumps(s, JSON_SORT_KEYS);
+                assert_string_equal(a, b);
+                free(a);
+                free(b);
+                found = true;
+            }
+        }
+        assert_true(found);
+        json_decref(mine);
+        json_decref(answers[i]);
+    }
 }
 
 /*  Returns: within what was sold (201), over it refused (409 over_return),
@@ -1592,6 +1643,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insufficient_stock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_id_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sale_answer_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_at_other_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_read_only, setup, teardown),
