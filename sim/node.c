@@ -10,9 +10,7 @@
       the commit (sim_workload_answer), parks a sale or hold short of units
       while the peers are asked, and forwards a hold meant for another stall;
     - every message from a peer goes through the policy's ingest round
-      (sim_node_receive), committed before anything is sent but the relays
-      of other origins' entries (sm_gossip_next_relay), which go before the
-      commit; a crash armed for it (torn_round) strikes between the two;
+      (sim_node_receive), committed before anything is sent;
     - every SIM_TICK_MS: the policy's tick (expired holds released,
       rebalancing), the engine's tick, and the policy's step (the own-log
       gate, parked writes retried or answered);
@@ -156,7 +154,6 @@ sim_node_crash(sim_world *w, sim_node *nd, bool torn)
     }
     sim_node_close(w, nd);           /* an open batch is aborted */
     nd->torn_pending = false;
-    nd->torn_round = 0;
     nd->nqueue = 0;
     nd->wake_pending = false;
     nd->generation++;
@@ -320,8 +317,8 @@ s_remember_carried(sim_world *w, sim_node *nd, const uint8_t *bytes, size_t len,
 }
 
 /*  At a wipe: every own entry of nd that any store holds, or the network
-    still carries (a message in flight, or one it may replay: a relay sent
-    before its sender's commit can outlive every copy stored), by seq.     */
+    still carries (a message in flight, or one it may replay: it can outlive
+    every stored copy, as when the only one left is damaged), by seq.       */
 void
 sim_node_remember_own(sim_world *w, sim_node *nd)
 {
@@ -572,25 +569,7 @@ sim_node_receive(sim_world *w, sim_node *nd, int from, const uint8_t *msg, size_
                   || type == SM_MSG_ENTRY_ASK)
                  && sm_ledger_head(nd->ledger, &nd->id.pub, &before) == 0;
     bool durable = false;
-    sm_head own0 = { 0 };
-    if (nd->torn_round)
-        (void) sm_ledger_head(nd->ledger, &nd->id.pub, &own0);
     int rc = sm_policy_receive(nd->policy, &w->node[from].id.pub, msg, len, now, &durable);
-    /* As the core does: other origins' entries pushed on go before the
-       round's commit (gossip.h); a crash may then lose the round. */
-    size_t relayed = sim_drain_relay(w, nd->index);
-    if (nd->torn_round && w->phase == SIM_PHASE_CHAOS) {
-        sm_head own1 = { 0 };
-        (void) sm_ledger_head(nd->ledger, &nd->id.pub, &own1);
-        if ((nd->torn_round == 1 && own1.seq > own0.seq) || (nd->torn_round == 2 && relayed > 0)) {
-            sim_say(w, "node %d crashes before committing a round (%zu relays sent, %llu own "
-                    "entries lost)", nd->index, relayed,
-                    (unsigned long long) (own1.seq - own0.seq));
-            w->counters[SIM_C_TORN_ROUNDS]++;
-            sim_crash(w, nd->index, false);   /* the round is aborted */
-            return rc;
-        }
-    }
     sm_policy_round_end(nd->policy, now);    /* a round a delivery */
     if (asked)                               /* before the policy appends more */
         sim_check_asked(w, nd, from, type, original, before.seq);

@@ -47,5 +47,4 @@ try 10 "sell before a drop starts" "--faults none --ticks 90"
 try 11 "skip a first-come drop's caps" "--faults none --ticks 90"
 try 12 "a forwarded raffle entry asked of every peer" "--faults none --ticks 90"
 try 13 "skip a shopper's hold limits" "--faults none --ticks 90"
-try 14 "relay a node's own entries before its commit" "--faults none --ticks 60"
 exit $status

@@ -117,7 +117,7 @@ typedef enum {
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
     SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING,
     SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_DAMAGED, SIM_C_REPAIRED,
-    SIM_C_RESELLS_REFUSED, SIM_C_DRAWS_VERIFIED, SIM_C_TORN_ROUNDS, SIM_C_COUNT
+    SIM_C_RESELLS_REFUSED, SIM_C_DRAWS_VERIFIED, SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -180,10 +180,6 @@ typedef struct sim_node {
     uint64_t wiped_checked;    /* own entries checked so far */
     bool offline;              /* away for hours: links stay cut */
     bool torn_pending;         /* crash in the middle of its next batch */
-    int torn_round;            /* crash in a coming ingest round after its relays
-                                  went, before its commit: 1 the next round that
-                                  appends an entry of its own, 2 the next that
-                                  relays anything (0: none armed) */
     int64_t clock_offset_ms;   /* its wall clock minus sim time */
     uint64_t tick_phase_ms;
     uint32_t generation;       /* bumped at every crash: stale events ignored */
@@ -335,10 +331,6 @@ void sim_schedule(sim_world *w, uint64_t at, int kind, int a, int b, uint32_t ge
                   uint64_t arg, uint8_t *bytes, size_t len);
 /* Hand every message node i's engine has queued to the network. */
 void sim_drain(sim_world *w, int i);
-/*  Send only what node i's engine may send before its round commits
-    (sm_gossip_next_relay), as the core does; how many messages.  Fails the
-    run if one carries node i's own entries.                                 */
-size_t sim_drain_relay(sim_world *w, int i);
 /* Put bytes on the link i->j as node i (the hostile member's injections). */
 void sim_send_raw(sim_world *w, int i, int j, const uint8_t *bytes, size_t len);
 /* Record a violation (the first one wins) and print it when verbose. */

@@ -56,7 +56,6 @@ static const char *const s_counter_names[SIM_C_COUNT] = {
     "delivered", "sales_acked", "writes", "writes_refused", "parked",
     "holds_expired", "sales_stuck", "recovering_for_good", "holds_forwarded",
     "rebalance_asks", "damaged", "repaired", "hold_resales_refused", "draws_verified",
-    "torn_rounds",
 };
 
 const char *
@@ -307,33 +306,6 @@ sim_drain(sim_world *w, int i)
         while (sm_gossip_next(nd->gossip, &to, &msg, &len))
             ;
     }
-}
-
-size_t
-sim_drain_relay(sim_world *w, int i)
-{
-    sim_node *nd = &w->node[i];
-    if (!nd->gossip)
-        return 0;
-    sm_id to;
-    const uint8_t *msg;
-    size_t len, n = 0;
-    while (sm_gossip_next_relay(nd->gossip, &to, &msg, &len)) {
-        /* Invariant: a node's own entries never leave before its commit
-           (a crash could reissue their seqs with other contents). */
-        if (sm_wire_decode(msg, len, w->space, &w->msg) == 0 && w->msg.type == SM_MSG_ENTRIES
-            && memcmp(w->msg.u.entries.origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0) {
-            sim_fail(w, "node %d sent its own entries %llu.. before its round's commit",
-                     i, (unsigned long long) w->msg.u.entries.first_seq);
-            return n;
-        }
-        for (int j = 0; j < w->n; j++)
-            if (j != i && memcmp(w->node[j].id.pub.b, to.b, SM_KEY_BYTES) == 0) {
-                s_transmit(w, i, j, msg, len);
-                n++;
-            }
-    }
-    return n;
 }
 
 /* ---- connections ---------------------------------------------------------- */
@@ -641,8 +613,6 @@ s_fault(sim_world *w, const sim_event *e)
         if (nd->running && !nd->offline) {
             if (sim_chance(&w->rng, 400))
                 nd->torn_pending = true;   /* it dies in its next batch */
-            else if (sim_chance(&w->rng, 500))   /* or in a round, after its relays */
-                nd->torn_round = sim_chance(&w->rng, 700) ? 1 : 2;
             else
                 sim_crash(w, i, false);
         }

@@ -17,9 +17,7 @@
     (s_policy_answer sends the request back); hand the peers' messages, read
     by the mesh transport, to the policy's ingest round and commit it; run
     the timers (the mesh's, the policy's tick, its parked writes); only then
-    send what the engine queued (sm_mesh_flush), except the relays of other
-    origins' entries, which go before the round's commit
-    (sm_mesh_flush_relay); call wake.  The core takes
+    send what the engine queued (sm_mesh_flush); call wake.  The core takes
     no decision of its own about what to write: that is the policy's.
 
     Durability: commits leave their meta page unsynced
@@ -594,9 +592,6 @@ s_thread(void *arg)
         }
         if (self->mesh) {
             sm_mesh_process(self->mesh, now_ms);
-            /* Other origins' entries the round pushed on go now, before
-               its commit: their origins hold them durably (gossip.h). */
-            sm_mesh_flush_relay(self->mesh);
             sm_policy_round_end(self->policy, now_ms);
         }
         uint64_t mono_ms = s_mono_ms();

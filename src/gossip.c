@@ -87,8 +87,6 @@ typedef struct s_msg {
     struct s_msg *next, *prev;
     struct s_msg *rank_next;
     int rank;
-    bool relay;                /* another origin's entries, pushed on: may go
-                                  before this node's commit (sm_gossip_next_relay) */
     size_t len;
     uint8_t bytes[];
 } s_msg;
@@ -600,7 +598,6 @@ s_encode(sm_gossip *self, const sm_wire_msg *msg, size_t cap, int rank)
             m = fit;
     }
     m->rank = rank;
-    m->relay = false;
     m->next = NULL;
     return m;
 }
@@ -959,11 +956,6 @@ s_push_origin(sm_gossip *self, uint32_t oi)
                                     &built_last, &built_n);
             if (!built)
                 continue;
-#if SM_SIM_BUG != 14                   /* planted for sim-selftest: own entries relayed early */
-            built->relay = !s_id_eq(&self->origins[oi], &self->self);
-#else
-            built->relay = true;
-#endif
         }
         s_send_copy(self, q, built);
         q->known[oi] = built_last;
@@ -2668,25 +2660,6 @@ sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
     s_enter(self);
     s_peer *p = s_peer_find(self, to);
     return p && s_pop(self, p, NULL, msg, len);
-}
-
-/*  Only from the head of each queue, so every peer's messages still go in
-    the order they were queued: a relay behind anything else waits for the
-    commit with it.                                                          */
-bool
-sm_gossip_next_relay(sm_gossip *self, sm_id *to, const uint8_t **msg, size_t *len)
-{
-    assert(self && msg && len);
-    s_enter(self);
-    for (uint32_t k = 0; k < SM_PEERS_MAX; k++) {
-        uint32_t i = (self->rr + k) % SM_PEERS_MAX;
-        s_peer *p = &self->peers[i];
-        if (p->qhead && p->qhead->relay && s_pop(self, p, to, msg, len)) {
-            self->rr = (i + 1) % SM_PEERS_MAX;
-            return true;
-        }
-    }
-    return false;
 }
 
 int

@@ -43,15 +43,10 @@
     Durability rule: nothing the engine queued may be sent before what it
     ingested or appended on the way is committed (a local entry must never
     leave the node before it is durable: a crash would reissue its seq, a
-    fork), except another origin's entries pushed on (a relay: its origin
-    sent them only once durable there, and this node never reissues them;
-    losing its own copy costs only a refetch).  sm_gossip_next_relay hands
-    those out before the commit, so an entry crosses a line of stalls
-    without waiting for each one's disk.  A caller may wrap a round of
-    engine calls in one ledger batch on its own thread (the engine then
-    reads its writes through the batch, ledger.h) if it drains
-    sm_gossip_next only after the commit, and after a failed commit
-    discards what was queued and starts every session again
+    fork).  A caller may wrap a round of engine calls in one ledger batch on
+    its own thread (the engine then reads its writes through the batch,
+    ledger.h) if it drains sm_gossip_next only after the commit, and after a
+    failed commit discards what was queued and starts every session again
     (sm_gossip_peer_up on each peer); mesh.c does, so a catch-up commits
     once a round, not once a run.  Without a batch each call commits on its
     own.  The core calls sm_gossip_local after committing its own batches.
@@ -188,11 +183,6 @@ bool sm_gossip_next(sm_gossip *self, sm_id *to, const uint8_t **msg, size_t *len
 /*  The same for one peer only (a transport whose socket to it is writable). */
 bool sm_gossip_next_to(sm_gossip *self, const sm_id *to, const uint8_t **msg,
                        size_t *len);
-/*  The next message that may go before the round's commit: another
-    origin's entries pushed on to a peer, taken only from the head of that
-    peer's queue (its order kept).  `to` may be NULL.  False when no queue
-    starts with one.  See the durability rule above.                         */
-bool sm_gossip_next_relay(sm_gossip *self, sm_id *to, const uint8_t **msg, size_t *len);
 
 /*  Ask the peers that are up for `qty` units of `sku` for a local sale or
     hold; `req_id` identifies the ask.  The peers this node's ledger shows

@@ -373,16 +373,13 @@ s_monitor_events(sm_mesh *self, s_peer *p, uint64_t now_ms)
 
 /* ---- sending ---------------------------------------------------------- */
 
-/*  Send what the engine hands out: everything queued, or (relay_only) the
-    relays at the head of each queue.                                        */
 static void
-s_send_queued(sm_mesh *self, bool relay_only)
+s_flush(sm_mesh *self)
 {
     sm_id to;
     const uint8_t *msg;
     size_t len;
-    while (relay_only ? sm_gossip_next_relay(self->gossip, &to, &msg, &len)
-                      : sm_gossip_next(self->gossip, &to, &msg, &len)) {
+    while (sm_gossip_next(self->gossip, &to, &msg, &len)) {
         s_peer *p = s_peer_find(self, &to, false);
         if (!p || !p->member)
             continue;
@@ -399,12 +396,6 @@ s_send_queued(sm_mesh *self, bool relay_only)
             }
         }
     }
-}
-
-static void
-s_flush(sm_mesh *self)
-{
-    s_send_queued(self, false);
 }
 
 /* ---- receiving -------------------------------------------------------- */
@@ -665,13 +656,6 @@ sm_mesh_flush(sm_mesh *self)
 {
     assert(self);
     s_flush(self);
-}
-
-void
-sm_mesh_flush_relay(sm_mesh *self)
-{
-    assert(self);
-    s_send_queued(self, true);
 }
 
 static int

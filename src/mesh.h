@@ -88,10 +88,6 @@ int sm_mesh_fd(sm_mesh *self);
 void sm_mesh_process(sm_mesh *self, uint64_t now_ms);
 /*  Send what the engine queued (everything it speaks of is durable).      */
 void sm_mesh_flush(sm_mesh *self);
-/*  Send only the relays at the head of each peer's queue (other origins'
-    entries pushed on, sm_gossip_next_relay): what may go before the round
-    that received them is committed.                                         */
-void sm_mesh_flush_relay(sm_mesh *self);
 /*  Periodic work: heads, peers to connect, revocations, liveness.          */
 void sm_mesh_tick(sm_mesh *self, uint64_t now_ms);
 

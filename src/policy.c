@@ -81,9 +81,8 @@ s_begin(sm_policy *self)
     it reaches are untouched) and may undo only commits not yet durable.
     So the caller holds back, until sm_ledger_durable covers the commit
     that preceded them, both the answers this module hands it (opts.answer:
-    a `201` is a durable sale) and what the engine queued (its own entries
-    pushed: a peer never holds an entry this node could lose and reissue;
-    other origins' entries pushed on may go before the commit, gossip.h).  The
+    a `201` is a durable sale) and what the engine queued (relay and pushes:
+    a peer never holds an entry this node could lose and reissue).  The
     next commit's own fdatasync makes the previous one durable, so under
     load one sync serves two commits; when idle the caller syncs
     (sm_ledger_sync).  The simulator's ledgers commit without syncing and

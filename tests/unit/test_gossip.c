@@ -74,8 +74,6 @@ typedef struct {
     int drop_linkcheck;            /* lose this many WANTs of one entry (from > 1) */
     int drop_forks;                /* lose this many FORK messages */
     sm_wire_space space;
-    int last_type;             /* of the last message hand_over passed */
-    sm_id last_origin;         /* its origin, if ENTRIES */
 } net;
 
 /* ---- the network -------------------------------------------------------- */
@@ -629,76 +627,6 @@ test_multi_hop_line(void **state)
     assert_int_equal(units_at(f->l[2], "mug", &f->id[0].pub), 3);
     assert_int_equal(f->sent[0][2][SM_MSG_ENTRIES], 0);   /* A never sent to C */
     assert_true(f->sent[1][2][SM_MSG_ENTRIES] > 0);
-    assert_converged(f);
-}
-
-/* Hand node i's next queued message (sm_gossip_next) to its destination
-   j, bypassing the network's queues; j's index, or -1 if none queued. */
-static int
-hand_over(net *f, int i, bool relay_only)
-{
-    sm_id to;
-    const uint8_t *msg;
-    size_t len;
-    bool got = relay_only ? sm_gossip_next_relay(f->g[i], &to, &msg, &len)
-                          : sm_gossip_next(f->g[i], &to, &msg, &len);
-    if (!got)
-        return -1;
-    int j = node_of(f, &to);
-    assert_true(j >= 0 && j != i);
-    sm_wire_msg m;
-    assert_int_equal(sm_wire_decode(msg, len, &f->space, &m), 0);
-    f->last_type = m.type;
-    f->last_origin = m.type == SM_MSG_ENTRIES ? m.u.entries.origin : (sm_id) { { 0 } };
-    assert_int_equal(sm_gossip_receive(f->g[j], &f->id[i].pub, msg, len, f->now), 0);
-    return j;
-}
-
-/* Relays may go before the round's commit (sm_gossip_next_relay): only
-   another origin's entries pushed on, only from the head of a peer's
-   queue, never a node's own entries (a crash could reissue their seq). */
-static void
-test_relay_before_commit(void **state)
-{
-    net *f = net_new(3, 7);
-    *state = f;
-    net_connect(f, 0, 1);
-    net_connect(f, 1, 2);
-    pump(f);
-    /* Node 1's own entries are not relays. */
-    assert_int_equal(write_at(f, 1, tu_item("tee", "T-shirt", 2000)), 0);
-    const uint8_t *msg;
-    size_t len;
-    assert_false(sm_gossip_next_relay(f->g[1], NULL, &msg, &len));
-    pump(f);
-    /* Node 0's sale reaches node 1, which may push it on to node 2 at once
-       (its round not committed), and only to node 2. */
-    assert_int_equal(write_at(f, 0, tu_item("mug", "Blue mug", 1200)), 0);
-    assert_int_equal(hand_over(f, 0, false), 1);
-    assert_int_equal(f->last_type, SM_MSG_ENTRIES);
-    assert_true(memcmp(f->last_origin.b, f->id[0].pub.b, SM_KEY_BYTES) == 0);
-    assert_int_equal(hand_over(f, 1, true), 2);
-    assert_int_equal(f->last_type, SM_MSG_ENTRIES);
-    assert_true(memcmp(f->last_origin.b, f->id[0].pub.b, SM_KEY_BYTES) == 0);
-    assert_int_equal(hand_over(f, 1, true), -1);
-    pump(f);
-    assert_int_equal(units_at(f->l[2], "mug", &f->id[0].pub), 0);
-    sm_item it;
-    assert_int_equal(sm_ledger_item(f->l[2], "mug", &it), 0);
-    /* Behind node 1's own push to node 2, a relay waits its turn. */
-    assert_int_equal(write_at(f, 1, tu_add("tee", 3)), 0);
-    assert_int_equal(write_at(f, 0, tu_add("mug", 5)), 0);
-    assert_int_equal(hand_over(f, 0, false), 1);
-    assert_int_equal(hand_over(f, 1, true), -1);
-    int j;
-    while ((j = hand_over(f, 1, false)) == 0)             /* node 1's own add, to 0 */
-        ;
-    assert_int_equal(j, 2);                               /* and to 2 */
-    assert_true(memcmp(f->last_origin.b, f->id[1].pub.b, SM_KEY_BYTES) == 0);
-    assert_int_equal(hand_over(f, 1, true), 2);           /* then the relay */
-    assert_true(memcmp(f->last_origin.b, f->id[0].pub.b, SM_KEY_BYTES) == 0);
-    pump(f);
-    assert_int_equal(units_at(f->l[2], "mug", &f->id[0].pub), 5);
     assert_converged(f);
 }
 
@@ -3135,7 +3063,6 @@ main(void)
         cmocka_unit_test_teardown(test_converge_random, teardown),
         cmocka_unit_test_teardown(test_deterministic, teardown),
         cmocka_unit_test_teardown(test_multi_hop_line, teardown),
-        cmocka_unit_test_teardown(test_relay_before_commit, teardown),
         cmocka_unit_test_teardown(test_partition_heal, teardown),
         cmocka_unit_test_teardown(test_catch_up_flow_control, teardown),
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
