@@ -22,7 +22,10 @@
       after SM_WANT_TIMEOUT_MS, or is cleared when the peer's HEADS say it
       does not have `from` (a peer that cannot serve a WANT answers with its
       HEADS).  After any change — an answer, an accepted run, an expiry, a
-      peer down — WANTs are planned again for every peer.
+      peer down — WANTs are planned again for every peer.  Its own log,
+      while it fetches it back, is the exception: a WANT of it unanswered
+      for SM_OWN_WANT_HEDGE_MS lets another peer be asked too, and expires
+      after twice that (s_own_fetch).
     - per peer, the run length to ask for: SM_WIRE_RUN_MAX, or the length
       of an answer cut short by SM_WIRE_RUN_BYTES_SOFT (doubled again after
       full answers under half that), so that pipelined WANTs are answered
@@ -1001,16 +1004,47 @@ s_want_remove(s_peer *p, uint32_t k)
     p->want_count--;
 }
 
-/*  True if origin oi is being fetched from a peer other than p.            */
+/*  True while this node fetches its own log back (the caller has not let
+    it append yet): origin oi's WANTs are then hedged.  The own-log gate
+    gives up waiting for entries peers claim after SM_OWN_STALL_MS and
+    appends over the seqs it has not fetched: a fork, which strands every
+    sale made from units it moved after.  One lost WANT or answer, or a
+    peer gone quiet but not yet noticed as down (SM_WANT_TIMEOUT_MS and the
+    transport's idle limit are both as long as the gate), must not cost
+    that: an own WANT unanswered for SM_OWN_WANT_HEDGE_MS lets the next
+    peer that holds the entries be asked too (its duplicate answer is
+    ignored), and expires after twice that, so even a lone peer is asked
+    again well inside the gate.                                             */
 static bool
-s_wanted_elsewhere(sm_gossip *self, const s_peer *p, uint32_t oi)
+s_own_fetch(const sm_gossip *self, uint32_t oi)
 {
+#if defined(SM_SIM_BUG) && SM_SIM_BUG == 14  /* planted for sim-selftest: no hedge */
+    (void) self; (void) oi;
+    return false;
+#else
+    return oi == self->self_oi && !self->writable;
+#endif
+}
+
+static uint64_t
+s_want_timeout(const sm_gossip *self, uint32_t oi)
+{
+    return s_own_fetch(self, oi) ? 2u * SM_OWN_WANT_HEDGE_MS : SM_WANT_TIMEOUT_MS;
+}
+
+/*  True if origin oi is being fetched from a peer other than p (for the own
+    log while it is fetched back: by a WANT younger than the hedge).         */
+static bool
+s_wanted_elsewhere(sm_gossip *self, const s_peer *p, uint32_t oi, uint64_t now_ms)
+{
+    bool hedge = s_own_fetch(self, oi);
     for (uint32_t i = 0; i < SM_PEERS_MAX; i++) {
         const s_peer *q = &self->peers[i];
         if (q == p || !q->used)
             continue;
         for (uint32_t k = 0; k < q->want_count; k++)
-            if (q->wants[k].oi == oi)
+            if (q->wants[k].oi == oi
+                && (!hedge || now_ms - q->wants[k].sent_ms < SM_OWN_WANT_HEDGE_MS))
                 return true;
     }
     return false;
@@ -1050,7 +1084,7 @@ s_plan_peer(sm_gossip *self, s_peer *p, uint64_t now_ms)
             next = s_max64(next, end);
             if (next > limit)
                 continue;
-            if (end == 0 && (s_wanted_elsewhere(self, p, oi) || !s_wantable(self, oi)))
+            if (end == 0 && (s_wanted_elsewhere(self, p, oi, now_ms) || !s_wantable(self, oi)))
                 continue;
             do {
                 uint32_t count = (uint32_t) s_min64(p->want_run, limit - next + 1);
@@ -2564,12 +2598,16 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         }
         if (!s_ready(p))
             continue;
-        for (uint32_t k = p->want_count; k-- > 0;)
-            if (now_ms - p->wants[k].sent_ms >= SM_WANT_TIMEOUT_MS) {
+        for (uint32_t k = p->want_count; k-- > 0;) {
+            uint64_t age = now_ms - p->wants[k].sent_ms;
+            if (age >= s_want_timeout(self, p->wants[k].oi)) {
                 s_want_remove(p, k);
                 self->stats.wants_expired++;
                 expired = true;
+            } else if (s_own_fetch(self, p->wants[k].oi) && age >= SM_OWN_WANT_HEDGE_MS) {
+                expired = true;          /* planned again: another peer is asked too */
             }
+        }
         if (now_ms >= p->next_heads_ms) {
             s_send_heads(self, p);
             p->next_heads_ms = now_ms + self->heads_interval_ms;

@@ -95,6 +95,9 @@
 #define SM_OWN_CHECK_MS           3000u     /* at start, appends wait this long for a peer's HEADS */
 #define SM_OWN_STALL_MS           10000u    /* ... and this long for own entries a peer claims */
 #define SM_WANT_TIMEOUT_MS        10000u    /* an unanswered WANT is given up and asked again */
+#define SM_OWN_WANT_HEDGE_MS      2000u     /* fetching its own log back, a node asks another peer too
+                                                 after this long unanswered, and gives the WANT up after
+                                                 twice this (well inside SM_OWN_STALL_MS) */
 #define SM_UNITS_ASKS_MAX         256u      /* units asks open at once */
 #define SM_UNITS_ASK_TTL_MS       60000u    /* an ask not closed by its caller is forgotten */
 #define SM_UNITS_HOPS_MAX         3u        /* hops a units ask travels (1 = direct peers only) */

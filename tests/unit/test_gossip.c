@@ -73,6 +73,8 @@ typedef struct {
     int drop_lookback;             /* lose this many look-back WANTs (from 1, count > 1) */
     int drop_linkcheck;            /* lose this many WANTs of one entry (from > 1) */
     int drop_forks;                /* lose this many FORK messages */
+    int drop_wants;                /* lose this many WANTs of node drop_wants_of's log */
+    int drop_wants_of;
     sm_wire_space space;
 } net;
 
@@ -204,6 +206,12 @@ observe_send(net *f, int from, int to, const uint8_t *b, size_t len)
     if (f->drop_linkcheck > 0 && m.type == SM_MSG_WANT && m.u.want.from > 1
         && m.u.want.count == 1) {
         f->drop_linkcheck--;
+        f->lost++;
+        return false;
+    }
+    if (f->drop_wants > 0 && m.type == SM_MSG_WANT
+        && memcmp(m.u.want.origin.b, f->id[f->drop_wants_of].pub.b, SM_KEY_BYTES) == 0) {
+        f->drop_wants--;
         f->lost++;
         return false;
     }
@@ -767,6 +775,24 @@ test_catch_up_big_entries(void **state)
     assert_converged(f);
 }
 
+/* Node `who` loses its store: a new empty one, joined again, the same key;
+   its links are cut first and left down. */
+static void
+wipe_node(net *f, int who, const char *name)
+{
+    for (int j = 0; j < f->n; j++)
+        if (j != who && f->up[who][j])
+            net_cut(f, who, j);
+    sm_gossip_destroy(&f->g[who]);
+    sm_ledger_destroy(&f->l[who]);
+    snprintf(f->name[who], sizeof f->name[who], "%s", name);
+    f->l[who] = tu_open(f->dir, f->name[who]);
+    sm_ledger_set_identity(f->l[who], &f->id[who]);
+    tu_join(f->l[who], f->l[0]);
+    f->g[who] = gossip_for(f, who, 0);
+    assert_false(sm_gossip_own_recovered(f->g[who]));
+}
+
 /* A node whose store was wiped and that reopens with the same identity
    gets its own entries back from a peer, and sm_gossip_own_recovered turns
    true only once its log is at the seq the peer reported. */
@@ -787,16 +813,8 @@ test_own_log_recovery(void **state)
     assert_int_equal(head_seq(f->l[0], &f->id[1].pub), own);
     assert_true(sm_gossip_own_recovered(f->g[1]));
 
-    /* Wipe node 1: a new empty store, joined again, the same key. */
-    net_cut(f, 0, 1);
-    sm_gossip_destroy(&f->g[1]);
-    sm_ledger_destroy(&f->l[1]);
-    snprintf(f->name[1], sizeof f->name[1], "n1-again");
-    f->l[1] = tu_open(f->dir, f->name[1]);
-    sm_ledger_set_identity(f->l[1], &f->id[1]);
-    tu_join(f->l[1], f->l[0]);         /* no sync: the roster comes by gossip too */
-    f->g[1] = gossip_for(f, 1, 0);
-    assert_false(sm_gossip_own_recovered(f->g[1]));
+    /* Wipe node 1 (no sync after the join: the roster comes by gossip too). */
+    wipe_node(f, 1, "n1-again");
     assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);
 
     net_connect(f, 0, 1);
@@ -821,6 +839,124 @@ test_own_log_recovery(void **state)
     pump(f);
     assert_int_equal(head_seq(f->l[0], &f->id[1].pub), own + 1);
     assert_int_equal(forks(f->l[0]), 0);
+}
+
+/* Node 1 writes n entries and every node stores them; its head is returned. */
+static uint64_t
+own_log_everywhere(net *f, int n)
+{
+    assert_int_equal(write_at(f, 1, tu_item("tee", "Tee", 1500)), 0);
+    assert_int_equal(write_at(f, 1, tu_add("tee", 100)), 0);
+    for (int k = 0; k < n; k++)
+        assert_int_equal(write_at(f, 1, tu_sale("tee", 1, 1500, NULL)), 0);
+    pump(f);
+    uint64_t own = head_seq(f->l[1], &f->id[1].pub);
+    for (int i = 0; i < f->n; i++)
+        assert_int_equal(head_seq(f->l[i], &f->id[1].pub), own);
+    return own;
+}
+
+/* Fetching its own log back, a node whose WANT to one peer is lost asks
+   the next peer that holds the log once the WANT has gone SM_OWN_WANT_HEDGE_MS
+   unanswered, well before the own-log gate gives up (SM_OWN_STALL_MS) and
+   appends over what it lacks: without the hedge it waits out
+   SM_WANT_TIMEOUT_MS, as long as the gate.  While answers come, it asks one
+   peer only. */
+static void
+test_own_log_fetch_hedged(void **state)
+{
+    net *f = net_new(3, 29);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    uint64_t own = own_log_everywhere(f, 40);
+
+    /* Without loss: every WANT of its log goes to one peer. */
+    wipe_node(f, 1, "n1-wiped");
+    uint64_t wants0 = f->sent[1][0][SM_MSG_WANT], wants2 = f->sent[1][2][SM_MSG_WANT];
+    net_connect(f, 0, 1);
+    net_connect(f, 1, 2);
+    pump(f);
+    assert_true(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), own);
+    uint64_t to0 = f->sent[1][0][SM_MSG_WANT] - wants0, to2 = f->sent[1][2][SM_MSG_WANT] - wants2;
+    assert_true(to0 + to2 > 0);
+    assert_true(to0 == 0 || to2 == 0);
+
+    /* Its first WANT is lost. */
+    wipe_node(f, 1, "n1-wiped-again");
+    f->drop_wants = 1;
+    f->drop_wants_of = 1;
+    net_connect(f, 0, 1);
+    net_connect(f, 1, 2);
+    pump(f);
+    assert_int_equal(f->drop_wants, 0);
+    assert_false(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);
+    /* Just short of the hedge: still waiting on the lost one. */
+    f->now += SM_OWN_WANT_HEDGE_MS - 1;
+    sm_gossip_tick(f->g[1], f->now);
+    pump(f);
+    assert_false(sm_gossip_own_recovered(f->g[1]));
+    f->now += 1;
+    sm_gossip_tick(f->g[1], f->now);
+    pump(f);
+    assert_true(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), own);
+    assert_true(SM_OWN_WANT_HEDGE_MS < SM_OWN_STALL_MS);
+    assert_converged(f);
+    assert_int_equal(forks(f->l[0]), 0);
+}
+
+/* With one peer only, the lost WANT is given up after twice the hedge and
+   asked again of that peer, still well inside the own-log gate; a node
+   that may append (its own log confirmed) keeps SM_WANT_TIMEOUT_MS. */
+static void
+test_own_log_fetch_retried(void **state)
+{
+    net *f = net_new(2, 31);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    uint64_t own = own_log_everywhere(f, 30);
+    wipe_node(f, 1, "n1-wiped");
+    f->drop_wants = 1;
+    f->drop_wants_of = 1;
+    net_connect(f, 0, 1);
+    pump(f);
+    assert_int_equal(f->drop_wants, 0);
+    f->now += SM_OWN_WANT_HEDGE_MS;
+    sm_gossip_tick(f->g[1], f->now);
+    pump(f);
+    assert_false(sm_gossip_own_recovered(f->g[1]));      /* no other peer to ask */
+    f->now += SM_OWN_WANT_HEDGE_MS;
+    sm_gossip_tick(f->g[1], f->now);
+    pump(f);
+    assert_true(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), own);
+    assert_true(2 * SM_OWN_WANT_HEDGE_MS < SM_OWN_STALL_MS);
+
+    /* Node 0's WANT of node 1's newer entries is lost: node 0 may append,
+       so it waits for SM_WANT_TIMEOUT_MS as before. */
+    sm_gossip_set_writable(f->g[1], true);               /* as the core does */
+    net_cut(f, 0, 1);
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(write_at(f, 1, tu_sale("tee", 1, 1500, NULL)), 0);
+    f->drop_wants = 1;
+    f->drop_wants_of = 1;
+    net_connect(f, 0, 1);
+    pump(f);
+    assert_int_equal(f->drop_wants, 0);
+    assert_int_equal(head_seq(f->l[0], &f->id[1].pub), own);
+    f->now += 2 * SM_OWN_WANT_HEDGE_MS;
+    sm_gossip_tick(f->g[0], f->now);
+    pump(f);
+    assert_int_equal(head_seq(f->l[0], &f->id[1].pub), own);
+    f->now += SM_WANT_TIMEOUT_MS - 2 * SM_OWN_WANT_HEDGE_MS;
+    sm_gossip_tick(f->g[0], f->now);
+    pump(f);
+    assert_int_equal(head_seq(f->l[0], &f->id[1].pub), own + 5);
+    assert_converged(f);
 }
 
 /* A node whose own log is not confirmed (its store was wiped, and it is
@@ -3068,6 +3204,8 @@ main(void)
         cmocka_unit_test_teardown(test_catch_up_big_entries, teardown),
         cmocka_unit_test_teardown(test_own_log_recovery, teardown),
         cmocka_unit_test_teardown(test_no_units_given_while_recovering, teardown),
+        cmocka_unit_test_teardown(test_own_log_fetch_hedged, teardown),
+        cmocka_unit_test_teardown(test_own_log_fetch_retried, teardown),
         cmocka_unit_test_teardown(test_units_ask_across_hops, teardown),
         cmocka_unit_test_teardown(test_units_ask_diamond_once, teardown),
         cmocka_unit_test_teardown(test_units_ask_hops_limit, teardown),
