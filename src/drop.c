@@ -689,6 +689,21 @@ s_find_draw_each(const sm_signed *s, uint64_t seq, void *arg)
     return 0;
 }
 
+typedef struct {
+    const sm_id *origin;
+    bool found;
+} s_fork_find;
+
+/*  sm_ledger_forks_each: stop at a fork of the origin looked for.         */
+static int
+s_fork_of(const sm_id *origin, uint64_t seq, void *arg)
+{
+    s_fork_find *f = arg;
+    (void) seq;
+    f->found = memcmp(origin->b, f->origin->b, SM_KEY_BYTES) == 0;
+    return f->found;
+}
+
 static int
 s_why(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int
@@ -776,7 +791,19 @@ sm_drop_verify(sm_ledger *l, const sm_id *origin, uint64_t seq, char *why, size_
     }
     if (rc != 0) {
         sm_id_format(&bad_origin, oid);
-        if (rc == SM_EGAP)
+        sm_head bh;
+        if (rc == SM_EGAP && sm_ledger_head(l, &bad_origin, &bh) == 0 && bh.cap < bad_seq) {
+            /* Past the origin's cap (its log forked, or it was revoked):
+               no sync brings the entry here any more.  A node that stored
+               it before the cap can still check the draw. */
+            s_fork_find ff = { &bad_origin, false };
+            bool forked = sm_ledger_forks_each(l, s_fork_of, &ff) == 0 && ff.found;
+            s_why(why, cap, "the draw names entry %llu of node %s, which this node does not "
+                  "hold and never will: that node's entries after %llu are void (%s); a node "
+                  "that stored the entry before can check this draw", (unsigned long long) bad_seq,
+                  oid, (unsigned long long) bh.cap, forked ? "its log forked" : "it was revoked");
+            rc = forked ? SM_EFORK : SM_EREVOKED;
+        } else if (rc == SM_EGAP)
             rc = s_why(why, cap, "this node holds node %s's log only below entry %llu, which "
                        "the draw names: let it sync, then check again", oid,
                        (unsigned long long) bad_seq);

@@ -485,6 +485,125 @@ test_late_and_duplicate_entries(void **state)
     sm_drop_result_free(&r);
 }
 
+static int
+count_fork(const sm_id *origin, uint64_t seq, void *arg)
+{
+    (void) origin; (void) seq;
+    (*(int *) arg)++;
+    return 0;
+}
+
+/*  B's entry at seq `at`, signed by B, linked to its entry before: what B
+    would append at `at` after a store restored from an old copy.          */
+static size_t
+b_entry_at(fx *f, uint64_t at, const sm_body *body, uint64_t hlc_ms, uint8_t *bytes,
+           uint8_t sig[SM_SIG_BYTES])
+{
+    sm_entry e;
+    memset(&e, 0, sizeof e);
+    tu_copy before;
+    assert_int_equal(tu_read(f->b, &f->idb.pub, at - 1, 1, &before), 1);
+    sm_market m;
+    assert_int_equal(sm_ledger_market(f->b, &m), 0);
+    e.version = SM_ENTRY_VERSION;
+    e.market = m.market;
+    e.origin = f->idb.pub;
+    e.seq = at;
+    sm_entry_link(before.bytes, before.len, before.sig, &e.prev);
+    e.hlc = SM_HLC_MAKE(hlc_ms, 0);
+    e.body = *body;
+    tu_free(&before, 1);
+    return tu_sign(&e, &f->idb, bytes, sig);
+}
+
+/* C takes B's entries 1..n as B signed them. */
+static void
+b_copy_to(fx *f, sm_ledger *c, uint64_t n)
+{
+    tu_copy *cp = calloc(n, sizeof *cp);
+    sm_signed *run = calloc(n, sizeof *run);
+    assert_non_null(cp);
+    assert_non_null(run);
+    assert_int_equal(tu_read(f->b, &f->idb.pub, 1, n, cp), n);
+    for (uint64_t i = 0; i < n; i++) {
+        run[i].bytes = cp[i].bytes;
+        run[i].len = cp[i].len;
+        memcpy(run[i].sig, cp[i].sig, SM_SIG_BYTES);
+    }
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(c, run, n, CLOSES + 2000, &res), 0);
+    assert_int_equal(res.accepted, n);
+    tu_free(cp, n);
+    free(cp);
+    free(run);
+}
+
+/* A draw naming an entry its origin's log voided afterwards (the origin
+   forked below it, or was revoked) cannot be checked on a node that did
+   not store that entry before: verify says so and why (fork, revoked),
+   not "let it sync" (no sync brings a void entry).  A node that stored it
+   still checks the draw. */
+static void
+test_verify_names_void_entry(void **state)
+{
+    fx *f = *state;
+    uint64_t seq = raffle_setup(f);
+    tu_sync(f->b, f->s, CLOSES);
+    uint64_t draw_seq = 0;
+    assert_int_equal(draw(f, seq, CLOSES + 1000, &draw_seq), 0);
+    sm_head hb;
+    assert_int_equal(sm_ledger_head(f->b, &f->idb.pub, &hb), 0);
+    assert_true(hb.seq >= 3);
+    char why[320] = "", at[32];
+    snprintf(at, sizeof at, "entry %llu", (unsigned long long) hb.seq);
+
+    /* C holds B's log up to the draw's head but one, then another entry
+       B signed at that seq (B restored from an old copy), then B's first
+       one: a fork below the entry the draw names. */
+    sm_ledger *c = tu_open(f->dir, "c");
+    tu_join(c, f->o);
+    tu_sync(f->o, c, CLOSES + 2000);
+    b_copy_to(f, c, hb.seq - 2);
+    sm_body other = entry_of(f, seq, 55, 0);
+    uint8_t bytes[SM_ENTRY_BYTES_MAX];
+    sm_signed sg;
+    sg.len = b_entry_at(f, hb.seq - 1, &other, START + 300, bytes, sg.sig);
+    sg.bytes = bytes;
+    sm_ingest_result res;
+    assert_int_equal(sm_ledger_ingest(c, &sg, 1, CLOSES + 2000, &res), 0);
+    tu_copy first;
+    assert_int_equal(tu_read(f->b, &f->idb.pub, hb.seq - 1, 1, &first), 1);
+    sm_signed fs = { first.bytes, first.len, { 0 } };
+    memcpy(fs.sig, first.sig, SM_SIG_BYTES);
+    assert_int_equal(sm_ledger_ingest(c, &fs, 1, CLOSES + 3000, &res), SM_EFORK);
+    tu_free(&first, 1);
+    tu_sync(f->s, c, CLOSES + 3000);
+    int forks = 0;
+    assert_int_equal(sm_ledger_forks_each(c, count_fork, &forks), 0);
+    assert_int_equal(forks, 1);
+    assert_int_equal(sm_drop_verify(c, &f->ids.pub, seq, why, sizeof why, NULL), SM_EFORK);
+    assert_non_null(strstr(why, "void (its log forked)"));
+    assert_non_null(strstr(why, at));
+    assert_null(strstr(why, "let it sync"));
+
+    /* Revoked: the organiser voids B's last entry; D joins after. */
+    sm_body rv = tu_revoke(&f->idb.pub, hb.seq - 1);
+    assert_int_equal(sm_ledger_append(f->o, &rv, CLOSES + 4000, NULL), 0);
+    sm_ledger *d = tu_open(f->dir, "d");
+    tu_join(d, f->o);
+    tu_sync(f->o, d, CLOSES + 5000);
+    tu_sync(f->b, d, CLOSES + 5000);
+    tu_sync(f->s, d, CLOSES + 5000);
+    assert_int_equal(sm_drop_verify(d, &f->ids.pub, seq, why, sizeof why, NULL), SM_EREVOKED);
+    assert_non_null(strstr(why, "void (it was revoked)"));
+    assert_non_null(strstr(why, at));
+    /* S stored B's entries before: it still checks the draw. */
+    tu_sync(f->o, f->s, CLOSES + 5000);
+    assert_int_equal(sm_drop_verify(f->s, &f->ids.pub, seq, why, sizeof why, NULL), 0);
+    sm_ledger_destroy(&c);
+    sm_ledger_destroy(&d);
+}
+
 /* A drop of more units than qty / per_shopper entries: every counted entry
    wins; no entries: a draw with none. */
 static void
@@ -544,6 +663,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_draw_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_catches_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_and_duplicate_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_names_void_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fewer_entries_than_units, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_derivation, setup, teardown),
     };
