@@ -157,8 +157,10 @@ sim_node_crash(sim_world *w, sim_node *nd, bool torn)
     nd->nqueue = 0;
     nd->wake_pending = false;
     nd->generation++;
-    for (int j = 0; j < w->n; j++)
+    for (int j = 0; j < w->n; j++) {
         w->sees_up[nd->index][j] = false;
+        w->own_claim[nd->index][j] = 0;
+    }
 }
 
 /* ---- backups -------------------------------------------------------------- */
@@ -556,6 +558,7 @@ sim_node_tick(sim_world *w, sim_node *nd)
     s_drain(w, nd);
     sim_check_node(w, nd);
     sim_node_check_recovering(w, nd);
+    sim_check_own_fetch(w, nd);
 }
 
 int

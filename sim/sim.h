@@ -39,6 +39,7 @@
 #define SIM_NODES_MAX        20
 #define SIM_EPOCH_MS         1767225600000ULL   /* 2026-01-01T00:00:00Z: sim time 0 */
 #define SIM_TICK_MS          1000u      /* the core's tick: sweep, mesh tick (core.c) */
+#define SIM_OWN_FETCH_QUIET_MS (2u * SM_OWN_WANT_HEDGE_MS + SIM_TICK_MS + 1000u)
 #define SIM_QUEUE_MAX        64u        /* client writes waiting for one core */
 #define SIM_BATCH_MAX        16u        /* writes a core groups into one commit */
 #define SIM_REBALANCE_FLOOR  4u         /* rebalancing floor of the nodes that rebalance */
@@ -117,7 +118,7 @@ typedef enum {
     SIM_C_DELIVERED, SIM_C_SALES_ACKED, SIM_C_WRITES, SIM_C_WRITES_REFUSED,
     SIM_C_PARKED, SIM_C_HOLDS_EXPIRED, SIM_C_STUCK, SIM_C_RECOVERING,
     SIM_C_HOLDS_FORWARDED, SIM_C_REBALANCE_ASKS, SIM_C_DAMAGED, SIM_C_REPAIRED,
-    SIM_C_RESELLS_REFUSED, SIM_C_DRAWS_VERIFIED, SIM_C_COUNT
+    SIM_C_RESELLS_REFUSED, SIM_C_DRAWS_VERIFIED, SIM_C_DRAWS_VOIDED, SIM_C_COUNT
 } sim_counter;
 
 const char *sim_fault_name(int f);
@@ -296,6 +297,15 @@ struct sim_world {
     uint32_t restores_done;    /* stores restored or wiped so far */
     uint64_t delivered_by_type[SM_MSG_TYPE_MAX + 1];
     uint64_t storm_second, storm_count;  /* deliveries in the current second */
+    /* the own-log fetch (sim_check_own_fetch), on each node's own clock:
+       the seq of node i's own log that j's latest HEADS (accepted by i's
+       engine, in their current session) claimed, and when it first claimed
+       more than i held; when i last sent a WANT of its own log; when its
+       own head last moved (and to what). */
+    uint64_t own_claim[SIM_NODES_MAX][SIM_NODES_MAX];
+    uint64_t own_claim_at[SIM_NODES_MAX][SIM_NODES_MAX];
+    uint64_t own_want_at[SIM_NODES_MAX];
+    uint64_t own_head[SIM_NODES_MAX], own_head_at[SIM_NODES_MAX];
     /* scratch */
     sm_wire_space *space;
     sm_wire_msg msg;
@@ -405,6 +415,16 @@ void sim_hostile_capture(sim_world *w, const uint8_t *bytes, size_t len);
 
 /* check.c */
 void sim_check_node(sim_world *w, sim_node *nd);
+/*  The own-log fetch: a node fetching its own log back (its gate closed)
+    never goes more than SIM_OWN_FETCH_QUIET_MS of its clock without
+    sending a WANT of its log, or its head moving, while a peer in session
+    claims more of it (the engine hedges a lost WANT to another peer and
+    asks a lone peer again well inside the gate, gossip.c s_own_fetch).
+    sim_own_fetch_heads records a HEADS node j's engine accepted from i;
+    sim_own_fetch_sent a message node i sent.                              */
+void sim_check_own_fetch(sim_world *w, sim_node *nd);
+void sim_own_fetch_heads(sim_world *w, int i, int j, const uint8_t *bytes, size_t len);
+void sim_own_fetch_sent(sim_world *w, int i, const uint8_t *bytes, size_t len);
 void sim_check_model(sim_world *w, sim_node *nd);
 void sim_check_memory(sim_world *w);
 bool sim_check_converged(sim_world *w, char *why, size_t cap);

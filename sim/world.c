@@ -56,6 +56,7 @@ static const char *const s_counter_names[SIM_C_COUNT] = {
     "delivered", "sales_acked", "writes", "writes_refused", "parked",
     "holds_expired", "sales_stuck", "recovering_for_good", "holds_forwarded",
     "rebalance_asks", "damaged", "repaired", "hold_resales_refused", "draws_verified",
+    "draws_voided",
 };
 
 const char *
@@ -226,6 +227,7 @@ static void
 s_transmit(sim_world *w, int i, int j, const uint8_t *bytes, size_t len)
 {
     sim_link *l = &w->link[i][j];
+    sim_own_fetch_sent(w, i, bytes, len);
     if (!sim_link_up(w, i, j))
         return;                        /* no connection: gone */
     if (w->now < l->one_way_until) {
@@ -320,6 +322,7 @@ s_peer_up(sim_world *w, int i, int j)
     sm_gossip_peer_up(a->gossip, &w->node[j].id.pub, ep, sim_node_now(w, a));
     w->sees_up[i][j] = true;
     w->sees_session[i][j] = w->session[i][j];
+    w->own_claim[i][j] = 0;
     sim_drain(w, i);
 }
 
@@ -331,6 +334,7 @@ s_peer_down(sim_world *w, int i, int j)
         return;
     sm_gossip_peer_down(a->gossip, &w->node[j].id.pub, sim_node_now(w, a));
     w->sees_up[i][j] = false;
+    w->own_claim[i][j] = 0;
     sim_drain(w, i);
 }
 
@@ -425,6 +429,8 @@ s_deliver(sim_world *w, const sim_event *e)
         w->delivered_by_type[e->bytes[1]]++;
     sim_damage_on_deliver(w, i, j, e->bytes, e->len, e->arg == 1);
     int rc = sim_node_receive(w, to, i, e->bytes, e->len, e->arg == 0);
+    if (rc == 0)
+        sim_own_fetch_heads(w, i, j, e->bytes, e->len);
     sim_trace_u64(w, e->len);
     sim_trace(w, e->bytes, e->len);
     sim_trace_u64(w, (uint64_t) (int64_t) rc);
