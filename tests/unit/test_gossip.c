@@ -856,6 +856,23 @@ own_log_everywhere(net *f, int n)
     return own;
 }
 
+/* Node 1 is wiped and reconnected to every other node; its first WANT of
+   its own log is lost, so it has fetched none of it back. */
+static void
+wipe_losing_first_want(net *f, const char *name)
+{
+    wipe_node(f, 1, name);
+    f->drop_wants = 1;
+    f->drop_wants_of = 1;
+    for (int j = 0; j < f->n; j++)
+        if (j != 1)
+            net_connect(f, 1, j);
+    pump(f);
+    assert_int_equal(f->drop_wants, 0);
+    assert_false(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);
+}
+
 /* Fetching its own log back, a node whose WANT to one peer is lost asks
    the next peer that holds the log once the WANT has gone SM_OWN_WANT_HEDGE_MS
    unanswered, well before the own-log gate gives up (SM_OWN_STALL_MS) and
@@ -884,15 +901,7 @@ test_own_log_fetch_hedged(void **state)
     assert_true(to0 == 0 || to2 == 0);
 
     /* Its first WANT is lost. */
-    wipe_node(f, 1, "n1-wiped-again");
-    f->drop_wants = 1;
-    f->drop_wants_of = 1;
-    net_connect(f, 0, 1);
-    net_connect(f, 1, 2);
-    pump(f);
-    assert_int_equal(f->drop_wants, 0);
-    assert_false(sm_gossip_own_recovered(f->g[1]));
-    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), 0);
+    wipe_losing_first_want(f, "n1-wiped-again");
     /* Just short of the hedge: still waiting on the lost one. */
     f->now += SM_OWN_WANT_HEDGE_MS - 1;
     sm_gossip_tick(f->g[1], f->now);
@@ -919,12 +928,7 @@ test_own_log_fetch_retried(void **state)
     connect_all(f);
     pump(f);
     uint64_t own = own_log_everywhere(f, 30);
-    wipe_node(f, 1, "n1-wiped");
-    f->drop_wants = 1;
-    f->drop_wants_of = 1;
-    net_connect(f, 0, 1);
-    pump(f);
-    assert_int_equal(f->drop_wants, 0);
+    wipe_losing_first_want(f, "n1-wiped");
     f->now += SM_OWN_WANT_HEDGE_MS;
     sm_gossip_tick(f->g[1], f->now);
     pump(f);
