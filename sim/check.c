@@ -922,8 +922,16 @@ sim_own_fetch_heads(sim_world *w, int i, int j, const uint8_t *bytes, size_t len
         w->own_claim[j][i] = 0;        /* it may start the session over */
         return;
     }
-    if (bytes[1] != SM_MSG_HEADS || sm_wire_decode(bytes, len, w->space, &w->msg) != 0)
+    if ((bytes[1] != SM_MSG_HEADS && bytes[1] != SM_MSG_ENTRIES)
+        || sm_wire_decode(bytes, len, w->space, &w->msg) != 0)
         return;
+    if (w->msg.type == SM_MSG_ENTRIES) {
+        /* A run of its own log: the fetch is answered (WANTs pipelined
+           behind it wait for it: the engine counts from here). */
+        if (memcmp(w->msg.u.entries.origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0)
+            w->own_want_at[j] = sim_node_now(w, nd);
+        return;
+    }
     uint64_t claim = 0;
     for (uint32_t k = 0; k < w->msg.u.heads.count; k++)
         if (memcmp(w->msg.u.heads.heads[k].origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0)

@@ -300,8 +300,9 @@ struct sim_world {
     /* the own-log fetch (sim_check_own_fetch), on each node's own clock:
        the seq of node i's own log that j's latest HEADS (accepted by i's
        engine, in their current session) claimed, and when it first claimed
-       more than i held; when i last sent a WANT of its own log; when its
-       own head last moved (and to what). */
+       more than i held; when i last sent a WANT of its own log or was sent
+       a run of it (WANTs behind it wait for it); when its own head
+       last moved (and to what). */
     uint64_t own_claim[SIM_NODES_MAX][SIM_NODES_MAX];
     uint64_t own_claim_at[SIM_NODES_MAX][SIM_NODES_MAX];
     uint64_t own_want_at[SIM_NODES_MAX];
@@ -417,8 +418,8 @@ void sim_hostile_capture(sim_world *w, const uint8_t *bytes, size_t len);
 void sim_check_node(sim_world *w, sim_node *nd);
 /*  The own-log fetch: a node fetching its own log back (its gate closed)
     never goes more than SIM_OWN_FETCH_QUIET_MS of its clock without
-    sending a WANT of its log, or its head moving, while a peer in session
-    claims more of it (the engine hedges a lost WANT to another peer and
+    sending a WANT of its log, receiving a run of it, or its head moving, while a
+    peer in session claims more of it (the engine hedges a lost WANT to another peer and
     asks a lone peer again well inside the gate, gossip.c s_own_fetch).
     sim_own_fetch_heads records a HEADS node j's engine accepted from i;
     sim_own_fetch_sent a message node i sent.                              */

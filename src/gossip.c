@@ -118,6 +118,8 @@ typedef struct {
     s_want wants[SM_WANTS_IN_FLIGHT_MAX];
     uint32_t want_count;
     uint32_t want_run;         /* entries a WANT asks for: its answers' size */
+    uint64_t answer_ms;        /* when the latest answer to a WANT arrived (0: none this session) */
+    uint64_t answered_sent_ms; /* ... and when that WANT was sent */
     uint64_t *has;             /* [SM_MEMBERS_MAX] */
     uint64_t *known;           /* [SM_MEMBERS_MAX] */
     uint64_t *checked;         /* [SM_MEMBERS_MAX] its head whose link was compared */
@@ -470,6 +472,7 @@ s_session_reset(s_peer *p)
     p->pub.entries_behind = 0;
     p->want_count = 0;
     p->want_run = SM_WIRE_RUN_MAX;
+    p->answer_ms = p->answered_sent_ms = 0;
     p->next_heads_ms = 0;
     p->next_hello_ms = 0;
     p->next_forks_ms = 0;
@@ -1014,7 +1017,12 @@ s_want_remove(s_peer *p, uint32_t k)
     that: an own WANT unanswered for SM_OWN_WANT_HEDGE_MS lets the next
     peer that holds the entries be asked too (its duplicate answer is
     ignored), and expires after twice that, so even a lone peer is asked
-    again well inside the gate.                                             */
+    again well inside the gate.  A WANT pipelined behind others waits for
+    their answers first on the FIFO connection: its wait counts from the
+    peer's latest answer if that came after it was sent and answered a WANT
+    sent before it (s_want_wait), so a slow link that keeps answering is
+    neither hedged nor asked again; an answer to a WANT sent after it says
+    its own answer was lost, and does not extend its wait.                  */
 static bool
 s_own_fetch(const sm_gossip *self, uint32_t oi)
 {
@@ -1024,6 +1032,16 @@ s_own_fetch(const sm_gossip *self, uint32_t oi)
 #else
     return oi == self->self_oi && !self->writable;
 #endif
+}
+
+/*  How long p's WANT w has waited for its answer, by the rule above.     */
+static uint64_t
+s_want_wait(const s_peer *p, const s_want *w, uint64_t now_ms)
+{
+    uint64_t since = w->sent_ms;
+    if (p->answered_sent_ms <= w->sent_ms && p->answer_ms > since)
+        since = p->answer_ms;
+    return now_ms > since ? now_ms - since : 0;
 }
 
 static uint64_t
@@ -1044,7 +1062,7 @@ s_wanted_elsewhere(sm_gossip *self, const s_peer *p, uint32_t oi, uint64_t now_m
             continue;
         for (uint32_t k = 0; k < q->want_count; k++)
             if (q->wants[k].oi == oi
-                && (!hedge || now_ms - q->wants[k].sent_ms < SM_OWN_WANT_HEDGE_MS))
+                && (!hedge || s_want_wait(q, &q->wants[k], now_ms) < SM_OWN_WANT_HEDGE_MS))
                 return true;
     }
     return false;
@@ -1511,10 +1529,12 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
     self->stats.messages_received++;
     uint64_t last = first + n - 1;
     bool changed = false, answer = false;
+    uint64_t answered_sent = 0;
     for (uint32_t k = p->want_count; k-- > 0;) {
         const s_want *w = &p->wants[k];
         if (w->oi == (uint32_t) oi && first >= w->from && first < w->from + w->count) {
             answer = true;
+            answered_sent = s_max64(answered_sent, w->sent_ms);
             /* An answer cut short by SM_WIRE_RUN_BYTES_SOFT (it has more):
                ask for runs that size, or the WANTs pipelined behind this
                one would be answered with runs that begin past the gap. */
@@ -1525,6 +1545,10 @@ s_on_entries(sm_gossip *self, s_peer *p, const sm_wire_msg *m, size_t len,
             s_want_remove(p, k);
             changed = true;
         }
+    }
+    if (answer) {
+        p->answer_ms = now_ms;
+        p->answered_sent_ms = answered_sent;
     }
     p->has[oi] = s_max64(p->has[oi], last);
     p->known[oi] = s_max64(p->known[oi], last);
@@ -2598,13 +2622,17 @@ sm_gossip_tick(sm_gossip *self, uint64_t now_ms)
         }
         if (!s_ready(p))
             continue;
+        s_rewind_since(&p->answer_ms, now_ms);
+        s_rewind_since(&p->answered_sent_ms, now_ms);
         for (uint32_t k = p->want_count; k-- > 0;) {
-            uint64_t age = now_ms - p->wants[k].sent_ms;
+            bool own = s_own_fetch(self, p->wants[k].oi);
+            uint64_t age = own ? s_want_wait(p, &p->wants[k], now_ms)
+                               : now_ms - p->wants[k].sent_ms;
             if (age >= s_want_timeout(self, p->wants[k].oi)) {
                 s_want_remove(p, k);
                 self->stats.wants_expired++;
                 expired = true;
-            } else if (s_own_fetch(self, p->wants[k].oi) && age >= SM_OWN_WANT_HEDGE_MS) {
+            } else if (own && age >= SM_OWN_WANT_HEDGE_MS) {
                 expired = true;          /* planned again: another peer is asked too */
             }
         }

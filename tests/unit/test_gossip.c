@@ -846,7 +846,7 @@ static uint64_t
 own_log_everywhere(net *f, int n)
 {
     assert_int_equal(write_at(f, 1, tu_item("tee", "Tee", 1500)), 0);
-    assert_int_equal(write_at(f, 1, tu_add("tee", 100)), 0);
+    assert_int_equal(write_at(f, 1, tu_add("tee", (uint32_t) n + 100)), 0);
     for (int k = 0; k < n; k++)
         assert_int_equal(write_at(f, 1, tu_sale("tee", 1, 1500, NULL)), 0);
     pump(f);
@@ -915,6 +915,74 @@ test_own_log_fetch_hedged(void **state)
     assert_true(SM_OWN_WANT_HEDGE_MS < SM_OWN_STALL_MS);
     assert_converged(f);
     assert_int_equal(forks(f->l[0]), 0);
+}
+
+/* True if p is an ENTRIES of node `to`'s own log. */
+static bool
+own_entries(net *f, const pkt *p, int to)
+{
+    sm_wire_msg m;
+    return p->len >= 2 && p->bytes[1] == SM_MSG_ENTRIES
+           && sm_wire_decode(p->bytes, p->len, &f->space, &m) == 0
+           && memcmp(m.u.entries.origin.b, f->id[to].pub.b, SM_KEY_BYTES) == 0;
+}
+
+/* Deliver everything in transit but the runs of node `to`'s own log queued
+   for it (each link stays FIFO: what queues behind one waits too). */
+static void
+deliver_all_but_own_runs(net *f, int to)
+{
+    for (uint32_t steps = 0;; steps++) {
+        assert_true(steps < PUMP_MAX);
+        bool moved = false;
+        for (int i = 0; i < f->n; i++)
+            for (int j = 0; j < f->n; j++) {
+                const pkt *h = f->q[i][j].head;
+                if (h && !(j == to && own_entries(f, h, to))) {
+                    deliver(f, i, j);
+                    moved = true;
+                }
+            }
+        if (!moved)
+            return;
+    }
+}
+
+/* A slow link that keeps answering is not hedged: a node fetching its own
+   log back in pipelined runs from one peer, whose answers come 1.5 s
+   apart (each WANT after the first waits longer than the hedge, counted
+   from when it was sent), asks no other peer and gives no WANT up. */
+static void
+test_own_log_fetch_slow_link(void **state)
+{
+    net *f = net_new(3, 37);
+    *state = f;
+    connect_all(f);
+    pump(f);
+    uint64_t own = own_log_everywhere(f, 2500);    /* three runs of 1,024 */
+    wipe_node(f, 1, "n1-wiped");
+    net_connect(f, 0, 1);
+    net_connect(f, 1, 2);
+    deliver_all_but_own_runs(f, 1);
+    int p = f->q[0][1].head ? 0 : 2, other = 2 - p;
+    assert_non_null(f->q[p][1].head);
+    assert_null(f->q[other][1].head);
+    assert_true(f->sent[1][p][SM_MSG_WANT] >= 3);      /* pipelined */
+    uint64_t to_other = f->sent[1][other][SM_MSG_WANT];
+    for (int step = 0; step < 20 && !sm_gossip_own_recovered(f->g[1]); step++) {
+        f->now += 1500;
+        sm_gossip_tick(f->g[1], f->now);
+        deliver_all_but_own_runs(f, 1);
+        if (f->q[p][1].head)
+            deliver(f, p, 1);
+        deliver_all_but_own_runs(f, 1);
+    }
+    assert_true(sm_gossip_own_recovered(f->g[1]));
+    assert_int_equal(head_seq(f->l[1], &f->id[1].pub), own);
+    assert_int_equal(f->sent[1][other][SM_MSG_WANT], to_other);
+    sm_gossip_counters c;
+    sm_gossip_stats(f->g[1], &c);
+    assert_int_equal(c.wants_expired, 0);
 }
 
 /* With one peer only, the lost WANT is given up after twice the hedge and
@@ -3210,6 +3278,7 @@ main(void)
         cmocka_unit_test_teardown(test_no_units_given_while_recovering, teardown),
         cmocka_unit_test_teardown(test_own_log_fetch_hedged, teardown),
         cmocka_unit_test_teardown(test_own_log_fetch_retried, teardown),
+        cmocka_unit_test_teardown(test_own_log_fetch_slow_link, teardown),
         cmocka_unit_test_teardown(test_units_ask_across_hops, teardown),
         cmocka_unit_test_teardown(test_units_ask_diamond_once, teardown),
         cmocka_unit_test_teardown(test_units_ask_hops_limit, teardown),
