@@ -902,14 +902,34 @@ s_own_head(sim_node *nd)
 }
 
 void
-sim_own_fetch_sent(sim_world *w, int i, const uint8_t *bytes, size_t len)
+sim_own_fetch_reset(sim_world *w, int i, int j)
+{
+    w->own_claim[i][j] = 0;
+    memset(w->wants[i][j], 0, sizeof w->wants[i][j]);
+}
+
+void
+sim_own_fetch_sent(sim_world *w, int i, int j, const uint8_t *bytes, size_t len)
 {
     sim_node *nd = &w->node[i];
     if (len < 2 || bytes[1] != SM_MSG_WANT || !nd->running
-        || sm_wire_decode(bytes, len, w->space, &w->msg) != 0
-        || memcmp(w->msg.u.want.origin.b, nd->id.pub.b, SM_KEY_BYTES) != 0)
+        || sm_wire_decode(bytes, len, w->space, &w->msg) != 0)
         return;
-    w->own_want_at[i] = sim_node_now(w, nd);
+    uint64_t now = sim_node_now(w, nd);
+    struct sim_want *slot = &w->wants[i][j][0];
+    for (size_t k = 0; k < sizeof w->wants[i][j] / sizeof w->wants[i][j][0]; k++) {
+        struct sim_want *x = &w->wants[i][j][k];
+        if (!x->used) {
+            slot = x;
+            break;
+        }
+        if (x->sent_at < slot->sent_at)
+            slot = x;                  /* full: the oldest goes (it expires first) */
+    }
+    *slot = (struct sim_want) { w->msg.u.want.origin, w->msg.u.want.from, now,
+                                w->msg.u.want.count, true };
+    if (memcmp(w->msg.u.want.origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0)
+        w->own_want_at[i] = now;
 }
 
 void
@@ -926,10 +946,23 @@ sim_own_fetch_heads(sim_world *w, int i, int j, const uint8_t *bytes, size_t len
         || sm_wire_decode(bytes, len, w->space, &w->msg) != 0)
         return;
     if (w->msg.type == SM_MSG_ENTRIES) {
-        /* A run of its own log: the fetch is answered (WANTs pipelined
-           behind it wait for it: the engine counts from here). */
-        if (memcmp(w->msg.u.entries.origin.b, nd->id.pub.b, SM_KEY_BYTES) == 0)
-            w->own_want_at[j] = sim_node_now(w, nd);
+        /* A run of its own log is progress; so is an answer to a WANT
+           sent before its latest own one (which waits behind it on this
+           FIFO connection: the engine counts its wait from here). */
+        uint64_t now = sim_node_now(w, nd);
+        const sm_id *o = &w->msg.u.entries.origin;
+        uint64_t first = w->msg.u.entries.first_seq;
+        bool progress = memcmp(o->b, nd->id.pub.b, SM_KEY_BYTES) == 0;
+        for (size_t k = 0; k < sizeof w->wants[j][i] / sizeof w->wants[j][i][0]; k++) {
+            struct sim_want *x = &w->wants[j][i][k];
+            if (x->used && memcmp(x->origin.b, o->b, SM_KEY_BYTES) == 0
+                && first >= x->from && first < x->from + x->count) {
+                x->used = false;
+                progress |= x->sent_at <= w->own_want_at[j];
+            }
+        }
+        if (progress)
+            w->own_want_at[j] = now;
         return;
     }
     uint64_t claim = 0;

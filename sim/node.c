@@ -159,7 +159,7 @@ sim_node_crash(sim_world *w, sim_node *nd, bool torn)
     nd->generation++;
     for (int j = 0; j < w->n; j++) {
         w->sees_up[nd->index][j] = false;
-        w->own_claim[nd->index][j] = 0;
+        sim_own_fetch_reset(w, nd->index, j);
     }
 }
 

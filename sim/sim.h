@@ -307,6 +307,15 @@ struct sim_world {
     uint64_t own_claim_at[SIM_NODES_MAX][SIM_NODES_MAX];
     uint64_t own_want_at[SIM_NODES_MAX];
     uint64_t own_head[SIM_NODES_MAX], own_head_at[SIM_NODES_MAX];
+    /* the WANTs node i sent j (every origin) not yet answered, as the
+       engine keeps them: an answer to one sent before i's latest own WANT
+       is progress (that WANT waits behind it on the FIFO connection) */
+    struct sim_want {
+        sm_id origin;
+        uint64_t from, sent_at;
+        uint32_t count;
+        bool used;
+    } wants[SIM_NODES_MAX][SIM_NODES_MAX][SM_WANTS_IN_FLIGHT_MAX * 2];
     /* scratch */
     sm_wire_space *space;
     sm_wire_msg msg;
@@ -418,14 +427,17 @@ void sim_hostile_capture(sim_world *w, const uint8_t *bytes, size_t len);
 void sim_check_node(sim_world *w, sim_node *nd);
 /*  The own-log fetch: a node fetching its own log back (its gate closed)
     never goes more than SIM_OWN_FETCH_QUIET_MS of its clock without
-    sending a WANT of its log, receiving a run of it, or its head moving, while a
-    peer in session claims more of it (the engine hedges a lost WANT to another peer and
-    asks a lone peer again well inside the gate, gossip.c s_own_fetch).
-    sim_own_fetch_heads records a HEADS node j's engine accepted from i;
-    sim_own_fetch_sent a message node i sent.                              */
+    sending a WANT of its log, receiving a run of it or an answer its WANT
+    waits behind, or its head moving, while a peer in session claims more
+    of it (the engine hedges a lost WANT to another peer and asks a lone
+    peer again well inside the gate, gossip.c s_own_fetch).
+    sim_own_fetch_heads records what node j's engine accepted from i (a
+    HEADS, a run); sim_own_fetch_sent a message node i sent j.             */
 void sim_check_own_fetch(sim_world *w, sim_node *nd);
 void sim_own_fetch_heads(sim_world *w, int i, int j, const uint8_t *bytes, size_t len);
-void sim_own_fetch_sent(sim_world *w, int i, const uint8_t *bytes, size_t len);
+void sim_own_fetch_sent(sim_world *w, int i, int j, const uint8_t *bytes, size_t len);
+/* The session between i and j started over: what it had in flight is gone. */
+void sim_own_fetch_reset(sim_world *w, int i, int j);
 void sim_check_model(sim_world *w, sim_node *nd);
 void sim_check_memory(sim_world *w);
 bool sim_check_converged(sim_world *w, char *why, size_t cap);

@@ -227,7 +227,7 @@ static void
 s_transmit(sim_world *w, int i, int j, const uint8_t *bytes, size_t len)
 {
     sim_link *l = &w->link[i][j];
-    sim_own_fetch_sent(w, i, bytes, len);
+    sim_own_fetch_sent(w, i, j, bytes, len);
     if (!sim_link_up(w, i, j))
         return;                        /* no connection: gone */
     if (w->now < l->one_way_until) {
@@ -322,7 +322,7 @@ s_peer_up(sim_world *w, int i, int j)
     sm_gossip_peer_up(a->gossip, &w->node[j].id.pub, ep, sim_node_now(w, a));
     w->sees_up[i][j] = true;
     w->sees_session[i][j] = w->session[i][j];
-    w->own_claim[i][j] = 0;
+    sim_own_fetch_reset(w, i, j);
     sim_drain(w, i);
 }
 
@@ -334,7 +334,7 @@ s_peer_down(sim_world *w, int i, int j)
         return;
     sm_gossip_peer_down(a->gossip, &w->node[j].id.pub, sim_node_now(w, a));
     w->sees_up[i][j] = false;
-    w->own_claim[i][j] = 0;
+    sim_own_fetch_reset(w, i, j);
     sim_drain(w, i);
 }
 
