@@ -804,26 +804,11 @@ s_honest(const sim_world *w, int i)
     return i != w->hostile;
 }
 
-typedef struct {
-    const sm_id *origin;
-    uint64_t lowest;
-} s_fork_ctx;
-
-static int
-s_fork_cb(const sm_id *origin, uint64_t seq, void *arg)
-{
-    s_fork_ctx *c = arg;
-    if (memcmp(origin->b, c->origin->b, SM_KEY_BYTES) == 0 && (c->lowest == 0 || seq < c->lowest))
-        c->lowest = seq;
-    return 0;
-}
-
 uint64_t
 sim_fork_at(sim_node *nd, const sm_id *origin)
 {
-    s_fork_ctx c = { origin, 0 };
-    sm_ledger_forks_each(nd->ledger, s_fork_cb, &c);
-    return c.lowest;
+    uint64_t seq = 0;
+    return sm_ledger_fork_at(nd->ledger, origin, &seq) == 0 ? seq : 0;
 }
 
 bool

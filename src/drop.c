@@ -689,21 +689,6 @@ s_find_draw_each(const sm_signed *s, uint64_t seq, void *arg)
     return 0;
 }
 
-typedef struct {
-    const sm_id *origin;
-    bool found;
-} s_fork_find;
-
-/*  sm_ledger_forks_each: stop at a fork of the origin looked for.         */
-static int
-s_fork_of(const sm_id *origin, uint64_t seq, void *arg)
-{
-    s_fork_find *f = arg;
-    (void) seq;
-    f->found = memcmp(origin->b, f->origin->b, SM_KEY_BYTES) == 0;
-    return f->found;
-}
-
 static int
 s_why(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int
@@ -796,8 +781,8 @@ sm_drop_verify(sm_ledger *l, const sm_id *origin, uint64_t seq, char *why, size_
             /* Past the origin's cap (its log forked, or it was revoked):
                no sync brings the entry here any more.  A node that stored
                it before the cap can still check the draw. */
-            s_fork_find ff = { &bad_origin, false };
-            bool forked = sm_ledger_forks_each(l, s_fork_of, &ff) == 0 && ff.found;
+            uint64_t fork_seq;
+            bool forked = sm_ledger_fork_at(l, &bad_origin, &fork_seq) == 0;
             s_why(why, cap, "the draw names entry %llu of node %s, which this node does not "
                   "hold and never will: that node's entries after %llu are void (%s); a node "
                   "that stored the entry before can check this draw", (unsigned long long) bad_seq,

@@ -1558,6 +1558,34 @@ sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg)
     return sm__ledger_each(self, SM_DB_FORKS, NULL, 0, NULL, 0, s_forks_each, &it);
 }
 
+/*  The first key of an origin's evidence: its lowest seq (keys sort by
+    origin, then big-endian seq).                                           */
+static int
+s_fork_first(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+{
+    (void) txn;
+    (void) v;
+    if (k->len != SM__OSKEY_BYTES)
+        return SM_ECORRUPT;
+    *(uint64_t *) arg = sm__be64_get((const uint8_t *) k->data + SM_KEY_BYTES);
+    return 1;
+}
+
+int
+sm_ledger_fork_at(sm_ledger *self, const sm_id *origin, uint64_t *seq)
+{
+    assert(self && origin && seq);
+    uint64_t first = 0;
+    int rc = sm__ledger_each(self, SM_DB_FORKS, origin->b, SM_KEY_BYTES, NULL, 0,
+                             s_fork_first, &first);
+    if (rc != 0)
+        return rc;
+    if (first == 0)
+        return SM_ENOTFOUND;
+    *seq = first;
+    return 0;
+}
+
 int
 sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg)
 {

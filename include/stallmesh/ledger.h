@@ -224,6 +224,9 @@ int sm_ledger_items_each(sm_ledger *self, sm_item_fn cb, void *arg);
     differ.  `cb` returns non-zero to stop.                                   */
 typedef int (*sm_fork_fn)(const sm_id *origin, uint64_t seq, void *arg);
 int sm_ledger_forks_each(sm_ledger *self, sm_fork_fn cb, void *arg);
+/*  The lowest seq at which this node holds fork evidence of origin: 0 with
+    *seq set, SM_ENOTFOUND if none, or a store error.                        */
+int sm_ledger_fork_at(sm_ledger *self, const sm_id *origin, uint64_t *seq);
 /*  The same with both entries of each piece of evidence (bytes and
     signatures borrowed for the call): what the mesh passes on as FORK.
     `cb` returns 0 to go on; anything else stops the walk and is returned.

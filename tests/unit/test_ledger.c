@@ -758,6 +758,14 @@ test_fork_evidence_listed(void **state)
     /* the two sides: stock.add 1 (stored first) and stock.add 2 */
     assert_int_equal(c.a.body.u.stock_add.qty, 1);
     assert_int_equal(c.b.body.u.stock_add.qty, 2);
+    /* the origin's lowest fork seq; none for another origin */
+    uint64_t at = 0;
+    assert_int_equal(sm_ledger_fork_at(f->a, &c.a.origin, &at), 0);
+    assert_int_equal(at, c.seq);
+    sm_id other = c.a.origin;
+    other.b[0] ^= 1;
+    assert_int_equal(sm_ledger_fork_at(f->a, &other, &at), SM_ENOTFOUND);
+    assert_int_equal(at, c.seq);
 }
 
 /* A revoke voids the revoked node's entries above upto_seq, whether they
