@@ -109,8 +109,8 @@ $(BUILD)/stallmesh-sim: $(SIM_SRCS) $(SIM_HDRS) $(BUILD)/libstallmesh.a
 #   7 forward a hold twice (policy.c)     9 a sold hold stays open (state.c)
 #  10 sell before a drop starts (state.c)  12 a raffle entry asked of every peer (gossip.c)
 #  11 skip a first-come drop's caps (policy.c)  13 skip a shopper's hold limits (policy.c)
-#  14 an own-log WANT not hedged (gossip.c)
-SIM_BUGS := 1 2 3 4 5 6 7 9 10 11 12 13 14
+#  14 an own-log WANT not hedged (gossip.c)  15 a deleted record stays in the digest's sum (store.c)
+SIM_BUGS := 1 2 3 4 5 6 7 9 10 11 12 13 14 15
 define SIM_BUG_RULES
 $(BUILD)/simbug-$(1)/obj/%.o: src/%.c $(wildcard include/stallmesh/*.h src/*.h)
 	@mkdir -p $$(dir $$@)

@@ -52,6 +52,12 @@ sim_node_open(sim_world *w, sim_node *nd)
         return err;
     }
     sm_ledger_set_identity(nd->ledger, &nd->id);
+    /* As the node's core does: the digest's sum kept as it writes
+       (sim_check_digest holds it to a scan of the state). */
+    if ((err = sm_ledger_keep_digest(nd->ledger)) != 0) {
+        sim_fail(w, "node %d: cannot keep its digest: %s", nd->index, sm_strerror(err));
+        return err;
+    }
     return 0;
 }
 

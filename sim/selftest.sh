@@ -48,4 +48,5 @@ try 11 "skip a first-come drop's caps" "--faults none --ticks 90"
 try 12 "a forwarded raffle entry asked of every peer" "--faults none --ticks 90"
 try 13 "skip a shopper's hold limits" "--faults none --ticks 90"
 try 14 "a lost own-log WANT not hedged" "--faults loss,restore --ticks 120"
+try 15 "a deleted record stays in the digest's sum" "--faults none --ticks 60"
 exit $status

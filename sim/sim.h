@@ -439,6 +439,10 @@ void sim_own_fetch_sent(sim_world *w, int i, int j, const uint8_t *bytes, size_t
 /* The session between i and j started over: what it had in flight is gone. */
 void sim_own_fetch_reset(sim_world *w, int i, int j);
 void sim_check_model(sim_world *w, sim_node *nd);
+/*  The digest a node keeps as it writes (the sum of its records' hashes,
+    read by GET /api/state in constant time) is its state's: equal to a
+    scan of the state, of the same version.                                  */
+void sim_check_digest(sim_world *w, sim_node *nd);
 void sim_check_memory(sim_world *w);
 bool sim_check_converged(sim_world *w, char *why, size_t cap);
 /* The lowest seq node nd holds fork evidence against `origin` at; 0 if none. */

@@ -156,23 +156,19 @@ s_damaged_json(sm_api *self, sm_json_buf *b)
     sm_json_arr_close(b);
 }
 
-/*  The state's digest into self->digest, and the version it was read at:
-    the one kept, if the store has not moved since (a public route must not
-    hash a million sales for each request of an idle node); else computed,
-    and kept if no write committed while it was (the version before and
-    after are the same, so it is the digest of that version).               */
+/*  The state's digest into self->digest, and the version it is of: the
+    one kept, if the store has not moved since; else read (in constant time
+    from the sum the node's store keeps: sm_ledger_keep_digest).            */
 static int
 s_state_digest(sm_api *self, uint64_t *version)
 {
-    uint64_t after = 0;
     int rc = sm_ledger_version(self->ledger, version);
     if (rc != 0 || (self->digest_ok && self->digest_version == *version))
         return rc;
     self->digest_ok = false;
-    if ((rc = sm_ledger_digest(self->ledger, &self->digest)) != 0
-        || (rc = sm_ledger_version(self->ledger, &after)) != 0)
+    if ((rc = sm_ledger_digest_at(self->ledger, &self->digest, version)) != 0)
         return rc;
-    self->digest_ok = after == *version;
+    self->digest_ok = true;
     self->digest_version = *version;
     return 0;
 }

@@ -32,6 +32,15 @@ sm__le64_put(uint8_t *p, uint64_t v)
     }
 }
 
+static inline uint64_t
+sm__le64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
 /*  Copy a NUL-terminated string into a fixed field, zero-filling the rest
     so that records hash the same on every node.                             */
 static inline void

@@ -351,7 +351,10 @@ s_thread_start(sm_core *self)
     for (size_t i = 0; i < SM_CORE_QUEUE_MAX; i++)
         s_slot_give(self, &self->slots[SM_CORE_QUEUE_MAX - 1 - i]);
     int rc;
+    /* GET /api/state's digest: kept as the core writes, read in constant
+       time however large the state grows (one scan now). */
     if ((rc = sm_ledger_defer_sync(self->opts.ledger, true)) != 0
+        || (rc = sm_ledger_keep_digest(self->opts.ledger)) != 0
         || (rc = s_syncer_start(self)) != 0)
         return rc;
     if (self->opts.mesh) {

@@ -6,6 +6,7 @@
     the log, its writes and its reads (heads, entries, forks, verify).  Every
     walk over a range is sm__ledger_scan (state.h).                           */
 #include <assert.h>
+#include <sched.h>
 #include <string.h>
 
 #include "bytes.h"
@@ -425,79 +426,132 @@ sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
     return rc;
 }
 
-/* ---- digest ---------------------------------------------------------- */
+/* ---- digest ----------------------------------------------------------
+
+    The state digest is a sum: each record of the state's databases hashes
+    on its own, BLAKE2b-256(db tag || le64 key length || key || le64 value
+    length || value), the hashes add up modulo 2^256, and the digest is
+    BLAKE2b-256(S__DIGEST_DOMAIN || the sum, 32 bytes little-endian).  For a
+    head record the value hashed is its applied count alone (le64): the log
+    may run ahead of what was applied, and only what was applied is state.
+    A sum does not depend on the order records are read in, so the store
+    keeps it as writes go (sm_store_sums_keep) and a busy node answers
+    GET /api/state without reading its state; the same sum computed by a
+    scan gives the same digest.  It is a check that two stores hold the same
+    state, not a commitment: a sum of 2^256 can be made to collide by
+    someone choosing records freely, which no decision of the node rests on.
+    An empty database adds nothing, so a database added by a later format
+    changes no digest until it holds something.                               */
+
+#define S__DIGEST_DOMAIN "stallmesh state digest 2"
+
+static const uint32_t s_digest_mask =
+      (1u << SM_DB_ORIGINS) | (1u << SM_DB_ITEMS) | (1u << SM_DB_STOCK)
+    | (1u << SM_DB_SALES) | (1u << SM_DB_HOLDS) | (1u << SM_DB_HEADS)
+    | (1u << SM_DB_HOLDENDS) | (1u << SM_DB_DROPS) | (1u << SM_DB_RAFFLE);
 
 static void
-s_hash_len(sm_hasher *hs, size_t len)
+s_digest_record(sm_db db, const sm_val *k, const sm_val *v, sm_sum *out)
 {
-    uint8_t b[8];
-    sm__le64_put(b, len);
-    sm_hasher_update(hs, b, sizeof b);
+    uint8_t applied[8];
+    const void *val = v->data;
+    size_t vlen = v->len;
+    if (db == SM_DB_HEADS && v->len == sizeof(sm__head_rec)) {
+        sm__head_rec h;
+        memcpy(&h, v->data, sizeof h);
+        sm__le64_put(applied, h.applied);
+        val = applied;
+        vlen = sizeof applied;
+    }
+    uint8_t head[1 + 8];
+    head[0] = (uint8_t) db;
+    sm__le64_put(head + 1, k->len);
+    uint8_t vl[8];
+    sm__le64_put(vl, vlen);
+    sm_hasher hs;
+    sm_hasher_init(&hs);
+    sm_hasher_update(&hs, head, sizeof head);
+    sm_hasher_update(&hs, k->data, k->len);
+    sm_hasher_update(&hs, vl, sizeof vl);
+    sm_hasher_update(&hs, val, vlen);
+    sm_hash h;
+    sm_hasher_final(&hs, &h);
+    for (int i = 0; i < 4; i++)
+        out->w[i] = sm__le64_get(h.b + 8 * i);
 }
 
-typedef struct {
-    sm_hasher hs;
-    bool heads;                /* hashing the heads: only what was applied */
-    int tag;                   /* >= 0: the database's tag, hashed before its
-                                  first record (empty: nothing, so a store
-                                  without drops keeps its digest) */
-} s_digest;
-
-static int
-s_digest_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
+static void
+s_digest_final(const sm_sum sums[SM_DB_COUNT], sm_hash *out)
 {
-    (void) txn;
-    s_digest *d = arg;
-    if (d->tag >= 0) {
-        uint8_t tag = (uint8_t) d->tag;
-        sm_hasher_update(&d->hs, &tag, 1);
-        d->tag = -1;
+    sm_sum total = { { 0 } };
+    for (int db = 0; db < SM_DB_COUNT; db++)
+        sm_sum_add(&total, &sums[db]);
+    uint8_t b[sizeof S__DIGEST_DOMAIN - 1 + 32];
+    memcpy(b, S__DIGEST_DOMAIN, sizeof S__DIGEST_DOMAIN - 1);
+    for (int i = 0; i < 4; i++)
+        sm__le64_put(b + sizeof S__DIGEST_DOMAIN - 1 + 8 * i, total.w[i]);
+    sm_hash_bytes(b, sizeof b, out);
+}
+
+int
+sm_ledger_keep_digest(sm_ledger *self)
+{
+    assert(self);
+    return sm_store_sums_keep(sm__ledger_store(self), s_digest_mask, s_digest_record);
+}
+
+int
+sm_ledger_digest_scan(sm_ledger *self, sm_hash *out, uint64_t *version)
+{
+    assert(self && out);
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    sm_sum sums[SM_DB_COUNT];
+    if ((rc = sm_store_sums_scan(txn, s_digest_mask, s_digest_record, sums)) == 0) {
+        s_digest_final(sums, out);
+        if (version)
+            *version = sm_txn_id(txn);
     }
-    s_hash_len(&d->hs, k->len);
-    sm_hasher_update(&d->hs, k->data, k->len);
-    if (d->heads) {
-        /* Only what was applied is state; the log head may run ahead. */
-        sm__head_rec h;
-        if (v->len != sizeof h)
-            return SM_ECORRUPT;
-        memcpy(&h, v->data, sizeof h);
-        uint8_t b[8];
-        sm__le64_put(b, h.applied);
-        sm_hasher_update(&d->hs, b, sizeof b);
-        return 0;
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+enum { S_DIGEST_TRIES = 16 };   /* read transactions to find the kept sums' */
+
+int
+sm_ledger_digest_kept(sm_ledger *self, sm_hash *out, uint64_t *version)
+{
+    assert(self && out && version);
+    sm_store *store = sm__ledger_store(self);
+    int rc = SM_EBUSY;
+    for (int i = 0; i < S_DIGEST_TRIES && rc == SM_EBUSY; i++) {
+        if (i > 0)
+            sched_yield();        /* a commit is being recorded: moments */
+        sm_txn *txn = sm__ledger_rbegin(self, &rc);
+        if (!txn)
+            return rc;
+        sm_sum sums[SM_DB_COUNT];
+        if ((rc = sm_store_sums(store, txn, sums)) == 0) {
+            s_digest_final(sums, out);
+            *version = sm_txn_id(txn);
+        }
+        sm_txn_abort(&txn);
     }
-    s_hash_len(&d->hs, v->len);
-    sm_hasher_update(&d->hs, v->data, v->len);
-    return 0;
+    return rc == SM_EBUSY ? SM_ENOTFOUND : rc;
+}
+
+int
+sm_ledger_digest_at(sm_ledger *self, sm_hash *out, uint64_t *version)
+{
+    int rc = sm_ledger_digest_kept(self, out, version);
+    return rc == SM_ENOTFOUND ? sm_ledger_digest_scan(self, out, version) : rc;
 }
 
 int
 sm_ledger_digest(sm_ledger *self, sm_hash *out)
 {
-    assert(self && out);
-    static const sm_db dbs[] = { SM_DB_ORIGINS, SM_DB_ITEMS, SM_DB_STOCK,
-                                 SM_DB_SALES, SM_DB_HOLDS, SM_DB_HEADS,
-                                 SM_DB_HOLDENDS, SM_DB_DROPS, SM_DB_RAFFLE };
-    int rc = 0;
-    sm_txn *txn = sm__ledger_rbegin(self, &rc);
-    if (!txn)
-        return rc;
-    s_digest d;
-    sm_hasher_init(&d.hs);
-    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && rc == 0; i++) {
-        /* A database added since format 1 (hold ends, drops, raffles)
-           counts only once it holds something, so that a store's digest is
-           the same before and after an upgrade that adds it. */
-        uint8_t tag = (uint8_t) dbs[i];
-        bool later = dbs[i] == SM_DB_HOLDENDS || dbs[i] == SM_DB_DROPS || dbs[i] == SM_DB_RAFFLE;
-        d.tag = later ? tag : -1;
-        if (!later)
-            sm_hasher_update(&d.hs, &tag, 1);
-        d.heads = dbs[i] == SM_DB_HEADS;
-        rc = sm__ledger_scan(txn, dbs[i], NULL, 0, NULL, 0, s_digest_each, &d);
-    }
-    sm_txn_abort(&txn);
-    if (rc == 0)
-        sm_hasher_final(&d.hs, out);
-    return rc;
+    uint64_t version;
+    return sm_ledger_digest_at(self, out, &version);
 }

@@ -42,6 +42,13 @@ typedef struct {
     size_t len;
 } sm_val;
 
+/*  A 256-bit sum of record hashes (little-endian, modulo 2^256).          */
+typedef struct { uint64_t w[4]; } sm_sum;
+/*  A record's hash, as summed: 32 bytes into out[0..3] (any fixed function
+    of the database, key and value).                                          */
+typedef void (*sm_store_sum_fn)(sm_db db, const sm_val *key, const sm_val *val,
+                                sm_sum *out);
+
 /*  The store's format version, recorded in meta under "format" (ASCII
     decimal; store.c lists the versions).  A store of an older format opens
     as it is (format 1 is also a store made before the marker existed), and
@@ -106,6 +113,31 @@ int sm_kv_last(sm_txn *txn, sm_db db, sm_val *key);
 int sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen);
 /*  Empty a database (used by reindex).                                       */
 int sm_kv_clear(sm_txn *txn, sm_db db);
+
+/*  Kept sums: per database in `mask` (1u << db each), the sum of fn over
+    its records, kept up to date by every write transaction of this handle
+    (put, put_last, del, clear add and subtract as they go; the running sums
+    become the kept ones at commit and are dropped at abort), so that the
+    sums of the latest commit cost nothing to read.  sm_store_sums_keep
+    computes them once, by a scan under the writer lock, and keeps them from
+    then on; a write committed by another process (which keeps nothing)
+    lets them lapse, and readers then scan (sm_store_sums_scan).  A writable
+    store only (SM_EINVAL); kept already, 0 at once.  0 or a read error.                */
+int sm_store_sums_keep(sm_store *store, uint32_t mask, sm_store_sum_fn fn);
+/*  The kept sums of what the read transaction `txn` sees into out[db]
+    (SM_DB_COUNT of them, zero outside the mask): 0 if they are kept and of
+    its snapshot; SM_EBUSY if they are of a later commit (begin a new read
+    transaction), or of an earlier one while a commit is being recorded
+    (yield, then begin a new one); SM_ENOTFOUND if they are not kept or have
+    lapsed.  In the writer's own transaction (or a handle borrowed from it):
+    its running sums, of what it wrote so far.                                */
+int sm_store_sums(sm_store *store, sm_txn *txn, sm_sum out[SM_DB_COUNT]);
+/*  The same sums computed by reading every record of the masked databases
+    in `txn`: what the kept ones must equal.                                  */
+int sm_store_sums_scan(sm_txn *txn, uint32_t mask, sm_store_sum_fn fn,
+                       sm_sum out[SM_DB_COUNT]);
+void sm_sum_add(sm_sum *acc, const sm_sum *x);
+void sm_sum_sub(sm_sum *acc, const sm_sum *x);
 
 /*  Iterate keys starting with prefix[0..plen) in key order (plen 0: all).
     `start` (may be NULL) positions at the first key >= start instead of the

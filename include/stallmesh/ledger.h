@@ -236,9 +236,22 @@ typedef int (*sm_fork_evidence_fn)(const sm_id *origin, uint64_t seq,
 int sm_ledger_fork_evidence_each(sm_ledger *self, sm_fork_evidence_fn cb, void *arg);
 
 /*  A BLAKE2b-256 digest of the canonical materialized state (catalog,
-    stock, sales, returns, holds, roster, applied heads): equal on two nodes
-    that applied the same entries, in any order.                              */
+    stock, sales, returns, holds, drops, roster, applied heads): equal on
+    two nodes that applied the same entries, in any order (ledger_view.c
+    defines it: a hash of the sum of the records' hashes).  digest_at gives
+    the version (sm_ledger_version) it is the digest of.  Both read the sum
+    the store keeps (sm_ledger_keep_digest) when it is kept, in constant
+    time; else they read the whole state, as digest_scan always does.        */
 int sm_ledger_digest(sm_ledger *self, sm_hash *out);
+int sm_ledger_digest_at(sm_ledger *self, sm_hash *out, uint64_t *version);
+int sm_ledger_digest_scan(sm_ledger *self, sm_hash *out, uint64_t *version);
+/*  The kept sum's digest alone: SM_ENOTFOUND if it is not kept, or lapsed
+    (a write committed by another process), or kept moving past 16 reads. */
+int sm_ledger_digest_kept(sm_ledger *self, sm_hash *out, uint64_t *version);
+/*  Keep the digest's sum as writes go (one scan now, then a hash or two a
+    record written): for a long-running writer whose digest is asked often,
+    the node.  SM_EINVAL if read-only; 0 at once if kept already.                        */
+int sm_ledger_keep_digest(sm_ledger *self);
 
 /*  Rebuild the state from the log (drops and re-applies everything), after
     checking every chain and signature: a store holding an entry that does

@@ -6,7 +6,9 @@
     2. ingest of another origin's contiguous run of sale entries (links +
        one signature a run, decode, state update, durable commit), against
        per-entry signature verification;
-    3. reindex of the whole store, and bytes on disk per sale entry.
+    3. reindex of the whole store, and bytes on disk per sale entry;
+    4. `stallmesh verify`'s rate;
+    5. what keeping the state digest's sum adds to a sale's append.
 
     Usage: bench_ledger [ENTRIES] (default 1000000).  Works in a temporary
     directory under $TMPDIR (default /tmp) and removes it.
@@ -74,6 +76,61 @@ s_du(const char *dir, const char *name)
     struct stat st;
     snprintf(path, sizeof path, "%s/%s/data.mdb", dir, name);
     return stat(path, &st) == 0 ? (uint64_t) st.st_blocks * 512 : 0;
+}
+
+/*  What keeping the state digest's sum costs a sale (the node keeps it, so
+    that GET /api/state answers without reading the state): two stores
+    without syncs (the CPU alone), one keeping it, appending the same sales
+    in batches of 100, interleaved round by round; the median round each. */
+static void
+s_digest_cost(const char *dir)
+{
+    enum { ROUNDS = 7, SALES = 4000, B = 100 };
+    sm_ledger *l[2];
+    sm_identity id[2];
+    for (int k = 0; k < 2; k++) {
+        tu_identity(&id[k], (uint8_t) (20 + k));
+        l[k] = tu_open(dir, k ? "kept" : "plain");
+        sm_ledger_set_identity(l[k], &id[k]);
+        s_check(sm_ledger_create_market(l[k], "Digest", "GBP", NOW), "market");
+        sm_body it = tu_item("tee", "Tee", 1500);
+        s_check(sm_ledger_append(l[k], &it, NOW, NULL), "item");
+        for (unsigned i = 0; i < ROUNDS * SALES / SM_QTY_MAX + 1; i++) {
+            sm_body add = tu_add("tee", SM_QTY_MAX);
+            s_check(sm_ledger_append(l[k], &add, NOW, NULL), "add");
+        }
+    }
+    s_check(sm_ledger_keep_digest(l[1]), "keep digest");
+    double us[2][ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int k = 0; k < 2; k++) {
+            double t0 = s_now();
+            for (int i = 0; i < SALES; i += B) {
+                s_check(sm_ledger_begin(l[k]), "begin");
+                for (int j = 0; j < B; j++) {
+                    sm_body sale = tu_sale("tee", 1, 1500, NULL);
+                    s_check(sm_ledger_append(l[k], &sale, NOW, NULL), "append");
+                }
+                s_check(sm_ledger_commit(l[k]), "commit");
+            }
+            us[k][r] = (s_now() - t0) * 1e6 / SALES;
+        }
+    }
+    sm_hash kept, scan;
+    uint64_t vk, vs;
+    s_check(sm_ledger_digest_kept(l[1], &kept, &vk), "kept digest");
+    s_check(sm_ledger_digest_scan(l[1], &scan, &vs), "scanned digest");
+    if (vk != vs || memcmp(kept.b, scan.b, SM_HASH_BYTES) != 0) {
+        fprintf(stderr, "bench: the kept digest is not the state's\n");
+        exit(1);
+    }
+    qsort(us[0], ROUNDS, sizeof us[0][0], s_cmp_double);
+    qsort(us[1], ROUNDS, sizeof us[1][0], s_cmp_double);
+    printf("%-44s %12.2f us a sale  (kept %.2f, not kept %.2f: no syncs, median of %d rounds of %d)\n",
+           "keeping the state digest's sum", us[1][ROUNDS / 2] - us[0][ROUNDS / 2],
+           us[1][ROUNDS / 2], us[0][ROUNDS / 2], ROUNDS, SALES);
+    sm_ledger_destroy(&l[0]);
+    sm_ledger_destroy(&l[1]);
 }
 
 int
@@ -237,6 +294,8 @@ main(int argc, char **argv)
     s_check(sm_ledger_verify(a, &bad, &seq, &checked), "verify store");
     printf("%-44s %12.0f entries/s  (every chain link and signature)\n",
            "stallmesh verify", checked / (s_now() - t0));
+
+    s_digest_cost(dir);
 
     tu_free(log, n);
     free(log);

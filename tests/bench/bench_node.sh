@@ -21,13 +21,18 @@
 #       kept-alive connection, each with a unique external id, durable
 #       commits; then 16 tills at once (group commit); beside the raw durable
 #       LMDB commit (build/bench/bench_ledger --commit-only).
+#   (d) GET /api/state right after a sale, STATE_ROUNDS (200) rounds, on a
+#       store of 1,000 sales and one of STATE_SALES (100,000; filled by
+#       build/bench/fill_store): the state digest is kept as the node
+#       writes, so both should answer alike.
 #
 # wrk and nginx-light are installed with apt-get when missing and running as
 # root; otherwise those figures are skipped with a message.  Every process
 # started here is stopped by its PID (TERM, then KILL after 5 s); every wait
 # is bounded.  Knobs (environment): BENCH_WS_CLIENTS, BENCH_WS_ROUNDS,
-# BENCH_TILL_ROUNDS, BENCH_TILL_SALES, BENCH_SALES, BENCH_WRK_SECONDS, BENCH_PARTS (default "a b c": which of the
-# three parts run).  Exits 1 if the node could not be started
+# BENCH_TILL_ROUNDS, BENCH_TILL_SALES, BENCH_SALES, BENCH_WRK_SECONDS,
+# BENCH_STATE_SALES, BENCH_STATE_ROUNDS, BENCH_PARTS (default "a b c d":
+# which of the four parts run).  Exits 1 if the node could not be started
 # or a measurement failed; a missed target is printed, not an exit status.
 
 BUILD=${1:-build}
@@ -42,7 +47,9 @@ TILL_ROUNDS=${BENCH_TILL_ROUNDS:-5}
 TILL_SALES=${BENCH_TILL_SALES:-100}
 SALES=${BENCH_SALES:-2000}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
-PARTS=${BENCH_PARTS:-a b c}
+PARTS=${BENCH_PARTS:-a b c d}
+STATE_SALES=${BENCH_STATE_SALES:-100000}
+STATE_ROUNDS=${BENCH_STATE_ROUNDS:-200}
 # part X: true if part X was asked for.
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 ITEMS=200
@@ -422,4 +429,61 @@ fi
 
 stop "$NODE_PID"
 NODE_PID=
+
+# --- (d) GET /api/state on a large store ------------------------------------
+# Its digest covers the whole state; the node keeps it as it writes, so the
+# answer should cost the same on a store of STATE_SALES sales as on a small
+# one.  Each round: a sale (the state moves), then GET /api/state, timed.
+if part d; then
+FILL=$BUILD/bench/fill_store
+say ""
+say "(d) GET /api/state right after a sale (the digest of a state that just moved), $STATE_ROUNDS rounds"
+for n in 1000 "$STATE_SALES"; do
+    SD=$TMP/state-$n
+    if ! { "$BIN" --dir "$SD" init --name "state bench" >/dev/null \
+           && "$BIN" --dir "$SD" market create --name "State Market" >/dev/null \
+           && "$FILL" "$SD" "$n" >/dev/null; }; then
+        row "node: GET /api/state, $n sales" "FAILED: could not fill the store"
+        failed=1
+        continue
+    fi
+    SPORT=$(free_port) || die "no free port"
+    "$BIN" --dir "$SD" run --http "127.0.0.1:$SPORT" --listen none >"$TMP/state.log" 2>&1 &
+    NODE_PID=$!
+    SBASE=http://127.0.0.1:$SPORT
+    if ! wait_http "$SBASE/readyz"; then
+        row "node: GET /api/state, $n sales" "FAILED: the node did not start: $(tail -n 2 "$TMP/state.log")"
+        failed=1
+        stop "$NODE_PID"; NODE_PID=
+        continue
+    fi
+    printf 'Authorization: Bearer %s\n' "$(cat "$SD/api-token")" >"$TMP/state.auth"
+    curl -fs -o /dev/null --max-time 5 -H "@$TMP/state.auth" \
+        -d "{\"sku\":\"bench\",\"qty\":$((STATE_ROUNDS + 10))}" "$SBASE/api/stock/add"
+    : >"$TMP/state.times"
+    : >"$TMP/state.codes"
+    i=0
+    while [ $i -lt "$STATE_ROUNDS" ]; do
+        curl -s -o /dev/null --max-time 5 -w '%{http_code}\n' -H "@$TMP/state.auth" \
+            -d '{"lines":[{"sku":"bench","qty":1}],"source":"in_person","payment":"card"}' \
+            "$SBASE/api/sales" >>"$TMP/state.codes"
+        curl -fs -o /dev/null --max-time 5 -w '%{time_total}\n' "$SBASE/api/state" >>"$TMP/state.times"
+        i=$((i + 1))
+    done
+    stop "$NODE_PID"
+    NODE_PID=
+    sold=$(grep -c '^201$' "$TMP/state.codes")
+    got=$(grep -c . "$TMP/state.times")
+    if [ "$sold" -ne "$STATE_ROUNDS" ] || [ "$got" -ne "$STATE_ROUNDS" ]; then
+        row "node: GET /api/state, $n sales" "FAILED: $sold sales and $got answers of $STATE_ROUNDS"
+        failed=1
+        continue
+    fi
+    sort -n "$TMP/state.times" >"$TMP/state.sorted"
+    p50=$(awk -v n="$got" 'NR == int(n * 0.5) { printf "%.2f", $1 * 1000 }' "$TMP/state.sorted")
+    p99=$(awk -v n="$got" 'NR == int(n * 0.99) { printf "%.2f", $1 * 1000 }' "$TMP/state.sorted")
+    row "node: GET /api/state, store of $n sales" "p50 $p50 ms, p99 $p99 ms (curl's time_total, a new connection each)"
+done
+row "" "(target: the same on both stores: the digest is kept, not recomputed)"
+fi
 exit $failed

@@ -480,6 +480,170 @@ test_room_ahead(void **state)
     free(tmp);
 }
 
+/* ---- kept sums --------------------------------------------------------- */
+
+/* A record's summed hash for the tests: the database, key and value mixed
+   (FNV-1a per word), enough that changes show. */
+static void
+s_test_sum(sm_db db, const sm_val *k, const sm_val *v, sm_sum *out)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t) db;
+    for (size_t i = 0; i < k->len; i++)
+        h = (h ^ ((const uint8_t *) k->data)[i]) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (size_t i = 0; i < v->len; i++)
+        h = (h ^ ((const uint8_t *) v->data)[i]) * 1099511628211ull;
+    for (int i = 0; i < 4; i++) {
+        h = (h ^ (uint64_t) i) * 1099511628211ull;
+        out->w[i] = h;
+    }
+}
+
+#define S_SUM_MASK ((1u << SM_DB_ITEMS) | (1u << SM_DB_STOCK))
+
+/* The kept sums equal a scan's, of what a fresh read transaction sees. */
+static void
+s_sums_match(sm_store *s)
+{
+    int err = 0;
+    sm_txn *r = sm_txn_begin(s, false, &err);
+    assert_non_null(r);
+    sm_sum kept[SM_DB_COUNT], scan[SM_DB_COUNT];
+    assert_int_equal(sm_store_sums(s, r, kept), 0);
+    assert_int_equal(sm_store_sums_scan(r, S_SUM_MASK, s_test_sum, scan), 0);
+    assert_memory_equal(kept, scan, sizeof kept);
+    sm_txn_abort(&r);
+}
+
+/* 256-bit sums carry and borrow across words, and subtracting undoes
+   adding. */
+static void
+test_sum_arithmetic(void **state)
+{
+    (void) state;
+    sm_sum a = { { UINT64_MAX, UINT64_MAX, 5, 0 } }, one = { { 1, 0, 0, 0 } };
+    sm_sum_add(&a, &one);
+    assert_true(a.w[0] == 0 && a.w[1] == 0 && a.w[2] == 6 && a.w[3] == 0);
+    sm_sum_sub(&a, &one);
+    assert_true(a.w[0] == UINT64_MAX && a.w[1] == UINT64_MAX && a.w[2] == 5);
+    sm_sum z = { { 0 } };
+    sm_sum_sub(&z, &one);                      /* wraps modulo 2^256 */
+    for (int i = 0; i < 4; i++)
+        assert_true(z.w[i] == UINT64_MAX);
+    sm_sum x = { { 0x8000000000000000ull, UINT64_MAX, 0, 7 } }, y = x;
+    sm_sum_add(&x, &y);
+    sm_sum_sub(&x, &y);
+    assert_memory_equal(&x, &y, sizeof x);
+}
+
+/* Kept sums follow every kind of write (put over a value, put of a new
+   key, put_last appending and falling back on an existing key, delete of a
+   present and a missing key, clear, writes through a borrowed handle),
+   read as the running sums inside the writer's transaction, drop an
+   aborted transaction's changes and survive a commit that changes
+   nothing; a write committed by another process lets them lapse, and the
+   readers are told so rather than given stale sums. */
+static void
+test_kept_sums(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    char *dir = s_path(tmp, "node");
+    int err = 0;
+    sm_store *s = s_open(dir, 0);
+    sm_txn *txn = sm_txn_begin(s, true, &err);
+    for (int i = 0; i < 20; i++) {             /* written before they are kept */
+        char k[16], v[16];
+        snprintf(k, sizeof k, "k%02d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(sm_kv_put(txn, SM_DB_ITEMS, k, strlen(k), v, strlen(v)), 0);
+    }
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    assert_int_equal(sm_store_sums_keep(s, S_SUM_MASK, s_test_sum), 0);
+    assert_int_equal(sm_store_sums_keep(s, S_SUM_MASK, s_test_sum), 0);   /* kept already */
+    assert_int_equal(sm_store_sums_keep(s, 1u << SM_DB_SALES, s_test_sum), SM_EINVAL);
+    s_sums_match(s);
+
+    uint64_t rng = 12345;
+    for (int round = 0; round < 300; round++) {
+        txn = sm_txn_begin(s, true, &err);
+        assert_non_null(txn);
+        sm_txn *w = txn, *borrowed = NULL;
+        if (round % 7 == 3) {
+            borrowed = sm_txn_borrow(txn, &err);
+            assert_non_null(borrowed);
+            w = borrowed;
+        }
+        int ops = (int) (tu_below(&rng, 6));
+        for (int o = 0; o < ops; o++) {
+            sm_db db = tu_below(&rng, 3) == 0 ? SM_DB_STOCK : SM_DB_ITEMS;
+            char k[16], v[32];
+            snprintf(k, sizeof k, "k%02u", (unsigned) tu_below(&rng, 40));
+            snprintf(v, sizeof v, "r%d-o%d", round, o);
+            switch (tu_below(&rng, 5)) {
+            case 0:
+            case 1:
+                assert_int_equal(sm_kv_put(w, db, k, strlen(k), v, strlen(v)), 0);
+                break;
+            case 2:
+                assert_int_equal(sm_kv_put_last(w, db, k, strlen(k), v, strlen(v)), 0);
+                break;
+            case 3:
+                assert_int_equal(sm_kv_del(w, db, k, strlen(k)), 0);
+                break;
+            default:
+                if (tu_below(&rng, 10) == 0)
+                    assert_int_equal(sm_kv_clear(w, db), 0);
+                break;
+            }
+        }
+        sm_sum run[SM_DB_COUNT], scan[SM_DB_COUNT];  /* the writer's own view */
+        assert_int_equal(sm_store_sums(s, w, run), 0);
+        assert_int_equal(sm_store_sums_scan(w, S_SUM_MASK, s_test_sum, scan), 0);
+        assert_memory_equal(run, scan, sizeof run);
+        sm_txn_abort(&borrowed);
+        if (tu_below(&rng, 5) == 0)
+            sm_txn_abort(&txn);
+        else
+            assert_int_equal(sm_txn_commit(&txn), 0);
+        s_sums_match(s);
+    }
+    /* An unsummed database's writes leave the sums as they are. */
+    s_put(s, "unsummed", "x");
+    s_sums_match(s);
+
+    /* Another process commits: the kept sums are of an earlier commit
+       (busy: a reader cannot tell it from one being recorded); after this
+       handle's next write they have lapsed (not found), and a scan is the
+       only answer. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int e = 0;
+        sm_store *other = sm_store_open(dir, 0, false, true, &e);
+        sm_txn *t = other ? sm_txn_begin(other, true, &e) : NULL;
+        int rc = t ? sm_kv_put(t, SM_DB_ITEMS, "k01", 3, "elsewhere", 9) : -1;
+        if (rc == 0)
+            rc = sm_txn_commit(&t);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    sm_txn *r = sm_txn_begin(s, false, &err);
+    sm_sum sums[SM_DB_COUNT];
+    assert_int_equal(sm_store_sums(s, r, sums), SM_EBUSY);
+    sm_txn_abort(&r);
+    s_put(s, "after", "y");
+    r = sm_txn_begin(s, false, &err);
+    assert_int_equal(sm_store_sums(s, r, sums), SM_ENOTFOUND);
+    sm_txn_abort(&r);
+    sm_store_destroy(&s);
+    tu_rmrf(tmp);
+    free(dir);
+    free(tmp);
+}
+
 int
 main(void)
 {
@@ -491,6 +655,8 @@ main(void)
         cmocka_unit_test(test_migrate_format_1),
         cmocka_unit_test(test_deferred_sync),
         cmocka_unit_test(test_room_ahead),
+        cmocka_unit_test(test_sum_arithmetic),
+        cmocka_unit_test(test_kept_sums),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
