@@ -31,7 +31,6 @@
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
