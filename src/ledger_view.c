@@ -438,8 +438,8 @@ sm_ledger_holds_each(sm_ledger *self, const sm_id *origin, sm_hold_fn cb,
     keeps it as writes go (sm_store_sums_keep) and a busy node answers
     GET /api/state without reading its state; the same sum computed by a
     scan gives the same digest.  It is a check that two stores hold the same
-    state, not a commitment: a sum of 2^256 can be made to collide by
-    someone choosing records freely, which no decision of the node rests on.
+    state, not a commitment: someone choosing records freely can make two
+    sums modulo 2^256 collide, and no decision of the node rests on it.
     An empty database adds nothing, so a database added by a later format
     changes no digest until it holds something.                               */
 
