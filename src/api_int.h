@@ -57,11 +57,6 @@ struct sm_api {
     size_t owner_next;              /* the ring's next slot */
     sm_auth *auth;                  /* may be NULL: no devices */
     char pair_url[300];             /* "" = no HTTPS */
-    /* GET /api/state's digest, with the store's version (its last write
-       transaction) it is of: read again only once that moves. */
-    bool digest_ok;
-    uint64_t digest_version;
-    sm_hash digest;
 };
 
 /*  Pairing and devices (api_devices.c).                                     */

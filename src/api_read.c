@@ -156,23 +156,6 @@ s_damaged_json(sm_api *self, sm_json_buf *b)
     sm_json_arr_close(b);
 }
 
-/*  The state's digest into self->digest, and the version it is of: the
-    one kept, if the store has not moved since; else read (in constant time
-    from the sum the node's store keeps: sm_ledger_keep_digest).            */
-static int
-s_state_digest(sm_api *self, uint64_t *version)
-{
-    int rc = sm_ledger_version(self->ledger, version);
-    if (rc != 0 || (self->digest_ok && self->digest_version == *version))
-        return rc;
-    self->digest_ok = false;
-    if ((rc = sm_ledger_digest_at(self->ledger, &self->digest, version)) != 0)
-        return rc;
-    self->digest_ok = true;
-    self->digest_version = *version;
-    return 0;
-}
-
 int
 sm__api_get_state(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                   sm_http_resp *r, sm_core_req **write)
@@ -180,14 +163,17 @@ sm__api_get_state(sm_api *self, const sm_http_req *req, uint64_t now_ms,
     (void) req;
     (void) now_ms;
     (void) write;
+    /* In constant time: the node's store keeps the digest's sum as it
+       writes (sm_ledger_keep_digest). */
     uint64_t version;
-    int rc = s_state_digest(self, &version);
+    sm_hash digest;
+    int rc = sm_ledger_digest_at(self->ledger, &digest, &version);
     if (rc != 0) {
         sm__api_ledger_error(r, rc, false);
         return SM_API_DONE;
     }
     char hex[2 * SM_HASH_BYTES + 1];
-    sm_hex_encode(self->digest.b, SM_HASH_BYTES, hex);
+    sm_hex_encode(digest.b, SM_HASH_BYTES, hex);
     sm_json_buf b = { 0 };
     sm_json_obj_open(&b);
     sm_json_kid(&b, "node", &self->node);
