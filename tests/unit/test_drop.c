@@ -205,6 +205,17 @@ raffle_setup(fx *f)
     return seq;
 }
 
+/*  raffle_setup, B's entries synced to S, then S draws just after the
+    close: the drop's seq, and the draw's in *draw_seq.                      */
+static uint64_t
+raffle_drawn(fx *f, uint64_t *draw_seq)
+{
+    uint64_t seq = raffle_setup(f);
+    tu_sync(f->b, f->s, CLOSES);
+    assert_int_equal(draw(f, seq, CLOSES + 1000, draw_seq), 0);
+    return seq;
+}
+
 /* A raffle end to end: entries before the start, after the close, twice
    from a device or twice from an address at one node are refused; the
    gate holds the raffle's units back until the draw; a draw before the close is refused;
@@ -408,10 +419,8 @@ static void
 test_verify_catches_changes(void **state)
 {
     fx *f = *state;
-    uint64_t seq = raffle_setup(f);
-    tu_sync(f->b, f->s, CLOSES);
     uint64_t draw_seq = 0;
-    assert_int_equal(draw(f, seq, CLOSES + 1000, &draw_seq), 0);
+    uint64_t seq = raffle_drawn(f, &draw_seq);
     tu_sync(f->s, f->b, CLOSES + 2000);
     char why[320];
     assert_int_equal(verify_changed(f, "same", &f->ids, 0, change_secret, NULL, seq,
@@ -547,10 +556,8 @@ static void
 test_verify_names_void_entry(void **state)
 {
     fx *f = *state;
-    uint64_t seq = raffle_setup(f);
-    tu_sync(f->b, f->s, CLOSES);
     uint64_t draw_seq = 0;
-    assert_int_equal(draw(f, seq, CLOSES + 1000, &draw_seq), 0);
+    uint64_t seq = raffle_drawn(f, &draw_seq);
     sm_head hb;
     assert_int_equal(sm_ledger_head(f->b, &f->idb.pub, &hb), 0);
     assert_true(hb.seq >= 3);

@@ -841,19 +841,24 @@ test_own_log_recovery(void **state)
     assert_int_equal(forks(f->l[0]), 0);
 }
 
-/* Node 1 writes n entries and every node stores them; its head is returned. */
-static uint64_t
-own_log_everywhere(net *f, int n)
+/* A market of `nodes` (the test's state, torn down with it), in session;
+   node 1 writes n entries and every node stores them; *own is its head. */
+static net *
+own_log_everywhere(void **state, int nodes, uint64_t seed, int n, uint64_t *own)
 {
+    net *f = net_new(nodes, seed);
+    *state = f;
+    connect_all(f);
+    pump(f);
     assert_int_equal(write_at(f, 1, tu_item("tee", "Tee", 1500)), 0);
     assert_int_equal(write_at(f, 1, tu_add("tee", (uint32_t) n + 100)), 0);
     for (int k = 0; k < n; k++)
         assert_int_equal(write_at(f, 1, tu_sale("tee", 1, 1500, NULL)), 0);
     pump(f);
-    uint64_t own = head_seq(f->l[1], &f->id[1].pub);
+    *own = head_seq(f->l[1], &f->id[1].pub);
     for (int i = 0; i < f->n; i++)
-        assert_int_equal(head_seq(f->l[i], &f->id[1].pub), own);
-    return own;
+        assert_int_equal(head_seq(f->l[i], &f->id[1].pub), *own);
+    return f;
 }
 
 /* Node 1 is wiped and reconnected to every other node; its first WANT of
@@ -882,11 +887,8 @@ wipe_losing_first_want(net *f, const char *name)
 static void
 test_own_log_fetch_hedged(void **state)
 {
-    net *f = net_new(3, 29);
-    *state = f;
-    connect_all(f);
-    pump(f);
-    uint64_t own = own_log_everywhere(f, 40);
+    uint64_t own = 0;
+    net *f = own_log_everywhere(state, 3, 29, 40, &own);
 
     /* Without loss: every WANT of its log goes to one peer. */
     wipe_node(f, 1, "n1-wiped");
@@ -955,11 +957,8 @@ deliver_all_but_own_runs(net *f, int to)
 static void
 test_own_log_fetch_slow_link(void **state)
 {
-    net *f = net_new(3, 37);
-    *state = f;
-    connect_all(f);
-    pump(f);
-    uint64_t own = own_log_everywhere(f, 2500);    /* three runs of 1,024 */
+    uint64_t own = 0;
+    net *f = own_log_everywhere(state, 3, 37, 2500, &own);    /* three runs of 1,024 */
     wipe_node(f, 1, "n1-wiped");
     net_connect(f, 0, 1);
     net_connect(f, 1, 2);
@@ -991,11 +990,8 @@ test_own_log_fetch_slow_link(void **state)
 static void
 test_own_log_fetch_retried(void **state)
 {
-    net *f = net_new(2, 31);
-    *state = f;
-    connect_all(f);
-    pump(f);
-    uint64_t own = own_log_everywhere(f, 30);
+    uint64_t own = 0;
+    net *f = own_log_everywhere(state, 2, 31, 30, &own);
     wipe_losing_first_want(f, "n1-wiped");
     f->now += SM_OWN_WANT_HEDGE_MS;
     sm_gossip_tick(f->g[1], f->now);
