@@ -121,6 +121,16 @@ wait_http() {
     return 1
 }
 
+# start_node DIR LOG: run the node in DIR on a free loopback port, its
+# output in LOG; sets NODE_PID, PORT and BASE; 1 if it is not ready in 10 s.
+start_node() {
+    PORT=$(free_port) || return 1
+    "$BIN" --dir "$1" run --http "127.0.0.1:$PORT" --listen none >"$2" 2>&1 &
+    NODE_PID=$!
+    BASE=http://127.0.0.1:$PORT
+    wait_http "$BASE/readyz"
+}
+
 # field LINE NAME: the value of NAME=VALUE in a tool's result line.
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 rss_kb() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status" 2>/dev/null; }
@@ -144,11 +154,8 @@ DIR=$TMP/node
 "$BIN" --dir "$DIR" init --name "bench stall" >/dev/null || die "init failed"
 "$BIN" --dir "$DIR" market create --name "Bench Market" --currency GBP >/dev/null \
     || die "market create failed"
-PORT=$(free_port) || die "no free port"
-"$BIN" --dir "$DIR" run --http "127.0.0.1:$PORT" --listen none >"$TMP/node.log" 2>&1 &
-NODE_PID=$!
-BASE=http://127.0.0.1:$PORT
-wait_http "$BASE/readyz" || die "the node did not become ready: $(tail -n 5 "$TMP/node.log")"
+start_node "$DIR" "$TMP/node.log" \
+    || die "the node did not become ready: $(tail -n 5 "$TMP/node.log")"
 printf 'Authorization: Bearer %s\n' "$(cat "$DIR/api-token")" >"$TMP/auth"
 
 # The catalog: one curl process, one kept-alive connection, 2 x ITEMS POSTs.
@@ -447,11 +454,7 @@ for n in 1000 "$STATE_SALES"; do
         failed=1
         continue
     fi
-    SPORT=$(free_port) || die "no free port"
-    "$BIN" --dir "$SD" run --http "127.0.0.1:$SPORT" --listen none >"$TMP/state.log" 2>&1 &
-    NODE_PID=$!
-    SBASE=http://127.0.0.1:$SPORT
-    if ! wait_http "$SBASE/readyz"; then
+    if ! start_node "$SD" "$TMP/state.log"; then
         row "node: GET /api/state, $n sales" "FAILED: the node did not start: $(tail -n 2 "$TMP/state.log")"
         failed=1
         stop "$NODE_PID"; NODE_PID=
@@ -459,15 +462,15 @@ for n in 1000 "$STATE_SALES"; do
     fi
     printf 'Authorization: Bearer %s\n' "$(cat "$SD/api-token")" >"$TMP/state.auth"
     curl -fs -o /dev/null --max-time 5 -H "@$TMP/state.auth" \
-        -d "{\"sku\":\"bench\",\"qty\":$((STATE_ROUNDS + 10))}" "$SBASE/api/stock/add"
+        -d "{\"sku\":\"bench\",\"qty\":$((STATE_ROUNDS + 10))}" "$BASE/api/stock/add"
     : >"$TMP/state.times"
     : >"$TMP/state.codes"
     i=0
     while [ $i -lt "$STATE_ROUNDS" ]; do
         curl -s -o /dev/null --max-time 5 -w '%{http_code}\n' -H "@$TMP/state.auth" \
             -d '{"lines":[{"sku":"bench","qty":1}],"source":"in_person","payment":"card"}' \
-            "$SBASE/api/sales" >>"$TMP/state.codes"
-        curl -fs -o /dev/null --max-time 5 -w '%{time_total}\n' "$SBASE/api/state" >>"$TMP/state.times"
+            "$BASE/api/sales" >>"$TMP/state.codes"
+        curl -fs -o /dev/null --max-time 5 -w '%{time_total}\n' "$BASE/api/state" >>"$TMP/state.times"
         i=$((i + 1))
     done
     stop "$NODE_PID"
