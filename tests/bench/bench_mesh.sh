@@ -13,6 +13,9 @@
 #       ZeroMQ CURVE round trip on loopback (build/tools/zmqping) and a
 #       durable LMDB commit (build/bench/bench_ledger --commit-only): every
 #       hop costs a commit before it relays.  Target C: p50 <= 2 ms, p99 <= 10 ms (the speed issue's).
+#       Then the same line again with the three stores on a tmpfs (/dev/shm),
+#       where a sync costs nothing: what the nodes and the mesh cost, the
+#       rest being the syncs of three nodes on one disk.
 #   (b) catch-up: an organiser with CATCHUP (1,000,000) sales in its log
 #       (build/bench/fill_store appends them to its store before it starts),
 #       a fresh stall started with it as its only peer: entries per second
@@ -35,7 +38,8 @@
 #
 # Every process started here is stopped by its PID (TERM, then KILL after
 # 5 s); every wait is bounded.  Knobs (environment): BENCH_MESH_SALES,
-# BENCH_CATCHUP_ENTRIES, BENCH_IDLE_PEERS, BENCH_IDLE_SECONDS, BENCH_MESH_PARTS
+# BENCH_CATCHUP_ENTRIES, BENCH_IDLE_PEERS, BENCH_IDLE_SECONDS, BENCH_SYNC_FREE
+# (0: no tmpfs run), BENCH_SYNC_FREE_DIR (default /dev/shm), BENCH_MESH_PARTS
 # (default "a b c": (a) with the wire bytes of (c), (b), the idle part of (c)).  Exits 1 if a
 # node could not be started or a measurement failed; a missed target is
 # printed, not an exit status.
@@ -82,6 +86,7 @@ cleanup() {
     for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && kill "${PID[$n]}" 2>/dev/null; done
     for n in "${!PID[@]}"; do stop "$n"; done
     rm -rf "$TMP"
+    [ -z "$SHM" ] || rm -rf "$SHM"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -104,7 +109,11 @@ free_port() {
     done
     return 1
 }
-sm() { local n=$1; shift; "$BIN" --dir "$TMP/$n" "$@"; }
+# Node NAME's data directory is $ROOT/NAME: on TMP, or on a tmpfs for the
+# line's second run (sync_free_dir).
+ROOT=$TMP
+SHM=
+sm() { local n=$1; shift; "$BIN" --dir "$ROOT/$n" "$@"; }
 url() { echo "http://127.0.0.1:${HP[$1]}"; }
 get() { curl -s --max-time 5 "$(url "$1")$2"; }
 # start NODE [RUN ARGS...]: on fresh ports (retried on a clash); up to 10 s for /readyz.
@@ -113,7 +122,7 @@ start() {
     shift
     for _ in 1 2 3 4 5; do
         HP[$n]=$(free_port) && MP[$n]=$(free_port) || return 1
-        "$BIN" --dir "$TMP/$n" run --http "127.0.0.1:${HP[$n]}" \
+        "$BIN" --dir "$ROOT/$n" run --http "127.0.0.1:${HP[$n]}" \
             --listen "tcp://127.0.0.1:${MP[$n]}" --log-level warn "$@" \
             >"$TMP/$n.out" 2>>"$TMP/$n.log" &
         PID[$n]=$!
@@ -132,7 +141,7 @@ start() {
 api() {
     for _ in $(seq 1 100); do
         code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$2" --max-time 10 \
-            -H "Authorization: Bearer $(cat "$TMP/$1/api-token")" \
+            -H "Authorization: Bearer $(cat "$ROOT/$1/api-token")" \
             -H 'Content-Type: application/json' --data-binary "$4" "$(url "$1")$3")
         body=$(cat "$TMP/body")
         [ "$code" = 503 ] && [ "$(jq -r .error "$TMP/body" 2>/dev/null)" = recovering ] || return 0
@@ -166,52 +175,82 @@ wire_bytes() {
         | grep -o 'bytes_sent:[0-9]*' | awk -F: '{ s += $2 } END { printf "%d", s }'
 }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# sync_free_dir: a new directory on a tmpfs (BENCH_SYNC_FREE_DIR, default
+# /dev/shm), where an fsync costs nothing; prints why not and fails if
+# BENCH_SYNC_FREE=0, if there is no such tmpfs, or if TMP is on one already.
+sync_free_dir() {
+    local base=${BENCH_SYNC_FREE_DIR:-/dev/shm}
+    if [ "${BENCH_SYNC_FREE:-1}" = 0 ]; then
+        echo "skipped (BENCH_SYNC_FREE=0)"
+    elif [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
+        echo "skipped: the stores are on a tmpfs already"
+    elif [ "$(stat -f -c %T "$base" 2>/dev/null)" != tmpfs ] || [ ! -w "$base" ]; then
+        echo "skipped: no writable tmpfs at $base"
+    else
+        mktemp -d "$base/stallmesh-benchmesh-shm.XXXXXX" && return 0
+        echo "skipped: cannot make a directory in $base"
+    fi
+    return 1
+}
 
 say "stallmesh mesh benchmark: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work"
 say "on the machine shows in every figure), $(uname -sr); every node on 127.0.0.1"
 say ""
 
 # --- (a) propagation on a line A - B - C ------------------------------------------
-if part a; then
-for n in A B C; do new_node $n || die "init $n"; done
-sm B market create --name "Bench line" --currency GBP >/dev/null || die "market create"
-join A B && join C B || die "join"
-start B --advertise none || die "B did not start: $(tail -n 3 "$TMP/B.log")"
-for n in A C; do
-    start $n --advertise none --peer "${ID[B]}@tcp://127.0.0.1:${MP[B]}" \
-        || die "$n did not start: $(tail -n 3 "$TMP/$n.log")"
-done
-api B POST /api/items '{"sku":"lat","name":"Latency jar","price":100}'
-has_item() { get "$1" /api/stock | jq -e '.items[] | select(.sku == "lat")' >/dev/null; }
-until_true 20 has_item A || die "the item did not reach A"
-api A POST /api/stock/add "{\"sku\":\"lat\",\"qty\":$((SALES * 4 + 1000))}"
-[ "$code" = 201 ] || die "stock add at A: $code $body"
-stocked() { [ "$(units_at C lat "${ID[A]}")" = $((SALES * 4 + 1000)) ]; }
-until_true 20 stocked || die "A's stock did not reach C"
-line_ok() { [ "$(connected_count A)" = 1 ] && [ "$(connected_count C)" = 1 ]; }
-until_true 10 line_ok || die "A and C should each have B as their only peer: $(get C /api/peers)"
+# line_up: init A, B (the organiser) and C in $ROOT, start them as a line,
+# catalog and stock at A, until C has A's stock and each end has only B.
+line_up() {
+    for n in A B C; do new_node $n || die "init $n"; done
+    sm B market create --name "Bench line" --currency GBP >/dev/null || die "market create"
+    join A B && join C B || die "join"
+    start B --advertise none || die "B did not start: $(tail -n 3 "$TMP/B.log")"
+    for n in A C; do
+        start $n --advertise none --peer "${ID[B]}@tcp://127.0.0.1:${MP[B]}" \
+            || die "$n did not start: $(tail -n 3 "$TMP/$n.log")"
+    done
+    api B POST /api/items '{"sku":"lat","name":"Latency jar","price":100}'
+    has_item() { get "$1" /api/stock | jq -e '.items[] | select(.sku == "lat")' >/dev/null; }
+    until_true 20 has_item A || die "the item did not reach A"
+    api A POST /api/stock/add "{\"sku\":\"lat\",\"qty\":$((SALES * 4 + 1000))}"
+    [ "$code" = 201 ] || die "stock add at A: $code $body"
+    stocked() { [ "$(units_at C lat "${ID[A]}")" = $((SALES * 4 + 1000)) ]; }
+    until_true 20 stocked || die "A's stock did not reach C"
+    line_ok() { [ "$(connected_count A)" = 1 ] && [ "$(connected_count C)" = 1 ]; }
+    until_true 10 line_ok || die "A and C should each have B as their only peer: $(get C /api/peers)"
+}
 SALE='{"lines":[{"sku":"lat","qty":1}],"source":"in_person","payment":"card"}'
+# line_times PREFIX: SALES sales at A, each timed until B, then C, shows it;
+# rows labelled with PREFIX; the targets' verdicts only without one.
+line_times() {
+    local hop p50 p99 tail
+    for hop in B C; do
+        line=$(timeout 300 "$MESHLAT" --post "$(url A)/api/sales" --bearer-file "$ROOT/A/api-token" \
+               --body "$SALE" --watch "$(url $hop)/api/stock" --sku lat --node "${ID[A]}" \
+               --count "$SALES" 2>"$TMP/meshlat.err")
+        if [ -z "$line" ]; then
+            row "${1}sale at A -> visible at $hop" "FAILED: $(cat "$TMP/meshlat.err")"
+            failed=1
+            continue
+        fi
+        p50=$(field "$line" visible_p50_ms); p99=$(field "$line" visible_p99_ms)
+        if [ $hop = C ]; then
+            tail=""
+            [ -n "$1" ] || tail="  (target p50 <= 2 ms: $(verdict "$p50" lt 2.001), p99 <= 10 ms: $(verdict "$p99" lt 10.001))"
+            row "${1}sale at A -> visible at C (2 hops)" \
+                "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms$tail"
+        else
+            row "${1}sale at A -> visible at B (1 hop)" "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms"
+            row "${1}the sale's POST at A -> 201" "p50 $(field "$line" post_p50_ms) ms, p99 $(field "$line" post_p99_ms) ms"
+        fi
+    done
+}
+if part a; then
+line_up
 say "(a) a sale at A -> shown by GET /api/stock at B (1 hop) and C (2 hops, relayed by B);"
 say "    $SALES sales one after another, timed from the start of the POST at A (meshlat:"
 say "    a poller asks every 250 us with If-None-Match); every hop commits durably first"
-for hop in B C; do
-    line=$(timeout 300 "$MESHLAT" --post "$(url A)/api/sales" --bearer-file "$TMP/A/api-token" \
-           --body "$SALE" --watch "$(url $hop)/api/stock" --sku lat --node "${ID[A]}" \
-           --count "$SALES" 2>"$TMP/meshlat.err")
-    if [ -z "$line" ]; then
-        row "sale at A -> visible at $hop" "FAILED: $(cat "$TMP/meshlat.err")"
-        failed=1
-        continue
-    fi
-    p50=$(field "$line" visible_p50_ms); p99=$(field "$line" visible_p99_ms)
-    if [ $hop = C ]; then
-        row "sale at A -> visible at C (2 hops)" \
-            "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms  (target p50 <= 2 ms: $(verdict "$p50" lt 2.001), p99 <= 10 ms: $(verdict "$p99" lt 10.001))"
-    else
-        row "sale at A -> visible at B (1 hop)" "p50 $p50 ms, p99 $p99 ms, max $(field "$line" visible_max_ms) ms"
-        row "the sale's POST at A -> 201" "p50 $(field "$line" post_p50_ms) ms, p99 $(field "$line" post_p99_ms) ms"
-    fi
-done
+line_times ""
 line=$("$ZMQPING" --count 2000 --bytes 320 2>&1)
 row "raw ZeroMQ CURVE round trip, 320 bytes" \
     "p50 $(field "$line" p50_us) us, p99 $(field "$line" p99_us) us  (zmqping: DEALER/ROUTER, loopback)"
@@ -228,7 +267,7 @@ sleep 10
 b1=$(wire_bytes "${MP[A]}" "${MP[B]}" "${MP[C]}"); t1=$(now_ms)
 idle_rate=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", b * 1000 / t }')
 before=$(units_at C lat "${ID[A]}")
-line=$(timeout 300 "$LOAD" "$(url A)/api/sales" --method POST --bearer-file "$TMP/A/api-token" \
+line=$(timeout 300 "$LOAD" "$(url A)/api/sales" --method POST --bearer-file "$ROOT/A/api-token" \
        --expect 201 --requests 200 --parallel 1 --body "$SALE" 2>"$TMP/load.err")
 seen_all() { [ "$(units_at C lat "${ID[A]}")" = $((before - 200)) ]; }
 if [ -z "$line" ] || ! until_true 20 seen_all; then
@@ -243,6 +282,24 @@ else
 fi
 for n in A B C; do stop $n; done
 say ""
+# The line again with the three stores on a tmpfs, where a sync costs
+# nothing: what the nodes and the mesh cost, beside the disk's syncs above.
+if SHM=$(sync_free_dir); then
+    ROOT=$SHM
+    line_up
+    say "(a) again, the three stores on a tmpfs (a sync costs nothing there): what the nodes"
+    say "    and the mesh cost; the difference from (a) is the disk's syncs, all three nodes'"
+    say "    on the one disk"
+    line_times "tmpfs: "
+    for n in A B C; do stop $n; done
+    rm -rf "$SHM"
+    SHM=
+    ROOT=$TMP
+else
+    row "(a) with the stores on a tmpfs" "$SHM"
+    SHM=
+fi
+say ""
 fi
 
 # --- (b) catch-up of a fresh stall -----------------------------------------------
@@ -254,7 +311,7 @@ say "    the entries received reach it, then GET /api/state for the head)"
 new_node CO && new_node CS || die "init"
 sm CO market create --name "Bench catch-up" --currency GBP >/dev/null || die "market create"
 join CS CO || die "join"
-fill=$(timeout 1200 "$FILL" "$TMP/CO" "$CATCHUP" 2>&1) || die "fill_store: $fill"
+fill=$(timeout 1200 "$FILL" "$ROOT/CO" "$CATCHUP" 2>&1) || die "fill_store: $fill"
 target=$(field "$fill" head)
 row "the organiser's log, written by fill_store" \
     "$target entries, $(field "$fill" entries_per_s) appends/s (signed, group commit)"
@@ -308,7 +365,7 @@ else
     failed=1
 fi
 stop CS; stop CO
-rm -rf "$TMP/CS" "$TMP/CO"
+rm -rf "$ROOT/CS" "$ROOT/CO"
 say ""
 fi
 

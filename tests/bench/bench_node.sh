@@ -20,7 +20,10 @@
 #   (c) a sale request -> 201, SALES (2000) one after another over one
 #       kept-alive connection, each with a unique external id, durable
 #       commits; then 16 tills at once (group commit); beside the raw durable
-#       LMDB commit (build/bench/bench_ledger --commit-only).
+#       LMDB commit (build/bench/bench_ledger --commit-only); then the one at
+#       a time and the 16 tills again from a node whose store is on a tmpfs
+#       (/dev/shm), where a sync costs nothing: what the node itself costs,
+#       the rest being the disk's.
 #   (d) GET /api/state right after a sale, STATE_ROUNDS (200) rounds, on a
 #       store of 1,000 sales and one of STATE_SALES (100,000; filled by
 #       build/bench/fill_store): the state digest is kept as the node
@@ -31,7 +34,8 @@
 # started here is stopped by its PID (TERM, then KILL after 5 s); every wait
 # is bounded.  Knobs (environment): BENCH_WS_CLIENTS, BENCH_WS_ROUNDS,
 # BENCH_TILL_ROUNDS, BENCH_TILL_SALES, BENCH_SALES, BENCH_WRK_SECONDS,
-# BENCH_STATE_SALES, BENCH_STATE_ROUNDS, BENCH_PARTS (default "a b c d":
+# BENCH_STATE_SALES, BENCH_STATE_ROUNDS, BENCH_SYNC_FREE (0: no tmpfs run),
+# BENCH_SYNC_FREE_DIR (default /dev/shm), BENCH_PARTS (default "a b c d":
 # which of the four parts run).  Exits 1 if the node could not be started
 # or a measurement failed; a missed target is printed, not an exit status.
 
@@ -79,11 +83,13 @@ stop() {
     kill -0 "$1" 2>/dev/null && kill -9 "$1" 2>/dev/null
     wait "$1" 2>/dev/null
 }
+SHM=
 cleanup() {
     stop "$NGINX_PID"
     stop "$FEED_PID"
     stop "$NODE_PID"
     rm -rf "$TMP"
+    [ -z "$SHM" ] || rm -rf "$SHM"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -131,6 +137,24 @@ start_node() {
     wait_http "$BASE/readyz"
 }
 
+# sync_free_dir: a new directory on a tmpfs (BENCH_SYNC_FREE_DIR, default
+# /dev/shm), where an fsync costs nothing, for the same figures without the
+# disk's syncs; prints why not and fails if BENCH_SYNC_FREE=0, if there is no
+# such tmpfs, or if TMP is on one already (nothing to compare then).
+sync_free_dir() {
+    base=${BENCH_SYNC_FREE_DIR:-/dev/shm}
+    if [ "${BENCH_SYNC_FREE:-1}" = 0 ]; then
+        echo "skipped (BENCH_SYNC_FREE=0)"
+    elif [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
+        echo "skipped: the store is on a tmpfs already"
+    elif [ "$(stat -f -c %T "$base" 2>/dev/null)" != tmpfs ] || [ ! -w "$base" ]; then
+        echo "skipped: no writable tmpfs at $base"
+    else
+        mktemp -d "$base/stallmesh-bench-shm.XXXXXX" && return 0
+        echo "skipped: cannot make a directory in $base"
+    fi
+    return 1
+}
 # field LINE NAME: the value of NAME=VALUE in a tool's result line.
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 rss_kb() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status" 2>/dev/null; }
@@ -431,11 +455,52 @@ row "" "(bench_ledger --commit-only: one-entry appends of a stock add, each fsyn
 row "raw durable commit of a sale" "${sale_commit:-FAILED}"
 row "" "(the same, of a one-line sale with an external id after 2,000 others: the"
 row "" " pages a sale writes, its external id's index and the report's totals among them)"
-row "load average after" "$(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 
 stop "$NODE_PID"
 NODE_PID=
+
+# The same two figures from a node whose store is on a tmpfs, where a sync
+# costs nothing: what the node itself costs, beside the disk's syncs above.
+if part c; then
+if SHM=$(sync_free_dir); then
+    DIR=$SHM/node
+    "$BIN" --dir "$DIR" init --name "bench stall" >/dev/null \
+        && "$BIN" --dir "$DIR" market create --name "Bench Market" --currency GBP >/dev/null \
+        && start_node "$DIR" "$TMP/shm-node.log" || die "the tmpfs node did not start"
+    for req in "/api/items {\"sku\":\"sku-001\",\"name\":\"Mug\",\"price\":1200}" \
+               "/api/stock/add {\"sku\":\"sku-001\",\"qty\":$((SALES * 2 + 10000))}"; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+               -H "Authorization: Bearer $(cat "$DIR/api-token")" \
+               --data-binary "${req#* }" "$BASE${req%% *}" 2>/dev/null)
+        [ "$code" = 201 ] || die "tmpfs node: POST ${req%% *} answered $code"
+    done
+    say "    the same, the node's store on a tmpfs (a sync costs nothing there): what the node"
+    say "    itself costs; the difference from the figures above is the disk's syncs"
+    if sales 1 "$SALES"; then
+        row "tmpfs: sale, one at a time" \
+            "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms; $(field "$line" rps) sales/s ($SALES)"
+    else
+        row "tmpfs: sale, one at a time" "FAILED: $(cat "$TMP/load.err")"
+        failed=1
+    fi
+    if sales 16 "$SALES"; then
+        row "tmpfs: sales from 16 tills at once" \
+            "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms; $(field "$line" rps) sales/s"
+    else
+        row "tmpfs: sales from 16 tills at once" "FAILED: $(cat "$TMP/load.err")"
+        failed=1
+    fi
+    stop "$NODE_PID"
+    NODE_PID=
+    rm -rf "$SHM"
+    SHM=
+else
+    row "tmpfs: the same without syncs" "$SHM"
+    SHM=
+fi
+row "load average after" "$(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 
 # --- (d) GET /api/state on a large store ------------------------------------
 # Its digest covers the whole state; the node keeps it as it writes, so the

@@ -13,8 +13,14 @@
 char *
 tu_tempdir(void)
 {
-    char *dir = strdup("/tmp/stallmesh-test-XXXXXX");
-    assert(dir && mkdtemp(dir));
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/stallmesh-test-XXXXXX", base) < 0 || !mkdtemp(dir)) {
+        fprintf(stderr, "tu_tempdir: cannot make a directory under %s\n", base);
+        abort();
+    }
     return dir;
 }
 

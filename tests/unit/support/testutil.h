@@ -8,7 +8,8 @@
 #include "stallmesh/identity.h"
 #include "stallmesh/ledger.h"
 
-/* A new empty directory (caller frees the string and removes it). */
+/* A new empty directory under $TMPDIR, or /tmp when it is unset (caller
+   frees the string and removes it). */
 char *tu_tempdir(void);
 /* Remove a directory tree made by a test. */
 void tu_rmrf(const char *dir);
