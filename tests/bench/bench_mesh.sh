@@ -68,6 +68,7 @@ for tool in curl jq ss awk; do
     command -v $tool >/dev/null 2>&1 || { echo "bench_mesh: $tool is missing" >&2; exit 1; }
 done
 
+. "$(dirname "$0")/sync_free.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-benchmesh.XXXXXX") || exit 1
 declare -A PID HP MP ID
 failed=0
@@ -175,23 +176,6 @@ wire_bytes() {
         | grep -o 'bytes_sent:[0-9]*' | awk -F: '{ s += $2 } END { printf "%d", s }'
 }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# sync_free_dir: a new directory on a tmpfs (BENCH_SYNC_FREE_DIR, default
-# /dev/shm), where an fsync costs nothing; prints why not and fails if
-# BENCH_SYNC_FREE=0, if there is no such tmpfs, or if TMP is on one already.
-sync_free_dir() {
-    local base=${BENCH_SYNC_FREE_DIR:-/dev/shm}
-    if [ "${BENCH_SYNC_FREE:-1}" = 0 ]; then
-        echo "skipped (BENCH_SYNC_FREE=0)"
-    elif [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
-        echo "skipped: the stores are on a tmpfs already"
-    elif [ "$(stat -f -c %T "$base" 2>/dev/null)" != tmpfs ] || [ ! -w "$base" ]; then
-        echo "skipped: no writable tmpfs at $base"
-    else
-        mktemp -d "$base/stallmesh-benchmesh-shm.XXXXXX" && return 0
-        echo "skipped: cannot make a directory in $base"
-    fi
-    return 1
-}
 
 say "stallmesh mesh benchmark: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work"
 say "on the machine shows in every figure), $(uname -sr); every node on 127.0.0.1"
@@ -284,7 +268,7 @@ for n in A B C; do stop $n; done
 say ""
 # The line again with the three stores on a tmpfs, where a sync costs
 # nothing: what the nodes and the mesh cost, beside the disk's syncs above.
-if SHM=$(sync_free_dir); then
+if SHM=$(sync_free_dir "$TMP" stallmesh-benchmesh-shm); then
     ROOT=$SHM
     line_up
     say "(a) again, the three stores on a tmpfs (a sync costs nothing there): what the nodes"

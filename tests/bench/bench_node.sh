@@ -65,6 +65,7 @@ for f in "$BIN" "$PROBE" "$FEED" "$LOAD" "$LEDGER"; do
     fi
 done
 
+. "$(dirname "$0")/sync_free.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stallmesh-bench.XXXXXX") || exit 1
 NODE_PID=
 FEED_PID=
@@ -137,24 +138,6 @@ start_node() {
     wait_http "$BASE/readyz"
 }
 
-# sync_free_dir: a new directory on a tmpfs (BENCH_SYNC_FREE_DIR, default
-# /dev/shm), where an fsync costs nothing, for the same figures without the
-# disk's syncs; prints why not and fails if BENCH_SYNC_FREE=0, if there is no
-# such tmpfs, or if TMP is on one already (nothing to compare then).
-sync_free_dir() {
-    base=${BENCH_SYNC_FREE_DIR:-/dev/shm}
-    if [ "${BENCH_SYNC_FREE:-1}" = 0 ]; then
-        echo "skipped (BENCH_SYNC_FREE=0)"
-    elif [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
-        echo "skipped: the store is on a tmpfs already"
-    elif [ "$(stat -f -c %T "$base" 2>/dev/null)" != tmpfs ] || [ ! -w "$base" ]; then
-        echo "skipped: no writable tmpfs at $base"
-    else
-        mktemp -d "$base/stallmesh-bench-shm.XXXXXX" && return 0
-        echo "skipped: cannot make a directory in $base"
-    fi
-    return 1
-}
 # field LINE NAME: the value of NAME=VALUE in a tool's result line.
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 rss_kb() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status" 2>/dev/null; }
@@ -463,7 +446,7 @@ NODE_PID=
 # The same two figures from a node whose store is on a tmpfs, where a sync
 # costs nothing: what the node itself costs, beside the disk's syncs above.
 if part c; then
-if SHM=$(sync_free_dir); then
+if SHM=$(sync_free_dir "$TMP" stallmesh-bench-shm); then
     DIR=$SHM/node
     "$BIN" --dir "$DIR" init --name "bench stall" >/dev/null \
         && "$BIN" --dir "$DIR" market create --name "Bench Market" --currency GBP >/dev/null \
@@ -477,20 +460,16 @@ if SHM=$(sync_free_dir); then
     done
     say "    the same, the node's store on a tmpfs (a sync costs nothing there): what the node"
     say "    itself costs; the difference from the figures above is the disk's syncs"
-    if sales 1 "$SALES"; then
-        row "tmpfs: sale, one at a time" \
-            "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms; $(field "$line" rps) sales/s ($SALES)"
-    else
-        row "tmpfs: sale, one at a time" "FAILED: $(cat "$TMP/load.err")"
-        failed=1
-    fi
-    if sales 16 "$SALES"; then
-        row "tmpfs: sales from 16 tills at once" \
-            "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms; $(field "$line" rps) sales/s"
-    else
-        row "tmpfs: sales from 16 tills at once" "FAILED: $(cat "$TMP/load.err")"
-        failed=1
-    fi
+    for par in 1 16; do
+        label="tmpfs: sales from $par tills at once"
+        [ $par = 1 ] && label="tmpfs: sale, one at a time"
+        if sales $par "$SALES"; then
+            row "$label" "p50 $(field "$line" p50_ms) ms, p99 $(field "$line" p99_ms) ms; $(field "$line" rps) sales/s ($SALES)"
+        else
+            row "$label" "FAILED: $(cat "$TMP/load.err")"
+            failed=1
+        fi
+    done
     stop "$NODE_PID"
     NODE_PID=
     rm -rf "$SHM"

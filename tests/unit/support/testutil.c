@@ -10,12 +10,18 @@
 
 #include "stallmesh/error.h"
 
+/*  Where the tests' directories go: $TMPDIR, or /tmp when it is unset.    */
+static const char *
+s_base(void)
+{
+    const char *base = getenv("TMPDIR");
+    return base && *base ? base : "/tmp";
+}
+
 char *
 tu_tempdir(void)
 {
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base)
-        base = "/tmp";
+    const char *base = s_base();
     char *dir = NULL;
     if (asprintf(&dir, "%s/stallmesh-test-XXXXXX", base) < 0 || !mkdtemp(dir)) {
         fprintf(stderr, "tu_tempdir: cannot make a directory under %s\n", base);
@@ -34,7 +40,10 @@ s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 void
 tu_rmrf(const char *dir)
 {
-    if (dir && strncmp(dir, "/tmp/stallmesh-test-", 20) == 0)
+    /* Only a directory tu_tempdir made. */
+    const char *base = s_base();
+    size_t n = strlen(base);
+    if (dir && strncmp(dir, base, n) == 0 && strncmp(dir + n, "/stallmesh-test-", 16) == 0)
         nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
