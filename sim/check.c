@@ -59,6 +59,7 @@
 
 #include "drop.h"
 #include "reserve.h"
+#include "snapshot.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
 
@@ -174,6 +175,50 @@ sim_check_node(sim_world *w, sim_node *nd)
         sim_check_model(w, nd);
     if (w->checks_run % 31 == 0)
         sim_check_digest(w, nd);
+    if (w->checks_run % 29 == 0)
+        sim_check_stock_page(w, nd);
+}
+
+void
+sim_check_stock_page(sim_world *w, sim_node *nd)
+{
+    if (!nd->stock)
+        return;
+    uint64_t now = sim_node_now(w, nd);
+    char *delta = NULL;
+    size_t dlen = 0;
+    int rc = sm_snapshot_ensure(nd->stock, now);
+    if (rc == 0)
+        rc = sm_snapshot_refresh(nd->stock, now, &delta, &dlen);
+    free(delta);
+    sm_snapshot *whole = rc >= 0 ? sm_snapshot_new(nd->ledger, &nd->id.pub) : NULL;
+    if (rc < 0 || !whole || (rc = sm_snapshot_ensure(whole, now)) < 0) {
+        sim_fail(w, "node %d: cannot build its stock page: %s", nd->index,
+                 sm_strerror(rc < 0 ? rc : SM_ENOMEM));
+        sm_snapshot_destroy(&whole);
+        return;
+    }
+    /* Both as of the same version; the items as read from it (the page
+       kept need not have been rebuilt now: from "items" on). */
+    void *o1 = NULL, *o2 = NULL;
+    size_t n1, n2;
+    const char *kept = sm_snapshot_body(nd->stock, &n1, &o1);
+    const char *fresh = sm_snapshot_body(whole, &n2, &o2);
+    const char *i1 = strstr(kept, "\"items\":"), *i2 = strstr(fresh, "\"items\":");
+    if (sm_snapshot_version(nd->stock) != sm_snapshot_version(whole) || !i1 || !i2
+        || strcmp(i1, i2) != 0) {
+        size_t at = 0;
+        while (i1 && i2 && i1[at] && i1[at] == i2[at])
+            at++;
+        sim_fail(w, "node %d: its stock page rebuilt from what changed (version %llu) is not "
+                 "a whole build's (version %llu): from \"%.60s\" against \"%.60s\"",
+                 nd->index, (unsigned long long) sm_snapshot_version(nd->stock),
+                 (unsigned long long) sm_snapshot_version(whole), i1 ? i1 + at : "",
+                 i2 ? i2 + at : "");
+    }
+    sm_snapshot_body_unref(&o1);
+    sm_snapshot_body_unref(&o2);
+    sm_snapshot_destroy(&whole);
 }
 
 void
@@ -1386,6 +1431,7 @@ sim_check_final(sim_world *w)
         sim_check_node(w, nd);
         sim_check_model(w, nd);
         sim_check_digest(w, nd);
+        sim_check_stock_page(w, nd);
         sm_id bad_origin;
         uint64_t bad_seq = 0, checked = 0;
         int rc = sm_ledger_verify(nd->ledger, &bad_origin, &bad_seq, &checked);

@@ -165,6 +165,7 @@ typedef struct sim_node {
     char snap[320];            /* an old copy of the store ("" = none) */
     uint64_t snap_own_head;    /* its own head in that copy */
     sm_ledger *ledger;         /* NULL while the process is down */
+    struct sm_snapshot *stock; /* its stock page, rebuilt from what changed */
     sm_gossip *gossip;
     sm_policy *policy;         /* the write policy (src/policy.c), as the real core's */
     sm_policy_counters policy_seen;  /* its counters already added to the world's */
@@ -443,6 +444,10 @@ void sim_check_model(sim_world *w, sim_node *nd);
     read by GET /api/state in constant time) is its state's: equal to a
     scan of the state, of the same version.                                  */
 void sim_check_digest(sim_world *w, sim_node *nd);
+/*  The stock page a node rebuilds from only the items that changed (the
+    ledger's change log) is byte for byte the one a build of its whole
+    stock view gives.                                                        */
+void sim_check_stock_page(sim_world *w, sim_node *nd);
 void sim_check_memory(sim_world *w);
 bool sim_check_converged(sim_world *w, char *why, size_t cap);
 /* The lowest seq node nd holds fork evidence against `origin` at; 0 if none. */

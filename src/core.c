@@ -352,9 +352,12 @@ s_thread_start(sm_core *self)
         s_slot_give(self, &self->slots[SM_CORE_QUEUE_MAX - 1 - i]);
     int rc;
     /* GET /api/state's digest: kept as the core writes, read in constant
-       time however large the state grows (one scan now). */
+       time however large the state grows (one scan now); and the log of
+       what each commit changed in the stock view, so the web thread's
+       snapshot rebuilds only the items that changed. */
     if ((rc = sm_ledger_defer_sync(self->opts.ledger, true)) != 0
         || (rc = sm_ledger_keep_digest(self->opts.ledger)) != 0
+        || (rc = sm_ledger_keep_changes(self->opts.ledger)) != 0
         || (rc = s_syncer_start(self)) != 0)
         return rc;
     if (self->opts.mesh) {

@@ -7,6 +7,7 @@
     walk over a range is sm__ledger_scan (state.h).                           */
 #include <assert.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bytes.h"
@@ -231,6 +232,108 @@ sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
         rc = sm__ledger_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
     if (rc == 0 && members)
         rc = sm__ledger_scan(txn, SM_DB_ORIGINS, NULL, 0, NULL, 0, s_member_each, &view);
+    sm_txn_abort(&txn);
+    return rc;
+}
+
+/*  The stock view since a version: the change log (sm_store_changes) over
+    the three databases the view reads names the skus whose item or stock
+    records were written since; a roster write (names, roles) or any span
+    the log cannot list means everything.                                     */
+static const uint32_t s_view_mask =
+    (1u << SM_DB_ITEMS) | (1u << SM_DB_STOCK) | (1u << SM_DB_ORIGINS);
+
+int
+sm_ledger_keep_changes(sm_ledger *self)
+{
+    assert(self);
+    return sm_store_changes_keep(sm__ledger_store(self), s_view_mask);
+}
+
+typedef struct {
+    char (*skus)[SM_SKU_BYTES_MAX + 1];
+    size_t n, cap;
+} s_changed;
+
+static int
+s_changed_note(sm_db db, const sm_val *k, void *arg)
+{
+    s_changed *c = arg;
+    size_t len = k->len;
+    if (db == SM_DB_STOCK)
+        len = k->len > SM_KEY_BYTES + 1 ? k->len - SM_KEY_BYTES - 1 : 0;
+    else if (db != SM_DB_ITEMS)
+        return SM_ENOTFOUND;           /* the roster: every item's names */
+    if (len == 0 || len > SM_SKU_BYTES_MAX)
+        return SM_ENOTFOUND;           /* not a key the view reads: read all */
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        void *p = realloc(c->skus, cap * sizeof *c->skus);
+        if (!p)
+            return SM_ENOMEM;
+        c->skus = p;
+        c->cap = cap;
+    }
+    memcpy(c->skus[c->n], k->data, len);
+    c->skus[c->n][len] = '\0';
+    c->n++;
+    return 0;
+}
+
+static int
+s_sku_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+int
+sm_ledger_stock_view_since(sm_ledger *self, uint64_t since, sm_sku_fn changed,
+                           sm_item_fn items, sm_stock_fn stock, sm_member_fn members,
+                           void *arg, uint64_t *version, bool *whole)
+{
+    assert(self && changed && version && whole);
+    int rc = 0;
+    sm_txn *txn = sm__ledger_rbegin(self, &rc);
+    if (!txn)
+        return rc;
+    *version = sm_txn_id(txn);
+    s_changed c = { 0 };
+    *whole = since == 0
+             || sm_store_changes(sm__ledger_store(self), txn, since, s_changed_note, &c) != 0;
+    s_view view = { items, stock, members, arg };
+    if (*whole) {
+        if (items)
+            rc = sm__ledger_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, &view);
+        if (rc == 0 && stock)
+            rc = sm__ledger_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
+    } else {
+        /* The skus once each, in the view's order (a key's bytes). */
+        if (c.n)
+            qsort(c.skus, c.n, sizeof *c.skus, s_sku_cmp);
+        size_t n = 0;
+        for (size_t i = 0; i < c.n; i++)
+            if (n == 0 || strcmp(c.skus[n - 1], c.skus[i]) != 0)
+                memmove(c.skus[n++], c.skus[i], sizeof *c.skus);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = changed(c.skus[i], arg) != 0 ? 1 : 0;
+        for (size_t i = 0; rc == 0 && items && i < n; i++) {
+            sm_val v, k = { c.skus[i], strlen(c.skus[i]) };
+            sm_item it;
+            rc = sm_kv_get(txn, SM_DB_ITEMS, k.data, k.len, &v);
+            if (rc == SM_ENOTFOUND)
+                rc = 0;                /* gone, or never catalogued */
+            else if (rc == 0 && (rc = s_item_export(&k, &v, &it)) == 0)
+                rc = items(&it, arg) != 0 ? 1 : 0;
+        }
+        for (size_t i = 0; rc == 0 && stock && i < n; i++)
+            rc = sm__ledger_scan(txn, SM_DB_STOCK, c.skus[i], strlen(c.skus[i]) + 1, NULL, 0,
+                                 s_stock_each, &view);
+        if (rc > 0)
+            rc = 0;                    /* a callback stopped it */
+    }
+    if (rc == 0 && members)
+        rc = sm__ledger_scan(txn, SM_DB_ORIGINS, NULL, 0, NULL, 0, s_member_each, &view);
+    free(c.skus);
     sm_txn_abort(&txn);
     return rc;
 }

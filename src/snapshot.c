@@ -2,7 +2,11 @@
 
     A build reads the stock view in one read transaction (items, stock
     records, roster names), groups the stock records by item, and writes
-    each item's object once into `items`, a comma-separated run.  The GET
+    each item's object once into `items`, a comma-separated run.  A build
+    after another reads only the items changed since the one before (when
+    the ledger keeps its change log: sm_ledger_keep_changes) and copies the
+    others' objects from it; a change it cannot list (the roster, a gap in
+    the log) reads them all.  The GET
     body and the websocket snapshot message are that run inside their two
     headers.  Each item's object is remembered by sku (s_ref: offset and
     length into `items`), in sku order, so the delta is one merge pass over
@@ -73,6 +77,7 @@ struct sm_snapshot {
     sm_ledger *ledger;
     sm_id node;
     s_build cur;
+    uint64_t builds_whole, builds_partial;
 };
 
 static s_blob *
@@ -141,6 +146,13 @@ sm_snapshot_destroy(sm_snapshot **self_p)
     *self_p = NULL;
 }
 
+void
+sm_snapshot_builds(const sm_snapshot *self, uint64_t *whole, uint64_t *partial)
+{
+    *whole = self->builds_whole;
+    *partial = self->builds_partial;
+}
+
 uint64_t
 sm_snapshot_version(const sm_snapshot *self)
 {
@@ -183,6 +195,8 @@ typedef struct {
     size_t n_locs, cap_locs;
     sm_member *members;
     size_t n_members, cap_members;
+    char (*changed)[SM_SKU_BYTES_MAX + 1];   /* a partial view: its skus */
+    size_t n_changed, cap_changed;
     int err;
 } s_collect;
 
@@ -243,6 +257,15 @@ s_collect_member(const sm_member *m, void *arg)
 }
 
 static int
+s_collect_changed(const char *sku, void *arg)
+{
+    s_collect *c = arg;
+    char key[SM_SKU_BYTES_MAX + 1] = { 0 };
+    snprintf(key, sizeof key, "%s", sku);
+    return s_push(c, (void **) &c->changed, &c->n_changed, &c->cap_changed, key, sizeof key);
+}
+
+static int
 s_member_cmp(const void *key, const void *elem)
 {
     return memcmp(key, ((const sm_member *) elem)->node.b, SM_KEY_BYTES);
@@ -263,6 +286,7 @@ s_collect_free(s_collect *c)
     free(c->items);
     free(c->locs);
     free(c->members);
+    free(c->changed);
     memset(c, 0, sizeof *c);
 }
 
@@ -332,36 +356,68 @@ s_document(const sm_snapshot *self, sm_json_buf *b, const char *type, uint64_t v
     sm_json_obj_close(b);
 }
 
-/*  Read the items and their stock (one read transaction) into out->items. */
+/*  Read the items and their stock (one read transaction) into out->items:
+    with a previous build `prev`, only the items changed since its version
+    (sm_ledger_stock_view_since), the others' objects copied from it.        */
 static int
-s_items_new(const sm_snapshot *self, s_run *out, uint64_t *version)
+s_items_new(sm_snapshot *self, const s_build *prev, s_run *out, uint64_t *version)
 {
     s_collect c;
     memset(&c, 0, sizeof c);
     sm_json_buf items = { 0 };
-    int rc = sm_ledger_stock_view(self->ledger, s_collect_item, s_collect_stock,
-                                  s_collect_member, &c, version);
+    bool whole = true;
+    int rc = sm_ledger_stock_view_since(self->ledger, prev ? prev->version : 0,
+                                        s_collect_changed, s_collect_item, s_collect_stock,
+                                        s_collect_member, &c, version, &whole);
     if (rc == 0 && c.err)
         rc = c.err;
+    if (rc == 0)
+        *(whole ? &self->builds_whole : &self->builds_partial) += 1;
     /* The view lists stock in (sku, location) order; sorting by item index
        keeps that order and makes each item's locations one run.            */
     if (rc == 0 && c.n_locs)
         qsort(c.locs, c.n_locs, sizeof *c.locs, s_loc_cmp);
-    out->refs = rc == 0 && c.n_items ? calloc(c.n_items, sizeof *out->refs) : NULL;
-    if (rc == 0 && c.n_items && !out->refs)
+    /* Every item, or the previous build's merged with the changed ones
+       (both in sku order): at most the sum of both. */
+    size_t cap = c.n_items + (whole ? 0 : prev->items.count);
+    out->refs = rc == 0 && cap ? calloc(cap, sizeof *out->refs) : NULL;
+    if (rc == 0 && cap && !out->refs)
         rc = SM_ENOMEM;
-    size_t at = 0;
-    for (size_t i = 0; rc == 0 && i < c.n_items; i++) {
+    size_t at = 0, n = 0, i = 0, j = 0, k = 0;
+    while (rc == 0) {
+        /* The next key: the previous build's (kept unless it changed), or a
+           changed one (written anew if its item is still in the catalog). */
+        const s_ref *old = !whole && i < prev->items.count ? &prev->items.refs[i] : NULL;
+        const char *chg = whole ? (k < c.n_items ? c.items[k].sku : NULL)
+                                : (j < c.n_changed ? c.changed[j] : NULL);
+        if (!old && !chg)
+            break;
+        int cmp = !old ? 1 : !chg ? -1 : strcmp(old->key, chg);
+        s_ref *ref = &out->refs[n];
+        if (cmp < 0) {
+            memcpy(ref->key, old->key, sizeof ref->key);
+            ref->at = items.len + (n ? 1 : 0);      /* after the comma */
+            sm_json_raw(&items, prev->items.text + old->at, old->len);
+            ref->len = items.len - ref->at;
+            n++;
+            i++;
+            continue;
+        }
+        i += cmp == 0;                             /* replaced */
+        j++;
+        if (k == c.n_items || strcmp(c.items[k].sku, chg) != 0)
+            continue;                              /* gone from the catalog */
         size_t first = at;
-        while (at < c.n_locs && c.locs[at].item == i)
+        while (at < c.n_locs && c.locs[at].item == k)
             at++;
-        s_ref *ref = &out->refs[i];
-        memcpy(ref->key, c.items[i].sku, sizeof c.items[i].sku);
-        ref->at = items.len + (i ? 1 : 0);      /* after the comma */
-        s_item_json(self, &c, &c.items[i], c.locs + first, at - first, &items);
+        memcpy(ref->key, c.items[k].sku, sizeof c.items[k].sku);
+        ref->at = items.len + (n ? 1 : 0);
+        s_item_json(self, &c, &c.items[k], c.locs + first, at - first, &items);
         ref->len = items.len - ref->at;
+        n++;
+        k++;
     }
-    out->count = c.n_items;
+    out->count = n;
     s_collect_free(&c);
     if (rc == 0 && items.failed)
         rc = SM_ENOMEM;
@@ -414,14 +470,15 @@ s_drops_new(const sm_snapshot *self, uint64_t now_ms, s_run *out, uint64_t *cloc
     return rc;
 }
 
-/*  Read the stock view and the drops and serialize them into *out (fresh). */
+/*  Read the stock view and the drops and serialize them into *out (fresh);
+    with `prev` (built), only the items changed since it are read.          */
 static int
-s_build_new(const sm_snapshot *self, uint64_t now_ms, s_build *out)
+s_build_new(sm_snapshot *self, const s_build *prev, uint64_t now_ms, s_build *out)
 {
     memset(out, 0, sizeof *out);
     sm_json_buf body = { 0 }, msg = { 0 };
     uint64_t version = 0;
-    int rc = s_items_new(self, &out->items, &version);
+    int rc = s_items_new(self, prev, &out->items, &version);
     if (rc == 0)
         rc = s_drops_new(self, now_ms, &out->drops, &out->clock_ms);
     if (rc == 0) {
@@ -517,7 +574,7 @@ sm_snapshot_ensure(sm_snapshot *self, uint64_t now_ms)
     if (self->cur.built)
         return 0;
     /* Nothing borrowed can exist yet, so this frees nothing a caller holds. */
-    int rc = s_build_new(self, now_ms, &self->cur);
+    int rc = s_build_new(self, NULL, now_ms, &self->cur);
     return rc == 0 ? 1 : rc;
 }
 
@@ -559,7 +616,7 @@ sm_snapshot_refresh(sm_snapshot *self, uint64_t now_ms, char **delta,
         && !sm_snapshot_clock_due(self, now_ms))
         return 0;
     s_build next;
-    if ((rc = s_build_new(self, now_ms, &next)) != 0)
+    if ((rc = s_build_new(self, self->cur.built ? &self->cur : NULL, now_ms, &next)) != 0)
         return rc;
     sm_json_buf b = { 0 };
     s_delta(&self->cur, &next, now_ms, &b);

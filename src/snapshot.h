@@ -62,5 +62,8 @@ const char *sm_snapshot_message(const sm_snapshot *self, size_t *len);
 const char *sm_snapshot_body(sm_snapshot *self, size_t *len, void **owner);
 /*  Let go of a body reference; NULLs *owner.  Safe on NULL.                 */
 void sm_snapshot_body_unref(void **owner);
+/*  How many builds read the whole stock view, and how many only the items
+    changed since the build before (sm_ledger_keep_changes).                */
+void sm_snapshot_builds(const sm_snapshot *self, uint64_t *whole, uint64_t *partial);
 
 #endif

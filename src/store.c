@@ -67,7 +67,20 @@ struct sm_store {
     /* The writer's thread only: the write transaction's running sums. */
     bool sum_tracking;         /* this write transaction updates work[] */
     sm_sum work[SM_DB_COUNT];
+    /* Change log (sm_store_changes_keep): the keys each commit wrote in the
+       databases of chg_mask, for the last S_CHG_SLOTS commits, each in the
+       slot of its id; chg_last is the last one recorded.  Under chg_lock
+       for other threads. */
+    pthread_mutex_t chg_lock;
+    uint32_t chg_mask;         /* 0: not kept */
+    uint64_t chg_last;
+    struct s_chg_slot *chg_slot;   /* a ring of S_CHG_SLOTS, by id */
+    /* The writer's thread only: what its transaction wrote so far. */
+    bool chg_tracking;
+    struct s_chg_slot *chg_work;
 };
+
+static void s_chg_free(sm_store *store);
 
 struct sm_txn {
     sm_store *store;
@@ -278,6 +291,7 @@ sm_store_open(const char *dir, uint64_t map_bytes, bool read_only,
     self->read_only = read_only;
     self->no_sync = no_sync;
     pthread_mutex_init(&self->sum_lock, NULL);
+    pthread_mutex_init(&self->chg_lock, NULL);
     if (!read_only && mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = errno == ENOSPC ? SM_ENOSPC : SM_EIO;
         goto fail;
@@ -331,6 +345,7 @@ fail:
     if (self->env)
         mdb_env_close(self->env);
     pthread_mutex_destroy(&self->sum_lock);
+    pthread_mutex_destroy(&self->chg_lock);
     free(self);
     *err = rc;
     return NULL;
@@ -345,6 +360,8 @@ sm_store_destroy(sm_store **self_p)
         return;
     mdb_env_close(self->env);
     pthread_mutex_destroy(&self->sum_lock);
+    pthread_mutex_destroy(&self->chg_lock);
+    s_chg_free(self);
     free(self);
     *self_p = NULL;
 }
@@ -552,6 +569,165 @@ sm_store_sums(sm_store *store, sm_txn *txn, sm_sum out[SM_DB_COUNT])
     return rc;
 }
 
+/*  Change log (store.h).  A write transaction collects the keys it writes
+    in the masked databases into chg_work (db, length, bytes, packed); its
+    commit moves them into the ring slot of its id.  A clear, or a key too
+    long to record, marks the whole commit unknown (`all`).  A span is known
+    when each of its commits has its slot: a commit by another process has
+    none, nor has one the ring went past.                                     */
+enum { S_CHG_SLOTS = 256 };
+
+struct s_chg_slot {
+    uint64_t id;               /* the commit; 0: none */
+    bool all;                  /* it changed what cannot be listed */
+    uint8_t *keys;             /* db(1) || len(2, little-endian) || key, ... */
+    size_t len, cap;
+};
+
+static void
+s_chg_free(sm_store *store)
+{
+    for (size_t i = 0; store->chg_slot && i < S_CHG_SLOTS; i++)
+        free(store->chg_slot[i].keys);
+    free(store->chg_slot);
+    if (store->chg_work)
+        free(store->chg_work->keys);
+    free(store->chg_work);
+    store->chg_slot = store->chg_work = NULL;
+}
+
+int
+sm_store_changes_keep(sm_store *store, uint32_t mask)
+{
+    assert(store && mask);
+    if (store->read_only || (store->chg_mask && store->chg_mask != mask))
+        return SM_EINVAL;
+    if (store->chg_mask)
+        return 0;                      /* kept already */
+    store->chg_slot = calloc(S_CHG_SLOTS, sizeof *store->chg_slot);
+    store->chg_work = calloc(1, sizeof *store->chg_work);
+    if (!store->chg_slot || !store->chg_work) {
+        s_chg_free(store);
+        return SM_ENOMEM;
+    }
+    int rc = 0;
+    sm_txn *txn = sm_txn_begin(store, true, &rc);   /* no writer meanwhile */
+    if (!txn) {
+        s_chg_free(store);
+        return rc;
+    }
+    pthread_mutex_lock(&store->chg_lock);
+    store->chg_last = (uint64_t) mdb_txn_id(txn->txn) - 1;
+    store->chg_mask = mask;
+    pthread_mutex_unlock(&store->chg_lock);
+    sm_txn_abort(&txn);
+    return 0;
+}
+
+static void
+s_chg_begin(sm_store *store)
+{
+    store->chg_tracking = store->chg_mask != 0;
+    if (store->chg_tracking) {
+        store->chg_work->len = 0;
+        store->chg_work->all = false;
+    }
+}
+
+/*  Record that `key` of `db` is written by the writer's transaction.       */
+static void
+s_chg_note(sm_txn *txn, sm_db db, const void *key, size_t klen)
+{
+    sm_store *store = txn->store;
+    if (!store->chg_tracking || !(store->chg_mask & (1u << db)))
+        return;
+    struct s_chg_slot *w = store->chg_work;
+    if (w->all)
+        return;
+#if SM_SIM_BUG == 16
+    if (db == SM_DB_STOCK)
+        return;                /* planted: a stock record's change goes unrecorded */
+#endif
+    size_t need = w->len + 3 + klen;
+    if (klen > UINT16_MAX || need < w->len) {
+        w->all = true;
+        return;
+    }
+    if (need > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *p = realloc(w->keys, cap);
+        if (!p) {
+            w->all = true;             /* unknown rather than wrong */
+            return;
+        }
+        w->keys = p;
+        w->cap = cap;
+    }
+    w->keys[w->len] = (uint8_t) db;
+    w->keys[w->len + 1] = (uint8_t) (klen & 0xff);
+    w->keys[w->len + 2] = (uint8_t) (klen >> 8);
+    memcpy(w->keys + w->len + 3, key, klen);
+    w->len = need;
+}
+
+/*  The write transaction `id` committed (0: aborted or failed): its keys
+    become the record of its commit.                                          */
+static void
+s_chg_end(sm_store *store, uint64_t id)
+{
+    store->chg_tracking = false;
+    if (id == 0 || s_last_txnid(store) < id)
+        return;                        /* aborted, or nothing written */
+    pthread_mutex_lock(&store->chg_lock);
+    struct s_chg_slot *slot = &store->chg_slot[id % S_CHG_SLOTS];
+    /* Swap the buffers: the slot takes the work's keys, the work reuses
+       the slot's old buffer. */
+    struct s_chg_slot *w = store->chg_work;
+    uint8_t *keys = slot->keys;
+    size_t cap = slot->cap;
+    slot->keys = w->keys;
+    slot->cap = w->cap;
+    slot->len = w->len;
+    slot->all = w->all;
+    slot->id = id;
+    w->keys = keys;
+    w->cap = cap;
+    w->len = 0;
+    store->chg_last = id;
+    pthread_mutex_unlock(&store->chg_lock);
+}
+
+int
+sm_store_changes(sm_store *store, sm_txn *txn, uint64_t from, sm_store_change_fn fn,
+                 void *arg)
+{
+    assert(store && txn && !txn->write && fn);
+    uint64_t to = (uint64_t) mdb_txn_id(txn->txn);
+    if (from == to)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&store->chg_lock);
+    if (!store->chg_mask || from > to || to - from > S_CHG_SLOTS || to > store->chg_last)
+        rc = SM_ENOTFOUND;
+    for (uint64_t id = from + 1; rc == 0 && id <= to; id++) {
+        const struct s_chg_slot *slot = &store->chg_slot[id % S_CHG_SLOTS];
+        if (slot->id != id || slot->all) {
+            rc = SM_ENOTFOUND;         /* overwritten, or not listed */
+            break;
+        }
+        for (size_t at = 0; rc == 0 && at < slot->len;) {
+            size_t klen = (size_t) slot->keys[at + 1] | (size_t) slot->keys[at + 2] << 8;
+            sm_val k = { slot->keys + at + 3, klen };
+            rc = fn((sm_db) slot->keys[at], &k, arg);
+            at += 3 + klen;
+        }
+    }
+    pthread_mutex_unlock(&store->chg_lock);
+    return rc;
+}
+
 sm_txn *
 sm_txn_begin(sm_store *store, bool write, int *err)
 {
@@ -578,6 +754,8 @@ sm_txn_begin(sm_store *store, bool write, int *err)
         s_room_ahead(store);
     if (write && store->sum_fn)
         s_sums_begin(store, (uint64_t) mdb_txn_id(self->txn));
+    if (write)
+        s_chg_begin(store);
     return self;
 }
 
@@ -648,6 +826,8 @@ sm_txn_commit(sm_txn **txn_p)
         s_marks_after_commit(self->store, id);
     if (self->write && self->store->sum_tracking)
         s_sums_end(self->store, rc == 0 ? id : 0);
+    if (self->write && self->store->chg_tracking)
+        s_chg_end(self->store, rc == 0 ? id : 0);
     free(self);
     *txn_p = NULL;
     return rc;
@@ -718,6 +898,8 @@ sm_txn_abort(sm_txn **txn_p)
         mdb_txn_abort((*txn_p)->txn);
         if ((*txn_p)->write && (*txn_p)->store->sum_tracking)
             s_sums_end((*txn_p)->store, 0);
+        if ((*txn_p)->write && (*txn_p)->store->chg_tracking)
+            s_chg_end((*txn_p)->store, 0);
     }
     free(*txn_p);
     *txn_p = NULL;
@@ -752,6 +934,7 @@ sm_kv_put(sm_txn *txn, sm_db db, const void *key, size_t klen,
     assert(txn && txn->write && db < SM_DB_COUNT && key && klen > 0);
     assert(val || vlen == 0);
     MDB_val k = { klen, (void *) key }, v = { vlen, (void *) val };
+    s_chg_note(txn, db, key, klen);
     if (!s_summed(txn, db))
         return s_err_write(txn->store, mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0));
     sm_sum old, new;
@@ -783,10 +966,13 @@ sm_kv_put_last(sm_txn *txn, sm_db db, const void *key, size_t klen,
         int rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, MDB_APPEND);
         if (rc == MDB_KEYEXIST)
             return sm_kv_put(txn, db, key, klen, val, vlen);
-        if (rc == 0)
+        if (rc == 0) {
             sm_sum_add(&txn->store->work[db], &new);
+            s_chg_note(txn, db, key, klen);
+        }
         return s_err_write(txn->store, rc);
     }
+    s_chg_note(txn, db, key, klen);
     int rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, MDB_APPEND);
     if (rc == MDB_KEYEXIST)
         rc = mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0);
@@ -818,6 +1004,7 @@ sm_kv_del(sm_txn *txn, sm_db db, const void *key, size_t klen)
     MDB_val k = { klen, (void *) key };
     sm_sum old;
     bool had = s_summed(txn, db) && s_sum_old(txn, db, &k, &old);
+    s_chg_note(txn, db, key, klen);
     int rc = mdb_del(txn->txn, txn->store->dbi[db], &k, NULL);
 #if SM_SIM_BUG == 15
     had = false;               /* planted: a deleted record's hash stays summed */
@@ -834,6 +1021,8 @@ sm_kv_clear(sm_txn *txn, sm_db db)
     int rc = s_err(mdb_drop(txn->txn, txn->store->dbi[db], 0));
     if (rc == 0 && s_summed(txn, db))
         memset(&txn->store->work[db], 0, sizeof txn->store->work[db]);
+    if (txn->store->chg_tracking && (txn->store->chg_mask & (1u << db)))
+        txn->store->chg_work->all = true;
     return rc;
 }
 

@@ -136,6 +136,23 @@ int sm_store_sums(sm_store *store, sm_txn *txn, sm_sum out[SM_DB_COUNT]);
     in `txn`: what the kept ones must equal.                                  */
 int sm_store_sums_scan(sm_txn *txn, uint32_t mask, sm_store_sum_fn fn,
                        sm_sum out[SM_DB_COUNT]);
+/*  Change log: the keys each commit of this handle writes (put, put_last,
+    del) in the databases of `mask`, kept for its last 256 commits, so that a
+    reader holding a view as of one commit can learn what changed up to the
+    commit its read transaction sees and read only that (the stock
+    snapshot).  A clear of a masked database, or a commit by another process,
+    leaves the span across it unknown.  A writable store only (SM_EINVAL; or
+    another mask than kept already); kept already, 0 at once.                 */
+int sm_store_changes_keep(sm_store *store, uint32_t mask);
+typedef int (*sm_store_change_fn)(sm_db db, const sm_val *key, void *arg);
+/*  Call fn (under the log's lock: it must not use the store) for each key
+    written in a masked database by the commits after `from` up to the one
+    the read transaction `txn` sees, oldest first; a key may come more than
+    once.  0 (also when from is that commit); SM_ENOTFOUND if any of those
+    commits is not listed (not kept, too old, a clear, another process):
+    read everything instead; fn's nonzero result stops it and is returned.  */
+int sm_store_changes(sm_store *store, sm_txn *txn, uint64_t from, sm_store_change_fn fn,
+                     void *arg);
 void sm_sum_add(sm_sum *acc, const sm_sum *x);
 void sm_sum_sub(sm_sum *acc, const sm_sum *x);
 

@@ -339,6 +339,21 @@ int sm_ledger_version(sm_ledger *self, uint64_t *out);
     *version (may be NULL) gets the version of what was read.                */
 int sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
                          sm_member_fn members, void *arg, uint64_t *version);
+/*  Keep a log of the skus each commit changes in the stock view (the last
+    256 commits), for sm_ledger_stock_view_since.  0 or a store error.       */
+int sm_ledger_keep_changes(sm_ledger *self);
+typedef int (*sm_sku_fn)(const char *sku, void *arg);
+/*  The stock view of only what changed since version `since` (a version an
+    earlier view read): `changed` gets each sku whose item or stock records
+    were written since (sku order, once each; its item may be gone), then
+    `items` and `stock` as in sm_ledger_stock_view for those skus alone, and
+    `members` every member; *whole false.  When the changes since are not
+    known (not kept, too long ago, since 0, a roster change, a write by
+    another process), the whole view as sm_ledger_stock_view, no `changed`
+    calls, and *whole true.  *version: the version read.                     */
+int sm_ledger_stock_view_since(sm_ledger *self, uint64_t since, sm_sku_fn changed,
+                               sm_item_fn items, sm_stock_fn stock, sm_member_fn members,
+                               void *arg, uint64_t *version, bool *whole);
 
 typedef struct {
     char sku[SM_SKU_BYTES_MAX + 1];

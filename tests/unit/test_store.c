@@ -55,6 +55,26 @@ s_put(sm_store *s, const char *key, const char *val)
     assert_null(txn);
 }
 
+/* Another process opens the store in `dir` and commits a write to it. */
+static void
+s_commit_elsewhere(const char *dir)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int e = 0;
+        sm_store *other = sm_store_open(dir, 0, false, true, &e);
+        sm_txn *t = other ? sm_txn_begin(other, true, &e) : NULL;
+        int rc = t ? sm_kv_put(t, SM_DB_ITEMS, "k01", 3, "elsewhere", 9) : -1;
+        if (rc == 0)
+            rc = sm_txn_commit(&t);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* The value of `key` in meta is `val` (read in a transaction of its own). */
 static void
 s_expect(sm_store *s, const char *key, const char *val)
@@ -616,20 +636,7 @@ test_kept_sums(void **state)
        (busy: a reader cannot tell it from one being recorded); after this
        handle's next write they have lapsed (not found), and a scan is the
        only answer. */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int e = 0;
-        sm_store *other = sm_store_open(dir, 0, false, true, &e);
-        sm_txn *t = other ? sm_txn_begin(other, true, &e) : NULL;
-        int rc = t ? sm_kv_put(t, SM_DB_ITEMS, "k01", 3, "elsewhere", 9) : -1;
-        if (rc == 0)
-            rc = sm_txn_commit(&t);
-        _exit(rc == 0 ? 0 : 1);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s_commit_elsewhere(dir);
     sm_txn *r = sm_txn_begin(s, false, &err);
     sm_sum sums[SM_DB_COUNT];
     assert_int_equal(sm_store_sums(s, r, sums), SM_EBUSY);
@@ -638,6 +645,182 @@ test_kept_sums(void **state)
     r = sm_txn_begin(s, false, &err);
     assert_int_equal(sm_store_sums(s, r, sums), SM_ENOTFOUND);
     sm_txn_abort(&r);
+    sm_store_destroy(&s);
+    tu_rmrf(tmp);
+    free(dir);
+    free(tmp);
+}
+
+/* Change log: what the test wrote, per commit, to compare with what the
+   store lists.  Keys are "k00".."k39" in ITEMS and STOCK (kept) and SALES
+   (not kept): bit (db_index * 40 + key) of a commit's set. */
+enum { S_CHG_KEYS = 40, S_CHG_ROUNDS = 600 };
+typedef struct {
+    uint64_t id;
+    bool all;
+    uint8_t set[(2 * S_CHG_KEYS + 7) / 8];
+} s_chg_commit;
+
+static int
+s_chg_bit(sm_db db, const char *key, size_t len)
+{
+    if (len != 3 || key[0] != 'k')
+        return -1;
+    int n = (key[1] - '0') * 10 + (key[2] - '0');
+    return (db == SM_DB_STOCK ? S_CHG_KEYS : 0) + n;
+}
+
+static int
+s_chg_collect(sm_db db, const sm_val *key, void *arg)
+{
+    uint8_t *set = arg;
+    assert_true(db == SM_DB_ITEMS || db == SM_DB_STOCK);    /* only the kept */
+    int bit = s_chg_bit(db, key->data, key->len);
+    assert_true(bit >= 0);
+    set[bit / 8] |= (uint8_t) (1u << (bit % 8));
+    return 0;
+}
+
+/* What the store lists from `from` up to what a new read transaction sees,
+   against the commits the test made (log[0..n), oldest first): the union
+   of their keys, or SM_ENOTFOUND where one of them is unknown (a clear, or
+   gone from the last 256, or before `known`).  Returns the store's code. */
+static int
+s_chg_check(sm_store *s, const s_chg_commit *log, size_t n, uint64_t from, uint64_t known)
+{
+    int err = 0;
+    sm_txn *r = sm_txn_begin(s, false, &err);
+    assert_non_null(r);
+    uint64_t to = sm_txn_id(r);
+    uint8_t got[sizeof log->set] = { 0 }, want[sizeof log->set] = { 0 };
+    int rc = sm_store_changes(s, r, from, s_chg_collect, got);
+    sm_txn_abort(&r);
+    bool unknown = from < known || (to > 256 && from < to - 256);
+    for (size_t i = 0; i < n; i++) {
+        if (log[i].id <= from || log[i].id > to)
+            continue;
+        unknown |= log[i].all;
+        for (size_t b = 0; b < sizeof want; b++)
+            want[b] |= log[i].set[b];
+    }
+    if (unknown) {
+        assert_int_equal(rc, SM_ENOTFOUND);
+    } else {
+        assert_int_equal(rc, 0);
+        assert_memory_equal(got, want, sizeof want);
+    }
+    return rc;
+}
+
+/* The change log lists, for any span of the last 256 commits, exactly the
+   keys written in its databases (put, put_last, del; through a borrowed
+   handle too; an aborted transaction's not at all; a commit that changes
+   nothing takes no id), and says "unknown" across a clear, past its 256,
+   and across a commit by another process. */
+static void
+test_change_log(void **state)
+{
+    (void) state;
+    char *tmp = tu_tempdir();
+    char *dir = s_path(tmp, "node");
+    int err = 0;
+    sm_store *s = s_open(dir, 0);
+    s_put(s, "before", "kept");
+    const uint32_t mask = (1u << SM_DB_ITEMS) | (1u << SM_DB_STOCK);
+    assert_int_equal(sm_store_changes_keep(s, mask), 0);
+    assert_int_equal(sm_store_changes_keep(s, mask), 0);          /* kept already */
+    assert_int_equal(sm_store_changes_keep(s, 1u << SM_DB_SALES), SM_EINVAL);
+    sm_txn *txn = sm_txn_begin(s, false, &err);
+    uint64_t known = sm_txn_id(txn);                 /* the log starts here */
+    sm_txn_abort(&txn);
+
+    s_chg_commit *log = calloc(S_CHG_ROUNDS, sizeof *log);
+    assert_non_null(log);
+    size_t n = 0, listed = 0;
+    uint64_t rng = 777;
+    for (int round = 0; round < S_CHG_ROUNDS; round++) {
+        txn = sm_txn_begin(s, true, &err);
+        assert_non_null(txn);
+        uint64_t id = sm_txn_id(txn);
+        s_chg_commit c = { .id = id };
+        sm_txn *w = txn, *borrowed = NULL;
+        if (round % 7 == 3) {
+            borrowed = sm_txn_borrow(txn, &err);
+            assert_non_null(borrowed);
+            w = borrowed;
+        }
+        int ops = (int) tu_below(&rng, 4);
+        for (int o = 0; o < ops; o++) {
+            uint64_t d = tu_below(&rng, 3);
+            sm_db db = d == 0 ? SM_DB_ITEMS : d == 1 ? SM_DB_STOCK : SM_DB_SALES;
+            char k[8], v[32];
+            snprintf(k, sizeof k, "k%02u", (unsigned) tu_below(&rng, S_CHG_KEYS));
+            snprintf(v, sizeof v, "r%d-o%d", round, o);
+            switch (tu_below(&rng, 4)) {
+            case 0:
+                assert_int_equal(sm_kv_put(w, db, k, 3, v, strlen(v)), 0);
+                break;
+            case 1:
+                assert_int_equal(sm_kv_put_last(w, db, k, 3, v, strlen(v)), 0);
+                break;
+            case 2:
+                assert_int_equal(sm_kv_del(w, db, k, 3), 0);
+                break;
+            default:
+                if (tu_below(&rng, 40) == 0) {
+                    assert_int_equal(sm_kv_clear(w, db), 0);
+                    c.all |= db != SM_DB_SALES;
+                }
+                continue;
+            }
+            int bit = s_chg_bit(db, k, 3);
+            if (db != SM_DB_SALES)
+                c.set[bit / 8] |= (uint8_t) (1u << (bit % 8));
+        }
+        sm_txn_abort(&borrowed);
+        if (tu_below(&rng, 6) == 0) {
+            sm_txn_abort(&txn);                     /* listed nowhere */
+        } else {
+            assert_int_equal(sm_txn_commit(&txn), 0);
+            sm_txn *r = sm_txn_begin(s, false, &err);
+            if (sm_txn_id(r) == id)                 /* it wrote something */
+                log[n++] = c;
+            sm_txn_abort(&r);
+        }
+        /* From a few earlier versions up to now. */
+        uint64_t now = n ? log[n - 1].id : known;
+        for (int t = 0; t < 3; t++) {
+            uint64_t back = tu_below(&rng, 300);
+            uint64_t from = now > known + back ? now - back : known;
+            if (t == 0)
+                from = now;                         /* nothing since */
+            listed += s_chg_check(s, log, n, from, known) == 0;
+        }
+        s_chg_check(s, log, n, known, known);       /* from the start */
+    }
+    assert_true(listed > S_CHG_ROUNDS);     /* most spans were listed, not unknown */
+    assert_true(n > 256);                   /* and the ring went round */
+
+    /* Another process commits: every span across it is unknown; spans
+       after this handle's next commit are listed again. */
+    uint64_t before = log[n - 1].id;
+    s_commit_elsewhere(dir);
+    sm_txn *r = sm_txn_begin(s, false, &err);
+    uint8_t got[sizeof log->set] = { 0 };
+    assert_int_equal(sm_store_changes(s, r, before, s_chg_collect, got), SM_ENOTFOUND);
+    uint64_t theirs = sm_txn_id(r);
+    sm_txn_abort(&r);
+    txn = sm_txn_begin(s, true, &err);
+    assert_int_equal(sm_kv_put(txn, SM_DB_STOCK, "k07", 3, "x", 1), 0);
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    r = sm_txn_begin(s, false, &err);
+    assert_int_equal(sm_store_changes(s, r, before, s_chg_collect, got), SM_ENOTFOUND);
+    memset(got, 0, sizeof got);
+    assert_int_equal(sm_store_changes(s, r, theirs, s_chg_collect, got), 0);
+    int bit = s_chg_bit(SM_DB_STOCK, "k07", 3);
+    assert_int_equal(got[bit / 8], 1u << (bit % 8));
+    sm_txn_abort(&r);
+    free(log);
     sm_store_destroy(&s);
     tu_rmrf(tmp);
     free(dir);
@@ -657,6 +840,7 @@ main(void)
         cmocka_unit_test(test_room_ahead),
         cmocka_unit_test(test_sum_arithmetic),
         cmocka_unit_test(test_kept_sums),
+        cmocka_unit_test(test_change_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
