@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "drop.h"
+#include "drop_view.h"
 #include "reserve.h"
 #include "snapshot.h"
 #include "stallmesh/error.h"
@@ -177,6 +178,33 @@ sim_check_node(sim_world *w, sim_node *nd)
         sim_check_digest(w, nd);
     if (w->checks_run % 29 == 0)
         sim_check_stock_page(w, nd);
+    if (w->checks_run % 23 == 0)
+        sim_check_drop_walks(w, nd);
+}
+
+void
+sim_check_drop_walks(sim_world *w, sim_node *nd)
+{
+    if (!nd->walks)
+        return;
+    sm_drop *all = NULL;
+    size_t n = 0;
+    int rc = sm_drop_view_list(nd->ledger, &all, &n);
+    for (size_t i = 0; rc == 0 && i < n && !w->failed; i++) {
+        uint64_t kept = 0, whole = 0;
+        if ((rc = sm_drop_taken(nd->walks, nd->ledger, &all[i], &kept)) != 0
+            || (rc = sm_drop_ledger(nd->ledger, &all[i], NULL, NULL, NULL, NULL, &whole, NULL,
+                                    NULL)) != 0)
+            break;
+        if (kept != whole)
+            sim_fail(w, "node %d: drop %llu of node %d: its kept walk says %llu units taken, "
+                     "a walk of the whole log %llu", nd->index, (unsigned long long) all[i].seq,
+                     s_index(w, &all[i].origin), (unsigned long long) kept,
+                     (unsigned long long) whole);
+    }
+    if (rc != 0)
+        sim_fail(w, "node %d: cannot walk its drops: %s", nd->index, sm_strerror(rc));
+    free(all);
 }
 
 void
@@ -1432,6 +1460,7 @@ sim_check_final(sim_world *w)
         sim_check_model(w, nd);
         sim_check_digest(w, nd);
         sim_check_stock_page(w, nd);
+        sim_check_drop_walks(w, nd);
         sm_id bad_origin;
         uint64_t bad_seq = 0, checked = 0;
         int rc = sm_ledger_verify(nd->ledger, &bad_origin, &bad_seq, &checked);

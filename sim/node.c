@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "drop.h"
 #include "snapshot.h"
 #include "stallmesh/error.h"
 #include "stallmesh/limits.h"
@@ -62,7 +63,8 @@ sim_node_open(sim_world *w, sim_node *nd)
     /* And the change log its web thread's stock page rebuilds from
        (sim_check_stock_page holds that page to a whole build). */
     if ((err = sm_ledger_keep_changes(nd->ledger)) != 0
-        || !(nd->stock = sm_snapshot_new(nd->ledger, &nd->id.pub))) {
+        || !(nd->stock = sm_snapshot_new(nd->ledger, &nd->id.pub))
+        || !(nd->walks = sm_drop_walks_new())) {
         sim_fail(w, "node %d: cannot keep its stock page: %s", nd->index,
                  sm_strerror(err ? err : SM_ENOMEM));
         return err ? err : SM_ENOMEM;
@@ -122,6 +124,7 @@ sim_node_close(sim_world *w, sim_node *nd)
     sm_policy_destroy(&nd->policy);
     sm_gossip_destroy(&nd->gossip);
     sm_snapshot_destroy(&nd->stock);
+    sm_drop_walks_destroy(&nd->walks);
     sm_ledger_destroy(&nd->ledger);
     nd->running = false;
 }

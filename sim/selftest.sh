@@ -50,4 +50,5 @@ try 13 "skip a shopper's hold limits" "--faults none --ticks 90"
 try 14 "a lost own-log WANT not hedged" "--faults loss,restore --ticks 120"
 try 15 "a deleted record stays in the digest's sum" "--faults none --ticks 60"
 try 16 "a stock change left out of the change log" "--faults none --ticks 60"
+try 17 "a kept drop walk skips an entry" "--faults none --ticks 120"
 exit $status

@@ -166,6 +166,7 @@ typedef struct sim_node {
     uint64_t snap_own_head;    /* its own head in that copy */
     sm_ledger *ledger;         /* NULL while the process is down */
     struct sm_snapshot *stock; /* its stock page, rebuilt from what changed */
+    struct sm_drop_walks *walks;   /* its drops' walks, kept between checks */
     sm_gossip *gossip;
     sm_policy *policy;         /* the write policy (src/policy.c), as the real core's */
     sm_policy_counters policy_seen;  /* its counters already added to the world's */
@@ -448,6 +449,10 @@ void sim_check_digest(sim_world *w, sim_node *nd);
     ledger's change log) is byte for byte the one a build of its whole
     stock view gives.                                                        */
 void sim_check_stock_page(sim_world *w, sim_node *nd);
+/*  The units a node's kept walks say each drop's holds and sales took (read
+    only from where the last walk stopped) are what a walk of the whole log
+    says.                                                                     */
+void sim_check_drop_walks(sim_world *w, sim_node *nd);
 void sim_check_memory(sim_world *w);
 bool sim_check_converged(sim_world *w, char *why, size_t cap);
 /* The lowest seq node nd holds fork evidence against `origin` at; 0 if none. */

@@ -290,7 +290,8 @@ sm_api_new(const sm_api_opts *opts, int *err)
     self->auth = opts->auth;
     if (opts->pair_url)
         snprintf(self->pair_url, sizeof self->pair_url, "%s", opts->pair_url);
-    if (!(self->snap = sm_snapshot_new(self->ledger, &self->node))) {
+    if (!(self->snap = sm_snapshot_new(self->ledger, &self->node))
+        || !(self->walks = sm_drop_walks_new())) {
         rc = SM_ENOMEM;
         goto fail;
     }
@@ -298,6 +299,8 @@ sm_api_new(const sm_api_opts *opts, int *err)
         *err = 0;
     return self;
 fail:
+    if (self)
+        sm_snapshot_destroy(&self->snap);
     free(self);
     if (err)
         *err = rc;
@@ -311,6 +314,9 @@ sm_api_destroy(sm_api **self_p)
         return;
     sm_api *self = *self_p;
     sm_snapshot_destroy(&self->snap);
+    sm_drop_walks_destroy(&self->walks);
+    for (size_t i = 0; i < sizeof self->ledger_kept / sizeof self->ledger_kept[0]; i++)
+        free(self->ledger_kept[i].body);
     free(self->codes);
     free(self);
     *self_p = NULL;

@@ -158,7 +158,7 @@ s_need_drop(sm_api *self, sm_http_resp *r, const sm_id *origin, uint64_t seq, sm
 static int
 s_drop_members(sm_api *self, sm_json_buf *b, const sm_drop *d, uint64_t now_ms)
 {
-    return sm_drop_view_members(self->ledger, &self->node, d, now_ms, b);
+    return sm_drop_view_members(self->walks, self->ledger, &self->node, d, now_ms, b);
 }
 
 /*  The node's clock with every answer, so a phone counts down by it.       */
@@ -402,6 +402,83 @@ s_result(sm_api *self, const sm_http_req *req, const sm_drop *d, uint64_t now_ms
     sm__api_take(r, 200, &b);
 }
 
+/*  GET /api/drops/<id>/ledger walks the stall's log from the drop's start,
+    so its answer is kept per drop: the same state version gets it again,
+    and while the state moves it is made anew at most every
+    S_LEDGER_FRESH_MS, so a flood of requests costs a walk a second per
+    drop rather than one a request (proto/api.md says it may lag so).  Four
+    drops' answers are kept, each of at most S_LEDGER_KEEP_BYTES.           */
+#define S_LEDGER_FRESH_MS 1000u
+#define S_LEDGER_KEEP_BYTES (4u << 20)   /* a larger answer is made each time */
+
+static void
+s_ledger(sm_api *self, const sm_drop *dp, uint64_t now_ms, sm_http_resp *r)
+{
+    const sm_drop d = *dp;
+    uint64_t version = 0;
+    int rc = sm_ledger_version(self->ledger, &version);
+    if (rc != 0) {
+        sm__api_ledger_error(r, rc, false);
+        return;
+    }
+    const size_t slots = sizeof self->ledger_kept / sizeof self->ledger_kept[0];
+    struct sm__api_ledger_kept *k = NULL;
+    for (size_t i = 0; i < slots && !k; i++) {
+        struct sm__api_ledger_kept *c = &self->ledger_kept[i];
+        if (c->body && c->seq == d.seq && memcmp(c->origin.b, d.origin.b, SM_KEY_BYTES) == 0)
+            k = c;
+    }
+    bool fresh = k && (k->version == version
+                       || (now_ms >= k->at_ms && now_ms - k->at_ms < S_LEDGER_FRESH_MS));
+    if (!fresh) {
+        sm_json_buf b = { 0 };
+        sm_json_obj_open(&b);
+        sm_json_kentry_id(&b, "drop", &d.origin, d.seq);
+        sm_json_kstr(&b, "sku", d.sku);
+        sm_json_ktime(&b, "starts", d.starts_ms);
+        sm_json_kuint(&b, "qty", d.qty);
+        sm_json_kuint(&b, "per_shopper", d.per_shopper);
+        sm_json_key(&b, "entries");
+        sm_json_arr_open(&b);
+        s_ledger_out o = { &b, &d };
+        uint64_t taken = 0;
+        rc = sm_drop_ledger(self->ledger, &d, NULL, NULL, s_ledger_each, &o, &taken, NULL, NULL);
+        sm_json_arr_close(&b);
+        sm_json_kuint(&b, "taken", taken);
+        sm_json_obj_close(&b);
+        if (rc != 0) {
+            sm_json_buf_free(&b);
+            sm__api_ledger_error(r, rc, false);
+            return;
+        }
+        if (b.len > S_LEDGER_KEEP_BYTES) {         /* too big to keep: as it is */
+            sm__api_take(r, 200, &b);
+            return;
+        }
+        size_t len = 0;
+        char *body = sm_json_take(&b, &len);
+        sm_json_buf_free(&b);
+        if (!body) {
+            sm__api_ledger_error(r, SM_ENOMEM, false);
+            return;
+        }
+        if (!k) {
+            k = &self->ledger_kept[self->ledger_next];
+            self->ledger_next = (self->ledger_next + 1) % slots;
+        }
+        free(k->body);
+        k->origin = d.origin;
+        k->seq = d.seq;
+        k->version = version;
+        k->at_ms = now_ms;
+        k->body = body;
+        k->len = len;
+    }
+    sm_json_buf b = { 0 };
+    sm_json_raw(&b, k->body, k->len);
+    sm__api_take(r, 200, &b);
+}
+
 int
 sm__api_get_drop(sm_api *self, const sm_http_req *req, uint64_t now_ms,
                  sm_http_resp *r, sm_core_req **write)
@@ -427,18 +504,9 @@ sm__api_get_drop(sm_api *self, const sm_http_req *req, uint64_t now_ms,
         rc = s_drop_members(self, &b, &d, now_ms);
         sm_json_obj_close(&b);
     } else if (strcmp(rest, "ledger") == 0) {
-        sm_json_kentry_id(&b, "drop", &d.origin, d.seq);
-        sm_json_kstr(&b, "sku", d.sku);
-        sm_json_ktime(&b, "starts", d.starts_ms);
-        sm_json_kuint(&b, "qty", d.qty);
-        sm_json_kuint(&b, "per_shopper", d.per_shopper);
-        sm_json_key(&b, "entries");
-        sm_json_arr_open(&b);
-        s_ledger_out o = { &b, &d };
-        uint64_t taken = 0;
-        rc = sm_drop_ledger(self->ledger, &d, NULL, NULL, s_ledger_each, &o, &taken, NULL, NULL);
-        sm_json_arr_close(&b);
-        sm_json_kuint(&b, "taken", taken);
+        sm_json_buf_free(&b);
+        s_ledger(self, &d, now_ms, r);
+        return SM_API_DONE;
     } else {
         sm_json_buf_free(&b);
         sm__api_error(r, 404, "not_found", "a drop has /ledger and /result: see proto/api.md",

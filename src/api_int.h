@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "api.h"
+#include "drop.h"
 #include "json.h"
 #include "snapshot.h"
 #include "stallmesh/limits.h"
@@ -52,6 +53,15 @@ struct sm_api {
     char (*codes)[SM_HOLD_CODE_BYTES_MAX + 1];
     const char *report_tz;          /* borrowed: reports' default zone (api_report.c) */
     sm_snapshot *snap;
+    sm_drop_walks *walks;           /* the drops' walks, kept between requests */
+    /* GET /api/drops/<id>/ledger's answers, kept per drop (api_drop.c). */
+    struct sm__api_ledger_kept {
+        sm_id origin;
+        uint64_t seq, version, at_ms;
+        char *body;                 /* NULL: empty slot */
+        size_t len;
+    } ledger_kept[4];
+    size_t ledger_next;             /* the slot a new drop takes */
     sm__api_bucket buckets[SM_HOLD_RATE_CLIENTS_MAX];
     sm__api_owner owners[SM_HOLD_OWNERS_MAX];
     size_t owner_next;              /* the ring's next slot */

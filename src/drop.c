@@ -963,6 +963,8 @@ typedef struct {
     sm_drop_fold fold;
     uint64_t device_units, client_units;
     size_t count;
+    uint64_t last_seq;         /* the last entry read */
+    bool capped;               /* SM_DROP_LEDGER_MAX reached: read no further */
     int err;
 } s_walk;
 
@@ -970,6 +972,7 @@ static int
 s_walk_each(const sm_signed *s, uint64_t seq, void *arg)
 {
     s_walk *w = arg;
+    w->last_seq = seq;
     if (sm_entry_decode(s->bytes, s->len, &w->e) != 0)
         return 0;
     sm_drop_take t;
@@ -997,8 +1000,10 @@ s_walk_each(const sm_signed *s, uint64_t seq, void *arg)
         }
     }
     sm_entry_hash(s->bytes, s->len, &t.hash);
-    if (++w->count > SM_DROP_LEDGER_MAX)
+    if (++w->count > SM_DROP_LEDGER_MAX) {
+        w->capped = true;
         return 1;
+    }
     if (w->cb && w->cb(&t, w->arg) != 0)
         return 1;
     return 0;
@@ -1029,6 +1034,133 @@ sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device, const uint
     sm_drop_fold_free(&w->fold);
     free(w);
     return rc;
+}
+
+/*  Kept walks (drop.h): per drop, the walk so far (its fold), the next
+    seq of the stall's log to read and the hash of the entry before it.     */
+enum { S_WALKS_MAX = 32 };
+
+typedef struct {
+    bool used;
+    sm_drop d;                 /* the drop as walked (its walk points here) */
+    s_walk w;
+    uint64_t next;             /* the next seq to read */
+    sm_hash last;              /* the hash of entry next - 1, once past the drop */
+    uint64_t used_at;          /* for eviction: the least recently used goes */
+} s_kept;
+
+struct sm_drop_walks {
+    s_kept k[S_WALKS_MAX];
+    uint64_t clock;
+};
+
+sm_drop_walks *
+sm_drop_walks_new(void)
+{
+    return calloc(1, sizeof(sm_drop_walks));
+}
+
+static void
+s_kept_reset(s_kept *k, const sm_drop *d)
+{
+    sm_drop_fold_free(&k->w.fold);
+    memset(k, 0, sizeof *k);
+    k->used = true;
+    k->d = *d;
+    k->w.d = &k->d;
+    k->next = d->seq + 1;
+}
+
+void
+sm_drop_walks_destroy(sm_drop_walks **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    for (size_t i = 0; i < S_WALKS_MAX; i++)
+        sm_drop_fold_free(&(*self_p)->k[i].w.fold);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+typedef struct {
+    sm_hash h;
+    bool found;
+} s_hash_one;
+
+static int
+s_hash_one_each(const sm_signed *s, uint64_t seq, void *arg)
+{
+    (void) seq;
+    s_hash_one *o = arg;
+    sm_entry_hash(s->bytes, s->len, &o->h);
+    o->found = true;
+    return 1;
+}
+
+/*  The walk kept for d, found or made (the least recently used one goes). */
+static s_kept *
+s_kept_for(sm_drop_walks *walks, const sm_drop *d)
+{
+    s_kept *k = NULL, *oldest = &walks->k[0];
+    for (size_t i = 0; i < S_WALKS_MAX && !k; i++) {
+        s_kept *c = &walks->k[i];
+        if (c->used && c->d.seq == d->seq && memcmp(c->d.origin.b, d->origin.b, SM_KEY_BYTES) == 0)
+            k = c;
+        else if (!c->used || (oldest->used && c->used_at < oldest->used_at))
+            oldest = c;
+    }
+    /* The walk depends on the drop's sku and start only; a drop record
+       seen anew with either changed starts over. */
+    if (!k || k->d.starts_ms != d->starts_ms || strcmp(k->d.sku, d->sku) != 0)
+        s_kept_reset(k = k ? k : oldest, d);
+    k->d = *d;
+    k->used_at = ++walks->clock;
+    return k;
+}
+
+int
+sm_drop_taken(sm_drop_walks *walks, sm_ledger *l, const sm_drop *d, uint64_t *taken)
+{
+    assert(l && d && taken);
+    if (!walks)
+        return sm_drop_ledger(l, d, NULL, NULL, NULL, NULL, taken, NULL, NULL);
+    s_kept *k = s_kept_for(walks, d);
+    int rc = 0;
+    if (k->next > d->seq + 1) {
+        /* The log as read so far is still this node's while its last
+           entry is (each entry carries the hash of the one before). */
+        s_hash_one o = { .found = false };
+        rc = sm_ledger_read(l, &d->origin, k->next - 1, 1, s_hash_one_each, &o);
+        if (rc != 0)
+            return rc;
+        if (!o.found || memcmp(o.h.b, k->last.b, SM_HASH_BYTES) != 0)
+            s_kept_reset(k, d);
+    }
+    if (!k->w.capped) {
+        k->w.last_seq = 0;
+        k->w.err = 0;
+        uint64_t from = k->next;
+#if SM_SIM_BUG == 17
+        from += from > d->seq + 1;     /* planted: a kept walk skips an entry */
+#endif
+        rc = sm_ledger_read(l, &d->origin, from, SIZE_MAX, s_walk_each, &k->w);
+        if (rc == 0)
+            rc = k->w.err;
+        if (rc == 0 && k->w.last_seq >= from) {
+            s_hash_one o = { .found = false };
+            rc = sm_ledger_read(l, &d->origin, k->w.last_seq, 1, s_hash_one_each, &o);
+            if (rc == 0 && o.found) {
+                k->next = k->w.last_seq + 1;
+                k->last = o.h;
+            }
+        }
+        if (rc != 0) {
+            s_kept_reset(k, d);        /* read again in full next time */
+            return rc;
+        }
+    }
+    *taken = k->w.fold.taken;
+    return 0;
 }
 
 const char *

@@ -157,6 +157,20 @@ int sm_drop_ledger(sm_ledger *l, const sm_drop *d, const uint8_t *device,
                    const uint8_t *client, sm_drop_take_fn cb, void *arg,
                    uint64_t *taken, uint64_t *device_units, uint64_t *client_units);
 
+/*  Walks kept between calls (one thread at a time): per drop, what its
+    walk of the stall's log found so far and where it stopped, so that the
+    next sm_drop_taken reads only the entries appended since.  The walk
+    starts over when the entry it read last is no longer the one this
+    node's log holds at that seq (a repair, a restored store): each entry
+    carries the hash of the one before, so the rest is unchanged while that
+    one is.  At most 32 drops are kept; the least recently asked goes.     */
+typedef struct sm_drop_walks sm_drop_walks;
+sm_drop_walks *sm_drop_walks_new(void);
+void sm_drop_walks_destroy(sm_drop_walks **self_p);
+/*  sm_drop_ledger's *taken for d, from the walk kept in `walks` (NULL: a
+    walk of the whole log, as sm_drop_ledger).  0 or a store error.          */
+int sm_drop_taken(sm_drop_walks *walks, sm_ledger *l, const sm_drop *d, uint64_t *taken);
+
 /*  Whether entry e (seq `seq` of the drop stall's log) is one of d's: a
     hold or sale with a line of its sku at or after its start (t->qty that
     line's units), or a release (t->hold_seq; t->qty 0: only the caller

@@ -8,13 +8,13 @@
 #include "stallmesh/identity.h"
 
 int
-sm_drop_view_units_left(sm_ledger *l, const sm_drop *d, uint64_t *left,
-                        uint64_t *taken_out)
+sm_drop_view_units_left(sm_drop_walks *walks, sm_ledger *l, const sm_drop *d,
+                        uint64_t *left, uint64_t *taken_out)
 {
     uint64_t taken = 0;
     int rc = 0;
     if (d->mode == SM_DROP_FIRST_COME || d->draw_seq)
-        rc = sm_drop_ledger(l, d, NULL, NULL, NULL, NULL, &taken, NULL, NULL);
+        rc = sm_drop_taken(walks, l, d, &taken);
     if (rc != 0)
         return rc;
     uint64_t n = taken >= d->qty ? 0 : d->qty - taken;
@@ -57,11 +57,11 @@ s_raffle_members(sm_ledger *l, const sm_drop *d, sm_json_buf *b)
 }
 
 int
-sm_drop_view_members(sm_ledger *l, const sm_id *node, const sm_drop *d,
-                     uint64_t now_ms, sm_json_buf *b)
+sm_drop_view_members(sm_drop_walks *walks, sm_ledger *l, const sm_id *node,
+                     const sm_drop *d, uint64_t now_ms, sm_json_buf *b)
 {
     uint64_t left = 0;
-    int rc = sm_drop_view_units_left(l, d, &left, NULL);
+    int rc = sm_drop_view_units_left(walks, l, d, &left, NULL);
     if (rc != 0)
         return rc;
     sm_json_kentry_id(b, "id", &d->origin, d->seq);

@@ -21,14 +21,15 @@
 /*  Units of the drop still to be had: first-come: qty less what holds and
     sales took since the start (never more than the stall holds); raffle:
     qty until the draw, then what the winners did not take.  *taken_out (may
-    be NULL) gets the units taken.                                           */
-int sm_drop_view_units_left(sm_ledger *l, const sm_drop *d, uint64_t *left,
-                            uint64_t *taken_out);
+    be NULL) gets the units taken.  `walks` (may be NULL) keeps the walks of
+    the stall's log between calls (sm_drop_taken): its owner's thread only. */
+int sm_drop_view_units_left(sm_drop_walks *walks, sm_ledger *l, const sm_drop *d,
+                            uint64_t *left, uint64_t *taken_out);
 
 /*  The members of d's DROP object into b (the caller opens and closes the
-    object), as node `node` sees it at now_ms.                               */
-int sm_drop_view_members(sm_ledger *l, const sm_id *node, const sm_drop *d,
-                         uint64_t now_ms, sm_json_buf *b);
+    object), as node `node` sees it at now_ms; `walks` as above.            */
+int sm_drop_view_members(sm_drop_walks *walks, sm_ledger *l, const sm_id *node,
+                         const sm_drop *d, uint64_t now_ms, sm_json_buf *b);
 
 /*  The market's newest SM_DROP_VIEW_LIST_MAX drops, by start: *all is
     malloc'd (the caller frees; NULL when there are none), *n of them.      */

@@ -78,6 +78,7 @@ struct sm_snapshot {
     sm_id node;
     s_build cur;
     uint64_t builds_whole, builds_partial;
+    sm_drop_walks *walks;           /* the drops' walks, kept between builds */
 };
 
 static s_blob *
@@ -133,6 +134,10 @@ sm_snapshot_new(sm_ledger *ledger, const sm_id *node)
         return NULL;
     self->ledger = ledger;
     self->node = *node;
+    if (!(self->walks = sm_drop_walks_new())) {
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -142,6 +147,7 @@ sm_snapshot_destroy(sm_snapshot **self_p)
     if (!self_p || !*self_p)
         return;
     s_build_free(&(*self_p)->cur);
+    sm_drop_walks_destroy(&(*self_p)->walks);
     free(*self_p);
     *self_p = NULL;
 }
@@ -435,7 +441,7 @@ s_ref_cmp(const void *a, const void *b)
 /*  The market's drops as the websocket shows them into out (refs sorted by
     id), and the next time one's phase moves with the clock in *clock_ms.  */
 static int
-s_drops_new(const sm_snapshot *self, uint64_t now_ms, s_run *out, uint64_t *clock_ms)
+s_drops_new(sm_snapshot *self, uint64_t now_ms, s_run *out, uint64_t *clock_ms)
 {
     sm_drop *all = NULL;
     size_t n = 0;
@@ -452,7 +458,8 @@ s_drops_new(const sm_snapshot *self, uint64_t now_ms, s_run *out, uint64_t *cloc
                  ":%" PRIu64, all[i].seq);
         ref->at = drops.len + (i ? 1 : 0);
         sm_json_obj_open(&drops);
-        rc = sm_drop_view_members(self->ledger, &self->node, &all[i], now_ms, &drops);
+        rc = sm_drop_view_members(self->walks, self->ledger, &self->node, &all[i], now_ms,
+                                  &drops);
         sm_json_obj_close(&drops);
         ref->len = drops.len - ref->at;
         uint64_t t = sm_drop_view_next_change(&all[i], now_ms);

@@ -1053,6 +1053,46 @@ test_delta_drops(void **state)
     json_decref(m);
 }
 
+/*  GET /api/drops/<id>/ledger keeps its answer: within a second of making
+    it, the same answer though the state moved since; after that second, or
+    at once when the state did not move, one of the state as it is.        */
+static void
+test_drop_ledger_kept(void **state)
+{
+    fx *f = *state;
+    stock_up(f);
+    assert_int_equal(post(f, "/api/drops", "{\"sku\":\"jam\",\"qty\":3,\"mode\":\"first_come\","
+                                           "\"starts\":\"2023-11-14T22:14:20Z\"}"), 201);
+    char path[160];
+    snprintf(path, sizeof path, "/api/drops/%s/ledger", jstr(f->json, "id"));
+    int64_t holds = 0;
+    const struct { uint64_t at; bool hold; int64_t listed; } steps[] = {
+        { NOW + 61000, true, 1 },      /* made: the first hold */
+        { NOW + 61100, true, 1 },      /* a second hold; kept 100 ms ago */
+        { NOW + 61900, false, 1 },     /* still within the second */
+        { NOW + 62000, false, 2 },     /* a second old: made again */
+        { NOW + 62500, false, 2 },
+        { NOW + 99000, false, 2 },     /* old but the state did not move */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (steps[i].hold) {
+            char body[96];
+            snprintf(body, sizeof body, "{\"sku\":\"jam\",\"qty\":1,\"device\":\"%032lld\"}",
+                     (long long) holds);
+            char addr[32];
+            snprintf(addr, sizeof addr, "10.0.0.%d", (int) holds + 1);
+            assert_int_equal(call_full(f, SM_HTTP_POST, "/api/holds", NULL, body, false, addr,
+                                       NULL, steps[i].at), 201);
+            holds++;
+        }
+        assert_int_equal(call_full(f, SM_HTTP_GET, path, NULL, NULL, false, "10.9.9.9", NULL,
+                                   steps[i].at), 200);
+        assert_int_equal(json_array_size(json_object_get(f->json, "entries")),
+                         (size_t) steps[i].listed);
+        assert_int_equal(jint(f->json, "taken"), steps[i].listed);
+    }
+}
+
 /*  GET /api/sales pages by seq; GET /api/state has digest, heads, forks;
     /livez, /readyz answer; /metrics is 404 without metrics, else the
     Prometheus text with the snapshot's version.                             */
@@ -1658,6 +1698,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stock_body_outlives_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delta_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_ledger_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_and_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_move, setup, teardown),

@@ -661,11 +661,78 @@ test_secret_derivation(void **state)
     assert_memory_not_equal(a.b, d.b, SM_HASH_BYTES);
 }
 
+/* A walk kept between calls (sm_drop_taken) gives the units taken that a
+   walk of the whole log gives, after every append of holds, releases and
+   sales of the drop's sku and others at its stall; asked of a replica that
+   holds less of the stall's log (or a different one), it starts over. */
+static void
+test_kept_walk(void **state)
+{
+    fx *f = *state;
+    sm_body it = tu_item("tea", "Tea", 300);
+    sm_body add = tu_add("tea", 1000), more = tu_add("mug", 190);
+    assert_int_equal(sm_ledger_append(f->s, &it, NOW, NULL), 0);
+    assert_int_equal(sm_ledger_append(f->s, &add, NOW, NULL), 0);
+    assert_int_equal(sm_ledger_append(f->s, &more, NOW, NULL), 0);
+    sm_body db = drop_of(SM_DROP_FIRST_COME, 150, 2);
+    uint64_t dseq = 0;
+    assert_int_equal(sm_ledger_append(f->s, &db, NOW, &dseq), 0);
+    sm_drop d;
+    assert_int_equal(sm_drop_get(f->s, &f->ids.pub, dseq, &d), 0);
+    sm_drop_walks *walks = sm_drop_walks_new();
+    assert_non_null(walks);
+    uint64_t rng = 99, now = START + 1000, holds[256], taken_max = 0;
+    size_t nholds = 0;
+    for (int round = 0; round < 300; round++) {
+        now += 500;
+        sm_body b;
+        uint64_t seq = 0;
+        switch (tu_below(&rng, 5)) {
+        case 0:
+        case 1:
+            b = tu_hold("mug", 1 + (uint32_t) tu_below(&rng, 2), now + 600000);
+            break;
+        case 2:
+            if (nholds == 0)
+                continue;
+            b = tu_release(holds[tu_below(&rng, nholds)]);
+            break;
+        case 3:
+            b = tu_sale(tu_below(&rng, 2) ? "mug" : "tea", 1, 100, NULL);
+            break;
+        default:
+            b = tu_sale("tea", 2, 300, NULL);
+            break;
+        }
+        if (sm_ledger_append(f->s, &b, now, &seq) == 0 && b.kind == SM_KIND_HOLD && nholds < 256)
+            holds[nholds++] = seq;
+        uint64_t kept = 0, whole = 0;
+        assert_int_equal(sm_drop_taken(walks, f->s, &d, &kept), 0);
+        assert_int_equal(sm_drop_ledger(f->s, &d, NULL, NULL, NULL, NULL, &whole, NULL, NULL), 0);
+        assert_int_equal(kept, whole);
+        if (whole > taken_max)
+            taken_max = whole;
+        if (round % 50 == 25) {
+            /* The organiser, which holds the stall's log only as far as
+               the last sync: the same walks, another log. */
+            if (round % 100 == 25)
+                tu_sync(f->s, f->o, now);
+            assert_int_equal(sm_drop_taken(walks, f->o, &d, &kept), 0);
+            assert_int_equal(sm_drop_ledger(f->o, &d, NULL, NULL, NULL, NULL, &whole, NULL, NULL), 0);
+            assert_int_equal(kept, whole);
+        }
+    }
+    assert_true(taken_max > 20);                /* the drop was taken from */
+    sm_drop_walks_destroy(&walks);
+    assert_null(walks);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_first_come_gate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kept_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raffle_draw_and_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_draw_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_catches_changes, setup, teardown),
