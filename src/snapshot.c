@@ -399,8 +399,8 @@ s_items_new(sm_snapshot *self, const s_build *prev, s_run *out, uint64_t *versio
         if (!old && !chg)
             break;
         int cmp = !old ? 1 : !chg ? -1 : strcmp(old->key, chg);
-        s_ref *ref = &out->refs[n];
         if (cmp < 0) {
+            s_ref *ref = &out->refs[n];
             memcpy(ref->key, old->key, sizeof ref->key);
             ref->at = items.len + (n ? 1 : 0);      /* after the comma */
             sm_json_raw(&items, prev->items.text + old->at, old->len);
@@ -416,6 +416,7 @@ s_items_new(sm_snapshot *self, const s_build *prev, s_run *out, uint64_t *versio
         size_t first = at;
         while (at < c.n_locs && c.locs[at].item == k)
             at++;
+        s_ref *ref = &out->refs[n];
         memcpy(ref->key, c.items[k].sku, sizeof c.items[k].sku);
         ref->at = items.len + (n ? 1 : 0);
         s_item_json(self, &c, &c.items[k], c.locs + first, at - first, &items);

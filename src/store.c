@@ -571,11 +571,15 @@ sm_store_sums(sm_store *store, sm_txn *txn, sm_sum out[SM_DB_COUNT])
 
 /*  Change log (store.h).  A write transaction collects the keys it writes
     in the masked databases into chg_work (db, length, bytes, packed); its
-    commit moves them into the ring slot of its id.  A clear, or a key too
-    long to record, marks the whole commit unknown (`all`).  A span is known
+    commit moves them into the ring slot of its id.  A clear, or more than
+    S_CHG_BYTES of keys, marks the whole commit unknown (`all`).  A span is known
     when each of its commits has its slot: a commit by another process has
     none, nor has one the ring went past.                                     */
-enum { S_CHG_SLOTS = 256 };
+enum {
+    S_CHG_SLOTS = 256,
+    S_CHG_BYTES = 4096         /* a commit listing more is `all`: a catch-up's
+                                  round, say; it keeps the ring's memory small */
+};
 
 struct s_chg_slot {
     uint64_t id;               /* the commit; 0: none */
@@ -649,8 +653,9 @@ s_chg_note(sm_txn *txn, sm_db db, const void *key, size_t klen)
         return;                /* planted: a stock record's change goes unrecorded */
 #endif
     size_t need = w->len + 3 + klen;
-    if (klen > UINT16_MAX || need < w->len) {
+    if (klen > UINT16_MAX || need > S_CHG_BYTES) {
         w->all = true;
+        w->len = 0;
         return;
     }
     if (need > w->cap) {

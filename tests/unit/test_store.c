@@ -801,6 +801,27 @@ test_change_log(void **state)
     assert_true(listed > S_CHG_ROUNDS);     /* most spans were listed, not unknown */
     assert_true(n > 256);                   /* and the ring went round */
 
+    /* A commit of more keys than the log lists (a catch-up's round) is
+       unknown: a span across it reads everything; one after it is listed. */
+    txn = sm_txn_begin(s, true, &err);
+    for (int i = 0; i < 300; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "bulk-%04d-padding-padding", i);
+        assert_int_equal(sm_kv_put(txn, SM_DB_STOCK, k, strlen(k), "v", 1), 0);
+    }
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    sm_txn *rb = sm_txn_begin(s, false, &err);
+    uint8_t none[sizeof log->set] = { 0 };
+    assert_int_equal(sm_store_changes(s, rb, log[n - 1].id, s_chg_collect, none), SM_ENOTFOUND);
+    uint64_t bulk = sm_txn_id(rb);
+    sm_txn_abort(&rb);
+    txn = sm_txn_begin(s, true, &err);
+    assert_int_equal(sm_kv_put(txn, SM_DB_ITEMS, "k03", 3, "x", 1), 0);
+    assert_int_equal(sm_txn_commit(&txn), 0);
+    assert_true(n < S_CHG_ROUNDS);
+    log[n++] = (s_chg_commit) { .id = bulk + 1, .set = { 1u << 3 } };
+    assert_int_equal(s_chg_check(s, log, n, bulk, known), 0);
+
     /* Another process commits: every span across it is unknown; spans
        after this handle's next commit are listed again. */
     uint64_t before = log[n - 1].id;
