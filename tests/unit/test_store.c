@@ -805,7 +805,7 @@ test_change_log(void **state)
        unknown: a span across it reads everything; one after it is listed. */
     txn = sm_txn_begin(s, true, &err);
     for (int i = 0; i < 300; i++) {
-        char k[32];
+        char k[48];
         snprintf(k, sizeof k, "bulk-%04d-padding-padding", i);
         assert_int_equal(sm_kv_put(txn, SM_DB_STOCK, k, strlen(k), "v", 1), 0);
     }
