@@ -214,6 +214,18 @@ s_stock_each(sm_txn *txn, const sm_val *k, const sm_val *v, void *arg)
     return view->stock(sku, &loc, &u, view->arg) != 0;
 }
 
+/*  Every item, then every stock record, of txn to the view's callbacks.   */
+static int
+s_view_all(sm_txn *txn, s_view *view)
+{
+    int rc = 0;
+    if (view->items)
+        rc = sm__ledger_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, view);
+    if (rc == 0 && view->stock)
+        rc = sm__ledger_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, view);
+    return rc;
+}
+
 int
 sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
                      sm_member_fn members, void *arg, uint64_t *version)
@@ -226,10 +238,7 @@ sm_ledger_stock_view(sm_ledger *self, sm_item_fn items, sm_stock_fn stock,
     s_view view = { items, stock, members, arg };
     if (version)
         *version = sm_txn_id(txn);
-    if (items)
-        rc = sm__ledger_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, &view);
-    if (rc == 0 && stock)
-        rc = sm__ledger_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
+    rc = s_view_all(txn, &view);
     if (rc == 0 && members)
         rc = sm__ledger_scan(txn, SM_DB_ORIGINS, NULL, 0, NULL, 0, s_member_each, &view);
     sm_txn_abort(&txn);
@@ -302,10 +311,7 @@ sm_ledger_stock_view_since(sm_ledger *self, uint64_t since, sm_sku_fn changed,
              || sm_store_changes(sm__ledger_store(self), txn, since, s_changed_note, &c) != 0;
     s_view view = { items, stock, members, arg };
     if (*whole) {
-        if (items)
-            rc = sm__ledger_scan(txn, SM_DB_ITEMS, NULL, 0, NULL, 0, s_item_each, &view);
-        if (rc == 0 && stock)
-            rc = sm__ledger_scan(txn, SM_DB_STOCK, NULL, 0, NULL, 0, s_stock_each, &view);
+        rc = s_view_all(txn, &view);
     } else {
         /* The skus once each, in the view's order (a key's bytes). */
         if (c.n)
